@@ -1,0 +1,60 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# DST entry points (see README.md):
+#   make                 build dst.ko (against the cached test kernel) and dstcfg
+#   make check [T=pat]   set up if needed, run every test (or those matching pat)
+#   make vm [CMD='...']  boot the test kernel with dst.ko loaded; run CMD or a shell
+#   make demo            the main job, end to end, in a VM
+#   make setup           install the toolchain and build the test kernel (cached)
+#   make CLIPPY=1        build the module with clippy lints
+#   make lint            rustfmt + clippy for the module and dstcfg
+#
+# The kernel module itself is built by Kbuild (file Kbuild), invoked below as
+# make -C $(KDIR) M=$(CURDIR).
+
+DST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dst
+export DST_CACHE
+# KDIR: the built 7.2 tree; recorded by scripts/setup.sh.
+KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean
+
+all: module dstcfg
+
+setup:
+	@scripts/setup.sh >/dev/null
+
+module:
+	@kdir="$(KDIR)"; \
+	if [ -z "$$kdir" ] || [ ! -f "$$kdir/.dst-built" ]; then kdir=$$(scripts/setup.sh | tail -1); fi; \
+	$(MAKE) -C "$$kdir" M=$(CURDIR) $(if $(CLIPPY),CLIPPY=1) modules
+
+dstcfg:
+	cargo build --release --quiet --manifest-path tools/dstcfg/Cargo.toml
+
+# The userspace protocol peer used by tests.
+dstpeer:
+	cargo build --release --quiet --manifest-path tools/dstpeer/Cargo.toml
+
+check: setup
+	@$(MAKE) --no-print-directory all dstpeer
+	@tests/run.sh $(T)
+
+vm: all
+	@scripts/vm.sh $(if $(CMD),-- $(CMD))
+
+demo: all
+	@scripts/demo.sh
+
+lint:
+	rustfmt --check dst/*.rs
+	$(MAKE) --no-print-directory module CLIPPY=1
+	for t in dstcfg dstpeer; do \
+		cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
+		cargo clippy --quiet --all-targets --manifest-path tools/$$t/Cargo.toml -- -D warnings || exit 1; \
+	done
+
+clean:
+	@kdir="$(KDIR)"; [ -z "$$kdir" ] || $(MAKE) -C "$$kdir" M=$(CURDIR) clean
+	cargo clean --manifest-path tools/dstcfg/Cargo.toml
+	cargo clean --manifest-path tools/dstpeer/Cargo.toml
+	rm -rf results

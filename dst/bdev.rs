@@ -1,0 +1,599 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The export node's IO plumbing: the backing block device, page buffers that
+//! move between the network and bios, asynchronous bios with a completion
+//! callback, and the workqueue that turns completions into replies.
+//!
+//! C headers: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h),
+//! [`include/linux/bio.h`](srctree/include/linux/bio.h),
+//! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
+//!
+//! This is the only file of the export node that calls C directly; the
+//! protocol and session logic in `export.rs` is safe Rust. Inline helpers the
+//! bindings lack live in `shim_bdev.c`.
+//!
+//! Memory on the IO path: the `kernel::alloc` flags have no `GFP_NOIO`, so
+//! allocations made on behalf of the network (page buffers, per-request state)
+//! run inside [`noio`], the kernel's scope API (`memalloc_noio_save`), which
+//! turns every allocation of the task into `GFP_NOIO`. Raw C calls take
+//! [`GFP_NOIO`] explicitly.
+
+use core::{
+    pin::Pin,
+    ptr::NonNull, //
+};
+
+use kernel::{
+    bindings,
+    error::{
+        from_err_ptr,
+        to_result, //
+    },
+    ffi::{
+        c_int,
+        c_uint,
+        c_ulong,
+        c_void, //
+    },
+    page::{
+        Page,
+        PAGE_SIZE, //
+    },
+    prelude::*,
+    sync::Arc,
+    workqueue::{
+        HasWork,
+        Queue,
+        WorkItem, //
+    },
+};
+
+use crate::socket::{
+    errno,
+    Socket, //
+};
+
+/// `shim_bdev.c`. A `struct block_device *` is passed as `*mut c_void`: its
+/// bindgen type holds a zero-sized field that the FFI-safety lint refuses.
+mod ffi {
+    use kernel::ffi::{c_int, c_uint, c_void};
+
+    extern "C" {
+        pub(super) fn dst_bdev_logical_block_size(bdev: *mut c_void) -> c_uint;
+        pub(super) fn dst_bdev_physical_block_size(bdev: *mut c_void) -> c_uint;
+        pub(super) fn dst_bdev_nr_bytes(bdev: *mut c_void) -> u64;
+        pub(super) fn dst_bdev_can_discard(bdev: *mut c_void) -> bool;
+        pub(super) fn dst_bdev_noio_save() -> c_uint;
+        pub(super) fn dst_bdev_noio_restore(flags: c_uint);
+        // In shim.c, shared with socket.rs.
+        pub(super) fn dst_shim_noreclaim_save() -> c_int;
+        pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
+    }
+}
+
+/// `GFP_NOIO` (`include/linux/gfp_types.h`): `GFP_KERNEL` without `__GFP_IO`
+/// and `__GFP_FS`. The macro itself is not in the bindings.
+const GFP_NOIO: bindings::gfp_t =
+    bindings::GFP_KERNEL & !((1 << bindings::___GFP_IO_BIT) | (1 << bindings::___GFP_FS_BIT));
+
+/// `BLK_OPEN_READ` (`include/linux/blkdev.h`; not in the bindings).
+const BLK_OPEN_READ: bindings::blk_mode_t = 1 << 0;
+
+/// `BLK_OPEN_WRITE` (`include/linux/blkdev.h`; not in the bindings).
+const BLK_OPEN_WRITE: bindings::blk_mode_t = 1 << 1;
+
+/// `BLK_STS_IOERR` (`include/linux/blk_types.h`; not in the bindings).
+const BLK_STS_IOERR: bindings::blk_status_t = 10;
+
+/// Bytes per sector, the unit of bio addresses.
+const SECTOR_SHIFT: u32 = bindings::SECTOR_SHIFT;
+
+/// Runs `f` with every allocation of the current task made as `GFP_NOIO`, so
+/// that serving block IO never waits on reclaim that may need this very IO.
+pub(crate) fn noio<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sets PF_MEMALLOC_NOIO on the current task; restored below.
+    let flags = unsafe { ffi::dst_bdev_noio_save() };
+    let r = f();
+    // SAFETY: `flags` came from the matching save on this task.
+    unsafe { ffi::dst_bdev_noio_restore(flags) };
+    r
+}
+
+/// A block device opened exclusively by one owner.
+///
+/// # Invariants
+///
+/// `file` is a block device file returned by `bdev_file_open_by_path` with a
+/// holder, owned by this value and released (`bdev_fput`) on drop; `bdev` is
+/// its block device, valid as long as the file is open.
+pub(crate) struct Backing {
+    file: NonNull<bindings::file>,
+    bdev: NonNull<bindings::block_device>,
+}
+
+// SAFETY: an open block device may be used and released from any task.
+unsafe impl Send for Backing {}
+// SAFETY: every method only submits IO or reads limits, which the block layer
+// allows concurrently.
+unsafe impl Sync for Backing {}
+
+impl Backing {
+    /// Opens the block device at `path` for reading (and writing if `write`),
+    /// claimed exclusively for `holder`: a later exclusive open by anyone else
+    /// (a mount, another export, `O_EXCL`) fails with `EBUSY` until this value
+    /// is dropped. `holder` only identifies the owner; it is never
+    /// dereferenced (no holder operations are registered).
+    pub(crate) fn open(path: &CStr, write: bool, holder: *const c_void) -> Result<Self> {
+        let mode = BLK_OPEN_READ | if write { BLK_OPEN_WRITE } else { 0 };
+        // SAFETY: `path` is NUL-terminated; a non-null `holder` asks for an
+        // exclusive claim; NULL holder operations are allowed.
+        let file = unsafe {
+            bindings::bdev_file_open_by_path(
+                path.as_char_ptr(),
+                mode,
+                holder.cast_mut(),
+                core::ptr::null(),
+            )
+        };
+        let file = NonNull::new(from_err_ptr(file)?).ok_or(ENODEV)?;
+        // SAFETY: `file` is an open block device file.
+        let bdev = unsafe { bindings::file_bdev(file.as_ptr()) };
+        let Some(bdev) = NonNull::new(bdev) else {
+            // SAFETY: `file` is open and owned here; nothing else uses it.
+            unsafe { bindings::bdev_fput(file.as_ptr()) };
+            return Err(ENODEV);
+        };
+        // INVARIANT: the open succeeded; we own the file.
+        Ok(Backing { file, bdev })
+    }
+
+    fn raw(&self) -> *mut bindings::block_device {
+        self.bdev.as_ptr()
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        // SAFETY: the device is open (type invariant).
+        unsafe { ffi::dst_bdev_nr_bytes(self.raw().cast()) }
+    }
+
+    /// Logical block size in bytes: the addressing unit of IO.
+    pub(crate) fn logical_block_size(&self) -> u32 {
+        // SAFETY: the device is open (type invariant).
+        unsafe { ffi::dst_bdev_logical_block_size(self.raw().cast()) }
+    }
+
+    /// Physical block size in bytes.
+    pub(crate) fn physical_block_size(&self) -> u32 {
+        // SAFETY: the device is open (type invariant).
+        unsafe { ffi::dst_bdev_physical_block_size(self.raw().cast()) }
+    }
+
+    /// Whether the device accepts discards.
+    pub(crate) fn can_discard(&self) -> bool {
+        // SAFETY: the device is open (type invariant).
+        unsafe { ffi::dst_bdev_can_discard(self.raw().cast()) }
+    }
+
+    /// Makes every completed write durable. Blocks.
+    pub(crate) fn flush(&self) -> Result {
+        // SAFETY: the device is open (type invariant); may sleep, and the
+        // callers run in process context.
+        to_result(unsafe { bindings::blkdev_issue_flush(self.raw()) })
+    }
+
+    /// Discards `len` bytes at `offset` (sector multiples). Blocks.
+    pub(crate) fn discard(&self, offset: u64, len: u64) -> Result {
+        // SAFETY: the device is open (type invariant); the range was checked
+        // against the device size by the caller, and the block layer checks
+        // it again.
+        to_result(unsafe {
+            bindings::blkdev_issue_discard(
+                self.raw(),
+                offset >> SECTOR_SHIFT,
+                len >> SECTOR_SHIFT,
+                GFP_NOIO,
+            )
+        })
+    }
+
+    /// Makes `len` bytes at `offset` (sector multiples) read as zeroes,
+    /// deallocating them if `unmap` and the device can. Blocks.
+    pub(crate) fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> Result {
+        let flags = if unmap {
+            0
+        } else {
+            bindings::BLKDEV_ZERO_NOUNMAP
+        };
+        // SAFETY: as for `discard`.
+        to_result(unsafe {
+            bindings::blkdev_issue_zeroout(
+                self.raw(),
+                offset >> SECTOR_SHIFT,
+                len >> SECTOR_SHIFT,
+                GFP_NOIO,
+                flags,
+            )
+        })
+    }
+
+    /// Writes dirty page cache of the device back and waits for it.
+    pub(crate) fn sync(&self) -> Result {
+        // SAFETY: the device is open (type invariant).
+        to_result(unsafe { bindings::sync_blockdev(self.raw()) })
+    }
+}
+
+impl Drop for Backing {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we own the open file; `bdev_fput`
+        // gives up the claim at once, so the device can be opened
+        // exclusively again as soon as this returns.
+        unsafe { bindings::bdev_fput(self.file.as_ptr()) };
+    }
+}
+
+/// Whether `e` is `EOPNOTSUPP`, which `kernel::error::code` does not name.
+pub(crate) fn is_not_supported(e: Error) -> bool {
+    e.to_errno() == -(bindings::EOPNOTSUPP as c_int)
+}
+
+/// Runs `f` with `PF_MEMALLOC` set, as `socket.rs` does for its transfers.
+fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: saves and sets PF_MEMALLOC on the current task; restored below.
+    let flags = unsafe { ffi::dst_shim_noreclaim_save() };
+    let r = f();
+    // SAFETY: `flags` came from the matching save on this task.
+    unsafe { ffi::dst_shim_noreclaim_restore(flags) };
+    r
+}
+
+/// The data of one READ or WRITE: `len` bytes in whole pages.
+///
+/// # Invariants
+///
+/// `pages` holds `len.div_ceil(PAGE_SIZE)` pages, `len` is not 0.
+pub(crate) struct PageBuf {
+    pages: KVec<Page>,
+    len: usize,
+}
+
+impl PageBuf {
+    /// Allocates a buffer of `len` bytes (not 0). The contents are undefined
+    /// until received or read into. Allocates as `GFP_NOIO`.
+    pub(crate) fn alloc(len: usize) -> Result<Self> {
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        let n = len.div_ceil(PAGE_SIZE);
+        noio(|| {
+            let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+            for _ in 0..n {
+                pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+            }
+            // INVARIANT: `n` pages for `len` bytes.
+            Ok(PageBuf { pages, len })
+        })
+    }
+
+    /// Iterates over the pages with the number of bytes used in each.
+    fn chunks(&self) -> impl Iterator<Item = (&Page, usize)> {
+        let len = self.len;
+        self.pages
+            .iter()
+            .enumerate()
+            .map(move |(i, p)| (p, (len - i * PAGE_SIZE).min(PAGE_SIZE)))
+    }
+
+    /// Fills the whole buffer from `sock`, directly into the pages.
+    pub(crate) fn recv(&mut self, sock: &Socket) -> Result {
+        self.transfer(sock, Dir::Recv)
+    }
+
+    /// Sends the whole buffer on `sock`; `more` hints that more data follows.
+    /// The data is copied into the socket, so the buffer may be freed as soon
+    /// as this returns.
+    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
+        self.transfer(sock, Dir::Send { more })
+    }
+
+    /// Moves the whole buffer from or to `sock` with one iterator over all
+    /// pages, looping until every byte has moved. A closed connection is
+    /// `ECONNRESET`.
+    fn transfer(&self, sock: &Socket, dir: Dir) -> Result {
+        let mut vecs = noio(|| KVec::with_capacity(self.pages.len(), GFP_KERNEL))?;
+        for (page, len) in self.chunks() {
+            vecs.push(
+                bindings::bio_vec {
+                    bv_page: page.as_ptr(),
+                    // `len` is at most PAGE_SIZE.
+                    bv_len: len as c_uint,
+                    bv_offset: 0,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let mut msg = bindings::msghdr::default();
+        let (iter_dir, flags) = match dir {
+            Dir::Recv => (bindings::ITER_DEST, bindings::MSG_WAITALL),
+            Dir::Send { more } => (
+                bindings::ITER_SOURCE,
+                if more { bindings::MSG_MORE } else { 0 },
+            ),
+        };
+        let flags = flags | bindings::MSG_NOSIGNAL;
+        msg.msg_flags = flags;
+        // SAFETY: `msg.msg_iter` is writable; `vecs` describes `self.len`
+        // bytes of pages this buffer holds, and outlives every use of the
+        // iterator (the calls below, within this function).
+        unsafe {
+            bindings::iov_iter_bvec(
+                &mut msg.msg_iter,
+                iter_dir,
+                vecs.as_ptr(),
+                vecs.len() as c_ulong,
+                self.len,
+            )
+        };
+        let mut done = 0;
+        while done < self.len {
+            // SAFETY: the socket is valid; `msg` carries an iterator over the
+            // pages (see above), which each call advances by the bytes it
+            // moved.
+            let n = noreclaim(|| unsafe {
+                match dir {
+                    Dir::Recv => bindings::sock_recvmsg(sock.as_raw(), &mut msg, flags as c_int),
+                    Dir::Send { .. } => bindings::sock_sendmsg(sock.as_raw(), &mut msg),
+                }
+            });
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(errno(bindings::ECONNRESET)),
+                n => return Err(Error::from_errno(n)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Direction of a page transfer on a socket.
+#[derive(Clone, Copy)]
+enum Dir {
+    Recv,
+    Send { more: bool },
+}
+
+/// What a READ or WRITE bio works on: the device and the pages.
+///
+/// Owned by the [`BioOwner`] while the bio is in flight, so neither can go
+/// away under the IO.
+pub(crate) struct IoData {
+    dev: Arc<Backing>,
+    pages: PageBuf,
+}
+
+impl IoData {
+    /// Bundles the device and the buffer of one IO.
+    pub(crate) fn new(dev: Arc<Backing>, pages: PageBuf) -> Self {
+        IoData { dev, pages }
+    }
+
+    /// The buffer.
+    pub(crate) fn pages(&self) -> &PageBuf {
+        &self.pages
+    }
+}
+
+/// Direction of a bio.
+#[derive(Clone, Copy)]
+pub(crate) enum BioOp {
+    /// Read the device into the pages.
+    Read,
+    /// Write the pages to the device; `fua`: durable before completion.
+    Write {
+        /// Force unit access.
+        fua: bool,
+    },
+}
+
+/// Owner of an asynchronous READ or WRITE: a work item that [`submit`]
+/// takes and, once the IO has completed, records the result in and queues on
+/// [`BioOwner::queue`]. Its work function then runs in process context.
+pub(crate) trait BioOwner:
+    WorkItem<Pointer = Pin<KBox<Self>>> + HasWork<Self> + Sized + Send + 'static
+{
+    /// The device and pages of the IO; `None` makes [`submit`] fail.
+    fn io_data(&self) -> Option<&IoData>;
+
+    /// The queue the owner is queued on at completion. It must stay alive
+    /// until the owner's work has run (its owner drains it before freeing).
+    fn queue(&self) -> &Queue;
+
+    /// Records the result of the IO. Runs in interrupt context: must not
+    /// sleep or take a mutex.
+    fn set_result(self: Pin<&mut Self>, result: Result);
+}
+
+/// Submits a READ or WRITE of the owner's pages at byte `offset` (a sector
+/// multiple). On success the owner is queued on [`BioOwner::queue`] once the
+/// IO has completed; on failure it is returned at once.
+///
+/// Requests larger than one bio (`BIO_MAX_VECS` pages) become a chain of
+/// bios; the owner completes when the last one has, with the first error.
+pub(crate) fn submit<T: BioOwner>(
+    this: Pin<KBox<T>>,
+    op: BioOp,
+    offset: u64,
+) -> Result<(), (Pin<KBox<T>>, Error)> {
+    let Some(data) = this.io_data() else {
+        return Err((this, EINVAL));
+    };
+    let bdev = data.dev.raw();
+    let pages = &data.pages;
+    if pages.len % (1 << SECTOR_SHIFT) != 0 {
+        return Err((this, EINVAL));
+    }
+    let opf = match op {
+        BioOp::Read => bindings::req_op_REQ_OP_READ,
+        BioOp::Write { fua: false } => bindings::req_op_REQ_OP_WRITE,
+        BioOp::Write { fua: true } => {
+            bindings::req_op_REQ_OP_WRITE | (1 << bindings::req_flag_bits___REQ_FUA)
+        }
+    };
+    let vecs = |left: usize| left.min(bindings::BIO_MAX_VECS as usize);
+    let mut left = pages.pages.len();
+    // SAFETY: the device is open while `data.dev` lives, which the owner
+    // keeps until completion; `fs_bio_set` is the kernel's global bio set.
+    // `vecs` is at most BIO_MAX_VECS, which fits u16.
+    let mut bio = unsafe {
+        bindings::bio_alloc_bioset(
+            bdev,
+            vecs(left) as u16,
+            opf,
+            GFP_NOIO,
+            &raw mut bindings::fs_bio_set,
+        )
+    };
+    if bio.is_null() {
+        return Err((this, ENOMEM));
+    }
+    let mut sector = offset >> SECTOR_SHIFT;
+    let mut failed = false;
+    // SAFETY: `bio` is a new bio we own.
+    unsafe { (*bio).bi_iter.bi_sector = sector };
+    for (page, len) in pages.chunks() {
+        // `len` is at most PAGE_SIZE, so these conversions are lossless.
+        let ulen = len as c_uint;
+        // SAFETY: `bio` is ours and not submitted; the page is held by the
+        // owner until completion.
+        let mut added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), ulen, 0) };
+        if added != len as c_int {
+            // The bio is full: chain a new one to it and submit the old one.
+            // `blk_next_bio` cannot fail: it allocates from a mempool with
+            // direct reclaim allowed.
+            // SAFETY: as above; `bio` is handed over to the block layer.
+            bio = unsafe { bindings::blk_next_bio(bio, bdev, vecs(left) as c_uint, opf, GFP_NOIO) };
+            // SAFETY: `bio` is the new bio, ours until submitted.
+            unsafe { (*bio).bi_iter.bi_sector = sector };
+            // SAFETY: as for the first `bio_add_page`.
+            added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), ulen, 0) };
+            if added != len as c_int {
+                // Cannot happen for a fresh bio with room for a page; if it
+                // does, fail the whole IO rather than write a partial one.
+                failed = true;
+                break;
+            }
+        }
+        sector += (len as u64) >> SECTOR_SHIFT;
+        left -= 1;
+    }
+    // SAFETY: not moved out of the box; the pointer is given back, pinned,
+    // exactly once by `end_io`.
+    let owner = KBox::into_raw(unsafe { Pin::into_inner_unchecked(this) });
+    // SAFETY: `bio` is ours until submitted or ended. `owner` stays valid
+    // until `end_io` takes it back.
+    unsafe {
+        (*bio).bi_end_io = Some(end_io::<T>);
+        (*bio).bi_private = owner.cast();
+    }
+    if failed {
+        // SAFETY: `bio` is ours; ending it with an error completes the chain
+        // once the bios already submitted have completed.
+        unsafe {
+            (*bio).bi_status = BLK_STS_IOERR;
+            bindings::bio_endio(bio);
+        }
+    } else {
+        // SAFETY: `bio` is fully built; the block layer owns it from here
+        // and calls `end_io` exactly once.
+        unsafe { bindings::submit_bio(bio) };
+    }
+    Ok(())
+}
+
+/// The `bi_end_io` of the last bio of an IO.
+///
+/// # Safety
+///
+/// `bio` is a completed bio built by [`submit`] for owner type `T`; its
+/// `bi_private` is the owner leaked there, not yet taken back.
+unsafe extern "C" fn end_io<T: BioOwner>(bio: *mut bindings::bio) {
+    // SAFETY: `bio` is valid until we put it below (function contract).
+    let (status, owner) = unsafe { ((*bio).bi_status, (*bio).bi_private.cast::<T>()) };
+    // SAFETY: we hold the only reference to the completed bio.
+    unsafe { bindings::bio_put(bio) };
+    let result = if status == bindings::BLK_STS_OK as bindings::blk_status_t {
+        Ok(())
+    } else {
+        // SAFETY: pure table lookup; callable in any context.
+        Err(Error::from_errno(unsafe {
+            bindings::blk_status_to_errno(status)
+        }))
+    };
+    // SAFETY: `owner` came from `KBox::into_raw` of a pinned box in `submit`
+    // and is taken back exactly once, here.
+    let mut this = unsafe { Pin::new_unchecked(KBox::from_raw(owner)) };
+    this.as_mut().set_result(result);
+    let queue: *const Queue = this.queue();
+    // SAFETY: `BioOwner::queue` promises that the queue outlives the owner's
+    // work item; enqueueing (which is allowed in interrupt context) hands the
+    // owner over, and the queue's owner drains it before freeing it.
+    unsafe { &*queue }.enqueue(this);
+}
+
+/// A workqueue owned by one export: replies and blocking device operations
+/// run on it, and draining it waits for all of them.
+///
+/// # Invariants
+///
+/// `wq` was returned by `alloc_workqueue` and is destroyed on drop.
+pub(crate) struct IoQueue {
+    wq: NonNull<bindings::workqueue_struct>,
+}
+
+// SAFETY: workqueues are used from any context; the pointer is owned.
+unsafe impl Send for IoQueue {}
+// SAFETY: queueing and draining are thread-safe.
+unsafe impl Sync for IoQueue {}
+
+impl IoQueue {
+    /// Creates a queue named `name` that may run during memory reclaim
+    /// (`WQ_MEM_RECLAIM`: it serves block IO), not bound to the CPU that
+    /// queued the work (`WQ_UNBOUND`: replies may block on the network).
+    pub(crate) fn new(name: &CStr) -> Result<Self> {
+        // SAFETY: the format is "%s" with a NUL-terminated string argument.
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(
+                c"%s".as_char_ptr(),
+                bindings::wq_flags_WQ_MEM_RECLAIM | bindings::wq_flags_WQ_UNBOUND,
+                0,
+                name.as_char_ptr(),
+            )
+        };
+        // INVARIANT: allocation succeeded if non-null.
+        Ok(IoQueue {
+            wq: NonNull::new(wq).ok_or(ENOMEM)?,
+        })
+    }
+
+    /// The queue, to enqueue work items on.
+    pub(crate) fn queue(&self) -> &Queue {
+        // SAFETY: the workqueue lives as long as `self` (type invariant).
+        unsafe { Queue::from_raw(self.wq.as_ptr()) }
+    }
+
+    /// Waits until the queue is empty, including work queued meanwhile.
+    pub(crate) fn drain(&self) {
+        // SAFETY: the workqueue is valid (type invariant).
+        unsafe { bindings::drain_workqueue(self.wq.as_ptr()) };
+    }
+}
+
+impl Drop for IoQueue {
+    fn drop(&mut self) {
+        // SAFETY: we own the workqueue; it drains itself first. Callers
+        // never drop the queue from one of its own work items (the export
+        // drains it in `stop`, before its last reference can go away).
+        unsafe { bindings::destroy_workqueue(self.wq.as_ptr()) };
+    }
+}

@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DST, a network block device: the crate root of `dst.ko`.
+//!
+//! An export node serves a local block device over TCP; a local node connects
+//! to it and provides `/dev/dstN`. Both halves live in this module and are
+//! configured from userspace over the generic netlink family `dst`
+//! (`include/uapi/linux/dst.h`, tool: `tools/dstcfg`).
+//!
+//! This file only declares the modules and holds the module state; each concern
+//! lives in its own file.
+
+use kernel::prelude::*;
+
+mod bdev;
+mod blk;
+mod export;
+mod kthread;
+#[path = "core.rs"]
+mod local_node;
+mod netlink;
+mod proto;
+mod registry;
+mod socket;
+
+module! {
+    type: Dst,
+    name: "dst",
+    authors: ["DST developers"],
+    description: "DST network block device: export and local nodes over TCP",
+    license: "GPL",
+}
+
+/// The module version reported over netlink (`DST_A_VERSION`).
+pub(crate) const VERSION: &CStr = c"0.1.0";
+
+/// Module state. Dropping it tears everything down in field order: first no
+/// new commands, then every device and export, then the block major.
+struct Dst {
+    /// The registered generic netlink family; unregistered on unload.
+    _genl: netlink::Family,
+    /// Deletes every device and export when dropped.
+    _registry: registry::Owner,
+    /// The "dst" block major.
+    _major: blk::Major,
+}
+
+impl kernel::Module for Dst {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        registry::init();
+        let major = blk::Major::register()?;
+        let genl = netlink::Family::register()?;
+        pr_info!(
+            "dst {} loaded (wire protocol {})\n",
+            VERSION,
+            proto::VERSION
+        );
+        Ok(Dst {
+            _genl: genl,
+            _registry: registry::Owner,
+            _major: major,
+        })
+    }
+}
+
+impl Drop for Dst {
+    fn drop(&mut self) {
+        pr_info!("dst unloading\n");
+    }
+}

@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The generic netlink family `dst`: registration and command handlers.
+//!
+//! The family, its strict attribute policy and the message marshalling live in
+//! the C shim (`shim.c`), because `struct genl_family`, the policies and the
+//! `genlmsg_*`/`nla_*` helpers are C tables and inline functions that bindgen
+//! does not expose. The shim parses attributes into [`NlRequest`] and calls
+//! the `dst_nl_*` functions here, so the decisions are made in Rust and the
+//! shim only converts. Refusals carry a message for the extended ACK.
+//!
+//! ABI: `include/uapi/linux/dst.h`.
+
+use kernel::{
+    error::to_result,
+    ffi::{c_char, c_int, c_ulong},
+    prelude::*,
+    str::CString, //
+};
+
+use crate::{
+    export::{Export, ExportConfig},
+    local_node::{Device, DeviceConfig},
+    proto,
+    registry::{self, Registry},
+    socket::{Net, SockAddr},
+};
+
+/// Status filled in by [`dst_nl_status`] for the `DST_CMD_STATUS` reply.
+///
+/// Mirrors `struct dst_nl_status` in `shim.h`.
+#[repr(C)]
+pub(crate) struct DstNlStatus {
+    /// NUL-terminated module version with static lifetime.
+    version: *const c_char,
+    /// Wire protocol version.
+    proto_version: u32,
+}
+
+/// A parsed configuration request. Mirrors `struct dst_nl_req` in `shim.h`.
+#[repr(C)]
+pub(crate) struct NlRequest {
+    net: *mut kernel::bindings::net,
+    extack: *mut kernel::bindings::netlink_ext_ack,
+    path: *const c_char,
+    size: u64,
+    addr_len: u32,
+    addr: [u8; 16],
+    port: u16,
+    read_only: bool,
+    has_index: bool,
+    index: u32,
+    max_io_pages: u32,
+    queue_depth: u32,
+}
+
+/// One export or device for `DST_CMD_LIST`. Mirrors `struct dst_nl_entry`.
+#[repr(C)]
+pub(crate) struct NlEntry {
+    kind: u32,
+    index: u32,
+    state: u32,
+    sessions: u32,
+    queue_depth: u32,
+    addr_len: u32,
+    addr: [u8; 16],
+    port: u16,
+    read_only: bool,
+    size: u64,
+    path: [u8; 256],
+}
+
+// Values of `enum dst_kind` and `enum dst_state` in the uapi header.
+const KIND_EXPORT: u32 = 1;
+const KIND_DEVICE: u32 = 2;
+const STATE_CONNECTED: u32 = 1;
+const STATE_DISCONNECTED: u32 = 2;
+
+mod ffi {
+    use kernel::{bindings, ffi::c_char, ffi::c_int};
+
+    extern "C" {
+        pub(super) fn dst_genl_register() -> c_int;
+        pub(super) fn dst_genl_unregister();
+        pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
+    }
+}
+
+/// A refused configuration request: the error and a message for the user,
+/// sent back in the extended ACK.
+pub(crate) struct Refusal {
+    /// The errno returned to userspace.
+    pub(crate) err: Error,
+    /// Why, in words; empty if the errno says it all.
+    pub(crate) msg: &'static CStr,
+}
+
+impl Refusal {
+    /// A refusal with a message.
+    pub(crate) fn new(err: Error, msg: &'static CStr) -> Self {
+        Refusal { err, msg }
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(err: Error) -> Self {
+        Refusal { err, msg: c"" }
+    }
+}
+
+impl From<kernel::alloc::AllocError> for Refusal {
+    fn from(_: kernel::alloc::AllocError) -> Self {
+        Refusal::from(ENOMEM)
+    }
+}
+
+/// The registered `dst` generic netlink family.
+///
+/// # Invariants
+///
+/// The family is registered for as long as this value lives; it is the only
+/// value of its type (the module state holds it).
+pub(crate) struct Family(());
+
+impl Family {
+    /// Registers the family; commands may arrive as soon as this returns.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: `dst_genl_register` has no preconditions; the family is a
+        // static object of the shim, registered at most once because `Family`
+        // is only created here, from module init.
+        to_result(unsafe { ffi::dst_genl_register() })?;
+        // INVARIANT: registration succeeded.
+        Ok(Family(()))
+    }
+}
+
+impl Drop for Family {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the family is registered;
+        // `genl_unregister_family` waits for running handlers to finish.
+        unsafe { ffi::dst_genl_unregister() };
+    }
+}
+
+/// Fills the reply of `DST_CMD_STATUS`. Called by the shim's doit handler.
+///
+/// # Safety
+///
+/// `out` must be valid for writes of a [`DstNlStatus`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_status(out: *mut DstNlStatus) {
+    let status = DstNlStatus {
+        version: crate::VERSION.as_char_ptr(),
+        proto_version: proto::VERSION,
+    };
+    // SAFETY: the caller guarantees `out` is valid for writes.
+    unsafe { out.write(status) };
+}
+
+/// A request taken over from the shim: the namespace reference is owned.
+struct Request<'a> {
+    req: &'a NlRequest,
+    net: Option<Net>,
+}
+
+impl<'a> Request<'a> {
+    /// # Safety
+    ///
+    /// `req` must be valid for the call, filled by the shim's parser, which
+    /// took one reference on `req.net` for us.
+    unsafe fn new(req: *const NlRequest) -> Option<Self> {
+        // SAFETY: guaranteed by the caller.
+        let req = unsafe { req.as_ref() }?;
+        // SAFETY: the shim took a reference on `net` for us.
+        let net = unsafe { Net::from_raw(req.net) };
+        Some(Request { req, net })
+    }
+
+    /// Reports a refusal: sets the extended ACK message, returns the errno.
+    fn refuse(&self, r: Refusal) -> c_int {
+        if !r.msg.is_empty() {
+            // SAFETY: `extack` is the live request's ACK (or NULL, which the
+            // macro tolerates); `msg` is static, as the ACK keeps the pointer.
+            unsafe { ffi::dst_shim_extack(self.req.extack, r.msg.as_char_ptr()) };
+        }
+        r.err.to_errno()
+    }
+
+    fn addr(&self) -> Result<SockAddr, Refusal> {
+        let len = self.req.addr_len as usize;
+        let bytes = self.req.addr.get(..len).unwrap_or(&[]);
+        SockAddr::from_bytes(bytes, self.req.port).map_err(|e| {
+            Refusal::new(
+                e,
+                c"DST_A_ADDR must be an IPv4 (4 bytes) or IPv6 (16 bytes) address",
+            )
+        })
+    }
+
+    fn path(&self) -> Result<CString, Refusal> {
+        if self.req.path.is_null() {
+            return Err(Refusal::new(EINVAL, c"DST_A_PATH is required"));
+        }
+        // SAFETY: the policy (NLA_NUL_STRING) guarantees a NUL-terminated
+        // string that lives as long as the request.
+        let path = unsafe { CStr::from_char_ptr(self.req.path) };
+        Ok(CString::try_from_fmt(fmt!("{}", path))?)
+    }
+
+    fn net(&mut self) -> Result<Net, Refusal> {
+        self.net.take().ok_or(Refusal::from(EINVAL))
+    }
+}
+
+/// Runs `f` on the request, under the registry lock, and converts its
+/// result for the shim.
+fn handle(
+    r: Option<Request<'_>>,
+    f: impl FnOnce(&mut Request<'_>, &mut Registry) -> Result<(), Refusal>,
+) -> c_int {
+    let Some(mut r) = r else {
+        return EINVAL.to_errno();
+    };
+    let mut reg = registry::lock();
+    match f(&mut r, &mut reg) {
+        Ok(()) => 0,
+        Err(e) => r.refuse(e),
+    }
+}
+
+/// `DST_CMD_EXPORT_ADD`.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    handle(r, |r, reg| {
+        let addr = r.addr()?;
+        if reg.export_by_addr(&addr).is_some() {
+            return Err(Refusal::new(
+                EEXIST,
+                c"an export already listens on this address and port",
+            ));
+        }
+        let cfg = ExportConfig {
+            net: r.net()?,
+            addr,
+            path: r.path()?,
+            read_only: r.req.read_only,
+            size_cap: r.req.size,
+            max_io_pages: r.req.max_io_pages,
+        };
+        let export = Export::start(cfg)?;
+        reg.add_export(export).map_err(Refusal::from)
+    })
+}
+
+/// `DST_CMD_EXPORT_DEL`.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    handle(r, |r, reg| {
+        let addr = r.addr()?;
+        let export = reg.remove_export(&addr).ok_or(Refusal::new(
+            ENOENT,
+            c"no export listens on this address and port",
+        ))?;
+        export.stop();
+        Ok(())
+    })
+}
+
+/// `DST_CMD_DEV_ADD`; the new device's index goes to `index`.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser; `index` writable.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut u32) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    let mut assigned = 0;
+    let ret = handle(r, |r, reg| {
+        let n = if r.req.has_index {
+            if reg.device(r.req.index).is_some() {
+                return Err(Refusal::new(EEXIST, c"this device index is in use"));
+            }
+            r.req.index
+        } else {
+            reg.free_index()
+                .ok_or(Refusal::new(ENOSPC, c"no free device index"))?
+        };
+        let cfg = DeviceConfig {
+            net: r.net()?,
+            addr: r.addr()?,
+            index: n,
+            max_io_pages: r.req.max_io_pages,
+            queue_depth: r.req.queue_depth,
+        };
+        let dev = Device::create(cfg)?;
+        reg.add_device(dev).map_err(Refusal::from)?;
+        assigned = n;
+        Ok(())
+    });
+    if ret == 0 {
+        // SAFETY: the caller guarantees `index` is writable.
+        unsafe { index.write(assigned) };
+    }
+    ret
+}
+
+/// `DST_CMD_DEV_DEL`: deletes the device, draining its IO first.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_dev_del(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    handle(r, |r, reg| {
+        let dev = reg
+            .remove_device(r.req.index)
+            .ok_or(Refusal::new(ENOENT, c"no such device"))?;
+        drop(dev);
+        Ok(())
+    })
+}
+
+/// Fills list entry `pos` (exports first, then devices). Returns 1 if
+/// filled, 0 past the end.
+///
+/// # Safety
+///
+/// `out` must be valid for writes of an [`NlEntry`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntry) -> c_int {
+    let reg = registry::lock();
+    let mut e = NlEntry {
+        kind: 0,
+        index: 0,
+        state: STATE_CONNECTED,
+        sessions: 0,
+        queue_depth: 0,
+        addr_len: 0,
+        addr: [0; 16],
+        port: 0,
+        read_only: false,
+        size: 0,
+        path: [0; 256],
+    };
+    let addr = if let Some(x) = reg.exports().get(pos) {
+        e.kind = KIND_EXPORT;
+        e.sessions = x.sessions();
+        e.size = x.size();
+        e.read_only = x.read_only();
+        let path = x.path().to_bytes();
+        let n = path.len().min(e.path.len() - 1);
+        e.path[..n].copy_from_slice(&path[..n]);
+        x.addr()
+    } else if let Some(d) = reg.devices().get(pos - reg.exports().len()) {
+        e.kind = KIND_DEVICE;
+        e.index = d.index();
+        e.state = if d.connected() {
+            STATE_CONNECTED
+        } else {
+            STATE_DISCONNECTED
+        };
+        e.size = d.size();
+        e.read_only = d.read_only();
+        e.queue_depth = d.queue_depth();
+        d.addr()
+    } else {
+        return 0;
+    };
+    let (bytes, port) = addr.parts();
+    e.addr[..bytes.len()].copy_from_slice(bytes);
+    e.addr_len = bytes.len() as u32;
+    e.port = port;
+    // SAFETY: the caller guarantees `out` is valid for writes.
+    unsafe { out.write(e) };
+    1
+}

@@ -1,0 +1,851 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The DST wire protocol, version 1: the one definition shared by the module
+//! and by the userspace tools, which include this file with
+//! `#[path = "../../../dst/proto.rs"] mod proto;`.
+//!
+//! `Documentation/protocol.md` is the prose specification. The byte layout is
+//! defined here, once; the document must match this file.
+//!
+//! Every message is a [`HEADER_LEN`]-byte [`Header`] followed by
+//! [`Header::payload`] bytes. All multi-byte fields are big-endian.
+//!
+//! Rules for this file, because it is compiled both into the kernel crate and
+//! into userspace programs: only `core`, no allocation, no `unsafe`, and no
+//! panic on any input. Decoders take fixed-size arrays and read them with
+//! helpers that cannot panic; arithmetic on wire values is checked.
+
+// Each side (export node, local node, userspace peers) uses only part of the
+// definitions, so unused items are expected in every build.
+#![allow(dead_code)]
+
+/// Magic number at the start of every header: `"DST1"` in ASCII.
+pub(crate) const MAGIC: u32 = 0x4453_5431;
+
+/// The newest wire protocol version this code speaks.
+pub(crate) const VERSION: u32 = 1;
+
+/// The oldest wire protocol version this code speaks.
+pub(crate) const MIN_VERSION: u32 = 1;
+
+/// Size of the message header in bytes.
+pub(crate) const HEADER_LEN: usize = 40;
+
+/// Size of the HELLO body ([`HelloBody`]) in bytes.
+pub(crate) const HELLO_LEN: usize = 32;
+
+/// Size of the HELLO_REPLY body ([`HelloReplyBody`]) in bytes.
+pub(crate) const HELLO_REPLY_LEN: usize = 48;
+
+/// Largest `payload` of any message and largest grantable `max_io_bytes`
+/// (4 MiB).
+pub(crate) const MAX_IO_BYTES_LIMIT: u32 = 4 << 20;
+
+/// Smallest grantable `max_io_bytes`; granted values are multiples of it.
+pub(crate) const IO_BYTES_ALIGN: u32 = 4096;
+
+/// Smallest logical block size an export may announce.
+pub(crate) const MIN_BLOCK_SIZE: u32 = 512;
+
+/// Largest logical block size an export may announce.
+pub(crate) const MAX_LOGICAL_BLOCK_SIZE: u32 = 4096;
+
+/// Largest physical block size an export may announce.
+pub(crate) const MAX_PHYSICAL_BLOCK_SIZE: u32 = 65536;
+
+/// Largest number of queues an export may grant.
+pub(crate) const MAX_QUEUES: u16 = 64;
+
+/// Largest queue depth an export may grant.
+pub(crate) const MAX_QUEUE_DEPTH: u16 = 1024;
+
+/// Largest device size an export may announce (`i64::MAX`, the limit of a
+/// kernel `loff_t`).
+pub(crate) const MAX_SIZE: u64 = u64::MAX >> 1;
+
+/// IO flag: the data must be on stable storage before the reply is sent.
+pub(crate) const FLAG_FUA: u16 = 1 << 0;
+
+/// IO flag: WRITE_ZEROES must not deallocate the range.
+pub(crate) const FLAG_NO_UNMAP: u16 = 1 << 1;
+
+/// Every IO flag defined in this version.
+pub(crate) const FLAGS_ALL: u16 = FLAG_FUA | FLAG_NO_UNMAP;
+
+/// Feature: the export honours FLUSH.
+pub(crate) const FEATURE_FLUSH: u64 = 1 << 0;
+
+/// Feature: the export honours [`FLAG_FUA`].
+pub(crate) const FEATURE_FUA: u64 = 1 << 1;
+
+/// Feature: the export honours DISCARD.
+pub(crate) const FEATURE_DISCARD: u64 = 1 << 2;
+
+/// Feature: the export honours WRITE_ZEROES.
+pub(crate) const FEATURE_WRITE_ZEROES: u64 = 1 << 3;
+
+/// Every feature defined in this version.
+pub(crate) const FEATURES_ALL: u64 =
+    FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES;
+
+/// Permission: the local node may read.
+pub(crate) const PERM_READ: u32 = 1 << 0;
+
+/// Permission: the local node may write (WRITE, DISCARD, WRITE_ZEROES).
+pub(crate) const PERM_WRITE: u32 = 1 << 1;
+
+/// Every permission defined in this version.
+pub(crate) const PERMS_ALL: u32 = PERM_READ | PERM_WRITE;
+
+/// Message kind, header byte 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// Handshake request, local node to export, body [`HelloBody`].
+    Hello = 1,
+    /// Handshake answer, export to local node, body [`HelloReplyBody`] if OK.
+    HelloReply = 2,
+    /// IO request, local node to export.
+    Io = 3,
+    /// IO answer, export to local node.
+    IoReply = 4,
+    /// Liveness probe; `id` carries a cookie.
+    Ping = 5,
+    /// Answer to [`Kind::Ping`] with the same cookie.
+    Pong = 6,
+}
+
+impl Kind {
+    /// The kind with wire value `v`, if any.
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Hello,
+            2 => Self::HelloReply,
+            3 => Self::Io,
+            4 => Self::IoReply,
+            5 => Self::Ping,
+            6 => Self::Pong,
+            _ => return None,
+        })
+    }
+
+    /// The wire value.
+    pub(crate) fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Whether messages of this kind carry an [`Op`].
+    pub(crate) fn has_op(self) -> bool {
+        matches!(self, Self::Io | Self::IoReply)
+    }
+}
+
+/// IO operation, header byte 5 of IO and IO_REPLY messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Op {
+    /// Read `length` bytes at `offset`.
+    Read = 1,
+    /// Write the `length` bytes of payload at `offset`.
+    Write = 2,
+    /// Make every write completed before this request durable.
+    Flush = 3,
+    /// Deallocate `length` bytes at `offset`; their content becomes undefined.
+    Discard = 4,
+    /// Make `length` bytes at `offset` read as zeroes.
+    WriteZeroes = 5,
+}
+
+impl Op {
+    /// The op with wire value `v`, if any.
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Read,
+            2 => Self::Write,
+            3 => Self::Flush,
+            4 => Self::Discard,
+            5 => Self::WriteZeroes,
+            _ => return None,
+        })
+    }
+
+    /// The wire value.
+    pub(crate) fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// A name for log messages.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Flush => "flush",
+            Self::Discard => "discard",
+            Self::WriteZeroes => "write-zeroes",
+        }
+    }
+
+    /// Whether the op modifies the device and so needs [`PERM_WRITE`].
+    pub(crate) fn needs_write(self) -> bool {
+        matches!(self, Self::Write | Self::Discard | Self::WriteZeroes)
+    }
+
+    /// The feature bit the op needs to be granted; 0 if none.
+    pub(crate) fn feature(self) -> u64 {
+        match self {
+            Self::Read | Self::Write => 0,
+            Self::Flush => FEATURE_FLUSH,
+            Self::Discard => FEATURE_DISCARD,
+            Self::WriteZeroes => FEATURE_WRITE_ZEROES,
+        }
+    }
+
+    /// The IO flags a request with this op may carry.
+    pub(crate) fn allowed_flags(self) -> u16 {
+        match self {
+            Self::Read | Self::Flush => 0,
+            Self::Write | Self::Discard => FLAG_FUA,
+            Self::WriteZeroes => FLAG_FUA | FLAG_NO_UNMAP,
+        }
+    }
+}
+
+/// Status of a reply, header bytes 8..12. Portable codes, not errno values;
+/// each side maps them to its own error numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Status {
+    /// Success; also the value every request carries.
+    Ok = 0,
+    /// The export's backing device failed the operation.
+    IoError = 1,
+    /// Malformed request.
+    Invalid = 2,
+    /// Not permitted, e.g. a write to a read-only export.
+    Permission = 3,
+    /// The range lies (partly) outside the device.
+    Range = 4,
+    /// The operation or flag was not granted in the handshake.
+    NotSupported = 5,
+    /// The backing device ran out of space.
+    NoSpace = 6,
+    /// No protocol version in common (HELLO_REPLY only).
+    Version = 7,
+    /// The export cannot take the request now; the local node may retry.
+    Busy = 8,
+}
+
+impl Status {
+    /// The status with wire value `v`, if any.
+    pub(crate) fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::Ok,
+            1 => Self::IoError,
+            2 => Self::Invalid,
+            3 => Self::Permission,
+            4 => Self::Range,
+            5 => Self::NotSupported,
+            6 => Self::NoSpace,
+            7 => Self::Version,
+            8 => Self::Busy,
+            _ => return None,
+        })
+    }
+
+    /// The wire value.
+    pub(crate) fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// A name for log messages.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::IoError => "io error",
+            Self::Invalid => "invalid request",
+            Self::Permission => "permission denied",
+            Self::Range => "out of range",
+            Self::NotSupported => "not supported",
+            Self::NoSpace => "no space",
+            Self::Version => "no common protocol version",
+            Self::Busy => "busy",
+        }
+    }
+}
+
+/// Why a message was refused. Any of these closes the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ProtoError {
+    /// The header does not start with [`MAGIC`]: the stream is out of sync.
+    BadMagic,
+    /// Unknown message kind.
+    BadKind,
+    /// Unknown op, or an op on a kind that has none.
+    BadOp,
+    /// Unknown flag bits, or flags on a kind that has none.
+    BadFlags,
+    /// Unknown status code, or a non-zero status where none is allowed.
+    BadStatus,
+    /// The payload length does not fit the message.
+    BadPayload,
+    /// A reserved or unused field is not zero.
+    Reserved,
+    /// An IO_REPLY does not match the request it answers.
+    BadReply,
+    /// A HELLO or HELLO_REPLY body holds values out of range.
+    BadHello,
+    /// No version in common, or a chosen version outside the offered range.
+    BadVersion,
+}
+
+impl ProtoError {
+    /// A description for log messages.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Self::BadMagic => "bad magic (stream out of sync)",
+            Self::BadKind => "unknown message kind",
+            Self::BadOp => "bad op for message kind",
+            Self::BadFlags => "bad flags",
+            Self::BadStatus => "bad status",
+            Self::BadPayload => "bad payload length",
+            Self::Reserved => "reserved or unused field not zero",
+            Self::BadReply => "reply does not match request",
+            Self::BadHello => "handshake value out of range",
+            Self::BadVersion => "no common protocol version",
+        }
+    }
+}
+
+/// Reads `N` bytes at `at`; bytes beyond the end of `buf` read as zero (never
+/// the case for the constant offsets used in this file).
+fn get<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (d, s) in out.iter_mut().zip(buf.iter().skip(at)) {
+        *d = *s;
+    }
+    out
+}
+
+/// Writes `bytes` at `at`; bytes beyond the end of `buf` are dropped (never the
+/// case for the constant offsets used in this file).
+fn put(buf: &mut [u8], at: usize, bytes: &[u8]) {
+    for (d, s) in buf.iter_mut().skip(at).zip(bytes) {
+        *d = *s;
+    }
+}
+
+/// Reads the big-endian `u16` at `at`.
+fn get_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes(get(buf, at))
+}
+
+/// Reads the big-endian `u32` at `at`.
+fn get_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(get(buf, at))
+}
+
+/// Reads the big-endian `u64` at `at`.
+fn get_u64(buf: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(get(buf, at))
+}
+
+/// Whether `v` is a multiple of `align`; false if `align` is 0.
+fn aligned(v: u64, align: u64) -> bool {
+    v.checked_rem(align) == Some(0)
+}
+
+/// Whether `v` is a power of two within `lo..=hi`.
+fn pow2_within(v: u32, lo: u32, hi: u32) -> bool {
+    v.is_power_of_two() && (lo..=hi).contains(&v)
+}
+
+/// Whether `v` is a valid granted `max_io_bytes`: a multiple of
+/// [`IO_BYTES_ALIGN`] in [`IO_BYTES_ALIGN`]`..=`[`MAX_IO_BYTES_LIMIT`].
+fn io_bytes_ok(v: u32) -> bool {
+    (IO_BYTES_ALIGN..=MAX_IO_BYTES_LIMIT).contains(&v)
+        && aligned(u64::from(v), u64::from(IO_BYTES_ALIGN))
+}
+
+/// Whether a granted value is at most the wanted one, 0 meaning no wish.
+fn within(granted: u32, wanted: u32) -> bool {
+    wanted == 0 || granted <= wanted
+}
+
+/// A decoded message header.
+///
+/// [`Header::decode`] guarantees the properties a receiver needs to frame the
+/// stream (see its documentation); [`validate_request`] and
+/// [`validate_reply`] check the meaning of IO messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// Message kind.
+    pub(crate) kind: Kind,
+    /// The op of IO and IO_REPLY messages; `None` for every other kind.
+    pub(crate) op: Option<Op>,
+    /// IO flags ([`FLAG_FUA`], [`FLAG_NO_UNMAP`]); 0 for non-IO kinds.
+    pub(crate) flags: u16,
+    /// Reply status; [`Status::Ok`] in requests.
+    pub(crate) status: Status,
+    /// Number of bytes following the header.
+    pub(crate) payload: u32,
+    /// Transaction id (IO), echoed in the reply; cookie (PING, PONG).
+    pub(crate) id: u64,
+    /// Byte offset on the device (IO); 0 otherwise.
+    pub(crate) offset: u64,
+    /// Byte length of the operation (IO); 0 for FLUSH and non-IO kinds.
+    pub(crate) length: u32,
+}
+
+impl Header {
+    /// A header of `kind` with every other field zero.
+    fn blank(kind: Kind) -> Self {
+        Header {
+            kind,
+            op: None,
+            flags: 0,
+            status: Status::Ok,
+            payload: 0,
+            id: 0,
+            offset: 0,
+            length: 0,
+        }
+    }
+
+    /// The header of a HELLO; a [`HelloBody`] follows it.
+    pub(crate) fn hello() -> Self {
+        Header {
+            payload: HELLO_LEN as u32,
+            ..Self::blank(Kind::Hello)
+        }
+    }
+
+    /// The header of a HELLO_REPLY; a [`HelloReplyBody`] follows it if and
+    /// only if `status` is [`Status::Ok`].
+    pub(crate) fn hello_reply(status: Status) -> Self {
+        Header {
+            status,
+            payload: if status == Status::Ok {
+                HELLO_REPLY_LEN as u32
+            } else {
+                0
+            },
+            ..Self::blank(Kind::HelloReply)
+        }
+    }
+
+    /// The header of an IO request; for [`Op::Write`] the `length` bytes of
+    /// data follow it.
+    pub(crate) fn io(op: Op, flags: u16, id: u64, offset: u64, length: u32) -> Self {
+        Header {
+            op: Some(op),
+            flags,
+            payload: if op == Op::Write { length } else { 0 },
+            id,
+            offset,
+            length,
+            ..Self::blank(Kind::Io)
+        }
+    }
+
+    /// The IO_REPLY answering this IO request with `status`: id, op, flags,
+    /// offset and length are echoed; the payload is `length` for a successful
+    /// READ (the data follows) and 0 otherwise.
+    pub(crate) fn reply(&self, status: Status) -> Self {
+        Header {
+            kind: Kind::IoReply,
+            status,
+            payload: if self.op == Some(Op::Read) && status == Status::Ok {
+                self.length
+            } else {
+                0
+            },
+            ..*self
+        }
+    }
+
+    /// A PING carrying `cookie`.
+    pub(crate) fn ping(cookie: u64) -> Self {
+        Header {
+            id: cookie,
+            ..Self::blank(Kind::Ping)
+        }
+    }
+
+    /// A PONG answering the PING that carried `cookie`.
+    pub(crate) fn pong(cookie: u64) -> Self {
+        Header {
+            id: cookie,
+            ..Self::blank(Kind::Pong)
+        }
+    }
+
+    /// The wire form of the header.
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        put(&mut b, 0, &MAGIC.to_be_bytes());
+        put(&mut b, 4, &[self.kind.as_u8()]);
+        put(&mut b, 5, &[self.op.map_or(0, Op::as_u8)]);
+        put(&mut b, 6, &self.flags.to_be_bytes());
+        put(&mut b, 8, &self.status.as_u32().to_be_bytes());
+        put(&mut b, 12, &self.payload.to_be_bytes());
+        put(&mut b, 16, &self.id.to_be_bytes());
+        put(&mut b, 24, &self.offset.to_be_bytes());
+        put(&mut b, 32, &self.length.to_be_bytes());
+        // Bytes 36..40 are reserved and stay zero.
+        b
+    }
+
+    /// Parses a header. Checks, in this order, everything that does not need
+    /// connection state:
+    ///
+    /// - magic ([`ProtoError::BadMagic`]) and kind ([`ProtoError::BadKind`]);
+    /// - op: a known op for IO and IO_REPLY, 0 otherwise ([`ProtoError::BadOp`]);
+    /// - flags: only known bits, and 0 for non-IO kinds ([`ProtoError::BadFlags`]);
+    /// - status: a known code ([`ProtoError::BadStatus`]);
+    /// - reserved bytes zero ([`ProtoError::Reserved`]);
+    /// - payload at most [`MAX_IO_BYTES_LIMIT`] ([`ProtoError::BadPayload`]);
+    /// - for HELLO, HELLO_REPLY, PING and PONG, the exact shape of the kind:
+    ///   status OK where no status is carried ([`ProtoError::BadStatus`]),
+    ///   the body size as payload ([`ProtoError::BadPayload`]), unused `id`,
+    ///   `offset` and `length` zero ([`ProtoError::Reserved`]).
+    ///
+    /// The meaning of IO and IO_REPLY fields is checked by
+    /// [`validate_request`] and [`validate_reply`]; a header that decodes
+    /// frames the stream, so the receiver can skip its payload and answer.
+    pub(crate) fn decode(b: &[u8; HEADER_LEN]) -> Result<Self, ProtoError> {
+        if get_u32(b, 0) != MAGIC {
+            return Err(ProtoError::BadMagic);
+        }
+        let [kind, op] = get::<2>(b, 4);
+        let kind = Kind::from_u8(kind).ok_or(ProtoError::BadKind)?;
+        let op = if kind.has_op() {
+            Some(Op::from_u8(op).ok_or(ProtoError::BadOp)?)
+        } else if op != 0 {
+            return Err(ProtoError::BadOp);
+        } else {
+            None
+        };
+        let flags = get_u16(b, 6);
+        if flags & !FLAGS_ALL != 0 || (flags != 0 && !kind.has_op()) {
+            return Err(ProtoError::BadFlags);
+        }
+        let status = Status::from_u32(get_u32(b, 8)).ok_or(ProtoError::BadStatus)?;
+        if get_u32(b, 36) != 0 {
+            return Err(ProtoError::Reserved);
+        }
+        let h = Header {
+            kind,
+            op,
+            flags,
+            status,
+            payload: get_u32(b, 12),
+            id: get_u64(b, 16),
+            offset: get_u64(b, 24),
+            length: get_u32(b, 32),
+        };
+        if h.payload > MAX_IO_BYTES_LIMIT {
+            return Err(ProtoError::BadPayload);
+        }
+        let (payload, id_used) = match kind {
+            Kind::Io | Kind::IoReply => return Ok(h),
+            Kind::Hello => (HELLO_LEN as u32, false),
+            Kind::HelloReply if status == Status::Ok => (HELLO_REPLY_LEN as u32, false),
+            Kind::HelloReply => (0, false),
+            Kind::Ping | Kind::Pong => (0, true),
+        };
+        if kind != Kind::HelloReply && status != Status::Ok {
+            return Err(ProtoError::BadStatus);
+        }
+        if h.payload != payload {
+            return Err(ProtoError::BadPayload);
+        }
+        if (!id_used && h.id != 0) || h.offset != 0 || h.length != 0 {
+            return Err(ProtoError::Reserved);
+        }
+        Ok(h)
+    }
+}
+
+/// What the export granted in the handshake, against which every IO request
+/// is checked by [`validate_request`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Device size in bytes.
+    pub(crate) size: u64,
+    /// Logical block size: offsets and lengths are multiples of it.
+    pub(crate) logical_block: u32,
+    /// Largest READ or WRITE length.
+    pub(crate) max_io: u32,
+    /// Granted permissions ([`PERM_READ`], [`PERM_WRITE`]).
+    pub(crate) perms: u32,
+    /// Granted features (`FEATURE_*`).
+    pub(crate) features: u64,
+}
+
+/// Checks an IO request received by the export against the granted
+/// [`Limits`]. Returns the status to answer with if the request must not be
+/// executed. The first failing check, in this order, decides:
+///
+/// 1. [`Status::Invalid`]: kind is not IO or has no op; status is not OK;
+///    flags not allowed for the op ([`Op::allowed_flags`]); payload is not
+///    `length` for WRITE or not 0 otherwise; FLUSH with non-zero offset or
+///    length; READ or WRITE with length 0 or above `max_io`; DISCARD or
+///    WRITE_ZEROES with length 0; offset or length not a multiple of the
+///    logical block size.
+/// 2. [`Status::NotSupported`]: the op needs a feature that was not granted,
+///    or [`FLAG_FUA`] is set without [`FEATURE_FUA`].
+/// 3. [`Status::Permission`]: WRITE, DISCARD or WRITE_ZEROES without
+///    [`PERM_WRITE`]; READ or FLUSH without [`PERM_READ`].
+/// 4. [`Status::Range`]: `offset + length` overflows or exceeds the size.
+pub(crate) fn validate_request(h: &Header, limits: &Limits) -> Result<(), Status> {
+    let op = match (h.kind, h.op) {
+        (Kind::Io, Some(op)) => op,
+        _ => return Err(Status::Invalid),
+    };
+    if h.status != Status::Ok || h.flags & !op.allowed_flags() != 0 {
+        return Err(Status::Invalid);
+    }
+    let payload = if op == Op::Write { h.length } else { 0 };
+    if h.payload != payload {
+        return Err(Status::Invalid);
+    }
+    let length_ok = match op {
+        Op::Flush => h.offset == 0 && h.length == 0,
+        Op::Read | Op::Write => h.length != 0 && h.length <= limits.max_io,
+        Op::Discard | Op::WriteZeroes => h.length != 0,
+    };
+    let block = u64::from(limits.logical_block);
+    if !length_ok || !aligned(h.offset, block) || !aligned(u64::from(h.length), block) {
+        return Err(Status::Invalid);
+    }
+    let feature = op.feature();
+    if limits.features & feature != feature
+        || (h.flags & FLAG_FUA != 0 && limits.features & FEATURE_FUA == 0)
+    {
+        return Err(Status::NotSupported);
+    }
+    let perm = if op.needs_write() {
+        PERM_WRITE
+    } else {
+        PERM_READ
+    };
+    if limits.perms & perm == 0 {
+        return Err(Status::Permission);
+    }
+    match h.offset.checked_add(u64::from(h.length)) {
+        Some(end) if end <= limits.size => Ok(()),
+        _ => Err(Status::Range),
+    }
+}
+
+/// Checks an IO_REPLY received by the local node against the request it
+/// answers (found by `id`): kind IO_REPLY, and id, op, flags, offset and
+/// length equal to the request's ([`ProtoError::BadReply`]); payload `length`
+/// for a successful READ and 0 otherwise ([`ProtoError::BadPayload`]).
+pub(crate) fn validate_reply(h: &Header, request: &Header) -> Result<(), ProtoError> {
+    if h.kind != Kind::IoReply
+        || request.kind != Kind::Io
+        || h.id != request.id
+        || h.op != request.op
+        || h.flags != request.flags
+        || h.offset != request.offset
+        || h.length != request.length
+    {
+        return Err(ProtoError::BadReply);
+    }
+    let payload = if h.op == Some(Op::Read) && h.status == Status::Ok {
+        h.length
+    } else {
+        0
+    };
+    if h.payload != payload {
+        return Err(ProtoError::BadPayload);
+    }
+    Ok(())
+}
+
+/// The version both sides speak, given the range `min..=max` offered by the
+/// local node: the highest version in that range and in
+/// [`MIN_VERSION`]`..=`[`VERSION`], or `None` if there is none.
+pub(crate) fn negotiate_version(min: u32, max: u32) -> Option<u32> {
+    let hi = max.min(VERSION);
+    (min.max(MIN_VERSION) <= hi).then_some(hi)
+}
+
+/// Body of a HELLO: what the local node offers and wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HelloBody {
+    /// Oldest protocol version the local node speaks.
+    pub(crate) min_version: u32,
+    /// Newest protocol version the local node speaks.
+    pub(crate) max_version: u32,
+    /// Wanted features (`FEATURE_*`); unknown bits are ignored.
+    pub(crate) features: u64,
+    /// Largest IO the local node wants; 0 leaves the choice to the export.
+    pub(crate) max_io_bytes: u32,
+    /// Queues wanted; 0 leaves the choice to the export.
+    pub(crate) queues: u16,
+    /// Queue depth wanted; 0 leaves the choice to the export.
+    pub(crate) queue_depth: u16,
+}
+
+impl HelloBody {
+    /// The wire form of the body.
+    pub(crate) fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        put(&mut b, 0, &self.min_version.to_be_bytes());
+        put(&mut b, 4, &self.max_version.to_be_bytes());
+        put(&mut b, 8, &self.features.to_be_bytes());
+        put(&mut b, 16, &self.max_io_bytes.to_be_bytes());
+        put(&mut b, 20, &self.queues.to_be_bytes());
+        put(&mut b, 22, &self.queue_depth.to_be_bytes());
+        // Bytes 24..32 are reserved and stay zero.
+        b
+    }
+
+    /// Parses a body; fails only if the reserved bytes are not zero
+    /// ([`ProtoError::Reserved`]). Check the values with
+    /// [`HelloBody::validate`].
+    pub(crate) fn decode(b: &[u8; HELLO_LEN]) -> Result<Self, ProtoError> {
+        if get_u64(b, 24) != 0 {
+            return Err(ProtoError::Reserved);
+        }
+        Ok(HelloBody {
+            min_version: get_u32(b, 0),
+            max_version: get_u32(b, 4),
+            features: get_u64(b, 8),
+            max_io_bytes: get_u32(b, 16),
+            queues: get_u16(b, 20),
+            queue_depth: get_u16(b, 22),
+        })
+    }
+
+    /// Checks the values, as the export does before answering:
+    /// `1 <= min_version <= max_version`; `max_io_bytes` 0 or a multiple of
+    /// [`IO_BYTES_ALIGN`] up to [`MAX_IO_BYTES_LIMIT`]; `queues` at most
+    /// [`MAX_QUEUES`] and `queue_depth` at most [`MAX_QUEUE_DEPTH`]. Fails
+    /// with [`ProtoError::BadHello`]; the export answers [`Status::Invalid`].
+    pub(crate) fn validate(&self) -> Result<(), ProtoError> {
+        let ok = self.min_version >= 1
+            && self.min_version <= self.max_version
+            && (self.max_io_bytes == 0 || io_bytes_ok(self.max_io_bytes))
+            && self.queues <= MAX_QUEUES
+            && self.queue_depth <= MAX_QUEUE_DEPTH;
+        if ok {
+            Ok(())
+        } else {
+            Err(ProtoError::BadHello)
+        }
+    }
+}
+
+/// Body of a successful HELLO_REPLY: what the export grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HelloReplyBody {
+    /// The chosen protocol version.
+    pub(crate) version: u32,
+    /// Granted permissions ([`PERM_READ`], [`PERM_WRITE`]).
+    pub(crate) perms: u32,
+    /// Granted features, a subset of the wanted ones.
+    pub(crate) features: u64,
+    /// Device size in bytes, a multiple of the logical block size.
+    pub(crate) size: u64,
+    /// Logical block size in bytes.
+    pub(crate) logical_block_size: u32,
+    /// Physical block size in bytes.
+    pub(crate) physical_block_size: u32,
+    /// Largest READ or WRITE length in bytes.
+    pub(crate) max_io_bytes: u32,
+    /// Granted number of queues.
+    pub(crate) queues: u16,
+    /// Granted queue depth.
+    pub(crate) queue_depth: u16,
+}
+
+impl HelloReplyBody {
+    /// The wire form of the body.
+    pub(crate) fn encode(&self) -> [u8; HELLO_REPLY_LEN] {
+        let mut b = [0u8; HELLO_REPLY_LEN];
+        put(&mut b, 0, &self.version.to_be_bytes());
+        put(&mut b, 4, &self.perms.to_be_bytes());
+        put(&mut b, 8, &self.features.to_be_bytes());
+        put(&mut b, 16, &self.size.to_be_bytes());
+        put(&mut b, 24, &self.logical_block_size.to_be_bytes());
+        put(&mut b, 28, &self.physical_block_size.to_be_bytes());
+        put(&mut b, 32, &self.max_io_bytes.to_be_bytes());
+        put(&mut b, 36, &self.queues.to_be_bytes());
+        put(&mut b, 38, &self.queue_depth.to_be_bytes());
+        // Bytes 40..48 are reserved and stay zero.
+        b
+    }
+
+    /// Parses a body; fails only if the reserved bytes are not zero
+    /// ([`ProtoError::Reserved`]). Check the values with
+    /// [`HelloReplyBody::validate`].
+    pub(crate) fn decode(b: &[u8; HELLO_REPLY_LEN]) -> Result<Self, ProtoError> {
+        if get_u64(b, 40) != 0 {
+            return Err(ProtoError::Reserved);
+        }
+        Ok(HelloReplyBody {
+            version: get_u32(b, 0),
+            perms: get_u32(b, 4),
+            features: get_u64(b, 8),
+            size: get_u64(b, 16),
+            logical_block_size: get_u32(b, 24),
+            physical_block_size: get_u32(b, 28),
+            max_io_bytes: get_u32(b, 32),
+            queues: get_u16(b, 36),
+            queue_depth: get_u16(b, 38),
+        })
+    }
+
+    /// Checks the grant against the `hello` that asked for it, so that the
+    /// local node refuses an export that lies:
+    ///
+    /// - version within `hello`'s range and spoken here
+    ///   ([`ProtoError::BadVersion`]);
+    /// - and, failing with [`ProtoError::BadHello`]: perms include
+    ///   [`PERM_READ`] and no unknown bit; features a subset of the wanted
+    ///   ones; logical block size a power of two in 512..=4096; physical block
+    ///   size a power of two from the logical one to 65536; size a multiple of
+    ///   the logical block size, at most [`MAX_SIZE`]; `max_io_bytes` a
+    ///   multiple of 4096 in 4096..=[`MAX_IO_BYTES_LIMIT`]; `queues` in
+    ///   1..=64 and `queue_depth` in 1..=1024; and `max_io_bytes`, `queues`,
+    ///   `queue_depth` at most the wanted values where those are not 0.
+    pub(crate) fn validate(&self, hello: &HelloBody) -> Result<(), ProtoError> {
+        let v = self.version;
+        if v < hello.min_version || v > hello.max_version || v < MIN_VERSION || v > VERSION {
+            return Err(ProtoError::BadVersion);
+        }
+        let lb = self.logical_block_size;
+        let ok = self.perms & PERM_READ != 0
+            && self.perms & !PERMS_ALL == 0
+            && self.features & !(hello.features & FEATURES_ALL) == 0
+            && pow2_within(lb, MIN_BLOCK_SIZE, MAX_LOGICAL_BLOCK_SIZE)
+            && pow2_within(self.physical_block_size, lb, MAX_PHYSICAL_BLOCK_SIZE)
+            && aligned(self.size, u64::from(lb))
+            && self.size <= MAX_SIZE
+            && io_bytes_ok(self.max_io_bytes)
+            && (1..=MAX_QUEUES).contains(&self.queues)
+            && (1..=MAX_QUEUE_DEPTH).contains(&self.queue_depth)
+            && within(self.max_io_bytes, hello.max_io_bytes)
+            && within(self.queues.into(), hello.queues.into())
+            && within(self.queue_depth.into(), hello.queue_depth.into());
+        if ok {
+            Ok(())
+        } else {
+            Err(ProtoError::BadHello)
+        }
+    }
+
+    /// The limits IO requests are checked against.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            size: self.size,
+            logical_block: self.logical_block_size,
+            max_io: self.max_io_bytes,
+            perms: self.perms,
+            features: self.features,
+        }
+    }
+}

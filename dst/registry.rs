@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module's exports and devices, behind one global mutex.
+//!
+//! Configuration commands take the lock for their whole run, so they are
+//! serialised with one another (a device add includes its handshake, which
+//! is bounded by the connect and handshake timeouts). The IO path never
+//! takes this lock.
+
+use kernel::{prelude::*, sync::Arc};
+
+use crate::{export::Export, local_node::Device, socket::SockAddr};
+
+/// Largest device index (the policy's limit for DST_A_INDEX).
+const MAX_INDEX: u32 = 1023;
+
+/// Every export and device of the module.
+pub(crate) struct Registry {
+    exports: KVec<Arc<Export>>,
+    devices: KVec<Device>,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised by `init`, from module init, before the netlink
+    // family (its only user) is registered.
+    unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry {
+        exports: KVec::new(),
+        devices: KVec::new(),
+    };
+}
+
+/// Initialises the registry lock. Called once, from module init.
+pub(crate) fn init() {
+    // SAFETY: called once, before any other use of the lock.
+    unsafe { REGISTRY.init() };
+}
+
+/// Locks the registry.
+pub(crate) fn lock() -> impl core::ops::DerefMut<Target = Registry> {
+    REGISTRY.lock()
+}
+
+/// Owner of the registry's contents: dropping it, on module unload after the
+/// netlink family is gone (so no command can race with it), deletes every
+/// device and stops every export.
+pub(crate) struct Owner;
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        clear();
+    }
+}
+
+fn clear() {
+    let mut reg = lock();
+    while let Some(dev) = reg.devices.pop() {
+        drop(dev);
+    }
+    while let Some(export) = reg.exports.pop() {
+        export.stop();
+    }
+}
+
+impl Registry {
+    /// The exports, in creation order.
+    pub(crate) fn exports(&self) -> &[Arc<Export>] {
+        &self.exports
+    }
+
+    /// The devices, in creation order.
+    pub(crate) fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// The export listening on `addr`.
+    pub(crate) fn export_by_addr(&self, addr: &SockAddr) -> Option<&Arc<Export>> {
+        self.exports.iter().find(|e| e.addr() == *addr)
+    }
+
+    /// Adds a started export.
+    pub(crate) fn add_export(&mut self, export: Arc<Export>) -> Result {
+        self.exports.push(export, GFP_KERNEL).map_err(|_| ENOMEM)
+    }
+
+    /// Removes the export listening on `addr`; the caller stops it.
+    pub(crate) fn remove_export(&mut self, addr: &SockAddr) -> Option<Arc<Export>> {
+        let i = self.exports.iter().position(|e| e.addr() == *addr)?;
+        self.exports.remove(i).ok()
+    }
+
+    /// The device /dev/dst<index>.
+    pub(crate) fn device(&self, index: u32) -> Option<&Device> {
+        self.devices.iter().find(|d| d.index() == index)
+    }
+
+    /// The lowest unused device index.
+    pub(crate) fn free_index(&self) -> Option<u32> {
+        (0..=MAX_INDEX).find(|&i| self.device(i).is_none())
+    }
+
+    /// Adds a created device.
+    pub(crate) fn add_device(&mut self, dev: Device) -> Result {
+        self.devices.push(dev, GFP_KERNEL).map_err(|_| ENOMEM)
+    }
+
+    /// Removes /dev/dst<index>; dropping the result deletes the device.
+    pub(crate) fn remove_device(&mut self, index: u32) -> Option<Device> {
+        let i = self.devices.iter().position(|d| d.index() == index)?;
+        self.devices.remove(i).ok()
+    }
+}

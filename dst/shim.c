@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * shim.c - what the Rust half of dst.ko cannot reach: the generic netlink
+ * family (a static C table with its strict policy) and the inline
+ * genlmsg/nla helpers. Each handler turns attributes into plain values, calls
+ * the Rust dst_nl_* function that decides, and turns the result into a reply.
+ */
+#include <linux/blkdev.h>
+#include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/tcp.h>
+#include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include <net/sock.h>
+
+#include "../include/uapi/linux/dst.h"
+#include "shim.h"
+
+/*
+ * Strict policy: attributes the kernel only ever sends are NLA_REJECT, so a
+ * request carrying them is refused with a message naming the attribute.
+ */
+static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
+	[DST_A_PAD]		= { .type = NLA_REJECT },
+	[DST_A_VERSION]		= { .type = NLA_REJECT },
+	[DST_A_PROTO_VERSION]	= { .type = NLA_REJECT },
+	[DST_A_ADDR]		= NLA_POLICY_MAX_LEN(16),
+	[DST_A_PORT]		= NLA_POLICY_MIN(NLA_U16, 1),
+	[DST_A_PATH]		= { .type = NLA_NUL_STRING, .len = 255 },
+	[DST_A_READ_ONLY]	= { .type = NLA_FLAG },
+	[DST_A_SIZE]		= { .type = NLA_U64 },
+	[DST_A_MAX_IO_PAGES]	= NLA_POLICY_RANGE(NLA_U32, 1, 1024),
+	[DST_A_INDEX]		= NLA_POLICY_MAX(NLA_U32, 1023),
+	[DST_A_KIND]		= { .type = NLA_REJECT },
+	[DST_A_DISK_NAME]	= { .type = NLA_REJECT },
+	[DST_A_STATE]		= { .type = NLA_REJECT },
+	[DST_A_SESSIONS]	= { .type = NLA_REJECT },
+	[DST_A_QUEUE_DEPTH]	= NLA_POLICY_RANGE(NLA_U32, 1, 1024),
+};
+
+static struct genl_family dst_genl_family;
+
+static int dst_genl_status_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_status st = {};
+	struct sk_buff *msg;
+	void *hdr;
+
+	dst_nl_status(&st);
+
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	hdr = genlmsg_put_reply(msg, info, &dst_genl_family, 0, DST_CMD_STATUS);
+	if (!hdr)
+		goto too_big;
+	if (nla_put_string(msg, DST_A_VERSION, st.version) ||
+	    nla_put_u32(msg, DST_A_PROTO_VERSION, st.proto_version))
+		goto too_big;
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+
+too_big:
+	nlmsg_free(msg);
+	return -EMSGSIZE;
+}
+
+/*
+ * NL_SET_ERR_MSG() wants a literal; the ACK keeps only the pointer, and Rust
+ * passes messages with static lifetime, so storing it directly is the same.
+ */
+void dst_shim_extack(struct netlink_ext_ack *extack, const char *msg)
+{
+	if (extack)
+		extack->_msg = msg;
+}
+
+/* Attributes into a plain struct; the namespace reference goes to Rust. */
+static void dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
+{
+	struct nlattr **a = info->attrs;
+
+	memset(req, 0, sizeof(*req));
+	req->net = get_net(genl_info_net(info));
+	req->extack = info->extack;
+	if (a[DST_A_ADDR]) {
+		req->addr_len = nla_len(a[DST_A_ADDR]);
+		nla_memcpy(req->addr, a[DST_A_ADDR], sizeof(req->addr));
+	}
+	req->port = a[DST_A_PORT] ? nla_get_u16(a[DST_A_PORT]) : DST_DEFAULT_PORT;
+	req->path = a[DST_A_PATH] ? nla_data(a[DST_A_PATH]) : NULL;
+	req->read_only = nla_get_flag(a[DST_A_READ_ONLY]);
+	req->size = a[DST_A_SIZE] ? nla_get_u64(a[DST_A_SIZE]) : 0;
+	req->has_index = !!a[DST_A_INDEX];
+	req->index = a[DST_A_INDEX] ? nla_get_u32(a[DST_A_INDEX]) : 0;
+	req->max_io_pages = a[DST_A_MAX_IO_PAGES] ? nla_get_u32(a[DST_A_MAX_IO_PAGES]) : 0;
+	req->queue_depth = a[DST_A_QUEUE_DEPTH] ? nla_get_u32(a[DST_A_QUEUE_DEPTH]) : 0;
+}
+
+static int dst_genl_export_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req req;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR) || GENL_REQ_ATTR_CHECK(info, DST_A_PATH))
+		return -EINVAL;
+	dst_genl_parse(info, &req);
+	return dst_nl_export_add(&req);
+}
+
+static int dst_genl_export_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req req;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
+		return -EINVAL;
+	dst_genl_parse(info, &req);
+	return dst_nl_export_del(&req);
+}
+
+static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req req;
+	struct sk_buff *msg;
+	char name[DISK_NAME_LEN];
+	u32 index;
+	void *hdr;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
+		return -EINVAL;
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	dst_genl_parse(info, &req);
+	err = dst_nl_dev_add(&req, &index);
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	/* The device exists now; the reply only tells its name. */
+	snprintf(name, sizeof(name), "dst%u", index);
+	hdr = genlmsg_put_reply(msg, info, &dst_genl_family, 0, DST_CMD_DEV_ADD);
+	if (!hdr || nla_put_u32(msg, DST_A_INDEX, index) ||
+	    nla_put_string(msg, DST_A_DISK_NAME, name)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
+static int dst_genl_dev_del_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req req;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_INDEX))
+		return -EINVAL;
+	dst_genl_parse(info, &req);
+	return dst_nl_dev_del(&req);
+}
+
+static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
+			      const struct dst_nl_entry *e)
+{
+	void *hdr = genlmsg_put(skb, NETLINK_CB(cb->skb).portid, cb->nlh->nlmsg_seq,
+				&dst_genl_family, NLM_F_MULTI, DST_CMD_LIST);
+
+	if (!hdr)
+		return -EMSGSIZE;
+	if (nla_put_u32(skb, DST_A_KIND, e->kind) ||
+	    nla_put_u32(skb, DST_A_STATE, e->state) ||
+	    nla_put(skb, DST_A_ADDR, e->addr_len, e->addr) ||
+	    nla_put_u16(skb, DST_A_PORT, e->port) ||
+	    nla_put_u64_64bit(skb, DST_A_SIZE, e->size, DST_A_PAD) ||
+	    (e->read_only && nla_put_flag(skb, DST_A_READ_ONLY)))
+		goto cancel;
+	if (e->kind == DST_KIND_EXPORT &&
+	    (nla_put_string(skb, DST_A_PATH, e->path) ||
+	     nla_put_u32(skb, DST_A_SESSIONS, e->sessions)))
+		goto cancel;
+	if (e->kind == DST_KIND_DEVICE) {
+		char name[DISK_NAME_LEN];
+
+		snprintf(name, sizeof(name), "dst%u", e->index);
+		if (nla_put_u32(skb, DST_A_INDEX, e->index) ||
+		    nla_put_string(skb, DST_A_DISK_NAME, name) ||
+		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth))
+			goto cancel;
+	}
+	genlmsg_end(skb, hdr);
+	return 0;
+cancel:
+	genlmsg_cancel(skb, hdr);
+	return -EMSGSIZE;
+}
+
+static int dst_genl_list_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
+{
+	struct dst_nl_entry e;
+
+	/* cb->args[0]: the next entry to dump, across calls. */
+	for (;; cb->args[0]++) {
+		memset(&e, 0, sizeof(e));
+		if (!dst_nl_list_entry(cb->args[0], &e))
+			break;
+		if (dst_genl_put_entry(skb, cb, &e))
+			break;
+	}
+	return skb->len;
+}
+
+/*
+ * GENL_ADMIN_PERM: every command needs CAP_NET_ADMIN. validate = 0 with
+ * resv_start_op above every command means strict validation throughout.
+ */
+static const struct genl_small_ops dst_genl_ops[] = {
+	{
+		.cmd	= DST_CMD_STATUS,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_status_doit,
+	},
+	{
+		.cmd	= DST_CMD_EXPORT_ADD,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_export_add_doit,
+	},
+	{
+		.cmd	= DST_CMD_EXPORT_DEL,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_export_del_doit,
+	},
+	{
+		.cmd	= DST_CMD_DEV_ADD,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_dev_add_doit,
+	},
+	{
+		.cmd	= DST_CMD_DEV_DEL,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_dev_del_doit,
+	},
+	{
+		.cmd	= DST_CMD_LIST,
+		.flags	= GENL_ADMIN_PERM,
+		.dumpit	= dst_genl_list_dumpit,
+	},
+};
+
+static struct genl_family dst_genl_family __ro_after_init = {
+	.name		= DST_GENL_NAME,
+	.version	= DST_GENL_VERSION,
+	.maxattr	= DST_A_MAX,
+	.policy		= dst_genl_policy,
+	.netnsok	= true,
+	/* Handlers connect and drain IO: they must not hold genl_mutex. */
+	.parallel_ops	= true,
+	.module		= THIS_MODULE,
+	.small_ops	= dst_genl_ops,
+	.n_small_ops	= ARRAY_SIZE(dst_genl_ops),
+	.resv_start_op	= DST_CMD_MAX + 1,
+};
+
+int dst_genl_register(void)
+{
+	return genl_register_family(&dst_genl_family);
+}
+
+void dst_genl_unregister(void)
+{
+	genl_unregister_family(&dst_genl_family);
+}
+
+MODULE_ALIAS_GENL_FAMILY(DST_GENL_NAME);
+
+/*
+ * Socket policy in one place. Block IO must not wait on memory reclaim that
+ * may itself need this socket: allocations are GFP_NOIO, and a local node's
+ * socket may use the emergency reserves (the nbd/swap-over-network idiom).
+ * Requests go out at once (no Nagle); dead peers are found by keepalive until
+ * the transaction layer's own pings take over.
+ */
+void dst_shim_sock_configure(struct socket *sock, bool memalloc)
+{
+	struct sock *sk = sock->sk;
+
+	sk->sk_allocation = GFP_NOIO;
+	if (memalloc)
+		sk_set_memalloc(sk);
+	tcp_sock_set_nodelay(sk);
+	sock_set_keepalive(sk);
+	sock_no_linger(sk);
+}
+
+/* Send and receive timeouts in ms; 0 means wait forever. */
+void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms)
+{
+	struct sock *sk = sock->sk;
+
+	lock_sock(sk);
+	WRITE_ONCE(sk->sk_sndtimeo, snd_ms ? msecs_to_jiffies(snd_ms) : MAX_SCHEDULE_TIMEOUT);
+	WRITE_ONCE(sk->sk_rcvtimeo, rcv_ms ? msecs_to_jiffies(rcv_ms) : MAX_SCHEDULE_TIMEOUT);
+	release_sock(sk);
+}
+
+void dst_shim_put_net(struct net *net)
+{
+	put_net(net);
+}
+
+int dst_shim_noreclaim_save(void)
+{
+	return memalloc_noreclaim_save();
+}
+
+void dst_shim_noreclaim_restore(int flags)
+{
+	memalloc_noreclaim_restore(flags);
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * shim.h - the C side of dst.ko: prototypes shared by shim.c and mirrored by
+ * Rust `extern "C"` blocks. Functions named dst_genl_* / dst_shim_* are C,
+ * called from Rust; functions named dst_nl_* are Rust, called from C.
+ */
+#ifndef DST_SHIM_H
+#define DST_SHIM_H
+
+#include <linux/types.h>
+
+/* Mirrors netlink.rs `DstNlStatus`. */
+struct dst_nl_status {
+	const char *version;
+	u32 proto_version;
+};
+
+struct net;
+struct netlink_ext_ack;
+
+/* A parsed configuration request. Mirrors netlink.rs `NlRequest`. */
+struct dst_nl_req {
+	struct net *net;		/* referenced; the callee takes it over */
+	struct netlink_ext_ack *extack;
+	const char *path;		/* NUL-terminated, NULL if absent */
+	u64 size;
+	u32 addr_len;			/* 0 if absent, else 4 or 16 (checked in Rust) */
+	u8 addr[16];
+	u16 port;
+	bool read_only;
+	bool has_index;
+	u32 index;
+	u32 max_io_pages;		/* 0 if absent */
+	u32 queue_depth;		/* 0 if absent */
+};
+
+/* One export or device, for DST_CMD_LIST. Mirrors netlink.rs `NlEntry`. */
+struct dst_nl_entry {
+	u32 kind;			/* enum dst_kind */
+	u32 index;
+	u32 state;			/* enum dst_state */
+	u32 sessions;
+	u32 queue_depth;
+	u32 addr_len;
+	u8 addr[16];
+	u16 port;
+	bool read_only;
+	u64 size;
+	char path[256];			/* NUL-terminated, truncated */
+};
+
+/* C, called from Rust. */
+void dst_shim_extack(struct netlink_ext_ack *extack, const char *msg);
+int dst_genl_register(void);
+void dst_genl_unregister(void);
+
+struct socket;
+struct net;
+void dst_shim_sock_configure(struct socket *sock, bool memalloc);
+void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
+void dst_shim_put_net(struct net *net);
+int dst_shim_noreclaim_save(void);
+void dst_shim_noreclaim_restore(int flags);
+
+/* Rust, called from C. Return 0 or a negative errno. */
+void dst_nl_status(struct dst_nl_status *out);
+int dst_nl_export_add(struct dst_nl_req *req);
+int dst_nl_export_del(struct dst_nl_req *req);
+int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
+int dst_nl_dev_del(struct dst_nl_req *req);
+/* Fills entry number pos; returns 1 if filled, 0 past the end. */
+int dst_nl_list_entry(unsigned long pos, struct dst_nl_entry *entry);
+
+#endif /* DST_SHIM_H */

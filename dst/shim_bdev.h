@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * shim_bdev.h - C helpers of the export node (bdev.rs): inline block device
+ * queries and the memalloc_noio scope, which bindgen cannot reach. Mirrored
+ * by the `extern "C"` block of dst/bdev.rs.
+ */
+#ifndef DST_SHIM_BDEV_H
+#define DST_SHIM_BDEV_H
+
+#include <linux/types.h>
+
+struct block_device;
+
+unsigned int dst_bdev_logical_block_size(struct block_device *bdev);
+unsigned int dst_bdev_physical_block_size(struct block_device *bdev);
+u64 dst_bdev_nr_bytes(struct block_device *bdev);
+bool dst_bdev_can_discard(struct block_device *bdev);
+
+unsigned int dst_bdev_noio_save(void);
+void dst_bdev_noio_restore(unsigned int flags);
+
+#endif /* DST_SHIM_BDEV_H */

@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * shim_blk.c - blk-mq glue Rust cannot reach in 7.2: the static blk_mq_ops and
+ * block_device_operations tables, blk_mq_alloc_disk() (a macro), queue
+ * limits, and the inline per-request helpers (pdu, position, tag lookup,
+ * segment iteration). Decisions are made in Rust (core.rs); each function
+ * here does one mechanical thing.
+ */
+#include <linux/blk-mq.h>
+#include <linux/blkdev.h>
+#include <linux/module.h>
+#include <linux/net.h>
+#include <linux/sched/mm.h>
+#include <linux/socket.h>
+#include <linux/uio.h>
+
+#include "shim_blk.h"
+
+#define DST_MINORS 16
+
+static int dst_major;
+
+static blk_status_t dst_blk_queue_rq(struct blk_mq_hw_ctx *hctx,
+				     const struct blk_mq_queue_data *bd)
+{
+	blk_mq_start_request(bd->rq);
+	return errno_to_blk_status(dst_rs_queue_rq(hctx->queue->tag_set->driver_data,
+						   bd->rq, bd->last));
+}
+
+/* Driver data starts zeroed: all-zero is a valid "idle" PDU for Rust. */
+static int dst_blk_init_request(struct blk_mq_tag_set *set, struct request *rq,
+				unsigned int hctx_idx, int numa_node)
+{
+	memset(blk_mq_rq_to_pdu(rq), 0, set->cmd_size);
+	return 0;
+}
+
+static const struct blk_mq_ops dst_blk_mq_ops = {
+	.queue_rq	= dst_blk_queue_rq,
+	.init_request	= dst_blk_init_request,
+};
+
+/* Holding the module while a disk is open makes rmmod fail with EBUSY. */
+static const struct block_device_operations dst_blk_fops = {
+	.owner		= THIS_MODULE,
+};
+
+int dst_shim_blk_register(void)
+{
+	int major = register_blkdev(0, "dst");
+
+	if (major < 0)
+		return major;
+	dst_major = major;
+	return 0;
+}
+
+void dst_shim_blk_unregister(void)
+{
+	unregister_blkdev(dst_major, "dst");
+}
+
+struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
+					     void *driver_data)
+{
+	struct blk_mq_tag_set *set = kzalloc(sizeof(*set), GFP_KERNEL);
+	int err;
+
+	if (!set)
+		return ERR_PTR(-ENOMEM);
+	set->ops = &dst_blk_mq_ops;
+	set->nr_hw_queues = 1;
+	set->queue_depth = p->queue_depth;
+	set->numa_node = NUMA_NO_NODE;
+	set->cmd_size = p->cmd_size;
+	set->driver_data = driver_data;
+	err = blk_mq_alloc_tag_set(set);
+	if (err) {
+		kfree(set);
+		return ERR_PTR(err);
+	}
+	return set;
+}
+
+void dst_shim_tagset_free(struct blk_mq_tag_set *set)
+{
+	blk_mq_free_tag_set(set);
+	kfree(set);
+}
+
+struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
+				    const struct dst_disk_params *p)
+{
+	struct queue_limits lim = {
+		.logical_block_size	= p->logical_block_size,
+		.physical_block_size	= p->physical_block_size,
+		.max_hw_sectors		= p->max_io_bytes >> SECTOR_SHIFT,
+		.max_segments		= p->max_io_bytes >> PAGE_SHIFT,
+	};
+	struct gendisk *disk;
+
+	if (p->flush)
+		lim.features |= BLK_FEAT_WRITE_CACHE;
+	if (p->flush && p->fua)
+		lim.features |= BLK_FEAT_FUA;
+	if (p->discard) {
+		lim.max_hw_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+		lim.discard_granularity = p->logical_block_size;
+	}
+	if (p->write_zeroes)
+		lim.max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+
+	disk = blk_mq_alloc_disk(set, &lim, NULL);
+	if (IS_ERR(disk))
+		return disk;
+	disk->major = dst_major;
+	disk->first_minor = p->index * DST_MINORS;
+	disk->minors = DST_MINORS;
+	disk->fops = &dst_blk_fops;
+	snprintf(disk->disk_name, sizeof(disk->disk_name), "dst%u", p->index);
+	set_capacity(disk, p->size >> SECTOR_SHIFT);
+	set_disk_ro(disk, p->read_only);
+	return disk;
+}
+
+int dst_shim_disk_add(struct gendisk *disk)
+{
+	return add_disk(disk);
+}
+
+void dst_shim_disk_del(struct gendisk *disk)
+{
+	del_gendisk(disk);
+}
+
+void dst_shim_disk_put(struct gendisk *disk)
+{
+	put_disk(disk);
+}
+
+void *dst_shim_rq_pdu(struct request *rq)
+{
+	return blk_mq_rq_to_pdu(rq);
+}
+
+void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info)
+{
+	info->offset = blk_rq_pos(rq) << SECTOR_SHIFT;
+	info->length = blk_rq_bytes(rq);
+	info->tag = blk_mq_unique_tag(rq);
+	info->op = req_op(rq);
+	info->fua = rq->cmd_flags & REQ_FUA;
+}
+
+/* The request with this unique tag, or NULL if the tag is out of range. */
+struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag)
+{
+	u32 hwq = blk_mq_unique_tag_to_hwq(unique_tag);
+	u32 tag = blk_mq_unique_tag_to_tag(unique_tag);
+
+	if (hwq >= set->nr_hw_queues || !set->tags[hwq])
+		return NULL;
+	if (tag >= set->tags[hwq]->nr_tags)
+		return NULL;
+	return blk_mq_tag_to_rq(set->tags[hwq], tag);
+}
+
+/*
+ * Move a request's data between its pages and the socket, one segment at a
+ * time, straight from/into the request pages (no bounce copy). Sends use
+ * MSG_SPLICE_PAGES so TCP references the pages instead of copying them,
+ * except for pages that cannot be referenced that way (slab memory).
+ * Runs with reclaim disabled: the socket must not wait on the block layer.
+ */
+int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
+		     bool more)
+{
+	struct req_iterator iter;
+	struct bio_vec bvec;
+	unsigned int noreclaim = memalloc_noreclaim_save();
+	int ret = 0;
+
+	rq_for_each_segment(bvec, rq, iter) {
+		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
+		bool last = bio_iter_last(bvec, iter.iter) && !iter.bio->bi_next;
+
+		if (send) {
+			/* Slab memory (file system metadata) cannot be spliced. */
+			if (sendpage_ok(bvec.bv_page))
+				msg.msg_flags |= MSG_SPLICE_PAGES;
+			if (more || !last)
+				msg.msg_flags |= MSG_MORE;
+			iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, &bvec, 1, bvec.bv_len);
+		} else {
+			msg.msg_flags |= MSG_WAITALL;
+			iov_iter_bvec(&msg.msg_iter, ITER_DEST, &bvec, 1, bvec.bv_len);
+		}
+		while (msg_data_left(&msg)) {
+			ret = send ? sock_sendmsg(sock, &msg) :
+				     sock_recvmsg(sock, &msg, msg.msg_flags);
+			if (ret == 0)
+				ret = -ECONNRESET;
+			if (ret < 0)
+				goto out;
+		}
+		ret = 0;
+	}
+out:
+	memalloc_noreclaim_restore(noreclaim);
+	return ret;
+}
+
+void dst_shim_rq_end(struct request *rq, int err)
+{
+	blk_mq_end_request(rq, errno_to_blk_status(err));
+}
+
+static bool dst_fail_one(struct request *rq, void *data)
+{
+	dst_rs_fail_rq(data, rq);
+	return true;
+}
+
+/* Offer every started request to Rust, which fails those it owns. */
+void dst_shim_fail_started(struct blk_mq_tag_set *set)
+{
+	blk_mq_tagset_busy_iter(set, dst_fail_one, set->driver_data);
+}

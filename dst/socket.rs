@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel TCP sockets and network namespaces: small owners over
+//! `struct socket` and `struct net` for the transport code.
+//!
+//! C header: [`include/linux/net.h`](srctree/include/linux/net.h)
+//!
+//! Every transfer loops until the whole buffer has moved, uses `MSG_NOSIGNAL`,
+//! and turns a zero-length read (peer closed) into `ECONNRESET`. Socket options
+//! are set in one place, [`Socket::configure`], through the C shim because
+//! `struct sock` is opaque to Rust.
+
+use core::ptr::NonNull;
+
+use kernel::{
+    bindings,
+    error::to_result,
+    ffi::c_int,
+    prelude::*, //
+};
+
+mod ffi {
+    use kernel::{
+        bindings,
+        ffi::{c_int, c_void},
+    };
+
+    extern "C" {
+        pub(super) fn dst_shim_sock_configure(sock: *mut c_void, memalloc: bool);
+        pub(super) fn dst_shim_put_net(net: *mut bindings::net);
+        pub(super) fn dst_shim_noreclaim_save() -> c_int;
+        pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
+        pub(super) fn dst_shim_sock_timeouts(sock: *mut c_void, snd_ms: u32, rcv_ms: u32);
+        pub(super) fn sock_set_reuseaddr(sk: *mut bindings::sock);
+    }
+}
+
+const AF_INET6: u16 = 10;
+
+/// An error from its positive `bindings::E*` number, for the codes
+/// `kernel::error::code` does not name (ECONNRESET, EPROTO...).
+pub(crate) fn errno(code: u32) -> Error {
+    Error::from_errno(-(code as c_int))
+}
+
+/// A TCP endpoint: IPv4 or IPv6 address and port.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SockAddr {
+    /// IPv4 address (network order bytes) and port.
+    V4([u8; 4], u16),
+    /// IPv6 address (network order bytes) and port.
+    V6([u8; 16], u16),
+}
+
+/// `struct sockaddr_in`, which bindgen does not generate here.
+#[repr(C)]
+struct SockaddrIn {
+    family: u16,
+    port: [u8; 2],
+    addr: [u8; 4],
+    zero: [u8; 8],
+}
+
+/// Storage big enough for either address family, in C layout.
+#[repr(C)]
+union SockaddrBuf {
+    v4: core::mem::ManuallyDrop<SockaddrIn>,
+    v6: bindings::sockaddr_in6,
+    storage: bindings::__kernel_sockaddr_storage,
+}
+
+impl SockAddr {
+    /// Builds an address from its netlink form: 4 or 16 address bytes.
+    pub(crate) fn from_bytes(addr: &[u8], port: u16) -> Result<Self> {
+        if let Ok(a) = <[u8; 4]>::try_from(addr) {
+            Ok(SockAddr::V4(a, port))
+        } else if let Ok(a) = <[u8; 16]>::try_from(addr) {
+            Ok(SockAddr::V6(a, port))
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    /// The address bytes (4 or 16) and the port, for netlink replies.
+    pub(crate) fn parts(&self) -> (&[u8], u16) {
+        match self {
+            SockAddr::V4(a, p) => (a, *p),
+            SockAddr::V6(a, p) => (a, *p),
+        }
+    }
+
+    fn family(&self) -> c_int {
+        match self {
+            SockAddr::V4(..) => bindings::AF_INET as c_int,
+            SockAddr::V6(..) => AF_INET6.into(),
+        }
+    }
+
+    fn to_c(self) -> (SockaddrBuf, c_int) {
+        match self {
+            SockAddr::V4(addr, port) => (
+                SockaddrBuf {
+                    v4: core::mem::ManuallyDrop::new(SockaddrIn {
+                        family: bindings::AF_INET as u16,
+                        port: port.to_be_bytes(),
+                        addr,
+                        zero: [0; 8],
+                    }),
+                },
+                size_of::<SockaddrIn>() as c_int,
+            ),
+            SockAddr::V6(addr, port) => {
+                let mut v6 = bindings::sockaddr_in6 {
+                    sin6_family: AF_INET6,
+                    sin6_port: u16::from_ne_bytes(port.to_be_bytes()),
+                    ..Default::default()
+                };
+                v6.sin6_addr.in6_u.u6_addr8 = addr;
+                (
+                    SockaddrBuf { v6 },
+                    size_of::<bindings::sockaddr_in6>() as c_int,
+                )
+            }
+        }
+    }
+
+    fn from_c(buf: &SockaddrBuf) -> Option<Self> {
+        // SAFETY: every variant starts with the family field, and the buffer
+        // was filled by the kernel (or zeroed), so reading it is defined.
+        let family = unsafe { buf.v4.family };
+        match family {
+            f if f == bindings::AF_INET as u16 => {
+                // SAFETY: the family says the buffer holds a `sockaddr_in`.
+                let v4 = unsafe { &buf.v4 };
+                Some(SockAddr::V4(v4.addr, u16::from_be_bytes(v4.port)))
+            }
+            AF_INET6 => {
+                // SAFETY: the family says the buffer holds a `sockaddr_in6`.
+                let v6 = unsafe { &buf.v6 };
+                // SAFETY: all union variants of `in6_u` are plain bytes.
+                let addr = unsafe { v6.sin6_addr.in6_u.u6_addr8 };
+                Some(SockAddr::V6(addr, u16::from_be(v6.sin6_port)))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl kernel::fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        match self {
+            SockAddr::V4(a, p) => write!(f, "{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], p),
+            SockAddr::V6(a, p) => {
+                f.write_str("[")?;
+                for (i, pair) in a.chunks_exact(2).enumerate() {
+                    if i > 0 {
+                        f.write_str(":")?;
+                    }
+                    write!(f, "{:x}", u16::from_be_bytes([pair[0], pair[1]]))?;
+                }
+                write!(f, "]:{}", p)
+            }
+        }
+    }
+}
+
+/// A counted reference to a network namespace.
+///
+/// # Invariants
+///
+/// `ptr` points to a `struct net` on which this value holds one reference
+/// (taken with `get_net`), dropped with `put_net`.
+pub(crate) struct Net {
+    ptr: NonNull<bindings::net>,
+}
+
+// SAFETY: a `struct net` reference may be used and dropped from any thread.
+unsafe impl Send for Net {}
+// SAFETY: `Net` only hands out the pointer to functions that are thread-safe.
+unsafe impl Sync for Net {}
+
+impl Net {
+    /// Takes ownership of a reference the caller already holds.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be a valid `struct net` on which the caller owns one
+    /// reference, which is transferred to the returned value.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::net) -> Option<Self> {
+        // INVARIANT: the caller transfers one reference.
+        NonNull::new(ptr).map(|ptr| Net { ptr })
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant this value owns one reference.
+        unsafe { ffi::dst_shim_put_net(self.ptr.as_ptr()) };
+    }
+}
+
+/// A kernel TCP socket.
+///
+/// # Invariants
+///
+/// `sock` is a socket created by `sock_create_kern` or `kernel_accept` and
+/// owned by this value; it is released on drop. The namespace it lives in is
+/// kept alive by `_net` (kernel sockets hold no namespace reference).
+pub(crate) struct Socket {
+    sock: NonNull<bindings::socket>,
+    _net: Option<Net>,
+}
+
+// SAFETY: socket operations lock the socket internally; concurrent send and
+// receive from different threads are supported by TCP. Callers serialise
+// their senders (and their receivers) themselves.
+unsafe impl Send for Socket {}
+// SAFETY: see `Send`; `&Socket` only offers operations that are safe to call
+// concurrently with one another (shutdown may race with any of them).
+unsafe impl Sync for Socket {}
+
+/// Runs `f` with memory reclaim disabled, so that socket allocations never
+/// recurse into the block layer we are serving (the nbd idiom).
+fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: saves and sets PF_MEMALLOC on the current task; restored below.
+    let flags = unsafe { ffi::dst_shim_noreclaim_save() };
+    let r = f();
+    // SAFETY: `flags` came from the matching save on this task.
+    unsafe { ffi::dst_shim_noreclaim_restore(flags) };
+    r
+}
+
+impl Socket {
+    fn create(net: &Net, family: c_int) -> Result<NonNull<bindings::socket>> {
+        let mut sock = core::ptr::null_mut();
+        // SAFETY: `net` is a live namespace (type invariant of `Net`); `sock`
+        // is a valid out pointer.
+        to_result(unsafe {
+            bindings::sock_create_kern(
+                net.ptr.as_ptr(),
+                family,
+                bindings::sock_type_SOCK_STREAM as c_int,
+                0,
+                &mut sock,
+            )
+        })?;
+        NonNull::new(sock).ok_or(ENOMEM)
+    }
+
+    /// Connects to `addr` from namespace `net`; `memalloc` marks a socket
+    /// that carries block IO of this host (it may dip into reserves).
+    pub(crate) fn connect(net: Net, addr: SockAddr, memalloc: bool) -> Result<Self> {
+        let sock = Self::create(&net, addr.family())?;
+        // INVARIANT: `sock` was just created and is owned here.
+        let this = Socket {
+            sock,
+            _net: Some(net),
+        };
+        this.configure(memalloc);
+        let (mut buf, len) = addr.to_c();
+        // SAFETY: the socket is valid; `buf` holds a sockaddr of `len` bytes.
+        to_result(unsafe {
+            bindings::kernel_connect(this.sock.as_ptr(), (&raw mut buf).cast(), len, 0)
+        })?;
+        Ok(this)
+    }
+
+    /// Creates a socket listening on `addr` in namespace `net`.
+    pub(crate) fn listen(net: Net, addr: SockAddr, backlog: c_int) -> Result<Self> {
+        let sock = Self::create(&net, addr.family())?;
+        // INVARIANT: `sock` was just created and is owned here.
+        let this = Socket {
+            sock,
+            _net: Some(net),
+        };
+        // SAFETY: the socket is valid.
+        unsafe { ffi::sock_set_reuseaddr((*this.sock.as_ptr()).sk) };
+        let (mut buf, len) = addr.to_c();
+        // SAFETY: the socket is valid; `buf` holds a sockaddr of `len` bytes.
+        to_result(unsafe {
+            bindings::kernel_bind(this.sock.as_ptr(), (&raw mut buf).cast(), len)
+        })?;
+        // SAFETY: the socket is valid and bound.
+        to_result(unsafe { bindings::kernel_listen(this.sock.as_ptr(), backlog) })?;
+        Ok(this)
+    }
+
+    /// Waits for a connection on a listening socket. Fails once the
+    /// listener is shut down.
+    pub(crate) fn accept(&self) -> Result<Socket> {
+        let mut new = core::ptr::null_mut();
+        // SAFETY: the socket is valid and listening; `new` is an out pointer.
+        to_result(unsafe { bindings::kernel_accept(self.sock.as_ptr(), &mut new, 0) })?;
+        let sock = NonNull::new(new).ok_or(ENOMEM)?;
+        // INVARIANT: `kernel_accept` handed us ownership of `sock`. The
+        // listener's namespace outlives it: the listener is torn down only
+        // after every session it accepted.
+        let this = Socket { sock, _net: None };
+        this.configure(false);
+        Ok(this)
+    }
+
+    fn configure(&self, memalloc: bool) {
+        // SAFETY: the socket is valid (type invariant).
+        unsafe { ffi::dst_shim_sock_configure(self.sock.as_ptr().cast(), memalloc) };
+    }
+
+    /// Sets the send and receive timeouts in milliseconds; 0 waits forever.
+    /// A timed-out transfer fails with `EAGAIN`.
+    pub(crate) fn set_timeouts(&self, send_ms: u32, recv_ms: u32) {
+        // SAFETY: the socket is valid (type invariant).
+        unsafe { ffi::dst_shim_sock_timeouts(self.sock.as_ptr().cast(), send_ms, recv_ms) };
+    }
+
+    /// The peer's address, if it is IPv4 or IPv6.
+    pub(crate) fn peer(&self) -> Option<SockAddr> {
+        // SAFETY: an all-zero sockaddr buffer is valid.
+        let mut buf: SockaddrBuf = unsafe { core::mem::zeroed() };
+        // SAFETY: the socket is valid; `buf` is large enough for any address.
+        let r = unsafe { bindings::kernel_getpeername(self.sock.as_ptr(), (&raw mut buf).cast()) };
+        if r < 0 {
+            return None;
+        }
+        SockAddr::from_c(&buf)
+    }
+
+    /// Shuts the connection down in both directions: blocked senders and
+    /// receivers return with an error. Safe to call more than once.
+    pub(crate) fn shutdown(&self) {
+        // SAFETY: the socket is valid.
+        unsafe {
+            bindings::kernel_sock_shutdown(
+                self.sock.as_ptr(),
+                bindings::sock_shutdown_cmd_SHUT_RDWR,
+            )
+        };
+    }
+
+    /// Sends all of `buf`; `more` hints that more data follows at once.
+    pub(crate) fn send_all(&self, buf: &[u8], more: bool) -> Result {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &buf[done..];
+            let mut vec = bindings::kvec {
+                iov_base: rest.as_ptr().cast_mut().cast(),
+                iov_len: rest.len(),
+            };
+            let mut msg = bindings::msghdr {
+                msg_flags: bindings::MSG_NOSIGNAL | if more { bindings::MSG_MORE } else { 0 },
+                ..Default::default()
+            };
+            // SAFETY: the socket is valid; `vec` describes `rest`, which the
+            // kernel only reads.
+            let n = noreclaim(|| unsafe {
+                bindings::kernel_sendmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, rest.len())
+            });
+            done += Self::progress(n)?;
+        }
+        Ok(())
+    }
+
+    /// Receives exactly `buf.len()` bytes.
+    pub(crate) fn recv_exact(&self, buf: &mut [u8]) -> Result {
+        let mut done = 0;
+        while done < buf.len() {
+            let rest = &mut buf[done..];
+            let mut vec = bindings::kvec {
+                iov_base: rest.as_mut_ptr().cast(),
+                iov_len: rest.len(),
+            };
+            let mut msg = bindings::msghdr::default();
+            let flags = (bindings::MSG_NOSIGNAL | bindings::MSG_WAITALL) as c_int;
+            // SAFETY: the socket is valid; `vec` describes `rest`, which is
+            // exclusively borrowed for the call.
+            let n = noreclaim(|| unsafe {
+                bindings::kernel_recvmsg(
+                    self.sock.as_ptr(),
+                    &mut msg,
+                    &mut vec,
+                    1,
+                    rest.len(),
+                    flags,
+                )
+            });
+            done += Self::progress(n)?;
+        }
+        Ok(())
+    }
+
+    /// Turns a send/receive return value into bytes moved or an error.
+    fn progress(n: c_int) -> Result<usize> {
+        match n {
+            n if n > 0 => Ok(n as usize),
+            // The peer closed the connection.
+            0 => Err(errno(bindings::ECONNRESET)),
+            n => Err(Error::from_errno(n)),
+        }
+    }
+
+    /// The raw socket, for the C shim's page transfers.
+    pub(crate) fn as_raw(&self) -> *mut bindings::socket {
+        self.sock.as_ptr()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we own the socket; nothing uses it
+        // after this point.
+        unsafe { bindings::sock_release(self.sock.as_ptr()) };
+    }
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * dst.h - generic netlink interface of DST, the network block device.
+ *
+ * The family is named "dst" (DST_GENL_NAME). Every command needs
+ * CAP_NET_ADMIN in the caller's network namespace. Attributes are validated by
+ * a strict policy: unknown attributes, wrong types and out-of-range values are
+ * refused with an extended-ack message naming the attribute.
+ *
+ * tools/dstcfg/src/uapi.rs mirrors these numbers; a host test compares both.
+ */
+#ifndef _UAPI_LINUX_DST_H
+#define _UAPI_LINUX_DST_H
+
+#define DST_GENL_NAME		"dst"
+#define DST_GENL_VERSION	1
+
+/* Commands. Append only: numbers are ABI. */
+enum dst_cmd {
+	DST_CMD_UNSPEC,
+	DST_CMD_STATUS,		/* module status: replies DST_A_VERSION... */
+	DST_CMD_EXPORT_ADD,	/* serve DST_A_PATH on DST_A_ADDR/PORT */
+	DST_CMD_EXPORT_DEL,	/* stop the export listening on DST_A_ADDR/PORT */
+	DST_CMD_DEV_ADD,	/* connect to DST_A_ADDR/PORT, create /dev/dstN */
+	DST_CMD_DEV_DEL,	/* delete /dev/dst<DST_A_INDEX> */
+	DST_CMD_LIST,		/* dump: one message per export and device */
+	__DST_CMD_MAX,
+};
+#define DST_CMD_MAX (__DST_CMD_MAX - 1)
+
+/* Attributes. Append only: numbers are ABI. */
+enum dst_attr {
+	DST_A_UNSPEC,
+	DST_A_PAD,		/* alignment padding for 64-bit values */
+	DST_A_VERSION,		/* string: module version */
+	DST_A_PROTO_VERSION,	/* u32: wire protocol version spoken */
+	DST_A_ADDR,		/* binary: IPv4 (4 bytes) or IPv6 (16 bytes) address */
+	DST_A_PORT,		/* u16: TCP port (host order) */
+	DST_A_PATH,		/* string: backing block device of an export */
+	DST_A_READ_ONLY,	/* flag: export: serve read-only */
+	DST_A_SIZE,		/* u64: export: size cap in bytes; replies: size */
+	DST_A_MAX_IO_PAGES,	/* u32: largest request, in 4 KiB pages (1..1024) */
+	DST_A_INDEX,		/* u32: device index N of /dev/dstN */
+	DST_A_KIND,		/* u32: enum dst_kind, in DST_CMD_LIST replies */
+	DST_A_DISK_NAME,	/* string: "dstN", in replies */
+	DST_A_STATE,		/* u32: enum dst_state, in replies */
+	DST_A_SESSIONS,		/* u32: export: connected local nodes */
+	DST_A_QUEUE_DEPTH,	/* u32: requests in flight per queue */
+	__DST_A_MAX,
+};
+#define DST_A_MAX (__DST_A_MAX - 1)
+
+/* Default TCP port of an export. */
+#define DST_DEFAULT_PORT	1025
+
+/* What a DST_CMD_LIST message describes. */
+enum dst_kind {
+	DST_KIND_EXPORT = 1,
+	DST_KIND_DEVICE = 2,
+};
+
+/* Connection state of a device, or of an export's listener. */
+enum dst_state {
+	DST_STATE_CONNECTED = 1,	/* device: connected; export: listening */
+	DST_STATE_DISCONNECTED = 2,	/* device: connection lost, IO fails */
+	DST_STATE_CLOSING = 3,		/* being deleted */
+};
+
+#endif /* _UAPI_LINUX_DST_H */

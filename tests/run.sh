@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+#
+# run.sh - the DST test runner.
+#
+# usage: tests/run.sh [PATTERN | FILE.sh]
+#
+# 1. Host tests: cargo test of tools/dstcfg (named host:dstcfg-unit; every
+#    cargo test counts).
+# 2. Guest tests: each tests/vm/*.sh whose name matches PATTERN (a substring,
+#    or a glob if it contains * ? or [; no PATTERN = all, host tests included)
+#    runs in its own fresh VM (scripts/vm.sh) through tests/lib/guest-run.sh.
+#    A guest test fails if it exits non-zero, times out, leaves tasks stuck in
+#    D state, or if the kernel log shows a warning, BUG, lockdep report, hung
+#    task, ... (see kernel_bad below). Test script header lines understood:
+#      # timeout: N          per-test timeout in seconds (default 300)
+#      # append: ARGS        extra kernel command line arguments
+#      # insmod: no          do not load dst.ko before the test
+# 3. An argument that is a path to a .sh file runs that one script as a guest
+#    test (e.g. a scratch test outside the tree); host tests are skipped.
+#
+# Results go to results/ at the repository root (wiped on each run):
+#   results/host-dstcfg-unit/output.log          cargo's output
+#   results/<test>/{output,dmesg,console}.log    test output, guest kernel log,
+#                                               whole VM console (host side)
+#   results/<test>/{status,note}                 exit status, and why
+#
+# Environment: DST_NO_INSMOD=1 never loads dst.ko (to try the harness without
+# a module); KDIR, DST_CACHE, DST_VM_CPUS, DST_VM_MEMORY as for scripts/vm.sh.
+#
+# Prints one line per test (PASS name (time) / FAIL name (reason), with the
+# last 30 lines of output for failures) and, last, "N passed, M failed". Exit
+# status 1 if anything failed or nothing ran.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+pattern=${1:-}
+single=""
+if [[ $pattern == *.sh && -f $pattern ]]; then
+    single=$(realpath "$pattern")
+fi
+cd "$repo"
+results=$repo/results
+default_timeout=300
+# How long the host waits beyond a test's own timeout before killing the VM
+# (boot, module load, the D-state check and saving the logs).
+vm_grace=60
+
+# Kernel log lines that fail a test, as fixed, case-sensitive strings.
+kernel_bad=(
+    'WARNING:' 'BUG:' 'Oops' 'Kernel panic' 'possible circular locking'
+    'possible recursive locking' 'inconsistent lock state' 'lockdep' 'KASAN'
+    'KFENCE' 'blocked for more than' 'hung_task' 'soft lockup' 'hard LOCKUP'
+    'Call Trace:' 'UBSAN' 'refcount_t:' 'list_add corruption'
+    'list_del corruption' 'general protection fault'
+)
+# Lines that match kernel_bad but are normal (boot banners of the debug options).
+kernel_benign=(
+    'RCU lockdep checking is enabled'
+)
+
+passed=0
+failed=0
+trap 'echo "interrupted"; echo "$passed passed, $((failed + 1)) failed"; exit 130' INT TERM
+
+now() { date +%s.%N; }
+since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
+
+matches() {
+    local name=$1
+    [ -n "$pattern" ] || return 0
+    if [[ $pattern == *[*?[]* ]]; then
+        # shellcheck disable=SC2053 # unquoted on purpose: a glob
+        [[ $name == $pattern || $name.sh == $pattern ]]
+    else
+        [[ $name == *"${pattern%.sh}"* ]]
+    fi
+}
+
+# show_tail FILE: the last 30 lines of FILE, indented.
+show_tail() {
+    [ -s "$1" ] || return 0
+    echo "    --- last 30 lines of ${1#"$repo"/} ---"
+    tail -n 30 "$1" | sed 's/^/    | /'
+}
+
+# header_value SCRIPT KEY: the value of a "# KEY: value" line in the header.
+header_value() {
+    sed -n "1,40{s/^# *$2: *//p}" "$1" | head -n 1
+}
+
+# kernel_hits FILE [kernel-only]: lines of FILE matching kernel_bad. With
+# kernel-only, only lines that look like kernel messages ("[   12.345678] ...")
+# count: the console also carries the harness' own lines.
+kernel_hits() {
+    local file=$1 filter=${2:-} bad=() ok=() p
+    [ -f "$file" ] || return 0
+    for p in "${kernel_bad[@]}"; do bad+=(-e "$p"); done
+    for p in "${kernel_benign[@]}"; do ok+=(-e "$p"); done
+    if [ "$filter" = kernel-only ]; then
+        grep -a -E '^\[ *[0-9]+\.[0-9]+\]' "$file" || true
+    else
+        cat "$file"
+    fi | grep -a -F "${bad[@]}" | grep -a -v -F "${ok[@]}" || true
+}
+
+record_pass() { passed=$((passed + 1)); echo "PASS $1 ($2s)"; }
+record_fail() { failed=$((failed + 1)); echo "FAIL $1 ($2)"; }
+
+run_host_tests() {
+    local name=host:dstcfg-unit dir=$results/host-dstcfg-unit t0 rc=0 p f
+    matches "$name" || return 0
+    mkdir -p "$dir"
+    local log=$dir/output.log
+    t0=$(now)
+    if ! command -v cargo >/dev/null 2>&1; then
+        echo "cargo not found" >"$log"
+        record_fail "$name" "cargo not found"
+        return 0
+    fi
+    cargo test --release --manifest-path tools/dstcfg/Cargo.toml >"$log" 2>&1 || rc=$?
+    # "test result: ok. 12 passed; 0 failed; 0 ignored; ..." per test binary
+    read -r p f < <(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" |
+                    awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
+    if ! grep -q '^test result: ' "$log"; then
+        record_fail "$name" "cargo test exited $rc without running tests"
+        show_tail "$log"
+        return 0
+    fi
+    passed=$((passed + p))
+    if [ "$f" -gt 0 ]; then
+        failed=$((failed + f))
+        sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | while read -r t; do
+            echo "FAIL host:dstcfg::$t (cargo test)"
+        done
+        show_tail "$log"
+    elif [ "$rc" -ne 0 ]; then
+        record_fail "$name" "cargo test exited $rc"
+        show_tail "$log"
+    else
+        echo "PASS $name ($p tests, $(since "$t0")s)"
+    fi
+}
+
+run_guest_test() {
+    local script=$1 name dir limit append insmod_flag=() t0 rc=0 reason="" st note hits
+    name=$(basename "$script" .sh)
+    dir=$results/$name
+    mkdir -p "$dir"
+    limit=$(header_value "$script" timeout)
+    [[ $limit =~ ^[0-9]+$ ]] || limit=$default_timeout
+    append=$(header_value "$script" append)
+    if [ "${DST_NO_INSMOD:-0}" = 1 ] || [ "$(header_value "$script" insmod)" = no ]; then
+        insmod_flag=(--no-insmod)
+    elif [ ! -f "$repo/dst.ko" ]; then
+        record_fail "$name" "dst.ko not built: run make"
+        return 0
+    fi
+
+    # A script from outside the tree may not be visible in the guest (its
+    # /tmp is private): run a copy from the test's results folder.
+    case $(realpath "$script") in
+        "$repo"/tests/vm/*) ;;
+        *) cp "$script" "$dir/test.sh"; script=$dir/test.sh ;;
+    esac
+
+    t0=$(now)
+    local guest_cmd
+    guest_cmd=$(printf '%q ' tests/lib/guest-run.sh "${insmod_flag[@]}" "$script" "$dir" "$limit")
+    # guest-run.sh loads the module itself so that a failing insmod is logged
+    # with the test; vm.sh only sets up the environment.
+    DST_NO_INSMOD=1 scripts/vm.sh --verbose --rwdir "$dir" --timeout $((limit + vm_grace)) \
+        --append "$append" -- "$guest_cmd" >"$dir/console.log" 2>&1 </dev/null || rc=$?
+
+    if [ ! -s "$dir/status" ]; then
+        if [ "$rc" = 124 ]; then
+            reason="VM killed after $((limit + vm_grace))s"
+        elif grep -aq 'Kernel panic' "$dir/console.log"; then
+            reason="kernel panic"
+        elif grep -aq '^vm.sh: ' "$dir/console.log"; then
+            reason=$(grep -a -m1 '^vm.sh: ' "$dir/console.log")
+        else
+            reason="no result from the guest (VM exit status $rc)"
+        fi
+    else
+        st=$(cat "$dir/status")
+        note=$(cat "$dir/note" 2>/dev/null || true)
+        if [ "$st" != 0 ]; then
+            reason=${note:-exit status $st}
+        elif [ -n "$note" ]; then
+            reason=$note
+        fi
+    fi
+
+    # Kernel health: the guest's dmesg, and the console in case the guest died
+    # (or something happened after dmesg was saved).
+    hits=$(kernel_hits "$dir/dmesg.log")
+    [ -n "$hits" ] || hits=$(kernel_hits "$dir/console.log" kernel-only)
+    if [ -n "$hits" ]; then
+        reason="${reason:+$reason; }kernel log: $(grep -c . <<<"$hits") bad lines"
+    fi
+
+    if [ -z "$reason" ]; then
+        record_pass "$name" "$(since "$t0")"
+        return 0
+    fi
+    record_fail "$name" "$reason, $(since "$t0")s"
+    if [ -n "$hits" ]; then
+        echo "    --- kernel log lines ---"
+        head -n 40 <<<"$hits" | sed 's/^/    ! /'
+    fi
+    if [ -s "$dir/output.log" ]; then
+        show_tail "$dir/output.log"
+    else
+        show_tail "$dir/console.log"
+    fi
+}
+
+rm -rf "$results"
+mkdir -p "$results"
+
+if [ -n "$single" ]; then
+    run_guest_test "$single"
+else
+    run_host_tests
+    shopt -s nullglob
+    for script in tests/vm/*.sh; do
+        matches "$(basename "$script" .sh)" || continue
+        run_guest_test "$script"
+    done
+fi
+
+trap - INT TERM
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,108 @@
+//! The `dst` family client: a generic netlink socket bound to the resolved
+//! `dst` family, with one method per command.
+//!
+//! A new command gets a method here built on [`DstClient::request`] (or
+//! [`DstClient::dump`] for listings), a [`crate::message::DstCmd`] variant and
+//! its attributes in `message.rs`.
+
+use std::net::SocketAddr;
+
+use anyhow::{bail, Context, Result};
+use netlink_packet_core::NLM_F_DUMP;
+
+use crate::message::{
+    dev_del_attrs, export_del_attrs, DeviceRequest, DstAttr, DstCmd, DstMessage, ExportRequest,
+    ListEntry, NewDevice, Status,
+};
+use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError};
+use crate::uapi;
+
+/// A connection to the `dst` generic netlink family.
+pub struct DstClient {
+    sock: GenlSocket,
+    family: Family,
+}
+
+impl DstClient {
+    /// Opens a socket and resolves the `dst` family; fails with a message
+    /// saying to load the module if it is not registered.
+    pub fn connect() -> Result<Self> {
+        let mut sock = GenlSocket::open()?;
+        let family = match sock.resolve_family(uapi::DST_GENL_NAME) {
+            Ok(family) => family,
+            Err(err) if err.is::<FamilyNotFound>() => bail!(
+                "the dst module is not loaded (no generic netlink family \"{}\"); \
+                 load it first: insmod dst.ko",
+                uapi::DST_GENL_NAME
+            ),
+            Err(err) => return Err(err),
+        };
+        Ok(Self { sock, family })
+    }
+
+    /// Sends a `do` request and returns its replies.
+    pub fn request(&mut self, cmd: DstCmd, attrs: Vec<DstAttr>) -> Result<Vec<DstMessage>> {
+        self.send(cmd, attrs, 0)
+    }
+
+    /// Sends a `dump` request and returns every message of the dump.
+    pub fn dump(&mut self, cmd: DstCmd, attrs: Vec<DstAttr>) -> Result<Vec<DstMessage>> {
+        self.send(cmd, attrs, NLM_F_DUMP)
+    }
+
+    fn send(&mut self, cmd: DstCmd, attrs: Vec<DstAttr>, flags: u16) -> Result<Vec<DstMessage>> {
+        let number = u8::from(cmd);
+        // An older module lacks newer commands; say so rather than EOPNOTSUPP.
+        if !self.family.ops.is_empty() && !self.family.supports(number) {
+            bail!(
+                "the loaded dst module does not implement {} (command {number}); \
+                 load a dst module that matches this dstcfg",
+                uapi::cmd_name(number).unwrap_or("this command")
+            );
+        }
+        let msg = DstMessage::new(cmd, attrs);
+        self.sock
+            .request(self.family.id, msg, flags)
+            .map_err(|err| match err.downcast::<KernelError>() {
+                Ok(mut kerr) => {
+                    kerr.attr_names = Some(uapi::attr_name);
+                    kerr.into()
+                }
+                Err(err) => err,
+            })
+    }
+
+    /// `DST_CMD_STATUS`: module and wire protocol versions.
+    pub fn status(&mut self) -> Result<Status> {
+        let replies = self.request(DstCmd::Status, Vec::new())?;
+        Status::from_replies(&replies).context("malformed DST_CMD_STATUS reply")
+    }
+
+    /// `DST_CMD_EXPORT_ADD`: starts serving a block device.
+    pub fn export_add(&mut self, req: &ExportRequest) -> Result<()> {
+        self.request(DstCmd::ExportAdd, req.attrs()).map(drop)
+    }
+
+    /// `DST_CMD_EXPORT_DEL`: stops the export listening on `addr`.
+    pub fn export_del(&mut self, addr: SocketAddr) -> Result<()> {
+        self.request(DstCmd::ExportDel, export_del_attrs(addr))
+            .map(drop)
+    }
+
+    /// `DST_CMD_DEV_ADD`: connects to an export and creates `/dev/dstN`.
+    pub fn dev_add(&mut self, req: &DeviceRequest) -> Result<NewDevice> {
+        let replies = self.request(DstCmd::DevAdd, req.attrs())?;
+        NewDevice::from_replies(&replies).context("malformed DST_CMD_DEV_ADD reply")
+    }
+
+    /// `DST_CMD_DEV_DEL`: deletes `/dev/dst<index>`.
+    pub fn dev_del(&mut self, index: u32) -> Result<()> {
+        self.request(DstCmd::DevDel, dev_del_attrs(index)).map(drop)
+    }
+
+    /// `DST_CMD_LIST`: every export and device.
+    pub fn list(&mut self) -> Result<Vec<ListEntry>> {
+        let msgs = self.dump(DstCmd::List, Vec::new())?;
+        ListEntry::from_dump(&msgs).context("malformed DST_CMD_LIST reply")
+    }
+}

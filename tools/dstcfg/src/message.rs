@@ -1,0 +1,930 @@
+//! Typed messages of the `dst` generic netlink family.
+//!
+//! [`DstMessage`] is one genl message (command + attributes) and implements
+//! [`GenlFamily`], so it can be wrapped in a `GenlMessage` and sent with
+//! [`crate::netlink::GenlSocket`]. Attributes are one typed enum per nesting
+//! level, rust-netlink style (`Nla` to emit, `Parseable` to parse), with an
+//! `Other(DefaultNla)` fallback so newer modules' attributes do not break
+//! parsing.
+//!
+//! Adding a command: a constant in `uapi.rs`, a variant in [`DstCmd`].
+//! Adding an attribute: a constant in `uapi.rs`, a variant in [`DstAttr`] and
+//! one arm in each `match` below.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{anyhow, bail, Result};
+use netlink_packet_core::{
+    emit_u16, emit_u32, emit_u64, parse_ip, parse_string, parse_u16, parse_u32, parse_u64,
+    DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, NlasIterator, Parseable,
+    ParseableParametrized,
+};
+use netlink_packet_generic::{GenlFamily, GenlHeader};
+
+use crate::uapi;
+
+/// A command of the `dst` family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DstCmd {
+    /// `DST_CMD_STATUS`: module status.
+    Status,
+    /// `DST_CMD_EXPORT_ADD`: start an export.
+    ExportAdd,
+    /// `DST_CMD_EXPORT_DEL`: stop an export.
+    ExportDel,
+    /// `DST_CMD_DEV_ADD`: connect to an export and create `/dev/dstN`.
+    DevAdd,
+    /// `DST_CMD_DEV_DEL`: delete `/dev/dstN`.
+    DevDel,
+    /// `DST_CMD_LIST`: dump of every export and device.
+    List,
+    /// A command number this tool does not know.
+    Other(u8),
+}
+
+impl From<DstCmd> for u8 {
+    fn from(cmd: DstCmd) -> u8 {
+        match cmd {
+            DstCmd::Status => uapi::DST_CMD_STATUS,
+            DstCmd::ExportAdd => uapi::DST_CMD_EXPORT_ADD,
+            DstCmd::ExportDel => uapi::DST_CMD_EXPORT_DEL,
+            DstCmd::DevAdd => uapi::DST_CMD_DEV_ADD,
+            DstCmd::DevDel => uapi::DST_CMD_DEV_DEL,
+            DstCmd::List => uapi::DST_CMD_LIST,
+            DstCmd::Other(n) => n,
+        }
+    }
+}
+
+impl From<u8> for DstCmd {
+    fn from(n: u8) -> Self {
+        match n {
+            uapi::DST_CMD_STATUS => DstCmd::Status,
+            uapi::DST_CMD_EXPORT_ADD => DstCmd::ExportAdd,
+            uapi::DST_CMD_EXPORT_DEL => DstCmd::ExportDel,
+            uapi::DST_CMD_DEV_ADD => DstCmd::DevAdd,
+            uapi::DST_CMD_DEV_DEL => DstCmd::DevDel,
+            uapi::DST_CMD_LIST => DstCmd::List,
+            n => DstCmd::Other(n),
+        }
+    }
+}
+
+/// A top-level attribute of the `dst` family (`enum dst_attr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DstAttr {
+    /// `DST_A_VERSION`: module version (NUL-terminated string).
+    Version(String),
+    /// `DST_A_PROTO_VERSION`: wire protocol version (u32).
+    ProtoVersion(u32),
+    /// `DST_A_ADDR`: IPv4 (4 bytes) or IPv6 (16 bytes), network order.
+    Addr(IpAddr),
+    /// `DST_A_PORT`: TCP port (u16, host order).
+    Port(u16),
+    /// `DST_A_PATH`: backing block device of an export (string).
+    Path(String),
+    /// `DST_A_READ_ONLY`: flag, no payload.
+    ReadOnly,
+    /// `DST_A_SIZE`: bytes (u64).
+    Size(u64),
+    /// `DST_A_MAX_IO_PAGES`: largest request in 4 KiB pages (u32).
+    MaxIoPages(u32),
+    /// `DST_A_INDEX`: N of `/dev/dstN` (u32).
+    Index(u32),
+    /// `DST_A_KIND`: `enum dst_kind` (u32).
+    Kind(u32),
+    /// `DST_A_DISK_NAME`: "dstN" (string).
+    DiskName(String),
+    /// `DST_A_STATE`: `enum dst_state` (u32).
+    State(u32),
+    /// `DST_A_SESSIONS`: connected local nodes of an export (u32).
+    Sessions(u32),
+    /// `DST_A_QUEUE_DEPTH`: requests in flight per queue (u32).
+    QueueDepth(u32),
+    /// Any other attribute, including `DST_A_PAD`.
+    Other(DefaultNla),
+}
+
+impl Nla for DstAttr {
+    fn value_len(&self) -> usize {
+        match self {
+            DstAttr::Version(s) | DstAttr::Path(s) | DstAttr::DiskName(s) => s.len() + 1,
+            DstAttr::Addr(IpAddr::V4(_)) => 4,
+            DstAttr::Addr(IpAddr::V6(_)) => 16,
+            DstAttr::Port(_) => 2,
+            DstAttr::ReadOnly => 0,
+            DstAttr::Size(_) => 8,
+            DstAttr::ProtoVersion(_)
+            | DstAttr::MaxIoPages(_)
+            | DstAttr::Index(_)
+            | DstAttr::Kind(_)
+            | DstAttr::State(_)
+            | DstAttr::Sessions(_)
+            | DstAttr::QueueDepth(_) => 4,
+            DstAttr::Other(nla) => nla.value_len(),
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        match self {
+            DstAttr::Version(_) => uapi::DST_A_VERSION,
+            DstAttr::ProtoVersion(_) => uapi::DST_A_PROTO_VERSION,
+            DstAttr::Addr(_) => uapi::DST_A_ADDR,
+            DstAttr::Port(_) => uapi::DST_A_PORT,
+            DstAttr::Path(_) => uapi::DST_A_PATH,
+            DstAttr::ReadOnly => uapi::DST_A_READ_ONLY,
+            DstAttr::Size(_) => uapi::DST_A_SIZE,
+            DstAttr::MaxIoPages(_) => uapi::DST_A_MAX_IO_PAGES,
+            DstAttr::Index(_) => uapi::DST_A_INDEX,
+            DstAttr::Kind(_) => uapi::DST_A_KIND,
+            DstAttr::DiskName(_) => uapi::DST_A_DISK_NAME,
+            DstAttr::State(_) => uapi::DST_A_STATE,
+            DstAttr::Sessions(_) => uapi::DST_A_SESSIONS,
+            DstAttr::QueueDepth(_) => uapi::DST_A_QUEUE_DEPTH,
+            DstAttr::Other(nla) => nla.kind(),
+        }
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        match self {
+            DstAttr::Version(s) | DstAttr::Path(s) | DstAttr::DiskName(s) => emit_string(buffer, s),
+            DstAttr::Addr(IpAddr::V4(ip)) => buffer.copy_from_slice(&ip.octets()),
+            DstAttr::Addr(IpAddr::V6(ip)) => buffer.copy_from_slice(&ip.octets()),
+            DstAttr::Port(v) => emit_u16(buffer, *v).unwrap(),
+            DstAttr::ReadOnly => {}
+            DstAttr::Size(v) => emit_u64(buffer, *v).unwrap(),
+            DstAttr::ProtoVersion(v)
+            | DstAttr::MaxIoPages(v)
+            | DstAttr::Index(v)
+            | DstAttr::Kind(v)
+            | DstAttr::State(v)
+            | DstAttr::Sessions(v)
+            | DstAttr::QueueDepth(v) => emit_u32(buffer, *v).unwrap(),
+            DstAttr::Other(nla) => nla.emit_value(buffer),
+        }
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
+    fn parse(buf: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
+        let payload = buf.value();
+        let u32_of = |name: &str| parse_u32(payload).context(format!("invalid {name}"));
+        Ok(match buf.kind() {
+            uapi::DST_A_VERSION => {
+                DstAttr::Version(parse_string(payload).context("invalid DST_A_VERSION")?)
+            }
+            uapi::DST_A_PROTO_VERSION => DstAttr::ProtoVersion(u32_of("DST_A_PROTO_VERSION")?),
+            uapi::DST_A_ADDR => DstAttr::Addr(parse_ip(payload).context("invalid DST_A_ADDR")?),
+            uapi::DST_A_PORT => DstAttr::Port(parse_u16(payload).context("invalid DST_A_PORT")?),
+            uapi::DST_A_PATH => DstAttr::Path(parse_string(payload).context("invalid DST_A_PATH")?),
+            uapi::DST_A_READ_ONLY => DstAttr::ReadOnly,
+            uapi::DST_A_SIZE => DstAttr::Size(parse_u64(payload).context("invalid DST_A_SIZE")?),
+            uapi::DST_A_MAX_IO_PAGES => DstAttr::MaxIoPages(u32_of("DST_A_MAX_IO_PAGES")?),
+            uapi::DST_A_INDEX => DstAttr::Index(u32_of("DST_A_INDEX")?),
+            uapi::DST_A_KIND => DstAttr::Kind(u32_of("DST_A_KIND")?),
+            uapi::DST_A_DISK_NAME => {
+                DstAttr::DiskName(parse_string(payload).context("invalid DST_A_DISK_NAME")?)
+            }
+            uapi::DST_A_STATE => DstAttr::State(u32_of("DST_A_STATE")?),
+            uapi::DST_A_SESSIONS => DstAttr::Sessions(u32_of("DST_A_SESSIONS")?),
+            uapi::DST_A_QUEUE_DEPTH => DstAttr::QueueDepth(u32_of("DST_A_QUEUE_DEPTH")?),
+            _ => DstAttr::Other(DefaultNla::parse(buf)?),
+        })
+    }
+}
+
+/// Writes `s` NUL-terminated into `buffer` (exactly `s.len() + 1` bytes).
+fn emit_string(buffer: &mut [u8], s: &str) {
+    buffer[..s.len()].copy_from_slice(s.as_bytes());
+    buffer[s.len()] = 0;
+}
+
+/// One message of the `dst` family: a command and its attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DstMessage {
+    /// The command (genl header `cmd`).
+    pub cmd: DstCmd,
+    /// Top-level attributes, in order.
+    pub attrs: Vec<DstAttr>,
+}
+
+impl DstMessage {
+    /// A request for `cmd` carrying `attrs`.
+    pub fn new(cmd: DstCmd, attrs: Vec<DstAttr>) -> Self {
+        Self { cmd, attrs }
+    }
+}
+
+impl GenlFamily for DstMessage {
+    fn family_name() -> &'static str {
+        uapi::DST_GENL_NAME
+    }
+
+    fn command(&self) -> u8 {
+        self.cmd.into()
+    }
+
+    fn version(&self) -> u8 {
+        uapi::DST_GENL_VERSION
+    }
+}
+
+impl Emitable for DstMessage {
+    fn buffer_len(&self) -> usize {
+        self.attrs.as_slice().buffer_len()
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        self.attrs.as_slice().emit(buffer)
+    }
+}
+
+impl ParseableParametrized<[u8], GenlHeader> for DstMessage {
+    fn parse_with_param(buf: &[u8], header: GenlHeader) -> Result<Self, DecodeError> {
+        let attrs = NlasIterator::new(buf)
+            .map(|nla| nla.and_then(|nla| DstAttr::parse(&nla)))
+            .collect::<Result<Vec<_>, _>>()
+            .context("failed to parse dst attributes")?;
+        Ok(Self {
+            cmd: header.cmd.into(),
+            attrs,
+        })
+    }
+}
+
+/// The decoded reply of `DST_CMD_STATUS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Module version (`DST_A_VERSION`).
+    pub version: String,
+    /// Wire protocol version (`DST_A_PROTO_VERSION`).
+    pub protocol: u32,
+}
+
+impl Status {
+    /// Extracts the status from the reply messages of `DST_CMD_STATUS`.
+    pub fn from_replies(replies: &[DstMessage]) -> Result<Self> {
+        let [reply] = replies else {
+            bail!("expected one status reply, got {}", replies.len());
+        };
+        let mut version = None;
+        let mut protocol = None;
+        for attr in &reply.attrs {
+            match attr {
+                DstAttr::Version(v) => version = Some(v.clone()),
+                DstAttr::ProtoVersion(p) => protocol = Some(*p),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            version: version.ok_or_else(|| anyhow!("status reply lacks DST_A_VERSION"))?,
+            protocol: protocol.ok_or_else(|| anyhow!("status reply lacks DST_A_PROTO_VERSION"))?,
+        })
+    }
+
+    /// Human-readable form.
+    pub fn to_text(&self) -> String {
+        format!(
+            "dst module {}, wire protocol {}",
+            self.version, self.protocol
+        )
+    }
+
+    /// JSON object `{"version": "...", "protocol": N}`.
+    pub fn to_json(&self) -> String {
+        let version = serde_json::Value::String(self.version.clone());
+        format!(r#"{{"version": {version}, "protocol": {}}}"#, self.protocol)
+    }
+}
+
+/// Attributes of an address and port (`DST_A_ADDR`, `DST_A_PORT`).
+fn addr_attrs(addr: SocketAddr) -> [DstAttr; 2] {
+    [DstAttr::Addr(addr.ip()), DstAttr::Port(addr.port())]
+}
+
+/// What `DST_CMD_EXPORT_ADD` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// Local address and port to listen on.
+    pub addr: SocketAddr,
+    /// Absolute path of the block device to serve.
+    pub path: String,
+    /// Serve read-only.
+    pub read_only: bool,
+    /// Serve at most this many bytes (none: the whole device).
+    pub size: Option<u64>,
+    /// Largest request in 4 KiB pages (none: the module's default).
+    pub max_io_pages: Option<u32>,
+}
+
+impl ExportRequest {
+    /// The request's attributes; optional ones only when given.
+    pub fn attrs(&self) -> Vec<DstAttr> {
+        let mut attrs = addr_attrs(self.addr).to_vec();
+        attrs.push(DstAttr::Path(self.path.clone()));
+        if self.read_only {
+            attrs.push(DstAttr::ReadOnly);
+        }
+        attrs.extend(self.size.map(DstAttr::Size));
+        attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
+        attrs
+    }
+}
+
+/// Attributes of `DST_CMD_EXPORT_DEL`.
+pub fn export_del_attrs(addr: SocketAddr) -> Vec<DstAttr> {
+    addr_attrs(addr).to_vec()
+}
+
+/// What `DST_CMD_DEV_ADD` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRequest {
+    /// Export node to connect to.
+    pub addr: SocketAddr,
+    /// N of `/dev/dstN` (none: the module picks the lowest free one).
+    pub index: Option<u32>,
+    /// Largest request in 4 KiB pages (none: the module's default).
+    pub max_io_pages: Option<u32>,
+    /// Requests in flight (none: the module's default).
+    pub queue_depth: Option<u32>,
+}
+
+impl DeviceRequest {
+    /// The request's attributes; optional ones only when given.
+    pub fn attrs(&self) -> Vec<DstAttr> {
+        let mut attrs = addr_attrs(self.addr).to_vec();
+        attrs.extend(self.index.map(DstAttr::Index));
+        attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
+        attrs.extend(self.queue_depth.map(DstAttr::QueueDepth));
+        attrs
+    }
+}
+
+/// Attributes of `DST_CMD_DEV_DEL`.
+pub fn dev_del_attrs(index: u32) -> Vec<DstAttr> {
+    vec![DstAttr::Index(index)]
+}
+
+/// The decoded reply of `DST_CMD_DEV_ADD`: the new device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDevice {
+    /// N of `/dev/dstN`.
+    pub index: u32,
+    /// Disk name, `dstN`.
+    pub disk_name: String,
+}
+
+impl NewDevice {
+    /// Extracts the new device from the replies of `DST_CMD_DEV_ADD`. The
+    /// disk name defaults to `dst<index>` if the reply lacks it.
+    pub fn from_replies(replies: &[DstMessage]) -> Result<Self> {
+        let [reply] = replies else {
+            bail!("expected one reply, got {}", replies.len());
+        };
+        let mut index = None;
+        let mut disk_name = None;
+        for attr in &reply.attrs {
+            match attr {
+                DstAttr::Index(i) => index = Some(*i),
+                DstAttr::DiskName(n) => disk_name = Some(n.clone()),
+                _ => {}
+            }
+        }
+        let index = index.ok_or_else(|| anyhow!("reply lacks DST_A_INDEX"))?;
+        let disk_name = disk_name.unwrap_or_else(|| format!("dst{index}"));
+        if disk_name.is_empty() || disk_name.contains('/') {
+            bail!("reply has a bad DST_A_DISK_NAME {disk_name:?}");
+        }
+        Ok(Self { index, disk_name })
+    }
+
+    /// The device node, `/dev/dstN`.
+    pub fn dev_path(&self) -> String {
+        format!("/dev/{}", self.disk_name)
+    }
+}
+
+/// State of a device or of an export's listener (`enum dst_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// `DST_STATE_CONNECTED`: device connected, export listening.
+    Connected,
+    /// `DST_STATE_DISCONNECTED`: device lost its connection.
+    Disconnected,
+    /// `DST_STATE_CLOSING`: being deleted.
+    Closing,
+    /// A state this tool does not know.
+    Other(u32),
+}
+
+impl From<u32> for EntryState {
+    fn from(n: u32) -> Self {
+        match n {
+            uapi::DST_STATE_CONNECTED => EntryState::Connected,
+            uapi::DST_STATE_DISCONNECTED => EntryState::Disconnected,
+            uapi::DST_STATE_CLOSING => EntryState::Closing,
+            n => EntryState::Other(n),
+        }
+    }
+}
+
+/// What a `DST_CMD_LIST` entry describes, with the kind's own fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `DST_KIND_EXPORT`.
+    Export {
+        /// Block device served (`DST_A_PATH`).
+        path: String,
+        /// Connected local nodes (`DST_A_SESSIONS`).
+        sessions: u32,
+    },
+    /// `DST_KIND_DEVICE`.
+    Device {
+        /// N of `/dev/dstN` (`DST_A_INDEX`).
+        index: u32,
+        /// `dstN` (`DST_A_DISK_NAME`).
+        disk_name: String,
+        /// Requests in flight (`DST_A_QUEUE_DEPTH`).
+        queue_depth: u32,
+    },
+}
+
+/// One export or device, decoded from a `DST_CMD_LIST` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListEntry {
+    /// Export or device, and its own fields.
+    pub kind: EntryKind,
+    /// Export: listening address; device: the export node's address.
+    pub addr: SocketAddr,
+    /// Size in bytes.
+    pub size: u64,
+    /// Served or provided read-only.
+    pub read_only: bool,
+    /// Connection state.
+    pub state: EntryState,
+}
+
+impl ListEntry {
+    /// Decodes one `DST_CMD_LIST` message. `Ok(None)`: a kind this tool does
+    /// not know (a newer module), to be skipped.
+    pub fn from_message(msg: &DstMessage) -> Result<Option<Self>> {
+        let (mut kind, mut ip, mut port, mut size, mut read_only, mut state) =
+            (None, None, None, 0, false, EntryState::Connected);
+        let (mut path, mut sessions, mut index, mut disk_name, mut queue_depth) =
+            (None, 0, None, None, 0);
+        for attr in &msg.attrs {
+            match attr {
+                DstAttr::Kind(k) => kind = Some(*k),
+                DstAttr::Addr(a) => ip = Some(*a),
+                DstAttr::Port(p) => port = Some(*p),
+                DstAttr::Size(s) => size = *s,
+                DstAttr::ReadOnly => read_only = true,
+                DstAttr::State(s) => state = EntryState::from(*s),
+                DstAttr::Path(p) => path = Some(p.clone()),
+                DstAttr::Sessions(n) => sessions = *n,
+                DstAttr::Index(i) => index = Some(*i),
+                DstAttr::DiskName(n) => disk_name = Some(n.clone()),
+                DstAttr::QueueDepth(d) => queue_depth = *d,
+                _ => {}
+            }
+        }
+        let kind = match kind.ok_or_else(|| anyhow!("list entry lacks DST_A_KIND"))? {
+            uapi::DST_KIND_EXPORT => EntryKind::Export {
+                path: path.ok_or_else(|| anyhow!("export entry lacks DST_A_PATH"))?,
+                sessions,
+            },
+            uapi::DST_KIND_DEVICE => {
+                let index = index.ok_or_else(|| anyhow!("device entry lacks DST_A_INDEX"))?;
+                EntryKind::Device {
+                    index,
+                    disk_name: disk_name.unwrap_or_else(|| format!("dst{index}")),
+                    queue_depth,
+                }
+            }
+            _ => return Ok(None),
+        };
+        let ip = ip.ok_or_else(|| anyhow!("list entry lacks DST_A_ADDR"))?;
+        let port = port.ok_or_else(|| anyhow!("list entry lacks DST_A_PORT"))?;
+        Ok(Some(Self {
+            kind,
+            addr: SocketAddr::new(ip, port),
+            size,
+            read_only,
+            state,
+        }))
+    }
+
+    /// Decodes a whole `DST_CMD_LIST` dump, skipping unknown kinds.
+    pub fn from_dump(msgs: &[DstMessage]) -> Result<Vec<Self>> {
+        let mut entries = Vec::new();
+        for (i, msg) in msgs.iter().enumerate() {
+            let entry = Self::from_message(msg).map_err(|e| e.context(format!("entry {i}")))?;
+            entries.extend(entry);
+        }
+        Ok(entries)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+    use netlink_packet_generic::GenlMessage;
+
+    fn status_reply() -> DstMessage {
+        DstMessage::new(
+            DstCmd::Status,
+            vec![DstAttr::Version("0.1.0".into()), DstAttr::ProtoVersion(1)],
+        )
+    }
+
+    fn emit(msg: &DstMessage) -> Vec<u8> {
+        let mut buf = vec![0xff; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn status_attrs_wire_format() {
+        let bytes = emit(&status_reply());
+        #[rustfmt::skip]
+        let expected = [
+            10, 0, 2, 0, b'0', b'.', b'1', b'.', b'0', 0, 0, 0, // len 10, DST_A_VERSION, pad 2
+            8, 0, 3, 0, 1, 0, 0, 0, // len 8, DST_A_PROTO_VERSION, 1
+        ];
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn status_reply_round_trip() {
+        let msg = status_reply();
+        let bytes = emit(&msg);
+        let header = GenlHeader {
+            cmd: uapi::DST_CMD_STATUS,
+            version: uapi::DST_GENL_VERSION,
+        };
+        let parsed = DstMessage::parse_with_param(&bytes, header).unwrap();
+        assert_eq!(parsed, msg);
+        let status = Status::from_replies(&[parsed]).unwrap();
+        assert_eq!(
+            status,
+            Status {
+                version: "0.1.0".into(),
+                protocol: 1
+            }
+        );
+        assert_eq!(status.to_text(), "dst module 0.1.0, wire protocol 1");
+        let json: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+        assert_eq!(json, serde_json::json!({"version": "0.1.0", "protocol": 1}));
+    }
+
+    #[test]
+    fn full_netlink_message_round_trip() {
+        let mut genl = GenlMessage::from_payload(status_reply());
+        genl.set_resolved_family_id(0x1234);
+        let mut nl = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(genl));
+        nl.header.flags = NLM_F_REQUEST;
+        nl.header.sequence_number = 7;
+        nl.finalize();
+        let mut buf = vec![0; nl.buffer_len()];
+        nl.serialize(&mut buf);
+        assert_eq!(u16::from_ne_bytes([buf[4], buf[5]]), 0x1234);
+        assert_eq!(buf[16], uapi::DST_CMD_STATUS);
+        assert_eq!(buf[17], uapi::DST_GENL_VERSION);
+
+        let back = NetlinkMessage::<GenlMessage<DstMessage>>::deserialize(&buf).unwrap();
+        assert_eq!(back.header.sequence_number, 7);
+        let NetlinkPayload::InnerMessage(genl) = back.payload else {
+            panic!("not an inner message: {:?}", back.payload);
+        };
+        assert_eq!(genl.payload, status_reply());
+    }
+
+    #[test]
+    fn unknown_attrs_and_commands_are_kept() {
+        let msg = DstMessage::new(
+            DstCmd::Other(200),
+            vec![
+                DstAttr::Other(DefaultNla::new(uapi::DST_A_PAD, vec![])),
+                DstAttr::Other(DefaultNla::new(99, vec![1, 2, 3, 4, 5])),
+                DstAttr::ProtoVersion(7),
+            ],
+        );
+        let bytes = emit(&msg);
+        let header = GenlHeader {
+            cmd: 200,
+            version: 1,
+        };
+        let parsed = DstMessage::parse_with_param(&bytes, header).unwrap();
+        assert_eq!(parsed, msg);
+    }
+
+    #[test]
+    fn status_needs_both_attrs() {
+        let partial = DstMessage::new(DstCmd::Status, vec![DstAttr::ProtoVersion(1)]);
+        let err = Status::from_replies(&[partial]).unwrap_err();
+        assert!(err.to_string().contains("DST_A_VERSION"), "{err}");
+        assert!(Status::from_replies(&[]).is_err());
+    }
+
+    #[test]
+    fn json_escapes_version() {
+        let s = Status {
+            version: "1\"x".into(),
+            protocol: 2,
+        };
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["version"], "1\"x");
+    }
+
+    fn parse(bytes: &[u8], cmd: u8) -> DstMessage {
+        let header = GenlHeader {
+            cmd,
+            version: uapi::DST_GENL_VERSION,
+        };
+        DstMessage::parse_with_param(bytes, header).unwrap()
+    }
+
+    /// One attribute's bytes: header (length, type) and padded payload.
+    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = ((4 + payload.len()) as u16).to_ne_bytes().to_vec();
+        out.extend(kind.to_ne_bytes());
+        out.extend(payload);
+        out.resize((out.len() + 3) & !3, 0);
+        out
+    }
+
+    #[test]
+    fn export_add_wire_format() {
+        let req = ExportRequest {
+            addr: "10.0.0.2:1025".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: true,
+            size: Some(1 << 30),
+            max_io_pages: Some(256),
+        };
+        let msg = DstMessage::new(DstCmd::ExportAdd, req.attrs());
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+        expected.extend(nla(uapi::DST_A_READ_ONLY, &[]));
+        expected.extend(nla(uapi::DST_A_SIZE, &(1u64 << 30).to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_MAX_IO_PAGES, &256u32.to_ne_bytes()));
+        assert_eq!(emit(&msg), expected);
+        // Spot-check the layout by hand: the port is 6 bytes padded to 8, the
+        // flag a bare 4-byte header, the u64 12 bytes without DST_A_PAD.
+        assert_eq!(&expected[8..16], &[6, 0, 5, 0, 1, 4, 0, 0][..]);
+        assert_eq!(&expected[32..36], &[4, 0, 7, 0][..]);
+        assert_eq!(&expected[36..40], &[12, 0, 8, 0][..]);
+        assert_eq!(expected.len(), 56);
+        assert_eq!(u8::from(msg.cmd), 2);
+    }
+
+    #[test]
+    fn optional_attrs_only_when_given() {
+        let req = ExportRequest {
+            addr: "[2001:db8::1]:2000".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+        };
+        let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+        assert_eq!(
+            req.attrs(),
+            vec![
+                DstAttr::Addr(ip.into()),
+                DstAttr::Port(2000),
+                DstAttr::Path("/dev/sdb".into())
+            ]
+        );
+        let bytes = emit(&DstMessage::new(DstCmd::ExportAdd, req.attrs()));
+        assert_eq!(&bytes[..4], &[20, 0, 4, 0][..]); // 16-byte address
+        assert_eq!(&bytes[4..20], &ip.octets()[..]); // network order
+        assert_eq!(
+            export_del_attrs("10.0.0.2:7".parse().unwrap()),
+            vec![DstAttr::Addr([10, 0, 0, 2].into()), DstAttr::Port(7)]
+        );
+    }
+
+    #[test]
+    fn dev_add_and_del_wire_format() {
+        let mut req = DeviceRequest {
+            addr: "10.0.0.1:1025".parse().unwrap(),
+            index: None,
+            max_io_pages: None,
+            queue_depth: None,
+        };
+        assert_eq!(req.attrs().len(), 2);
+        req.index = Some(3);
+        req.max_io_pages = Some(1024);
+        req.queue_depth = Some(64);
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_INDEX, &3u32.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_MAX_IO_PAGES, &1024u32.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_QUEUE_DEPTH, &64u32.to_ne_bytes()));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, req.attrs())),
+            expected
+        );
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevDel, dev_del_attrs(5))),
+            nla(uapi::DST_A_INDEX, &5u32.to_ne_bytes())
+        );
+    }
+
+    #[test]
+    fn every_attribute_round_trips() {
+        let attrs = vec![
+            DstAttr::Version("1.2".into()),
+            DstAttr::ProtoVersion(1),
+            DstAttr::Addr([192, 0, 2, 1].into()),
+            DstAttr::Addr("::1".parse::<std::net::Ipv6Addr>().unwrap().into()),
+            DstAttr::Port(65535),
+            DstAttr::Path("/dev/disk/by-id/x".into()),
+            DstAttr::ReadOnly,
+            DstAttr::Size(u64::MAX - 1),
+            DstAttr::MaxIoPages(1024),
+            DstAttr::Index(1023),
+            DstAttr::Kind(uapi::DST_KIND_DEVICE),
+            DstAttr::DiskName("dst1023".into()),
+            DstAttr::State(uapi::DST_STATE_CLOSING),
+            DstAttr::Sessions(4),
+            DstAttr::QueueDepth(128),
+            DstAttr::Other(DefaultNla::new(uapi::DST_A_PAD, vec![])),
+        ];
+        let msg = DstMessage::new(DstCmd::List, attrs);
+        assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);
+        for cmd in 0..=uapi::DST_CMD_MAX + 1 {
+            assert_eq!(u8::from(DstCmd::from(cmd)), cmd);
+        }
+        assert_eq!(DstCmd::from(uapi::DST_CMD_DEV_DEL), DstCmd::DevDel);
+    }
+
+    #[test]
+    fn malformed_attributes_are_refused() {
+        for (kind, payload) in [
+            (uapi::DST_A_ADDR, &[1, 2, 3, 4, 5][..]),
+            (uapi::DST_A_PORT, &[1, 2, 3, 4][..]),
+            (uapi::DST_A_SIZE, &[1, 2, 3, 4][..]),
+            (uapi::DST_A_INDEX, &[1, 2][..]),
+            (uapi::DST_A_DISK_NAME, &[0xff, 0xfe, 0][..]),
+        ] {
+            let header = GenlHeader {
+                cmd: uapi::DST_CMD_LIST,
+                version: 1,
+            };
+            let err = DstMessage::parse_with_param(&nla(kind, payload), header).unwrap_err();
+            let name = uapi::attr_name(kind).unwrap();
+            assert!(format!("{err}").contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn dev_add_reply() {
+        // As the module sends it: DST_A_INDEX, then DST_A_DISK_NAME.
+        let mut bytes = nla(uapi::DST_A_INDEX, &7u32.to_ne_bytes());
+        bytes.extend(nla(uapi::DST_A_DISK_NAME, b"dst7\0"));
+        let reply = parse(&bytes, uapi::DST_CMD_DEV_ADD);
+        assert_eq!(reply.cmd, DstCmd::DevAdd);
+        let dev = NewDevice::from_replies(&[reply]).unwrap();
+        assert_eq!(
+            dev,
+            NewDevice {
+                index: 7,
+                disk_name: "dst7".into()
+            }
+        );
+        assert_eq!(dev.dev_path(), "/dev/dst7");
+
+        // Without the name: derived from the index.
+        let only_index = DstMessage::new(DstCmd::DevAdd, vec![DstAttr::Index(2)]);
+        let dev = NewDevice::from_replies(std::slice::from_ref(&only_index)).unwrap();
+        assert_eq!(dev.dev_path(), "/dev/dst2");
+
+        let no_index = DstMessage::new(DstCmd::DevAdd, vec![DstAttr::DiskName("dst1".into())]);
+        let err = NewDevice::from_replies(&[no_index]).unwrap_err();
+        assert!(err.to_string().contains("DST_A_INDEX"), "{err}");
+        let bad_name = DstMessage::new(
+            DstCmd::DevAdd,
+            vec![DstAttr::Index(1), DstAttr::DiskName("../sda".into())],
+        );
+        assert!(NewDevice::from_replies(&[bad_name]).is_err());
+        assert!(NewDevice::from_replies(&[]).is_err());
+        assert!(NewDevice::from_replies(&[only_index.clone(), only_index]).is_err());
+    }
+
+    /// A `DST_CMD_LIST` export message as the module builds it, with the
+    /// `DST_A_PAD` that `nla_put_u64_64bit` may insert before `DST_A_SIZE`.
+    fn export_entry_bytes() -> Vec<u8> {
+        let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_EXPORT.to_ne_bytes());
+        b.extend(nla(
+            uapi::DST_A_STATE,
+            &uapi::DST_STATE_CONNECTED.to_ne_bytes(),
+        ));
+        b.extend(nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]));
+        b.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_SIZE, &(512u64 << 20).to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_READ_ONLY, &[]));
+        b.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+        b.extend(nla(uapi::DST_A_SESSIONS, &2u32.to_ne_bytes()));
+        b
+    }
+
+    fn device_entry_bytes() -> Vec<u8> {
+        let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_DEVICE.to_ne_bytes());
+        b.extend(nla(
+            uapi::DST_A_STATE,
+            &uapi::DST_STATE_DISCONNECTED.to_ne_bytes(),
+        ));
+        let ip: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
+        b.extend(nla(uapi::DST_A_ADDR, &ip.octets()));
+        b.extend(nla(uapi::DST_A_PORT, &2000u16.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_SIZE, &4096u64.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_INDEX, &3u32.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_DISK_NAME, b"dst3\0"));
+        b.extend(nla(uapi::DST_A_QUEUE_DEPTH, &128u32.to_ne_bytes()));
+        b
+    }
+
+    #[test]
+    fn list_entries() {
+        let export = parse(&export_entry_bytes(), uapi::DST_CMD_LIST);
+        let device = parse(&device_entry_bytes(), uapi::DST_CMD_LIST);
+        let future = DstMessage::new(
+            DstCmd::List,
+            vec![
+                DstAttr::Kind(99),
+                DstAttr::Other(DefaultNla::new(60, vec![1])),
+            ],
+        );
+        let entries = ListEntry::from_dump(&[export, future, device]).unwrap();
+        assert_eq!(
+            entries,
+            vec![
+                ListEntry {
+                    kind: EntryKind::Export {
+                        path: "/dev/sdb".into(),
+                        sessions: 2
+                    },
+                    addr: "10.0.0.2:1025".parse().unwrap(),
+                    size: 512 << 20,
+                    read_only: true,
+                    state: EntryState::Connected,
+                },
+                ListEntry {
+                    kind: EntryKind::Device {
+                        index: 3,
+                        disk_name: "dst3".into(),
+                        queue_depth: 128
+                    },
+                    addr: "[2001:db8::2]:2000".parse().unwrap(),
+                    size: 4096,
+                    read_only: false,
+                    state: EntryState::Disconnected,
+                },
+            ]
+        );
+        assert_eq!(ListEntry::from_dump(&[]).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn list_entries_need_their_attributes() {
+        let full = parse(&export_entry_bytes(), uapi::DST_CMD_LIST);
+        for (kind, name) in [
+            (uapi::DST_A_KIND, "DST_A_KIND"),
+            (uapi::DST_A_ADDR, "DST_A_ADDR"),
+            (uapi::DST_A_PORT, "DST_A_PORT"),
+            (uapi::DST_A_PATH, "DST_A_PATH"),
+        ] {
+            let mut msg = full.clone();
+            msg.attrs.retain(|a| a.kind() != kind);
+            let err = ListEntry::from_dump(&[full.clone(), msg]).unwrap_err();
+            let text = format!("{err:#}");
+            assert!(text.starts_with("entry 1: "), "{text}");
+            assert!(text.contains(name), "{text}");
+        }
+        let mut device = parse(&device_entry_bytes(), uapi::DST_CMD_LIST);
+        device.attrs.retain(|a| a.kind() != uapi::DST_A_INDEX);
+        let err = ListEntry::from_message(&device).unwrap_err();
+        assert!(err.to_string().contains("DST_A_INDEX"), "{err}");
+        // Unknown state numbers are kept, missing optional values default.
+        let mut device = parse(&device_entry_bytes(), uapi::DST_CMD_LIST);
+        device
+            .attrs
+            .retain(|a| ![uapi::DST_A_DISK_NAME, uapi::DST_A_QUEUE_DEPTH].contains(&a.kind()));
+        device.attrs.push(DstAttr::State(77));
+        let entry = ListEntry::from_message(&device).unwrap().unwrap();
+        assert_eq!(entry.state, EntryState::Other(77));
+        assert_eq!(
+            entry.kind,
+            EntryKind::Device {
+                index: 3,
+                disk_name: "dst3".into(),
+                queue_depth: 0
+            }
+        );
+    }
+}

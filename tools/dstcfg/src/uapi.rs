@@ -1,0 +1,337 @@
+//! Numbers of the `dst` generic netlink ABI, mirroring
+//! `include/uapi/linux/dst.h`.
+//!
+//! The header is the source of truth. The test at the bottom of this file
+//! parses it and checks that every enum and `#define` in it is mirrored here
+//! with the same value, and nothing more: add a command or an attribute to the
+//! header and this crate's tests fail until it is added below as well (a
+//! constant plus a row in [`ENUMS`] or [`DEFINES`]).
+
+/// Name of the generic netlink family (`DST_GENL_NAME`).
+pub const DST_GENL_NAME: &str = "dst";
+/// Version of the family (`DST_GENL_VERSION`), sent in every genl header.
+pub const DST_GENL_VERSION: u8 = 1;
+
+// enum dst_cmd
+/// Unused command 0.
+pub const DST_CMD_UNSPEC: u8 = 0;
+/// Module status; the reply carries [`DST_A_VERSION`] and
+/// [`DST_A_PROTO_VERSION`].
+pub const DST_CMD_STATUS: u8 = 1;
+/// Serve [`DST_A_PATH`] on [`DST_A_ADDR`]/[`DST_A_PORT`].
+pub const DST_CMD_EXPORT_ADD: u8 = 2;
+/// Stop the export listening on [`DST_A_ADDR`]/[`DST_A_PORT`].
+pub const DST_CMD_EXPORT_DEL: u8 = 3;
+/// Connect to [`DST_A_ADDR`]/[`DST_A_PORT`] and create `/dev/dstN`; the
+/// reply carries [`DST_A_INDEX`] and [`DST_A_DISK_NAME`].
+pub const DST_CMD_DEV_ADD: u8 = 4;
+/// Delete `/dev/dst<DST_A_INDEX>`.
+pub const DST_CMD_DEV_DEL: u8 = 5;
+/// Dump: one message per export and device.
+pub const DST_CMD_LIST: u8 = 6;
+/// Highest command number (`DST_CMD_MAX`).
+pub const DST_CMD_MAX: u8 = DST_CMD_LIST;
+
+// enum dst_attr
+/// Unused attribute 0.
+pub const DST_A_UNSPEC: u16 = 0;
+/// Alignment padding for 64-bit values.
+pub const DST_A_PAD: u16 = 1;
+/// String: module version.
+pub const DST_A_VERSION: u16 = 2;
+/// u32: wire protocol version spoken by the module.
+pub const DST_A_PROTO_VERSION: u16 = 3;
+/// Binary: IPv4 (4 bytes) or IPv6 (16 bytes) address, network order.
+pub const DST_A_ADDR: u16 = 4;
+/// u16: TCP port (host order).
+pub const DST_A_PORT: u16 = 5;
+/// String: backing block device of an export.
+pub const DST_A_PATH: u16 = 6;
+/// Flag: export: serve read-only.
+pub const DST_A_READ_ONLY: u16 = 7;
+/// u64: export: size cap in bytes; replies: size.
+pub const DST_A_SIZE: u16 = 8;
+/// u32: largest request, in 4 KiB pages (1..1024).
+pub const DST_A_MAX_IO_PAGES: u16 = 9;
+/// u32: device index N of /dev/dstN.
+pub const DST_A_INDEX: u16 = 10;
+/// u32: [`enum dst_kind`](DST_KIND_EXPORT), in `DST_CMD_LIST` replies.
+pub const DST_A_KIND: u16 = 11;
+/// String: "dstN", in replies.
+pub const DST_A_DISK_NAME: u16 = 12;
+/// u32: [`enum dst_state`](DST_STATE_CONNECTED), in replies.
+pub const DST_A_STATE: u16 = 13;
+/// u32: export: connected local nodes.
+pub const DST_A_SESSIONS: u16 = 14;
+/// u32: requests in flight per queue.
+pub const DST_A_QUEUE_DEPTH: u16 = 15;
+/// Highest attribute number (`DST_A_MAX`).
+pub const DST_A_MAX: u16 = DST_A_QUEUE_DEPTH;
+
+/// Default TCP port of an export (`DST_DEFAULT_PORT`).
+pub const DST_DEFAULT_PORT: u16 = 1025;
+
+// enum dst_kind
+/// A `DST_CMD_LIST` message describing an export.
+pub const DST_KIND_EXPORT: u32 = 1;
+/// A `DST_CMD_LIST` message describing a device.
+pub const DST_KIND_DEVICE: u32 = 2;
+
+// enum dst_state
+/// Device: connected; export: listening.
+pub const DST_STATE_CONNECTED: u32 = 1;
+/// Device: connection lost, IO fails.
+pub const DST_STATE_DISCONNECTED: u32 = 2;
+/// Being deleted.
+pub const DST_STATE_CLOSING: u32 = 3;
+
+/// One enum of the header: its C name and its enumerators in order.
+pub type EnumTable = (&'static str, &'static [(&'static str, u32)]);
+
+/// Every enum of the header (without the `__*_MAX` sentinels).
+pub const ENUMS: &[EnumTable] = &[
+    (
+        "dst_cmd",
+        &[
+            ("DST_CMD_UNSPEC", DST_CMD_UNSPEC as u32),
+            ("DST_CMD_STATUS", DST_CMD_STATUS as u32),
+            ("DST_CMD_EXPORT_ADD", DST_CMD_EXPORT_ADD as u32),
+            ("DST_CMD_EXPORT_DEL", DST_CMD_EXPORT_DEL as u32),
+            ("DST_CMD_DEV_ADD", DST_CMD_DEV_ADD as u32),
+            ("DST_CMD_DEV_DEL", DST_CMD_DEV_DEL as u32),
+            ("DST_CMD_LIST", DST_CMD_LIST as u32),
+        ],
+    ),
+    (
+        "dst_attr",
+        &[
+            ("DST_A_UNSPEC", DST_A_UNSPEC as u32),
+            ("DST_A_PAD", DST_A_PAD as u32),
+            ("DST_A_VERSION", DST_A_VERSION as u32),
+            ("DST_A_PROTO_VERSION", DST_A_PROTO_VERSION as u32),
+            ("DST_A_ADDR", DST_A_ADDR as u32),
+            ("DST_A_PORT", DST_A_PORT as u32),
+            ("DST_A_PATH", DST_A_PATH as u32),
+            ("DST_A_READ_ONLY", DST_A_READ_ONLY as u32),
+            ("DST_A_SIZE", DST_A_SIZE as u32),
+            ("DST_A_MAX_IO_PAGES", DST_A_MAX_IO_PAGES as u32),
+            ("DST_A_INDEX", DST_A_INDEX as u32),
+            ("DST_A_KIND", DST_A_KIND as u32),
+            ("DST_A_DISK_NAME", DST_A_DISK_NAME as u32),
+            ("DST_A_STATE", DST_A_STATE as u32),
+            ("DST_A_SESSIONS", DST_A_SESSIONS as u32),
+            ("DST_A_QUEUE_DEPTH", DST_A_QUEUE_DEPTH as u32),
+        ],
+    ),
+    (
+        "dst_kind",
+        &[
+            ("DST_KIND_EXPORT", DST_KIND_EXPORT),
+            ("DST_KIND_DEVICE", DST_KIND_DEVICE),
+        ],
+    ),
+    (
+        "dst_state",
+        &[
+            ("DST_STATE_CONNECTED", DST_STATE_CONNECTED),
+            ("DST_STATE_DISCONNECTED", DST_STATE_DISCONNECTED),
+            ("DST_STATE_CLOSING", DST_STATE_CLOSING),
+        ],
+    ),
+];
+
+/// Value of a `#define`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Define {
+    /// A string literal.
+    Str(&'static str),
+    /// An integer.
+    Int(i64),
+}
+
+/// Every `#define DST_*` of the header except the include guard.
+pub const DEFINES: &[(&str, Define)] = &[
+    ("DST_GENL_NAME", Define::Str(DST_GENL_NAME)),
+    ("DST_GENL_VERSION", Define::Int(DST_GENL_VERSION as i64)),
+    ("DST_CMD_MAX", Define::Int(DST_CMD_MAX as i64)),
+    ("DST_A_MAX", Define::Int(DST_A_MAX as i64)),
+    ("DST_DEFAULT_PORT", Define::Int(DST_DEFAULT_PORT as i64)),
+];
+
+fn enumerator_name(enum_name: &str, value: u32) -> Option<&'static str> {
+    ENUMS
+        .iter()
+        .find(|(name, _)| *name == enum_name)
+        .and_then(|(_, items)| items.iter().find(|(_, v)| *v == value))
+        .map(|(name, _)| *name)
+}
+
+/// C name of a top-level attribute number, for error messages.
+pub fn attr_name(kind: u16) -> Option<&'static str> {
+    enumerator_name("dst_attr", kind.into())
+}
+
+/// C name of a command number, for error messages.
+pub fn cmd_name(cmd: u8) -> Option<&'static str> {
+    enumerator_name("dst_cmd", cmd.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const HEADER: &str = include_str!("../../../include/uapi/linux/dst.h");
+
+    /// Removes `/* */` and `//` comments.
+    fn strip_comments(src: &str) -> String {
+        let mut out = String::with_capacity(src.len());
+        let mut rest = src;
+        while let Some(start) = rest.find("/*") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find("*/").expect("unterminated comment");
+            rest = &rest[start + end + 2..];
+            out.push(' ');
+        }
+        out.push_str(rest);
+        out.lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn parse_int(s: &str) -> i64 {
+        let s = s.trim();
+        let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(hex) => i64::from_str_radix(hex, 16),
+            None => s.parse(),
+        };
+        parsed.unwrap_or_else(|_| panic!("cannot parse integer {s:?}"))
+    }
+
+    /// `enum name { A, B = 5, C, }` -> name -> [(A, 0), (B, 5), (C, 6)],
+    /// sentinels included.
+    fn parse_enums(src: &str) -> BTreeMap<String, Vec<(String, i64)>> {
+        let mut enums = BTreeMap::new();
+        let mut rest = src;
+        while let Some(pos) = rest.find("enum ") {
+            rest = &rest[pos + 5..];
+            let open = rest.find('{').expect("enum without body");
+            let name = rest[..open].trim().to_string();
+            let close = rest.find('}').expect("unterminated enum");
+            let body = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            let mut next = 0i64;
+            let mut items = Vec::new();
+            for item in body.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let (ident, value) = match item.split_once('=') {
+                    Some((i, v)) => (i.trim(), parse_int(v)),
+                    None => (item, next),
+                };
+                items.push((ident.to_string(), value));
+                next = value + 1;
+            }
+            assert!(enums.insert(name.clone(), items).is_none(), "{name} twice");
+        }
+        enums
+    }
+
+    /// Every `#define NAME VALUE` with a value (the include guard has none).
+    fn parse_defines(src: &str, enumerators: &BTreeMap<String, i64>) -> BTreeMap<String, Define> {
+        let mut defines = BTreeMap::new();
+        for line in src.lines() {
+            let Some(rest) = line.trim().strip_prefix("#define") else {
+                continue;
+            };
+            let mut parts = rest.trim().splitn(2, char::is_whitespace);
+            let name = parts.next().unwrap().to_string();
+            let value = parts.next().map(str::trim).unwrap_or("");
+            if value.is_empty() {
+                continue;
+            }
+            let value = if let Some(s) = value.strip_prefix('"') {
+                let s = s.strip_suffix('"').expect("unterminated string");
+                Define::Str(Box::leak(s.to_string().into_boxed_str()))
+            } else if let Some(expr) = value.strip_prefix('(') {
+                // Only the form used for *_MAX: (__ENUMERATOR - N).
+                let expr = expr.strip_suffix(')').expect("unbalanced ()");
+                let (ident, minus) = expr
+                    .split_once('-')
+                    .unwrap_or_else(|| panic!("unsupported #define {name}: {value}"));
+                let base = enumerators
+                    .get(ident.trim())
+                    .unwrap_or_else(|| panic!("{name}: unknown {ident}"));
+                Define::Int(base - parse_int(minus))
+            } else {
+                Define::Int(parse_int(value))
+            };
+            defines.insert(name, value);
+        }
+        defines
+    }
+
+    #[test]
+    fn header_enums_match() {
+        let src = strip_comments(HEADER);
+        let enums = parse_enums(&src);
+        let c_names: Vec<_> = enums.keys().cloned().collect();
+        let mut rust_names: Vec<_> = ENUMS.iter().map(|(n, _)| n.to_string()).collect();
+        rust_names.sort();
+        assert_eq!(c_names, rust_names, "enums in dst.h vs uapi::ENUMS");
+
+        for (name, rust_items) in ENUMS {
+            let c_items: Vec<(String, i64)> = enums[*name]
+                .iter()
+                .filter(|(ident, _)| !ident.starts_with("__"))
+                .cloned()
+                .collect();
+            let rust_items: Vec<(String, i64)> = rust_items
+                .iter()
+                .map(|(ident, v)| (ident.to_string(), i64::from(*v)))
+                .collect();
+            assert_eq!(c_items, rust_items, "enum {name}: dst.h vs uapi.rs");
+        }
+    }
+
+    #[test]
+    fn header_defines_match() {
+        let src = strip_comments(HEADER);
+        let enumerators: BTreeMap<String, i64> =
+            parse_enums(&src).into_values().flatten().collect();
+        let c_defines = parse_defines(&src, &enumerators);
+        let rust_defines: BTreeMap<String, Define> =
+            DEFINES.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        assert_eq!(
+            c_defines, rust_defines,
+            "#defines in dst.h vs uapi::DEFINES"
+        );
+    }
+
+    #[test]
+    fn header_parser_counts_from_zero_and_honours_assignments() {
+        let enums = parse_enums(&strip_comments("enum e { A, B /* c */, C = 0x10, D, };"));
+        assert_eq!(
+            enums["e"],
+            vec![
+                ("A".to_string(), 0),
+                ("B".to_string(), 1),
+                ("C".to_string(), 16),
+                ("D".to_string(), 17)
+            ]
+        );
+        let stripped = strip_comments("enum e { A, /* x, y */ B };");
+        assert_eq!(parse_enums(&stripped)["e"].len(), 2);
+    }
+
+    #[test]
+    fn names_for_messages() {
+        assert_eq!(attr_name(DST_A_VERSION), Some("DST_A_VERSION"));
+        assert_eq!(enumerator_name("dst_cmd", 1), Some("DST_CMD_STATUS"));
+        assert_eq!(attr_name(DST_A_QUEUE_DEPTH), Some("DST_A_QUEUE_DEPTH"));
+        assert_eq!(cmd_name(DST_CMD_LIST), Some("DST_CMD_LIST"));
+        assert_eq!(cmd_name(DST_CMD_MAX + 1), None);
+        assert_eq!(enumerator_name("dst_kind", 2), Some("DST_KIND_DEVICE"));
+        assert_eq!(enumerator_name("dst_state", 3), Some("DST_STATE_CLOSING"));
+        assert_eq!(attr_name(999), None);
+    }
+}

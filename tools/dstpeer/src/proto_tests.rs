@@ -1,0 +1,1174 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Unit tests of the wire protocol definition (`dst/proto.rs`).
+
+use crate::proto::*;
+
+const ALL_KINDS: [Kind; 6] = [
+    Kind::Hello,
+    Kind::HelloReply,
+    Kind::Io,
+    Kind::IoReply,
+    Kind::Ping,
+    Kind::Pong,
+];
+
+const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
+
+const ALL_STATUSES: [Status; 9] = [
+    Status::Ok,
+    Status::IoError,
+    Status::Invalid,
+    Status::Permission,
+    Status::Range,
+    Status::NotSupported,
+    Status::NoSpace,
+    Status::Version,
+    Status::Busy,
+];
+
+const ALL_ERRORS: [ProtoError; 10] = [
+    ProtoError::BadMagic,
+    ProtoError::BadKind,
+    ProtoError::BadOp,
+    ProtoError::BadFlags,
+    ProtoError::BadStatus,
+    ProtoError::BadPayload,
+    ProtoError::Reserved,
+    ProtoError::BadReply,
+    ProtoError::BadHello,
+    ProtoError::BadVersion,
+];
+
+/// A 1 GiB read-write export with 512-byte blocks, 1 MiB IOs, every feature.
+fn limits() -> Limits {
+    Limits {
+        size: 1 << 30,
+        logical_block: 512,
+        max_io: 1 << 20,
+        perms: PERM_READ | PERM_WRITE,
+        features: FEATURES_ALL,
+    }
+}
+
+/// A valid request of `op` (4096 bytes at 8192, or the FLUSH shape).
+fn request(op: Op) -> Header {
+    match op {
+        Op::Flush => Header::io(op, 0, 7, 0, 0),
+        _ => Header::io(op, 0, 7, 8192, 4096),
+    }
+}
+
+fn hello() -> HelloBody {
+    HelloBody {
+        min_version: 1,
+        max_version: 1,
+        features: FEATURES_ALL,
+        max_io_bytes: 1 << 20,
+        queues: 4,
+        queue_depth: 128,
+    }
+}
+
+fn grant() -> HelloReplyBody {
+    HelloReplyBody {
+        version: 1,
+        perms: PERM_READ | PERM_WRITE,
+        features: FEATURE_FLUSH | FEATURE_FUA,
+        size: 1 << 30,
+        logical_block_size: 512,
+        physical_block_size: 4096,
+        max_io_bytes: 1 << 20,
+        queues: 4,
+        queue_depth: 128,
+    }
+}
+
+/// Encodes `h`, lets `f` corrupt the bytes, and decodes the result.
+fn decode_patched(h: Header, f: impl FnOnce(&mut [u8; HEADER_LEN])) -> Result<Header, ProtoError> {
+    let mut b = h.encode();
+    f(&mut b);
+    Header::decode(&b)
+}
+
+/// Applies `f` to a valid request of `op` and validates it against `limits`.
+fn check(op: Op, limits: &Limits, f: impl FnOnce(&mut Header)) -> Result<(), Status> {
+    let mut h = request(op);
+    f(&mut h);
+    validate_request(&h, limits)
+}
+
+/// xorshift64: a tiny deterministic pseudo-random generator.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let r = self.next().to_le_bytes();
+            chunk.copy_from_slice(&r[..chunk.len()]);
+        }
+    }
+}
+
+// ---- constants and enums ---------------------------------------------------
+
+#[test]
+fn constants() {
+    assert_eq!(MAGIC.to_be_bytes(), *b"DST1");
+    assert_eq!(VERSION, 1);
+    assert_eq!(HEADER_LEN, 40);
+    assert_eq!(HELLO_LEN, 32);
+    assert_eq!(HELLO_REPLY_LEN, 48);
+    assert_eq!(MAX_IO_BYTES_LIMIT, 4 * 1024 * 1024);
+    assert_eq!((FLAG_FUA, FLAG_NO_UNMAP, FLAGS_ALL), (1, 2, 3));
+    assert_eq!(
+        (
+            FEATURE_FLUSH,
+            FEATURE_FUA,
+            FEATURE_DISCARD,
+            FEATURE_WRITE_ZEROES
+        ),
+        (1, 2, 4, 8)
+    );
+    assert_eq!(FEATURES_ALL, 0xf);
+    assert_eq!((PERM_READ, PERM_WRITE, PERMS_ALL), (1, 2, 3));
+    assert_eq!(MAX_SIZE, i64::MAX as u64);
+}
+
+#[test]
+fn kind_values() {
+    for (i, k) in ALL_KINDS.iter().enumerate() {
+        assert_eq!(usize::from(k.as_u8()), i + 1);
+    }
+    for v in 0..=u8::MAX {
+        match Kind::from_u8(v) {
+            Some(k) => assert_eq!(k.as_u8(), v),
+            None => assert!(v == 0 || v > 6, "{v}"),
+        }
+    }
+}
+
+#[test]
+fn op_values_and_properties() {
+    for (i, op) in ALL_OPS.iter().enumerate() {
+        assert_eq!(usize::from(op.as_u8()), i + 1);
+        assert!(!op.as_str().is_empty());
+    }
+    for v in 0..=u8::MAX {
+        match Op::from_u8(v) {
+            Some(op) => assert_eq!(op.as_u8(), v),
+            None => assert!(v == 0 || v > 5, "{v}"),
+        }
+    }
+    let writes: Vec<Op> = ALL_OPS.into_iter().filter(|o| o.needs_write()).collect();
+    assert_eq!(writes, [Op::Write, Op::Discard, Op::WriteZeroes]);
+    assert_eq!(Op::Read.feature() | Op::Write.feature(), 0);
+    assert_eq!(Op::Flush.feature(), FEATURE_FLUSH);
+    assert_eq!(Op::Discard.feature(), FEATURE_DISCARD);
+    assert_eq!(Op::WriteZeroes.feature(), FEATURE_WRITE_ZEROES);
+    assert_eq!(Op::WriteZeroes.allowed_flags(), FLAGS_ALL);
+}
+
+#[test]
+fn status_values() {
+    for (i, s) in ALL_STATUSES.iter().enumerate() {
+        assert_eq!(s.as_u32() as usize, i);
+        assert_eq!(Status::from_u32(s.as_u32()), Some(*s));
+        assert!(!s.as_str().is_empty());
+    }
+    for v in [9, 10, 255, 256, 0x0100_0000, u32::MAX] {
+        assert_eq!(Status::from_u32(v), None);
+    }
+}
+
+#[test]
+fn error_strings_distinct() {
+    let names: std::collections::HashSet<&str> = ALL_ERRORS.iter().map(|e| e.as_str()).collect();
+    assert_eq!(names.len(), ALL_ERRORS.len());
+}
+
+// ---- header encoding -------------------------------------------------------
+
+#[test]
+fn header_layout() {
+    let h = Header {
+        kind: Kind::IoReply,
+        op: Some(Op::WriteZeroes),
+        flags: 0x0003,
+        status: Status::Busy,
+        payload: 0x0102_0304,
+        id: 0x1112_1314_1516_1718,
+        offset: 0x2122_2324_2526_2728,
+        length: 0x3132_3334,
+    };
+    let expected: [u8; HEADER_LEN] = [
+        0x44, 0x53, 0x54, 0x31, // magic
+        0x04, 0x05, 0x00, 0x03, // kind, op, flags
+        0x00, 0x00, 0x00, 0x08, // status
+        0x01, 0x02, 0x03, 0x04, // payload
+        0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, // id
+        0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, // offset
+        0x31, 0x32, 0x33, 0x34, // length
+        0x00, 0x00, 0x00, 0x00, // reserved
+    ];
+    assert_eq!(h.encode(), expected);
+    // decode() caps the payload; the layout test uses a larger one.
+    assert_eq!(Header::decode(&expected), Err(ProtoError::BadPayload));
+    let small = Header {
+        payload: 0x0304,
+        ..h
+    };
+    assert_eq!(Header::decode(&small.encode()), Ok(small));
+}
+
+#[test]
+fn round_trip_every_kind() {
+    let mut headers = vec![
+        Header::hello(),
+        Header::ping(0),
+        Header::ping(u64::MAX),
+        Header::pong(0xdead_beef),
+    ];
+    headers.extend(ALL_STATUSES.map(Header::hello_reply));
+    for op in ALL_OPS {
+        let req = request(op);
+        headers.push(req);
+        headers.extend(ALL_STATUSES.map(|s| req.reply(s)));
+    }
+    headers.push(Header::io(
+        Op::WriteZeroes,
+        FLAGS_ALL,
+        u64::MAX,
+        u64::MAX,
+        u32::MAX,
+    ));
+    headers.push(Header::io(Op::Write, FLAG_FUA, 1, 0, MAX_IO_BYTES_LIMIT));
+    for k in ALL_KINDS {
+        assert!(headers.iter().any(|h| h.kind == k), "{k:?} not covered");
+    }
+    for h in headers {
+        let b = h.encode();
+        assert_eq!(Header::decode(&b), Ok(h), "{h:?}");
+        assert_eq!(Header::decode(&b).map(|d| d.encode()), Ok(b));
+    }
+}
+
+#[test]
+fn constructors() {
+    let hello = Header::hello();
+    assert_eq!((hello.kind, hello.payload), (Kind::Hello, HELLO_LEN as u32));
+    assert_eq!(
+        Header::hello_reply(Status::Ok).payload,
+        HELLO_REPLY_LEN as u32
+    );
+    assert_eq!(Header::hello_reply(Status::Version).payload, 0);
+    assert_eq!(Header::io(Op::Write, 0, 1, 0, 512).payload, 512);
+    assert_eq!(Header::io(Op::Read, 0, 1, 0, 512).payload, 0);
+    let req = Header::io(Op::Read, 0, 9, 4096, 512);
+    let ok = req.reply(Status::Ok);
+    assert_eq!(ok.kind, Kind::IoReply);
+    assert_eq!(
+        (ok.id, ok.op, ok.offset, ok.length),
+        (9, Some(Op::Read), 4096, 512)
+    );
+    assert_eq!(ok.payload, 512);
+    assert_eq!(req.reply(Status::IoError).payload, 0);
+    let w = Header::io(Op::Write, FLAG_FUA, 3, 0, 512);
+    assert_eq!(w.reply(Status::Ok).payload, 0);
+    assert_eq!(w.reply(Status::Ok).flags, FLAG_FUA);
+    assert_eq!(Header::ping(5).id, 5);
+    assert_eq!(Header::pong(5).kind, Kind::Pong);
+}
+
+// ---- header decoding failures ----------------------------------------------
+
+#[test]
+fn decode_bad_magic() {
+    for i in 0..4 {
+        let r = decode_patched(Header::ping(1), |b| b[i] ^= 0x20);
+        assert_eq!(r, Err(ProtoError::BadMagic));
+    }
+    assert_eq!(Header::decode(&[0; HEADER_LEN]), Err(ProtoError::BadMagic));
+}
+
+#[test]
+fn decode_bad_kind() {
+    for k in [0, 7, 0x80, 0xff] {
+        assert_eq!(
+            decode_patched(Header::ping(1), |b| b[4] = k),
+            Err(ProtoError::BadKind)
+        );
+    }
+}
+
+#[test]
+fn decode_bad_op() {
+    for op in [0, 6, 0xff] {
+        for h in [request(Op::Read), request(Op::Read).reply(Status::Ok)] {
+            let r = decode_patched(h, |b| b[5] = op);
+            assert_eq!(r, Err(ProtoError::BadOp), "op {op} {h:?}");
+        }
+    }
+    for h in [
+        Header::hello(),
+        Header::hello_reply(Status::Ok),
+        Header::ping(1),
+        Header::pong(1),
+    ] {
+        assert_eq!(
+            decode_patched(h, |b| b[5] = 1),
+            Err(ProtoError::BadOp),
+            "{h:?}"
+        );
+    }
+}
+
+#[test]
+fn decode_bad_flags() {
+    for bit in 2..16 {
+        let r = decode_patched(request(Op::WriteZeroes), |b| {
+            b[6..8].copy_from_slice(&(1u16 << bit).to_be_bytes())
+        });
+        assert_eq!(r, Err(ProtoError::BadFlags), "bit {bit}");
+    }
+    for h in [
+        Header::hello(),
+        Header::hello_reply(Status::Ok),
+        Header::ping(1),
+        Header::pong(1),
+    ] {
+        assert_eq!(
+            decode_patched(h, |b| b[7] = 1),
+            Err(ProtoError::BadFlags),
+            "{h:?}"
+        );
+    }
+}
+
+#[test]
+fn decode_bad_status() {
+    for v in [9u32, 0x100, u32::MAX] {
+        for h in [
+            request(Op::Read),
+            request(Op::Read).reply(Status::Ok),
+            Header::pong(1),
+        ] {
+            let r = decode_patched(h, |b| b[8..12].copy_from_slice(&v.to_be_bytes()));
+            assert_eq!(r, Err(ProtoError::BadStatus), "{v} {h:?}");
+        }
+    }
+    // No status is carried by HELLO, PING and PONG.
+    for h in [Header::hello(), Header::ping(1), Header::pong(1)] {
+        assert_eq!(
+            decode_patched(h, |b| b[11] = 1),
+            Err(ProtoError::BadStatus),
+            "{h:?}"
+        );
+    }
+    // An IO request with a defined non-zero status decodes; the export answers
+    // INVALID (validate_request).
+    let r = decode_patched(request(Op::Read), |b| b[11] = 1).map(|h| h.status);
+    assert_eq!(r, Ok(Status::IoError));
+}
+
+#[test]
+fn decode_reserved() {
+    for i in 36..40 {
+        for h in [request(Op::Read), Header::hello(), Header::pong(1)] {
+            assert_eq!(
+                decode_patched(h, |b| b[i] = 1),
+                Err(ProtoError::Reserved),
+                "{i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn decode_payload_limit() {
+    let mut w = Header::io(Op::Write, 0, 1, 0, MAX_IO_BYTES_LIMIT);
+    assert!(Header::decode(&w.encode()).is_ok());
+    w.payload = MAX_IO_BYTES_LIMIT + 1;
+    assert_eq!(Header::decode(&w.encode()), Err(ProtoError::BadPayload));
+    let mut r = request(Op::Read).reply(Status::Ok);
+    r.payload = u32::MAX;
+    assert_eq!(Header::decode(&r.encode()), Err(ProtoError::BadPayload));
+}
+
+#[test]
+fn decode_fixed_shapes() {
+    let set_payload =
+        |v: u32| move |b: &mut [u8; HEADER_LEN]| b[12..16].copy_from_slice(&v.to_be_bytes());
+    let bad_payload = Err(ProtoError::BadPayload);
+    assert_eq!(decode_patched(Header::hello(), set_payload(0)), bad_payload);
+    assert_eq!(
+        decode_patched(Header::hello(), set_payload(48)),
+        bad_payload
+    );
+    assert_eq!(
+        decode_patched(Header::hello_reply(Status::Ok), set_payload(0)),
+        bad_payload
+    );
+    assert_eq!(
+        decode_patched(Header::hello_reply(Status::Ok), set_payload(32)),
+        bad_payload
+    );
+    assert_eq!(
+        decode_patched(Header::hello_reply(Status::Version), set_payload(48)),
+        bad_payload
+    );
+    assert_eq!(decode_patched(Header::ping(1), set_payload(8)), bad_payload);
+    assert_eq!(decode_patched(Header::pong(1), set_payload(1)), bad_payload);
+
+    let reserved = Err(ProtoError::Reserved);
+    for h in [
+        Header::hello(),
+        Header::hello_reply(Status::Ok),
+        Header::hello_reply(Status::Busy),
+    ] {
+        assert_eq!(decode_patched(h, |b| b[23] = 1), reserved, "id {h:?}");
+    }
+    for h in [
+        Header::hello(),
+        Header::hello_reply(Status::Ok),
+        Header::ping(1),
+        Header::pong(1),
+    ] {
+        assert_eq!(decode_patched(h, |b| b[31] = 1), reserved, "offset {h:?}");
+        assert_eq!(decode_patched(h, |b| b[35] = 1), reserved, "length {h:?}");
+    }
+}
+
+// ---- request validation ----------------------------------------------------
+
+#[test]
+fn valid_requests_accepted() {
+    for op in ALL_OPS {
+        assert_eq!(validate_request(&request(op), &limits()), Ok(()), "{op:?}");
+    }
+    let l = limits();
+    let ok = |h: Header| assert_eq!(validate_request(&h, &l), Ok(()), "{h:?}");
+    ok(Header::io(Op::Write, FLAG_FUA, 1, 0, l.max_io));
+    ok(Header::io(Op::Read, 0, 1, l.size - 512, 512));
+    // DISCARD and WRITE_ZEROES may exceed max_io.
+    let big = Limits { size: 1 << 40, ..l };
+    let r = validate_request(&Header::io(Op::Discard, FLAG_FUA, 1, 0, 0xffff_fe00), &big);
+    assert_eq!(r, Ok(()));
+    ok(Header::io(Op::WriteZeroes, FLAGS_ALL, 1, 512, 1 << 29));
+}
+
+#[test]
+fn request_not_io() {
+    let l = limits();
+    for h in [
+        request(Op::Read).reply(Status::Ok),
+        Header::hello(),
+        Header::ping(1),
+        Header {
+            op: None,
+            ..request(Op::Read)
+        },
+    ] {
+        assert_eq!(validate_request(&h, &l), Err(Status::Invalid), "{h:?}");
+    }
+}
+
+#[test]
+fn request_status_not_zero() {
+    for s in &ALL_STATUSES[1..] {
+        assert_eq!(
+            check(Op::Read, &limits(), |h| h.status = *s),
+            Err(Status::Invalid)
+        );
+    }
+}
+
+#[test]
+fn request_flags_per_op() {
+    let l = limits();
+    for op in ALL_OPS {
+        for flags in 0..=FLAGS_ALL {
+            let r = check(op, &l, |h| h.flags = flags);
+            let allowed = flags & !op.allowed_flags() == 0;
+            assert_eq!(r.is_ok(), allowed, "{op:?} {flags}");
+            if !allowed {
+                assert_eq!(r, Err(Status::Invalid));
+            }
+        }
+    }
+    assert_eq!(
+        check(Op::Read, &l, |h| h.flags = FLAG_FUA),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        check(Op::Write, &l, |h| h.flags = FLAG_NO_UNMAP),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        check(Op::Flush, &l, |h| h.flags = FLAG_FUA),
+        Err(Status::Invalid)
+    );
+}
+
+#[test]
+fn request_payload() {
+    let l = limits();
+    assert_eq!(
+        check(Op::Write, &l, |h| h.payload = 0),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        check(Op::Write, &l, |h| h.payload -= 512),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        check(Op::Write, &l, |h| h.payload += 512),
+        Err(Status::Invalid)
+    );
+    for op in [Op::Read, Op::Flush, Op::Discard, Op::WriteZeroes] {
+        assert_eq!(
+            check(op, &l, |h| h.payload = 512),
+            Err(Status::Invalid),
+            "{op:?}"
+        );
+    }
+}
+
+#[test]
+fn request_length() {
+    let l = limits();
+    for op in [Op::Read, Op::Write, Op::Discard, Op::WriteZeroes] {
+        let r = check(op, &l, |h| {
+            h.length = 0;
+            h.payload = 0;
+        });
+        assert_eq!(r, Err(Status::Invalid), "{op:?}");
+    }
+    let over = l.max_io + 512;
+    assert_eq!(
+        check(Op::Read, &l, |h| h.length = over),
+        Err(Status::Invalid)
+    );
+    let r = check(Op::Write, &l, |h| {
+        h.length = over;
+        h.payload = over;
+    });
+    assert_eq!(r, Err(Status::Invalid));
+    assert_eq!(check(Op::Discard, &l, |h| h.length = over), Ok(()));
+    assert_eq!(check(Op::WriteZeroes, &l, |h| h.length = over), Ok(()));
+    assert_eq!(
+        check(Op::Flush, &l, |h| h.length = 512),
+        Err(Status::Invalid)
+    );
+    assert_eq!(
+        check(Op::Flush, &l, |h| h.offset = 512),
+        Err(Status::Invalid)
+    );
+}
+
+#[test]
+fn request_alignment() {
+    let l = Limits {
+        logical_block: 4096,
+        ..limits()
+    };
+    for op in [Op::Read, Op::Write, Op::Discard, Op::WriteZeroes] {
+        assert_eq!(
+            check(op, &l, |h| h.offset += 512),
+            Err(Status::Invalid),
+            "{op:?}"
+        );
+        assert_eq!(
+            check(op, &l, |h| h.offset += 1),
+            Err(Status::Invalid),
+            "{op:?}"
+        );
+        let r = check(op, &l, |h| {
+            h.length -= 512;
+            if op == Op::Write {
+                h.payload = h.length;
+            }
+        });
+        assert_eq!(r, Err(Status::Invalid), "{op:?}");
+        assert_eq!(check(op, &l, |_| {}), Ok(()), "{op:?}");
+    }
+    // A zero block size in the limits is a caller bug; it must not panic.
+    let zero = Limits {
+        logical_block: 0,
+        ..limits()
+    };
+    assert_eq!(check(Op::Read, &zero, |_| {}), Err(Status::Invalid));
+}
+
+#[test]
+fn request_features() {
+    let none = Limits {
+        features: 0,
+        ..limits()
+    };
+    for op in [Op::Flush, Op::Discard, Op::WriteZeroes] {
+        assert_eq!(
+            check(op, &none, |_| {}),
+            Err(Status::NotSupported),
+            "{op:?}"
+        );
+        let only = Limits {
+            features: op.feature(),
+            ..limits()
+        };
+        assert_eq!(check(op, &only, |_| {}), Ok(()), "{op:?}");
+    }
+    assert_eq!(check(Op::Read, &none, |_| {}), Ok(()));
+    assert_eq!(check(Op::Write, &none, |_| {}), Ok(()));
+    assert_eq!(
+        check(Op::Write, &none, |h| h.flags = FLAG_FUA),
+        Err(Status::NotSupported)
+    );
+    let no_fua = Limits {
+        features: FEATURES_ALL & !FEATURE_FUA,
+        ..limits()
+    };
+    for op in [Op::Write, Op::Discard, Op::WriteZeroes] {
+        let r = check(op, &no_fua, |h| h.flags = FLAG_FUA);
+        assert_eq!(r, Err(Status::NotSupported), "{op:?}");
+    }
+    // NO_UNMAP needs no feature of its own.
+    assert_eq!(
+        check(Op::WriteZeroes, &no_fua, |h| h.flags = FLAG_NO_UNMAP),
+        Ok(())
+    );
+}
+
+#[test]
+fn request_permissions() {
+    let ro = Limits {
+        perms: PERM_READ,
+        ..limits()
+    };
+    for op in ALL_OPS {
+        let expected = if op.needs_write() {
+            Err(Status::Permission)
+        } else {
+            Ok(())
+        };
+        assert_eq!(check(op, &ro, |_| {}), expected, "{op:?}");
+    }
+    let none = Limits {
+        perms: 0,
+        ..limits()
+    };
+    for op in ALL_OPS {
+        assert_eq!(check(op, &none, |_| {}), Err(Status::Permission), "{op:?}");
+    }
+    let wo = Limits {
+        perms: PERM_WRITE,
+        ..limits()
+    };
+    assert_eq!(check(Op::Write, &wo, |_| {}), Ok(()));
+    assert_eq!(check(Op::Read, &wo, |_| {}), Err(Status::Permission));
+}
+
+#[test]
+fn request_range() {
+    let l = limits();
+    for op in [Op::Read, Op::Write, Op::Discard, Op::WriteZeroes] {
+        assert_eq!(
+            check(op, &l, |h| h.offset = l.size - 4096),
+            Ok(()),
+            "{op:?}"
+        );
+        assert_eq!(
+            check(op, &l, |h| h.offset = l.size - 512),
+            Err(Status::Range),
+            "{op:?}"
+        );
+        assert_eq!(
+            check(op, &l, |h| h.offset = l.size),
+            Err(Status::Range),
+            "{op:?}"
+        );
+        assert_eq!(
+            check(op, &l, |h| h.offset = 1 << 40),
+            Err(Status::Range),
+            "{op:?}"
+        );
+    }
+    let empty = Limits {
+        size: 0,
+        ..limits()
+    };
+    assert_eq!(
+        check(Op::Read, &empty, |h| h.offset = 0),
+        Err(Status::Range)
+    );
+    assert_eq!(check(Op::Flush, &empty, |_| {}), Ok(()));
+}
+
+#[test]
+fn request_overflow_near_u64_max() {
+    // size u64::MAX: only the overflow check can refuse these.
+    let huge = Limits {
+        size: u64::MAX,
+        ..limits()
+    };
+    let top = u64::MAX - 511; // aligned to 512
+    assert_eq!(top % 512, 0);
+    for op in [Op::Read, Op::Write, Op::Discard, Op::WriteZeroes] {
+        assert_eq!(
+            check(op, &huge, |h| h.offset = top),
+            Err(Status::Range),
+            "{op:?}"
+        );
+    }
+    let r = check(Op::Discard, &huge, |h| {
+        h.offset = top;
+        h.length = 0xffff_fe00;
+    });
+    assert_eq!(r, Err(Status::Range));
+    // Ends exactly at u64::MAX + 1 - 512 + 512: overflow by one.
+    assert_eq!(
+        check(Op::Read, &huge, |h| {
+            h.offset = top;
+            h.length = 512;
+        }),
+        Err(Status::Range)
+    );
+    // The last block below the overflow is in range.
+    assert_eq!(
+        check(Op::Read, &huge, |h| {
+            h.offset = top - 512;
+            h.length = 512;
+        }),
+        Ok(())
+    );
+}
+
+#[test]
+fn request_check_order() {
+    // INVALID before NOT_SUPPORTED before PERMISSION before RANGE.
+    let ro_nofeat = Limits {
+        perms: PERM_READ,
+        features: 0,
+        ..limits()
+    };
+    let r = check(Op::Discard, &ro_nofeat, |h| {
+        h.offset = u64::MAX - 511;
+        h.payload = 512;
+    });
+    assert_eq!(r, Err(Status::Invalid));
+    let r = check(Op::Discard, &ro_nofeat, |h| h.offset = u64::MAX - 511);
+    assert_eq!(r, Err(Status::NotSupported));
+    let ro = Limits {
+        perms: PERM_READ,
+        ..limits()
+    };
+    assert_eq!(
+        check(Op::Discard, &ro, |h| h.offset = u64::MAX - 511),
+        Err(Status::Permission)
+    );
+    assert_eq!(
+        check(Op::Discard, &limits(), |h| h.offset = u64::MAX - 511),
+        Err(Status::Range)
+    );
+}
+
+// ---- reply validation ------------------------------------------------------
+
+#[test]
+fn valid_replies_accepted() {
+    for op in ALL_OPS {
+        let req = request(op);
+        for s in ALL_STATUSES {
+            assert_eq!(validate_reply(&req.reply(s), &req), Ok(()), "{op:?} {s:?}");
+        }
+    }
+}
+
+#[test]
+fn reply_payload() {
+    let read = request(Op::Read);
+    let ok = read.reply(Status::Ok);
+    assert_eq!(ok.payload, read.length);
+    let bad = Err(ProtoError::BadPayload);
+    assert_eq!(validate_reply(&Header { payload: 0, ..ok }, &read), bad);
+    assert_eq!(validate_reply(&Header { payload: 512, ..ok }, &read), bad);
+    let err = read.reply(Status::IoError);
+    assert_eq!(
+        validate_reply(
+            &Header {
+                payload: read.length,
+                ..err
+            },
+            &read
+        ),
+        bad
+    );
+    for op in [Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes] {
+        let req = request(op);
+        let r = Header {
+            payload: 4096,
+            ..req.reply(Status::Ok)
+        };
+        assert_eq!(validate_reply(&r, &req), bad, "{op:?}");
+    }
+}
+
+#[test]
+fn reply_mismatch() {
+    let req = Header::io(Op::Write, FLAG_FUA, 42, 8192, 4096);
+    let ok = req.reply(Status::Ok);
+    let bad = Err(ProtoError::BadReply);
+    assert_eq!(
+        validate_reply(
+            &Header {
+                kind: Kind::Io,
+                ..ok
+            },
+            &req
+        ),
+        bad
+    );
+    assert_eq!(
+        validate_reply(
+            &Header {
+                kind: Kind::Pong,
+                ..ok
+            },
+            &req
+        ),
+        bad
+    );
+    assert_eq!(validate_reply(&Header { id: 43, ..ok }, &req), bad);
+    assert_eq!(
+        validate_reply(
+            &Header {
+                op: Some(Op::Read),
+                ..ok
+            },
+            &req
+        ),
+        bad
+    );
+    assert_eq!(validate_reply(&Header { op: None, ..ok }, &req), bad);
+    assert_eq!(validate_reply(&Header { flags: 0, ..ok }, &req), bad);
+    assert_eq!(validate_reply(&Header { offset: 0, ..ok }, &req), bad);
+    assert_eq!(validate_reply(&Header { length: 512, ..ok }, &req), bad);
+    // The "request" must be an IO request.
+    assert_eq!(validate_reply(&ok, &ok), bad);
+}
+
+// ---- handshake -------------------------------------------------------------
+
+#[test]
+fn negotiation() {
+    assert_eq!(negotiate_version(1, 1), Some(1));
+    assert_eq!(negotiate_version(1, 7), Some(1));
+    assert_eq!(negotiate_version(0, 1), Some(1));
+    assert_eq!(negotiate_version(0, u32::MAX), Some(1));
+    assert_eq!(negotiate_version(0, 0), None);
+    assert_eq!(negotiate_version(2, 3), None);
+    assert_eq!(negotiate_version(2, 1), None);
+    assert_eq!(negotiate_version(u32::MAX, u32::MAX), None);
+}
+
+#[test]
+fn hello_layout_and_round_trip() {
+    let h = HelloBody {
+        min_version: 0x0102_0304,
+        max_version: 0x0506_0708,
+        features: 0x1112_1314_1516_1718,
+        max_io_bytes: 0x2122_2324,
+        queues: 0x3132,
+        queue_depth: 0x3334,
+    };
+    let b = h.encode();
+    assert_eq!(
+        b[..24],
+        [
+            1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21, 0x22,
+            0x23, 0x24, 0x31, 0x32, 0x33, 0x34
+        ]
+    );
+    assert_eq!(b[24..], [0; 8]);
+    assert_eq!(HelloBody::decode(&b), Ok(h));
+    assert_eq!(HelloBody::decode(&hello().encode()), Ok(hello()));
+    for i in 24..32 {
+        let mut b = hello().encode();
+        b[i] = 1;
+        assert_eq!(HelloBody::decode(&b), Err(ProtoError::Reserved), "{i}");
+    }
+}
+
+#[test]
+fn hello_validate() {
+    assert_eq!(hello().validate(), Ok(()));
+    let ok = |f: fn(&mut HelloBody)| {
+        let mut h = hello();
+        f(&mut h);
+        assert_eq!(h.validate(), Ok(()), "{h:?}");
+    };
+    ok(|h| h.max_io_bytes = 0);
+    ok(|h| h.max_io_bytes = MAX_IO_BYTES_LIMIT);
+    ok(|h| h.max_io_bytes = 3 * 4096);
+    ok(|h| h.queues = 0);
+    ok(|h| h.queue_depth = 0);
+    ok(|h| h.features = u64::MAX); // unknown wanted features are ignored
+    ok(|h| h.max_version = 9);
+    let bad = |f: fn(&mut HelloBody)| {
+        let mut h = hello();
+        f(&mut h);
+        assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
+    };
+    bad(|h| h.min_version = 0);
+    bad(|h| h.min_version = 2);
+    bad(|h| h.max_io_bytes = 100);
+    bad(|h| h.max_io_bytes = 4096 + 512);
+    bad(|h| h.max_io_bytes = MAX_IO_BYTES_LIMIT + 4096);
+    bad(|h| h.queues = MAX_QUEUES + 1);
+    bad(|h| h.queue_depth = MAX_QUEUE_DEPTH + 1);
+}
+
+#[test]
+fn hello_reply_layout_and_round_trip() {
+    let g = HelloReplyBody {
+        version: 0x0102_0304,
+        perms: 0x0506_0708,
+        features: 0x1112_1314_1516_1718,
+        size: 0x2122_2324_2526_2728,
+        logical_block_size: 0x3132_3334,
+        physical_block_size: 0x3536_3738,
+        max_io_bytes: 0x4142_4344,
+        queues: 0x4546,
+        queue_depth: 0x4748,
+    };
+    let b = g.encode();
+    // version, perms: 01..08; features 11..18; size 21..28; block sizes
+    // 31..38; max_io, queues, queue_depth 41..48.
+    let expected: Vec<u8> = [1, 0x11, 0x21, 0x31, 0x41]
+        .iter()
+        .flat_map(|&s| s..s + 8)
+        .collect();
+    assert_eq!(b[..40], expected[..]);
+    assert_eq!(b[40..], [0; 8]);
+    assert_eq!(HelloReplyBody::decode(&b), Ok(g));
+    assert_eq!(HelloReplyBody::decode(&grant().encode()), Ok(grant()));
+    for i in 40..48 {
+        let mut b = grant().encode();
+        b[i] = 1;
+        assert_eq!(HelloReplyBody::decode(&b), Err(ProtoError::Reserved), "{i}");
+    }
+}
+
+#[test]
+fn hello_reply_validate_accepts_honest_grants() {
+    let h = hello();
+    assert_eq!(grant().validate(&h), Ok(()));
+    let ok = |f: fn(&mut HelloReplyBody), h: &HelloBody| {
+        let mut g = grant();
+        f(&mut g);
+        assert_eq!(g.validate(h), Ok(()), "{g:?}");
+    };
+    ok(|g| g.perms = PERM_READ, &h);
+    ok(|g| g.features = 0, &h);
+    ok(|g| g.features = FEATURES_ALL, &h);
+    ok(|g| g.size = 0, &h);
+    ok(|g| g.size = MAX_SIZE - 511, &h);
+    ok(|g| g.logical_block_size = 4096, &h);
+    ok(|g| g.physical_block_size = 512, &h);
+    ok(|g| g.physical_block_size = 65536, &h);
+    ok(|g| g.max_io_bytes = 4096, &h);
+    ok(|g| g.queues = 1, &h);
+    ok(|g| g.queue_depth = 1, &h);
+    // Wishes of 0 leave the whole range to the export.
+    let open = HelloBody {
+        max_io_bytes: 0,
+        queues: 0,
+        queue_depth: 0,
+        ..hello()
+    };
+    ok(|g| g.max_io_bytes = MAX_IO_BYTES_LIMIT, &open);
+    ok(|g| g.queues = MAX_QUEUES, &open);
+    ok(|g| g.queue_depth = MAX_QUEUE_DEPTH, &open);
+}
+
+#[test]
+fn hello_reply_validate_rejects_lies() {
+    let h = hello();
+    let bad = |f: fn(&mut HelloReplyBody), err: ProtoError| {
+        let mut g = grant();
+        f(&mut g);
+        assert_eq!(g.validate(&h), Err(err), "{g:?}");
+    };
+    use ProtoError::{BadHello, BadVersion};
+    bad(|g| g.version = 0, BadVersion);
+    bad(|g| g.version = 2, BadVersion);
+    bad(|g| g.perms = 0, BadHello);
+    bad(|g| g.perms = PERM_WRITE, BadHello);
+    bad(|g| g.perms = PERMS_ALL | 4, BadHello);
+    bad(|g| g.features = 1 << 4, BadHello);
+    bad(|g| g.size = (1 << 30) + 100, BadHello); // not a multiple of 512
+    bad(|g| g.size = 4096 + 512 * 3 + 1, BadHello);
+    bad(|g| g.size = MAX_SIZE + 1, BadHello); // 2^63, a multiple of 512
+    bad(|g| g.logical_block_size = 0, BadHello);
+    bad(|g| g.logical_block_size = 1000, BadHello); // not a power of two
+    bad(|g| g.logical_block_size = 1536, BadHello);
+    bad(|g| g.logical_block_size = 256, BadHello);
+    bad(|g| g.logical_block_size = 8192, BadHello);
+    bad(|g| g.physical_block_size = 0, BadHello);
+    bad(|g| g.physical_block_size = 6144, BadHello);
+    bad(|g| g.physical_block_size = 1 << 17, BadHello);
+    bad(
+        |g| {
+            g.logical_block_size = 4096;
+            g.physical_block_size = 512; // below logical
+        },
+        BadHello,
+    );
+    bad(|g| g.max_io_bytes = 0, BadHello);
+    bad(|g| g.max_io_bytes = 512, BadHello);
+    bad(|g| g.max_io_bytes = 4096 + 512, BadHello);
+    bad(|g| g.max_io_bytes = MAX_IO_BYTES_LIMIT + 4096, BadHello);
+    bad(|g| g.max_io_bytes = 2 << 20, BadHello); // above the 1 MiB wanted
+    bad(|g| g.queues = 0, BadHello);
+    bad(|g| g.queues = 5, BadHello); // above the 4 wanted
+    bad(|g| g.queue_depth = 0, BadHello);
+    bad(|g| g.queue_depth = 129, BadHello); // above the 128 wanted
+                                            // Above the absolute limits even when the local node left the choice open.
+    let open = HelloBody {
+        max_io_bytes: 0,
+        queues: 0,
+        queue_depth: 0,
+        ..hello()
+    };
+    for g in [
+        HelloReplyBody {
+            queues: MAX_QUEUES + 1,
+            ..grant()
+        },
+        HelloReplyBody {
+            queue_depth: MAX_QUEUE_DEPTH + 1,
+            ..grant()
+        },
+        HelloReplyBody {
+            max_io_bytes: 8 << 20,
+            ..grant()
+        },
+    ] {
+        assert_eq!(g.validate(&open), Err(BadHello), "{g:?}");
+    }
+    // Features must be a subset of the wanted ones.
+    let few = HelloBody {
+        features: FEATURE_FLUSH,
+        ..hello()
+    };
+    assert_eq!(grant().validate(&few), Err(BadHello));
+    // The version must lie in the offered range.
+    let v2 = HelloBody {
+        min_version: 2,
+        max_version: 2,
+        ..hello()
+    };
+    assert_eq!(grant().validate(&v2), Err(BadVersion));
+}
+
+#[test]
+fn limits_from_grant() {
+    let g = grant();
+    assert_eq!(
+        g.limits(),
+        Limits {
+            size: g.size,
+            logical_block: g.logical_block_size,
+            max_io: g.max_io_bytes,
+            perms: g.perms,
+            features: g.features,
+        }
+    );
+}
+
+// ---- robustness ------------------------------------------------------------
+
+#[test]
+fn random_headers_never_panic() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let l = limits();
+    let tiny = Limits {
+        size: 0,
+        logical_block: 0,
+        max_io: 0,
+        perms: 0,
+        features: 0,
+    };
+    let mut decoded = 0;
+    for i in 0..100_000 {
+        let mut b = [0u8; HEADER_LEN];
+        rng.fill(&mut b);
+        // Three quarters of the buffers get the magic and small field values,
+        // so that decoding gets past the first checks.
+        if i % 4 != 0 {
+            b[..4].copy_from_slice(&MAGIC.to_be_bytes());
+            b[4] %= 8;
+            b[5] %= 7;
+            b[6] = 0;
+            b[7] %= 4;
+            b[8..11].fill(0);
+            b[11] %= 10;
+            b[12] = 0;
+            b[13] %= 0x48;
+            if i % 3 == 0 {
+                b[36..40].fill(0);
+            }
+            if i % 5 == 0 {
+                let near_max = u64::MAX - u64::from(b[24]);
+                b[24..32].copy_from_slice(&near_max.to_be_bytes());
+            }
+        }
+        let Ok(h) = Header::decode(&b) else { continue };
+        decoded += 1;
+        // A header that decodes re-encodes to the same bytes.
+        assert_eq!(h.encode(), b);
+        let _ = validate_request(&h, &l);
+        let _ = validate_request(&h, &tiny);
+        if h.kind == Kind::IoReply {
+            let req = Header {
+                kind: Kind::Io,
+                payload: 0,
+                status: Status::Ok,
+                ..h
+            };
+            let _ = validate_reply(&h, &req);
+        }
+        let _ = validate_reply(&h, &h);
+    }
+    assert!(decoded > 1000, "only {decoded} random headers decoded");
+}
+
+#[test]
+fn random_bodies_never_panic() {
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    for _ in 0..20_000 {
+        let mut hb = [0u8; HELLO_LEN];
+        rng.fill(&mut hb);
+        let mut rb = [0u8; HELLO_REPLY_LEN];
+        rng.fill(&mut rb);
+        let hello = HelloBody::decode(&hb);
+        let _ = hello.map(|h| h.validate());
+        hb[24..].fill(0);
+        rb[40..].fill(0);
+        let hello = HelloBody::decode(&hb).expect("reserved zero");
+        let _ = hello.validate();
+        let _ = negotiate_version(hello.min_version, hello.max_version);
+        let grant = HelloReplyBody::decode(&rb).expect("reserved zero");
+        assert_eq!(grant.encode(), rb);
+        let _ = grant.validate(&hello);
+    }
+}
