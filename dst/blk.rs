@@ -103,7 +103,11 @@ mod ffi {
             more: bool,
         ) -> c_int;
         pub(super) fn dst_shim_rq_end(rq: *mut RawRequest, err: c_int);
-        pub(super) fn dst_shim_fail_started(set: *mut RawTagSet);
+        pub(super) fn dst_shim_for_each_started(
+            set: *mut RawTagSet,
+            f: unsafe extern "C" fn(ctx: *mut c_void, rq: *mut RawRequest),
+            ctx: *mut c_void,
+        );
     }
 }
 
@@ -138,10 +142,12 @@ pub(crate) trait Driver: Send + Sync {
     /// it is shared between tasks, so it uses interior mutability.
     type Pdu: Sync;
     /// Takes a started request; it must be completed later exactly once,
-    /// with [`Request::end`]. Must not sleep.
+    /// with [`Request::end`]. Must not sleep. On error the request was not
+    /// kept, and the block layer ends it with the error.
     fn queue_rq(&self, rq: Request<Self>, last: bool) -> Result;
-    /// Offered every started request by [`TagSet::fail_started`].
-    fn fail_rq(&self, rq: Request<Self>);
+    /// Writes the value of sysfs attribute `id` (see `shim_blk.c`), without
+    /// the trailing newline.
+    fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result;
 }
 
 /// A started request, owned by the driver until it is ended.
@@ -251,10 +257,29 @@ impl<D: Driver> TagSet<D> {
         unsafe { Request::from_raw(rq) }
     }
 
-    /// Offers every started request to [`Driver::fail_rq`].
-    pub(crate) fn fail_started(&self) {
-        // SAFETY: the set is live.
-        unsafe { ffi::dst_shim_fail_started(self.set.as_ptr()) };
+    /// Offers every started request to `f`. The handles are owned only in
+    /// the sense the driver's PDU state says: `f` must claim a request (by a
+    /// state change) before keeping or ending it, and otherwise drop it.
+    pub(crate) fn for_each_started<F: FnMut(Request<D>)>(&self, mut f: F) {
+        /// # Safety
+        ///
+        /// `ctx` must point to an `F`; `rq` must be a started request.
+        unsafe extern "C" fn each<D: Driver, F: FnMut(Request<D>)>(
+            ctx: *mut c_void,
+            rq: *mut RawRequest,
+        ) {
+            // SAFETY: `ctx` is the `&mut F` below, live for the iteration.
+            let f = unsafe { &mut *ctx.cast::<F>() };
+            // SAFETY: blk-mq passes started requests of our tag set.
+            if let Some(rq) = unsafe { Request::from_raw(rq) } {
+                f(rq);
+            }
+        }
+        // SAFETY: the set is live; `each::<D, F>` matches the callback type
+        // and `ctx` points to `f`, which outlives the call.
+        unsafe {
+            ffi::dst_shim_for_each_started(self.set.as_ptr(), each::<D, F>, (&raw mut f).cast())
+        };
     }
 }
 
@@ -344,20 +369,43 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
     }
 }
 
-/// Called by the shim for every started request when failing them.
+/// A `fmt::Write` into a sysfs page buffer; output past the end is cut.
+struct PageWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl kernel::fmt::Write for PageWriter<'_> {
+    fn write_str(&mut self, s: &str) -> kernel::fmt::Result {
+        let room = self.buf.len().saturating_sub(self.len);
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Called by the shim's sysfs `show` for `/sys/block/dstN/dst/*`.
 ///
 /// # Safety
 ///
-/// As for [`dst_rs_queue_rq`]; the request is only borrowed.
+/// `driver` must be the driver pointer of a live tag set, and `buf` a sysfs
+/// buffer of `PAGE_SIZE` bytes.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn dst_rs_fail_rq(driver: *mut c_void, rq: *mut RawRequest) -> bool {
+pub(crate) unsafe extern "C" fn dst_rs_sysfs_show(
+    driver: *mut c_void,
+    id: u32,
+    buf: *mut u8,
+) -> isize {
     type D = crate::local_node::Shared;
-    // SAFETY: the tag set keeps the driver alive while requests exist.
+    // SAFETY: the tag set (whose disk is being read) keeps the driver alive.
     let driver = unsafe { &*driver.cast::<D>() };
-    // SAFETY: the request is started; the driver decides via its PDU state
-    // whether it owns it, so at most one party ends it.
-    if let Some(req) = unsafe { Request::<D>::from_raw(rq) } {
-        driver.fail_rq(req);
+    // SAFETY: sysfs hands us a page-sized buffer for exclusive use.
+    let buf = unsafe { core::slice::from_raw_parts_mut(buf, kernel::page::PAGE_SIZE) };
+    let mut w = PageWriter { buf, len: 0 };
+    if driver.sysfs_show(id, &mut w).is_err() {
+        return EINVAL.to_errno() as isize;
     }
-    true
+    let _ = kernel::fmt::Write::write_str(&mut w, "\n");
+    w.len as isize
 }

@@ -498,6 +498,34 @@ impl Inner {
         }
     }
 
+    /// Fences every other session of the local node `client_id` (see
+    /// Documentation/protocol.md, "Reconnecting and fencing"): when this
+    /// returns, none of their requests runs or will run on the device.
+    fn fence(&self, me: &Session, client_id: u64) {
+        let mut old = KVec::new();
+        for t in self.sessions.lock().iter() {
+            let s = t.data();
+            if !core::ptr::eq(&**s, me)
+                && s.client_id.load(Acquire) == client_id
+                && !s.finished.load(Acquire)
+                && old.push(s.clone(), GFP_KERNEL).is_err()
+            {
+                // Cannot track it: fence it right here, under the lock.
+                s.fence();
+            }
+        }
+        for s in old.iter() {
+            pr_info!(
+                "export {}: session {} with {} fenced by session {}\n",
+                self.shown(),
+                s.id,
+                s.peer,
+                me.id
+            );
+            s.fence();
+        }
+    }
+
     /// Starts a session on an accepted connection, unless the export is
     /// full. Reaps the sessions that have ended.
     fn add_session(self: &Arc<Self>, sock: Socket) {
@@ -533,6 +561,8 @@ impl Inner {
                         inflight <- new_mutex!(0, "Session::inflight"),
                         idle <- new_condvar!("Session::idle"),
                         finished: Atomic::new(false),
+                        client_id: Atomic::new(0),
+                        fenced: Atomic::new(false),
                         refused: Atomic::new(0),
                         export: self.clone(),
                     }),
@@ -612,6 +642,8 @@ enum End {
     Refused(Status),
     /// A local allocation failed.
     NoMem,
+    /// A newer connection of the same local node fenced this one.
+    Fenced,
 }
 
 impl End {
@@ -636,6 +668,7 @@ impl fmt::Display for End {
             End::Proto(what) => write!(f, "protocol violation: {}", what),
             End::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
             End::NoMem => f.write_str("out of memory"),
+            End::Fenced => f.write_str("fenced by a newer connection of the same client"),
         }
     }
 }
@@ -666,6 +699,11 @@ struct Session {
     idle: CondVar,
     /// Set by the receive thread as its very last step.
     finished: Atomic<bool>,
+    /// The local node's `client_id` from its HELLO (0 = none).
+    client_id: Atomic<u64>,
+    /// Set (under `inflight`) when a newer connection of the same client
+    /// fences this one: no request of this session may start any more.
+    fenced: Atomic<bool>,
     /// Requests refused so far (only the first is logged).
     refused: Atomic<u32>,
     /// Last: the socket above must go before the export's namespace reference.
@@ -771,6 +809,10 @@ impl Session {
             Ok(hello) => match negotiate_version(hello.min_version, hello.max_version) {
                 None => Status::Version,
                 Some(version) => {
+                    if hello.client_id != 0 {
+                        self.client_id.store(hello.client_id, Release);
+                        self.export.fence(self, hello.client_id);
+                    }
                     let grant = self.export.grant(&hello, version);
                     self.send(
                         &Header::hello_reply(Status::Ok),
@@ -870,7 +912,9 @@ impl Session {
         let Ok(mut io) = Io::new(self.clone(), h, data) else {
             return self.refuse(&h, Status::Busy);
         };
-        self.begin();
+        if !self.begin() {
+            return Err(End::Fenced);
+        }
         let bio_op = match op {
             Op::Read => BioOp::Read,
             Op::Write => BioOp::Write {
@@ -895,9 +939,27 @@ impl Session {
         self.export.wq.queue()
     }
 
-    /// Counts a started request.
-    fn begin(&self) {
-        *self.inflight.lock() += 1;
+    /// Counts a started request; refuses once the session is fenced. The
+    /// check and the count share the `inflight` lock with [`Session::fence`],
+    /// so no request starts after a fence has begun waiting.
+    fn begin(&self) -> bool {
+        let mut n = self.inflight.lock();
+        if self.fenced.load(Relaxed) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Stops this session from starting requests, ends its connection and
+    /// waits until every request it started has completed.
+    fn fence(&self) {
+        {
+            let _n = self.inflight.lock();
+            self.fenced.store(true, Relaxed);
+        }
+        self.sock.shutdown();
+        self.wait_idle();
     }
 
     /// Counts a completed request; wakes teardown when none is left.

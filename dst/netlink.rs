@@ -15,12 +15,13 @@ use kernel::{
     error::to_result,
     ffi::{c_char, c_int, c_ulong},
     prelude::*,
-    str::CString, //
+    str::CString,
+    sync::atomic::Relaxed, //
 };
 
 use crate::{
     export::{Export, ExportConfig},
-    local_node::{Device, DeviceConfig},
+    local_node::{Device, DeviceConfig, SettingsUpdate},
     proto,
     registry::{self, Registry},
     socket::{Net, SockAddr},
@@ -52,7 +53,13 @@ pub(crate) struct NlRequest {
     index: u32,
     max_io_pages: u32,
     queue_depth: u32,
+    /// Bit `i` set: `settings[i]` was given (order: see `Request::settings`).
+    settings_mask: u32,
+    settings: [u32; SETTINGS],
 }
+
+/// Number of per-device settings carried as `DST_A_*_MS`/`MAX_RESENDS`.
+const SETTINGS: usize = 6;
 
 /// One export or device for `DST_CMD_LIST`. Mirrors `struct dst_nl_entry`.
 #[repr(C)]
@@ -67,14 +74,22 @@ pub(crate) struct NlEntry {
     port: u16,
     read_only: bool,
     size: u64,
+    reconnects: u64,
+    resends: u64,
+    timeouts: u64,
+    io_errors: u64,
+    bytes_read: u64,
+    bytes_written: u64,
+    in_flight: u32,
+    settings: [u32; SETTINGS],
     path: [u8; 256],
 }
 
-// Values of `enum dst_kind` and `enum dst_state` in the uapi header.
+// Values of `enum dst_kind` in the uapi header.
 const KIND_EXPORT: u32 = 1;
 const KIND_DEVICE: u32 = 2;
-const STATE_CONNECTED: u32 = 1;
-const STATE_DISCONNECTED: u32 = 2;
+/// `DST_STATE_CONNECTED`, which an export reports while it listens.
+const STATE_LISTENING: u32 = 1;
 
 mod ffi {
     use kernel::{bindings, ffi::c_char, ffi::c_int};
@@ -83,6 +98,7 @@ mod ffi {
         pub(super) fn dst_genl_register() -> c_int;
         pub(super) fn dst_genl_unregister();
         pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
+        pub(super) fn dst_shim_event(net: *mut bindings::net, index: u32, event: u32);
     }
 }
 
@@ -112,6 +128,28 @@ impl From<kernel::alloc::AllocError> for Refusal {
     fn from(_: kernel::alloc::AllocError) -> Self {
         Refusal::from(ENOMEM)
     }
+}
+
+/// Values of `enum dst_event` in the uapi header.
+pub(crate) mod event {
+    /// Created and connected.
+    pub(crate) const CONNECTED: u32 = 1;
+    /// Connection lost; reconnecting, IO waits.
+    pub(crate) const LOST: u32 = 2;
+    /// Connection back; waiting IO resent.
+    pub(crate) const RECONNECTED: u32 = 3;
+    /// Lost past the loss timeout: IO fails.
+    pub(crate) const FAILED: u32 = 4;
+    /// Deleted.
+    pub(crate) const DELETED: u32 = 5;
+}
+
+/// Multicasts `DST_CMD_EVENT` (`event::*`) about /dev/dst<index> to the
+/// "events" group of namespace `net`. Best effort; may run on the IO path.
+pub(crate) fn notify(net: &Net, index: u32, event: u32) {
+    // SAFETY: `net` is a live namespace reference; the shim allocates with
+    // GFP_NOIO and drops the event if it cannot.
+    unsafe { ffi::dst_shim_event(net.as_raw(), index, event) };
 }
 
 /// The registered `dst` generic netlink family.
@@ -205,6 +243,21 @@ impl<'a> Request<'a> {
         // string that lives as long as the request.
         let path = unsafe { CStr::from_char_ptr(self.req.path) };
         Ok(CString::try_from_fmt(fmt!("{}", path))?)
+    }
+
+    /// The settings the request carries, in the shim's fixed order:
+    /// request timeout, max resends, reconnect delay, ping interval, ping
+    /// timeout, loss timeout.
+    fn settings(&self) -> SettingsUpdate {
+        let v = |i: usize| (self.req.settings_mask & (1 << i) != 0).then(|| self.req.settings[i]);
+        SettingsUpdate {
+            req_timeout_ms: v(0),
+            max_resends: v(1),
+            reconnect_delay_ms: v(2),
+            ping_interval_ms: v(3),
+            ping_timeout_ms: v(4),
+            loss_timeout_ms: v(5),
+        }
     }
 
     fn net(&mut self) -> Result<Net, Refusal> {
@@ -304,6 +357,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
             index: n,
             max_io_pages: r.req.max_io_pages,
             queue_depth: r.req.queue_depth,
+            settings: r.settings(),
         };
         let dev = Device::create(cfg)?;
         reg.add_device(dev).map_err(Refusal::from)?;
@@ -335,6 +389,27 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_del(req: *mut NlRequest) -> c_int {
     })
 }
 
+/// `DST_CMD_DEV_SET`: changes the timeouts of a running device.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_dev_set(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    handle(r, |r, reg| {
+        if r.req.settings_mask == 0 {
+            return Err(Refusal::new(EINVAL, c"no setting to change"));
+        }
+        let dev = reg
+            .device(r.req.index)
+            .ok_or(Refusal::new(ENOENT, c"no such device"))?;
+        dev.update(&r.settings());
+        Ok(())
+    })
+}
+
 /// Fills list entry `pos` (exports first, then devices). Returns 1 if
 /// filled, 0 past the end.
 ///
@@ -347,7 +422,7 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
     let mut e = NlEntry {
         kind: 0,
         index: 0,
-        state: STATE_CONNECTED,
+        state: STATE_LISTENING,
         sessions: 0,
         queue_depth: 0,
         addr_len: 0,
@@ -355,6 +430,14 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         port: 0,
         read_only: false,
         size: 0,
+        reconnects: 0,
+        resends: 0,
+        timeouts: 0,
+        io_errors: 0,
+        bytes_read: 0,
+        bytes_written: 0,
+        in_flight: 0,
+        settings: [0; SETTINGS],
         path: [0; 256],
     };
     let addr = if let Some(x) = reg.exports().get(pos) {
@@ -369,11 +452,20 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
     } else if let Some(d) = reg.devices().get(pos - reg.exports().len()) {
         e.kind = KIND_DEVICE;
         e.index = d.index();
-        e.state = if d.connected() {
-            STATE_CONNECTED
-        } else {
-            STATE_DISCONNECTED
-        };
+        e.state = d.state();
+        let c = d.counters();
+        (e.reconnects, e.resends, e.timeouts, e.io_errors) =
+            (c.reconnects, c.resends, c.timeouts, c.io_errors);
+        (e.bytes_read, e.bytes_written, e.in_flight) = (c.bytes_read, c.bytes_written, c.in_flight);
+        let s = d.settings();
+        e.settings = [
+            s.req_timeout_ms.load(Relaxed),
+            s.max_resends.load(Relaxed),
+            s.reconnect_delay_ms.load(Relaxed),
+            s.ping_interval_ms.load(Relaxed),
+            s.ping_timeout_ms.load(Relaxed),
+            s.loss_timeout_ms.load(Relaxed),
+        ];
         e.size = d.size();
         e.read_only = d.read_only();
         e.queue_depth = d.queue_depth();

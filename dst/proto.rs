@@ -687,6 +687,11 @@ pub(crate) struct HelloBody {
     pub(crate) queues: u16,
     /// Queue depth wanted; 0 leaves the choice to the export.
     pub(crate) queue_depth: u16,
+    /// Identifies the local device across its connections (random, chosen
+    /// when the device is created; 0 = none). A HELLO with a non-zero id
+    /// fences every older connection with the same id: the export ends them
+    /// and waits for their requests to finish before it answers.
+    pub(crate) client_id: u64,
 }
 
 impl HelloBody {
@@ -699,17 +704,13 @@ impl HelloBody {
         put(&mut b, 16, &self.max_io_bytes.to_be_bytes());
         put(&mut b, 20, &self.queues.to_be_bytes());
         put(&mut b, 22, &self.queue_depth.to_be_bytes());
-        // Bytes 24..32 are reserved and stay zero.
+        put(&mut b, 24, &self.client_id.to_be_bytes());
         b
     }
 
-    /// Parses a body; fails only if the reserved bytes are not zero
-    /// ([`ProtoError::Reserved`]). Check the values with
-    /// [`HelloBody::validate`].
+    /// Parses a body; it has no reserved bytes, so this cannot fail. Check
+    /// the values with [`HelloBody::validate`].
     pub(crate) fn decode(b: &[u8; HELLO_LEN]) -> Result<Self, ProtoError> {
-        if get_u64(b, 24) != 0 {
-            return Err(ProtoError::Reserved);
-        }
         Ok(HelloBody {
             min_version: get_u32(b, 0),
             max_version: get_u32(b, 4),
@@ -717,6 +718,7 @@ impl HelloBody {
             max_io_bytes: get_u32(b, 16),
             queues: get_u16(b, 20),
             queue_depth: get_u16(b, 22),
+            client_id: get_u64(b, 24),
         })
     }
 

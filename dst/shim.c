@@ -20,6 +20,12 @@
  * Strict policy: attributes the kernel only ever sends are NLA_REJECT, so a
  * request carrying them is refused with a message naming the attribute.
  */
+/* Ranges of the timeouts, in ms (documented in Documentation/dstcfg.md). */
+static const struct netlink_range_validation dst_range_timeout = { .min = 100, .max = 3600000 };
+static const struct netlink_range_validation dst_range_delay = { .min = 10, .max = 600000 };
+static const struct netlink_range_validation dst_range_interval = { .min = 0, .max = 3600000 };
+static const struct netlink_range_validation dst_range_loss = { .min = 100, .max = 86400000 };
+
 static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_PAD]		= { .type = NLA_REJECT },
 	[DST_A_VERSION]		= { .type = NLA_REJECT },
@@ -36,6 +42,30 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_STATE]		= { .type = NLA_REJECT },
 	[DST_A_SESSIONS]	= { .type = NLA_REJECT },
 	[DST_A_QUEUE_DEPTH]	= NLA_POLICY_RANGE(NLA_U32, 1, 1024),
+	[DST_A_REQ_TIMEOUT_MS]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_timeout),
+	[DST_A_MAX_RESENDS]	= NLA_POLICY_MAX(NLA_U32, 1000),
+	[DST_A_RECONNECT_DELAY_MS] = NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_delay),
+	[DST_A_PING_INTERVAL_MS] = NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_interval),
+	[DST_A_PING_TIMEOUT_MS]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_timeout),
+	[DST_A_LOSS_TIMEOUT_MS]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_loss),
+	[DST_A_RECONNECTS]	= { .type = NLA_REJECT },
+	[DST_A_RESENDS]		= { .type = NLA_REJECT },
+	[DST_A_EVENT]		= { .type = NLA_REJECT },
+	[DST_A_IN_FLIGHT]	= { .type = NLA_REJECT },
+	[DST_A_TIMEOUTS]	= { .type = NLA_REJECT },
+	[DST_A_IO_ERRORS]	= { .type = NLA_REJECT },
+	[DST_A_BYTES_READ]	= { .type = NLA_REJECT },
+	[DST_A_BYTES_WRITTEN]	= { .type = NLA_REJECT },
+};
+
+/* The per-device settings, in the order of dst_nl_req.settings[]. */
+static const int dst_nl_setting_attrs[DST_NL_SETTINGS] = {
+	DST_A_REQ_TIMEOUT_MS,
+	DST_A_MAX_RESENDS,
+	DST_A_RECONNECT_DELAY_MS,
+	DST_A_PING_INTERVAL_MS,
+	DST_A_PING_TIMEOUT_MS,
+	DST_A_LOSS_TIMEOUT_MS,
 };
 
 static struct genl_family dst_genl_family;
@@ -79,6 +109,7 @@ void dst_shim_extack(struct netlink_ext_ack *extack, const char *msg)
 static void dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 {
 	struct nlattr **a = info->attrs;
+	int i;
 
 	memset(req, 0, sizeof(*req));
 	req->net = get_net(genl_info_net(info));
@@ -95,6 +126,14 @@ static void dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 	req->index = a[DST_A_INDEX] ? nla_get_u32(a[DST_A_INDEX]) : 0;
 	req->max_io_pages = a[DST_A_MAX_IO_PAGES] ? nla_get_u32(a[DST_A_MAX_IO_PAGES]) : 0;
 	req->queue_depth = a[DST_A_QUEUE_DEPTH] ? nla_get_u32(a[DST_A_QUEUE_DEPTH]) : 0;
+	for (i = 0; i < DST_NL_SETTINGS; i++) {
+		struct nlattr *attr = a[dst_nl_setting_attrs[i]];
+
+		if (attr) {
+			req->settings_mask |= 1U << i;
+			req->settings[i] = nla_get_u32(attr);
+		}
+	}
 }
 
 static int dst_genl_export_add_doit(struct sk_buff *skb, struct genl_info *info)
@@ -159,6 +198,16 @@ static int dst_genl_dev_del_doit(struct sk_buff *skb, struct genl_info *info)
 	return dst_nl_dev_del(&req);
 }
 
+static int dst_genl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req req;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_INDEX))
+		return -EINVAL;
+	dst_genl_parse(info, &req);
+	return dst_nl_dev_set(&req);
+}
+
 static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 			      const struct dst_nl_entry *e)
 {
@@ -180,12 +229,23 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 		goto cancel;
 	if (e->kind == DST_KIND_DEVICE) {
 		char name[DISK_NAME_LEN];
+		int i;
 
 		snprintf(name, sizeof(name), "dst%u", e->index);
 		if (nla_put_u32(skb, DST_A_INDEX, e->index) ||
 		    nla_put_string(skb, DST_A_DISK_NAME, name) ||
-		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth))
+		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth) ||
+		    nla_put_u64_64bit(skb, DST_A_RECONNECTS, e->reconnects, DST_A_PAD) ||
+		    nla_put_u64_64bit(skb, DST_A_RESENDS, e->resends, DST_A_PAD) ||
+		    nla_put_u32(skb, DST_A_IN_FLIGHT, e->in_flight) ||
+		    nla_put_u64_64bit(skb, DST_A_TIMEOUTS, e->timeouts, DST_A_PAD) ||
+		    nla_put_u64_64bit(skb, DST_A_IO_ERRORS, e->io_errors, DST_A_PAD) ||
+		    nla_put_u64_64bit(skb, DST_A_BYTES_READ, e->bytes_read, DST_A_PAD) ||
+		    nla_put_u64_64bit(skb, DST_A_BYTES_WRITTEN, e->bytes_written, DST_A_PAD))
 			goto cancel;
+		for (i = 0; i < DST_NL_SETTINGS; i++)
+			if (nla_put_u32(skb, dst_nl_setting_attrs[i], e->settings[i]))
+				goto cancel;
 	}
 	genlmsg_end(skb, hdr);
 	return 0;
@@ -244,6 +304,15 @@ static const struct genl_small_ops dst_genl_ops[] = {
 		.flags	= GENL_ADMIN_PERM,
 		.dumpit	= dst_genl_list_dumpit,
 	},
+	{
+		.cmd	= DST_CMD_DEV_SET,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_dev_set_doit,
+	},
+};
+
+static const struct genl_multicast_group dst_genl_mcgrps[] = {
+	{ .name = DST_GENL_MCGRP_EVENTS, .flags = GENL_MCAST_CAP_NET_ADMIN },
 };
 
 static struct genl_family dst_genl_family __ro_after_init = {
@@ -257,6 +326,8 @@ static struct genl_family dst_genl_family __ro_after_init = {
 	.module		= THIS_MODULE,
 	.small_ops	= dst_genl_ops,
 	.n_small_ops	= ARRAY_SIZE(dst_genl_ops),
+	.mcgrps		= dst_genl_mcgrps,
+	.n_mcgrps	= ARRAY_SIZE(dst_genl_mcgrps),
 	.resv_start_op	= DST_CMD_MAX + 1,
 };
 
@@ -271,6 +342,28 @@ void dst_genl_unregister(void)
 }
 
 MODULE_ALIAS_GENL_FAMILY(DST_GENL_NAME);
+
+/*
+ * Multicast a DST_CMD_EVENT to the "events" group of the device's namespace.
+ * Best effort: runs on the IO path (NOIO), and a lost event only costs a
+ * listener a notification; `dstcfg -a list` always tells the state.
+ */
+void dst_shim_event(struct net *net, u32 index, u32 event)
+{
+	struct sk_buff *skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
+	void *hdr;
+
+	if (!skb)
+		return;
+	hdr = genlmsg_put(skb, 0, 0, &dst_genl_family, 0, DST_CMD_EVENT);
+	if (!hdr || nla_put_u32(skb, DST_A_INDEX, index) ||
+	    nla_put_u32(skb, DST_A_EVENT, event)) {
+		nlmsg_free(skb);
+		return;
+	}
+	genlmsg_end(skb, hdr);
+	genlmsg_multicast_netns(&dst_genl_family, net, skb, 0, 0, GFP_NOIO);
+}
 
 /*
  * Socket policy in one place. Block IO must not wait on memory reclaim that
@@ -300,6 +393,11 @@ void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms)
 	WRITE_ONCE(sk->sk_sndtimeo, snd_ms ? msecs_to_jiffies(snd_ms) : MAX_SCHEDULE_TIMEOUT);
 	WRITE_ONCE(sk->sk_rcvtimeo, rcv_ms ? msecs_to_jiffies(rcv_ms) : MAX_SCHEDULE_TIMEOUT);
 	release_sock(sk);
+}
+
+void dst_shim_get_net(struct net *net)
+{
+	get_net(net);
 }
 
 void dst_shim_put_net(struct net *net)

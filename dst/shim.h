@@ -18,6 +18,9 @@ struct dst_nl_status {
 struct net;
 struct netlink_ext_ack;
 
+/* Per-device settings, in this order: see dst_nl_setting_attrs in shim.c. */
+#define DST_NL_SETTINGS 6
+
 /* A parsed configuration request. Mirrors netlink.rs `NlRequest`. */
 struct dst_nl_req {
 	struct net *net;		/* referenced; the callee takes it over */
@@ -32,6 +35,8 @@ struct dst_nl_req {
 	u32 index;
 	u32 max_io_pages;		/* 0 if absent */
 	u32 queue_depth;		/* 0 if absent */
+	u32 settings_mask;		/* bit i: settings[i] given */
+	u32 settings[DST_NL_SETTINGS];	/* in dst_nl_setting_attrs order */
 };
 
 /* One export or device, for DST_CMD_LIST. Mirrors netlink.rs `NlEntry`. */
@@ -46,6 +51,14 @@ struct dst_nl_entry {
 	u16 port;
 	bool read_only;
 	u64 size;
+	u64 reconnects;
+	u64 resends;
+	u64 timeouts;
+	u64 io_errors;
+	u64 bytes_read;
+	u64 bytes_written;
+	u32 in_flight;
+	u32 settings[DST_NL_SETTINGS];	/* devices only */
 	char path[256];			/* NUL-terminated, truncated */
 };
 
@@ -58,6 +71,8 @@ struct socket;
 struct net;
 void dst_shim_sock_configure(struct socket *sock, bool memalloc);
 void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
+void dst_shim_event(struct net *net, u32 index, u32 event);
+void dst_shim_get_net(struct net *net);
 void dst_shim_put_net(struct net *net);
 int dst_shim_noreclaim_save(void);
 void dst_shim_noreclaim_restore(int flags);
@@ -68,6 +83,7 @@ int dst_nl_export_add(struct dst_nl_req *req);
 int dst_nl_export_del(struct dst_nl_req *req);
 int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
 int dst_nl_dev_del(struct dst_nl_req *req);
+int dst_nl_dev_set(struct dst_nl_req *req);
 /* Fills entry number pos; returns 1 if filled, 0 past the end. */
 int dst_nl_list_entry(unsigned long pos, struct dst_nl_entry *entry);
 

@@ -41,6 +41,81 @@ static const struct blk_mq_ops dst_blk_mq_ops = {
 	.init_request	= dst_blk_init_request,
 };
 
+/*
+ * sysfs: /sys/block/dstN/dst/<name>, read-only; Rust formats each value.
+ * Names and numbers match blk.rs `SysfsAttr`.
+ */
+struct dst_sysfs_attr {
+	struct device_attribute attr;
+	u32 id;
+};
+
+static ssize_t dst_sysfs_show(struct device *dev, struct device_attribute *attr,
+			      char *buf)
+{
+	struct gendisk *disk = dev_to_disk(dev);
+	struct dst_sysfs_attr *a = container_of(attr, struct dst_sysfs_attr, attr);
+
+	return dst_rs_sysfs_show(disk->queue->tag_set->driver_data, a->id, buf);
+}
+
+#define DST_ATTR(_name, _id)						\
+	static struct dst_sysfs_attr dst_attr_##_name = {		\
+		.attr = __ATTR(_name, 0444, dst_sysfs_show, NULL),	\
+		.id = _id,						\
+	}
+
+DST_ATTR(peer, 0);
+DST_ATTR(state, 1);
+DST_ATTR(size, 2);
+DST_ATTR(read_only, 3);
+DST_ATTR(queue_depth, 4);
+DST_ATTR(queued, 5);
+DST_ATTR(reconnects, 6);
+DST_ATTR(resends, 7);
+DST_ATTR(timeouts, 8);
+DST_ATTR(io_errors, 9);
+DST_ATTR(bytes_read, 10);
+DST_ATTR(bytes_written, 11);
+DST_ATTR(req_timeout_ms, 12);
+DST_ATTR(max_resends, 13);
+DST_ATTR(reconnect_delay_ms, 14);
+DST_ATTR(ping_interval_ms, 15);
+DST_ATTR(ping_timeout_ms, 16);
+DST_ATTR(loss_timeout_ms, 17);
+
+static struct attribute *dst_sysfs_attrs[] = {
+	&dst_attr_peer.attr.attr,
+	&dst_attr_state.attr.attr,
+	&dst_attr_size.attr.attr,
+	&dst_attr_read_only.attr.attr,
+	&dst_attr_queue_depth.attr.attr,
+	&dst_attr_queued.attr.attr,
+	&dst_attr_reconnects.attr.attr,
+	&dst_attr_resends.attr.attr,
+	&dst_attr_timeouts.attr.attr,
+	&dst_attr_io_errors.attr.attr,
+	&dst_attr_bytes_read.attr.attr,
+	&dst_attr_bytes_written.attr.attr,
+	&dst_attr_req_timeout_ms.attr.attr,
+	&dst_attr_max_resends.attr.attr,
+	&dst_attr_reconnect_delay_ms.attr.attr,
+	&dst_attr_ping_interval_ms.attr.attr,
+	&dst_attr_ping_timeout_ms.attr.attr,
+	&dst_attr_loss_timeout_ms.attr.attr,
+	NULL,
+};
+
+static const struct attribute_group dst_sysfs_group = {
+	.name = "dst",
+	.attrs = dst_sysfs_attrs,
+};
+
+static const struct attribute_group *dst_sysfs_groups[] = {
+	&dst_sysfs_group,
+	NULL,
+};
+
 /* Holding the module while a disk is open makes rmmod fail with EBUSY. */
 static const struct block_device_operations dst_blk_fops = {
 	.owner		= THIS_MODULE,
@@ -126,7 +201,7 @@ struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 
 int dst_shim_disk_add(struct gendisk *disk)
 {
-	return add_disk(disk);
+	return device_add_disk(NULL, disk, dst_sysfs_groups);
 }
 
 void dst_shim_disk_del(struct gendisk *disk)
@@ -216,14 +291,25 @@ void dst_shim_rq_end(struct request *rq, int err)
 	blk_mq_end_request(rq, errno_to_blk_status(err));
 }
 
-static bool dst_fail_one(struct request *rq, void *data)
+struct dst_iter {
+	void (*fn)(void *ctx, struct request *rq);
+	void *ctx;
+};
+
+static bool dst_iter_one(struct request *rq, void *data)
 {
-	dst_rs_fail_rq(data, rq);
+	struct dst_iter *it = data;
+
+	it->fn(it->ctx, rq);
 	return true;
 }
 
-/* Offer every started request to Rust, which fails those it owns. */
-void dst_shim_fail_started(struct blk_mq_tag_set *set)
+/* Call fn on every started request of the set. */
+void dst_shim_for_each_started(struct blk_mq_tag_set *set,
+			       void (*fn)(void *ctx, struct request *rq),
+			       void *ctx)
 {
-	blk_mq_tagset_busy_iter(set, dst_fail_one, set->driver_data);
+	struct dst_iter it = { .fn = fn, .ctx = ctx };
+
+	blk_mq_tagset_busy_iter(set, dst_iter_one, &it);
 }

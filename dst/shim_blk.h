@@ -55,10 +55,12 @@ struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);
 int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
 		     bool more);
 void dst_shim_rq_end(struct request *rq, int err);
-void dst_shim_fail_started(struct blk_mq_tag_set *set);
+void dst_shim_for_each_started(struct blk_mq_tag_set *set,
+			       void (*fn)(void *ctx, struct request *rq),
+			       void *ctx);
 
 /* Rust, called from C. */
 int dst_rs_queue_rq(void *driver_data, struct request *rq, bool last);
-bool dst_rs_fail_rq(void *driver_data, struct request *rq);
+ssize_t dst_rs_sysfs_show(void *driver_data, u32 id, char *buf);
 
 #endif /* DST_SHIM_BLK_H */

@@ -27,6 +27,7 @@ mod ffi {
 
     extern "C" {
         pub(super) fn dst_shim_sock_configure(sock: *mut c_void, memalloc: bool);
+        pub(super) fn dst_shim_get_net(net: *mut bindings::net);
         pub(super) fn dst_shim_put_net(net: *mut bindings::net);
         pub(super) fn dst_shim_noreclaim_save() -> c_int;
         pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
@@ -146,8 +147,9 @@ impl SockAddr {
     }
 }
 
-impl kernel::fmt::Display for SockAddr {
-    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+impl SockAddr {
+    /// Writes `a.b.c.d:port` or `[x:x:...:x]:port`.
+    pub(crate) fn write_to(&self, f: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
         match self {
             SockAddr::V4(a, p) => write!(f, "{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], p),
             SockAddr::V6(a, p) => {
@@ -161,6 +163,12 @@ impl kernel::fmt::Display for SockAddr {
                 write!(f, "]:{}", p)
             }
         }
+    }
+}
+
+impl kernel::fmt::Display for SockAddr {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        self.write_to(f)
     }
 }
 
@@ -189,6 +197,19 @@ impl Net {
     pub(crate) unsafe fn from_raw(ptr: *mut bindings::net) -> Option<Self> {
         // INVARIANT: the caller transfers one reference.
         NonNull::new(ptr).map(|ptr| Net { ptr })
+    }
+
+    /// The namespace, for C functions that take it; valid while `self` is.
+    pub(crate) fn as_raw(&self) -> *mut bindings::net {
+        self.ptr.as_ptr()
+    }
+
+    /// Another reference to the same namespace.
+    pub(crate) fn clone_ref(&self) -> Net {
+        // SAFETY: we hold a reference, so the namespace is live.
+        unsafe { ffi::dst_shim_get_net(self.ptr.as_ptr()) };
+        // INVARIANT: the reference just taken belongs to the new value.
+        Net { ptr: self.ptr }
     }
 }
 
@@ -248,8 +269,15 @@ impl Socket {
     }
 
     /// Connects to `addr` from namespace `net`; `memalloc` marks a socket
-    /// that carries block IO of this host (it may dip into reserves).
-    pub(crate) fn connect(net: Net, addr: SockAddr, memalloc: bool) -> Result<Self> {
+    /// that carries block IO of this host (it may dip into reserves). The
+    /// connect, and every send and receive until changed, waits at most
+    /// `timeout_ms`.
+    pub(crate) fn connect(
+        net: Net,
+        addr: SockAddr,
+        memalloc: bool,
+        timeout_ms: u32,
+    ) -> Result<Self> {
         let sock = Self::create(&net, addr.family())?;
         // INVARIANT: `sock` was just created and is owned here.
         let this = Socket {
@@ -257,6 +285,7 @@ impl Socket {
             _net: Some(net),
         };
         this.configure(memalloc);
+        this.set_timeouts(timeout_ms, timeout_ms);
         let (mut buf, len) = addr.to_c();
         // SAFETY: the socket is valid; `buf` holds a sockaddr of `len` bytes.
         to_result(unsafe {

@@ -17,6 +17,7 @@ Modes:
                      f. (with NETLINK_EXT_ACK on) extack strings for b and c
                    then (a) again to prove the module still answers.
   --status         send one STATUS and print "version=<v> proto=<n>"
+  --events SECS    print "dstN EVENT" for each event multicast for SECS seconds
   --expect-errno N send one STATUS and require it to fail with errno N
                    (e.g. EPERM when run without CAP_NET_ADMIN)
   --family-absent  require that the "dst" family is not registered
@@ -49,6 +50,10 @@ GENL_ID_CTRL = 0x10
 CTRL_CMD_GETFAMILY = 3
 CTRL_ATTR_FAMILY_ID = 1
 CTRL_ATTR_FAMILY_NAME = 2
+CTRL_ATTR_MCAST_GROUPS = 7
+CTRL_ATTR_MCAST_GRP_NAME = 1
+CTRL_ATTR_MCAST_GRP_ID = 2
+SOL_NETLINK_ADD_MEMBERSHIP = 1
 
 # <linux/dst.h>
 DST_GENL_NAME = "dst"
@@ -56,6 +61,10 @@ DST_GENL_VERSION = 1
 DST_CMD_STATUS = 1
 DST_A_VERSION = 2
 DST_A_PROTO_VERSION = 3
+DST_CMD_EVENT = 8
+DST_A_INDEX = 11
+DST_A_EVENT = 24
+DST_EVENTS = {1: "connected", 2: "lost", 3: "reconnected", 4: "failed", 5: "deleted"}
 
 NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 GENLMSGHDR = struct.Struct("=BBH")  # cmd, version, reserved
@@ -191,6 +200,19 @@ class GenlSocket:
             raise Failure(f"resolving family {name!r}: reply without CTRL_ATTR_FAMILY_ID")
         return struct.unpack("=H", attrs[CTRL_ATTR_FAMILY_ID][:2])[0]
 
+    def mcast_group(self, family, group):
+        """The id of a family's multicast group."""
+        payload = GENLMSGHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + nla_str(CTRL_ATTR_FAMILY_NAME, family)
+        reply = self.request(GENL_ID_CTRL, payload)
+        if reply.error != 0 or not reply.messages:
+            raise Failure(f"resolving family {family!r}: {reply.describe()}")
+        attrs = parse_attrs(reply.messages[0][1][GENLMSGHDR.size:])
+        for grp in parse_attrs(attrs.get(CTRL_ATTR_MCAST_GROUPS, b"")).values():
+            g = parse_attrs(grp)
+            if cstr(g.get(CTRL_ATTR_MCAST_GRP_NAME, b"")) == group:
+                return struct.unpack("=I", g[CTRL_ATTR_MCAST_GRP_ID][:4])[0]
+        raise Failure(f"family {family!r} has no multicast group {group!r}")
+
     def dst(self, fam, cmd, attrs=b"", **kw):
         return self.request(fam, GENLMSGHDR.pack(cmd, DST_GENL_VERSION, 0) + attrs, **kw)
 
@@ -295,6 +317,29 @@ def main(argv):
             sock = GenlSocket()
             r = sock.dst(resolve(sock), DST_CMD_STATUS)
             expect_error(r, f"STATUS as uid {os.getuid()}", [want])
+        elif mode == "--events" and len(argv) == 3:
+            # Print "dstN EVENT" for every DST_CMD_EVENT for argv[2] seconds.
+            sock = GenlSocket()
+            fam = resolve(sock)
+            grp = sock.mcast_group(DST_GENL_NAME, "events")
+            sock.sock.setsockopt(SOL_NETLINK, SOL_NETLINK_ADD_MEMBERSHIP, grp)
+            sock.sock.settimeout(float(argv[2]))
+            try:
+                while True:
+                    data = sock.sock.recv(65536)
+                    off = 0
+                    while off + NLMSGHDR.size <= len(data):
+                        mlen, mtype = NLMSGHDR.unpack_from(data, off)[:2]
+                        body = data[off + NLMSGHDR.size:off + mlen]
+                        off += align4(mlen)
+                        if mtype != fam or body[0] != DST_CMD_EVENT:
+                            continue
+                        a = parse_attrs(body[GENLMSGHDR.size:])
+                        index = struct.unpack("=I", a[DST_A_INDEX][:4])[0]
+                        event = struct.unpack("=I", a[DST_A_EVENT][:4])[0]
+                        print(f"dst{index} {DST_EVENTS.get(event, event)}", flush=True)
+            except socket.timeout:
+                pass
         elif mode in ("--family-absent", "--family-present"):
             sock = GenlSocket()
             present = sock.family_id(DST_GENL_NAME) is not None

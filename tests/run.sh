@@ -4,8 +4,8 @@
 #
 # usage: tests/run.sh [PATTERN | FILE.sh]
 #
-# 1. Host tests: cargo test of tools/dstcfg (named host:dstcfg-unit; every
-#    cargo test counts).
+# 1. Host tests: cargo test of tools/dstcfg and tools/dstpeer (named
+#    host:dstcfg-unit, host:dstpeer-unit; every cargo test counts).
 # 2. Guest tests: each tests/vm/*.sh whose name matches PATTERN (a substring,
 #    or a glob if it contains * ? or [; no PATTERN = all, host tests included)
 #    runs in its own fresh VM (scripts/vm.sh) through tests/lib/guest-run.sh.
@@ -106,8 +106,10 @@ kernel_hits() {
 record_pass() { passed=$((passed + 1)); echo "PASS $1 ($2s)"; }
 record_fail() { failed=$((failed + 1)); echo "FAIL $1 ($2)"; }
 
+# run_host_tests TOOL: cargo test of tools/TOOL, as test host:TOOL-unit.
 run_host_tests() {
-    local name=host:dstcfg-unit dir=$results/host-dstcfg-unit t0 rc=0 p f
+    local tool=$1
+    local name=host:$tool-unit dir=$results/host-$tool-unit t0 rc=0 p f
     matches "$name" || return 0
     mkdir -p "$dir"
     local log=$dir/output.log
@@ -117,7 +119,7 @@ run_host_tests() {
         record_fail "$name" "cargo not found"
         return 0
     fi
-    cargo test --release --manifest-path tools/dstcfg/Cargo.toml >"$log" 2>&1 || rc=$?
+    cargo test --release --manifest-path "tools/$tool/Cargo.toml" >"$log" 2>&1 || rc=$?
     # "test result: ok. 12 passed; 0 failed; 0 ignored; ..." per test binary
     read -r p f < <(sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" |
                     awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }')
@@ -130,7 +132,7 @@ run_host_tests() {
     if [ "$f" -gt 0 ]; then
         failed=$((failed + f))
         sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' "$log" | while read -r t; do
-            echo "FAIL host:dstcfg::$t (cargo test)"
+            echo "FAIL host:$tool::$t (cargo test)"
         done
         show_tail "$log"
     elif [ "$rc" -ne 0 ]; then
@@ -221,7 +223,8 @@ mkdir -p "$results"
 if [ -n "$single" ]; then
     run_guest_test "$single"
 else
-    run_host_tests
+    run_host_tests dstcfg
+    run_host_tests dstpeer
     shopt -s nullglob
     for script in tests/vm/*.sh; do
         matches "$(basename "$script" .sh)" || continue

@@ -15,6 +15,32 @@
 #   kmsg MSG...           write a marker line into the kernel log
 #   meminfo_kb FIELD      a /proc/meminfo value in KiB
 #   PYTHON                a python3 that unprivileged users can run too
+#
+# For the fault tests (tests/vm/fault_*.sh):
+#   netns_pair            namespaces "exp" and "loc" joined by veth-exp
+#                         (10.9.0.1/24, fd00:9::1/64) and veth-loc (10.9.0.2/24,
+#                         fd00:9::2/64), all links up
+#   now_ms                wall clock in milliseconds
+#   dst_field DEV KEY     a key of DEV's object in `dstcfg -a list --json`
+#                         (DEV: dstN or /dev/dstN); status 2: no such device,
+#                         3: no such key
+#   wait_dst_state DEV STATE SECONDS
+#                         wait until DEV is in STATE, else fail; $WAITED_MS is
+#                         how long it took
+#   dst_io_errors         number of "I/O error, dev dst" lines in the kernel log
+#   dev_inflight DEV      requests in flight on DEV (reads + writes)
+#   dev_done DEV          requests completed on DEV so far (reads + writes)
+#   wait_done_after DEV COUNT SECONDS
+#                         wait until DEV completed more than COUNT requests,
+#                         else fail; $WAITED_MS is how long it took
+#   dev_sha DEV MIB [SKIP_MIB]
+#                         sha256 of MIB MiB of DEV (from SKIP_MIB), direct IO
+#   fio_verify NAME ARGS...
+#                         fio with crc32c verification, direct IO and libaio,
+#                         plus ARGS; terse output in $DST_TEST_OUT/NAME.terse,
+#                         errors in $DST_TEST_OUT/NAME.err; logs its bandwidth;
+#                         returns fio's status (124: not done in $FIO_TIMEOUT s,
+#                         default 600)
 
 : "${DST_REPO:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${DST_KO:=$DST_REPO/dst.ko}"
@@ -78,4 +104,113 @@ kmsg() { printf 'dst-test: %s\n' "$*" >/dev/kmsg; }
 meminfo_kb() {
     awk -v f="$1:" '$1 == f { print $2; found = 1 } END { if (!found) exit 1 }' /proc/meminfo ||
         fail "meminfo_kb: no field $1 in /proc/meminfo"
+}
+
+netns_pair() {
+    ip netns add exp
+    ip netns add loc
+    ip link add veth-exp type veth peer name veth-loc
+    ip link set veth-exp netns exp
+    ip link set veth-loc netns loc
+    ip -n exp addr add 10.9.0.1/24 dev veth-exp
+    ip -n loc addr add 10.9.0.2/24 dev veth-loc
+    ip -n exp addr add fd00:9::1/64 dev veth-exp nodad
+    ip -n loc addr add fd00:9::2/64 dev veth-loc nodad
+    local ns
+    for ns in exp loc; do
+        ip -n "$ns" link set lo up
+    done
+    ip -n exp link set veth-exp up
+    ip -n loc link set veth-loc up
+}
+
+now_ms() { date +%s%3N; }
+
+dst_field() {
+    dstcfg -a list --json | "$PYTHON" -c '
+import json, sys
+dev, key = "/dev/" + sys.argv[1], sys.argv[2]
+for entry in json.load(sys.stdin):
+    if entry.get("kind") == "device" and entry.get("device") == dev:
+        if key not in entry:
+            sys.exit(3)
+        value = entry[key]
+        print(str(value).lower() if isinstance(value, bool) else value)
+        sys.exit(0)
+sys.exit(2)
+' "${1#/dev/}" "$2"
+}
+
+wait_dst_state() {
+    local dev=$1 want=$2 limit=$3 start state=""
+    start=$(now_ms)
+    while :; do
+        state=$(dst_field "$dev" state) || state="(not listed)"
+        WAITED_MS=$(( $(now_ms) - start ))
+        [ "$state" != "$want" ] || return 0
+        [ "$WAITED_MS" -lt $((limit * 1000)) ] ||
+            fail "$dev: state '$state', not '$want', after ${limit} s"
+        sleep 0.2
+    done
+}
+
+dst_io_errors() {
+    dmesg | grep -c 'I/O error, dev dst' || true
+}
+
+dev_inflight() {
+    local r w
+    read -r r w <"/sys/block/${1#/dev/}/inflight"
+    echo $((r + w))
+}
+
+dev_done() {
+    awk '{ print $1 + $5 }' "/sys/block/${1#/dev/}/stat"
+}
+
+wait_done_after() {
+    local dev=$1 count=$2 limit=$3 start
+    start=$(now_ms)
+    while [ "$(dev_done "$dev")" -le "$count" ]; do
+        WAITED_MS=$(( $(now_ms) - start ))
+        [ "$WAITED_MS" -lt $((limit * 1000)) ] ||
+            fail "$dev: no request completed within ${limit} s (still $count)"
+        sleep 0.1
+    done
+    WAITED_MS=$(( $(now_ms) - start ))
+}
+
+dev_sha() {
+    dd if="$1" bs=1M count="$2" skip="${3:-0}" iflag=direct status=none | sha256sum | cut -d' ' -f1
+}
+
+fio_verify() {
+    local name=$1 rc=0 start
+    shift
+    start=$(now_ms)
+    timeout "${FIO_TIMEOUT:-600}" fio --name="$name" --ioengine=libaio --direct=1 \
+        --verify=crc32c --verify_fatal=1 --verify_state_save=0 --do_verify=1 \
+        --output-format=terse --terse-version=3 "$@" \
+        >"$DST_TEST_OUT/$name.terse" 2>"$DST_TEST_OUT/$name.err" || rc=$?
+    if [ "$rc" = 0 ]; then
+        awk -F';' -v n="$name" -v s="$(( ($(now_ms) - start) / 1000 ))" \
+            '{ printf "# fio %s: %s s, write %s KiB/s, read (verify) %s KiB/s\n", n, s, $48, $7 }' \
+            "$DST_TEST_OUT/$name.terse"
+    else
+        log "fio $name: exit status $rc after $(( ($(now_ms) - start) / 1000 )) s; last errors:"
+        tail -n 5 "$DST_TEST_OUT/$name.err" | sed 's/^/#   /'
+    fi
+    return "$rc"
+}
+
+# wait_io_flowing DSTN: wait (at most 60 s) until writes reach /dev/DSTN, seen
+# as its bytes_written counter growing by 1 MiB. Under software emulation fio
+# can take seconds to start; a fault injected before IO flows tests nothing.
+wait_io_flowing() {
+    local f=/sys/block/$1/dst/bytes_written start t0
+    start=$(cat "$f") t0=$(now_ms)
+    while [ $(( $(cat "$f") - start )) -lt 1048576 ]; do
+        [ $(( $(now_ms) - t0 )) -lt 60000 ] || fail "no writes reached $1 within 60 s"
+        sleep 0.2
+    done
 }

@@ -14,6 +14,7 @@
 
 #define DST_GENL_NAME		"dst"
 #define DST_GENL_VERSION	1
+#define DST_GENL_MCGRP_EVENTS	"events"	/* DST_CMD_EVENT notifications */
 
 /* Commands. Append only: numbers are ABI. */
 enum dst_cmd {
@@ -24,6 +25,8 @@ enum dst_cmd {
 	DST_CMD_DEV_ADD,	/* connect to DST_A_ADDR/PORT, create /dev/dstN */
 	DST_CMD_DEV_DEL,	/* delete /dev/dst<DST_A_INDEX> */
 	DST_CMD_LIST,		/* dump: one message per export and device */
+	DST_CMD_DEV_SET,	/* change timeouts of /dev/dst<DST_A_INDEX> live */
+	DST_CMD_EVENT,		/* multicast: DST_A_EVENT happened to DST_A_INDEX */
 	__DST_CMD_MAX,
 };
 #define DST_CMD_MAX (__DST_CMD_MAX - 1)
@@ -46,6 +49,20 @@ enum dst_attr {
 	DST_A_STATE,		/* u32: enum dst_state, in replies */
 	DST_A_SESSIONS,		/* u32: export: connected local nodes */
 	DST_A_QUEUE_DEPTH,	/* u32: requests in flight per queue */
+	DST_A_REQ_TIMEOUT_MS,	/* u32: unanswered this long: reconnect, resend */
+	DST_A_MAX_RESENDS,	/* u32: resends of one request before it fails */
+	DST_A_RECONNECT_DELAY_MS, /* u32: pause between reconnect attempts */
+	DST_A_PING_INTERVAL_MS,	/* u32: ping an idle connection this often; 0 = never */
+	DST_A_PING_TIMEOUT_MS,	/* u32: no answer to a ping this long: reconnect */
+	DST_A_LOSS_TIMEOUT_MS,	/* u32: disconnected this long: IO fails until reconnected */
+	DST_A_RECONNECTS,	/* u64: counter, in replies */
+	DST_A_RESENDS,		/* u64: counter, in replies */
+	DST_A_EVENT,		/* u32: enum dst_event, in DST_CMD_EVENT */
+	DST_A_IN_FLIGHT,	/* u32: requests queued or sent, in replies */
+	DST_A_TIMEOUTS,		/* u64: counter: request or ping timeouts */
+	DST_A_IO_ERRORS,	/* u64: counter: requests ended with an error */
+	DST_A_BYTES_READ,	/* u64: counter */
+	DST_A_BYTES_WRITTEN,	/* u64: counter */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)
@@ -62,8 +79,18 @@ enum dst_kind {
 /* Connection state of a device, or of an export's listener. */
 enum dst_state {
 	DST_STATE_CONNECTED = 1,	/* device: connected; export: listening */
-	DST_STATE_DISCONNECTED = 2,	/* device: connection lost, IO fails */
+	DST_STATE_RECONNECTING = 2,	/* connection lost; IO waits, resent later */
 	DST_STATE_CLOSING = 3,		/* being deleted */
+	DST_STATE_FAILED = 4,		/* lost past the loss timeout: IO fails, reconnecting */
+};
+
+/* What a DST_CMD_EVENT reports about a device. */
+enum dst_event {
+	DST_EVENT_CONNECTED = 1,	/* created and connected */
+	DST_EVENT_LOST = 2,		/* connection lost; reconnecting, IO waits */
+	DST_EVENT_RECONNECTED = 3,	/* connection back; waiting IO resent */
+	DST_EVENT_FAILED = 4,		/* lost past the loss timeout: IO fails */
+	DST_EVENT_DELETED = 5,		/* device deleted */
 };
 
 #endif /* _UAPI_LINUX_DST_H */

@@ -32,6 +32,7 @@ fn action_name(cmd: &Command) -> &'static str {
         Command::Unexport { .. } => "unexport",
         Command::Local { .. } => "local",
         Command::Delete { .. } => "delete",
+        Command::Set { .. } => "set",
         Command::List { .. } => "list",
     }
 }
@@ -73,12 +74,14 @@ fn execute(cmd: &Command) -> Result<()> {
             index,
             max_io_pages,
             queue_depth,
+            settings,
         } => {
             let req = DeviceRequest {
                 addr: *remote,
                 index: *index,
                 max_io_pages: *max_io_pages,
                 queue_depth: *queue_depth,
+                settings: *settings,
             };
             let dev = DstClient::connect()?.dev_add(&req)?;
             // Only the path on stdout, so that scripts can capture it.
@@ -87,6 +90,10 @@ fn execute(cmd: &Command) -> Result<()> {
         Command::Delete { index } => {
             DstClient::connect()?.dev_del(*index)?;
             println!("deleted /dev/dst{index}");
+        }
+        Command::Set { index, settings } => {
+            DstClient::connect()?.dev_set(*index, settings)?;
+            println!("updated /dev/dst{index}");
         }
         Command::List { json } => {
             let entries = DstClient::connect()?.list()?;
@@ -164,6 +171,9 @@ fn hint_for(cmd: &Command, errno: i32) -> Option<String> {
         (Command::Delete { index }, libc::ENOENT) => {
             format!("there is no such device /dev/dst{index}; see dstcfg -a list")
         }
+        (Command::Set { index, .. }, libc::ENOENT) => {
+            format!("there is no such device /dev/dst{index}; see dstcfg -a list")
+        }
         (Command::Delete { index }, libc::EBUSY) => {
             format!("/dev/dst{index} is in use; unmount it or close it first")
         }
@@ -223,6 +233,7 @@ mod tests {
             index,
             max_io_pages: None,
             queue_depth: None,
+            settings: Default::default(),
         }
     }
 
@@ -297,6 +308,19 @@ mod tests {
             .unwrap()
             .starts_with("no export listens on 10.0.0.2:1025"));
         assert_eq!(hint_for(&Command::List { json: false }, libc::ENOENT), None);
+        let set = Command::Set {
+            index: 2,
+            settings: crate::message::DeviceSettings {
+                loss_timeout_ms: Some(3000),
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            hint_for(&set, libc::ENOENT).unwrap(),
+            "there is no such device /dev/dst2; see dstcfg -a list"
+        );
+        assert_eq!(hint_for(&set, libc::EINVAL), None);
+        assert_eq!(action_name(&set), "set");
     }
 
     #[test]

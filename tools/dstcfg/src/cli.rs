@@ -1,5 +1,6 @@
 //! Command line: `dstcfg -r ADDR -a export -f /dev/sdb`, `dstcfg -r ADDR -a
-//! local`, `dstcfg -a list`, `dstcfg -a delete -d dst0`, ...
+//! local`, `dstcfg -a set -d dst0 --loss-timeout 30s`, `dstcfg -a list`,
+//! `dstcfg -a delete -d dst0`, ...
 //!
 //! clap parses the flags into [`Cli`]; [`Cli::into_command`] then checks
 //! which flags each action needs or forbids and resolves the address, giving
@@ -7,11 +8,13 @@
 //! status 2).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 
+use crate::message::DeviceSettings;
 use crate::uapi;
 
 /// TCP port used when neither `-r ADDR:PORT` nor `-p` gives one.
@@ -24,6 +27,18 @@ pub const MAX_QUEUE_DEPTH: u32 = 1024;
 pub const MAX_INDEX: u32 = 1023;
 /// Longest `-f` path the module accepts, in bytes.
 pub const MAX_PATH_LEN: usize = 255;
+/// `--req-timeout` in ms (the module's range).
+pub const REQ_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--max-resends`.
+pub const MAX_RESENDS: RangeInclusive<u32> = 0..=1000;
+/// `--reconnect-delay` in ms.
+pub const RECONNECT_DELAY_MS: RangeInclusive<u32> = 10..=600_000;
+/// `--ping-interval` in ms, besides 0 (no pings).
+pub const PING_INTERVAL_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--ping-timeout` in ms.
+pub const PING_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--loss-timeout` in ms.
+pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -41,6 +56,11 @@ Examples:
   Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0):
     dstcfg -a delete -d dst0
 
+  Attach a device that fails IO after 10 s without the export node (instead
+  of 60 s), then let the live device wait 5 minutes instead:
+    dstcfg -r 192.0.2.1 -a local --loss-timeout 10s
+    dstcfg -a set -d dst0 --loss-timeout 300s
+
   Stop the export listening on 192.0.2.1 port 1025:
     dstcfg -r 192.0.2.1 -a unexport
 
@@ -48,6 +68,11 @@ Examples:
   /dev/dst3 with 64 requests in flight:
     dstcfg -r 192.0.2.1 -p 2000 -a export -f /dev/sdb --read-only --size 10G
     dstcfg -r [2001:db8::1]:2000 -a local -i 3 --queue-depth 64
+
+Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
+Defaults of a new device: --req-timeout 15000, --max-resends 10,
+--reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
+--loss-timeout 60000.
 
 Exit status: 0 on success, 1 if the action failed (the kernel's reason is
 printed), 2 on a usage error.
@@ -58,10 +83,13 @@ All actions need the dst module loaded (insmod dst.ko) and CAP_NET_ADMIN
 const USAGE: &str = "\
 dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io-pages N]
        dstcfg -r ADDR [-p PORT] -a unexport
-       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N]
+       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [SETTINGS]
+       dstcfg -a set -d DEV SETTINGS
        dstcfg -a delete -d DEV
        dstcfg -a list [--json]
-       dstcfg -a status [--json]";
+       dstcfg -a status [--json]
+       SETTINGS: [--req-timeout MS] [--max-resends N] [--reconnect-delay MS]
+                 [--ping-interval MS] [--ping-timeout MS] [--loss-timeout MS]";
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -74,6 +102,8 @@ pub enum ActionKind {
     Local,
     /// Disconnect and delete the local device -d DEV
     Delete,
+    /// Change the timeouts of the live local device -d DEV
+    Set,
     /// Show the exports and local devices of this machine
     List,
     /// Show the version of the loaded dst module and its wire protocol
@@ -88,6 +118,7 @@ impl ActionKind {
             ActionKind::Unexport => "unexport",
             ActionKind::Local => "local",
             ActionKind::Delete => "delete",
+            ActionKind::Set => "set",
             ActionKind::List => "list",
             ActionKind::Status => "status",
         }
@@ -152,9 +183,44 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUE_DEPTH as i64))]
     pub queue_depth: Option<u32>,
 
-    /// Device to delete: dstN, /dev/dstN or N (delete only, required)
+    /// Device to delete or change: dstN, /dev/dstN or N (delete, set;
+    /// required)
     #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
     pub device: Option<u32>,
+
+    /// A request unanswered this long makes the local node drop the
+    /// connection, reconnect and resend it; 100..3600000 ms (local, set)
+    /// [default: 15000]
+    #[arg(long = "req-timeout", value_name = "MS", value_parser = parse_req_timeout)]
+    pub req_timeout: Option<u32>,
+
+    /// Resends of one request before it fails with an IO error, 0..1000
+    /// (local, set) [default: 10]
+    #[arg(long = "max-resends", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(
+              *MAX_RESENDS.start() as i64..=*MAX_RESENDS.end() as i64))]
+    pub max_resends: Option<u32>,
+
+    /// Pause between reconnect attempts, 10..600000 ms (local, set)
+    /// [default: 1000]
+    #[arg(long = "reconnect-delay", value_name = "MS", value_parser = parse_reconnect_delay)]
+    pub reconnect_delay: Option<u32>,
+
+    /// Ping an idle connection this often, 100..3600000 ms, 0 = never (local,
+    /// set) [default: 5000]
+    #[arg(long = "ping-interval", value_name = "MS", value_parser = parse_ping_interval)]
+    pub ping_interval: Option<u32>,
+
+    /// No answer to a ping this long: reconnect; 100..3600000 ms (local, set)
+    /// [default: 10000]
+    #[arg(long = "ping-timeout", value_name = "MS", value_parser = parse_ping_timeout)]
+    pub ping_timeout: Option<u32>,
+
+    /// Disconnected this long, pending and new IO fail with EIO until the
+    /// export node is back (reconnect attempts go on); 100..86400000 ms
+    /// (local, set) [default: 60000]
+    #[arg(long = "loss-timeout", value_name = "MS", value_parser = parse_loss_timeout)]
+    pub loss_timeout: Option<u32>,
 
     /// Print JSON instead of text (list, status)
     #[arg(long)]
@@ -188,7 +254,8 @@ pub enum Command {
         /// Address the export listens on.
         remote: SocketAddr,
     },
-    /// `-r ADDR -a local [-i N] [--max-io-pages N] [--queue-depth N]`.
+    /// `-r ADDR -a local [-i N] [--max-io-pages N] [--queue-depth N]
+    /// [SETTINGS]`.
     Local {
         /// Export node to connect to.
         remote: SocketAddr,
@@ -198,6 +265,15 @@ pub enum Command {
         max_io_pages: Option<u32>,
         /// Requests in flight.
         queue_depth: Option<u32>,
+        /// Timeouts and resend limit given.
+        settings: DeviceSettings,
+    },
+    /// `-a set -d DEV SETTINGS`.
+    Set {
+        /// N of `/dev/dstN`.
+        index: u32,
+        /// What to change (at least one setting).
+        settings: DeviceSettings,
     },
     /// `-a delete -d DEV`.
     Delete {
@@ -230,7 +306,7 @@ fn usage_error(kind: ErrorKind, msg: impl std::fmt::Display) -> clap::Error {
     Cli::command().error(kind, msg)
 }
 
-use ActionKind::{Delete, Export, List, Local, Status, Unexport};
+use ActionKind::{Delete, Export, List, Local, Set, Status, Unexport};
 
 /// The actions an option applies to, for the checks and their messages.
 const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
@@ -242,9 +318,19 @@ const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("--max-io-pages", &[Export, Local]),
     ("-i", &[Local]),
     ("--queue-depth", &[Local]),
-    ("-d", &[Delete]),
+    ("-d", &[Delete, Set]),
     ("--json", &[List, Status]),
+    ("--req-timeout", &[Local, Set]),
+    ("--max-resends", &[Local, Set]),
+    ("--reconnect-delay", &[Local, Set]),
+    ("--ping-interval", &[Local, Set]),
+    ("--ping-timeout", &[Local, Set]),
+    ("--loss-timeout", &[Local, Set]),
 ];
+
+/// The options of [`DeviceSettings`], as `-a set` lists them.
+const SETTING_FLAGS: &str = "--req-timeout, --max-resends, --reconnect-delay, --ping-interval, \
+                             --ping-timeout or --loss-timeout";
 
 /// "-a export", "-a export and -a local", "-a a, -a b and -a c".
 fn action_list(actions: &[ActionKind]) -> String {
@@ -263,8 +349,12 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
         ("-f", Local) => "the device comes from the export node; drop -f",
         ("-f", Unexport) => "the export is found by its address; drop -f",
         ("-r" | "-p", Status | List) => "it only asks the local module",
-        ("-r" | "-p", Delete) => "the device is found by -d DEV alone",
-        ("-i", Delete) => "give the device with -d DEV",
+        ("-r" | "-p", Delete | Set) => "the device is found by -d DEV alone",
+        ("-i", Delete | Set) => "give the device with -d DEV",
+        ("--max-io-pages" | "--queue-depth", Set) => {
+            "it is fixed when the device is created; -a set changes the timeouts and \
+             --max-resends"
+        }
         ("-d", Local) => "choose the index of the new device with -i N",
         _ => return None,
     })
@@ -284,6 +374,12 @@ impl Cli {
             self.queue_depth.is_some(),
             self.device.is_some(),
             self.json,
+            self.req_timeout.is_some(),
+            self.max_resends.is_some(),
+            self.reconnect_delay.is_some(),
+            self.ping_interval.is_some(),
+            self.ping_timeout.is_some(),
+            self.loss_timeout.is_some(),
         ];
         OPTION_ACTIONS
             .iter()
@@ -336,6 +432,15 @@ impl Cli {
             }
         }
 
+        let settings = DeviceSettings {
+            req_timeout_ms: self.req_timeout,
+            max_resends: self.max_resends,
+            reconnect_delay_ms: self.reconnect_delay,
+            ping_interval_ms: self.ping_interval,
+            ping_timeout_ms: self.ping_timeout,
+            loss_timeout_ms: self.loss_timeout,
+        };
+
         let remote = match self.remote.as_deref() {
             Some(remote) => Some(parse_remote(remote, self.port).map_err(|msg| {
                 usage_error(ErrorKind::ValueValidation, format!("-r {remote}: {msg}"))
@@ -372,7 +477,24 @@ impl Cli {
                 index: self.index,
                 max_io_pages: self.max_io_pages,
                 queue_depth: self.queue_depth,
+                settings,
             },
+            Set => {
+                let Some(index) = self.device else {
+                    return Err(usage_error(
+                        ErrorKind::MissingRequiredArgument,
+                        "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; \
+                         see dstcfg -a list)",
+                    ));
+                };
+                if settings.is_empty() {
+                    return Err(usage_error(
+                        ErrorKind::MissingRequiredArgument,
+                        format!("-a set needs a setting to change: {SETTING_FLAGS}"),
+                    ));
+                }
+                Command::Set { index, settings }
+            }
             Delete => {
                 let Some(index) = self.device else {
                     return Err(usage_error(
@@ -417,6 +539,75 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| "too large".to_string())
+}
+
+/// Parses a time in milliseconds: a whole number, optionally with the
+/// suffix `ms`, or seconds with the suffix `s` (`30s`, `1.5s`; at most
+/// millisecond precision).
+pub fn parse_ms(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let number_end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(number_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) {
+        return Err("expected a time in milliseconds, or with s or ms (e.g. 30s, 500ms)".into());
+    }
+    if fraction.contains('.') {
+        return Err(format!("'{number}' is not a number"));
+    }
+    let too_large = || "too large".to_string();
+    let whole: u64 = whole.parse().map_err(|_| too_large())?;
+    match unit {
+        "" | "ms" if !fraction.is_empty() => Err("milliseconds must be a whole number".to_string()),
+        "" | "ms" => Ok(whole),
+        "s" => {
+            if fraction.len() > 3 {
+                return Err("at most 3 decimals: the unit is 1 ms".into());
+            }
+            let frac_ms: u64 = format!("{fraction:0<3}").parse().map_err(|_| too_large())?;
+            whole
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(frac_ms))
+                .ok_or_else(too_large)
+        }
+        _ => Err(format!("unknown unit '{unit}'; use ms or s (e.g. 30s)")),
+    }
+}
+
+/// [`parse_ms`] within `range` (or 0 if `zero_ok`).
+fn ms_in(s: &str, range: RangeInclusive<u32>, zero_ok: bool) -> Result<u32, String> {
+    let ms = parse_ms(s)?;
+    if (zero_ok && ms == 0) || (*range.start() as u64..=*range.end() as u64).contains(&ms) {
+        return Ok(ms as u32);
+    }
+    let zero = if zero_ok { "0 or " } else { "" };
+    Err(format!(
+        "{ms} ms is out of range; expected {zero}{}..{} ms",
+        range.start(),
+        range.end()
+    ))
+}
+
+fn parse_req_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, REQ_TIMEOUT_MS, false)
+}
+
+fn parse_reconnect_delay(s: &str) -> Result<u32, String> {
+    ms_in(s, RECONNECT_DELAY_MS, false)
+}
+
+fn parse_ping_interval(s: &str) -> Result<u32, String> {
+    ms_in(s, PING_INTERVAL_MS, true)
+}
+
+fn parse_ping_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, PING_TIMEOUT_MS, false)
+}
+
+fn parse_loss_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, LOSS_TIMEOUT_MS, false)
 }
 
 /// Parses `-d DEV`: `dstN`, `/dev/dstN` or `N`, N in 0..1023 without
@@ -565,6 +756,7 @@ mod tests {
             index: None,
             max_io_pages: None,
             queue_depth: None,
+            settings: DeviceSettings::default(),
         }
     }
 
@@ -644,7 +836,7 @@ mod tests {
         let (kind, msg) = err(&["-r", "192.0.2.1"]);
         assert_eq!(kind, ErrorKind::MissingRequiredArgument);
         assert!(
-            msg.contains("export, unexport, local, delete, list, status"),
+            msg.contains("export, unexport, local, delete, set, list, status"),
             "{msg}"
         );
         let (kind, _) = err(&[]);
@@ -772,6 +964,22 @@ mod tests {
             "--queue-depth <N>",
             "-d, --device <DEV>",
             "--json",
+            "--req-timeout <MS>",
+            "--max-resends <N>",
+            "--reconnect-delay <MS>",
+            "--ping-interval <MS>",
+            "--ping-timeout <MS>",
+            "--loss-timeout <MS>",
+            "[default: 15000]",
+            "[default: 10]",
+            "[default: 1000]",
+            "[default: 5000]",
+            "[default: 10000]",
+            "[default: 60000]",
+            "set:",
+            "dstcfg -a set -d dst0 --loss-timeout 300s",
+            "dstcfg -r 192.0.2.1 -a local --loss-timeout 10s",
+            "a suffix s or ms",
             "[default: 1025]",
             "256 = 1 MiB",
             "[default: 128]",
@@ -790,7 +998,13 @@ mod tests {
         }
         // The short help has the usage and the examples too.
         let short = Cli::command().render_help().to_string();
-        for needle in ["-a delete -d DEV", "-a list [--json]", "Examples:"] {
+        for needle in [
+            "-a delete -d DEV",
+            "-a list [--json]",
+            "Examples:",
+            "-a set -d DEV SETTINGS",
+            "[--loss-timeout MS]",
+        ] {
             assert!(short.contains(needle), "short help lacks {needle:?}");
         }
     }
@@ -877,6 +1091,41 @@ mod tests {
                 index: Some(3),
                 max_io_pages: Some(1024),
                 queue_depth: Some(64),
+                settings: DeviceSettings::default(),
+            }
+        );
+        assert_eq!(
+            parse(&[
+                "-r",
+                R,
+                "-a",
+                "local",
+                "--req-timeout",
+                "2000",
+                "--max-resends",
+                "0",
+                "--reconnect-delay",
+                "10ms",
+                "--ping-interval",
+                "0",
+                "--ping-timeout=2s",
+                "--loss-timeout",
+                "5s",
+            ])
+            .unwrap(),
+            Command::Local {
+                remote: v4([192, 0, 2, 1], 1025),
+                index: None,
+                max_io_pages: None,
+                queue_depth: None,
+                settings: DeviceSettings {
+                    req_timeout_ms: Some(2000),
+                    max_resends: Some(0),
+                    reconnect_delay_ms: Some(10),
+                    ping_interval_ms: Some(0),
+                    ping_timeout_ms: Some(2000),
+                    loss_timeout_ms: Some(5000),
+                },
             }
         );
         assert_eq!(
@@ -886,8 +1135,195 @@ mod tests {
                 index: Some(0),
                 max_io_pages: None,
                 queue_depth: None,
+                settings: DeviceSettings::default(),
             }
         );
+    }
+
+    #[test]
+    fn set_forms() {
+        let only = |settings| Command::Set { index: 1, settings };
+        assert_eq!(
+            parse(&["-a", "set", "-d", "dst1", "--loss-timeout", "3000"]).unwrap(),
+            only(DeviceSettings {
+                loss_timeout_ms: Some(3000),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            parse(&["-d", "/dev/dst1", "--max-resends=1000", "-a", "set"]).unwrap(),
+            only(DeviceSettings {
+                max_resends: Some(1000),
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            parse(&["-a", "set", "-d", "1", "--req-timeout", "1h",])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&[
+                "-a",
+                "set",
+                "-d",
+                "1",
+                "--req-timeout",
+                "3600s",
+                "--reconnect-delay",
+                "600s",
+                "--ping-interval",
+                "100ms",
+                "--ping-timeout",
+                "0.1s",
+                "--loss-timeout",
+                "86400s",
+                "--max-resends",
+                "7",
+            ])
+            .unwrap(),
+            only(DeviceSettings {
+                req_timeout_ms: Some(3_600_000),
+                max_resends: Some(7),
+                reconnect_delay_ms: Some(600_000),
+                ping_interval_ms: Some(100),
+                ping_timeout_ms: Some(100),
+                loss_timeout_ms: Some(86_400_000),
+            })
+        );
+    }
+
+    #[test]
+    fn set_needs_a_device_and_a_setting() {
+        let (kind, msg) = err(&["-a", "set", "--loss-timeout", "3000"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+        assert!(msg.contains("-a set needs -d DEV"), "{msg}");
+        let (kind, msg) = err(&["-a", "set", "-d", "dst0"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+        assert!(
+            msg.contains(
+                "-a set needs a setting to change: --req-timeout, --max-resends, \
+                          --reconnect-delay, --ping-interval, --ping-timeout or --loss-timeout"
+            ),
+            "{msg}"
+        );
+        let (kind, msg) = err(&["-a", "set", "-d", "dst0", "--queue-depth", "8"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("--queue-depth cannot be used with -a set; it is fixed when the device"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "set", "-d", "0", "-r", R, "--max-resends", "1"]);
+        assert!(
+            msg.contains("-r cannot be used with -a set; the device is found by -d DEV alone"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "set", "-i", "0", "--max-resends", "1"]);
+        assert!(msg.contains("give the device with -d DEV"), "{msg}");
+        let (_, msg) = err(&["-a", "delete", "-d", "0", "--loss-timeout", "1s"]);
+        assert!(
+            msg.contains(
+                "--loss-timeout cannot be used with -a delete; it only applies to -a local and -a set"
+            ),
+            "{msg}"
+        );
+        let (_, msg) = err(&[
+            "-a",
+            "export",
+            "-r",
+            R,
+            "-f",
+            "/dev/sdb",
+            "--req-timeout",
+            "1s",
+        ]);
+        assert!(
+            msg.contains("--req-timeout cannot be used with -a export"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn times() {
+        for (text, ms) in [
+            ("0", 0),
+            ("100", 100),
+            ("100ms", 100),
+            (" 250ms ", 250),
+            ("30s", 30_000),
+            ("0s", 0),
+            ("1.5s", 1500),
+            ("0.1s", 100),
+            ("2.25s", 2250),
+            ("0.001s", 1),
+            ("86400s", 86_400_000),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(parse_ms(text), Ok(ms), "{text}");
+        }
+        for (text, why) in [
+            ("", "expected a time"),
+            ("s", "expected a time"),
+            ("ms", "expected a time"),
+            ("-1", "expected a time"),
+            (".5s", "expected a time"),
+            ("5.s", "expected a time"),
+            ("1.2.3s", "not a number"),
+            ("1.5", "whole number"),
+            ("1.5ms", "whole number"),
+            ("0.0005s", "at most 3 decimals"),
+            ("5m", "unknown unit 'm'"),
+            ("5 s", "unknown unit ' s'"),
+            ("5S", "unknown unit 'S'"),
+            ("1min", "unknown unit 'min'"),
+            ("99999999999999999999", "too large"),
+            ("18446744073709552s", "too large"),
+        ] {
+            let msg = parse_ms(text).expect_err(text);
+            assert!(msg.contains(why), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn time_ranges() {
+        // (flag, lowest, highest, zero allowed)
+        for (flag, lo, hi, zero_ok) in [
+            ("--req-timeout", 100u64, 3_600_000u64, false),
+            ("--reconnect-delay", 10, 600_000, false),
+            ("--ping-interval", 100, 3_600_000, true),
+            ("--ping-timeout", 100, 3_600_000, false),
+            ("--loss-timeout", 100, 86_400_000, false),
+        ] {
+            for action in [["-a", "local", "-r", R], ["-a", "set", "-d", "dst0"]] {
+                let ok = |v: String| {
+                    let mut args = action.to_vec();
+                    args.extend([flag, &v]);
+                    parse(&args)
+                };
+                assert!(ok(lo.to_string()).is_ok(), "{flag} {lo}");
+                assert!(ok(hi.to_string()).is_ok(), "{flag} {hi}");
+                assert!(ok(format!("{}s", hi / 1000)).is_ok(), "{flag} {hi}");
+                assert_eq!(ok("0".into()).is_ok(), zero_ok, "{flag} 0");
+                for bad in [lo - 1, hi + 1, u32::MAX as u64 + 1] {
+                    if bad == 0 && zero_ok {
+                        continue;
+                    }
+                    let e = ok(bad.to_string()).expect_err(&format!("{flag} {bad}"));
+                    assert_eq!(e.kind(), ErrorKind::ValueValidation);
+                    let msg = e.to_string();
+                    assert!(msg.contains(flag), "{msg}");
+                    let zero = if zero_ok { "0 or " } else { "" };
+                    assert!(
+                        msg.contains(&format!("out of range; expected {zero}{lo}..{hi} ms")),
+                        "{msg}"
+                    );
+                }
+                let e = ok("10x".into()).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ValueValidation);
+                assert!(e.to_string().contains("unknown unit 'x'"), "{e}");
+            }
+        }
     }
 
     #[test]
@@ -934,6 +1370,12 @@ mod tests {
             "--queue-depth" => vec!["--queue-depth", "8"],
             "-d" => vec!["-d", "dst0"],
             "--json" => vec!["--json"],
+            "--req-timeout" => vec!["--req-timeout", "2000"],
+            "--max-resends" => vec!["--max-resends", "3"],
+            "--reconnect-delay" => vec!["--reconnect-delay", "500ms"],
+            "--ping-interval" => vec!["--ping-interval", "0"],
+            "--ping-timeout" => vec!["--ping-timeout", "2s"],
+            "--loss-timeout" => vec!["--loss-timeout", "30s"],
             _ => panic!("no value for {flag}"),
         }
     }
@@ -945,6 +1387,7 @@ mod tests {
             Export => vec!["-r", R, "-f", "/dev/sdb"],
             Unexport | Local => vec!["-r", R],
             Delete => vec!["-d", "dst0"],
+            Set => vec!["-d", "dst0", "--loss-timeout", "3s"],
             List | Status => vec![],
         });
         args
@@ -972,8 +1415,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 6 actions x 10 options, minus the 16 allowed pairs.
-        assert_eq!(refused, 44);
+        // 7 actions x 16 options, minus the 29 allowed pairs.
+        assert_eq!(refused, 83);
     }
 
     #[test]
@@ -1036,6 +1479,11 @@ mod tests {
                 &["0", "1025", "x", "4294967296"][..],
             ),
             ("--queue-depth", &["1", "1024"][..], &["0", "1025", "x"][..]),
+            (
+                "--max-resends",
+                &["0", "10", "1000"][..],
+                &["1001", "x", "1s", "4294967296"][..],
+            ),
             ("-i", &["0", "1023"][..], &["1024", "x", "1.5"][..]),
         ] {
             let mut base = vec!["-a", "local", "-r", R];

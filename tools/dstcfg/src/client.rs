@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use netlink_packet_core::NLM_F_DUMP;
 
 use crate::message::{
-    dev_del_attrs, export_del_attrs, DeviceRequest, DstAttr, DstCmd, DstMessage, ExportRequest,
-    ListEntry, NewDevice, Status,
+    dev_del_attrs, dev_set_attrs, export_del_attrs, DeviceRequest, DeviceSettings, DstAttr, DstCmd,
+    DstMessage, ExportRequest, ListEntry, NewDevice, Status,
 };
 use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError};
 use crate::uapi;
@@ -98,6 +98,12 @@ impl DstClient {
     /// `DST_CMD_DEV_DEL`: deletes `/dev/dst<index>`.
     pub fn dev_del(&mut self, index: u32) -> Result<()> {
         self.request(DstCmd::DevDel, dev_del_attrs(index)).map(drop)
+    }
+
+    /// `DST_CMD_DEV_SET`: changes the settings given of `/dev/dst<index>`.
+    pub fn dev_set(&mut self, index: u32, settings: &DeviceSettings) -> Result<()> {
+        self.request(DstCmd::DevSet, dev_set_attrs(index, settings))
+            .map(drop)
     }
 
     /// `DST_CMD_LIST`: every export and device.

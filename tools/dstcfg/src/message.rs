@@ -38,6 +38,10 @@ pub enum DstCmd {
     DevDel,
     /// `DST_CMD_LIST`: dump of every export and device.
     List,
+    /// `DST_CMD_DEV_SET`: change the timeouts of a live device.
+    DevSet,
+    /// `DST_CMD_EVENT`: multicast notification about a device.
+    Event,
     /// A command number this tool does not know.
     Other(u8),
 }
@@ -51,6 +55,8 @@ impl From<DstCmd> for u8 {
             DstCmd::DevAdd => uapi::DST_CMD_DEV_ADD,
             DstCmd::DevDel => uapi::DST_CMD_DEV_DEL,
             DstCmd::List => uapi::DST_CMD_LIST,
+            DstCmd::DevSet => uapi::DST_CMD_DEV_SET,
+            DstCmd::Event => uapi::DST_CMD_EVENT,
             DstCmd::Other(n) => n,
         }
     }
@@ -65,6 +71,8 @@ impl From<u8> for DstCmd {
             uapi::DST_CMD_DEV_ADD => DstCmd::DevAdd,
             uapi::DST_CMD_DEV_DEL => DstCmd::DevDel,
             uapi::DST_CMD_LIST => DstCmd::List,
+            uapi::DST_CMD_DEV_SET => DstCmd::DevSet,
+            uapi::DST_CMD_EVENT => DstCmd::Event,
             n => DstCmd::Other(n),
         }
     }
@@ -101,6 +109,36 @@ pub enum DstAttr {
     Sessions(u32),
     /// `DST_A_QUEUE_DEPTH`: requests in flight per queue (u32).
     QueueDepth(u32),
+    /// `DST_A_REQ_TIMEOUT_MS`: unanswered this long: reconnect, resend (u32).
+    ReqTimeoutMs(u32),
+    /// `DST_A_MAX_RESENDS`: resends of one request before it fails (u32).
+    MaxResends(u32),
+    /// `DST_A_RECONNECT_DELAY_MS`: pause between reconnect attempts (u32).
+    ReconnectDelayMs(u32),
+    /// `DST_A_PING_INTERVAL_MS`: ping an idle connection this often, 0 =
+    /// never (u32).
+    PingIntervalMs(u32),
+    /// `DST_A_PING_TIMEOUT_MS`: no answer to a ping this long: reconnect
+    /// (u32).
+    PingTimeoutMs(u32),
+    /// `DST_A_LOSS_TIMEOUT_MS`: disconnected this long: IO fails (u32).
+    LossTimeoutMs(u32),
+    /// `DST_A_RECONNECTS`: counter (u64).
+    Reconnects(u64),
+    /// `DST_A_RESENDS`: counter (u64).
+    Resends(u64),
+    /// `DST_A_EVENT`: `enum dst_event` (u32).
+    Event(u32),
+    /// `DST_A_IN_FLIGHT`: requests queued or sent (u32).
+    InFlight(u32),
+    /// `DST_A_TIMEOUTS`: counter of request or ping timeouts (u64).
+    Timeouts(u64),
+    /// `DST_A_IO_ERRORS`: counter of requests ended with an error (u64).
+    IoErrors(u64),
+    /// `DST_A_BYTES_READ`: counter (u64).
+    BytesRead(u64),
+    /// `DST_A_BYTES_WRITTEN`: counter (u64).
+    BytesWritten(u64),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -113,14 +151,28 @@ impl Nla for DstAttr {
             DstAttr::Addr(IpAddr::V6(_)) => 16,
             DstAttr::Port(_) => 2,
             DstAttr::ReadOnly => 0,
-            DstAttr::Size(_) => 8,
+            DstAttr::Size(_)
+            | DstAttr::Reconnects(_)
+            | DstAttr::Resends(_)
+            | DstAttr::Timeouts(_)
+            | DstAttr::IoErrors(_)
+            | DstAttr::BytesRead(_)
+            | DstAttr::BytesWritten(_) => 8,
             DstAttr::ProtoVersion(_)
             | DstAttr::MaxIoPages(_)
             | DstAttr::Index(_)
             | DstAttr::Kind(_)
             | DstAttr::State(_)
             | DstAttr::Sessions(_)
-            | DstAttr::QueueDepth(_) => 4,
+            | DstAttr::QueueDepth(_)
+            | DstAttr::ReqTimeoutMs(_)
+            | DstAttr::MaxResends(_)
+            | DstAttr::ReconnectDelayMs(_)
+            | DstAttr::PingIntervalMs(_)
+            | DstAttr::PingTimeoutMs(_)
+            | DstAttr::LossTimeoutMs(_)
+            | DstAttr::Event(_)
+            | DstAttr::InFlight(_) => 4,
             DstAttr::Other(nla) => nla.value_len(),
         }
     }
@@ -141,6 +193,20 @@ impl Nla for DstAttr {
             DstAttr::State(_) => uapi::DST_A_STATE,
             DstAttr::Sessions(_) => uapi::DST_A_SESSIONS,
             DstAttr::QueueDepth(_) => uapi::DST_A_QUEUE_DEPTH,
+            DstAttr::ReqTimeoutMs(_) => uapi::DST_A_REQ_TIMEOUT_MS,
+            DstAttr::MaxResends(_) => uapi::DST_A_MAX_RESENDS,
+            DstAttr::ReconnectDelayMs(_) => uapi::DST_A_RECONNECT_DELAY_MS,
+            DstAttr::PingIntervalMs(_) => uapi::DST_A_PING_INTERVAL_MS,
+            DstAttr::PingTimeoutMs(_) => uapi::DST_A_PING_TIMEOUT_MS,
+            DstAttr::LossTimeoutMs(_) => uapi::DST_A_LOSS_TIMEOUT_MS,
+            DstAttr::Reconnects(_) => uapi::DST_A_RECONNECTS,
+            DstAttr::Resends(_) => uapi::DST_A_RESENDS,
+            DstAttr::Event(_) => uapi::DST_A_EVENT,
+            DstAttr::InFlight(_) => uapi::DST_A_IN_FLIGHT,
+            DstAttr::Timeouts(_) => uapi::DST_A_TIMEOUTS,
+            DstAttr::IoErrors(_) => uapi::DST_A_IO_ERRORS,
+            DstAttr::BytesRead(_) => uapi::DST_A_BYTES_READ,
+            DstAttr::BytesWritten(_) => uapi::DST_A_BYTES_WRITTEN,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -152,14 +218,28 @@ impl Nla for DstAttr {
             DstAttr::Addr(IpAddr::V6(ip)) => buffer.copy_from_slice(&ip.octets()),
             DstAttr::Port(v) => emit_u16(buffer, *v).unwrap(),
             DstAttr::ReadOnly => {}
-            DstAttr::Size(v) => emit_u64(buffer, *v).unwrap(),
+            DstAttr::Size(v)
+            | DstAttr::Reconnects(v)
+            | DstAttr::Resends(v)
+            | DstAttr::Timeouts(v)
+            | DstAttr::IoErrors(v)
+            | DstAttr::BytesRead(v)
+            | DstAttr::BytesWritten(v) => emit_u64(buffer, *v).unwrap(),
             DstAttr::ProtoVersion(v)
             | DstAttr::MaxIoPages(v)
             | DstAttr::Index(v)
             | DstAttr::Kind(v)
             | DstAttr::State(v)
             | DstAttr::Sessions(v)
-            | DstAttr::QueueDepth(v) => emit_u32(buffer, *v).unwrap(),
+            | DstAttr::QueueDepth(v)
+            | DstAttr::ReqTimeoutMs(v)
+            | DstAttr::MaxResends(v)
+            | DstAttr::ReconnectDelayMs(v)
+            | DstAttr::PingIntervalMs(v)
+            | DstAttr::PingTimeoutMs(v)
+            | DstAttr::LossTimeoutMs(v)
+            | DstAttr::Event(v)
+            | DstAttr::InFlight(v) => emit_u32(buffer, *v).unwrap(),
             DstAttr::Other(nla) => nla.emit_value(buffer),
         }
     }
@@ -169,6 +249,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
     fn parse(buf: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
         let payload = buf.value();
         let u32_of = |name: &str| parse_u32(payload).context(format!("invalid {name}"));
+        let u64_of = |name: &str| parse_u64(payload).context(format!("invalid {name}"));
         Ok(match buf.kind() {
             uapi::DST_A_VERSION => {
                 DstAttr::Version(parse_string(payload).context("invalid DST_A_VERSION")?)
@@ -188,6 +269,24 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
             uapi::DST_A_STATE => DstAttr::State(u32_of("DST_A_STATE")?),
             uapi::DST_A_SESSIONS => DstAttr::Sessions(u32_of("DST_A_SESSIONS")?),
             uapi::DST_A_QUEUE_DEPTH => DstAttr::QueueDepth(u32_of("DST_A_QUEUE_DEPTH")?),
+            uapi::DST_A_REQ_TIMEOUT_MS => DstAttr::ReqTimeoutMs(u32_of("DST_A_REQ_TIMEOUT_MS")?),
+            uapi::DST_A_MAX_RESENDS => DstAttr::MaxResends(u32_of("DST_A_MAX_RESENDS")?),
+            uapi::DST_A_RECONNECT_DELAY_MS => {
+                DstAttr::ReconnectDelayMs(u32_of("DST_A_RECONNECT_DELAY_MS")?)
+            }
+            uapi::DST_A_PING_INTERVAL_MS => {
+                DstAttr::PingIntervalMs(u32_of("DST_A_PING_INTERVAL_MS")?)
+            }
+            uapi::DST_A_PING_TIMEOUT_MS => DstAttr::PingTimeoutMs(u32_of("DST_A_PING_TIMEOUT_MS")?),
+            uapi::DST_A_LOSS_TIMEOUT_MS => DstAttr::LossTimeoutMs(u32_of("DST_A_LOSS_TIMEOUT_MS")?),
+            uapi::DST_A_RECONNECTS => DstAttr::Reconnects(u64_of("DST_A_RECONNECTS")?),
+            uapi::DST_A_RESENDS => DstAttr::Resends(u64_of("DST_A_RESENDS")?),
+            uapi::DST_A_EVENT => DstAttr::Event(u32_of("DST_A_EVENT")?),
+            uapi::DST_A_IN_FLIGHT => DstAttr::InFlight(u32_of("DST_A_IN_FLIGHT")?),
+            uapi::DST_A_TIMEOUTS => DstAttr::Timeouts(u64_of("DST_A_TIMEOUTS")?),
+            uapi::DST_A_IO_ERRORS => DstAttr::IoErrors(u64_of("DST_A_IO_ERRORS")?),
+            uapi::DST_A_BYTES_READ => DstAttr::BytesRead(u64_of("DST_A_BYTES_READ")?),
+            uapi::DST_A_BYTES_WRITTEN => DstAttr::BytesWritten(u64_of("DST_A_BYTES_WRITTEN")?),
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -347,6 +446,8 @@ pub struct DeviceRequest {
     pub max_io_pages: Option<u32>,
     /// Requests in flight (none: the module's default).
     pub queue_depth: Option<u32>,
+    /// Timeouts and retry limits (each none: the module's default).
+    pub settings: DeviceSettings,
 }
 
 impl DeviceRequest {
@@ -356,13 +457,143 @@ impl DeviceRequest {
         attrs.extend(self.index.map(DstAttr::Index));
         attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
         attrs.extend(self.queue_depth.map(DstAttr::QueueDepth));
+        attrs.extend(self.settings.attrs());
         attrs
+    }
+}
+
+/// The settings of a device that `DST_CMD_DEV_ADD` takes, `DST_CMD_DEV_SET`
+/// changes on a live device and `DST_CMD_LIST` reports: timeouts in
+/// milliseconds and the resend limit. `None`: not given (requests), not
+/// reported (replies).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceSettings {
+    /// `DST_A_REQ_TIMEOUT_MS`.
+    pub req_timeout_ms: Option<u32>,
+    /// `DST_A_MAX_RESENDS`.
+    pub max_resends: Option<u32>,
+    /// `DST_A_RECONNECT_DELAY_MS`.
+    pub reconnect_delay_ms: Option<u32>,
+    /// `DST_A_PING_INTERVAL_MS` (0: no pings).
+    pub ping_interval_ms: Option<u32>,
+    /// `DST_A_PING_TIMEOUT_MS`.
+    pub ping_timeout_ms: Option<u32>,
+    /// `DST_A_LOSS_TIMEOUT_MS`.
+    pub loss_timeout_ms: Option<u32>,
+}
+
+impl DeviceSettings {
+    /// The settings with their JSON names (also the documented names), in
+    /// attribute order.
+    pub fn named(&self) -> [(&'static str, Option<u32>); 6] {
+        [
+            ("req_timeout_ms", self.req_timeout_ms),
+            ("max_resends", self.max_resends),
+            ("reconnect_delay_ms", self.reconnect_delay_ms),
+            ("ping_interval_ms", self.ping_interval_ms),
+            ("ping_timeout_ms", self.ping_timeout_ms),
+            ("loss_timeout_ms", self.loss_timeout_ms),
+        ]
+    }
+
+    /// True if no setting is given.
+    pub fn is_empty(&self) -> bool {
+        self.named().iter().all(|(_, v)| v.is_none())
+    }
+
+    /// The attributes of the settings given, in attribute order.
+    pub fn attrs(&self) -> Vec<DstAttr> {
+        let mut attrs = Vec::new();
+        attrs.extend(self.req_timeout_ms.map(DstAttr::ReqTimeoutMs));
+        attrs.extend(self.max_resends.map(DstAttr::MaxResends));
+        attrs.extend(self.reconnect_delay_ms.map(DstAttr::ReconnectDelayMs));
+        attrs.extend(self.ping_interval_ms.map(DstAttr::PingIntervalMs));
+        attrs.extend(self.ping_timeout_ms.map(DstAttr::PingTimeoutMs));
+        attrs.extend(self.loss_timeout_ms.map(DstAttr::LossTimeoutMs));
+        attrs
+    }
+
+    /// Takes the value of `attr` if it is one of the settings; false if not.
+    fn absorb(&mut self, attr: &DstAttr) -> bool {
+        let slot = match attr {
+            DstAttr::ReqTimeoutMs(v) => (&mut self.req_timeout_ms, *v),
+            DstAttr::MaxResends(v) => (&mut self.max_resends, *v),
+            DstAttr::ReconnectDelayMs(v) => (&mut self.reconnect_delay_ms, *v),
+            DstAttr::PingIntervalMs(v) => (&mut self.ping_interval_ms, *v),
+            DstAttr::PingTimeoutMs(v) => (&mut self.ping_timeout_ms, *v),
+            DstAttr::LossTimeoutMs(v) => (&mut self.loss_timeout_ms, *v),
+            _ => return false,
+        };
+        *slot.0 = Some(slot.1);
+        true
+    }
+}
+
+/// What `DST_CMD_LIST` reports about a device's activity: requests in
+/// flight and counters since the device was created. `None`: not reported
+/// (an older module).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceCounters {
+    /// `DST_A_IN_FLIGHT`: requests queued or sent.
+    pub in_flight: Option<u32>,
+    /// `DST_A_RECONNECTS`: connections re-established.
+    pub reconnects: Option<u64>,
+    /// `DST_A_RESENDS`: requests resent.
+    pub resends: Option<u64>,
+    /// `DST_A_TIMEOUTS`: request or ping timeouts.
+    pub timeouts: Option<u64>,
+    /// `DST_A_IO_ERRORS`: requests ended with an error.
+    pub io_errors: Option<u64>,
+    /// `DST_A_BYTES_READ`.
+    pub bytes_read: Option<u64>,
+    /// `DST_A_BYTES_WRITTEN`.
+    pub bytes_written: Option<u64>,
+}
+
+impl DeviceCounters {
+    /// The values with their JSON names (also the documented names).
+    pub fn named(&self) -> [(&'static str, Option<u64>); 7] {
+        [
+            ("in_flight", self.in_flight.map(u64::from)),
+            ("reconnects", self.reconnects),
+            ("resends", self.resends),
+            ("timeouts", self.timeouts),
+            ("io_errors", self.io_errors),
+            ("bytes_read", self.bytes_read),
+            ("bytes_written", self.bytes_written),
+        ]
+    }
+
+    /// Takes the value of `attr` if it is one of the counters; false if not.
+    fn absorb(&mut self, attr: &DstAttr) -> bool {
+        let (slot, value) = match attr {
+            DstAttr::InFlight(v) => {
+                self.in_flight = Some(*v);
+                return true;
+            }
+            DstAttr::Reconnects(v) => (&mut self.reconnects, *v),
+            DstAttr::Resends(v) => (&mut self.resends, *v),
+            DstAttr::Timeouts(v) => (&mut self.timeouts, *v),
+            DstAttr::IoErrors(v) => (&mut self.io_errors, *v),
+            DstAttr::BytesRead(v) => (&mut self.bytes_read, *v),
+            DstAttr::BytesWritten(v) => (&mut self.bytes_written, *v),
+            _ => return false,
+        };
+        *slot = Some(value);
+        true
     }
 }
 
 /// Attributes of `DST_CMD_DEV_DEL`.
 pub fn dev_del_attrs(index: u32) -> Vec<DstAttr> {
     vec![DstAttr::Index(index)]
+}
+
+/// Attributes of `DST_CMD_DEV_SET`: the device, then the settings to change.
+pub fn dev_set_attrs(index: u32, settings: &DeviceSettings) -> Vec<DstAttr> {
+    let mut attrs = vec![DstAttr::Index(index)];
+    attrs.extend(settings.attrs());
+    attrs
 }
 
 /// The decoded reply of `DST_CMD_DEV_ADD`: the new device.
@@ -409,10 +640,12 @@ impl NewDevice {
 pub enum EntryState {
     /// `DST_STATE_CONNECTED`: device connected, export listening.
     Connected,
-    /// `DST_STATE_DISCONNECTED`: device lost its connection.
-    Disconnected,
+    /// `DST_STATE_RECONNECTING`: device lost its connection; IO waits.
+    Reconnecting,
     /// `DST_STATE_CLOSING`: being deleted.
     Closing,
+    /// `DST_STATE_FAILED`: lost past the loss timeout; IO fails.
+    Failed,
     /// A state this tool does not know.
     Other(u32),
 }
@@ -421,8 +654,9 @@ impl From<u32> for EntryState {
     fn from(n: u32) -> Self {
         match n {
             uapi::DST_STATE_CONNECTED => EntryState::Connected,
-            uapi::DST_STATE_DISCONNECTED => EntryState::Disconnected,
+            uapi::DST_STATE_RECONNECTING => EntryState::Reconnecting,
             uapi::DST_STATE_CLOSING => EntryState::Closing,
+            uapi::DST_STATE_FAILED => EntryState::Failed,
             n => EntryState::Other(n),
         }
     }
@@ -446,6 +680,10 @@ pub enum EntryKind {
         disk_name: String,
         /// Requests in flight (`DST_A_QUEUE_DEPTH`).
         queue_depth: u32,
+        /// Timeouts and resend limit, as far as reported.
+        settings: DeviceSettings,
+        /// Requests in flight and counters, as far as reported.
+        counters: DeviceCounters,
     },
 }
 
@@ -472,7 +710,11 @@ impl ListEntry {
             (None, None, None, 0, false, EntryState::Connected);
         let (mut path, mut sessions, mut index, mut disk_name, mut queue_depth) =
             (None, 0, None, None, 0);
+        let (mut settings, mut counters) = (DeviceSettings::default(), DeviceCounters::default());
         for attr in &msg.attrs {
+            if settings.absorb(attr) || counters.absorb(attr) {
+                continue;
+            }
             match attr {
                 DstAttr::Kind(k) => kind = Some(*k),
                 DstAttr::Addr(a) => ip = Some(*a),
@@ -499,6 +741,8 @@ impl ListEntry {
                     index,
                     disk_name: disk_name.unwrap_or_else(|| format!("dst{index}")),
                     queue_depth,
+                    settings,
+                    counters,
                 }
             }
             _ => return Ok(None),
@@ -714,6 +958,7 @@ mod tests {
             index: None,
             max_io_pages: None,
             queue_depth: None,
+            settings: DeviceSettings::default(),
         };
         assert_eq!(req.attrs().len(), 2);
         req.index = Some(3);
@@ -734,6 +979,128 @@ mod tests {
         );
     }
 
+    fn every_setting() -> DeviceSettings {
+        DeviceSettings {
+            req_timeout_ms: Some(2000),
+            max_resends: Some(0),
+            reconnect_delay_ms: Some(10),
+            ping_interval_ms: Some(0),
+            ping_timeout_ms: Some(3_600_000),
+            loss_timeout_ms: Some(86_400_000),
+        }
+    }
+
+    /// The attributes of [`every_setting`] as bytes, in attribute order.
+    fn every_setting_bytes() -> Vec<u8> {
+        let mut b = nla(uapi::DST_A_REQ_TIMEOUT_MS, &2000u32.to_ne_bytes());
+        b.extend(nla(uapi::DST_A_MAX_RESENDS, &0u32.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_RECONNECT_DELAY_MS, &10u32.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PING_INTERVAL_MS, &0u32.to_ne_bytes()));
+        b.extend(nla(
+            uapi::DST_A_PING_TIMEOUT_MS,
+            &3_600_000u32.to_ne_bytes(),
+        ));
+        b.extend(nla(
+            uapi::DST_A_LOSS_TIMEOUT_MS,
+            &86_400_000u32.to_ne_bytes(),
+        ));
+        b
+    }
+
+    #[test]
+    fn dev_add_with_settings_wire_format() {
+        let req = DeviceRequest {
+            addr: "10.0.0.1:1025".parse().unwrap(),
+            index: None,
+            max_io_pages: None,
+            queue_depth: Some(8),
+            settings: every_setting(),
+        };
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_QUEUE_DEPTH, &8u32.to_ne_bytes()));
+        expected.extend(every_setting_bytes());
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, req.attrs())),
+            expected
+        );
+        // Each setting is one 8-byte attribute: 4 header + 4 value.
+        assert_eq!(every_setting_bytes().len(), 6 * 8);
+        assert_eq!(
+            &every_setting_bytes()[..8],
+            &[8, 0, 16, 0, 0xd0, 0x07, 0, 0][..]
+        );
+    }
+
+    #[test]
+    fn dev_set_wire_format() {
+        let msg = DstMessage::new(DstCmd::DevSet, dev_set_attrs(4, &every_setting()));
+        assert_eq!(u8::from(msg.cmd), 7);
+        let mut expected = nla(uapi::DST_A_INDEX, &4u32.to_ne_bytes());
+        expected.extend(every_setting_bytes());
+        assert_eq!(emit(&msg), expected);
+        // Only what is given is sent.
+        let one = DeviceSettings {
+            loss_timeout_ms: Some(3000),
+            ..Default::default()
+        };
+        assert_eq!(
+            dev_set_attrs(1, &one),
+            vec![DstAttr::Index(1), DstAttr::LossTimeoutMs(3000)]
+        );
+        let mut expected = nla(uapi::DST_A_INDEX, &1u32.to_ne_bytes());
+        expected.extend(nla(uapi::DST_A_LOSS_TIMEOUT_MS, &3000u32.to_ne_bytes()));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevSet, dev_set_attrs(1, &one))),
+            expected
+        );
+        assert_eq!(dev_set_attrs(2, &DeviceSettings::default()).len(), 1);
+        assert_eq!(DstCmd::from(uapi::DST_CMD_DEV_SET), DstCmd::DevSet);
+    }
+
+    #[test]
+    fn settings_helpers() {
+        assert!(DeviceSettings::default().is_empty());
+        assert!(DeviceSettings::default().attrs().is_empty());
+        let all = every_setting();
+        assert!(!all.is_empty());
+        assert_eq!(all.attrs().len(), 6);
+        let names: Vec<_> = all.named().iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "req_timeout_ms",
+                "max_resends",
+                "reconnect_delay_ms",
+                "ping_interval_ms",
+                "ping_timeout_ms",
+                "loss_timeout_ms"
+            ]
+        );
+        // A zero is a value, not "not given".
+        let zero = DeviceSettings {
+            max_resends: Some(0),
+            ..Default::default()
+        };
+        assert!(!zero.is_empty());
+        // Attributes back into settings.
+        let mut back = DeviceSettings::default();
+        for attr in all.attrs() {
+            assert!(back.absorb(&attr), "{attr:?}");
+        }
+        assert_eq!(back, all);
+        assert!(!back.absorb(&DstAttr::QueueDepth(1)));
+        assert!(!back.absorb(&DstAttr::Reconnects(1)));
+        let mut counters = DeviceCounters::default();
+        assert!(counters.absorb(&DstAttr::InFlight(3)));
+        assert!(counters.absorb(&DstAttr::BytesWritten(9)));
+        assert!(!counters.absorb(&DstAttr::LossTimeoutMs(9)));
+        assert!(!counters.absorb(&DstAttr::Size(9)));
+        assert_eq!(counters.named()[0], ("in_flight", Some(3)));
+        assert_eq!(counters.named()[6], ("bytes_written", Some(9)));
+        assert_eq!(counters.named()[1], ("reconnects", None));
+    }
+
     #[test]
     fn every_attribute_round_trips() {
         let attrs = vec![
@@ -752,7 +1119,23 @@ mod tests {
             DstAttr::State(uapi::DST_STATE_CLOSING),
             DstAttr::Sessions(4),
             DstAttr::QueueDepth(128),
+            DstAttr::ReqTimeoutMs(15000),
+            DstAttr::MaxResends(10),
+            DstAttr::ReconnectDelayMs(1000),
+            DstAttr::PingIntervalMs(5000),
+            DstAttr::PingTimeoutMs(10000),
+            DstAttr::LossTimeoutMs(60000),
             DstAttr::Other(DefaultNla::new(uapi::DST_A_PAD, vec![])),
+            DstAttr::Reconnects(u64::MAX),
+            DstAttr::Other(DefaultNla::new(uapi::DST_A_PAD, vec![])),
+            DstAttr::Resends(1 << 40),
+            DstAttr::Event(uapi::DST_EVENT_DELETED),
+            DstAttr::InFlight(u32::MAX),
+            DstAttr::Timeouts(1),
+            DstAttr::IoErrors(2),
+            DstAttr::BytesRead(3),
+            DstAttr::BytesWritten(4),
+            DstAttr::State(uapi::DST_STATE_FAILED),
         ];
         let msg = DstMessage::new(DstCmd::List, attrs);
         assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);
@@ -769,6 +1152,12 @@ mod tests {
             (uapi::DST_A_PORT, &[1, 2, 3, 4][..]),
             (uapi::DST_A_SIZE, &[1, 2, 3, 4][..]),
             (uapi::DST_A_INDEX, &[1, 2][..]),
+            (uapi::DST_A_REQ_TIMEOUT_MS, &[1, 2][..]),
+            (uapi::DST_A_LOSS_TIMEOUT_MS, &[][..]),
+            (uapi::DST_A_RECONNECTS, &[1, 2, 3, 4][..]),
+            (uapi::DST_A_RESENDS, &[1][..]),
+            (uapi::DST_A_IN_FLIGHT, &[1, 2, 3][..]),
+            (uapi::DST_A_BYTES_WRITTEN, &[1, 2, 3, 4, 5, 6, 7][..]),
             (uapi::DST_A_DISK_NAME, &[0xff, 0xfe, 0][..]),
         ] {
             let header = GenlHeader {
@@ -837,7 +1226,7 @@ mod tests {
         let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_DEVICE.to_ne_bytes());
         b.extend(nla(
             uapi::DST_A_STATE,
-            &uapi::DST_STATE_DISCONNECTED.to_ne_bytes(),
+            &uapi::DST_STATE_RECONNECTING.to_ne_bytes(),
         ));
         let ip: std::net::Ipv6Addr = "2001:db8::2".parse().unwrap();
         b.extend(nla(uapi::DST_A_ADDR, &ip.octets()));
@@ -878,12 +1267,14 @@ mod tests {
                     kind: EntryKind::Device {
                         index: 3,
                         disk_name: "dst3".into(),
-                        queue_depth: 128
+                        queue_depth: 128,
+                        settings: DeviceSettings::default(),
+                        counters: DeviceCounters::default(),
                     },
                     addr: "[2001:db8::2]:2000".parse().unwrap(),
                     size: 4096,
                     read_only: false,
-                    state: EntryState::Disconnected,
+                    state: EntryState::Reconnecting,
                 },
             ]
         );
@@ -923,8 +1314,110 @@ mod tests {
             EntryKind::Device {
                 index: 3,
                 disk_name: "dst3".into(),
-                queue_depth: 0
+                queue_depth: 0,
+                settings: DeviceSettings::default(),
+                counters: DeviceCounters::default(),
             }
         );
+    }
+
+    /// A device entry of a module with the fault-handling settings: the
+    /// settings, then the u64 counters, each after a `DST_A_PAD` as
+    /// `nla_put_u64_64bit` puts it when the counter would be misaligned.
+    fn device_entry_with_settings_bytes() -> Vec<u8> {
+        let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_DEVICE.to_ne_bytes());
+        b.extend(nla(
+            uapi::DST_A_STATE,
+            &uapi::DST_STATE_FAILED.to_ne_bytes(),
+        ));
+        b.extend(nla(uapi::DST_A_ADDR, &[10, 9, 0, 1]));
+        b.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_SIZE, &(512u64 << 20).to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_INDEX, &0u32.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_DISK_NAME, b"dst0\0"));
+        b.extend(nla(uapi::DST_A_QUEUE_DEPTH, &128u32.to_ne_bytes()));
+        b.extend(every_setting_bytes());
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_RECONNECTS, &3u64.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_RESENDS, &(1u64 << 33).to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_IN_FLIGHT, &16u32.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_TIMEOUTS, &2u64.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_IO_ERRORS, &5u64.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_BYTES_READ, &(7u64 << 30).to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_BYTES_WRITTEN, &0u64.to_ne_bytes()));
+        b
+    }
+
+    #[test]
+    fn list_entry_with_settings_and_counters() {
+        let msg = parse(&device_entry_with_settings_bytes(), uapi::DST_CMD_LIST);
+        assert!(msg
+            .attrs
+            .contains(&DstAttr::Other(DefaultNla::new(uapi::DST_A_PAD, vec![]))));
+        let entry = ListEntry::from_message(&msg).unwrap().unwrap();
+        assert_eq!(
+            entry,
+            ListEntry {
+                kind: EntryKind::Device {
+                    index: 0,
+                    disk_name: "dst0".into(),
+                    queue_depth: 128,
+                    settings: every_setting(),
+                    counters: DeviceCounters {
+                        in_flight: Some(16),
+                        reconnects: Some(3),
+                        resends: Some(1 << 33),
+                        timeouts: Some(2),
+                        io_errors: Some(5),
+                        bytes_read: Some(7 << 30),
+                        bytes_written: Some(0),
+                    },
+                },
+                addr: "10.9.0.1:1025".parse().unwrap(),
+                size: 512 << 20,
+                read_only: false,
+                state: EntryState::Failed,
+            }
+        );
+        // Only some reported: the others stay unknown.
+        let mut msg = msg;
+        msg.attrs.retain(|a| {
+            ![
+                uapi::DST_A_PING_INTERVAL_MS,
+                uapi::DST_A_RESENDS,
+                uapi::DST_A_MAX_RESENDS,
+            ]
+            .contains(&a.kind())
+        });
+        let entry = ListEntry::from_message(&msg).unwrap().unwrap();
+        let EntryKind::Device {
+            settings, counters, ..
+        } = entry.kind
+        else {
+            panic!("not a device: {entry:?}");
+        };
+        assert_eq!(settings.ping_interval_ms, None);
+        assert_eq!(settings.max_resends, None);
+        assert_eq!(settings.req_timeout_ms, Some(2000));
+        assert_eq!(counters.reconnects, Some(3));
+        assert_eq!(counters.resends, None);
+        assert_eq!(counters.io_errors, Some(5));
+    }
+
+    #[test]
+    fn every_state_number() {
+        for (n, state) in [
+            (uapi::DST_STATE_CONNECTED, EntryState::Connected),
+            (uapi::DST_STATE_RECONNECTING, EntryState::Reconnecting),
+            (uapi::DST_STATE_CLOSING, EntryState::Closing),
+            (uapi::DST_STATE_FAILED, EntryState::Failed),
+            (0, EntryState::Other(0)),
+            (5, EntryState::Other(5)),
+        ] {
+            assert_eq!(EntryState::from(n), state, "{n}");
+        }
     }
 }

@@ -11,6 +11,9 @@
 pub const DST_GENL_NAME: &str = "dst";
 /// Version of the family (`DST_GENL_VERSION`), sent in every genl header.
 pub const DST_GENL_VERSION: u8 = 1;
+/// Multicast group of the `DST_CMD_EVENT` notifications
+/// (`DST_GENL_MCGRP_EVENTS`).
+pub const DST_GENL_MCGRP_EVENTS: &str = "events";
 
 // enum dst_cmd
 /// Unused command 0.
@@ -29,8 +32,12 @@ pub const DST_CMD_DEV_ADD: u8 = 4;
 pub const DST_CMD_DEV_DEL: u8 = 5;
 /// Dump: one message per export and device.
 pub const DST_CMD_LIST: u8 = 6;
+/// Change the timeouts of the live device `/dev/dst<DST_A_INDEX>`.
+pub const DST_CMD_DEV_SET: u8 = 7;
+/// Multicast notification: [`DST_A_EVENT`] happened to [`DST_A_INDEX`].
+pub const DST_CMD_EVENT: u8 = 8;
 /// Highest command number (`DST_CMD_MAX`).
-pub const DST_CMD_MAX: u8 = DST_CMD_LIST;
+pub const DST_CMD_MAX: u8 = DST_CMD_EVENT;
 
 // enum dst_attr
 /// Unused attribute 0.
@@ -65,8 +72,36 @@ pub const DST_A_STATE: u16 = 13;
 pub const DST_A_SESSIONS: u16 = 14;
 /// u32: requests in flight per queue.
 pub const DST_A_QUEUE_DEPTH: u16 = 15;
+/// u32: a request unanswered this long (ms): reconnect and resend.
+pub const DST_A_REQ_TIMEOUT_MS: u16 = 16;
+/// u32: resends of one request before it fails.
+pub const DST_A_MAX_RESENDS: u16 = 17;
+/// u32: pause between reconnect attempts (ms).
+pub const DST_A_RECONNECT_DELAY_MS: u16 = 18;
+/// u32: ping an idle connection this often (ms); 0 = never.
+pub const DST_A_PING_INTERVAL_MS: u16 = 19;
+/// u32: no answer to a ping this long (ms): reconnect.
+pub const DST_A_PING_TIMEOUT_MS: u16 = 20;
+/// u32: disconnected this long (ms): IO fails until reconnected.
+pub const DST_A_LOSS_TIMEOUT_MS: u16 = 21;
+/// u64: counter of reconnects, in replies.
+pub const DST_A_RECONNECTS: u16 = 22;
+/// u64: counter of resent requests, in replies.
+pub const DST_A_RESENDS: u16 = 23;
+/// u32: [`enum dst_event`](DST_EVENT_CONNECTED), in `DST_CMD_EVENT`.
+pub const DST_A_EVENT: u16 = 24;
+/// u32: requests queued or sent, in replies.
+pub const DST_A_IN_FLIGHT: u16 = 25;
+/// u64: counter of request or ping timeouts, in replies.
+pub const DST_A_TIMEOUTS: u16 = 26;
+/// u64: counter of requests ended with an error, in replies.
+pub const DST_A_IO_ERRORS: u16 = 27;
+/// u64: counter of bytes read, in replies.
+pub const DST_A_BYTES_READ: u16 = 28;
+/// u64: counter of bytes written, in replies.
+pub const DST_A_BYTES_WRITTEN: u16 = 29;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_QUEUE_DEPTH;
+pub const DST_A_MAX: u16 = DST_A_BYTES_WRITTEN;
 
 /// Default TCP port of an export (`DST_DEFAULT_PORT`).
 pub const DST_DEFAULT_PORT: u16 = 1025;
@@ -80,10 +115,24 @@ pub const DST_KIND_DEVICE: u32 = 2;
 // enum dst_state
 /// Device: connected; export: listening.
 pub const DST_STATE_CONNECTED: u32 = 1;
-/// Device: connection lost, IO fails.
-pub const DST_STATE_DISCONNECTED: u32 = 2;
+/// Device: connection lost; IO waits and is resent once reconnected.
+pub const DST_STATE_RECONNECTING: u32 = 2;
 /// Being deleted.
 pub const DST_STATE_CLOSING: u32 = 3;
+/// Device: lost past the loss timeout; IO fails, reconnect attempts go on.
+pub const DST_STATE_FAILED: u32 = 4;
+
+// enum dst_event
+/// Device created and connected.
+pub const DST_EVENT_CONNECTED: u32 = 1;
+/// Connection lost; reconnecting, IO waits.
+pub const DST_EVENT_LOST: u32 = 2;
+/// Connection back; waiting IO resent.
+pub const DST_EVENT_RECONNECTED: u32 = 3;
+/// Lost past the loss timeout: IO fails.
+pub const DST_EVENT_FAILED: u32 = 4;
+/// Device deleted.
+pub const DST_EVENT_DELETED: u32 = 5;
 
 /// One enum of the header: its C name and its enumerators in order.
 pub type EnumTable = (&'static str, &'static [(&'static str, u32)]);
@@ -100,6 +149,8 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_CMD_DEV_ADD", DST_CMD_DEV_ADD as u32),
             ("DST_CMD_DEV_DEL", DST_CMD_DEV_DEL as u32),
             ("DST_CMD_LIST", DST_CMD_LIST as u32),
+            ("DST_CMD_DEV_SET", DST_CMD_DEV_SET as u32),
+            ("DST_CMD_EVENT", DST_CMD_EVENT as u32),
         ],
     ),
     (
@@ -121,6 +172,20 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_STATE", DST_A_STATE as u32),
             ("DST_A_SESSIONS", DST_A_SESSIONS as u32),
             ("DST_A_QUEUE_DEPTH", DST_A_QUEUE_DEPTH as u32),
+            ("DST_A_REQ_TIMEOUT_MS", DST_A_REQ_TIMEOUT_MS as u32),
+            ("DST_A_MAX_RESENDS", DST_A_MAX_RESENDS as u32),
+            ("DST_A_RECONNECT_DELAY_MS", DST_A_RECONNECT_DELAY_MS as u32),
+            ("DST_A_PING_INTERVAL_MS", DST_A_PING_INTERVAL_MS as u32),
+            ("DST_A_PING_TIMEOUT_MS", DST_A_PING_TIMEOUT_MS as u32),
+            ("DST_A_LOSS_TIMEOUT_MS", DST_A_LOSS_TIMEOUT_MS as u32),
+            ("DST_A_RECONNECTS", DST_A_RECONNECTS as u32),
+            ("DST_A_RESENDS", DST_A_RESENDS as u32),
+            ("DST_A_EVENT", DST_A_EVENT as u32),
+            ("DST_A_IN_FLIGHT", DST_A_IN_FLIGHT as u32),
+            ("DST_A_TIMEOUTS", DST_A_TIMEOUTS as u32),
+            ("DST_A_IO_ERRORS", DST_A_IO_ERRORS as u32),
+            ("DST_A_BYTES_READ", DST_A_BYTES_READ as u32),
+            ("DST_A_BYTES_WRITTEN", DST_A_BYTES_WRITTEN as u32),
         ],
     ),
     (
@@ -134,8 +199,19 @@ pub const ENUMS: &[EnumTable] = &[
         "dst_state",
         &[
             ("DST_STATE_CONNECTED", DST_STATE_CONNECTED),
-            ("DST_STATE_DISCONNECTED", DST_STATE_DISCONNECTED),
+            ("DST_STATE_RECONNECTING", DST_STATE_RECONNECTING),
             ("DST_STATE_CLOSING", DST_STATE_CLOSING),
+            ("DST_STATE_FAILED", DST_STATE_FAILED),
+        ],
+    ),
+    (
+        "dst_event",
+        &[
+            ("DST_EVENT_CONNECTED", DST_EVENT_CONNECTED),
+            ("DST_EVENT_LOST", DST_EVENT_LOST),
+            ("DST_EVENT_RECONNECTED", DST_EVENT_RECONNECTED),
+            ("DST_EVENT_FAILED", DST_EVENT_FAILED),
+            ("DST_EVENT_DELETED", DST_EVENT_DELETED),
         ],
     ),
 ];
@@ -153,6 +229,7 @@ pub enum Define {
 pub const DEFINES: &[(&str, Define)] = &[
     ("DST_GENL_NAME", Define::Str(DST_GENL_NAME)),
     ("DST_GENL_VERSION", Define::Int(DST_GENL_VERSION as i64)),
+    ("DST_GENL_MCGRP_EVENTS", Define::Str(DST_GENL_MCGRP_EVENTS)),
     ("DST_CMD_MAX", Define::Int(DST_CMD_MAX as i64)),
     ("DST_A_MAX", Define::Int(DST_A_MAX as i64)),
     ("DST_DEFAULT_PORT", Define::Int(DST_DEFAULT_PORT as i64)),
@@ -332,6 +409,16 @@ mod tests {
         assert_eq!(cmd_name(DST_CMD_MAX + 1), None);
         assert_eq!(enumerator_name("dst_kind", 2), Some("DST_KIND_DEVICE"));
         assert_eq!(enumerator_name("dst_state", 3), Some("DST_STATE_CLOSING"));
+        assert_eq!(enumerator_name("dst_state", 4), Some("DST_STATE_FAILED"));
+        assert_eq!(cmd_name(DST_CMD_DEV_SET), Some("DST_CMD_DEV_SET"));
+        assert_eq!(cmd_name(DST_CMD_EVENT), Some("DST_CMD_EVENT"));
+        assert_eq!(attr_name(DST_A_BYTES_WRITTEN), Some("DST_A_BYTES_WRITTEN"));
+        assert_eq!(enumerator_name("dst_event", 5), Some("DST_EVENT_DELETED"));
+        assert_eq!(attr_name(DST_A_RESENDS), Some("DST_A_RESENDS"));
+        assert_eq!(
+            attr_name(DST_A_LOSS_TIMEOUT_MS),
+            Some("DST_A_LOSS_TIMEOUT_MS")
+        );
         assert_eq!(attr_name(999), None);
     }
 }

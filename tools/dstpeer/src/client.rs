@@ -178,6 +178,7 @@ impl Conn {
             max_io_bytes: 1 << 20,
             queues: 1,
             queue_depth,
+            client_id: 0,
         }
     }
 

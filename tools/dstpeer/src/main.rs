@@ -42,6 +42,7 @@ fn example_hello() -> (Header, HelloBody) {
         max_io_bytes: 1 << 20,
         queues: 4,
         queue_depth: 128,
+        client_id: 0,
     };
     (Header::hello(), body)
 }

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+#
+# fault_link_down.sh - the link between local and export node goes down under
+# load and comes back, twice: for 5 s and for 30 s (the device has the default
+# settings: request timeout 15 s, loss timeout 60 s). Asserts: the outage hits
+# IO in flight; IO resumes by itself after the link is back (within 25 s);
+# fio's crc32c verification passes both times; afterwards the device is
+# "connected", `dstcfg -a list --json` counts at least one reconnect, the
+# kernel logged no "I/O error, dev dst", and /dev/dst0 and the exported RAM
+# disk hold the same data.
+# timeout: 900
+set -euo pipefail
+# shellcheck source=tests/lib/guest.sh
+. "${DST_REPO:-.}/tests/lib/guest.sh"
+
+netns_pair
+ip netns exec exp dstcfg -r 10.9.0.1 -a export -f /dev/ram0
+dev=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local)
+assert_eq "$dev" /dev/dst0 "device created"
+assert_eq "$(dst_field dst0 state)" connected "state before the outages"
+log "settings: req_timeout_ms $(dst_field dst0 req_timeout_ms || echo '?'), loss_timeout_ms $(dst_field dst0 loss_timeout_ms || echo '?')"
+errors0=$(dst_io_errors)
+
+# outage SECONDS OFFSET_MIB: fio (writes paced to 8 MiB/s, so that the write
+# phase lasts ~12 s) on 96 MiB at OFFSET_MIB; 3 s in, the link goes down for
+# SECONDS.
+outage() {
+    local secs=$1 offset=$2 fio_pid inflight done_before t_down t_up rc=0
+    log "outage of ${secs} s under fio load (96 MiB at ${offset} MiB)"
+    fio_verify "link-down-${secs}s" --filename="$dev" --rw=randwrite --bs=64k --iodepth=16 \
+        --offset="${offset}m" --size=96m --rate=,8m --randseed="$secs" &
+    fio_pid=$!
+    wait_io_flowing dst0
+    kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before the outage began"
+    t_down=$(now_ms)
+    ip -n loc link set veth-loc down
+    sleep 2
+    inflight=$(dev_inflight "$dev")
+    log "link down; $inflight requests in flight on $dev, state $(dst_field dst0 state)"
+    [ "$inflight" -gt 0 ] || fail "no IO in flight during the outage: the test did not test anything"
+    sleep $((secs - 2))
+    done_before=$(dev_done "$dev")
+    log "state before link up: $(dst_field dst0 state)"
+    ip -n loc link set veth-loc up
+    t_up=$(now_ms)
+    log "link was down for $(( (t_up - t_down) / 1000 )).$(( (t_up - t_down) % 1000 / 100 )) s"
+    if kill -0 "$fio_pid" 2>/dev/null; then
+        wait_done_after "$dev" "$done_before" 25
+        log "IO resumed ${WAITED_MS} ms after link up"
+    fi
+    wait "$fio_pid" || rc=$?
+    [ "$rc" = 0 ] || fail "fio verify failed (status $rc) after a ${secs} s outage"
+    wait_dst_state dst0 connected 30
+    log "after the ${secs} s outage: reconnects $(dst_field dst0 reconnects || echo '?'), resends $(dst_field dst0 resends || echo '?')"
+}
+
+outage 5 0
+outage 30 96
+
+reconnects=$(dst_field dst0 reconnects) || fail "dstcfg -a list --json has no \"reconnects\" for dst0"
+[ "$reconnects" -ge 1 ] || fail "reconnects is $reconnects after a 30 s outage (request timeout 15 s); expected >= 1"
+errors=$(( $(dst_io_errors) - errors0 ))
+log "kernel log: $errors I/O errors on dst; io_errors $(dst_field dst0 io_errors || echo '?'), timeouts $(dst_field dst0 timeouts || echo '?')"
+if io_errors=$(dst_field dst0 io_errors); then
+    assert_eq "$io_errors" 0 "io_errors of dst0 after outages shorter than the loss timeout"
+fi
+[ "$errors" = 0 ] || { dmesg | grep 'I/O error, dev dst' | tail -n 5; fail "$errors I/O errors on dst during outages shorter than the loss timeout"; }
+
+log "compare the first 192 MiB of $dev with /dev/ram0"
+assert_eq "$(dev_sha "$dev" 192)" "$(dev_sha /dev/ram0 192)" "checksum of $dev vs /dev/ram0"
+
+dstcfg -a delete -d dst0
+ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
+log "ok"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+#
+# netlink_events.sh - device events are multicast to the "events" group of the
+# generic netlink family: creating a device gives "connected", stopping its
+# export "lost", exporting again "reconnected", deleting it "deleted", in
+# that order. A listener without CAP_NET_ADMIN cannot join the group.
+# timeout: 300
+set -euo pipefail
+. "${DST_REPO:-.}/tests/lib/guest.sh"
+
+events=$DST_TEST_OUT/events.txt
+"$PYTHON" "$DST_REPO/tests/netlink_raw.py" --events 40 >"$events" &
+listener=$!
+sleep 2
+dstcfg -r 127.0.0.1 -a export -f /dev/ram0
+dstcfg -r 127.0.0.1 -a local
+dstcfg -r 127.0.0.1 -a unexport
+sleep 2
+dstcfg -r 127.0.0.1 -a export -f /dev/ram0
+for _ in $(seq 30); do
+    grep -q "dst0 reconnected" "$events" && break
+    sleep 1
+done
+dstcfg -a delete -d dst0
+sleep 1
+kill "$listener" 2>/dev/null || true
+wait "$listener" 2>/dev/null || true
+log "events: $(tr '\n' ' ' <"$events")"
+assert_eq "$(tr '\n' ' ' <"$events")" "dst0 connected dst0 lost dst0 reconnected dst0 deleted " "event sequence"
+
+expect_fail as_user "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --events 1
+log "unprivileged listener refused: $ERR"
+dstcfg -r 127.0.0.1 -a unexport
+log "ok"
