@@ -17,7 +17,8 @@ Modes:
                      f. (with NETLINK_EXT_ACK on) extack strings for b and c
                    then (a) again to prove the module still answers.
   --status         send one STATUS and print "version=<v> proto=<n>"
-  --events SECS    print "dstN EVENT" for each event multicast for SECS seconds
+  --events SECS    print "listening" once subscribed, then "dstN EVENT" for
+                   each event multicast, for SECS seconds
   --expect-errno N send one STATUS and require it to fail with errno N
                    (e.g. EPERM when run without CAP_NET_ADMIN)
   --family-absent  require that the "dst" family is not registered
@@ -62,7 +63,7 @@ DST_CMD_STATUS = 1
 DST_A_VERSION = 2
 DST_A_PROTO_VERSION = 3
 DST_CMD_EVENT = 8
-DST_A_INDEX = 11
+DST_A_INDEX = 10
 DST_A_EVENT = 24
 DST_EVENTS = {1: "connected", 2: "lost", 3: "reconnected", 4: "failed", 5: "deleted"}
 
@@ -324,6 +325,7 @@ def main(argv):
             grp = sock.mcast_group(DST_GENL_NAME, "events")
             sock.sock.setsockopt(SOL_NETLINK, SOL_NETLINK_ADD_MEMBERSHIP, grp)
             sock.sock.settimeout(float(argv[2]))
+            print("listening", flush=True)
             try:
                 while True:
                     data = sock.sock.recv(65536)

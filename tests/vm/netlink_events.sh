@@ -11,7 +11,11 @@ set -euo pipefail
 events=$DST_TEST_OUT/events.txt
 "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --events 40 >"$events" &
 listener=$!
-sleep 2
+for _ in $(seq 100); do
+    grep -q '^listening$' "$events" && break
+    sleep 0.2
+done
+grep -q '^listening$' "$events" || fail "the event listener did not subscribe within 20 s"
 dstcfg -r 127.0.0.1 -a export -f /dev/ram0
 dstcfg -r 127.0.0.1 -a local
 dstcfg -r 127.0.0.1 -a unexport
@@ -25,8 +29,8 @@ dstcfg -a delete -d dst0
 sleep 1
 kill "$listener" 2>/dev/null || true
 wait "$listener" 2>/dev/null || true
-log "events: $(tr '\n' ' ' <"$events")"
-assert_eq "$(tr '\n' ' ' <"$events")" "dst0 connected dst0 lost dst0 reconnected dst0 deleted " "event sequence"
+log "events: $(grep -v '^listening$' "$events" | tr '\n' ' ')"
+assert_eq "$(grep -v '^listening$' "$events" | tr '\n' ' ')" "dst0 connected dst0 lost dst0 reconnected dst0 deleted " "event sequence"
 
 expect_fail as_user "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --events 1
 log "unprivileged listener refused: $ERR"
