@@ -106,6 +106,8 @@ meminfo_kb() {
         fail "meminfo_kb: no field $1 in /proc/meminfo"
 }
 
+# netns_pair: namespaces exp (10.9.0.1, fd00:9::1) and loc (10.9.0.2,
+# fd00:9::2) joined by the veth pair veth-exp/veth-loc, all links up.
 netns_pair() {
     ip netns add exp
     ip netns add loc

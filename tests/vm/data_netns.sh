@@ -8,20 +8,7 @@
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
-ip netns add exp
-ip netns add loc
-ip link add veth-exp type veth peer name veth-loc
-ip link set veth-exp netns exp
-ip link set veth-loc netns loc
-ip -n exp addr add 10.9.0.1/24 dev veth-exp
-ip -n loc addr add 10.9.0.2/24 dev veth-loc
-ip -n exp addr add fd00:9::1/64 dev veth-exp nodad
-ip -n loc addr add fd00:9::2/64 dev veth-loc nodad
-for ns in exp loc; do
-    ip -n $ns link set lo up
-done
-ip -n exp link set veth-exp up
-ip -n loc link set veth-loc up
+netns_pair
 
 ip netns exec exp dstcfg -r 10.9.0.1 -a export -f /dev/ram0
 ip netns exec exp dstcfg -r fd00:9::1 -p 2000 -a export -f /dev/ram1
