@@ -285,6 +285,23 @@ impl PageBuf {
             .map(move |(i, p)| (p, (len - i * PAGE_SIZE).min(PAGE_SIZE)))
     }
 
+    /// The pages as bio_vecs, for the crypto wrappers. Allocates (NOIO).
+    pub(crate) fn bvecs(&self) -> Result<KVec<bindings::bio_vec>> {
+        let mut vecs = noio(|| KVec::with_capacity(self.pages.len(), GFP_KERNEL))?;
+        for (page, len) in self.chunks() {
+            vecs.push(
+                bindings::bio_vec {
+                    bv_page: page.as_ptr(),
+                    // `len` is at most PAGE_SIZE.
+                    bv_len: len as c_uint,
+                    bv_offset: 0,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(vecs)
+    }
+
     /// Fills the whole buffer from `sock`, directly into the pages.
     pub(crate) fn recv(&mut self, sock: &Socket) -> Result {
         self.transfer(sock, Dir::Recv)
@@ -301,18 +318,7 @@ impl PageBuf {
     /// pages, looping until every byte has moved. A closed connection is
     /// `ECONNRESET`.
     fn transfer(&self, sock: &Socket, dir: Dir) -> Result {
-        let mut vecs = noio(|| KVec::with_capacity(self.pages.len(), GFP_KERNEL))?;
-        for (page, len) in self.chunks() {
-            vecs.push(
-                bindings::bio_vec {
-                    bv_page: page.as_ptr(),
-                    // `len` is at most PAGE_SIZE.
-                    bv_len: len as c_uint,
-                    bv_offset: 0,
-                },
-                GFP_KERNEL,
-            )?;
-        }
+        let vecs = self.bvecs()?;
         let mut msg = bindings::msghdr::default();
         let (iter_dir, flags) = match dir {
             Dir::Recv => (bindings::ITER_DEST, bindings::MSG_WAITALL),

@@ -14,12 +14,12 @@ use core::ptr::NonNull;
 
 use kernel::{
     error::{from_err_ptr, to_result},
-    ffi::{c_int, c_void},
+    ffi::{c_int, c_uint, c_void},
     prelude::*,
     sync::Arc, //
 };
 
-use crate::socket::Socket;
+use crate::{socket::Socket, sysfs::PageWriter};
 
 /// `struct blk_mq_tag_set`, only handled by pointer.
 #[repr(C)]
@@ -56,6 +56,9 @@ pub(crate) struct DiskParams {
     pub(crate) fua: bool,
     pub(crate) discard: bool,
     pub(crate) write_zeroes: bool,
+    /// Pages must not change while being written (the data is checksummed
+    /// or authenticated before it goes out).
+    pub(crate) stable_writes: bool,
 }
 
 /// What a request asks for. Mirrors `struct dst_rq_info` in `shim_blk.h`.
@@ -76,7 +79,7 @@ pub(crate) struct RqInfo {
 
 mod ffi {
     use super::{DiskParams, RawDisk, RawRequest, RawTagSet, RqInfo};
-    use kernel::ffi::{c_int, c_void};
+    use kernel::ffi::{c_int, c_uint, c_void};
 
     extern "C" {
         pub(super) fn dst_shim_blk_register() -> c_int;
@@ -94,6 +97,11 @@ mod ffi {
         pub(super) fn dst_shim_disk_del(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_put(disk: *mut RawDisk);
         pub(super) fn dst_shim_rq_pdu(rq: *mut RawRequest) -> *mut c_void;
+        pub(super) fn dst_shim_rq_bvecs(
+            rq: *mut RawRequest,
+            out: *mut c_void,
+            max: c_uint,
+        ) -> c_int;
         pub(super) fn dst_shim_rq_info(rq: *mut RawRequest, info: *mut RqInfo);
         pub(super) fn dst_shim_tag_to_rq(set: *mut RawTagSet, unique_tag: u32) -> *mut RawRequest;
         pub(super) fn dst_shim_rq_xfer(
@@ -200,10 +208,53 @@ impl<D: Driver + ?Sized> Request<D> {
         })
     }
 
+    /// Describes the request's data segments in `out` (whose capacity must
+    /// hold them: the disk's max segments plus one) for the crypto
+    /// wrappers. The pages stay valid until the request ends.
+    pub(crate) fn bvecs(&self, out: &mut SegmentBuf) -> Result {
+        let out = &mut out.0;
+        out.clear();
+        let cap = out.capacity();
+        // SAFETY: the request is live; `out` has room for `cap` entries,
+        // which the shim never exceeds, and it returns how many it wrote.
+        let n = unsafe {
+            ffi::dst_shim_rq_bvecs(self.rq.as_ptr(), out.as_mut_ptr().cast(), cap as c_uint)
+        };
+        let n = usize::try_from(n).map_err(|_| Error::from_errno(n))?;
+        if n > cap {
+            return Err(EINVAL);
+        }
+        // SAFETY: the shim initialised the first `n` entries, `n <= cap`.
+        unsafe { out.inc_len(n) };
+        Ok(())
+    }
+
     /// Ends the request with `err` (0 for success). Consumes the handle.
     pub(crate) fn end(self, err: c_int) {
         // SAFETY: we own the started request (type invariant) and give it up.
         unsafe { ffi::dst_shim_rq_end(self.rq.as_ptr(), err) };
+    }
+}
+
+/// Room for the data segments of one request ([`Request::bvecs`]).
+pub(crate) struct SegmentBuf(KVec<kernel::bindings::bio_vec>);
+
+// SAFETY: a `bio_vec` only describes pages (pointer, offset, length); the
+// buffer owns no page and may be filled and read from any thread. Whoever
+// uses the pages it names must own them (see `crypto::Segments`).
+unsafe impl Send for SegmentBuf {}
+// SAFETY: see `Send`; shared access only reads the descriptors.
+unsafe impl Sync for SegmentBuf {}
+
+impl SegmentBuf {
+    /// Room for `n` segments.
+    pub(crate) fn new(n: usize) -> Result<Self> {
+        Ok(SegmentBuf(KVec::with_capacity(n, GFP_KERNEL)?))
+    }
+
+    /// The segments last described.
+    pub(crate) fn as_slice(&self) -> &[kernel::bindings::bio_vec] {
+        &self.0
     }
 }
 
@@ -369,22 +420,6 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
     }
 }
 
-/// A `fmt::Write` into a sysfs page buffer; output past the end is cut.
-struct PageWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl kernel::fmt::Write for PageWriter<'_> {
-    fn write_str(&mut self, s: &str) -> kernel::fmt::Result {
-        let room = self.buf.len().saturating_sub(self.len);
-        let n = s.len().min(room);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
-
 /// Called by the shim's sysfs `show` for `/sys/block/dstN/dst/*`.
 ///
 /// # Safety
@@ -401,11 +436,7 @@ pub(crate) unsafe extern "C" fn dst_rs_sysfs_show(
     // SAFETY: the tag set (whose disk is being read) keeps the driver alive.
     let driver = unsafe { &*driver.cast::<D>() };
     // SAFETY: sysfs hands us a page-sized buffer for exclusive use.
-    let buf = unsafe { core::slice::from_raw_parts_mut(buf, kernel::page::PAGE_SIZE) };
-    let mut w = PageWriter { buf, len: 0 };
-    if driver.sysfs_show(id, &mut w).is_err() {
-        return EINVAL.to_errno() as isize;
-    }
-    let _ = kernel::fmt::Write::write_str(&mut w, "\n");
-    w.len as isize
+    let mut w = unsafe { PageWriter::new(buf) };
+    let r = driver.sysfs_show(id, &mut w);
+    w.finish(r)
 }

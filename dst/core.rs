@@ -45,15 +45,19 @@ use kernel::{
         atomic::{Acquire, Atomic, Full, Relaxed, Release},
         Arc, CondVar, Mutex, SpinLock,
     },
-    time::{msecs_to_jiffies, Instant, Monotonic}, //
+    time::{msecs_to_jiffies, Instant, Monotonic},
+    workqueue::{impl_has_work, new_work, Work, WorkItem}, //
 };
 
 use crate::{
-    blk::{Disk, DiskParams, Driver, Request, TagSet},
+    bdev::{self, PageBuf},
+    blk::{Disk, DiskParams, Driver, Request, SegmentBuf, TagSet},
     kthread::{self, Thread},
     netlink::{self, event, Refusal},
-    proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Status},
+    proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Protection, Security, Status},
+    security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
     socket::{errno, Net, SockAddr, Socket},
+    thread_pool,
 };
 
 /// Default number of requests in flight.
@@ -135,8 +139,12 @@ pub(crate) struct DeviceConfig {
     pub(crate) max_io_pages: u32,
     /// Requests in flight; 0 = default.
     pub(crate) queue_depth: u32,
+    /// Connections (hardware queues) wanted; 0 = default (1).
+    pub(crate) queues: u32,
     /// Timeouts different from the defaults.
     pub(crate) settings: SettingsUpdate,
+    /// Protection mode, algorithm and key; must match the export's.
+    pub(crate) security: SecurityConfig,
 }
 
 /// Request states, kept in the PDU. Zero (the value at creation) is idle.
@@ -144,6 +152,9 @@ const RQ_QUEUED: u32 = 1;
 const RQ_SENDING: u32 = 2;
 const RQ_SENT: u32 = 3;
 const RQ_DONE: u32 = 4;
+/// Its reply arrived and a crypto worker is checking it: neither a second
+/// reply nor the failure paths may touch the request meanwhile.
+const RQ_CHECKING: u32 = 5;
 
 /// Per-request driver data. All-zero is valid (idle, no id).
 pub(crate) struct Pdu {
@@ -212,6 +223,8 @@ pub(crate) struct Counters {
     pub(crate) io_errors: u64,
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
+    /// Replies whose trailer or sequence number did not verify.
+    pub(crate) integrity_errors: u64,
     /// Requests queued or sent, not yet ended.
     pub(crate) in_flight: u32,
 }
@@ -226,8 +239,23 @@ pub(crate) const CONN_FAILED: u32 = 4;
 struct Tx {
     /// `None` while disconnected.
     sock: Option<Arc<Socket>>,
+    /// Protects what is sent on `sock`; replaced with each connection.
+    sealer: Option<Sealer>,
     /// Cookie of the unanswered PING, and when it was sent.
     ping: Option<(u64, u64)>,
+    /// Room for one request's data segments, for the sealer.
+    vecs: SegmentBuf,
+    /// The receiving half of the first connection's protection, until the
+    /// receiver thread takes it (later connections are its own).
+    first_opener: Option<Opener>,
+}
+
+/// A connection as the handshake leaves it.
+struct Conn {
+    sock: Socket,
+    granted: HelloReplyBody,
+    sealer: Sealer,
+    opener: Opener,
 }
 
 /// State shared by `queue_rq`, the sender and the receiver.
@@ -241,8 +269,13 @@ pub(crate) struct Shared {
     client_id: u64,
     /// What the export granted at creation; later grants must match.
     granted: HelloReplyBody,
-    /// What the first HELLO asked for; reconnects ask the same.
+    /// What the first HELLO asked for; reconnects ask the same (with a
+    /// fresh nonce).
     hello: HelloBody,
+    /// Protection and key, for reconnects.
+    security: SecurityConfig,
+    /// Largest number of data segments of one request.
+    max_segments: usize,
     pub(crate) settings: Settings,
     /// `CONN_*`.
     conn: Atomic<u32>,
@@ -262,6 +295,14 @@ pub(crate) struct Shared {
     io_errors: Atomic<u64>,
     bytes_read: Atomic<u64>,
     bytes_written: Atomic<u64>,
+    integrity_errors: Atomic<u64>,
+    /// Replies being checked by crypto workers (see [`ReplyCheck`]); the
+    /// receiver waits for none to be left before it requeues requests.
+    #[pin]
+    checks: Mutex<u32>,
+    /// Signalled when `checks` drops to 0.
+    #[pin]
+    checks_done: CondVar,
     /// Requests for the sender; a spinlock because `queue_rq` may not sleep.
     #[pin]
     ring: SpinLock<Ring>,
@@ -308,9 +349,13 @@ fn status_errno(status: Status) -> c_int {
         Status::NotSupported => bindings::EOPNOTSUPP,
         Status::NoSpace => bindings::ENOSPC,
         // The export refused the request: a target error, not worth retrying.
-        Status::Invalid | Status::Permission | Status::Range | Status::Version => {
-            bindings::EREMOTEIO
-        }
+        Status::Invalid
+        | Status::Permission
+        | Status::Range
+        | Status::Version
+        | Status::Mismatch
+        | Status::AuthFailed
+        | Status::NotAllowed => bindings::EREMOTEIO,
         Status::IoError | Status::Busy => bindings::EIO,
     };
     -(e as c_int)
@@ -318,14 +363,15 @@ fn status_errno(status: Status) -> c_int {
 
 const EIO_ERRNO: c_int = -(bindings::EIO as c_int);
 
-/// Opens a connection and runs the handshake; every wait is bounded by
-/// `timeout_ms`.
+/// Opens a connection and runs the handshake (with the challenge-response
+/// when a key is configured); every wait is bounded by `timeout_ms`.
 fn handshake(
     net: Net,
     addr: SockAddr,
     hello: &HelloBody,
+    sec: &SecurityConfig,
     timeout_ms: u32,
-) -> Result<(Socket, HelloReplyBody), Refusal> {
+) -> Result<Conn, Refusal> {
     let sock = Socket::connect(net, addr, true, timeout_ms)
         .map_err(|e| Refusal::new(e, c"cannot connect to the export node"))?;
     let lost = |e| {
@@ -334,43 +380,86 @@ fn handshake(
             c"connection to the export node failed during the handshake",
         )
     };
-    sock.send_all(&Header::hello().encode(), true)
-        .map_err(lost)?;
-    sock.send_all(&hello.encode(), false).map_err(lost)?;
-    let mut hb = [0u8; proto::HEADER_LEN];
-    sock.recv_exact(&mut hb).map_err(lost)?;
     let bad = |_| {
         Refusal::new(
             errno(bindings::EPROTO),
             c"the export node answered with an invalid handshake",
         )
     };
-    let h = Header::decode(&hb).map_err(bad)?;
+    // Every connection gets a fresh nonce, hence fresh session keys.
+    let hello = HelloBody {
+        nonce: security::nonce(sec),
+        ..*hello
+    };
+    let body = hello.encode();
+    sock.send_all(&Header::hello().encode(), true)
+        .map_err(lost)?;
+    sock.send_all(&body, false).map_err(lost)?;
+    let recv_header = || -> Result<Header, Refusal> {
+        let mut hb = [0u8; proto::HEADER_LEN];
+        sock.recv_exact(&mut hb).map_err(lost)?;
+        Header::decode(&hb).map_err(bad)
+    };
+    let mut h = recv_header()?;
+    let mut ns = [0u8; proto::AUTH_LEN];
+    if let (Kind::Challenge, Some(key)) = (h.kind, &sec.key) {
+        sock.recv_exact(&mut ns).map_err(lost)?;
+        let proof = security::proof_local(key, &body, &ns);
+        sock.send_all(&Header::auth(Kind::Auth).encode(), true)
+            .map_err(lost)?;
+        sock.send_all(&proof, false).map_err(lost)?;
+        h = recv_header()?;
+    }
     if h.kind != Kind::HelloReply {
         return Err(bad(proto::ProtoError::BadKind));
     }
+    let refused = |e, msg| Err(Refusal::new(e, msg));
     match h.status {
         Status::Ok => {}
         Status::Version => {
-            return Err(Refusal::new(
+            return refused(
                 errno(bindings::EPROTO),
                 c"no protocol version in common with the export",
-            ))
+            )
         }
-        Status::Permission => {
-            return Err(Refusal::new(EACCES, c"the export node refused this client"))
+        Status::Permission => return refused(EACCES, c"the export node refused this client"),
+        Status::NotAllowed => {
+            return refused(EACCES, c"this address is not on the export's allow-list")
         }
-        Status::Busy => return Err(Refusal::new(EBUSY, c"the export node is busy")),
-        _ => return Err(Refusal::new(EIO, c"the export node refused the connection")),
+        Status::Mismatch => {
+            return refused(
+                EINVAL,
+                c"protection mode, algorithm or key use differs from the export's",
+            )
+        }
+        Status::AuthFailed => return refused(EACCES, c"authentication failed: the keys differ"),
+        Status::Busy => return refused(EBUSY, c"the export node is busy"),
+        _ => return refused(EIO, c"the export node refused the connection"),
     }
-    let mut body = [0u8; proto::HELLO_REPLY_LEN];
-    sock.recv_exact(&mut body).map_err(lost)?;
-    let granted = HelloReplyBody::decode(&body).map_err(bad)?;
-    granted.validate(hello).map_err(bad)?;
+    let mut reply = [0u8; proto::HELLO_REPLY_LEN];
+    sock.recv_exact(&mut reply).map_err(lost)?;
+    let granted = HelloReplyBody::decode(&reply).map_err(bad)?;
+    if let Some(key) = &sec.key {
+        let want = security::proof_export(key, &body, &ns, &granted.grant_bytes());
+        if ns == [0; proto::AUTH_LEN] || !security::proof_ok(&granted.proof, &want) {
+            return refused(
+                EACCES,
+                c"the export node failed authentication: its key differs",
+            );
+        }
+    }
+    granted.validate(&hello).map_err(bad)?;
+    let (sealer, opener) =
+        security::session(sec, Role::Local, &hello.nonce, &ns).map_err(Refusal::from)?;
     // Replies may take as long as the export's IO; only sends are bounded
     // here. Silence is caught by the request timeout and pings.
     sock.set_timeouts(timeout_ms, 0);
-    Ok((sock, granted))
+    Ok(Conn {
+        sock,
+        granted,
+        sealer,
+        opener,
+    })
 }
 
 /// A random id for this device's connections.
@@ -396,6 +485,12 @@ impl Device {
         } else {
             cfg.queue_depth
         };
+        if cfg.queues > 1 {
+            return Err(Refusal::new(
+                errno(bindings::EOPNOTSUPP),
+                c"this version serves one queue (one connection) per device",
+            ));
+        }
         let hello = HelloBody {
             min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
@@ -404,11 +499,19 @@ impl Device {
             queues: 1,
             queue_depth: depth as u16,
             client_id: random_client_id(),
+            queue_index: 0,
+            security: cfg.security.security,
+            nonce: [0; proto::AUTH_LEN],
         };
         let (index, addr) = (cfg.index, cfg.addr);
         let timeout = settings.req_timeout_ms.load(Relaxed);
-        let (sock, granted) = handshake(cfg.net.clone_ref(), addr, &hello, timeout)?;
-        let sock = Arc::new(sock, GFP_KERNEL)?;
+        let first = handshake(cfg.net.clone_ref(), addr, &hello, &cfg.security, timeout)?;
+        let granted = first.granted;
+        let sock = Arc::new(first.sock, GFP_KERNEL)?;
+        // One entry per page of the largest request, plus one for a buffer
+        // that does not start on a page boundary.
+        let max_segments = (granted.max_io_bytes as usize).div_ceil(4096) + 1;
+        let vecs = SegmentBuf::new(max_segments)?;
         let tx_sock = sock.clone();
         let depth = u32::from(granted.queue_depth);
         let shared = Arc::pin_init(
@@ -419,6 +522,8 @@ impl Device {
                 client_id: hello.client_id,
                 granted,
                 hello,
+                security: cfg.security,
+                max_segments,
                 settings,
                 conn: Atomic::new(CONN_UP),
                 created: Instant::now(),
@@ -431,13 +536,19 @@ impl Device {
                 io_errors: Atomic::new(0),
                 bytes_read: Atomic::new(0),
                 bytes_written: Atomic::new(0),
+                integrity_errors: Atomic::new(0),
+                checks <- new_mutex!(0, "dst::Shared::checks"),
+                checks_done <- new_condvar!("dst::Shared::checks_done"),
                 ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
                 wake <- new_condvar!("dst::Shared::wake"),
                 rewake <- new_condvar!("dst::Shared::rewake"),
                 tx <- new_mutex!(
                     Tx {
                         sock: Some(tx_sock),
+                        sealer: Some(first.sealer),
                         ping: None,
+                        vecs,
+                        first_opener: Some(first.opener),
                     },
                     "dst::Shared::tx"
                 ),
@@ -458,6 +569,7 @@ impl Device {
             fua: has(proto::FEATURE_FUA),
             discard: has(proto::FEATURE_DISCARD),
             write_zeroes: has(proto::FEATURE_WRITE_ZEROES),
+            stable_writes: hello.security.protection != Protection::None,
         };
         let tags = Arc::new(TagSet::new(&mut params, shared.clone())?, GFP_KERNEL)?;
         let ctx = || Ctx {
@@ -477,13 +589,19 @@ impl Device {
         })?;
         netlink::notify(&shared.net, index, event::CONNECTED);
         pr_info!(
-            "dst{}: connected to {}, {} bytes{}, max IO {} KiB, depth {}\n",
+            "dst{}: connected to {}, {} bytes{}, max IO {} KiB, depth {}, protection {}{}\n",
             index,
             addr,
             granted.size,
             if params.read_only { ", read-only" } else { "" },
             granted.max_io_bytes / 1024,
-            depth
+            depth,
+            hello.security.protection.as_str(),
+            if hello.security.auth {
+                ", authenticated"
+            } else {
+                ""
+            }
         );
         Ok(Device {
             disk,
@@ -495,6 +613,16 @@ impl Device {
 
     fn shared(&self) -> &Shared {
         &self.sender.data().shared
+    }
+
+    /// Connections (hardware queues).
+    pub(crate) fn queues(&self) -> u32 {
+        1
+    }
+
+    /// The protection in use.
+    pub(crate) fn security(&self) -> &Security {
+        &self.shared().security.security
     }
 
     /// N of /dev/dstN.
@@ -615,6 +743,7 @@ impl Shared {
             io_errors: self.io_errors.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
+            integrity_errors: self.integrity_errors.load(Relaxed),
             in_flight,
         }
     }
@@ -643,6 +772,7 @@ impl Shared {
         // Once we hold the send lock, no request is SENDING and the sender
         // cannot start one: the socket is gone.
         tx.sock = None;
+        tx.sealer = None;
         tx.ping = None;
         if self.conn.cmpxchg(CONN_UP, CONN_RECONNECTING, Full).is_ok() {
             self.lost_at.store(self.now(), Relaxed);
@@ -707,19 +837,92 @@ impl Shared {
             return;
         }
         let h = Header::io(op, flags, id, offset, length);
-        let data = op == Op::Write;
-        let r = sock.send_all(&h.encode(), more || data).and_then(|()| {
-            if data {
-                rq.xfer(&sock, true, more)
-            } else {
-                Ok(())
-            }
-        });
+        let r = self.send_request(tx, &sock, &rq, &h, more);
         pdu.sent_at.store(self.now(), Relaxed);
         // From here on the receiver (or the failure path) owns the request.
         pdu.state.store(RQ_SENT, Release);
         if r.is_err() {
             sock.shutdown();
+        }
+    }
+
+    /// Sends a request's frame: header, data (WRITE) and trailer. With AEAD
+    /// the data is encrypted into bounce pages, as the request's own pages
+    /// belong to the caller and may be needed again for a resend.
+    fn send_request(
+        &self,
+        tx: &mut Tx,
+        sock: &Socket,
+        rq: &Request<Shared>,
+        h: &Header,
+        more: bool,
+    ) -> Result {
+        let hb = h.encode();
+        let data = h.payload > 0;
+        let Some(sealer) = &tx.sealer else {
+            sock.send_all(&hb, more || data)?;
+            return if data {
+                rq.xfer(sock, true, more)
+            } else {
+                Ok(())
+            };
+        };
+        let mut trailer = [0u8; MAX_TRAILER];
+        let mut bounce = None;
+        let tlen = if data {
+            rq.bvecs(&mut tx.vecs)?;
+            // SAFETY: the request is SENDING, so only this thread touches it
+            // and its pages stay until it ends; the disk asks for stable
+            // writes when protected, so their data does not change while it
+            // is protected and sent.
+            let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
+            if sealer.protection() == Protection::Aead {
+                let pages = PageBuf::alloc(h.payload as usize)?;
+                let vecs = pages.bvecs()?;
+                // SAFETY: fresh pages of this function, `h.payload` bytes
+                // like the request's data.
+                let dst = unsafe { Segments::from_raw(&vecs) };
+                let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
+                bounce = Some(pages);
+                n
+            } else {
+                sealer.seal(&hb, &src, &src, &mut trailer)?
+            }
+        } else {
+            sealer.seal(
+                &hb,
+                &security::no_data(),
+                &security::no_data(),
+                &mut trailer,
+            )?
+        };
+        sock.send_all(&hb, true)?;
+        match &bounce {
+            Some(pages) => pages.send(sock, true)?,
+            None if data => rq.xfer(sock, true, true)?,
+            None => {}
+        }
+        sock.send_all(trailer.get(..tlen).unwrap_or(&[]), more)
+    }
+
+    /// Sends a message without payload (PING, PONG) on the current
+    /// connection, with its trailer. The caller holds the send lock.
+    fn send_control(tx: &Tx, sock: &Socket, h: &Header) -> Result {
+        let hb = h.encode();
+        let mut trailer = [0u8; MAX_TRAILER];
+        let tlen = match &tx.sealer {
+            Some(sealer) => sealer.seal(
+                &hb,
+                &security::no_data(),
+                &security::no_data(),
+                &mut trailer,
+            )?,
+            None => 0,
+        };
+        sock.send_all(&hb, tlen > 0)?;
+        match trailer.get(..tlen) {
+            Some(t) if !t.is_empty() => sock.send_all(t, false),
+            _ => Ok(()),
         }
     }
 
@@ -778,10 +981,7 @@ impl Shared {
                 let every = Settings::get(&self.settings.ping_interval_ms);
                 if every > 0 && quiet >= every {
                     let cookie = now | 1;
-                    if sock
-                        .send_all(&Header::ping(cookie).encode(), false)
-                        .is_err()
-                    {
+                    if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
                         sock.shutdown();
                     }
                     tx.ping = Some((cookie, now));
@@ -807,7 +1007,134 @@ impl Shared {
     }
 }
 
-/// The wire op of a block-layer op, if DST carries it.
+impl Shared {
+    /// Verifies (and decrypts in place) the READ data of `rq`, which the
+    /// caller owns: SENT in the receiver, CHECKING in its one worker.
+    fn check_read(
+        &self,
+        rq: &Request<Shared>,
+        hb: &[u8; proto::HEADER_LEN],
+        trailer: &[u8],
+        check: &Check,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
+        rq.bvecs(vecs).map_err(|_| "request segments")?;
+        // SAFETY: the caller owns the request, so only this task touches it;
+        // its pages stay until it ends and nobody reads them before then.
+        let data = unsafe { Segments::from_raw(vecs.as_slice()) };
+        check.verify(hb, &data, trailer).map_err(|e| {
+            self.integrity_errors.add(1, Relaxed);
+            e.as_str()
+        })
+    }
+
+    /// Waits until no reply is being checked by a crypto worker.
+    fn wait_checks(&self) {
+        let mut n = self.checks.lock();
+        while *n > 0 {
+            self.checks_done.wait(&mut n);
+        }
+    }
+}
+
+/// The check of one READ reply's data on a crypto worker: verifies (and
+/// decrypts) the data in the request's pages and ends the request, or, if
+/// it does not verify, ends the connection so that the request is resent.
+#[pin_data]
+struct ReplyCheck {
+    #[pin]
+    work: Work<ReplyCheck>,
+    shared: Arc<Shared>,
+    sock: Arc<Socket>,
+    /// The request, in state CHECKING; taken when the job runs.
+    rq: Option<Request<Shared>>,
+    status: Status,
+    header: [u8; proto::HEADER_LEN],
+    trailer: [u8; MAX_TRAILER],
+    trailer_len: usize,
+    check: Check,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for ReplyCheck { self.work }
+}
+
+impl ReplyCheck {
+    /// A job for `rq`; gives the request and check back if there is no
+    /// memory for it.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ctx: &Ctx,
+        sock: &Arc<Socket>,
+        rq: Request<Shared>,
+        status: Status,
+        header: [u8; proto::HEADER_LEN],
+        trailer: [u8; MAX_TRAILER],
+        trailer_len: usize,
+        check: Check,
+    ) -> core::result::Result<Pin<KBox<Self>>, (Request<Shared>, Check)> {
+        // Allocate first, so that a failure gives the request back.
+        let Ok(slot) = bdev::noio(|| KBox::<Self>::new_uninit(GFP_KERNEL)) else {
+            return Err((rq, check));
+        };
+        let Ok(job) = slot.write_pin_init(pin_init!(ReplyCheck {
+            work <- new_work!("ReplyCheck::work"),
+            shared: ctx.shared.clone(),
+            sock: sock.clone(),
+            rq: Some(rq),
+            status,
+            header,
+            trailer,
+            trailer_len,
+            check,
+        }));
+        Ok(job)
+    }
+}
+
+impl WorkItem for ReplyCheck {
+    type Pointer = Pin<KBox<ReplyCheck>>;
+
+    fn run(mut this: Pin<KBox<ReplyCheck>>) {
+        bdev::noio(|| {
+            let shared = this.shared.clone();
+            if let Some(rq) = this.as_mut().project().rq.take() {
+                let trailer = this.trailer.get(..this.trailer_len).unwrap_or(&[]);
+                let r = SegmentBuf::new(shared.max_segments)
+                    .map_err(|_| "out of memory")
+                    .and_then(|mut vecs| {
+                        shared.check_read(&rq, &this.header, trailer, &this.check, &mut vecs)
+                    });
+                match r {
+                    // The request is CHECKING: only this job may end it.
+                    Ok(()) => {
+                        if rq.pdu().state.cmpxchg(RQ_CHECKING, RQ_DONE, Full).is_ok() {
+                            shared.finish(rq, status_errno(this.status));
+                        }
+                    }
+                    Err(why) => {
+                        // Back to SENT: the receiver requeues it once the
+                        // connection has ended (it waits for this job).
+                        rq.pdu().state.store(RQ_SENT, Release);
+                        pr_warn!(
+                            "dst{}: reply from {} rejected: {}\n",
+                            shared.index,
+                            shared.addr,
+                            why
+                        );
+                        this.sock.shutdown();
+                    }
+                }
+            }
+            let mut n = shared.checks.lock();
+            *n -= 1;
+            if *n == 0 {
+                shared.checks_done.notify_all();
+            }
+        })
+    }
+}
+
 fn wire_op(op: u8) -> Option<Op> {
     match u32::from(op) {
         bindings::req_op_REQ_OP_READ => Some(Op::Read),
@@ -869,6 +1196,19 @@ impl Driver for Shared {
             15 => write!(out, "{}", get(&s.ping_interval_ms)),
             16 => write!(out, "{}", get(&s.ping_timeout_ms)),
             17 => write!(out, "{}", get(&s.loss_timeout_ms)),
+            18 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
+            19 => {
+                let sec = &self.security.security;
+                out.write_str(sec.protection.as_str())?;
+                if !sec.alg.is_empty() {
+                    out.write_str(" ")?;
+                    for &c in sec.alg.as_bytes() {
+                        out.write_char(char::from(c))?;
+                    }
+                }
+                Ok(())
+            }
+            20 => out.write_str("1"),
             _ => Err(kernel::fmt::Error),
         }
     }
@@ -919,22 +1259,37 @@ fn receiver_main(rx: &RxCtx) {
     let ctx = &rx.ctx;
     let shared = &ctx.shared;
     let mut sock = rx.first.clone();
+    let Some(mut opener) = shared.tx.lock().first_opener.take() else {
+        return;
+    };
+    let Ok(mut vecs) = SegmentBuf::new(shared.max_segments) else {
+        return;
+    };
     shared.last_rx.store(shared.now(), Relaxed);
     loop {
-        let why = serve(ctx, &sock);
+        let why = serve(ctx, &sock, &mut opener, &mut vecs);
+        // Replies of this connection still being checked finish first (they
+        // may fail and need the requeue below).
+        shared.wait_checks();
         if shared.conn.load(Acquire) == CONN_CLOSING || kthread::should_stop() {
             return;
         }
         shared.conn_lost(&ctx.tags, &sock, why);
         match reconnect(ctx) {
-            Some(s) => sock = s,
+            Some((s, o)) => (sock, opener) = (s, o),
             None => return,
         }
     }
 }
 
 /// Reads and handles replies until the connection fails; returns why.
-fn serve(ctx: &Ctx, sock: &Socket) -> &'static str {
+/// `vecs` has room for one request's data segments.
+fn serve(
+    ctx: &Ctx,
+    sock: &Arc<Socket>,
+    opener: &mut Opener,
+    vecs: &mut SegmentBuf,
+) -> &'static str {
     let shared = &ctx.shared;
     loop {
         let mut hb = [0u8; proto::HEADER_LEN];
@@ -947,19 +1302,17 @@ fn serve(ctx: &Ctx, sock: &Socket) -> &'static str {
             Err(e) => return e.as_str(),
         };
         let r = match h.kind {
-            Kind::IoReply => ctx.complete(sock, &h),
-            Kind::Ping => {
-                let _tx = shared.tx.lock();
-                sock.send_all(&Header::pong(h.id).encode(), false)
-                    .map_err(|_| "send failed")
-            }
-            Kind::Pong => {
+            Kind::IoReply => ctx.complete(sock, &h, &hb, opener, vecs),
+            Kind::Ping => open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
+                let tx = shared.tx.lock();
+                Shared::send_control(&tx, sock, &Header::pong(h.id)).map_err(|_| "send failed")
+            }),
+            Kind::Pong => open(shared, sock, opener, &hb, &security::no_data()).map(|()| {
                 let mut tx = shared.tx.lock();
                 if matches!(tx.ping, Some((cookie, _)) if cookie == h.id) {
                     tx.ping = None;
                 }
-                Ok(())
-            }
+            }),
             _ => Err("unexpected message kind"),
         };
         if let Err(why) = r {
@@ -968,9 +1321,32 @@ fn serve(ctx: &Ctx, sock: &Socket) -> &'static str {
     }
 }
 
+/// Receives a message's trailer and checks the message (header `hb`, payload
+/// in `data`, decrypted in place for AEAD). Failures end the connection.
+fn open(
+    shared: &Shared,
+    sock: &Socket,
+    opener: &mut Opener,
+    hb: &[u8; proto::HEADER_LEN],
+    data: &Segments<'_>,
+) -> core::result::Result<(), &'static str> {
+    if !opener.protected() {
+        return Ok(());
+    }
+    let mut trailer = [0u8; MAX_TRAILER];
+    let t = trailer
+        .get_mut(..opener.trailer_len())
+        .ok_or("trailer too long")?;
+    sock.recv_exact(t).map_err(|_| "receive failed")?;
+    opener.open(hb, data, t).map_err(|e| {
+        shared.integrity_errors.add(1, Relaxed);
+        e.as_str()
+    })
+}
+
 /// Reconnects until it succeeds (returns the new socket) or the device is
 /// being deleted (returns `None`).
-fn reconnect(ctx: &Ctx) -> Option<Arc<Socket>> {
+fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
     let shared = &ctx.shared;
     let mut attempts = 0u32;
     let mut told_changed = false;
@@ -987,11 +1363,16 @@ fn reconnect(ctx: &Ctx) -> Option<Arc<Socket>> {
         }
         attempts += 1;
         let timeout = shared.settings.req_timeout_ms.load(Relaxed);
-        let Ok((sock, grant)) =
-            handshake(shared.net.clone_ref(), shared.addr, &shared.hello, timeout)
-        else {
+        let Ok(conn) = handshake(
+            shared.net.clone_ref(),
+            shared.addr,
+            &shared.hello,
+            &shared.security,
+            timeout,
+        ) else {
             continue;
         };
+        let grant = conn.granted;
         let was = &shared.granted;
         if grant.size != was.size
             || grant.logical_block_size != was.logical_block_size
@@ -1014,7 +1395,7 @@ fn reconnect(ctx: &Ctx) -> Option<Arc<Socket>> {
             }
             continue;
         }
-        let Ok(sock) = Arc::new(sock, GFP_KERNEL) else {
+        let Ok(sock) = Arc::new(conn.sock, GFP_KERNEL) else {
             continue;
         };
         {
@@ -1023,6 +1404,7 @@ fn reconnect(ctx: &Ctx) -> Option<Arc<Socket>> {
                 return None;
             }
             tx.sock = Some(sock.clone());
+            tx.sealer = Some(conn.sealer);
             tx.ping = None;
             shared.last_rx.store(shared.now(), Relaxed);
             shared.conn.store(CONN_UP, Release);
@@ -1036,13 +1418,38 @@ fn reconnect(ctx: &Ctx) -> Option<Arc<Socket>> {
             attempts
         );
         shared.wake.notify_all();
-        return Some(sock);
+        return Some((sock, conn.opener));
     }
 }
 
 impl Ctx {
+    /// Checks a READ reply in the receiver, then ends the request. Errors
+    /// end the connection; the request stays SENT and is resent.
+    fn finish_checked(
+        &self,
+        rq: Request<Shared>,
+        status: Status,
+        hb: &[u8; proto::HEADER_LEN],
+        trailer: &[u8],
+        check: &Check,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
+        self.shared.check_read(&rq, hb, trailer, check, vecs)?;
+        if rq.pdu().state.cmpxchg(RQ_SENT, RQ_DONE, Full).is_ok() {
+            self.shared.finish(rq, status_errno(status));
+        }
+        Ok(())
+    }
+
     /// Completes the request a reply answers. Errors end the connection.
-    fn complete(&self, sock: &Socket, h: &Header) -> core::result::Result<(), &'static str> {
+    fn complete(
+        &self,
+        sock: &Arc<Socket>,
+        h: &Header,
+        hb: &[u8; proto::HEADER_LEN],
+        opener: &mut Opener,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
         let shared = &self.shared;
         // SAFETY: replies are matched to requests only here, in the receiver;
         // the id and state checks below make sure the request is SENT on
@@ -1073,6 +1480,41 @@ impl Ctx {
             rq.xfer(sock, false, false)
                 .map_err(|_| "receive of read data failed")?;
         }
+        // Nothing of the reply counts until it is checked: on failure the
+        // request stays SENT and is resent on the next connection.
+        if opener.protected() && h.payload > 0 {
+            // READ data: a crypto worker checks (and decrypts) it, then ends
+            // the request; the receiver goes on with the next reply.
+            let mut trailer = [0u8; MAX_TRAILER];
+            let tlen = opener.trailer_len();
+            let t = trailer.get_mut(..tlen).ok_or("trailer too long")?;
+            sock.recv_exact(t).map_err(|_| "receive failed")?;
+            let t = trailer.get(..tlen).unwrap_or(&[]);
+            let check = opener.admit(t).map_err(|e| {
+                shared.integrity_errors.add(1, Relaxed);
+                e.as_str()
+            })?;
+            if let Some(q) = thread_pool::queue() {
+                if pdu.state.cmpxchg(RQ_SENT, RQ_CHECKING, Full).is_err() {
+                    return Ok(());
+                }
+                let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, tlen, check);
+                match job {
+                    Ok(job) => {
+                        *shared.checks.lock() += 1;
+                        q.enqueue(job);
+                        return Ok(());
+                    }
+                    Err((rq, check)) => {
+                        // No memory for the job: check right here.
+                        rq.pdu().state.store(RQ_SENT, Release);
+                        return self.finish_checked(rq, h.status, hb, t, &check, vecs);
+                    }
+                }
+            }
+            return self.finish_checked(rq, h.status, hb, t, &check, vecs);
+        }
+        open(shared, sock, opener, hb, &security::no_data())?;
         if pdu.state.cmpxchg(RQ_SENT, RQ_DONE, Full).is_ok() {
             shared.finish(rq, status_errno(h.status));
         }

@@ -12,8 +12,10 @@
 
 use kernel::prelude::*;
 
+mod acl;
 mod bdev;
 mod blk;
+mod crypto;
 mod export;
 mod kthread;
 #[path = "core.rs"]
@@ -21,7 +23,10 @@ mod local_node;
 mod netlink;
 mod proto;
 mod registry;
+mod security;
 mod socket;
+mod sysfs;
+mod thread_pool;
 
 module! {
     type: Dst,
@@ -29,6 +34,12 @@ module! {
     authors: ["DST developers"],
     description: "DST network block device: export and local nodes over TCP",
     license: "GPL",
+    params: {
+        crypto_bench: u32 {
+            default: 0,
+            description: "1: time sealing 256 MiB per protection mode at load",
+        },
+    },
 }
 
 /// The module version reported over netlink (`DST_A_VERSION`).
@@ -43,11 +54,19 @@ struct Dst {
     _registry: registry::Owner,
     /// The "dst" block major.
     _major: blk::Major,
+    /// The crypto worker pool; after the registry, whose devices and
+    /// exports are its only users.
+    _pool: thread_pool::Pool,
+    /// `/sys/kernel/dst`; after the registry, whose exports live in it.
+    _sysfs: sysfs::Root,
 }
 
 impl kernel::Module for Dst {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         registry::init();
+        let pool = thread_pool::Pool::create(kernel::cpu::nr_cpu_ids())?;
+        crypto::self_test(*module_parameters::crypto_bench.value() != 0)?;
+        let sysfs = sysfs::Root::create()?;
         let major = blk::Major::register()?;
         let genl = netlink::Family::register()?;
         pr_info!(
@@ -59,6 +78,8 @@ impl kernel::Module for Dst {
             _genl: genl,
             _registry: registry::Owner,
             _major: major,
+            _pool: pool,
+            _sysfs: sysfs,
         })
     }
 }

@@ -76,6 +76,7 @@ use kernel::{
 };
 
 use crate::{
+    acl::{AllowList, Verdict},
     bdev::{
         self,
         Backing,
@@ -89,27 +90,33 @@ use crate::{
         self,
         Thread, //
     },
-    netlink::Refusal,
+    netlink::{self, event, Refusal},
     proto::{
         self,
         negotiate_version,
         validate_request,
+        AlgName,
         Header,
         HelloBody,
         HelloReplyBody,
         Kind,
         Limits,
         Op,
+        Security,
         Status,
+        AUTH_LEN,
         HEADER_LEN,
         HELLO_LEN, //
     },
+    security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
     socket::{
         errno,
         Net,
         SockAddr,
         Socket, //
     },
+    sysfs::{ExportDir, PageWriter},
+    thread_pool,
 };
 
 /// Largest IO when the configuration does not say: 256 pages (1 MiB).
@@ -162,6 +169,12 @@ pub(crate) struct ExportConfig {
     pub(crate) size_cap: u64,
     /// Largest IO in 4 KiB pages; 0 for the default (256).
     pub(crate) max_io_pages: u32,
+    /// exportN: names the export in events and lists.
+    pub(crate) index: u32,
+    /// Protection mode, algorithm and key; clients must match them.
+    pub(crate) security: SecurityConfig,
+    /// Which clients may connect, and whether they may write.
+    pub(crate) allow: AllowList,
 }
 
 /// A running export. Dropping it stops it.
@@ -172,6 +185,9 @@ pub(crate) struct Export {
     /// [`Export::stop`], so concurrent stops return only once it is done.
     #[pin]
     accept: Mutex<Option<Thread<Arc<Inner>>>>,
+    /// `/sys/kernel/dst/exportN/`; removed by [`Export::stop`].
+    #[pin]
+    sysfs: Mutex<Option<ExportDir>>,
 }
 
 /// The shared state of an export, referenced by its threads and sessions.
@@ -180,7 +196,14 @@ pub(crate) struct Export {
 /// broken by [`Export::stop`], which [`Export`]'s drop always runs.
 #[pin_data]
 struct Inner {
+    index: u32,
     addr: SockAddr,
+    security: SecurityConfig,
+    allow: AllowList,
+    /// Clients refused (allow-list, protection mismatch, failed proof).
+    refused: Atomic<u64>,
+    /// Messages whose trailer or sequence number did not verify.
+    integrity_errors: Atomic<u64>,
     path: CString,
     size: u64,
     read_only: bool,
@@ -251,6 +274,9 @@ impl Export {
             read_only,
             size_cap,
             max_io_pages,
+            index,
+            security,
+            allow,
         } = cfg;
         let pages = match max_io_pages {
             0 => DEFAULT_IO_PAGES,
@@ -310,7 +336,12 @@ impl Export {
         let listener = Socket::listen(net, addr, BACKLOG).map_err(listen_refusal)?;
         let wq = IoQueue::new(c"dst-export")?;
         let inner = slot.write_pin_init(try_pin_init!(Inner {
+            index,
             addr,
+            security,
+            allow,
+            refused: Atomic::new(0),
+            integrity_errors: Atomic::new(0),
             path,
             size,
             read_only,
@@ -340,15 +371,22 @@ impl Export {
             try_pin_init!(Export {
                 inner,
                 accept <- new_mutex!(None, "Export::accept"),
+                sysfs <- new_mutex!(None, "Export::sysfs"),
             }),
             GFP_KERNEL,
         )?;
         let port = addr.parts().1;
         let thread = Thread::spawn(fmt!("dst-exp-{}", port), for_thread, accept_main)?;
         *export.accept.lock() = Some(thread);
+        let data = core::ptr::from_ref::<Inner>(&export.inner).cast::<c_void>();
+        // SAFETY: `export.inner` lives as long as `export`, whose `stop`
+        // (also run by its drop) removes the directory first.
+        *export.sysfs.lock() = Some(unsafe { ExportDir::add(index, data) }?);
         let inner = &export.inner;
+        let sec = &inner.security.security;
         pr_info!(
-            "export {}: serving {} ({} bytes, block {}/{}, {}, max IO {} KiB)\n",
+            "export{} {}: serving {} ({} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
+            inner.index,
             inner.shown(),
             inner.path_str(),
             inner.size,
@@ -359,8 +397,19 @@ impl Export {
             } else {
                 "read-write"
             },
-            inner.max_io / 1024
+            inner.max_io / 1024,
+            sec.protection.as_str(),
+            if sec.alg.is_empty() { "" } else { " " },
+            AlgStr(&sec.alg),
+            if sec.auth { "key" } else { "no key" },
         );
+        if !inner.allow.is_empty() {
+            pr_info!(
+                "export{}: {} allow-list entries\n",
+                inner.index,
+                inner.allow.len()
+            );
+        }
         Ok(export)
     }
 
@@ -369,6 +418,7 @@ impl Export {
     /// the last replies, then syncs and releases the device. Once this returns
     /// nothing of the export runs.
     pub(crate) fn stop(&self) {
+        drop(self.sysfs.lock().take());
         let mut accept = self.accept.lock();
         let inner = &self.inner;
         inner.stopping.store(true, Release);
@@ -422,6 +472,58 @@ impl Export {
     pub(crate) fn sessions(&self) -> u32 {
         self.inner.live.load(Relaxed)
     }
+
+    /// N of exportN.
+    pub(crate) fn index(&self) -> u32 {
+        self.inner.index
+    }
+
+    /// Clients refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.inner.refused.load(Relaxed)
+    }
+
+    /// Messages that failed their integrity check so far.
+    pub(crate) fn integrity_errors(&self) -> u64 {
+        self.inner.integrity_errors.load(Relaxed)
+    }
+
+    /// The protection clients must match.
+    pub(crate) fn security(&self) -> &Security {
+        &self.inner.security.security
+    }
+}
+
+/// Called by the shim's `show` for `/sys/kernel/dst/exportN/*`.
+///
+/// # Safety
+///
+/// `data` must be the pointer given to [`ExportDir::add`], and `buf` a
+/// sysfs buffer of `PAGE_SIZE` bytes.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_rs_export_show(
+    data: *mut c_void,
+    id: u32,
+    buf: *mut u8,
+) -> isize {
+    // SAFETY: the directory, and so this call, ends before the export does.
+    let inner = unsafe { &*data.cast::<Inner>() };
+    // SAFETY: sysfs hands us a page-sized buffer for exclusive use.
+    let mut w = unsafe { PageWriter::new(buf) };
+    let r = inner.sysfs_show(id, &mut w);
+    w.finish(r)
+}
+
+/// An algorithm name for log lines.
+struct AlgStr<'a>(&'a AlgName);
+
+impl fmt::Display for AlgStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &c in self.0.as_bytes() {
+            fmt::Write::write_char(f, char::from(c))?;
+        }
+        Ok(())
+    }
 }
 
 #[pinned_drop]
@@ -474,10 +576,10 @@ impl Inner {
     }
 
     /// What a local node that sent `hello` is granted, in `version`.
-    fn grant(&self, hello: &HelloBody, version: u32) -> HelloReplyBody {
+    fn grant(&self, hello: &HelloBody, version: u32, verdict: Verdict) -> HelloReplyBody {
         HelloReplyBody {
             version,
-            perms: if self.read_only {
+            perms: if self.read_only || verdict == Verdict::ReadOnly {
                 proto::PERM_READ
             } else {
                 proto::PERM_READ | proto::PERM_WRITE
@@ -495,6 +597,73 @@ impl Inner {
                 0 => DEFAULT_DEPTH,
                 wanted => wanted.min(MAX_DEPTH),
             },
+            proof: [0; AUTH_LEN],
+        }
+    }
+
+    /// Writes sysfs attribute `id` (numbered as in `shim_sysfs.c`).
+    fn sysfs_show(&self, id: u32, out: &mut dyn fmt::Write) -> fmt::Result {
+        let sec = &self.security.security;
+        match id {
+            0 => self.addr.write_to(out),
+            1 => out.write_str(self.path_str()),
+            2 => write!(out, "{}", self.size),
+            3 => write!(out, "{}", u8::from(self.read_only)),
+            4 => write!(out, "{}", self.live.load(Relaxed)),
+            5 => {
+                // One line per connected client.
+                let mut first = true;
+                for t in self.sessions.lock().iter() {
+                    let s = t.data();
+                    if s.finished.load(Acquire) {
+                        continue;
+                    }
+                    if !first {
+                        out.write_str("\n")?;
+                    }
+                    first = false;
+                    match &s.peer.0 {
+                        Some(a) => a.write_to(out)?,
+                        None => out.write_str("?")?,
+                    }
+                }
+                Ok(())
+            }
+            6 => {
+                out.write_str(sec.protection.as_str())?;
+                if !sec.alg.is_empty() {
+                    out.write_str(" ")?;
+                    for &c in sec.alg.as_bytes() {
+                        out.write_char(char::from(c))?;
+                    }
+                }
+                if sec.auth {
+                    out.write_str(" key")?;
+                }
+                Ok(())
+            }
+            7 => self.allow.write_to(out),
+            8 => write!(out, "{}", self.refused.load(Relaxed)),
+            9 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
+            10 => write!(out, "{}", self.max_io),
+            _ => Err(fmt::Error),
+        }
+    }
+
+    /// Counts and reports a refused client: a log line, an event.
+    fn refuse_client(&self, peer: Peer, why: &'static CStr) {
+        self.refused.add(1, Relaxed);
+        if self.may_log() {
+            pr_warn!(
+                "export{} {}: refused {}: {}\n",
+                self.index,
+                self.shown(),
+                peer,
+                why.to_str().unwrap_or("?")
+            );
+        }
+        if let Some(net) = self.listener.net() {
+            netlink::notify_export(net, self.index, event::SESSION_REFUSED, peer.0, Some(why));
         }
     }
 
@@ -564,6 +733,7 @@ impl Inner {
                         client_id: Atomic::new(0),
                         fenced: Atomic::new(false),
                         refused: Atomic::new(0),
+                        sealer <- new_spinlock!(None, "Session::sealer"),
                         export: self.clone(),
                     }),
                     GFP_KERNEL,
@@ -644,6 +814,8 @@ enum End {
     NoMem,
     /// A newer connection of the same local node fenced this one.
     Fenced,
+    /// A message failed its integrity check (trailer or sequence number).
+    Integrity(&'static str),
 }
 
 impl End {
@@ -664,11 +836,12 @@ impl fmt::Display for End {
         match self {
             End::Closed => f.write_str("connection closed"),
             End::Net(e) => write!(f, "network error {:?}", e),
-            End::Timeout => write!(f, "no HELLO within {} ms", HANDSHAKE_MS),
+            End::Timeout => write!(f, "handshake not done within {} ms", HANDSHAKE_MS),
             End::Proto(what) => write!(f, "protocol violation: {}", what),
             End::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
             End::NoMem => f.write_str("out of memory"),
             End::Fenced => f.write_str("fenced by a newer connection of the same client"),
+            End::Integrity(what) => write!(f, "integrity check failed: {}", what),
         }
     }
 }
@@ -706,6 +879,10 @@ struct Session {
     fenced: Atomic<bool>,
     /// Requests refused so far (only the first is logged).
     refused: Atomic<u32>,
+    /// Protects what this session sends; set once by the handshake (before
+    /// any request exists), so senders only clone it out.
+    #[pin]
+    sealer: SpinLock<Option<Arc<Sealer>>>,
     /// Last: the socket above must go before the export's namespace reference.
     export: Arc<Inner>,
 }
@@ -738,8 +915,8 @@ fn session_main(s: &Arc<Session>) {
 impl Session {
     /// Runs the session until it ends; returns why.
     fn serve(self: &Arc<Self>) -> End {
-        let grant = match self.handshake() {
-            Ok(grant) => grant,
+        let (grant, mut opener) = match self.handshake() {
+            Ok(r) => r,
             Err(end) => return end,
         };
         if self.export.may_log() {
@@ -756,10 +933,23 @@ impl Session {
             return End::NoMem;
         };
         let limits = grant.limits();
-        loop {
-            if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch) {
-                return end;
+        self.notify(event::SESSION_OPENED);
+        let end = loop {
+            if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch, &mut opener) {
+                break end;
             }
+        };
+        if matches!(end, End::Integrity(_)) {
+            self.export.integrity_errors.add(1, Relaxed);
+        }
+        self.notify(event::SESSION_CLOSED);
+        end
+    }
+
+    /// Multicasts an event about this session.
+    fn notify(&self, ev: u32) {
+        if let Some(net) = self.export.listener.net() {
+            netlink::notify_export(net, self.export.index, ev, self.peer.0, None);
         }
     }
 
@@ -770,16 +960,43 @@ impl Session {
 
     /// Sends one frame. A failure shuts the connection down, which ends the
     /// session.
+    /// After the handshake every frame gets its trailer; for AEAD a READ
+    /// reply's pages are encrypted in place first (they belong to the
+    /// request, which is done with them). Protection runs before the send
+    /// lock is taken, so replies are protected in parallel; their sequence
+    /// numbers may then go out of order, which the replay window allows.
     fn send(&self, h: &Header, body: Body<'_>) -> Result<(), End> {
-        let more = !matches!(body, Body::None);
+        let hb = h.encode();
+        let sealer = self.sealer.lock().clone();
+        let mut trailer = [0u8; MAX_TRAILER];
+        let tlen = match &sealer {
+            None => 0,
+            Some(sealer) => {
+                let vecs = match body {
+                    Body::Pages(p) => Some(p.bvecs().map_err(End::Net)?),
+                    Body::None | Body::Bytes(_) => None,
+                };
+                // SAFETY: a READ reply's pages belong to its request, which
+                // the device is done with; only this reply uses them now.
+                let data = unsafe { Segments::from_raw(vecs.as_deref().unwrap_or(&[])) };
+                sealer
+                    .seal(&hb, &data, &data, &mut trailer)
+                    .map_err(End::Net)?
+            }
+        };
+        let more = !matches!(body, Body::None) || tlen > 0;
         let guard = self.send_lock.lock();
         let r = self
             .sock
-            .send_all(&h.encode(), more)
+            .send_all(&hb, more)
             .and_then(|()| match body {
                 Body::None => Ok(()),
-                Body::Bytes(b) => self.sock.send_all(b, false),
-                Body::Pages(p) => p.send(&self.sock, false),
+                Body::Bytes(b) => self.sock.send_all(b, tlen > 0),
+                Body::Pages(p) => p.send(&self.sock, tlen > 0),
+            })
+            .and_then(|()| match trailer.get(..tlen) {
+                Some(t) if !t.is_empty() => self.sock.send_all(t, false),
+                _ => Ok(()),
             });
         drop(guard);
         r.map_err(|e| {
@@ -788,54 +1005,145 @@ impl Session {
         })
     }
 
-    /// Reads the HELLO and answers it. Each of its two reads waits at most
-    /// `HANDSHAKE_MS` (the socket's receive timeout, lifted afterwards); a
-    /// peer trickling bytes can stretch that, but every read must make
-    /// progress within the timeout, so the wait stays bounded.
-    fn handshake(&self) -> Result<HelloReplyBody, End> {
+    /// Receives a message's trailer and checks the message (header `hb`,
+    /// payload in `data`, decrypted in place for AEAD).
+    fn open(
+        &self,
+        opener: &mut Opener,
+        hb: &[u8; HEADER_LEN],
+        data: Option<&PageBuf>,
+    ) -> Result<(), End> {
+        match self.recv_trailer(opener)? {
+            None => Ok(()),
+            Some(t) => {
+                let check = opener
+                    .admit(t.bytes())
+                    .map_err(|e| End::Integrity(e.as_str()))?;
+                verify(&check, hb, data, t.bytes())
+            }
+        }
+    }
+
+    /// Receives a message's trailer, if the connection is protected.
+    fn recv_trailer(&self, opener: &Opener) -> Result<Option<Trailer>, End> {
+        if !opener.protected() {
+            return Ok(None);
+        }
+        let mut t = Trailer {
+            buf: [0; MAX_TRAILER],
+            len: opener.trailer_len(),
+        };
+        let buf = t
+            .buf
+            .get_mut(..t.len)
+            .ok_or(End::Proto("trailer too long"))?;
+        self.recv(buf)?;
+        Ok(Some(t))
+    }
+
+    /// Reads the HELLO, checks the client (allow-list, values, version,
+    /// protection), runs the challenge-response with a key, and answers.
+    /// Every read waits at most `HANDSHAKE_MS` (the socket's receive timeout,
+    /// lifted afterwards); a peer trickling bytes can stretch that, but every
+    /// read must make progress within the timeout, so the wait stays bounded.
+    fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
+        let export = &self.export;
         self.sock.set_timeouts(SEND_TIMEOUT_MS, HANDSHAKE_MS);
-        let mut hb = [0u8; HEADER_LEN];
-        self.recv(&mut hb)?;
-        let h = Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))?;
+        let h = self.recv_header()?;
         if h.kind != Kind::Hello {
             return Err(End::Proto("the first message is not HELLO"));
         }
         let mut body = [0u8; HELLO_LEN];
         self.recv(&mut body)?;
-        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
-        let hello = HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b));
-        let status = match hello {
-            Err(_) => Status::Invalid,
-            Ok(hello) => match negotiate_version(hello.min_version, hello.max_version) {
-                None => Status::Version,
-                Some(version) => {
-                    if hello.client_id != 0 {
-                        self.client_id.store(hello.client_id, Release);
-                        self.export.fence(self, hello.client_id);
-                    }
-                    let grant = self.export.grant(&hello, version);
-                    self.send(
-                        &Header::hello_reply(Status::Ok),
-                        Body::Bytes(&grant.encode()),
-                    )?;
-                    return Ok(grant);
-                }
-            },
+        let verdict = export.allow.check(self.peer.0.as_ref());
+        if verdict == Verdict::Refused {
+            export.refuse_client(self.peer, c"address not on the allow-list");
+            return self.refuse_hello(Status::NotAllowed);
+        }
+        let hello = match HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b)) {
+            Ok(hello) => hello,
+            Err(_) => return self.refuse_hello(Status::Invalid),
         };
+        let Some(version) = negotiate_version(hello.min_version, hello.max_version) else {
+            return self.refuse_hello(Status::Version);
+        };
+        let cfg = &export.security;
+        if !cfg.security.matches(&hello.security) {
+            export.refuse_client(
+                self.peer,
+                c"protection mode, algorithm or key use differs from the export's",
+            );
+            return self.refuse_hello(Status::Mismatch);
+        }
+        let mut ns = [0u8; AUTH_LEN];
+        if let Some(key) = &cfg.key {
+            ns = security::nonce(cfg);
+            self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns))?;
+            let h = self.recv_header()?;
+            if h.kind != Kind::Auth {
+                return Err(End::Proto("expected AUTH after CHALLENGE"));
+            }
+            let mut proof = [0u8; AUTH_LEN];
+            self.recv(&mut proof)?;
+            let want = security::proof_local(key, &body, &ns);
+            if !security::proof_ok(&proof, &want) {
+                export.refuse_client(self.peer, c"authentication failed: the keys differ");
+                return self.refuse_hello(Status::AuthFailed);
+            }
+        }
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
+        let (sealer, opener) =
+            security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
+        if hello.client_id != 0 {
+            self.client_id.store(hello.client_id, Release);
+            export.fence(self, hello.client_id);
+        }
+        let mut grant = export.grant(&hello, version, verdict);
+        if let Some(key) = &cfg.key {
+            grant.proof = security::proof_export(key, &body, &ns, &grant.grant_bytes());
+        }
+        self.send(
+            &Header::hello_reply(Status::Ok),
+            Body::Bytes(&grant.encode()),
+        )?;
+        // From the first message after the HELLO_REPLY on, everything is
+        // protected.
+        *self.sealer.lock() = Some(Arc::new(sealer, GFP_KERNEL).map_err(|_| End::NoMem)?);
+        Ok((grant, opener))
+    }
+
+    /// Receives and decodes a header.
+    fn recv_header(&self) -> Result<Header, End> {
+        let mut hb = [0u8; HEADER_LEN];
+        self.recv(&mut hb)?;
+        Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))
+    }
+
+    /// Answers a HELLO with a refusal; the session then ends.
+    fn refuse_hello<T>(&self, status: Status) -> Result<T, End> {
         self.send(&Header::hello_reply(status), Body::None)?;
         Err(End::Refused(status))
     }
 
     /// Receives and handles one message.
-    fn step(self: &Arc<Self>, limits: &Limits, depth: u16, scratch: &mut [u8]) -> Result<(), End> {
+    fn step(
+        self: &Arc<Self>,
+        limits: &Limits,
+        depth: u16,
+        scratch: &mut [u8],
+        opener: &mut Opener,
+    ) -> Result<(), End> {
         let mut hb = [0u8; HEADER_LEN];
         self.recv(&mut hb)?;
         let h = Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))?;
         match h.kind {
-            Kind::Io => self.request(h, limits, depth, scratch),
-            Kind::Ping => self.send(&Header::pong(h.id), Body::None),
-            Kind::Pong => Ok(()),
-            Kind::Hello | Kind::HelloReply | Kind::IoReply => {
+            Kind::Io => self.request(h, &hb, limits, depth, scratch, opener),
+            Kind::Ping => {
+                self.open(opener, &hb, None)?;
+                self.send(&Header::pong(h.id), Body::None)
+            }
+            Kind::Pong => self.open(opener, &hb, None),
+            Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
                 Err(End::Proto("unexpected message kind after the handshake"))
             }
         }
@@ -873,12 +1181,16 @@ impl Session {
     }
 
     /// Handles one IO request: checks it, then starts it or refuses it.
+    /// With protection, the whole message (payload included) is checked
+    /// before anything in it is believed, refused requests too.
     fn request(
         self: &Arc<Self>,
         h: Header,
+        hb: &[u8; HEADER_LEN],
         limits: &Limits,
         depth: u16,
         scratch: &mut [u8],
+        opener: &mut Opener,
     ) -> Result<(), End> {
         // Only this thread adds to `inflight`, so the count cannot grow
         // between this check and `begin` below.
@@ -887,33 +1199,71 @@ impl Session {
                 "more requests in flight than the granted queue depth",
             ));
         }
-        let op = match (validate_request(&h, limits), h.op) {
-            (Ok(()), Some(op)) => op,
-            (Err(status), _) => {
+        let payload = if h.payload == 0 {
+            None
+        } else if opener.protected() || validate_request(&h, limits).is_ok() {
+            let Ok(mut pages) = PageBuf::alloc(h.payload as usize) else {
+                if opener.protected() {
+                    // Cannot check it, so cannot answer it.
+                    return Err(End::NoMem);
+                }
                 self.skip(h.payload, scratch)?;
-                return self.refuse(&h, status);
+                return self.refuse(&h, Status::Busy);
+            };
+            pages.recv(&self.sock).map_err(End::recv)?;
+            Some(pages)
+        } else {
+            self.skip(h.payload, scratch)?;
+            None
+        };
+        let trailer = self.recv_trailer(opener)?;
+        let valid = validate_request(&h, limits);
+        // A valid WRITE is checked by a crypto worker, which then starts it;
+        // everything else is checked here, before anything in it is used.
+        let pool = match (&trailer, h.op) {
+            (Some(_), Some(Op::Write)) if valid.is_ok() => thread_pool::queue(),
+            _ => None,
+        };
+        let mut pending = None;
+        if let Some(t) = trailer {
+            let check = opener
+                .admit(t.bytes())
+                .map_err(|e| End::Integrity(e.as_str()))?;
+            if pool.is_some() {
+                pending = Some(Pending {
+                    check,
+                    header: *hb,
+                    trailer: t,
+                });
+            } else {
+                verify(&check, hb, payload.as_ref(), t.bytes())?;
             }
+        }
+        let op = match (valid, h.op) {
+            (Ok(()), Some(op)) => op,
+            (Err(status), _) => return self.refuse(&h, status),
             // `validate_request` accepts IO requests only, which have an op.
             (Ok(()), None) => return Err(End::Proto("IO request without an op")),
         };
         let data = match op {
-            Op::Read | Op::Write => {
-                let Ok(mut pages) = PageBuf::alloc(h.length as usize) else {
-                    self.skip(h.payload, scratch)?;
+            Op::Write => payload.map(|pages| IoData::new(self.backing.clone(), pages)),
+            Op::Read => {
+                let Ok(pages) = PageBuf::alloc(h.length as usize) else {
                     return self.refuse(&h, Status::Busy);
                 };
-                if op == Op::Write {
-                    pages.recv(&self.sock).map_err(End::recv)?;
-                }
                 Some(IoData::new(self.backing.clone(), pages))
             }
             Op::Flush | Op::Discard | Op::WriteZeroes => None,
         };
-        let Ok(mut io) = Io::new(self.clone(), h, data) else {
+        let Ok(io) = Io::new(self.clone(), h, data, pending) else {
             return self.refuse(&h, Status::Busy);
         };
         if !self.begin() {
             return Err(End::Fenced);
+        }
+        if let Some(q) = pool {
+            q.enqueue(io);
+            return Ok(());
         }
         let bio_op = match op {
             Op::Read => BioOp::Read,
@@ -926,11 +1276,7 @@ impl Session {
                 return Ok(());
             }
         };
-        if let Err((failed, e)) = bdev::submit(io, bio_op, h.offset) {
-            io = failed;
-            io.as_mut().set_result(Err(e));
-            self.queue().enqueue(io);
-        }
+        start_bio(io, bio_op);
         Ok(())
     }
 
@@ -980,6 +1326,57 @@ impl Session {
     }
 }
 
+/// Starts a READ or WRITE on the device; its completion queues the reply.
+fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
+    let offset = io.req.offset;
+    if let Err((mut io, e)) = bdev::submit(io, op, offset) {
+        io.as_mut().set_result(Err(e));
+        let session = io.session.clone();
+        session.queue().enqueue(io);
+    }
+}
+
+/// A received trailer.
+struct Trailer {
+    buf: [u8; MAX_TRAILER],
+    len: usize,
+}
+
+impl Trailer {
+    /// The trailer's bytes.
+    fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+/// A WRITE whose check was handed to a crypto worker: it runs once the
+/// message verified.
+struct Pending {
+    check: Check,
+    header: [u8; HEADER_LEN],
+    trailer: Trailer,
+}
+
+/// Verifies an admitted message whose payload is `data` (decrypting it in
+/// place for AEAD).
+fn verify(
+    check: &Check,
+    hb: &[u8; HEADER_LEN],
+    data: Option<&PageBuf>,
+    trailer: &[u8],
+) -> Result<(), End> {
+    let vecs = match data {
+        Some(p) => Some(p.bvecs().map_err(End::Net)?),
+        None => None,
+    };
+    // SAFETY: the pages were received for this request, which has not
+    // started: nobody else uses them until it does.
+    let data = unsafe { Segments::from_raw(vecs.as_deref().unwrap_or(&[])) };
+    check
+        .verify(hb, &data, trailer)
+        .map_err(|e| End::Integrity(e.as_str()))
+}
+
 /// Maps the result of a device operation to a reply status.
 fn status_of(r: Result) -> Status {
     match r {
@@ -1002,6 +1399,8 @@ struct Io {
     data: Option<IoData>,
     /// The result, once the operation has run.
     status: Option<Status>,
+    /// A WRITE not yet verified: a crypto worker runs it first.
+    pending: Option<Pending>,
 }
 
 impl_has_work! {
@@ -1010,7 +1409,12 @@ impl_has_work! {
 
 impl Io {
     /// Allocates the request state (in the receive thread's NOIO scope).
-    fn new(session: Arc<Session>, req: Header, data: Option<IoData>) -> Result<Pin<KBox<Self>>> {
+    fn new(
+        session: Arc<Session>,
+        req: Header,
+        data: Option<IoData>,
+        pending: Option<Pending>,
+    ) -> Result<Pin<KBox<Self>>> {
         KBox::pin_init(
             try_pin_init!(Io {
                 work <- new_work!("Io::work"),
@@ -1018,6 +1422,7 @@ impl Io {
                 req,
                 data,
                 status: None,
+                pending,
             }),
             GFP_KERNEL,
         )
@@ -1043,8 +1448,32 @@ impl Io {
 impl WorkItem for Io {
     type Pointer = Pin<KBox<Io>>;
 
-    fn run(this: Pin<KBox<Io>>) {
+    fn run(mut this: Pin<KBox<Io>>) {
         bdev::noio(|| {
+            if let Some(p) = this.as_mut().project().pending.take() {
+                let pages = this.data.as_ref().map(IoData::pages);
+                if let Err(end) = verify(&p.check, &p.header, pages, p.trailer.bytes()) {
+                    // Never written: end the session, which the local node
+                    // sees as a lost connection, and resends.
+                    let s = &this.session;
+                    s.export.integrity_errors.add(1, Relaxed);
+                    if s.export.may_log() {
+                        pr_warn!(
+                            "export {}: session {} with {}: {}\n",
+                            s.export.shown(),
+                            s.id,
+                            s.peer,
+                            end
+                        );
+                    }
+                    s.sock.shutdown();
+                    s.end_one();
+                    return;
+                }
+                let fua = this.req.flags & proto::FLAG_FUA != 0;
+                start_bio(this, BioOp::Write { fua });
+                return;
+            }
             let status = match this.status {
                 Some(status) => status,
                 None => this.execute(),

@@ -20,11 +20,15 @@ use kernel::{
 };
 
 use crate::{
+    acl::{self, AllowList},
+    crypto::Key,
     export::{Export, ExportConfig},
     local_node::{Device, DeviceConfig, SettingsUpdate},
-    proto,
+    proto::{self, AlgName, Protection, Security},
     registry::{self, Registry},
+    security::{self, SecurityConfig},
     socket::{Net, SockAddr},
+    thread_pool,
 };
 
 /// Status filled in by [`dst_nl_status`] for the `DST_CMD_STATUS` reply.
@@ -36,6 +40,8 @@ pub(crate) struct DstNlStatus {
     version: *const c_char,
     /// Wire protocol version.
     proto_version: u32,
+    /// Workers of the crypto pool.
+    crypto_threads: u32,
 }
 
 /// A parsed configuration request. Mirrors `struct dst_nl_req` in `shim.h`.
@@ -56,6 +62,40 @@ pub(crate) struct NlRequest {
     /// Bit `i` set: `settings[i]` was given (order: see `Request::settings`).
     settings_mask: u32,
     settings: [u32; SETTINGS],
+    queues: u32,
+    has_protection: bool,
+    protection: u32,
+    alg: *const c_char,
+    key_len: u32,
+    key: [u8; KEY_MAX],
+    has_crypto_threads: bool,
+    crypto_threads: u32,
+    allow_len: u32,
+    allow: [NlAllow; acl::MAX_ENTRIES],
+}
+
+/// Largest pre-shared key (`DST_NL_KEY_MAX`).
+const KEY_MAX: usize = 64;
+
+/// One allow-list entry. Mirrors `struct dst_nl_allow` in `shim.h`.
+#[repr(C)]
+struct NlAllow {
+    addr_len: u8,
+    prefix_len: u8,
+    read_only: bool,
+    addr: [u8; 16],
+}
+
+/// A `DST_CMD_EVENT` notification. Mirrors `struct dst_nl_event` in `shim.h`.
+#[repr(C)]
+struct NlEvent {
+    kind: u32,
+    index: u32,
+    event: u32,
+    peer_len: u32,
+    peer: [u8; 16],
+    peer_port: u16,
+    message: *const c_char,
 }
 
 /// Number of per-device settings carried as `DST_A_*_MS`/`MAX_RESENDS`.
@@ -83,6 +123,11 @@ pub(crate) struct NlEntry {
     in_flight: u32,
     settings: [u32; SETTINGS],
     path: [u8; 256],
+    queues: u32,
+    protection: u32,
+    alg: [u8; proto::ALG_LEN],
+    integrity_errors: u64,
+    refused: u64,
 }
 
 // Values of `enum dst_kind` in the uapi header.
@@ -98,7 +143,7 @@ mod ffi {
         pub(super) fn dst_genl_register() -> c_int;
         pub(super) fn dst_genl_unregister();
         pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
-        pub(super) fn dst_shim_event(net: *mut bindings::net, index: u32, event: u32);
+        pub(super) fn dst_shim_event(net: *mut bindings::net, ev: *const super::NlEvent);
     }
 }
 
@@ -142,14 +187,66 @@ pub(crate) mod event {
     pub(crate) const FAILED: u32 = 4;
     /// Deleted.
     pub(crate) const DELETED: u32 = 5;
+    /// Export: a client connected.
+    pub(crate) const SESSION_OPENED: u32 = 6;
+    /// Export: a client's session ended.
+    pub(crate) const SESSION_CLOSED: u32 = 7;
+    /// Export: a client was refused.
+    pub(crate) const SESSION_REFUSED: u32 = 8;
 }
 
-/// Multicasts `DST_CMD_EVENT` (`event::*`) about /dev/dst<index> to the
-/// "events" group of namespace `net`. Best effort; may run on the IO path.
+/// Multicasts `ev` to the "events" group of namespace `net`. Best effort;
+/// may run on the IO path.
+fn send_event(net: &Net, ev: &NlEvent) {
+    // SAFETY: `net` is a live namespace reference and `ev` a valid event
+    // whose message, if any, is NUL-terminated and outlives the call; the
+    // shim allocates with GFP_NOIO and drops the event if it cannot.
+    unsafe { ffi::dst_shim_event(net.as_raw(), ev) };
+}
+
+/// Multicasts `DST_CMD_EVENT` (`event::*`) about /dev/dst<index>.
 pub(crate) fn notify(net: &Net, index: u32, event: u32) {
-    // SAFETY: `net` is a live namespace reference; the shim allocates with
-    // GFP_NOIO and drops the event if it cannot.
-    unsafe { ffi::dst_shim_event(net.as_raw(), index, event) };
+    send_event(
+        net,
+        &NlEvent {
+            kind: KIND_DEVICE,
+            index,
+            event,
+            peer_len: 0,
+            peer: [0; 16],
+            peer_port: 0,
+            message: core::ptr::null(),
+        },
+    );
+}
+
+/// Multicasts an export event (`event::SESSION_*`) about export `index` and
+/// its client `peer`, with `why` for refusals.
+pub(crate) fn notify_export(
+    net: &Net,
+    index: u32,
+    event: u32,
+    peer: Option<SockAddr>,
+    why: Option<&CStr>,
+) {
+    let mut ev = NlEvent {
+        kind: KIND_EXPORT,
+        index,
+        event,
+        peer_len: 0,
+        peer: [0; 16],
+        peer_port: 0,
+        message: why.map_or(core::ptr::null(), |m| m.as_char_ptr()),
+    };
+    if let Some(peer) = peer {
+        let (bytes, port) = peer.parts();
+        if let Some(dst) = ev.peer.get_mut(..bytes.len()) {
+            dst.copy_from_slice(bytes);
+            ev.peer_len = bytes.len() as u32;
+            ev.peer_port = port;
+        }
+    }
+    send_event(net, &ev);
 }
 
 /// The registered `dst` generic netlink family.
@@ -190,6 +287,7 @@ pub(crate) unsafe extern "C" fn dst_nl_status(out: *mut DstNlStatus) {
     let status = DstNlStatus {
         version: crate::VERSION.as_char_ptr(),
         proto_version: proto::VERSION,
+        crypto_threads: thread_pool::workers(),
     };
     // SAFETY: the caller guarantees `out` is valid for writes.
     unsafe { out.write(status) };
@@ -260,6 +358,68 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The protection settings and key of an export or device.
+    fn security(&self) -> Result<SecurityConfig, Refusal> {
+        let req = self.req;
+        let protection = if req.has_protection {
+            u8::try_from(req.protection)
+                .ok()
+                .and_then(Protection::from_u8)
+                .ok_or(Refusal::new(EINVAL, c"unknown protection mode"))?
+        } else {
+            Protection::None
+        };
+        let key = match req.key.get(..req.key_len as usize) {
+            Some([]) | None => None,
+            Some(k) => Some(Key::new(k)?),
+        };
+        if protection.needs_key() && key.is_none() {
+            return Err(Refusal::new(
+                EINVAL,
+                c"protection hmac and aead need a pre-shared key (DST_A_KEY)",
+            ));
+        }
+        let alg = if req.alg.is_null() {
+            protection.default_alg().as_bytes()
+        } else if !protection.has_alg() {
+            return Err(Refusal::new(
+                EINVAL,
+                c"an algorithm (DST_A_ALG) is only used with protection hmac or aead",
+            ));
+        } else {
+            // SAFETY: the policy (NLA_NUL_STRING) guarantees a NUL-terminated
+            // string that lives as long as the request.
+            unsafe { CStr::from_char_ptr(req.alg) }.to_bytes()
+        };
+        let alg = AlgName::new(alg).ok_or(Refusal::new(
+            EINVAL,
+            c"the algorithm name must be printable ASCII without spaces",
+        ))?;
+        let security = Security {
+            protection,
+            auth: key.is_some(),
+            alg,
+        };
+        security::check_alg(&security)
+            .map_err(|e| Refusal::new(e, c"the kernel has no such crypto algorithm"))?;
+        Ok(SecurityConfig { security, key })
+    }
+
+    /// The export's allow-list.
+    fn allow_list(&self) -> Result<AllowList, Refusal> {
+        let n = (self.req.allow_len as usize).min(acl::MAX_ENTRIES);
+        let mut entries = KVec::with_capacity(n, GFP_KERNEL)?;
+        for a in self.req.allow.iter().take(n) {
+            let addr = a.addr.get(..usize::from(a.addr_len)).unwrap_or(&[]);
+            let e = acl::Entry::new(addr, a.prefix_len, a.read_only).ok_or(Refusal::new(
+                EINVAL,
+                c"allow-list entry: the address must be 4 or 16 bytes and the prefix fit it",
+            ))?;
+            entries.push(e, GFP_KERNEL)?;
+        }
+        Ok(AllowList::new(entries))
+    }
+
     fn net(&mut self) -> Result<Net, Refusal> {
         self.net.take().ok_or(Refusal::from(EINVAL))
     }
@@ -299,12 +459,17 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             ));
         }
         let cfg = ExportConfig {
+            index: reg
+                .free_export_index()
+                .ok_or(Refusal::new(ENOSPC, c"too many exports"))?,
             net: r.net()?,
             addr,
             path: r.path()?,
             read_only: r.req.read_only,
             size_cap: r.req.size,
             max_io_pages: r.req.max_io_pages,
+            security: r.security()?,
+            allow: r.allow_list()?,
         };
         let export = Export::start(cfg)?;
         reg.add_export(export).map_err(Refusal::from)
@@ -357,7 +522,9 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
             index: n,
             max_io_pages: r.req.max_io_pages,
             queue_depth: r.req.queue_depth,
+            queues: r.req.queues,
             settings: r.settings(),
+            security: r.security()?,
         };
         let dev = Device::create(cfg)?;
         reg.add_device(dev).map_err(Refusal::from)?;
@@ -410,6 +577,23 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_set(req: *mut NlRequest) -> c_int {
     })
 }
 
+/// `DST_CMD_CONFIG`: module-wide settings.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_config(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    handle(r, |r, _| {
+        if r.req.has_crypto_threads {
+            thread_pool::set_workers(r.req.crypto_threads);
+        }
+        Ok(())
+    })
+}
+
 /// Fills list entry `pos` (exports first, then devices). Returns 1 if
 /// filled, 0 past the end.
 ///
@@ -439,10 +623,21 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         in_flight: 0,
         settings: [0; SETTINGS],
         path: [0; 256],
+        queues: 0,
+        protection: 0,
+        alg: [0; proto::ALG_LEN],
+        integrity_errors: 0,
+        refused: 0,
     };
     let addr = if let Some(x) = reg.exports().get(pos) {
         e.kind = KIND_EXPORT;
+        e.index = x.index();
         e.sessions = x.sessions();
+        e.refused = x.refused();
+        e.integrity_errors = x.integrity_errors();
+        let sec = x.security();
+        e.protection = sec.protection.as_u8().into();
+        e.alg = *sec.alg.padded();
         e.size = x.size();
         e.read_only = x.read_only();
         let path = x.path().to_bytes();
@@ -469,6 +664,11 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         e.size = d.size();
         e.read_only = d.read_only();
         e.queue_depth = d.queue_depth();
+        e.queues = d.queues();
+        e.integrity_errors = c.integrity_errors;
+        let sec = d.security();
+        e.protection = sec.protection.as_u8().into();
+        e.alg = *sec.alg.padded();
         d.addr()
     } else {
         return 0;

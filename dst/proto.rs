@@ -32,10 +32,40 @@ pub(crate) const MIN_VERSION: u32 = 1;
 pub(crate) const HEADER_LEN: usize = 40;
 
 /// Size of the HELLO body ([`HelloBody`]) in bytes.
-pub(crate) const HELLO_LEN: usize = 32;
+pub(crate) const HELLO_LEN: usize = 136;
 
 /// Size of the HELLO_REPLY body ([`HelloReplyBody`]) in bytes.
-pub(crate) const HELLO_REPLY_LEN: usize = 48;
+pub(crate) const HELLO_REPLY_LEN: usize = 80;
+
+/// Size of the CHALLENGE and AUTH payloads (a nonce, a proof) in bytes.
+pub(crate) const AUTH_LEN: usize = 32;
+
+/// Size of the algorithm name field of a HELLO; names are NUL-padded and at
+/// most `ALG_LEN - 1` bytes long.
+pub(crate) const ALG_LEN: usize = 64;
+
+/// Size of the explicit sequence number at the start of an hmac or aead
+/// trailer.
+pub(crate) const SEQ_LEN: usize = 8;
+
+/// Size of a crc32c trailer.
+pub(crate) const CRC_LEN: usize = 4;
+
+/// Size of an AEAD tag.
+pub(crate) const AEAD_TAG_LEN: usize = 16;
+
+/// How far behind the highest sequence number seen a message may arrive.
+pub(crate) const REPLAY_WINDOW: u64 = 1024;
+
+/// Domain-separation label of the local node's proof (ASCII, no NUL); see
+/// `Documentation/protocol.md`, "Security".
+pub(crate) const LABEL_LOCAL_PROOF: &[u8] = b"DST1 local proof";
+/// Label of the export's proof.
+pub(crate) const LABEL_EXPORT_PROOF: &[u8] = b"DST1 export proof";
+/// Label of the local-to-export session key.
+pub(crate) const LABEL_KEY_LE: &[u8] = b"DST1 key local-to-export";
+/// Label of the export-to-local session key.
+pub(crate) const LABEL_KEY_EL: &[u8] = b"DST1 key export-to-local";
 
 /// Largest `payload` of any message and largest grantable `max_io_bytes`
 /// (4 MiB).
@@ -113,6 +143,10 @@ pub(crate) enum Kind {
     Ping = 5,
     /// Answer to [`Kind::Ping`] with the same cookie.
     Pong = 6,
+    /// Export to local node, when a key is used: the export's nonce.
+    Challenge = 7,
+    /// Local node to export: the local node's proof of the key.
+    Auth = 8,
 }
 
 impl Kind {
@@ -125,6 +159,8 @@ impl Kind {
             4 => Self::IoReply,
             5 => Self::Ping,
             6 => Self::Pong,
+            7 => Self::Challenge,
+            8 => Self::Auth,
             _ => return None,
         })
     }
@@ -233,6 +269,12 @@ pub(crate) enum Status {
     Version = 7,
     /// The export cannot take the request now; the local node may retry.
     Busy = 8,
+    /// Protection mode, algorithm or key use differs (HELLO_REPLY only).
+    Mismatch = 9,
+    /// The local node's proof did not verify: the keys differ.
+    AuthFailed = 10,
+    /// The client's address is not on the export's allow-list.
+    NotAllowed = 11,
 }
 
 impl Status {
@@ -248,6 +290,9 @@ impl Status {
             6 => Self::NoSpace,
             7 => Self::Version,
             8 => Self::Busy,
+            9 => Self::Mismatch,
+            10 => Self::AuthFailed,
+            11 => Self::NotAllowed,
             _ => return None,
         })
     }
@@ -269,6 +314,9 @@ impl Status {
             Self::NoSpace => "no space",
             Self::Version => "no common protocol version",
             Self::Busy => "busy",
+            Self::Mismatch => "protection mode, algorithm or key use differs from the export's",
+            Self::AuthFailed => "authentication failed: the keys differ",
+            Self::NotAllowed => "this address is not on the export's allow-list",
         }
     }
 }
@@ -296,6 +344,12 @@ pub(crate) enum ProtoError {
     BadHello,
     /// No version in common, or a chosen version outside the offered range.
     BadVersion,
+    /// A trailer (checksum, MAC or AEAD tag) did not verify.
+    BadTag,
+    /// A sequence number was seen before or is too old: a replay.
+    Replay,
+    /// The export's proof did not verify: its key differs.
+    BadProof,
 }
 
 impl ProtoError {
@@ -312,6 +366,9 @@ impl ProtoError {
             Self::BadReply => "reply does not match request",
             Self::BadHello => "handshake value out of range",
             Self::BadVersion => "no common protocol version",
+            Self::BadTag => "checksum or authentication tag mismatch",
+            Self::Replay => "replayed or too old message",
+            Self::BadProof => "the export's proof of the key is wrong: the keys differ",
         }
     }
 }
@@ -463,6 +520,14 @@ impl Header {
         }
     }
 
+    /// The header of a CHALLENGE or AUTH ([`AUTH_LEN`] bytes follow).
+    pub(crate) fn auth(kind: Kind) -> Self {
+        Header {
+            payload: AUTH_LEN as u32,
+            ..Self::blank(kind)
+        }
+    }
+
     /// A PING carrying `cookie`.
     pub(crate) fn ping(cookie: u64) -> Self {
         Header {
@@ -552,6 +617,7 @@ impl Header {
             Kind::HelloReply if status == Status::Ok => (HELLO_REPLY_LEN as u32, false),
             Kind::HelloReply => (0, false),
             Kind::Ping | Kind::Pong => (0, true),
+            Kind::Challenge | Kind::Auth => (AUTH_LEN as u32, false),
         };
         if kind != Kind::HelloReply && status != Status::Ok {
             return Err(ProtoError::BadStatus);
@@ -672,6 +738,162 @@ pub(crate) fn negotiate_version(min: u32, max: u32) -> Option<u32> {
     (min.max(MIN_VERSION) <= hi).then_some(hi)
 }
 
+/// Data-channel protection mode, HELLO byte 32 (`enum dst_protection` in
+/// the uapi header has the same values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Protection {
+    /// Clear text, no trailer.
+    None = 0,
+    /// A crc32c of header and payload: accidental corruption only.
+    Crc32c = 1,
+    /// A keyed MAC of sequence number, header and payload.
+    Hmac = 2,
+    /// Payload encrypted, header and payload authenticated.
+    Aead = 3,
+}
+
+impl Protection {
+    /// The mode with wire value `v`, if any.
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::None,
+            1 => Self::Crc32c,
+            2 => Self::Hmac,
+            3 => Self::Aead,
+            _ => return None,
+        })
+    }
+
+    /// The wire value.
+    pub(crate) fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The name used by dstcfg and in log messages.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Crc32c => "crc32c",
+            Self::Hmac => "hmac",
+            Self::Aead => "aead",
+        }
+    }
+
+    /// Whether the mode derives keys from a pre-shared key (and needs one).
+    pub(crate) fn needs_key(self) -> bool {
+        matches!(self, Self::Hmac | Self::Aead)
+    }
+
+    /// Whether the mode is configured with an algorithm name.
+    pub(crate) fn has_alg(self) -> bool {
+        self.needs_key()
+    }
+
+    /// The algorithm used when none is configured.
+    pub(crate) fn default_alg(self) -> &'static str {
+        match self {
+            Self::None | Self::Crc32c => "",
+            Self::Hmac => "hmac(sha256)",
+            Self::Aead => "gcm(aes)",
+        }
+    }
+
+    /// Trailer length after each message, given the digest size of the
+    /// HMAC algorithm (ignored by the other modes).
+    pub(crate) fn trailer_len(self, digest: usize) -> usize {
+        match self {
+            Self::None => 0,
+            Self::Crc32c => CRC_LEN,
+            Self::Hmac => SEQ_LEN + digest,
+            Self::Aead => SEQ_LEN + AEAD_TAG_LEN,
+        }
+    }
+}
+
+/// An algorithm name as carried in a HELLO: ASCII, NUL-padded, at most
+/// [`ALG_LEN`]` - 1` bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AlgName([u8; ALG_LEN]);
+
+impl AlgName {
+    /// The empty name.
+    pub(crate) const EMPTY: AlgName = AlgName([0; ALG_LEN]);
+
+    /// A name from `s`: printable ASCII without spaces, at most
+    /// [`ALG_LEN`]` - 1` bytes; `None` otherwise.
+    pub(crate) fn new(s: &[u8]) -> Option<Self> {
+        if s.len() >= ALG_LEN || !s.iter().all(|c| c.is_ascii_graphic()) {
+            return None;
+        }
+        let mut b = [0u8; ALG_LEN];
+        put(&mut b, 0, s);
+        Some(AlgName(b))
+    }
+
+    /// The name without padding.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        let n = self.0.iter().position(|&c| c == 0).unwrap_or(ALG_LEN);
+        self.0.get(..n).unwrap_or(&[])
+    }
+
+    /// Whether the name is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+
+    /// The name with its NUL padding (always NUL-terminated once valid).
+    pub(crate) fn padded(&self) -> &[u8; ALG_LEN] {
+        &self.0
+    }
+
+    /// Whether the field is well formed: NUL-terminated, the name printable
+    /// ASCII, only NULs after it.
+    fn valid(&self) -> bool {
+        let name = self.as_bytes();
+        name.len() < ALG_LEN
+            && name.iter().all(|c| c.is_ascii_graphic())
+            && self.0.iter().skip(name.len()).all(|&c| c == 0)
+    }
+}
+
+/// The security part of a HELLO: what protection the local node uses. The
+/// export compares it with its own ([`Security::matches`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Security {
+    /// The protection mode.
+    pub(crate) protection: Protection,
+    /// Whether a pre-shared key is used (authenticated handshake).
+    pub(crate) auth: bool,
+    /// Algorithm name; empty for [`Protection::None`] and
+    /// [`Protection::Crc32c`].
+    pub(crate) alg: AlgName,
+}
+
+impl Security {
+    /// No protection, no key.
+    pub(crate) const NONE: Security = Security {
+        protection: Protection::None,
+        auth: false,
+        alg: AlgName::EMPTY,
+    };
+
+    /// Whether the combination is allowed: hmac and aead need a key and an
+    /// algorithm; none and crc32c have no algorithm.
+    pub(crate) fn valid(&self) -> bool {
+        self.alg.valid()
+            && (!self.protection.needs_key() || self.auth)
+            && self.protection.has_alg() != self.alg.is_empty()
+    }
+
+    /// Whether a peer's settings equal ours (the only accepted case).
+    pub(crate) fn matches(&self, other: &Security) -> bool {
+        self.protection == other.protection
+            && self.auth == other.auth
+            && self.alg.as_bytes() == other.alg.as_bytes()
+    }
+}
+
 /// Body of a HELLO: what the local node offers and wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HelloBody {
@@ -692,6 +914,12 @@ pub(crate) struct HelloBody {
     /// fences every older connection with the same id: the export ends them
     /// and waits for their requests to finish before it answers.
     pub(crate) client_id: u64,
+    /// Which queue this connection serves (below `queues`, or 0).
+    pub(crate) queue_index: u16,
+    /// Protection, key use and algorithm; must equal the export's.
+    pub(crate) security: Security,
+    /// The local node's nonce `Nc`: random with a key, zero without.
+    pub(crate) nonce: [u8; AUTH_LEN],
 }
 
 impl HelloBody {
@@ -705,12 +933,30 @@ impl HelloBody {
         put(&mut b, 20, &self.queues.to_be_bytes());
         put(&mut b, 22, &self.queue_depth.to_be_bytes());
         put(&mut b, 24, &self.client_id.to_be_bytes());
+        put(&mut b, 32, &[self.security.protection.as_u8()]);
+        put(&mut b, 33, &[u8::from(self.security.auth)]);
+        put(&mut b, 34, &self.queue_index.to_be_bytes());
+        // Bytes 36..40 are reserved and stay zero.
+        put(&mut b, 40, self.security.alg.padded());
+        put(&mut b, 104, &self.nonce);
         b
     }
 
-    /// Parses a body; it has no reserved bytes, so this cannot fail. Check
-    /// the values with [`HelloBody::validate`].
+    /// Parses a body. Fails with [`ProtoError::Reserved`] if the reserved
+    /// bytes are not zero and with [`ProtoError::BadHello`] if the protection
+    /// mode or auth flag is unknown. Check the values with
+    /// [`HelloBody::validate`].
     pub(crate) fn decode(b: &[u8; HELLO_LEN]) -> Result<Self, ProtoError> {
+        if get_u32(b, 36) != 0 {
+            return Err(ProtoError::Reserved);
+        }
+        let [prot, auth] = get::<2>(b, 32);
+        let protection = Protection::from_u8(prot).ok_or(ProtoError::BadHello)?;
+        let auth = match auth {
+            0 => false,
+            1 => true,
+            _ => return Err(ProtoError::BadHello),
+        };
         Ok(HelloBody {
             min_version: get_u32(b, 0),
             max_version: get_u32(b, 4),
@@ -719,20 +965,32 @@ impl HelloBody {
             queues: get_u16(b, 20),
             queue_depth: get_u16(b, 22),
             client_id: get_u64(b, 24),
+            queue_index: get_u16(b, 34),
+            security: Security {
+                protection,
+                auth,
+                alg: AlgName(get::<ALG_LEN>(b, 40)),
+            },
+            nonce: get::<AUTH_LEN>(b, 104),
         })
     }
 
     /// Checks the values, as the export does before answering:
     /// `1 <= min_version <= max_version`; `max_io_bytes` 0 or a multiple of
     /// [`IO_BYTES_ALIGN`] up to [`MAX_IO_BYTES_LIMIT`]; `queues` at most
-    /// [`MAX_QUEUES`] and `queue_depth` at most [`MAX_QUEUE_DEPTH`]. Fails
-    /// with [`ProtoError::BadHello`]; the export answers [`Status::Invalid`].
+    /// [`MAX_QUEUES`] and `queue_depth` at most [`MAX_QUEUE_DEPTH`];
+    /// `queue_index` below `queues` (or 0); the security settings consistent
+    /// ([`Security::valid`]) and the nonce zero without a key. Fails with
+    /// [`ProtoError::BadHello`]; the export answers [`Status::Invalid`].
     pub(crate) fn validate(&self) -> Result<(), ProtoError> {
         let ok = self.min_version >= 1
             && self.min_version <= self.max_version
             && (self.max_io_bytes == 0 || io_bytes_ok(self.max_io_bytes))
             && self.queues <= MAX_QUEUES
-            && self.queue_depth <= MAX_QUEUE_DEPTH;
+            && self.queue_depth <= MAX_QUEUE_DEPTH
+            && self.queue_index < self.queues.max(1)
+            && self.security.valid()
+            && (self.security.auth || self.nonce == [0; AUTH_LEN]);
         if ok {
             Ok(())
         } else {
@@ -762,6 +1020,8 @@ pub(crate) struct HelloReplyBody {
     pub(crate) queues: u16,
     /// Granted queue depth.
     pub(crate) queue_depth: u16,
+    /// With a key: the export's proof of it over the handshake; zero without.
+    pub(crate) proof: [u8; AUTH_LEN],
 }
 
 impl HelloReplyBody {
@@ -778,7 +1038,13 @@ impl HelloReplyBody {
         put(&mut b, 36, &self.queues.to_be_bytes());
         put(&mut b, 38, &self.queue_depth.to_be_bytes());
         // Bytes 40..48 are reserved and stay zero.
+        put(&mut b, 48, &self.proof);
         b
+    }
+
+    /// The first 48 bytes of the wire form: what the export's proof covers.
+    pub(crate) fn grant_bytes(&self) -> [u8; 48] {
+        get::<48>(&self.encode(), 0)
     }
 
     /// Parses a body; fails only if the reserved bytes are not zero
@@ -798,6 +1064,7 @@ impl HelloReplyBody {
             max_io_bytes: get_u32(b, 32),
             queues: get_u16(b, 36),
             queue_depth: get_u16(b, 38),
+            proof: get::<AUTH_LEN>(b, 48),
         })
     }
 

@@ -98,6 +98,12 @@ impl Registry {
         (0..=MAX_INDEX).find(|&i| self.device(i).is_none())
     }
 
+    /// The lowest index no export uses (exports are numbered apart from
+    /// devices: exportN in events, lists and sysfs).
+    pub(crate) fn free_export_index(&self) -> Option<u32> {
+        (0..=MAX_INDEX).find(|&i| self.exports.iter().all(|e| e.index() != i))
+    }
+
     /// Adds a created device.
     pub(crate) fn add_device(&mut self, dev: Device) -> Result {
         self.devices.push(dev, GFP_KERNEL).map_err(|_| ENOMEM)

@@ -26,6 +26,12 @@ static const struct netlink_range_validation dst_range_delay = { .min = 10, .max
 static const struct netlink_range_validation dst_range_interval = { .min = 0, .max = 3600000 };
 static const struct netlink_range_validation dst_range_loss = { .min = 100, .max = 86400000 };
 
+static const struct nla_policy dst_allow_policy[DST_ALLOW_A_MAX + 1] = {
+	[DST_ALLOW_A_ADDR]	 = NLA_POLICY_MAX_LEN(16),
+	[DST_ALLOW_A_PREFIX_LEN] = NLA_POLICY_MAX(NLA_U8, 128),
+	[DST_ALLOW_A_READ_ONLY]	 = { .type = NLA_FLAG },
+};
+
 static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_PAD]		= { .type = NLA_REJECT },
 	[DST_A_VERSION]		= { .type = NLA_REJECT },
@@ -56,6 +62,17 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_IO_ERRORS]	= { .type = NLA_REJECT },
 	[DST_A_BYTES_READ]	= { .type = NLA_REJECT },
 	[DST_A_BYTES_WRITTEN]	= { .type = NLA_REJECT },
+	[DST_A_QUEUES]		= NLA_POLICY_RANGE(NLA_U32, 1, 16),
+	[DST_A_PROTECTION]	= NLA_POLICY_MAX(NLA_U32, DST_PROT_AEAD),
+	[DST_A_ALG]		= { .type = NLA_NUL_STRING, .len = DST_NL_ALG_MAX - 1 },
+	[DST_A_KEY]		= NLA_POLICY_RANGE(NLA_BINARY, 16, DST_NL_KEY_MAX),
+	[DST_A_ALLOW]		= NLA_POLICY_NESTED(dst_allow_policy),
+	[DST_A_CRYPTO_THREADS]	= NLA_POLICY_MAX(NLA_U32, 64),
+	[DST_A_PEER_ADDR]	= { .type = NLA_REJECT },
+	[DST_A_PEER_PORT]	= { .type = NLA_REJECT },
+	[DST_A_MESSAGE]		= { .type = NLA_REJECT },
+	[DST_A_INTEGRITY_ERRORS] = { .type = NLA_REJECT },
+	[DST_A_REFUSED]		= { .type = NLA_REJECT },
 };
 
 /* The per-device settings, in the order of dst_nl_req.settings[]. */
@@ -85,7 +102,8 @@ static int dst_genl_status_doit(struct sk_buff *skb, struct genl_info *info)
 	if (!hdr)
 		goto too_big;
 	if (nla_put_string(msg, DST_A_VERSION, st.version) ||
-	    nla_put_u32(msg, DST_A_PROTO_VERSION, st.proto_version))
+	    nla_put_u32(msg, DST_A_PROTO_VERSION, st.proto_version) ||
+	    nla_put_u32(msg, DST_A_CRYPTO_THREADS, st.crypto_threads))
 		goto too_big;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
@@ -105,13 +123,68 @@ void dst_shim_extack(struct netlink_ext_ack *extack, const char *msg)
 		extack->_msg = msg;
 }
 
-/* Attributes into a plain struct; the namespace reference goes to Rust. */
-static void dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
+/* The nested DST_A_ALLOW entries into req->allow (lengths checked in Rust). */
+static int dst_genl_parse_allow(struct genl_info *info, struct dst_nl_req *req)
+{
+	struct nlattr *tb[DST_ALLOW_A_MAX + 1];
+	struct nlattr *attr;
+	int rem, err;
+
+	nlmsg_for_each_attr_type(attr, DST_A_ALLOW, info->nlhdr,
+				 GENL_HDRLEN + info->family->hdrsize, rem) {
+		struct dst_nl_allow *e;
+
+		if (req->allow_len == DST_NL_ALLOW_MAX) {
+			NL_SET_ERR_MSG_ATTR(info->extack, attr,
+					    "at most 32 allow-list entries");
+			return -E2BIG;
+		}
+		err = nla_parse_nested(tb, DST_ALLOW_A_MAX, attr, dst_allow_policy,
+				       info->extack);
+		if (err)
+			return err;
+		if (!tb[DST_ALLOW_A_ADDR]) {
+			NL_SET_ERR_MSG_ATTR(info->extack, attr,
+					    "allow-list entry without an address");
+			return -EINVAL;
+		}
+		e = &req->allow[req->allow_len++];
+		e->addr_len = nla_len(tb[DST_ALLOW_A_ADDR]);
+		nla_memcpy(e->addr, tb[DST_ALLOW_A_ADDR], sizeof(e->addr));
+		e->prefix_len = tb[DST_ALLOW_A_PREFIX_LEN] ?
+			nla_get_u8(tb[DST_ALLOW_A_PREFIX_LEN]) : e->addr_len * 8;
+		e->read_only = nla_get_flag(tb[DST_ALLOW_A_READ_ONLY]);
+	}
+	return 0;
+}
+
+/*
+ * Attributes into a plain struct; the namespace reference goes to Rust. The
+ * key is copied out and wiped from the message, so it lives in one place,
+ * which dst_genl_req_done() wipes. Fails only on a bad allow-list, before the
+ * namespace reference is taken.
+ */
+static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 {
 	struct nlattr **a = info->attrs;
-	int i;
+	int i, err;
 
 	memset(req, 0, sizeof(*req));
+	err = dst_genl_parse_allow(info, req);
+	if (err)
+		return err;
+	if (a[DST_A_KEY]) {
+		req->key_len = nla_len(a[DST_A_KEY]);
+		nla_memcpy(req->key, a[DST_A_KEY], sizeof(req->key));
+		memzero_explicit(nla_data(a[DST_A_KEY]), nla_len(a[DST_A_KEY]));
+	}
+	req->queues = a[DST_A_QUEUES] ? nla_get_u32(a[DST_A_QUEUES]) : 0;
+	req->has_protection = !!a[DST_A_PROTECTION];
+	req->protection = a[DST_A_PROTECTION] ? nla_get_u32(a[DST_A_PROTECTION]) : 0;
+	req->alg = a[DST_A_ALG] ? nla_data(a[DST_A_ALG]) : NULL;
+	req->has_crypto_threads = !!a[DST_A_CRYPTO_THREADS];
+	req->crypto_threads = a[DST_A_CRYPTO_THREADS] ?
+		nla_get_u32(a[DST_A_CRYPTO_THREADS]) : 0;
 	req->net = get_net(genl_info_net(info));
 	req->extack = info->extack;
 	if (a[DST_A_ADDR]) {
@@ -134,31 +207,66 @@ static void dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 			req->settings[i] = nla_get_u32(attr);
 		}
 	}
+	return 0;
+}
+
+/*
+ * A parsed request on the heap (it holds the allow-list and key, too big for
+ * the stack); NULL with *err set on failure. Free with dst_genl_req_done().
+ */
+static struct dst_nl_req *dst_genl_req(struct genl_info *info, int *err)
+{
+	struct dst_nl_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
+
+	if (!req) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	*err = dst_genl_parse(info, req);
+	if (*err) {
+		kfree_sensitive(req);
+		return NULL;
+	}
+	return req;
+}
+
+/* Frees a request, wiping the key it may hold. */
+static void dst_genl_req_done(struct dst_nl_req *req)
+{
+	kfree_sensitive(req);
+}
+
+/* Parses the request and hands it to the Rust handler `fn`. */
+static int dst_genl_call(struct genl_info *info, int (*fn)(struct dst_nl_req *))
+{
+	struct dst_nl_req *req;
+	int err;
+
+	req = dst_genl_req(info, &err);
+	if (!req)
+		return err;
+	err = fn(req);
+	dst_genl_req_done(req);
+	return err;
 }
 
 static int dst_genl_export_add_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct dst_nl_req req;
-
 	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR) || GENL_REQ_ATTR_CHECK(info, DST_A_PATH))
 		return -EINVAL;
-	dst_genl_parse(info, &req);
-	return dst_nl_export_add(&req);
+	return dst_genl_call(info, dst_nl_export_add);
 }
 
 static int dst_genl_export_del_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct dst_nl_req req;
-
 	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
 		return -EINVAL;
-	dst_genl_parse(info, &req);
-	return dst_nl_export_del(&req);
+	return dst_genl_call(info, dst_nl_export_del);
 }
 
 static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct dst_nl_req req;
+	struct dst_nl_req *req;
 	struct sk_buff *msg;
 	char name[DISK_NAME_LEN];
 	u32 index;
@@ -170,8 +278,11 @@ static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
 	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
 	if (!msg)
 		return -ENOMEM;
-	dst_genl_parse(info, &req);
-	err = dst_nl_dev_add(&req, &index);
+	req = dst_genl_req(info, &err);
+	if (req) {
+		err = dst_nl_dev_add(req, &index);
+		dst_genl_req_done(req);
+	}
 	if (err) {
 		nlmsg_free(msg);
 		return err;
@@ -188,24 +299,25 @@ static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(msg, info);
 }
 
+static int dst_genl_config_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_CRYPTO_THREADS))
+		return -EINVAL;
+	return dst_genl_call(info, dst_nl_config);
+}
+
 static int dst_genl_dev_del_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct dst_nl_req req;
-
 	if (GENL_REQ_ATTR_CHECK(info, DST_A_INDEX))
 		return -EINVAL;
-	dst_genl_parse(info, &req);
-	return dst_nl_dev_del(&req);
+	return dst_genl_call(info, dst_nl_dev_del);
 }
 
 static int dst_genl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	struct dst_nl_req req;
-
 	if (GENL_REQ_ATTR_CHECK(info, DST_A_INDEX))
 		return -EINVAL;
-	dst_genl_parse(info, &req);
-	return dst_nl_dev_set(&req);
+	return dst_genl_call(info, dst_nl_dev_set);
 }
 
 static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
@@ -221,11 +333,16 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put(skb, DST_A_ADDR, e->addr_len, e->addr) ||
 	    nla_put_u16(skb, DST_A_PORT, e->port) ||
 	    nla_put_u64_64bit(skb, DST_A_SIZE, e->size, DST_A_PAD) ||
-	    (e->read_only && nla_put_flag(skb, DST_A_READ_ONLY)))
+	    (e->read_only && nla_put_flag(skb, DST_A_READ_ONLY)) ||
+	    nla_put_u32(skb, DST_A_PROTECTION, e->protection) ||
+	    (e->alg[0] && nla_put_string(skb, DST_A_ALG, e->alg)) ||
+	    nla_put_u64_64bit(skb, DST_A_INTEGRITY_ERRORS, e->integrity_errors, DST_A_PAD))
 		goto cancel;
 	if (e->kind == DST_KIND_EXPORT &&
-	    (nla_put_string(skb, DST_A_PATH, e->path) ||
-	     nla_put_u32(skb, DST_A_SESSIONS, e->sessions)))
+	    (nla_put_u32(skb, DST_A_INDEX, e->index) ||
+	     nla_put_string(skb, DST_A_PATH, e->path) ||
+	     nla_put_u32(skb, DST_A_SESSIONS, e->sessions) ||
+	     nla_put_u64_64bit(skb, DST_A_REFUSED, e->refused, DST_A_PAD)))
 		goto cancel;
 	if (e->kind == DST_KIND_DEVICE) {
 		char name[DISK_NAME_LEN];
@@ -235,6 +352,7 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 		if (nla_put_u32(skb, DST_A_INDEX, e->index) ||
 		    nla_put_string(skb, DST_A_DISK_NAME, name) ||
 		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth) ||
+		    nla_put_u32(skb, DST_A_QUEUES, e->queues) ||
 		    nla_put_u64_64bit(skb, DST_A_RECONNECTS, e->reconnects, DST_A_PAD) ||
 		    nla_put_u64_64bit(skb, DST_A_RESENDS, e->resends, DST_A_PAD) ||
 		    nla_put_u32(skb, DST_A_IN_FLIGHT, e->in_flight) ||
@@ -309,6 +427,11 @@ static const struct genl_small_ops dst_genl_ops[] = {
 		.flags	= GENL_ADMIN_PERM,
 		.doit	= dst_genl_dev_set_doit,
 	},
+	{
+		.cmd	= DST_CMD_CONFIG,
+		.flags	= GENL_ADMIN_PERM,
+		.doit	= dst_genl_config_doit,
+	},
 };
 
 static const struct genl_multicast_group dst_genl_mcgrps[] = {
@@ -348,7 +471,7 @@ MODULE_ALIAS_GENL_FAMILY(DST_GENL_NAME);
  * Best effort: runs on the IO path (NOIO), and a lost event only costs a
  * listener a notification; `dstcfg -a list` always tells the state.
  */
-void dst_shim_event(struct net *net, u32 index, u32 event)
+void dst_shim_event(struct net *net, const struct dst_nl_event *ev)
 {
 	struct sk_buff *skb = genlmsg_new(NLMSG_GOODSIZE, GFP_NOIO);
 	void *hdr;
@@ -356,8 +479,12 @@ void dst_shim_event(struct net *net, u32 index, u32 event)
 	if (!skb)
 		return;
 	hdr = genlmsg_put(skb, 0, 0, &dst_genl_family, 0, DST_CMD_EVENT);
-	if (!hdr || nla_put_u32(skb, DST_A_INDEX, index) ||
-	    nla_put_u32(skb, DST_A_EVENT, event)) {
+	if (!hdr || nla_put_u32(skb, DST_A_KIND, ev->kind) ||
+	    nla_put_u32(skb, DST_A_INDEX, ev->index) ||
+	    nla_put_u32(skb, DST_A_EVENT, ev->event) ||
+	    (ev->peer_len && (nla_put(skb, DST_A_PEER_ADDR, ev->peer_len, ev->peer) ||
+			      nla_put_u16(skb, DST_A_PEER_PORT, ev->peer_port))) ||
+	    (ev->message && nla_put_string(skb, DST_A_MESSAGE, ev->message))) {
 		nlmsg_free(skb);
 		return;
 	}

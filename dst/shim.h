@@ -13,6 +13,7 @@
 struct dst_nl_status {
 	const char *version;
 	u32 proto_version;
+	u32 crypto_threads;
 };
 
 struct net;
@@ -20,6 +21,30 @@ struct netlink_ext_ack;
 
 /* Per-device settings, in this order: see dst_nl_setting_attrs in shim.c. */
 #define DST_NL_SETTINGS 6
+
+/* A DST_CMD_EVENT notification. Mirrors netlink.rs `NlEvent`. */
+struct dst_nl_event {
+	u32 kind;			/* enum dst_kind */
+	u32 index;
+	u32 event;			/* enum dst_event */
+	u32 peer_len;			/* 0: no peer, else 4 or 16 */
+	u8 peer[16];
+	u16 peer_port;
+	const char *message;		/* NULL or NUL-terminated */
+};
+
+/* Largest pre-shared key, allow-list and algorithm name. */
+#define DST_NL_KEY_MAX		64
+#define DST_NL_ALLOW_MAX	32
+#define DST_NL_ALG_MAX		64
+
+/* One allow-list entry. Mirrors netlink.rs `NlAllow`. */
+struct dst_nl_allow {
+	u8 addr_len;			/* 4 or 16 */
+	u8 prefix_len;
+	bool read_only;
+	u8 addr[16];
+};
 
 /* A parsed configuration request. Mirrors netlink.rs `NlRequest`. */
 struct dst_nl_req {
@@ -37,6 +62,16 @@ struct dst_nl_req {
 	u32 queue_depth;		/* 0 if absent */
 	u32 settings_mask;		/* bit i: settings[i] given */
 	u32 settings[DST_NL_SETTINGS];	/* in dst_nl_setting_attrs order */
+	u32 queues;			/* 0 if absent */
+	bool has_protection;
+	u32 protection;			/* enum dst_protection */
+	const char *alg;		/* NUL-terminated, NULL if absent */
+	u32 key_len;			/* 0 if absent; zeroed after the request */
+	u8 key[DST_NL_KEY_MAX];
+	bool has_crypto_threads;
+	u32 crypto_threads;
+	u32 allow_len;
+	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
 };
 
 /* One export or device, for DST_CMD_LIST. Mirrors netlink.rs `NlEntry`. */
@@ -60,6 +95,11 @@ struct dst_nl_entry {
 	u32 in_flight;
 	u32 settings[DST_NL_SETTINGS];	/* devices only */
 	char path[256];			/* NUL-terminated, truncated */
+	u32 queues;
+	u32 protection;			/* enum dst_protection */
+	char alg[DST_NL_ALG_MAX];	/* NUL-terminated; empty: none */
+	u64 integrity_errors;
+	u64 refused;			/* exports only */
 };
 
 /* C, called from Rust. */
@@ -71,7 +111,7 @@ struct socket;
 struct net;
 void dst_shim_sock_configure(struct socket *sock, bool memalloc);
 void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
-void dst_shim_event(struct net *net, u32 index, u32 event);
+void dst_shim_event(struct net *net, const struct dst_nl_event *ev);
 void dst_shim_get_net(struct net *net);
 void dst_shim_put_net(struct net *net);
 int dst_shim_noreclaim_save(void);
@@ -84,6 +124,7 @@ int dst_nl_export_del(struct dst_nl_req *req);
 int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
 int dst_nl_dev_del(struct dst_nl_req *req);
 int dst_nl_dev_set(struct dst_nl_req *req);
+int dst_nl_config(struct dst_nl_req *req);
 /* Fills entry number pos; returns 1 if filled, 0 past the end. */
 int dst_nl_list_entry(unsigned long pos, struct dst_nl_entry *entry);
 

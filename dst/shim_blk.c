@@ -83,6 +83,9 @@ DST_ATTR(reconnect_delay_ms, 14);
 DST_ATTR(ping_interval_ms, 15);
 DST_ATTR(ping_timeout_ms, 16);
 DST_ATTR(loss_timeout_ms, 17);
+DST_ATTR(integrity_errors, 18);
+DST_ATTR(protection, 19);
+DST_ATTR(queues, 20);
 
 static struct attribute *dst_sysfs_attrs[] = {
 	&dst_attr_peer.attr.attr,
@@ -103,6 +106,9 @@ static struct attribute *dst_sysfs_attrs[] = {
 	&dst_attr_ping_interval_ms.attr.attr,
 	&dst_attr_ping_timeout_ms.attr.attr,
 	&dst_attr_loss_timeout_ms.attr.attr,
+	&dst_attr_integrity_errors.attr.attr,
+	&dst_attr_protection.attr.attr,
+	&dst_attr_queues.attr.attr,
 	NULL,
 };
 
@@ -179,6 +185,8 @@ struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 		lim.features |= BLK_FEAT_WRITE_CACHE;
 	if (p->flush && p->fua)
 		lim.features |= BLK_FEAT_FUA;
+	if (p->stable_writes)
+		lim.features |= BLK_FEAT_STABLE_WRITES;
 	if (p->discard) {
 		lim.max_hw_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
 		lim.discard_granularity = p->logical_block_size;
@@ -284,6 +292,21 @@ int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
 out:
 	memalloc_noreclaim_restore(noreclaim);
 	return ret;
+}
+
+/* The request's data segments into out[0..max]: their number, or -E2BIG. */
+int dst_shim_rq_bvecs(struct request *rq, struct bio_vec *out, unsigned int max)
+{
+	struct req_iterator iter;
+	struct bio_vec bvec;
+	unsigned int n = 0;
+
+	rq_for_each_segment(bvec, rq, iter) {
+		if (n == max)
+			return -E2BIG;
+		out[n++] = bvec;
+	}
+	return n;
 }
 
 void dst_shim_rq_end(struct request *rq, int err)

@@ -12,6 +12,7 @@
 struct blk_mq_tag_set;
 struct gendisk;
 struct request;
+struct bio_vec;
 struct socket;
 
 /* What the handshake decided about the disk. Mirrors blk.rs `DiskParams`. */
@@ -28,6 +29,7 @@ struct dst_disk_params {
 	bool fua;
 	bool discard;
 	bool write_zeroes;
+	bool stable_writes;		/* data is checksummed before it is sent */
 };
 
 /* What a request asks for. Mirrors blk.rs `RqInfo`. */
@@ -54,6 +56,7 @@ void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info);
 struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);
 int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
 		     bool more);
+int dst_shim_rq_bvecs(struct request *rq, struct bio_vec *out, unsigned int max);
 void dst_shim_rq_end(struct request *rq, int err);
 void dst_shim_for_each_started(struct blk_mq_tag_set *set,
 			       void (*fn)(void *ctx, struct request *rq),

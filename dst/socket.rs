@@ -151,16 +151,30 @@ impl SockAddr {
     /// Writes `a.b.c.d:port` or `[x:x:...:x]:port`.
     pub(crate) fn write_to(&self, f: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
         match self {
-            SockAddr::V4(a, p) => write!(f, "{}.{}.{}.{}:{}", a[0], a[1], a[2], a[3], p),
-            SockAddr::V6(a, p) => {
+            SockAddr::V4(_, p) => {
+                self.write_ip_to(f)?;
+                write!(f, ":{}", p)
+            }
+            SockAddr::V6(_, p) => {
                 f.write_str("[")?;
+                self.write_ip_to(f)?;
+                write!(f, "]:{}", p)
+            }
+        }
+    }
+
+    /// Writes the address alone: `a.b.c.d` or `x:x:...:x`.
+    pub(crate) fn write_ip_to(&self, f: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
+        match self {
+            SockAddr::V4(a, _) => write!(f, "{}.{}.{}.{}", a[0], a[1], a[2], a[3]),
+            SockAddr::V6(a, _) => {
                 for (i, pair) in a.chunks_exact(2).enumerate() {
                     if i > 0 {
                         f.write_str(":")?;
                     }
                     write!(f, "{:x}", u16::from_be_bytes([pair[0], pair[1]]))?;
                 }
-                write!(f, "]:{}", p)
+                Ok(())
             }
         }
     }
@@ -266,6 +280,12 @@ impl Socket {
             )
         })?;
         NonNull::new(sock).ok_or(ENOMEM)
+    }
+
+    /// The namespace the socket lives in, if this value holds it (sockets
+    /// from [`Socket::connect`] and [`Socket::listen`] do).
+    pub(crate) fn net(&self) -> Option<&Net> {
+        self._net.as_ref()
     }
 
     /// Connects to `addr` from namespace `net`; `memalloc` marks a socket

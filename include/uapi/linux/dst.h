@@ -27,6 +27,7 @@ enum dst_cmd {
 	DST_CMD_LIST,		/* dump: one message per export and device */
 	DST_CMD_DEV_SET,	/* change timeouts of /dev/dst<DST_A_INDEX> live */
 	DST_CMD_EVENT,		/* multicast: DST_A_EVENT happened to DST_A_INDEX */
+	DST_CMD_CONFIG,		/* module-wide settings: DST_A_CRYPTO_THREADS */
 	__DST_CMD_MAX,
 };
 #define DST_CMD_MAX (__DST_CMD_MAX - 1)
@@ -63,9 +64,38 @@ enum dst_attr {
 	DST_A_IO_ERRORS,	/* u64: counter: requests ended with an error */
 	DST_A_BYTES_READ,	/* u64: counter */
 	DST_A_BYTES_WRITTEN,	/* u64: counter */
+	DST_A_QUEUES,		/* u32: device: connections, one per hardware queue (1..16) */
+	DST_A_PROTECTION,	/* u32: enum dst_protection; must match on both sides */
+	DST_A_ALG,		/* string: kernel crypto name for hmac/aead (at most 63 bytes) */
+	DST_A_KEY,		/* binary: pre-shared key, 16..64 bytes; never sent back */
+	DST_A_ALLOW,		/* nested, repeatable: export allow-list entry (DST_ALLOW_A_*) */
+	DST_A_CRYPTO_THREADS,	/* u32: workers of the crypto pool (0 = inline, 1..64) */
+	DST_A_PEER_ADDR,	/* binary: events: address of an export's client */
+	DST_A_PEER_PORT,	/* u16: events: port of an export's client */
+	DST_A_MESSAGE,		/* string: events: why a client was refused */
+	DST_A_INTEGRITY_ERRORS,	/* u64: counter: frames whose checksum/tag or seq failed */
+	DST_A_REFUSED,		/* u64: export: counter of refused clients */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)
+
+/* Attributes nested in one DST_A_ALLOW entry. */
+enum dst_allow_attr {
+	DST_ALLOW_A_UNSPEC,
+	DST_ALLOW_A_ADDR,	/* binary: IPv4 (4 bytes) or IPv6 (16 bytes) prefix */
+	DST_ALLOW_A_PREFIX_LEN,	/* u8: 0..32 (IPv4) or 0..128 (IPv6) */
+	DST_ALLOW_A_READ_ONLY,	/* flag: clients in this prefix may only read */
+	__DST_ALLOW_A_MAX,
+};
+#define DST_ALLOW_A_MAX (__DST_ALLOW_A_MAX - 1)
+
+/* Data-channel protection (Documentation/protocol.md, "Security"). */
+enum dst_protection {
+	DST_PROT_NONE = 0,	/* clear text; a key, if given, authenticates the handshake */
+	DST_PROT_CRC32C = 1,	/* crc32c of every message: accidental corruption only */
+	DST_PROT_HMAC = 2,	/* keyed MAC of every message (needs a key) */
+	DST_PROT_AEAD = 3,	/* encrypted and authenticated (needs a key) */
+};
 
 /* Default TCP port of an export. */
 #define DST_DEFAULT_PORT	1025
@@ -91,6 +121,10 @@ enum dst_event {
 	DST_EVENT_RECONNECTED = 3,	/* connection back; waiting IO resent */
 	DST_EVENT_FAILED = 4,		/* lost past the loss timeout: IO fails */
 	DST_EVENT_DELETED = 5,		/* device deleted */
+	/* Export events: DST_A_KIND = DST_KIND_EXPORT, DST_A_INDEX = export index. */
+	DST_EVENT_SESSION_OPENED = 6,	/* a client connected: DST_A_PEER_ADDR/PORT */
+	DST_EVENT_SESSION_CLOSED = 7,	/* a client's session ended */
+	DST_EVENT_SESSION_REFUSED = 8,	/* a client was refused: DST_A_MESSAGE says why */
 };
 
 #endif /* _UAPI_LINUX_DST_H */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * shim_crypto.h - the crypto side of the C shim: AEAD and keyed-hash
+ * transforms of the kernel crypto API applied to data given as bio_vec arrays,
+ * crc32c, and the inline helpers the handshake needs. Mirrored by the
+ * `extern "C"` block in crypto.rs, which makes every protocol decision (IV
+ * layout, what is hashed, trailer layout); these functions only move bytes.
+ *
+ * Every function taking bio_vecs may sleep and must run in process context.
+ * Memory they allocate is GFP_NOIO: they run on the IO path.
+ */
+#ifndef DST_SHIM_CRYPTO_H
+#define DST_SHIM_CRYPTO_H
+
+#include <linux/types.h>
+
+struct bio_vec;
+struct crypto_aead;
+struct crypto_shash;
+struct hmac_sha256_ctx;
+
+/* Length of the AEAD IV DST uses (4 zero bytes || 8-byte seq). */
+#define DST_AEAD_IV_LEN 12
+
+/* Returns the tfm keyed with @key, or an ERR_PTR (-ENOENT: no such alg). */
+struct crypto_aead *dst_aead_alloc(const char *name, const u8 *key,
+				   unsigned int key_len, unsigned int tag_len);
+void dst_aead_free(struct crypto_aead *tfm);
+unsigned int dst_aead_ivsize(struct crypto_aead *tfm);
+/*
+ * Encrypts @src into @dst (the same array: in place; else of equal length),
+ * with @aad as associated data, and writes the tag (the tfm's authsize) to
+ * @tag. @iv (DST_AEAD_IV_LEN bytes), @aad (at most 64 bytes) and @tag may be
+ * anywhere, also on the stack: they are copied to and from kmalloc memory.
+ */
+int dst_aead_seal(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+		  unsigned int aad_len, const struct bio_vec *src,
+		  unsigned int nr_src, const struct bio_vec *dst,
+		  unsigned int nr_dst, u8 *tag);
+/*
+ * Decrypts @data in place and checks @tag: 0, or -EBADMSG if the tag does
+ * not verify (the data is then garbage).
+ */
+int dst_aead_open(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+		  unsigned int aad_len, const struct bio_vec *data,
+		  unsigned int nr, const u8 *tag);
+
+/* Returns the keyed tfm, or an ERR_PTR (-ENOENT: no such alg). */
+struct crypto_shash *dst_shash_alloc(const char *name, const u8 *key,
+				     unsigned int key_len);
+void dst_shash_free(struct crypto_shash *tfm);
+unsigned int dst_shash_digestsize(struct crypto_shash *tfm);
+/* Writes the digest of @pre || @bv[0..@nr] to @out (digestsize bytes). */
+int dst_shash_digest(struct crypto_shash *tfm, const u8 *pre,
+		     unsigned int pre_len, const struct bio_vec *bv,
+		     unsigned int nr, u8 *out);
+
+/* crc32c(@crc, @pre || @bv[0..@nr]), without any inversion. */
+u32 dst_crc32c(u32 crc, const u8 *pre, unsigned int pre_len,
+	       const struct bio_vec *bv, unsigned int nr);
+
+void dst_hmac_sha256_update(struct hmac_sha256_ctx *ctx, const u8 *data,
+			    size_t len);
+/* 0 if equal, in time independent of the contents. */
+int dst_crypto_memneq(const void *a, const void *b, size_t len);
+void dst_memzero_explicit(void *p, size_t len);
+
+#endif /* DST_SHIM_CRYPTO_H */
