@@ -32,7 +32,6 @@ use kernel::{
     ffi::{
         c_int,
         c_uint,
-        c_ulong,
         c_void, //
     },
     page::{
@@ -48,15 +47,12 @@ use kernel::{
     },
 };
 
-use crate::socket::{
-    errno,
-    Socket, //
-};
+use crate::socket::Socket;
 
 /// `shim_bdev.c`. A `struct block_device *` is passed as `*mut c_void`: its
 /// bindgen type holds a zero-sized field that the FFI-safety lint refuses.
 mod ffi {
-    use kernel::ffi::{c_int, c_uint, c_void};
+    use kernel::ffi::{c_uint, c_void};
 
     extern "C" {
         pub(super) fn dst_bdev_logical_block_size(bdev: *mut c_void) -> c_uint;
@@ -65,9 +61,6 @@ mod ffi {
         pub(super) fn dst_bdev_can_discard(bdev: *mut c_void) -> bool;
         pub(super) fn dst_bdev_noio_save() -> c_uint;
         pub(super) fn dst_bdev_noio_restore(flags: c_uint);
-        // In shim.c, shared with socket.rs.
-        pub(super) fn dst_shim_noreclaim_save() -> c_int;
-        pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
     }
 }
 
@@ -238,16 +231,6 @@ pub(crate) fn is_not_supported(e: Error) -> bool {
     e.to_errno() == -(bindings::EOPNOTSUPP as c_int)
 }
 
-/// Runs `f` with `PF_MEMALLOC` set, as `socket.rs` does for its transfers.
-fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY: saves and sets PF_MEMALLOC on the current task; restored below.
-    let flags = unsafe { ffi::dst_shim_noreclaim_save() };
-    let r = f();
-    // SAFETY: `flags` came from the matching save on this task.
-    unsafe { ffi::dst_shim_noreclaim_restore(flags) };
-    r
-}
-
 /// The data of one READ or WRITE: `len` bytes in whole pages.
 ///
 /// # Invariants
@@ -304,69 +287,21 @@ impl PageBuf {
 
     /// Fills the whole buffer from `sock`, directly into the pages.
     pub(crate) fn recv(&mut self, sock: &Socket) -> Result {
-        self.transfer(sock, Dir::Recv)
-    }
-
-    /// Sends the whole buffer on `sock`; `more` hints that more data follows.
-    /// The data is copied into the socket, so the buffer may be freed as soon
-    /// as this returns.
-    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
-        self.transfer(sock, Dir::Send { more })
-    }
-
-    /// Moves the whole buffer from or to `sock` with one iterator over all
-    /// pages, looping until every byte has moved. A closed connection is
-    /// `ECONNRESET`.
-    fn transfer(&self, sock: &Socket, dir: Dir) -> Result {
         let vecs = self.bvecs()?;
-        let mut msg = bindings::msghdr::default();
-        let (iter_dir, flags) = match dir {
-            Dir::Recv => (bindings::ITER_DEST, bindings::MSG_WAITALL),
-            Dir::Send { more } => (
-                bindings::ITER_SOURCE,
-                if more { bindings::MSG_MORE } else { 0 },
-            ),
-        };
-        let flags = flags | bindings::MSG_NOSIGNAL;
-        msg.msg_flags = flags;
-        // SAFETY: `msg.msg_iter` is writable; `vecs` describes `self.len`
-        // bytes of pages this buffer holds, and outlives every use of the
-        // iterator (the calls below, within this function).
-        unsafe {
-            bindings::iov_iter_bvec(
-                &mut msg.msg_iter,
-                iter_dir,
-                vecs.as_ptr(),
-                vecs.len() as c_ulong,
-                self.len,
-            )
-        };
-        let mut done = 0;
-        while done < self.len {
-            // SAFETY: the socket is valid; `msg` carries an iterator over the
-            // pages (see above), which each call advances by the bytes it
-            // moved.
-            let n = noreclaim(|| unsafe {
-                match dir {
-                    Dir::Recv => bindings::sock_recvmsg(sock.as_raw(), &mut msg, flags as c_int),
-                    Dir::Send { .. } => bindings::sock_sendmsg(sock.as_raw(), &mut msg),
-                }
-            });
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(errno(bindings::ECONNRESET)),
-                n => return Err(Error::from_errno(n)),
-            }
-        }
-        Ok(())
+        // SAFETY: the pages are this buffer's, exclusively borrowed.
+        unsafe { sock.recv_pages(&vecs) }
     }
-}
 
-/// Direction of a page transfer on a socket.
-#[derive(Clone, Copy)]
-enum Dir {
-    Recv,
-    Send { more: bool },
+    /// Sends the whole buffer on `sock` without copying it (the socket takes
+    /// its own page references, so the buffer may be freed as soon as this
+    /// returns); `more` hints that more data follows.
+    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
+        let vecs = self.bvecs()?;
+        // SAFETY: the pages are this buffer's; they are whole pages from the
+        // page allocator, which may be spliced, and are not written while
+        // the socket holds them (the buffer is sent once, then dropped).
+        unsafe { sock.send_pages(&vecs, more, true) }
+    }
 }
 
 /// What a READ or WRITE bio works on: the device and the pages.

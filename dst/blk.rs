@@ -49,6 +49,7 @@ pub(crate) struct DiskParams {
     pub(crate) physical_block_size: u32,
     pub(crate) max_io_bytes: u32,
     pub(crate) queue_depth: u32,
+    pub(crate) nr_hw_queues: u32,
     pub(crate) index: u32,
     pub(crate) cmd_size: u32,
     pub(crate) read_only: bool,
@@ -104,12 +105,7 @@ mod ffi {
         ) -> c_int;
         pub(super) fn dst_shim_rq_info(rq: *mut RawRequest, info: *mut RqInfo);
         pub(super) fn dst_shim_tag_to_rq(set: *mut RawTagSet, unique_tag: u32) -> *mut RawRequest;
-        pub(super) fn dst_shim_rq_xfer(
-            sock: *mut c_void,
-            rq: *mut RawRequest,
-            send: bool,
-            more: bool,
-        ) -> c_int;
+        pub(super) fn dst_shim_bvecs_spliceable(bv: *const c_void, n: c_uint) -> bool;
         pub(super) fn dst_shim_rq_end(rq: *mut RawRequest, err: c_int);
         pub(super) fn dst_shim_for_each_started(
             set: *mut RawTagSet,
@@ -199,13 +195,26 @@ impl<D: Driver + ?Sized> Request<D> {
         unsafe { &*ffi::dst_shim_rq_pdu(self.rq.as_ptr()).cast::<D::Pdu>() }
     }
 
-    /// Sends the request's data (`send`) or receives into its pages.
-    pub(crate) fn xfer(&self, sock: &Socket, send: bool, more: bool) -> Result {
-        // SAFETY: the request is live and its pages stay put until it ends;
-        // the socket is valid for the duration of the call.
-        to_result(unsafe {
-            ffi::dst_shim_rq_xfer(sock.as_raw().cast(), self.rq.as_ptr(), send, more)
-        })
+    /// Sends the request's data, described in `segs` by [`Request::bvecs`],
+    /// in one go; without copying when every page may be spliced (file
+    /// system metadata in slab memory may not).
+    pub(crate) fn send_data(&self, sock: &Socket, segs: &SegmentBuf, more: bool) -> Result {
+        let vecs = segs.as_slice();
+        // SAFETY: `vecs` is a valid array of `vecs.len()` bio_vecs.
+        let splice =
+            unsafe { ffi::dst_shim_bvecs_spliceable(vecs.as_ptr().cast(), vecs.len() as c_uint) };
+        // SAFETY: the pages belong to this request, which stays live (and,
+        // with stable writes, unchanged) until its reply, after the socket
+        // has sent them.
+        unsafe { sock.send_pages(vecs, more, splice) }
+    }
+
+    /// Receives the request's data (a READ reply) straight into its pages,
+    /// described in `segs` by [`Request::bvecs`].
+    pub(crate) fn recv_data(&self, sock: &Socket, segs: &SegmentBuf) -> Result {
+        // SAFETY: the caller owns the request (it is in flight and matched
+        // to this reply); nobody else uses its pages until it ends.
+        unsafe { sock.recv_pages(segs.as_slice()) }
     }
 
     /// Describes the request's data segments in `out` (whose capacity must
@@ -407,7 +416,7 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
     last: bool,
 ) -> c_int {
     // The driver type is erased in C; core.rs has the only driver.
-    type D = crate::local_node::Shared;
+    type D = crate::local_node::Router;
     // SAFETY: the tag set keeps the driver alive while requests exist.
     let driver = unsafe { &*driver.cast::<D>() };
     // SAFETY: the request is started and owned by us.
@@ -432,7 +441,7 @@ pub(crate) unsafe extern "C" fn dst_rs_sysfs_show(
     id: u32,
     buf: *mut u8,
 ) -> isize {
-    type D = crate::local_node::Shared;
+    type D = crate::local_node::Router;
     // SAFETY: the tag set (whose disk is being read) keeps the driver alive.
     let driver = unsafe { &*driver.cast::<D>() };
     // SAFETY: sysfs hands us a page-sized buffer for exclusive use.

@@ -62,6 +62,8 @@ use crate::{
 
 /// Default number of requests in flight.
 pub(crate) const DEFAULT_QUEUE_DEPTH: u32 = 128;
+/// Default number of queues, each with its own connection.
+pub(crate) const DEFAULT_QUEUES: u32 = 1;
 /// Default largest request, in pages (1 MiB).
 pub(crate) const DEFAULT_MAX_IO_PAGES: u32 = 256;
 /// The sender thread's watchdog looks at least this often (ms).
@@ -170,7 +172,7 @@ pub(crate) struct Pdu {
 
 /// Requests waiting for the sender; never holds more than the queue depth.
 struct Ring {
-    slots: KVec<Option<Request<Shared>>>,
+    slots: KVec<Option<Request<Router>>>,
     head: usize,
     len: usize,
 }
@@ -188,7 +190,7 @@ impl Ring {
         })
     }
 
-    fn push(&mut self, rq: Request<Shared>) -> core::result::Result<(), Request<Shared>> {
+    fn push(&mut self, rq: Request<Router>) -> core::result::Result<(), Request<Router>> {
         let cap = self.slots.len();
         if self.len == cap {
             return Err(rq);
@@ -204,7 +206,7 @@ impl Ring {
         }
     }
 
-    fn pop(&mut self) -> Option<Request<Shared>> {
+    fn pop(&mut self) -> Option<Request<Router>> {
         if self.len == 0 {
             return None;
         }
@@ -258,33 +260,26 @@ struct Conn {
     opener: Opener,
 }
 
-/// State shared by `queue_rq`, the sender and the receiver.
-#[pin_data]
-pub(crate) struct Shared {
+/// What every queue of a device shares: identity, configuration, the grant,
+/// settings and counters.
+pub(crate) struct Common {
     index: u32,
     addr: SockAddr,
     /// Namespace to reconnect from.
     net: Net,
-    /// Sent in every HELLO so the export can fence older connections.
-    client_id: u64,
     /// What the export granted at creation; later grants must match.
     granted: HelloReplyBody,
     /// What the first HELLO asked for; reconnects ask the same (with a
-    /// fresh nonce).
+    /// fresh nonce and their queue's index). Its `client_id` lets the export
+    /// fence older connections of the same queue.
     hello: HelloBody,
     /// Protection and key, for reconnects.
     security: SecurityConfig,
     /// Largest number of data segments of one request.
     max_segments: usize,
     pub(crate) settings: Settings,
-    /// `CONN_*`.
-    conn: Atomic<u32>,
     /// Device clock origin; times below are ms since then.
     created: Instant<Monotonic>,
-    /// When something was last received, or the connection came up.
-    last_rx: Atomic<u64>,
-    /// When the connection was lost.
-    lost_at: Atomic<u64>,
     /// Sequence numbers for transaction ids: a late or duplicate reply for a
     /// tag that has since been reused does not match the new id.
     next_seq: Atomic<u32>,
@@ -296,6 +291,25 @@ pub(crate) struct Shared {
     bytes_read: Atomic<u64>,
     bytes_written: Atomic<u64>,
     integrity_errors: Atomic<u64>,
+    /// Queues not connected (reconnecting or failed), and failed: the
+    /// device-level events fire when these leave or reach 0.
+    lost_queues: Atomic<u32>,
+    failed_queues: Atomic<u32>,
+}
+
+/// One hardware queue and its connection: the state shared by `queue_rq`,
+/// the queue's sender thread and its receiver thread.
+#[pin_data]
+pub(crate) struct Shared {
+    /// Hardware queue number, also the HELLO's `queue_index`.
+    qid: u32,
+    dev: Arc<Common>,
+    /// `CONN_*`.
+    conn: Atomic<u32>,
+    /// When something was last received, or the connection came up.
+    last_rx: Atomic<u64>,
+    /// When the connection was lost.
+    lost_at: Atomic<u64>,
     /// Replies being checked by crypto workers (see [`ReplyCheck`]); the
     /// receiver waits for none to be left before it requeues requests.
     #[pin]
@@ -319,11 +333,18 @@ pub(crate) struct Shared {
     tx: Mutex<Tx>,
 }
 
+/// The block driver of a device: routes each request to its hardware
+/// queue's connection.
+pub(crate) struct Router {
+    dev: Arc<Common>,
+    queues: KVec<Arc<Shared>>,
+}
+
 /// What the threads work on: the shared state plus the tag set, to find
 /// requests by tag. (The tag set refers to `Shared`, not the other way round.)
 struct Ctx {
     shared: Arc<Shared>,
-    tags: Arc<TagSet<Shared>>,
+    tags: Arc<TagSet<Router>>,
 }
 
 /// What the receiver thread starts with: the context and the first socket.
@@ -338,9 +359,16 @@ pub(crate) struct Device {
     // Drop order matters: the disk first (del_gendisk waits for in-flight IO,
     // which needs the threads), then the threads, then the tag set.
     disk: Disk,
+    threads: KVec<QueueThreads>,
+    router: Arc<Router>,
+    tags: Arc<TagSet<Router>>,
+}
+
+/// The two threads of one queue's connection.
+struct QueueThreads {
     receiver: Thread<RxCtx>,
-    sender: Thread<Ctx>,
-    tags: Arc<TagSet<Shared>>,
+    /// Only held: dropping it stops the thread.
+    _sender: Thread<Ctx>,
 }
 
 fn status_errno(status: Status) -> c_int {
@@ -471,7 +499,7 @@ fn random_client_id() -> u64 {
 }
 
 impl Device {
-    /// Connects, negotiates and creates `/dev/dst<index>`.
+    /// Connects every queue, negotiates and creates `/dev/dst<index>`.
     pub(crate) fn create(cfg: DeviceConfig) -> Result<Self, Refusal> {
         let settings = Settings::new();
         settings.apply(&cfg.settings);
@@ -485,18 +513,17 @@ impl Device {
         } else {
             cfg.queue_depth
         };
-        if cfg.queues > 1 {
-            return Err(Refusal::new(
-                errno(bindings::EOPNOTSUPP),
-                c"this version serves one queue (one connection) per device",
-            ));
-        }
+        let wanted = if cfg.queues == 0 {
+            DEFAULT_QUEUES
+        } else {
+            cfg.queues
+        };
         let hello = HelloBody {
             min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
             features: proto::FEATURES_ALL,
             max_io_bytes: pages * 4096,
-            queues: 1,
+            queues: wanted as u16,
             queue_depth: depth as u16,
             client_id: random_client_id(),
             queue_index: 0,
@@ -505,31 +532,43 @@ impl Device {
         };
         let (index, addr) = (cfg.index, cfg.addr);
         let timeout = settings.req_timeout_ms.load(Relaxed);
+        // Queue 0 learns the grant; the others must get the same one.
         let first = handshake(cfg.net.clone_ref(), addr, &hello, &cfg.security, timeout)?;
         let granted = first.granted;
-        let sock = Arc::new(first.sock, GFP_KERNEL)?;
+        let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
+        conns.push(first, GFP_KERNEL)?;
+        for qid in 1..granted.queues {
+            let h = HelloBody {
+                queue_index: qid,
+                ..hello
+            };
+            let c = handshake(cfg.net.clone_ref(), addr, &h, &cfg.security, timeout)?;
+            if !same_grant(&granted, &c.granted) {
+                return Err(Refusal::new(
+                    errno(bindings::EPROTO),
+                    c"the export granted the queues of one device differently",
+                ));
+            }
+            conns.push(c, GFP_KERNEL)?;
+        }
         // One entry per page of the largest request, plus one for a buffer
         // that does not start on a page boundary.
         let max_segments = (granted.max_io_bytes as usize).div_ceil(4096) + 1;
-        let vecs = SegmentBuf::new(max_segments)?;
-        let tx_sock = sock.clone();
         let depth = u32::from(granted.queue_depth);
-        let shared = Arc::pin_init(
-            try_pin_init!(Shared {
+        let common = Arc::new(
+            Common {
                 index,
                 addr,
                 net: cfg.net,
-                client_id: hello.client_id,
                 granted,
                 hello,
                 security: cfg.security,
                 max_segments,
                 settings,
-                conn: Atomic::new(CONN_UP),
                 created: Instant::now(),
-                last_rx: Atomic::new(0),
-                lost_at: Atomic::new(0),
                 next_seq: Atomic::new(1),
+                lost_queues: Atomic::new(0),
+                failed_queues: Atomic::new(0),
                 reconnects: Atomic::new(0),
                 resends: Atomic::new(0),
                 timeouts: Atomic::new(0),
@@ -537,22 +576,50 @@ impl Device {
                 bytes_read: Atomic::new(0),
                 bytes_written: Atomic::new(0),
                 integrity_errors: Atomic::new(0),
-                checks <- new_mutex!(0, "dst::Shared::checks"),
-                checks_done <- new_condvar!("dst::Shared::checks_done"),
-                ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
-                wake <- new_condvar!("dst::Shared::wake"),
-                rewake <- new_condvar!("dst::Shared::rewake"),
-                tx <- new_mutex!(
-                    Tx {
-                        sock: Some(tx_sock),
-                        sealer: Some(first.sealer),
-                        ping: None,
-                        vecs,
-                        first_opener: Some(first.opener),
-                    },
-                    "dst::Shared::tx"
-                ),
-            }),
+            },
+            GFP_KERNEL,
+        )?;
+        let mut queues = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
+        let mut socks = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
+        for (qid, c) in conns.into_iter().enumerate() {
+            let sock = Arc::new(c.sock, GFP_KERNEL)?;
+            let tx_sock = sock.clone();
+            let q_dev = common.clone();
+            let vecs = SegmentBuf::new(max_segments)?;
+            let q = Arc::pin_init(
+                try_pin_init!(Shared {
+                    qid: qid as u32,
+                    dev: q_dev,
+                    conn: Atomic::new(CONN_UP),
+                    last_rx: Atomic::new(0),
+                    lost_at: Atomic::new(0),
+                    checks <- new_mutex!(0, "dst::Shared::checks"),
+                    checks_done <- new_condvar!("dst::Shared::checks_done"),
+                    ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
+                    wake <- new_condvar!("dst::Shared::wake"),
+                    rewake <- new_condvar!("dst::Shared::rewake"),
+                    tx <- new_mutex!(
+                        Tx {
+                            sock: Some(tx_sock),
+                            sealer: Some(c.sealer),
+                            ping: None,
+                            vecs,
+                            first_opener: Some(c.opener),
+                        },
+                        "dst::Shared::tx"
+                    ),
+                }),
+                GFP_KERNEL,
+            )?;
+            queues.push(q, GFP_KERNEL)?;
+            socks.push(sock, GFP_KERNEL)?;
+        }
+        let nr_queues = queues.len() as u32;
+        let router = Arc::new(
+            Router {
+                dev: common.clone(),
+                queues,
+            },
             GFP_KERNEL,
         )?;
         let has = |f| granted.features & f != 0;
@@ -562,6 +629,7 @@ impl Device {
             physical_block_size: granted.physical_block_size,
             max_io_bytes: granted.max_io_bytes,
             queue_depth: depth,
+            nr_hw_queues: nr_queues,
             index,
             cmd_size: 0,
             read_only: granted.perms & proto::PERM_WRITE == 0,
@@ -571,30 +639,43 @@ impl Device {
             write_zeroes: has(proto::FEATURE_WRITE_ZEROES),
             stable_writes: hello.security.protection != Protection::None,
         };
-        let tags = Arc::new(TagSet::new(&mut params, shared.clone())?, GFP_KERNEL)?;
-        let ctx = || Ctx {
-            shared: shared.clone(),
-            tags: tags.clone(),
-        };
-        let sender = Thread::spawn(fmt!("dst{}-tx", index), ctx(), sender_main)?;
-        let rx = RxCtx {
-            ctx: ctx(),
-            first: sock.clone(),
-        };
-        let receiver = Thread::spawn(fmt!("dst{}-rx", index), rx, receiver_main)?;
+        let tags = Arc::new(TagSet::new(&mut params, router.clone())?, GFP_KERNEL)?;
+        let mut threads = KVec::with_capacity(router.queues.len(), GFP_KERNEL)?;
+        for (q, sock) in router.queues.iter().zip(socks.iter()) {
+            let ctx = || Ctx {
+                shared: q.clone(),
+                tags: tags.clone(),
+            };
+            let sender = Thread::spawn(fmt!("dst{}.{}-tx", index, q.qid), ctx(), sender_main)?;
+            let rx = RxCtx {
+                ctx: ctx(),
+                first: sock.clone(),
+            };
+            let receiver = Thread::spawn(fmt!("dst{}.{}-rx", index, q.qid), rx, receiver_main)?;
+            threads.push(
+                QueueThreads {
+                    receiver,
+                    _sender: sender,
+                },
+                GFP_KERNEL,
+            )?;
+        }
         let disk = Disk::add(&tags, &params).map_err(|e| {
-            shared.conn.store(CONN_CLOSING, Release);
-            sock.shutdown();
+            for (q, sock) in router.queues.iter().zip(socks.iter()) {
+                q.conn.store(CONN_CLOSING, Release);
+                sock.shutdown();
+            }
             Refusal::new(e, c"cannot create the block device")
         })?;
-        netlink::notify(&shared.net, index, event::CONNECTED);
+        netlink::notify(&common.net, index, event::CONNECTED);
         pr_info!(
-            "dst{}: connected to {}, {} bytes{}, max IO {} KiB, depth {}, protection {}{}\n",
+            "dst{}: connected to {}, {} bytes{}, max IO {} KiB, {} queue(s) of depth {}, protection {}{}\n",
             index,
             addr,
             granted.size,
             if params.read_only { ", read-only" } else { "" },
             granted.max_io_bytes / 1024,
+            nr_queues,
             depth,
             hello.security.protection.as_str(),
             if hello.security.auth {
@@ -605,135 +686,136 @@ impl Device {
         );
         Ok(Device {
             disk,
-            receiver,
-            sender,
+            threads,
+            router,
             tags,
         })
     }
 
-    fn shared(&self) -> &Shared {
-        &self.sender.data().shared
+    fn dev(&self) -> &Common {
+        &self.router.dev
     }
 
     /// Connections (hardware queues).
     pub(crate) fn queues(&self) -> u32 {
-        1
+        self.router.queues.len() as u32
     }
 
     /// The protection in use.
     pub(crate) fn security(&self) -> &Security {
-        &self.shared().security.security
+        &self.dev().security.security
     }
 
     /// N of /dev/dstN.
     pub(crate) fn index(&self) -> u32 {
-        self.shared().index
+        self.dev().index
     }
 
     /// The export node's address.
     pub(crate) fn addr(&self) -> SockAddr {
-        self.shared().addr
+        self.dev().addr
     }
 
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        self.shared().granted.size
+        self.dev().granted.size
     }
 
     /// Whether the export granted only reads.
     pub(crate) fn read_only(&self) -> bool {
-        self.shared().granted.perms & proto::PERM_WRITE == 0
+        self.dev().granted.perms & proto::PERM_WRITE == 0
     }
 
-    /// The connection state (`CONN_*`, the uapi `enum dst_state`).
+    /// The connection state (`CONN_*`, the uapi `enum dst_state`): the
+    /// worst of the queues'.
     pub(crate) fn state(&self) -> u32 {
-        self.shared().conn.load(Relaxed)
+        self.router.state()
     }
 
-    /// Requests in flight at most.
+    /// Requests in flight at most, per queue.
     pub(crate) fn queue_depth(&self) -> u32 {
-        self.shared().granted.queue_depth.into()
+        self.dev().granted.queue_depth.into()
     }
 
     /// The device's timeouts and limits.
     pub(crate) fn settings(&self) -> &Settings {
-        &self.shared().settings
+        &self.dev().settings
     }
 
     /// The device's counters.
     pub(crate) fn counters(&self) -> Counters {
-        self.shared().counters(&self.tags)
+        self.dev().counters(&self.tags)
     }
 
     /// Changes timeouts while the device runs; wakes the threads so that
     /// shorter ones take effect at once.
     pub(crate) fn update(&self, u: &SettingsUpdate) {
-        let s = self.shared();
-        s.settings.apply(u);
-        s.wake.notify_all();
-        s.rewake.notify_all();
+        self.dev().settings.apply(u);
+        for q in self.router.queues.iter() {
+            q.wake.notify_all();
+            q.rewake.notify_all();
+        }
     }
+}
+
+/// Whether two grants describe the same device (what reconnects and the
+/// queues of one device must agree on).
+fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
+    a.size == b.size
+        && a.logical_block_size == b.logical_block_size
+        && a.physical_block_size == b.physical_block_size
+        && a.perms == b.perms
+        && a.max_io_bytes == b.max_io_bytes
+        && a.queue_depth == b.queue_depth
+        && a.queues == b.queues
 }
 
 impl Drop for Device {
     fn drop(&mut self) {
-        let shared = &self.sender.data().shared;
-        // A device that is not connected fails its IO now instead of waiting
-        // for the loss timeout: nobody will use it after this delete.
-        if shared.conn.load(Acquire) != CONN_UP {
-            shared.set_failed(&self.tags);
+        let queues = &self.router.queues;
+        // A queue that is not connected fails its IO now instead of waiting
+        // for the loss timeout: nobody will use the device after this delete.
+        for q in queues.iter() {
+            if q.conn.load(Acquire) != CONN_UP {
+                q.set_failed(&self.tags);
+            }
         }
         // del_gendisk runs while the threads still serve IO, so in-flight IO
         // drains (or fails, above).
         self.disk.delete();
-        shared.conn.store(CONN_CLOSING, Release);
-        if let Some(sock) = shared.tx.lock().sock.take() {
-            sock.shutdown();
+        for q in queues.iter() {
+            q.conn.store(CONN_CLOSING, Release);
+            if let Some(sock) = q.tx.lock().sock.take() {
+                sock.shutdown();
+            }
         }
-        self.receiver.data().first.shutdown();
-        shared.wake.notify_all();
-        shared.rewake.notify_all();
+        for t in self.threads.iter() {
+            t.receiver.data().first.shutdown();
+        }
+        for q in queues.iter() {
+            q.wake.notify_all();
+            q.rewake.notify_all();
+        }
         // The threads stop when their handles drop, after this body. Nothing
         // can be in flight after del_gendisk, but fail whatever is, so a bug
         // shows as an IO error rather than a hang.
-        self.tags
-            .for_each_started(|rq| shared.fail_claimed(rq, RQ_SENT));
-        shared.fail_queued();
-        netlink::notify(&shared.net, shared.index, event::DELETED);
-        pr_info!("dst{}: deleted\n", shared.index);
+        for q in queues.iter() {
+            q.fail_queued();
+            self.tags.for_each_started(|rq| {
+                if q.owns(&rq) {
+                    q.fail_claimed(rq, RQ_SENT)
+                }
+            });
+        }
+        let dev = self.dev();
+        netlink::notify(&dev.net, dev.index, event::DELETED);
+        pr_info!("dst{}: deleted\n", dev.index);
     }
 }
 
-impl Shared {
-    /// Milliseconds on the device clock.
-    fn now(&self) -> u64 {
-        self.created.elapsed().as_millis() as u64
-    }
-
-    /// Ends a request this task has claimed (state DONE), counting it.
-    fn finish(&self, rq: Request<Shared>, err: c_int) {
-        if err != 0 {
-            self.io_errors.add(1, Relaxed);
-        } else {
-            let info = rq.info();
-            match wire_op(info.op) {
-                Some(Op::Read) => self.bytes_read.add(u64::from(info.length), Relaxed),
-                Some(Op::Write) => self.bytes_written.add(u64::from(info.length), Relaxed),
-                _ => {}
-            }
-        }
-        rq.end(err);
-    }
-
-    /// Ends `rq` with EIO if it is in state `from` (claiming it).
-    fn fail_claimed(&self, rq: Request<Shared>, from: u32) {
-        if rq.pdu().state.cmpxchg(from, RQ_DONE, Full).is_ok() {
-            self.finish(rq, EIO_ERRNO);
-        }
-    }
-
+impl Common {
     /// A snapshot of the counters; `tags` counts the requests in flight.
-    fn counters(&self, tags: &TagSet<Shared>) -> Counters {
+    fn counters(&self, tags: &TagSet<Router>) -> Counters {
         let mut in_flight = 0;
         tags.for_each_started(|_| in_flight += 1);
         Counters {
@@ -747,6 +829,58 @@ impl Shared {
             in_flight,
         }
     }
+}
+
+impl Router {
+    /// The device's state: the worst of its queues' (failed, closing,
+    /// reconnecting, connected).
+    fn state(&self) -> u32 {
+        let rank = |s: u32| match s {
+            CONN_FAILED => 3,
+            CONN_CLOSING => 2,
+            CONN_RECONNECTING => 1,
+            _ => 0,
+        };
+        self.queues
+            .iter()
+            .map(|q| q.conn.load(Relaxed))
+            .max_by_key(|&s| rank(s))
+            .unwrap_or(CONN_CLOSING)
+    }
+}
+
+impl Shared {
+    /// Milliseconds on the device clock.
+    fn now(&self) -> u64 {
+        self.dev.created.elapsed().as_millis() as u64
+    }
+
+    /// Ends a request this task has claimed (state DONE), counting it.
+    fn finish(&self, rq: Request<Router>, err: c_int) {
+        if err != 0 {
+            self.dev.io_errors.add(1, Relaxed);
+        } else {
+            let info = rq.info();
+            match wire_op(info.op) {
+                Some(Op::Read) => self.dev.bytes_read.add(u64::from(info.length), Relaxed),
+                Some(Op::Write) => self.dev.bytes_written.add(u64::from(info.length), Relaxed),
+                _ => {}
+            }
+        }
+        rq.end(err);
+    }
+
+    /// Ends `rq` with EIO if it is in state `from` (claiming it).
+    fn fail_claimed(&self, rq: Request<Router>, from: u32) {
+        if rq.pdu().state.cmpxchg(from, RQ_DONE, Full).is_ok() {
+            self.finish(rq, EIO_ERRNO);
+        }
+    }
+
+    /// Whether `rq` belongs to this hardware queue.
+    fn owns(&self, rq: &Request<Router>) -> bool {
+        rq.info().tag >> 16 == self.qid
+    }
 
     /// Fails every request waiting on the ring.
     fn fail_queued(&self) {
@@ -759,14 +893,14 @@ impl Shared {
     }
 
     /// Past the loss timeout (or on delete): pending and new IO fail.
-    fn set_failed(&self, tags: &TagSet<Shared>) {
+    fn set_failed(&self, tags: &TagSet<Router>) {
         let _tx = self.tx.lock();
         self.set_failed_locked(tags);
     }
 
     /// The connection failed: requeue what was sent on it (or fail what was
     /// resent too often), and leave reconnecting to the receiver thread.
-    fn conn_lost(&self, tags: &TagSet<Shared>, sock: &Socket, why: &str) {
+    fn conn_lost(&self, tags: &TagSet<Router>, sock: &Socket, why: &str) {
         sock.shutdown();
         let mut tx = self.tx.lock();
         // Once we hold the send lock, no request is SENDING and the sender
@@ -776,17 +910,24 @@ impl Shared {
         tx.ping = None;
         if self.conn.cmpxchg(CONN_UP, CONN_RECONNECTING, Full).is_ok() {
             self.lost_at.store(self.now(), Relaxed);
-            netlink::notify(&self.net, self.index, event::LOST);
+            // The device is lost when its first queue is.
+            if self.dev.lost_queues.fetch_add(1, Relaxed) == 0 {
+                netlink::notify(&self.dev.net, self.dev.index, event::LOST);
+            }
             pr_warn!(
-                "dst{}: connection to {} lost: {}; reconnecting\n",
-                self.index,
-                self.addr,
-                why
+                "dst{}: connection to {} lost: {}; reconnecting (queue {})\n",
+                self.dev.index,
+                self.dev.addr,
+                why,
+                self.qid
             );
         }
-        let max = self.settings.max_resends.load(Relaxed);
+        let max = self.dev.settings.max_resends.load(Relaxed);
         let failed = self.conn.load(Acquire) != CONN_RECONNECTING;
         tags.for_each_started(|rq| {
+            if !self.owns(&rq) {
+                return;
+            }
             let pdu = rq.pdu();
             if pdu.state.cmpxchg(RQ_SENT, RQ_QUEUED, Full).is_err() {
                 return;
@@ -796,7 +937,7 @@ impl Shared {
                 self.finish(rq, EIO_ERRNO);
                 return;
             }
-            self.resends.add(1, Relaxed);
+            self.dev.resends.add(1, Relaxed);
             if let Err(rq) = self.ring.lock().push(rq) {
                 // Cannot happen: the ring holds the whole queue depth.
                 self.fail_claimed(rq, RQ_QUEUED);
@@ -808,7 +949,7 @@ impl Shared {
 
     /// Sends one request; on failure the connection is shut down and the
     /// receiver requeues the request with the others.
-    fn send_one(&self, tx: &mut Tx, rq: Request<Shared>, more: bool) {
+    fn send_one(&self, tx: &mut Tx, rq: Request<Router>, more: bool) {
         let pdu = rq.pdu();
         let Some(sock) = tx.sock.clone() else {
             // Disconnected after it was taken off the ring: put it back.
@@ -830,7 +971,7 @@ impl Shared {
         } else {
             (info.offset, info.length)
         };
-        let seq = self.next_seq.fetch_add(1, Relaxed);
+        let seq = self.dev.next_seq.fetch_add(1, Relaxed);
         let id = (u64::from(seq) << 32) | u64::from(info.tag);
         pdu.id.store(id, Relaxed);
         if pdu.state.cmpxchg(RQ_QUEUED, RQ_SENDING, Full).is_err() {
@@ -853,16 +994,19 @@ impl Shared {
         &self,
         tx: &mut Tx,
         sock: &Socket,
-        rq: &Request<Shared>,
+        rq: &Request<Router>,
         h: &Header,
         more: bool,
     ) -> Result {
         let hb = h.encode();
         let data = h.payload > 0;
+        if data {
+            rq.bvecs(&mut tx.vecs)?;
+        }
         let Some(sealer) = &tx.sealer else {
             sock.send_all(&hb, more || data)?;
             return if data {
-                rq.xfer(sock, true, more)
+                rq.send_data(sock, &tx.vecs, more)
             } else {
                 Ok(())
             };
@@ -870,7 +1014,6 @@ impl Shared {
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
         let tlen = if data {
-            rq.bvecs(&mut tx.vecs)?;
             // SAFETY: the request is SENDING, so only this thread touches it
             // and its pages stay until it ends; the disk asks for stable
             // writes when protected, so their data does not change while it
@@ -899,7 +1042,7 @@ impl Shared {
         sock.send_all(&hb, true)?;
         match &bounce {
             Some(pages) => pages.send(sock, true)?,
-            None if data => rq.xfer(sock, true, true)?,
+            None if data => rq.send_data(sock, &tx.vecs, true)?,
             None => {}
         }
         sock.send_all(trailer.get(..tlen).unwrap_or(&[]), more)
@@ -928,12 +1071,12 @@ impl Shared {
 
     /// The watchdog: times out requests and pings, sends pings, and fails
     /// IO past the loss timeout. Runs in the sender thread.
-    fn watchdog(&self, tags: &TagSet<Shared>, tx: &mut Tx) {
+    fn watchdog(&self, tags: &TagSet<Router>, tx: &mut Tx) {
         let now = self.now();
         let state = self.conn.load(Acquire);
         if state == CONN_RECONNECTING {
             let lost = now.saturating_sub(self.lost_at.load(Relaxed));
-            if lost >= Settings::get(&self.settings.loss_timeout_ms) {
+            if lost >= Settings::get(&self.dev.settings.loss_timeout_ms) {
                 self.set_failed_locked(tags);
             }
             return;
@@ -941,22 +1084,23 @@ impl Shared {
         let Some(sock) = tx.sock.clone() else {
             return;
         };
-        let req_timeout = Settings::get(&self.settings.req_timeout_ms);
+        let req_timeout = Settings::get(&self.dev.settings.req_timeout_ms);
         let mut late = false;
         tags.for_each_started(|rq| {
             let pdu = rq.pdu();
-            if pdu.state.load(Acquire) == RQ_SENT
+            if self.owns(&rq)
+                && pdu.state.load(Acquire) == RQ_SENT
                 && now.saturating_sub(pdu.sent_at.load(Relaxed)) >= req_timeout
             {
                 late = true;
             }
         });
         if late {
-            self.timeouts.add(1, Relaxed);
+            self.dev.timeouts.add(1, Relaxed);
             pr_warn!(
                 "dst{}: a request to {} is unanswered after {} ms\n",
-                self.index,
-                self.addr,
+                self.dev.index,
+                self.dev.addr,
                 req_timeout
             );
             sock.shutdown();
@@ -965,20 +1109,20 @@ impl Shared {
         let quiet = now.saturating_sub(self.last_rx.load(Relaxed));
         match tx.ping {
             Some((_, sent)) => {
-                if now.saturating_sub(sent) >= Settings::get(&self.settings.ping_timeout_ms)
+                if now.saturating_sub(sent) >= Settings::get(&self.dev.settings.ping_timeout_ms)
                     && self.last_rx.load(Relaxed) < sent
                 {
-                    self.timeouts.add(1, Relaxed);
+                    self.dev.timeouts.add(1, Relaxed);
                     pr_warn!(
                         "dst{}: no answer to a ping from {}\n",
-                        self.index,
-                        self.addr
+                        self.dev.index,
+                        self.dev.addr
                     );
                     sock.shutdown();
                 }
             }
             None => {
-                let every = Settings::get(&self.settings.ping_interval_ms);
+                let every = Settings::get(&self.dev.settings.ping_interval_ms);
                 if every > 0 && quiet >= every {
                     let cookie = now | 1;
                     if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
@@ -992,18 +1136,32 @@ impl Shared {
 
     /// [`Shared::set_failed`] for a caller that holds the send lock (so no
     /// request is SENDING).
-    fn set_failed_locked(&self, tags: &TagSet<Shared>) {
-        if self.conn.xchg(CONN_FAILED, Full) == CONN_RECONNECTING {
-            netlink::notify(&self.net, self.index, event::FAILED);
+    fn set_failed_locked(&self, tags: &TagSet<Router>) {
+        if self
+            .conn
+            .cmpxchg(CONN_RECONNECTING, CONN_FAILED, Full)
+            .is_ok()
+        {
+            if self.dev.failed_queues.fetch_add(1, Relaxed) == 0 {
+                netlink::notify(&self.dev.net, self.dev.index, event::FAILED);
+            }
             pr_warn!(
-                "dst{}: no connection to {} for {} ms: failing IO until it is back\n",
-                self.index,
-                self.addr,
-                self.now().saturating_sub(self.lost_at.load(Relaxed))
+                "dst{}: no connection to {} for {} ms: failing IO until it is back (queue {})\n",
+                self.dev.index,
+                self.dev.addr,
+                self.now().saturating_sub(self.lost_at.load(Relaxed)),
+                self.qid
             );
+        } else if self.conn.load(Acquire) == CONN_UP {
+            // Delete of a connected device: nothing to fail for.
+            return;
         }
         self.fail_queued();
-        tags.for_each_started(|rq| self.fail_claimed(rq, RQ_SENT));
+        tags.for_each_started(|rq| {
+            if self.owns(&rq) {
+                self.fail_claimed(rq, RQ_SENT)
+            }
+        });
     }
 }
 
@@ -1012,7 +1170,7 @@ impl Shared {
     /// caller owns: SENT in the receiver, CHECKING in its one worker.
     fn check_read(
         &self,
-        rq: &Request<Shared>,
+        rq: &Request<Router>,
         hb: &[u8; proto::HEADER_LEN],
         trailer: &[u8],
         check: &Check,
@@ -1023,7 +1181,7 @@ impl Shared {
         // its pages stay until it ends and nobody reads them before then.
         let data = unsafe { Segments::from_raw(vecs.as_slice()) };
         check.verify(hb, &data, trailer).map_err(|e| {
-            self.integrity_errors.add(1, Relaxed);
+            self.dev.integrity_errors.add(1, Relaxed);
             e.as_str()
         })
     }
@@ -1047,7 +1205,7 @@ struct ReplyCheck {
     shared: Arc<Shared>,
     sock: Arc<Socket>,
     /// The request, in state CHECKING; taken when the job runs.
-    rq: Option<Request<Shared>>,
+    rq: Option<Request<Router>>,
     status: Status,
     header: [u8; proto::HEADER_LEN],
     trailer: [u8; MAX_TRAILER],
@@ -1066,13 +1224,13 @@ impl ReplyCheck {
     fn new(
         ctx: &Ctx,
         sock: &Arc<Socket>,
-        rq: Request<Shared>,
+        rq: Request<Router>,
         status: Status,
         header: [u8; proto::HEADER_LEN],
         trailer: [u8; MAX_TRAILER],
         trailer_len: usize,
         check: Check,
-    ) -> core::result::Result<Pin<KBox<Self>>, (Request<Shared>, Check)> {
+    ) -> core::result::Result<Pin<KBox<Self>>, (Request<Router>, Check)> {
         // Allocate first, so that a failure gives the request back.
         let Ok(slot) = bdev::noio(|| KBox::<Self>::new_uninit(GFP_KERNEL)) else {
             return Err((rq, check));
@@ -1100,7 +1258,7 @@ impl WorkItem for ReplyCheck {
             let shared = this.shared.clone();
             if let Some(rq) = this.as_mut().project().rq.take() {
                 let trailer = this.trailer.get(..this.trailer_len).unwrap_or(&[]);
-                let r = SegmentBuf::new(shared.max_segments)
+                let r = SegmentBuf::new(shared.dev.max_segments)
                     .map_err(|_| "out of memory")
                     .and_then(|mut vecs| {
                         shared.check_read(&rq, &this.header, trailer, &this.check, &mut vecs)
@@ -1118,8 +1276,8 @@ impl WorkItem for ReplyCheck {
                         rq.pdu().state.store(RQ_SENT, Release);
                         pr_warn!(
                             "dst{}: reply from {} rejected: {}\n",
-                            shared.index,
-                            shared.addr,
+                            shared.dev.index,
+                            shared.dev.addr,
                             why
                         );
                         this.sock.shutdown();
@@ -1146,10 +1304,72 @@ fn wire_op(op: u8) -> Option<Op> {
     }
 }
 
-impl Driver for Shared {
+impl Driver for Router {
     type Pdu = Pdu;
 
     fn queue_rq(&self, rq: Request<Self>, _last: bool) -> Result {
+        let qid = (rq.info().tag >> 16) as usize;
+        self.queues.get(qid).ok_or(EIO)?.queue_rq(rq)
+    }
+
+    fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
+        let dev = &self.dev;
+        let s = &dev.settings;
+        let get = |a: &Atomic<u32>| a.load(Relaxed);
+        match id {
+            0 => dev.addr.write_to(out),
+            1 => out.write_str(match self.state() {
+                CONN_UP => "connected",
+                CONN_RECONNECTING => "reconnecting",
+                CONN_CLOSING => "closing",
+                _ => "failed",
+            }),
+            2 => write!(out, "{}", dev.granted.size),
+            3 => write!(
+                out,
+                "{}",
+                u8::from(dev.granted.perms & proto::PERM_WRITE == 0)
+            ),
+            4 => write!(out, "{}", dev.granted.queue_depth),
+            // Requests waiting for a sender.
+            5 => write!(
+                out,
+                "{}",
+                self.queues.iter().map(|q| q.ring.lock().len).sum::<usize>()
+            ),
+            6 => write!(out, "{}", dev.reconnects.load(Relaxed)),
+            7 => write!(out, "{}", dev.resends.load(Relaxed)),
+            8 => write!(out, "{}", dev.timeouts.load(Relaxed)),
+            9 => write!(out, "{}", dev.io_errors.load(Relaxed)),
+            10 => write!(out, "{}", dev.bytes_read.load(Relaxed)),
+            11 => write!(out, "{}", dev.bytes_written.load(Relaxed)),
+            12 => write!(out, "{}", get(&s.req_timeout_ms)),
+            13 => write!(out, "{}", get(&s.max_resends)),
+            14 => write!(out, "{}", get(&s.reconnect_delay_ms)),
+            15 => write!(out, "{}", get(&s.ping_interval_ms)),
+            16 => write!(out, "{}", get(&s.ping_timeout_ms)),
+            17 => write!(out, "{}", get(&s.loss_timeout_ms)),
+            18 => write!(out, "{}", dev.integrity_errors.load(Relaxed)),
+            19 => {
+                let sec = &dev.security.security;
+                out.write_str(sec.protection.as_str())?;
+                if !sec.alg.is_empty() {
+                    out.write_str(" ")?;
+                    for &c in sec.alg.as_bytes() {
+                        out.write_char(char::from(c))?;
+                    }
+                }
+                Ok(())
+            }
+            20 => write!(out, "{}", self.queues.len()),
+            _ => Err(kernel::fmt::Error),
+        }
+    }
+}
+
+impl Shared {
+    /// Takes a request of this queue from the block layer; never waits.
+    fn queue_rq(&self, rq: Request<Router>) -> Result {
         let state = self.conn.load(Acquire);
         if state == CONN_FAILED || state == CONN_CLOSING {
             return Err(EIO);
@@ -1163,54 +1383,6 @@ impl Driver for Shared {
         self.ring.lock().push(rq).map_err(|_| EIO)?;
         self.wake.notify_all();
         Ok(())
-    }
-
-    fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
-        let s = &self.settings;
-        let get = |a: &Atomic<u32>| a.load(Relaxed);
-        match id {
-            0 => self.addr.write_to(out),
-            1 => out.write_str(match self.conn.load(Relaxed) {
-                CONN_UP => "connected",
-                CONN_RECONNECTING => "reconnecting",
-                CONN_CLOSING => "closing",
-                _ => "failed",
-            }),
-            2 => write!(out, "{}", self.granted.size),
-            3 => write!(
-                out,
-                "{}",
-                u8::from(self.granted.perms & proto::PERM_WRITE == 0)
-            ),
-            4 => write!(out, "{}", self.granted.queue_depth),
-            5 => write!(out, "{}", self.ring.lock().len), // queued for the sender
-            6 => write!(out, "{}", self.reconnects.load(Relaxed)),
-            7 => write!(out, "{}", self.resends.load(Relaxed)),
-            8 => write!(out, "{}", self.timeouts.load(Relaxed)),
-            9 => write!(out, "{}", self.io_errors.load(Relaxed)),
-            10 => write!(out, "{}", self.bytes_read.load(Relaxed)),
-            11 => write!(out, "{}", self.bytes_written.load(Relaxed)),
-            12 => write!(out, "{}", get(&s.req_timeout_ms)),
-            13 => write!(out, "{}", get(&s.max_resends)),
-            14 => write!(out, "{}", get(&s.reconnect_delay_ms)),
-            15 => write!(out, "{}", get(&s.ping_interval_ms)),
-            16 => write!(out, "{}", get(&s.ping_timeout_ms)),
-            17 => write!(out, "{}", get(&s.loss_timeout_ms)),
-            18 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
-            19 => {
-                let sec = &self.security.security;
-                out.write_str(sec.protection.as_str())?;
-                if !sec.alg.is_empty() {
-                    out.write_str(" ")?;
-                    for &c in sec.alg.as_bytes() {
-                        out.write_char(char::from(c))?;
-                    }
-                }
-                Ok(())
-            }
-            20 => out.write_str("1"),
-            _ => Err(kernel::fmt::Error),
-        }
     }
 }
 
@@ -1262,7 +1434,7 @@ fn receiver_main(rx: &RxCtx) {
     let Some(mut opener) = shared.tx.lock().first_opener.take() else {
         return;
     };
-    let Ok(mut vecs) = SegmentBuf::new(shared.max_segments) else {
+    let Ok(mut vecs) = SegmentBuf::new(shared.dev.max_segments) else {
         return;
     };
     shared.last_rx.store(shared.now(), Relaxed);
@@ -1339,7 +1511,7 @@ fn open(
         .ok_or("trailer too long")?;
     sock.recv_exact(t).map_err(|_| "receive failed")?;
     opener.open(hb, data, t).map_err(|e| {
-        shared.integrity_errors.add(1, Relaxed);
+        shared.dev.integrity_errors.add(1, Relaxed);
         e.as_str()
     })
 }
@@ -1352,7 +1524,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
     let mut told_changed = false;
     loop {
         {
-            let delay = shared.settings.reconnect_delay_ms.load(Relaxed);
+            let delay = shared.dev.settings.reconnect_delay_ms.load(Relaxed);
             let mut ring = shared.ring.lock();
             let _ = shared
                 .rewake
@@ -1362,30 +1534,28 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             return None;
         }
         attempts += 1;
-        let timeout = shared.settings.req_timeout_ms.load(Relaxed);
+        let timeout = shared.dev.settings.req_timeout_ms.load(Relaxed);
+        let hello = HelloBody {
+            queue_index: shared.qid as u16,
+            ..shared.dev.hello
+        };
         let Ok(conn) = handshake(
-            shared.net.clone_ref(),
-            shared.addr,
-            &shared.hello,
-            &shared.security,
+            shared.dev.net.clone_ref(),
+            shared.dev.addr,
+            &hello,
+            &shared.dev.security,
             timeout,
         ) else {
             continue;
         };
         let grant = conn.granted;
-        let was = &shared.granted;
-        if grant.size != was.size
-            || grant.logical_block_size != was.logical_block_size
-            || grant.physical_block_size != was.physical_block_size
-            || grant.perms != was.perms
-            || grant.max_io_bytes != was.max_io_bytes
-            || grant.queue_depth != was.queue_depth
-        {
+        let was = &shared.dev.granted;
+        if !same_grant(&grant, was) {
             if !told_changed {
                 pr_err!(
                     "dst{}: the export at {} changed (size {} -> {}, perms {} -> {}): refusing it\n",
-                    shared.index,
-                    shared.addr,
+                    shared.dev.index,
+                    shared.dev.addr,
                     was.size,
                     grant.size,
                     was.perms,
@@ -1407,15 +1577,25 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             tx.sealer = Some(conn.sealer);
             tx.ping = None;
             shared.last_rx.store(shared.now(), Relaxed);
-            shared.conn.store(CONN_UP, Release);
+            let was = shared.conn.xchg(CONN_UP, Full);
+            let dev = &shared.dev;
+            if was == CONN_FAILED {
+                dev.failed_queues.fetch_sub(1, Relaxed);
+            }
+            // The device is back when its last lost queue is.
+            if (was == CONN_FAILED || was == CONN_RECONNECTING)
+                && dev.lost_queues.fetch_sub(1, Relaxed) == 1
+            {
+                netlink::notify(&dev.net, dev.index, event::RECONNECTED);
+            }
         }
-        shared.reconnects.add(1, Relaxed);
-        netlink::notify(&shared.net, shared.index, event::RECONNECTED);
+        shared.dev.reconnects.add(1, Relaxed);
         pr_info!(
-            "dst{}: reconnected to {} after {} attempts\n",
-            shared.index,
-            shared.addr,
-            attempts
+            "dst{}: reconnected to {} after {} attempts (queue {})\n",
+            shared.dev.index,
+            shared.dev.addr,
+            attempts,
+            shared.qid
         );
         shared.wake.notify_all();
         return Some((sock, conn.opener));
@@ -1427,7 +1607,7 @@ impl Ctx {
     /// end the connection; the request stays SENT and is resent.
     fn finish_checked(
         &self,
-        rq: Request<Shared>,
+        rq: Request<Router>,
         status: Status,
         hb: &[u8; proto::HEADER_LEN],
         trailer: &[u8],
@@ -1477,7 +1657,8 @@ impl Ctx {
         let req = Header::io(op, flags, h.id, offset, length);
         proto::validate_reply(h, &req).map_err(|e| e.as_str())?;
         if h.payload > 0 {
-            rq.xfer(sock, false, false)
+            rq.bvecs(vecs).map_err(|_| "request segments")?;
+            rq.recv_data(sock, vecs)
                 .map_err(|_| "receive of read data failed")?;
         }
         // Nothing of the reply counts until it is checked: on failure the
@@ -1491,7 +1672,7 @@ impl Ctx {
             sock.recv_exact(t).map_err(|_| "receive failed")?;
             let t = trailer.get(..tlen).unwrap_or(&[]);
             let check = opener.admit(t).map_err(|e| {
-                shared.integrity_errors.add(1, Relaxed);
+                shared.dev.integrity_errors.add(1, Relaxed);
                 e.as_str()
             })?;
             if let Some(q) = thread_pool::queue() {

@@ -132,6 +132,9 @@ const DEFAULT_DEPTH: u16 = 128;
 /// session can hold in memory to `MAX_DEPTH * max_io` bytes.
 const MAX_DEPTH: u16 = 256;
 
+/// Most queues (connections) granted to one local node's device.
+const MAX_QUEUES: u16 = 16;
+
 /// How long each handshake read may wait for its bytes.
 const HANDSHAKE_MS: u32 = 10_000;
 
@@ -592,7 +595,10 @@ impl Inner {
                 0 => self.max_io,
                 wanted => wanted.min(self.max_io),
             },
-            queues: 1,
+            queues: match hello.queues {
+                0 => 1,
+                wanted => wanted.min(MAX_QUEUES),
+            },
             queue_depth: match hello.queue_depth {
                 0 => DEFAULT_DEPTH,
                 wanted => wanted.min(MAX_DEPTH),
@@ -667,15 +673,17 @@ impl Inner {
         }
     }
 
-    /// Fences every other session of the local node `client_id` (see
+    /// Fences every other session of queue `queue` of the local node
+    /// `client_id` (each queue of a device has its own connection; see
     /// Documentation/protocol.md, "Reconnecting and fencing"): when this
     /// returns, none of their requests runs or will run on the device.
-    fn fence(&self, me: &Session, client_id: u64) {
+    fn fence(&self, me: &Session, client_id: u64, queue: u16) {
         let mut old = KVec::new();
         for t in self.sessions.lock().iter() {
             let s = t.data();
             if !core::ptr::eq(&**s, me)
                 && s.client_id.load(Acquire) == client_id
+                && s.queue_index.load(Acquire) == u32::from(queue)
                 && !s.finished.load(Acquire)
                 && old.push(s.clone(), GFP_KERNEL).is_err()
             {
@@ -731,6 +739,7 @@ impl Inner {
                         idle <- new_condvar!("Session::idle"),
                         finished: Atomic::new(false),
                         client_id: Atomic::new(0),
+                        queue_index: Atomic::new(0),
                         fenced: Atomic::new(false),
                         refused: Atomic::new(0),
                         sealer <- new_spinlock!(None, "Session::sealer"),
@@ -874,6 +883,8 @@ struct Session {
     finished: Atomic<bool>,
     /// The local node's `client_id` from its HELLO (0 = none).
     client_id: Atomic<u64>,
+    /// Which of the local node's queues this connection serves.
+    queue_index: Atomic<u32>,
     /// Set (under `inflight`) when a newer connection of the same client
     /// fences this one: no request of this session may start any more.
     fenced: Atomic<bool>,
@@ -1095,8 +1106,9 @@ impl Session {
         let (sealer, opener) =
             security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
         if hello.client_id != 0 {
+            self.queue_index.store(hello.queue_index.into(), Release);
             self.client_id.store(hello.client_id, Release);
-            export.fence(self, hello.client_id);
+            export.fence(self, hello.client_id, hello.queue_index);
         }
         let mut grant = export.grant(&hello, version, verdict);
         if let Some(key) = &cfg.key {

@@ -151,7 +151,7 @@ struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 	if (!set)
 		return ERR_PTR(-ENOMEM);
 	set->ops = &dst_blk_mq_ops;
-	set->nr_hw_queues = 1;
+	set->nr_hw_queues = p->nr_hw_queues;
 	set->queue_depth = p->queue_depth;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = p->cmd_size;
@@ -249,49 +249,15 @@ struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag)
 	return blk_mq_tag_to_rq(set->tags[hwq], tag);
 }
 
-/*
- * Move a request's data between its pages and the socket, one segment at a
- * time, straight from/into the request pages (no bounce copy). Sends use
- * MSG_SPLICE_PAGES so TCP references the pages instead of copying them,
- * except for pages that cannot be referenced that way (slab memory).
- * Runs with reclaim disabled: the socket must not wait on the block layer.
- */
-int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
-		     bool more)
+/* Whether every page of bv[0..n] may be spliced into a socket. */
+bool dst_shim_bvecs_spliceable(const struct bio_vec *bv, unsigned int n)
 {
-	struct req_iterator iter;
-	struct bio_vec bvec;
-	unsigned int noreclaim = memalloc_noreclaim_save();
-	int ret = 0;
+	unsigned int i;
 
-	rq_for_each_segment(bvec, rq, iter) {
-		struct msghdr msg = { .msg_flags = MSG_NOSIGNAL };
-		bool last = bio_iter_last(bvec, iter.iter) && !iter.bio->bi_next;
-
-		if (send) {
-			/* Slab memory (file system metadata) cannot be spliced. */
-			if (sendpage_ok(bvec.bv_page))
-				msg.msg_flags |= MSG_SPLICE_PAGES;
-			if (more || !last)
-				msg.msg_flags |= MSG_MORE;
-			iov_iter_bvec(&msg.msg_iter, ITER_SOURCE, &bvec, 1, bvec.bv_len);
-		} else {
-			msg.msg_flags |= MSG_WAITALL;
-			iov_iter_bvec(&msg.msg_iter, ITER_DEST, &bvec, 1, bvec.bv_len);
-		}
-		while (msg_data_left(&msg)) {
-			ret = send ? sock_sendmsg(sock, &msg) :
-				     sock_recvmsg(sock, &msg, msg.msg_flags);
-			if (ret == 0)
-				ret = -ECONNRESET;
-			if (ret < 0)
-				goto out;
-		}
-		ret = 0;
-	}
-out:
-	memalloc_noreclaim_restore(noreclaim);
-	return ret;
+	for (i = 0; i < n; i++)
+		if (!sendpage_ok(bv[i].bv_page))
+			return false;
+	return true;
 }
 
 /* The request's data segments into out[0..max]: their number, or -E2BIG. */

@@ -22,6 +22,7 @@ struct dst_disk_params {
 	u32 physical_block_size;
 	u32 max_io_bytes;
 	u32 queue_depth;
+	u32 nr_hw_queues;		/* one connection each */
 	u32 index;			/* N of /dev/dstN */
 	u32 cmd_size;			/* bytes of driver data per request */
 	bool read_only;
@@ -54,8 +55,7 @@ void dst_shim_disk_put(struct gendisk *disk);
 void *dst_shim_rq_pdu(struct request *rq);
 void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info);
 struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);
-int dst_shim_rq_xfer(struct socket *sock, struct request *rq, bool send,
-		     bool more);
+bool dst_shim_bvecs_spliceable(const struct bio_vec *bv, unsigned int n);
 int dst_shim_rq_bvecs(struct request *rq, struct bio_vec *out, unsigned int max);
 void dst_shim_rq_end(struct request *rq, int err);
 void dst_shim_for_each_started(struct blk_mq_tag_set *set,

@@ -15,7 +15,7 @@ use core::ptr::NonNull;
 use kernel::{
     bindings,
     error::to_result,
-    ffi::c_int,
+    ffi::{c_int, c_uint, c_ulong},
     prelude::*, //
 };
 
@@ -436,6 +436,85 @@ impl Socket {
         Ok(())
     }
 
+    /// Sends the data of the pages `vecs` describes, with one iterator over
+    /// all of them; `more` hints that more data follows. With `splice` the
+    /// socket takes page references instead of copying (`MSG_SPLICE_PAGES`).
+    ///
+    /// # Safety
+    ///
+    /// The pages must stay valid for the call; with `splice` they must be
+    /// spliceable (`sendpage_ok`) and must not change until the socket is
+    /// done with them.
+    pub(crate) unsafe fn send_pages(
+        &self,
+        vecs: &[bindings::bio_vec],
+        more: bool,
+        splice: bool,
+    ) -> Result {
+        let mut flags = bindings::MSG_NOSIGNAL;
+        if more {
+            flags |= bindings::MSG_MORE;
+        }
+        if splice {
+            flags |= bindings::MSG_SPLICE_PAGES;
+        }
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.transfer(vecs, bindings::ITER_SOURCE, flags) }
+    }
+
+    /// Receives exactly as many bytes as the pages `vecs` describes hold,
+    /// straight into them.
+    ///
+    /// # Safety
+    ///
+    /// The pages must stay valid, and nobody else may use them, for the
+    /// call.
+    pub(crate) unsafe fn recv_pages(&self, vecs: &[bindings::bio_vec]) -> Result {
+        let flags = bindings::MSG_NOSIGNAL | bindings::MSG_WAITALL;
+        // SAFETY: guaranteed by the caller.
+        unsafe { self.transfer(vecs, bindings::ITER_DEST, flags) }
+    }
+
+    /// Moves all bytes of `vecs` in direction `dir` (`ITER_SOURCE`: send),
+    /// looping until done. A closed connection is `ECONNRESET`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Socket::send_pages`] and [`Socket::recv_pages`].
+    unsafe fn transfer(&self, vecs: &[bindings::bio_vec], dir: c_uint, flags: c_uint) -> Result {
+        let len: usize = vecs.iter().map(|v| v.bv_len as usize).sum();
+        let mut msg = bindings::msghdr {
+            msg_flags: flags,
+            ..Default::default()
+        };
+        // SAFETY: `msg.msg_iter` is writable; `vecs` describes `len` bytes
+        // of valid pages and outlives every use of the iterator (the calls
+        // below, within this function).
+        unsafe {
+            bindings::iov_iter_bvec(
+                &mut msg.msg_iter,
+                dir,
+                vecs.as_ptr(),
+                vecs.len() as c_ulong,
+                len,
+            )
+        };
+        let mut done = 0;
+        while done < len {
+            // SAFETY: the socket is valid; `msg` carries the iterator, which
+            // each call advances by the bytes it moved.
+            let n = noreclaim(|| unsafe {
+                if dir == bindings::ITER_SOURCE {
+                    bindings::sock_sendmsg(self.sock.as_ptr(), &mut msg)
+                } else {
+                    bindings::sock_recvmsg(self.sock.as_ptr(), &mut msg, flags as c_int)
+                }
+            });
+            done += Self::progress(n)?;
+        }
+        Ok(())
+    }
+
     /// Turns a send/receive return value into bytes moved or an error.
     fn progress(n: c_int) -> Result<usize> {
         match n {
@@ -444,11 +523,6 @@ impl Socket {
             0 => Err(errno(bindings::ECONNRESET)),
             n => Err(Error::from_errno(n)),
         }
-    }
-
-    /// The raw socket, for the C shim's page transfers.
-    pub(crate) fn as_raw(&self) -> *mut bindings::socket {
-        self.sock.as_ptr()
     }
 }
 

@@ -31,8 +31,8 @@ for m in "${modes[@]}"; do
     dev=$(dstcfg -r 127.0.0.1 -a local "${opts[@]}")
     assert_eq "$dev" /dev/dst0 "device of mode $m"
     fio_verify "verify-${m%% *}" --filename="$dev" --rw=randwrite --bs=4k-256k \
-        --size=48M --iodepth=16
-    assert_eq "$(dev_sha "$dev" 48)" "$(dev_sha /dev/ram0 48)" "data through $dev ($m)"
+        --size=32M --iodepth=16
+    assert_eq "$(dev_sha "$dev" 32)" "$(dev_sha /dev/ram0 32)" "data through $dev ($m)"
     json=$(dstcfg -a list --json)
     assert_contains "$json" "\"protection\"" "list --json of mode $m"
     errors=$(cat /sys/block/dst0/dst/integrity_errors 2>/dev/null || echo 0)
