@@ -106,6 +106,21 @@ impl AllowList {
         self.entries.len()
     }
 
+    /// Copies the entries into `out` for a netlink reply; returns how many.
+    pub(crate) fn fill(&self, out: &mut [crate::netlink::NlAllow]) -> usize {
+        let mut n = 0;
+        for (e, o) in self.entries.iter().zip(out.iter_mut()) {
+            *o = crate::netlink::NlAllow {
+                addr_len: e.len,
+                prefix_len: e.prefix_len,
+                read_only: e.read_only,
+                addr: e.addr,
+            };
+            n += 1;
+        }
+        n
+    }
+
     /// Writes the list, one `ADDR/LEN rw|ro` entry per line; `all rw` when
     /// empty.
     pub(crate) fn write_to(&self, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {

@@ -491,6 +491,11 @@ impl Export {
         self.inner.integrity_errors.load(Relaxed)
     }
 
+    /// Which clients may connect.
+    pub(crate) fn allow(&self) -> &AllowList {
+        &self.inner.allow
+    }
+
     /// The protection clients must match.
     pub(crate) fn security(&self) -> &Security {
         &self.inner.security.security

@@ -79,11 +79,11 @@ const KEY_MAX: usize = 64;
 
 /// One allow-list entry. Mirrors `struct dst_nl_allow` in `shim.h`.
 #[repr(C)]
-struct NlAllow {
-    addr_len: u8,
-    prefix_len: u8,
-    read_only: bool,
-    addr: [u8; 16],
+pub(crate) struct NlAllow {
+    pub(crate) addr_len: u8,
+    pub(crate) prefix_len: u8,
+    pub(crate) read_only: bool,
+    pub(crate) addr: [u8; 16],
 }
 
 /// A `DST_CMD_EVENT` notification. Mirrors `struct dst_nl_event` in `shim.h`.
@@ -128,6 +128,8 @@ pub(crate) struct NlEntry {
     alg: [u8; proto::ALG_LEN],
     integrity_errors: u64,
     refused: u64,
+    allow_len: u32,
+    allow: [NlAllow; acl::MAX_ENTRIES],
 }
 
 // Values of `enum dst_kind` in the uapi header.
@@ -628,12 +630,22 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         alg: [0; proto::ALG_LEN],
         integrity_errors: 0,
         refused: 0,
+        allow_len: 0,
+        allow: [const {
+            NlAllow {
+                addr_len: 0,
+                prefix_len: 0,
+                read_only: false,
+                addr: [0; 16],
+            }
+        }; acl::MAX_ENTRIES],
     };
     let addr = if let Some(x) = reg.exports().get(pos) {
         e.kind = KIND_EXPORT;
         e.index = x.index();
         e.sessions = x.sessions();
         e.refused = x.refused();
+        e.allow_len = x.allow().fill(&mut e.allow) as u32;
         e.integrity_errors = x.integrity_errors();
         let sec = x.security();
         e.protection = sec.protection.as_u8().into();

@@ -320,6 +320,24 @@ static int dst_genl_dev_set_doit(struct sk_buff *skb, struct genl_info *info)
 	return dst_genl_call(info, dst_nl_dev_set);
 }
 
+/* An export's allow-list, one nested DST_A_ALLOW per entry. */
+static int dst_genl_put_allow(struct sk_buff *skb, const struct dst_nl_entry *e)
+{
+	u32 i;
+
+	for (i = 0; i < e->allow_len && i < DST_NL_ALLOW_MAX; i++) {
+		const struct dst_nl_allow *a = &e->allow[i];
+		struct nlattr *nest = nla_nest_start(skb, DST_A_ALLOW);
+
+		if (!nest || nla_put(skb, DST_ALLOW_A_ADDR, a->addr_len, a->addr) ||
+		    nla_put_u8(skb, DST_ALLOW_A_PREFIX_LEN, a->prefix_len) ||
+		    (a->read_only && nla_put_flag(skb, DST_ALLOW_A_READ_ONLY)))
+			return -EMSGSIZE;
+		nla_nest_end(skb, nest);
+	}
+	return 0;
+}
+
 static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 			      const struct dst_nl_entry *e)
 {
@@ -342,7 +360,8 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 	    (nla_put_u32(skb, DST_A_INDEX, e->index) ||
 	     nla_put_string(skb, DST_A_PATH, e->path) ||
 	     nla_put_u32(skb, DST_A_SESSIONS, e->sessions) ||
-	     nla_put_u64_64bit(skb, DST_A_REFUSED, e->refused, DST_A_PAD)))
+	     nla_put_u64_64bit(skb, DST_A_REFUSED, e->refused, DST_A_PAD) ||
+	     dst_genl_put_allow(skb, e)))
 		goto cancel;
 	if (e->kind == DST_KIND_DEVICE) {
 		char name[DISK_NAME_LEN];
@@ -374,16 +393,20 @@ cancel:
 
 static int dst_genl_list_dumpit(struct sk_buff *skb, struct netlink_callback *cb)
 {
-	struct dst_nl_entry e;
+	/* With its allow-list an entry is too big for the stack. */
+	struct dst_nl_entry *e = kmalloc(sizeof(*e), GFP_KERNEL);
 
+	if (!e)
+		return -ENOMEM;
 	/* cb->args[0]: the next entry to dump, across calls. */
 	for (;; cb->args[0]++) {
-		memset(&e, 0, sizeof(e));
-		if (!dst_nl_list_entry(cb->args[0], &e))
+		memset(e, 0, sizeof(*e));
+		if (!dst_nl_list_entry(cb->args[0], e))
 			break;
-		if (dst_genl_put_entry(skb, cb, &e))
+		if (dst_genl_put_entry(skb, cb, e))
 			break;
 	}
+	kfree(e);
 	return skb->len;
 }
 

@@ -100,6 +100,8 @@ struct dst_nl_entry {
 	char alg[DST_NL_ALG_MAX];	/* NUL-terminated; empty: none */
 	u64 integrity_errors;
 	u64 refused;			/* exports only */
+	u32 allow_len;			/* exports only */
+	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
 };
 
 /* C, called from Rust. */

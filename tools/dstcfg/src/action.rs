@@ -4,47 +4,49 @@
 //! `dstcfg: ACTION: <errno text> (<ERRNO>): <kernel message>`; kernel errors
 //! with an obvious remedy for this action get a hint (see [`hint_for`]).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{Command, MAX_INDEX, MAX_PATH_LEN};
+use crate::cli::{Command, Security, MAX_INDEX, MAX_PATH_LEN};
 use crate::client::DstClient;
-use crate::message::{DeviceRequest, ExportRequest};
+use crate::message::{DeviceRequest, ExportRequest, SecurityAttrs};
 use crate::netlink::{errno_text, KernelError};
-use crate::output::{human_size, list_json, list_table};
+use crate::output::{
+    check, event_json, event_line, human_size, list_json, list_table, protection_name, status_text,
+    CheckResult, Timestamp,
+};
+use crate::secret;
+use crate::uapi;
 
-/// Runs `cmd`; the error says what went wrong and, where known, what to do.
-pub fn run(cmd: Command) -> Result<()> {
-    let name = action_name(&cmd);
+/// Exit status of `-a check` for a device that exists but is not connected.
+pub const CHECK_NOT_CONNECTED: u8 = 1;
+/// Exit status of `-a check` on an error (and of usage errors).
+pub const CHECK_ERROR: u8 = 2;
+
+/// Runs `cmd`; returns the exit status (0 unless `-a check` finds the
+/// device not connected). The error says what went wrong and, where known,
+/// what to do.
+pub fn run(cmd: Command) -> Result<u8> {
+    let name = cmd.action_name();
     execute(&cmd)
         .map_err(|err| add_hint(err, &cmd))
         .context(name)
 }
 
-/// The `-a` name of a command.
-fn action_name(cmd: &Command) -> &'static str {
-    match cmd {
-        Command::Status { .. } => "status",
-        Command::Export { .. } => "export",
-        Command::Unexport { .. } => "unexport",
-        Command::Local { .. } => "local",
-        Command::Delete { .. } => "delete",
-        Command::Set { .. } => "set",
-        Command::List { .. } => "list",
-    }
-}
-
-fn execute(cmd: &Command) -> Result<()> {
+fn execute(cmd: &Command) -> Result<u8> {
     match cmd {
         Command::Status { json } => {
-            let status = DstClient::connect()?.status()?;
+            let mut client = DstClient::connect()?;
+            let status = client.status()?;
             if *json {
                 println!("{}", status.to_json());
             } else {
-                println!("{}", status.to_text());
+                let entries = client.list()?;
+                print!("{}", status_text(&status, &entries));
             }
         }
         Command::Export {
@@ -53,6 +55,8 @@ fn execute(cmd: &Command) -> Result<()> {
             read_only,
             size,
             max_io_pages,
+            security,
+            allow,
         } => {
             let path = path_attr(&block_device(file)?)?;
             let req = ExportRequest {
@@ -61,6 +65,8 @@ fn execute(cmd: &Command) -> Result<()> {
                 read_only: *read_only,
                 size: *size,
                 max_io_pages: *max_io_pages,
+                security: security_attrs(security)?,
+                allow: allow.clone(),
             };
             DstClient::connect()?.export_add(&req)?;
             println!("{}", export_message(&req));
@@ -74,7 +80,9 @@ fn execute(cmd: &Command) -> Result<()> {
             index,
             max_io_pages,
             queue_depth,
+            queues,
             settings,
+            security,
         } => {
             let req = DeviceRequest {
                 addr: *remote,
@@ -82,6 +90,8 @@ fn execute(cmd: &Command) -> Result<()> {
                 max_io_pages: *max_io_pages,
                 queue_depth: *queue_depth,
                 settings: *settings,
+                queues: *queues,
+                security: security_attrs(security)?,
             };
             let dev = DstClient::connect()?.dev_add(&req)?;
             // Only the path on stdout, so that scripts can capture it.
@@ -95,6 +105,10 @@ fn execute(cmd: &Command) -> Result<()> {
             DstClient::connect()?.dev_set(*index, settings)?;
             println!("updated /dev/dst{index}");
         }
+        Command::Config { crypto_threads } => {
+            DstClient::connect()?.config(*crypto_threads)?;
+            println!("crypto threads: {crypto_threads}");
+        }
         Command::List { json } => {
             let entries = DstClient::connect()?.list()?;
             if *json {
@@ -103,29 +117,126 @@ fn execute(cmd: &Command) -> Result<()> {
                 print!("{}", list_table(&entries));
             }
         }
+        Command::Monitor { json, count } => monitor(*json, *count)?,
+        Command::Check { index } => {
+            let entries = DstClient::connect()?.list()?;
+            match check(*index, &entries) {
+                CheckResult::Connected(line) => println!("{line}"),
+                CheckResult::NotConnected(line) => {
+                    println!("{line}");
+                    return Ok(CHECK_NOT_CONNECTED);
+                }
+                CheckResult::Missing(msg) => bail!(msg),
+            }
+        }
+        Command::Genkey { file } => {
+            secret::genkey(file)?;
+            println!(
+                "wrote a new {}-byte key to {} (mode 0600); give the other node the same \
+                 file over a secure channel",
+                crate::cli::GENKEY_LEN,
+                file.display()
+            );
+        }
     }
-    Ok(())
+    Ok(0)
+}
+
+/// `-a monitor`: one line per event until interrupted or `count` events.
+fn monitor(json: bool, count: Option<u64>) -> Result<()> {
+    let mut client = DstClient::connect()?;
+    client.subscribe_events()?;
+    exit_on_interrupt();
+    eprintln!("dstcfg: listening for events of the dst module; Ctrl-C stops");
+    let mut seen = 0u64;
+    loop {
+        let Some(events) = client.next_events()? else {
+            eprintln!(
+                "dstcfg: warning: events were lost (receive buffer full); dstcfg -a list \
+                 shows the current state"
+            );
+            continue;
+        };
+        for event in events {
+            let now = Timestamp::now();
+            let line = if json {
+                event_json(&event, &now)
+            } else {
+                event_line(&event, &now)
+            };
+            let mut out = std::io::stdout().lock();
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(()); // whoever read the output is gone
+            }
+            seen += 1;
+            if count == Some(seen) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM end `-a monitor` with exit status 0. Every line is
+/// flushed as it is written, so nothing is lost by exiting at once.
+fn exit_on_interrupt() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(0) };
+    }
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only calls _exit.
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
+/// The security attributes of `security`: the key file read and checked.
+fn security_attrs(security: &Security) -> Result<SecurityAttrs> {
+    Ok(SecurityAttrs {
+        protection: security.protection.map(|p| p.number()),
+        alg: security.alg.clone(),
+        key: match &security.key_file {
+            Some(path) => Some(secret::read_key_file(path)?),
+            None => None,
+        },
+    })
 }
 
 /// What `-a export` prints once the export runs.
 fn export_message(req: &ExportRequest) -> String {
-    let mode = if req.read_only {
-        "read-only"
+    let mut parts = vec![if req.read_only {
+        "read-only".to_string()
     } else {
-        "read-write"
-    };
-    let size = match req.size {
-        Some(size) => format!(", first {}", human_size(size)),
-        None => String::new(),
-    };
-    format!("exporting {} on {} ({mode}{size})", req.path, req.addr)
+        "read-write".to_string()
+    }];
+    if let Some(size) = req.size {
+        parts.push(format!("first {}", human_size(size)));
+    }
+    match (req.security.protection, &req.security.alg) {
+        (Some(p), Some(alg)) => parts.push(format!("{} {alg}", protection_name(p))),
+        (Some(p), None) => parts.push(protection_name(p)),
+        _ => {}
+    }
+    if req.security.key.is_some() {
+        parts.push("pre-shared key".into());
+    }
+    if !req.allow.is_empty() {
+        let rules: Vec<String> = req.allow.iter().map(|r| r.to_string()).collect();
+        parts.push(format!("allow {}", rules.join(" ")));
+    }
+    format!(
+        "exporting {} on {} ({})",
+        req.path,
+        req.addr,
+        parts.join(", ")
+    )
 }
 
 /// Sets the hint of a kernel error in `err`, if [`hint_for`] has one.
 fn add_hint(err: anyhow::Error, cmd: &Command) -> anyhow::Error {
     match err.downcast::<KernelError>() {
         Ok(mut kerr) => {
-            if let Some(hint) = hint_for(cmd, kerr.errno) {
+            if let Some(hint) = hint_for(cmd, &kerr) {
                 kerr.hint = Some(hint);
             }
             kerr.into()
@@ -134,8 +245,36 @@ fn add_hint(err: anyhow::Error, cmd: &Command) -> anyhow::Error {
     }
 }
 
-/// What to do about errno `errno` returned for `cmd`, where it is clear.
-fn hint_for(cmd: &Command, errno: i32) -> Option<String> {
+/// The option that sends attribute `kind`, for attributes newer modules
+/// added.
+fn option_of(kind: u16) -> Option<&'static str> {
+    Some(match kind {
+        uapi::DST_A_QUEUES => "--queues",
+        uapi::DST_A_PROTECTION => "--protection",
+        uapi::DST_A_ALG => "--alg",
+        uapi::DST_A_KEY => "--key-file",
+        uapi::DST_A_ALLOW => "--allow",
+        uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
+        _ => return None,
+    })
+}
+
+/// What to do about the kernel error `kerr` returned for `cmd`, where it is
+/// clear.
+fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
+    let errno = kerr.errno;
+    let msg = kerr.extack.msg.as_deref().unwrap_or("");
+    // A module older than this dstcfg refuses the attributes it lacks.
+    if errno == libc::EINVAL
+        && (msg.contains("Unknown attribute") || msg.contains("Unsupported attribute"))
+    {
+        if let Some(option) = kerr.bad_attr.and_then(option_of) {
+            return Some(format!(
+                "the loaded dst module does not know {option}; load the dst module that \
+                 matches this dstcfg, or leave {option} out"
+            ));
+        }
+    }
     let unreachable = |addr: &SocketAddr| {
         format!("cannot reach {addr}; check the address, the port and the network")
     };
@@ -152,6 +291,13 @@ fn hint_for(cmd: &Command, errno: i32) -> Option<String> {
             "{} is not an address of this machine; export listens on a local address",
             remote.ip()
         ),
+        (Command::Export { security, .. } | Command::Local { security, .. }, libc::ENOENT)
+            if security.alg.is_some() || security.protection.is_some() =>
+        {
+            "the kernel lacks the crypto algorithm; see /proc/crypto, load its module or \
+             choose another --alg"
+                .to_string()
+        }
         (Command::Unexport { remote }, libc::ENOENT) => {
             format!("no export listens on {remote}; see dstcfg -a list")
         }
@@ -161,6 +307,15 @@ fn hint_for(cmd: &Command, errno: i32) -> Option<String> {
         ),
         (Command::Local { remote, .. }, libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH) => {
             unreachable(remote)
+        }
+        (Command::Local { .. }, libc::EACCES) => "the export node refused this node: is its \
+             address on the export's allow-list (--allow), and do both nodes use the same \
+             --key-file?"
+            .to_string(),
+        (Command::Local { .. }, libc::EINVAL) if msg.contains("differs") => {
+            "give both nodes the same --protection, --alg and --key-file (or none); dstcfg -a \
+             list on the export node shows its protection"
+                .to_string()
         }
         (Command::Local { index: Some(n), .. }, libc::EEXIST) => {
             format!("/dev/dst{n} exists already; choose another -i N or leave -i out")
@@ -233,8 +388,15 @@ mod tests {
             index,
             max_io_pages: None,
             queue_depth: None,
+            queues: None,
             settings: Default::default(),
+            security: Default::default(),
         }
+    }
+
+    /// The hint for `errno` without an extended ACK.
+    fn h(cmd: &Command, errno: i32) -> Option<String> {
+        hint_for(cmd, &KernelError::new(errno, Default::default(), &[]))
     }
 
     #[test]
@@ -266,6 +428,8 @@ mod tests {
             read_only: false,
             size: None,
             max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
         };
         assert_eq!(
             export_message(&req),
@@ -284,30 +448,30 @@ mod tests {
     fn hints() {
         let delete = Command::Delete { index: 3 };
         assert_eq!(
-            hint_for(&delete, libc::ENOENT).unwrap(),
+            h(&delete, libc::ENOENT).unwrap(),
             "there is no such device /dev/dst3; see dstcfg -a list"
         );
         assert_eq!(
-            hint_for(&local("10.0.0.2:1025", None), libc::ECONNREFUSED).unwrap(),
+            h(&local("10.0.0.2:1025", None), libc::ECONNREFUSED).unwrap(),
             "no export listens at 10.0.0.2:1025; start one there with: \
              dstcfg -r 10.0.0.2 -a export -f PATH"
         );
-        let hint = hint_for(&local("[2001:db8::1]:2000", None), libc::ECONNREFUSED).unwrap();
+        let hint = h(&local("[2001:db8::1]:2000", None), libc::ECONNREFUSED).unwrap();
         assert!(
             hint.contains("dstcfg -r [2001:db8::1]:2000 -a export"),
             "{hint}"
         );
-        assert!(hint_for(&local("10.0.0.2:1025", Some(4)), libc::EEXIST)
+        assert!(h(&local("10.0.0.2:1025", Some(4)), libc::EEXIST)
             .unwrap()
             .contains("/dev/dst4 exists already"));
-        assert_eq!(hint_for(&local("10.0.0.2:1025", None), libc::EEXIST), None);
+        assert_eq!(h(&local("10.0.0.2:1025", None), libc::EEXIST), None);
         let unexport = Command::Unexport {
             remote: addr("10.0.0.2:1025"),
         };
-        assert!(hint_for(&unexport, libc::ENOENT)
+        assert!(h(&unexport, libc::ENOENT)
             .unwrap()
             .starts_with("no export listens on 10.0.0.2:1025"));
-        assert_eq!(hint_for(&Command::List { json: false }, libc::ENOENT), None);
+        assert_eq!(h(&Command::List { json: false }, libc::ENOENT), None);
         let set = Command::Set {
             index: 2,
             settings: crate::message::DeviceSettings {
@@ -316,18 +480,18 @@ mod tests {
             },
         };
         assert_eq!(
-            hint_for(&set, libc::ENOENT).unwrap(),
+            h(&set, libc::ENOENT).unwrap(),
             "there is no such device /dev/dst2; see dstcfg -a list"
         );
-        assert_eq!(hint_for(&set, libc::EINVAL), None);
-        assert_eq!(action_name(&set), "set");
+        assert_eq!(h(&set, libc::EINVAL), None);
+        assert_eq!(set.action_name(), "set");
     }
 
     #[test]
     fn kernel_errors_get_the_action_and_the_hint() {
         let kerr = KernelError::new(libc::ENOENT, Default::default(), &[]);
         let cmd = Command::Delete { index: 0 };
-        let err = add_hint(kerr.into(), &cmd).context(action_name(&cmd));
+        let err = add_hint(kerr.into(), &cmd).context(cmd.action_name());
         assert_eq!(
             format!("{err:#}"),
             "delete: No such file or directory (ENOENT)"
@@ -345,5 +509,86 @@ mod tests {
             kerr.hint().as_deref(),
             Some("needs CAP_NET_ADMIN; run as root")
         );
+    }
+
+    #[test]
+    fn export_message_with_security() {
+        let req = ExportRequest {
+            addr: addr("10.0.0.2:1025"),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: SecurityAttrs {
+                protection: Some(uapi::DST_PROT_AEAD),
+                alg: Some("gcm(aes)".into()),
+                key: Some(crate::secret::SecretKey::new(&[7; 32])),
+            },
+            allow: vec![
+                crate::cli::parse_allow("192.0.2.0/24").unwrap(),
+                crate::cli::parse_allow("2001:db8::/32:ro").unwrap(),
+            ],
+        };
+        let text = export_message(&req);
+        assert_eq!(
+            text,
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, aead gcm(aes), pre-shared key, \
+             allow 192.0.2.0/24:rw 2001:db8::/32:ro)"
+        );
+        // The key never shows, not even in the request's debug form.
+        assert!(!format!("{req:?}").contains("7, 7"), "{req:?}");
+    }
+
+    #[test]
+    fn hints_for_security_and_older_modules() {
+        let mut local = local("10.0.0.2:1025", None);
+        let refused = KernelError::new(
+            libc::EACCES,
+            crate::netlink::ExtAck {
+                msg: Some("this address is not on the export's allow-list".into()),
+                ..Default::default()
+            },
+            &[],
+        );
+        let hint = hint_for(&local, &refused).unwrap();
+        assert!(
+            hint.contains("allow-list") && hint.contains("--key-file"),
+            "{hint}"
+        );
+        // The module's own EACCES is not a missing capability.
+        assert_eq!(refused.hint(), None);
+        let mismatch = KernelError::new(
+            libc::EINVAL,
+            crate::netlink::ExtAck {
+                msg: Some("protection mode, algorithm or key use differs from the export's".into()),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert!(hint_for(&local, &mismatch)
+            .unwrap()
+            .contains("the same --protection"));
+        // An older module refuses --queues as an unknown attribute.
+        let mut unknown = KernelError::new(
+            libc::EINVAL,
+            crate::netlink::ExtAck {
+                msg: Some("Unknown attribute type".into()),
+                ..Default::default()
+            },
+            &[],
+        );
+        unknown.bad_attr = Some(uapi::DST_A_QUEUES);
+        assert_eq!(
+            hint_for(&local, &unknown).unwrap(),
+            "the loaded dst module does not know --queues; load the dst module that matches \
+             this dstcfg, or leave --queues out"
+        );
+        unknown.bad_attr = Some(uapi::DST_A_PORT);
+        assert_eq!(hint_for(&local, &unknown), None);
+        if let Command::Local { security, .. } = &mut local {
+            security.alg = Some("gcm(nope)".into());
+        }
+        assert!(h(&local, libc::ENOENT).unwrap().contains("/proc/crypto"));
+        assert_eq!(Command::Config { crypto_threads: 1 }.action_name(), "set");
     }
 }

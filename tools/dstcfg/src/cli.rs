@@ -1,230 +1,31 @@
 //! Command line: `dstcfg -r ADDR -a export -f /dev/sdb`, `dstcfg -r ADDR -a
 //! local`, `dstcfg -a set -d dst0 --loss-timeout 30s`, `dstcfg -a list`,
-//! `dstcfg -a delete -d dst0`, ...
+//! `dstcfg -a monitor`, `dstcfg -a check -d dst0`, ...
 //!
-//! clap parses the flags into [`Cli`]; [`Cli::into_command`] then checks
-//! which flags each action needs or forbids and resolves the address, giving
-//! a [`Command`]. Every error here is a usage error (a `clap::Error`, exit
-//! status 2).
+//! clap parses the flags into [`Cli`] (defined in `args.rs`, which `build.rs`
+//! shares for the man page and the completions); [`Cli::into_command`] then
+//! checks which flags each action needs or forbids and resolves the address,
+//! giving a [`Command`]. Every error here is a usage error (a `clap::Error`,
+//! exit status 2).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 
+pub use crate::args::*;
 use crate::message::DeviceSettings;
-use crate::uapi;
 
-/// TCP port used when neither `-r ADDR:PORT` nor `-p` gives one.
-pub const DEFAULT_PORT: u16 = uapi::DST_DEFAULT_PORT;
-/// Highest `--max-io-pages` the module accepts.
-pub const MAX_IO_PAGES: u32 = 1024;
-/// Highest `--queue-depth` the module accepts.
-pub const MAX_QUEUE_DEPTH: u32 = 1024;
-/// Highest device index N of `/dev/dstN`.
-pub const MAX_INDEX: u32 = 1023;
-/// Longest `-f` path the module accepts, in bytes.
-pub const MAX_PATH_LEN: usize = 255;
-/// `--req-timeout` in ms (the module's range).
-pub const REQ_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
-/// `--max-resends`.
-pub const MAX_RESENDS: RangeInclusive<u32> = 0..=1000;
-/// `--reconnect-delay` in ms.
-pub const RECONNECT_DELAY_MS: RangeInclusive<u32> = 10..=600_000;
-/// `--ping-interval` in ms, besides 0 (no pings).
-pub const PING_INTERVAL_MS: RangeInclusive<u32> = 100..=3_600_000;
-/// `--ping-timeout` in ms.
-pub const PING_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
-/// `--loss-timeout` in ms.
-pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
-
-const EXAMPLES: &str = "\
-Examples:
-  Export the local block device /dev/sdb, listening on 192.0.2.1 port 1025:
-    dstcfg -r 192.0.2.1 -a export -f /dev/sdb
-
-  Attach the device exported by 192.0.2.1 as a local block device; prints
-  its path (e.g. /dev/dst0):
-    dstcfg -r 192.0.2.1 -a local
-
-  List the exports and devices of this machine, as a table or as JSON:
-    dstcfg -a list
-    dstcfg -a list --json
-
-  Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0):
-    dstcfg -a delete -d dst0
-
-  Attach a device that fails IO after 10 s without the export node (instead
-  of 60 s), then let the live device wait 5 minutes instead:
-    dstcfg -r 192.0.2.1 -a local --loss-timeout 10s
-    dstcfg -a set -d dst0 --loss-timeout 300s
-
-  Stop the export listening on 192.0.2.1 port 1025:
-    dstcfg -r 192.0.2.1 -a unexport
-
-  Read-only export of the first 10 GiB on port 2000; attach it over IPv6 as
-  /dev/dst3 with 64 requests in flight:
-    dstcfg -r 192.0.2.1 -p 2000 -a export -f /dev/sdb --read-only --size 10G
-    dstcfg -r [2001:db8::1]:2000 -a local -i 3 --queue-depth 64
-
-Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
-Defaults of a new device: --req-timeout 15000, --max-resends 10,
---reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
---loss-timeout 60000.
-
-Exit status: 0 on success, 1 if the action failed (the kernel's reason is
-printed), 2 on a usage error.
-
-All actions need the dst module loaded (insmod dst.ko) and CAP_NET_ADMIN
-(run as root).";
-
-const USAGE: &str = "\
-dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io-pages N]
-       dstcfg -r ADDR [-p PORT] -a unexport
-       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [SETTINGS]
-       dstcfg -a set -d DEV SETTINGS
-       dstcfg -a delete -d DEV
-       dstcfg -a list [--json]
-       dstcfg -a status [--json]
-       SETTINGS: [--req-timeout MS] [--max-resends N] [--reconnect-delay MS]
-                 [--ping-interval MS] [--ping-timeout MS] [--loss-timeout MS]";
-
-/// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ActionKind {
-    /// Serve the local block device -f PATH to DST local nodes, listening on -r ADDR
-    Export,
-    /// Stop the export listening on -r ADDR (and port)
-    Unexport,
-    /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
-    Local,
-    /// Disconnect and delete the local device -d DEV
-    Delete,
-    /// Change the timeouts of the live local device -d DEV
-    Set,
-    /// Show the exports and local devices of this machine
-    List,
-    /// Show the version of the loaded dst module and its wire protocol
-    Status,
-}
-
-impl ActionKind {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Export => "export",
-            ActionKind::Unexport => "unexport",
-            ActionKind::Local => "local",
-            ActionKind::Delete => "delete",
-            ActionKind::Set => "set",
-            ActionKind::List => "list",
-            ActionKind::Status => "status",
-        }
-    }
-}
-
-/// Raw command-line flags, as clap parses them.
-#[derive(Debug, Parser)]
-#[command(
-    name = "dstcfg",
-    version,
-    about = "Configure DST, the network block device (dst.ko)",
-    override_usage = USAGE,
-    after_help = EXAMPLES,
-    after_long_help = EXAMPLES,
-)]
-pub struct Cli {
-    /// Action to perform (required)
-    #[arg(short = 'a', long = "action", value_name = "ACTION", value_enum)]
-    pub action: Option<ActionKind>,
-
-    /// Network address: for export and unexport the local address to listen
-    /// on, for local the export node to connect to. IPv4, IPv6 (brackets
-    /// allowed) or a host name, optionally with :PORT or [IPv6]:PORT
-    /// (export, unexport, local)
-    #[arg(short = 'r', long = "remote", value_name = "ADDR")]
-    pub remote: Option<String>,
-
-    /// TCP port, if ADDR has none (export, unexport, local) [default: 1025]
-    #[arg(short = 'p', long = "port", value_name = "PORT",
-          value_parser = clap::value_parser!(u16).range(1..))]
-    pub port: Option<u16>,
-
-    /// Block device to export, e.g. /dev/sdb (export only, required)
-    #[arg(short = 'f', long = "file", value_name = "PATH")]
-    pub file: Option<PathBuf>,
-
-    /// Serve the device read-only (export only) [default: read-write]
-    #[arg(long = "read-only")]
-    pub read_only: bool,
-
-    /// Export only the first SIZE bytes of the device; K, M, G, T suffixes
-    /// are binary (1K = 1024) (export only) [default: the whole device]
-    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
-    pub size: Option<u64>,
-
-    /// Largest request, in 4 KiB pages, 1..1024 (export, local) [default:
-    /// 256 = 1 MiB]
-    #[arg(long = "max-io-pages", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_IO_PAGES as i64))]
-    pub max_io_pages: Option<u32>,
-
-    /// Create /dev/dstN with this N, 0..1023 (local only) [default: the
-    /// lowest free one]
-    #[arg(short = 'i', long = "index", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=MAX_INDEX as i64))]
-    pub index: Option<u32>,
-
-    /// Requests in flight to the export node, 1..1024 (local only) [default:
-    /// 128]
-    #[arg(long = "queue-depth", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUE_DEPTH as i64))]
-    pub queue_depth: Option<u32>,
-
-    /// Device to delete or change: dstN, /dev/dstN or N (delete, set;
-    /// required)
-    #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
-    pub device: Option<u32>,
-
-    /// A request unanswered this long makes the local node drop the
-    /// connection, reconnect and resend it; 100..3600000 ms (local, set)
-    /// [default: 15000]
-    #[arg(long = "req-timeout", value_name = "MS", value_parser = parse_req_timeout)]
-    pub req_timeout: Option<u32>,
-
-    /// Resends of one request before it fails with an IO error, 0..1000
-    /// (local, set) [default: 10]
-    #[arg(long = "max-resends", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(
-              *MAX_RESENDS.start() as i64..=*MAX_RESENDS.end() as i64))]
-    pub max_resends: Option<u32>,
-
-    /// Pause between reconnect attempts, 10..600000 ms (local, set)
-    /// [default: 1000]
-    #[arg(long = "reconnect-delay", value_name = "MS", value_parser = parse_reconnect_delay)]
-    pub reconnect_delay: Option<u32>,
-
-    /// Ping an idle connection this often, 100..3600000 ms, 0 = never (local,
-    /// set) [default: 5000]
-    #[arg(long = "ping-interval", value_name = "MS", value_parser = parse_ping_interval)]
-    pub ping_interval: Option<u32>,
-
-    /// No answer to a ping this long: reconnect; 100..3600000 ms (local, set)
-    /// [default: 10000]
-    #[arg(long = "ping-timeout", value_name = "MS", value_parser = parse_ping_timeout)]
-    pub ping_timeout: Option<u32>,
-
-    /// Disconnected this long, pending and new IO fail with EIO until the
-    /// export node is back (reconnect attempts go on); 100..86400000 ms
-    /// (local, set) [default: 60000]
-    #[arg(long = "loss-timeout", value_name = "MS", value_parser = parse_loss_timeout)]
-    pub loss_timeout: Option<u32>,
-
-    /// Print JSON instead of text (list, status)
-    #[arg(long)]
-    pub json: bool,
+/// The security options of an export or a device, as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// `--protection`; none: not sent (the module's default, none).
+    pub protection: Option<Protection>,
+    /// `--alg`; none: not sent (the module's default for the mode).
+    pub alg: Option<String>,
+    /// `--key-file`: read, checked and sent when the action runs.
+    pub key_file: Option<PathBuf>,
 }
 
 /// A validated command.
@@ -236,7 +37,7 @@ pub enum Command {
         json: bool,
     },
     /// `-r ADDR -a export -f PATH [--read-only] [--size SIZE]
-    /// [--max-io-pages N]`.
+    /// [--max-io-pages N] [SECURITY] [--allow PREFIX]...`.
     Export {
         /// Address to listen on.
         remote: SocketAddr,
@@ -248,6 +49,10 @@ pub enum Command {
         size: Option<u64>,
         /// Largest request in 4 KiB pages.
         max_io_pages: Option<u32>,
+        /// Protection, algorithm, key.
+        security: Security,
+        /// Allow-list (empty: not sent, any client).
+        allow: Vec<AllowRule>,
     },
     /// `-r ADDR -a unexport`.
     Unexport {
@@ -255,7 +60,7 @@ pub enum Command {
         remote: SocketAddr,
     },
     /// `-r ADDR -a local [-i N] [--max-io-pages N] [--queue-depth N]
-    /// [SETTINGS]`.
+    /// [--queues N] [SECURITY] [SETTINGS]`.
     Local {
         /// Export node to connect to.
         remote: SocketAddr,
@@ -265,8 +70,12 @@ pub enum Command {
         max_io_pages: Option<u32>,
         /// Requests in flight.
         queue_depth: Option<u32>,
+        /// Hardware queues (connections).
+        queues: Option<u32>,
         /// Timeouts and resend limit given.
         settings: DeviceSettings,
+        /// Protection, algorithm, key.
+        security: Security,
     },
     /// `-a set -d DEV SETTINGS`.
     Set {
@@ -274,6 +83,11 @@ pub enum Command {
         index: u32,
         /// What to change (at least one setting).
         settings: DeviceSettings,
+    },
+    /// `-a set --crypto-threads N`: module-wide settings.
+    Config {
+        /// Workers of the crypto pool.
+        crypto_threads: u32,
     },
     /// `-a delete -d DEV`.
     Delete {
@@ -285,6 +99,41 @@ pub enum Command {
         /// Print JSON instead of a table.
         json: bool,
     },
+    /// `-a monitor [--json] [--count N]`.
+    Monitor {
+        /// One JSON object per line instead of text.
+        json: bool,
+        /// Stop after this many events.
+        count: Option<u64>,
+    },
+    /// `-a check -d DEV`.
+    Check {
+        /// N of `/dev/dstN`.
+        index: u32,
+    },
+    /// `-a genkey -f PATH`.
+    Genkey {
+        /// The key file to create.
+        file: PathBuf,
+    },
+}
+
+impl Command {
+    /// The `-a` name of the command.
+    pub fn action_name(&self) -> &'static str {
+        match self {
+            Command::Status { .. } => "status",
+            Command::Export { .. } => "export",
+            Command::Unexport { .. } => "unexport",
+            Command::Local { .. } => "local",
+            Command::Delete { .. } => "delete",
+            Command::Set { .. } | Command::Config { .. } => "set",
+            Command::List { .. } => "list",
+            Command::Monitor { .. } => "monitor",
+            Command::Check { .. } => "check",
+            Command::Genkey { .. } => "genkey",
+        }
+    }
 }
 
 /// Parses the process's arguments; `Err` is a usage error.
@@ -306,26 +155,33 @@ fn usage_error(kind: ErrorKind, msg: impl std::fmt::Display) -> clap::Error {
     Cli::command().error(kind, msg)
 }
 
-use ActionKind::{Delete, Export, List, Local, Set, Status, Unexport};
+use ActionKind::{Check, Delete, Export, Genkey, List, Local, Monitor, Set, Status, Unexport};
 
 /// The actions an option applies to, for the checks and their messages.
 const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("-r", &[Export, Unexport, Local]),
     ("-p", &[Export, Unexport, Local]),
-    ("-f", &[Export]),
+    ("-f", &[Export, Genkey]),
+    ("-d", &[Delete, Set, Check]),
+    ("--json", &[List, Status, Monitor]),
+    ("--count", &[Monitor]),
     ("--read-only", &[Export]),
     ("--size", &[Export]),
     ("--max-io-pages", &[Export, Local]),
     ("-i", &[Local]),
     ("--queue-depth", &[Local]),
-    ("-d", &[Delete, Set]),
-    ("--json", &[List, Status]),
+    ("--queues", &[Local]),
     ("--req-timeout", &[Local, Set]),
     ("--max-resends", &[Local, Set]),
     ("--reconnect-delay", &[Local, Set]),
     ("--ping-interval", &[Local, Set]),
     ("--ping-timeout", &[Local, Set]),
     ("--loss-timeout", &[Local, Set]),
+    ("--protection", &[Export, Local]),
+    ("--alg", &[Export, Local]),
+    ("--key-file", &[Export, Local]),
+    ("--allow", &[Export]),
+    ("--crypto-threads", &[Set]),
 ];
 
 /// The options of [`DeviceSettings`], as `-a set` lists them.
@@ -348,12 +204,23 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
     Some(match (flag, action) {
         ("-f", Local) => "the device comes from the export node; drop -f",
         ("-f", Unexport) => "the export is found by its address; drop -f",
-        ("-r" | "-p", Status | List) => "it only asks the local module",
+        ("-r" | "-p", Status | List | Monitor | Check) => "it only asks the local module",
+        ("-r" | "-p", Genkey) => {
+            "genkey only writes a key file; copy it to the other node yourself"
+        }
         ("-r" | "-p", Delete | Set) => "the device is found by -d DEV alone",
-        ("-i", Delete | Set) => "give the device with -d DEV",
-        ("--max-io-pages" | "--queue-depth", Set) => {
+        ("-i", Delete | Set | Check) => "give the device with -d DEV",
+        ("--max-io-pages" | "--queue-depth" | "--queues", Set) => {
             "it is fixed when the device is created; -a set changes the timeouts and \
              --max-resends"
+        }
+        ("--protection" | "--alg" | "--key-file", Set) => {
+            "security is fixed when the export or the device is created"
+        }
+        ("--allow", Local) => "the allow-list belongs to the export; give it to -a export",
+        ("--queues", Export) => "the local node chooses its queues; an export serves any number",
+        ("--crypto-threads", _) => {
+            "it is a module-wide setting of its own: dstcfg -a set --crypto-threads N"
         }
         ("-d", Local) => "choose the index of the new device with -i N",
         _ => return None,
@@ -367,19 +234,26 @@ impl Cli {
             self.remote.is_some(),
             self.port.is_some(),
             self.file.is_some(),
+            self.device.is_some(),
+            self.json,
+            self.count.is_some(),
             self.read_only,
             self.size.is_some(),
             self.max_io_pages.is_some(),
             self.index.is_some(),
             self.queue_depth.is_some(),
-            self.device.is_some(),
-            self.json,
+            self.queues.is_some(),
             self.req_timeout.is_some(),
             self.max_resends.is_some(),
             self.reconnect_delay.is_some(),
             self.ping_interval.is_some(),
             self.ping_timeout.is_some(),
             self.loss_timeout.is_some(),
+            self.protection.is_some(),
+            self.alg.is_some(),
+            self.key_file.is_some(),
+            !self.allow.is_empty(),
+            self.crypto_threads.is_some(),
         ];
         OPTION_ACTIONS
             .iter()
@@ -389,21 +263,88 @@ impl Cli {
             .collect()
     }
 
+    /// The action, from `-a` or the first word.
+    fn action(&self) -> Result<ActionKind, clap::Error> {
+        match (self.action, self.action_word) {
+            (Some(a), Some(w)) if a != w => Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "two actions given, -a {} and {}; give one",
+                    a.name(),
+                    w.name()
+                ),
+            )),
+            (Some(a), _) | (None, Some(a)) => Ok(a),
+            (None, None) => {
+                let actions: Vec<String> = ActionKind::value_variants()
+                    .iter()
+                    .map(|a| a.name().to_string())
+                    .collect();
+                Err(usage_error(
+                    ErrorKind::MissingRequiredArgument,
+                    format!(
+                        "no action given; add -a ACTION, one of: {}",
+                        actions.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// The security options, checked against each other.
+    fn security(&self, name: &str) -> Result<Security, clap::Error> {
+        let security = Security {
+            protection: self.protection,
+            alg: self.alg.clone(),
+            key_file: self.key_file.clone(),
+        };
+        if let Some(mode) = security.protection {
+            if mode.needs_key() && security.key_file.is_none() {
+                return Err(usage_error(
+                    ErrorKind::MissingRequiredArgument,
+                    format!(
+                        "--protection {} needs --key-file PATH, the pre-shared key of both nodes \
+                         (make one with: dstcfg -a genkey -f PATH)",
+                        mode.name()
+                    ),
+                ));
+            }
+        }
+        if security.alg.is_some() {
+            match security.protection {
+                Some(mode) if mode.needs_key() => {}
+                Some(mode) => {
+                    return Err(usage_error(
+                        ErrorKind::ArgumentConflict,
+                        format!(
+                            "--protection {} takes no --alg; --alg names the algorithm of hmac \
+                             or aead",
+                            mode.name()
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(usage_error(
+                        ErrorKind::MissingRequiredArgument,
+                        "--alg names the algorithm of --protection hmac or aead; add one of them",
+                    ))
+                }
+            }
+        }
+        if let Some(path) = &security.key_file {
+            if path.as_os_str().is_empty() {
+                return Err(usage_error(
+                    ErrorKind::ValueValidation,
+                    format!("-a {name}: --key-file: empty path"),
+                ));
+            }
+        }
+        Ok(security)
+    }
+
     /// Checks the flags against the action and resolves the address.
     pub fn into_command(self) -> Result<Command, clap::Error> {
-        let Some(action) = self.action else {
-            let actions: Vec<String> = ActionKind::value_variants()
-                .iter()
-                .map(|a| a.name().to_string())
-                .collect();
-            return Err(usage_error(
-                ErrorKind::MissingRequiredArgument,
-                format!(
-                    "no action given; add -a ACTION, one of: {}",
-                    actions.join(", ")
-                ),
-            ));
-        };
+        let action = self.action()?;
         let name = action.name();
 
         // The address first: "needs -r" says more than a conflict would.
@@ -448,10 +389,41 @@ impl Cli {
             None => None,
         };
 
+        let needs_device = |what: &str| {
+            usage_error(
+                ErrorKind::MissingRequiredArgument,
+                format!(
+                    "-a {name} needs -d DEV, {what} (dstN, /dev/dstN or N; see dstcfg -a list)"
+                ),
+            )
+        };
+
         Ok(match action {
             Status => Command::Status { json: self.json },
             List => Command::List { json: self.json },
+            Monitor => Command::Monitor {
+                json: self.json,
+                count: self.count,
+            },
+            Check => Command::Check {
+                index: self
+                    .device
+                    .ok_or_else(|| needs_device("the device to check"))?,
+            },
+            Genkey => {
+                let Some(file) = self.file else {
+                    return Err(usage_error(
+                        ErrorKind::MissingRequiredArgument,
+                        "-a genkey needs -f PATH, the key file to create (e.g. -f /etc/dst/psk)",
+                    ));
+                };
+                if file.as_os_str().is_empty() {
+                    return Err(usage_error(ErrorKind::ValueValidation, "-f: empty path"));
+                }
+                Command::Genkey { file }
+            }
             Export => {
+                let security = self.security(name)?;
                 let Some(file) = self.file else {
                     return Err(usage_error(
                         ErrorKind::MissingRequiredArgument,
@@ -461,172 +433,91 @@ impl Cli {
                 if file.as_os_str().is_empty() {
                     return Err(usage_error(ErrorKind::ValueValidation, "-f: empty path"));
                 }
+                if self.allow.len() > MAX_ALLOW {
+                    return Err(usage_error(
+                        ErrorKind::TooManyValues,
+                        format!(
+                            "--allow given {} times; an export takes at most {MAX_ALLOW} entries",
+                            self.allow.len()
+                        ),
+                    ));
+                }
+                for (i, rule) in self.allow.iter().enumerate() {
+                    if self.allow[..i].iter().any(|o| o.prefix() == rule.prefix()) {
+                        return Err(usage_error(
+                            ErrorKind::ArgumentConflict,
+                            format!(
+                                "--allow {} is given twice; give each prefix once",
+                                rule.prefix()
+                            ),
+                        ));
+                    }
+                }
                 Command::Export {
                     remote: remote.expect("checked above"),
                     file,
                     read_only: self.read_only,
                     size: self.size,
                     max_io_pages: self.max_io_pages,
+                    security,
+                    allow: self.allow,
                 }
             }
             Unexport => Command::Unexport {
                 remote: remote.expect("checked above"),
             },
             Local => Command::Local {
+                security: self.security(name)?,
                 remote: remote.expect("checked above"),
                 index: self.index,
                 max_io_pages: self.max_io_pages,
                 queue_depth: self.queue_depth,
+                queues: self.queues,
                 settings,
             },
-            Set => {
-                let Some(index) = self.device else {
+            Set => match (self.device, self.crypto_threads) {
+                (Some(_), Some(_)) => {
                     return Err(usage_error(
-                        ErrorKind::MissingRequiredArgument,
-                        "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; \
-                         see dstcfg -a list)",
-                    ));
-                };
-                if settings.is_empty() {
-                    return Err(usage_error(
-                        ErrorKind::MissingRequiredArgument,
-                        format!("-a set needs a setting to change: {SETTING_FLAGS}"),
-                    ));
+                        ErrorKind::ArgumentConflict,
+                        "--crypto-threads is module-wide and does not go with -d DEV; \
+                         run -a set once for the device and once for the module",
+                    ))
                 }
-                Command::Set { index, settings }
-            }
-            Delete => {
-                let Some(index) = self.device else {
+                (None, Some(crypto_threads)) => {
+                    if !settings.is_empty() {
+                        return Err(usage_error(
+                            ErrorKind::MissingRequiredArgument,
+                            format!(
+                                "{SETTING_FLAGS} change a device: give it with -d DEV, in an \
+                                 -a set of its own"
+                            ),
+                        ));
+                    }
+                    Command::Config { crypto_threads }
+                }
+                (Some(index), None) => {
+                    if settings.is_empty() {
+                        return Err(usage_error(
+                            ErrorKind::MissingRequiredArgument,
+                            format!("-a set needs a setting to change: {SETTING_FLAGS}"),
+                        ));
+                    }
+                    Command::Set { index, settings }
+                }
+                (None, None) => {
                     return Err(usage_error(
                         ErrorKind::MissingRequiredArgument,
-                        "-a delete needs -d DEV, the device to delete (dstN, /dev/dstN or N; \
-                         see dstcfg -a list)",
-                    ));
-                };
-                Command::Delete { index }
-            }
+                        "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; see \
+                         dstcfg -a list), or --crypto-threads N for the module",
+                    ))
+                }
+            },
+            Delete => Command::Delete {
+                index: self
+                    .device
+                    .ok_or_else(|| needs_device("the device to delete"))?,
+            },
         })
-    }
-}
-
-/// Parses `--size`: a byte count with an optional binary suffix K, M, G or T
-/// (any case, optionally followed by `iB`, e.g. `512M`, `10GiB`), or `B`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(digits_end);
-    if digits.is_empty() {
-        return Err("expected a number of bytes, optionally with K, M, G or T (e.g. 512M)".into());
-    }
-    let shift = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        _ if suffix.starts_with('.') => {
-            return Err("expected a whole number; use a smaller unit (e.g. 1536M)".into())
-        }
-        _ => {
-            return Err(format!(
-                "unknown unit '{suffix}'; use K, M, G or T (binary: 1K = 1024)"
-            ))
-        }
-    };
-    let n: u64 = digits.parse().map_err(|_| "too large".to_string())?;
-    if n == 0 {
-        return Err("the size must be at least 1 byte".into());
-    }
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| "too large".to_string())
-}
-
-/// Parses a time in milliseconds: a whole number, optionally with the
-/// suffix `ms`, or seconds with the suffix `s` (`30s`, `1.5s`; at most
-/// millisecond precision).
-pub fn parse_ms(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let number_end = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(number_end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) {
-        return Err("expected a time in milliseconds, or with s or ms (e.g. 30s, 500ms)".into());
-    }
-    if fraction.contains('.') {
-        return Err(format!("'{number}' is not a number"));
-    }
-    let too_large = || "too large".to_string();
-    let whole: u64 = whole.parse().map_err(|_| too_large())?;
-    match unit {
-        "" | "ms" if !fraction.is_empty() => Err("milliseconds must be a whole number".to_string()),
-        "" | "ms" => Ok(whole),
-        "s" => {
-            if fraction.len() > 3 {
-                return Err("at most 3 decimals: the unit is 1 ms".into());
-            }
-            let frac_ms: u64 = format!("{fraction:0<3}").parse().map_err(|_| too_large())?;
-            whole
-                .checked_mul(1000)
-                .and_then(|ms| ms.checked_add(frac_ms))
-                .ok_or_else(too_large)
-        }
-        _ => Err(format!("unknown unit '{unit}'; use ms or s (e.g. 30s)")),
-    }
-}
-
-/// [`parse_ms`] within `range` (or 0 if `zero_ok`).
-fn ms_in(s: &str, range: RangeInclusive<u32>, zero_ok: bool) -> Result<u32, String> {
-    let ms = parse_ms(s)?;
-    if (zero_ok && ms == 0) || (*range.start() as u64..=*range.end() as u64).contains(&ms) {
-        return Ok(ms as u32);
-    }
-    let zero = if zero_ok { "0 or " } else { "" };
-    Err(format!(
-        "{ms} ms is out of range; expected {zero}{}..{} ms",
-        range.start(),
-        range.end()
-    ))
-}
-
-fn parse_req_timeout(s: &str) -> Result<u32, String> {
-    ms_in(s, REQ_TIMEOUT_MS, false)
-}
-
-fn parse_reconnect_delay(s: &str) -> Result<u32, String> {
-    ms_in(s, RECONNECT_DELAY_MS, false)
-}
-
-fn parse_ping_interval(s: &str) -> Result<u32, String> {
-    ms_in(s, PING_INTERVAL_MS, true)
-}
-
-fn parse_ping_timeout(s: &str) -> Result<u32, String> {
-    ms_in(s, PING_TIMEOUT_MS, false)
-}
-
-fn parse_loss_timeout(s: &str) -> Result<u32, String> {
-    ms_in(s, LOSS_TIMEOUT_MS, false)
-}
-
-/// Parses `-d DEV`: `dstN`, `/dev/dstN` or `N`, N in 0..1023 without
-/// leading zeros; returns N.
-pub fn parse_device(s: &str) -> Result<u32, String> {
-    let bad = || format!("not a DST device; expected dstN, /dev/dstN or N, N in 0..{MAX_INDEX}");
-    let digits = s
-        .strip_prefix("/dev/dst")
-        .or_else(|| s.strip_prefix("dst"))
-        .unwrap_or(s);
-    if digits.is_empty()
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || (digits.len() > 1 && digits.starts_with('0'))
-    {
-        return Err(bad());
-    }
-    match digits.parse::<u32>() {
-        Ok(n) if n <= MAX_INDEX => Ok(n),
-        _ => Err(format!("device index {digits} out of range 0..{MAX_INDEX}")),
     }
 }
 
@@ -747,6 +638,8 @@ mod tests {
             read_only: false,
             size: None,
             max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
         }
     }
 
@@ -756,6 +649,8 @@ mod tests {
             index: None,
             max_io_pages: None,
             queue_depth: None,
+            queues: None,
+            security: Default::default(),
             settings: DeviceSettings::default(),
         }
     }
@@ -1034,6 +929,8 @@ mod tests {
                 read_only: true,
                 size: Some(10 << 30),
                 max_io_pages: Some(64),
+                security: Default::default(),
+                allow: Vec::new(),
             }
         );
         assert_eq!(
@@ -1044,6 +941,8 @@ mod tests {
                 read_only: false,
                 size: Some(4096),
                 max_io_pages: None,
+                security: Default::default(),
+                allow: Vec::new(),
             }
         );
     }
@@ -1091,6 +990,8 @@ mod tests {
                 index: Some(3),
                 max_io_pages: Some(1024),
                 queue_depth: Some(64),
+                queues: None,
+                security: Default::default(),
                 settings: DeviceSettings::default(),
             }
         );
@@ -1118,6 +1019,8 @@ mod tests {
                 index: None,
                 max_io_pages: None,
                 queue_depth: None,
+                queues: None,
+                security: Default::default(),
                 settings: DeviceSettings {
                     req_timeout_ms: Some(2000),
                     max_resends: Some(0),
@@ -1135,6 +1038,8 @@ mod tests {
                 index: Some(0),
                 max_io_pages: None,
                 queue_depth: None,
+                queues: None,
+                security: Default::default(),
                 settings: DeviceSettings::default(),
             }
         );
@@ -1376,6 +1281,13 @@ mod tests {
             "--ping-interval" => vec!["--ping-interval", "0"],
             "--ping-timeout" => vec!["--ping-timeout", "2s"],
             "--loss-timeout" => vec!["--loss-timeout", "30s"],
+            "--count" => vec!["--count", "3"],
+            "--queues" => vec!["--queues", "4"],
+            "--protection" => vec!["--protection", "crc32c"],
+            "--alg" => vec!["--alg", "gcm(aes)"],
+            "--key-file" => vec!["--key-file", "/etc/dst/psk"],
+            "--allow" => vec!["--allow", "10.0.0.0/8"],
+            "--crypto-threads" => vec!["--crypto-threads", "2"],
             _ => panic!("no value for {flag}"),
         }
     }
@@ -1388,7 +1300,9 @@ mod tests {
             Unexport | Local => vec!["-r", R],
             Delete => vec!["-d", "dst0"],
             Set => vec!["-d", "dst0", "--loss-timeout", "3s"],
-            List | Status => vec![],
+            Check => vec!["-d", "dst0"],
+            Genkey => vec!["-f", "/etc/dst/psk"],
+            List | Status | Monitor => vec![],
         });
         args
     }
@@ -1401,8 +1315,16 @@ mod tests {
             assert!(parse(&base).is_ok(), "{base:?}");
             for (flag, actions) in OPTION_ACTIONS {
                 let mut args = base.clone();
+                if *flag == "--crypto-threads" && *action == Set {
+                    // Module-wide: a -a set of its own, without -d.
+                    args = vec!["-a", "set"];
+                }
                 if !base.contains(flag) {
                     args.extend(option_args(flag));
+                }
+                if *flag == "--alg" && actions.contains(action) {
+                    // --alg needs a mode with a key.
+                    args.extend(["--protection", "aead", "--key-file", "/etc/dst/psk"]);
                 }
                 if actions.contains(action) {
                     assert!(parse(&args).is_ok(), "{args:?}: {:?}", parse(&args));
@@ -1415,8 +1337,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 7 actions x 16 options, minus the 29 allowed pairs.
-        assert_eq!(refused, 83);
+        // 10 actions x 23 options, minus the 42 allowed pairs.
+        assert_eq!(refused, 188);
     }
 
     #[test]
@@ -1444,7 +1366,7 @@ mod tests {
         );
         let (_, msg) = err(&["-a", "unexport", "-r", R, "--json"]);
         assert!(
-            msg.contains("it only applies to -a list and -a status"),
+            msg.contains("it only applies to -a list, -a status and -a monitor"),
             "{msg}"
         );
     }
@@ -1608,5 +1530,274 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn new_actions() {
+        assert_eq!(
+            parse(&["-a", "monitor"]).unwrap(),
+            Command::Monitor {
+                json: false,
+                count: None
+            }
+        );
+        assert_eq!(
+            parse(&["-a", "monitor", "--json", "--count", "5"]).unwrap(),
+            Command::Monitor {
+                json: true,
+                count: Some(5)
+            }
+        );
+        assert_eq!(
+            err(&["-a", "monitor", "--count", "0"]).0,
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            parse(&["-a", "check", "-d", "/dev/dst4"]).unwrap(),
+            Command::Check { index: 4 }
+        );
+        let (kind, msg) = err(&["-a", "check"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+        assert!(msg.contains("-a check needs -d DEV"), "{msg}");
+        assert_eq!(
+            parse(&["-a", "genkey", "-f", "/etc/dst/psk"]).unwrap(),
+            Command::Genkey {
+                file: "/etc/dst/psk".into()
+            }
+        );
+        let (kind, msg) = err(&["-a", "genkey"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+        assert!(msg.contains("-a genkey needs -f PATH"), "{msg}");
+        let (_, msg) = err(&["-a", "genkey", "-f", "/k", "-r", R]);
+        assert!(msg.contains("genkey only writes a key file"), "{msg}");
+    }
+
+    #[test]
+    fn action_as_a_word() {
+        assert_eq!(
+            parse(&["list", "--json"]).unwrap(),
+            Command::List { json: true }
+        );
+        assert_eq!(
+            parse(&["-r", R, "local"]).unwrap(),
+            local(v4([192, 0, 2, 1], 1025))
+        );
+        // The same action twice is fine, two different ones are not.
+        assert_eq!(
+            parse(&["-a", "list", "list"]).unwrap(),
+            Command::List { json: false }
+        );
+        let (kind, msg) = err(&["-a", "list", "status"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("two actions given, -a list and status"),
+            "{msg}"
+        );
+        assert_eq!(err(&["lits"]).0, ErrorKind::InvalidValue);
+    }
+
+    #[test]
+    fn crypto_threads() {
+        assert_eq!(
+            parse(&["-a", "set", "--crypto-threads", "0"]).unwrap(),
+            Command::Config { crypto_threads: 0 }
+        );
+        assert_eq!(
+            parse(&["-a", "set", "--crypto-threads", "64"]).unwrap(),
+            Command::Config { crypto_threads: 64 }
+        );
+        assert_eq!(
+            err(&["-a", "set", "--crypto-threads", "65"]).0,
+            ErrorKind::ValueValidation
+        );
+        let (kind, msg) = err(&["-a", "set", "-d", "0", "--crypto-threads", "2"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(msg.contains("module-wide"), "{msg}");
+        let (_, msg) = err(&["-a", "set", "--crypto-threads", "2", "--loss-timeout", "1s"]);
+        assert!(msg.contains("give it with -d DEV"), "{msg}");
+        let (_, msg) = err(&["-a", "set"]);
+        assert!(msg.contains("or --crypto-threads N"), "{msg}");
+        let (_, msg) = err(&["-a", "list", "--crypto-threads", "2"]);
+        assert!(msg.contains("dstcfg -a set --crypto-threads N"), "{msg}");
+    }
+
+    #[test]
+    fn security_options() {
+        let cmd = parse(&[
+            "-r",
+            R,
+            "-a",
+            "export",
+            "-f",
+            "/dev/sdb",
+            "--protection",
+            "hmac",
+            "--alg",
+            "hmac(sha512)",
+            "--key-file",
+            "/etc/dst/psk",
+            "--allow",
+            "192.0.2.0/24",
+            "--allow",
+            "[2001:db8::]/32:ro",
+            "--allow",
+            "198.51.100.7:rw",
+        ])
+        .unwrap();
+        let Command::Export {
+            security, allow, ..
+        } = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(
+            security,
+            Security {
+                protection: Some(Protection::Hmac),
+                alg: Some("hmac(sha512)".into()),
+                key_file: Some("/etc/dst/psk".into()),
+            }
+        );
+        let shown: Vec<String> = allow.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            shown,
+            ["192.0.2.0/24:rw", "2001:db8::/32:ro", "198.51.100.7/32:rw"]
+        );
+        let cmd = parse(&[
+            "-r",
+            R,
+            "-a",
+            "local",
+            "--queues",
+            "16",
+            "--protection",
+            "crc32c",
+        ])
+        .unwrap();
+        let Command::Local {
+            queues, security, ..
+        } = cmd
+        else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(queues, Some(16));
+        assert_eq!(security.protection, Some(Protection::Crc32c));
+        assert_eq!(
+            err(&["-r", R, "-a", "local", "--queues", "17"]).0,
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            err(&["-r", R, "-a", "local", "--queues", "0"]).0,
+            ErrorKind::ValueValidation
+        );
+        // A key without protection: it authenticates the handshake.
+        assert!(parse(&["-r", R, "-a", "local", "--key-file", "/k"]).is_ok());
+        for mode in ["hmac", "aead"] {
+            let (kind, msg) = err(&["-r", R, "-a", "local", "--protection", mode]);
+            assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+            assert!(
+                msg.contains(&format!("--protection {mode} needs --key-file PATH")),
+                "{msg}"
+            );
+            assert!(msg.contains("dstcfg -a genkey -f PATH"), "{msg}");
+        }
+        let (_, msg) = err(&["-r", R, "-a", "local", "--alg", "gcm(aes)"]);
+        assert!(msg.contains("--alg names the algorithm"), "{msg}");
+        let (_, msg) = err(&[
+            "-r",
+            R,
+            "-a",
+            "local",
+            "--protection",
+            "crc32c",
+            "--alg",
+            "x",
+        ]);
+        assert!(msg.contains("--protection crc32c takes no --alg"), "{msg}");
+        assert_eq!(
+            err(&["-r", R, "-a", "local", "--protection", "rot13"]).0,
+            ErrorKind::InvalidValue
+        );
+        let (_, msg) = err(&["-r", R, "-a", "local", "--allow", "10.0.0.0/8"]);
+        assert!(
+            msg.contains("the allow-list belongs to the export"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-r", R, "-a", "export", "-f", "/d", "--queues", "2"]);
+        assert!(msg.contains("the local node chooses its queues"), "{msg}");
+        let (_, msg) = err(&["-a", "set", "-d", "0", "--protection", "none"]);
+        assert!(msg.contains("security is fixed"), "{msg}");
+        let mut many = vec!["-r", R, "-a", "export", "-f", "/d"];
+        let prefixes: Vec<String> = (0..33).map(|i| format!("10.0.{i}.0/24")).collect();
+        for p in &prefixes {
+            many.extend(["--allow", p.as_str()]);
+        }
+        let (kind, msg) = err(&many);
+        assert_eq!(kind, ErrorKind::TooManyValues);
+        assert!(msg.contains("at most 32"), "{msg}");
+        many.truncate(many.len() - 2);
+        assert!(parse(&many).is_ok());
+        let (_, msg) = err(&[
+            "-r",
+            R,
+            "-a",
+            "export",
+            "-f",
+            "/d",
+            "--allow",
+            "10.0.0.0/8",
+            "--allow",
+            "10.0.0.0/8:ro",
+        ]);
+        assert!(msg.contains("--allow 10.0.0.0/8 is given twice"), "{msg}");
+    }
+
+    #[test]
+    fn allow_syntax() {
+        for (text, shown) in [
+            ("0.0.0.0/0", "0.0.0.0/0:rw"),
+            ("192.0.2.7", "192.0.2.7/32:rw"),
+            ("192.0.2.0/24:ro", "192.0.2.0/24:ro"),
+            ("::/0:ro", "::/0:ro"),
+            ("2001:db8::1", "2001:db8::1/128:rw"),
+            ("[2001:db8::]/48:rw", "2001:db8::/48:rw"),
+            ("fe80::/10", "fe80::/10:rw"),
+            ("2001:db8::ab", "2001:db8::ab/128:rw"),
+        ] {
+            assert_eq!(parse_allow(text).unwrap().to_string(), shown, "{text}");
+        }
+        for (text, why) in [
+            ("", "not an IPv4 or IPv6 address"),
+            ("10.0.0.0/33", "bad prefix length '/33'; expected /0../32"),
+            ("2001:db8::/129", "expected /0../128"),
+            ("10.0.0.0/x", "bad prefix length"),
+            (
+                "10.0.0.1/24",
+                "has host bits set; did you mean 10.0.0.0/24?",
+            ),
+            ("2001:db8::1/32", "did you mean 2001:db8::/32?"),
+            ("10.0.0.0/8:rx", "unknown access ':rx'; use :ro or :rw"),
+            ("2001:db8::/32:RO", "unknown access ':RO'"),
+            ("host.example/24", "not an IPv4 or IPv6 address"),
+        ] {
+            let msg = parse_allow(text).expect_err(text);
+            assert!(msg.contains(why), "{text}: {msg}");
+        }
+    }
+
+    #[test]
+    fn algorithm_names() {
+        assert_eq!(parse_alg("gcm(aes)").unwrap(), "gcm(aes)");
+        assert_eq!(
+            parse_alg("rfc7539(chacha20,poly1305)").unwrap(),
+            "rfc7539(chacha20,poly1305)"
+        );
+        assert!(parse_alg(&"a".repeat(63)).is_ok());
+        assert!(parse_alg(&"a".repeat(64))
+            .unwrap_err()
+            .contains("at most 63"));
+        assert!(parse_alg("").unwrap_err().contains("empty"));
+        assert!(parse_alg("gcm (aes)").unwrap_err().contains("not allowed"));
+        assert!(parse_alg("gcm(aés)").unwrap_err().contains("not allowed"));
     }
 }

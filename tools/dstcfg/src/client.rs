@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use netlink_packet_core::NLM_F_DUMP;
 
 use crate::message::{
-    dev_del_attrs, dev_set_attrs, export_del_attrs, DeviceRequest, DeviceSettings, DstAttr, DstCmd,
-    DstMessage, ExportRequest, ListEntry, NewDevice, Status,
+    config_attrs, dev_del_attrs, dev_set_attrs, export_del_attrs, DeviceRequest, DeviceSettings,
+    DstAttr, DstCmd, DstMessage, Event, ExportRequest, ListEntry, NewDevice, Status,
 };
-use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError};
+use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError, Received};
 use crate::uapi;
 
 /// A connection to the `dst` generic netlink family.
@@ -32,7 +32,7 @@ impl DstClient {
             Ok(family) => family,
             Err(err) if err.is::<FamilyNotFound>() => bail!(
                 "the dst module is not loaded (no generic netlink family \"{}\"); \
-                 load it first: insmod dst.ko",
+                 load it with: insmod dst.ko",
                 uapi::DST_GENL_NAME
             ),
             Err(err) => return Err(err),
@@ -110,5 +110,40 @@ impl DstClient {
     pub fn list(&mut self) -> Result<Vec<ListEntry>> {
         let msgs = self.dump(DstCmd::List, Vec::new())?;
         ListEntry::from_dump(&msgs).context("malformed DST_CMD_LIST reply")
+    }
+
+    /// `DST_CMD_CONFIG`: module-wide settings.
+    pub fn config(&mut self, crypto_threads: u32) -> Result<()> {
+        self.request(DstCmd::Config, config_attrs(crypto_threads))
+            .map(drop)
+    }
+
+    /// Joins the `events` multicast group; from then on [`Self::next_events`]
+    /// returns what the module reports.
+    pub fn subscribe_events(&mut self) -> Result<()> {
+        let name = uapi::DST_GENL_MCGRP_EVENTS;
+        let Some(group) = self.family.group(name) else {
+            bail!(
+                "the loaded dst module has no \"{name}\" multicast group; load a dst module \
+                 that matches this dstcfg"
+            );
+        };
+        self.sock
+            .join_group(group)
+            .with_context(|| format!("cannot join the \"{name}\" multicast group"))
+    }
+
+    /// Waits for the next notifications. `Ok(None)`: some were lost (the
+    /// receive buffer overflowed).
+    pub fn next_events(&mut self) -> Result<Option<Vec<Event>>> {
+        let msgs: Vec<DstMessage> = match self.sock.receive(self.family.id)? {
+            Received::Messages(msgs) => msgs,
+            Received::Overrun => return Ok(None),
+        };
+        let mut events = Vec::new();
+        for msg in &msgs {
+            events.extend(Event::from_message(msg).context("malformed DST_CMD_EVENT")?);
+        }
+        Ok(Some(events))
     }
 }

@@ -1,21 +1,29 @@
 //! `dstcfg`: userspace configuration tool of DST, the network block device
 //! implemented by the kernel module `dst.ko`.
 //!
-//! Layout: `cli` parses and validates the command line, `action` carries it
-//! out through `client` (the `dst` generic netlink family), which builds on
+//! Layout: `args` is the clap definition of the command line (shared with
+//! `build.rs`, which renders the man page and the shell completions from
+//! it), `cli` validates it into a `Command`, `action` carries that out
+//! through `client` (the `dst` generic netlink family), which builds on
 //! `message` (typed messages and attributes), `netlink` (socket, family
-//! resolution, errors) and `uapi` (the ABI numbers of
-//! `include/uapi/linux/dst.h`); `output` formats what `-a list` prints.
-//! Reference: `Documentation/dstcfg.md`.
+//! resolution, multicast, errors) and `uapi` (the ABI numbers of
+//! `include/uapi/linux/dst.h`); `output` formats what dstcfg prints and
+//! `secret` handles pre-shared keys. Reference: `Documentation/dstcfg.md`.
 //!
-//! Exit status: 0 on success, 1 on a runtime error, 2 on a usage error.
+//! Exit status: 0 on success, 1 on a runtime error, 2 on a usage error;
+//! `-a check`: 0 connected, 1 not connected, 2 on any error.
 
 mod action;
+#[allow(dead_code)] // shared with build.rs; not every item is used by both
+mod args;
 mod cli;
 mod client;
+#[cfg(test)]
+mod golden;
 mod message;
 mod netlink;
 mod output;
+mod secret;
 #[allow(dead_code)] // an ABI mirror: not every number is used yet
 mod uapi;
 
@@ -28,8 +36,9 @@ fn main() -> ExitCode {
         Ok(cmd) => cmd,
         Err(err) => return usage_error(err),
     };
+    let is_check = matches!(cmd, cli::Command::Check { .. });
     match action::run(cmd) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(err) => {
             eprintln!("dstcfg: {err:#}");
             let hint = err
@@ -39,7 +48,11 @@ fn main() -> ExitCode {
             if let Some(hint) = hint {
                 eprintln!("dstcfg: hint: {hint}");
             }
-            ExitCode::FAILURE
+            if is_check {
+                ExitCode::from(action::CHECK_ERROR)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -58,4 +71,69 @@ fn usage_error(err: clap::Error) -> ExitCode {
     let text = text.strip_prefix("error: ").unwrap_or(&text);
     eprint!("dstcfg: {text}");
     ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use crate::args::ActionKind;
+
+    /// The man page build.rs rendered from the clap definition.
+    const MAN: &str = include_str!(concat!(env!("OUT_DIR"), "/dstcfg.8"));
+
+    #[test]
+    fn man_page_names_every_action() {
+        assert!(MAN.contains("\n.TH dstcfg 8 "), "not a man page:\n{MAN}");
+        for section in [
+            "SYNOPSIS",
+            "DESCRIPTION",
+            "OPTIONS",
+            "ACTIONS",
+            "\"EXIT STATUS\"",
+            "EXAMPLES",
+            "\"SEE ALSO\"",
+        ] {
+            assert!(
+                MAN.contains(&format!(".SH {section}")),
+                "no section {section}"
+            );
+        }
+        for action in ActionKind::value_variants() {
+            let entry = format!(".TP\n\\fB{}\\fR\n", action.name());
+            assert!(
+                MAN.contains(&entry),
+                "the man page lacks the action {:?}",
+                action.name()
+            );
+        }
+        for needle in [
+            "\\-\\-crypto\\-threads",
+            "\\-\\-key\\-file",
+            "\\-\\-allow",
+            "chmod 600",
+        ] {
+            assert!(MAN.contains(needle), "the man page lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn completions_know_the_actions() {
+        for file in ["dstcfg.bash", "_dstcfg", "dstcfg.fish"] {
+            let path = std::path::Path::new(env!("OUT_DIR")).join(file);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            for action in ActionKind::value_variants() {
+                assert!(
+                    text.contains(action.name()),
+                    "{file} lacks {}",
+                    action.name()
+                );
+            }
+            assert!(
+                text.contains("crypto-threads"),
+                "{file} lacks --crypto-threads"
+            );
+        }
+    }
 }

@@ -16,11 +16,13 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{anyhow, bail, Result};
 use netlink_packet_core::{
     emit_u16, emit_u32, emit_u64, parse_ip, parse_string, parse_u16, parse_u32, parse_u64,
-    DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, NlasIterator, Parseable,
-    ParseableParametrized,
+    parse_u8, DecodeError, DefaultNla, Emitable, ErrorContext, Nla, NlaBuffer, NlasIterator,
+    Parseable, ParseableParametrized, NLA_F_NESTED,
 };
 use netlink_packet_generic::{GenlFamily, GenlHeader};
 
+use crate::args::AllowRule;
+use crate::secret::SecretKey;
 use crate::uapi;
 
 /// A command of the `dst` family.
@@ -40,8 +42,10 @@ pub enum DstCmd {
     List,
     /// `DST_CMD_DEV_SET`: change the timeouts of a live device.
     DevSet,
-    /// `DST_CMD_EVENT`: multicast notification about a device.
+    /// `DST_CMD_EVENT`: multicast notification about a device or an export.
     Event,
+    /// `DST_CMD_CONFIG`: module-wide settings.
+    Config,
     /// A command number this tool does not know.
     Other(u8),
 }
@@ -57,6 +61,7 @@ impl From<DstCmd> for u8 {
             DstCmd::List => uapi::DST_CMD_LIST,
             DstCmd::DevSet => uapi::DST_CMD_DEV_SET,
             DstCmd::Event => uapi::DST_CMD_EVENT,
+            DstCmd::Config => uapi::DST_CMD_CONFIG,
             DstCmd::Other(n) => n,
         }
     }
@@ -73,6 +78,7 @@ impl From<u8> for DstCmd {
             uapi::DST_CMD_LIST => DstCmd::List,
             uapi::DST_CMD_DEV_SET => DstCmd::DevSet,
             uapi::DST_CMD_EVENT => DstCmd::Event,
+            uapi::DST_CMD_CONFIG => DstCmd::Config,
             n => DstCmd::Other(n),
         }
     }
@@ -139,17 +145,138 @@ pub enum DstAttr {
     BytesRead(u64),
     /// `DST_A_BYTES_WRITTEN`: counter (u64).
     BytesWritten(u64),
+    /// `DST_A_QUEUES`: hardware queues (connections) of a device (u32).
+    Queues(u32),
+    /// `DST_A_PROTECTION`: `enum dst_protection` (u32).
+    Protection(u32),
+    /// `DST_A_ALG`: kernel crypto name (string).
+    Alg(String),
+    /// `DST_A_KEY`: pre-shared key (binary); zeroed when dropped.
+    Key(SecretKey),
+    /// `DST_A_ALLOW`: one allow-list entry (nested `DST_ALLOW_A_*`).
+    Allow(Vec<AllowAttr>),
+    /// `DST_A_CRYPTO_THREADS`: workers of the crypto pool (u32).
+    CryptoThreads(u32),
+    /// `DST_A_PEER_ADDR`: address of an export's client (binary).
+    PeerAddr(IpAddr),
+    /// `DST_A_PEER_PORT`: port of an export's client (u16).
+    PeerPort(u16),
+    /// `DST_A_MESSAGE`: why a client was refused (string).
+    Message(String),
+    /// `DST_A_INTEGRITY_ERRORS`: counter (u64).
+    IntegrityErrors(u64),
+    /// `DST_A_REFUSED`: export: counter of refused clients (u64).
+    Refused(u64),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
+}
+
+/// An attribute nested in `DST_A_ALLOW` (`enum dst_allow_attr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowAttr {
+    /// `DST_ALLOW_A_ADDR`: IPv4 (4 bytes) or IPv6 (16 bytes) prefix.
+    Addr(IpAddr),
+    /// `DST_ALLOW_A_PREFIX_LEN`: u8.
+    PrefixLen(u8),
+    /// `DST_ALLOW_A_READ_ONLY`: flag.
+    ReadOnly,
+    /// Anything else.
+    Other(DefaultNla),
+}
+
+impl Nla for AllowAttr {
+    fn value_len(&self) -> usize {
+        match self {
+            AllowAttr::Addr(IpAddr::V4(_)) => 4,
+            AllowAttr::Addr(IpAddr::V6(_)) => 16,
+            AllowAttr::PrefixLen(_) => 1,
+            AllowAttr::ReadOnly => 0,
+            AllowAttr::Other(nla) => nla.value_len(),
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        match self {
+            AllowAttr::Addr(_) => uapi::DST_ALLOW_A_ADDR,
+            AllowAttr::PrefixLen(_) => uapi::DST_ALLOW_A_PREFIX_LEN,
+            AllowAttr::ReadOnly => uapi::DST_ALLOW_A_READ_ONLY,
+            AllowAttr::Other(nla) => nla.kind(),
+        }
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        match self {
+            AllowAttr::Addr(IpAddr::V4(ip)) => buffer.copy_from_slice(&ip.octets()),
+            AllowAttr::Addr(IpAddr::V6(ip)) => buffer.copy_from_slice(&ip.octets()),
+            AllowAttr::PrefixLen(n) => buffer[0] = *n,
+            AllowAttr::ReadOnly => {}
+            AllowAttr::Other(nla) => nla.emit_value(buffer),
+        }
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for AllowAttr {
+    fn parse(buf: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
+        let payload = buf.value();
+        Ok(match buf.kind() {
+            uapi::DST_ALLOW_A_ADDR => {
+                AllowAttr::Addr(parse_ip(payload).context("invalid DST_ALLOW_A_ADDR")?)
+            }
+            uapi::DST_ALLOW_A_PREFIX_LEN => {
+                AllowAttr::PrefixLen(parse_u8(payload).context("invalid DST_ALLOW_A_PREFIX_LEN")?)
+            }
+            uapi::DST_ALLOW_A_READ_ONLY => AllowAttr::ReadOnly,
+            _ => AllowAttr::Other(DefaultNla::parse(buf)?),
+        })
+    }
+}
+
+/// The nested attributes of one allow-list entry.
+pub fn allow_attrs(rule: &AllowRule) -> Vec<AllowAttr> {
+    let mut attrs = vec![
+        AllowAttr::Addr(rule.addr),
+        AllowAttr::PrefixLen(rule.prefix_len),
+    ];
+    if rule.read_only {
+        attrs.push(AllowAttr::ReadOnly);
+    }
+    attrs
+}
+
+/// The allow-list entry of nested attributes `attrs` (as `DST_CMD_LIST`
+/// reports it); the prefix length defaults to the whole address.
+pub fn allow_rule(attrs: &[AllowAttr]) -> Result<AllowRule> {
+    let (mut addr, mut prefix_len, mut read_only) = (None, None, false);
+    for attr in attrs {
+        match attr {
+            AllowAttr::Addr(a) => addr = Some(*a),
+            AllowAttr::PrefixLen(n) => prefix_len = Some(*n),
+            AllowAttr::ReadOnly => read_only = true,
+            AllowAttr::Other(_) => {}
+        }
+    }
+    let addr = addr.ok_or_else(|| anyhow!("allow-list entry lacks DST_ALLOW_A_ADDR"))?;
+    let full = if addr.is_ipv4() { 32 } else { 128 };
+    Ok(AllowRule {
+        addr,
+        prefix_len: prefix_len.unwrap_or(full),
+        read_only,
+    })
 }
 
 impl Nla for DstAttr {
     fn value_len(&self) -> usize {
         match self {
-            DstAttr::Version(s) | DstAttr::Path(s) | DstAttr::DiskName(s) => s.len() + 1,
-            DstAttr::Addr(IpAddr::V4(_)) => 4,
-            DstAttr::Addr(IpAddr::V6(_)) => 16,
-            DstAttr::Port(_) => 2,
+            DstAttr::Version(s)
+            | DstAttr::Path(s)
+            | DstAttr::DiskName(s)
+            | DstAttr::Alg(s)
+            | DstAttr::Message(s) => s.len() + 1,
+            DstAttr::Addr(IpAddr::V4(_)) | DstAttr::PeerAddr(IpAddr::V4(_)) => 4,
+            DstAttr::Addr(IpAddr::V6(_)) | DstAttr::PeerAddr(IpAddr::V6(_)) => 16,
+            DstAttr::Port(_) | DstAttr::PeerPort(_) => 2,
+            DstAttr::Key(key) => key.len(),
+            DstAttr::Allow(nested) => nested.as_slice().buffer_len(),
             DstAttr::ReadOnly => 0,
             DstAttr::Size(_)
             | DstAttr::Reconnects(_)
@@ -157,7 +284,9 @@ impl Nla for DstAttr {
             | DstAttr::Timeouts(_)
             | DstAttr::IoErrors(_)
             | DstAttr::BytesRead(_)
-            | DstAttr::BytesWritten(_) => 8,
+            | DstAttr::BytesWritten(_)
+            | DstAttr::IntegrityErrors(_)
+            | DstAttr::Refused(_) => 8,
             DstAttr::ProtoVersion(_)
             | DstAttr::MaxIoPages(_)
             | DstAttr::Index(_)
@@ -172,7 +301,10 @@ impl Nla for DstAttr {
             | DstAttr::PingTimeoutMs(_)
             | DstAttr::LossTimeoutMs(_)
             | DstAttr::Event(_)
-            | DstAttr::InFlight(_) => 4,
+            | DstAttr::InFlight(_)
+            | DstAttr::Queues(_)
+            | DstAttr::Protection(_)
+            | DstAttr::CryptoThreads(_) => 4,
             DstAttr::Other(nla) => nla.value_len(),
         }
     }
@@ -207,16 +339,38 @@ impl Nla for DstAttr {
             DstAttr::IoErrors(_) => uapi::DST_A_IO_ERRORS,
             DstAttr::BytesRead(_) => uapi::DST_A_BYTES_READ,
             DstAttr::BytesWritten(_) => uapi::DST_A_BYTES_WRITTEN,
+            DstAttr::Queues(_) => uapi::DST_A_QUEUES,
+            DstAttr::Protection(_) => uapi::DST_A_PROTECTION,
+            DstAttr::Alg(_) => uapi::DST_A_ALG,
+            DstAttr::Key(_) => uapi::DST_A_KEY,
+            // The strict policy wants nested attributes flagged as such.
+            DstAttr::Allow(_) => uapi::DST_A_ALLOW | NLA_F_NESTED,
+            DstAttr::CryptoThreads(_) => uapi::DST_A_CRYPTO_THREADS,
+            DstAttr::PeerAddr(_) => uapi::DST_A_PEER_ADDR,
+            DstAttr::PeerPort(_) => uapi::DST_A_PEER_PORT,
+            DstAttr::Message(_) => uapi::DST_A_MESSAGE,
+            DstAttr::IntegrityErrors(_) => uapi::DST_A_INTEGRITY_ERRORS,
+            DstAttr::Refused(_) => uapi::DST_A_REFUSED,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
 
     fn emit_value(&self, buffer: &mut [u8]) {
         match self {
-            DstAttr::Version(s) | DstAttr::Path(s) | DstAttr::DiskName(s) => emit_string(buffer, s),
-            DstAttr::Addr(IpAddr::V4(ip)) => buffer.copy_from_slice(&ip.octets()),
-            DstAttr::Addr(IpAddr::V6(ip)) => buffer.copy_from_slice(&ip.octets()),
-            DstAttr::Port(v) => emit_u16(buffer, *v).unwrap(),
+            DstAttr::Version(s)
+            | DstAttr::Path(s)
+            | DstAttr::DiskName(s)
+            | DstAttr::Alg(s)
+            | DstAttr::Message(s) => emit_string(buffer, s),
+            DstAttr::Addr(IpAddr::V4(ip)) | DstAttr::PeerAddr(IpAddr::V4(ip)) => {
+                buffer.copy_from_slice(&ip.octets())
+            }
+            DstAttr::Addr(IpAddr::V6(ip)) | DstAttr::PeerAddr(IpAddr::V6(ip)) => {
+                buffer.copy_from_slice(&ip.octets())
+            }
+            DstAttr::Port(v) | DstAttr::PeerPort(v) => emit_u16(buffer, *v).unwrap(),
+            DstAttr::Key(key) => buffer.copy_from_slice(key.bytes()),
+            DstAttr::Allow(nested) => nested.as_slice().emit(buffer),
             DstAttr::ReadOnly => {}
             DstAttr::Size(v)
             | DstAttr::Reconnects(v)
@@ -224,7 +378,9 @@ impl Nla for DstAttr {
             | DstAttr::Timeouts(v)
             | DstAttr::IoErrors(v)
             | DstAttr::BytesRead(v)
-            | DstAttr::BytesWritten(v) => emit_u64(buffer, *v).unwrap(),
+            | DstAttr::BytesWritten(v)
+            | DstAttr::IntegrityErrors(v)
+            | DstAttr::Refused(v) => emit_u64(buffer, *v).unwrap(),
             DstAttr::ProtoVersion(v)
             | DstAttr::MaxIoPages(v)
             | DstAttr::Index(v)
@@ -239,7 +395,10 @@ impl Nla for DstAttr {
             | DstAttr::PingTimeoutMs(v)
             | DstAttr::LossTimeoutMs(v)
             | DstAttr::Event(v)
-            | DstAttr::InFlight(v) => emit_u32(buffer, *v).unwrap(),
+            | DstAttr::InFlight(v)
+            | DstAttr::Queues(v)
+            | DstAttr::Protection(v)
+            | DstAttr::CryptoThreads(v) => emit_u32(buffer, *v).unwrap(),
             DstAttr::Other(nla) => nla.emit_value(buffer),
         }
     }
@@ -287,6 +446,30 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
             uapi::DST_A_IO_ERRORS => DstAttr::IoErrors(u64_of("DST_A_IO_ERRORS")?),
             uapi::DST_A_BYTES_READ => DstAttr::BytesRead(u64_of("DST_A_BYTES_READ")?),
             uapi::DST_A_BYTES_WRITTEN => DstAttr::BytesWritten(u64_of("DST_A_BYTES_WRITTEN")?),
+            uapi::DST_A_QUEUES => DstAttr::Queues(u32_of("DST_A_QUEUES")?),
+            uapi::DST_A_PROTECTION => DstAttr::Protection(u32_of("DST_A_PROTECTION")?),
+            uapi::DST_A_ALG => DstAttr::Alg(parse_string(payload).context("invalid DST_A_ALG")?),
+            uapi::DST_A_KEY => DstAttr::Key(SecretKey::new(payload)),
+            uapi::DST_A_ALLOW => DstAttr::Allow(
+                NlasIterator::new(payload)
+                    .map(|nla| nla.and_then(|nla| AllowAttr::parse(&nla)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("invalid DST_A_ALLOW")?,
+            ),
+            uapi::DST_A_CRYPTO_THREADS => DstAttr::CryptoThreads(u32_of("DST_A_CRYPTO_THREADS")?),
+            uapi::DST_A_PEER_ADDR => {
+                DstAttr::PeerAddr(parse_ip(payload).context("invalid DST_A_PEER_ADDR")?)
+            }
+            uapi::DST_A_PEER_PORT => {
+                DstAttr::PeerPort(parse_u16(payload).context("invalid DST_A_PEER_PORT")?)
+            }
+            uapi::DST_A_MESSAGE => {
+                DstAttr::Message(parse_string(payload).context("invalid DST_A_MESSAGE")?)
+            }
+            uapi::DST_A_INTEGRITY_ERRORS => {
+                DstAttr::IntegrityErrors(u64_of("DST_A_INTEGRITY_ERRORS")?)
+            }
+            uapi::DST_A_REFUSED => DstAttr::Refused(u64_of("DST_A_REFUSED")?),
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -358,6 +541,8 @@ pub struct Status {
     pub version: String,
     /// Wire protocol version (`DST_A_PROTO_VERSION`).
     pub protocol: u32,
+    /// Workers of the crypto pool (`DST_A_CRYPTO_THREADS`), if reported.
+    pub crypto_threads: Option<u32>,
 }
 
 impl Status {
@@ -368,16 +553,19 @@ impl Status {
         };
         let mut version = None;
         let mut protocol = None;
+        let mut crypto_threads = None;
         for attr in &reply.attrs {
             match attr {
                 DstAttr::Version(v) => version = Some(v.clone()),
                 DstAttr::ProtoVersion(p) => protocol = Some(*p),
+                DstAttr::CryptoThreads(n) => crypto_threads = Some(*n),
                 _ => {}
             }
         }
         Ok(Self {
             version: version.ok_or_else(|| anyhow!("status reply lacks DST_A_VERSION"))?,
             protocol: protocol.ok_or_else(|| anyhow!("status reply lacks DST_A_PROTO_VERSION"))?,
+            crypto_threads,
         })
     }
 
@@ -389,16 +577,46 @@ impl Status {
         )
     }
 
-    /// JSON object `{"version": "...", "protocol": N}`.
+    /// JSON object `{"version": "...", "protocol": N}`, then
+    /// `"crypto_threads": N` if the module reports it.
     pub fn to_json(&self) -> String {
         let version = serde_json::Value::String(self.version.clone());
-        format!(r#"{{"version": {version}, "protocol": {}}}"#, self.protocol)
+        let threads = match self.crypto_threads {
+            Some(n) => format!(r#", "crypto_threads": {n}"#),
+            None => String::new(),
+        };
+        format!(
+            r#"{{"version": {version}, "protocol": {}{threads}}}"#,
+            self.protocol
+        )
     }
 }
 
 /// Attributes of an address and port (`DST_A_ADDR`, `DST_A_PORT`).
 fn addr_attrs(addr: SocketAddr) -> [DstAttr; 2] {
     [DstAttr::Addr(addr.ip()), DstAttr::Port(addr.port())]
+}
+
+/// The security attributes of an export or a device: each only when given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityAttrs {
+    /// `DST_A_PROTECTION` (`enum dst_protection`).
+    pub protection: Option<u32>,
+    /// `DST_A_ALG`.
+    pub alg: Option<String>,
+    /// `DST_A_KEY`.
+    pub key: Option<SecretKey>,
+}
+
+impl SecurityAttrs {
+    /// The attributes given, in attribute order.
+    pub fn attrs(&self) -> Vec<DstAttr> {
+        let mut attrs = Vec::new();
+        attrs.extend(self.protection.map(DstAttr::Protection));
+        attrs.extend(self.alg.clone().map(DstAttr::Alg));
+        attrs.extend(self.key.clone().map(DstAttr::Key));
+        attrs
+    }
 }
 
 /// What `DST_CMD_EXPORT_ADD` asks for.
@@ -414,6 +632,10 @@ pub struct ExportRequest {
     pub size: Option<u64>,
     /// Largest request in 4 KiB pages (none: the module's default).
     pub max_io_pages: Option<u32>,
+    /// Protection, algorithm and key (each none: not sent).
+    pub security: SecurityAttrs,
+    /// Allow-list (empty: not sent; any client may connect).
+    pub allow: Vec<AllowRule>,
 }
 
 impl ExportRequest {
@@ -426,6 +648,8 @@ impl ExportRequest {
         }
         attrs.extend(self.size.map(DstAttr::Size));
         attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
+        attrs.extend(self.security.attrs());
+        attrs.extend(self.allow.iter().map(|r| DstAttr::Allow(allow_attrs(r))));
         attrs
     }
 }
@@ -448,6 +672,10 @@ pub struct DeviceRequest {
     pub queue_depth: Option<u32>,
     /// Timeouts and retry limits (each none: the module's default).
     pub settings: DeviceSettings,
+    /// Hardware queues (none: not sent, the module's default).
+    pub queues: Option<u32>,
+    /// Protection, algorithm and key (each none: not sent).
+    pub security: SecurityAttrs,
 }
 
 impl DeviceRequest {
@@ -458,6 +686,8 @@ impl DeviceRequest {
         attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
         attrs.extend(self.queue_depth.map(DstAttr::QueueDepth));
         attrs.extend(self.settings.attrs());
+        attrs.extend(self.queues.map(DstAttr::Queues));
+        attrs.extend(self.security.attrs());
         attrs
     }
 }
@@ -584,6 +814,11 @@ impl DeviceCounters {
     }
 }
 
+/// Attributes of `DST_CMD_CONFIG`.
+pub fn config_attrs(crypto_threads: u32) -> Vec<DstAttr> {
+    vec![DstAttr::CryptoThreads(crypto_threads)]
+}
+
 /// Attributes of `DST_CMD_DEV_DEL`.
 pub fn dev_del_attrs(index: u32) -> Vec<DstAttr> {
     vec![DstAttr::Index(index)]
@@ -671,6 +906,12 @@ pub enum EntryKind {
         path: String,
         /// Connected local nodes (`DST_A_SESSIONS`).
         sessions: u32,
+        /// N of `exportN` in events (`DST_A_INDEX`), if reported.
+        index: Option<u32>,
+        /// The allow-list (`DST_A_ALLOW` entries); empty: any client.
+        allow: Vec<AllowRule>,
+        /// Clients refused (`DST_A_REFUSED`), if reported.
+        refused: Option<u64>,
     },
     /// `DST_KIND_DEVICE`.
     Device {
@@ -684,6 +925,8 @@ pub enum EntryKind {
         settings: DeviceSettings,
         /// Requests in flight and counters, as far as reported.
         counters: DeviceCounters,
+        /// Hardware queues (`DST_A_QUEUES`), if reported.
+        queues: Option<u32>,
     },
 }
 
@@ -700,6 +943,13 @@ pub struct ListEntry {
     pub read_only: bool,
     /// Connection state.
     pub state: EntryState,
+    /// Protection mode (`DST_A_PROTECTION`), if reported.
+    pub protection: Option<u32>,
+    /// Crypto algorithm (`DST_A_ALG`), if reported and not empty.
+    pub alg: Option<String>,
+    /// Frames that failed their checksum, tag or sequence check
+    /// (`DST_A_INTEGRITY_ERRORS`), if reported.
+    pub integrity_errors: Option<u64>,
 }
 
 impl ListEntry {
@@ -711,6 +961,8 @@ impl ListEntry {
         let (mut path, mut sessions, mut index, mut disk_name, mut queue_depth) =
             (None, 0, None, None, 0);
         let (mut settings, mut counters) = (DeviceSettings::default(), DeviceCounters::default());
+        let (mut allow, mut refused, mut queues) = (Vec::new(), None, None);
+        let (mut protection, mut alg, mut integrity_errors) = (None, None, None);
         for attr in &msg.attrs {
             if settings.absorb(attr) || counters.absorb(attr) {
                 continue;
@@ -727,6 +979,12 @@ impl ListEntry {
                 DstAttr::Index(i) => index = Some(*i),
                 DstAttr::DiskName(n) => disk_name = Some(n.clone()),
                 DstAttr::QueueDepth(d) => queue_depth = *d,
+                DstAttr::Allow(nested) => allow.push(allow_rule(nested)?),
+                DstAttr::Refused(n) => refused = Some(*n),
+                DstAttr::Queues(n) => queues = Some(*n),
+                DstAttr::Protection(p) => protection = Some(*p),
+                DstAttr::Alg(a) if !a.is_empty() => alg = Some(a.clone()),
+                DstAttr::IntegrityErrors(n) => integrity_errors = Some(*n),
                 _ => {}
             }
         }
@@ -734,6 +992,9 @@ impl ListEntry {
             uapi::DST_KIND_EXPORT => EntryKind::Export {
                 path: path.ok_or_else(|| anyhow!("export entry lacks DST_A_PATH"))?,
                 sessions,
+                index,
+                allow,
+                refused,
             },
             uapi::DST_KIND_DEVICE => {
                 let index = index.ok_or_else(|| anyhow!("device entry lacks DST_A_INDEX"))?;
@@ -743,6 +1004,7 @@ impl ListEntry {
                     queue_depth,
                     settings,
                     counters,
+                    queues,
                 }
             }
             _ => return Ok(None),
@@ -755,6 +1017,9 @@ impl ListEntry {
             size,
             read_only,
             state,
+            protection,
+            alg,
+            integrity_errors,
         }))
     }
 
@@ -766,6 +1031,80 @@ impl ListEntry {
             entries.extend(entry);
         }
         Ok(entries)
+    }
+}
+
+/// Who a `DST_CMD_EVENT` is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSubject {
+    /// `/dev/dstN` (device events carry no `DST_A_KIND`, or
+    /// `DST_KIND_DEVICE`).
+    Device,
+    /// An export (`DST_A_KIND` = `DST_KIND_EXPORT`), named `exportN`.
+    Export,
+}
+
+/// A decoded `DST_CMD_EVENT` notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Device or export.
+    pub subject: EventSubject,
+    /// N of `dstN` or `exportN` (`DST_A_INDEX`).
+    pub index: u32,
+    /// `DST_A_DISK_NAME`, if sent.
+    pub disk_name: Option<String>,
+    /// `enum dst_event` (`DST_A_EVENT`).
+    pub event: u32,
+    /// Address of an export's client (`DST_A_PEER_ADDR`).
+    pub peer_addr: Option<IpAddr>,
+    /// Port of an export's client (`DST_A_PEER_PORT`).
+    pub peer_port: Option<u16>,
+    /// Why a client was refused (`DST_A_MESSAGE`).
+    pub message: Option<String>,
+}
+
+impl Event {
+    /// Decodes a multicast message. `Ok(None)`: not a `DST_CMD_EVENT`.
+    pub fn from_message(msg: &DstMessage) -> Result<Option<Self>> {
+        if msg.cmd != DstCmd::Event {
+            return Ok(None);
+        }
+        let mut subject = EventSubject::Device;
+        let (mut index, mut disk_name, mut event) = (None, None, None);
+        let (mut peer_addr, mut peer_port, mut message) = (None, None, None);
+        for attr in &msg.attrs {
+            match attr {
+                DstAttr::Kind(uapi::DST_KIND_EXPORT) => subject = EventSubject::Export,
+                DstAttr::Index(i) => index = Some(*i),
+                DstAttr::DiskName(n) => disk_name = Some(n.clone()),
+                DstAttr::Event(e) => event = Some(*e),
+                DstAttr::PeerAddr(a) => peer_addr = Some(*a),
+                DstAttr::PeerPort(p) => peer_port = Some(*p),
+                DstAttr::Message(m) => message = Some(m.clone()),
+                _ => {}
+            }
+        }
+        Ok(Some(Self {
+            subject,
+            index: index.ok_or_else(|| anyhow!("event lacks DST_A_INDEX"))?,
+            disk_name,
+            event: event.ok_or_else(|| anyhow!("event lacks DST_A_EVENT"))?,
+            peer_addr,
+            peer_port,
+            message,
+        }))
+    }
+
+    /// `dst0`, `export2`.
+    pub fn name(&self) -> String {
+        match self.subject {
+            EventSubject::Device => self
+                .disk_name
+                .clone()
+                .filter(|n| !n.is_empty() && !n.contains('/'))
+                .unwrap_or_else(|| format!("dst{}", self.index)),
+            EventSubject::Export => format!("export{}", self.index),
+        }
     }
 }
 
@@ -814,7 +1153,8 @@ mod tests {
             status,
             Status {
                 version: "0.1.0".into(),
-                protocol: 1
+                protocol: 1,
+                crypto_threads: None,
             }
         );
         assert_eq!(status.to_text(), "dst module 0.1.0, wire protocol 1");
@@ -876,6 +1216,7 @@ mod tests {
         let s = Status {
             version: "1\"x".into(),
             protocol: 2,
+            crypto_threads: None,
         };
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["version"], "1\"x");
@@ -906,6 +1247,8 @@ mod tests {
             read_only: true,
             size: Some(1 << 30),
             max_io_pages: Some(256),
+            security: Default::default(),
+            allow: Vec::new(),
         };
         let msg = DstMessage::new(DstCmd::ExportAdd, req.attrs());
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
@@ -932,6 +1275,8 @@ mod tests {
             read_only: false,
             size: None,
             max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
         };
         let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(
@@ -958,6 +1303,8 @@ mod tests {
             index: None,
             max_io_pages: None,
             queue_depth: None,
+            queues: None,
+            security: Default::default(),
             settings: DeviceSettings::default(),
         };
         assert_eq!(req.attrs().len(), 2);
@@ -1014,6 +1361,8 @@ mod tests {
             index: None,
             max_io_pages: None,
             queue_depth: Some(8),
+            queues: None,
+            security: Default::default(),
             settings: every_setting(),
         };
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
@@ -1256,12 +1605,18 @@ mod tests {
                 ListEntry {
                     kind: EntryKind::Export {
                         path: "/dev/sdb".into(),
-                        sessions: 2
+                        sessions: 2,
+                        index: None,
+                        allow: vec![],
+                        refused: None,
                     },
                     addr: "10.0.0.2:1025".parse().unwrap(),
                     size: 512 << 20,
                     read_only: true,
                     state: EntryState::Connected,
+                    protection: None,
+                    alg: None,
+                    integrity_errors: None,
                 },
                 ListEntry {
                     kind: EntryKind::Device {
@@ -1270,11 +1625,15 @@ mod tests {
                         queue_depth: 128,
                         settings: DeviceSettings::default(),
                         counters: DeviceCounters::default(),
+                        queues: None,
                     },
                     addr: "[2001:db8::2]:2000".parse().unwrap(),
                     size: 4096,
                     read_only: false,
                     state: EntryState::Reconnecting,
+                    protection: None,
+                    alg: None,
+                    integrity_errors: None,
                 },
             ]
         );
@@ -1317,6 +1676,7 @@ mod tests {
                 queue_depth: 0,
                 settings: DeviceSettings::default(),
                 counters: DeviceCounters::default(),
+                queues: None,
             }
         );
     }
@@ -1375,11 +1735,15 @@ mod tests {
                         bytes_read: Some(7 << 30),
                         bytes_written: Some(0),
                     },
+                    queues: None,
                 },
                 addr: "10.9.0.1:1025".parse().unwrap(),
                 size: 512 << 20,
                 read_only: false,
                 state: EntryState::Failed,
+                protection: None,
+                alg: None,
+                integrity_errors: None,
             }
         );
         // Only some reported: the others stay unknown.

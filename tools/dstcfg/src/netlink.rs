@@ -14,7 +14,7 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_REQUEST,
 };
 use netlink_packet_generic::{
-    ctrl::{nlas::GenlCtrlAttrs, nlas::OpAttrs, GenlCtrl, GenlCtrlCmd},
+    ctrl::{nlas::GenlCtrlAttrs, nlas::McastGrpAttrs, nlas::OpAttrs, GenlCtrl, GenlCtrlCmd},
     GenlFamily, GenlHeader, GenlMessage,
 };
 use netlink_sys::{protocols::NETLINK_GENERIC, Socket, SocketAddr};
@@ -257,7 +257,11 @@ impl KernelError {
             return Some(hint.clone());
         }
         match self.errno {
-            libc::EPERM | libc::EACCES => Some("needs CAP_NET_ADMIN; run as root".into()),
+            libc::EPERM => Some("needs CAP_NET_ADMIN; run as root".into()),
+            // EACCES with a message is the module's own refusal, not ours.
+            libc::EACCES if self.extack.msg.is_none() => {
+                Some("needs CAP_NET_ADMIN; run as root".into())
+            }
             _ => None,
         }
     }
@@ -333,6 +337,8 @@ pub struct Family {
     pub version: u32,
     /// Commands the kernel implements.
     pub ops: Vec<u32>,
+    /// Multicast groups: name and id.
+    pub groups: Vec<(String, u32)>,
 }
 
 impl Family {
@@ -341,10 +347,19 @@ impl Family {
         self.ops.contains(&u32::from(cmd))
     }
 
+    /// The id of multicast group `name`, if the family has it.
+    pub fn group(&self, name: &str) -> Option<u32> {
+        self.groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, id)| *id)
+    }
+
     fn from_ctrl(nlas: &[GenlCtrlAttrs]) -> Result<Self> {
         let mut id = None;
         let mut version = 0;
         let mut ops = Vec::new();
+        let mut groups = Vec::new();
         for nla in nlas {
             match nla {
                 GenlCtrlAttrs::FamilyId(v) => id = Some(*v),
@@ -355,12 +370,50 @@ impl Family {
                         _ => None,
                     }))
                 }
+                GenlCtrlAttrs::McastGroups(list) => {
+                    for group in list {
+                        let mut name = None;
+                        let mut gid = None;
+                        for attr in group {
+                            match attr {
+                                McastGrpAttrs::Name(n) => name = Some(n.clone()),
+                                McastGrpAttrs::Id(i) => gid = Some(*i),
+                            }
+                        }
+                        if let (Some(name), Some(gid)) = (name, gid) {
+                            groups.push((name, gid));
+                        }
+                    }
+                }
                 _ => {}
             }
         }
         let id = id.ok_or_else(|| anyhow!("controller reply lacks CTRL_ATTR_FAMILY_ID"))?;
-        Ok(Self { id, version, ops })
+        Ok(Self {
+            id,
+            version,
+            ops,
+            groups,
+        })
     }
+}
+
+/// A byte buffer that is zeroed when dropped: requests may carry keys.
+struct Wiped(Vec<u8>);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        crate::secret::zeroize(&mut self.0);
+    }
+}
+
+/// What one receive on a multicast subscription gave.
+#[derive(Debug)]
+pub enum Received<F> {
+    /// The messages of one datagram that belong to the family.
+    Messages(Vec<F>),
+    /// The socket's receive buffer overflowed: notifications were lost.
+    Overrun,
 }
 
 /// A blocking generic netlink socket connected to the kernel.
@@ -423,11 +476,13 @@ impl GenlSocket {
         msg.header.flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
         msg.header.sequence_number = seq;
         msg.finalize();
-        let mut request = vec![0u8; msg.buffer_len()];
-        msg.serialize(&mut request);
+        let mut request = Wiped(vec![0u8; msg.buffer_len()]);
+        msg.serialize(&mut request.0);
+        drop(msg);
+        let request = &request.0;
 
         self.sock
-            .send(&request, 0)
+            .send(request, 0)
             .context("cannot send the netlink request")?;
 
         let mut replies = Vec::new();
@@ -436,6 +491,9 @@ impl GenlSocket {
                 .sock
                 .recv_from_full()
                 .context("cannot receive the netlink reply")?;
+            // An uncapped error echoes the request, key included.
+            let datagram = Wiped(datagram);
+            let datagram = &datagram.0;
             if from.port_number() != 0 {
                 continue; // not from the kernel
             }
@@ -463,7 +521,7 @@ impl GenlSocket {
                             }
                             Some(code) => {
                                 let errno = code.get().saturating_abs();
-                                return Err(KernelError::new(errno, extack, &request).into());
+                                return Err(KernelError::new(errno, extack, request).into());
                             }
                         }
                     }
@@ -475,7 +533,7 @@ impl GenlSocket {
                         };
                         if done.code != 0 {
                             let errno = done.code.saturating_abs();
-                            return Err(KernelError::new(errno, extack, &request).into());
+                            return Err(KernelError::new(errno, extack, request).into());
                         }
                         warn(&extack);
                         return Ok(replies);
@@ -486,6 +544,59 @@ impl GenlSocket {
             }
         }
     }
+}
+
+impl GenlSocket {
+    /// Subscribes to multicast group `group` (`NETLINK_ADD_MEMBERSHIP`). A
+    /// refusal (e.g. EPERM without CAP_NET_ADMIN) is a [`KernelError`].
+    pub fn join_group(&mut self, group: u32) -> Result<()> {
+        self.sock
+            .add_membership(group)
+            .map_err(|e| match e.raw_os_error() {
+                Some(errno) => KernelError::new(errno, ExtAck::default(), &[]).into(),
+                None => anyhow::Error::new(e),
+            })
+    }
+
+    /// Waits for the next datagram and returns its messages of family
+    /// `family_id` (others, e.g. of other families, are skipped).
+    pub fn receive<F>(&mut self, family_id: u16) -> Result<Received<F>>
+    where
+        F: ParseableParametrized<[u8], GenlHeader> + Debug,
+    {
+        let (datagram, _) = match self.sock.recv_from_full() {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => return Ok(Received::Overrun),
+            Err(e) => return Err(e).context("cannot receive netlink notifications"),
+        };
+        Ok(Received::Messages(parse_datagram(&datagram, family_id)?))
+    }
+}
+
+/// The messages of type `family_id` in one netlink datagram.
+pub fn parse_datagram<F>(datagram: &[u8], family_id: u16) -> Result<Vec<F>>
+where
+    F: ParseableParametrized<[u8], GenlHeader> + Debug,
+{
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < datagram.len() {
+        let buf = &datagram[off..];
+        let header = NetlinkBuffer::new_checked(buf)
+            .map_err(|e| anyhow!("malformed netlink notification: {e}"))?;
+        let len = header.length() as usize;
+        let kind = header.message_type();
+        off += align4(len);
+        if kind != family_id {
+            continue;
+        }
+        let msg = NetlinkMessage::<GenlMessage<F>>::deserialize(&buf[..len])
+            .map_err(|e| anyhow!("malformed netlink notification: {e}"))?;
+        if let NetlinkPayload::InnerMessage(genl) = msg.payload {
+            out.push(genl.payload);
+        }
+    }
+    Ok(out)
 }
 
 /// Prints a warning the kernel attached to a successful ACK.
@@ -611,9 +722,16 @@ mod tests {
             GenlCtrlAttrs::FamilyId(0x22),
             GenlCtrlAttrs::Version(1),
             GenlCtrlAttrs::Ops(vec![vec![OpAttrs::Id(1), OpAttrs::Flags(0)]]),
+            GenlCtrlAttrs::McastGroups(vec![
+                vec![McastGrpAttrs::Name("events".into()), McastGrpAttrs::Id(9)],
+                vec![McastGrpAttrs::Id(10)],
+            ]),
         ];
         let family = Family::from_ctrl(&nlas).unwrap();
         assert_eq!(family.id, 0x22);
+        assert_eq!(family.group("events"), Some(9));
+        assert_eq!(family.group("other"), None);
+        assert_eq!(family.groups.len(), 1);
         assert!(family.supports(crate::uapi::DST_CMD_STATUS));
         assert!(!family.supports(2));
         assert!(Family::from_ctrl(&[]).is_err());
@@ -667,6 +785,35 @@ mod live_tests {
         assert_eq!(names.len(), families.len());
         // The socket is still in step: the next request gets its own answer.
         assert_eq!(sock.resolve_family("nlctrl").unwrap().id, 0x10);
+    }
+
+    #[test]
+    fn joins_a_multicast_group() {
+        let Some(mut sock) = socket() else { return };
+        let family = sock.resolve_family("nlctrl").unwrap();
+        let group = family.group("notify").expect("nlctrl has a notify group");
+        // Anybody may join nlctrl's group; the dst group needs CAP_NET_ADMIN.
+        sock.join_group(group).unwrap();
+        let err = sock.join_group(0xfff_ffff).unwrap_err();
+        assert!(err.downcast_ref::<KernelError>().is_some(), "{err:#}");
+    }
+
+    #[test]
+    fn datagrams_are_split_into_messages_of_the_family() {
+        // Two messages of family 0x10 around one of family 0x11.
+        let msg = |family: u16, cmd: u8| {
+            let mut m = 24u32.to_ne_bytes().to_vec();
+            m.extend(family.to_ne_bytes());
+            m.extend([0u8; 10]);
+            m.extend([cmd, 1, 0, 0]);
+            m.extend([4, 0, 1, 0]); // an empty attribute of type 1
+            m
+        };
+        let datagram = [msg(0x10, 1), msg(0x11, 2), msg(0x10, 3)].concat();
+        let got: Vec<DstMessage> = parse_datagram(&datagram, 0x10).unwrap();
+        let cmds: Vec<u8> = got.iter().map(|m| u8::from(m.cmd)).collect();
+        assert_eq!(cmds, [1, 3]);
+        assert!(parse_datagram::<DstMessage>(&datagram[..20], 0x10).is_err());
     }
 
     #[test]

@@ -1,11 +1,18 @@
-//! What `dstcfg` prints: sizes for humans, and the `-a list` table and JSON.
+//! What `dstcfg` prints: sizes for humans, the `-a list` table and JSON, the
+//! `-a status` report, `-a monitor` lines and the `-a check` line.
 //!
-//! Everything here is a pure function of decoded entries, so the exact output
-//! is pinned by golden tests.
+//! Everything here is a pure function of decoded messages (and, for events,
+//! a given time), so the exact output is pinned by the golden tests
+//! (`golden.rs`, files in `tests/golden/`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::message::{DeviceCounters, EntryKind, EntryState, ListEntry};
+use crate::message::{
+    DeviceCounters, EntryKind, EntryState, Event, EventSubject, ListEntry, Status,
+};
+use crate::uapi;
 
 /// `n` bytes for humans, in binary units: `512 B`, `1.0 KiB`, `512.0 MiB`.
 pub fn human_size(n: u64) -> String {
@@ -39,24 +46,109 @@ pub fn state_name(entry: &ListEntry) -> String {
     }
 }
 
-/// "1 reconnect", "2 reconnects".
-fn count(n: u64, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+/// The name of an `enum dst_protection` value: `none`, `crc32c`, `hmac`,
+/// `aead`, or `unknown(N)`.
+pub fn protection_name(n: u32) -> String {
+    match n {
+        uapi::DST_PROT_NONE => "none".into(),
+        uapi::DST_PROT_CRC32C => "crc32c".into(),
+        uapi::DST_PROT_HMAC => "hmac".into(),
+        uapi::DST_PROT_AEAD => "aead".into(),
+        n => format!("unknown({n})"),
+    }
 }
 
-/// The DETAIL column of a device: the queue depth, then the reconnect,
-/// resend and IO error counters that are reported and not zero.
-fn device_detail(queue_depth: u32, counters: &DeviceCounters) -> String {
-    let mut parts = vec![format!("depth {queue_depth}")];
-    for (value, what) in [
-        (counters.reconnects, "reconnect"),
-        (counters.resends, "resend"),
-        (counters.io_errors, "IO error"),
-    ] {
-        if let Some(n) = value.filter(|n| *n > 0) {
-            parts.push(count(n, what));
-        }
+/// The name of an `enum dst_event` value, as `-a monitor` prints it.
+pub fn event_name(n: u32) -> String {
+    match n {
+        uapi::DST_EVENT_CONNECTED => "connected".into(),
+        uapi::DST_EVENT_LOST => "lost".into(),
+        uapi::DST_EVENT_RECONNECTED => "reconnected".into(),
+        uapi::DST_EVENT_FAILED => "failed".into(),
+        uapi::DST_EVENT_DELETED => "deleted".into(),
+        uapi::DST_EVENT_SESSION_OPENED => "session-opened".into(),
+        uapi::DST_EVENT_SESSION_CLOSED => "session-closed".into(),
+        uapi::DST_EVENT_SESSION_REFUSED => "session-refused".into(),
+        n => format!("unknown({n})"),
     }
+}
+
+/// "1 reconnect", "2 reconnects"; "3 refused" (a participle has no plural).
+fn count(n: u64, what: &str) -> String {
+    let plural = n != 1 && !what.ends_with("ed");
+    format!("{n} {what}{}", if plural { "s" } else { "" })
+}
+
+/// `count` of the counters that are reported and not zero.
+fn nonzero_counts(counts: &[(Option<u64>, &str)]) -> Vec<String> {
+    counts
+        .iter()
+        .filter_map(|(value, what)| value.filter(|n| *n > 0).map(|n| count(n, what)))
+        .collect()
+}
+
+/// The protection of an entry for the table: `crc32c`, `hmac hmac(sha256)`,
+/// `aead gcm(aes)`; nothing for none or when not reported.
+fn protection_detail(entry: &ListEntry) -> Option<String> {
+    let mode = entry
+        .protection
+        .filter(|p| *p != uapi::DST_PROT_NONE)
+        .map(protection_name);
+    match (mode, &entry.alg) {
+        (Some(mode), Some(alg)) => Some(format!("{mode} {alg}")),
+        (Some(mode), None) => Some(mode),
+        (None, Some(alg)) => Some(alg.clone()),
+        (None, None) => None,
+    }
+}
+
+/// The DETAIL column of a device: the queue depth, the queues and the
+/// protection when reported, then the reconnect, resend, IO error and
+/// integrity error counters that are reported and not zero.
+fn device_detail(
+    entry: &ListEntry,
+    queue_depth: u32,
+    queues: Option<u32>,
+    c: &DeviceCounters,
+) -> String {
+    let mut parts = vec![format!("depth {queue_depth}")];
+    parts.extend(queues.map(|n| count(n.into(), "queue")));
+    parts.extend(protection_detail(entry));
+    parts.extend(nonzero_counts(&[
+        (c.reconnects, "reconnect"),
+        (c.resends, "resend"),
+        (c.io_errors, "IO error"),
+        (entry.integrity_errors, "integrity error"),
+    ]));
+    parts.join(", ")
+}
+
+/// The DETAIL column of an export: `exportN` when reported, the sessions,
+/// the protection and the allow-list, then the refused clients and integrity
+/// errors that are reported and not zero.
+fn export_detail(entry: &ListEntry) -> String {
+    let EntryKind::Export {
+        sessions,
+        index,
+        allow,
+        refused,
+        ..
+    } = &entry.kind
+    else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
+    parts.extend(index.map(|n| format!("export{n}")));
+    parts.push(count((*sessions).into(), "session"));
+    parts.extend(protection_detail(entry));
+    if !allow.is_empty() {
+        let rules: Vec<String> = allow.iter().map(|r| r.to_string()).collect();
+        parts.push(format!("allow {}", rules.join(" ")));
+    }
+    parts.extend(nonzero_counts(&[
+        (*refused, "refused"),
+        (entry.integrity_errors, "integrity error"),
+    ]));
     parts.join(", ")
 }
 
@@ -67,57 +159,18 @@ fn kind_name(entry: &ListEntry) -> &'static str {
     }
 }
 
-/// Column headings of the `-a list` table.
-const HEADINGS: [&str; 7] = [
-    "KIND",
-    "NAME",
-    "PEER/LISTEN",
-    "SIZE",
-    "MODE",
-    "STATE",
-    "DETAIL",
-];
-
-fn table_row(entry: &ListEntry) -> [String; 7] {
-    let (name, detail) = match &entry.kind {
-        EntryKind::Export { path, sessions } => {
-            (path.clone(), count((*sessions).into(), "session"))
-        }
-        EntryKind::Device {
-            disk_name,
-            queue_depth,
-            counters,
-            ..
-        } => (
-            format!("/dev/{disk_name}"),
-            device_detail(*queue_depth, counters),
-        ),
-    };
-    [
-        kind_name(entry).to_string(),
-        name,
-        entry.addr.to_string(),
-        human_size(entry.size),
-        if entry.read_only { "ro" } else { "rw" }.to_string(),
-        state_name(entry),
-        detail,
-    ]
-}
-
-/// The `-a list` table: a heading line, then one line per entry, columns
-/// left-aligned and separated by at least two spaces; no trailing blanks.
-/// With no entries, only the heading line.
-pub fn list_table(entries: &[ListEntry]) -> String {
-    let mut rows: Vec<[String; 7]> = vec![HEADINGS.map(String::from)];
-    rows.extend(entries.iter().map(table_row));
-    let mut widths = [0usize; 7];
-    for row in &rows {
+/// Lays out `rows` (the first is the heading) as columns left-aligned and
+/// separated by at least two spaces; no trailing blanks.
+fn columns(rows: &[Vec<String>]) -> String {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; n];
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i + 1 < row.len() {
@@ -132,9 +185,68 @@ pub fn list_table(entries: &[ListEntry]) -> String {
     out
 }
 
-/// One entry as a JSON object, keys in a fixed order.
+/// Column headings of the `-a list` table.
+const HEADINGS: [&str; 7] = [
+    "KIND",
+    "NAME",
+    "PEER/LISTEN",
+    "SIZE",
+    "MODE",
+    "STATE",
+    "DETAIL",
+];
+
+fn table_row(entry: &ListEntry) -> Vec<String> {
+    let (name, detail) = match &entry.kind {
+        EntryKind::Export { path, .. } => (path.clone(), export_detail(entry)),
+        EntryKind::Device {
+            disk_name,
+            queue_depth,
+            counters,
+            queues,
+            ..
+        } => (
+            format!("/dev/{disk_name}"),
+            device_detail(entry, *queue_depth, *queues, counters),
+        ),
+    };
+    vec![
+        kind_name(entry).to_string(),
+        name,
+        entry.addr.to_string(),
+        human_size(entry.size),
+        if entry.read_only { "ro" } else { "rw" }.to_string(),
+        state_name(entry),
+        detail,
+    ]
+}
+
+/// The `-a list` table: a heading line, then one line per entry, columns
+/// left-aligned and separated by at least two spaces; no trailing blanks.
+/// With no entries, only the heading line.
+pub fn list_table(entries: &[ListEntry]) -> String {
+    let mut rows = vec![HEADINGS.map(String::from).to_vec()];
+    rows.extend(entries.iter().map(table_row));
+    columns(&rows)
+}
+
+/// A JSON string literal.
+fn string(s: &str) -> String {
+    Value::String(s.to_string()).to_string()
+}
+
+/// `{"k": v, ...}` from `(key, JSON value)` pairs, in their order.
+fn object(fields: &[(&str, String)]) -> String {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v}"))
+        .collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+/// One entry as a JSON object, keys in a fixed order: the keys of the
+/// first dstcfg first, then those of newer modules (each only if reported).
 fn json_object(entry: &ListEntry) -> String {
-    let string = |s: &str| Value::String(s.to_string()).to_string();
     let mut fields: Vec<(&str, String)> = vec![("kind", string(kind_name(entry)))];
     match &entry.kind {
         EntryKind::Export { path, .. } => fields.push(("path", string(path))),
@@ -150,12 +262,48 @@ fn json_object(entry: &ListEntry) -> String {
     fields.push(("size", entry.size.to_string()));
     fields.push(("read_only", entry.read_only.to_string()));
     fields.push(("state", string(&state_name(entry))));
+    let security = |fields: &mut Vec<(&str, String)>| {
+        if let Some(p) = entry.protection {
+            fields.push(("protection", string(&protection_name(p))));
+        }
+        if let Some(alg) = &entry.alg {
+            fields.push(("alg", string(alg)));
+        }
+    };
     match &entry.kind {
-        EntryKind::Export { sessions, .. } => fields.push(("sessions", sessions.to_string())),
+        EntryKind::Export {
+            sessions,
+            index,
+            allow,
+            refused,
+            ..
+        } => {
+            fields.push(("sessions", sessions.to_string()));
+            if let Some(n) = index {
+                fields.push(("index", n.to_string()));
+            }
+            security(&mut fields);
+            if !allow.is_empty() {
+                let rules: Vec<String> = allow
+                    .iter()
+                    .map(|r| {
+                        object(&[
+                            ("prefix", string(&r.prefix())),
+                            ("read_only", r.read_only.to_string()),
+                        ])
+                    })
+                    .collect();
+                fields.push(("allow", format!("[{}]", rules.join(", "))));
+            }
+            if let Some(n) = refused {
+                fields.push(("refused", n.to_string()));
+            }
+        }
         EntryKind::Device {
             queue_depth,
             settings,
             counters,
+            queues,
             ..
         } => {
             fields.push(("queue_depth", queue_depth.to_string()));
@@ -169,13 +317,16 @@ fn json_object(entry: &ListEntry) -> String {
                     fields.push((name, v.to_string()));
                 }
             }
+            if let Some(n) = queues {
+                fields.push(("queues", n.to_string()));
+            }
+            security(&mut fields);
         }
     }
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": {v}"))
-        .collect();
-    format!("{{{}}}", body.join(", "))
+    if let Some(n) = entry.integrity_errors {
+        fields.push(("integrity_errors", n.to_string()));
+    }
+    object(&fields)
 }
 
 /// The `-a list --json` output: a JSON array, one object per line; `[]`
@@ -191,105 +342,261 @@ pub fn list_json(entries: &[ListEntry]) -> String {
     format!("[\n{}\n]\n", objects.join(",\n"))
 }
 
+/// A counter for the status tables: the number, or `-` if not reported.
+fn cell(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// The `-a status` report: the module line, the crypto threads if
+/// reported, then a table of the exports and one of the devices with their
+/// counters (`-`: not reported by this module).
+pub fn status_text(status: &Status, entries: &[ListEntry]) -> String {
+    let mut out = format!("{}\n", status.to_text());
+    if let Some(n) = status.crypto_threads {
+        let what = if n == 0 {
+            "0 (inline)".to_string()
+        } else {
+            n.to_string()
+        };
+        out.push_str(&format!("crypto threads: {what}\n"));
+    }
+    let mut exports = vec![[
+        "EXPORT",
+        "LISTEN",
+        "STATE",
+        "SESSIONS",
+        "REFUSED",
+        "INTEGRITY-ERRORS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    let mut devices = vec![[
+        "DEVICE",
+        "PEER",
+        "STATE",
+        "IN-FLIGHT",
+        "READ",
+        "WRITTEN",
+        "RECONNECTS",
+        "RESENDS",
+        "TIMEOUTS",
+        "IO-ERRORS",
+        "INTEGRITY-ERRORS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for entry in entries {
+        match &entry.kind {
+            EntryKind::Export {
+                path,
+                sessions,
+                refused,
+                ..
+            } => exports.push(vec![
+                path.clone(),
+                entry.addr.to_string(),
+                state_name(entry),
+                sessions.to_string(),
+                cell(*refused),
+                cell(entry.integrity_errors),
+            ]),
+            EntryKind::Device {
+                disk_name,
+                counters: c,
+                ..
+            } => devices.push(vec![
+                format!("/dev/{disk_name}"),
+                entry.addr.to_string(),
+                state_name(entry),
+                cell(c.in_flight.map(u64::from)),
+                c.bytes_read.map_or_else(|| "-".into(), human_size),
+                c.bytes_written.map_or_else(|| "-".into(), human_size),
+                cell(c.reconnects),
+                cell(c.resends),
+                cell(c.timeouts),
+                cell(c.io_errors),
+                cell(entry.integrity_errors),
+            ]),
+        }
+    }
+    if exports.len() == 1 && devices.len() == 1 {
+        out.push_str("no exports, no devices\n");
+        return out;
+    }
+    for table in [exports, devices] {
+        if table.len() > 1 {
+            out.push('\n');
+            out.push_str(&columns(&table));
+        }
+    }
+    out
+}
+
+/// A wall-clock time with the local UTC offset, as `-a monitor` stamps
+/// events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp {
+    /// Seconds since the Unix epoch (UTC).
+    pub secs: i64,
+    /// Milliseconds within the second.
+    pub millis: u32,
+    /// Offset of local time from UTC, in seconds (east positive).
+    pub utc_offset: i32,
+}
+
+impl Timestamp {
+    /// Now, with the local time zone's offset.
+    pub fn now() -> Self {
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let secs = since.as_secs() as i64;
+        Self {
+            secs,
+            millis: since.subsec_millis(),
+            utc_offset: local_offset(secs),
+        }
+    }
+}
+
+/// The local time zone's offset from UTC at `secs`, in seconds.
+fn local_offset(secs: i64) -> i32 {
+    let t = secs as libc::time_t;
+    // SAFETY: `tm` is plain data; localtime_r only writes into it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok {
+        tm.tm_gmtoff as i32
+    } else {
+        0
+    }
+}
+
+/// Year, month, day of day `days` since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Howard Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+impl std::fmt::Display for Timestamp {
+    /// ISO 8601 local time with milliseconds and offset:
+    /// `2026-11-24T10:15:02.123+01:00`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let local = self.secs + i64::from(self.utc_offset);
+        let (y, mo, d) = civil_from_days(local.div_euclid(86_400));
+        let s = local.rem_euclid(86_400);
+        let sign = if self.utc_offset < 0 { '-' } else { '+' };
+        let off = self.utc_offset.unsigned_abs() / 60;
+        write!(
+            f,
+            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:03}{sign}{:02}:{:02}",
+            s / 3600,
+            s / 60 % 60,
+            s % 60,
+            self.millis,
+            off / 60,
+            off % 60
+        )
+    }
+}
+
+/// The peer of an export event: `ADDR:PORT`, or `ADDR`.
+fn peer(event: &Event) -> Option<String> {
+    match (event.peer_addr, event.peer_port) {
+        (Some(a), Some(p)) => Some(std::net::SocketAddr::new(a, p).to_string()),
+        (Some(a), None) => Some(a.to_string()),
+        _ => None,
+    }
+}
+
+/// One `-a monitor` line: `TIME NAME EVENT[ peer ADDR:PORT][: MESSAGE]`.
+pub fn event_line(event: &Event, time: &Timestamp) -> String {
+    let mut line = format!("{time} {} {}", event.name(), event_name(event.event));
+    if let Some(p) = peer(event) {
+        line.push_str(&format!(" peer {p}"));
+    }
+    if let Some(m) = &event.message {
+        line.push_str(&format!(": {m}"));
+    }
+    line
+}
+
+/// One `-a monitor --json` line: an object with `time`, `kind`, `name`,
+/// `index`, `event`, then `peer_address`, `peer_port` and `message` when
+/// the event carries them.
+pub fn event_json(event: &Event, time: &Timestamp) -> String {
+    let kind = match event.subject {
+        EventSubject::Device => "device",
+        EventSubject::Export => "export",
+    };
+    let mut fields = vec![
+        ("time", string(&time.to_string())),
+        ("kind", string(kind)),
+        ("name", string(&event.name())),
+        ("index", event.index.to_string()),
+        ("event", string(&event_name(event.event))),
+    ];
+    if let Some(a) = event.peer_addr {
+        fields.push(("peer_address", string(&a.to_string())));
+    }
+    if let Some(p) = event.peer_port {
+        fields.push(("peer_port", p.to_string()));
+    }
+    if let Some(m) = &event.message {
+        fields.push(("message", string(m)));
+    }
+    object(&fields)
+}
+
+/// What `-a check -d dstN` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckResult {
+    /// Connected: exit status 0.
+    Connected(String),
+    /// Exists, not connected: exit status 1.
+    NotConnected(String),
+    /// No such device: exit status 2.
+    Missing(String),
+}
+
+/// Looks up `/dev/dst<index>` in `entries` and says how it is.
+pub fn check(index: u32, entries: &[ListEntry]) -> CheckResult {
+    let found = entries
+        .iter()
+        .find(|e| matches!(&e.kind, EntryKind::Device { index: i, .. } if *i == index));
+    let Some(entry) = found else {
+        return CheckResult::Missing(format!(
+            "there is no device /dev/dst{index}; see dstcfg -a list"
+        ));
+    };
+    let EntryKind::Device { disk_name, .. } = &entry.kind else {
+        unreachable!("found a device");
+    };
+    let line = format!(
+        "/dev/{disk_name} {} (export node {})",
+        state_name(entry),
+        entry.addr
+    );
+    if entry.state == EntryState::Connected {
+        CheckResult::Connected(line)
+    } else {
+        CheckResult::NotConnected(line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{DeviceCounters, DeviceSettings};
-    use std::net::SocketAddr;
-
-    /// The kernel's defaults, as a module reports them.
-    fn defaults() -> DeviceSettings {
-        DeviceSettings {
-            req_timeout_ms: Some(15000),
-            max_resends: Some(10),
-            reconnect_delay_ms: Some(1000),
-            ping_interval_ms: Some(5000),
-            ping_timeout_ms: Some(10000),
-            loss_timeout_ms: Some(60000),
-        }
-    }
-
-    fn entries() -> Vec<ListEntry> {
-        vec![
-            ListEntry {
-                kind: EntryKind::Export {
-                    path: "/dev/sdb".into(),
-                    sessions: 2,
-                },
-                addr: "10.0.0.2:1025".parse().unwrap(),
-                size: 512 << 20,
-                read_only: false,
-                state: EntryState::Connected,
-            },
-            ListEntry {
-                kind: EntryKind::Export {
-                    path: "/dev/mapper/vg0-\"data\"".into(),
-                    sessions: 1,
-                },
-                addr: "[2001:db8::2]:2000".parse().unwrap(),
-                size: 10 << 30,
-                read_only: true,
-                state: EntryState::Closing,
-            },
-            ListEntry {
-                kind: EntryKind::Device {
-                    index: 0,
-                    disk_name: "dst0".into(),
-                    queue_depth: 128,
-                    settings: defaults(),
-                    counters: DeviceCounters {
-                        in_flight: Some(0),
-                        reconnects: Some(2),
-                        resends: Some(0),
-                        timeouts: Some(1),
-                        io_errors: Some(0),
-                        bytes_read: Some(1 << 20),
-                        bytes_written: Some(2 << 20),
-                    },
-                },
-                addr: "10.0.0.1:1025".parse().unwrap(),
-                size: 1536 << 20,
-                read_only: false,
-                state: EntryState::Connected,
-            },
-            ListEntry {
-                // As an older module reports it: no settings, no counters.
-                kind: EntryKind::Device {
-                    index: 12,
-                    disk_name: "dst12".into(),
-                    queue_depth: 64,
-                    settings: DeviceSettings::default(),
-                    counters: DeviceCounters::default(),
-                },
-                addr: "192.0.2.7:9000".parse().unwrap(),
-                size: 4096,
-                read_only: true,
-                state: EntryState::Reconnecting,
-            },
-            ListEntry {
-                kind: EntryKind::Device {
-                    index: 3,
-                    disk_name: "dst3".into(),
-                    queue_depth: 32,
-                    settings: DeviceSettings {
-                        ping_interval_ms: Some(0),
-                        loss_timeout_ms: Some(5000),
-                        ..defaults()
-                    },
-                    counters: DeviceCounters {
-                        reconnects: Some(1),
-                        resends: Some(17),
-                        io_errors: Some(4),
-                        ..Default::default()
-                    },
-                },
-                addr: "10.9.0.1:1025".parse().unwrap(),
-                size: 512 << 20,
-                read_only: false,
-                state: EntryState::Failed,
-            },
-        ]
-    }
 
     #[test]
     fn human_sizes() {
@@ -310,127 +617,37 @@ mod tests {
     }
 
     #[test]
-    fn golden_table() {
-        let table = list_table(&entries());
-        let expected = r#"KIND    NAME                    PEER/LISTEN         SIZE       MODE  STATE         DETAIL
-export  /dev/sdb                10.0.0.2:1025       512.0 MiB  rw    listening     2 sessions
-export  /dev/mapper/vg0-"data"  [2001:db8::2]:2000  10.0 GiB   ro    closing       1 session
-device  /dev/dst0               10.0.0.1:1025       1.5 GiB    rw    connected     depth 128, 2 reconnects
-device  /dev/dst12              192.0.2.7:9000      4.0 KiB    ro    reconnecting  depth 64
-device  /dev/dst3               10.9.0.1:1025       512.0 MiB  rw    failed        depth 32, 1 reconnect, 17 resends, 4 IO errors
-"#;
-        assert_eq!(table, expected, "\n{table}");
+    fn names() {
+        assert_eq!(protection_name(0), "none");
+        assert_eq!(protection_name(3), "aead");
+        assert_eq!(protection_name(7), "unknown(7)");
+        assert_eq!(event_name(1), "connected");
+        assert_eq!(event_name(8), "session-refused");
+        assert_eq!(event_name(0), "unknown(0)");
     }
 
     #[test]
-    fn golden_table_empty() {
-        assert_eq!(
-            list_table(&[]),
-            "KIND  NAME  PEER/LISTEN  SIZE  MODE  STATE  DETAIL\n"
-        );
-    }
-
-    #[test]
-    fn golden_json() {
-        let json = list_json(&entries());
-        let expected = r#"[
-  {"kind": "export", "path": "/dev/sdb", "address": "10.0.0.2", "port": 1025, "size": 536870912, "read_only": false, "state": "listening", "sessions": 2},
-  {"kind": "export", "path": "/dev/mapper/vg0-\"data\"", "address": "2001:db8::2", "port": 2000, "size": 10737418240, "read_only": true, "state": "closing", "sessions": 1},
-  {"kind": "device", "device": "/dev/dst0", "index": 0, "address": "10.0.0.1", "port": 1025, "size": 1610612736, "read_only": false, "state": "connected", "queue_depth": 128, "req_timeout_ms": 15000, "max_resends": 10, "reconnect_delay_ms": 1000, "ping_interval_ms": 5000, "ping_timeout_ms": 10000, "loss_timeout_ms": 60000, "in_flight": 0, "reconnects": 2, "resends": 0, "timeouts": 1, "io_errors": 0, "bytes_read": 1048576, "bytes_written": 2097152},
-  {"kind": "device", "device": "/dev/dst12", "index": 12, "address": "192.0.2.7", "port": 9000, "size": 4096, "read_only": true, "state": "reconnecting", "queue_depth": 64},
-  {"kind": "device", "device": "/dev/dst3", "index": 3, "address": "10.9.0.1", "port": 1025, "size": 536870912, "read_only": false, "state": "failed", "queue_depth": 32, "req_timeout_ms": 15000, "max_resends": 10, "reconnect_delay_ms": 1000, "ping_interval_ms": 0, "ping_timeout_ms": 10000, "loss_timeout_ms": 5000, "reconnects": 1, "resends": 17, "io_errors": 4}
-]
-"#;
-        assert_eq!(json, expected, "\n{json}");
-        // And it is valid JSON with the documented fields.
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        assert_eq!(value[0]["path"], "/dev/sdb");
-        assert_eq!(value[1]["path"], "/dev/mapper/vg0-\"data\"");
-        assert_eq!(value[2]["device"], "/dev/dst0");
-        assert_eq!(value[3]["queue_depth"], 64);
-        assert_eq!(value[2]["reconnects"], 2);
-        assert_eq!(value[2]["loss_timeout_ms"], 60000);
-        assert!(value[3].get("reconnects").is_none());
-        assert!(value[3].get("req_timeout_ms").is_none());
-        assert_eq!(value[4]["state"], "failed");
-        assert_eq!(value[4]["ping_interval_ms"], 0);
-        assert_eq!(value[4]["resends"], 17);
-        assert_eq!(value[4]["io_errors"], 4);
-        assert!(value[4].get("bytes_read").is_none());
-        assert_eq!(value[2]["bytes_written"], 2 << 20);
-        assert_eq!(value[2]["in_flight"], 0);
-        assert!(value[0].get("queue_depth").is_none());
-        assert!(value[0].get("reconnects").is_none());
-    }
-
-    #[test]
-    fn state_names() {
-        let device = entries().remove(2);
-        let export = entries().remove(0);
-        for (state, as_device, as_export) in [
-            (EntryState::Connected, "connected", "listening"),
-            (EntryState::Reconnecting, "reconnecting", "reconnecting"),
-            (EntryState::Closing, "closing", "closing"),
-            (EntryState::Failed, "failed", "failed"),
-            (EntryState::Other(0), "unknown(0)", "unknown(0)"),
-        ] {
-            let mut d = device.clone();
-            d.state = state;
-            assert_eq!(state_name(&d), as_device);
-            let mut e = export.clone();
-            e.state = state;
-            assert_eq!(state_name(&e), as_export);
-        }
-    }
-
-    #[test]
-    fn device_details() {
-        let c = |reconnects, resends, io_errors| DeviceCounters {
-            reconnects,
-            resends,
-            io_errors,
-            in_flight: Some(5),
-            timeouts: Some(5),
-            bytes_read: Some(5),
-            bytes_written: Some(5),
+    fn timestamps() {
+        let t = |secs, millis, utc_offset| {
+            Timestamp {
+                secs,
+                millis,
+                utc_offset,
+            }
+            .to_string()
         };
-        assert_eq!(device_detail(128, &DeviceCounters::default()), "depth 128");
+        assert_eq!(t(0, 0, 0), "1970-01-01T00:00:00.000+00:00");
+        assert_eq!(t(1_795_511_702, 7, 3600), "2026-11-24T10:15:02.007+01:00");
         assert_eq!(
-            device_detail(128, &c(Some(0), Some(0), Some(0))),
-            "depth 128"
+            t(1_795_511_702, 999, -5 * 3600 - 1800),
+            "2026-11-24T03:45:02.999-05:30"
         );
-        assert_eq!(
-            device_detail(1, &c(Some(1), None, None)),
-            "depth 1, 1 reconnect"
-        );
-        assert_eq!(
-            device_detail(1, &c(None, Some(1), None)),
-            "depth 1, 1 resend"
-        );
-        assert_eq!(
-            device_detail(1, &c(None, None, Some(1))),
-            "depth 1, 1 IO error"
-        );
-        assert_eq!(
-            device_detail(8, &c(Some(u64::MAX), Some(2), Some(3))),
-            "depth 8, 18446744073709551615 reconnects, 2 resends, 3 IO errors"
-        );
-    }
-
-    #[test]
-    fn golden_json_empty() {
-        assert_eq!(list_json(&[]), "[]\n");
-        let value: serde_json::Value = serde_json::from_str(&list_json(&[])).unwrap();
-        assert_eq!(value, serde_json::json!([]));
-    }
-
-    #[test]
-    fn unknown_state_is_shown_with_its_number() {
-        let mut entry = entries().remove(0);
-        entry.state = EntryState::Other(9);
-        assert_eq!(state_name(&entry), "unknown(9)");
-        let addr: SocketAddr = "[::1]:7".parse().unwrap();
-        entry.addr = addr;
-        assert!(list_json(&[entry]).contains(r#""address": "::1", "port": 7"#));
+        // Leap day, and the end of a year.
+        assert_eq!(t(951_782_400, 0, 0), "2000-02-29T00:00:00.000+00:00");
+        assert_eq!(t(1_767_225_599, 0, 0), "2025-12-31T23:59:59.000+00:00");
+        assert_eq!(t(-1, 0, 0), "1969-12-31T23:59:59.000+00:00");
+        // The live clock gives something of the same shape.
+        let now = Timestamp::now().to_string();
+        assert_eq!(now.len(), "2026-11-24T10:15:02.007+01:00".len(), "{now}");
     }
 }

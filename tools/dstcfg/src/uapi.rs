@@ -36,8 +36,10 @@ pub const DST_CMD_LIST: u8 = 6;
 pub const DST_CMD_DEV_SET: u8 = 7;
 /// Multicast notification: [`DST_A_EVENT`] happened to [`DST_A_INDEX`].
 pub const DST_CMD_EVENT: u8 = 8;
+/// Module-wide settings: [`DST_A_CRYPTO_THREADS`].
+pub const DST_CMD_CONFIG: u8 = 9;
 /// Highest command number (`DST_CMD_MAX`).
-pub const DST_CMD_MAX: u8 = DST_CMD_EVENT;
+pub const DST_CMD_MAX: u8 = DST_CMD_CONFIG;
 
 // enum dst_attr
 /// Unused attribute 0.
@@ -100,8 +102,52 @@ pub const DST_A_IO_ERRORS: u16 = 27;
 pub const DST_A_BYTES_READ: u16 = 28;
 /// u64: counter of bytes written, in replies.
 pub const DST_A_BYTES_WRITTEN: u16 = 29;
+/// u32: device: connections, one per hardware queue (1..16).
+pub const DST_A_QUEUES: u16 = 30;
+/// u32: [`enum dst_protection`](DST_PROT_NONE); must match on both sides.
+pub const DST_A_PROTECTION: u16 = 31;
+/// String: kernel crypto name for hmac/aead (at most 63 bytes).
+pub const DST_A_ALG: u16 = 32;
+/// Binary: pre-shared key, 16..64 bytes; never sent back.
+pub const DST_A_KEY: u16 = 33;
+/// Nested, repeatable: export allow-list entry (`DST_ALLOW_A_*`).
+pub const DST_A_ALLOW: u16 = 34;
+/// u32: workers of the crypto pool (0 = inline, 1..64).
+pub const DST_A_CRYPTO_THREADS: u16 = 35;
+/// Binary: events: address of an export's client.
+pub const DST_A_PEER_ADDR: u16 = 36;
+/// u16: events: port of an export's client.
+pub const DST_A_PEER_PORT: u16 = 37;
+/// String: events: why a client was refused.
+pub const DST_A_MESSAGE: u16 = 38;
+/// u64: counter of frames whose checksum/tag or sequence number failed.
+pub const DST_A_INTEGRITY_ERRORS: u16 = 39;
+/// u64: export: counter of refused clients.
+pub const DST_A_REFUSED: u16 = 40;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_BYTES_WRITTEN;
+pub const DST_A_MAX: u16 = DST_A_REFUSED;
+
+// enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
+/// Unused nested attribute 0.
+pub const DST_ALLOW_A_UNSPEC: u16 = 0;
+/// Binary: IPv4 (4 bytes) or IPv6 (16 bytes) prefix.
+pub const DST_ALLOW_A_ADDR: u16 = 1;
+/// u8: prefix length, 0..32 (IPv4) or 0..128 (IPv6).
+pub const DST_ALLOW_A_PREFIX_LEN: u16 = 2;
+/// Flag: clients in this prefix may only read.
+pub const DST_ALLOW_A_READ_ONLY: u16 = 3;
+/// Highest nested allow-list attribute (`DST_ALLOW_A_MAX`).
+pub const DST_ALLOW_A_MAX: u16 = DST_ALLOW_A_READ_ONLY;
+
+// enum dst_protection
+/// Clear text; a key, if given, authenticates the handshake.
+pub const DST_PROT_NONE: u32 = 0;
+/// crc32c of every message: accidental corruption only.
+pub const DST_PROT_CRC32C: u32 = 1;
+/// Keyed MAC of every message (needs a key).
+pub const DST_PROT_HMAC: u32 = 2;
+/// Encrypted and authenticated (needs a key).
+pub const DST_PROT_AEAD: u32 = 3;
 
 /// Default TCP port of an export (`DST_DEFAULT_PORT`).
 pub const DST_DEFAULT_PORT: u16 = 1025;
@@ -133,6 +179,12 @@ pub const DST_EVENT_RECONNECTED: u32 = 3;
 pub const DST_EVENT_FAILED: u32 = 4;
 /// Device deleted.
 pub const DST_EVENT_DELETED: u32 = 5;
+/// Export: a client connected ([`DST_A_PEER_ADDR`], [`DST_A_PEER_PORT`]).
+pub const DST_EVENT_SESSION_OPENED: u32 = 6;
+/// Export: a client's session ended.
+pub const DST_EVENT_SESSION_CLOSED: u32 = 7;
+/// Export: a client was refused ([`DST_A_MESSAGE`] says why).
+pub const DST_EVENT_SESSION_REFUSED: u32 = 8;
 
 /// One enum of the header: its C name and its enumerators in order.
 pub type EnumTable = (&'static str, &'static [(&'static str, u32)]);
@@ -151,6 +203,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_CMD_LIST", DST_CMD_LIST as u32),
             ("DST_CMD_DEV_SET", DST_CMD_DEV_SET as u32),
             ("DST_CMD_EVENT", DST_CMD_EVENT as u32),
+            ("DST_CMD_CONFIG", DST_CMD_CONFIG as u32),
         ],
     ),
     (
@@ -186,6 +239,35 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_IO_ERRORS", DST_A_IO_ERRORS as u32),
             ("DST_A_BYTES_READ", DST_A_BYTES_READ as u32),
             ("DST_A_BYTES_WRITTEN", DST_A_BYTES_WRITTEN as u32),
+            ("DST_A_QUEUES", DST_A_QUEUES as u32),
+            ("DST_A_PROTECTION", DST_A_PROTECTION as u32),
+            ("DST_A_ALG", DST_A_ALG as u32),
+            ("DST_A_KEY", DST_A_KEY as u32),
+            ("DST_A_ALLOW", DST_A_ALLOW as u32),
+            ("DST_A_CRYPTO_THREADS", DST_A_CRYPTO_THREADS as u32),
+            ("DST_A_PEER_ADDR", DST_A_PEER_ADDR as u32),
+            ("DST_A_PEER_PORT", DST_A_PEER_PORT as u32),
+            ("DST_A_MESSAGE", DST_A_MESSAGE as u32),
+            ("DST_A_INTEGRITY_ERRORS", DST_A_INTEGRITY_ERRORS as u32),
+            ("DST_A_REFUSED", DST_A_REFUSED as u32),
+        ],
+    ),
+    (
+        "dst_allow_attr",
+        &[
+            ("DST_ALLOW_A_UNSPEC", DST_ALLOW_A_UNSPEC as u32),
+            ("DST_ALLOW_A_ADDR", DST_ALLOW_A_ADDR as u32),
+            ("DST_ALLOW_A_PREFIX_LEN", DST_ALLOW_A_PREFIX_LEN as u32),
+            ("DST_ALLOW_A_READ_ONLY", DST_ALLOW_A_READ_ONLY as u32),
+        ],
+    ),
+    (
+        "dst_protection",
+        &[
+            ("DST_PROT_NONE", DST_PROT_NONE),
+            ("DST_PROT_CRC32C", DST_PROT_CRC32C),
+            ("DST_PROT_HMAC", DST_PROT_HMAC),
+            ("DST_PROT_AEAD", DST_PROT_AEAD),
         ],
     ),
     (
@@ -212,6 +294,9 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_EVENT_RECONNECTED", DST_EVENT_RECONNECTED),
             ("DST_EVENT_FAILED", DST_EVENT_FAILED),
             ("DST_EVENT_DELETED", DST_EVENT_DELETED),
+            ("DST_EVENT_SESSION_OPENED", DST_EVENT_SESSION_OPENED),
+            ("DST_EVENT_SESSION_CLOSED", DST_EVENT_SESSION_CLOSED),
+            ("DST_EVENT_SESSION_REFUSED", DST_EVENT_SESSION_REFUSED),
         ],
     ),
 ];
@@ -232,6 +317,7 @@ pub const DEFINES: &[(&str, Define)] = &[
     ("DST_GENL_MCGRP_EVENTS", Define::Str(DST_GENL_MCGRP_EVENTS)),
     ("DST_CMD_MAX", Define::Int(DST_CMD_MAX as i64)),
     ("DST_A_MAX", Define::Int(DST_A_MAX as i64)),
+    ("DST_ALLOW_A_MAX", Define::Int(DST_ALLOW_A_MAX as i64)),
     ("DST_DEFAULT_PORT", Define::Int(DST_DEFAULT_PORT as i64)),
 ];
 
@@ -246,6 +332,11 @@ fn enumerator_name(enum_name: &str, value: u32) -> Option<&'static str> {
 /// C name of a top-level attribute number, for error messages.
 pub fn attr_name(kind: u16) -> Option<&'static str> {
     enumerator_name("dst_attr", kind.into())
+}
+
+/// C name of an attribute nested in `DST_A_ALLOW`, for error messages.
+pub fn allow_attr_name(kind: u16) -> Option<&'static str> {
+    enumerator_name("dst_allow_attr", kind.into())
 }
 
 /// C name of a command number, for error messages.
@@ -420,5 +511,17 @@ mod tests {
             Some("DST_A_LOSS_TIMEOUT_MS")
         );
         assert_eq!(attr_name(999), None);
+        assert_eq!(cmd_name(DST_CMD_CONFIG), Some("DST_CMD_CONFIG"));
+        assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
+        assert_eq!(attr_name(DST_A_KEY), Some("DST_A_KEY"));
+        assert_eq!(
+            allow_attr_name(DST_ALLOW_A_PREFIX_LEN),
+            Some("DST_ALLOW_A_PREFIX_LEN")
+        );
+        assert_eq!(enumerator_name("dst_protection", 3), Some("DST_PROT_AEAD"));
+        assert_eq!(
+            enumerator_name("dst_event", 8),
+            Some("DST_EVENT_SESSION_REFUSED")
+        );
     }
 }

@@ -1,0 +1,620 @@
+//! The clap definition of dstcfg's command line: [`Cli`] (the flags as clap
+//! parses them), [`ActionKind`], the value parsers and the help texts.
+//!
+//! This file is shared with `build.rs`, which renders the man page and the
+//! shell completions from [`Cli`]; so it depends on nothing but `std`, clap
+//! and `crate::uapi` (itself plain `std`). What each action accepts is
+//! checked afterwards, in `cli.rs`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum, ValueHint};
+
+use crate::uapi;
+
+/// TCP port used when neither `-r ADDR:PORT` nor `-p` gives one.
+pub const DEFAULT_PORT: u16 = uapi::DST_DEFAULT_PORT;
+/// Highest `--max-io-pages` the module accepts.
+pub const MAX_IO_PAGES: u32 = 1024;
+/// Highest `--queue-depth` the module accepts.
+pub const MAX_QUEUE_DEPTH: u32 = 1024;
+/// Highest `--queues` the module accepts.
+pub const MAX_QUEUES: u32 = 16;
+/// Highest `--crypto-threads` the module accepts.
+pub const MAX_CRYPTO_THREADS: u32 = 64;
+/// Highest device index N of `/dev/dstN`.
+pub const MAX_INDEX: u32 = 1023;
+/// Longest `-f` path the module accepts, in bytes.
+pub const MAX_PATH_LEN: usize = 255;
+/// Longest `--alg` name, in bytes.
+pub const MAX_ALG_LEN: usize = 63;
+/// Most `--allow` entries of one export.
+pub const MAX_ALLOW: usize = 32;
+/// Size of a `--key-file`, in bytes.
+pub const KEY_LEN: RangeInclusive<usize> = 16..=64;
+/// Size of the key `-a genkey` writes, in bytes.
+pub const GENKEY_LEN: usize = 32;
+/// `--req-timeout` in ms (the module's range).
+pub const REQ_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--max-resends`.
+pub const MAX_RESENDS: RangeInclusive<u32> = 0..=1000;
+/// `--reconnect-delay` in ms.
+pub const RECONNECT_DELAY_MS: RangeInclusive<u32> = 10..=600_000;
+/// `--ping-interval` in ms, besides 0 (no pings).
+pub const PING_INTERVAL_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--ping-timeout` in ms.
+pub const PING_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
+/// `--loss-timeout` in ms.
+pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
+
+/// The examples at the end of `--help` (and in the man page).
+pub const EXAMPLES: &str = "\
+Examples:
+  Export the local block device /dev/sdb, listening on 192.0.2.1 port 1025:
+    dstcfg -r 192.0.2.1 -a export -f /dev/sdb
+
+  Attach the device exported by 192.0.2.1 as a local block device; prints
+  its path (e.g. /dev/dst0):
+    dstcfg -r 192.0.2.1 -a local
+
+  List the exports and devices of this machine, as a table or as JSON; show
+  the module and the counters:
+    dstcfg -a list
+    dstcfg -a list --json
+    dstcfg -a status
+
+  Print events (connection lost, reconnected, ...) as they happen; is dst0
+  connected (exit status 0)?
+    dstcfg -a monitor
+    dstcfg -a check -d dst0
+
+  Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0):
+    dstcfg -a delete -d dst0
+
+  Attach a device that fails IO after 10 s without the export node (instead
+  of 60 s), then let the live device wait 5 minutes instead:
+    dstcfg -r 192.0.2.1 -a local --loss-timeout 10s
+    dstcfg -a set -d dst0 --loss-timeout 300s
+
+  Stop the export listening on 192.0.2.1 port 1025:
+    dstcfg -r 192.0.2.1 -a unexport
+
+  Read-only export of the first 10 GiB on port 2000; attach it over IPv6 as
+  /dev/dst3 with 64 requests in flight:
+    dstcfg -r 192.0.2.1 -p 2000 -a export -f /dev/sdb --read-only --size 10G
+    dstcfg -r [2001:db8::1]:2000 -a local -i 3 --queue-depth 64
+
+  Encrypted export for the clients of 192.0.2.0/24 only, with a key made
+  once and copied to the local node (same file, mode 0600, on both):
+    dstcfg -a genkey -f /etc/dst/psk
+    dstcfg -r 192.0.2.1 -a export -f /dev/sdb --protection aead \\
+        --key-file /etc/dst/psk --allow 192.0.2.0/24
+    dstcfg -r 192.0.2.1 -a local --protection aead --key-file /etc/dst/psk --queues 4
+    dstcfg -a set --crypto-threads 4
+
+Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
+Defaults of a new device: --req-timeout 15000, --max-resends 10,
+--reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
+--loss-timeout 60000.
+
+Exit status: 0 on success, 1 if the action failed (the kernel's reason is
+printed), 2 on a usage error. -a check: 0 if the device is connected, 1 if
+it exists but is not connected (reconnecting, failed or closing), 2 on an
+error (no such device, module not loaded, no permission, usage).
+
+All actions but genkey need the dst module loaded (insmod dst.ko) and
+CAP_NET_ADMIN (run as root).";
+
+/// The synopsis of `--help` and of the man page.
+pub const USAGE: &str = "\
+dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]...
+       dstcfg -r ADDR [-p PORT] -a unexport
+       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [SECURITY] [SETTINGS]
+       dstcfg -a set -d DEV SETTINGS
+       dstcfg -a set --crypto-threads N
+       dstcfg -a delete -d DEV
+       dstcfg -a list [--json]
+       dstcfg -a status [--json]
+       dstcfg -a monitor [--json] [--count N]
+       dstcfg -a check -d DEV
+       dstcfg -a genkey -f PATH
+       SETTINGS: [--req-timeout MS] [--max-resends N] [--reconnect-delay MS]
+                 [--ping-interval MS] [--ping-timeout MS] [--loss-timeout MS]
+       SECURITY: [--protection none|crc32c|hmac|aead] [--alg NAME] [--key-file PATH]
+       The action may also be given first, without -a: dstcfg list --json";
+
+/// What to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActionKind {
+    /// Serve the local block device -f PATH to DST local nodes, listening on -r ADDR
+    Export,
+    /// Stop the export listening on -r ADDR (and port)
+    Unexport,
+    /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
+    Local,
+    /// Disconnect and delete the local device -d DEV
+    Delete,
+    /// Change the timeouts of the live local device -d DEV, or module-wide settings (--crypto-threads)
+    Set,
+    /// Show the exports and local devices of this machine
+    List,
+    /// Show the loaded dst module, its wire protocol and the counters of every export and device
+    Status,
+    /// Print events (device connected, lost, ...; export sessions) as they happen, until interrupted
+    Monitor,
+    /// Exit 0 if the device -d DEV is connected, 1 if not, 2 on an error; prints its state
+    Check,
+    /// Write a new random pre-shared key (32 bytes, mode 0600) to -f PATH
+    Genkey,
+}
+
+impl ActionKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Export => "export",
+            ActionKind::Unexport => "unexport",
+            ActionKind::Local => "local",
+            ActionKind::Delete => "delete",
+            ActionKind::Set => "set",
+            ActionKind::List => "list",
+            ActionKind::Status => "status",
+            ActionKind::Monitor => "monitor",
+            ActionKind::Check => "check",
+            ActionKind::Genkey => "genkey",
+        }
+    }
+}
+
+/// Data-channel protection of `--protection` (`enum dst_protection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protection {
+    /// Clear text (a key, if given, authenticates the handshake only)
+    None,
+    /// A crc32c checksum on every message: catches accidental corruption only
+    Crc32c,
+    /// A keyed MAC on every message (needs --key-file)
+    Hmac,
+    /// Every message encrypted and authenticated (needs --key-file)
+    Aead,
+}
+
+impl Protection {
+    /// The `enum dst_protection` number.
+    pub fn number(self) -> u32 {
+        match self {
+            Protection::None => uapi::DST_PROT_NONE,
+            Protection::Crc32c => uapi::DST_PROT_CRC32C,
+            Protection::Hmac => uapi::DST_PROT_HMAC,
+            Protection::Aead => uapi::DST_PROT_AEAD,
+        }
+    }
+
+    /// The name used on the command line and in output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protection::None => "none",
+            Protection::Crc32c => "crc32c",
+            Protection::Hmac => "hmac",
+            Protection::Aead => "aead",
+        }
+    }
+
+    /// Whether the mode derives its keys from a pre-shared key.
+    pub fn needs_key(self) -> bool {
+        matches!(self, Protection::Hmac | Protection::Aead)
+    }
+}
+
+/// One `--allow PREFIX[:ro|:rw]` entry of an export's allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllowRule {
+    /// The network address (host bits zero).
+    pub addr: IpAddr,
+    /// Prefix length: 0..32 (IPv4) or 0..128 (IPv6).
+    pub prefix_len: u8,
+    /// Clients in this prefix may only read.
+    pub read_only: bool,
+}
+
+impl AllowRule {
+    /// `10.0.0.0/24`, `2001:db8::/32`.
+    pub fn prefix(&self) -> String {
+        format!("{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl fmt::Display for AllowRule {
+    /// As `--allow` takes it: `10.0.0.0/24:rw`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.read_only { "ro" } else { "rw" };
+        write!(f, "{}:{mode}", self.prefix())
+    }
+}
+
+/// Raw command-line flags, as clap parses them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dstcfg",
+    version,
+    about = "Configure DST, the network block device (dst.ko)",
+    long_about = "Configure DST, the network block device (dst.ko).\n\n\
+        An export node serves one of its block devices over TCP (-a export); a \
+        local node connects to it and gets /dev/dstN (-a local). dstcfg talks to \
+        the kernel module through the generic netlink family \"dst\".",
+    override_usage = USAGE,
+    after_help = EXAMPLES,
+    after_long_help = EXAMPLES,
+)]
+pub struct Cli {
+    /// Action to perform (required; or as the first word, without -a)
+    #[arg(short = 'a', long = "action", value_name = "ACTION", value_enum)]
+    pub action: Option<ActionKind>,
+
+    /// The action, given as a word instead of with -a (e.g. dstcfg list)
+    #[arg(value_name = "ACTION", value_enum, hide_possible_values = true)]
+    pub action_word: Option<ActionKind>,
+
+    /// Network address: for export and unexport the local address to listen
+    /// on, for local the export node to connect to. IPv4, IPv6 (brackets
+    /// allowed) or a host name, optionally with :PORT or [IPv6]:PORT
+    /// (export, unexport, local)
+    #[arg(short = 'r', long = "remote", value_name = "ADDR", value_hint = ValueHint::Hostname)]
+    pub remote: Option<String>,
+
+    /// TCP port, if ADDR has none (export, unexport, local) [default: 1025]
+    #[arg(short = 'p', long = "port", value_name = "PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// export: the block device to serve, e.g. /dev/sdb (required); genkey:
+    /// the key file to create (required)
+    #[arg(short = 'f', long = "file", value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+
+    /// Device: dstN, /dev/dstN or N (delete, set, check; required)
+    #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
+    pub device: Option<u32>,
+
+    /// Print JSON instead of text (list, status, monitor)
+    #[arg(long)]
+    pub json: bool,
+
+    /// Stop after N events (monitor) [default: run until interrupted]
+    #[arg(long = "count", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Serve the device read-only (export only) [default: read-write]
+    #[arg(long = "read-only", help_heading = "Export and device options")]
+    pub read_only: bool,
+
+    /// Export only the first SIZE bytes of the device; K, M, G, T suffixes
+    /// are binary (1K = 1024) (export only) [default: the whole device]
+    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size,
+          help_heading = "Export and device options")]
+    pub size: Option<u64>,
+
+    /// Largest request, in 4 KiB pages, 1..1024 (export, local) [default:
+    /// 256 = 1 MiB]
+    #[arg(long = "max-io-pages", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_IO_PAGES as i64),
+          help_heading = "Export and device options")]
+    pub max_io_pages: Option<u32>,
+
+    /// Create /dev/dstN with this N, 0..1023 (local only) [default: the
+    /// lowest free one]
+    #[arg(short = 'i', long = "index", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=MAX_INDEX as i64),
+          help_heading = "Export and device options")]
+    pub index: Option<u32>,
+
+    /// Requests in flight to the export node, per queue, 1..1024 (local
+    /// only) [default: 128]
+    #[arg(long = "queue-depth", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUE_DEPTH as i64),
+          help_heading = "Export and device options")]
+    pub queue_depth: Option<u32>,
+
+    /// Hardware queues of the device, each with its own connection, 1..16
+    /// (local only) [default: 1]
+    #[arg(long = "queues", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUES as i64),
+          help_heading = "Export and device options")]
+    pub queues: Option<u32>,
+
+    /// A request unanswered this long makes the local node drop the
+    /// connection, reconnect and resend it; 100..3600000 ms (local, set)
+    /// [default: 15000]
+    #[arg(long = "req-timeout", value_name = "MS", value_parser = parse_req_timeout,
+          help_heading = "Device settings (local, set)")]
+    pub req_timeout: Option<u32>,
+
+    /// Resends of one request before it fails with an IO error, 0..1000
+    /// (local, set) [default: 10]
+    #[arg(long = "max-resends", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(
+              *MAX_RESENDS.start() as i64..=*MAX_RESENDS.end() as i64),
+          help_heading = "Device settings (local, set)")]
+    pub max_resends: Option<u32>,
+
+    /// Pause between reconnect attempts, 10..600000 ms (local, set)
+    /// [default: 1000]
+    #[arg(long = "reconnect-delay", value_name = "MS", value_parser = parse_reconnect_delay,
+          help_heading = "Device settings (local, set)")]
+    pub reconnect_delay: Option<u32>,
+
+    /// Ping an idle connection this often, 100..3600000 ms, 0 = never (local,
+    /// set) [default: 5000]
+    #[arg(long = "ping-interval", value_name = "MS", value_parser = parse_ping_interval,
+          help_heading = "Device settings (local, set)")]
+    pub ping_interval: Option<u32>,
+
+    /// No answer to a ping this long: reconnect; 100..3600000 ms (local, set)
+    /// [default: 10000]
+    #[arg(long = "ping-timeout", value_name = "MS", value_parser = parse_ping_timeout,
+          help_heading = "Device settings (local, set)")]
+    pub ping_timeout: Option<u32>,
+
+    /// Disconnected this long, pending and new IO fail with EIO until the
+    /// export node is back (reconnect attempts go on); 100..86400000 ms
+    /// (local, set) [default: 60000]
+    #[arg(long = "loss-timeout", value_name = "MS", value_parser = parse_loss_timeout,
+          help_heading = "Device settings (local, set)")]
+    pub loss_timeout: Option<u32>,
+
+    /// Data-channel protection; must be the same on the export and the local
+    /// node (export, local) [default: none]
+    #[arg(
+        long = "protection",
+        value_name = "MODE",
+        value_enum,
+        help_heading = "Security options (export, local)"
+    )]
+    pub protection: Option<Protection>,
+
+    /// Kernel crypto algorithm of hmac or aead, at most 63 characters, e.g.
+    /// hmac(sha256), gcm(aes), rfc7539(chacha20,poly1305) (export, local)
+    /// [default: hmac(sha256) for hmac, gcm(aes) for aead]
+    #[arg(long = "alg", value_name = "NAME", value_parser = parse_alg,
+          help_heading = "Security options (export, local)")]
+    pub alg: Option<String>,
+
+    /// Pre-shared key: a file of 16..64 bytes, mode 0600, the same on both
+    /// nodes (make one with -a genkey); needed by hmac and aead, optional
+    /// otherwise (it then authenticates the handshake) (export, local)
+    #[arg(long = "key-file", value_name = "PATH", value_hint = ValueHint::FilePath,
+          help_heading = "Security options (export, local)")]
+    pub key_file: Option<PathBuf>,
+
+    /// Accept only clients from this IPv4 or IPv6 prefix (an address with
+    /// an optional /LEN), read-write (:rw, the default) or read-only (:ro);
+    /// repeatable, at most 32 (export only) [default: any client]
+    #[arg(long = "allow", value_name = "PREFIX[:ro|:rw]", value_parser = parse_allow,
+          action = ArgAction::Append, help_heading = "Security options (export, local)")]
+    pub allow: Vec<AllowRule>,
+
+    /// Workers that protect (checksum, MAC, encrypt) messages for every
+    /// device and export, 0..64; 0 = in the sending and receiving threads
+    /// (set, without -d)
+    #[arg(long = "crypto-threads", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=MAX_CRYPTO_THREADS as i64),
+          help_heading = "Module settings (set)")]
+    pub crypto_threads: Option<u32>,
+}
+
+/// Parses `--size`: a byte count with an optional binary suffix K, M, G or T
+/// (any case, optionally followed by `iB`, e.g. `512M`, `10GiB`), or `B`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(digits_end);
+    if digits.is_empty() {
+        return Err("expected a number of bytes, optionally with K, M, G or T (e.g. 512M)".into());
+    }
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
+        _ if suffix.starts_with('.') => {
+            return Err("expected a whole number; use a smaller unit (e.g. 1536M)".into())
+        }
+        _ => {
+            return Err(format!(
+                "unknown unit '{suffix}'; use K, M, G or T (binary: 1K = 1024)"
+            ))
+        }
+    };
+    let n: u64 = digits.parse().map_err(|_| "too large".to_string())?;
+    if n == 0 {
+        return Err("the size must be at least 1 byte".into());
+    }
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| "too large".to_string())
+}
+
+/// Parses a time in milliseconds: a whole number, optionally with the
+/// suffix `ms`, or seconds with the suffix `s` (`30s`, `1.5s`; at most
+/// millisecond precision).
+pub fn parse_ms(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let number_end = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(number_end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) {
+        return Err("expected a time in milliseconds, or with s or ms (e.g. 30s, 500ms)".into());
+    }
+    if fraction.contains('.') {
+        return Err(format!("'{number}' is not a number"));
+    }
+    let too_large = || "too large".to_string();
+    let whole: u64 = whole.parse().map_err(|_| too_large())?;
+    match unit {
+        "" | "ms" if !fraction.is_empty() => Err("milliseconds must be a whole number".to_string()),
+        "" | "ms" => Ok(whole),
+        "s" => {
+            if fraction.len() > 3 {
+                return Err("at most 3 decimals: the unit is 1 ms".into());
+            }
+            let frac_ms: u64 = format!("{fraction:0<3}").parse().map_err(|_| too_large())?;
+            whole
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(frac_ms))
+                .ok_or_else(too_large)
+        }
+        _ => Err(format!("unknown unit '{unit}'; use ms or s (e.g. 30s)")),
+    }
+}
+
+/// [`parse_ms`] within `range` (or 0 if `zero_ok`).
+fn ms_in(s: &str, range: RangeInclusive<u32>, zero_ok: bool) -> Result<u32, String> {
+    let ms = parse_ms(s)?;
+    if (zero_ok && ms == 0) || (*range.start() as u64..=*range.end() as u64).contains(&ms) {
+        return Ok(ms as u32);
+    }
+    let zero = if zero_ok { "0 or " } else { "" };
+    Err(format!(
+        "{ms} ms is out of range; expected {zero}{}..{} ms",
+        range.start(),
+        range.end()
+    ))
+}
+
+fn parse_req_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, REQ_TIMEOUT_MS, false)
+}
+
+fn parse_reconnect_delay(s: &str) -> Result<u32, String> {
+    ms_in(s, RECONNECT_DELAY_MS, false)
+}
+
+fn parse_ping_interval(s: &str) -> Result<u32, String> {
+    ms_in(s, PING_INTERVAL_MS, true)
+}
+
+fn parse_ping_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, PING_TIMEOUT_MS, false)
+}
+
+fn parse_loss_timeout(s: &str) -> Result<u32, String> {
+    ms_in(s, LOSS_TIMEOUT_MS, false)
+}
+
+/// Parses `-d DEV`: `dstN`, `/dev/dstN` or `N`, N in 0..1023 without
+/// leading zeros; returns N.
+pub fn parse_device(s: &str) -> Result<u32, String> {
+    let bad = || format!("not a DST device; expected dstN, /dev/dstN or N, N in 0..{MAX_INDEX}");
+    let digits = s
+        .strip_prefix("/dev/dst")
+        .or_else(|| s.strip_prefix("dst"))
+        .unwrap_or(s);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return Err(bad());
+    }
+    match digits.parse::<u32>() {
+        Ok(n) if n <= MAX_INDEX => Ok(n),
+        _ => Err(format!("device index {digits} out of range 0..{MAX_INDEX}")),
+    }
+}
+
+/// Parses `--alg`: a kernel crypto API name, 1..63 printable ASCII
+/// characters without blanks.
+pub fn parse_alg(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("empty algorithm name".into());
+    }
+    if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "{c:?} is not allowed: a kernel crypto name is printable ASCII without blanks, \
+             e.g. gcm(aes)"
+        ));
+    }
+    if s.len() > MAX_ALG_LEN {
+        return Err(format!(
+            "{} characters; the module takes at most {MAX_ALG_LEN}",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses `--allow PREFIX[:ro|:rw]`: an IPv4 or IPv6 address (IPv6 may be
+/// in brackets) with an optional `/LEN`, then an optional `:ro` or `:rw`.
+/// Host bits must be zero (`10.0.0.0/24`, not `10.0.0.1/24`).
+pub fn parse_allow(s: &str) -> Result<AllowRule, String> {
+    let t = s.trim();
+    let (prefix, read_only) = if let Some(p) = t.strip_suffix(":ro") {
+        (p, true)
+    } else if let Some(p) = t.strip_suffix(":rw") {
+        (p, false)
+    } else {
+        if let Some((_, seg)) = t.rsplit_once(':') {
+            if !seg.is_empty()
+                && seg.chars().all(|c| c.is_ascii_alphabetic())
+                && !seg.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                return Err(format!("unknown access ':{seg}'; use :ro or :rw"));
+            }
+        }
+        (t, false)
+    };
+    let (addr, len) = match prefix.split_once('/') {
+        Some((addr, len)) => (addr, Some(len)),
+        None => (prefix, None),
+    };
+    let addr = addr
+        .strip_prefix('[')
+        .and_then(|a| a.strip_suffix(']'))
+        .unwrap_or(addr);
+    let ip: IpAddr = addr.parse().map_err(|_| {
+        format!(
+            "'{addr}' is not an IPv4 or IPv6 address; expected e.g. 192.0.2.0/24, \
+             2001:db8::/32:ro or 192.0.2.7"
+        )
+    })?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let prefix_len = match len {
+        None => max,
+        Some(len) => match len.parse::<u8>() {
+            Ok(n) if n <= max => n,
+            _ => return Err(format!("bad prefix length '/{len}'; expected /0../{max}")),
+        },
+    };
+    let network = mask(ip, prefix_len);
+    if network != ip {
+        return Err(format!(
+            "{ip}/{prefix_len} has host bits set; did you mean {network}/{prefix_len}?"
+        ));
+    }
+    Ok(AllowRule {
+        addr: ip,
+        prefix_len,
+        read_only,
+    })
+}
+
+/// `ip` with every bit past the first `len` cleared.
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((bits & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((bits & m).into())
+        }
+    }
+}
