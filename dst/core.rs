@@ -467,6 +467,10 @@ fn handshake(
     let mut reply = [0u8; proto::HELLO_REPLY_LEN];
     sock.recv_exact(&mut reply).map_err(lost)?;
     let granted = HelloReplyBody::decode(&reply).map_err(bad)?;
+    if sec.key.is_none() && granted.proof != [0; proto::AUTH_LEN] {
+        // Without a key the proof field is reserved.
+        return Err(bad(proto::ProtoError::Reserved));
+    }
     if let Some(key) = &sec.key {
         let want = security::proof_export(key, &body, &ns, &granted.grant_bytes());
         if ns == [0; proto::AUTH_LEN] || !security::proof_ok(&granted.proof, &want) {

@@ -1059,18 +1059,19 @@ impl Session {
 
     /// Reads the HELLO, checks the client (allow-list, values, version,
     /// protection), runs the challenge-response with a key, and answers.
-    /// Every read waits at most `HANDSHAKE_MS` (the socket's receive timeout,
-    /// lifted afterwards); a peer trickling bytes can stretch that, but every
-    /// read must make progress within the timeout, so the wait stays bounded.
+    /// The whole handshake must arrive within `HANDSHAKE_MS` of its start,
+    /// however slowly the peer trickles it (a slow or half-open client only
+    /// holds a session slot that long).
     fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
         let export = &self.export;
-        self.sock.set_timeouts(SEND_TIMEOUT_MS, HANDSHAKE_MS);
-        let h = self.recv_header()?;
+        let deadline = Instant::<Monotonic>::now() + Delta::from_millis(HANDSHAKE_MS.into());
+        let h = self.recv_header(deadline)?;
         if h.kind != Kind::Hello {
             return Err(End::Proto("the first message is not HELLO"));
         }
         let mut body = [0u8; HELLO_LEN];
-        self.recv(&mut body)?;
+        self.recv_by(&mut body, deadline)?;
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
         let verdict = export.allow.check(self.peer.0.as_ref());
         if verdict == Verdict::Refused {
             export.refuse_client(self.peer, c"address not on the allow-list");
@@ -1095,12 +1096,13 @@ impl Session {
         if let Some(key) = &cfg.key {
             ns = security::nonce(cfg);
             self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns))?;
-            let h = self.recv_header()?;
+            let h = self.recv_header(deadline)?;
             if h.kind != Kind::Auth {
                 return Err(End::Proto("expected AUTH after CHALLENGE"));
             }
             let mut proof = [0u8; AUTH_LEN];
-            self.recv(&mut proof)?;
+            self.recv_by(&mut proof, deadline)?;
+            self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
             let want = security::proof_local(key, &body, &ns);
             if !security::proof_ok(&proof, &want) {
                 export.refuse_client(self.peer, c"authentication failed: the keys differ");
@@ -1129,10 +1131,15 @@ impl Session {
         Ok((grant, opener))
     }
 
-    /// Receives and decodes a header.
-    fn recv_header(&self) -> Result<Header, End> {
+    /// Receives exactly `buf.len()` bytes by `deadline`.
+    fn recv_by(&self, buf: &mut [u8], deadline: Instant<Monotonic>) -> Result<(), End> {
+        self.sock.recv_exact_by(buf, deadline).map_err(End::recv)
+    }
+
+    /// Receives and decodes a handshake header by `deadline`.
+    fn recv_header(&self, deadline: Instant<Monotonic>) -> Result<Header, End> {
         let mut hb = [0u8; HEADER_LEN];
-        self.recv(&mut hb)?;
+        self.recv_by(&mut hb, deadline)?;
         Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))
     }
 

@@ -16,7 +16,8 @@ use kernel::{
     bindings,
     error::to_result,
     ffi::{c_int, c_uint, c_ulong},
-    prelude::*, //
+    prelude::*,
+    time::{Instant, Monotonic}, //
 };
 
 mod ffi {
@@ -406,6 +407,45 @@ impl Socket {
             done += Self::progress(n)?;
         }
         Ok(())
+    }
+
+    /// Receives exactly `buf.len()` bytes by `deadline`, however the peer
+    /// trickles them: each wait is cut to the time left. Past the deadline:
+    /// `EAGAIN`. Leaves the send and receive timeouts at the time that was
+    /// left; the caller sets them afterwards.
+    pub(crate) fn recv_exact_by(&self, buf: &mut [u8], deadline: Instant<Monotonic>) -> Result {
+        let mut done = 0;
+        while done < buf.len() {
+            let left = (deadline - Instant::<Monotonic>::now()).as_millis();
+            if left <= 0 {
+                return Err(EAGAIN);
+            }
+            // Sends are bounded by the deadline too.
+            let ms = u32::try_from(left).unwrap_or(u32::MAX);
+            self.set_timeouts(ms, ms);
+            let rest = buf.get_mut(done..).ok_or(EINVAL)?;
+            let n = rest.len().min(1 << 16);
+            let part = rest.get_mut(..n).ok_or(EINVAL)?;
+            // One receive: it returns what arrived when its wait ends.
+            done += self.recv_some(part)?;
+        }
+        Ok(())
+    }
+
+    /// One receive of at most `buf.len()` bytes; the bytes received.
+    fn recv_some(&self, buf: &mut [u8]) -> Result<usize> {
+        let mut vec = bindings::kvec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg = bindings::msghdr::default();
+        let flags = (bindings::MSG_NOSIGNAL | bindings::MSG_WAITALL) as c_int;
+        // SAFETY: the socket is valid; `vec` describes `buf`, which is
+        // exclusively borrowed for the call.
+        let n = noreclaim(|| unsafe {
+            bindings::kernel_recvmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, buf.len(), flags)
+        });
+        Self::progress(n)
     }
 
     /// Receives exactly `buf.len()` bytes.
