@@ -5,6 +5,7 @@
 #   make check [T=pat]   set up if needed, run every test (or those matching pat)
 #   make vm [CMD='...']  boot the test kernel with dst.ko loaded; run CMD or a shell
 #   make demo            the main job, end to end, in a VM
+#   make bench           fio benchmark in one VM: brd, DST, NVMe/TCP, NBD (bench/out/)
 #   make setup           install the toolchain and build the test kernel (cached)
 #   make CLIPPY=1        build the module with clippy lints
 #   make lint            rustfmt + clippy for the module and dstcfg
@@ -16,7 +17,7 @@ DST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dst
 export DST_CACHE
 # KDIR: the built 7.2 tree; recorded by scripts/setup.sh.
 KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
-.PHONY: all module dstcfg dstpeer setup check vm demo lint clean
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench
 
 all: module dstcfg
 
@@ -44,6 +45,9 @@ vm: all
 
 demo: all
 	@scripts/demo.sh
+
+bench: all
+	@bench/run.sh
 
 lint:
 	rustfmt --check dst/*.rs

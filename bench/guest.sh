@@ -1,0 +1,505 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# guest.sh - the guest half of the DST benchmark (bench/run.sh boots the VM and
+# runs it there, as root, with dst.ko loaded and dstcfg on PATH).
+#
+# usage: bench/guest.sh OUTDIR
+#
+# 1. Every target is set up on its own 512 MiB brd RAM disk (/dev/ram0..N-1,
+#    filled once so that reads copy real pages), all at the same time.
+# 2. The jobs run interleaved: for each job, every target in turn (the order
+#    rotates from job to job), so that the targets compared in one table were
+#    measured within a minute or two of each other. On a shared host whose
+#    load drifts, that matters more than anything else. BENCH_ROUNDS > 1
+#    repeats the whole matrix (the report takes medians).
+# 3. With BENCH_PROFILE=1, some jobs run once more under perf (see below).
+# 4. Everything is torn down.
+# A target that cannot be set up is recorded as "not available" with the
+# reason; a failing job is recorded as an error; a job whose IO does not
+# complete marks its target broken (its other jobs are skipped); the run goes
+# on in every case.
+#
+# Targets (BENCH_TARGETS, in this order by default):
+#   brd         the RAM disk itself (the baseline)
+#   nvme-tcp    in-kernel nvmet + nvmet-tcp on 127.0.0.1:4420 (configfs), nvme connect
+#   nbd         nbdkit file plugin on 127.0.0.1:10809, kernel nbd + nbd-client
+#   dst-none    dstcfg export + local on 127.0.0.1:1025, no data protection
+#   dst-crc32c  the same on port 1026 with --protection crc32c (if dstcfg and
+#               dst.ko have it)
+#   dst-aead    the same on port 1027 with --protection aead --key-file F
+#   dst-hmac    (not in the default list) port 1028, --protection hmac --key-file F
+#
+# Jobs (BENCH_JOBS): seqread, seqwrite (1 MiB, QD16), randread, randwrite
+# (4 KiB, QD32), randread-qd1 (4 KiB, QD1, latency). fio: libaio, direct=1,
+# one job, time_based, BENCH_RAMP s of ramp then BENCH_RUNTIME s measured.
+#
+# CPU per IO: /proc/stat is read twice inside the measured part of each job
+# (after the ramp, and BENCH_RUNTIME - 1.5 s later); busy time (user, nice,
+# system, irq, softirq, steal, all CPUs) divided by the IOs completed in that
+# window (from /sys/block/DEV/stat, or fio's IOPS times the window for brd,
+# which keeps no IO statistics). All fields are recorded, idle included, so
+# the report can tell how much of the window the guest's tick accounting saw.
+#
+# BENCH_PROFILE=1: after the measured jobs, the jobs in BENCH_PROFILE_JOBS
+# (default: seqwrite randread) run again on the targets in
+# BENCH_PROFILE_TARGETS (default: dst-none dst-crc32c nvme-tcp) for BENCH_PROFILE_RUNTIME
+# s (default 15) under `perf record -a -g -e cpu-clock -F 499`. Written to
+# OUTDIR/profile/: T__J.report.txt (perf report, self time by symbol) and
+# T__J.script.gz (every sample with its call chain, Rust symbols demangled),
+# which bench/report.py summarises.
+#
+# Output, in OUTDIR/raw/ (bench/report.py turns it into results.json/md/svg):
+#   env.txt                      key=value lines about the guest
+#   target-T.txt                 status=ok|unavailable|error, reason=, device=, setup=
+#   T__J__rN.fio.json, .meta     fio's JSON output; the CPU window numbers (round N)
+# and OUTDIR/guest.log (progress), OUTDIR/dmesg.log (kernel log at the end).
+#
+# Functions setup_T/teardown_T are called by name.
+# shellcheck disable=SC2317
+set -uo pipefail
+
+out=${1:?usage: guest.sh OUTDIR}
+raw=$out/raw
+mkdir -p "$raw"
+runtime=${BENCH_RUNTIME:-8}
+ramp=${BENCH_RAMP:-2}
+rounds=${BENCH_ROUNDS:-1}
+targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
+jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
+profile=${BENCH_PROFILE:-0}
+profile_targets=${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}
+profile_jobs=${BENCH_PROFILE_JOBS:-seqwrite randread}
+profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
+dst_queues=${BENCH_DST_QUEUES:-auto}
+tmp=$(mktemp -d)
+ncpu=$(nproc)
+hz=$(getconf CLK_TCK)
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" | tee -a "$out/guest.log"; }
+kmsg() { printf 'dst-bench: %s\n' "$*" >/dev/kmsg 2>/dev/null || true; }
+
+# wait_bounded PID SECS: wait for PID, at most SECS seconds. Returns its exit
+# status; 124 if it had to be killed; 125 if it could not be killed (stuck in
+# the kernel): it is then abandoned.
+wait_bounded() {
+    local pid=$1 secs=$2 me=$BASHPID wd rc=0
+    trap ':' USR1
+    (
+        sleep "$secs"
+        : >"$tmp/killed.$pid"
+        kill -TERM "$pid" 2>/dev/null
+        sleep 10
+        kill -KILL "$pid" 2>/dev/null
+        sleep 5
+        kill -USR1 "$me" 2>/dev/null
+    ) </dev/null >/dev/null 2>&1 &
+    wd=$!
+    wait "$pid" || rc=$?
+    if kill -0 "$pid" 2>/dev/null; then
+        rc=125
+        disown "$pid" 2>/dev/null
+    elif [ -e "$tmp/killed.$pid" ]; then
+        rc=124
+    fi
+    kill "$wd" 2>/dev/null
+    wait "$wd" 2>/dev/null
+    trap - USR1
+    return "$rc"
+}
+
+# run_bounded SECS CMD...: run CMD (stdout/stderr as given by the caller) for
+# at most SECS seconds; status as for wait_bounded.
+run_bounded() {
+    local secs=$1
+    shift
+    "$@" &
+    wait_bounded $! "$secs"
+}
+
+# cpu_stat: jiffies of all CPUs so far: busy (user nice system irq softirq
+# steal), user, system, softirq, idle + iowait.
+cpu_stat() {
+    local _c us ni sy id io irq sirq st _rest
+    read -r _c us ni sy id io irq sirq st _rest </proc/stat
+    echo "$((us + ni + sy + irq + sirq + st)) $us $sy $sirq $((id + io))"
+}
+
+# dev_ios DEV: requests completed on DEV (reads + writes), from its stat file.
+dev_ios() {
+    local f=/sys/block/${1#/dev/}/stat r w
+    [ -r "$f" ] || { echo 0; return; }
+    read -r r _ _ _ w _ <"$f"
+    echo $((r + w))
+}
+
+# dev_started DEV: requests completed plus in flight on DEV (moves as soon as
+# the first request is issued, even if it takes long to complete).
+dev_started() {
+    local f=/sys/block/${1#/dev/}/stat r w inflight
+    [ -r "$f" ] || { echo 0; return; }
+    read -r r _ _ _ w _ _ _ inflight _ <"$f"
+    echo $((r + w + inflight))
+}
+
+# one_line FILE: FILE's text on one line (for reasons).
+one_line() { tr '\n' ' ' <"$1" | sed 's/ *$//'; }
+
+# ---------------------------------------------------------------------------
+# Environment
+{
+    echo "kernel=$(uname -r)"
+    echo "vcpus=$ncpu"
+    echo "memory_kib=$(awk '$1 == "MemTotal:" {print $2}' /proc/meminfo)"
+    echo "cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "fio=$(fio --version 2>/dev/null)"
+    echo "nvme_cli=$(nvme version 2>/dev/null | head -1)"
+    echo "nbdkit=$(nbdkit --version 2>/dev/null | head -1)"
+    echo "nbd_client=$(nbd-client -V 2>&1 | head -1)"
+    echo "perf=$(perf --version 2>/dev/null)"
+    echo "dst=$(dstcfg -a status 2>/dev/null | head -1)"
+    echo "lockdep=$([ -e /proc/lockdep ] && echo yes || echo no)"
+    echo "runtime_s=$runtime"
+    echo "ramp_s=$ramp"
+    echo "rounds=$rounds"
+    echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$raw/env.txt"
+
+dst_help=$( { dstcfg --help; dstcfg -a local --help; dstcfg -a export --help; } 2>&1)
+dst_has() { grep -q -- "$1" <<<"$dst_help"; }
+
+# ---------------------------------------------------------------------------
+# Targets. setup_T RAM sets $dev and $setup_desc, or sets $reason and fails;
+# teardown_T DEV undoes it (bounded, best effort).
+
+dev="" reason="" setup_desc=""
+
+setup_brd() { dev=$1; setup_desc="the RAM disk itself"; }
+teardown_brd() { :; }
+
+nqn=nqn.2026-11.org.dst.bench:ram
+cfs=/sys/kernel/config/nvmet
+setup_nvme-tcp() {
+    local ram=$1 d name hostnqn
+    mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config 2>/dev/null
+    [ -d "$cfs" ] || { reason="no nvmet in configfs (CONFIG_NVME_TARGET)"; return 1; }
+    if ! {
+        mkdir "$cfs/subsystems/$nqn" &&
+        echo 1 >"$cfs/subsystems/$nqn/attr_allow_any_host" &&
+        mkdir "$cfs/subsystems/$nqn/namespaces/1" &&
+        printf '%s' "$ram" >"$cfs/subsystems/$nqn/namespaces/1/device_path" &&
+        echo 1 >"$cfs/subsystems/$nqn/namespaces/1/enable" &&
+        mkdir "$cfs/ports/1" &&
+        echo 127.0.0.1 >"$cfs/ports/1/addr_traddr" &&
+        echo tcp >"$cfs/ports/1/addr_trtype" &&
+        echo 4420 >"$cfs/ports/1/addr_trsvcid" &&
+        echo ipv4 >"$cfs/ports/1/addr_adrfam" &&
+        ln -s "$cfs/subsystems/$nqn" "$cfs/ports/1/subsystems/$nqn"
+    } 2>"$tmp/err"; then
+        reason="nvmet configfs set-up failed: $(one_line "$tmp/err")"
+        return 1
+    fi
+    hostnqn=nqn.2014-08.org.nvmexpress:uuid:$(cat /proc/sys/kernel/random/uuid)
+    if ! run_bounded 60 nvme connect -t tcp -a 127.0.0.1 -s 4420 -n "$nqn" --hostnqn="$hostnqn" \
+        >"$tmp/err" 2>&1; then
+        reason="nvme connect failed: $(one_line "$tmp/err")"
+        return 1
+    fi
+    for _ in $(seq 1 100); do
+        for d in /sys/block/nvme*; do
+            name=${d##*/}
+            [[ $name =~ ^nvme[0-9]+n[0-9]+$ ]] || continue
+            [ "$(cat "$d/device/subsysnqn" 2>/dev/null)" = "$nqn" ] || continue
+            [ -b "/dev/$name" ] || continue
+            dev=/dev/$name
+        done
+        [ -z "$dev" ] || break
+        sleep 0.2
+    done
+    [ -n "$dev" ] || { reason="no /dev/nvmeXnY for $nqn after nvme connect"; return 1; }
+    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp (defaults: one IO queue per CPU, queue size 128)"
+}
+teardown_nvme-tcp() {
+    run_bounded 60 nvme disconnect -n "$nqn" >/dev/null 2>&1
+    rm -f "$cfs/ports/1/subsystems/$nqn" 2>/dev/null
+    echo 0 >"$cfs/subsystems/$nqn/namespaces/1/enable" 2>/dev/null
+    rmdir "$cfs/subsystems/$nqn/namespaces/1" "$cfs/subsystems/$nqn" "$cfs/ports/1" 2>/dev/null
+    return 0
+}
+
+setup_nbd() {
+    local ram=$1
+    command -v nbdkit >/dev/null || { reason="nbdkit not installed"; return 1; }
+    command -v nbd-client >/dev/null || { reason="nbd-client not installed"; return 1; }
+    if ! nbdkit -P "$tmp/nbdkit.pid" -i 127.0.0.1 -p 10809 file file="$ram" >"$tmp/err" 2>&1; then
+        reason="nbdkit failed: $(one_line "$tmp/err")"
+        return 1
+    fi
+    for _ in $(seq 1 50); do
+        run_bounded 60 nbd-client 127.0.0.1 10809 /dev/nbd0 >"$tmp/err" 2>&1 && break
+        sleep 0.2
+    done
+    if [ "$(cat /sys/block/nbd0/size 2>/dev/null || echo 0)" = 0 ]; then
+        reason="nbd-client failed: $(one_line "$tmp/err")"
+        return 1
+    fi
+    dev=/dev/nbd0
+    setup_desc="nbdkit file plugin on $ram, 127.0.0.1:10809 (default 16 threads); nbd-client, one connection"
+}
+teardown_nbd() {
+    run_bounded 60 nbd-client -d /dev/nbd0 >/dev/null 2>&1
+    if [ -s "$tmp/nbdkit.pid" ]; then
+        kill "$(cat "$tmp/nbdkit.pid")" 2>/dev/null
+        sleep 1
+        rm -f "$tmp/nbdkit.pid"
+    fi
+    return 0
+}
+
+# setup_dst MODE PORT RAM: export RAM on 127.0.0.1:PORT and connect a local
+# node to it, with data protection MODE (none, crc32c, hmac, aead; the
+# algorithms are dstcfg's defaults: hmac(sha256), gcm(aes)).
+setup_dst() {
+    local mode=$1 port=$2 ram=$3 prot=() qopt=() key=$tmp/dst-$1.key
+    if [ "$mode" != none ]; then
+        dst_has --protection || { reason="dstcfg has no --protection option"; return 1; }
+        prot=(--protection "$mode")
+        if [ "$mode" = aead ] || [ "$mode" = hmac ]; then
+            dst_has --key-file || { reason="dstcfg has no --key-file option"; return 1; }
+            rm -f "$key"
+            if dst_has genkey; then
+                dstcfg -a genkey -f "$key" >"$tmp/err" 2>&1 ||
+                    { reason="dstcfg -a genkey failed: $(one_line "$tmp/err")"; return 1; }
+            else
+                (umask 077 && head -c 32 /dev/urandom >"$key")
+            fi
+            chmod 600 "$key"
+            prot+=(--key-file "$key")
+        fi
+    fi
+    if ! run_bounded 60 dstcfg -r 127.0.0.1 -p "$port" -a export -f "$ram" "${prot[@]}" \
+        >"$tmp/err" 2>&1; then
+        reason="dstcfg export --protection $mode failed: $(one_line "$tmp/err")"
+        return 1
+    fi
+    if [ "$dst_queues" = auto ]; then
+        ! dst_has --queues || qopt=(--queues "$ncpu")
+    elif [ -n "$dst_queues" ] && [ "$dst_queues" != 0 ]; then
+        qopt=(--queues "$dst_queues")
+    fi
+    if ! run_bounded 60 dstcfg -r 127.0.0.1 -p "$port" -a local "${prot[@]}" "${qopt[@]}" \
+        >"$tmp/dev" 2>"$tmp/err"; then
+        if [ ${#qopt[@]} -gt 0 ] &&
+            run_bounded 60 dstcfg -r 127.0.0.1 -p "$port" -a local "${prot[@]}" \
+                >"$tmp/dev" 2>"$tmp/err2"; then
+            log "dst-$mode: local ${qopt[*]} refused ($(one_line "$tmp/err")); using one queue"
+            qopt=()
+        else
+            reason="dstcfg local --protection $mode ${qopt[*]} failed: $(one_line "$tmp/err")"
+            run_bounded 60 dstcfg -r 127.0.0.1 -p "$port" -a unexport >/dev/null 2>&1
+            return 1
+        fi
+    fi
+    dev=$(tail -1 "$tmp/dev")
+    [ -b "$dev" ] || { reason="dstcfg local printed '$dev', not a block device"; return 1; }
+    setup_desc="dstcfg export + local on 127.0.0.1:$port, protection $mode (defaults otherwise: queue depth 128, max IO 1 MiB${qopt:+; ${qopt[*]}})"
+}
+teardown_dst() {
+    local port=$1 d=$2
+    [ -z "$d" ] || run_bounded 60 dstcfg -a delete -d "${d#/dev/}" >/dev/null 2>&1
+    run_bounded 60 dstcfg -r 127.0.0.1 -p "$port" -a unexport >/dev/null 2>&1
+}
+setup_dst-none() { setup_dst none 1025 "$1"; }
+setup_dst-crc32c() { setup_dst crc32c 1026 "$1"; }
+setup_dst-aead() { setup_dst aead 1027 "$1"; }
+setup_dst-hmac() { setup_dst hmac 1028 "$1"; }
+teardown_dst-none() { teardown_dst 1025 "$1"; }
+teardown_dst-crc32c() { teardown_dst 1026 "$1"; }
+teardown_dst-aead() { teardown_dst 1027 "$1"; }
+teardown_dst-hmac() { teardown_dst 1028 "$1"; }
+
+# ---------------------------------------------------------------------------
+# Jobs
+
+job_args() {
+    case $1 in
+        seqread) echo "--rw=read --bs=1M --iodepth=16" ;;
+        seqwrite) echo "--rw=write --bs=1M --iodepth=16" ;;
+        randread) echo "--rw=randread --bs=4k --iodepth=32" ;;
+        randwrite) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
+        randread-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
+        *) return 1 ;;
+    esac
+}
+
+# run_job T J DEV BASE [PERFDATA]: one fio job on DEV; fio's JSON and the CPU
+# window in BASE.*. With PERFDATA, the job runs for the profile runtime and
+# perf record -a -g samples the measured part instead.
+run_job() {
+    local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 t0 a="" b="" ta tb ioa iob
+    local rt=$runtime win
+    [ -z "$perfdata" ] || rt=$profile_runtime
+    # shellcheck disable=SC2207
+    args=($(job_args "$j")) || { log "unknown job $j"; return 1; }
+    kmsg "$t $j start${perfdata:+ (profiled)}"
+    io0=$(dev_started "$d") t0=$EPOCHREALTIME
+    fio --name="$j" --filename="$d" --ioengine=libaio --direct=1 --numjobs=1 \
+        --time_based --runtime="$rt" --ramp_time="$ramp" "${args[@]}" \
+        --norandommap --randrepeat=0 --percentile_list=50:99 \
+        --output-format=json --output="$base.fio.json" >"$base.fio.err" 2>&1 &
+    fpid=$!
+    # Wait for IO to flow (the device's counters move; brd keeps none: 1 s),
+    # then for the ramp to end.
+    if [ "$t" != brd ] && [ -r "/sys/block/${d#/dev/}/stat" ]; then
+        while kill -0 "$fpid" 2>/dev/null && [ "$(dev_started "$d")" = "$io0" ] &&
+            awk -v s="$t0" -v n="$EPOCHREALTIME" 'BEGIN { exit !(n - s < 60) }'; do
+            sleep 0.1
+        done
+    else
+        sleep 1
+    fi
+    sleep "$(awk -v r="$ramp" 'BEGIN { print r + 0.3 }')"
+    win=$(awk -v r="$rt" 'BEGIN { w = r - 1.5; print (w < 1 ? 1 : w) }')
+    if kill -0 "$fpid" 2>/dev/null; then
+        a=$(cpu_stat) ioa=$(dev_ios "$d") ta=$EPOCHREALTIME
+        if [ -n "$perfdata" ]; then
+            perf record -a -g -e cpu-clock -F 499 -o "$perfdata" -- sleep "$win" \
+                >"$tmp/perf.err" 2>&1 || log "perf record failed: $(tail -2 "$tmp/perf.err")"
+        else
+            sleep "$win"
+        fi
+        b=$(cpu_stat) iob=$(dev_ios "$d") tb=$EPOCHREALTIME
+    fi
+    wait_bounded "$fpid" $((rt + ramp + 120)) || rc=$?
+    kmsg "$t $j end, status $rc"
+    {
+        echo "status=$rc"
+        echo "device=$d"
+        if [ -n "$a" ] && [ -n "$b" ]; then
+            # shellcheck disable=SC2086 # split on purpose
+            set -- $a
+            echo "busy0=$1 user0=$2 sys0=$3 softirq0=$4 idle0=$5"
+            # shellcheck disable=SC2086
+            set -- $b
+            echo "busy1=$1 user1=$2 sys1=$3 softirq1=$4 idle1=$5"
+            echo "ios0=$ioa"
+            echo "ios1=$iob"
+            echo "t0=$ta"
+            echo "t1=$tb"
+        fi
+        echo "hz=$hz"
+        echo "ncpu=$ncpu"
+    } >"$base.meta"
+    return "$rc"
+}
+
+# profile_job T J DEV: run J on DEV under perf; reports in $out/profile/.
+profile_job() {
+    local t=$1 j=$2 d=$3 pd=$tmp/perf.data p=$out/profile/${1}__$2 demangle=(cat)
+    mkdir -p "$out/profile"
+    rm -f "$pd"
+    log "$t $j: profiling (perf record -a -g, ${profile_runtime}s)"
+    run_job "$t" "$j" "$d" "$p" "$pd"
+    [ -s "$pd" ] || { log "$t $j: no perf data"; return 0; }
+    command -v c++filt >/dev/null && demangle=(c++filt)
+    # Rust v0 symbols are demangled by c++filt; crate hashes ([0123abcd]) dropped.
+    perf report -i "$pd" --stdio --no-children --sort sym -g none --percent-limit 0.05 2>/dev/null |
+        "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' >"$p.report.txt"
+    perf script -i "$pd" -F comm,tid,cpu,ip,sym 2>/dev/null |
+        "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' | gzip -c >"$p.script.gz"
+    rm -f "$pd"
+}
+
+# ---------------------------------------------------------------------------
+# Set up every target, each on its own RAM disk.
+
+declare -A DEV=() STATUS=() REASON=() DESC=()
+ready=()
+log "targets: $targets; jobs: $jobs; ${runtime}s + ${ramp}s ramp per job, $rounds round(s); $ncpu vCPUs"
+index=0
+for t in $targets; do
+    ram=/dev/ram$index
+    index=$((index + 1))
+    dev="" reason="" setup_desc=""
+    if ! declare -F "setup_$t" >/dev/null; then
+        STATUS[$t]=unavailable REASON[$t]="unknown target"
+        continue
+    fi
+    size=$(blockdev --getsize64 "$ram" 2>/dev/null || echo 0)
+    if [ "$size" = 0 ]; then
+        STATUS[$t]=unavailable REASON[$t]="$ram missing (brd.rd_nr too small?)"
+        continue
+    fi
+    log "set up $t on $ram"
+    # Fill the RAM disk, so that reads copy real pages on every target.
+    run_bounded 180 dd if=/dev/zero of="$ram" bs=1M count=$((size >> 20)) oflag=direct status=none
+    if ! "setup_$t" "$ram"; then
+        log "$t: not available: $reason"
+        STATUS[$t]=unavailable REASON[$t]=$reason
+        "teardown_$t" "" >/dev/null 2>&1
+        continue
+    fi
+    log "$t: $dev ($setup_desc)"
+    STATUS[$t]=ok REASON[$t]="" DEV[$t]=$dev DESC[$t]=$setup_desc
+    ready+=("$t")
+done
+
+# ---------------------------------------------------------------------------
+# Measure: for each round and job, every target in turn, the order rotating.
+
+nready=${#ready[@]}
+k=0
+for r in $(seq 1 "$rounds"); do
+    for j in $jobs; do
+        for i in $(seq 0 $((nready - 1))); do
+            t=${ready[$(((i + k) % nready))]}
+            [ "${STATUS[$t]}" != broken ] || continue
+            log "round $r: $j on $t"
+            rc=0
+            run_job "$t" "$j" "${DEV[$t]}" "$raw/${t}__${j}__r$r" || rc=$?
+            if [ "$rc" != 0 ]; then
+                log "$t $j: fio failed (status $rc): $(tail -3 "$raw/${t}__${j}__r$r.fio.err" | tr '\n' ' ')"
+                [ "${STATUS[$t]}" = ok ] && STATUS[$t]=error REASON[$t]="$j: fio status $rc"
+                if [ "$rc" = 125 ]; then
+                    STATUS[$t]=broken REASON[$t]="IO stuck in $j: the target's other jobs were skipped"
+                fi
+            fi
+        done
+        k=$((k + 1))
+    done
+done
+
+if [ "$profile" = 1 ]; then
+    if command -v perf >/dev/null; then
+        for t in $profile_targets; do
+            case " ${ready[*]} " in *" $t "*) ;; *) continue ;; esac
+            [ "${STATUS[$t]}" != broken ] || continue
+            for j in $profile_jobs; do
+                profile_job "$t" "$j" "${DEV[$t]}"
+            done
+        done
+    else
+        log "perf not installed: no profiles"
+    fi
+fi
+
+for t in $targets; do
+    [ -n "${STATUS[$t]:-}" ] || continue
+    printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\n' "${STATUS[$t]}" "${REASON[$t]}" \
+        "${DEV[$t]:-}" "${DESC[$t]:-}" >"$raw/target-$t.txt"
+done
+
+# ---------------------------------------------------------------------------
+# Tear down (a broken target is left alone: its IO does not complete).
+
+for t in "${ready[@]}"; do
+    [ "${STATUS[$t]}" != broken ] || { log "$t left in place (stuck IO)"; continue; }
+    "teardown_$t" "${DEV[$t]}"
+done
+
+dmesg >"$out/dmesg.log" 2>/dev/null
+bad=$(grep -cE 'WARNING:|BUG:|Oops|possible circular locking|possible recursive locking|inconsistent lock state|blocked for more than' "$out/dmesg.log")
+echo "kernel_warnings=$bad" >>"$raw/env.txt"
+log "done; kernel log: $bad warning line(s)"
+rm -rf "$tmp"
+exit 0

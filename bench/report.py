@@ -1,0 +1,809 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""report.py - turn the raw output of bench/guest.sh into the benchmark report.
+
+usage: bench/report.py OUTDIR      (bench/run.sh runs it; so can you, again)
+
+Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J.fio.json, T__J.meta)
+and OUTDIR/profile/ (if profiled), writes:
+
+  OUTDIR/results.json   every job x target: bw MB/s, IOPS, p50/p99 completion
+                        latency (us), CPU us per IO, CPU busy %, plus the
+                        environment, the targets' set-up and the ratios
+  OUTDIR/results.md     a table per job (targets as columns) with ratio rows
+                        DST / NVMe-TCP and DST / NBD, a summary of the ratios,
+                        and the profile summary if there is one
+  OUTDIR/throughput.svg grouped bars: each job's throughput normalised to
+                        NVMe/TCP (standard library only, no plotting package)
+
+and prints the ratio summary. Exit status 1 if no job produced a result.
+Standard library only (Python 3.9+).
+"""
+
+import gzip
+import json
+import math
+import os
+import re
+import sys
+
+TARGETS = [
+    ("brd", "brd (local)"),
+    ("nvme-tcp", "NVMe/TCP"),
+    ("nbd", "NBD"),
+    ("dst-none", "DST none"),
+    ("dst-crc32c", "DST crc32c"),
+    ("dst-hmac", "DST hmac"),  # not in the default target list
+    ("dst-aead", "DST aead"),
+]
+JOBS = [
+    # id, label, read?, metric used as "throughput"
+    ("seqread", "seq read 1 MiB QD16", True, "bw_MBps"),
+    ("seqwrite", "seq write 1 MiB QD16", False, "bw_MBps"),
+    ("randread", "rand read 4 KiB QD32", True, "iops"),
+    ("randwrite", "rand write 4 KiB QD32", False, "iops"),
+    ("randread-qd1", "rand read 4 KiB QD1", True, "iops"),
+]
+PEERS = ["nvme-tcp", "nbd"]
+DST_MODES = [t for t, _ in TARGETS if t.startswith("dst-")]
+LABEL = dict(TARGETS)
+JOB_LABEL = {j[0]: j[1] for j in JOBS}
+
+
+def read_kv(path):
+    """key=value lines of a file into a dict ({} if the file is missing)."""
+    kv = {}
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.rstrip("\n").partition("=")
+                if sep:
+                    # lines like "busy0=1 user0=2" hold several pairs
+                    if " " in value and re.fullmatch(r"(\w+=\S+ ?)+", line.strip()):
+                        for pair in line.split():
+                            k, _, v = pair.partition("=")
+                            kv[k] = v
+                    else:
+                        kv[key] = value
+    except FileNotFoundError:
+        pass
+    return kv
+
+
+def load_fio(path):
+    """fio's JSON output (anything fio printed before the JSON is skipped)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return None
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        return json.loads(text[start:])
+    except ValueError:
+        return None
+
+
+def num(x):
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def one_round(base, is_read, hostload):
+    """The result of one round of one job on one target (files BASE.*)."""
+    meta = read_kv(base + ".meta")
+    fio = load_fio(base + ".fio.json")
+    res = {}
+    if not fio or not fio.get("jobs"):
+        err = ""
+        try:
+            with open(base + ".fio.err", encoding="utf-8", errors="replace") as f:
+                err = " ".join(f.read().split())[-300:]
+        except FileNotFoundError:
+            pass
+        res["error"] = f"no fio result (status {meta.get('status', '?')}) {err}".strip()
+        return res
+    fj = fio["jobs"][0]
+    side = fj["read" if is_read else "write"]
+    if fj.get("error"):
+        res["error"] = f"fio error {fj['error']}"
+    res["bw_MBps"] = side.get("bw_bytes", 0) / 1e6
+    res["iops"] = side.get("iops", 0.0)
+    res["ios"] = side.get("total_ios", 0)
+    pct = side.get("clat_ns", {}).get("percentile", {})
+    for name, key in (("lat_p50_us", "50.000000"), ("lat_p99_us", "99.000000")):
+        v = pct.get(key)
+        res[name] = v / 1000.0 if v is not None else None
+    res["lat_mean_us"] = side.get("clat_ns", {}).get("mean", 0) / 1000.0
+    res["fio_usr_pct"] = fj.get("usr_cpu")
+    res["fio_sys_pct"] = fj.get("sys_cpu")
+    # CPU per IO over the window guest.sh sampled inside the measured part.
+    hz, ncpu = num(meta.get("hz")), num(meta.get("ncpu"))
+    t0, t1 = num(meta.get("t0")), num(meta.get("t1"))
+    b0, b1 = num(meta.get("busy0")), num(meta.get("busy1"))
+    i0, i1 = num(meta.get("idle0")), num(meta.get("idle1"))
+    res["cpu_us_per_io"] = None
+    if None not in (hz, ncpu, t0, t1, b0, b1) and t1 > t0:
+        window = t1 - t0
+        busy_s = (b1 - b0) / hz
+        ios = (num(meta.get("ios1")) or 0) - (num(meta.get("ios0")) or 0)
+        source = "device"
+        if ios <= 0:
+            ios = res["iops"] * window
+            source = "fio"
+        res["cpu_window_s"] = round(window, 3)
+        res["cpu_busy_pct"] = 100.0 * busy_s / (window * ncpu)
+        if i0 is not None and i1 is not None:
+            # Ticks the guest accounted (busy + idle) against wall time: well
+            # below 100 % means the host did not run the vCPUs for a while
+            # (ticks lost) and CPU time is undercounted.
+            res["cpu_accounted_pct"] = 100.0 * (busy_s + (i1 - i0) / hz) / (window * ncpu)
+        res["cpu_ios_from"] = source
+        if ios > 0:
+            res["cpu_us_per_io"] = busy_s * 1e6 / ios
+            for part in ("user", "sys", "softirq"):
+                p0, p1 = num(meta.get(part + "0")), num(meta.get(part + "1"))
+                if p0 is not None and p1 is not None:
+                    res[f"cpu_{part}_us_per_io"] = (p1 - p0) / hz * 1e6 / ios
+        res["host_load"] = host_load(hostload, t0, t1)
+    return res
+
+
+def host_load(samples, t0, t1):
+    """Mean 1-minute host load average over [t0, t1] (nearest sample if none)."""
+    if not samples:
+        return None
+    inside = [l for t, l in samples if t0 - 5 <= t <= t1 + 5]
+    if inside:
+        return sum(inside) / len(inside)
+    return min(samples, key=lambda s: abs(s[0] - (t0 + t1) / 2))[1]
+
+
+def median(values):
+    v = sorted(x for x in values if x is not None)
+    if not v:
+        return None
+    mid = len(v) // 2
+    return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+
+
+def one_result(raw, target, job, is_read, hostload):
+    """One job on one target: the median of its rounds, metric by metric."""
+    prefix = f"{target}__{job}__r"
+    rounds = sorted({f[len(prefix):].split(".")[0] for f in os.listdir(raw)
+                     if f.startswith(prefix)}, key=lambda r: int(r) if r.isdigit() else 0)
+    if not rounds:
+        return {"error": "not run"}
+    per = [one_round(os.path.join(raw, prefix + r), is_read, hostload) for r in rounds]
+    good = [r for r in per if "error" not in r]
+    if not good:
+        return per[0]
+    res = {}
+    for key in good[0]:
+        if isinstance(good[0][key], (int, float)) and not isinstance(good[0][key], bool):
+            res[key] = median(r.get(key) for r in good)
+        else:
+            res[key] = good[0][key]
+    res["rounds"] = len(good)
+    if len(per) > 1:
+        res["per_round_iops"] = [r.get("iops") for r in per]
+    if len(good) < len(per):
+        res["failed_rounds"] = len(per) - len(good)
+    return res
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return None
+    return a / b
+
+
+def build(outdir):
+    raw = os.path.join(outdir, "raw")
+    env = read_kv(os.path.join(raw, "env.txt"))
+    host = read_kv(os.path.join(raw, "host.txt"))
+    hostload = []
+    try:
+        with open(os.path.join(raw, "hostload.txt"), encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 2:
+                    hostload.append((float(parts[0]), float(parts[1])))
+    except (FileNotFoundError, ValueError):
+        pass
+    targets = {}
+    for t, label in TARGETS:
+        info = read_kv(os.path.join(raw, f"target-{t}.txt"))
+        if not info:
+            info = {"status": "not run"}
+        if info.get("status") == "unavailable":
+            info["status"] = "not available"
+        for k in ("reason", "device", "setup"):
+            if not info.get(k):
+                info.pop(k, None)
+        info["label"] = label
+        targets[t] = info
+    results = {}
+    count = 0
+    for job, _label, is_read, _metric in JOBS:
+        results[job] = {}
+        for t, _ in TARGETS:
+            st = targets[t]["status"]
+            if st in ("not available", "not run"):
+                results[job][t] = {"error": st}
+                continue
+            r = one_result(raw, t, job, is_read, hostload)
+            results[job][t] = r
+            if "error" not in r:
+                count += 1
+    ratios = {}
+    for job, _label, _r, metric in JOBS:
+        ratios[job] = {}
+        for d in DST_MODES:
+            rd = results[job].get(d, {})
+            if "error" in rd:
+                continue
+            for p in PEERS:
+                rp = results[job].get(p, {})
+                if "error" in rp:
+                    continue
+                e = {
+                    "throughput": ratio(rd.get(metric), rp.get(metric)),
+                    "cpu_per_io": ratio(rd.get("cpu_us_per_io"), rp.get("cpu_us_per_io")),
+                }
+                if job == "randread-qd1":
+                    e["lat_p50"] = ratio(rd.get("lat_p50_us"), rp.get("lat_p50_us"))
+                    e["lat_p99"] = ratio(rd.get("lat_p99_us"), rp.get("lat_p99_us"))
+                ratios[job][f"{d}/{p}"] = e
+    memory_kib = num(env.get("memory_kib"))
+    environment = {
+        "date": env.get("date"),
+        "kernel": env.get("kernel"),
+        "vcpus": int(env["vcpus"]) if env.get("vcpus", "").isdigit() else None,
+        "memory_mib": round(memory_kib / 1024) if memory_kib else None,
+        "vm_memory": host.get("vm_memory"),
+        "guest_cpu_model": env.get("cpu_model"),
+        "emulation": host.get("emulation"),
+        "qemu": host.get("qemu"),
+        "host_cpu_model": host.get("host_cpu_model"),
+        "host_cores": host.get("host_cores"),
+        "host_load_before": host.get("host_load_before"),
+        "host_load_after": host.get("host_load_after"),
+        "fio": env.get("fio"),
+        "nvme_cli": env.get("nvme_cli"),
+        "nbdkit": env.get("nbdkit"),
+        "nbd_client": env.get("nbd_client"),
+        "dst": env.get("dst"),
+        "lockdep": env.get("lockdep"),
+        "rounds": num(env.get("rounds")),
+        "runtime_s": num(env.get("runtime_s")),
+        "ramp_s": num(env.get("ramp_s")),
+        "vm_seconds": num(host.get("vm_seconds")),
+        "vm_status": host.get("vm_status"),
+        "kernel_warnings": num(env.get("kernel_warnings")),
+    }
+    jobs = [{"id": j, "label": l, "throughput_metric": m} for j, l, _r, m in JOBS]
+    run = [t for t, _ in TARGETS if targets[t]["status"] != "not run"]
+    targets = {t: targets[t] for t in run}
+    results = {j: {t: r for t, r in v.items() if t in run} for j, v in results.items()}
+    doc = {
+        "target_order": run,
+        "environment": environment,
+        "jobs": jobs,
+        "targets": targets,
+        "results": results,
+        "ratios": ratios,
+        "notes": {
+            "bw_MBps": "10^6 bytes per second",
+            "lat": "fio completion latency (clat) percentiles, microseconds",
+            "cpu_us_per_io": "busy CPU time of the whole guest (all vCPUs: user, nice, "
+            "system, irq, softirq, steal) per completed IO, sampled inside the measured window",
+            "cpu_accounted_pct": "guest CPU ticks accounted (busy + idle) against wall time x "
+            "vCPUs; well below 100 means the host did not run the vCPUs part of the time, "
+            "so CPU time is undercounted",
+            "host_load": "the host's 1-minute load average during the job",
+            "rounds": "results are medians over this many rounds",
+            "ratios": "DST mode / peer; throughput >1 is better for DST, cpu_per_io and lat <1 "
+            "are better for DST",
+        },
+    }
+    prof = load_profiles(outdir)
+    if prof:
+        doc["profile"] = prof
+    return doc, count
+
+
+# --------------------------------------------------------------------------
+# Profiles (perf report text from guest.sh)
+
+CATEGORIES = [
+    ("idle", r"^(default_idle|pv_native_safe_halt|native_safe_halt|arch_cpu_idle|"
+     r"default_idle_call|cpu_idle_poll|do_idle|acpi_idle|intel_idle|poll_idle|cpuidle|"
+     r"mwait_idle|cpu_startup_entry)"),
+    ("lockdep / lock debugging", r"^(__?lock_acquire|__?lock_release|lock_acquired|lock_contended|"
+     r"mark_lock|mark_usage|mark_held_locks|validate_chain|check_prev_add|check_noncircular|"
+     r"check_irq_usage|lookup_chain_cache|add_chain_cache|hlock_class|__?lockdep|lockdep_|"
+     r"match_held_lock|lock_is_held|find_held_lock|debug_lockdep|__bfs|__lock_|"
+     r"trace_hardirqs_|lockdep_hardirqs|lockdep_softirqs|rcu_lockdep|rcu_read_lock_held|"
+     r"rcu_read_lock_any_held|lock_pin_lock|lock_unpin_lock|debug_check_no_locks|"
+     r"do_raw_spin_|do_raw_read_|do_raw_write_|debug_spin|check_chain_key|print_lock|"
+     r"__might_sleep|__might_resched|__might_fault|__cant_sleep|usage_match|"
+     r"reacquire_held_locks|__rcu_read_lock|__rcu_read_unlock)"),
+    ("DST module", r"(dst_main::|^dst_|\bdst::|<dst_main)"),
+    ("crypto / checksums", r"(crc32|aes|gcm|ghash|chacha|poly1305|crypto_|csum_partial|"
+     r"sha256|blake)"),
+    ("memory copies", r"^(memcpy|__memcpy|memmove|__memmove|copy_user|rep_movs|"
+     r"_copy_to_iter|_copy_from_iter|copy_page|__copy_|copy_to_user|copy_from_user|"
+     r"skb_copy|copy_mc|memcpy_orig|memcpy_to_page|memcpy_from_page|"
+     r"csum_and_copy|_copy_mc|simple_copy_to_iter)"),
+    ("memset / zeroing", r"^(memset|__memset|clear_page|clear_user|rep_stos|memset_orig)"),
+    ("network stack (TCP/IP, sockets, skb)", r"^(tcp|__tcp|ip_|__ip|ipv4|inet|__inet|sk_|__sk_|"
+     r"sock_|__sock|skb_|__skb|__alloc_skb|alloc_skb|kfree_skb|__kfree_skb|consume_skb|"
+     r"__dev_queue_xmit|dev_hard_start_xmit|loopback_xmit|__netif|netif_|net_rx_action|"
+     r"process_backlog|napi_|lock_sock|release_sock|__release_sock|kernel_sendmsg|"
+     r"kernel_recvmsg|sk_stream|__sys_sendto|__sys_recvfrom|nf_|raw_local_deliver|"
+     r"dst_release|dst_hold|__dst|sch_direct|__qdisc|qdisc_|pfifo|validate_xmit|"
+     r"neigh_|__neigh|ip6_|eth_type_trans|__napi|page_frag|skb_|sendmsg|recvmsg)"),
+    ("block layer / drivers", r"^(blk_|__blk|bio_|__bio|submit_bio|bvec_|brd_|"
+     r"__submit_bio|bdev_|nvme|nbd_|dio_|__blkdev|blkdev_|iomap_|aio_|io_submit|"
+     r"__x64_sys_io_|rq_qos|elv_|dd_|kyber|sbitmap|__sbitmap|__sbq|sbq_)"),
+    ("scheduler / wake-ups", r"^(try_to_wake_up|ttwu|__schedule|schedule|finish_task_switch|"
+     r"enqueue_|dequeue_|pick_next|pick_task|put_prev|set_next|update_curr|__switch_to|"
+     r"switch_mm|__wake_up|wake_up|autoremove_wake|woken_wake|select_task_rq|psi_|"
+     r"update_load_avg|update_rq_clock|sched_|__sched|prepare_task_switch|"
+     r"kthread|worker_thread|process_one_work|__queue_work|queue_work|insert_work|"
+     r"complete|wait_for_completion|__wait_for|prepare_to_wait|finish_wait|"
+     r"check_preempt|resched|__resched|available_idle_cpu|newidle_balance|"
+     r"sched_balance|load_balance|update_sd|idle_cpu|wakeup_preempt|ttwu_|"
+     r"__mutex|mutex_|__rt_mutex|rwsem|down_|up_|osq_|_raw_spin_lock|_raw_spin_unlock|"
+     r"raw_spin_rq|queued_spin|native_queued|__pv_queued)"),
+    ("memory allocation", r"^(kmem_cache|__kmem_cache|__kmalloc|kmalloc|kfree|__slab|"
+     r"___slab|slab_|alloc_pages|__alloc_pages|get_page_from_freelist|free_unref|"
+     r"free_pages|__free_pages|mempool|__folio|folio_|rmqueue|kmalloc_|__put_page|"
+     r"put_page|get_page|alloc_slab|memcg|__memcg|mod_memcg|obj_cgroup|refill_obj)"),
+    ("IRQ / softirq / syscall entry", r"^(__do_softirq|handle_softirqs|irq_exit|"
+     r"__irq_exit|asm_|sysvec_|do_syscall|entry_SYSCALL|syscall_|__x64_sys|"
+     r"irqentry|do_softirq|__local_bh|local_bh|hrtimer|__hrtimer|tick_|"
+     r"timekeeping|ktime_get|read_tsc|native_read_msr|native_write_msr|"
+     r"lapic|x2apic|native_apic|handle_irq|__sysvec|clockevents|run_timer)"),
+    ("RCU", r"^(rcu_|__rcu|call_rcu)"),
+]
+CATEGORY_RE = [(name, re.compile(rx)) for name, rx in CATEGORIES]
+
+
+def categorize(sym, kind):
+    if kind == ".":
+        return "user space"
+    for name, rx in CATEGORY_RE:
+        if rx.search(sym):
+            return name
+    return "other kernel"
+
+
+# Markers looked for anywhere in a sample's call chain (inclusive shares):
+# "how much of the busy time was spent under X".
+INCLUSIVE = [
+    ("DST module code", r"(dst_main::|^dst_|<dst_main)"),
+    ("lockdep (lock_acquire/lock_release and below)",
+     r"^(lock_acquire|lock_release|lock_acquired|lock_contended|lockdep_|__lock_acquire|"
+     r"__lock_release|mark_lock|validate_chain|trace_hardirqs_|lock_is_held)"),
+    ("socket send (tcp_sendmsg)", r"^(tcp_sendmsg|tcp_sendmsg_locked|tcp_sendpage|"
+     r"sock_sendmsg|kernel_sendmsg|__sys_sendto|__sys_sendmsg)"),
+    ("socket receive (tcp_recvmsg)", r"^(tcp_recvmsg|tcp_recvmsg_locked|sock_recvmsg|"
+     r"kernel_recvmsg|__sys_recvfrom|tcp_read_sock)"),
+    ("TCP/IP receive path (net_rx_action, tcp_v4_rcv)", r"^(net_rx_action|__netif_receive_skb|"
+     r"tcp_v4_rcv|process_backlog|ip_rcv)"),
+    ("memory copies", CATEGORIES[4][1]),
+    ("crypto / checksums", CATEGORIES[3][1]),
+    ("wake-ups (try_to_wake_up)", r"^(try_to_wake_up|__wake_up|wake_up_process|wake_up_q)"),
+    ("context switches (__schedule)", r"^(__schedule|schedule$|schedule_timeout|"
+     r"finish_task_switch)"),
+    ("block layer (blk_mq_*, submit_bio)", r"^(blk_mq_|__blk_mq_|submit_bio|__submit_bio|"
+     r"blk_finish_plug|bio_endio|blk_update_request)"),
+    ("RAM disk (brd_submit_bio)", r"^brd_"),
+    ("fio's io_submit / io_getevents", r"^(__x64_sys_io_submit|__x64_sys_io_getevents|"
+     r"__x64_sys_io_pgetevents|io_submit_one|aio_)"),
+]
+INCLUSIVE_RE = [(n, re.compile(rx)) for n, rx in INCLUSIVE]
+IDLE_RE = CATEGORY_RE[0][1]
+
+
+def parse_script(path):
+    """Samples of a perf script dump: [(comm, [frames leaf first])]."""
+    samples = []
+    comm, frames = None, []
+    head = re.compile(r"^(\S.*?)\s+(\d+)\s+\[(\d+)\]")
+    frame = re.compile(r"^\s+([0-9a-f]+)\s+(.*?)\s*$")
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                if comm is not None:
+                    samples.append((comm, frames))
+                comm, frames = None, []
+                continue
+            m = frame.match(line)
+            if m and comm is not None:
+                addr, sym = m.group(1), m.group(2)
+                sym = re.sub(r"\s+\(.*\)$", "", sym)
+                if not addr.startswith("ffff"):
+                    sym = "[user] " + (sym if sym and sym != "[unknown]" else "")
+                frames.append(sym.strip())
+                continue
+            m = head.match(line)
+            if m:
+                if comm is not None:
+                    samples.append((comm, frames))
+                comm, frames = m.group(1).strip(), []
+    if comm is not None:
+        samples.append((comm, frames))
+    return samples
+
+
+def analyse(samples):
+    total = len(samples)
+    busy = [(c, fr) for c, fr in samples if fr and not IDLE_RE.search(fr[0])]
+    nb = len(busy) or 1
+    selfc, cats, comms, incl, dst_self = {}, {}, {}, {}, {}
+    for comm, fr in busy:
+        leaf = fr[0]
+        selfc[leaf] = selfc.get(leaf, 0) + 1
+        cat = "user space" if leaf.startswith("[user]") else categorize(leaf, "k")
+        cats[cat] = cats.get(cat, 0) + 1
+        name = re.sub(r"(kworker/[^-]*)-.*", r"\1", comm)
+        name = re.sub(r"^kworker/\d+:\d+", "kworker/N:M", name)
+        name = re.sub(r"^kworker/u\d+:\d+", "kworker/uN:M", name)
+        comms[name] = comms.get(name, 0) + 1
+        seen = set()
+        for sym in fr:
+            for n, rx in INCLUSIVE_RE:
+                if n not in seen and rx.search(sym):
+                    seen.add(n)
+        for n in seen:
+            incl[n] = incl.get(n, 0) + 1
+        mod = next((sym for sym in fr if INCLUSIVE_RE[0][1].search(sym)), None)
+        if mod:
+            dst_self[mod] = dst_self.get(mod, 0) + 1
+
+    def pct(d, limit=None):
+        items = sorted(d.items(), key=lambda kv: -kv[1])[:limit]
+        return [{"name": k, "pct_of_busy": 100.0 * v / nb} for k, v in items]
+
+    return {
+        "samples": total,
+        "busy_samples": len(busy),
+        "busy_pct_of_samples": 100.0 * len(busy) / total if total else 0.0,
+        "self_categories": pct(cats),
+        "top_symbols": pct(selfc, 20),
+        "inclusive": [{"name": n, "pct_of_busy": 100.0 * incl.get(n, 0) / nb}
+                      for n, _ in INCLUSIVE],
+        "threads": pct(comms, 10),
+        "dst_functions": pct(dst_self, 10),
+    }
+
+
+def short(sym, width=90):
+    sym = re.sub(r"\s+", " ", sym)
+    return sym if len(sym) <= width else sym[: width - 1] + "…"
+
+
+def load_profiles(outdir):
+    pdir = os.path.join(outdir, "profile")
+    if not os.path.isdir(pdir):
+        return None
+    prof = {}
+    for name in sorted(os.listdir(pdir)):
+        if not name.endswith(".script.gz"):
+            continue
+        key = name[: -len(".script.gz")]
+        try:
+            samples = parse_script(os.path.join(pdir, name))
+        except (OSError, EOFError):
+            continue
+        if samples:
+            a = analyse(samples)
+            r = one_round(os.path.join(pdir, key), key.partition("__")[2] in
+                          ("seqread", "randread", "randread-qd1"), [])
+            a["fio"] = {k: r.get(k) for k in ("bw_MBps", "iops", "lat_p50_us", "cpu_busy_pct")}
+            prof[key] = a
+    return prof
+
+
+# --------------------------------------------------------------------------
+# Markdown
+
+def fmt(v, kind):
+    if v is None:
+        return "—"
+    if kind == "MBps":
+        return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+    if kind == "iops":
+        return f"{v:,.0f}"
+    if kind == "us":
+        return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+    if kind == "pct":
+        return f"{v:.0f} %"
+    if kind == "ratio":
+        return f"{v:.2f}"
+    if kind == "load":
+        return f"{v:.1f}"
+    return str(v)
+
+
+def markdown(doc):
+    env = doc["environment"]
+    res = doc["results"]
+    tg = doc["targets"]
+    cols = doc["target_order"]
+    out = ["# DST benchmark results", ""]
+    out.append(
+        f"One run, {env.get('date') or '?'}: kernel {env.get('kernel')}, "
+        f"{env.get('vcpus')} vCPUs, {env.get('memory_mib')} MiB, {env.get('emulation')}; "
+        f"lockdep {'on' if env.get('lockdep') == 'yes' else 'off'}; {env.get('fio')}; "
+        f"{env.get('runtime_s'):.0f} s per job after {env.get('ramp_s'):.0f} s ramp"
+        f"{'' if (env.get('rounds') or 1) == 1 else ', median of %d rounds' % env['rounds']}; "
+        f"host {env.get('host_cpu_model')} ({env.get('host_cores')} cores, load "
+        f"{env.get('host_load_before')} before, {env.get('host_load_after')} after)."
+        if env.get("runtime_s") is not None else "Environment unknown (no env.txt).")
+    out.append("")
+    out.append("Targets, each on its own 512 MiB brd RAM disk, all over 127.0.0.1:")
+    out.append("")
+    for t in cols:
+        info, label = tg[t], LABEL[t]
+        if info["status"] in ("ok", "error"):
+            extra = f" — {info.get('setup', '')}"
+            if info["status"] == "error":
+                extra += f" (**errors**: {info.get('reason') or 'see the job tables'})"
+        else:
+            extra = f" — **{info['status']}**" + (f": {info.get('reason')}" if info.get("reason") else "")
+        out.append(f"- {label}{extra}")
+    out.append("")
+    out.append("## Ratios (throughput, DST / peer; above 1: DST faster)")
+    out.append("")
+    out.extend(ratio_table(doc))
+    out.append("")
+    for job, label, _r, metric in JOBS:
+        if all(r.get("error") == "not run" or r.get("error") == "not available"
+               for r in res[job].values()):
+            continue
+        out.append(f"## {label}")
+        out.append("")
+        out.append("| | " + " | ".join(LABEL[c] for c in cols) + " |")
+        out.append("|---|" + "---:|" * len(cols))
+
+        def row(name, key, kind):
+            vals = []
+            for c in cols:
+                r = res[job][c]
+                if "error" in r and key == "bw_MBps":
+                    vals.append(r["error"][:40] if r["error"] in ("not available", "not run")
+                                else "error")
+                elif "error" in r:
+                    vals.append("")
+                else:
+                    vals.append(fmt(r.get(key), kind))
+            out.append(f"| {name} | " + " | ".join(vals) + " |")
+
+        row("MB/s", "bw_MBps", "MBps")
+        row("IOPS", "iops", "iops")
+        row("latency p50 (µs)", "lat_p50_us", "us")
+        row("latency p99 (µs)", "lat_p99_us", "us")
+        row("CPU per IO (µs)", "cpu_us_per_io", "us")
+        row("CPU busy (all vCPUs)", "cpu_busy_pct", "pct")
+        row("CPU ticks accounted", "cpu_accounted_pct", "pct")
+        row("host load (1 min)", "host_load", "load")
+        ratio_rows = [("throughput", "throughput"), ("CPU per IO", "cpu_per_io")]
+        if job == "randread-qd1":
+            ratio_rows += [("latency p50", "lat_p50"), ("latency p99", "lat_p99")]
+        for peer in [p for p in PEERS if p in cols]:
+            for rname, rkey in ratio_rows:
+                vals = []
+                for c in cols:
+                    e = doc["ratios"][job].get(f"{c}/{peer}")
+                    vals.append(fmt(e.get(rkey), "ratio") if e else "")
+                out.append(f"| {rname} ÷ {LABEL[peer]} | " + " | ".join(vals) + " |")
+        out.append("")
+    out.append("Throughput is MB/s for the 1 MiB jobs and IOPS for the 4 KiB jobs (the same "
+               "ratio either way). Latency: fio completion latency. CPU per IO: busy time of "
+               "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
+               "network stack, the RAM disk). CPU ticks accounted: the guest's busy + idle "
+               "ticks against wall time; far below 100 % means the host did not run the "
+               "vCPUs part of the time, and CPU per IO is undercounted. Host load: the "
+               "host's 1-minute load average while the job ran.")
+    prof = doc.get("profile")
+    if prof:
+        out.append("")
+        out.extend(profile_markdown(prof))
+    return "\n".join(out) + "\n"
+
+
+def ratio_table(doc):
+    run = doc["target_order"]
+    cols = [(d, p) for d in DST_MODES for p in PEERS if d in run and p in run]
+    if not cols:
+        return ["(no ratios: DST or the peers NVMe/TCP and NBD were not run)"]
+    lines = ["| job | " + " | ".join(f"{LABEL[d]} ÷ {LABEL[p]}" for d, p in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for job, label, _r, _m in JOBS:
+        vals = []
+        for d, p in cols:
+            e = doc["ratios"][job].get(f"{d}/{p}")
+            vals.append(fmt(e["throughput"], "ratio") if e else "n/a")
+        lines.append(f"| {label} | " + " | ".join(vals) + " |")
+    job = "randread-qd1"
+    for key, name in (("lat_p50", "QD1 latency p50 (below 1: DST faster)"),
+                      ("lat_p99", "QD1 latency p99")):
+        vals = []
+        for d, p in cols:
+            e = doc["ratios"][job].get(f"{d}/{p}")
+            vals.append(fmt(e.get(key), "ratio") if e else "n/a")
+        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    return lines
+
+
+def profile_markdown(prof):
+    out = ["## Profiles (perf record -a -g, cpu-clock at 499 Hz, all vCPUs)", ""]
+    out.append("Each profiled job ran again after the measured ones. Shares are of the "
+               "*busy* samples (idle samples removed); \"self\" is where the sample "
+               "landed, \"inclusive\" counts a sample once if the marker is anywhere in "
+               "its call chain.")
+    for key, p in prof.items():
+        t, _, j = key.partition("__")
+        f = p.get("fio", {})
+        out.append("")
+        out.append(f"### {LABEL.get(t, t)}, {JOB_LABEL.get(j, j)}")
+        out.append("")
+        out.append(f"{p['samples']} samples, {p['busy_samples']} busy "
+                   f"({p['busy_pct_of_samples']:.0f} %); during the profile: "
+                   f"{fmt(f.get('bw_MBps'), 'MBps')} MB/s, {fmt(f.get('iops'), 'iops')} IOPS.")
+        out.append("")
+        out.append("| self, by category | % of busy |")
+        out.append("|---|---:|")
+        for c in p["self_categories"]:
+            out.append(f"| {c['name']} | {c['pct_of_busy']:.1f} |")
+        out.append("")
+        out.append("| inclusive | % of busy |")
+        out.append("|---|---:|")
+        for c in p["inclusive"]:
+            out.append(f"| {c['name']} | {c['pct_of_busy']:.1f} |")
+        out.append("")
+        out.append("| top symbols (self) | % of busy |")
+        out.append("|---|---:|")
+        for c in p["top_symbols"][:15]:
+            out.append(f"| `{short(c['name'], 80)}` | {c['pct_of_busy']:.1f} |")
+        if p["dst_functions"]:
+            out.append("")
+            out.append("| innermost DST function on the stack | % of busy |")
+            out.append("|---|---:|")
+            for c in p["dst_functions"][:8]:
+                out.append(f"| `{short(c['name'], 80)}` | {c['pct_of_busy']:.1f} |")
+        out.append("")
+        out.append("Threads (busy samples): " + ", ".join(
+            f"{c['name']} {c['pct_of_busy']:.0f} %" for c in p["threads"][:8]) + ".")
+    return out
+
+
+# --------------------------------------------------------------------------
+# SVG
+
+COLORS = {
+    "nvme-tcp": "#4e79a7", "nbd": "#9c9c9c", "dst-none": "#f28e2b",
+    "dst-crc32c": "#e15759", "dst-hmac": "#b07aa1", "dst-aead": "#76b7b2",
+}
+
+
+def esc(s):
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def svg(doc):
+    res = doc["results"]
+    run = [t for t in ["nvme-tcp", "nbd"] + DST_MODES if t in doc["target_order"]]
+    shown = [t for t in run if any("error" not in res[j][t] for j, *_ in JOBS)]
+    ref = next((t for t in ["nvme-tcp", "nbd", "dst-none"] if t in shown), None)
+    W, H = 960, 460
+    left, right, top, bottom = 70, 20, 80, 70
+    pw, ph = W - left - right, H - top - bottom
+    vals = {}
+    for job, _l, _r, metric in JOBS:
+        base = res[job].get(ref, {}) if ref else {}
+        for t in shown:
+            r = res[job][t]
+            if "error" in r or "error" in base or not base.get(metric):
+                vals[(job, t)] = None
+            else:
+                vals[(job, t)] = r[metric] / base[metric]
+    vmax = max([v for v in vals.values() if v is not None] + [1.0])
+    ymax = max(1.0, math.ceil(vmax * 4 + 0.5) / 4)
+    step = 0.25 if ymax <= 2 else 0.5 if ymax <= 4 else 1.0
+    env = doc["environment"]
+    e = []
+    e.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+             f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">')
+    e.append(f'<rect width="{W}" height="{H}" fill="white"/>')
+    title = f"Throughput normalised to {LABEL.get(ref, '?')} (= 1.0), higher is better"
+    e.append(f'<text x="{W/2}" y="22" text-anchor="middle" font-size="16" '
+             f'font-weight="bold">{esc(title)}</text>')
+    sub = (f"one run {env.get('date') or ''}, {env.get('vcpus')} vCPUs, software emulation, "
+           f"lockdep kernel; fio libaio direct, loopback; brd baseline not drawn")
+    e.append(f'<text x="{W/2}" y="40" text-anchor="middle" fill="#555">{esc(sub)}</text>')
+    # legend
+    lx = left
+    for t in shown:
+        e.append(f'<rect x="{lx}" y="52" width="12" height="12" fill="{COLORS[t]}"/>')
+        e.append(f'<text x="{lx + 16}" y="62">{esc(LABEL[t])}</text>')
+        lx += 30 + 8 * len(LABEL[t])
+    # axes and grid
+    y = 0.0
+    while y <= ymax + 1e-9:
+        py = top + ph - y / ymax * ph
+        dash = "" if abs(y - 1.0) > 1e-9 else ' stroke-width="1.5"'
+        color = "#ddd" if abs(y - 1.0) > 1e-9 else "#333"
+        e.append(f'<line x1="{left}" y1="{py:.1f}" x2="{left + pw}" y2="{py:.1f}" '
+                 f'stroke="{color}"{dash}/>')
+        e.append(f'<text x="{left - 6}" y="{py + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+        y += step
+    e.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>')
+    gw = pw / len(JOBS)
+    bw = min(28.0, (gw - 20) / max(1, len(shown)))
+    for gi, (job, label, _r, _m) in enumerate(JOBS):
+        gx = left + gi * gw + (gw - bw * len(shown)) / 2
+        for ti, t in enumerate(shown):
+            v = vals[(job, t)]
+            x = gx + ti * bw
+            if v is None:
+                e.append(f'<text x="{x + bw/2:.1f}" y="{top + ph - 4}" text-anchor="middle" '
+                         f'font-size="9" fill="#999">n/a</text>')
+                continue
+            h = v / ymax * ph
+            e.append(f'<rect x="{x + 1:.1f}" y="{top + ph - h:.1f}" width="{bw - 2:.1f}" '
+                     f'height="{h:.1f}" fill="{COLORS[t]}"><title>{esc(LABEL[t])}, '
+                     f'{esc(label)}: {v:.2f}</title></rect>')
+            e.append(f'<text x="{x + bw/2:.1f}" y="{top + ph - h - 3:.1f}" '
+                     f'text-anchor="middle" font-size="9">{v:.2f}</text>')
+        e.append(f'<text x="{left + gi * gw + gw/2:.1f}" y="{top + ph + 18}" '
+                 f'text-anchor="middle">{esc(label)}</text>')
+    e.append(f'<text x="{left + pw/2}" y="{H - 18}" text-anchor="middle" fill="#555">'
+             f'MB/s for 1 MiB jobs, IOPS for 4 KiB jobs, each divided by '
+             f'{esc(LABEL.get(ref, "?"))} in the same job</text>')
+    missing = [LABEL[t] for t in run if t not in shown]
+    if missing:
+        e.append(f'<text x="{W - right}" y="62" text-anchor="end" fill="#999">'
+                 f'not available: {esc(", ".join(missing))}</text>')
+    e.append("</svg>")
+    return "\n".join(e) + "\n"
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        return 2
+    outdir = sys.argv[1]
+    doc, count = build(outdir)
+    with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(doc))
+    with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
+        f.write(svg(doc))
+    print()
+    print("DST / peer, throughput (above 1: DST faster); QD1 latency (below 1: DST faster):")
+    print()
+    print("\n".join(ratio_table(doc)))
+    for t in doc["target_order"]:
+        label = LABEL[t]
+        st = doc["targets"][t]["status"]
+        if st != "ok":
+            print(f"\n{label}: {st}" + (f" ({doc['targets'][t].get('reason')})"
+                                        if doc["targets"][t].get("reason") else ""), end="")
+    print()
+    print(f"\n{count} job results; report in results.md, results.json, throughput.svg")
+    return 0 if count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

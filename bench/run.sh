@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# run.sh - the DST benchmark (`make bench`): boots the test kernel once
+# (scripts/vm.sh), runs bench/guest.sh in it (fio on brd, DST with each data
+# protection mode, NVMe/TCP and NBD, all over loopback), then writes the
+# report with bench/report.py and prints the DST / NVMe-TCP and DST / NBD
+# ratios. Documentation/performance.md explains the jobs, targets and outputs.
+#
+# usage: bench/run.sh          (after `make all`; `make bench` does both)
+#
+# Environment:
+#   BENCH_RUNTIME          measured seconds per fio job (default 8)
+#   BENCH_RAMP             ramp seconds before that (default 2)
+#   BENCH_ROUNDS           repeat the whole job x target matrix (default 1;
+#                          the report takes the median of the rounds)
+#   BENCH_TARGETS          targets, in order (default: brd nvme-tcp nbd
+#                          dst-none dst-crc32c dst-aead)
+#   BENCH_JOBS             jobs (default: seqread seqwrite randread randwrite
+#                          randread-qd1)
+#   BENCH_DST_QUEUES       --queues for DST local nodes: auto (= vCPUs, if
+#                          dstcfg has --queues; the default), N, or 0 (never)
+#   BENCH_PROFILE=1        also profile (perf record -a -g) the jobs in
+#                          BENCH_PROFILE_JOBS (default: seqwrite randread) on
+#                          BENCH_PROFILE_TARGETS (default: dst-none dst-crc32c
+#                          nvme-tcp), BENCH_PROFILE_RUNTIME s each (default 15);
+#                          needs perf (Debian package linux-perf) on the host
+#   BENCH_OUT              output folder (default: bench/out; emptied first)
+#
+# The guest has one 512 MiB RAM disk per target (brd.rd_nr is raised above the
+# default 4 if needed); all targets are set up at once and the jobs run
+# interleaved across them (see bench/guest.sh).
+#   BENCH_WAIT_QUIET=SECS  first wait up to SECS seconds for the host to calm
+#                          down (1-minute load average below half its cores);
+#                          numbers from an overloaded host mostly measure how
+#                          late the host runs the guest's vCPU threads
+#   DST_VM_CPUS            guest vCPUs (default 2)
+#   DST_VM_MEMORY          guest memory (default here: 1.5 GiB + 640 MiB per
+#                          target, as each target has its own filled RAM disk)
+#
+# Output in BENCH_OUT: results.json, results.md, throughput.svg, guest.log,
+# dmesg.log, raw/ (fio JSON per job), profile/ (with BENCH_PROFILE=1).
+# Exit status: 0 if the report was written (targets that are not available
+# are listed as such), 1 otherwise.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out=${BENCH_OUT:-$repo/bench/out}
+runtime=${BENCH_RUNTIME:-8}
+ramp=${BENCH_RAMP:-2}
+rounds=${BENCH_ROUNDS:-1}
+targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
+jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
+profile=${BENCH_PROFILE:-0}
+profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
+python=$(command -v python3)
+
+for v in "$runtime" "$ramp" "$rounds" "$profile_runtime"; do
+    [[ $v =~ ^[0-9]+$ ]] || {
+        echo "run.sh: BENCH_RUNTIME, BENCH_RAMP, BENCH_ROUNDS, BENCH_PROFILE_RUNTIME want whole numbers" >&2
+        exit 1
+    }
+done
+[ -f "$repo/dst.ko" ] || { echo "run.sh: dst.ko not built; run make (or make bench)" >&2; exit 1; }
+
+mkdir -p "$out"
+rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
+mkdir -p "$out/raw"
+out=$(cd "$out" && pwd)
+
+# One RAM disk per target; memory for them (filled) and the rest.
+ntargets=$(wc -w <<<"$targets")
+njobs=$(wc -w <<<"$jobs")
+nram=$((ntargets > 4 ? ntargets : 4))
+export DST_VM_MEMORY=${DST_VM_MEMORY:-$((1536 + 640 * ntargets))M}
+
+# Time budget: per job start-up, ramp, runtime and slack under emulation;
+# per target set-up, fill and teardown; the profile runs (perf script is
+# slow under emulation); boot.
+per_job=$((runtime + ramp + 25))
+budget=$((rounds * ntargets * njobs * per_job + ntargets * 90))
+if [ "$profile" = 1 ]; then
+    budget=$((budget + 6 * (profile_runtime + ramp + 25 + 180)))
+fi
+limit=$((budget * 2 + 600))
+
+# A busy host (other VMs, builds) delays the guest's vCPUs: cross-CPU
+# wake-ups then take milliseconds. Optionally wait for a quieter moment.
+cores=$(nproc)
+quiet() { awk -v c="$cores" '{ exit !($1 < c / 2) }' /proc/loadavg; }
+if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] && ! quiet; then
+    echo "bench: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores; waiting up to ${BENCH_WAIT_QUIET}s for it to drop"
+    waited=0
+    while ! quiet && [ "$waited" -lt "$BENCH_WAIT_QUIET" ]; do
+        sleep 10
+        waited=$((waited + 10))
+    done
+fi
+if ! awk -v c="$cores" '{ exit !($1 < c) }' /proc/loadavg; then
+    echo "bench: warning: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores: expect distorted numbers" >&2
+fi
+
+{
+    echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+    echo "host_cores=$(nproc)"
+    echo "host_load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -1)"
+    echo "emulation=QEMU TCG (software emulation, vng --disable-kvm)"
+    echo "vm_memory=$DST_VM_MEMORY"
+} >"$out/raw/host.txt"
+
+# The host's load during the run, every 10 s (the report shows it per job).
+( while :; do
+      echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)"
+      sleep 10
+  done ) >"$out/raw/hostload.txt" 2>/dev/null &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null' EXIT
+
+printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
+    "$ntargets" "$njobs" "$rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
+start=$SECONDS
+status=0
+"$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
+    BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$rounds" \
+    BENCH_TARGETS="'$targets'" BENCH_JOBS="'$jobs'" \
+    BENCH_DST_QUEUES="${BENCH_DST_QUEUES:-auto}" \
+    BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
+    BENCH_PROFILE_TARGETS="'${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}'" \
+    BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
+    bash "$repo/bench/guest.sh" "$out" || status=$?
+elapsed=$((SECONDS - start))
+kill "$sampler" 2>/dev/null
+{
+    echo "host_load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "vm_seconds=$elapsed"
+    echo "vm_status=$status"
+} >>"$out/raw/host.txt"
+[ "$status" = 0 ] || echo "bench: the VM ended with status $status (124: timed out); reporting what was measured" >&2
+
+"$python" "$repo/bench/report.py" "$out"
+printf 'bench: %d min %d s in the VM; outputs in %s\n' $((elapsed / 60)) $((elapsed % 60)) "${out#"$repo"/}"
