@@ -10,20 +10,26 @@
 //! checked, and `pattern` prints the same bytes for comparing with the device.
 //!
 //! The `bad-*` commands send one kind of malformed traffic and check the
-//! export's reaction; they are the seed of a hostile-peer suite.
+//! export's reaction; the full hostile suite is `attack-export`
+//! (`attack.rs`). `soak` is the well-behaved session that must carry on
+//! while the hostile suite runs.
+//!
+//! Every command speaks the peer's security settings (`--protection`,
+//! `--alg`, `--key-file`): the authenticated handshake and the trailers.
 //!
 //! Exit status: 0 as expected, 1 not as expected, 2 usage or connection
 //! error.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{self, Write};
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use crate::proto::{
-    validate_reply, Header, HelloBody, HelloReplyBody, Kind, Op, Status, FEATURES_ALL, FLAG_FUA,
-    HEADER_LEN, HELLO_REPLY_LEN, MAGIC, VERSION,
+    validate_reply, Header, HelloBody, HelloReplyBody, Kind, Op, Status, FLAG_FUA, MAGIC,
 };
+use crate::sec::SecConfig;
+use crate::wire::{self, HsError, Wire};
 
 /// Requests kept in flight by the data commands.
 const WINDOW: usize = 16;
@@ -41,6 +47,10 @@ pub(crate) const USAGE: &str =
     verify OFF LEN SEED       read back and compare with the pattern of SEED
     flush | discard OFF LEN | zeroes OFF LEN [--expect STATUS]
     ping                      send PING, expect PONG
+    soak OFF LEN --stop-file F [--max-secs N] [--verify-only SEED]
+                              write and verify OFF..OFF+LEN in rounds, each
+                              with a new seed, until F exists (or only verify
+                              the pattern of SEED, e.g. on a read-only export)
     hold SECS                 stay connected and idle; report if the export closes
     bad-magic                 garbage header: expect the export to close
     bad-kind                  HELLO after the handshake: expect a close
@@ -51,6 +61,8 @@ pub(crate) const USAGE: &str =
                               (destroys data: zeroes the whole export)
     no-hello                  send nothing: expect a close within the handshake timeout
   pattern OFF LEN SEED        write the pattern bytes to stdout
+  (client, attack-export, fuzz and server take --protection MODE,
+   --alg NAME and --key-file PATH: the security settings of the peer)
 ";
 
 /// A command's failure: a message and the exit status.
@@ -68,24 +80,50 @@ impl From<io::Error> for Failure {
     }
 }
 
-fn usage(msg: impl Into<String>) -> Failure {
+impl From<wire::RecvError> for Failure {
+    fn from(e: wire::RecvError) -> Self {
+        Failure {
+            msg: e.to_string(),
+            code: if matches!(e, wire::RecvError::Io(ref io) if !wire::is_closed(io)) {
+                2
+            } else {
+                1
+            },
+        }
+    }
+}
+
+impl From<HsError> for Failure {
+    fn from(e: HsError) -> Self {
+        Failure {
+            msg: e.to_string(),
+            code: if matches!(e, HsError::Io(ref io) if !wire::is_closed(io)) {
+                2
+            } else {
+                1
+            },
+        }
+    }
+}
+
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure {
         msg: msg.into(),
         code: 2,
     }
 }
 
-fn unexpected(msg: impl Into<String>) -> Failure {
+pub(crate) fn unexpected(msg: impl Into<String>) -> Failure {
     Failure {
         msg: msg.into(),
         code: 1,
     }
 }
 
-type Res<T = ()> = Result<T, Failure>;
+pub(crate) type Res<T = ()> = Result<T, Failure>;
 
 /// Parses a size or offset with an optional K, M or G suffix.
-fn parse_size(s: &str) -> Res<u64> {
+pub(crate) fn parse_size(s: &str) -> Res<u64> {
     let (num, shift) = match s.chars().last() {
         Some('K' | 'k') => (&s[..s.len() - 1], 10),
         Some('M' | 'm') => (&s[..s.len() - 1], 20),
@@ -98,8 +136,8 @@ fn parse_size(s: &str) -> Res<u64> {
         .ok_or_else(|| usage(format!("bad size: {s}")))
 }
 
-fn parse_status(s: &str) -> Res<Status> {
-    (0..=8)
+pub(crate) fn parse_status(s: &str) -> Res<Status> {
+    (0..=11)
         .filter_map(Status::from_u32)
         .find(|st| {
             st.as_str().replace(' ', "-") == s.to_lowercase()
@@ -109,7 +147,7 @@ fn parse_status(s: &str) -> Res<Status> {
 }
 
 /// The 8 pattern bytes of word `word` (bytes `8 * word..`) for `seed`.
-fn pattern_word(word: u64, seed: u64) -> [u8; 8] {
+pub(crate) fn pattern_word(word: u64, seed: u64) -> [u8; 8] {
     // splitmix64
     let mut z = word
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -120,7 +158,7 @@ fn pattern_word(word: u64, seed: u64) -> [u8; 8] {
 }
 
 /// Fills `buf` with the pattern of `seed` for the bytes at `off..`.
-fn fill_pattern(buf: &mut [u8], off: u64, seed: u64) {
+pub(crate) fn fill_pattern(buf: &mut [u8], off: u64, seed: u64) {
     let mut at = off;
     let mut rest = buf;
     while !rest.is_empty() {
@@ -133,97 +171,64 @@ fn fill_pattern(buf: &mut [u8], off: u64, seed: u64) {
     }
 }
 
-fn fnv1a(hash: u64, data: &[u8]) -> u64 {
+pub(crate) fn fnv1a(hash: u64, data: &[u8]) -> u64 {
     data.iter().fold(hash, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
 }
 
-/// Whether an I/O error means the peer closed the connection.
-fn is_closed(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::UnexpectedEof
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
-}
-
 /// A connection to an export.
-struct Conn {
-    sock: TcpStream,
+pub(crate) struct Conn {
+    pub(crate) w: Wire,
+    pub(crate) sec: SecConfig,
     grant: Option<HelloReplyBody>,
-    next_id: u64,
+    pub(crate) next_id: u64,
 }
 
 impl Conn {
-    fn connect(addr: &str) -> Res<Self> {
-        let sock = TcpStream::connect(addr)
+    pub(crate) fn connect(addr: &str, sec: &SecConfig) -> Res<Self> {
+        let w = Wire::connect(addr, READ_TIMEOUT)
             .map_err(|e| usage(format!("cannot connect to {addr}: {e}")))?;
-        sock.set_nodelay(true)?;
-        sock.set_read_timeout(Some(READ_TIMEOUT))?;
         Ok(Conn {
-            sock,
+            w,
+            sec: sec.clone(),
             grant: None,
             next_id: 1,
         })
     }
 
-    fn hello_body(queue_depth: u16) -> HelloBody {
-        HelloBody {
-            min_version: 1,
-            max_version: VERSION,
-            features: FEATURES_ALL,
-            max_io_bytes: 1 << 20,
-            queues: 1,
-            queue_depth,
-            client_id: 0,
-        }
+    pub(crate) fn hello_body(&self, queue_depth: u16) -> HelloBody {
+        wire::hello_for(&self.sec, queue_depth)
     }
 
-    fn send_hello(&mut self, body: &HelloBody) -> Res {
+    /// Sends a HELLO (plain, as every HELLO is).
+    pub(crate) fn send_hello(&mut self, body: &HelloBody) -> Res {
         let mut msg = Header::hello().encode().to_vec();
         msg.extend_from_slice(&body.encode());
-        self.sock.write_all(&msg)?;
+        self.w.send_bytes(&msg)?;
         Ok(())
     }
 
-    fn read_header(&mut self) -> io::Result<Header> {
-        let mut b = [0u8; HEADER_LEN];
-        self.sock.read_exact(&mut b)?;
-        Header::decode(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.as_str()))
-    }
-
-    /// Reads the HELLO_REPLY: the grant, or the refusal status.
-    fn read_hello_reply(&mut self, hello: &HelloBody) -> Res<Result<HelloReplyBody, Status>> {
-        let h = self.read_header()?;
-        if h.kind != Kind::HelloReply {
-            return Err(unexpected(format!(
-                "expected HELLO_REPLY, got {:?}",
-                h.kind
-            )));
+    /// Runs the handshake with `hello`: the grant, or the refusal status.
+    pub(crate) fn try_handshake(
+        &mut self,
+        hello: &HelloBody,
+    ) -> Res<Result<HelloReplyBody, Status>> {
+        match wire::client_handshake(&mut self.w, &self.sec, hello) {
+            Ok(grant) => {
+                self.grant = Some(grant);
+                Ok(Ok(grant))
+            }
+            Err(HsError::Refused(s)) => Ok(Err(s)),
+            Err(e) => Err(e.into()),
         }
-        if h.status != Status::Ok {
-            return Ok(Err(h.status));
-        }
-        let mut b = [0u8; HELLO_REPLY_LEN];
-        self.sock.read_exact(&mut b)?;
-        let grant = HelloReplyBody::decode(&b)
-            .and_then(|g| g.validate(hello).map(|()| g))
-            .map_err(|e| unexpected(format!("bad HELLO_REPLY: {}", e.as_str())))?;
-        Ok(Ok(grant))
     }
 
     /// Runs the handshake asking for `queue_depth` (0: the export's choice).
-    fn handshake(&mut self, queue_depth: u16) -> Res<HelloReplyBody> {
-        let hello = Self::hello_body(queue_depth);
-        self.send_hello(&hello)?;
-        match self.read_hello_reply(&hello)? {
-            Ok(grant) => {
-                self.grant = Some(grant);
-                Ok(grant)
-            }
+    pub(crate) fn handshake(&mut self, queue_depth: u16) -> Res<HelloReplyBody> {
+        let hello = self.hello_body(queue_depth);
+        match self.try_handshake(&hello)? {
+            Ok(grant) => Ok(grant),
             Err(status) => Err(unexpected(format!(
                 "handshake refused: {}",
                 status.as_str()
@@ -231,21 +236,30 @@ impl Conn {
         }
     }
 
-    fn grant(&self) -> HelloReplyBody {
+    pub(crate) fn grant(&self) -> HelloReplyBody {
         // Set by `handshake`, which every caller runs first.
         self.grant.expect("handshake done")
     }
 
-    fn request(&mut self, op: Op, flags: u16, offset: u64, length: u32) -> Header {
+    pub(crate) fn request(&mut self, op: Op, flags: u16, offset: u64, length: u32) -> Header {
         let h = Header::io(op, flags, self.next_id, offset, length);
         self.next_id += 1;
         h
     }
 
     /// Reads one IO_REPLY for one of `pending`; returns it, the request and
-    /// the data of a successful READ.
-    fn read_reply(&mut self, pending: &mut HashMap<u64, Header>) -> Res<(Header, Header, Vec<u8>)> {
-        let h = self.read_header()?;
+    /// the data of a successful READ. PONGs are skipped.
+    pub(crate) fn read_reply(
+        &mut self,
+        pending: &mut HashMap<u64, Header>,
+    ) -> Res<(Header, Header, Vec<u8>)> {
+        let m = loop {
+            let m = self.w.recv()?;
+            if m.h.kind != Kind::Pong {
+                break m;
+            }
+        };
+        let h = m.h;
         if h.kind != Kind::IoReply {
             return Err(unexpected(format!("expected IO_REPLY, got {:?}", h.kind)));
         }
@@ -253,15 +267,13 @@ impl Conn {
             .remove(&h.id)
             .ok_or_else(|| unexpected(format!("reply with unknown id {}", h.id)))?;
         validate_reply(&h, &req).map_err(|e| unexpected(format!("bad reply: {}", e.as_str())))?;
-        let mut data = vec![0u8; h.payload as usize];
-        self.sock.read_exact(&mut data)?;
-        Ok((h, req, data))
+        Ok((h, req, m.payload))
     }
 
     /// Splits `off..off+len` into requests of at most the granted size and
     /// runs them with up to [`WINDOW`] in flight. `payload` gives a WRITE's
     /// data; `done` sees every reply with its request and data.
-    fn run_range(
+    pub(crate) fn run_range(
         &mut self,
         op: Op,
         flags: u16,
@@ -271,20 +283,22 @@ impl Conn {
         mut done: impl FnMut(&Header, &Header, &[u8]) -> Res,
     ) -> Res {
         let chunk = u64::from(self.grant().max_io_bytes);
+        let window = WINDOW.min(usize::from(self.grant().queue_depth));
         let end = off
             .checked_add(len)
             .ok_or_else(|| usage("range overflows"))?;
         let mut next = off;
         let mut pending = HashMap::new();
         while next < end || !pending.is_empty() {
-            while next < end && pending.len() < WINDOW {
+            while next < end && pending.len() < window {
                 let n = chunk.min(end - next);
                 let h = self.request(op, flags, next, n as u32);
-                let mut msg = h.encode().to_vec();
-                if op == Op::Write {
-                    msg.extend_from_slice(&payload(next, n as usize));
-                }
-                self.sock.write_all(&msg)?;
+                let data = if op == Op::Write {
+                    payload(next, n as usize)
+                } else {
+                    Vec::new()
+                };
+                self.w.send(&h, &data)?;
                 pending.insert(h.id, h);
                 next += n;
             }
@@ -295,43 +309,83 @@ impl Conn {
     }
 
     /// Sends one request (with `payload` if any) and returns its reply.
-    fn one(&mut self, h: Header, payload: &[u8]) -> Res<(Header, Vec<u8>)> {
-        let mut msg = h.encode().to_vec();
-        msg.extend_from_slice(payload);
-        self.sock.write_all(&msg)?;
+    pub(crate) fn one(&mut self, h: Header, payload: &[u8]) -> Res<(Header, Vec<u8>)> {
+        self.w.send(&h, payload)?;
         let mut pending = HashMap::from([(h.id, h)]);
         let (reply, _, data) = self.read_reply(&mut pending)?;
         Ok((reply, data))
     }
 
+    /// Writes the pattern of `seed` at `off..off+len`, expecting OK.
+    pub(crate) fn write_pattern(&mut self, off: u64, len: u64, seed: u64) -> Res {
+        self.run_range(
+            Op::Write,
+            0,
+            off,
+            len,
+            |at, n| {
+                let mut v = vec![0u8; n];
+                fill_pattern(&mut v, at, seed);
+                v
+            },
+            |reply, _, _| check_status(reply, Status::Ok),
+        )
+    }
+
+    /// Reads `off..off+len` back and compares it with the pattern of `seed`.
+    pub(crate) fn verify_pattern(&mut self, off: u64, len: u64, seed: u64) -> Res {
+        self.run_range(
+            Op::Read,
+            0,
+            off,
+            len,
+            |_, _| Vec::new(),
+            |reply, req, d| {
+                check_status(reply, Status::Ok)?;
+                let mut want = vec![0u8; d.len()];
+                fill_pattern(&mut want, req.offset, seed);
+                match d.iter().zip(&want).position(|(a, b)| a != b) {
+                    None => Ok(()),
+                    Some(i) => Err(unexpected(format!(
+                        "mismatch at byte {}: {:#04x}, expected {:#04x}",
+                        req.offset + i as u64,
+                        d[i],
+                        want[i]
+                    ))),
+                }
+            },
+        )
+    }
+
+    /// Reads `off..off+len` into a buffer, expecting OK.
+    pub(crate) fn read_all(&mut self, off: u64, len: u64) -> Res<Vec<u8>> {
+        let mut data = vec![0u8; len as usize];
+        self.run_range(
+            Op::Read,
+            0,
+            off,
+            len,
+            |_, _| Vec::new(),
+            |reply, req, d| {
+                check_status(reply, Status::Ok)?;
+                let at = (req.offset - off) as usize;
+                if let Some(dst) = data.get_mut(at..at + d.len()) {
+                    dst.copy_from_slice(d);
+                }
+                Ok(())
+            },
+        )?;
+        Ok(data)
+    }
+
     /// Waits up to `limit` for the export to close the connection; returns
     /// how long that took. Anything received meanwhile is dropped.
-    fn wait_closed(&mut self, limit: Duration) -> Res<Duration> {
-        let start = Instant::now();
-        self.sock.set_read_timeout(Some(limit))?;
-        let mut buf = [0u8; 4096];
-        loop {
-            match self.sock.read(&mut buf) {
-                Ok(0) => return Ok(start.elapsed()),
-                Ok(_) => {}
-                Err(e) if is_closed(&e) => return Ok(start.elapsed()),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Err(unexpected(format!(
-                        "the export did not close the connection within {limit:?}"
-                    )))
-                }
-                Err(e) => return Err(e.into()),
-            }
-            if start.elapsed() > limit {
-                return Err(unexpected(format!(
-                    "the export did not close the connection within {limit:?}"
-                )));
-            }
+    pub(crate) fn wait_closed(&mut self, limit: Duration) -> Res<Duration> {
+        match self.w.wait_closed(limit)? {
+            Some((took, _)) => Ok(took),
+            None => Err(unexpected(format!(
+                "the export did not close the connection within {limit:?}"
+            ))),
         }
     }
 }
@@ -346,6 +400,9 @@ fn options(args: &[&str]) -> Res<(Vec<String>, bool, Status)> {
     while let Some(a) = it.next() {
         match *a {
             "--fua" => fua = true,
+            "--stop-file" | "--max-secs" | "--verify-only" => {
+                it.next();
+            }
             "--expect" => {
                 let s = it.next().ok_or_else(|| usage("--expect needs a status"))?;
                 expect = parse_status(s)?;
@@ -357,7 +414,7 @@ fn options(args: &[&str]) -> Res<(Vec<String>, bool, Status)> {
 }
 
 /// Checks a reply status against the expected one.
-fn check_status(reply: &Header, expect: Status) -> Res {
+pub(crate) fn check_status(reply: &Header, expect: Status) -> Res {
     if reply.status == expect {
         Ok(())
     } else {
@@ -372,8 +429,9 @@ fn check_status(reply: &Header, expect: Status) -> Res {
     }
 }
 
-/// `dstpeer client ADDR:PORT COMMAND ARGS`.
-pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
+/// `dstpeer client ADDR:PORT COMMAND ARGS`, with the peer's security
+/// settings `sec`.
+pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     let Some((&cmd, rest)) = args.split_first() else {
         return Err(usage("client: missing command"));
     };
@@ -384,7 +442,7 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
                 .ok_or_else(|| usage(format!("{cmd}: missing argument")))?,
         )
     };
-    let mut c = Conn::connect(addr)?;
+    let mut c = Conn::connect(addr, sec)?;
     match cmd {
         "no-hello" => {
             let took = c.wait_closed(Duration::from_secs(25))?;
@@ -392,10 +450,9 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
             return Ok(());
         }
         "bad-hello" => {
-            let mut hello = Conn::hello_body(0);
+            let mut hello = c.hello_body(0);
             hello.min_version = 0;
-            c.send_hello(&hello)?;
-            match c.read_hello_reply(&hello)? {
+            match c.try_handshake(&hello)? {
                 Err(Status::Invalid) => {}
                 Err(s) => return Err(unexpected(format!("got {}, expected INVALID", s.as_str()))),
                 Ok(_) => return Err(unexpected("a bad HELLO was granted")),
@@ -475,28 +532,48 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
         "verify" => {
             let (off, len, seed) = (num(0)?, num(1)?, num(2)?);
             let start = Instant::now();
-            c.run_range(
-                Op::Read,
-                0,
-                off,
-                len,
-                |_, _| Vec::new(),
-                |reply, req, d| {
-                    check_status(reply, Status::Ok)?;
-                    let mut want = vec![0u8; d.len()];
-                    fill_pattern(&mut want, req.offset, seed);
-                    match d.iter().zip(&want).position(|(a, b)| a != b) {
-                        None => Ok(()),
-                        Some(i) => Err(unexpected(format!(
-                            "mismatch at byte {}: {:#04x}, expected {:#04x}",
-                            req.offset + i as u64,
-                            d[i],
-                            want[i]
-                        ))),
-                    }
-                },
-            )?;
+            c.verify_pattern(off, len, seed)?;
             report("verified", len, start);
+        }
+        "soak" => {
+            let (off, len) = (num(0)?, num(1)?);
+            let stop = stop_file(rest)?;
+            let max = max_secs(rest)?;
+            let verify_only = match rest.iter().position(|a| *a == "--verify-only") {
+                None => None,
+                Some(i) => Some(parse_size(
+                    rest.get(i + 1)
+                        .ok_or_else(|| usage("--verify-only needs a seed"))?,
+                )?),
+            };
+            let start = Instant::now();
+            let mut rounds = 0u64;
+            while !std::path::Path::new(&stop).exists() {
+                if start.elapsed() > max {
+                    return Err(unexpected(format!(
+                        "soak: {stop} did not appear within {max:?}"
+                    )));
+                }
+                let r = match verify_only {
+                    Some(seed) => c.verify_pattern(off, len, seed),
+                    None => {
+                        let seed = 0x50a6_0000 + rounds;
+                        c.write_pattern(off, len, seed)
+                            .and_then(|()| c.verify_pattern(off, len, seed))
+                    }
+                };
+                r.map_err(|f| unexpected(format!("soak round {rounds}: {}", f.msg)))?;
+                rounds += 1;
+            }
+            println!(
+                "soak: {rounds} rounds of {} in {:.1} s, all good",
+                if verify_only.is_some() {
+                    "verify"
+                } else {
+                    "write and verify"
+                },
+                start.elapsed().as_secs_f64()
+            );
         }
         "flush" | "discard" | "zeroes" => {
             let (op, off, len) = match cmd {
@@ -511,12 +588,12 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
             println!("{}: {}", op.as_str(), reply.status.as_str());
         }
         "ping" => {
-            c.sock.write_all(&Header::ping(0x1234_5678).encode())?;
-            let h = c.read_header()?;
-            if h.kind != Kind::Pong || h.id != 0x1234_5678 {
+            c.w.send(&Header::ping(0x1234_5678), &[])?;
+            let m = c.w.recv()?;
+            if m.h.kind != Kind::Pong || m.h.id != 0x1234_5678 {
                 return Err(unexpected(format!(
                     "expected PONG, got {:?} id {}",
-                    h.kind, h.id
+                    m.h.kind, m.h.id
                 )));
             }
             println!("pong");
@@ -532,12 +609,13 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
         "bad-magic" => {
             let mut b = c.request(Op::Read, 0, 0, 4096).encode();
             b[..4].copy_from_slice(&(MAGIC ^ 0xffff_ffff).to_be_bytes());
-            c.sock.write_all(&b)?;
+            let msg = c.w.frame_raw(&b, &[]);
+            c.w.send_bytes(&msg)?;
             let took = c.wait_closed(Duration::from_secs(5))?;
             println!("closed by the export after {:.1} s", took.as_secs_f64());
         }
         "bad-kind" => {
-            let hello = Conn::hello_body(0);
+            let hello = c.hello_body(0);
             c.send_hello(&hello)?;
             c.wait_closed(Duration::from_secs(5))?;
             println!("closed by the export");
@@ -557,16 +635,38 @@ pub(crate) fn main(addr: &str, args: &[&str]) -> Res {
         "bad-depth" => {
             let len = u32::try_from(grant.size).unwrap_or(u32::MAX) / grant.logical_block_size
                 * grant.logical_block_size;
-            let mut msg = c.request(Op::WriteZeroes, 0, 0, len).encode().to_vec();
-            msg.extend_from_slice(&c.request(Op::Read, 0, 0, 4096).encode());
-            c.sock.write_all(&msg)?;
+            let a = c.request(Op::WriteZeroes, 0, 0, len);
+            let b = c.request(Op::Read, 0, 0, 4096);
+            let mut msg = c.w.frame(&a, &[]);
+            msg.extend(c.w.frame(&b, &[]));
+            c.w.send_bytes(&msg)?;
             c.wait_closed(Duration::from_secs(20))?;
             println!("closed by the export");
         }
         _ => return Err(usage(format!("client: unknown command {cmd}"))),
     }
-    c.sock.shutdown(Shutdown::Both).ok();
+    c.w.sock.shutdown(Shutdown::Both).ok();
     Ok(())
+}
+
+/// The value of `--stop-file` in `args`.
+fn stop_file(args: &[&str]) -> Res<String> {
+    args.iter()
+        .position(|a| *a == "--stop-file")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.to_string())
+        .ok_or_else(|| usage("soak needs --stop-file PATH"))
+}
+
+/// The value of `--max-secs` in `args` (default 1800).
+fn max_secs(args: &[&str]) -> Res<Duration> {
+    match args.iter().position(|a| *a == "--max-secs") {
+        None => Ok(Duration::from_secs(1800)),
+        Some(i) => Ok(Duration::from_secs(parse_size(
+            args.get(i + 1)
+                .ok_or_else(|| usage("--max-secs needs a number"))?,
+        )?)),
+    }
 }
 
 fn report(what: &str, len: u64, start: Instant) {

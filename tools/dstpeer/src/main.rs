@@ -14,103 +14,102 @@ use std::process::ExitCode;
 #[path = "../../../dst/proto.rs"]
 mod proto;
 
+mod attack;
 mod client;
+mod examples;
+mod fuzz;
+mod sec;
+mod server;
+mod wire;
 
 #[cfg(test)]
 mod proto_tests;
 
-use proto::{
-    Header, HelloBody, Op, FEATURE_DISCARD, FEATURE_FLUSH, FEATURE_FUA, FEATURE_WRITE_ZEROES,
-    FLAG_FUA, VERSION,
-};
+use sec::SecConfig;
 
 const USAGE: &str = "\
 usage: dstpeer <command>
 
 commands:
-  encode-hello   print the example HELLO message (header + body) as a hex dump
-  encode-write   print the example WRITE header (without its data) as a hex dump
+  encode-hello      print the example HELLO message (header + body) as a hex dump
+  encode-write      print the example WRITE header (without its data) as a hex dump
+  encode-handshake  print the example CHALLENGE, AUTH and HELLO_REPLY, and the
+                    session keys, of the example HELLO
+  encode-sealed     print the example PINGs protected with crc32c, hmac and aead
 ";
-
-/// The example HELLO: versions 1..=1, every feature, 1 MiB IOs, 4 queues of
-/// depth 128.
-fn example_hello() -> (Header, HelloBody) {
-    let body = HelloBody {
-        min_version: 1,
-        max_version: VERSION,
-        features: FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES,
-        max_io_bytes: 1 << 20,
-        queues: 4,
-        queue_depth: 128,
-        client_id: 0,
-    };
-    (Header::hello(), body)
-}
-
-/// The example WRITE: id 1, 4096 bytes at offset 1 MiB, with FUA.
-fn example_write() -> Header {
-    Header::io(Op::Write, FLAG_FUA, 1, 1 << 20, 4096)
-}
-
-/// `hexdump -C`-style dump of `bytes`, one line per 16 bytes, offsets from 0.
-fn hex_dump(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for (line, chunk) in bytes.chunks(16).enumerate() {
-        out.push_str(&format!("{:08x} ", line * 16));
-        for i in 0..16 {
-            if i == 8 {
-                out.push(' ');
-            }
-            match chunk.get(i) {
-                Some(b) => out.push_str(&format!(" {b:02x}")),
-                None => out.push_str("   "),
-            }
-        }
-        out.push_str("  |");
-        for &b in chunk {
-            out.push(if b == b' ' || b.is_ascii_graphic() {
-                char::from(b)
-            } else {
-                '.'
-            });
-        }
-        out.push_str("|\n");
-    }
-    out
-}
-
-/// The dump printed by `encode-hello`.
-fn hello_dump() -> String {
-    let (header, body) = example_hello();
-    let mut bytes = header.encode().to_vec();
-    bytes.extend_from_slice(&body.encode());
-    hex_dump(&bytes)
-}
-
-/// The dump printed by `encode-write`.
-fn write_dump() -> String {
-    hex_dump(&example_write().encode())
-}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let (sec, args) = match security_options(&args) {
+        Ok(v) => v,
+        Err(f) => {
+            eprintln!("dstpeer: {}", f.msg);
+            return ExitCode::from(2);
+        }
+    };
     match args
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["encode-hello"] => print!("{}", hello_dump()),
-        ["encode-write"] => print!("{}", write_dump()),
-        ["client", addr, rest @ ..] => return finish(client::main(addr, rest)),
+        ["encode-hello"] => print!("{}", examples::hello_dump()),
+        ["encode-write"] => print!("{}", examples::write_dump()),
+        ["encode-handshake"] => print!("{}", examples::handshake_dump()),
+        ["encode-sealed"] => print!("{}", examples::sealed_dump()),
+        ["client", addr, rest @ ..] => return finish(client::main(addr, rest, &sec)),
+        ["attack-export", addr, rest @ ..] => return finish(attack::main(addr, rest, &sec)),
+        ["fuzz", addr, rest @ ..] => return finish(fuzz::main(addr, rest, &sec)),
+        ["server", addr, rest @ ..] => return finish(server::main(addr, rest, &sec)),
         ["pattern", rest @ ..] => return finish(client::pattern(rest)),
-        ["help" | "-h" | "--help"] => print!("{USAGE}{}", client::USAGE),
+        ["help" | "-h" | "--help"] => print!("{}", usage_text()),
         _ => {
-            eprint!("{USAGE}{}", client::USAGE);
+            eprint!("{}", usage_text());
             return ExitCode::from(2);
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The whole usage text.
+fn usage_text() -> String {
+    format!(
+        "{USAGE}{}{}{}{}",
+        client::USAGE,
+        attack::USAGE,
+        fuzz::USAGE,
+        server::USAGE
+    )
+}
+
+/// Takes `--protection MODE`, `--alg NAME` and `--key-file PATH` out of
+/// `args`: the security settings and the other arguments.
+fn security_options(args: &[String]) -> Result<(SecConfig, Vec<String>), client::Failure> {
+    let mut rest = Vec::new();
+    let (mut protection, mut alg, mut key) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let slot = match a.as_str() {
+            "--protection" => &mut protection,
+            "--alg" => &mut alg,
+            "--key-file" => &mut key,
+            _ => {
+                rest.push(a.clone());
+                continue;
+            }
+        };
+        let v = it
+            .next()
+            .ok_or_else(|| client::usage(format!("{a} needs a value")))?;
+        *slot = Some(v.clone());
+    }
+    let key = match key {
+        Some(path) => Some(SecConfig::read_key(&path).map_err(|e| client::usage(e.0))?),
+        None => None,
+    };
+    let sec = SecConfig::new(protection.as_deref().unwrap_or("none"), alg.as_deref(), key)
+        .map_err(|e| client::usage(e.0))?;
+    Ok((sec, rest))
 }
 
 /// The exit status of a client command, its failure printed on stderr.
@@ -121,39 +120,5 @@ fn finish(r: Result<(), client::Failure>) -> ExitCode {
             eprintln!("dstpeer: {}", f.msg);
             ExitCode::from(f.code)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The examples in the protocol document are what this tool prints.
-    const DOC: &str = include_str!("../../../Documentation/protocol.md");
-
-    #[test]
-    fn doc_examples_match() {
-        assert!(DOC.contains(&hello_dump()), "HELLO dump:\n{}", hello_dump());
-        assert!(DOC.contains(&write_dump()), "WRITE dump:\n{}", write_dump());
-    }
-
-    #[test]
-    fn examples_are_valid() {
-        let (header, body) = example_hello();
-        assert_eq!(Header::decode(&header.encode()), Ok(header));
-        assert_eq!(HelloBody::decode(&body.encode()), Ok(body));
-        assert_eq!(body.validate(), Ok(()));
-        let write = example_write();
-        assert_eq!(Header::decode(&write.encode()), Ok(write));
-    }
-
-    #[test]
-    fn hex_dump_format() {
-        let bytes: Vec<u8> = (0x41..0x41 + 20).collect();
-        assert_eq!(
-            hex_dump(&bytes),
-            "00000000  41 42 43 44 45 46 47 48  49 4a 4b 4c 4d 4e 4f 50  |ABCDEFGHIJKLMNOP|\n\
-             00000010  51 52 53 54                                       |QRST|\n"
-        );
     }
 }

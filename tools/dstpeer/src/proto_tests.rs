@@ -4,18 +4,20 @@
 
 use crate::proto::*;
 
-const ALL_KINDS: [Kind; 6] = [
+const ALL_KINDS: [Kind; 8] = [
     Kind::Hello,
     Kind::HelloReply,
     Kind::Io,
     Kind::IoReply,
     Kind::Ping,
     Kind::Pong,
+    Kind::Challenge,
+    Kind::Auth,
 ];
 
 const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
 
-const ALL_STATUSES: [Status; 9] = [
+const ALL_STATUSES: [Status; 12] = [
     Status::Ok,
     Status::IoError,
     Status::Invalid,
@@ -25,9 +27,12 @@ const ALL_STATUSES: [Status; 9] = [
     Status::NoSpace,
     Status::Version,
     Status::Busy,
+    Status::Mismatch,
+    Status::AuthFailed,
+    Status::NotAllowed,
 ];
 
-const ALL_ERRORS: [ProtoError; 10] = [
+const ALL_ERRORS: [ProtoError; 13] = [
     ProtoError::BadMagic,
     ProtoError::BadKind,
     ProtoError::BadOp,
@@ -38,6 +43,16 @@ const ALL_ERRORS: [ProtoError; 10] = [
     ProtoError::BadReply,
     ProtoError::BadHello,
     ProtoError::BadVersion,
+    ProtoError::BadTag,
+    ProtoError::Replay,
+    ProtoError::BadProof,
+];
+
+const ALL_PROTECTIONS: [Protection; 4] = [
+    Protection::None,
+    Protection::Crc32c,
+    Protection::Hmac,
+    Protection::Aead,
 ];
 
 /// A 1 GiB read-write export with 512-byte blocks, 1 MiB IOs, every feature.
@@ -68,6 +83,29 @@ fn hello() -> HelloBody {
         queues: 4,
         queue_depth: 128,
         client_id: 0,
+        queue_index: 0,
+        security: Security::NONE,
+        nonce: [0; AUTH_LEN],
+    }
+}
+
+/// The security settings of `protection` with its default algorithm and,
+/// if `auth`, a key.
+fn security(protection: Protection, auth: bool) -> Security {
+    Security {
+        protection,
+        auth,
+        alg: AlgName::new(protection.default_alg().as_bytes()).expect("valid default"),
+    }
+}
+
+/// A valid HELLO of an authenticated aead local node, on queue 2 of 4.
+fn hello_aead() -> HelloBody {
+    HelloBody {
+        queue_index: 2,
+        security: security(Protection::Aead, true),
+        nonce: [0x5a; AUTH_LEN],
+        ..hello()
     }
 }
 
@@ -82,6 +120,7 @@ fn grant() -> HelloReplyBody {
         max_io_bytes: 1 << 20,
         queues: 4,
         queue_depth: 128,
+        proof: [0; AUTH_LEN],
     }
 }
 
@@ -127,8 +166,16 @@ fn constants() {
     assert_eq!(MAGIC.to_be_bytes(), *b"DST1");
     assert_eq!(VERSION, 1);
     assert_eq!(HEADER_LEN, 40);
-    assert_eq!(HELLO_LEN, 32);
-    assert_eq!(HELLO_REPLY_LEN, 48);
+    assert_eq!(HELLO_LEN, 136);
+    assert_eq!(HELLO_REPLY_LEN, 80);
+    assert_eq!(AUTH_LEN, 32);
+    assert_eq!(ALG_LEN, 64);
+    assert_eq!((SEQ_LEN, CRC_LEN, AEAD_TAG_LEN), (8, 4, 16));
+    assert_eq!(REPLAY_WINDOW, 1024);
+    assert_eq!(LABEL_LOCAL_PROOF, b"DST1 local proof");
+    assert_eq!(LABEL_EXPORT_PROOF, b"DST1 export proof");
+    assert_eq!(LABEL_KEY_LE, b"DST1 key local-to-export");
+    assert_eq!(LABEL_KEY_EL, b"DST1 key export-to-local");
     assert_eq!(MAX_IO_BYTES_LIMIT, 4 * 1024 * 1024);
     assert_eq!((FLAG_FUA, FLAG_NO_UNMAP, FLAGS_ALL), (1, 2, 3));
     assert_eq!(
@@ -153,7 +200,7 @@ fn kind_values() {
     for v in 0..=u8::MAX {
         match Kind::from_u8(v) {
             Some(k) => assert_eq!(k.as_u8(), v),
-            None => assert!(v == 0 || v > 6, "{v}"),
+            None => assert!(v == 0 || v > 8, "{v}"),
         }
     }
 }
@@ -186,7 +233,7 @@ fn status_values() {
         assert_eq!(Status::from_u32(s.as_u32()), Some(*s));
         assert!(!s.as_str().is_empty());
     }
-    for v in [9, 10, 255, 256, 0x0100_0000, u32::MAX] {
+    for v in [12, 13, 255, 256, 0x0100_0000, u32::MAX] {
         assert_eq!(Status::from_u32(v), None);
     }
 }
@@ -238,6 +285,8 @@ fn round_trip_every_kind() {
         Header::ping(0),
         Header::ping(u64::MAX),
         Header::pong(0xdead_beef),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
     ];
     headers.extend(ALL_STATUSES.map(Header::hello_reply));
     for op in ALL_OPS {
@@ -303,7 +352,7 @@ fn decode_bad_magic() {
 
 #[test]
 fn decode_bad_kind() {
-    for k in [0, 7, 0x80, 0xff] {
+    for k in [0, 9, 0x80, 0xff] {
         assert_eq!(
             decode_patched(Header::ping(1), |b| b[4] = k),
             Err(ProtoError::BadKind)
@@ -324,6 +373,8 @@ fn decode_bad_op() {
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
     ] {
         assert_eq!(
             decode_patched(h, |b| b[5] = 1),
@@ -346,6 +397,8 @@ fn decode_bad_flags() {
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
     ] {
         assert_eq!(
             decode_patched(h, |b| b[7] = 1),
@@ -357,7 +410,7 @@ fn decode_bad_flags() {
 
 #[test]
 fn decode_bad_status() {
-    for v in [9u32, 0x100, u32::MAX] {
+    for v in [12u32, 0x100, u32::MAX] {
         for h in [
             request(Op::Read),
             request(Op::Read).reply(Status::Ok),
@@ -367,8 +420,14 @@ fn decode_bad_status() {
             assert_eq!(r, Err(ProtoError::BadStatus), "{v} {h:?}");
         }
     }
-    // No status is carried by HELLO, PING and PONG.
-    for h in [Header::hello(), Header::ping(1), Header::pong(1)] {
+    // No status is carried by HELLO, PING, PONG, CHALLENGE and AUTH.
+    for h in [
+        Header::hello(),
+        Header::ping(1),
+        Header::pong(1),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
+    ] {
         assert_eq!(
             decode_patched(h, |b| b[11] = 1),
             Err(ProtoError::BadStatus),
@@ -384,7 +443,12 @@ fn decode_bad_status() {
 #[test]
 fn decode_reserved() {
     for i in 36..40 {
-        for h in [request(Op::Read), Header::hello(), Header::pong(1)] {
+        for h in [
+            request(Op::Read),
+            Header::hello(),
+            Header::pong(1),
+            Header::auth(Kind::Auth),
+        ] {
             assert_eq!(
                 decode_patched(h, |b| b[i] = 1),
                 Err(ProtoError::Reserved),
@@ -410,23 +474,50 @@ fn decode_fixed_shapes() {
     let set_payload =
         |v: u32| move |b: &mut [u8; HEADER_LEN]| b[12..16].copy_from_slice(&v.to_be_bytes());
     let bad_payload = Err(ProtoError::BadPayload);
-    assert_eq!(decode_patched(Header::hello(), set_payload(0)), bad_payload);
-    assert_eq!(
-        decode_patched(Header::hello(), set_payload(48)),
-        bad_payload
-    );
-    assert_eq!(
-        decode_patched(Header::hello_reply(Status::Ok), set_payload(0)),
-        bad_payload
-    );
-    assert_eq!(
-        decode_patched(Header::hello_reply(Status::Ok), set_payload(32)),
-        bad_payload
-    );
-    assert_eq!(
-        decode_patched(Header::hello_reply(Status::Version), set_payload(48)),
-        bad_payload
-    );
+    // HELLO: 136 bytes only (32 was the size before the security fields).
+    for n in [0, 32, 48, 135, 137, 4096] {
+        assert_eq!(
+            decode_patched(Header::hello(), set_payload(n)),
+            bad_payload,
+            "{n}"
+        );
+    }
+    // HELLO_REPLY OK: 80 bytes only (48 was the size before the proof).
+    for n in [0, 32, 48, 79, 81, 136] {
+        assert_eq!(
+            decode_patched(Header::hello_reply(Status::Ok), set_payload(n)),
+            bad_payload,
+            "{n}"
+        );
+    }
+    for s in [
+        Status::Version,
+        Status::Mismatch,
+        Status::AuthFailed,
+        Status::NotAllowed,
+    ] {
+        for n in [48, 80] {
+            assert_eq!(
+                decode_patched(Header::hello_reply(s), set_payload(n)),
+                bad_payload,
+                "{s:?} {n}"
+            );
+        }
+        assert_eq!(
+            Header::decode(&Header::hello_reply(s).encode()),
+            Ok(Header::hello_reply(s))
+        );
+    }
+    // CHALLENGE and AUTH: 32 bytes only.
+    for k in [Kind::Challenge, Kind::Auth] {
+        for n in [0, 16, 31, 33, 64] {
+            assert_eq!(
+                decode_patched(Header::auth(k), set_payload(n)),
+                bad_payload,
+                "{k:?} {n}"
+            );
+        }
+    }
     assert_eq!(decode_patched(Header::ping(1), set_payload(8)), bad_payload);
     assert_eq!(decode_patched(Header::pong(1), set_payload(1)), bad_payload);
 
@@ -435,14 +526,19 @@ fn decode_fixed_shapes() {
         Header::hello(),
         Header::hello_reply(Status::Ok),
         Header::hello_reply(Status::Busy),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
     ] {
         assert_eq!(decode_patched(h, |b| b[23] = 1), reserved, "id {h:?}");
+        assert_eq!(decode_patched(h, |b| b[16] = 0x80), reserved, "id {h:?}");
     }
     for h in [
         Header::hello(),
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
+        Header::auth(Kind::Challenge),
+        Header::auth(Kind::Auth),
     ] {
         assert_eq!(decode_patched(h, |b| b[31] = 1), reserved, "offset {h:?}");
         assert_eq!(decode_patched(h, |b| b[35] = 1), reserved, "length {h:?}");
@@ -891,6 +987,13 @@ fn hello_layout_and_round_trip() {
         queues: 0x3132,
         queue_depth: 0x3334,
         client_id: 0x4142_4344_4546_4748,
+        queue_index: 0x5152,
+        security: Security {
+            protection: Protection::Aead,
+            auth: true,
+            alg: AlgName::new(b"rfc7539(chacha20,poly1305)").expect("valid name"),
+        },
+        nonce: core::array::from_fn(|i| 0x80 + i as u8),
     };
     let b = h.encode();
     assert_eq!(
@@ -900,9 +1003,18 @@ fn hello_layout_and_round_trip() {
             0x23, 0x24, 0x31, 0x32, 0x33, 0x34
         ]
     );
-    assert_eq!(b[24..], [0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48]);
+    assert_eq!(b[24..32], [0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48]);
+    // protection 3, auth 1, queue_index, 4 reserved bytes.
+    assert_eq!(b[32..40], [3, 1, 0x51, 0x52, 0, 0, 0, 0]);
+    assert_eq!(&b[40..66], b"rfc7539(chacha20,poly1305)");
+    assert_eq!(b[66..104], [0; 38]);
+    let nonce: Vec<u8> = (0x80..0xa0).collect();
+    assert_eq!(b[104..], nonce[..]);
     assert_eq!(HelloBody::decode(&b), Ok(h));
     assert_eq!(HelloBody::decode(&hello().encode()), Ok(hello()));
+    assert_eq!(HelloBody::decode(&hello_aead().encode()), Ok(hello_aead()));
+    // Without security everything from byte 32 on is zero.
+    assert_eq!(hello().encode()[32..], [0; HELLO_LEN - 32]);
 }
 
 #[test]
@@ -935,6 +1047,220 @@ fn hello_validate() {
 }
 
 #[test]
+fn hello_validate_queue_index() {
+    let with = |queues: u16, queue_index: u16| HelloBody {
+        queues,
+        queue_index,
+        ..hello()
+    };
+    assert_eq!(with(4, 0).validate(), Ok(()));
+    assert_eq!(with(4, 3).validate(), Ok(()));
+    assert_eq!(with(1, 0).validate(), Ok(()));
+    assert_eq!(with(0, 0).validate(), Ok(()));
+    assert_eq!(with(MAX_QUEUES, MAX_QUEUES - 1).validate(), Ok(()));
+    for (q, i) in [(4, 4), (4, 5), (1, 1), (0, 1), (0, u16::MAX), (64, 64)] {
+        assert_eq!(with(q, i).validate(), Err(ProtoError::BadHello), "{q} {i}");
+    }
+}
+
+#[test]
+fn hello_validate_security() {
+    assert_eq!(hello_aead().validate(), Ok(()));
+    for p in ALL_PROTECTIONS {
+        for auth in [false, true] {
+            let h = HelloBody {
+                security: security(p, auth),
+                nonce: if auth { [7; AUTH_LEN] } else { [0; AUTH_LEN] },
+                ..hello()
+            };
+            // hmac and aead need a key; none and crc32c may have one.
+            let ok = auth || !p.needs_key();
+            assert_eq!(h.validate().is_ok(), ok, "{p:?} {auth}");
+        }
+    }
+    let bad = |f: fn(&mut HelloBody)| {
+        let mut h = hello_aead();
+        f(&mut h);
+        assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
+    };
+    // A nonce without a key.
+    bad(|h| {
+        h.security = security(Protection::Crc32c, false);
+        h.nonce[31] = 1;
+    });
+    // hmac and aead need an algorithm; none and crc32c take none.
+    bad(|h| h.security.alg = AlgName::EMPTY);
+    bad(|h| {
+        h.security = security(Protection::None, true);
+        h.security.alg = AlgName::new(b"gcm(aes)").expect("valid name");
+    });
+    bad(|h| {
+        h.security = security(Protection::Crc32c, false);
+        h.security.alg = AlgName::new(b"crc32c").expect("valid name");
+        h.nonce = [0; AUTH_LEN];
+    });
+    // hmac without a key.
+    bad(|h| {
+        h.security = security(Protection::Hmac, false);
+        h.nonce = [0; AUTH_LEN];
+    });
+    // Any algorithm name is accepted here (the export compares it with its own).
+    let mut h = hello_aead();
+    h.security.alg = AlgName::new(b"x").expect("valid name");
+    assert_eq!(h.validate(), Ok(()));
+    // A zero nonce with a key is not checked here (it is merely weak).
+    h.nonce = [0; AUTH_LEN];
+    assert_eq!(h.validate(), Ok(()));
+}
+
+#[test]
+fn hello_decode_security_fields() {
+    let b = hello_aead().encode();
+    let decode = |f: &dyn Fn(&mut [u8; HELLO_LEN])| {
+        let mut b = b;
+        f(&mut b);
+        HelloBody::decode(&b)
+    };
+    // Reserved bytes 36..40.
+    for i in 36..40 {
+        assert_eq!(decode(&|b| b[i] = 1), Err(ProtoError::Reserved), "{i}");
+    }
+    // Protection mode 0..=3 only; auth 0 or 1.
+    for v in [4u8, 5, 0x80, 0xff] {
+        assert_eq!(
+            decode(&|b| b[32] = v),
+            Err(ProtoError::BadHello),
+            "mode {v}"
+        );
+    }
+    for v in 0..4u8 {
+        let h = decode(&|b| b[32] = v).expect("known mode");
+        assert_eq!(h.security.protection.as_u8(), v);
+    }
+    for v in [2u8, 3, 0xff] {
+        assert_eq!(
+            decode(&|b| b[33] = v),
+            Err(ProtoError::BadHello),
+            "auth {v}"
+        );
+    }
+    assert!(!decode(&|b| b[33] = 0).expect("auth 0").security.auth);
+    // queue_index is big-endian at 34.
+    let h = decode(&|b| b[34..36].copy_from_slice(&[1, 2])).expect("decodes");
+    assert_eq!(h.queue_index, 0x0102);
+    // The algorithm field: decode keeps it as it is, validate checks it.
+    let bad_alg = |f: &dyn Fn(&mut [u8; HELLO_LEN])| {
+        let h = decode(f).expect("decodes");
+        assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
+    };
+    bad_alg(&|b| b[40..104].fill(b'a')); // no NUL at all
+    bad_alg(&|b| b[103] = b'a'); // a non-NUL last byte
+    bad_alg(&|b| b[60] = b'z'); // something after the padding
+    bad_alg(&|b| b[41] = b' '); // a space in the name
+    bad_alg(&|b| b[41] = 0x7f); // not printable
+    bad_alg(&|b| b[41] = 0xc3); // not ASCII
+    bad_alg(&|b| b[40] = 0); // empty name for aead
+    let h = decode(&|b| {
+        b[40..103].fill(b'a');
+        b[103] = 0;
+    })
+    .expect("decodes");
+    assert_eq!(h.security.alg.as_bytes().len(), ALG_LEN - 1);
+    assert_eq!(h.validate(), Ok(()));
+    // The nonce is taken as it is.
+    let h = decode(&|b| b[104..].fill(0xee)).expect("decodes");
+    assert_eq!(h.nonce, [0xee; AUTH_LEN]);
+}
+
+#[test]
+fn protection_values() {
+    for (i, p) in ALL_PROTECTIONS.iter().enumerate() {
+        assert_eq!(usize::from(p.as_u8()), i);
+        assert_eq!(Protection::from_u8(p.as_u8()), Some(*p));
+    }
+    for v in 4..=u8::MAX {
+        assert_eq!(Protection::from_u8(v), None, "{v}");
+    }
+    let names: Vec<&str> = ALL_PROTECTIONS.iter().map(|p| p.as_str()).collect();
+    assert_eq!(names, ["none", "crc32c", "hmac", "aead"]);
+    let keyed: Vec<bool> = ALL_PROTECTIONS.iter().map(|p| p.needs_key()).collect();
+    assert_eq!(keyed, [false, false, true, true]);
+    let algs: Vec<bool> = ALL_PROTECTIONS.iter().map(|p| p.has_alg()).collect();
+    assert_eq!(algs, [false, false, true, true]);
+    let defaults: Vec<&str> = ALL_PROTECTIONS.iter().map(|p| p.default_alg()).collect();
+    assert_eq!(defaults, ["", "", "hmac(sha256)", "gcm(aes)"]);
+    let trailers: Vec<usize> = ALL_PROTECTIONS.iter().map(|p| p.trailer_len(32)).collect();
+    assert_eq!(trailers, [0, 4, 40, 24]);
+    assert_eq!(Protection::Hmac.trailer_len(64), 72);
+    assert_eq!(Protection::Aead.trailer_len(64), 24);
+}
+
+#[test]
+fn alg_names() {
+    let gcm = AlgName::new(b"gcm(aes)").expect("valid");
+    assert_eq!(gcm.as_bytes(), b"gcm(aes)");
+    assert!(!gcm.is_empty());
+    assert_eq!(&gcm.padded()[..8], b"gcm(aes)");
+    assert_eq!(gcm.padded()[8..], [0; ALG_LEN - 8]);
+    assert!(AlgName::EMPTY.is_empty());
+    assert_eq!(AlgName::EMPTY.as_bytes(), b"");
+    assert_eq!(AlgName::new(b""), Some(AlgName::EMPTY));
+    assert!(AlgName::new(&[b'a'; ALG_LEN - 1]).is_some());
+    assert_eq!(AlgName::new(&[b'a'; ALG_LEN]), None);
+    for bad in [
+        &b"gcm aes"[..],
+        b"gcm\0aes",
+        b"\x01",
+        b"caf\xc3\xa9",
+        b"tab\t",
+    ] {
+        assert_eq!(AlgName::new(bad), None, "{bad:?}");
+    }
+}
+
+#[test]
+fn security_matches() {
+    let aead = security(Protection::Aead, true);
+    assert!(aead.valid());
+    assert!(aead.matches(&aead));
+    assert!(Security::NONE.matches(&Security::NONE));
+    assert!(Security::NONE.valid());
+    // Each of mode, key use and algorithm must be equal.
+    assert!(!aead.matches(&security(Protection::Hmac, true)));
+    assert!(!Security::NONE.matches(&security(Protection::None, true)));
+    assert!(!security(Protection::None, true).matches(&Security::NONE));
+    assert!(!Security::NONE.matches(&security(Protection::Crc32c, false)));
+    let chacha = Security {
+        alg: AlgName::new(b"rfc7539(chacha20,poly1305)").expect("valid"),
+        ..aead
+    };
+    assert!(chacha.valid());
+    assert!(!aead.matches(&chacha));
+    assert!(!chacha.matches(&aead));
+    // Names are compared without their padding; case matters.
+    let upper = Security {
+        alg: AlgName::new(b"GCM(AES)").expect("valid"),
+        ..aead
+    };
+    assert!(!aead.matches(&upper));
+    let prefix = Security {
+        alg: AlgName::new(b"gcm(aes").expect("valid"),
+        ..aead
+    };
+    assert!(!aead.matches(&prefix));
+    // Every pair of distinct settings differs.
+    let all: Vec<Security> = ALL_PROTECTIONS
+        .iter()
+        .flat_map(|&p| [security(p, false), security(p, true)])
+        .collect();
+    for (i, a) in all.iter().enumerate() {
+        for (j, b) in all.iter().enumerate() {
+            assert_eq!(a.matches(b), i == j, "{a:?} {b:?}");
+        }
+    }
+}
+
+#[test]
 fn hello_reply_layout_and_round_trip() {
     let g = HelloReplyBody {
         version: 0x0102_0304,
@@ -946,6 +1272,7 @@ fn hello_reply_layout_and_round_trip() {
         max_io_bytes: 0x4142_4344,
         queues: 0x4546,
         queue_depth: 0x4748,
+        proof: core::array::from_fn(|i| 0xc0 + i as u8),
     };
     let b = g.encode();
     // version, perms: 01..08; features 11..18; size 21..28; block sizes
@@ -955,7 +1282,10 @@ fn hello_reply_layout_and_round_trip() {
         .flat_map(|&s| s..s + 8)
         .collect();
     assert_eq!(b[..40], expected[..]);
-    assert_eq!(b[40..], [0; 8]);
+    assert_eq!(b[40..48], [0; 8]);
+    let proof: Vec<u8> = (0xc0..0xe0).collect();
+    assert_eq!(b[48..], proof[..]);
+    assert_eq!(g.grant_bytes()[..], b[..48]);
     assert_eq!(HelloReplyBody::decode(&b), Ok(g));
     assert_eq!(HelloReplyBody::decode(&grant().encode()), Ok(grant()));
     for i in 40..48 {
@@ -990,10 +1320,11 @@ fn hello_reply_validate_accepts_honest_grants() {
         max_io_bytes: 0,
         queues: 0,
         queue_depth: 0,
-        client_id: 0,
         ..hello()
     };
     ok(|g| g.max_io_bytes = MAX_IO_BYTES_LIMIT, &open);
+    // The proof is checked by the local node with the key, not by validate.
+    ok(|g| g.proof = [0xff; AUTH_LEN], &h);
     ok(|g| g.queues = MAX_QUEUES, &open);
     ok(|g| g.queue_depth = MAX_QUEUE_DEPTH, &open);
 }
@@ -1163,9 +1494,12 @@ fn random_bodies_never_panic() {
         rng.fill(&mut rb);
         let hello = HelloBody::decode(&hb);
         let _ = hello.map(|h| h.validate());
-        hb[24..].fill(0);
-        rb[40..].fill(0);
-        let hello = HelloBody::decode(&hb).expect("reserved zero");
+        hb[32] %= 4;
+        hb[33] %= 2;
+        hb[36..40].fill(0);
+        rb[40..48].fill(0);
+        let hello = HelloBody::decode(&hb).expect("reserved zero, known mode");
+        assert_eq!(hello.encode(), hb);
         let _ = hello.validate();
         let _ = negotiate_version(hello.min_version, hello.max_version);
         let grant = HelloReplyBody::decode(&rb).expect("reserved zero");

@@ -1,0 +1,1194 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `dstpeer server ADDR:PORT`: an export node in userspace, serving a RAM
+//! buffer to the kernel's local node, well-behaved or hostile.
+//!
+//! The buffer starts as the pattern of `--seed` (see `dstpeer pattern`), so a
+//! test can check what the device reads. With `--case NAME` the export
+//! misbehaves in one way (see [`CASES`]):
+//!
+//! - handshake cases lie in, or break, every handshake;
+//! - IO cases misbehave on the first `--times` READs (default 1) that cover
+//!   the `--trigger` offset (default 24 MiB), then the export behaves, so the
+//!   local node can reconnect and resend: it must never complete the request
+//!   with wrong data. A list of IO cases acts one case per MiB from the
+//!   trigger offset on, each once;
+//! - probe cases (protected modes) send the local node a bad frame (tampered,
+//!   replayed, too old) after a good PING, on the first `--times`
+//!   connections (a list: one case per connection), and log how the local
+//!   node reacted: `verdict: closed` (correct) or `verdict: ACCEPTED` /
+//!   `verdict: IGNORED` (wrong).
+//!
+//! Each connection is served by its own thread, in order: requests are
+//! executed and answered one at a time.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::client::{fill_pattern, parse_size, unexpected, usage, Res};
+use crate::proto::{
+    negotiate_version, validate_request, Header, HelloBody, HelloReplyBody, Kind, Limits, Op,
+    Status, AUTH_LEN, FEATURES_ALL, FEATURE_DISCARD, FEATURE_FLUSH, FEATURE_FUA,
+    FEATURE_WRITE_ZEROES, HEADER_LEN, HELLO_LEN, HELLO_REPLY_LEN, MAX_IO_BYTES_LIMIT, PERM_READ,
+    PERM_WRITE, VERSION,
+};
+use crate::sec::{self, SecConfig, SESSION_KEY_LEN};
+use crate::wire::{self, RecvError, Wire};
+
+pub(crate) const USAGE: &str =
+    "  server ADDR:PORT [OPTIONS]       an export in userspace for the kernel's local node
+    --size SIZE (64M)  --block N (512)  --physical N (4096)  --seed S (1)
+    --read-only  --max-io BYTES (1M)  --depth N (128)
+    --case NAME[,NAME...]
+                       misbehave (--case list prints the cases: name, phase,
+                       what the security settings must have, what it does);
+                       io and probe cases may be listed: io case i acts on the
+                       first READ covering OFF + i MiB, probe case i on the
+                       i-th connection
+    --times N          a single io or probe case: misbehave N times (default 1;
+                       0 = always)
+    --trigger OFF      io cases: the first READs covering OFF (default 24M)
+";
+
+/// When a case acts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// In every handshake.
+    Handshake,
+    /// On READs covering the trigger offset.
+    Io,
+    /// Right after the handshake: a good PING, then a bad frame.
+    Probe,
+    /// On reconnection: the first connection behaves, later ones differ.
+    Reconnect,
+}
+
+/// What a case needs of the security settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Needs {
+    /// Any settings.
+    Any,
+    /// A key (authenticated handshake).
+    Key,
+    /// No key.
+    NoKey,
+    /// A trailer: crc32c, hmac or aead.
+    Trailer,
+    /// A trailer with a sequence number: hmac or aead.
+    Seq,
+}
+
+impl Needs {
+    pub(crate) fn met(self, sec: &SecConfig) -> bool {
+        let t = sec.protection.trailer_len(32) > 0;
+        match self {
+            Needs::Any => true,
+            Needs::Key => sec.auth(),
+            Needs::NoKey => !sec.auth(),
+            Needs::Trailer => t,
+            Needs::Seq => sec.protection.needs_key(),
+        }
+    }
+
+    /// A one-word name, for `--case list`.
+    fn code(self) -> &'static str {
+        match self {
+            Needs::Any => "any",
+            Needs::Key => "key",
+            Needs::NoKey => "no-key",
+            Needs::Trailer => "trailer",
+            Needs::Seq => "seq",
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Needs::Any => "any",
+            Needs::Key => "a key",
+            Needs::NoKey => "no key",
+            Needs::Trailer => "crc32c, hmac or aead",
+            Needs::Seq => "hmac or aead",
+        }
+    }
+}
+
+/// The hostile cases: name, phase, what it needs, what it does.
+#[rustfmt::skip]
+const CASES: &[(&str, Phase, Needs, &str)] = &[
+    ("size-unaligned", Phase::Handshake, Needs::Any, "size not a multiple of the logical block"),
+    ("size-huge", Phase::Handshake, Needs::Any, "size 2^63 (above the limit)"),
+    ("block-1000", Phase::Handshake, Needs::Any, "logical block 1000 (not a power of two)"),
+    ("block-256", Phase::Handshake, Needs::Any, "logical block 256 (too small)"),
+    ("block-8192", Phase::Handshake, Needs::Any, "logical block 8192 (too large)"),
+    ("physical-small", Phase::Handshake, Needs::Any, "physical block below the logical one"),
+    ("physical-huge", Phase::Handshake, Needs::Any, "physical block 128 KiB"),
+    ("max-io-over", Phase::Handshake, Needs::Any, "max IO above the one asked for"),
+    ("max-io-unaligned", Phase::Handshake, Needs::Any, "max IO not a multiple of 4096"),
+    ("max-io-zero", Phase::Handshake, Needs::Any, "max IO 0"),
+    ("depth-over", Phase::Handshake, Needs::Any, "queue depth above the one asked for"),
+    ("depth-zero", Phase::Handshake, Needs::Any, "queue depth 0"),
+    ("queues-over", Phase::Handshake, Needs::Any, "more queues than asked for"),
+    ("queues-zero", Phase::Handshake, Needs::Any, "0 queues"),
+    ("features-extra", Phase::Handshake, Needs::Any, "a feature that was not asked for"),
+    ("perms-no-read", Phase::Handshake, Needs::Any, "permissions without READ"),
+    ("perms-unknown", Phase::Handshake, Needs::Any, "an unknown permission bit"),
+    ("version-2", Phase::Handshake, Needs::Any, "version 2, outside the offered range"),
+    ("version-0", Phase::Handshake, Needs::Any, "version 0"),
+    ("reserved", Phase::Handshake, Needs::Any, "reserved HELLO_REPLY bytes not zero"),
+    ("proof-nonzero", Phase::Handshake, Needs::NoKey, "a proof without a key"),
+    ("proof-bad", Phase::Handshake, Needs::Key, "a wrong proof_export"),
+    ("proof-zero", Phase::Handshake, Needs::Key, "a zero proof_export"),
+    ("proof-wrong-key", Phase::Handshake, Needs::Key, "a proof made with another key"),
+    ("challenge-unasked", Phase::Handshake, Needs::NoKey, "a CHALLENGE to a local node without a key"),
+    ("challenge-twice", Phase::Handshake, Needs::Key, "two CHALLENGEs"),
+    ("no-challenge", Phase::Handshake, Needs::Key, "HELLO_REPLY OK without a CHALLENGE"),
+    ("status-invalid", Phase::Handshake, Needs::Any, "refusal INVALID"),
+    ("status-version", Phase::Handshake, Needs::Any, "refusal VERSION"),
+    ("status-busy", Phase::Handshake, Needs::Any, "refusal BUSY"),
+    ("status-permission", Phase::Handshake, Needs::Any, "refusal PERMISSION"),
+    ("status-mismatch", Phase::Handshake, Needs::Any, "refusal MISMATCH"),
+    ("status-auth-failed", Phase::Handshake, Needs::Any, "refusal AUTH_FAILED"),
+    ("status-not-allowed", Phase::Handshake, Needs::Any, "refusal NOT_ALLOWED"),
+    ("status-io-error", Phase::Handshake, Needs::Any, "HELLO_REPLY with status IO_ERROR"),
+    ("status-undefined", Phase::Handshake, Needs::Any, "HELLO_REPLY with status 77"),
+    ("reply-kind", Phase::Handshake, Needs::Any, "an IO_REPLY instead of HELLO_REPLY"),
+    ("reply-magic", Phase::Handshake, Needs::Any, "HELLO_REPLY with a bad magic"),
+    ("reply-old-size", Phase::Handshake, Needs::Any, "HELLO_REPLY OK of 48 bytes (before the proof)"),
+    ("reply-truncated", Phase::Handshake, Needs::Any, "half a HELLO_REPLY, then close"),
+    ("reply-none", Phase::Handshake, Needs::Any, "no HELLO_REPLY; the connection stays open"),
+    ("reply-close", Phase::Handshake, Needs::Any, "close instead of answering"),
+    ("reply-twice", Phase::Handshake, Needs::Any, "HELLO_REPLY OK twice (--times connections)"),
+    ("io-wrong-id", Phase::Io, Needs::Any, "reply with the id of no request (same tag)"),
+    ("io-other-id", Phase::Io, Needs::Any, "reply with the id + 1"),
+    ("io-wrong-op", Phase::Io, Needs::Any, "reply with op WRITE to a READ"),
+    ("io-wrong-offset", Phase::Io, Needs::Any, "reply with another offset"),
+    ("io-wrong-length", Phase::Io, Needs::Any, "reply and data 512 bytes shorter"),
+    ("io-wrong-flags", Phase::Io, Needs::Any, "reply with FUA set"),
+    ("io-oversized", Phase::Io, Needs::Any, "READ reply carrying 4 KiB more than asked"),
+    ("io-short", Phase::Io, Needs::Any, "READ reply carrying 512 bytes less (length kept)"),
+    ("io-payload-limit", Phase::Io, Needs::Any, "READ reply claiming a payload over 4 MiB"),
+    ("io-no-data", Phase::Io, Needs::Any, "READ reply OK without data"),
+    ("io-data-on-error", Phase::Io, Needs::Any, "IO_ERROR reply carrying data"),
+    ("io-unsolicited", Phase::Io, Needs::Any, "a reply for a request never sent, first"),
+    ("io-duplicate", Phase::Io, Needs::Any, "the right reply, then the same again"),
+    ("io-status-error", Phase::Io, Needs::Any, "IO_ERROR (the READ must fail, not return data)"),
+    ("io-status-busy", Phase::Io, Needs::Any, "BUSY"),
+    ("io-status-auth", Phase::Io, Needs::Any, "AUTH_FAILED, a handshake status, on an IO_REPLY"),
+    ("io-status-undefined", Phase::Io, Needs::Any, "status 77"),
+    ("io-kind-hello", Phase::Io, Needs::Any, "a HELLO instead of the reply"),
+    ("io-kind-reply", Phase::Io, Needs::Any, "a HELLO_REPLY instead of the reply"),
+    ("io-kind-challenge", Phase::Io, Needs::Any, "a CHALLENGE instead of the reply"),
+    ("io-kind-io", Phase::Io, Needs::Any, "an IO request instead of the reply"),
+    ("io-magic", Phase::Io, Needs::Any, "a header with a bad magic"),
+    ("io-reserved", Phase::Io, Needs::Any, "reply with reserved bytes set"),
+    ("io-no-reply", Phase::Io, Needs::Any, "no reply; the connection stays open (request timeout)"),
+    ("io-close", Phase::Io, Needs::Any, "close instead of replying"),
+    ("io-close-mid-reply", Phase::Io, Needs::Any, "header and half the data, then close"),
+    ("io-tamper-data", Phase::Io, Needs::Trailer, "a bit flipped in the READ data after sealing"),
+    ("io-tamper-header", Phase::Io, Needs::Trailer, "the sealed READ reply turned into IO_ERROR without data, trailer kept"),
+    ("io-tamper-trailer", Phase::Io, Needs::Trailer, "a bit flipped in the trailer"),
+    ("io-no-trailer", Phase::Io, Needs::Trailer, "the reply without its trailer"),
+    ("io-replay", Phase::Io, Needs::Seq, "a PONG, then the same sealed PONG again, then the reply"),
+    ("io-replay-reply", Phase::Io, Needs::Seq, "the previous sealed frame again instead of the reply"),
+    ("io-seq-reuse", Phase::Io, Needs::Seq, "the right reply sealed with an already used seq"),
+    ("probe-tamper", Phase::Probe, Needs::Trailer, "a PING with a flipped trailer bit"),
+    ("probe-replay", Phase::Probe, Needs::Seq, "the good PING's bytes again"),
+    ("probe-old-seq", Phase::Probe, Needs::Seq, "1100 PINGs, then one sealed with seq 5"),
+    ("probe-clear", Phase::Probe, Needs::Trailer, "a PING without its trailer"),
+    ("reconnect-changed", Phase::Reconnect, Needs::Any, "the first connection closes on the trigger READ; later ones grant another size"),
+];
+
+/// Handshake cases that act only `--times` times (default once), so that
+/// the local node's next connection works.
+const ONCE: &[&str] = &["reply-twice"];
+
+/// The case called `name`.
+fn find_case(name: &str) -> Option<(&'static str, Phase, Needs, &'static str)> {
+    CASES.iter().copied().find(|c| c.0 == name)
+}
+
+/// Every case, one per line: name, phase, what it needs (any, key, no-key,
+/// trailer, seq) and what it does, separated by tabs (for scripts).
+pub(crate) fn case_list() -> String {
+    let mut out = String::new();
+    for (name, phase, needs, what) in CASES {
+        out.push_str(&format!(
+            "{name}\t{}\t{}\t{what}\n",
+            format!("{phase:?}").to_lowercase(),
+            needs.code()
+        ));
+    }
+    out
+}
+
+/// The server's configuration.
+struct Opts {
+    size: u64,
+    block: u32,
+    physical: u32,
+    read_only: bool,
+    max_io: u32,
+    depth: u16,
+    /// The cases, all of one phase; empty: well-behaved.
+    cases: Vec<&'static str>,
+    phase: Option<Phase>,
+    times: u32,
+    trigger: u64,
+}
+
+/// The served buffer. It holds the pattern of `seed`, written into each
+/// 1 MiB chunk when it is first touched (filling 64 MiB up front takes
+/// seconds in an emulated guest).
+struct Disk {
+    data: Vec<u8>,
+    /// Whether each chunk holds its pattern (or what was written since).
+    filled: Vec<bool>,
+    seed: u64,
+}
+
+/// Size of a [`Disk`] chunk.
+const CHUNK: usize = 1 << 20;
+
+impl Disk {
+    /// The bytes `off..off + len`, their chunks filled first. The caller
+    /// checked the range (`validate_request`).
+    fn range(&mut self, off: usize, len: usize) -> &mut [u8] {
+        for c in off / CHUNK..(off + len).div_ceil(CHUNK) {
+            if !self.filled[c] {
+                let end = ((c + 1) * CHUNK).min(self.data.len());
+                fill_pattern(
+                    &mut self.data[c * CHUNK..end],
+                    (c * CHUNK) as u64,
+                    self.seed,
+                );
+                self.filled[c] = true;
+            }
+        }
+        &mut self.data[off..off + len]
+    }
+}
+
+/// State shared by the connections.
+struct Server {
+    opts: Opts,
+    sec: SecConfig,
+    disk: Mutex<Disk>,
+    /// Connections accepted so far.
+    conns: AtomicU32,
+    /// Times the case has acted.
+    acted: AtomicU32,
+    /// Connections being served.
+    live: AtomicU32,
+    /// Which IO cases of a list have acted.
+    done: Mutex<Vec<bool>>,
+}
+
+/// The whole handshake must be done within this (like the kernel's export).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections served at once (like the kernel's export).
+const MAX_SESSIONS: u32 = 64;
+
+/// `dstpeer server ADDR:PORT OPTIONS`.
+pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
+    if addr == "list" || args.first() == Some(&"list") {
+        print!("{}", case_list());
+        return Ok(());
+    }
+    let mut opts = Opts {
+        size: 64 << 20,
+        block: 512,
+        physical: 4096,
+        read_only: false,
+        max_io: 1 << 20,
+        depth: 128,
+        cases: Vec::new(),
+        phase: None,
+        times: 1,
+        trigger: 24 << 20,
+    };
+    let mut seed = 1;
+    let mut it = args.iter();
+    while let Some(&a) = it.next() {
+        let mut val = || {
+            it.next()
+                .copied()
+                .ok_or_else(|| usage(format!("{a} needs a value")))
+        };
+        match a {
+            "--size" => opts.size = parse_size(val()?)?,
+            "--block" => opts.block = parse_size(val()?)? as u32,
+            "--physical" => opts.physical = parse_size(val()?)? as u32,
+            "--seed" => seed = parse_size(val()?)?,
+            "--read-only" => opts.read_only = true,
+            "--max-io" => opts.max_io = parse_size(val()?)? as u32,
+            "--depth" => opts.depth = parse_size(val()?)? as u16,
+            "--times" => opts.times = parse_size(val()?)? as u32,
+            "--trigger" => opts.trigger = parse_size(val()?)?,
+            "--case" => {
+                let names = val()?;
+                if names == "list" {
+                    print!("{}", case_list());
+                    return Ok(());
+                }
+                for name in names.split(',') {
+                    let (name, phase, needs, _) =
+                        find_case(name).ok_or_else(|| usage(format!("unknown case {name}")))?;
+                    if !needs.met(sec) {
+                        return Err(usage(format!("case {name} needs {}", needs.as_str())));
+                    }
+                    if opts.phase.is_some_and(|p| p != phase) {
+                        return Err(usage("a list of cases must be of one phase"));
+                    }
+                    opts.phase = Some(phase);
+                    opts.cases.push(name);
+                }
+                let list_ok = matches!(opts.phase, Some(Phase::Io | Phase::Probe));
+                if opts.cases.len() > 1 && !list_ok {
+                    return Err(usage("only io and probe cases can be given as a list"));
+                }
+            }
+            _ => return Err(usage(format!("server: unknown argument {a}"))),
+        }
+    }
+    let len = usize::try_from(opts.size).map_err(|_| usage("size too large"))?;
+    let disk = Disk {
+        data: vec![0u8; len],
+        filled: vec![false; len.div_ceil(CHUNK)],
+        seed,
+    };
+    let listener =
+        TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on {addr}: {e}")))?;
+    println!(
+        "server: listening on {}, {} bytes, seed {seed}, protection {}{}, case {}",
+        listener.local_addr()?,
+        opts.size,
+        sec.protection.as_str(),
+        if sec.auth() { " with a key" } else { "" },
+        if opts.cases.is_empty() {
+            "none".to_string()
+        } else {
+            opts.cases.join(",")
+        }
+    );
+    io::stdout().flush()?;
+    let opts_cases = opts.cases.len();
+    let server = Arc::new(Server {
+        opts,
+        sec: sec.clone(),
+        disk: Mutex::new(disk),
+        conns: AtomicU32::new(0),
+        acted: AtomicU32::new(0),
+        live: AtomicU32::new(0),
+        done: Mutex::new(vec![false; opts_cases]),
+    });
+    for sock in listener.incoming() {
+        let sock = match sock {
+            Ok(s) => s,
+            Err(e) => {
+                log(0, format!("accept failed: {e}"));
+                continue;
+            }
+        };
+        let n = server.conns.fetch_add(1, Relaxed) + 1;
+        if server.live.fetch_add(1, Relaxed) >= MAX_SESSIONS {
+            server.live.fetch_sub(1, Relaxed);
+            log(n, format!("refused: {MAX_SESSIONS} sessions already"));
+            continue;
+        }
+        let s = server.clone();
+        thread::spawn(move || {
+            let peer = sock
+                .peer_addr()
+                .map_or("(unknown)".to_string(), |a| a.to_string());
+            log(n, format!("connected from {peer}"));
+            let end = s.serve(n, sock);
+            s.live.fetch_sub(1, Relaxed);
+            log(n, format!("ended: {end}"));
+        });
+    }
+    Err(unexpected("the listener stopped"))
+}
+
+/// Prints a log line of connection `n` and flushes it.
+fn log(n: u32, msg: String) {
+    println!("conn {n}: {msg}");
+    let _ = io::stdout().flush();
+}
+
+/// What a connection ends with: a message for the log.
+type End = String;
+
+impl Server {
+    /// The case that acts now in `phase` (handshake, probe), counting it:
+    /// a single case acts `--times` times (handshake cases always, but for
+    /// [`ONCE`]); a list of cases acts one after the other, once each.
+    fn act(&self, phase: Phase) -> Option<&'static str> {
+        if self.opts.phase != Some(phase) {
+            return None;
+        }
+        let cases = &self.opts.cases;
+        if let [name] = cases[..] {
+            if phase == Phase::Handshake && !ONCE.contains(&name) {
+                return Some(name);
+            }
+            let n = self.acted.fetch_add(1, Relaxed);
+            return (self.opts.times == 0 || n < self.opts.times).then_some(name);
+        }
+        let n = self.acted.fetch_add(1, Relaxed);
+        cases.get(n as usize).copied()
+    }
+
+    /// The IO case that acts on the READ `h`, marking it done: a single case
+    /// on the first `--times` READs covering the trigger offset; case `i` of
+    /// a list on the first READ covering the trigger offset plus `i` MiB.
+    fn act_io(&self, h: &Header) -> Option<&'static str> {
+        if self.opts.phase != Some(Phase::Io) || h.op != Some(Op::Read) {
+            return None;
+        }
+        let covers = |t: u64| h.offset <= t && t < h.offset + u64::from(h.length);
+        let cases = &self.opts.cases;
+        if let [name] = cases[..] {
+            if !covers(self.opts.trigger) {
+                return None;
+            }
+            let n = self.acted.fetch_add(1, Relaxed);
+            return (self.opts.times == 0 || n < self.opts.times).then_some(name);
+        }
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, name) in cases.iter().enumerate() {
+            if !done[i] && covers(self.opts.trigger + ((i as u64) << 20)) {
+                done[i] = true;
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// The single case if it is of `phase` (without counting).
+    fn case_of(&self, phase: Phase) -> Option<&'static str> {
+        match self.opts.cases[..] {
+            [name] if self.opts.phase == Some(phase) => Some(name),
+            _ => None,
+        }
+    }
+
+    /// Serves one connection until it ends.
+    fn serve(&self, n: u32, sock: TcpStream) -> End {
+        let mut w = match Wire::new(sock) {
+            Ok(w) => w,
+            Err(e) => return format!("socket setup failed: {e}"),
+        };
+        let _ = w.sock.set_read_timeout(Some(Duration::from_secs(60)));
+        // Like the kernel's export: a bounded handshake.
+        let done = Arc::new(AtomicBool::new(false));
+        if let Ok(sock) = w.sock.try_clone() {
+            let done = done.clone();
+            thread::spawn(move || {
+                let start = Instant::now();
+                while start.elapsed() < HANDSHAKE_TIMEOUT {
+                    if done.load(Relaxed) {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(100));
+                }
+                if !done.load(Relaxed) {
+                    let _ = sock.shutdown(Shutdown::Both);
+                }
+            });
+        }
+        let grant = self.handshake(n, &mut w);
+        done.store(true, Relaxed);
+        let grant = match grant {
+            Ok(Some(g)) => g,
+            Ok(None) => return "refused or broken on purpose".into(),
+            Err(e) => return e,
+        };
+        let mut conn = Conn {
+            srv: self,
+            n,
+            w,
+            limits: grant.limits(),
+            last_frame: Vec::new(),
+            probe: Probe::Idle,
+            probe_case: "",
+            good_ping: Vec::new(),
+        };
+        conn.run()
+    }
+
+    /// The grant for `hello`, honest.
+    fn grant(&self, hello: &HelloBody, version: u32) -> HelloReplyBody {
+        let o = &self.opts;
+        let features = if o.read_only {
+            FEATURE_FLUSH
+        } else {
+            FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES
+        };
+        let within = |ours: u32, wanted: u32| if wanted == 0 { ours } else { ours.min(wanted) };
+        HelloReplyBody {
+            version,
+            perms: if o.read_only {
+                PERM_READ
+            } else {
+                PERM_READ | PERM_WRITE
+            },
+            features: features & hello.features,
+            size: o.size,
+            logical_block_size: o.block,
+            physical_block_size: o.physical,
+            max_io_bytes: within(o.max_io, hello.max_io_bytes),
+            queues: hello.queues.max(1),
+            queue_depth: within(u32::from(o.depth), u32::from(hello.queue_depth)) as u16,
+            proof: [0; AUTH_LEN],
+        }
+    }
+
+    /// The export's side of the handshake, with the handshake cases.
+    /// `Ok(None)`: refused or broken on purpose; the connection is done.
+    fn handshake(&self, n: u32, w: &mut Wire) -> Result<Option<HelloReplyBody>, End> {
+        let case = self.act(Phase::Handshake);
+        let mut hb = [0u8; HEADER_LEN];
+        w.read_exact(&mut hb)
+            .map_err(|e| format!("no HELLO: {e}"))?;
+        let h = Header::decode(&hb).map_err(|e| format!("bad first header: {}", e.as_str()))?;
+        if h.kind != Kind::Hello {
+            return Err(format!("first message {:?}, not HELLO", h.kind));
+        }
+        let mut body = [0u8; HELLO_LEN];
+        w.read_exact(&mut body)
+            .map_err(|e| format!("no HELLO body: {e}"))?;
+        let refuse = |w: &mut Wire, s: Status| -> Result<Option<HelloReplyBody>, End> {
+            w.send_bytes(&Header::hello_reply(s).encode())
+                .map_err(|e| e.to_string())?;
+            Err(format!("refused: {}", s.as_str()))
+        };
+        let hello = match HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b)) {
+            Ok(b) => b,
+            Err(_) => return refuse(w, Status::Invalid),
+        };
+        let Some(version) = negotiate_version(hello.min_version, hello.max_version) else {
+            return refuse(w, Status::Version);
+        };
+        if !hello.security.matches(&self.sec.security()) {
+            return refuse(w, Status::Mismatch);
+        }
+        log(
+            n,
+            format!(
+                "HELLO: queue {} of {}, depth {}, max IO {}, client {:#x}",
+                hello.queue_index,
+                hello.queues,
+                hello.queue_depth,
+                hello.max_io_bytes,
+                hello.client_id
+            ),
+        );
+        if let Some(c) = case {
+            log(n, format!("case {c}"));
+        }
+        // Refusals and broken replies.
+        let status = match case {
+            Some("status-invalid") => Some(Status::Invalid),
+            Some("status-version") => Some(Status::Version),
+            Some("status-busy") => Some(Status::Busy),
+            Some("status-permission") => Some(Status::Permission),
+            Some("status-mismatch") => Some(Status::Mismatch),
+            Some("status-auth-failed") => Some(Status::AuthFailed),
+            Some("status-not-allowed") => Some(Status::NotAllowed),
+            Some("status-io-error") => Some(Status::IoError),
+            _ => None,
+        };
+        if let Some(s) = status {
+            w.send_bytes(&Header::hello_reply(s).encode())
+                .map_err(|e| e.to_string())?;
+            return self.await_close(n, w, "after the refusal");
+        }
+        match case {
+            Some("status-undefined") => {
+                let mut b = Header::hello_reply(Status::Invalid).encode();
+                b[8..12].copy_from_slice(&77u32.to_be_bytes());
+                w.send_bytes(&b).map_err(|e| e.to_string())?;
+                return self.await_close(n, w, "after status 77");
+            }
+            Some("reply-close") => {
+                let _ = w.sock.shutdown(Shutdown::Both);
+                return Ok(None);
+            }
+            Some("reply-none") => return self.await_close(n, w, "waiting without a HELLO_REPLY"),
+            Some("challenge-unasked") => {
+                let ns: [u8; AUTH_LEN] = sec::random_bytes();
+                w.send(&Header::auth(Kind::Challenge), &ns)
+                    .map_err(|e| e.to_string())?;
+                return self.await_close(n, w, "after the unasked CHALLENGE");
+            }
+            _ => {}
+        }
+        // The authentication.
+        let mut ns = [0u8; AUTH_LEN];
+        if let Some(psk) = self
+            .sec
+            .key
+            .clone()
+            .filter(|_| case != Some("no-challenge"))
+        {
+            ns = sec::random_bytes();
+            w.send(&Header::auth(Kind::Challenge), &ns)
+                .map_err(|e| e.to_string())?;
+            if case == Some("challenge-twice") {
+                w.send(&Header::auth(Kind::Challenge), &ns)
+                    .map_err(|e| e.to_string())?;
+                return self.await_close(n, w, "after two CHALLENGEs");
+            }
+            let m = w.recv().map_err(|e| format!("no AUTH: {e}"))?;
+            if m.h.kind != Kind::Auth {
+                return Err(format!("{:?} instead of AUTH", m.h.kind));
+            }
+            if !sec::ct_eq(&m.payload, &sec::proof_local(&psk, &body, &ns)) {
+                return refuse(w, Status::AuthFailed);
+            }
+        }
+        // The grant, perhaps a lie.
+        let mut grant = self.grant(&hello, version);
+        if self.case_of(Phase::Reconnect) == Some("reconnect-changed") && n > 1 {
+            grant.size -= u64::from(grant.logical_block_size) * 8;
+            log(n, format!("case reconnect-changed: size {}", grant.size));
+        }
+        match case {
+            Some("size-unaligned") => grant.size += 100,
+            Some("size-huge") => grant.size = 1 << 63,
+            Some("block-1000") => grant.logical_block_size = 1000,
+            Some("block-256") => grant.logical_block_size = 256,
+            Some("block-8192") => {
+                grant.logical_block_size = 8192;
+                grant.physical_block_size = 8192;
+            }
+            Some("physical-small") => {
+                grant.logical_block_size = 4096;
+                grant.physical_block_size = 512;
+            }
+            Some("physical-huge") => grant.physical_block_size = 128 << 10,
+            Some("max-io-over") => {
+                grant.max_io_bytes = match hello.max_io_bytes {
+                    0 => MAX_IO_BYTES_LIMIT * 2,
+                    w => (w + 4096).min(MAX_IO_BYTES_LIMIT * 2),
+                }
+            }
+            Some("max-io-unaligned") => grant.max_io_bytes -= 512,
+            Some("max-io-zero") => grant.max_io_bytes = 0,
+            Some("depth-over") => {
+                grant.queue_depth = match hello.queue_depth {
+                    0 => 1025,
+                    w => w + 1,
+                }
+            }
+            Some("depth-zero") => grant.queue_depth = 0,
+            Some("queues-over") => grant.queues = hello.queues.max(1) + 1,
+            Some("queues-zero") => grant.queues = 0,
+            Some("features-extra") => grant.features |= 1 << 9,
+            Some("perms-no-read") => grant.perms = PERM_WRITE,
+            Some("perms-unknown") => grant.perms |= 1 << 5,
+            Some("version-2") => grant.version = VERSION + 1,
+            Some("version-0") => grant.version = 0,
+            _ => {}
+        }
+        let mut rb = grant.encode();
+        if case == Some("reserved") {
+            rb[44] = 1;
+        }
+        let mut g48 = [0u8; 48];
+        g48.copy_from_slice(&rb[..48]);
+        match &self.sec.key {
+            Some(psk) => {
+                let key: &[u8] = if case == Some("proof-wrong-key") {
+                    b"not the key of the local node..."
+                } else {
+                    psk
+                };
+                let proof = sec::proof_export(key, &body, &ns, &g48);
+                rb[48..].copy_from_slice(&proof);
+                match case {
+                    Some("proof-bad") => rb[60] ^= 0x10,
+                    Some("proof-zero") => rb[48..].fill(0),
+                    _ => {}
+                }
+            }
+            None if case == Some("proof-nonzero") => rb[48..].fill(0x5a),
+            None => {}
+        }
+        let mut msg = Header::hello_reply(Status::Ok).encode().to_vec();
+        msg.extend_from_slice(&rb);
+        match case {
+            Some("reply-kind") => msg[4] = Kind::IoReply.as_u8(),
+            Some("reply-magic") => msg[0] ^= 0x40,
+            Some("reply-old-size") => {
+                msg[12..16].copy_from_slice(&48u32.to_be_bytes());
+                msg.truncate(HEADER_LEN + 48);
+            }
+            Some("reply-truncated") => msg.truncate(HEADER_LEN + HELLO_REPLY_LEN / 2),
+            Some("reply-twice") => {
+                let again = msg.clone();
+                msg.extend(again);
+            }
+            _ => {}
+        }
+        w.send_bytes(&msg).map_err(|e| e.to_string())?;
+        if case == Some("reply-truncated") {
+            let _ = w.sock.shutdown(Shutdown::Both);
+            return Ok(None);
+        }
+        if case.is_some() && case != Some("reply-twice") {
+            return self.await_close(n, w, "after the lying HELLO_REPLY");
+        }
+        let (le, el) = match &self.sec.key {
+            Some(psk) => sec::session_keys(psk, &hello.nonce, &ns),
+            None => ([0; SESSION_KEY_LEN], [0; SESSION_KEY_LEN]),
+        };
+        let (tx, rx) = self.sec.channel(&el, &le);
+        w.tx = tx;
+        w.rx = rx;
+        log(
+            n,
+            format!(
+                "granted: size {}, blocks {}/{}, max IO {}, depth {}, queues {}, perms {:#x}",
+                grant.size,
+                grant.logical_block_size,
+                grant.physical_block_size,
+                grant.max_io_bytes,
+                grant.queue_depth,
+                grant.queues,
+                grant.perms
+            ),
+        );
+        Ok(Some(grant))
+    }
+
+    /// Waits (up to 60 s) for the local node to close after a refusal or a
+    /// lie, logging how long it took and whether it sent anything.
+    fn await_close(&self, n: u32, w: &mut Wire, what: &str) -> Result<Option<HelloReplyBody>, End> {
+        match w.wait_closed(Duration::from_secs(60)) {
+            Ok(Some((t, got))) => log(
+                n,
+                format!(
+                    "verdict: closed by the local node {what} after {} ms ({got} bytes received)",
+                    t.as_millis()
+                ),
+            ),
+            Ok(None) => log(n, format!("verdict: IGNORED: still open 60 s {what}")),
+            Err(e) => log(n, format!("error {what}: {e}")),
+        }
+        Ok(None)
+    }
+}
+
+/// The probe of the probe cases.
+enum Probe {
+    Idle,
+    /// Waiting for the PONG of the good PING.
+    Pong(u64),
+    /// The bad frame was sent at this time; a PONG for `cookie` means it
+    /// was accepted.
+    Sent {
+        cookie: u64,
+        at: Instant,
+    },
+    Done,
+}
+
+/// Cookie of the good PING of a probe.
+const GOOD_COOKIE: u64 = 0x600d_0000_0000_0001;
+/// Cookie of the bad PING of a probe.
+const BAD_COOKIE: u64 = 0xbad0_0000_0000_0002;
+
+/// One connection after the handshake.
+struct Conn<'a> {
+    srv: &'a Server,
+    n: u32,
+    w: Wire,
+    limits: Limits,
+    /// The last frame sent, as sent (for the replay cases).
+    last_frame: Vec<u8>,
+    probe: Probe,
+    /// The probe case of this connection.
+    probe_case: &'static str,
+    /// The good PING of a probe, as sent.
+    good_ping: Vec<u8>,
+}
+
+impl Conn<'_> {
+    fn log(&self, msg: String) {
+        log(self.n, msg);
+    }
+
+    /// Sends a frame, remembering it.
+    fn send_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
+        self.w.send_bytes(&frame)?;
+        self.last_frame = frame;
+        Ok(())
+    }
+
+    fn run(&mut self) -> End {
+        if let Some(case) = self.srv.act(Phase::Probe) {
+            self.probe_case = case;
+            self.log(format!("case {case}: good PING first"));
+            let f = self.w.frame(&Header::ping(GOOD_COOKIE), &[]);
+            self.good_ping = f.clone();
+            if let Err(e) = self.send_frame(f) {
+                return format!("send failed: {e}");
+            }
+            self.probe = Probe::Pong(GOOD_COOKIE);
+        }
+        loop {
+            if let Probe::Sent { at, .. } = self.probe {
+                if at.elapsed() > Duration::from_secs(15) {
+                    self.log(
+                        "verdict: IGNORED: the bad frame left the connection open for 15 s".into(),
+                    );
+                    self.probe = Probe::Done;
+                }
+            }
+            // Wait for data without consuming it, so the receive timeout
+            // never splits a message.
+            let _ = self.w.sock.set_read_timeout(Some(Duration::from_secs(1)));
+            let ready = if self.w.buffered() > 0 {
+                Ok(1)
+            } else {
+                self.w.sock.peek(&mut [0u8; 1])
+            };
+            match ready {
+                Ok(0) => return self.closed("connection closed by the local node".into()),
+                Ok(_) => {}
+                Err(e) if wire::is_timeout(&e) => continue,
+                Err(e) => return self.closed(format!("receive failed: {e}")),
+            }
+            let _ = self.w.sock.set_read_timeout(Some(Duration::from_secs(60)));
+            let m = match self.w.recv() {
+                Ok(m) => m,
+                Err(e @ RecvError::Proto(_)) => {
+                    let _ = self.w.sock.shutdown(Shutdown::Both);
+                    return format!("the local node broke the protocol: {e}");
+                }
+                Err(e) => return self.closed(e.to_string()),
+            };
+            let r = match m.h.kind {
+                Kind::Io => self.io(m.h, m.payload),
+                Kind::Ping => {
+                    let f = self.w.frame(&Header::pong(m.h.id), &[]);
+                    self.send_frame(f)
+                }
+                Kind::Pong => self.pong(m.h.id),
+                k => {
+                    let _ = self.w.sock.shutdown(Shutdown::Both);
+                    return format!("the local node sent {k:?} after the handshake");
+                }
+            };
+            match r {
+                Ok(()) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Other && e.to_string() == "closed on purpose" =>
+                {
+                    return "closed on purpose".into()
+                }
+                Err(e) => return self.closed(format!("send failed: {e}")),
+            }
+        }
+    }
+
+    /// The connection ended (closed by the peer or failed): logs the verdict
+    /// of a pending probe.
+    fn closed(&mut self, why: String) -> End {
+        if let Probe::Sent { at, .. } = self.probe {
+            self.log(format!(
+                "verdict: closed by the local node {} ms after the bad frame",
+                at.elapsed().as_millis()
+            ));
+            self.probe = Probe::Done;
+        }
+        why
+    }
+
+    /// A PONG arrived.
+    fn pong(&mut self, cookie: u64) -> io::Result<()> {
+        match self.probe {
+            Probe::Pong(c) if c == cookie => {
+                let case = self.probe_case;
+                let frame = match case {
+                    "probe-tamper" => {
+                        let mut f = self.w.frame(&Header::ping(BAD_COOKIE), &[]);
+                        let last = f.len() - 1;
+                        f[last] ^= 0x01;
+                        f
+                    }
+                    "probe-replay" => self.good_ping.clone(),
+                    "probe-clear" => Header::ping(BAD_COOKIE).encode().to_vec(),
+                    "probe-old-seq" => {
+                        for i in 0..1100 {
+                            let f = self.w.frame(&Header::ping(GOOD_COOKIE + 1 + i), &[]);
+                            self.w.send_bytes(&f)?;
+                        }
+                        let hb = Header::ping(BAD_COOKIE).encode();
+                        let t = self.w.tx.seal_at(5, &hb, &mut []);
+                        let mut f = hb.to_vec();
+                        f.extend(t);
+                        f
+                    }
+                    _ => return Ok(()),
+                };
+                let cookie = if case == "probe-replay" {
+                    GOOD_COOKIE
+                } else {
+                    BAD_COOKIE
+                };
+                self.w.send_bytes(&frame)?;
+                self.log(format!("case {case}: bad frame sent"));
+                self.probe = Probe::Sent {
+                    cookie,
+                    at: Instant::now(),
+                };
+            }
+            Probe::Sent { cookie: c, at } if c == cookie => {
+                self.log(format!(
+                    "verdict: ACCEPTED: the local node answered the bad frame after {} ms",
+                    at.elapsed().as_millis()
+                ));
+                self.probe = Probe::Done;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Executes an IO request on the buffer: the status and READ data.
+    fn execute(&self, h: &Header, payload: &[u8]) -> (Status, Vec<u8>) {
+        if let Err(s) = validate_request(h, &self.limits) {
+            return (s, Vec::new());
+        }
+        let (off, len) = (h.offset as usize, h.length as usize);
+        let mut guard = self.srv.disk.lock().unwrap_or_else(|p| p.into_inner());
+        let range = guard.range(off, len);
+        match h.op {
+            Some(Op::Read) => (Status::Ok, range.to_vec()),
+            Some(Op::Write) => {
+                range.copy_from_slice(payload);
+                (Status::Ok, Vec::new())
+            }
+            Some(Op::Discard | Op::WriteZeroes) => {
+                range.fill(0);
+                (Status::Ok, Vec::new())
+            }
+            _ => (Status::Ok, Vec::new()),
+        }
+    }
+
+    /// Handles one IO request, with the IO cases.
+    fn io(&mut self, h: Header, payload: Vec<u8>) -> io::Result<()> {
+        let (status, data) = self.execute(&h, &payload);
+        let t = self.srv.opts.trigger;
+        let covers = h.op == Some(Op::Read)
+            && status == Status::Ok
+            && h.offset <= t
+            && t < h.offset + u64::from(h.length);
+        // The trigger READ on the first connection of reconnect-changed.
+        if covers && self.n == 1 && self.srv.case_of(Phase::Reconnect).is_some() {
+            self.log("case reconnect-changed: closing on the trigger READ".into());
+            let _ = self.w.sock.shutdown(Shutdown::Both);
+            return Err(io::Error::other("closed on purpose"));
+        }
+        let case = if status == Status::Ok {
+            self.srv.act_io(&h)
+        } else {
+            None
+        };
+        let Some(case) = case else {
+            let f = self.w.frame(&h.reply(status), &data);
+            return self.send_frame(f);
+        };
+        self.log(format!(
+            "case {case}: READ of {} at {} (id {:#x}) gets the bad reply",
+            h.length, h.offset, h.id
+        ));
+        let ok = h.reply(Status::Ok);
+        let bad = |f: &mut dyn FnMut(&mut Header, &mut Vec<u8>)| {
+            let (mut r, mut d) = (ok, data.clone());
+            f(&mut r, &mut d);
+            (r, d)
+        };
+        let closed = || Err(io::Error::other("closed on purpose"));
+        let (reply, body): (Header, Vec<u8>) = match case {
+            "io-wrong-id" => bad(&mut |r, _| r.id ^= 0x4000_0000_0000_0000),
+            "io-other-id" => bad(&mut |r, _| r.id = r.id.wrapping_add(1)),
+            "io-wrong-op" => bad(&mut |r, d| {
+                r.op = Some(Op::Write);
+                r.payload = 0;
+                d.clear();
+            }),
+            "io-wrong-offset" => bad(&mut |r, _| r.offset += 4096),
+            "io-wrong-length" => bad(&mut |r, d| {
+                r.length -= 512;
+                r.payload -= 512;
+                d.truncate(d.len() - 512);
+            }),
+            "io-wrong-flags" => bad(&mut |r, _| r.flags = crate::proto::FLAG_FUA),
+            "io-oversized" => bad(&mut |r, d| {
+                r.payload += 4096;
+                d.extend_from_slice(&[0xee; 4096]);
+            }),
+            "io-short" => bad(&mut |r, d| {
+                r.payload -= 512;
+                d.truncate(d.len() - 512);
+            }),
+            "io-no-data" => bad(&mut |r, d| {
+                r.payload = 0;
+                d.clear();
+            }),
+            "io-data-on-error" => bad(&mut |r, _| r.status = Status::IoError),
+            "io-status-error" => (h.reply(Status::IoError), Vec::new()),
+            "io-status-busy" => (h.reply(Status::Busy), Vec::new()),
+            "io-status-auth" => (h.reply(Status::AuthFailed), Vec::new()),
+            "io-payload-limit" => {
+                let mut hb = ok.encode();
+                hb[12..16].copy_from_slice(&(MAX_IO_BYTES_LIMIT + 1).to_be_bytes());
+                let f = self.w.frame_raw(&hb, &data);
+                return self.send_frame(f);
+            }
+            "io-status-undefined" => {
+                let mut hb = h.reply(Status::IoError).encode();
+                hb[8..12].copy_from_slice(&77u32.to_be_bytes());
+                let f = self.w.frame_raw(&hb, &[]);
+                return self.send_frame(f);
+            }
+            "io-reserved" => {
+                let mut hb = ok.encode();
+                hb[38] = 1;
+                let f = self.w.frame_raw(&hb, &data);
+                return self.send_frame(f);
+            }
+            "io-magic" => {
+                let mut hb = ok.encode();
+                hb[1] = b'X';
+                let f = self.w.frame_raw(&hb, &data);
+                return self.send_frame(f);
+            }
+            "io-kind-hello" => {
+                let mut f = Header::hello().encode().to_vec();
+                f.extend_from_slice(&[0u8; HELLO_LEN]);
+                return self.send_frame(f);
+            }
+            "io-kind-reply" => {
+                let g = HelloReplyBody::decode(&[0u8; HELLO_REPLY_LEN])
+                    .unwrap_or_else(|_| unreachable!("zero reserved bytes"));
+                let f = self.w.frame(&Header::hello_reply(Status::Ok), &g.encode());
+                return self.send_frame(f);
+            }
+            "io-kind-challenge" => {
+                let f = self
+                    .w
+                    .frame(&Header::auth(Kind::Challenge), &[7u8; AUTH_LEN]);
+                return self.send_frame(f);
+            }
+            "io-kind-io" => {
+                let f = self
+                    .w
+                    .frame(&Header::io(Op::Read, 0, h.id, h.offset, h.length), &[]);
+                return self.send_frame(f);
+            }
+            "io-unsolicited" => {
+                let other = Header::io(Op::Read, 0, h.id ^ 0x0000_0001_0000_0000, 0, 4096);
+                let mut zeros = vec![0u8; 4096];
+                fill_pattern(&mut zeros, 0, 0xdead);
+                let f = self.w.frame(&other.reply(Status::Ok), &zeros);
+                self.send_frame(f)?;
+                (ok, data)
+            }
+            "io-duplicate" => {
+                let f = self.w.frame(&ok, &data);
+                self.send_frame(f)?;
+                let again = self.last_frame.clone();
+                return self.w.send_bytes(&again);
+            }
+            "io-no-reply" => {
+                self.log("case io-no-reply: holding the reply".into());
+                return Ok(());
+            }
+            "io-close" => {
+                let _ = self.w.sock.shutdown(Shutdown::Both);
+                return closed();
+            }
+            "io-close-mid-reply" => {
+                let f = self.w.frame(&ok, &data);
+                let half = HEADER_LEN + data.len() / 2;
+                self.w.send_bytes(&f[..half])?;
+                thread::sleep(Duration::from_millis(100));
+                let _ = self.w.sock.shutdown(Shutdown::Both);
+                return closed();
+            }
+            "io-tamper-data" => {
+                let mut f = self.w.frame(&ok, &data);
+                f[HEADER_LEN + data.len() / 2] ^= 0x04;
+                return self.send_frame(f);
+            }
+            "io-tamper-header" => {
+                // A valid-looking failure instead of the data: only the
+                // trailer (made for the OK reply) can tell.
+                let f = self.w.frame(&ok, &data);
+                let mut hb = h.reply(Status::IoError).encode().to_vec();
+                hb.extend_from_slice(&f[HEADER_LEN + data.len()..]);
+                return self.send_frame(hb);
+            }
+            "io-tamper-trailer" => {
+                let mut f = self.w.frame(&ok, &data);
+                let last = f.len() - 1;
+                f[last] ^= 0x80;
+                return self.send_frame(f);
+            }
+            "io-no-trailer" => {
+                // The local node reads the next frame's first bytes as the
+                // trailer, which must not verify.
+                let mut f = self.w.frame(&ok, &data);
+                f.truncate(HEADER_LEN + data.len());
+                f.extend(self.w.frame(&Header::pong(1), &[]));
+                f.extend(self.w.frame(&Header::pong(2), &[]));
+                return self.send_frame(f);
+            }
+            "io-replay" => {
+                let pong = self.w.frame(&Header::pong(0x0dd), &[]);
+                self.w.send_bytes(&pong)?;
+                self.w.send_bytes(&pong)?;
+                (ok, data)
+            }
+            "io-replay-reply" => {
+                if self.last_frame.is_empty() {
+                    let f = self.w.frame(&Header::pong(0x0dd), &[]);
+                    self.send_frame(f)?;
+                }
+                let f = self.last_frame.clone();
+                return self.w.send_bytes(&f);
+            }
+            "io-seq-reuse" => {
+                if self.w.tx.seq == 0 {
+                    let f = self.w.frame(&Header::pong(0x0dd), &[]);
+                    self.send_frame(f)?;
+                }
+                let hb = ok.encode();
+                let mut d = data.clone();
+                let seq = self.w.tx.seq - 1;
+                let t = self.w.tx.seal_at(seq, &hb, &mut d);
+                let mut f = hb.to_vec();
+                f.extend(d);
+                f.extend(t);
+                return self.send_frame(f);
+            }
+            _ => (ok, data),
+        };
+        let f = self.w.frame(&reply, &body);
+        self.send_frame(f)
+    }
+}
+
+/// Whether `FEATURES_ALL` covers what the server grants (a compile-time
+/// reminder when features are added).
+const _: () = assert!(FEATURES_ALL == 0xf);

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A framed connection: headers, payloads and trailers over a TCP stream,
+//! and the local node's side of the handshake (the export's side, with its
+//! hostile variants, lives in `server.rs`).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::proto::{
+    Header, HelloBody, HelloReplyBody, Kind, ProtoError, Status, AUTH_LEN, FEATURES_ALL,
+    HEADER_LEN, HELLO_REPLY_LEN, MIN_VERSION, VERSION,
+};
+use crate::sec::{self, Opener, Sealer, SecConfig, SESSION_KEY_LEN};
+
+/// Why receiving a message failed.
+#[derive(Debug)]
+pub(crate) enum RecvError {
+    /// The connection failed or was closed.
+    Io(io::Error),
+    /// The message broke the protocol (header, trailer, replay).
+    Proto(ProtoError),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Io(e) if is_closed(e) => f.write_str("connection closed by the peer"),
+            RecvError::Io(e) => write!(f, "I/O error: {e}"),
+            RecvError::Proto(e) => write!(f, "protocol error: {}", e.as_str()),
+        }
+    }
+}
+
+impl From<io::Error> for RecvError {
+    fn from(e: io::Error) -> Self {
+        RecvError::Io(e)
+    }
+}
+
+/// Whether an I/O error means the peer closed (or reset) the connection.
+pub(crate) fn is_closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Whether an I/O error is a receive timeout.
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// One received message.
+#[derive(Debug)]
+pub(crate) struct Msg {
+    pub(crate) h: Header,
+    /// The header as received.
+    pub(crate) raw: [u8; HEADER_LEN],
+    /// The payload, decrypted in aead mode.
+    pub(crate) payload: Vec<u8>,
+}
+
+/// A connection with the protection of its direction.
+pub(crate) struct Wire {
+    pub(crate) sock: TcpStream,
+    pub(crate) tx: Sealer,
+    pub(crate) rx: Opener,
+    /// Bytes received and not yet consumed: small messages are read many at
+    /// a time, one system call for a batch.
+    rbuf: Vec<u8>,
+    rpos: usize,
+}
+
+/// How much [`Wire`] reads ahead.
+const READ_AHEAD: usize = 64 << 10;
+
+impl Wire {
+    /// Wraps a connected socket; no protection until the handshake is done.
+    pub(crate) fn new(sock: TcpStream) -> io::Result<Self> {
+        sock.set_nodelay(true)?;
+        Ok(Wire {
+            sock,
+            tx: Sealer::plain(),
+            rx: Opener::plain(),
+            rbuf: Vec::new(),
+            rpos: 0,
+        })
+    }
+
+    /// Connects to `addr` within `timeout`; reads time out after `timeout`.
+    pub(crate) fn connect(addr: &str, timeout: Duration) -> io::Result<Self> {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(s) => {
+                    s.set_read_timeout(Some(timeout))?;
+                    s.set_write_timeout(Some(timeout))?;
+                    return Wire::new(s);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// The bytes of one message: header, payload and trailer, sealed with
+    /// the next seq.
+    pub(crate) fn frame(&mut self, h: &Header, payload: &[u8]) -> Vec<u8> {
+        self.frame_raw(&h.encode(), payload)
+    }
+
+    /// Like [`Wire::frame`], from raw (possibly invalid) header bytes.
+    pub(crate) fn frame_raw(&mut self, hb: &[u8; HEADER_LEN], payload: &[u8]) -> Vec<u8> {
+        let mut msg = Vec::with_capacity(HEADER_LEN + payload.len() + 88);
+        msg.extend_from_slice(hb);
+        msg.extend_from_slice(payload);
+        let trailer = self.tx.seal(hb, &mut msg[HEADER_LEN..]);
+        msg.extend_from_slice(&trailer);
+        msg
+    }
+
+    /// Sends one message.
+    pub(crate) fn send(&mut self, h: &Header, payload: &[u8]) -> io::Result<()> {
+        let msg = self.frame(h, payload);
+        self.sock.write_all(&msg)
+    }
+
+    /// Sends bytes as they are.
+    pub(crate) fn send_bytes(&mut self, b: &[u8]) -> io::Result<()> {
+        self.sock.write_all(b)
+    }
+
+    /// Bytes received and not consumed yet.
+    pub(crate) fn buffered(&self) -> usize {
+        self.rbuf.len() - self.rpos
+    }
+
+    /// Fills `out` from the read-ahead buffer and the socket.
+    pub(crate) fn read_exact(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.rpos < self.rbuf.len() {
+                let n = (out.len() - done).min(self.rbuf.len() - self.rpos);
+                out[done..done + n].copy_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+                self.rpos += n;
+                done += n;
+                continue;
+            }
+            let big = out.len() - done >= READ_AHEAD;
+            let r = if big {
+                self.sock.read(&mut out[done..])
+            } else {
+                self.rbuf.resize(READ_AHEAD, 0);
+                self.rpos = 0;
+                let r = self.sock.read(&mut self.rbuf);
+                self.rbuf.truncate(*r.as_ref().unwrap_or(&0));
+                r
+            };
+            match r {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) if big => done += n,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one message: the header is decoded (framing checks), the
+    /// payload and trailer read, the trailer checked (payload decrypted).
+    pub(crate) fn recv(&mut self) -> Result<Msg, RecvError> {
+        let mut raw = [0u8; HEADER_LEN];
+        self.read_exact(&mut raw)?;
+        let h = Header::decode(&raw).map_err(RecvError::Proto)?;
+        let n = h.payload as usize;
+        let mut buf = vec![0u8; n + self.rx.trailer_len()];
+        self.read_exact(&mut buf)?;
+        let trailer = buf.split_off(n);
+        self.rx
+            .open(&raw, &mut buf, &trailer)
+            .map_err(RecvError::Proto)?;
+        Ok(Msg {
+            h,
+            raw,
+            payload: buf,
+        })
+    }
+
+    /// Waits up to `limit` for the peer to close; returns how long that took
+    /// and how many bytes arrived meanwhile, or `None` if it did not close.
+    pub(crate) fn wait_closed(&mut self, limit: Duration) -> io::Result<Option<(Duration, usize)>> {
+        let start = std::time::Instant::now();
+        let mut got = self.buffered();
+        self.rbuf.clear();
+        self.rpos = 0;
+        let mut buf = [0u8; 65536];
+        loop {
+            let left = limit.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.sock.set_read_timeout(Some(left))?;
+            match self.sock.read(&mut buf) {
+                Ok(0) => return Ok(Some((start.elapsed(), got))),
+                Ok(n) => got += n,
+                Err(e) if is_closed(&e) => return Ok(Some((start.elapsed(), got))),
+                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The HELLO of a well-behaved local node with `sec`, asking for
+/// `queue_depth` (0: the export's choice) and 1 MiB IOs.
+pub(crate) fn hello_for(sec: &SecConfig, queue_depth: u16) -> HelloBody {
+    HelloBody {
+        min_version: MIN_VERSION,
+        max_version: VERSION,
+        features: FEATURES_ALL,
+        max_io_bytes: 1 << 20,
+        queues: 1,
+        queue_depth,
+        client_id: 0,
+        queue_index: 0,
+        security: sec.security(),
+        nonce: if sec.auth() {
+            sec::random_bytes()
+        } else {
+            [0; AUTH_LEN]
+        },
+    }
+}
+
+/// How the local node's handshake ended.
+#[derive(Debug)]
+pub(crate) enum HsError {
+    /// The export refused with this status (and closes).
+    Refused(Status),
+    /// The export broke the protocol or lied; what was wrong.
+    Bad(String),
+    /// The connection failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for HsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HsError::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
+            HsError::Bad(what) => write!(f, "bad handshake from the export: {what}"),
+            HsError::Io(e) if is_closed(e) => {
+                f.write_str("the export closed the connection during the handshake")
+            }
+            HsError::Io(e) => write!(f, "I/O error during the handshake: {e}"),
+        }
+    }
+}
+
+impl From<io::Error> for HsError {
+    fn from(e: io::Error) -> Self {
+        HsError::Io(e)
+    }
+}
+
+impl From<RecvError> for HsError {
+    fn from(e: RecvError) -> Self {
+        match e {
+            RecvError::Io(e) => HsError::Io(e),
+            RecvError::Proto(p) => HsError::Bad(p.as_str().to_string()),
+        }
+    }
+}
+
+/// The local node's handshake with `hello`: HELLO, then CHALLENGE and AUTH
+/// with a key, then HELLO_REPLY, checked (proof, grant). On success the
+/// connection is protected as `sec` says.
+pub(crate) fn client_handshake(
+    w: &mut Wire,
+    sec: &SecConfig,
+    hello: &HelloBody,
+) -> Result<HelloReplyBody, HsError> {
+    let hb = hello.encode();
+    let mut msg = Header::hello().encode().to_vec();
+    msg.extend_from_slice(&hb);
+    w.send_bytes(&msg)?;
+    let mut m = w.recv()?;
+    let mut ns = [0u8; AUTH_LEN];
+    if m.h.kind == Kind::Challenge {
+        let Some(psk) = &sec.key else {
+            return Err(HsError::Bad("CHALLENGE without a key".into()));
+        };
+        ns.copy_from_slice(&m.payload);
+        let proof = sec::proof_local(psk, &hb, &ns);
+        w.send(&Header::auth(Kind::Auth), &proof)?;
+        m = w.recv()?;
+    } else if sec.auth() && m.h.kind == Kind::HelloReply && m.h.status == Status::Ok {
+        return Err(HsError::Bad("HELLO_REPLY OK without a CHALLENGE".into()));
+    }
+    if m.h.kind != Kind::HelloReply {
+        return Err(HsError::Bad(format!(
+            "{:?} instead of HELLO_REPLY",
+            m.h.kind
+        )));
+    }
+    if m.h.status != Status::Ok {
+        return Err(HsError::Refused(m.h.status));
+    }
+    let mut body = [0u8; HELLO_REPLY_LEN];
+    body.copy_from_slice(&m.payload);
+    let grant = HelloReplyBody::decode(&body).map_err(|e| HsError::Bad(e.as_str().into()))?;
+    let (tx_key, rx_key) = match &sec.key {
+        Some(psk) => {
+            let mut g = [0u8; 48];
+            g.copy_from_slice(&body[..48]);
+            let want = sec::proof_export(psk, &hb, &ns, &g);
+            if !sec::ct_eq(&want, &grant.proof) {
+                return Err(HsError::Bad(ProtoError::BadProof.as_str().into()));
+            }
+            sec::session_keys(psk, &hello.nonce, &ns)
+        }
+        None => {
+            if grant.proof != [0; AUTH_LEN] {
+                return Err(HsError::Bad("a proof without a key".into()));
+            }
+            ([0; SESSION_KEY_LEN], [0; SESSION_KEY_LEN])
+        }
+    };
+    grant
+        .validate(hello)
+        .map_err(|e| HsError::Bad(format!("the grant is invalid: {}", e.as_str())))?;
+    let (tx, rx) = sec.channel(&tx_key, &rx_key);
+    w.tx = tx;
+    w.rx = rx;
+    Ok(grant)
+}
