@@ -711,6 +711,7 @@ impl Inner {
     /// Starts a session on an accepted connection, unless the export is
     /// full. Reaps the sessions that have ended.
     fn add_session(self: &Arc<Self>, sock: Socket) {
+        let accepted = Instant::<Monotonic>::now();
         let peer = Peer(sock.peer());
         let mut sessions = self.sessions.lock();
         sessions.retain(|s| !s.data().finished.load(Acquire));
@@ -747,6 +748,7 @@ impl Inner {
                         queue_index: Atomic::new(0),
                         fenced: Atomic::new(false),
                         refused: Atomic::new(0),
+                        accepted,
                         sealer <- new_spinlock!(None, "Session::sealer"),
                         export: self.clone(),
                     }),
@@ -895,6 +897,9 @@ struct Session {
     fenced: Atomic<bool>,
     /// Requests refused so far (only the first is logged).
     refused: Atomic<u32>,
+    /// When the connection was accepted: the handshake's deadline counts
+    /// from here, however late the session thread starts.
+    accepted: Instant<Monotonic>,
     /// Protects what this session sends; set once by the handshake (before
     /// any request exists), so senders only clone it out.
     #[pin]
@@ -1059,12 +1064,12 @@ impl Session {
 
     /// Reads the HELLO, checks the client (allow-list, values, version,
     /// protection), runs the challenge-response with a key, and answers.
-    /// The whole handshake must arrive within `HANDSHAKE_MS` of its start,
+    /// The whole handshake must arrive within `HANDSHAKE_MS` of the accept,
     /// however slowly the peer trickles it (a slow or half-open client only
     /// holds a session slot that long).
     fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
         let export = &self.export;
-        let deadline = Instant::<Monotonic>::now() + Delta::from_millis(HANDSHAKE_MS.into());
+        let deadline = self.accepted + Delta::from_millis(HANDSHAKE_MS.into());
         let h = self.recv_header(deadline)?;
         if h.kind != Kind::Hello {
             return Err(End::Proto("the first message is not HELLO"));
