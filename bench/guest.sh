@@ -405,7 +405,7 @@ profile_job() {
     # Rust v0 symbols are demangled by c++filt; crate hashes ([0123abcd]) dropped.
     perf report -i "$pd" --stdio --no-children --sort sym -g none --percent-limit 0.05 2>/dev/null |
         "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' >"$p.report.txt"
-    perf script -i "$pd" -F comm,tid,cpu,ip,sym 2>/dev/null |
+    perf script -i "$pd" -F comm,tid,cpu,ip,sym,dso 2>/dev/null |
         "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' | gzip -c >"$p.script.gz"
     rm -f "$pd"
 }

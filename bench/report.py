@@ -333,7 +333,7 @@ CATEGORIES = [
      r"do_raw_spin_|do_raw_read_|do_raw_write_|debug_spin|check_chain_key|print_lock|"
      r"__might_sleep|__might_resched|__might_fault|__cant_sleep|usage_match|"
      r"reacquire_held_locks|__rcu_read_lock|__rcu_read_unlock)"),
-    ("DST module", r"(dst_main::|^dst_|\bdst::|<dst_main)"),
+    ("DST module", r"^\[dst\] "),
     ("crypto / checksums", r"(crc32|aes|gcm|ghash|chacha|poly1305|crypto_|csum_partial|"
      r"sha256|blake)"),
     ("memory copies", r"^(memcpy|__memcpy|memmove|__memmove|copy_user|rep_movs|"
@@ -387,7 +387,7 @@ def categorize(sym, kind):
 # Markers looked for anywhere in a sample's call chain (inclusive shares):
 # "how much of the busy time was spent under X".
 INCLUSIVE = [
-    ("DST module code", r"(dst_main::|^dst_|<dst_main)"),
+    ("DST module code", r"^\[dst\] "),
     ("lockdep (lock_acquire/lock_release and below)",
      r"^(lock_acquire|lock_release|lock_acquired|lock_contended|lockdep_|__lock_acquire|"
      r"__lock_release|mark_lock|validate_chain|trace_hardirqs_|lock_is_held)"),
@@ -428,8 +428,14 @@ def parse_script(path):
             m = frame.match(line)
             if m and comm is not None:
                 addr, sym = m.group(1), m.group(2)
-                sym = re.sub(r"\s+\(.*\)$", "", sym)
-                if not addr.startswith("ffff"):
+                dso = ""
+                d = re.search(r"\s+\(([^()]*)\)$", sym)
+                if d:
+                    dso, sym = d.group(1), sym[: d.start()]
+                if dso == "[dst]" or dso.endswith("/dst.ko"):
+                    # a frame in the DST module (its Rust or C shim code)
+                    sym = "[dst] " + sym
+                elif not addr.startswith("ffff"):
                     sym = "[user] " + (sym if sym and sym != "[unknown]" else "")
                 frames.append(sym.strip())
                 continue

@@ -115,7 +115,7 @@ fi
       sleep 10
   done ) >"$out/raw/hostload.txt" 2>/dev/null &
 sampler=$!
-trap 'kill "$sampler" 2>/dev/null' EXIT
+trap 'kill "$sampler" 2>/dev/null || true' EXIT
 
 printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
     "$ntargets" "$njobs" "$rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
@@ -130,7 +130,7 @@ status=0
     BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
     bash "$repo/bench/guest.sh" "$out" || status=$?
 elapsed=$((SECONDS - start))
-kill "$sampler" 2>/dev/null
+kill "$sampler" 2>/dev/null || true
 {
     echo "host_load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "vm_seconds=$elapsed"
