@@ -14,7 +14,7 @@
 # printed) set the run; the seed reproduces the frames. With the security
 # protocol available, DST_FUZZ_PROTECTED_FRAMES (default 10000) more frames
 # go to an aead export with a key (0 skips it).
-# timeout: 900
+# timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"

@@ -171,9 +171,6 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("half-open", Needs::Any, "--half-open connections that never send: all closed within 15 s", half_open),
 ];
 
-/// Cases `--case all` leaves out unless named (slow, or need a special set-up).
-const NOT_IN_ALL: &[&str] = &[];
-
 /// The case list for `--case list`.
 fn case_list() -> String {
     CASES
@@ -231,10 +228,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     for name in &names {
         if name == "all" {
             for &(n, needs, _, f) in CASES {
-                if ctx.meets(needs)
-                    && !NOT_IN_ALL.contains(&n)
-                    && !skip.iter().any(|s| s == n)
-                    && !run.iter().any(|r| r.0 == n)
+                if ctx.meets(needs) && !skip.iter().any(|s| s == n) && !run.iter().any(|r| r.0 == n)
                 {
                     run.push((n, needs, f));
                 }
@@ -320,6 +314,11 @@ impl Ctx {
             Needs::ReadOnly => !self.writable,
             Needs::ReadWrite => self.writable,
         }
+    }
+
+    /// A well-behaved HELLO body for the export's settings.
+    fn hello(&self) -> HelloBody {
+        wire::hello_for(&self.sec, 0)
     }
 
     /// A new connection, before the handshake.
@@ -409,12 +408,10 @@ fn raw_first(ctx: &Ctx, bytes: &[u8]) -> Res<String> {
 
 /// A valid HELLO header with `f` applied to its bytes, and a valid body.
 fn hello_patched(ctx: &Ctx, f: impl FnOnce(&mut [u8; HEADER_LEN])) -> Res<String> {
-    let c = ctx.connect()?;
     let mut h = Header::hello().encode();
     f(&mut h);
     let mut msg = h.to_vec();
-    msg.extend_from_slice(&c.hello_body(0).encode());
-    drop(c);
+    msg.extend_from_slice(&ctx.hello().encode());
     raw_first(ctx, &msg)
 }
 
@@ -478,7 +475,7 @@ fn hello_old_size(ctx: &mut Ctx) -> Res<String> {
     let mut h = Header::hello().encode();
     h[12..16].copy_from_slice(&32u32.to_be_bytes());
     let mut msg = h.to_vec();
-    msg.extend_from_slice(&ctx.connect()?.hello_body(0).encode()[..32]);
+    msg.extend_from_slice(&ctx.hello().encode()[..32]);
     raw_first(ctx, &msg)
 }
 
@@ -502,10 +499,8 @@ fn truncated_header(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn truncated_hello(ctx: &mut Ctx) -> Res<String> {
-    let c = ctx.connect()?;
     let mut msg = Header::hello().encode().to_vec();
-    msg.extend_from_slice(&c.hello_body(0).encode()[..60]);
-    drop(c);
+    msg.extend_from_slice(&ctx.hello().encode()[..60]);
     truncated(ctx, &msg)
 }
 
@@ -784,7 +779,7 @@ fn after_handshake(ctx: &Ctx, hb: [u8; HEADER_LEN], payload: &[u8]) -> Res<Strin
 }
 
 fn second_hello(ctx: &mut Ctx) -> Res<String> {
-    let body = ctx.connect()?.hello_body(0).encode();
+    let body = ctx.hello().encode();
     after_handshake(ctx, Header::hello().encode(), &body)
 }
 

@@ -36,14 +36,15 @@ use crate::wire::RecvError;
 
 pub(crate) const USAGE: &str =
     "  fuzz ADDR:PORT --frames N [--seed S] [--verify-at OFF] [--max-secs N]
-       [--mix PINGS,PONGS,MUTATE] [--per-conn N] [--batch N]
+       [--mix PINGS,PONGS,MUTATE] [--per-conn N] [--batch N] [--jobs N]
                               random near-valid frames against an export; the
                               security options give the export's settings;
                               --mix: percent of PINGs and of unasked PONGs among
                               the frames, percent of the IO requests mutated
                               (default 10,10,70); --per-conn: average frames on
-                              a connection (default 200); --batch: most frames
-                              sent before reading the answers (default 64)
+                              a connection (default 500); --batch: most frames
+                              sent before reading the answers (default 64);
+                              --jobs: connections fuzzed at once (default 2)
 ";
 
 /// splitmix64: small, fast, and good enough to pick mutations.
@@ -84,6 +85,19 @@ struct Stats {
     hello_refusals: u64,
     pongs: u64,
     busy: u64,
+}
+
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.frames += o.frames;
+        self.connections += o.connections;
+        self.replies += o.replies;
+        self.refusals += o.refusals;
+        self.closes += o.closes;
+        self.hello_refusals += o.hello_refusals;
+        self.pongs += o.pongs;
+        self.busy += o.busy;
+    }
 }
 
 /// What the export must do with one frame.
@@ -131,8 +145,6 @@ struct Fuzz {
     stats: Stats,
     /// Frames still to send.
     left: u64,
-    /// Where the fresh session at the end writes.
-    verify_at: u64,
     /// What a first handshake granted (size, block, ...).
     size: u64,
     block: u32,
@@ -160,8 +172,9 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     let mut seed = None;
     let mut verify_at = 0;
     let mut max_secs = 3600;
-    let mut per_conn = 200;
+    let mut per_conn = 500;
     let mut batch = 64;
+    let mut jobs = 2;
     // Replies cost the export (and the emulated guest) far more than
     // frames without one; this mix keeps 100,000 frames within minutes.
     let mut mix = Mix {
@@ -183,6 +196,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
             "--max-secs" => max_secs = parse_size(val()?)?,
             "--per-conn" => per_conn = parse_size(val()?)?.max(1),
             "--batch" => batch = parse_size(val()?)?.clamp(1, 128),
+            "--jobs" => jobs = parse_size(val()?)?.clamp(1, 32),
             "--mix" => {
                 let v: Vec<u64> = val()?
                     .split(',')
@@ -208,61 +222,83 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     let mut c = Conn::connect(addr, sec)?;
     let g = c.handshake(0)?;
     drop(c);
-    let mut f = Fuzz {
-        addr: addr.to_string(),
-        sec: sec.clone(),
-        rng: Rng(seed),
-        stats: Stats::default(),
-        left: frames,
-        verify_at,
-        size: g.size,
-        block: g.logical_block_size,
-        mix,
-        per_conn,
-        batch,
-    };
     println!(
-        "fuzz {addr}: {frames} frames, seed {seed}, protection {}{}",
+        "fuzz {addr}: {frames} frames in {jobs} jobs, seed {seed}, protection {}{}",
         sec.protection.as_str(),
         if sec.auth() { " with a key" } else { "" }
     );
     io::stdout().flush()?;
     let start = Instant::now();
     let limit = Duration::from_secs(max_secs);
-    let mut next_report = 10_000;
-    while f.left > 0 {
-        if start.elapsed() > limit {
-            return Err(unexpected(format!(
-                "fuzz: only {} frames in {max_secs} s (seed {seed})",
-                f.stats.frames
-            )));
+    // Job `j` draws from its own stream of the seed, so a seed gives the
+    // same frames whatever the interleaving of the jobs.
+    let workers: Vec<_> = (0..jobs)
+        .map(|j| {
+            let mut f = Fuzz {
+                addr: addr.to_string(),
+                sec: sec.clone(),
+                rng: Rng(seed ^ j.wrapping_mul(0xa076_1d64_78bd_642f)),
+                stats: Stats::default(),
+                left: frames / jobs + u64::from(j < frames % jobs),
+                size: g.size,
+                block: g.logical_block_size,
+                mix,
+                per_conn,
+                batch,
+            };
+            std::thread::spawn(move || -> Result<Stats, String> {
+                let mut next_report = 10_000;
+                while f.left > 0 {
+                    if start.elapsed() > limit {
+                        return Err(format!(
+                            "job {j}: only {} frames in {max_secs} s",
+                            f.stats.frames
+                        ));
+                    }
+                    let conn = f.stats.connections;
+                    f.connection().map_err(|e| {
+                        format!(
+                            "job {j}, connection {conn}, after {} frames: {}",
+                            f.stats.frames, e.msg
+                        )
+                    })?;
+                    if f.stats.frames >= next_report {
+                        println!(
+                            "fuzz: job {j}: {} frames, {} connections, {:.1} s",
+                            f.stats.frames,
+                            f.stats.connections,
+                            start.elapsed().as_secs_f64()
+                        );
+                        let _ = io::stdout().flush();
+                        next_report += 10_000;
+                    }
+                }
+                Ok(f.stats)
+            })
+        })
+        .collect();
+    let mut s = Stats::default();
+    let mut errors = Vec::new();
+    for w in workers {
+        match w.join() {
+            Ok(Ok(t)) => s.add(&t),
+            Ok(Err(e)) => errors.push(e),
+            Err(_) => errors.push("a job panicked".into()),
         }
-        let conn = f.stats.connections;
-        f.connection().map_err(|e| {
-            unexpected(format!(
-                "fuzz: connection {conn}, after {} frames (seed {seed}): {}",
-                f.stats.frames, e.msg
-            ))
-        })?;
-        if f.stats.frames >= next_report {
-            println!(
-                "fuzz: {} frames, {} connections, {:.1} s",
-                f.stats.frames,
-                f.stats.connections,
-                start.elapsed().as_secs_f64()
-            );
-            io::stdout().flush()?;
-            next_report += 10_000;
-        }
+    }
+    if !errors.is_empty() {
+        return Err(unexpected(format!(
+            "fuzz (seed {seed}): {}",
+            errors.join("; ")
+        )));
     }
     let secs = start.elapsed().as_secs_f64();
     // The export must still serve a well-behaved session.
     let mut c = Conn::connect(addr, sec)?;
     c.handshake(0)?;
-    let len = (1u64 << 20).min(f.size - f.verify_at.min(f.size));
-    c.write_pattern(f.verify_at, len, seed)?;
-    c.verify_pattern(f.verify_at, len, seed)?;
-    let s = &f.stats;
+    let len = (1u64 << 20).min(g.size - verify_at.min(g.size));
+    c.write_pattern(verify_at, len, seed)?;
+    c.verify_pattern(verify_at, len, seed)?;
     println!(
         "fuzz: {} frames over {} connections in {secs:.1} s, seed {seed}: {} replies checked \
          ({} refusals, {} busy), {} pongs, {} closes checked, {} HELLOs refused; \
@@ -818,7 +854,6 @@ mod tests {
             rng: Rng(1),
             stats: Stats::default(),
             left: 0,
-            verify_at: 0,
             size: 64 << 20,
             block: 512,
             mix: Mix {
@@ -826,7 +861,7 @@ mod tests {
                 pongs: 3,
                 mutate: 55,
             },
-            per_conn: 200,
+            per_conn: 500,
             batch: 64,
         };
         let l = limits();
