@@ -1043,13 +1043,21 @@ impl Shared {
                 &mut trailer,
             )?
         };
-        sock.send_all(&hb, true)?;
+        // MSG_MORE only where more bytes follow at once: a frame left corked
+        // (protection none has an empty trailer) would wait for TCP's probe
+        // timer, 200 ms.
+        let trailer = trailer.get(..tlen).unwrap_or(&[]);
+        let after_data = more || !trailer.is_empty();
+        sock.send_all(&hb, data || after_data)?;
         match &bounce {
-            Some(pages) => pages.send(sock, true)?,
-            None if data => rq.send_data(sock, &tx.vecs, true)?,
+            Some(pages) => pages.send(sock, after_data)?,
+            None if data => rq.send_data(sock, &tx.vecs, after_data)?,
             None => {}
         }
-        sock.send_all(trailer.get(..tlen).unwrap_or(&[]), more)
+        if trailer.is_empty() {
+            return Ok(());
+        }
+        sock.send_all(trailer, more)
     }
 
     /// Sends a message without payload (PING, PONG) on the current
