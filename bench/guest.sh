@@ -403,9 +403,12 @@ profile_job() {
     [ -s "$pd" ] || { log "$t $j: no perf data"; return 0; }
     command -v c++filt >/dev/null && demangle=(c++filt)
     # Rust v0 symbols are demangled by c++filt; crate hashes ([0123abcd]) dropped.
-    perf report -i "$pd" --stdio --no-children --sort sym -g none --percent-limit 0.05 2>/dev/null |
+    # --kallsyms: dst.ko is not under /lib/modules, so perf finds its symbols
+    # only there.
+    perf report -i "$pd" --kallsyms=/proc/kallsyms --stdio --no-children --sort sym -g none \
+        --percent-limit 0.05 2>/dev/null |
         "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' >"$p.report.txt"
-    perf script -i "$pd" -F comm,tid,cpu,ip,sym,dso 2>/dev/null |
+    perf script -i "$pd" --kallsyms=/proc/kallsyms -F comm,tid,cpu,ip,sym 2>/dev/null |
         "${demangle[@]}" | sed -E 's/\[[0-9a-f]{5,16}\]//g' | gzip -c >"$p.script.gz"
     rm -f "$pd"
 }
@@ -439,6 +442,8 @@ for t in $targets; do
         "teardown_$t" "" >/dev/null 2>&1
         continue
     fi
+    sched=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${dev#/dev/}/queue/scheduler" 2>/dev/null)
+    setup_desc+="; IO scheduler ${sched:-none}"
     log "$t: $dev ($setup_desc)"
     STATUS[$t]=ok REASON[$t]="" DEV[$t]=$dev DESC[$t]=$setup_desc
     ready+=("$t")

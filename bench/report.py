@@ -412,6 +412,11 @@ INCLUSIVE_RE = [(n, re.compile(rx)) for n, rx in INCLUSIVE]
 IDLE_RE = CATEGORY_RE[0][1]
 
 
+# x86_64 module space (MODULES_VADDR with KASLR); everything else in the test
+# kernel is built in.
+MODULES_START = 0xFFFFFFFFC0000000
+
+
 def parse_script(path):
     """Samples of a perf script dump: [(comm, [frames leaf first])]."""
     samples = []
@@ -428,12 +433,9 @@ def parse_script(path):
             m = frame.match(line)
             if m and comm is not None:
                 addr, sym = m.group(1), m.group(2)
-                dso = ""
-                d = re.search(r"\s+\(([^()]*)\)$", sym)
-                if d:
-                    dso, sym = d.group(1), sym[: d.start()]
-                if dso == "[dst]" or dso.endswith("/dst.ko"):
-                    # a frame in the DST module (its Rust or C shim code)
+                sym = re.sub(r"\s+\([^()]*\)$", "", sym)  # a dso, if printed
+                if int(addr, 16) >= MODULES_START:
+                    # dst.ko is the test kernel's only loadable module
                     sym = "[dst] " + sym
                 elif not addr.startswith("ffff"):
                     sym = "[user] " + (sym if sym and sym != "[unknown]" else "")
