@@ -345,7 +345,7 @@ run_job() {
     io0=$(dev_started "$d") t0=$EPOCHREALTIME
     fio --name="$j" --filename="$d" --ioengine=libaio --direct=1 --numjobs=1 \
         --time_based --runtime="$rt" --ramp_time="$ramp" "${args[@]}" \
-        --norandommap --randrepeat=0 --percentile_list=50:99 \
+        --norandommap --randrepeat=0 --lat_percentiles=1 --percentile_list=50:99 \
         --output-format=json --output="$base.fio.json" >"$base.fio.err" 2>&1 &
     fpid=$!
     # Wait for IO to flow (the device's counters move; brd keeps none: 1 s),

@@ -114,11 +114,17 @@ def one_round(base, is_read, hostload):
     res["bw_MBps"] = side.get("bw_bytes", 0) / 1e6
     res["iops"] = side.get("iops", 0.0)
     res["ios"] = side.get("total_ios", 0)
-    pct = side.get("clat_ns", {}).get("percentile", {})
+    # Total latency (submission + completion): NVMe/TCP sends from
+    # queue_rq, inside io_submit, so its completion latency alone (clat)
+    # leaves most of its time out. Older results have clat only.
+    lat = side.get("lat_ns", {})
+    if "percentile" not in lat:
+        lat = side.get("clat_ns", {})
+    pct = lat.get("percentile", {})
     for name, key in (("lat_p50_us", "50.000000"), ("lat_p99_us", "99.000000")):
         v = pct.get(key)
         res[name] = v / 1000.0 if v is not None else None
-    res["lat_mean_us"] = side.get("clat_ns", {}).get("mean", 0) / 1000.0
+    res["lat_mean_us"] = lat.get("mean", 0) / 1000.0
     res["fio_usr_pct"] = fj.get("usr_cpu")
     res["fio_sys_pct"] = fj.get("sys_cpu")
     # CPU per IO over the window guest.sh sampled inside the measured part.
@@ -299,7 +305,7 @@ def build(outdir):
         "ratios": ratios,
         "notes": {
             "bw_MBps": "10^6 bytes per second",
-            "lat": "fio completion latency (clat) percentiles, microseconds",
+            "lat": "fio total latency (submission + completion) percentiles, microseconds",
             "cpu_us_per_io": "busy CPU time of the whole guest (all vCPUs: user, nice, "
             "system, irq, softirq, steal) per completed IO, sampled inside the measured window",
             "cpu_accounted_pct": "guest CPU ticks accounted (busy + idle) against wall time x "

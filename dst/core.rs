@@ -926,29 +926,35 @@ impl Shared {
                 self.qid
             );
         }
-        let max = self.dev.settings.max_resends.load(Relaxed);
         let failed = self.conn.load(Acquire) != CONN_RECONNECTING;
         tags.for_each_started(|rq| {
-            if !self.owns(&rq) {
-                return;
-            }
-            let pdu = rq.pdu();
-            if pdu.state.cmpxchg(RQ_SENT, RQ_QUEUED, Full).is_err() {
-                return;
-            }
-            if failed || pdu.resends.fetch_add(1, Relaxed) >= max {
-                pdu.state.store(RQ_DONE, Release);
-                self.finish(rq, EIO_ERRNO);
-                return;
-            }
-            self.dev.resends.add(1, Relaxed);
-            if let Err(rq) = self.ring.lock().push(rq) {
-                // Cannot happen: the ring holds the whole queue depth.
-                self.fail_claimed(rq, RQ_QUEUED);
+            if self.owns(&rq) {
+                self.resend(rq, failed);
             }
         });
         drop(tx);
         self.wake.notify_all();
+    }
+
+    /// Puts a SENT request back on the ring to be sent again, counting a
+    /// resend; fails it instead past the resend limit or if `fail`. The
+    /// caller wakes the sender.
+    fn resend(&self, rq: Request<Router>, fail: bool) {
+        let pdu = rq.pdu();
+        if pdu.state.cmpxchg(RQ_SENT, RQ_QUEUED, Full).is_err() {
+            return;
+        }
+        let max = self.dev.settings.max_resends.load(Relaxed);
+        if fail || pdu.resends.fetch_add(1, Relaxed) >= max {
+            pdu.state.store(RQ_DONE, Release);
+            self.finish(rq, EIO_ERRNO);
+            return;
+        }
+        self.dev.resends.add(1, Relaxed);
+        if let Err(rq) = self.ring.lock().push(rq) {
+            // Cannot happen: the ring holds the whole queue depth.
+            self.fail_claimed(rq, RQ_QUEUED);
+        }
     }
 
     /// Sends one request; on failure the connection is shut down and the
@@ -1708,6 +1714,13 @@ impl Ctx {
             return self.finish_checked(rq, h.status, hb, t, &check, vecs);
         }
         open(shared, sock, opener, hb, &security::no_data())?;
+        if h.status == Status::Busy {
+            // "Retry later" (the export could not allocate for it): sent
+            // again, within the resend limit.
+            shared.resend(rq, false);
+            shared.wake.notify_all();
+            return Ok(());
+        }
         if pdu.state.cmpxchg(RQ_SENT, RQ_DONE, Full).is_ok() {
             shared.finish(rq, status_errno(h.status));
         }
