@@ -621,7 +621,7 @@ def markdown(doc):
                 out.append(f"| {rname} ÷ {LABEL[peer]} | " + " | ".join(vals) + " |")
         out.append("")
     out.append("Throughput is MB/s for the 1 MiB jobs and IOPS for the 4 KiB jobs (the same "
-               "ratio either way). Latency: fio completion latency. CPU per IO: busy time of "
+               "ratio either way). Latency: fio total latency (submission + completion). CPU per IO: busy time of "
                "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
                "network stack, the RAM disk). CPU ticks accounted: the guest's busy + idle "
                "ticks against wall time; far below 100 % means the host did not run the "
