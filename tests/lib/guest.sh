@@ -101,6 +101,20 @@ as_user() {
 
 kmsg() { printf 'dst-test: %s\n' "$*" >/dev/kmsg; }
 
+# has_security: whether this dstcfg has the data protection options.
+has_security() { dstcfg --help 2>&1 | grep -q -- '--protection'; }
+
+# psk_file PATH: a pre-shared key at PATH, mode 0600 (`dstcfg -a genkey`;
+# 32 random bytes if dstcfg has no --protection, for peers that need one).
+psk_file() {
+    if has_security; then
+        dstcfg -a genkey -f "$1" >/dev/null || fail "dstcfg -a genkey -f $1 failed"
+    else
+        head -c 32 /dev/urandom >"$1"
+    fi
+    chmod 600 "$1"
+}
+
 meminfo_kb() {
     awk -v f="$1:" '$1 == f { print $2; found = 1 } END { if (!found) exit 1 }' /proc/meminfo ||
         fail "meminfo_kb: no field $1 in /proc/meminfo"

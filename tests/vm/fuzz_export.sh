@@ -44,10 +44,9 @@ fuzz_run() {
 fuzz_run none 2400 "$frames" /dev/ram0
 
 if [ "$protected" -gt 0 ]; then
-    if dstcfg --help 2>&1 | grep -q -- '--protection'; then
+    if has_security; then
         key=$(mktemp -d)/psk
-        dstcfg -a genkey -f "$key" >/dev/null
-        chmod 600 "$key"
+        psk_file "$key"
         fuzz_run aead 2401 "$protected" /dev/ram1 --protection aead --key-file "$key"
     else
         log "SKIP aead: dstcfg has no --protection"

@@ -27,15 +27,8 @@ peer=$DST_REPO/tools/dstpeer/target/release/dstpeer
 modes=${DST_HOSTILE_MODES:-none hmac aead readonly}
 tmp=$(mktemp -d)
 
-has_security() { dstcfg --help 2>&1 | grep -q -- '--protection'; }
-
 key=$tmp/psk
-if has_security; then
-    dstcfg -a genkey -f "$key" >/dev/null
-else
-    head -c 32 /dev/urandom >"$key"
-fi
-chmod 600 "$key"
+psk_file "$key"
 
 # sha256 of MIB MiB of /dev/ramN from SKIP MiB.
 ram_sha() {

@@ -50,15 +50,8 @@ seed=23
 trigger=24
 settings=(--req-timeout 3000 --reconnect-delay 200 --max-resends 5)
 
-has_security() { dstcfg --help 2>&1 | grep -q -- '--protection'; }
-
 key=$tmp/psk
-if has_security; then
-    dstcfg -a genkey -f "$key" >/dev/null
-else
-    head -c 32 /dev/urandom >"$key"
-fi
-chmod 600 "$key"
+psk_file "$key"
 
 # The cases worth running in mode $2, by what they need ($1): protected modes
 # run only the cases that need their protection.
