@@ -304,6 +304,70 @@ impl PageBuf {
     }
 }
 
+/// Pages allocated once and reused for one message at a time (the local
+/// node's AEAD WRITEs are encrypted into them): no allocation per request.
+pub(crate) struct Bounce {
+    pages: PageBuf,
+    /// Describes the prefix of `pages` in use; room for every page.
+    vecs: KVec<bindings::bio_vec>,
+}
+
+// SAFETY: the bio_vecs only describe the buffer's own pages, which it owns
+// (`Page` is `Send + Sync`); the buffer may be used from any thread.
+unsafe impl Send for Bounce {}
+// SAFETY: see `Send`; shared access only reads the descriptors and pages.
+unsafe impl Sync for Bounce {}
+
+impl Bounce {
+    /// A buffer for messages of up to `len` bytes.
+    pub(crate) fn new(len: usize) -> Result<Self> {
+        let pages = PageBuf::alloc(len)?;
+        let vecs = KVec::with_capacity(pages.pages.len(), GFP_KERNEL)?;
+        Ok(Bounce { pages, vecs })
+    }
+
+    /// Uses the first `len` bytes (not more than the buffer holds) for the
+    /// next message; [`Bounce::vecs`] describes them.
+    pub(crate) fn describe(&mut self, len: usize) -> Result {
+        if len == 0 || len > self.pages.len {
+            return Err(EINVAL);
+        }
+        self.vecs.clear();
+        let mut left = len;
+        for page in self.pages.pages.iter() {
+            if left == 0 {
+                break;
+            }
+            let n = left.min(PAGE_SIZE);
+            // Within the capacity reserved in `new`: does not allocate.
+            self.vecs.push(
+                bindings::bio_vec {
+                    bv_page: page.as_ptr(),
+                    // `n` is at most PAGE_SIZE.
+                    bv_len: n as c_uint,
+                    bv_offset: 0,
+                },
+                GFP_NOWAIT,
+            )?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// The pages in use, as [`Bounce::describe`] set them.
+    pub(crate) fn vecs(&self) -> &[bindings::bio_vec] {
+        &self.vecs
+    }
+
+    /// Sends the bytes in use, copied into the socket: the pages are
+    /// reused for the next message as soon as this returns.
+    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
+        // SAFETY: the pages are this buffer's and stay valid for the call;
+        // without splicing the socket keeps no reference to them.
+        unsafe { sock.send_pages(&self.vecs, more, false) }
+    }
+}
+
 /// What a READ or WRITE bio works on: the device and the pages.
 ///
 /// Owned by the [`BioOwner`] while the bio is in flight, so neither can go

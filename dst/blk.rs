@@ -16,7 +16,10 @@ use kernel::{
     error::{from_err_ptr, to_result},
     ffi::{c_int, c_uint, c_void},
     prelude::*,
-    sync::Arc, //
+    sync::{
+        atomic::{Acquire, Atomic, Full, Release},
+        Arc,
+    },
 };
 
 use crate::{socket::Socket, sysfs::PageWriter};
@@ -107,6 +110,7 @@ mod ffi {
         pub(super) fn dst_shim_tag_to_rq(set: *mut RawTagSet, unique_tag: u32) -> *mut RawRequest;
         pub(super) fn dst_shim_bvecs_spliceable(bv: *const c_void, n: c_uint) -> bool;
         pub(super) fn dst_shim_rq_end(rq: *mut RawRequest, err: c_int);
+        pub(super) fn dst_shim_rq_requeue(rq: *mut RawRequest, delay_ms: u32);
         pub(super) fn dst_shim_for_each_started(
             set: *mut RawTagSet,
             f: unsafe extern "C" fn(ctx: *mut c_void, rq: *mut RawRequest),
@@ -145,21 +149,44 @@ pub(crate) trait Driver: Send + Sync {
     /// must be a valid value (the shim zeroes it when requests are created);
     /// it is shared between tasks, so it uses interior mutability.
     type Pdu: Sync;
-    /// Takes a started request; it must be completed later exactly once,
-    /// with [`Request::end`]. Must not sleep. On error the request was not
-    /// kept, and the block layer ends it with the error.
-    fn queue_rq(&self, rq: Request<Self>, last: bool) -> Result;
+    /// Takes a started request. Must not sleep. The driver now owns it and
+    /// must end it exactly once ([`Request::end`]); a request it cannot take
+    /// is handed back with the error, and the block layer ends it.
+    fn queue_rq(&self, rq: Request<Self>, last: bool) -> Result<(), (Request<Self>, Error)>;
     /// Writes the value of sysfs attribute `id` (see `shim_blk.c`), without
     /// the trailing newline.
     fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result;
 }
 
-/// A started request, owned by the driver until it is ended.
+/// A request nobody holds a handle to may be claimed; any other value means
+/// idle (never started, or ended) or held. Zero, the value the shim gives a
+/// new request, is therefore "not claimable".
+const PARKED: u32 = 1;
+const HELD: u32 = 0;
+
+/// The PDU of every request: who owns it, then the driver's data.
+#[repr(C)]
+struct Pdu<T> {
+    /// [`PARKED`] or [`HELD`]; only the holder of a [`Request`] parks it,
+    /// only a successful [`Started::claim`] takes it back.
+    owner: Atomic<u32>,
+    data: T,
+}
+
+/// A started request, owned by whoever holds this handle: only the holder
+/// may receive into its pages, send them, end or requeue it.
+///
+/// Handles come from `queue_rq` and from [`Started::claim`]. Giving one up
+/// ([`Request::park`], or dropping it) leaves the request started and
+/// claimable, for example while it waits for its reply; ending it
+/// ([`Request::end`]) consumes the handle. So a request is either held by
+/// exactly one handle or parked, and it is ended at most once.
 ///
 /// # Invariants
 ///
-/// `rq` is a started request of a tag set whose driver is `D`, not yet ended;
-/// its PDU holds a `D::Pdu`.
+/// `rq` is a started request of a tag set whose driver is `D`, not yet
+/// ended, whose PDU holds a `Pdu<D::Pdu>` with `owner == HELD`; no other
+/// handle to it exists.
 pub(crate) struct Request<D: Driver + ?Sized> {
     rq: NonNull<RawRequest>,
     _d: core::marker::PhantomData<D>,
@@ -168,12 +195,44 @@ pub(crate) struct Request<D: Driver + ?Sized> {
 // SAFETY: a started request may be handled and ended from any task.
 unsafe impl<D: Driver + ?Sized> Send for Request<D> {}
 
+/// The PDU of `rq`.
+///
+/// # Safety
+///
+/// `rq` must be a request (started or not) of a live tag set whose driver
+/// is `D`; the returned reference must not outlive that tag set.
+unsafe fn pdu_of<'a, D: Driver + ?Sized>(rq: NonNull<RawRequest>) -> &'a Pdu<D::Pdu> {
+    // SAFETY: every request of the set has a PDU of `cmd_size` bytes
+    // ([`TagSet::new`]) holding a `Pdu<D::Pdu>`, zeroed at creation, which
+    // `Driver::Pdu` requires to be valid; it lives as long as the set.
+    // Access is shared only (interior mutability).
+    unsafe { &*ffi::dst_shim_rq_pdu(rq.as_ptr()).cast::<Pdu<D::Pdu>>() }
+}
+
+/// Position, length, tag and op of `rq`.
+///
+/// # Safety
+///
+/// `rq` must be a request of a live tag set.
+unsafe fn info_of(rq: NonNull<RawRequest>) -> RqInfo {
+    let mut info = RqInfo::default();
+    // SAFETY: the request's memory lives as long as its set; `info` is
+    // writable. An idle request gives stale but harmless values.
+    unsafe { ffi::dst_shim_rq_info(rq.as_ptr(), &mut info) };
+    info
+}
+
 impl<D: Driver + ?Sized> Request<D> {
     /// # Safety
     ///
-    /// `rq` must satisfy the type invariant, and the caller must own it.
+    /// `rq` must be a started request of a tag set with driver `D`, not yet
+    /// ended, and the caller must own it: nobody else holds or may claim it.
     unsafe fn from_raw(rq: *mut RawRequest) -> Option<Self> {
-        NonNull::new(rq).map(|rq| Request {
+        let rq = NonNull::new(rq)?;
+        // SAFETY: a request of a live set (caller); the caller owns it.
+        unsafe { pdu_of::<D>(rq) }.owner.store(HELD, Release);
+        // INVARIANT: started, owned, and now HELD.
+        Some(Request {
             rq,
             _d: core::marker::PhantomData,
         })
@@ -181,18 +240,15 @@ impl<D: Driver + ?Sized> Request<D> {
 
     /// Position, length, tag and op of the request.
     pub(crate) fn info(&self) -> RqInfo {
-        let mut info = RqInfo::default();
-        // SAFETY: the request is live (type invariant); `info` is writable.
-        unsafe { ffi::dst_shim_rq_info(self.rq.as_ptr(), &mut info) };
-        info
+        // SAFETY: the request is live (type invariant).
+        unsafe { info_of(self.rq) }
     }
 
     /// The driver's per-request data.
     pub(crate) fn pdu(&self) -> &D::Pdu {
-        // SAFETY: the PDU area holds a `D::Pdu` (zeroed at request creation,
-        // which `Driver::Pdu` requires to be valid) and lives as long as the
-        // request; access is shared only (interior mutability).
-        unsafe { &*ffi::dst_shim_rq_pdu(self.rq.as_ptr()).cast::<D::Pdu>() }
+        // SAFETY: the request is live (type invariant) and its set outlives
+        // the borrow of `self`.
+        &unsafe { pdu_of::<D>(self.rq) }.data
     }
 
     /// Sends the request's data, described in `segs` by [`Request::bvecs`],
@@ -203,23 +259,22 @@ impl<D: Driver + ?Sized> Request<D> {
         // SAFETY: `vecs` is a valid array of `vecs.len()` bio_vecs.
         let splice =
             unsafe { ffi::dst_shim_bvecs_spliceable(vecs.as_ptr().cast(), vecs.len() as c_uint) };
-        // SAFETY: the pages belong to this request, which stays live (and,
-        // with stable writes, unchanged) until its reply, after the socket
-        // has sent them.
+        // SAFETY: the pages belong to this request, which we hold; spliced
+        // pages are referenced by the socket for as long as it needs them.
         unsafe { sock.send_pages(vecs, more, splice) }
     }
 
     /// Receives the request's data (a READ reply) straight into its pages,
     /// described in `segs` by [`Request::bvecs`].
     pub(crate) fn recv_data(&self, sock: &Socket, segs: &SegmentBuf) -> Result {
-        // SAFETY: the caller owns the request (it is in flight and matched
-        // to this reply); nobody else uses its pages until it ends.
+        // SAFETY: we hold the request (type invariant), so nobody else
+        // touches its pages, and they stay until it ends.
         unsafe { sock.recv_pages(segs.as_slice()) }
     }
 
     /// Describes the request's data segments in `out` (whose capacity must
-    /// hold them: the disk's max segments plus one) for the crypto
-    /// wrappers. The pages stay valid until the request ends.
+    /// hold them: the disk's max segments) for the crypto wrappers. The
+    /// pages stay valid until the request ends.
     pub(crate) fn bvecs(&self, out: &mut SegmentBuf) -> Result {
         let out = &mut out.0;
         out.clear();
@@ -240,8 +295,84 @@ impl<D: Driver + ?Sized> Request<D> {
 
     /// Ends the request with `err` (0 for success). Consumes the handle.
     pub(crate) fn end(self, err: c_int) {
-        // SAFETY: we own the started request (type invariant) and give it up.
-        unsafe { ffi::dst_shim_rq_end(self.rq.as_ptr(), err) };
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: we own the started request (type invariant) and give it
+        // up; it stays HELD, so nobody can claim it until it is started
+        // again (`from_raw`).
+        unsafe { ffi::dst_shim_rq_end(this.rq.as_ptr(), err) };
+    }
+
+    /// Hands the request back to the block layer, which queues it again
+    /// (`queue_rq`) after `delay_ms`. Consumes the handle; the PDU is kept.
+    pub(crate) fn requeue(self, delay_ms: u32) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: we own the started request (type invariant) and give it
+        // back; it stays HELD until `queue_rq` hands it out again.
+        unsafe { ffi::dst_shim_rq_requeue(this.rq.as_ptr(), delay_ms) };
+    }
+
+    /// Gives the handle up and leaves the request started: the next
+    /// [`Started::claim`] takes it. The same as dropping the handle.
+    pub(crate) fn park(self) {}
+
+    /// Gives the handle up without parking: for a request the block layer
+    /// ends itself (an error from `queue_rq`).
+    fn into_raw(self) -> *mut RawRequest {
+        core::mem::ManuallyDrop::new(self).rq.as_ptr()
+    }
+}
+
+impl<D: Driver + ?Sized> Drop for Request<D> {
+    /// A handle given up parks its request, so that it cannot be lost: the
+    /// request is claimed again by whoever handles parked requests (a reply,
+    /// a requeue after a lost connection, a failure).
+    fn drop(&mut self) {
+        // SAFETY: the request is live (type invariant). After this store we
+        // no longer touch it.
+        unsafe { pdu_of::<D>(self.rq) }.owner.store(PARKED, Release);
+    }
+}
+
+/// A started request seen through its tag set, not owned: it may be looked
+/// at, or claimed. It may have ended (and even been started again) since it
+/// was found; [`Started::claim`] only succeeds on a parked request.
+pub(crate) struct Started<'a, D: Driver> {
+    rq: NonNull<RawRequest>,
+    _set: core::marker::PhantomData<&'a TagSet<D>>,
+}
+
+impl<D: Driver> Started<'_, D> {
+    /// Position, length, tag and op of the request (stale if it ended).
+    pub(crate) fn info(&self) -> RqInfo {
+        // SAFETY: a request of the set, which outlives `'a`.
+        unsafe { info_of(self.rq) }
+    }
+
+    /// The driver's per-request data.
+    pub(crate) fn pdu(&self) -> &D::Pdu {
+        // SAFETY: a request of the set, which outlives the borrow.
+        &unsafe { pdu_of::<D>(self.rq) }.data
+    }
+
+    /// Whether the request is parked (started, nobody holds it).
+    pub(crate) fn is_parked(&self) -> bool {
+        // SAFETY: a request of the set, which outlives the borrow.
+        unsafe { pdu_of::<D>(self.rq) }.owner.load(Acquire) == PARKED
+    }
+
+    /// Takes a parked request: the caller now holds it. `None` if it is
+    /// held by someone else, idle or ended.
+    pub(crate) fn claim(self) -> Option<Request<D>> {
+        // SAFETY: a request of the set, which outlives the borrow.
+        let pdu = unsafe { pdu_of::<D>(self.rq) };
+        pdu.owner.cmpxchg(PARKED, HELD, Full).ok()?;
+        // INVARIANT: only a started request is parked (handles exist only
+        // for started requests and `end` leaves it HELD); the exchange made
+        // us its only owner.
+        Some(Request {
+            rq: self.rq,
+            _d: core::marker::PhantomData,
+        })
     }
 }
 
@@ -287,7 +418,7 @@ unsafe impl<D: Driver> Sync for TagSet<D> {}
 impl<D: Driver> TagSet<D> {
     /// Allocates the tag set; `p.cmd_size` is set here from `D::Pdu`.
     pub(crate) fn new(p: &mut DiskParams, driver: Arc<D>) -> Result<Self> {
-        p.cmd_size = size_of::<D::Pdu>() as u32;
+        p.cmd_size = size_of::<Pdu<D::Pdu>>() as u32;
         let driver = Arc::into_raw(driver);
         // SAFETY: `p` is valid; `driver` is a valid pointer kept alive by
         // the reference we leaked above.
@@ -303,36 +434,38 @@ impl<D: Driver> TagSet<D> {
         }
     }
 
-    /// The started request with this unique tag, if any. A tag from the
-    /// network is untrusted: out-of-range tags give `None`.
-    ///
-    /// # Safety
-    ///
-    /// The caller must own the request that carries this tag (it was handed
-    /// to the driver and has not been ended).
-    pub(crate) unsafe fn request(&self, unique_tag: u32) -> Option<Request<D>> {
+    /// The request of hardware queue `hwq` with this unique tag, if the tag
+    /// is in range and belongs to `hwq`: a reply on one queue's connection
+    /// may only answer that queue's requests. Tags from the network are
+    /// untrusted; this is where they are checked.
+    pub(crate) fn find(&self, hwq: u32, unique_tag: u32) -> Option<Started<'_, D>> {
+        if unique_tag >> 16 != hwq {
+            return None;
+        }
         // SAFETY: the set is live; the lookup checks the tag's range.
         let rq = unsafe { ffi::dst_shim_tag_to_rq(self.set.as_ptr(), unique_tag) };
-        // SAFETY: the caller owns the request.
-        unsafe { Request::from_raw(rq) }
+        Some(Started {
+            rq: NonNull::new(rq)?,
+            _set: core::marker::PhantomData,
+        })
     }
 
-    /// Offers every started request to `f`. The handles are owned only in
-    /// the sense the driver's PDU state says: `f` must claim a request (by a
-    /// state change) before keeping or ending it, and otherwise drop it.
-    pub(crate) fn for_each_started<F: FnMut(Request<D>)>(&self, mut f: F) {
+    /// Offers every started request to `f`, which may look at it or claim it.
+    pub(crate) fn for_each_started<F: FnMut(Started<'_, D>)>(&self, mut f: F) {
         /// # Safety
         ///
-        /// `ctx` must point to an `F`; `rq` must be a started request.
-        unsafe extern "C" fn each<D: Driver, F: FnMut(Request<D>)>(
+        /// `ctx` must point to an `F`; `rq` must be a request of the set.
+        unsafe extern "C" fn each<D: Driver, F: FnMut(Started<'_, D>)>(
             ctx: *mut c_void,
             rq: *mut RawRequest,
         ) {
             // SAFETY: `ctx` is the `&mut F` below, live for the iteration.
             let f = unsafe { &mut *ctx.cast::<F>() };
-            // SAFETY: blk-mq passes started requests of our tag set.
-            if let Some(rq) = unsafe { Request::from_raw(rq) } {
-                f(rq);
+            if let Some(rq) = NonNull::new(rq) {
+                f(Started {
+                    rq,
+                    _set: core::marker::PhantomData,
+                });
             }
         }
         // SAFETY: the set is live; `each::<D, F>` matches the callback type
@@ -358,10 +491,11 @@ impl<D: Driver> Drop for TagSet<D> {
 /// # Invariants
 ///
 /// `disk` came from `dst_shim_disk_alloc`; `added` says whether `add_disk`
-/// succeeded. The tag set outlives the disk (the owner drops the disk first).
+/// succeeded and the disk was not deleted since. The tag set outlives the
+/// disk (the owner drops the disk first).
 pub(crate) struct Disk {
     disk: NonNull<RawDisk>,
-    added: bool,
+    added: Atomic<bool>,
 }
 
 // SAFETY: gendisk operations used here may run from any task.
@@ -375,10 +509,13 @@ impl Disk {
         // SAFETY: the tag set is live; `p` is valid.
         let disk = from_err_ptr(unsafe { ffi::dst_shim_disk_alloc(set.set.as_ptr(), p) })?;
         let disk = NonNull::new(disk).ok_or(ENOMEM)?;
-        let mut this = Disk { disk, added: false };
+        let this = Disk {
+            disk,
+            added: Atomic::new(false),
+        };
         // SAFETY: the disk is allocated and not yet added.
         to_result(unsafe { ffi::dst_shim_disk_add(disk.as_ptr()) })?;
-        this.added = true;
+        this.added.store(true, Release);
         Ok(this)
     }
 }
@@ -386,11 +523,11 @@ impl Disk {
 impl Disk {
     /// Removes `/dev/dstN`: new IO fails, in-flight IO is waited for (the
     /// driver must still be able to complete it). Idempotent.
-    pub(crate) fn delete(&mut self) {
-        if self.added {
-            // SAFETY: the disk was added and is deleted only once.
+    pub(crate) fn delete(&self) {
+        if self.added.xchg(false, Full) {
+            // SAFETY: the disk was added, and the exchange makes this the
+            // only deletion.
             unsafe { ffi::dst_shim_disk_del(self.disk.as_ptr()) };
-            self.added = false;
         }
     }
 }
@@ -425,7 +562,11 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
     };
     match driver.queue_rq(req, last) {
         Ok(()) => 0,
-        Err(e) => e.to_errno(),
+        Err((req, e)) => {
+            // The block layer ends the request with this error.
+            req.into_raw();
+            e.to_errno()
+        }
     }
 }
 

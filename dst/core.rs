@@ -6,16 +6,17 @@
 //!
 //! Data flow:
 //!
-//! - `queue_rq` (any task, must not sleep) marks the request QUEUED, puts it
-//!   on the send ring and wakes the sender thread. It never waits on the
-//!   network.
+//! - `queue_rq` (any task, must not sleep) puts the request on the send ring
+//!   and wakes the sender thread. It never waits on the network.
 //! - The sender thread takes requests off the ring while the connection is
-//!   up and, under the send lock, marks each SENDING, sends header and data
-//!   (straight from the request pages), then marks it SENT with the time.
+//!   up and, under the send lock, sends header and data (straight from the
+//!   request pages), then parks the request ([`Request::park`]) with the
+//!   time until its reply.
 //! - The receiver thread reads replies, finds the request by the tag in the
-//!   transaction id, checks the id's sequence number and the echoed fields,
-//!   receives READ data straight into the request pages and ends the request
-//!   with the status the export sent.
+//!   transaction id among its own queue's requests, claims it, checks the
+//!   id's sequence number and the echoed fields, receives READ data straight
+//!   into the request pages and ends the request with the status the export
+//!   sent.
 //!
 //! Faults (see Documentation/design.md, "Failure semantics"):
 //!
@@ -23,16 +24,19 @@
 //!   request timeout, or a ping unanswered for the ping timeout, shuts the
 //!   socket down. Idle connections are pinged every ping interval.
 //! - When the connection fails, the receiver thread (which owns connections)
-//!   puts every SENT request back on the ring (counting a resend; past the
+//!   puts every parked request back on the ring (counting a resend; past the
 //!   resend limit it fails), then reconnects every reconnect delay with a
 //!   fresh handshake. A changed export (size, block size, permissions) is
-//!   refused. The HELLO carries this device's client id, so the export fences
-//!   the old connection before the new one may send anything.
+//!   refused. The HELLO carries this device's client id and fencing epoch,
+//!   so the export fences the old connection before the new one may send
+//!   anything; a request fails only after its connection is reset and the
+//!   device has moved to a new epoch (see [`Common::epoch`]).
 //! - Disconnected for longer than the loss timeout, the device FAILS: queued
 //!   and new requests end with EIO at once, until a reconnect succeeds.
 //!
-//! A per-request state changed only by compare-and-exchange where two parties
-//! race guarantees each request is ended exactly once.
+//! Only the holder of a request's handle may touch its pages or end it, and
+//! parked requests are claimed by compare-and-exchange (`dst/blk.rs`), so
+//! each request is ended exactly once.
 
 use kernel::{
     bindings,
@@ -40,18 +44,21 @@ use kernel::{
     new_condvar,
     new_mutex,
     new_spinlock,
+    page::PAGE_SIZE,
     prelude::*,
     sync::{
         atomic::{Acquire, Atomic, Full, Relaxed, Release},
         Arc, CondVar, Mutex, SpinLock,
     },
-    time::{msecs_to_jiffies, Instant, Monotonic},
+    time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{impl_has_work, new_work, Work, WorkItem}, //
 };
 
 use crate::{
-    bdev::{self, PageBuf},
-    blk::{Disk, DiskParams, Driver, Request, SegmentBuf, TagSet},
+    bdev::{self, Bounce},
+    blk::{Disk, DiskParams, Driver, Request, SegmentBuf, Started, TagSet},
+    crypto,
+    epoch::Epoch,
     kthread::{self, Thread},
     netlink::{self, event, Refusal},
     proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Protection, Security, Status},
@@ -143,31 +150,34 @@ pub(crate) struct DeviceConfig {
     pub(crate) queue_depth: u32,
     /// Connections (hardware queues) wanted; 0 = default (1).
     pub(crate) queues: u32,
+    /// Identity the export fences by; 0 = a random one. An admin who sets
+    /// it (the same on every creation of this device, and unlike any other
+    /// device's) makes the fencing hold across re-creation and reboots.
+    pub(crate) client_id: u64,
     /// Timeouts different from the defaults.
     pub(crate) settings: SettingsUpdate,
     /// Protection mode, algorithm and key; must match the export's.
     pub(crate) security: SecurityConfig,
 }
 
-/// Request states, kept in the PDU. Zero (the value at creation) is idle.
-const RQ_QUEUED: u32 = 1;
-const RQ_SENDING: u32 = 2;
-const RQ_SENT: u32 = 3;
-const RQ_DONE: u32 = 4;
-/// Its reply arrived and a crypto worker is checking it: neither a second
-/// reply nor the failure paths may touch the request meanwhile.
-const RQ_CHECKING: u32 = 5;
-
 /// Per-request driver data. All-zero is valid (idle, no id).
+///
+/// Where a request is shows who owns it ([`Request`]): on the ring, with the
+/// sender while it is sent, parked while its reply is awaited (the sender
+/// parks it once sent), with the receiver or one crypto worker while its
+/// reply is taken in and checked. Replies, requeues and failures claim
+/// parked requests, so each is ended exactly once.
 pub(crate) struct Pdu {
-    /// One of `RQ_*`; changed by compare-and-exchange where two parties race.
-    state: Atomic<u32>,
     /// The transaction id on the wire: sequence << 32 | unique tag.
     id: Atomic<u64>,
     /// When it was last sent (device clock, ms).
     sent_at: Atomic<u64>,
     /// Times it was sent again after a connection failed.
     resends: Atomic<u32>,
+    /// BUSY answers in a row, and when the first came (device clock, ms);
+    /// see [`Shared::busy`].
+    busy: Atomic<u32>,
+    busy_since: Atomic<u64>,
 }
 
 /// Requests waiting for the sender; never holds more than the queue depth.
@@ -247,9 +257,14 @@ struct Tx {
     ping: Option<(u64, u64)>,
     /// Room for one request's data segments, for the sealer.
     vecs: SegmentBuf,
-    /// The receiving half of the first connection's protection, until the
-    /// receiver thread takes it (later connections are its own).
-    first_opener: Option<Opener>,
+    /// With AEAD, where WRITE data is encrypted to (one request is sent at
+    /// a time): allocated with the queue, for the largest request.
+    bounce: Option<Bounce>,
+    /// The fencing epoch the connection was made in (its HELLO's).
+    epoch: u32,
+    /// The first connection and the receiving half of its protection, until
+    /// the receiver thread takes them (later connections are its own).
+    first: Option<(Arc<Socket>, Opener)>,
 }
 
 /// A connection as the handshake leaves it.
@@ -270,9 +285,16 @@ pub(crate) struct Common {
     /// What the export granted at creation; later grants must match.
     granted: HelloReplyBody,
     /// What the first HELLO asked for; reconnects ask the same (with a
-    /// fresh nonce and their queue's index). Its `client_id` lets the export
-    /// fence older connections of the same queue.
+    /// fresh nonce, their queue's index and the current epoch). Its
+    /// `client_id` and `epoch` let the export fence older connections.
     hello: HelloBody,
+    /// The fencing epoch new connections are made in. Moved on before a
+    /// request fails while the connection it was sent on may not have been
+    /// fenced: nothing is sent in an older epoch after that, and the first
+    /// connection of the new one fences every older connection of the
+    /// device at the export, whatever its queue. So a WRITE that failed
+    /// cannot be overtaken there by a newer one to the same blocks.
+    epoch: Epoch,
     /// Protection and key, for reconnects.
     security: SecurityConfig,
     /// Largest number of data segments of one request.
@@ -291,6 +313,9 @@ pub(crate) struct Common {
     bytes_read: Atomic<u64>,
     bytes_written: Atomic<u64>,
     integrity_errors: Atomic<u64>,
+    /// Set when the device is being deleted, and when (device clock, ms).
+    deleting: Atomic<bool>,
+    deleting_at: Atomic<u64>,
     /// Queues not connected (reconnecting or failed), and failed: the
     /// device-level events fire when these leave or reach 0.
     lost_queues: Atomic<u32>,
@@ -327,8 +352,8 @@ pub(crate) struct Shared {
     #[pin]
     rewake: CondVar,
     /// Serialises whole frames on the socket and guards the sending half of
-    /// the connection. Held while a request is SENDING, so whoever requeues
-    /// or fails requests takes it to know no send is running.
+    /// the connection. Held while a request is sent, so whoever requeues or
+    /// fails requests takes it to know no send is running.
     #[pin]
     tx: Mutex<Tx>,
 }
@@ -347,27 +372,22 @@ struct Ctx {
     tags: Arc<TagSet<Router>>,
 }
 
-/// What the receiver thread starts with: the context and the first socket.
-struct RxCtx {
-    ctx: Ctx,
-    first: Arc<Socket>,
-}
-
 /// A local node device. Dropping it deletes `/dev/dstN` (draining IO first),
 /// then ends the connection.
 pub(crate) struct Device {
     // Drop order matters: the disk first (del_gendisk waits for in-flight IO,
     // which needs the threads), then the threads, then the tag set.
     disk: Disk,
-    threads: KVec<QueueThreads>,
+    /// Only held: dropping them stops the threads.
+    _threads: KVec<QueueThreads>,
     router: Arc<Router>,
     tags: Arc<TagSet<Router>>,
 }
 
-/// The two threads of one queue's connection.
+/// The two threads of one queue's connection (only held: dropping them
+/// stops them).
 struct QueueThreads {
-    receiver: Thread<RxCtx>,
-    /// Only held: dropping it stops the thread.
+    _receiver: Thread<Ctx>,
     _sender: Thread<Ctx>,
 }
 
@@ -392,7 +412,8 @@ fn status_errno(status: Status) -> c_int {
 const EIO_ERRNO: c_int = -(bindings::EIO as c_int);
 
 /// Opens a connection and runs the handshake (with the challenge-response
-/// when a key is configured); every wait is bounded by `timeout_ms`.
+/// when a key is configured); the whole of it, connect included, is bounded
+/// by `timeout_ms`, however slowly the export trickles its answers.
 fn handshake(
     net: Net,
     addr: SockAddr,
@@ -400,6 +421,7 @@ fn handshake(
     sec: &SecurityConfig,
     timeout_ms: u32,
 ) -> Result<Conn, Refusal> {
+    let deadline = Instant::<Monotonic>::now() + Delta::from_millis(timeout_ms.into());
     let sock = Socket::connect(net, addr, true, timeout_ms)
         .map_err(|e| Refusal::new(e, c"cannot connect to the export node"))?;
     let lost = |e| {
@@ -425,13 +447,13 @@ fn handshake(
     sock.send_all(&body, false).map_err(lost)?;
     let recv_header = || -> Result<Header, Refusal> {
         let mut hb = [0u8; proto::HEADER_LEN];
-        sock.recv_exact(&mut hb).map_err(lost)?;
+        sock.recv_exact_by(&mut hb, deadline).map_err(lost)?;
         Header::decode(&hb).map_err(bad)
     };
     let mut h = recv_header()?;
     let mut ns = [0u8; proto::AUTH_LEN];
     if let (Kind::Challenge, Some(key)) = (h.kind, &sec.key) {
-        sock.recv_exact(&mut ns).map_err(lost)?;
+        sock.recv_exact_by(&mut ns, deadline).map_err(lost)?;
         let proof = security::proof_local(key, &body, &ns);
         sock.send_all(&Header::auth(Kind::Auth).encode(), true)
             .map_err(lost)?;
@@ -465,7 +487,7 @@ fn handshake(
         _ => return refused(EIO, c"the export node refused the connection"),
     }
     let mut reply = [0u8; proto::HELLO_REPLY_LEN];
-    sock.recv_exact(&mut reply).map_err(lost)?;
+    sock.recv_exact_by(&mut reply, deadline).map_err(lost)?;
     let granted = HelloReplyBody::decode(&reply).map_err(bad)?;
     if sec.key.is_none() && granted.proof != [0; proto::AUTH_LEN] {
         // Without a key the proof field is reserved.
@@ -496,10 +518,9 @@ fn handshake(
 
 /// A random id for this device's connections.
 fn random_client_id() -> u64 {
-    let mut id = 0u64;
-    // SAFETY: `get_random_bytes` fills the 8 bytes of `id`.
-    unsafe { bindings::get_random_bytes((&raw mut id).cast(), size_of::<u64>()) };
-    id | 1
+    let mut id = [0u8; 8];
+    crypto::random_bytes(&mut id);
+    u64::from_ne_bytes(id) | 1
 }
 
 impl Device {
@@ -507,6 +528,7 @@ impl Device {
     pub(crate) fn create(cfg: DeviceConfig) -> Result<Self, Refusal> {
         let settings = Settings::new();
         settings.apply(&cfg.settings);
+        let epoch = Epoch::new();
         let pages = if cfg.max_io_pages == 0 {
             DEFAULT_MAX_IO_PAGES
         } else {
@@ -526,11 +548,15 @@ impl Device {
             min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
             features: proto::FEATURES_ALL,
-            max_io_bytes: pages * 4096,
+            max_io_bytes: pages * PAGE_SIZE as u32,
             queues: wanted as u16,
             queue_depth: depth as u16,
-            client_id: random_client_id(),
+            client_id: match cfg.client_id {
+                0 => random_client_id(),
+                id => id,
+            },
             queue_index: 0,
+            epoch: epoch.get(),
             security: cfg.security.security,
             nonce: [0; proto::AUTH_LEN],
         };
@@ -555,9 +581,9 @@ impl Device {
             }
             conns.push(c, GFP_KERNEL)?;
         }
-        // One entry per page of the largest request, plus one for a buffer
-        // that does not start on a page boundary.
-        let max_segments = (granted.max_io_bytes as usize).div_ceil(4096) + 1;
+        // The disk's segments neither exceed nor cross a page (shim_blk.c),
+        // and there are at most max_io / PAGE_SIZE of them: one entry each.
+        let max_segments = (granted.max_io_bytes as usize).div_ceil(PAGE_SIZE);
         let depth = u32::from(granted.queue_depth);
         let common = Arc::new(
             Common {
@@ -566,11 +592,14 @@ impl Device {
                 net: cfg.net,
                 granted,
                 hello,
+                epoch,
                 security: cfg.security,
                 max_segments,
                 settings,
                 created: Instant::now(),
                 next_seq: Atomic::new(1),
+                deleting: Atomic::new(false),
+                deleting_at: Atomic::new(0),
                 lost_queues: Atomic::new(0),
                 failed_queues: Atomic::new(0),
                 reconnects: Atomic::new(0),
@@ -587,9 +616,13 @@ impl Device {
         let mut socks = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
         for (qid, c) in conns.into_iter().enumerate() {
             let sock = Arc::new(c.sock, GFP_KERNEL)?;
-            let tx_sock = sock.clone();
+            let (tx_sock, rx_sock) = (sock.clone(), sock.clone());
             let q_dev = common.clone();
             let vecs = SegmentBuf::new(max_segments)?;
+            let bounce = match hello.security.protection {
+                Protection::Aead => Some(Bounce::new(granted.max_io_bytes as usize)?),
+                _ => None,
+            };
             let q = Arc::pin_init(
                 try_pin_init!(Shared {
                     qid: qid as u32,
@@ -608,7 +641,9 @@ impl Device {
                             sealer: Some(c.sealer),
                             ping: None,
                             vecs,
-                            first_opener: Some(c.opener),
+                            bounce,
+                            epoch: hello.epoch,
+                            first: Some((rx_sock, c.opener)),
                         },
                         "dst::Shared::tx"
                     ),
@@ -645,32 +680,28 @@ impl Device {
         };
         let tags = Arc::new(TagSet::new(&mut params, router.clone())?, GFP_KERNEL)?;
         let mut threads = KVec::with_capacity(router.queues.len(), GFP_KERNEL)?;
-        for (q, sock) in router.queues.iter().zip(socks.iter()) {
+        // Declared after `threads`, so dropped first: on an error below, the
+        // threads are stopped (when `threads` drops) only after their
+        // sockets were shut down, or receivers would wait in `recvmsg`.
+        let closing = CloseOnError(Some((&router.queues, &socks)));
+        for q in router.queues.iter() {
             let ctx = || Ctx {
                 shared: q.clone(),
                 tags: tags.clone(),
             };
             let sender = Thread::spawn(fmt!("dst{}.{}-tx", index, q.qid), ctx(), sender_main)?;
-            let rx = RxCtx {
-                ctx: ctx(),
-                first: sock.clone(),
-            };
-            let receiver = Thread::spawn(fmt!("dst{}.{}-rx", index, q.qid), rx, receiver_main)?;
+            let receiver = Thread::spawn(fmt!("dst{}.{}-rx", index, q.qid), ctx(), receiver_main)?;
             threads.push(
                 QueueThreads {
-                    receiver,
+                    _receiver: receiver,
                     _sender: sender,
                 },
                 GFP_KERNEL,
             )?;
         }
-        let disk = Disk::add(&tags, &params).map_err(|e| {
-            for (q, sock) in router.queues.iter().zip(socks.iter()) {
-                q.conn.store(CONN_CLOSING, Release);
-                sock.shutdown();
-            }
-            Refusal::new(e, c"cannot create the block device")
-        })?;
+        let disk = Disk::add(&tags, &params)
+            .map_err(|e| Refusal::new(e, c"cannot create the block device"))?;
+        closing.disarm();
         netlink::notify(&common.net, index, event::CONNECTED);
         pr_info!(
             "dst{}: connected to {}, {} bytes{}, max IO {} KiB, {} queue(s) of depth {}, protection {}{}\n",
@@ -690,7 +721,7 @@ impl Device {
         );
         Ok(Device {
             disk,
-            threads,
+            _threads: threads,
             router,
             tags,
         })
@@ -725,14 +756,22 @@ impl Device {
         self.dev().granted.size
     }
 
+    /// The identity the export fences this device's connections by.
+    pub(crate) fn client_id(&self) -> u64 {
+        self.dev().hello.client_id
+    }
+
     /// Whether the export granted only reads.
     pub(crate) fn read_only(&self) -> bool {
         self.dev().granted.perms & proto::PERM_WRITE == 0
     }
 
-    /// The connection state (`CONN_*`, the uapi `enum dst_state`): the
-    /// worst of the queues'.
+    /// The connection state (`CONN_*`, the uapi `enum dst_state`): closing
+    /// while it is deleted, else the worst of the queues'.
     pub(crate) fn state(&self) -> u32 {
+        if self.dev().deleting.load(Relaxed) {
+            return CONN_CLOSING;
+        }
         self.router.state()
     }
 
@@ -762,6 +801,32 @@ impl Device {
     }
 }
 
+/// Closes the queues and shuts their sockets down when device creation
+/// fails after the threads started (see [`Device::create`]); disarmed by
+/// taking its contents out.
+struct CloseOnError<'a>(Option<QueuesAndSockets<'a>>);
+
+/// The queues of a device being created, and their sockets.
+type QueuesAndSockets<'a> = (&'a KVec<Arc<Shared>>, &'a KVec<Arc<Socket>>);
+
+impl CloseOnError<'_> {
+    /// Creation succeeded: nothing to close.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CloseOnError<'_> {
+    fn drop(&mut self) {
+        if let Some((queues, socks)) = self.0 {
+            for (q, sock) in queues.iter().zip(socks.iter()) {
+                q.conn.store(CONN_CLOSING, Release);
+                sock.shutdown();
+            }
+        }
+    }
+}
+
 /// Whether two grants describe the same device (what reconnects and the
 /// queues of one device must agree on).
 fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
@@ -774,27 +839,50 @@ fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
         && a.queues == b.queues
 }
 
-impl Drop for Device {
-    fn drop(&mut self) {
-        let queues = &self.router.queues;
-        // A queue that is not connected fails its IO now instead of waiting
-        // for the loss timeout: nobody will use the device after this delete.
-        for q in queues.iter() {
+impl Device {
+    /// Starts deleting the device: it reports itself closing, a queue that
+    /// is not connected fails its IO now instead of waiting for the loss
+    /// timeout (nobody will use the device after this delete), and the
+    /// others fail what is still in flight once the loss timeout has passed
+    /// from now (see [`Shared::watchdog`]). `false` if a delete had begun.
+    pub(crate) fn begin_delete(&self) -> bool {
+        let dev = self.dev();
+        if dev.deleting.xchg(true, Full) {
+            return false;
+        }
+        if let Some(q) = self.router.queues.first() {
+            dev.deleting_at.store(q.now(), Release);
+        }
+        for q in self.router.queues.iter() {
             if q.conn.load(Acquire) != CONN_UP {
                 q.set_failed(&self.tags);
             }
+            q.wake.notify_all();
         }
-        // del_gendisk runs while the threads still serve IO, so in-flight IO
-        // drains (or fails, above).
+        true
+    }
+
+    /// Removes `/dev/dstN`: new IO fails, and in-flight IO drains while the
+    /// threads still serve it (bounded: see [`Device::begin_delete`]).
+    pub(crate) fn drain(&self) {
+        self.begin_delete();
         self.disk.delete();
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let queues = &self.router.queues;
+        self.drain();
         for q in queues.iter() {
             q.conn.store(CONN_CLOSING, Release);
-            if let Some(sock) = q.tx.lock().sock.take() {
+            let mut tx = q.tx.lock();
+            if let Some(sock) = tx.sock.take() {
                 sock.shutdown();
             }
-        }
-        for t in self.threads.iter() {
-            t.receiver.data().first.shutdown();
+            if let Some((sock, _)) = tx.first.take() {
+                sock.shutdown();
+            }
         }
         for q in queues.iter() {
             q.wake.notify_all();
@@ -805,11 +893,7 @@ impl Drop for Device {
         // shows as an IO error rather than a hang.
         for q in queues.iter() {
             q.fail_queued();
-            self.tags.for_each_started(|rq| {
-                if q.owns(&rq) {
-                    q.fail_claimed(rq, RQ_SENT)
-                }
-            });
+            q.fail_parked(&self.tags);
         }
         let dev = self.dev();
         netlink::notify(&dev.net, dev.index, event::DELETED);
@@ -859,8 +943,13 @@ impl Shared {
         self.dev.created.elapsed().as_millis() as u64
     }
 
-    /// Ends a request this task has claimed (state DONE), counting it.
+    /// Ends a request this task holds, counting it.
     fn finish(&self, rq: Request<Router>, err: c_int) {
+        // What a request carries across resends and requeues starts afresh
+        // with the next request of the tag.
+        let pdu = rq.pdu();
+        pdu.resends.store(0, Relaxed);
+        pdu.busy.store(0, Relaxed);
         if err != 0 {
             self.dev.io_errors.add(1, Relaxed);
         } else {
@@ -874,15 +963,8 @@ impl Shared {
         rq.end(err);
     }
 
-    /// Ends `rq` with EIO if it is in state `from` (claiming it).
-    fn fail_claimed(&self, rq: Request<Router>, from: u32) {
-        if rq.pdu().state.cmpxchg(from, RQ_DONE, Full).is_ok() {
-            self.finish(rq, EIO_ERRNO);
-        }
-    }
-
     /// Whether `rq` belongs to this hardware queue.
-    fn owns(&self, rq: &Request<Router>) -> bool {
+    fn owns(&self, rq: &Started<'_, Router>) -> bool {
         rq.info().tag >> 16 == self.qid
     }
 
@@ -892,26 +974,53 @@ impl Shared {
             let Some(rq) = self.ring.lock().pop() else {
                 break;
             };
-            self.fail_claimed(rq, RQ_QUEUED);
+            self.finish(rq, EIO_ERRNO);
+        }
+    }
+
+    /// Fails every request of this queue that awaits its reply.
+    fn fail_parked(&self, tags: &TagSet<Router>) {
+        tags.for_each_started(|rq| {
+            if self.owns(&rq) {
+                if let Some(rq) = rq.claim() {
+                    self.finish(rq, EIO_ERRNO);
+                }
+            }
+        });
+    }
+
+    /// Puts a request on the ring for the sender; the caller wakes it.
+    fn push(&self, rq: Request<Router>) {
+        let full = self.ring.lock().push(rq);
+        if let Err(rq) = full {
+            // Cannot happen: the ring holds the whole queue depth.
+            self.finish(rq, EIO_ERRNO);
         }
     }
 
     /// Past the loss timeout (or on delete): pending and new IO fail.
     fn set_failed(&self, tags: &TagSet<Router>) {
-        let _tx = self.tx.lock();
-        self.set_failed_locked(tags);
+        let tx = self.tx.lock();
+        self.set_failed_locked(tags, &tx);
     }
 
     /// The connection failed: requeue what was sent on it (or fail what was
     /// resent too often), and leave reconnecting to the receiver thread.
-    fn conn_lost(&self, tags: &TagSet<Router>, sock: &Socket, why: &str) {
+    ///
+    /// `sock` is the receiver's, by then the last reference to the socket:
+    /// it is released (and reset, as sockets do not linger) before any
+    /// request fails, so that none of the connection's unsent bytes, of a
+    /// WRITE that is about to fail for example, can still reach the export.
+    fn conn_lost(&self, tags: &TagSet<Router>, sock: Arc<Socket>, why: &str) {
         sock.shutdown();
         let mut tx = self.tx.lock();
-        // Once we hold the send lock, no request is SENDING and the sender
-        // cannot start one: the socket is gone.
+        // Once we hold the send lock, no request is being sent and the
+        // sender cannot start one: the socket is gone.
         tx.sock = None;
         tx.sealer = None;
         tx.ping = None;
+        let epoch = tx.epoch;
+        drop(sock);
         if self.conn.cmpxchg(CONN_UP, CONN_RECONNECTING, Full).is_ok() {
             self.lost_at.store(self.now(), Relaxed);
             // The device is lost when its first queue is.
@@ -929,50 +1038,70 @@ impl Shared {
         let failed = self.conn.load(Acquire) != CONN_RECONNECTING;
         tags.for_each_started(|rq| {
             if self.owns(&rq) {
-                self.resend(rq, failed);
+                if let Some(rq) = rq.claim() {
+                    self.resend(rq, failed, epoch);
+                }
             }
         });
         drop(tx);
         self.wake.notify_all();
     }
 
-    /// Puts a SENT request back on the ring to be sent again, counting a
-    /// resend; fails it instead past the resend limit or if `fail`. The
-    /// caller wakes the sender.
-    fn resend(&self, rq: Request<Router>, fail: bool) {
-        let pdu = rq.pdu();
-        if pdu.state.cmpxchg(RQ_SENT, RQ_QUEUED, Full).is_err() {
-            return;
-        }
+    /// Puts a request sent in `epoch` back on the ring to be sent again,
+    /// counting a resend; fails it instead past the resend limit or if
+    /// `fail`. The caller wakes the sender.
+    fn resend(&self, rq: Request<Router>, fail: bool, epoch: u32) {
         let max = self.dev.settings.max_resends.load(Relaxed);
-        if fail || pdu.resends.fetch_add(1, Relaxed) >= max {
-            pdu.state.store(RQ_DONE, Release);
+        if fail || rq.pdu().resends.fetch_add(1, Relaxed) >= max {
+            self.dev.epoch.supersede(epoch);
             self.finish(rq, EIO_ERRNO);
             return;
         }
         self.dev.resends.add(1, Relaxed);
-        if let Err(rq) = self.ring.lock().push(rq) {
-            // Cannot happen: the ring holds the whole queue depth.
-            self.fail_claimed(rq, RQ_QUEUED);
-        }
+        self.push(rq);
     }
 
-    /// Sends one request; on failure the connection is shut down and the
-    /// receiver requeues the request with the others.
+    /// A BUSY answer, "retry later" (the export could not allocate for the
+    /// request): the block layer queues the request again after a delay
+    /// that doubles with each BUSY in a row, from 1 ms up to 1 s. It is not
+    /// a failure and does not count as a resend; but an export that stays
+    /// busy for the loss timeout fails the request, as a lost one would.
+    fn busy(&self, rq: Request<Router>) {
+        let pdu = rq.pdu();
+        let now = self.now();
+        let n = pdu.busy.fetch_add(1, Relaxed);
+        if n == 0 {
+            pdu.busy_since.store(now, Relaxed);
+        }
+        let busy_for = now.saturating_sub(pdu.busy_since.load(Relaxed));
+        if busy_for >= Settings::get(&self.dev.settings.loss_timeout_ms) {
+            self.finish(rq, EIO_ERRNO);
+            return;
+        }
+        rq.requeue(1u32 << n.min(10));
+    }
+
+    /// Sends one request, then parks it until its reply; on failure the
+    /// connection is shut down and the receiver requeues the request with
+    /// the others.
     fn send_one(&self, tx: &mut Tx, rq: Request<Router>, more: bool) {
         let pdu = rq.pdu();
         let Some(sock) = tx.sock.clone() else {
             // Disconnected after it was taken off the ring: put it back.
-            if let Err(rq) = self.ring.lock().push(rq) {
-                self.fail_claimed(rq, RQ_QUEUED);
-            }
+            self.push(rq);
             return;
         };
+        if tx.epoch != self.dev.epoch.get() {
+            // Superseded: a request of this device failed, and this
+            // connection has not been fenced since. Nothing more goes out on
+            // it; the receiver reconnects in the new epoch.
+            self.push(rq);
+            Self::drop_conn(tx);
+            return;
+        }
         let info = rq.info();
         let Some(op) = wire_op(info.op) else {
-            if pdu.state.cmpxchg(RQ_QUEUED, RQ_DONE, Full).is_ok() {
-                self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
-            }
+            self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
             return;
         };
         let flags = if info.fua { proto::FLAG_FUA } else { 0 };
@@ -984,22 +1113,27 @@ impl Shared {
         let seq = self.dev.next_seq.fetch_add(1, Relaxed);
         let id = (u64::from(seq) << 32) | u64::from(info.tag);
         pdu.id.store(id, Relaxed);
-        if pdu.state.cmpxchg(RQ_QUEUED, RQ_SENDING, Full).is_err() {
-            return;
-        }
         let h = Header::io(op, flags, id, offset, length);
         let r = self.send_request(tx, &sock, &rq, &h, more);
         pdu.sent_at.store(self.now(), Relaxed);
-        // From here on the receiver (or the failure path) owns the request.
-        pdu.state.store(RQ_SENT, Release);
+        // From here on the receiver (or the failure path) claims it.
+        rq.park();
         if r.is_err() {
             sock.shutdown();
         }
     }
 
+    /// Ends the sending half of the connection: the receiver finds the
+    /// socket shut down and reconnects.
+    fn drop_conn(tx: &mut Tx) {
+        if let Some(sock) = tx.sock.take() {
+            sock.shutdown();
+        }
+    }
+
     /// Sends a request's frame: header, data (WRITE) and trailer. With AEAD
-    /// the data is encrypted into bounce pages, as the request's own pages
-    /// belong to the caller and may be needed again for a resend.
+    /// the data is encrypted into the queue's bounce pages, as the request's
+    /// own pages belong to the caller and may be needed again for a resend.
     fn send_request(
         &self,
         tx: &mut Tx,
@@ -1024,19 +1158,20 @@ impl Shared {
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
         let tlen = if data {
-            // SAFETY: the request is SENDING, so only this thread touches it
-            // and its pages stay until it ends; the disk asks for stable
+            // SAFETY: the sender holds the request, so only this thread
+            // touches it and its pages stay until it ends; the disk asks for stable
             // writes when protected, so their data does not change while it
             // is protected and sent.
             let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
             if sealer.protection() == Protection::Aead {
-                let pages = PageBuf::alloc(h.payload as usize)?;
-                let vecs = pages.bvecs()?;
-                // SAFETY: fresh pages of this function, `h.payload` bytes
-                // like the request's data.
-                let dst = unsafe { Segments::from_raw(&vecs) };
+                let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
+                pages.describe(h.payload as usize)?;
+                // SAFETY: the queue's bounce pages, used only by the sender
+                // under the send lock (held), `h.payload` bytes like the
+                // request's data.
+                let dst = unsafe { Segments::from_raw(pages.vecs()) };
                 let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
-                bounce = Some(pages);
+                bounce = Some(&*pages);
                 n
             } else {
                 sealer.seal(&hb, &src, &src, &mut trailer)?
@@ -1055,7 +1190,7 @@ impl Shared {
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let after_data = more || !trailer.is_empty();
         sock.send_all(&hb, data || after_data)?;
-        match &bounce {
+        match bounce {
             Some(pages) => pages.send(sock, after_data)?,
             None if data => rq.send_data(sock, &tx.vecs, after_data)?,
             None => {}
@@ -1091,24 +1226,46 @@ impl Shared {
     /// IO past the loss timeout. Runs in the sender thread.
     fn watchdog(&self, tags: &TagSet<Router>, tx: &mut Tx) {
         let now = self.now();
+        let loss_timeout = Settings::get(&self.dev.settings.loss_timeout_ms);
+        if self.dev.deleting.load(Acquire)
+            && now.saturating_sub(self.dev.deleting_at.load(Acquire)) >= loss_timeout
+            && self.conn.xchg(CONN_CLOSING, Full) != CONN_CLOSING
+        {
+            // Deleted and not drained within the loss timeout: what is left
+            // fails, and the queue ends.
+            pr_warn!(
+                "dst{}: deleted, IO still in flight after {} ms: failing it (queue {})\n",
+                self.dev.index,
+                loss_timeout,
+                self.qid
+            );
+            Self::drop_conn(tx);
+            self.fail_queued();
+            self.fail_parked(tags);
+            self.rewake.notify_all();
+            return;
+        }
         let state = self.conn.load(Acquire);
         if state == CONN_RECONNECTING {
             let lost = now.saturating_sub(self.lost_at.load(Relaxed));
-            if lost >= Settings::get(&self.dev.settings.loss_timeout_ms) {
-                self.set_failed_locked(tags);
+            if lost >= loss_timeout {
+                self.set_failed_locked(tags, tx);
             }
             return;
         }
         let Some(sock) = tx.sock.clone() else {
             return;
         };
+        if tx.epoch != self.dev.epoch.get() {
+            Self::drop_conn(tx);
+            return;
+        }
         let req_timeout = Settings::get(&self.dev.settings.req_timeout_ms);
         let mut late = false;
         tags.for_each_started(|rq| {
-            let pdu = rq.pdu();
             if self.owns(&rq)
-                && pdu.state.load(Acquire) == RQ_SENT
-                && now.saturating_sub(pdu.sent_at.load(Relaxed)) >= req_timeout
+                && rq.is_parked()
+                && now.saturating_sub(rq.pdu().sent_at.load(Relaxed)) >= req_timeout
             {
                 late = true;
             }
@@ -1152,9 +1309,9 @@ impl Shared {
         }
     }
 
-    /// [`Shared::set_failed`] for a caller that holds the send lock (so no
-    /// request is SENDING).
-    fn set_failed_locked(&self, tags: &TagSet<Router>) {
+    /// [`Shared::set_failed`] for a caller that holds the send lock `tx` (so
+    /// no request is being sent).
+    fn set_failed_locked(&self, tags: &TagSet<Router>, tx: &Tx) {
         if self
             .conn
             .cmpxchg(CONN_RECONNECTING, CONN_FAILED, Full)
@@ -1174,18 +1331,15 @@ impl Shared {
             // Delete of a connected device: nothing to fail for.
             return;
         }
+        self.dev.epoch.supersede(tx.epoch);
         self.fail_queued();
-        tags.for_each_started(|rq| {
-            if self.owns(&rq) {
-                self.fail_claimed(rq, RQ_SENT)
-            }
-        });
+        self.fail_parked(tags);
     }
 }
 
 impl Shared {
     /// Verifies (and decrypts in place) the READ data of `rq`, which the
-    /// caller owns: SENT in the receiver, CHECKING in its one worker.
+    /// caller holds: the receiver, or the one worker it handed `rq` to.
     fn check_read(
         &self,
         rq: &Request<Router>,
@@ -1221,8 +1375,10 @@ struct ReplyCheck {
     #[pin]
     work: Work<ReplyCheck>,
     shared: Arc<Shared>,
-    sock: Arc<Socket>,
-    /// The request, in state CHECKING; taken when the job runs.
+    /// The connection the reply came on; let go of before the receiver is
+    /// told the job is done (it releases the socket next).
+    sock: Option<Arc<Socket>>,
+    /// The request, held by the job; taken when the job runs.
     rq: Option<Request<Router>>,
     status: Status,
     header: [u8; proto::HEADER_LEN],
@@ -1256,7 +1412,7 @@ impl ReplyCheck {
         let Ok(job) = slot.write_pin_init(pin_init!(ReplyCheck {
             work <- new_work!("ReplyCheck::work"),
             shared: ctx.shared.clone(),
-            sock: sock.clone(),
+            sock: Some(sock.clone()),
             rq: Some(rq),
             status,
             header,
@@ -1274,6 +1430,7 @@ impl WorkItem for ReplyCheck {
     fn run(mut this: Pin<KBox<ReplyCheck>>) {
         bdev::noio(|| {
             let shared = this.shared.clone();
+            let sock = this.as_mut().project().sock.take();
             if let Some(rq) = this.as_mut().project().rq.take() {
                 let trailer = this.trailer.get(..this.trailer_len).unwrap_or(&[]);
                 let r = SegmentBuf::new(shared.dev.max_segments)
@@ -1282,26 +1439,24 @@ impl WorkItem for ReplyCheck {
                         shared.check_read(&rq, &this.header, trailer, &this.check, &mut vecs)
                     });
                 match r {
-                    // The request is CHECKING: only this job may end it.
-                    Ok(()) => {
-                        if rq.pdu().state.cmpxchg(RQ_CHECKING, RQ_DONE, Full).is_ok() {
-                            shared.finish(rq, status_errno(this.status));
-                        }
-                    }
+                    Ok(()) => shared.finish(rq, status_errno(this.status)),
                     Err(why) => {
-                        // Back to SENT: the receiver requeues it once the
+                        // Parked again: the receiver requeues it once the
                         // connection has ended (it waits for this job).
-                        rq.pdu().state.store(RQ_SENT, Release);
+                        rq.park();
                         pr_warn!(
                             "dst{}: reply from {} rejected: {}\n",
                             shared.dev.index,
                             shared.dev.addr,
                             why
                         );
-                        this.sock.shutdown();
+                        if let Some(sock) = &sock {
+                            sock.shutdown();
+                        }
                     }
                 }
             }
+            drop(sock);
             let mut n = shared.checks.lock();
             *n -= 1;
             if *n == 0 {
@@ -1325,9 +1480,12 @@ fn wire_op(op: u8) -> Option<Op> {
 impl Driver for Router {
     type Pdu = Pdu;
 
-    fn queue_rq(&self, rq: Request<Self>, _last: bool) -> Result {
+    fn queue_rq(&self, rq: Request<Self>, _last: bool) -> Result<(), (Request<Self>, Error)> {
         let qid = (rq.info().tag >> 16) as usize;
-        self.queues.get(qid).ok_or(EIO)?.queue_rq(rq)
+        match self.queues.get(qid) {
+            Some(q) => q.queue_rq(rq),
+            None => Err((rq, EIO)),
+        }
     }
 
     fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result {
@@ -1387,18 +1545,16 @@ impl Driver for Router {
 
 impl Shared {
     /// Takes a request of this queue from the block layer; never waits.
-    fn queue_rq(&self, rq: Request<Router>) -> Result {
+    fn queue_rq(&self, rq: Request<Router>) -> Result<(), (Request<Router>, Error)> {
         let state = self.conn.load(Acquire);
         if state == CONN_FAILED || state == CONN_CLOSING {
-            return Err(EIO);
+            return Err((rq, EIO));
         }
-        let pdu = rq.pdu();
-        pdu.id.store(0, Relaxed);
-        pdu.resends.store(0, Relaxed);
-        pdu.state.store(RQ_QUEUED, Release);
+        rq.pdu().id.store(0, Relaxed);
         // Full ring cannot happen (it holds the queue depth); refuse rather
         // than lose the request.
-        self.ring.lock().push(rq).map_err(|_| EIO)?;
+        let full = self.ring.lock().push(rq);
+        full.map_err(|rq| (rq, EIO))?;
         self.wake.notify_all();
         Ok(())
     }
@@ -1416,20 +1572,21 @@ fn sender_main(ctx: &Ctx) {
         if state == CONN_FAILED || state == CONN_CLOSING {
             shared.fail_queued();
         }
-        let next = if state == CONN_UP {
+        let mut tx = shared.tx.lock();
+        let sendable = state == CONN_UP && tx.sock.is_some();
+        let next = if sendable {
             let mut ring = shared.ring.lock();
             ring.pop().map(|rq| (rq, ring.len > 0))
         } else {
             None
         };
-        let mut tx = shared.tx.lock();
         match next {
             Some((rq, more)) => shared.send_one(&mut tx, rq, more),
             None => {
                 shared.watchdog(&ctx.tags, &mut tx);
                 drop(tx);
                 let mut ring = shared.ring.lock();
-                if ring.len == 0 || shared.conn.load(Acquire) != CONN_UP {
+                if ring.len == 0 || !sendable {
                     // Woken by `queue_rq`, state changes and `kthread_stop`;
                     // the timeout paces the watchdog.
                     let _ = shared
@@ -1445,11 +1602,9 @@ fn sender_main(ctx: &Ctx) {
 
 /// The receiver thread: owns the connection. Serves replies until the
 /// connection fails, then reconnects, until the device is deleted.
-fn receiver_main(rx: &RxCtx) {
-    let ctx = &rx.ctx;
+fn receiver_main(ctx: &Ctx) {
     let shared = &ctx.shared;
-    let mut sock = rx.first.clone();
-    let Some(mut opener) = shared.tx.lock().first_opener.take() else {
+    let Some((mut sock, mut opener)) = shared.tx.lock().first.take() else {
         return;
     };
     let Ok(mut vecs) = SegmentBuf::new(shared.dev.max_segments) else {
@@ -1464,7 +1619,7 @@ fn receiver_main(rx: &RxCtx) {
         if shared.conn.load(Acquire) == CONN_CLOSING || kthread::should_stop() {
             return;
         }
-        shared.conn_lost(&ctx.tags, &sock, why);
+        shared.conn_lost(&ctx.tags, sock, why);
         match reconnect(ctx) {
             Some((s, o)) => (sock, opener) = (s, o),
             None => return,
@@ -1555,6 +1710,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
         let timeout = shared.dev.settings.req_timeout_ms.load(Relaxed);
         let hello = HelloBody {
             queue_index: shared.qid as u16,
+            epoch: shared.dev.epoch.get(),
             ..shared.dev.hello
         };
         let Ok(conn) = handshake(
@@ -1594,6 +1750,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             tx.sock = Some(sock.clone());
             tx.sealer = Some(conn.sealer);
             tx.ping = None;
+            tx.epoch = hello.epoch;
             shared.last_rx.store(shared.now(), Relaxed);
             let was = shared.conn.xchg(CONN_UP, Full);
             let dev = &shared.dev;
@@ -1622,7 +1779,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
 
 impl Ctx {
     /// Checks a READ reply in the receiver, then ends the request. Errors
-    /// end the connection; the request stays SENT and is resent.
+    /// end the connection; the request is parked again and resent.
     fn finish_checked(
         &self,
         rq: Request<Router>,
@@ -1633,9 +1790,7 @@ impl Ctx {
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
         self.shared.check_read(&rq, hb, trailer, check, vecs)?;
-        if rq.pdu().state.cmpxchg(RQ_SENT, RQ_DONE, Full).is_ok() {
-            self.shared.finish(rq, status_errno(status));
-        }
+        self.shared.finish(rq, status_errno(status));
         Ok(())
     }
 
@@ -1649,20 +1804,28 @@ impl Ctx {
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
         let shared = &self.shared;
-        // SAFETY: replies are matched to requests only here, in the receiver;
-        // the id and state checks below make sure the request is SENT on
-        // this device, which means it is owned by the receiver.
-        let rq = unsafe { self.tags.request(h.id as u32) }.ok_or("reply for an unknown tag")?;
+        // A reply answers a request of this connection's queue only.
+        let found = || self.tags.find(shared.qid, h.id as u32);
+        let rq = found().ok_or("reply for another queue or an unknown tag")?;
+        if rq.pdu().id.load(Relaxed) != h.id {
+            return Err("reply for an unknown transaction");
+        }
+        let rq = match rq.claim() {
+            Some(rq) => rq,
+            None => {
+                // The sender may still be sending it (it parks the request
+                // before it lets go of the send lock); wait for it.
+                drop(shared.tx.lock());
+                found()
+                    .and_then(Started::claim)
+                    .ok_or("reply for a request not in flight")?
+            }
+        };
+        // Held from here on: every early return parks it again, to be
+        // resent. The id is checked again now that nobody can change it.
         let pdu = rq.pdu();
         if pdu.id.load(Relaxed) != h.id {
             return Err("reply for an unknown transaction");
-        }
-        if pdu.state.load(Acquire) == RQ_SENDING {
-            // The sender is still in `send_one`; wait for it to finish.
-            drop(shared.tx.lock());
-        }
-        if pdu.state.load(Acquire) != RQ_SENT {
-            return Err("reply for a request not in flight");
         }
         let info = rq.info();
         let op = wire_op(info.op).ok_or("reply for an unknown op")?;
@@ -1680,7 +1843,7 @@ impl Ctx {
                 .map_err(|_| "receive of read data failed")?;
         }
         // Nothing of the reply counts until it is checked: on failure the
-        // request stays SENT and is resent on the next connection.
+        // request is parked again and resent on the next connection.
         if opener.protected() && h.payload > 0 {
             // READ data: a crypto worker checks (and decrypts) it, then ends
             // the request; the receiver goes on with the next reply.
@@ -1694,9 +1857,6 @@ impl Ctx {
                 e.as_str()
             })?;
             if let Some(q) = thread_pool::queue() {
-                if pdu.state.cmpxchg(RQ_SENT, RQ_CHECKING, Full).is_err() {
-                    return Ok(());
-                }
                 let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, tlen, check);
                 match job {
                     Ok(job) => {
@@ -1704,10 +1864,9 @@ impl Ctx {
                         q.enqueue(job);
                         return Ok(());
                     }
+                    // No memory for the job: check right here.
                     Err((rq, check)) => {
-                        // No memory for the job: check right here.
-                        rq.pdu().state.store(RQ_SENT, Release);
-                        return self.finish_checked(rq, h.status, hb, t, &check, vecs);
+                        return self.finish_checked(rq, h.status, hb, t, &check, vecs)
                     }
                 }
             }
@@ -1715,15 +1874,10 @@ impl Ctx {
         }
         open(shared, sock, opener, hb, &security::no_data())?;
         if h.status == Status::Busy {
-            // "Retry later" (the export could not allocate for it): sent
-            // again, within the resend limit.
-            shared.resend(rq, false);
-            shared.wake.notify_all();
+            shared.busy(rq);
             return Ok(());
         }
-        if pdu.state.cmpxchg(RQ_SENT, RQ_DONE, Full).is_ok() {
-            shared.finish(rq, status_errno(h.status));
-        }
+        shared.finish(rq, status_errno(h.status));
         Ok(())
     }
 }

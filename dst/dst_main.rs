@@ -16,6 +16,7 @@ mod acl;
 mod bdev;
 mod blk;
 mod crypto;
+mod epoch;
 mod export;
 mod kthread;
 #[path = "core.rs"]

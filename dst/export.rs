@@ -678,22 +678,40 @@ impl Inner {
         }
     }
 
-    /// Fences every other session of queue `queue` of the local node
-    /// `client_id` (each queue of a device has its own connection; see
-    /// Documentation/protocol.md, "Reconnecting and fencing"): when this
-    /// returns, none of their requests runs or will run on the device.
-    fn fence(&self, me: &Session, client_id: u64, queue: u16) {
+    /// Fences the older sessions of the local node `client_id` that `me`
+    /// (its HELLO: `queue`, `epoch`) supersedes: every session of a lower
+    /// epoch, whatever its queue, and the other sessions of the same queue
+    /// and epoch (see Documentation/protocol.md, "Reconnecting and
+    /// fencing"). When this returns, none of their requests runs or will
+    /// run on the device. Fails with `Stale` if a live session of the
+    /// client has a higher epoch: `me` comes from a connection the local
+    /// node has given up, and must not fence anything.
+    fn fence(&self, me: &Session, client_id: u64, queue: u16, epoch: u32) -> Result<(), Stale> {
         let mut old = KVec::new();
-        for t in self.sessions.lock().iter() {
-            let s = t.data();
-            if !core::ptr::eq(&**s, me)
-                && s.client_id.load(Acquire) == client_id
-                && s.queue_index.load(Acquire) == u32::from(queue)
-                && !s.finished.load(Acquire)
-                && old.push(s.clone(), GFP_KERNEL).is_err()
-            {
-                // Cannot track it: fence it right here, under the lock.
-                s.fence();
+        {
+            let sessions = self.sessions.lock();
+            let of_client = || {
+                sessions.iter().map(|t| t.data()).filter(|s| {
+                    !core::ptr::eq(&***s, me)
+                        && s.client_id.load(Acquire) == client_id
+                        && !s.finished.load(Acquire)
+                })
+            };
+            if of_client().any(|s| s.epoch.load(Acquire) > epoch) {
+                return Err(Stale);
+            }
+            // Published under the lock: a HELLO of a higher epoch handled
+            // after this point fences `me`, one of a lower epoch is stale.
+            me.epoch.store(epoch, Release);
+            me.queue_index.store(queue.into(), Release);
+            me.client_id.store(client_id, Release);
+            for s in of_client() {
+                let e = s.epoch.load(Acquire);
+                let same_queue = s.queue_index.load(Acquire) == u32::from(queue);
+                if (e < epoch || same_queue) && old.push(s.clone(), GFP_KERNEL).is_err() {
+                    // Cannot track it: fence it right here, under the lock.
+                    s.fence();
+                }
             }
         }
         for s in old.iter() {
@@ -706,6 +724,7 @@ impl Inner {
             );
             s.fence();
         }
+        Ok(())
     }
 
     /// Starts a session on an accepted connection, unless the export is
@@ -746,6 +765,7 @@ impl Inner {
                         finished: Atomic::new(false),
                         client_id: Atomic::new(0),
                         queue_index: Atomic::new(0),
+                        epoch: Atomic::new(0),
                         fenced: Atomic::new(false),
                         refused: Atomic::new(0),
                         accepted,
@@ -869,6 +889,9 @@ enum Body<'a> {
     Pages(&'a PageBuf),
 }
 
+/// A HELLO older than a live session of its client (see [`Inner::fence`]).
+struct Stale;
+
 /// One connected local node.
 #[pin_data]
 struct Session {
@@ -892,6 +915,8 @@ struct Session {
     client_id: Atomic<u64>,
     /// Which of the local node's queues this connection serves.
     queue_index: Atomic<u32>,
+    /// The local node's fencing epoch from its HELLO.
+    epoch: Atomic<u32>,
     /// Set (under `inflight`) when a newer connection of the same client
     /// fences this one: no request of this session may start any more.
     fenced: Atomic<bool>,
@@ -1117,10 +1142,12 @@ impl Session {
         self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
         let (sealer, opener) =
             security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
-        if hello.client_id != 0 {
-            self.queue_index.store(hello.queue_index.into(), Release);
-            self.client_id.store(hello.client_id, Release);
-            export.fence(self, hello.client_id, hello.queue_index);
+        if hello.client_id != 0
+            && export
+                .fence(self, hello.client_id, hello.queue_index, hello.epoch)
+                .is_err()
+        {
+            return self.refuse_hello(Status::Busy);
         }
         let mut grant = export.grant(&hello, version, verdict);
         if let Some(key) = &cfg.key {

@@ -7,6 +7,7 @@
 //!
 //! Network receive loops block in `recvmsg` and are woken for shutdown by
 //! shutting their socket down, so they are threads rather than work items.
+//! Every thread body runs with `PF_MEMALLOC_NOIO` set.
 
 use core::ptr::NonNull;
 
@@ -58,7 +59,10 @@ unsafe extern "C" fn trampoline<T: Send + Sync + 'static>(arg: *mut c_void) -> c
     // SAFETY: guaranteed by the caller (`Thread::spawn`): the body lives in
     // the handle until `kthread_stop` has returned.
     let body = unsafe { &*arg.cast::<Body<T>>() };
-    (body.func)(&body.data);
+    // The whole body runs in a NOIO scope: DST's threads serve block IO
+    // (the local node's own device, or the export's), and reclaim entered
+    // from one of them must never wait for IO that they carry.
+    crate::bdev::noio(|| (body.func)(&body.data));
     // Returning is fine even before `kthread_stop`: the handle holds a task
     // reference, and `kthread_stop` on an exited kthread just reaps it.
     0

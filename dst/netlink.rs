@@ -16,7 +16,7 @@ use kernel::{
     ffi::{c_char, c_int, c_ulong},
     prelude::*,
     str::CString,
-    sync::atomic::Relaxed, //
+    sync::{atomic::Relaxed, Arc},
 };
 
 use crate::{
@@ -63,6 +63,7 @@ pub(crate) struct NlRequest {
     settings_mask: u32,
     settings: [u32; SETTINGS],
     queues: u32,
+    client_id: u64,
     has_protection: bool,
     protection: u32,
     alg: *const c_char,
@@ -128,6 +129,7 @@ pub(crate) struct NlEntry {
     alg: [u8; proto::ALG_LEN],
     integrity_errors: u64,
     refused: u64,
+    client_id: u64,
     allow_len: u32,
     allow: [NlAllow; acl::MAX_ENTRIES],
 }
@@ -498,7 +500,9 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
     })
 }
 
-/// `DST_CMD_DEV_ADD`; the new device's index goes to `index`.
+/// `DST_CMD_DEV_ADD`; the new device's index goes to `index`. The registry
+/// lock is held only to reserve the index and to add the device, not while
+/// it connects.
 ///
 /// # Safety
 ///
@@ -506,11 +510,13 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut u32) -> c_int {
     // SAFETY: guaranteed by the caller.
-    let r = unsafe { Request::new(req) };
-    let mut assigned = 0;
-    let ret = handle(r, |r, reg| {
+    let Some(mut r) = (unsafe { Request::new(req) }) else {
+        return EINVAL.to_errno();
+    };
+    let reserved = (|| {
+        let mut reg = registry::lock();
         let n = if r.req.has_index {
-            if reg.device(r.req.index).is_some() {
+            if reg.index_used(r.req.index) {
                 return Err(Refusal::new(EEXIST, c"this device index is in use"));
             }
             r.req.index
@@ -525,22 +531,35 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
             max_io_pages: r.req.max_io_pages,
             queue_depth: r.req.queue_depth,
             queues: r.req.queues,
+            client_id: r.req.client_id,
             settings: r.settings(),
             security: r.security()?,
         };
-        let dev = Device::create(cfg)?;
-        reg.add_device(dev).map_err(Refusal::from)?;
-        assigned = n;
-        Ok(())
-    });
-    if ret == 0 {
-        // SAFETY: the caller guarantees `index` is writable.
-        unsafe { index.write(assigned) };
+        reg.reserve_index(n)?;
+        Ok((n, cfg))
+    })();
+    let (n, cfg) = match reserved {
+        Ok(x) => x,
+        Err(e) => return r.refuse(e),
+    };
+    let dev = Device::create(cfg)
+        .and_then(|d| Arc::new(d, GFP_KERNEL).map_err(|_| Refusal::from(ENOMEM)));
+    let mut reg = registry::lock();
+    reg.release_index(n);
+    match dev.and_then(|d| Ok(reg.add_device(d)?)) {
+        Ok(()) => {
+            // SAFETY: the caller guarantees `index` is writable.
+            unsafe { index.write(n) };
+            0
+        }
+        Err(e) => r.refuse(e),
     }
-    ret
 }
 
-/// `DST_CMD_DEV_DEL`: deletes the device, draining its IO first.
+/// `DST_CMD_DEV_DEL`: deletes the device, draining its IO first. The device
+/// stays listed, as closing, while it drains (at most its loss timeout,
+/// which `DST_CMD_DEV_SET` may shorten meanwhile); the registry lock is not
+/// held across the drain.
 ///
 /// # Safety
 ///
@@ -548,14 +567,26 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_dev_del(req: *mut NlRequest) -> c_int {
     // SAFETY: guaranteed by the caller.
-    let r = unsafe { Request::new(req) };
-    handle(r, |r, reg| {
-        let dev = reg
-            .remove_device(r.req.index)
-            .ok_or(Refusal::new(ENOENT, c"no such device"))?;
-        drop(dev);
-        Ok(())
-    })
+    let Some(r) = (unsafe { Request::new(req) }) else {
+        return EINVAL.to_errno();
+    };
+    let index = r.req.index;
+    let dev = {
+        let reg = registry::lock();
+        match reg.device(index) {
+            None => return r.refuse(Refusal::new(ENOENT, c"no such device")),
+            Some(d) if !d.begin_delete() => {
+                return r.refuse(Refusal::new(EBUSY, c"the device is being deleted"))
+            }
+            Some(d) => d.clone(),
+        }
+    };
+    dev.drain();
+    let removed = registry::lock().remove_device(index);
+    // The last reference: stops the threads and frees the device.
+    drop(removed);
+    drop(dev);
+    0
 }
 
 /// `DST_CMD_DEV_SET`: changes the timeouts of a running device.
@@ -630,6 +661,7 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         alg: [0; proto::ALG_LEN],
         integrity_errors: 0,
         refused: 0,
+        client_id: 0,
         allow_len: 0,
         allow: [const {
             NlAllow {
@@ -678,6 +710,7 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         e.queue_depth = d.queue_depth();
         e.queues = d.queues();
         e.integrity_errors = c.integrity_errors;
+        e.client_id = d.client_id();
         let sec = d.security();
         e.protection = sec.protection.as_u8().into();
         e.alg = *sec.alg.padded();

@@ -909,13 +909,19 @@ pub(crate) struct HelloBody {
     pub(crate) queues: u16,
     /// Queue depth wanted; 0 leaves the choice to the export.
     pub(crate) queue_depth: u16,
-    /// Identifies the local device across its connections (random, chosen
-    /// when the device is created; 0 = none). A HELLO with a non-zero id
-    /// fences every older connection with the same id: the export ends them
-    /// and waits for their requests to finish before it answers.
+    /// Identifies the local device across its connections (0 = none). A
+    /// HELLO with a non-zero id fences older connections with the same id:
+    /// the export ends them and waits for their requests to finish before
+    /// it answers (see `epoch`).
     pub(crate) client_id: u64,
     /// Which queue this connection serves (below `queues`, or 0).
     pub(crate) queue_index: u16,
+    /// The device's fencing epoch (0 = none). A HELLO fences every
+    /// connection of its `client_id` with a lower epoch, whatever its
+    /// queue, and those of its own queue with the same epoch; a HELLO whose
+    /// epoch is below that of a live connection of its `client_id` is
+    /// stale and refused with BUSY.
+    pub(crate) epoch: u32,
     /// Protection, key use and algorithm; must equal the export's.
     pub(crate) security: Security,
     /// The local node's nonce `Nc`: random with a key, zero without.
@@ -936,20 +942,16 @@ impl HelloBody {
         put(&mut b, 32, &[self.security.protection.as_u8()]);
         put(&mut b, 33, &[u8::from(self.security.auth)]);
         put(&mut b, 34, &self.queue_index.to_be_bytes());
-        // Bytes 36..40 are reserved and stay zero.
+        put(&mut b, 36, &self.epoch.to_be_bytes());
         put(&mut b, 40, self.security.alg.padded());
         put(&mut b, 104, &self.nonce);
         b
     }
 
-    /// Parses a body. Fails with [`ProtoError::Reserved`] if the reserved
-    /// bytes are not zero and with [`ProtoError::BadHello`] if the protection
+    /// Parses a body. Fails with [`ProtoError::BadHello`] if the protection
     /// mode or auth flag is unknown. Check the values with
     /// [`HelloBody::validate`].
     pub(crate) fn decode(b: &[u8; HELLO_LEN]) -> Result<Self, ProtoError> {
-        if get_u32(b, 36) != 0 {
-            return Err(ProtoError::Reserved);
-        }
         let [prot, auth] = get::<2>(b, 32);
         let protection = Protection::from_u8(prot).ok_or(ProtoError::BadHello)?;
         let auth = match auth {
@@ -966,6 +968,7 @@ impl HelloBody {
             queue_depth: get_u16(b, 22),
             client_id: get_u64(b, 24),
             queue_index: get_u16(b, 34),
+            epoch: get_u32(b, 36),
             security: Security {
                 protection,
                 auth,

@@ -2,10 +2,11 @@
 
 //! The module's exports and devices, behind one global mutex.
 //!
-//! Configuration commands take the lock for their whole run, so they are
-//! serialised with one another (a device add includes its handshake, which
-//! is bounded by the connect and handshake timeouts). The IO path never
-//! takes this lock.
+//! Configuration commands take the lock to look things up and change the
+//! lists, never across network IO or a drain: a device being created has
+//! only its index reserved while it connects, and a device being deleted
+//! stays listed (as closing) while its IO drains. The IO path never takes
+//! this lock.
 
 use kernel::{prelude::*, sync::Arc};
 
@@ -17,7 +18,9 @@ const MAX_INDEX: u32 = 1023;
 /// Every export and device of the module.
 pub(crate) struct Registry {
     exports: KVec<Arc<Export>>,
-    devices: KVec<Device>,
+    devices: KVec<Arc<Device>>,
+    /// Indexes of devices being created.
+    creating: KVec<u32>,
 }
 
 kernel::sync::global_lock! {
@@ -26,6 +29,7 @@ kernel::sync::global_lock! {
     unsafe(uninit) static REGISTRY: Mutex<Registry> = Registry {
         exports: KVec::new(),
         devices: KVec::new(),
+        creating: KVec::new(),
     };
 }
 
@@ -68,7 +72,7 @@ impl Registry {
     }
 
     /// The devices, in creation order.
-    pub(crate) fn devices(&self) -> &[Device] {
+    pub(crate) fn devices(&self) -> &[Arc<Device>] {
         &self.devices
     }
 
@@ -89,13 +93,28 @@ impl Registry {
     }
 
     /// The device /dev/dst<index>.
-    pub(crate) fn device(&self, index: u32) -> Option<&Device> {
+    pub(crate) fn device(&self, index: u32) -> Option<&Arc<Device>> {
         self.devices.iter().find(|d| d.index() == index)
+    }
+
+    /// Whether a device has this index, or is being created with it.
+    pub(crate) fn index_used(&self, index: u32) -> bool {
+        self.device(index).is_some() || self.creating.contains(&index)
     }
 
     /// The lowest unused device index.
     pub(crate) fn free_index(&self) -> Option<u32> {
-        (0..=MAX_INDEX).find(|&i| self.device(i).is_none())
+        (0..=MAX_INDEX).find(|&i| !self.index_used(i))
+    }
+
+    /// Reserves an unused index for a device about to be created.
+    pub(crate) fn reserve_index(&mut self, index: u32) -> Result {
+        self.creating.push(index, GFP_KERNEL).map_err(|_| ENOMEM)
+    }
+
+    /// Gives up a reservation (the device was added, or not created).
+    pub(crate) fn release_index(&mut self, index: u32) {
+        self.creating.retain(|i| *i != index);
     }
 
     /// The lowest index no export uses (exports are numbered apart from
@@ -105,12 +124,13 @@ impl Registry {
     }
 
     /// Adds a created device.
-    pub(crate) fn add_device(&mut self, dev: Device) -> Result {
+    pub(crate) fn add_device(&mut self, dev: Arc<Device>) -> Result {
         self.devices.push(dev, GFP_KERNEL).map_err(|_| ENOMEM)
     }
 
-    /// Removes /dev/dst<index>; dropping the result deletes the device.
-    pub(crate) fn remove_device(&mut self, index: u32) -> Option<Device> {
+    /// Removes /dev/dst<index>; dropping the last reference deletes the
+    /// device.
+    pub(crate) fn remove_device(&mut self, index: u32) -> Option<Arc<Device>> {
         let i = self.devices.iter().position(|d| d.index() == index)?;
         self.devices.remove(i).ok()
     }

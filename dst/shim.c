@@ -9,6 +9,7 @@
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/tcp.h>
+#include <linux/timekeeping.h>
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
@@ -73,6 +74,7 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_MESSAGE]		= { .type = NLA_REJECT },
 	[DST_A_INTEGRITY_ERRORS] = { .type = NLA_REJECT },
 	[DST_A_REFUSED]		= { .type = NLA_REJECT },
+	[DST_A_CLIENT_ID]	= NLA_POLICY_MIN(NLA_U64, 1),
 };
 
 /* The per-device settings, in the order of dst_nl_req.settings[]. */
@@ -179,6 +181,7 @@ static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 		memzero_explicit(nla_data(a[DST_A_KEY]), nla_len(a[DST_A_KEY]));
 	}
 	req->queues = a[DST_A_QUEUES] ? nla_get_u32(a[DST_A_QUEUES]) : 0;
+	req->client_id = a[DST_A_CLIENT_ID] ? nla_get_u64(a[DST_A_CLIENT_ID]) : 0;
 	req->has_protection = !!a[DST_A_PROTECTION];
 	req->protection = a[DST_A_PROTECTION] ? nla_get_u32(a[DST_A_PROTECTION]) : 0;
 	req->alg = a[DST_A_ALG] ? nla_data(a[DST_A_ALG]) : NULL;
@@ -372,6 +375,7 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 		    nla_put_string(skb, DST_A_DISK_NAME, name) ||
 		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth) ||
 		    nla_put_u32(skb, DST_A_QUEUES, e->queues) ||
+		    nla_put_u64_64bit(skb, DST_A_CLIENT_ID, e->client_id, DST_A_PAD) ||
 		    nla_put_u64_64bit(skb, DST_A_RECONNECTS, e->reconnects, DST_A_PAD) ||
 		    nla_put_u64_64bit(skb, DST_A_RESENDS, e->resends, DST_A_PAD) ||
 		    nla_put_u32(skb, DST_A_IN_FLIGHT, e->in_flight) ||
@@ -527,11 +531,27 @@ void dst_shim_sock_configure(struct socket *sock, bool memalloc)
 	struct sock *sk = sock->sk;
 
 	sk->sk_allocation = GFP_NOIO;
+	/* Socket memory from the task's page fragment could be reclaimable
+	 * page cache of the very device being written back (nbd, nvme-tcp). */
+	sk->sk_use_task_frag = false;
 	if (memalloc)
 		sk_set_memalloc(sk);
 	tcp_sock_set_nodelay(sk);
 	sock_set_keepalive(sk);
+	/* Released sockets are reset, not drained: no byte of an abandoned
+	 * connection may still reach the peer after its requests failed. */
 	sock_no_linger(sk);
+}
+
+/* Releases a socket; undoes sk_set_memalloc (it counts in a static key). */
+void dst_shim_sock_release(struct socket *sock, bool memalloc)
+{
+	if (memalloc) {
+		lock_sock(sock->sk);
+		sk_clear_memalloc(sock->sk);
+		release_sock(sock->sk);
+	}
+	sock_release(sock);
 }
 
 /* Send and receive timeouts in ms; 0 means wait forever. */
@@ -563,4 +583,10 @@ int dst_shim_noreclaim_save(void)
 void dst_shim_noreclaim_restore(int flags)
 {
 	memalloc_noreclaim_restore(flags);
+}
+
+/* Seconds of the wall clock (the fencing epoch's source). */
+u32 dst_shim_wall_seconds(void)
+{
+	return (u32)ktime_get_real_seconds();
 }

@@ -63,6 +63,7 @@ struct dst_nl_req {
 	u32 settings_mask;		/* bit i: settings[i] given */
 	u32 settings[DST_NL_SETTINGS];	/* in dst_nl_setting_attrs order */
 	u32 queues;			/* 0 if absent */
+	u64 client_id;			/* 0 if absent */
 	bool has_protection;
 	u32 protection;			/* enum dst_protection */
 	const char *alg;		/* NUL-terminated, NULL if absent */
@@ -100,6 +101,7 @@ struct dst_nl_entry {
 	char alg[DST_NL_ALG_MAX];	/* NUL-terminated; empty: none */
 	u64 integrity_errors;
 	u64 refused;			/* exports only */
+	u64 client_id;			/* devices only */
 	u32 allow_len;			/* exports only */
 	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
 };
@@ -112,7 +114,9 @@ void dst_genl_unregister(void);
 struct socket;
 struct net;
 void dst_shim_sock_configure(struct socket *sock, bool memalloc);
+void dst_shim_sock_release(struct socket *sock, bool memalloc);
 void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
+u32 dst_shim_wall_seconds(void);
 void dst_shim_event(struct net *net, const struct dst_nl_event *ev);
 void dst_shim_get_net(struct net *net);
 void dst_shim_put_net(struct net *net);

@@ -178,6 +178,14 @@ struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 		.physical_block_size	= p->physical_block_size,
 		.max_hw_sectors		= p->max_io_bytes >> SECTOR_SHIFT,
 		.max_segments		= p->max_io_bytes >> PAGE_SHIFT,
+		/*
+		 * The request's data is described page by page
+		 * (rq_for_each_segment) in a table of max_segments entries:
+		 * a segment must neither exceed nor cross a page, or one
+		 * segment would take two entries.
+		 */
+		.max_segment_size	= PAGE_SIZE,
+		.seg_boundary_mask	= PAGE_SIZE - 1,
 	};
 	struct gendisk *disk;
 
@@ -278,6 +286,14 @@ int dst_shim_rq_bvecs(struct request *rq, struct bio_vec *out, unsigned int max)
 void dst_shim_rq_end(struct request *rq, int err)
 {
 	blk_mq_end_request(rq, errno_to_blk_status(err));
+}
+
+/* Gives a started request back to the block layer, to be queued again in
+ * delay_ms. */
+void dst_shim_rq_requeue(struct request *rq, u32 delay_ms)
+{
+	blk_mq_requeue_request(rq, false);
+	blk_mq_delay_kick_requeue_list(rq->q, delay_ms);
 }
 
 struct dst_iter {

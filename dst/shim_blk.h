@@ -58,6 +58,7 @@ struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);
 bool dst_shim_bvecs_spliceable(const struct bio_vec *bv, unsigned int n);
 int dst_shim_rq_bvecs(struct request *rq, struct bio_vec *out, unsigned int max);
 void dst_shim_rq_end(struct request *rq, int err);
+void dst_shim_rq_requeue(struct request *rq, u32 delay_ms);
 void dst_shim_for_each_started(struct blk_mq_tag_set *set,
 			       void (*fn)(void *ctx, struct request *rq),
 			       void *ctx);

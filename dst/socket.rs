@@ -28,6 +28,7 @@ mod ffi {
 
     extern "C" {
         pub(super) fn dst_shim_sock_configure(sock: *mut c_void, memalloc: bool);
+        pub(super) fn dst_shim_sock_release(sock: *mut c_void, memalloc: bool);
         pub(super) fn dst_shim_get_net(net: *mut bindings::net);
         pub(super) fn dst_shim_put_net(net: *mut bindings::net);
         pub(super) fn dst_shim_noreclaim_save() -> c_int;
@@ -242,9 +243,11 @@ impl Drop for Net {
 /// `sock` is a socket created by `sock_create_kern` or `kernel_accept` and
 /// owned by this value; it is released on drop. The namespace it lives in is
 /// kept alive by `_net` (kernel sockets hold no namespace reference).
+/// `memalloc` says whether it was configured with `sk_set_memalloc`.
 pub(crate) struct Socket {
     sock: NonNull<bindings::socket>,
     _net: Option<Net>,
+    memalloc: bool,
 }
 
 // SAFETY: socket operations lock the socket internally; concurrent send and
@@ -299,19 +302,27 @@ impl Socket {
         memalloc: bool,
         timeout_ms: u32,
     ) -> Result<Self> {
-        let sock = Self::create(&net, addr.family())?;
+        // A socket for this host's block IO is made like it is used: with
+        // reclaim disabled (reconnecting may be what writeback waits for).
+        let create = || Self::create(&net, addr.family());
+        let sock = if memalloc {
+            noreclaim(create)
+        } else {
+            create()
+        }?;
         // INVARIANT: `sock` was just created and is owned here.
         let this = Socket {
             sock,
             _net: Some(net),
+            memalloc,
         };
-        this.configure(memalloc);
+        this.configure();
         this.set_timeouts(timeout_ms, timeout_ms);
         let (mut buf, len) = addr.to_c();
         // SAFETY: the socket is valid; `buf` holds a sockaddr of `len` bytes.
-        to_result(unsafe {
+        to_result(this.op(|| unsafe {
             bindings::kernel_connect(this.sock.as_ptr(), (&raw mut buf).cast(), len, 0)
-        })?;
+        }))?;
         Ok(this)
     }
 
@@ -322,6 +333,7 @@ impl Socket {
         let this = Socket {
             sock,
             _net: Some(net),
+            memalloc: false,
         };
         // SAFETY: the socket is valid.
         unsafe { ffi::sock_set_reuseaddr((*this.sock.as_ptr()).sk) };
@@ -345,14 +357,30 @@ impl Socket {
         // INVARIANT: `kernel_accept` handed us ownership of `sock`. The
         // listener's namespace outlives it: the listener is torn down only
         // after every session it accepted.
-        let this = Socket { sock, _net: None };
-        this.configure(false);
+        let this = Socket {
+            sock,
+            _net: None,
+            memalloc: false,
+        };
+        this.configure();
         Ok(this)
     }
 
-    fn configure(&self, memalloc: bool) {
+    fn configure(&self) {
         // SAFETY: the socket is valid (type invariant).
-        unsafe { ffi::dst_shim_sock_configure(self.sock.as_ptr().cast(), memalloc) };
+        unsafe { ffi::dst_shim_sock_configure(self.sock.as_ptr().cast(), self.memalloc) };
+    }
+
+    /// Runs a socket operation: with reclaim disabled on a socket that
+    /// serves this host's block IO (reclaim could wait on that very IO), as
+    /// it is on a remote peer's behalf: a peer must not drive allocations
+    /// from the emergency reserves.
+    fn op(&self, f: impl FnOnce() -> c_int) -> c_int {
+        if self.memalloc {
+            noreclaim(f)
+        } else {
+            f()
+        }
     }
 
     /// Sets the send and receive timeouts in milliseconds; 0 waits forever.
@@ -401,7 +429,7 @@ impl Socket {
             };
             // SAFETY: the socket is valid; `vec` describes `rest`, which the
             // kernel only reads.
-            let n = noreclaim(|| unsafe {
+            let n = self.op(|| unsafe {
                 bindings::kernel_sendmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, rest.len())
             });
             done += Self::progress(n)?;
@@ -442,7 +470,7 @@ impl Socket {
         let flags = (bindings::MSG_NOSIGNAL | bindings::MSG_WAITALL) as c_int;
         // SAFETY: the socket is valid; `vec` describes `buf`, which is
         // exclusively borrowed for the call.
-        let n = noreclaim(|| unsafe {
+        let n = self.op(|| unsafe {
             bindings::kernel_recvmsg(self.sock.as_ptr(), &mut msg, &mut vec, 1, buf.len(), flags)
         });
         Self::progress(n)
@@ -461,7 +489,7 @@ impl Socket {
             let flags = (bindings::MSG_NOSIGNAL | bindings::MSG_WAITALL) as c_int;
             // SAFETY: the socket is valid; `vec` describes `rest`, which is
             // exclusively borrowed for the call.
-            let n = noreclaim(|| unsafe {
+            let n = self.op(|| unsafe {
                 bindings::kernel_recvmsg(
                     self.sock.as_ptr(),
                     &mut msg,
@@ -543,7 +571,7 @@ impl Socket {
         while done < len {
             // SAFETY: the socket is valid; `msg` carries the iterator, which
             // each call advances by the bytes it moved.
-            let n = noreclaim(|| unsafe {
+            let n = self.op(|| unsafe {
                 if dir == bindings::ITER_SOURCE {
                     bindings::sock_sendmsg(self.sock.as_ptr(), &mut msg)
                 } else {
@@ -568,8 +596,8 @@ impl Socket {
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        // SAFETY: by the type invariant we own the socket; nothing uses it
-        // after this point.
-        unsafe { bindings::sock_release(self.sock.as_ptr()) };
+        // SAFETY: by the type invariant we own the socket, configured with
+        // `sk_set_memalloc` iff `memalloc`; nothing uses it after this point.
+        unsafe { ffi::dst_shim_sock_release(self.sock.as_ptr().cast(), self.memalloc) };
     }
 }

@@ -75,6 +75,8 @@ enum dst_attr {
 	DST_A_MESSAGE,		/* string: events: why a client was refused */
 	DST_A_INTEGRITY_ERRORS,	/* u64: counter: frames whose checksum/tag or seq failed */
 	DST_A_REFUSED,		/* u64: export: counter of refused clients */
+	DST_A_CLIENT_ID,	/* u64: device: identity the export fences by (not 0); */
+				/*      stable across re-creation and reboots if set */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)

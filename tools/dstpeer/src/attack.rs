@@ -115,7 +115,8 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("hello-queues", Needs::Any, "65 queues: INVALID", hello_queues),
     ("hello-depth", Needs::Any, "queue depth 1025: INVALID", hello_depth),
     ("hello-queue-index", Needs::Any, "queue index 4 of 4: INVALID", hello_queue_index),
-    ("hello-body-reserved", Needs::Any, "HELLO body reserved bytes: INVALID", hello_body_reserved),
+    ("epoch-stale", Needs::Any, "HELLO of an epoch below a live session's (same client): BUSY, the live session goes on", epoch_stale),
+    ("epoch-fences-device", Needs::Any, "sessions of queues 0 and 1 of one client, epoch E: both live; a HELLO of epoch E+1: both closed", epoch_fences_device),
     ("hello-protection", Needs::Any, "protection mode 9: INVALID", hello_protection),
     ("hello-auth-flag", Needs::Any, "auth flag 2: INVALID", hello_auth_flag),
     ("hello-alg-no-nul", Needs::Any, "64 non-NUL alg bytes: INVALID", hello_alg_no_nul),
@@ -585,8 +586,76 @@ fn hello_queue_index(ctx: &mut Ctx) -> Res<String> {
     })
 }
 
-fn hello_body_reserved(ctx: &mut Ctx) -> Res<String> {
-    refused_bytes(ctx, Status::Invalid, |b| b[37] = 1)
+/// A random client id for the fencing cases, so that they fence nothing
+/// but their own sessions.
+fn fencing_client() -> u64 {
+    u64::from_ne_bytes(sec::random_bytes::<8>()) | 1
+}
+
+/// A session of `client` on queue `queue` of 2, in `epoch`; or the refusal.
+fn epoch_session(ctx: &Ctx, client: u64, queue: u16, epoch: u32) -> Res<Result<Conn, Status>> {
+    let mut c = ctx.connect()?;
+    let hello = HelloBody {
+        queues: 2,
+        client_id: client,
+        queue_index: queue,
+        epoch,
+        ..c.hello_body(0)
+    };
+    Ok(c.try_handshake(&hello)?.map(|_| c))
+}
+
+/// Whether a session still answers: one 4 KiB READ.
+fn answers(c: &mut Conn) -> Res {
+    c.read_all(0, 4096).map(|_| ())
+}
+
+fn epoch_stale(ctx: &mut Ctx) -> Res<String> {
+    let client = fencing_client();
+    let mut live = epoch_session(ctx, client, 0, 1000)?
+        .map_err(|s| unexpected(format!("epoch 1000 refused: {}", s.as_str())))?;
+    match epoch_session(ctx, client, 0, 999)? {
+        Err(Status::Busy) => {}
+        Err(s) => {
+            return Err(unexpected(format!(
+                "stale HELLO refused with {}",
+                s.as_str()
+            )))
+        }
+        Ok(_) => {
+            return Err(unexpected(
+                "a HELLO of epoch 999 was accepted after one of 1000",
+            ))
+        }
+    }
+    answers(&mut live).map_err(|e| unexpected(format!("the live session was hit: {}", e.msg)))?;
+    Ok("stale HELLO refused BUSY; the live session still answers".into())
+}
+
+fn epoch_fences_device(ctx: &mut Ctx) -> Res<String> {
+    let client = fencing_client();
+    let open = |q, e| {
+        epoch_session(ctx, client, q, e)?
+            .map_err(|s| unexpected(format!("queue {q} epoch {e} refused: {}", s.as_str())))
+    };
+    let mut q0 = open(0, 2000)?;
+    let mut q1 = open(1, 2000)?;
+    answers(&mut q0).map_err(|e| {
+        unexpected(format!(
+            "queue 1 of the same epoch fenced queue 0: {}",
+            e.msg
+        ))
+    })?;
+    let mut next = open(0, 2001)?;
+    // The export answered the new HELLO only after fencing: both are closed.
+    let t0 = q0.wait_closed(CLOSE_LIMIT)?;
+    let t1 = q1.wait_closed(CLOSE_LIMIT)?;
+    answers(&mut next)?;
+    Ok(format!(
+        "queues 0 and 1 of epoch 2000 coexisted; epoch 2001 closed both ({:.0} and {:.0} ms)",
+        t0.as_secs_f64() * 1000.0,
+        t1.as_secs_f64() * 1000.0
+    ))
 }
 
 fn hello_protection(ctx: &mut Ctx) -> Res<String> {

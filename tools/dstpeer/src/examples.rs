@@ -35,6 +35,7 @@ pub(crate) fn example_hello() -> (Header, HelloBody) {
         queue_depth: 128,
         client_id: 0x0123_4567_89ab_cdef,
         queue_index: 1,
+        epoch: 0,
         security: Security {
             protection: Protection::Aead,
             auth: true,

@@ -84,6 +84,7 @@ fn hello() -> HelloBody {
         queue_depth: 128,
         client_id: 0,
         queue_index: 0,
+        epoch: 0,
         security: Security::NONE,
         nonce: [0; AUTH_LEN],
     }
@@ -988,6 +989,7 @@ fn hello_layout_and_round_trip() {
         queue_depth: 0x3334,
         client_id: 0x4142_4344_4546_4748,
         queue_index: 0x5152,
+        epoch: 0x6162_6364,
         security: Security {
             protection: Protection::Aead,
             auth: true,
@@ -1004,8 +1006,8 @@ fn hello_layout_and_round_trip() {
         ]
     );
     assert_eq!(b[24..32], [0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48]);
-    // protection 3, auth 1, queue_index, 4 reserved bytes.
-    assert_eq!(b[32..40], [3, 1, 0x51, 0x52, 0, 0, 0, 0]);
+    // protection 3, auth 1, queue_index, epoch.
+    assert_eq!(b[32..40], [3, 1, 0x51, 0x52, 0x61, 0x62, 0x63, 0x64]);
     assert_eq!(&b[40..66], b"rfc7539(chacha20,poly1305)");
     assert_eq!(b[66..104], [0; 38]);
     let nonce: Vec<u8> = (0x80..0xa0).collect();
@@ -1121,9 +1123,9 @@ fn hello_decode_security_fields() {
         f(&mut b);
         HelloBody::decode(&b)
     };
-    // Reserved bytes 36..40.
+    // Bytes 36..40 are the epoch: any value decodes.
     for i in 36..40 {
-        assert_eq!(decode(&|b| b[i] = 1), Err(ProtoError::Reserved), "{i}");
+        assert!(decode(&|b| b[i] = 1).is_ok(), "{i}");
     }
     // Protection mode 0..=3 only; auth 0 or 1.
     for v in [4u8, 5, 0x80, 0xff] {

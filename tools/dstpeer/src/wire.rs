@@ -234,6 +234,7 @@ pub(crate) fn hello_for(sec: &SecConfig, queue_depth: u16) -> HelloBody {
         queue_depth,
         client_id: 0,
         queue_index: 0,
+        epoch: 0,
         security: sec.security(),
         nonce: if sec.auth() {
             sec::random_bytes()
