@@ -20,6 +20,8 @@
 #              and the read returns exactly the pattern (tampered and replayed
 #              frames must count an integrity error); an IO_ERROR or
 #              AUTH_FAILED status fails the read instead (BUSY may do either).
+#   cross-queue  2 queues; a READ answered on another queue's connection too:
+#              reconnected, the read right, and in the page cache 4 s later.
 #   probe      a tampered, replayed, too old or trailer-less PING from the
 #              export, one per connection: the local node closes each (the
 #              server logs the verdicts), reconnects, and still reads right.
@@ -60,6 +62,14 @@ wanted() {
         none/any|none/no-key) return 0 ;;
         crc32c/trailer) return 0 ;;
         hmac/key|hmac/trailer|hmac/seq|aead/key|aead/trailer|aead/seq) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# Cases answering on the connection of another queue: a device of 2 queues.
+cross_queue_case() {
+    case $1 in
+        io-cross-queue|io-both-queues) return 0 ;;
         *) return 1 ;;
     esac
 }
@@ -121,6 +131,12 @@ read_mib() {
     timeout 120 dd if="$1" bs=1M skip="$2" count=1 iflag=direct status=none |
         sha256sum | cut -d' ' -f1
 }
+# read_cached DEV MIB: like read_mib, buffered (through the page cache), from
+# the last CPU (its hardware queue).
+read_cached() {
+    timeout 120 taskset -c "$(($(nproc) - 1))" dd if="$1" bs=1M skip="$2" count=1 status=none |
+        sha256sum | cut -d' ' -f1
+}
 # The pattern's sha256 at MIB.
 want_mib() { "$peer" pattern "${1}M" 1M "$seed" | sha256sum | cut -d' ' -f1; }
 
@@ -139,6 +155,8 @@ verdict() {
 
 # The connection number a case acted on, from the server log.
 conn_of() { sed -n "s/^conn \([0-9]*\): case $2[: ].*/\1/p" "$1" | head -n 1; }
+# Whether connection CONN has ended, from the server log LOG.
+conn_ended() { grep -q "^conn $2: ended" "$1"; }
 
 sysfs() { cat "/sys/block/dst0/dst/$1" 2>/dev/null || echo 0; }
 
@@ -161,7 +179,7 @@ for mode in $modes; do
         log "SKIP $mode: dstcfg has no --protection (the kernel side is not there yet)"
         continue
     fi
-    hs=() ios=() probes=() singles=()
+    hs=() ios=() xqs=() probes=() singles=()
     for line in "${all[@]}"; do
         IFS=$'\t' read -r name phase needs _ <<<"$line"
         wanted "$needs" "$mode" || continue
@@ -169,11 +187,11 @@ for mode in $modes; do
         case $phase/$name in
             handshake/reply-twice|reconnect/*) singles+=("$name") ;;
             handshake/*) hs+=("$name") ;;
-            io/*) ios+=("$name") ;;
+            io/*) if cross_queue_case "$name"; then xqs+=("$name"); else ios+=("$name"); fi ;;
             probe/*) probes+=("$name") ;;
         esac
     done
-    log "=== $mode: ${#hs[@]} handshake, ${#ios[@]} io, ${#probes[@]} probe, ${#singles[@]} other cases"
+    log "=== $mode: ${#hs[@]} handshake, ${#ios[@]} io, ${#xqs[@]} cross-queue, ${#probes[@]} probe, ${#singles[@]} other cases"
 
     # Handshake cases: one server and one device creation each.
     for name in "${hs[@]}"; do
@@ -252,6 +270,60 @@ for mode in $modes; do
         delete_device
         stop_server
     fi
+
+    # Cross-queue cases (mode none): one server and one device of 2 queues
+    # (one connection each) per case. The READ of the trigger MiB, buffered
+    # from the last CPU, is answered on another queue's connection too:
+    # io-cross-queue sends the reply's header there, the right reply on the
+    # READ's own connection 0.5 s later and 0xa5 bytes as the data on the
+    # other 1.5 s after that; io-both-queues the right reply on both at once.
+    # A reply on the wrong queue breaks the protocol (reconnect), and no
+    # receiver may touch a request of another queue, let alone write into its
+    # pages after it completed: the MiB is read again 4 s later from the page
+    # cache, kept by the fd held open (the last close drops it).
+    for name in "${xqs[@]}"; do
+        slog=$tmp/$mode-$name.log
+        kmsg "hostile_local: $mode $name"
+        start_server "$slog" --case "$name" "${sec[@]}"
+        dev=$(new_device --queues 2 "${sec[@]}")
+        if [ -z "$dev" ]; then
+            bad "$mode $name: device of 2 queues not created: $(errmsg)"
+            stop_server
+            continue
+        fi
+        want=$(want_mib "$trigger")
+        log "$mode $name: CPUs of the hardware queues: $(for q in /sys/block/dst0/mq/*; do
+            printf '%s:%s ' "${q##*/}" "$(cat "$q/cpu_list")"; done)"
+        exec {hold}<"$dev"
+        rc=0
+        first=$(read_cached "$dev" "$trigger") || rc=$?
+        sleep 4
+        again=$(read_cached "$dev" "$trigger") || rc=$?
+        exec {hold}<&-
+        r=$(sysfs reconnects)
+        sed -n "s/^\(conn [0-9]*: case $name: .*\)/server: \1/p" "$slog" | while read -r l; do log "$l"; done
+        # The READ's connection, and the other queue's one the case used.
+        own=$(conn_of "$slog" "$name")
+        other=$(sed -n "s/^conn [0-9]*: case $name: .* on conn \([0-9]*\) (another queue).*/\1/p" "$slog" | head -n 1)
+        what="$mode $name (buffered READ at $trigger MiB, 2 queues)"
+        if [ -z "$own" ] || [ -z "$other" ]; then
+            bad "$what: the case never acted on two connections"
+        elif [ "$rc" != 0 ]; then
+            bad "$what: a read failed"
+        elif [ "$first" != "$want" ]; then
+            bad "$what: the read returned OTHER DATA"
+        elif [ "$again" != "$want" ]; then
+            bad "$what: right data, but 4 s later the page cache holds OTHER DATA: written after the request completed"
+        elif conn_ended "$slog" "$own"; then
+            bad "$what: right data, but the READ's own connection $own was dropped: the reply on connection $other (another queue) was taken"
+        elif ! conn_ended "$slog" "$other"; then
+            bad "$what: right data but connection $other (another queue) was kept: its reply was accepted"
+        else
+            note "$what: right data, and still 4 s later; connection $other (another queue) dropped; $r reconnects"
+        fi
+        delete_device
+        stop_server
+    done
 
     # Probe cases: one device, probe i on connection i.
     if [ ${#probes[@]} -gt 0 ]; then

@@ -12,7 +12,9 @@
 //!   the `--trigger` offset (default 24 MiB), then the export behaves, so the
 //!   local node can reconnect and resend: it must never complete the request
 //!   with wrong data. A list of IO cases acts one case per MiB from the
-//!   trigger offset on, each once;
+//!   trigger offset on, each once. The cross-queue cases answer on the
+//!   connection of another queue of the same local node (it has one per
+//!   queue: `--queues 2` or more), where the reply must be refused;
 //! - probe cases (protected modes) send the local node a bad frame (tampered,
 //!   replayed, too old) after a good PING, on the first `--times`
 //!   connections (a list: one case per connection), and log how the local
@@ -20,7 +22,9 @@
 //!   `verdict: IGNORED` (wrong).
 //!
 //! Each connection is served by its own thread, in order: requests are
-//! executed and answered one at a time.
+//! executed and answered one at a time. Sends go through a lock per
+//! connection, so that another connection's thread (the cross-queue cases)
+//! can send on it too without splitting a message.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -195,6 +199,8 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("io-replay", Phase::Io, Needs::Seq, "a PONG, then the same sealed PONG again, then the reply"),
     ("io-replay-reply", Phase::Io, Needs::Seq, "the previous sealed frame again instead of the reply"),
     ("io-seq-reuse", Phase::Io, Needs::Seq, "the right reply sealed with an already used seq"),
+    ("io-cross-queue", Phase::Io, Needs::NoKey, "the reply's header on another queue's connection; 0.5 s later the right reply on the READ's own; 1.5 s later the data, 0xa5 bytes, on the other (needs 2 queues)"),
+    ("io-both-queues", Phase::Io, Needs::NoKey, "the right reply on the READ's connection and at once on another queue's (needs 2 queues)"),
     ("probe-tamper", Phase::Probe, Needs::Trailer, "a PING with a flipped trailer bit"),
     ("probe-replay", Phase::Probe, Needs::Seq, "the good PING's bytes again"),
     ("probe-old-seq", Phase::Probe, Needs::Seq, "1100 PINGs, then one sealed with seq 5"),
@@ -285,7 +291,27 @@ struct Server {
     live: AtomicU32,
     /// Which IO cases of a list have acted.
     done: Mutex<Vec<bool>>,
+    /// The connections past their handshake (for the cross-queue cases).
+    peers: Mutex<Vec<Peer>>,
 }
+
+/// A connection past its handshake, as the other connections see it.
+struct Peer {
+    n: u32,
+    /// `queue_index` and `client_id` of its HELLO.
+    queue: u16,
+    client: u64,
+    /// Its socket, for sending: every send on the connection holds the lock.
+    out: Arc<Mutex<TcpStream>>,
+}
+
+/// Sends `b` on a connection's socket, under its lock.
+fn send_on(out: &Mutex<TcpStream>, b: &[u8]) -> io::Result<()> {
+    out.lock().unwrap_or_else(|p| p.into_inner()).write_all(b)
+}
+
+/// How long a cross-queue case waits for a connection of another queue.
+const PEER_WAIT: Duration = Duration::from_secs(5);
 
 /// The whole handshake must be done within this (like the kernel's export).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -385,6 +411,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
         acted: AtomicU32::new(0),
         live: AtomicU32::new(0),
         done: Mutex::new(vec![false; opts_cases]),
+        peers: Mutex::new(Vec::new()),
     });
     for sock in listener.incoming() {
         let sock = match sock {
@@ -477,6 +504,29 @@ impl Server {
         }
     }
 
+    /// A connection of another queue than `queue` of local node `client`
+    /// (the newest), waiting up to [`PEER_WAIT`] for one: its number and
+    /// socket.
+    fn other_peer(&self, queue: u16, client: u64) -> Option<(u32, Arc<Mutex<TcpStream>>)> {
+        let start = Instant::now();
+        loop {
+            {
+                let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                let other = peers
+                    .iter()
+                    .rev()
+                    .find(|p| p.client == client && p.queue != queue);
+                if let Some(p) = other {
+                    return Some((p.n, p.out.clone()));
+                }
+            }
+            if start.elapsed() > PEER_WAIT {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Serves one connection until it ends.
     fn serve(&self, n: u32, sock: TcpStream) -> End {
         let mut w = match Wire::new(sock) {
@@ -503,22 +553,40 @@ impl Server {
         }
         let grant = self.handshake(n, &mut w);
         done.store(true, Relaxed);
-        let grant = match grant {
+        let (grant, hello) = match grant {
             Ok(Some(g)) => g,
             Ok(None) => return "refused or broken on purpose".into(),
             Err(e) => return e,
+        };
+        let out = match w.sock.try_clone() {
+            Ok(s) => Arc::new(Mutex::new(s)),
+            Err(e) => return format!("socket setup failed: {e}"),
         };
         let mut conn = Conn {
             srv: self,
             n,
             w,
+            out: out.clone(),
+            queue: hello.queue_index,
+            client: hello.client_id,
             limits: grant.limits(),
             last_frame: Vec::new(),
             probe: Probe::Idle,
             probe_case: "",
             good_ping: Vec::new(),
         };
-        conn.run()
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.push(Peer {
+            n,
+            queue: hello.queue_index,
+            client: hello.client_id,
+            out,
+        });
+        drop(peers);
+        let end = conn.run();
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.retain(|p| p.n != n);
+        end
     }
 
     /// The grant for `hello`, honest.
@@ -548,9 +616,10 @@ impl Server {
         }
     }
 
-    /// The export's side of the handshake, with the handshake cases.
-    /// `Ok(None)`: refused or broken on purpose; the connection is done.
-    fn handshake(&self, n: u32, w: &mut Wire) -> Result<Option<HelloReplyBody>, End> {
+    /// The export's side of the handshake, with the handshake cases: the
+    /// grant and the HELLO. `Ok(None)`: refused or broken on purpose; the
+    /// connection is done.
+    fn handshake(&self, n: u32, w: &mut Wire) -> Result<Option<(HelloReplyBody, HelloBody)>, End> {
         let case = self.act(Phase::Handshake);
         let mut hb = [0u8; HEADER_LEN];
         w.read_exact(&mut hb)
@@ -562,11 +631,12 @@ impl Server {
         let mut body = [0u8; HELLO_LEN];
         w.read_exact(&mut body)
             .map_err(|e| format!("no HELLO body: {e}"))?;
-        let refuse = |w: &mut Wire, s: Status| -> Result<Option<HelloReplyBody>, End> {
-            w.send_bytes(&Header::hello_reply(s).encode())
-                .map_err(|e| e.to_string())?;
-            Err(format!("refused: {}", s.as_str()))
-        };
+        let refuse =
+            |w: &mut Wire, s: Status| -> Result<Option<(HelloReplyBody, HelloBody)>, End> {
+                w.send_bytes(&Header::hello_reply(s).encode())
+                    .map_err(|e| e.to_string())?;
+                Err(format!("refused: {}", s.as_str()))
+            };
         let hello = match HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b)) {
             Ok(b) => b,
             Err(_) => return refuse(w, Status::Invalid),
@@ -764,12 +834,12 @@ impl Server {
                 grant.perms
             ),
         );
-        Ok(Some(grant))
+        Ok(Some((grant, hello)))
     }
 
     /// Waits (up to 60 s) for the local node to close after a refusal or a
     /// lie, logging how long it took and whether it sent anything.
-    fn await_close(&self, n: u32, w: &mut Wire, what: &str) -> Result<Option<HelloReplyBody>, End> {
+    fn await_close<T>(&self, n: u32, w: &mut Wire, what: &str) -> Result<Option<T>, End> {
         match w.wait_closed(Duration::from_secs(60)) {
             Ok(Some((t, got))) => log(
                 n,
@@ -809,6 +879,12 @@ struct Conn<'a> {
     srv: &'a Server,
     n: u32,
     w: Wire,
+    /// The socket for sending, shared with the other connections (see
+    /// [`Peer`]): all sends go through it.
+    out: Arc<Mutex<TcpStream>>,
+    /// `queue_index` and `client_id` of the HELLO.
+    queue: u16,
+    client: u64,
     limits: Limits,
     /// The last frame sent, as sent (for the replay cases).
     last_frame: Vec<u8>,
@@ -824,9 +900,14 @@ impl Conn<'_> {
         log(self.n, msg);
     }
 
+    /// Sends bytes as they are, under the connection's send lock.
+    fn send_bytes(&self, b: &[u8]) -> io::Result<()> {
+        send_on(&self.out, b)
+    }
+
     /// Sends a frame, remembering it.
     fn send_frame(&mut self, frame: Vec<u8>) -> io::Result<()> {
-        self.w.send_bytes(&frame)?;
+        self.send_bytes(&frame)?;
         self.last_frame = frame;
         Ok(())
     }
@@ -928,7 +1009,7 @@ impl Conn<'_> {
                     "probe-old-seq" => {
                         for i in 0..1100 {
                             let f = self.w.frame(&Header::ping(GOOD_COOKIE + 1 + i), &[]);
-                            self.w.send_bytes(&f)?;
+                            self.send_bytes(&f)?;
                         }
                         let hb = Header::ping(BAD_COOKIE).encode();
                         let t = self.w.tx.seal_at(5, &hb, &mut []);
@@ -943,7 +1024,7 @@ impl Conn<'_> {
                 } else {
                     BAD_COOKIE
                 };
-                self.w.send_bytes(&frame)?;
+                self.send_bytes(&frame)?;
                 self.log(format!("case {case}: bad frame sent"));
                 self.probe = Probe::Sent {
                     cookie,
@@ -1108,8 +1189,9 @@ impl Conn<'_> {
                 let f = self.w.frame(&ok, &data);
                 self.send_frame(f)?;
                 let again = self.last_frame.clone();
-                return self.w.send_bytes(&again);
+                return self.send_bytes(&again);
             }
+            "io-cross-queue" | "io-both-queues" => return self.cross_queue(case, &h, &data),
             "io-no-reply" => {
                 self.log("case io-no-reply: holding the reply".into());
                 return Ok(());
@@ -1121,7 +1203,7 @@ impl Conn<'_> {
             "io-close-mid-reply" => {
                 let f = self.w.frame(&ok, &data);
                 let half = HEADER_LEN + data.len() / 2;
-                self.w.send_bytes(&f[..half])?;
+                self.send_bytes(&f[..half])?;
                 thread::sleep(Duration::from_millis(100));
                 let _ = self.w.sock.shutdown(Shutdown::Both);
                 return closed();
@@ -1156,8 +1238,8 @@ impl Conn<'_> {
             }
             "io-replay" => {
                 let pong = self.w.frame(&Header::pong(0x0dd), &[]);
-                self.w.send_bytes(&pong)?;
-                self.w.send_bytes(&pong)?;
+                self.send_bytes(&pong)?;
+                self.send_bytes(&pong)?;
                 (ok, data)
             }
             "io-replay-reply" => {
@@ -1166,7 +1248,7 @@ impl Conn<'_> {
                     self.send_frame(f)?;
                 }
                 let f = self.last_frame.clone();
-                return self.w.send_bytes(&f);
+                return self.send_bytes(&f);
             }
             "io-seq-reuse" => {
                 if self.w.tx.seq == 0 {
@@ -1187,8 +1269,159 @@ impl Conn<'_> {
         let f = self.w.frame(&reply, &body);
         self.send_frame(f)
     }
+
+    /// The cross-queue cases on the READ `h` (data `data`): its reply also
+    /// goes to the connection of another queue of the same local node, whose
+    /// receiver must refuse it (the request is not of its queue) and never
+    /// touch the request. Frames are made with this connection's sealer:
+    /// right for the other connection too without a seq (none, crc32c).
+    fn cross_queue(&mut self, case: &'static str, h: &Header, data: &[u8]) -> io::Result<()> {
+        let ok = h.reply(Status::Ok);
+        let right = self.w.frame(&ok, data);
+        let Some((m, other)) = self.srv.other_peer(self.queue, self.client) else {
+            self.log(format!(
+                "case {case}: no connection of another queue within {} s: the right reply only",
+                PEER_WAIT.as_secs()
+            ));
+            return self.send_frame(right);
+        };
+        let n = self.n;
+        let what = format!("READ of queue {} (id {:#x})", self.queue, h.id);
+        if case == "io-both-queues" {
+            let r = send_on(&other, &right);
+            let own = self.send_frame(right);
+            self.log(format!(
+                "case {case}: {what}: right reply sent on conn {m} (another queue){} and on conn {n}{}",
+                sent(&r),
+                sent(&own)
+            ));
+            return own;
+        }
+        // The data the other queue's receiver would put into the request's
+        // pages if it took the header: whatever it writes after the right
+        // reply completed the request lands in pages already handed back.
+        let bad = self.w.frame(&ok, &vec![0xa5; data.len()]);
+        let r = send_on(&other, &bad[..HEADER_LEN]);
+        self.log(format!(
+            "case {case}: {what}: reply header sent on conn {m} (another queue){}",
+            sent(&r)
+        ));
+        let own = self.out.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(500));
+            let r = send_on(&own, &right);
+            log(
+                n,
+                format!(
+                    "case {case}: {what}: right reply sent on conn {n}{}",
+                    sent(&r)
+                ),
+            );
+            thread::sleep(Duration::from_millis(1500));
+            let r = send_on(&other, &bad[HEADER_LEN..]);
+            log(
+                n,
+                format!(
+                    "case {case}: {what}: {} bytes of 0xa5 sent on conn {m}{}",
+                    bad.len() - HEADER_LEN,
+                    sent(&r)
+                ),
+            );
+        });
+        Ok(())
+    }
+}
+
+/// How a send of a cross-queue case went, for its log line.
+fn sent(r: &io::Result<()>) -> String {
+    match r {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (failed: {e})"),
+    }
 }
 
 /// Whether `FEATURES_ALL` covers what the server grants (a compile-time
 /// reminder when features are added).
 const _: () = assert!(FEATURES_ALL == 0xf);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{client_handshake, hello_for};
+
+    /// A server with `case` (trigger at 1 MiB) on a free port: its address.
+    fn start(case: &'static str) -> String {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let a = addr.clone();
+        thread::spawn(move || {
+            let sec = SecConfig::new("none", None, None).expect("none");
+            let args = ["--case", case, "--size", "4M", "--trigger", "1M"];
+            let _ = main(&a, &args, &sec);
+        });
+        addr
+    }
+
+    /// Connection `queue` of 2 of a local node, past the handshake.
+    fn connect(addr: &str, queue: u16) -> Wire {
+        let sec = SecConfig::new("none", None, None).expect("none");
+        let mut hello = hello_for(&sec, 0);
+        hello.queues = 2;
+        hello.queue_index = queue;
+        hello.client_id = 0x5eed;
+        for _ in 0..100 {
+            if let Ok(mut w) = Wire::connect(addr, Duration::from_secs(5)) {
+                client_handshake(&mut w, &sec, &hello).expect("handshake");
+                return w;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server at {addr} not up");
+    }
+
+    /// Sends the READ of 64 KiB at 1 MiB on `w`: its id and the right data.
+    fn read(w: &mut Wire) -> (u64, Vec<u8>) {
+        let id = 0x1234_0001_0007;
+        w.send(&Header::io(Op::Read, 0, id, 1 << 20, 64 << 10), &[])
+            .expect("send");
+        let mut want = vec![0u8; 64 << 10];
+        fill_pattern(&mut want, 1 << 20, 1);
+        (id, want)
+    }
+
+    #[test]
+    fn cross_queue_splits_the_reply() {
+        let addr = start("io-cross-queue");
+        let mut q0 = connect(&addr, 0);
+        let mut q1 = connect(&addr, 1);
+        let (id, want) = read(&mut q1);
+        // The other queue's connection gets the header alone first.
+        let mut hb = [0u8; HEADER_LEN];
+        q0.read_exact(&mut hb).expect("header on queue 0");
+        let h = Header::decode(&hb).expect("a header");
+        assert_eq!((h.kind, h.id, h.payload), (Kind::IoReply, id, 64 << 10));
+        let start = Instant::now();
+        let m = q1.recv().expect("reply on queue 1");
+        assert_eq!((m.h.id, m.h.status), (id, Status::Ok));
+        assert_eq!(m.payload, want);
+        let mut data = vec![0u8; 64 << 10];
+        q0.read_exact(&mut data).expect("data on queue 0");
+        assert!(start.elapsed() >= Duration::from_millis(1000));
+        assert!(data.iter().all(|&b| b == 0xa5));
+    }
+
+    #[test]
+    fn both_queues_get_the_reply() {
+        let addr = start("io-both-queues");
+        let mut q0 = connect(&addr, 0);
+        let mut q1 = connect(&addr, 1);
+        let (id, want) = read(&mut q0);
+        for w in [&mut q0, &mut q1] {
+            let m = w.recv().expect("reply");
+            assert_eq!((m.h.id, m.h.status), (id, Status::Ok));
+            assert_eq!(m.payload, want);
+        }
+    }
+}
