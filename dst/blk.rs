@@ -55,6 +55,8 @@ pub(crate) struct DiskParams {
     pub(crate) nr_hw_queues: u32,
     pub(crate) index: u32,
     pub(crate) cmd_size: u32,
+    /// blk-mq's request timeout (ms).
+    pub(crate) timeout_ms: u32,
     pub(crate) read_only: bool,
     pub(crate) flush: bool,
     pub(crate) fua: bool,
@@ -75,10 +77,37 @@ pub(crate) struct RqInfo {
     pub(crate) length: u32,
     /// `blk_mq_unique_tag`: queue number and tag.
     pub(crate) tag: u32,
-    /// `REQ_OP_*`.
-    pub(crate) op: u8,
+    /// `REQ_OP_*`: see [`RqInfo::op`].
+    op: u8,
     /// Forced unit access requested.
     pub(crate) fua: bool,
+    /// A WRITE_ZEROES that must keep the blocks allocated (`REQ_NOUNMAP`).
+    pub(crate) no_unmap: bool,
+}
+
+/// The operations DST carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockOp {
+    Read,
+    Write,
+    Flush,
+    Discard,
+    WriteZeroes,
+}
+
+impl RqInfo {
+    /// What the request does; `None` for an operation DST does not carry.
+    pub(crate) fn op(&self) -> Option<BlockOp> {
+        use kernel::bindings;
+        match u32::from(self.op) {
+            bindings::req_op_REQ_OP_READ => Some(BlockOp::Read),
+            bindings::req_op_REQ_OP_WRITE => Some(BlockOp::Write),
+            bindings::req_op_REQ_OP_FLUSH => Some(BlockOp::Flush),
+            bindings::req_op_REQ_OP_DISCARD => Some(BlockOp::Discard),
+            bindings::req_op_REQ_OP_WRITE_ZEROES => Some(BlockOp::WriteZeroes),
+            _ => None,
+        }
+    }
 }
 
 mod ffi {
@@ -93,6 +122,7 @@ mod ffi {
             driver_data: *mut c_void,
         ) -> *mut RawTagSet;
         pub(super) fn dst_shim_tagset_free(set: *mut RawTagSet);
+        pub(super) fn dst_shim_max_hw_queues() -> u32;
         pub(super) fn dst_shim_disk_alloc(
             set: *mut RawTagSet,
             p: *const DiskParams,
@@ -100,6 +130,7 @@ mod ffi {
         pub(super) fn dst_shim_disk_add(disk: *mut RawDisk) -> c_int;
         pub(super) fn dst_shim_disk_del(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_put(disk: *mut RawDisk);
+        pub(super) fn dst_shim_disk_set_timeout(disk: *mut RawDisk, ms: u32);
         pub(super) fn dst_shim_rq_pdu(rq: *mut RawRequest) -> *mut c_void;
         pub(super) fn dst_shim_rq_bvecs(
             rq: *mut RawRequest,
@@ -117,6 +148,13 @@ mod ffi {
             ctx: *mut c_void,
         );
     }
+}
+
+/// The most hardware queues a tag set gets (one per possible CPU id):
+/// blk-mq silently caps a larger request.
+pub(crate) fn max_hw_queues() -> u32 {
+    // SAFETY: no preconditions; reads a boot-time constant.
+    unsafe { ffi::dst_shim_max_hw_queues() }
 }
 
 /// The "dst" block major, registered for the module's lifetime.
@@ -153,6 +191,12 @@ pub(crate) trait Driver: Send + Sync {
     /// must end it exactly once ([`Request::end`]); a request it cannot take
     /// is handed back with the error, and the block layer ends it.
     fn queue_rq(&self, rq: Request<Self>, last: bool) -> Result<(), (Request<Self>, Error)>;
+    /// blk-mq timed out a started request (it was started longer than the
+    /// request timeout ago). May sleep. The block layer restarts its timer;
+    /// the driver ends or resends the request on its own paths.
+    fn timeout(&self, rq: Started<'_, Self>)
+    where
+        Self: Sized;
     /// Writes the value of sysfs attribute `id` (see `shim_blk.c`), without
     /// the trailing newline.
     fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result;
@@ -521,6 +565,13 @@ impl Disk {
 }
 
 impl Disk {
+    /// Sets the request timeout of requests started from now on.
+    pub(crate) fn set_timeout(&self, ms: u32) {
+        // SAFETY: the disk is allocated (type invariant); its queue lives
+        // as long as the disk.
+        unsafe { ffi::dst_shim_disk_set_timeout(self.disk.as_ptr(), ms) };
+    }
+
     /// Removes `/dev/dstN`: new IO fails, in-flight IO is waited for (the
     /// driver must still be able to complete it). Idempotent.
     pub(crate) fn delete(&self) {
@@ -567,6 +618,25 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
             req.into_raw();
             e.to_errno()
         }
+    }
+}
+
+/// Called by the shim's `timeout`.
+///
+/// # Safety
+///
+/// `driver` must be the driver pointer of the request's tag set and `rq` a
+/// started request of it.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_rs_timeout(driver: *mut c_void, rq: *mut RawRequest) {
+    type D = crate::local_node::Router;
+    // SAFETY: the tag set keeps the driver alive while requests exist.
+    let driver = unsafe { &*driver.cast::<D>() };
+    if let Some(rq) = NonNull::new(rq) {
+        driver.timeout(Started {
+            rq,
+            _set: core::marker::PhantomData,
+        });
     }
 }
 

@@ -56,7 +56,7 @@ use kernel::{
 
 use crate::{
     bdev::{self, Bounce},
-    blk::{Disk, DiskParams, Driver, Request, SegmentBuf, Started, TagSet},
+    blk::{self, BlockOp, Disk, DiskParams, Driver, Request, RqInfo, SegmentBuf, Started, TagSet},
     crypto,
     epoch::Epoch,
     kthread::{self, Thread},
@@ -65,6 +65,7 @@ use crate::{
     security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
     socket::{errno, Net, SockAddr, Socket},
     thread_pool,
+    trans::{self, AtomicConnState, ConnState},
 };
 
 /// Default number of requests in flight.
@@ -73,8 +74,6 @@ pub(crate) const DEFAULT_QUEUE_DEPTH: u32 = 128;
 pub(crate) const DEFAULT_QUEUES: u32 = 1;
 /// Default largest request, in pages (1 MiB).
 pub(crate) const DEFAULT_MAX_IO_PAGES: u32 = 256;
-/// The sender thread's watchdog looks at least this often (ms).
-const WATCHDOG_MS: u32 = 200;
 
 /// Timeouts and limits of a device; all changeable while it runs.
 pub(crate) struct Settings {
@@ -170,8 +169,6 @@ pub(crate) struct DeviceConfig {
 pub(crate) struct Pdu {
     /// The transaction id on the wire: sequence << 32 | unique tag.
     id: Atomic<u64>,
-    /// When it was last sent (device clock, ms).
-    sent_at: Atomic<u64>,
     /// Times it was sent again after a connection failed.
     resends: Atomic<u32>,
     /// BUSY answers in a row, and when the first came (device clock, ms);
@@ -240,12 +237,6 @@ pub(crate) struct Counters {
     /// Requests queued or sent, not yet ended.
     pub(crate) in_flight: u32,
 }
-
-/// Connection states (values of `enum dst_state` in the uapi header).
-pub(crate) const CONN_UP: u32 = 1;
-pub(crate) const CONN_RECONNECTING: u32 = 2;
-pub(crate) const CONN_CLOSING: u32 = 3;
-pub(crate) const CONN_FAILED: u32 = 4;
 
 /// The sending half of the current connection.
 struct Tx {
@@ -329,12 +320,14 @@ pub(crate) struct Shared {
     /// Hardware queue number, also the HELLO's `queue_index`.
     qid: u32,
     dev: Arc<Common>,
-    /// `CONN_*`.
-    conn: Atomic<u32>,
+    conn: AtomicConnState,
     /// When something was last received, or the connection came up.
     last_rx: Atomic<u64>,
     /// When the connection was lost.
     lost_at: Atomic<u64>,
+    /// blk-mq timed a request out that awaits its reply on the current
+    /// connection: the sender drops the connection (see `timed_out`).
+    late: Atomic<bool>,
     /// Replies being checked by crypto workers (see [`ReplyCheck`]); the
     /// receiver waits for none to be left before it requeues requests.
     #[pin]
@@ -539,11 +532,14 @@ impl Device {
         } else {
             cfg.queue_depth
         };
+        // More queues than blk-mq would give the disk would be connections
+        // that never carry IO.
         let wanted = if cfg.queues == 0 {
             DEFAULT_QUEUES
         } else {
             cfg.queues
-        };
+        }
+        .min(blk::max_hw_queues().max(1));
         let hello = HelloBody {
             min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
@@ -627,9 +623,10 @@ impl Device {
                 try_pin_init!(Shared {
                     qid: qid as u32,
                     dev: q_dev,
-                    conn: Atomic::new(CONN_UP),
+                    conn: AtomicConnState::new(ConnState::Up),
                     last_rx: Atomic::new(0),
                     lost_at: Atomic::new(0),
+                    late: Atomic::new(false),
                     checks <- new_mutex!(0, "dst::Shared::checks"),
                     checks_done <- new_condvar!("dst::Shared::checks_done"),
                     ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
@@ -671,6 +668,7 @@ impl Device {
             nr_hw_queues: nr_queues,
             index,
             cmd_size: 0,
+            timeout_ms: common.settings.req_timeout_ms.load(Relaxed),
             read_only: granted.perms & proto::PERM_WRITE == 0,
             flush: has(proto::FEATURE_FLUSH),
             fua: has(proto::FEATURE_FUA),
@@ -766,12 +764,9 @@ impl Device {
         self.dev().granted.perms & proto::PERM_WRITE == 0
     }
 
-    /// The connection state (`CONN_*`, the uapi `enum dst_state`): closing
-    /// while it is deleted, else the worst of the queues'.
-    pub(crate) fn state(&self) -> u32 {
-        if self.dev().deleting.load(Relaxed) {
-            return CONN_CLOSING;
-        }
+    /// The device's state: closing while it is deleted, else the worst of
+    /// its queues'.
+    pub(crate) fn state(&self) -> ConnState {
         self.router.state()
     }
 
@@ -794,6 +789,9 @@ impl Device {
     /// shorter ones take effect at once.
     pub(crate) fn update(&self, u: &SettingsUpdate) {
         self.dev().settings.apply(u);
+        if let Some(ms) = u.req_timeout_ms {
+            self.disk.set_timeout(ms);
+        }
         for q in self.router.queues.iter() {
             q.wake.notify_all();
             q.rewake.notify_all();
@@ -820,7 +818,7 @@ impl Drop for CloseOnError<'_> {
     fn drop(&mut self) {
         if let Some((queues, socks)) = self.0 {
             for (q, sock) in queues.iter().zip(socks.iter()) {
-                q.conn.store(CONN_CLOSING, Release);
+                q.conn.set(ConnState::Closing);
                 sock.shutdown();
             }
         }
@@ -828,9 +826,12 @@ impl Drop for CloseOnError<'_> {
 }
 
 /// Whether two grants describe the same device (what reconnects and the
-/// queues of one device must agree on).
+/// queues of one device must agree on): everything that shaped the disk's
+/// limits and the protocol spoken.
 fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
-    a.size == b.size
+    a.version == b.version
+        && a.features == b.features
+        && a.size == b.size
         && a.logical_block_size == b.logical_block_size
         && a.physical_block_size == b.physical_block_size
         && a.perms == b.perms
@@ -854,7 +855,7 @@ impl Device {
             dev.deleting_at.store(q.now(), Release);
         }
         for q in self.router.queues.iter() {
-            if q.conn.load(Acquire) != CONN_UP {
+            if q.conn.get() != ConnState::Up {
                 q.set_failed(&self.tags);
             }
             q.wake.notify_all();
@@ -875,7 +876,7 @@ impl Drop for Device {
         let queues = &self.router.queues;
         self.drain();
         for q in queues.iter() {
-            q.conn.store(CONN_CLOSING, Release);
+            q.conn.set(ConnState::Closing);
             let mut tx = q.tx.lock();
             if let Some(sock) = tx.sock.take() {
                 sock.shutdown();
@@ -922,18 +923,15 @@ impl Common {
 impl Router {
     /// The device's state: the worst of its queues' (failed, closing,
     /// reconnecting, connected).
-    fn state(&self) -> u32 {
-        let rank = |s: u32| match s {
-            CONN_FAILED => 3,
-            CONN_CLOSING => 2,
-            CONN_RECONNECTING => 1,
-            _ => 0,
-        };
+    fn state(&self) -> ConnState {
+        if self.dev.deleting.load(Relaxed) {
+            return ConnState::Closing;
+        }
         self.queues
             .iter()
-            .map(|q| q.conn.load(Relaxed))
-            .max_by_key(|&s| rank(s))
-            .unwrap_or(CONN_CLOSING)
+            .map(|q| q.conn.get())
+            .max_by_key(|s| s.severity())
+            .unwrap_or(ConnState::Closing)
     }
 }
 
@@ -954,9 +952,9 @@ impl Shared {
             self.dev.io_errors.add(1, Relaxed);
         } else {
             let info = rq.info();
-            match wire_op(info.op) {
-                Some(Op::Read) => self.dev.bytes_read.add(u64::from(info.length), Relaxed),
-                Some(Op::Write) => self.dev.bytes_written.add(u64::from(info.length), Relaxed),
+            match info.op() {
+                Some(BlockOp::Read) => self.dev.bytes_read.add(u64::from(info.length), Relaxed),
+                Some(BlockOp::Write) => self.dev.bytes_written.add(u64::from(info.length), Relaxed),
                 _ => {}
             }
         }
@@ -1021,7 +1019,7 @@ impl Shared {
         tx.ping = None;
         let epoch = tx.epoch;
         drop(sock);
-        if self.conn.cmpxchg(CONN_UP, CONN_RECONNECTING, Full).is_ok() {
+        if self.conn.advance(ConnState::Up, ConnState::Reconnecting) {
             self.lost_at.store(self.now(), Relaxed);
             // The device is lost when its first queue is.
             if self.dev.lost_queues.fetch_add(1, Relaxed) == 0 {
@@ -1035,7 +1033,7 @@ impl Shared {
                 self.qid
             );
         }
-        let failed = self.conn.load(Acquire) != CONN_RECONNECTING;
+        let failed = self.conn.get() != ConnState::Reconnecting;
         tags.for_each_started(|rq| {
             if self.owns(&rq) {
                 if let Some(rq) = rq.claim() {
@@ -1100,22 +1098,14 @@ impl Shared {
             return;
         }
         let info = rq.info();
-        let Some(op) = wire_op(info.op) else {
+        let seq = self.dev.next_seq.fetch_add(1, Relaxed);
+        let id = (u64::from(seq) << 32) | u64::from(info.tag);
+        let Some(h) = request_header(&info, id) else {
             self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
             return;
         };
-        let flags = if info.fua { proto::FLAG_FUA } else { 0 };
-        let (offset, length) = if op == Op::Flush {
-            (0, 0)
-        } else {
-            (info.offset, info.length)
-        };
-        let seq = self.dev.next_seq.fetch_add(1, Relaxed);
-        let id = (u64::from(seq) << 32) | u64::from(info.tag);
         pdu.id.store(id, Relaxed);
-        let h = Header::io(op, flags, id, offset, length);
         let r = self.send_request(tx, &sock, &rq, &h, more);
-        pdu.sent_at.store(self.now(), Relaxed);
         // From here on the receiver (or the failure path) claims it.
         rq.park();
         if r.is_err() {
@@ -1147,58 +1137,50 @@ impl Shared {
         if data {
             rq.bvecs(&mut tx.vecs)?;
         }
-        let Some(sealer) = &tx.sealer else {
-            sock.send_all(&hb, more || data)?;
-            return if data {
-                rq.send_data(sock, &tx.vecs, more)
-            } else {
-                Ok(())
-            };
-        };
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
-        let tlen = if data {
-            // SAFETY: the sender holds the request, so only this thread
-            // touches it and its pages stay until it ends; the disk asks for stable
-            // writes when protected, so their data does not change while it
-            // is protected and sent.
-            let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
-            if sealer.protection() == Protection::Aead {
-                let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
-                pages.describe(h.payload as usize)?;
-                // SAFETY: the queue's bounce pages, used only by the sender
-                // under the send lock (held), `h.payload` bytes like the
-                // request's data.
-                let dst = unsafe { Segments::from_raw(pages.vecs()) };
-                let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
-                bounce = Some(&*pages);
-                n
-            } else {
-                sealer.seal(&hb, &src, &src, &mut trailer)?
+        let tlen = match &tx.sealer {
+            None => 0,
+            Some(sealer) if data => {
+                // SAFETY: the sender holds the request, so only this thread
+                // touches it and its pages stay until it ends; the disk asks for stable
+                // writes when protected, so their data does not change while it
+                // is protected and sent.
+                let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
+                if sealer.protection() == Protection::Aead {
+                    let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
+                    pages.describe(h.payload as usize)?;
+                    // SAFETY: the queue's bounce pages, used only by the sender
+                    // under the send lock (held), `h.payload` bytes like the
+                    // request's data.
+                    let dst = unsafe { Segments::from_raw(pages.vecs()) };
+                    let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
+                    bounce = Some(&*pages);
+                    n
+                } else {
+                    sealer.seal(&hb, &src, &src, &mut trailer)?
+                }
             }
-        } else {
-            sealer.seal(
+            Some(sealer) => sealer.seal(
                 &hb,
                 &security::no_data(),
                 &security::no_data(),
                 &mut trailer,
-            )?
+            )?,
         };
-        // MSG_MORE only where more bytes follow at once: a frame left corked
-        // (protection none has an empty trailer) would wait for TCP's probe
-        // timer, 200 ms.
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
-        let after_data = more || !trailer.is_empty();
-        sock.send_all(&hb, data || after_data)?;
-        match bounce {
-            Some(pages) => pages.send(sock, after_data)?,
-            None if data => rq.send_data(sock, &tx.vecs, after_data)?,
-            None => {}
-        }
-        if trailer.is_empty() {
-            return Ok(());
-        }
-        sock.send_all(trailer, more)
+        let vecs = &tx.vecs;
+        let payload = |more: bool| match bounce {
+            Some(pages) => pages.send(sock, more),
+            None => rq.send_data(sock, vecs, more),
+        };
+        trans::send_frame(
+            sock,
+            &hb,
+            data.then_some(&payload as trans::Payload<'_>),
+            trailer,
+            more,
+        )
     }
 
     /// Sends a message without payload (PING, PONG) on the current
@@ -1215,97 +1197,111 @@ impl Shared {
             )?,
             None => 0,
         };
-        sock.send_all(&hb, tlen > 0)?;
-        match trailer.get(..tlen) {
-            Some(t) if !t.is_empty() => sock.send_all(t, false),
-            _ => Ok(()),
-        }
+        trans::send_frame(sock, &hb, None, trailer.get(..tlen).unwrap_or(&[]), false)
     }
 
-    /// The watchdog: times out requests and pings, sends pings, and fails
-    /// IO past the loss timeout. Runs in the sender thread.
-    fn watchdog(&self, tags: &TagSet<Router>, tx: &mut Tx) {
+    /// The watchdog: acts on timed-out requests (blk-mq's timeout marks
+    /// them), times out and sends pings, and fails IO past the loss timeout
+    /// or a delete's grace. Runs in the sender thread; returns how many ms
+    /// may pass before it must run again (`None`: only when woken), so an
+    /// idle device wakes no more often than its ping interval.
+    fn watchdog(&self, tags: &TagSet<Router>, tx: &mut Tx) -> Option<u64> {
         let now = self.now();
+        let left = |since: u64, limit: u64| limit.saturating_sub(now.saturating_sub(since));
         let loss_timeout = Settings::get(&self.dev.settings.loss_timeout_ms);
-        if self.dev.deleting.load(Acquire)
-            && now.saturating_sub(self.dev.deleting_at.load(Acquire)) >= loss_timeout
-            && self.conn.xchg(CONN_CLOSING, Full) != CONN_CLOSING
-        {
-            // Deleted and not drained within the loss timeout: what is left
-            // fails, and the queue ends.
-            pr_warn!(
-                "dst{}: deleted, IO still in flight after {} ms: failing it (queue {})\n",
-                self.dev.index,
-                loss_timeout,
-                self.qid
-            );
-            Self::drop_conn(tx);
-            self.fail_queued();
-            self.fail_parked(tags);
-            self.rewake.notify_all();
-            return;
-        }
-        let state = self.conn.load(Acquire);
-        if state == CONN_RECONNECTING {
-            let lost = now.saturating_sub(self.lost_at.load(Relaxed));
-            if lost >= loss_timeout {
-                self.set_failed_locked(tags, tx);
+        let mut next = None;
+        if self.dev.deleting.load(Acquire) && self.conn.get() != ConnState::Closing {
+            let grace = left(self.dev.deleting_at.load(Acquire), loss_timeout);
+            if grace > 0 {
+                next = Some(grace);
+            } else {
+                // Deleted and not drained within the loss timeout: what is
+                // left fails, and the queue ends.
+                self.conn.set(ConnState::Closing);
+                pr_warn!(
+                    "dst{}: deleted, IO still in flight after {} ms: failing it (queue {})\n",
+                    self.dev.index,
+                    loss_timeout,
+                    self.qid
+                );
+                Self::drop_conn(tx);
+                self.fail_queued();
+                self.fail_parked(tags);
+                self.rewake.notify_all();
+                return None;
             }
-            return;
+        }
+        let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
+        let state = self.conn.get();
+        if state == ConnState::Reconnecting {
+            let lost = left(self.lost_at.load(Relaxed), loss_timeout);
+            if lost == 0 {
+                self.set_failed_locked(tags, tx);
+                return next;
+            }
+            return earliest(next, lost);
         }
         let Some(sock) = tx.sock.clone() else {
-            return;
+            return next;
         };
         if tx.epoch != self.dev.epoch.get() {
             Self::drop_conn(tx);
-            return;
+            return next;
         }
-        let req_timeout = Settings::get(&self.dev.settings.req_timeout_ms);
-        let mut late = false;
-        tags.for_each_started(|rq| {
-            if self.owns(&rq)
-                && rq.is_parked()
-                && now.saturating_sub(rq.pdu().sent_at.load(Relaxed)) >= req_timeout
-            {
-                late = true;
-            }
-        });
-        if late {
+        if self.late.xchg(false, Full) {
             self.dev.timeouts.add(1, Relaxed);
             pr_warn!(
                 "dst{}: a request to {} is unanswered after {} ms\n",
                 self.dev.index,
                 self.dev.addr,
-                req_timeout
+                self.dev.settings.req_timeout_ms.load(Relaxed)
             );
             sock.shutdown();
-            return;
+            return next;
         }
-        let quiet = now.saturating_sub(self.last_rx.load(Relaxed));
-        match tx.ping {
-            Some((_, sent)) => {
-                if now.saturating_sub(sent) >= Settings::get(&self.dev.settings.ping_timeout_ms)
-                    && self.last_rx.load(Relaxed) < sent
-                {
-                    self.dev.timeouts.add(1, Relaxed);
-                    pr_warn!(
-                        "dst{}: no answer to a ping from {}\n",
-                        self.dev.index,
-                        self.dev.addr
-                    );
-                    sock.shutdown();
-                }
+        if let Some((_, sent)) = tx.ping {
+            let wait = left(sent, Settings::get(&self.dev.settings.ping_timeout_ms));
+            if wait > 0 {
+                return earliest(next, wait);
             }
-            None => {
-                let every = Settings::get(&self.dev.settings.ping_interval_ms);
-                if every > 0 && quiet >= every {
-                    let cookie = now | 1;
-                    if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
-                        sock.shutdown();
-                    }
-                    tx.ping = Some((cookie, now));
-                }
+            if self.last_rx.load(Relaxed) < sent {
+                self.dev.timeouts.add(1, Relaxed);
+                pr_warn!(
+                    "dst{}: no answer to a ping from {}\n",
+                    self.dev.index,
+                    self.dev.addr
+                );
+                sock.shutdown();
+                return next;
             }
+            // Unanswered, but other messages came since: the connection
+            // lives. Ping afresh when it is quiet again.
+            tx.ping = None;
+        }
+        let every = Settings::get(&self.dev.settings.ping_interval_ms);
+        if every == 0 {
+            return next;
+        }
+        let wait = left(self.last_rx.load(Relaxed), every);
+        if wait > 0 {
+            return earliest(next, wait);
+        }
+        let cookie = now | 1;
+        if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
+            sock.shutdown();
+        }
+        tx.ping = Some((cookie, now));
+        earliest(next, Settings::get(&self.dev.settings.ping_timeout_ms))
+    }
+
+    /// blk-mq's timeout for a request of this queue: one that awaits its
+    /// reply (parked) means the connection is dead; the sender drops it and
+    /// the request is resent. Requests still queued, or being received,
+    /// wait on.
+    fn timed_out(&self, rq: &Started<'_, Router>) {
+        if rq.is_parked() && self.conn.get() == ConnState::Up {
+            self.late.store(true, Release);
+            self.wake.notify_all();
         }
     }
 
@@ -1314,8 +1310,7 @@ impl Shared {
     fn set_failed_locked(&self, tags: &TagSet<Router>, tx: &Tx) {
         if self
             .conn
-            .cmpxchg(CONN_RECONNECTING, CONN_FAILED, Full)
-            .is_ok()
+            .advance(ConnState::Reconnecting, ConnState::Failed)
         {
             if self.dev.failed_queues.fetch_add(1, Relaxed) == 0 {
                 netlink::notify(&self.dev.net, self.dev.index, event::FAILED);
@@ -1327,7 +1322,7 @@ impl Shared {
                 self.now().saturating_sub(self.lost_at.load(Relaxed)),
                 self.qid
             );
-        } else if self.conn.load(Acquire) == CONN_UP {
+        } else if self.conn.get() == ConnState::Up {
             // Delete of a connected device: nothing to fail for.
             return;
         }
@@ -1374,6 +1369,8 @@ impl Shared {
 struct ReplyCheck {
     #[pin]
     work: Work<ReplyCheck>,
+    /// Room for the request's data segments.
+    vecs: SegmentBuf,
     shared: Arc<Shared>,
     /// The connection the reply came on; let go of before the receiver is
     /// told the job is done (it releases the socket next).
@@ -1405,12 +1402,18 @@ impl ReplyCheck {
         trailer_len: usize,
         check: Check,
     ) -> core::result::Result<Pin<KBox<Self>>, (Request<Router>, Check)> {
-        // Allocate first, so that a failure gives the request back.
-        let Ok(slot) = bdev::noio(|| KBox::<Self>::new_uninit(GFP_KERNEL)) else {
+        // Allocate first, so that a failure gives the request back (the
+        // receiver then checks it itself): the job needs no memory later.
+        let alloc = || -> Result<_> {
+            let slot = KBox::<Self>::new_uninit(GFP_KERNEL)?;
+            Ok((slot, SegmentBuf::new(ctx.shared.dev.max_segments)?))
+        };
+        let Ok((slot, vecs)) = bdev::noio(alloc) else {
             return Err((rq, check));
         };
         let Ok(job) = slot.write_pin_init(pin_init!(ReplyCheck {
             work <- new_work!("ReplyCheck::work"),
+            vecs,
             shared: ctx.shared.clone(),
             sock: Some(sock.clone()),
             rq: Some(rq),
@@ -1430,16 +1433,13 @@ impl WorkItem for ReplyCheck {
     fn run(mut this: Pin<KBox<ReplyCheck>>) {
         bdev::noio(|| {
             let shared = this.shared.clone();
-            let sock = this.as_mut().project().sock.take();
-            if let Some(rq) = this.as_mut().project().rq.take() {
-                let trailer = this.trailer.get(..this.trailer_len).unwrap_or(&[]);
-                let r = SegmentBuf::new(shared.dev.max_segments)
-                    .map_err(|_| "out of memory")
-                    .and_then(|mut vecs| {
-                        shared.check_read(&rq, &this.header, trailer, &this.check, &mut vecs)
-                    });
+            let job = this.as_mut().project();
+            let sock = job.sock.take();
+            if let Some(rq) = job.rq.take() {
+                let trailer = job.trailer.get(..*job.trailer_len).unwrap_or(&[]);
+                let r = shared.check_read(&rq, job.header, trailer, job.check, job.vecs);
                 match r {
-                    Ok(()) => shared.finish(rq, status_errno(this.status)),
+                    Ok(()) => shared.finish(rq, status_errno(*job.status)),
                     Err(why) => {
                         // Parked again: the receiver requeues it once the
                         // connection has ended (it waits for this job).
@@ -1466,19 +1466,34 @@ impl WorkItem for ReplyCheck {
     }
 }
 
-fn wire_op(op: u8) -> Option<Op> {
-    match u32::from(op) {
-        bindings::req_op_REQ_OP_READ => Some(Op::Read),
-        bindings::req_op_REQ_OP_WRITE => Some(Op::Write),
-        bindings::req_op_REQ_OP_FLUSH => Some(Op::Flush),
-        bindings::req_op_REQ_OP_DISCARD => Some(Op::Discard),
-        bindings::req_op_REQ_OP_WRITE_ZEROES => Some(Op::WriteZeroes),
-        _ => None,
+/// The IO header of a request with transaction id `id`; `None` for an op
+/// DST does not carry.
+fn request_header(info: &RqInfo, id: u64) -> Option<Header> {
+    let op = match info.op()? {
+        BlockOp::Read => Op::Read,
+        BlockOp::Write => Op::Write,
+        BlockOp::Flush => return Some(Header::io(Op::Flush, 0, id, 0, 0)),
+        BlockOp::Discard => Op::Discard,
+        BlockOp::WriteZeroes => Op::WriteZeroes,
+    };
+    let mut flags = 0;
+    if info.fua {
+        flags |= proto::FLAG_FUA;
     }
+    if info.no_unmap && op == Op::WriteZeroes {
+        flags |= proto::FLAG_NO_UNMAP;
+    }
+    Some(Header::io(op, flags, id, info.offset, info.length))
 }
 
 impl Driver for Router {
     type Pdu = Pdu;
+
+    fn timeout(&self, rq: Started<'_, Self>) {
+        if let Some(q) = self.queues.get((rq.info().tag >> 16) as usize) {
+            q.timed_out(&rq);
+        }
+    }
 
     fn queue_rq(&self, rq: Request<Self>, _last: bool) -> Result<(), (Request<Self>, Error)> {
         let qid = (rq.info().tag >> 16) as usize;
@@ -1494,12 +1509,7 @@ impl Driver for Router {
         let get = |a: &Atomic<u32>| a.load(Relaxed);
         match id {
             0 => dev.addr.write_to(out),
-            1 => out.write_str(match self.state() {
-                CONN_UP => "connected",
-                CONN_RECONNECTING => "reconnecting",
-                CONN_CLOSING => "closing",
-                _ => "failed",
-            }),
+            1 => out.write_str(self.state().as_str()),
             2 => write!(out, "{}", dev.granted.size),
             3 => write!(
                 out,
@@ -1546,8 +1556,8 @@ impl Driver for Router {
 impl Shared {
     /// Takes a request of this queue from the block layer; never waits.
     fn queue_rq(&self, rq: Request<Router>) -> Result<(), (Request<Router>, Error)> {
-        let state = self.conn.load(Acquire);
-        if state == CONN_FAILED || state == CONN_CLOSING {
+        let state = self.conn.get();
+        if state == ConnState::Failed || state == ConnState::Closing {
             return Err((rq, EIO));
         }
         rq.pdu().id.store(0, Relaxed);
@@ -1568,12 +1578,12 @@ fn sender_main(ctx: &Ctx) {
         if kthread::should_stop() {
             return;
         }
-        let state = shared.conn.load(Acquire);
-        if state == CONN_FAILED || state == CONN_CLOSING {
+        let state = shared.conn.get();
+        if state == ConnState::Failed || state == ConnState::Closing {
             shared.fail_queued();
         }
         let mut tx = shared.tx.lock();
-        let sendable = state == CONN_UP && tx.sock.is_some();
+        let sendable = state == ConnState::Up && tx.sock.is_some();
         let next = if sendable {
             let mut ring = shared.ring.lock();
             ring.pop().map(|rq| (rq, ring.len > 0))
@@ -1583,15 +1593,17 @@ fn sender_main(ctx: &Ctx) {
         match next {
             Some((rq, more)) => shared.send_one(&mut tx, rq, more),
             None => {
-                shared.watchdog(&ctx.tags, &mut tx);
+                let next = shared.watchdog(&ctx.tags, &mut tx);
                 drop(tx);
                 let mut ring = shared.ring.lock();
                 if ring.len == 0 || !sendable {
-                    // Woken by `queue_rq`, state changes and `kthread_stop`;
-                    // the timeout paces the watchdog.
+                    // Woken by `queue_rq`, blk-mq timeouts, state and
+                    // setting changes and `kthread_stop`; otherwise when
+                    // the watchdog is next due.
+                    let ms = next.map_or(u32::MAX, |ms| u32::try_from(ms).unwrap_or(u32::MAX));
                     let _ = shared
                         .wake
-                        .wait_interruptible_timeout(&mut ring, msecs_to_jiffies(WATCHDOG_MS));
+                        .wait_interruptible_timeout(&mut ring, msecs_to_jiffies(ms));
                 }
                 continue;
             }
@@ -1616,7 +1628,7 @@ fn receiver_main(ctx: &Ctx) {
         // Replies of this connection still being checked finish first (they
         // may fail and need the requeue below).
         shared.wait_checks();
-        if shared.conn.load(Acquire) == CONN_CLOSING || kthread::should_stop() {
+        if shared.conn.get() == ConnState::Closing || kthread::should_stop() {
             return;
         }
         shared.conn_lost(&ctx.tags, sock, why);
@@ -1703,7 +1715,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
                 .rewake
                 .wait_interruptible_timeout(&mut ring, msecs_to_jiffies(delay));
         }
-        if shared.conn.load(Acquire) == CONN_CLOSING || kthread::should_stop() {
+        if shared.conn.get() == ConnState::Closing || kthread::should_stop() {
             return None;
         }
         attempts += 1;
@@ -1744,21 +1756,22 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
         };
         {
             let mut tx = shared.tx.lock();
-            if shared.conn.load(Acquire) == CONN_CLOSING {
+            if shared.conn.get() == ConnState::Closing {
                 return None;
             }
             tx.sock = Some(sock.clone());
             tx.sealer = Some(conn.sealer);
             tx.ping = None;
             tx.epoch = hello.epoch;
+            shared.late.store(false, Relaxed);
             shared.last_rx.store(shared.now(), Relaxed);
-            let was = shared.conn.xchg(CONN_UP, Full);
+            let was = shared.conn.replace(ConnState::Up);
             let dev = &shared.dev;
-            if was == CONN_FAILED {
+            if was == ConnState::Failed {
                 dev.failed_queues.fetch_sub(1, Relaxed);
             }
             // The device is back when its last lost queue is.
-            if (was == CONN_FAILED || was == CONN_RECONNECTING)
+            if (was == ConnState::Failed || was == ConnState::Reconnecting)
                 && dev.lost_queues.fetch_sub(1, Relaxed) == 1
             {
                 netlink::notify(&dev.net, dev.index, event::RECONNECTED);
@@ -1827,16 +1840,14 @@ impl Ctx {
         if pdu.id.load(Relaxed) != h.id {
             return Err("reply for an unknown transaction");
         }
-        let info = rq.info();
-        let op = wire_op(info.op).ok_or("reply for an unknown op")?;
-        let (offset, length) = if op == Op::Flush {
-            (0, 0)
-        } else {
-            (info.offset, info.length)
-        };
-        let flags = if info.fua { proto::FLAG_FUA } else { 0 };
-        let req = Header::io(op, flags, h.id, offset, length);
+        let req = request_header(&rq.info(), h.id).ok_or("reply for an unknown op")?;
         proto::validate_reply(h, &req).map_err(|e| e.as_str())?;
+        if matches!(
+            h.status,
+            Status::Version | Status::Mismatch | Status::AuthFailed | Status::NotAllowed
+        ) {
+            return Err("a handshake status on an IO reply");
+        }
         if h.payload > 0 {
             rq.bvecs(vecs).map_err(|_| "request segments")?;
             rq.recv_data(sock, vecs)

@@ -28,6 +28,7 @@ mod security;
 mod socket;
 mod sysfs;
 mod thread_pool;
+mod trans;
 
 module! {
     type: Dst,

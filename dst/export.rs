@@ -116,7 +116,7 @@ use crate::{
         Socket, //
     },
     sysfs::{ExportDir, PageWriter},
-    thread_pool,
+    thread_pool, trans,
 };
 
 /// Largest IO when the configuration does not say: 256 pages (1 MiB).
@@ -141,6 +141,11 @@ const HANDSHAKE_MS: u32 = 10_000;
 /// How long a send may wait for room in the socket buffer: a peer that stops
 /// reading its replies for this long is dropped.
 const SEND_TIMEOUT_MS: u32 = 30_000;
+
+/// A session that receives nothing for this long ends (ms). The local node
+/// pings an idle connection every 5 s by default; a local node that does
+/// not ping reconnects when it has IO again.
+const IDLE_TIMEOUT_MS: u32 = 60_000;
 
 /// Listen backlog.
 const BACKLOG: i32 = 128;
@@ -844,6 +849,8 @@ enum End {
     Timeout,
     /// The peer broke the protocol.
     Proto(&'static str),
+    /// The peer sent nothing for the idle timeout.
+    Idle,
     /// The handshake was refused with this status (sent to the peer).
     Refused(Status),
     /// A local allocation failed.
@@ -855,6 +862,15 @@ enum End {
 }
 
 impl End {
+    /// Classifies a receive error after the handshake, where a timeout
+    /// means the peer was silent for the idle timeout.
+    fn recv_idle(e: Error) -> Self {
+        match End::recv(e) {
+            End::Timeout => End::Idle,
+            end => end,
+        }
+    }
+
     /// Classifies a receive error.
     fn recv(e: Error) -> Self {
         if e == errno(ECONNRESET) {
@@ -874,6 +890,7 @@ impl fmt::Display for End {
             End::Net(e) => write!(f, "network error {:?}", e),
             End::Timeout => write!(f, "handshake not done within {} ms", HANDSHAKE_MS),
             End::Proto(what) => write!(f, "protocol violation: {}", what),
+            End::Idle => write!(f, "nothing received for {} ms", IDLE_TIMEOUT_MS),
             End::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
             End::NoMem => f.write_str("out of memory"),
             End::Fenced => f.write_str("fenced by a newer connection of the same client"),
@@ -902,11 +919,13 @@ struct Session {
     /// Held while a frame is sent, so frames never interleave.
     #[pin]
     send_lock: Mutex<()>,
-    /// Requests started and not yet completed (bounded by the queue depth).
-    /// Only taken in process context: the receive thread and work items.
+    /// Requests started and not yet answered: a request counts until its
+    /// reply has been sent, so the queue depth bounds the session's memory
+    /// also when the peer does not read its replies. Only taken in process
+    /// context: the receive thread and work items.
     #[pin]
     inflight: Mutex<u32>,
-    /// Signalled when `inflight` drops to 0.
+    /// Signalled when `inflight` drops.
     #[pin]
     idle: CondVar,
     /// Set by the receive thread as its very last step.
@@ -999,9 +1018,10 @@ impl Session {
         }
     }
 
-    /// Receives exactly `buf.len()` bytes.
+    /// Receives exactly `buf.len()` bytes, after the handshake: a peer
+    /// silent for the idle timeout ends the session.
     fn recv(&self, buf: &mut [u8]) -> Result<(), End> {
-        self.sock.recv_exact(buf).map_err(End::recv)
+        self.sock.recv_exact(buf).map_err(End::recv_idle)
     }
 
     /// Sends one frame. A failure shuts the connection down, which ends the
@@ -1030,20 +1050,18 @@ impl Session {
                     .map_err(End::Net)?
             }
         };
-        let more = !matches!(body, Body::None) || tlen > 0;
+        let payload = |more: bool| match body {
+            Body::None => Ok(()),
+            Body::Bytes(b) => self.sock.send_all(b, more),
+            Body::Pages(p) => p.send(&self.sock, more),
+        };
+        let payload = match body {
+            Body::None => None,
+            Body::Bytes(_) | Body::Pages(_) => Some(&payload as trans::Payload<'_>),
+        };
+        let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let guard = self.send_lock.lock();
-        let r = self
-            .sock
-            .send_all(&hb, more)
-            .and_then(|()| match body {
-                Body::None => Ok(()),
-                Body::Bytes(b) => self.sock.send_all(b, tlen > 0),
-                Body::Pages(p) => p.send(&self.sock, tlen > 0),
-            })
-            .and_then(|()| match trailer.get(..tlen) {
-                Some(t) if !t.is_empty() => self.sock.send_all(t, false),
-                _ => Ok(()),
-            });
+        let r = trans::send_frame(&self.sock, &hb, payload, trailer, false);
         drop(guard);
         r.map_err(|e| {
             self.sock.shutdown();
@@ -1139,7 +1157,7 @@ impl Session {
                 return self.refuse_hello(Status::AuthFailed);
             }
         }
-        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, IDLE_TIMEOUT_MS);
         let (sealer, opener) =
             security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
         if hello.client_id != 0
@@ -1249,12 +1267,8 @@ impl Session {
         opener: &mut Opener,
     ) -> Result<(), End> {
         // Only this thread adds to `inflight`, so the count cannot grow
-        // between this check and `begin` below.
-        if *self.inflight.lock() >= u32::from(depth) {
-            return Err(End::Proto(
-                "more requests in flight than the granted queue depth",
-            ));
-        }
+        // between this wait and `begin` below.
+        self.wait_room(depth)?;
         let payload = if h.payload == 0 {
             None
         } else if opener.protected() || validate_request(&h, limits).is_ok() {
@@ -1266,7 +1280,7 @@ impl Session {
                 self.skip(h.payload, scratch)?;
                 return self.refuse(&h, Status::Busy);
             };
-            pages.recv(&self.sock).map_err(End::recv)?;
+            pages.recv(&self.sock).map_err(End::recv_idle)?;
             Some(pages)
         } else {
             self.skip(h.payload, scratch)?;
@@ -1364,13 +1378,28 @@ impl Session {
         self.wait_idle();
     }
 
-    /// Counts a completed request; wakes teardown when none is left.
+    /// Counts an answered request; wakes the receive thread waiting for
+    /// room and teardown waiting for none to be left.
     fn end_one(&self) {
         let mut n = self.inflight.lock();
         *n = n.saturating_sub(1);
-        if *n == 0 {
-            self.idle.notify_all();
+        self.idle.notify_all();
+    }
+
+    /// Back-pressure: waits until fewer than `depth` requests are in flight
+    /// before the next one is read. A peer that does not read its replies
+    /// is thereby not read from either (TCP pushes back on it), and its
+    /// session holds at most `depth` requests' memory. Fails once the
+    /// session is fenced.
+    fn wait_room(&self, depth: u16) -> Result<(), End> {
+        let mut n = self.inflight.lock();
+        while *n >= u32::from(depth) {
+            if self.fenced.load(Relaxed) {
+                return Err(End::Fenced);
+            }
+            self.idle.wait(&mut n);
         }
+        Ok(())
     }
 
     /// Waits until every started request has completed.
@@ -1534,9 +1563,6 @@ impl WorkItem for Io {
                 Some(status) => status,
                 None => this.execute(),
             };
-            // The device is done with this request: free its slot before the
-            // reply goes out, so the peer may reuse it as soon as it sees it.
-            this.session.end_one();
             let body = match &this.data {
                 Some(data) if status == Status::Ok && this.req.op == Some(Op::Read) => {
                     Body::Pages(data.pages())
@@ -1546,6 +1572,10 @@ impl WorkItem for Io {
             // A failed send shuts the connection down; the receive thread
             // then ends the session.
             let _ = this.session.send(&this.req.reply(status), body);
+            // Only now is its slot free: the peer may send the next request
+            // as soon as it sees this reply, and the receive thread waits
+            // for room until then (`Session::wait_room`).
+            this.session.end_one();
         })
     }
 }

@@ -691,7 +691,7 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
     } else if let Some(d) = reg.devices().get(pos - reg.exports().len()) {
         e.kind = KIND_DEVICE;
         e.index = d.index();
-        e.state = d.state();
+        e.state = d.state().as_u32();
         let c = d.counters();
         (e.reconnects, e.resends, e.timeouts, e.io_errors) =
             (c.reconnects, c.resends, c.timeouts, c.io_errors);

@@ -28,6 +28,16 @@ static blk_status_t dst_blk_queue_rq(struct blk_mq_hw_ctx *hctx,
 						   bd->rq, bd->last));
 }
 
+/*
+ * The driver never ends a request from here: its own paths end or resend
+ * it (a timed-out request means a dead connection, which Rust drops).
+ */
+static enum blk_eh_timer_return dst_blk_timeout(struct request *rq)
+{
+	dst_rs_timeout(rq->q->tag_set->driver_data, rq);
+	return BLK_EH_RESET_TIMER;
+}
+
 /* Driver data starts zeroed: all-zero is a valid "idle" PDU for Rust. */
 static int dst_blk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 				unsigned int hctx_idx, int numa_node)
@@ -38,6 +48,7 @@ static int dst_blk_init_request(struct blk_mq_tag_set *set, struct request *rq,
 
 static const struct blk_mq_ops dst_blk_mq_ops = {
 	.queue_rq	= dst_blk_queue_rq,
+	.timeout	= dst_blk_timeout,
 	.init_request	= dst_blk_init_request,
 };
 
@@ -155,6 +166,7 @@ struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 	set->queue_depth = p->queue_depth;
 	set->numa_node = NUMA_NO_NODE;
 	set->cmd_size = p->cmd_size;
+	set->timeout = msecs_to_jiffies(p->timeout_ms);
 	set->driver_data = driver_data;
 	err = blk_mq_alloc_tag_set(set);
 	if (err) {
@@ -162,6 +174,12 @@ struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 		return ERR_PTR(err);
 	}
 	return set;
+}
+
+/* blk_mq_alloc_tag_set() gives at most one hardware queue per CPU id. */
+u32 dst_shim_max_hw_queues(void)
+{
+	return nr_cpu_ids;
 }
 
 void dst_shim_tagset_free(struct blk_mq_tag_set *set)
@@ -230,6 +248,11 @@ void dst_shim_disk_put(struct gendisk *disk)
 	put_disk(disk);
 }
 
+void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms)
+{
+	blk_queue_rq_timeout(disk->queue, msecs_to_jiffies(ms));
+}
+
 void *dst_shim_rq_pdu(struct request *rq)
 {
 	return blk_mq_rq_to_pdu(rq);
@@ -242,6 +265,7 @@ void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info)
 	info->tag = blk_mq_unique_tag(rq);
 	info->op = req_op(rq);
 	info->fua = rq->cmd_flags & REQ_FUA;
+	info->no_unmap = rq->cmd_flags & REQ_NOUNMAP;
 }
 
 /* The request with this unique tag, or NULL if the tag is out of range. */

@@ -25,6 +25,7 @@ struct dst_disk_params {
 	u32 nr_hw_queues;		/* one connection each */
 	u32 index;			/* N of /dev/dstN */
 	u32 cmd_size;			/* bytes of driver data per request */
+	u32 timeout_ms;			/* blk-mq request timeout */
 	bool read_only;
 	bool flush;			/* volatile write cache: FLUSH carried */
 	bool fua;
@@ -40,6 +41,7 @@ struct dst_rq_info {
 	u32 tag;			/* blk_mq_unique_tag() */
 	u8 op;				/* REQ_OP_* */
 	bool fua;
+	bool no_unmap;			/* REQ_NOUNMAP */
 };
 
 int dst_shim_blk_register(void);
@@ -47,11 +49,13 @@ void dst_shim_blk_unregister(void);
 struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 					     void *driver_data);
 void dst_shim_tagset_free(struct blk_mq_tag_set *set);
+u32 dst_shim_max_hw_queues(void);
 struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 				    const struct dst_disk_params *p);
 int dst_shim_disk_add(struct gendisk *disk);
 void dst_shim_disk_del(struct gendisk *disk);
 void dst_shim_disk_put(struct gendisk *disk);
+void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms);
 void *dst_shim_rq_pdu(struct request *rq);
 void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info);
 struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);
@@ -65,6 +69,7 @@ void dst_shim_for_each_started(struct blk_mq_tag_set *set,
 
 /* Rust, called from C. */
 int dst_rs_queue_rq(void *driver_data, struct request *rq, bool last);
+void dst_rs_timeout(void *driver_data, struct request *rq);
 ssize_t dst_rs_sysfs_show(void *driver_data, u32 id, char *buf);
 
 #endif /* DST_SHIM_BLK_H */

@@ -83,9 +83,11 @@ show_tail() {
     tail -n 30 "$1" | sed 's/^/    | /'
 }
 
-# header_value SCRIPT KEY: the value of a "# KEY: value" line in the header.
+# header_value SCRIPT KEY: the value of a "# KEY: value" line in the header
+# (the comment block the script starts with, however long).
 header_value() {
-    sed -n "1,40{s/^# *$2: *//p}" "$1" | head -n 1
+    awk -v key="$2" 'NR > 1 && !/^#/ { exit }
+        { sub(/^# */, ""); if (index($0, key ": ") == 1) { print substr($0, length(key) + 3); exit } }' "$1"
 }
 
 # kernel_hits FILE [kernel-only]: lines of FILE matching kernel_bad. With

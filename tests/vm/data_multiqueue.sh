@@ -6,7 +6,8 @@
 # equals the RAM disk's. Then the export restarts under load: both queues
 # reconnect by themselves (neither fences the other), the device reports one
 # "lost" and one "reconnected" event for the whole device, and verify passes
-# again with no IO error.
+# again with no IO error. Last, --queues above the CPU count gives one queue
+# (and connection) per CPU.
 # timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
@@ -57,6 +58,20 @@ assert_eq "$(grep -c ' lost' "$events")" 1 "device-level lost events"
 assert_eq "$(grep -c ' reconnected' "$events")" 1 "device-level reconnected events"
 dmesg | grep -q "dst0: reconnected to .* (queue 1)" || fail "queue 1 did not reconnect"
 
+dstcfg -a delete -d dst0
+
+# More queues than CPUs: blk-mq gives one per CPU, and the device opens no
+# connection it could not use.
+cpus=$(nproc)
+dev=$(dstcfg -r 127.0.0.1 -a local --queues $((cpus + 2)))
+assert_eq "$(cat /sys/block/dst0/dst/queues)" "$cpus" "queues in sysfs with --queues $((cpus + 2))"
+assert_eq "$(ls /sys/block/dst0/mq | wc -l)" "$cpus" "blk-mq hardware queues"
+for _ in $(seq 50); do
+    # The deleted device's sessions end as their connections are reset.
+    [ "$(cat /sys/kernel/dst/export0/sessions)" = "$cpus" ] && break
+    sleep 0.1
+done
+assert_eq "$(cat /sys/kernel/dst/export0/sessions)" "$cpus" "export sessions"
 dstcfg -a delete -d dst0
 dstcfg -r 127.0.0.1 -a unexport
 log "ok"

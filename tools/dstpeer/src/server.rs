@@ -181,7 +181,7 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("io-duplicate", Phase::Io, Needs::Any, "the right reply, then the same again"),
     ("io-status-error", Phase::Io, Needs::Any, "IO_ERROR (the READ must fail, not return data)"),
     ("io-status-busy", Phase::Io, Needs::Any, "BUSY"),
-    ("io-status-auth", Phase::Io, Needs::Any, "AUTH_FAILED, a handshake status, on an IO_REPLY"),
+    ("io-status-auth", Phase::Io, Needs::Any, "AUTH_FAILED, a handshake status, on an IO_REPLY (a protocol violation)"),
     ("io-status-undefined", Phase::Io, Needs::Any, "status 77"),
     ("io-kind-hello", Phase::Io, Needs::Any, "a HELLO instead of the reply"),
     ("io-kind-reply", Phase::Io, Needs::Any, "a HELLO_REPLY instead of the reply"),

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The transaction layer's shared pieces, used by both nodes: how a message
+//! goes onto a connection (one send path, one `MSG_MORE` rule) and the
+//! state of a connection as a type.
+//!
+//! Documentation/design.md, "Data path", describes the transactions these
+//! carry; Documentation/protocol.md the frames.
+
+use kernel::{
+    prelude::*,
+    sync::atomic::{Acquire, Atomic, Full, Release},
+};
+
+use crate::{proto::HEADER_LEN, socket::Socket};
+
+/// Sends a message's payload; told whether more bytes follow at once.
+pub(crate) type Payload<'a> = &'a dyn Fn(bool) -> Result;
+
+/// Sends one message: its header, its payload (if any: `payload` sends it,
+/// told whether more bytes follow at once) and its trailer (empty without
+/// protection). `more` says that another message follows at once.
+///
+/// `MSG_MORE` is set exactly where more bytes follow at once: a message left
+/// corked (the trailer is empty with protection none) would wait for TCP's
+/// probe timer, 200 ms.
+pub(crate) fn send_frame(
+    sock: &Socket,
+    header: &[u8; HEADER_LEN],
+    payload: Option<Payload<'_>>,
+    trailer: &[u8],
+    more: bool,
+) -> Result {
+    let after_payload = more || !trailer.is_empty();
+    sock.send_all(header, payload.is_some() || after_payload)?;
+    if let Some(send) = payload {
+        send(after_payload)?;
+    }
+    if !trailer.is_empty() {
+        sock.send_all(trailer, more)?;
+    }
+    Ok(())
+}
+
+/// A local device queue's connection state. The values are the uapi's
+/// `enum dst_state`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum ConnState {
+    /// Connected: requests are sent.
+    Up = 1,
+    /// Lost: reconnecting; requests wait, up to the loss timeout.
+    Reconnecting = 2,
+    /// Being deleted: nothing more is sent or reconnected.
+    Closing = 3,
+    /// Lost for longer than the loss timeout: requests fail until a
+    /// reconnect succeeds.
+    Failed = 4,
+}
+
+impl ConnState {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            1 => ConnState::Up,
+            2 => ConnState::Reconnecting,
+            4 => ConnState::Failed,
+            // Only the values above are ever stored.
+            _ => ConnState::Closing,
+        }
+    }
+
+    /// The uapi number.
+    pub(crate) fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The name `dstcfg` and sysfs show.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ConnState::Up => "connected",
+            ConnState::Reconnecting => "reconnecting",
+            ConnState::Closing => "closing",
+            ConnState::Failed => "failed",
+        }
+    }
+
+    /// How bad it is: a device reports its worst queue's state.
+    pub(crate) fn severity(self) -> u8 {
+        match self {
+            ConnState::Up => 0,
+            ConnState::Reconnecting => 1,
+            ConnState::Closing => 2,
+            ConnState::Failed => 3,
+        }
+    }
+}
+
+/// A [`ConnState`] shared between threads: loads acquire, stores release,
+/// exchanges are fully ordered.
+pub(crate) struct AtomicConnState(Atomic<u32>);
+
+impl AtomicConnState {
+    pub(crate) fn new(s: ConnState) -> Self {
+        AtomicConnState(Atomic::new(s.as_u32()))
+    }
+
+    pub(crate) fn get(&self) -> ConnState {
+        ConnState::from_u32(self.0.load(Acquire))
+    }
+
+    pub(crate) fn set(&self, s: ConnState) {
+        self.0.store(s.as_u32(), Release)
+    }
+
+    /// Sets the state and returns the one it replaced.
+    pub(crate) fn replace(&self, s: ConnState) -> ConnState {
+        ConnState::from_u32(self.0.xchg(s.as_u32(), Full))
+    }
+
+    /// Moves from `from` to `to`; whether the state was `from`.
+    pub(crate) fn advance(&self, from: ConnState, to: ConnState) -> bool {
+        self.0.cmpxchg(from.as_u32(), to.as_u32(), Full).is_ok()
+    }
+}
