@@ -104,7 +104,13 @@ fn action_text(action: ActionKind) -> &'static str {
         ActionKind::Local => {
             "Connect to the export node at -r ADDR and create /dev/dstN; prints only the \
              device path, so that scripts can capture it. Options: -i, --max-io-pages, \
-             --queue-depth, --queues, the device settings and the security options."
+             --queue-depth, --queues, --client-id, the device settings and the security \
+             options. The export node fences a device by its client id: before it serves a \
+             new connection it ends the older ones of the same id and waits for their \
+             requests. The module picks a random id for each device unless --client-id \
+             gives one; give a device the same --client-id every time it is created (and \
+             no two devices the same one) for fencing to hold across re-creation and \
+             reboots."
         }
         ActionKind::Delete => {
             "Disconnect and delete the device -d DEV. Fails with EBUSY while it is mounted or \

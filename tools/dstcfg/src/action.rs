@@ -81,6 +81,7 @@ fn execute(cmd: &Command) -> Result<u8> {
             max_io_pages,
             queue_depth,
             queues,
+            client_id,
             settings,
             security,
         } => {
@@ -92,6 +93,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 settings: *settings,
                 queues: *queues,
                 security: security_attrs(security)?,
+                client_id: *client_id,
             };
             let dev = DstClient::connect()?.dev_add(&req)?;
             // Only the path on stdout, so that scripts can capture it.
@@ -255,6 +257,7 @@ fn option_of(kind: u16) -> Option<&'static str> {
         uapi::DST_A_KEY => "--key-file",
         uapi::DST_A_ALLOW => "--allow",
         uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
+        uapi::DST_A_CLIENT_ID => "--client-id",
         _ => return None,
     })
 }
@@ -389,6 +392,7 @@ mod tests {
             max_io_pages: None,
             queue_depth: None,
             queues: None,
+            client_id: None,
             settings: Default::default(),
             security: Default::default(),
         }
@@ -582,6 +586,13 @@ mod tests {
             hint_for(&local, &unknown).unwrap(),
             "the loaded dst module does not know --queues; load the dst module that matches \
              this dstcfg, or leave --queues out"
+        );
+        // So does a module before DST_A_CLIENT_ID refuse --client-id.
+        unknown.bad_attr = Some(uapi::DST_A_CLIENT_ID);
+        assert_eq!(
+            hint_for(&local, &unknown).unwrap(),
+            "the loaded dst module does not know --client-id; load the dst module that \
+             matches this dstcfg, or leave --client-id out"
         );
         unknown.bad_attr = Some(uapi::DST_A_PORT);
         assert_eq!(hint_for(&local, &unknown), None);

@@ -95,6 +95,11 @@ Examples:
     dstcfg -r 192.0.2.1 -a local --protection aead --key-file /etc/dst/psk --queues 4
     dstcfg -a set --crypto-threads 4
 
+  Attach a device with an identity of its own that stays the same each time
+  it is created, so that the export node ends the connections of the old
+  instance (before a reboot, say) before it serves the new one:
+    dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001
+
 Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
 Defaults of a new device: --req-timeout 15000, --max-resends 10,
 --reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
@@ -112,7 +117,7 @@ CAP_NET_ADMIN (run as root).";
 pub const USAGE: &str = "\
 dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]...
        dstcfg -r ADDR [-p PORT] -a unexport
-       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [SECURITY] [SETTINGS]
+       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
        dstcfg -a set -d DEV SETTINGS
        dstcfg -a set --crypto-threads N
        dstcfg -a delete -d DEV
@@ -326,6 +331,14 @@ pub struct Cli {
           help_heading = "Export and device options")]
     pub queues: Option<u32>,
 
+    /// The identity the export node fences this device's connections by, in
+    /// decimal or hex with 0x, 1..0xffffffffffffffff; give each device one of
+    /// its own, the same every time it is created, so that fencing holds
+    /// across re-creation and reboots (local only) [default: random]
+    #[arg(long = "client-id", value_name = "ID", value_parser = parse_client_id,
+          help_heading = "Export and device options")]
+    pub client_id: Option<u64>,
+
     /// A request unanswered this long makes the local node drop the
     /// connection, reconnect and resend it; 100..3600000 ms (local, set)
     /// [default: 15000]
@@ -436,6 +449,28 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     }
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| "too large".to_string())
+}
+
+/// Parses `--client-id`: a 64-bit number other than 0, in decimal or in hex
+/// with `0x` (`4660`, `0x1234`, `0x0000000000001234`).
+pub fn parse_client_id(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, radix) = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None => (t, 10),
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return Err("expected a number, in decimal or in hex with 0x (e.g. 4660 or 0x1234)".into());
+    }
+    match u64::from_str_radix(digits, radix) {
+        Ok(0) => Err(
+            "0 is not a client id; give 1..0xffffffffffffffff, or leave --client-id out for a \
+             random one"
+                .into(),
+        ),
+        Ok(id) => Ok(id),
+        Err(_) => Err("too large; a client id has 64 bits (at most 0xffffffffffffffff)".into()),
+    }
 }
 
 /// Parses a time in milliseconds: a whole number, optionally with the

@@ -60,7 +60,7 @@ pub enum Command {
         remote: SocketAddr,
     },
     /// `-r ADDR -a local [-i N] [--max-io-pages N] [--queue-depth N]
-    /// [--queues N] [SECURITY] [SETTINGS]`.
+    /// [--queues N] [--client-id ID] [SECURITY] [SETTINGS]`.
     Local {
         /// Export node to connect to.
         remote: SocketAddr,
@@ -72,6 +72,8 @@ pub enum Command {
         queue_depth: Option<u32>,
         /// Hardware queues (connections).
         queues: Option<u32>,
+        /// The identity the export fences by (none: the module picks one).
+        client_id: Option<u64>,
         /// Timeouts and resend limit given.
         settings: DeviceSettings,
         /// Protection, algorithm, key.
@@ -171,6 +173,7 @@ const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("-i", &[Local]),
     ("--queue-depth", &[Local]),
     ("--queues", &[Local]),
+    ("--client-id", &[Local]),
     ("--req-timeout", &[Local, Set]),
     ("--max-resends", &[Local, Set]),
     ("--reconnect-delay", &[Local, Set]),
@@ -219,6 +222,14 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
         }
         ("--allow", Local) => "the allow-list belongs to the export; give it to -a export",
         ("--queues", Export) => "the local node chooses its queues; an export serves any number",
+        ("--client-id", Set) => {
+            "it is fixed when the device is created; give it to -a local, the same every time \
+             the device is created"
+        }
+        ("--client-id", Export) => {
+            "it identifies a device of a local node; give it to -a local there (the export \
+             fences by the id each device sends)"
+        }
         ("--crypto-threads", _) => {
             "it is a module-wide setting of its own: dstcfg -a set --crypto-threads N"
         }
@@ -243,6 +254,7 @@ impl Cli {
             self.index.is_some(),
             self.queue_depth.is_some(),
             self.queues.is_some(),
+            self.client_id.is_some(),
             self.req_timeout.is_some(),
             self.max_resends.is_some(),
             self.reconnect_delay.is_some(),
@@ -473,6 +485,7 @@ impl Cli {
                 max_io_pages: self.max_io_pages,
                 queue_depth: self.queue_depth,
                 queues: self.queues,
+                client_id: self.client_id,
                 settings,
             },
             Set => match (self.device, self.crypto_threads) {
@@ -650,6 +663,7 @@ mod tests {
             max_io_pages: None,
             queue_depth: None,
             queues: None,
+            client_id: None,
             security: Default::default(),
             settings: DeviceSettings::default(),
         }
@@ -857,6 +871,9 @@ mod tests {
             "--max-io-pages <N>",
             "-i, --index <N>",
             "--queue-depth <N>",
+            "--client-id <ID>",
+            "[default: random]",
+            "dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001",
             "-d, --device <DEV>",
             "--json",
             "--req-timeout <MS>",
@@ -991,6 +1008,7 @@ mod tests {
                 max_io_pages: Some(1024),
                 queue_depth: Some(64),
                 queues: None,
+                client_id: None,
                 security: Default::default(),
                 settings: DeviceSettings::default(),
             }
@@ -1020,6 +1038,7 @@ mod tests {
                 max_io_pages: None,
                 queue_depth: None,
                 queues: None,
+                client_id: None,
                 security: Default::default(),
                 settings: DeviceSettings {
                     req_timeout_ms: Some(2000),
@@ -1039,6 +1058,7 @@ mod tests {
                 max_io_pages: None,
                 queue_depth: None,
                 queues: None,
+                client_id: None,
                 security: Default::default(),
                 settings: DeviceSettings::default(),
             }
@@ -1283,6 +1303,7 @@ mod tests {
             "--loss-timeout" => vec!["--loss-timeout", "30s"],
             "--count" => vec!["--count", "3"],
             "--queues" => vec!["--queues", "4"],
+            "--client-id" => vec!["--client-id", "0x1234"],
             "--protection" => vec!["--protection", "crc32c"],
             "--alg" => vec!["--alg", "gcm(aes)"],
             "--key-file" => vec!["--key-file", "/etc/dst/psk"],
@@ -1337,8 +1358,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 10 actions x 23 options, minus the 42 allowed pairs.
-        assert_eq!(refused, 188);
+        // 10 actions x 24 options, minus the 43 allowed pairs.
+        assert_eq!(refused, 197);
     }
 
     #[test]
@@ -1750,6 +1771,84 @@ mod tests {
             "10.0.0.0/8:ro",
         ]);
         assert!(msg.contains("--allow 10.0.0.0/8 is given twice"), "{msg}");
+    }
+
+    #[test]
+    fn client_id() {
+        let id = |value: &str| match parse(&["-r", R, "-a", "local", "--client-id", value]) {
+            Ok(Command::Local { client_id, .. }) => Ok(client_id.unwrap()),
+            Ok(cmd) => panic!("{cmd:?}"),
+            Err(e) => Err((e.kind(), e.to_string())),
+        };
+        for (text, value) in [
+            ("1", 1),
+            ("4660", 0x1234),
+            ("0x1234", 0x1234),
+            ("0X1234", 0x1234),
+            ("0xABCdef", 0xabcdef),
+            // As -a list prints it, zero-padded to 16 digits.
+            ("0x0000000000001234", 0x1234),
+            ("0x0123456789abcdef", 0x0123_4567_89ab_cdef),
+            ("0xffffffffffffffff", u64::MAX),
+            ("18446744073709551615", u64::MAX),
+        ] {
+            assert_eq!(id(text), Ok(value), "{text}");
+        }
+        for (text, why) in [
+            ("0", "0 is not a client id"),
+            ("0x0", "0 is not a client id"),
+            ("0x0000000000000000", "0 is not a client id"),
+            ("18446744073709551616", "too large; a client id has 64 bits"),
+            ("0x10000000000000000", "too large"),
+            ("", "expected a number"),
+            ("0x", "expected a number"),
+            ("x12", "expected a number"),
+            ("12ab", "expected a number"),
+            ("0xfg", "expected a number"),
+            ("+5", "expected a number"),
+            ("1_000", "expected a number"),
+            ("0b101", "expected a number"),
+        ] {
+            let (kind, msg) = id(text).expect_err(text);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{text}: {msg}");
+            assert!(
+                msg.contains("--client-id") && msg.contains(why),
+                "{text}: {msg}"
+            );
+        }
+        // A negative number looks like a flag to clap: still a usage error.
+        assert!(id("-1").is_err());
+        let (_, msg) = id("0").unwrap_err();
+        assert!(
+            msg.contains("leave --client-id out for a random one"),
+            "{msg}"
+        );
+        // Not sent unless given.
+        assert_eq!(
+            parse(&["-r", R, "-a", "local"]).unwrap(),
+            local(v4([192, 0, 2, 1], 1025))
+        );
+        // Only -a local takes it.
+        let (kind, msg) = err(&["-a", "set", "-d", "0", "--client-id", "7"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains(
+                "--client-id cannot be used with -a set; it is fixed when the device is created"
+            ),
+            "{msg}"
+        );
+        let (kind, msg) = err(&["-r", R, "-a", "export", "-f", "/d", "--client-id", "7"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("--client-id cannot be used with -a export; it identifies a device"),
+            "{msg}"
+        );
+        let (kind, msg) = err(&["-a", "list", "--client-id", "7"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("--client-id cannot be used with -a list; it only applies to -a local"),
+            "{msg}"
+        );
     }
 
     #[test]

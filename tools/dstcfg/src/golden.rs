@@ -271,10 +271,10 @@ fn dump_v1() -> Vec<DstMessage> {
     ])
 }
 
-/// The dump of a module with the security options and queues, as
-/// `dst_genl_put_entry` builds it: protection, algorithm and integrity
+/// The dump of a module with the security options, queues and client ids,
+/// as `dst_genl_put_entry` builds it: protection, algorithm and integrity
 /// errors for both kinds; index, refused and the allow-list for exports;
-/// queues for devices.
+/// queues and the client id for devices.
 fn dump_secure() -> Vec<DstMessage> {
     let security = |prot: u32, alg: &str, integrity: u64| {
         let mut b = u32a(uapi::DST_A_PROTECTION, prot);
@@ -338,6 +338,7 @@ fn dump_secure() -> Vec<DstMessage> {
     );
     dev0.extend(security(uapi::DST_PROT_AEAD, "gcm(aes)", 0));
     dev0.extend(u32a(uapi::DST_A_QUEUES, 4));
+    dev0.extend(u64a(uapi::DST_A_CLIENT_ID, 0x0123_4567_89ab_cdef));
     dev0.extend(counters([0, 0, 0, 0, 3 << 30, 1 << 30], 7));
     dev0.extend(settings(DEFAULTS));
     let mut dev1 = device_base(
@@ -351,6 +352,7 @@ fn dump_secure() -> Vec<DstMessage> {
     );
     dev1.extend(security(uapi::DST_PROT_HMAC, "hmac(sha256)", 5));
     dev1.extend(u32a(uapi::DST_A_QUEUES, 1));
+    dev1.extend(u64a(uapi::DST_A_CLIENT_ID, 0x1234));
     dev1.extend(counters([1, 12, 1, 0, 4096, 0], 12));
     dev1.extend(settings([15000, 10, 1000, 5000, 10000, 10000]));
     let mut dev2 = device_base(
@@ -364,6 +366,8 @@ fn dump_secure() -> Vec<DstMessage> {
     );
     dev2.extend(security(uapi::DST_PROT_NONE, "", 0));
     dev2.extend(u32a(uapi::DST_A_QUEUES, 2));
+    // A random id (the module's default) is above 2^53 almost always.
+    dev2.extend(u64a(uapi::DST_A_CLIENT_ID, 0xf00d_cafe_0000_0001));
     dev2.extend(counters([0, 0, 0, 0, 0, 0], 0));
     dev2.extend(settings(DEFAULTS));
     receive(&[
@@ -606,4 +610,11 @@ fn json_keys_are_stable() {
     assert_eq!(v[3]["integrity_errors"], 5);
     assert!(v[4].get("alg").is_none());
     assert_eq!(v[4]["protection"], "none");
+    // Client ids are exact strings, even above 2^53; exports have none.
+    assert_eq!(v[2]["client_id"], "0x0123456789abcdef");
+    assert_eq!(v[3]["client_id"], "0x0000000000001234");
+    assert_eq!(v[4]["client_id"], "0xf00dcafe00000001");
+    assert!(v[0].get("client_id").is_none());
+    let v1: serde_json::Value = serde_json::from_str(&list_json(&entries(&dump_v1()))).unwrap();
+    assert!(v1[2].get("client_id").is_none());
 }

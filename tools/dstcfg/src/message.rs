@@ -167,6 +167,8 @@ pub enum DstAttr {
     IntegrityErrors(u64),
     /// `DST_A_REFUSED`: export: counter of refused clients (u64).
     Refused(u64),
+    /// `DST_A_CLIENT_ID`: device: the identity the export fences by (u64).
+    ClientId(u64),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -286,7 +288,8 @@ impl Nla for DstAttr {
             | DstAttr::BytesRead(_)
             | DstAttr::BytesWritten(_)
             | DstAttr::IntegrityErrors(_)
-            | DstAttr::Refused(_) => 8,
+            | DstAttr::Refused(_)
+            | DstAttr::ClientId(_) => 8,
             DstAttr::ProtoVersion(_)
             | DstAttr::MaxIoPages(_)
             | DstAttr::Index(_)
@@ -351,6 +354,7 @@ impl Nla for DstAttr {
             DstAttr::Message(_) => uapi::DST_A_MESSAGE,
             DstAttr::IntegrityErrors(_) => uapi::DST_A_INTEGRITY_ERRORS,
             DstAttr::Refused(_) => uapi::DST_A_REFUSED,
+            DstAttr::ClientId(_) => uapi::DST_A_CLIENT_ID,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -380,7 +384,8 @@ impl Nla for DstAttr {
             | DstAttr::BytesRead(v)
             | DstAttr::BytesWritten(v)
             | DstAttr::IntegrityErrors(v)
-            | DstAttr::Refused(v) => emit_u64(buffer, *v).unwrap(),
+            | DstAttr::Refused(v)
+            | DstAttr::ClientId(v) => emit_u64(buffer, *v).unwrap(),
             DstAttr::ProtoVersion(v)
             | DstAttr::MaxIoPages(v)
             | DstAttr::Index(v)
@@ -470,6 +475,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
                 DstAttr::IntegrityErrors(u64_of("DST_A_INTEGRITY_ERRORS")?)
             }
             uapi::DST_A_REFUSED => DstAttr::Refused(u64_of("DST_A_REFUSED")?),
+            uapi::DST_A_CLIENT_ID => DstAttr::ClientId(u64_of("DST_A_CLIENT_ID")?),
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -676,6 +682,9 @@ pub struct DeviceRequest {
     pub queues: Option<u32>,
     /// Protection, algorithm and key (each none: not sent).
     pub security: SecurityAttrs,
+    /// The identity the export fences by, not 0 (none: not sent, the module
+    /// picks a random one).
+    pub client_id: Option<u64>,
 }
 
 impl DeviceRequest {
@@ -688,6 +697,7 @@ impl DeviceRequest {
         attrs.extend(self.settings.attrs());
         attrs.extend(self.queues.map(DstAttr::Queues));
         attrs.extend(self.security.attrs());
+        attrs.extend(self.client_id.map(DstAttr::ClientId));
         attrs
     }
 }
@@ -927,6 +937,9 @@ pub enum EntryKind {
         counters: DeviceCounters,
         /// Hardware queues (`DST_A_QUEUES`), if reported.
         queues: Option<u32>,
+        /// The identity the export fences by (`DST_A_CLIENT_ID`), if
+        /// reported.
+        client_id: Option<u64>,
     },
 }
 
@@ -961,7 +974,7 @@ impl ListEntry {
         let (mut path, mut sessions, mut index, mut disk_name, mut queue_depth) =
             (None, 0, None, None, 0);
         let (mut settings, mut counters) = (DeviceSettings::default(), DeviceCounters::default());
-        let (mut allow, mut refused, mut queues) = (Vec::new(), None, None);
+        let (mut allow, mut refused, mut queues, mut client_id) = (Vec::new(), None, None, None);
         let (mut protection, mut alg, mut integrity_errors) = (None, None, None);
         for attr in &msg.attrs {
             if settings.absorb(attr) || counters.absorb(attr) {
@@ -982,6 +995,7 @@ impl ListEntry {
                 DstAttr::Allow(nested) => allow.push(allow_rule(nested)?),
                 DstAttr::Refused(n) => refused = Some(*n),
                 DstAttr::Queues(n) => queues = Some(*n),
+                DstAttr::ClientId(id) => client_id = Some(*id),
                 DstAttr::Protection(p) => protection = Some(*p),
                 DstAttr::Alg(a) if !a.is_empty() => alg = Some(a.clone()),
                 DstAttr::IntegrityErrors(n) => integrity_errors = Some(*n),
@@ -1005,6 +1019,7 @@ impl ListEntry {
                     settings,
                     counters,
                     queues,
+                    client_id,
                 }
             }
             _ => return Ok(None),
@@ -1306,6 +1321,7 @@ mod tests {
             queues: None,
             security: Default::default(),
             settings: DeviceSettings::default(),
+            client_id: None,
         };
         assert_eq!(req.attrs().len(), 2);
         req.index = Some(3);
@@ -1316,6 +1332,16 @@ mod tests {
         expected.extend(nla(uapi::DST_A_INDEX, &3u32.to_ne_bytes()));
         expected.extend(nla(uapi::DST_A_MAX_IO_PAGES, &1024u32.to_ne_bytes()));
         expected.extend(nla(uapi::DST_A_QUEUE_DEPTH, &64u32.to_ne_bytes()));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, req.attrs())),
+            expected
+        );
+        // The client id last, a u64 in host order (the policy wants 8 bytes).
+        req.client_id = Some(0x0123_4567_89ab_cdef);
+        expected.extend(nla(
+            uapi::DST_A_CLIENT_ID,
+            &0x0123_4567_89ab_cdefu64.to_ne_bytes(),
+        ));
         assert_eq!(
             emit(&DstMessage::new(DstCmd::DevAdd, req.attrs())),
             expected
@@ -1364,6 +1390,7 @@ mod tests {
             queues: None,
             security: Default::default(),
             settings: every_setting(),
+            client_id: None,
         };
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
         expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
@@ -1485,6 +1512,7 @@ mod tests {
             DstAttr::BytesRead(3),
             DstAttr::BytesWritten(4),
             DstAttr::State(uapi::DST_STATE_FAILED),
+            DstAttr::ClientId(0xfedc_ba98_7654_3210),
         ];
         let msg = DstMessage::new(DstCmd::List, attrs);
         assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);
@@ -1508,6 +1536,7 @@ mod tests {
             (uapi::DST_A_IN_FLIGHT, &[1, 2, 3][..]),
             (uapi::DST_A_BYTES_WRITTEN, &[1, 2, 3, 4, 5, 6, 7][..]),
             (uapi::DST_A_DISK_NAME, &[0xff, 0xfe, 0][..]),
+            (uapi::DST_A_CLIENT_ID, &[1, 2, 3, 4][..]),
         ] {
             let header = GenlHeader {
                 cmd: uapi::DST_CMD_LIST,
@@ -1626,6 +1655,7 @@ mod tests {
                         settings: DeviceSettings::default(),
                         counters: DeviceCounters::default(),
                         queues: None,
+                        client_id: None,
                     },
                     addr: "[2001:db8::2]:2000".parse().unwrap(),
                     size: 4096,
@@ -1677,6 +1707,7 @@ mod tests {
                 settings: DeviceSettings::default(),
                 counters: DeviceCounters::default(),
                 queues: None,
+                client_id: None,
             }
         );
     }
@@ -1708,6 +1739,8 @@ mod tests {
         b.extend(nla(uapi::DST_A_PAD, &[]));
         b.extend(nla(uapi::DST_A_BYTES_READ, &(7u64 << 30).to_ne_bytes()));
         b.extend(nla(uapi::DST_A_BYTES_WRITTEN, &0u64.to_ne_bytes()));
+        b.extend(nla(uapi::DST_A_PAD, &[]));
+        b.extend(nla(uapi::DST_A_CLIENT_ID, &u64::MAX.to_ne_bytes()));
         b
     }
 
@@ -1736,6 +1769,7 @@ mod tests {
                         bytes_written: Some(0),
                     },
                     queues: None,
+                    client_id: Some(u64::MAX),
                 },
                 addr: "10.9.0.1:1025".parse().unwrap(),
                 size: 512 << 20,

@@ -58,6 +58,14 @@ pub fn protection_name(n: u32) -> String {
     }
 }
 
+/// A client id as `-a list` shows it, in the table and in the JSON output:
+/// hex with 0x and 16 digits, `0x0123456789abcdef` (`--client-id` takes it
+/// as it is). A string in JSON: many JSON readers (jq 1.6, JavaScript) round
+/// numbers above 2^53, and a rounded id names another device.
+pub fn client_id_text(id: u64) -> String {
+    format!("{id:#018x}")
+}
+
 /// The name of an `enum dst_event` value, as `-a monitor` prints it.
 pub fn event_name(n: u32) -> String {
     match n {
@@ -102,18 +110,20 @@ fn protection_detail(entry: &ListEntry) -> Option<String> {
     }
 }
 
-/// The DETAIL column of a device: the queue depth, the queues and the
-/// protection when reported, then the reconnect, resend, IO error and
-/// integrity error counters that are reported and not zero.
+/// The DETAIL column of a device: the queue depth, the queues, the
+/// protection and the client id when reported, then the reconnect, resend,
+/// IO error and integrity error counters that are reported and not zero.
 fn device_detail(
     entry: &ListEntry,
     queue_depth: u32,
     queues: Option<u32>,
+    client_id: Option<u64>,
     c: &DeviceCounters,
 ) -> String {
     let mut parts = vec![format!("depth {queue_depth}")];
     parts.extend(queues.map(|n| count(n.into(), "queue")));
     parts.extend(protection_detail(entry));
+    parts.extend(client_id.map(|id| format!("client-id {}", client_id_text(id))));
     parts.extend(nonzero_counts(&[
         (c.reconnects, "reconnect"),
         (c.resends, "resend"),
@@ -204,10 +214,11 @@ fn table_row(entry: &ListEntry) -> Vec<String> {
             queue_depth,
             counters,
             queues,
+            client_id,
             ..
         } => (
             format!("/dev/{disk_name}"),
-            device_detail(entry, *queue_depth, *queues, counters),
+            device_detail(entry, *queue_depth, *queues, *client_id, counters),
         ),
     };
     vec![
@@ -325,6 +336,13 @@ fn json_object(entry: &ListEntry) -> String {
     }
     if let Some(n) = entry.integrity_errors {
         fields.push(("integrity_errors", n.to_string()));
+    }
+    if let EntryKind::Device {
+        client_id: Some(id),
+        ..
+    } = &entry.kind
+    {
+        fields.push(("client_id", string(&client_id_text(*id))));
     }
     object(&fields)
 }
@@ -613,6 +631,18 @@ mod tests {
             (u64::MAX, "16.0 EiB"),
         ] {
             assert_eq!(human_size(n), text, "{n}");
+        }
+    }
+
+    #[test]
+    fn client_ids() {
+        assert_eq!(client_id_text(1), "0x0000000000000001");
+        assert_eq!(client_id_text(0x1234), "0x0000000000001234");
+        assert_eq!(client_id_text(0x0123_4567_89ab_cdef), "0x0123456789abcdef");
+        assert_eq!(client_id_text(u64::MAX), "0xffffffffffffffff");
+        // What -a list prints, --client-id takes back.
+        for id in [1, 0x1234, 1 << 53 | 1, u64::MAX] {
+            assert_eq!(crate::args::parse_client_id(&client_id_text(id)), Ok(id));
         }
     }
 

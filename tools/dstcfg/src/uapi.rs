@@ -124,8 +124,11 @@ pub const DST_A_MESSAGE: u16 = 38;
 pub const DST_A_INTEGRITY_ERRORS: u16 = 39;
 /// u64: export: counter of refused clients.
 pub const DST_A_REFUSED: u16 = 40;
+/// u64: device: the identity the export fences by (not 0); random unless
+/// `DST_CMD_DEV_ADD` gives one, reported by `DST_CMD_LIST`.
+pub const DST_A_CLIENT_ID: u16 = 41;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_REFUSED;
+pub const DST_A_MAX: u16 = DST_A_CLIENT_ID;
 
 // enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
 /// Unused nested attribute 0.
@@ -250,6 +253,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_MESSAGE", DST_A_MESSAGE as u32),
             ("DST_A_INTEGRITY_ERRORS", DST_A_INTEGRITY_ERRORS as u32),
             ("DST_A_REFUSED", DST_A_REFUSED as u32),
+            ("DST_A_CLIENT_ID", DST_A_CLIENT_ID as u32),
         ],
     ),
     (
@@ -513,6 +517,7 @@ mod tests {
         assert_eq!(attr_name(999), None);
         assert_eq!(cmd_name(DST_CMD_CONFIG), Some("DST_CMD_CONFIG"));
         assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
+        assert_eq!(attr_name(DST_A_CLIENT_ID), Some("DST_A_CLIENT_ID"));
         assert_eq!(attr_name(DST_A_KEY), Some("DST_A_KEY"));
         assert_eq!(
             allow_attr_name(DST_ALLOW_A_PREFIX_LEN),
