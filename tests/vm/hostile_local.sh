@@ -30,6 +30,17 @@
 #              refuses it and the read fails after the loss timeout.
 #   reply-twice  a second HELLO_REPLY on the first connection: closed,
 #              reconnected, the read is right.
+#   write      hold-write (fencing epochs, audit finding C2), 2 queues,
+#              no resend, a request timeout of 2 s, reconnects after 5 s:
+#              the export holds the first WRITE at the trigger offset (W1,
+#              4 KiB of pattern A, sent from a CPU of queue 0), neither
+#              executed nor answered, until its connection is fenced. W1
+#              must fail (EIO); W2 (pattern B, the same blocks, from a CPU of
+#              queue 1) must succeed, but only once the export has executed
+#              the held W1: the local node moved to a new epoch before it
+#              failed W1, and the new epoch's first HELLO fenced W1's
+#              connection. The blocks must then read B: A means the failed
+#              write landed after the newer one (silent corruption).
 # Never may a read complete with other data; the runner fails the test on any
 # kernel warning.
 #
@@ -161,6 +172,100 @@ conn_ended() { grep -q "^conn $2: ended" "$1"; }
 
 sysfs() { cat "/sys/block/dst0/dst/$1" 2>/dev/null || echo 0; }
 
+# stale_write NAME: the write case NAME (hold-write; see the header) in
+# $mode. The device's settings replace the common ones (dynamic scope:
+# new_device sees this function's $settings).
+stale_write() {
+    local name=$1 settings=(--req-timeout 2000 --max-resends 0 --reconnect-delay 5000)
+    local slog=$tmp/$mode-$1.log what="$mode $1 (4 KiB WRITEs at $trigger MiB, 2 queues)"
+    local mark="hostile_local: $mode $name" seek=$((trigger * 256)) a=$tmp/pattern-a b=$tmp/pattern-b
+    local cpus=() q t0 rc1 rc2 w1_ms w2_ms held_then got klog lines released later
+    kmsg "$mark"
+    start_server "$slog" --case "$name" "${sec[@]}"
+    dev=$(new_device --queues 2 "${sec[@]}")
+    if [ -z "$dev" ]; then
+        bad "$what: device of 2 queues not created: $(errmsg)"
+        stop_server
+        return
+    fi
+    # A CPU of each hardware queue (the first of its list).
+    for q in 0 1; do
+        cpus+=("$(sed 's/[,-].*//' "/sys/block/dst0/mq/$q/cpu_list" 2>/dev/null)")
+    done
+    log "$what: CPUs of the hardware queues: 0:${cpus[0]} 1:${cpus[1]}"
+    if [ -z "${cpus[0]}" ] || [ -z "${cpus[1]}" ]; then
+        bad "$what: no CPU for each of the 2 hardware queues"
+        delete_device
+        stop_server
+        return
+    fi
+    "$peer" pattern "${trigger}M" 4096 101 >"$a"
+    "$peer" pattern "${trigger}M" 4096 102 >"$b"
+    # W1, held by the export: must fail after the request timeout.
+    kmsg "$mark: W1 from CPU ${cpus[0]}"
+    t0=$(now_ms) rc1=0
+    timeout 120 taskset -c "${cpus[0]}" dd if="$a" of="$dev" bs=4096 seek="$seek" count=1 \
+        oflag=direct conv=notrunc status=none 2>"$tmp/w1.err" || rc1=$?
+    w1_ms=$(( $(now_ms) - t0 ))
+    # W2, the same blocks from the other queue: must succeed.
+    kmsg "$mark: W2 from CPU ${cpus[1]}"
+    t0=$(now_ms) rc2=0
+    timeout 120 taskset -c "${cpus[1]}" dd if="$b" of="$dev" bs=4096 seek="$seek" count=1 \
+        oflag=direct conv=notrunc status=none 2>"$tmp/w2.err" || rc2=$?
+    w2_ms=$(( $(now_ms) - t0 ))
+    # Whether the export still held W1 when W2 completed.
+    if grep -q "^conn [0-9]*: case $name: .* released" "$slog"; then held_then=no; else held_then=yes; fi
+    log "$what: W1 (pattern A, CPU ${cpus[0]}): exit $rc1 after $w1_ms ms ($(tr '\n' ' ' <"$tmp/w1.err")); W2 (pattern B, CPU ${cpus[1]}): exit $rc2 after $w2_ms ms"
+    # The held W1 is released when its connection is fenced.
+    for _ in $(seq 150); do
+        grep -q "^conn [0-9]*: case $name: .* released" "$slog" && break
+        sleep 0.1
+    done
+    kmsg "$mark: read back"
+    got=$(timeout 60 dd if="$dev" bs=4096 skip="$seek" count=1 iflag=direct status=none | sha256sum | cut -d' ' -f1) ||
+        got="read failed"
+    # Both queues reconnect in the new epoch (W2's queue before it sends W2).
+    for _ in $(seq 100); do
+        klog=$(dmesg | sed -n "/dst-test: $mark\$/,\$p")
+        grep -q "reconnected to .*(queue 0)" <<<"$klog" && grep -q "reconnected to .*(queue 1)" <<<"$klog" && break
+        sleep 0.1
+    done
+    sed -n "s/^\(conn [0-9]*: \(case $name\|fencing\|conn [0-9]* fenced\|stale\|fenced\).*\)/server: \1/p" "$slog" |
+        while read -r l; do log "$l"; done
+    # The server log's order of execution: the held W1, and W2.
+    released=$(grep -n "^conn [0-9]*: case $name: .* released" "$slog" | head -n 1 | cut -d: -f1)
+    later=$(grep -n "^conn [0-9]*: case $name: another WRITE" "$slog" | head -n 1 | cut -d: -f1)
+    lines=$(grep -E "unanswered|connection to .* lost|reconnected to|I/O error, dev dst0" <<<"$klog" | sed 's/^\[[^]]*\] //' || true)
+    while read -r l; do [ -z "$l" ] || log "kernel: $l"; done <<<"$lines"
+    if ! grep -q "^conn [0-9]*: case $name: .* held" "$slog"; then
+        bad "$what: the case never acted (no WRITE held)"
+    elif [ "$rc1" = 0 ]; then
+        bad "$what: W1 succeeded although the export never answered it"
+    elif [ "$rc2" != 0 ]; then
+        bad "$what: W2 failed ($(tr '\n' ' ' <"$tmp/w2.err"))"
+    elif [ "$got" = "$(sha256sum <"$a" | cut -d' ' -f1)" ]; then
+        bad "$what: the blocks read W1's data (pattern A): the FAILED WRITE landed after the newer W2 (stale write not fenced)"
+    elif [ "$got" != "$(sha256sum <"$b" | cut -d' ' -f1)" ]; then
+        bad "$what: the blocks read neither W2's data nor W1's ($got)"
+    elif [ "$held_then" = yes ]; then
+        bad "$what: right data, but W2 completed while the export still held the failed W1 (not fenced)"
+    elif [ -z "$released" ] || [ -z "$later" ] || [ "$later" -lt "$released" ]; then
+        bad "$what: right data, but the export did not execute W1, then W2 (server log lines ${released:-none}, ${later:-none})"
+    elif ! grep -q "^conn [0-9]*: case $name: .* released by a fence" "$slog"; then
+        bad "$what: right data, but W1 was not released by a fence"
+    elif ! grep -q "is unanswered after 2000 ms" <<<"$klog"; then
+        bad "$what: right data, but no request timeout in the kernel log"
+    elif ! grep -q "I/O error, dev dst0" <<<"$klog"; then
+        bad "$what: right data, but no I/O error of dst0 in the kernel log"
+    elif ! grep -q "reconnected to .*(queue 0)" <<<"$klog" || ! grep -q "reconnected to .*(queue 1)" <<<"$klog"; then
+        bad "$what: right data, but not both queues reconnected (a new epoch moves every queue)"
+    else
+        note "$what: W1 failed after $w1_ms ms, W2 succeeded after $w2_ms ms, once the export had executed the held W1 (fenced); the blocks read W2's data"
+    fi
+    delete_device
+    stop_server
+}
+
 results=()
 failures=()
 note() { results+=("ok $1"); log "ok $1"; }
@@ -180,7 +285,7 @@ for mode in $modes; do
         log "SKIP $mode: dstcfg has no --protection (the kernel side is not there yet)"
         continue
     fi
-    hs=() ios=() xqs=() probes=() singles=()
+    hs=() ios=() xqs=() probes=() singles=() writes=()
     for line in "${all[@]}"; do
         IFS=$'\t' read -r name phase needs _ <<<"$line"
         wanted "$needs" "$mode" || continue
@@ -190,9 +295,10 @@ for mode in $modes; do
             handshake/*) hs+=("$name") ;;
             io/*) if cross_queue_case "$name"; then xqs+=("$name"); else ios+=("$name"); fi ;;
             probe/*) probes+=("$name") ;;
+            write/*) writes+=("$name") ;;
         esac
     done
-    log "=== $mode: ${#hs[@]} handshake, ${#ios[@]} io, ${#xqs[@]} cross-queue, ${#probes[@]} probe, ${#singles[@]} other cases"
+    log "=== $mode: ${#hs[@]} handshake, ${#ios[@]} io, ${#xqs[@]} cross-queue, ${#probes[@]} probe, ${#writes[@]} write, ${#singles[@]} other cases"
 
     # Handshake cases: one server and one device creation each.
     for name in "${hs[@]}"; do
@@ -359,6 +465,10 @@ for mode in $modes; do
         delete_device
         stop_server
     fi
+
+    for name in "${writes[@]}"; do
+        stale_write "$name"
+    done
 
     for name in "${singles[@]}"; do
         slog=$tmp/$mode-$name.log

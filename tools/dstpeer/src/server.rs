@@ -19,16 +19,31 @@
 //!   replayed, too old) after a good PING, on the first `--times`
 //!   connections (a list: one case per connection), and log how the local
 //!   node reacted: `verdict: closed` (correct) or `verdict: ACCEPTED` /
-//!   `verdict: IGNORED` (wrong).
+//!   `verdict: IGNORED` (wrong);
+//! - write cases act on the first `--times` WRITEs covering the trigger
+//!   offset: `hold-write` keeps such a WRITE, neither executed nor answered,
+//!   until its connection is fenced, then executes it: an old request that
+//!   completes late at the export. A local node that moved on must not have
+//!   sent a newer WRITE to the same blocks before that (see below).
 //!
 //! Each connection is served by its own thread, in order: requests are
 //! executed and answered one at a time. Sends go through a lock per
 //! connection, so that another connection's thread (the cross-queue cases)
 //! can send on it too without splitting a message.
+//!
+//! The server fences as Documentation/protocol.md ("Reconnecting and
+//! fencing") says: a HELLO with a non-zero `client_id` is refused with BUSY
+//! if a live connection of that client has a higher epoch; otherwise every
+//! other connection of the client with a lower epoch, and those of the same
+//! queue and epoch, are ended, and the HELLO_REPLY goes out only once the
+//! request they were executing (at most one each) has finished.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU32,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -55,7 +70,8 @@ pub(crate) const USAGE: &str =
                        i-th connection
     --times N          a single io or probe case: misbehave N times (default 1;
                        0 = always)
-    --trigger OFF      io cases: the first READs covering OFF (default 24M)
+    --trigger OFF      io cases: the first READs covering OFF (default 24M);
+                       write cases: the first WRITEs covering OFF
 ";
 
 /// When a case acts.
@@ -69,6 +85,8 @@ enum Phase {
     Probe,
     /// On reconnection: the first connection behaves, later ones differ.
     Reconnect,
+    /// On WRITEs covering the trigger offset.
+    Write,
 }
 
 /// What a case needs of the security settings.
@@ -206,6 +224,7 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("probe-old-seq", Phase::Probe, Needs::Seq, "1100 PINGs, then one sealed with seq 5"),
     ("probe-clear", Phase::Probe, Needs::Trailer, "a PING without its trailer"),
     ("reconnect-changed", Phase::Reconnect, Needs::Any, "the first connection closes on the trigger READ; later ones grant another size"),
+    ("hold-write", Phase::Write, Needs::Any, "the WRITE covering the trigger offset is held, neither executed nor answered, until its connection is fenced (at most 60 s), then executed and answered: an old request completing late"),
 ];
 
 /// Handshake cases that act only `--times` times (default once), so that
@@ -291,18 +310,66 @@ struct Server {
     live: AtomicU32,
     /// Which IO cases of a list have acted.
     done: Mutex<Vec<bool>>,
-    /// The connections past their handshake (for the cross-queue cases).
-    peers: Mutex<Vec<Peer>>,
+    /// The connections whose HELLO was accepted (about to be answered, or
+    /// answered), for fencing and the cross-queue cases.
+    peers: Mutex<Vec<Arc<Peer>>>,
 }
 
-/// A connection past its handshake, as the other connections see it.
+/// A connection whose HELLO was accepted, as the other connections see it.
 struct Peer {
     n: u32,
-    /// `queue_index` and `client_id` of its HELLO.
+    /// `queue_index`, `client_id` and `epoch` of its HELLO.
     queue: u16,
     client: u64,
+    epoch: u32,
+    /// Its HELLO_REPLY went out: requests may come.
+    up: AtomicBool,
     /// Its socket, for sending: every send on the connection holds the lock.
     out: Arc<Mutex<TcpStream>>,
+    /// A newer connection of the same client fenced this one: no request of
+    /// it may start any more.
+    fenced: AtomicBool,
+    /// Its socket, for the fencer to shut it down (not through `out`, whose
+    /// lock a blocked send may hold).
+    sock: TcpStream,
+    /// Held while one of its requests executes: the fencer sets `fenced`,
+    /// shuts the socket down, then takes this lock, so it waits for the
+    /// request being executed, and no other starts after it.
+    exec: Mutex<()>,
+}
+
+impl Peer {
+    /// Whether a newer connection fenced this one.
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(SeqCst)
+    }
+
+    /// Ends this connection for a newer one and waits until the request it
+    /// is executing, if any, has finished.
+    fn fence(&self) {
+        self.fenced.store(true, SeqCst);
+        let _ = self.sock.shutdown(Shutdown::Both);
+        drop(self.exec.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// The `(n, client, queue, epoch)` of a live connection, for [`fence_plan`].
+type Live = (u32, u64, u16, u32);
+
+/// Which live connections a HELLO of `client` (not 0), `queue` and `epoch`
+/// supersedes (Documentation/protocol.md, "Reconnecting and fencing"):
+/// every one of the client with a lower epoch, whatever its queue, and
+/// those of the same queue and epoch. `Err(n)`: the HELLO is stale, as
+/// connection `n` of the client has a higher epoch; it fences nothing.
+fn fence_plan(live: &[Live], client: u64, queue: u16, epoch: u32) -> Result<Vec<u32>, u32> {
+    let of_client = || live.iter().filter(|l| l.1 == client);
+    if let Some(l) = of_client().find(|l| l.3 > epoch) {
+        return Err(l.0);
+    }
+    Ok(of_client()
+        .filter(|l| l.3 < epoch || l.2 == queue)
+        .map(|l| l.0)
+        .collect())
 }
 
 /// Sends `b` on a connection's socket, under its lock.
@@ -312,6 +379,12 @@ fn send_on(out: &Mutex<TcpStream>, b: &[u8]) -> io::Result<()> {
 
 /// How long a cross-queue case waits for a connection of another queue.
 const PEER_WAIT: Duration = Duration::from_secs(5);
+
+/// How a fenced connection ends, in the log.
+const FENCED: &str = "fenced by a newer connection of the same client";
+
+/// The longest `hold-write` holds a WRITE if its connection is not fenced.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
 
 /// The whole handshake must be done within this (like the kernel's export).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -496,6 +569,86 @@ impl Server {
         None
     }
 
+    /// The write case that acts on the IO request `h`, counting it: on the
+    /// first `--times` WRITEs covering the trigger offset.
+    fn act_write(&self, h: &Header) -> Option<&'static str> {
+        let t = self.opts.trigger;
+        let name = self.case_of(Phase::Write)?;
+        if h.op != Some(Op::Write) || !(h.offset <= t && t < h.offset + u64::from(h.length)) {
+            return None;
+        }
+        let n = self.acted.fetch_add(1, Relaxed);
+        (self.opts.times == 0 || n < self.opts.times).then_some(name)
+    }
+
+    /// Fencing for the HELLO `hello` of connection `n` (see [`fence_plan`]):
+    /// registers the connection, ends the ones it supersedes and waits for
+    /// the requests they are executing. `Err`: the HELLO is stale; nothing
+    /// was fenced or registered.
+    fn fence(&self, n: u32, hello: &HelloBody, sock: &TcpStream) -> Result<Arc<Peer>, String> {
+        let (client, queue, epoch) = (hello.client_id, hello.queue_index, hello.epoch);
+        let peer = Arc::new(Peer {
+            n,
+            queue,
+            client,
+            epoch,
+            up: AtomicBool::new(false),
+            out: Arc::new(Mutex::new(sock.try_clone().map_err(|e| e.to_string())?)),
+            fenced: AtomicBool::new(false),
+            sock: sock.try_clone().map_err(|e| e.to_string())?,
+            exec: Mutex::new(()),
+        });
+        let old: Vec<Arc<Peer>> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let plan = if client == 0 {
+                Ok(Vec::new())
+            } else {
+                let live: Vec<Live> = peers
+                    .iter()
+                    .map(|p| (p.n, p.client, p.queue, p.epoch))
+                    .collect();
+                fence_plan(&live, client, queue, epoch)
+            };
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(m) => {
+                    let e = peers.iter().find(|p| p.n == m).map_or(0, |p| p.epoch);
+                    return Err(format!(
+                        "stale HELLO: epoch {epoch} below conn {m}'s {e} (same client)"
+                    ));
+                }
+            };
+            // Registered under the lock: a later HELLO of a higher epoch
+            // fences this connection, one of a lower epoch is stale.
+            peers.push(peer.clone());
+            peers
+                .iter()
+                .filter(|p| plan.contains(&p.n))
+                .cloned()
+                .collect()
+        };
+        for p in old {
+            let start = Instant::now();
+            log(
+                n,
+                format!(
+                    "fencing conn {} (queue {}, epoch {}) for this HELLO (queue {queue}, epoch {epoch})",
+                    p.n, p.queue, p.epoch
+                ),
+            );
+            p.fence();
+            log(
+                n,
+                format!(
+                    "conn {} fenced after {} ms: none of its requests runs any more",
+                    p.n,
+                    start.elapsed().as_millis()
+                ),
+            );
+        }
+        Ok(peer)
+    }
+
     /// The single case if it is of `phase` (without counting).
     fn case_of(&self, phase: Phase) -> Option<&'static str> {
         match self.opts.cases[..] {
@@ -512,10 +665,9 @@ impl Server {
         loop {
             {
                 let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                let other = peers
-                    .iter()
-                    .rev()
-                    .find(|p| p.client == client && p.queue != queue);
+                let other = peers.iter().rev().find(|p| {
+                    p.client == client && p.queue != queue && p.up.load(SeqCst) && !p.is_fenced()
+                });
                 if let Some(p) = other {
                     return Some((p.n, p.out.clone()));
                 }
@@ -551,39 +703,32 @@ impl Server {
                 }
             });
         }
-        let grant = self.handshake(n, &mut w);
+        let mut peer = None;
+        let grant = self.handshake(n, &mut w, &mut peer);
         done.store(true, Relaxed);
-        let (grant, hello) = match grant {
-            Ok(Some(g)) => g,
-            Ok(None) => return "refused or broken on purpose".into(),
-            Err(e) => return e,
+        let end = match (grant, peer) {
+            (Ok(Some((grant, hello))), Some(peer)) => {
+                peer.up.store(true, SeqCst);
+                Conn {
+                    srv: self,
+                    n,
+                    w,
+                    out: peer.out.clone(),
+                    peer,
+                    queue: hello.queue_index,
+                    client: hello.client_id,
+                    limits: grant.limits(),
+                    last_frame: Vec::new(),
+                    probe: Probe::Idle,
+                    probe_case: "",
+                    good_ping: Vec::new(),
+                }
+                .run()
+            }
+            (Ok(Some(_)), None) => "no connection state".into(),
+            (Ok(None), _) => "refused or broken on purpose".into(),
+            (Err(e), _) => e,
         };
-        let out = match w.sock.try_clone() {
-            Ok(s) => Arc::new(Mutex::new(s)),
-            Err(e) => return format!("socket setup failed: {e}"),
-        };
-        let mut conn = Conn {
-            srv: self,
-            n,
-            w,
-            out: out.clone(),
-            queue: hello.queue_index,
-            client: hello.client_id,
-            limits: grant.limits(),
-            last_frame: Vec::new(),
-            probe: Probe::Idle,
-            probe_case: "",
-            good_ping: Vec::new(),
-        };
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        peers.push(Peer {
-            n,
-            queue: hello.queue_index,
-            client: hello.client_id,
-            out,
-        });
-        drop(peers);
-        let end = conn.run();
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers.retain(|p| p.n != n);
         end
@@ -618,8 +763,14 @@ impl Server {
 
     /// The export's side of the handshake, with the handshake cases: the
     /// grant and the HELLO. `Ok(None)`: refused or broken on purpose; the
-    /// connection is done.
-    fn handshake(&self, n: u32, w: &mut Wire) -> Result<Option<(HelloReplyBody, HelloBody)>, End> {
+    /// connection is done. Once the HELLO is accepted, `peer` holds the
+    /// connection's registration (see [`Server::fence`]).
+    fn handshake(
+        &self,
+        n: u32,
+        w: &mut Wire,
+        peer: &mut Option<Arc<Peer>>,
+    ) -> Result<Option<(HelloReplyBody, HelloBody)>, End> {
         let case = self.act(Phase::Handshake);
         let mut hb = [0u8; HEADER_LEN];
         w.read_exact(&mut hb)
@@ -650,12 +801,13 @@ impl Server {
         log(
             n,
             format!(
-                "HELLO: queue {} of {}, depth {}, max IO {}, client {:#x}",
+                "HELLO: queue {} of {}, depth {}, max IO {}, client {:#x}, epoch {}",
                 hello.queue_index,
                 hello.queues,
                 hello.queue_depth,
                 hello.max_io_bytes,
-                hello.client_id
+                hello.client_id,
+                hello.epoch
             ),
         );
         if let Some(c) = case {
@@ -720,6 +872,14 @@ impl Server {
             }
             if !sec::ct_eq(&m.payload, &sec::proof_local(&psk, &body, &ns)) {
                 return refuse(w, Status::AuthFailed);
+            }
+        }
+        // Fencing, before anything is granted (like the kernel's export).
+        match self.fence(n, &hello, &w.sock) {
+            Ok(p) => *peer = Some(p),
+            Err(why) => {
+                log(n, format!("{why}: refused BUSY"));
+                return refuse(w, Status::Busy);
             }
         }
         // The grant, perhaps a lie.
@@ -882,6 +1042,8 @@ struct Conn<'a> {
     /// The socket for sending, shared with the other connections (see
     /// [`Peer`]): all sends go through it.
     out: Arc<Mutex<TcpStream>>,
+    /// The connection as the others see it (fencing).
+    peer: Arc<Peer>,
     /// `queue_index` and `client_id` of the HELLO.
     queue: u16,
     client: u64,
@@ -969,6 +1131,7 @@ impl Conn<'_> {
             };
             match r {
                 Ok(()) => {}
+                Err(_) if self.peer.is_fenced() => return FENCED.into(),
                 Err(e)
                     if e.kind() == io::ErrorKind::Other && e.to_string() == "closed on purpose" =>
                 {
@@ -976,12 +1139,20 @@ impl Conn<'_> {
                 }
                 Err(e) => return self.closed(format!("send failed: {e}")),
             }
+            if self.peer.is_fenced() {
+                return FENCED.into();
+            }
         }
     }
 
-    /// The connection ended (closed by the peer or failed): logs the verdict
-    /// of a pending probe.
+    /// The connection ended (closed by the peer or failed, or fenced): logs
+    /// the verdict of a pending probe.
     fn closed(&mut self, why: String) -> End {
+        let why = if self.peer.is_fenced() {
+            FENCED.to_string()
+        } else {
+            why
+        };
         if let Probe::Sent { at, .. } = self.probe {
             self.log(format!(
                 "verdict: closed by the local node {} ms after the bad frame",
@@ -1067,12 +1238,35 @@ impl Conn<'_> {
 
     /// Handles one IO request, with the IO cases.
     fn io(&mut self, h: Header, payload: Vec<u8>) -> io::Result<()> {
-        let (status, data) = self.execute(&h, &payload);
+        if let Some(case) = self.srv.act_write(&h) {
+            return self.hold_write(case, &h, &payload);
+        }
         let t = self.srv.opts.trigger;
-        let covers = h.op == Some(Op::Read)
-            && status == Status::Ok
-            && h.offset <= t
-            && t < h.offset + u64::from(h.length);
+        let at_trigger = h.offset <= t && t < h.offset + u64::from(h.length);
+        let (status, data) = {
+            let peer = self.peer.clone();
+            let _started = peer.exec.lock().unwrap_or_else(|p| p.into_inner());
+            if peer.is_fenced() {
+                return Err(self.not_started(&h));
+            }
+            let r = self.execute(&h, &payload);
+            // The other WRITEs there, for the order of execution.
+            if let (Some(case), Some(Op::Write), true) =
+                (self.srv.case_of(Phase::Write), h.op, at_trigger)
+            {
+                self.log(format!(
+                    "case {case}: another WRITE of {} at {} (id {:#x}, queue {}, epoch {}) executed ({})",
+                    h.length,
+                    h.offset,
+                    h.id,
+                    self.queue,
+                    peer.epoch,
+                    r.0.as_str()
+                ));
+            }
+            r
+        };
+        let covers = h.op == Some(Op::Read) && status == Status::Ok && at_trigger;
         // The trigger READ on the first connection of reconnect-changed.
         if covers && self.n == 1 && self.srv.case_of(Phase::Reconnect).is_some() {
             self.log("case reconnect-changed: closing on the trigger READ".into());
@@ -1270,6 +1464,65 @@ impl Conn<'_> {
         self.send_frame(f)
     }
 
+    /// A request that arrived on a fenced connection: not executed; the
+    /// connection ends.
+    fn not_started(&self, h: &Header) -> io::Error {
+        self.log(format!(
+            "fenced: {} of {} at {} (id {:#x}) not executed",
+            h.op.map_or("request", Op::as_str),
+            h.length,
+            h.offset,
+            h.id
+        ));
+        io::Error::other("closed on purpose")
+    }
+
+    /// `hold-write` on the WRITE `h` (data `payload`): holds it, started but
+    /// neither executed nor answered, until this connection is fenced (or
+    /// [`HOLD_LIMIT`] passes); then executes it, as an old request finishing
+    /// late would, and tries to answer it. The fencer waits for it.
+    fn hold_write(&mut self, case: &str, h: &Header, payload: &[u8]) -> io::Result<()> {
+        let peer = self.peer.clone();
+        let started = peer.exec.lock().unwrap_or_else(|p| p.into_inner());
+        if peer.is_fenced() {
+            return Err(self.not_started(h));
+        }
+        let what = format!(
+            "WRITE of {} at {} (id {:#x}, queue {}, epoch {})",
+            h.length, h.offset, h.id, self.queue, peer.epoch
+        );
+        self.log(format!(
+            "case {case}: {what} held, neither executed nor answered, until this connection is fenced (at most {} s)",
+            HOLD_LIMIT.as_secs()
+        ));
+        let start = Instant::now();
+        while !peer.is_fenced() && start.elapsed() < HOLD_LIMIT {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let by = if peer.is_fenced() {
+            "by a fence"
+        } else {
+            "by the time limit, NOT fenced"
+        };
+        let (status, _) = self.execute(h, payload);
+        self.log(format!(
+            "case {case}: {what} released {by} after {} ms: executed now ({})",
+            start.elapsed().as_millis(),
+            status.as_str()
+        ));
+        drop(started);
+        let f = self.w.frame(&h.reply(status), &[]);
+        let r = self.send_frame(f);
+        self.log(format!(
+            "case {case}: {what}: reply {}",
+            match r {
+                Ok(()) => "sent".to_string(),
+                Err(e) => format!("not sent ({e})"),
+            }
+        ));
+        Ok(())
+    }
+
     /// The cross-queue cases on the READ `h` (data `data`): its reply also
     /// goes to the connection of another queue of the same local node, whose
     /// receiver must refuse it (the request is not of its queue) and never
@@ -1351,6 +1604,12 @@ mod tests {
 
     /// A server with `case` (trigger at 1 MiB) on a free port: its address.
     fn start(case: &'static str) -> String {
+        start_args(vec!["--case", case])
+    }
+
+    /// A server of 4 MiB (trigger at 1 MiB) with `args` on a free port: its
+    /// address.
+    fn start_args(args: Vec<&'static str>) -> String {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -1358,27 +1617,140 @@ mod tests {
         let a = addr.clone();
         thread::spawn(move || {
             let sec = SecConfig::new("none", None, None).expect("none");
-            let args = ["--case", case, "--size", "4M", "--trigger", "1M"];
-            let _ = main(&a, &args, &sec);
+            let mut all = vec!["--size", "4M", "--trigger", "1M"];
+            all.extend(args);
+            let _ = main(&a, &all, &sec);
         });
         addr
     }
 
     /// Connection `queue` of 2 of a local node, past the handshake.
     fn connect(addr: &str, queue: u16) -> Wire {
+        hello_in(addr, queue, 0).expect("handshake refused")
+    }
+
+    /// Connection `queue` of 2 of a local node in fencing `epoch`: past the
+    /// handshake, or the status it was refused with.
+    fn hello_in(addr: &str, queue: u16, epoch: u32) -> Result<Wire, Status> {
         let sec = SecConfig::new("none", None, None).expect("none");
         let mut hello = hello_for(&sec, 0);
         hello.queues = 2;
         hello.queue_index = queue;
         hello.client_id = 0x5eed;
+        hello.epoch = epoch;
         for _ in 0..100 {
             if let Ok(mut w) = Wire::connect(addr, Duration::from_secs(5)) {
-                client_handshake(&mut w, &sec, &hello).expect("handshake");
-                return w;
+                return match client_handshake(&mut w, &sec, &hello) {
+                    Ok(_) => Ok(w),
+                    Err(crate::wire::HsError::Refused(s)) => Err(s),
+                    Err(e) => panic!("handshake: {e}"),
+                };
             }
             thread::sleep(Duration::from_millis(20));
         }
         panic!("server at {addr} not up");
+    }
+
+    /// 4 KiB of the pattern of `seed` at 1 MiB.
+    fn block(seed: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 4096];
+        fill_pattern(&mut b, 1 << 20, seed);
+        b
+    }
+
+    /// Reads 4 KiB at 1 MiB on `w` (request `id`): the seed of the
+    /// pattern it holds (1: the server's; 77, 78: written), or `None`.
+    fn read_block(w: &mut Wire, id: u64) -> Option<u64> {
+        w.send(&Header::io(Op::Read, 0, id, 1 << 20, 4096), &[])
+            .expect("send READ");
+        let m = w.recv().expect("READ reply");
+        assert_eq!((m.h.id, m.h.status), (id, Status::Ok));
+        [1, 77, 78].into_iter().find(|&s| m.payload == block(s))
+    }
+
+    /// Sends the WRITE of `data` (4 KiB) at 1 MiB on `w` (request `id`).
+    fn send_write(w: &mut Wire, id: u64, data: &[u8]) {
+        w.send(&Header::io(Op::Write, 0, id, 1 << 20, 4096), data)
+            .expect("send WRITE");
+    }
+
+    /// Whether the server closed `w` within 5 s.
+    fn closed(w: &mut Wire) -> bool {
+        matches!(w.wait_closed(Duration::from_secs(5)), Ok(Some(_)))
+    }
+
+    #[test]
+    fn plans() {
+        let live: &[Live] = &[(1, 7, 0, 10), (2, 7, 1, 10), (3, 8, 0, 20), (4, 7, 0, 9)];
+        // A new epoch fences every queue of its client, no other client.
+        assert_eq!(fence_plan(live, 7, 0, 11), Ok(vec![1, 2, 4]));
+        assert_eq!(fence_plan(live, 7, 1, 11), Ok(vec![1, 2, 4]));
+        // The same epoch: its own queue only (and older epochs).
+        assert_eq!(fence_plan(live, 7, 0, 10), Ok(vec![1, 4]));
+        assert_eq!(fence_plan(live, 7, 1, 10), Ok(vec![2, 4]));
+        // Below a live connection's epoch: stale.
+        assert_eq!(fence_plan(live, 7, 1, 9), Err(1));
+        assert_eq!(fence_plan(live, 8, 1, 19), Err(3));
+        // A new client fences nothing.
+        assert_eq!(fence_plan(live, 9, 0, 0), Ok(vec![]));
+        // Epoch 0 (a local node without epochs): per queue.
+        let old: &[Live] = &[(1, 7, 0, 0), (2, 7, 1, 0)];
+        assert_eq!(fence_plan(old, 7, 0, 0), Ok(vec![1]));
+        assert_eq!(fence_plan(old, 7, 1, 0), Ok(vec![2]));
+    }
+
+    #[test]
+    fn new_epoch_fences_every_queue() {
+        let addr = start_args(vec![]);
+        let mut q0 = hello_in(&addr, 0, 5).expect("queue 0");
+        let mut q1 = hello_in(&addr, 1, 5).expect("queue 1");
+        assert_eq!(read_block(&mut q0, 1), Some(1));
+        assert_eq!(read_block(&mut q1, 2), Some(1));
+        let mut next = hello_in(&addr, 1, 6).expect("epoch 6");
+        assert!(closed(&mut q0), "queue 0 of epoch 5 not fenced");
+        assert!(closed(&mut q1), "queue 1 of epoch 5 not fenced");
+        assert_eq!(read_block(&mut next, 3), Some(1));
+    }
+
+    #[test]
+    fn stale_hello_is_refused_busy() {
+        let addr = start_args(vec![]);
+        let mut q0 = hello_in(&addr, 0, 5).expect("queue 0");
+        assert_eq!(hello_in(&addr, 1, 4).err(), Some(Status::Busy));
+        assert_eq!(hello_in(&addr, 0, 4).err(), Some(Status::Busy));
+        assert_eq!(read_block(&mut q0, 1), Some(1));
+    }
+
+    #[test]
+    fn epoch_zero_fences_its_queue_only() {
+        let addr = start_args(vec![]);
+        let mut q0 = hello_in(&addr, 0, 0).expect("queue 0");
+        let mut q1 = hello_in(&addr, 1, 0).expect("queue 1");
+        let mut again = hello_in(&addr, 0, 0).expect("queue 0 again");
+        assert!(closed(&mut q0), "queue 0 not fenced by its reconnection");
+        assert_eq!(read_block(&mut q1, 1), Some(1));
+        assert_eq!(read_block(&mut again, 2), Some(1));
+    }
+
+    #[test]
+    fn held_write_finishes_before_the_fencing_hello_is_answered() {
+        let addr = start("hold-write");
+        let mut q0 = hello_in(&addr, 0, 5).expect("queue 0");
+        let mut q1 = hello_in(&addr, 1, 5).expect("queue 1");
+        send_write(&mut q0, 1, &block(77));
+        thread::sleep(Duration::from_millis(300));
+        // Held: not executed, so the other queue still reads the pattern.
+        assert_eq!(read_block(&mut q1, 2), Some(1));
+        // The next epoch's HELLO is answered once the held WRITE executed.
+        let mut next = hello_in(&addr, 1, 6).expect("epoch 6");
+        assert_eq!(read_block(&mut next, 3), Some(77));
+        assert!(closed(&mut q0), "queue 0 of epoch 5 not fenced");
+        assert!(closed(&mut q1), "queue 1 of epoch 5 not fenced");
+        // A newer WRITE stays.
+        send_write(&mut next, 4, &block(78));
+        let m = next.recv().expect("WRITE reply");
+        assert_eq!((m.h.id, m.h.status), (4, Status::Ok));
+        assert_eq!(read_block(&mut next, 5), Some(78));
     }
 
     /// Sends the READ of 64 KiB at 1 MiB on `w`: its id and the right data.
