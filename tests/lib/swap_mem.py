@@ -30,11 +30,26 @@ misplaced page is told apart from the right one.
       request, slow under emulation). Progress lines every 32 MiB; last
       line "peak VmSwap M MiB" (sampled at the progress lines). Exit status
       1: a page differs.
+
+  swap_mem.py watchdog [--grace G]
+      Locks itself in memory (mlockall) and reads commands from stdin:
+      "arm S TEXT" (phase TEXT must end within S seconds), "disarm"; end of
+      input ends it. If an armed deadline passes, the guest's user space is
+      taken to be stuck (a shell waiting with a deadline would have acted by
+      then): it writes a line saying so (with TEXT) to the kernel log, has
+      the kernel dump blocked tasks and memory (sysrq w, m), then has it
+      OOM-kill the biggest process (sysrq f: the hog, oom_score_adj 1000),
+      which may get the guest going again. Unless it gets a command within
+      G seconds (default 90), it powers the guest off (sysrq o), so that the
+      run ends with the evidence instead of waiting for the runner to kill
+      the VM.
 """
 
 import argparse
+import ctypes
 import mmap
 import os
+import select
 import struct
 import sys
 import time
@@ -255,6 +270,47 @@ def cmd_hog(args):
     return 1 if bad else 0
 
 
+def cmd_watchdog(args):
+    """Locked in memory, so that it runs when nothing else in user space can
+    (all of it waiting for pages to come back from swap)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mlockall(1 | 2) != 0:  # MCL_CURRENT | MCL_FUTURE
+        say(f"watchdog: mlockall failed: {os.strerror(ctypes.get_errno())}")
+    kmsg = os.open("/dev/kmsg", os.O_WRONLY)
+    sysrq = os.open("/proc/sysrq-trigger", os.O_WRONLY)
+    deadline, what, buf, fired = None, "", b"", False
+    while True:
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+        if select.select([0], [], [], timeout)[0]:
+            data = os.read(0, 4096)
+            if not data:
+                return 0
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                words = line.decode().split(maxsplit=2)
+                if words[:1] == ["arm"]:
+                    deadline = time.monotonic() + float(words[1])
+                    what, fired = (words[2] if len(words) > 2 else ""), False
+                    limit = float(words[1])
+                elif words[:1] == ["disarm"]:
+                    deadline = None
+            continue
+        if not fired:
+            os.write(kmsg, f"dst-test: fault_swap watchdog: {what}: not done after "
+                     f"{limit:.0f} s, the guest makes no progress; blocked tasks "
+                     f"and memory follow, then an OOM kill (sysrq f); power-off "
+                     f"in {args.grace:.0f} s unless the test goes on\n".encode())
+            os.write(sysrq, b"w")
+            os.write(sysrq, b"m")
+            os.write(sysrq, b"f")
+            deadline, fired = time.monotonic() + args.grace, True
+            continue
+        os.write(kmsg, b"dst-test: fault_swap watchdog: powering off\n")
+        os.write(sysrq, b"o")
+        return 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -267,8 +323,10 @@ def main():
     h = sub.add_parser("hog")
     h.add_argument("--mib", type=int, required=True)
     h.add_argument("--seed", type=lambda s: int(s, 0), required=True)
+    w = sub.add_parser("watchdog")
+    w.add_argument("--grace", type=float, default=90)
     args = ap.parse_args()
-    return cmd_pageout(args) if args.cmd == "pageout" else cmd_hog(args)
+    return {"pageout": cmd_pageout, "hog": cmd_hog, "watchdog": cmd_watchdog}[args.cmd](args)
 
 
 if __name__ == "__main__":
