@@ -49,16 +49,30 @@ use kernel::{
 
 use crate::socket::Socket;
 
-/// `shim_bdev.c`. A `struct block_device *` is passed as `*mut c_void`: its
-/// bindgen type holds a zero-sized field that the FFI-safety lint refuses.
+/// `shim_bdev.c`. A `struct block_device *` or `struct bio *` is passed as
+/// `*mut c_void`: their bindgen types hold a zero-sized field that the
+/// FFI-safety lint refuses.
 mod ffi {
-    use kernel::ffi::{c_uint, c_void};
+    use kernel::ffi::{c_int, c_uint, c_void};
 
     extern "C" {
         pub(super) fn dst_bdev_logical_block_size(bdev: *mut c_void) -> c_uint;
         pub(super) fn dst_bdev_physical_block_size(bdev: *mut c_void) -> c_uint;
         pub(super) fn dst_bdev_nr_bytes(bdev: *mut c_void) -> u64;
         pub(super) fn dst_bdev_can_discard(bdev: *mut c_void) -> bool;
+        pub(super) fn dst_bdev_bioset_init() -> c_int;
+        pub(super) fn dst_bdev_bioset_exit();
+        pub(super) fn dst_bdev_bio_alloc(
+            bdev: *mut c_void,
+            nr_vecs: u16,
+            opf: c_uint,
+        ) -> *mut c_void;
+        pub(super) fn dst_bdev_bio_next(
+            prev: *mut c_void,
+            bdev: *mut c_void,
+            nr_vecs: u16,
+            opf: c_uint,
+        ) -> *mut c_void;
         pub(super) fn dst_bdev_noio_save() -> c_uint;
         pub(super) fn dst_bdev_noio_restore(flags: c_uint);
     }
@@ -80,6 +94,30 @@ const BLK_STS_IOERR: bindings::blk_status_t = 10;
 
 /// Bytes per sector, the unit of bio addresses.
 const SECTOR_SHIFT: u32 = bindings::SECTOR_SHIFT;
+
+/// The export's bio set, for the module's lifetime (see `shim_bdev.c`).
+///
+/// # Invariants
+///
+/// The set is initialised while this value lives; there is one per module.
+pub(crate) struct BioSet(());
+
+impl BioSet {
+    /// Initialises the set; called once, from module init.
+    pub(crate) fn init() -> Result<Self> {
+        // SAFETY: called once, before any export exists.
+        to_result(unsafe { ffi::dst_bdev_bioset_init() })?;
+        Ok(BioSet(()))
+    }
+}
+
+impl Drop for BioSet {
+    fn drop(&mut self) {
+        // SAFETY: initialised (type invariant); the module state drops its
+        // exports, whose bios have all ended, before this.
+        unsafe { ffi::dst_bdev_bioset_exit() };
+    }
+}
 
 /// Runs `f` with every allocation of the current task made as `GFP_NOIO`, so
 /// that serving block IO never waits on reclaim that may need this very IO.
@@ -448,17 +486,10 @@ pub(crate) fn submit<T: BioOwner>(
     let vecs = |left: usize| left.min(bindings::BIO_MAX_VECS as usize);
     let mut left = pages.pages.len();
     // SAFETY: the device is open while `data.dev` lives, which the owner
-    // keeps until completion; `fs_bio_set` is the kernel's global bio set.
-    // `vecs` is at most BIO_MAX_VECS, which fits u16.
-    let mut bio = unsafe {
-        bindings::bio_alloc_bioset(
-            bdev,
-            vecs(left) as u16,
-            opf,
-            GFP_NOIO,
-            &raw mut bindings::fs_bio_set,
-        )
-    };
+    // keeps until completion; the bio set lives while the module is loaded
+    // ([`BioSet`]). `vecs` is at most BIO_MAX_VECS, which fits u16.
+    let mut bio: *mut bindings::bio =
+        unsafe { ffi::dst_bdev_bio_alloc(bdev.cast(), vecs(left) as u16, opf) }.cast();
     if bio.is_null() {
         return Err((this, ENOMEM));
     }
@@ -474,10 +505,12 @@ pub(crate) fn submit<T: BioOwner>(
         let mut added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), ulen, 0) };
         if added != len as c_int {
             // The bio is full: chain a new one to it and submit the old one.
-            // `blk_next_bio` cannot fail: it allocates from a mempool with
+            // This cannot fail: it allocates from the bio set's mempool with
             // direct reclaim allowed.
             // SAFETY: as above; `bio` is handed over to the block layer.
-            bio = unsafe { bindings::blk_next_bio(bio, bdev, vecs(left) as c_uint, opf, GFP_NOIO) };
+            bio =
+                unsafe { ffi::dst_bdev_bio_next(bio.cast(), bdev.cast(), vecs(left) as u16, opf) }
+                    .cast();
             // SAFETY: `bio` is the new bio, ours until submitted.
             unsafe { (*bio).bi_iter.bi_sector = sector };
             // SAFETY: as for the first `bio_add_page`.

@@ -56,6 +56,8 @@ struct Dst {
     _registry: registry::Owner,
     /// The "dst" block major.
     _major: blk::Major,
+    /// The export's bio set; after the registry, whose exports use it.
+    _bios: bdev::BioSet,
     /// The crypto worker pool; after the registry, whose devices and
     /// exports are its only users.
     _pool: thread_pool::Pool,
@@ -70,6 +72,7 @@ impl kernel::Module for Dst {
         crypto::self_test(*module_parameters::crypto_bench.value() != 0)?;
         let sysfs = sysfs::Root::create()?;
         let major = blk::Major::register()?;
+        let bios = bdev::BioSet::init()?;
         let genl = netlink::Family::register()?;
         pr_info!(
             "dst {} loaded (wire protocol {})\n",
@@ -80,6 +83,7 @@ impl kernel::Module for Dst {
             _genl: genl,
             _registry: registry::Owner,
             _major: major,
+            _bios: bios,
             _pool: pool,
             _sysfs: sysfs,
         })

@@ -10,11 +10,19 @@
 #include <linux/types.h>
 
 struct block_device;
+struct bio;
 
 unsigned int dst_bdev_logical_block_size(struct block_device *bdev);
 unsigned int dst_bdev_physical_block_size(struct block_device *bdev);
 u64 dst_bdev_nr_bytes(struct block_device *bdev);
 bool dst_bdev_can_discard(struct block_device *bdev);
+
+int dst_bdev_bioset_init(void);
+void dst_bdev_bioset_exit(void);
+struct bio *dst_bdev_bio_alloc(struct block_device *bdev, unsigned short nr_vecs,
+			       unsigned int opf);
+struct bio *dst_bdev_bio_next(struct bio *prev, struct block_device *bdev,
+			      unsigned short nr_vecs, unsigned int opf);
 
 unsigned int dst_bdev_noio_save(void);
 void dst_bdev_noio_restore(unsigned int flags);

@@ -15,6 +15,9 @@
 #      # timeout: N          per-test timeout in seconds (default 300)
 #      # append: ARGS        extra kernel command line arguments
 #      # insmod: no          do not load dst.ko before the test
+#      # suite: no REASON    left out of the whole suite (no PATTERN: make
+#                            check), e.g. a test of a known open defect; it
+#                            runs when named
 #      # oom-kill: ok        the test may cause an OOM kill: the stack dump of
 #                            an OOM-killer report (its first "Call Trace:" to
 #                            "</TASK>" after "invoked oom-killer:") does not
@@ -248,6 +251,11 @@ else
     shopt -s nullglob
     for script in tests/vm/*.sh; do
         matches "$(basename "$script" .sh)" || continue
+        suite=$(header_value "$script" suite)
+        if [ -z "$pattern" ] && [[ $suite == no* ]]; then
+            echo "SKIP $(basename "$script" .sh) (not in the suite: ${suite#no}; run it by name)"
+            continue
+        fi
         run_guest_test "$script"
     done
 fi
