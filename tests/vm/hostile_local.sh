@@ -172,6 +172,19 @@ conn_ended() { grep -q "^conn $2: ended" "$1"; }
 
 sysfs() { cat "/sys/block/dst0/dst/$1" 2>/dev/null || echo 0; }
 
+# two_queue_device NAME: a server with case NAME (its log $tmp/$mode-NAME.log)
+# and a device of 2 queues on it, in $dev; if the device cannot be created,
+# counts the case as failed, stops the server and returns 1.
+two_queue_device() {
+    kmsg "hostile_local: $mode $1"
+    start_server "$tmp/$mode-$1.log" --case "$1" "${sec[@]}"
+    dev=$(new_device --queues 2 "${sec[@]}")
+    [ -z "$dev" ] || return 0
+    bad "$mode $1: device of 2 queues not created: $(errmsg)"
+    stop_server
+    return 1
+}
+
 # stale_write NAME: the write case NAME (hold-write; see the header) in
 # $mode. The device's settings replace the common ones (dynamic scope:
 # new_device sees this function's $settings).
@@ -180,14 +193,7 @@ stale_write() {
     local slog=$tmp/$mode-$1.log what="$mode $1 (4 KiB WRITEs at $trigger MiB, 2 queues)"
     local mark="hostile_local: $mode $name" seek=$((trigger * 256)) a=$tmp/pattern-a b=$tmp/pattern-b
     local cpus=() q t0 rc1 rc2 w1_ms w2_ms held_then got klog lines released later
-    kmsg "$mark"
-    start_server "$slog" --case "$name" "${sec[@]}"
-    dev=$(new_device --queues 2 "${sec[@]}")
-    if [ -z "$dev" ]; then
-        bad "$what: device of 2 queues not created: $(errmsg)"
-        stop_server
-        return
-    fi
+    two_queue_device "$name" || return
     # A CPU of each hardware queue (the first of its list).
     for q in 0 1; do
         cpus+=("$(sed 's/[,-].*//' "/sys/block/dst0/mq/$q/cpu_list" 2>/dev/null)")
@@ -390,14 +396,7 @@ for mode in $modes; do
     # cache, kept by the fd held open (the last close drops it).
     for name in "${xqs[@]}"; do
         slog=$tmp/$mode-$name.log
-        kmsg "hostile_local: $mode $name"
-        start_server "$slog" --case "$name" "${sec[@]}"
-        dev=$(new_device --queues 2 "${sec[@]}")
-        if [ -z "$dev" ]; then
-            bad "$mode $name: device of 2 queues not created: $(errmsg)"
-            stop_server
-            continue
-        fi
+        two_queue_device "$name" || continue
         want=$(want_mib "$trigger")
         log "$mode $name: CPUs of the hardware queues: $(for q in /sys/block/dst0/mq/*; do
             printf '%s:%s ' "${q##*/}" "$(cat "$q/cpu_list")"; done)"
