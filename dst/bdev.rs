@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The export node's IO plumbing: the backing block device, page buffers that
-//! move between the network and bios, asynchronous bios with a completion
-//! callback, and the workqueue that turns completions into replies.
+//! The export node's IO plumbing: the backing block device, asynchronous
+//! bios over page buffers (`pages.rs`) with a completion callback, and the
+//! workqueue that runs blocking device operations.
 //!
 //! C headers: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h),
 //! [`include/linux/bio.h`](srctree/include/linux/bio.h),
@@ -31,23 +31,14 @@ use kernel::{
     },
     ffi::{
         c_int,
-        c_uint,
         c_void, //
-    },
-    page::{
-        Page,
-        PAGE_SIZE, //
     },
     prelude::*,
     sync::Arc,
-    workqueue::{
-        HasWork,
-        Queue,
-        WorkItem, //
-    },
+    workqueue::Queue,
 };
 
-use crate::socket::Socket;
+use crate::pages::PageBuf;
 
 /// `shim_bdev.c`. A `struct block_device *` or `struct bio *` is passed as
 /// `*mut c_void`: their bindgen types hold a zero-sized field that the
@@ -269,143 +260,6 @@ pub(crate) fn is_not_supported(e: Error) -> bool {
     e.to_errno() == -(bindings::EOPNOTSUPP as c_int)
 }
 
-/// The data of one READ or WRITE: `len` bytes in whole pages.
-///
-/// # Invariants
-///
-/// `pages` holds `len.div_ceil(PAGE_SIZE)` pages, `len` is not 0.
-pub(crate) struct PageBuf {
-    pages: KVec<Page>,
-    len: usize,
-}
-
-impl PageBuf {
-    /// Allocates a buffer of `len` bytes (not 0). The contents are undefined
-    /// until received or read into. Allocates as `GFP_NOIO`.
-    pub(crate) fn alloc(len: usize) -> Result<Self> {
-        if len == 0 {
-            return Err(EINVAL);
-        }
-        let n = len.div_ceil(PAGE_SIZE);
-        noio(|| {
-            let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
-            for _ in 0..n {
-                pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
-            }
-            // INVARIANT: `n` pages for `len` bytes.
-            Ok(PageBuf { pages, len })
-        })
-    }
-
-    /// Iterates over the pages with the number of bytes used in each.
-    fn chunks(&self) -> impl Iterator<Item = (&Page, usize)> {
-        let len = self.len;
-        self.pages
-            .iter()
-            .enumerate()
-            .map(move |(i, p)| (p, (len - i * PAGE_SIZE).min(PAGE_SIZE)))
-    }
-
-    /// The pages as bio_vecs, for the crypto wrappers. Allocates (NOIO).
-    pub(crate) fn bvecs(&self) -> Result<KVec<bindings::bio_vec>> {
-        let mut vecs = noio(|| KVec::with_capacity(self.pages.len(), GFP_KERNEL))?;
-        for (page, len) in self.chunks() {
-            vecs.push(
-                bindings::bio_vec {
-                    bv_page: page.as_ptr(),
-                    // `len` is at most PAGE_SIZE.
-                    bv_len: len as c_uint,
-                    bv_offset: 0,
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        Ok(vecs)
-    }
-
-    /// Fills the whole buffer from `sock`, directly into the pages.
-    pub(crate) fn recv(&mut self, sock: &Socket) -> Result {
-        let vecs = self.bvecs()?;
-        // SAFETY: the pages are this buffer's, exclusively borrowed.
-        unsafe { sock.recv_pages(&vecs) }
-    }
-
-    /// Sends the whole buffer on `sock` without copying it (the socket takes
-    /// its own page references, so the buffer may be freed as soon as this
-    /// returns); `more` hints that more data follows.
-    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
-        let vecs = self.bvecs()?;
-        // SAFETY: the pages are this buffer's; they are whole pages from the
-        // page allocator, which may be spliced, and are not written while
-        // the socket holds them (the buffer is sent once, then dropped).
-        unsafe { sock.send_pages(&vecs, more, true) }
-    }
-}
-
-/// Pages allocated once and reused for one message at a time (the local
-/// node's AEAD WRITEs are encrypted into them): no allocation per request.
-pub(crate) struct Bounce {
-    pages: PageBuf,
-    /// Describes the prefix of `pages` in use; room for every page.
-    vecs: KVec<bindings::bio_vec>,
-}
-
-// SAFETY: the bio_vecs only describe the buffer's own pages, which it owns
-// (`Page` is `Send + Sync`); the buffer may be used from any thread.
-unsafe impl Send for Bounce {}
-// SAFETY: see `Send`; shared access only reads the descriptors and pages.
-unsafe impl Sync for Bounce {}
-
-impl Bounce {
-    /// A buffer for messages of up to `len` bytes.
-    pub(crate) fn new(len: usize) -> Result<Self> {
-        let pages = PageBuf::alloc(len)?;
-        let vecs = KVec::with_capacity(pages.pages.len(), GFP_KERNEL)?;
-        Ok(Bounce { pages, vecs })
-    }
-
-    /// Uses the first `len` bytes (not more than the buffer holds) for the
-    /// next message; [`Bounce::vecs`] describes them.
-    pub(crate) fn describe(&mut self, len: usize) -> Result {
-        if len == 0 || len > self.pages.len {
-            return Err(EINVAL);
-        }
-        self.vecs.clear();
-        let mut left = len;
-        for page in self.pages.pages.iter() {
-            if left == 0 {
-                break;
-            }
-            let n = left.min(PAGE_SIZE);
-            // Within the capacity reserved in `new`: does not allocate.
-            self.vecs.push(
-                bindings::bio_vec {
-                    bv_page: page.as_ptr(),
-                    // `n` is at most PAGE_SIZE.
-                    bv_len: n as c_uint,
-                    bv_offset: 0,
-                },
-                GFP_NOWAIT,
-            )?;
-            left -= n;
-        }
-        Ok(())
-    }
-
-    /// The pages in use, as [`Bounce::describe`] set them.
-    pub(crate) fn vecs(&self) -> &[bindings::bio_vec] {
-        &self.vecs
-    }
-
-    /// Sends the bytes in use, copied into the socket: the pages are
-    /// reused for the next message as soon as this returns.
-    pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
-        // SAFETY: the pages are this buffer's and stay valid for the call;
-        // without splicing the socket keeps no reference to them.
-        unsafe { sock.send_pages(&self.vecs, more, false) }
-    }
-}
-
 /// What a READ or WRITE bio works on: the device and the pages.
 ///
 /// Owned by the [`BioOwner`] while the bio is in flight, so neither can go
@@ -439,27 +293,20 @@ pub(crate) enum BioOp {
     },
 }
 
-/// Owner of an asynchronous READ or WRITE: a work item that [`submit`]
-/// takes and, once the IO has completed, records the result in and queues on
-/// [`BioOwner::queue`]. Its work function then runs in process context.
-pub(crate) trait BioOwner:
-    WorkItem<Pointer = Pin<KBox<Self>>> + HasWork<Self> + Sized + Send + 'static
-{
+/// Owner of an asynchronous READ or WRITE: what [`submit`] takes and hands
+/// back, with the result, once the IO has completed.
+pub(crate) trait BioOwner: Sized + Send + 'static {
     /// The device and pages of the IO; `None` makes [`submit`] fail.
     fn io_data(&self) -> Option<&IoData>;
 
-    /// The queue the owner is queued on at completion. It must stay alive
-    /// until the owner's work has run (its owner drains it before freeing).
-    fn queue(&self) -> &Queue;
-
-    /// Records the result of the IO. Runs in interrupt context: must not
-    /// sleep or take a mutex.
-    fn set_result(self: Pin<&mut Self>, result: Result);
+    /// Takes the owner back with the result of the IO. Runs in interrupt
+    /// context: must not sleep, take a mutex or drop anything that does.
+    fn complete(this: Pin<KBox<Self>>, result: Result);
 }
 
 /// Submits a READ or WRITE of the owner's pages at byte `offset` (a sector
-/// multiple). On success the owner is queued on [`BioOwner::queue`] once the
-/// IO has completed; on failure it is returned at once.
+/// multiple). On success the owner is handed to [`BioOwner::complete`] once
+/// the IO has completed; on failure it is returned at once.
 ///
 /// Requests larger than one bio (`BIO_MAX_VECS` pages) become a chain of
 /// bios; the owner completes when the last one has, with the first error.
@@ -473,7 +320,7 @@ pub(crate) fn submit<T: BioOwner>(
     };
     let bdev = data.dev.raw();
     let pages = &data.pages;
-    if pages.len % (1 << SECTOR_SHIFT) != 0 {
+    if pages.len() % (1 << SECTOR_SHIFT) != 0 {
         return Err((this, EINVAL));
     }
     let opf = match op {
@@ -484,7 +331,7 @@ pub(crate) fn submit<T: BioOwner>(
         }
     };
     let vecs = |left: usize| left.min(bindings::BIO_MAX_VECS as usize);
-    let mut left = pages.pages.len();
+    let mut left = pages.bvecs().len();
     // SAFETY: the device is open while `data.dev` lives, which the owner
     // keeps until completion; the bio set lives while the module is loaded
     // ([`BioSet`]). `vecs` is at most BIO_MAX_VECS, which fits u16.
@@ -497,12 +344,13 @@ pub(crate) fn submit<T: BioOwner>(
     let mut failed = false;
     // SAFETY: `bio` is a new bio we own.
     unsafe { (*bio).bi_iter.bi_sector = sector };
-    for (page, len) in pages.chunks() {
-        // `len` is at most PAGE_SIZE, so these conversions are lossless.
-        let ulen = len as c_uint;
+    for v in pages.bvecs() {
+        let (page, ulen) = (v.bv_page, v.bv_len);
+        // At most PAGE_SIZE: these conversions are lossless.
+        let len = ulen as usize;
         // SAFETY: `bio` is ours and not submitted; the page is held by the
         // owner until completion.
-        let mut added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), ulen, 0) };
+        let mut added = unsafe { bindings::bio_add_page(bio, page, ulen, 0) };
         if added != len as c_int {
             // The bio is full: chain a new one to it and submit the old one.
             // This cannot fail: it allocates from the bio set's mempool with
@@ -514,7 +362,7 @@ pub(crate) fn submit<T: BioOwner>(
             // SAFETY: `bio` is the new bio, ours until submitted.
             unsafe { (*bio).bi_iter.bi_sector = sector };
             // SAFETY: as for the first `bio_add_page`.
-            added = unsafe { bindings::bio_add_page(bio, page.as_ptr(), ulen, 0) };
+            added = unsafe { bindings::bio_add_page(bio, page, ulen, 0) };
             if added != len as c_int {
                 // Cannot happen for a fresh bio with room for a page; if it
                 // does, fail the whole IO rather than write a partial one.
@@ -570,17 +418,13 @@ unsafe extern "C" fn end_io<T: BioOwner>(bio: *mut bindings::bio) {
     };
     // SAFETY: `owner` came from `KBox::into_raw` of a pinned box in `submit`
     // and is taken back exactly once, here.
-    let mut this = unsafe { Pin::new_unchecked(KBox::from_raw(owner)) };
-    this.as_mut().set_result(result);
-    let queue: *const Queue = this.queue();
-    // SAFETY: `BioOwner::queue` promises that the queue outlives the owner's
-    // work item; enqueueing (which is allowed in interrupt context) hands the
-    // owner over, and the queue's owner drains it before freeing it.
-    unsafe { &*queue }.enqueue(this);
+    let this = unsafe { Pin::new_unchecked(KBox::from_raw(owner)) };
+    T::complete(this, result);
 }
 
-/// A workqueue owned by one export: replies and blocking device operations
-/// run on it, and draining it waits for all of them.
+/// A workqueue owned by one export: blocking device operations (and the
+/// replies of requests that fail before reaching the device) run on it, and
+/// draining it waits for all of them.
 ///
 /// # Invariants
 ///

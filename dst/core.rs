@@ -55,12 +55,13 @@ use kernel::{
 };
 
 use crate::{
-    bdev::{self, Bounce},
+    bdev,
     blk::{self, BlockOp, Disk, DiskParams, Driver, Request, RqInfo, SegmentBuf, Started, TagSet},
     crypto,
     epoch::Epoch,
     kthread::{self, Thread},
     netlink::{self, event, Refusal},
+    pages::Bounce,
     proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Protection, Security, Status},
     security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
     socket::{errno, Net, SockAddr, Socket},

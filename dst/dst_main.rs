@@ -18,10 +18,12 @@ mod blk;
 mod crypto;
 mod epoch;
 mod export;
+mod handoff;
 mod kthread;
 #[path = "core.rs"]
 mod local_node;
 mod netlink;
+mod pages;
 mod proto;
 mod registry;
 mod security;

@@ -8,22 +8,31 @@
 //! reads requests, checks each one against what was granted, and submits it.
 //!
 //! Reply path. A bio completes in interrupt context, where nothing may sleep,
-//! so the completion only records the status in the request's [`Io`] and
-//! queues that `Io` (a work item) on the export's workqueue. The work item
-//! sends the reply (header, plus the data of a READ) under the session's send
+//! so the completion records the status in the request's [`Io`] and hands the
+//! `Io` to its session's sender thread ([`Handoff`]: a lock-free list, usable
+//! in interrupts). The sender takes every finished `Io` there is and sends
+//! the replies (header, plus the data of a READ) under the session's send
 //! mutex, so frames never interleave; replies leave as IOs complete, in any
-//! order. One work item per IO is the simplest correct hand-off: queueing work
-//! is interrupt-safe and needs no lock of ours in interrupt context. FLUSH,
-//! DISCARD and WRITE_ZEROES use the blocking `blkdev_issue_*` helpers, so their
-//! `Io` is queued at once and its work item runs the operation and replies;
-//! the receive thread never blocks on the device.
+//! order, in batches when several are ready. Each session has its own
+//! sender, so a peer that does not read its replies blocks only its own
+//! session, never another's. FLUSH, DISCARD and WRITE_ZEROES use the blocking
+//! `blkdev_issue_*` helpers, so their `Io` runs as a work item on the
+//! export's workqueue, which then hands it to the sender; the receive thread
+//! never blocks on the device.
+//!
+//! Memory. A request counts against its session's queue depth until its
+//! reply has been sent, and its data against the export's memory budget
+//! ([`MEMORY_BUDGET`], shared fairly between the sessions). Buffers come from
+//! the export's [`PagePool`], whose reserve guarantees progress when the page
+//! allocator fails: memory pressure slows the export down, it never ends a
+//! session.
 //!
 //! Teardown. A session ends when its peer closes, breaks the protocol, or the
 //! export stops: the socket is shut down (waking anything blocked on it), and
-//! the receive thread waits until every IO the session started has completed
-//! (a counter under a mutex, with a condition variable). Pages belong to their
-//! `Io`, which the bio owns until completion, so they are never freed under
-//! IO. [`Export::stop`] shuts the listener, joins the accept thread, ends
+//! the receive thread waits until every IO the session started has been
+//! answered (a counter under a mutex, with a condition variable), then stops
+//! the sender. Pages belong to their `Io`, which the bio owns until
+//! completion, so they are never freed under IO. [`Export::stop`] shuts the listener, joins the accept thread, ends
 //! every session and joins its thread, drains the workqueue (the last replies)
 //! and only then syncs and releases the device.
 //!
@@ -83,14 +92,22 @@ use crate::{
         BioOp,
         BioOwner,
         IoData,
-        IoQueue,
-        PageBuf, //
+        IoQueue, //
+    },
+    handoff::{
+        Handoff,
+        Link,
+        Linked, //
     },
     kthread::{
         self,
         Thread, //
     },
     netlink::{self, event, Refusal},
+    pages::{
+        PageBuf,
+        PagePool, //
+    },
     proto::{
         self,
         negotiate_version,
@@ -134,6 +151,16 @@ const MAX_DEPTH: u16 = 256;
 
 /// Most queues (connections) granted to one local node's device.
 const MAX_QUEUES: u16 = 16;
+
+/// Most memory the data of one export's requests may hold at once (READ
+/// buffers until their reply is sent, WRITE payloads until written). Each
+/// session gets an equal share, at least one largest IO, so a peer that
+/// stops reading cannot take the others' memory.
+const MEMORY_BUDGET: usize = 64 << 20;
+
+/// Buffers of the largest IO an export keeps in reserve for when the page
+/// allocator fails (see `pages.rs`).
+const RESERVED_IOS: usize = 2;
 
 /// How long each handshake read may wait for its bytes.
 const HANDSHAKE_MS: u32 = 10_000;
@@ -219,8 +246,16 @@ struct Inner {
     physical_block: u32,
     max_io: u32,
     features: u64,
-    /// Replies and blocking device operations run here; drained by `stop`.
+    /// Blocking device operations run here; drained by `stop`.
     wq: IoQueue,
+    /// Buffers for READ and WRITE data, with a reserve.
+    pool: Arc<PagePool>,
+    /// Bytes of request data held by all sessions (see [`MEMORY_BUDGET`]).
+    #[pin]
+    memory: Mutex<usize>,
+    /// Signalled when `memory` drops, and when a session is fenced.
+    #[pin]
+    memory_freed: CondVar,
     /// The device; `None` once stopped. Sessions hold their own reference.
     #[pin]
     backing: Mutex<Option<Arc<Backing>>>,
@@ -231,6 +266,8 @@ struct Inner {
     stopping: Atomic<bool>,
     /// Sessions whose receive thread is running.
     live: Atomic<u32>,
+    /// Sessions past the handshake, which share the memory budget.
+    serving: Atomic<u32>,
     /// Number for the next session (thread names, logs).
     next_id: Atomic<u32>,
     #[pin]
@@ -343,6 +380,8 @@ impl Export {
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
         let listener = Socket::listen(net, addr, BACKLOG).map_err(listen_refusal)?;
         let wq = IoQueue::new(c"dst-export")?;
+        let max_io = pages * proto::IO_BYTES_ALIGN;
+        let pool = PagePool::new(max_io as usize, RESERVED_IOS)?;
         let inner = slot.write_pin_init(try_pin_init!(Inner {
             index,
             addr,
@@ -355,13 +394,17 @@ impl Export {
             read_only,
             logical_block,
             physical_block,
-            max_io: pages * proto::IO_BYTES_ALIGN,
+            max_io,
             features,
             wq,
+            pool,
+            memory <- new_mutex!(0, "Export::memory"),
+            memory_freed <- new_condvar!("Export::memory_freed"),
             backing <- new_mutex!(Some(backing), "Export::backing"),
             sessions <- new_mutex!(KVec::new(), "Export::sessions"),
             stopping: Atomic::new(false),
             live: Atomic::new(0),
+            serving: Atomic::new(0),
             next_id: Atomic::new(0),
             log <- new_spinlock!(
                 LogWindow {
@@ -662,6 +705,7 @@ impl Inner {
             8 => write!(out, "{}", self.refused.load(Relaxed)),
             9 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
             10 => write!(out, "{}", self.max_io),
+            11 => write!(out, "{} {}", *self.memory.lock(), MEMORY_BUDGET),
             _ => Err(fmt::Error),
         }
     }
@@ -767,6 +811,8 @@ impl Inner {
                         send_lock <- new_mutex!((), "Session::send"),
                         inflight <- new_mutex!(0, "Session::inflight"),
                         idle <- new_condvar!("Session::idle"),
+                        held: Atomic::new(0),
+                        replies <- Handoff::new(),
                         finished: Atomic::new(false),
                         client_id: Atomic::new(0),
                         queue_index: Atomic::new(0),
@@ -928,6 +974,12 @@ struct Session {
     /// Signalled when `inflight` drops.
     #[pin]
     idle: CondVar,
+    /// Bytes of request data this session holds, part of the export's
+    /// `memory`; only changed under that lock.
+    held: Atomic<usize>,
+    /// Finished requests, for the sender thread to answer.
+    #[pin]
+    replies: Handoff<Io>,
     /// Set by the receive thread as its very last step.
     finished: Atomic<bool>,
     /// The local node's `client_id` from its HELLO (0 = none).
@@ -958,9 +1010,16 @@ fn session_main(s: &Arc<Session>) {
     bdev::noio(|| {
         let export = &s.export;
         export.live.add(1, Relaxed);
-        let end = s.serve();
+        let mut sender = None;
+        let end = s.serve(&mut sender);
         s.sock.shutdown();
+        // The sender answers (or, the socket being shut, drops) what is
+        // still in flight; then it is stopped.
         s.wait_idle();
+        drop(sender);
+        // A completion may still be waking the sender; the session must
+        // outlive it.
+        s.replies.quiesce();
         export.live.fetch_sub(1, Relaxed);
         if export.may_log() {
             let refused = s.refused.load(Relaxed);
@@ -978,12 +1037,22 @@ fn session_main(s: &Arc<Session>) {
 }
 
 impl Session {
-    /// Runs the session until it ends; returns why.
-    fn serve(self: &Arc<Self>) -> End {
+    /// Runs the session until it ends; returns why. Starts the sender
+    /// thread into `sender` once the handshake has succeeded.
+    fn serve(self: &Arc<Self>, sender: &mut Option<Thread<Arc<Session>>>) -> End {
         let (grant, mut opener) = match self.handshake() {
             Ok(r) => r,
             Err(end) => return end,
         };
+        let port = self.export.addr.parts().1;
+        match Thread::spawn(
+            fmt!("dst-exp-{}.{}s", port, self.id),
+            self.clone(),
+            sender_main,
+        ) {
+            Ok(thread) => *sender = Some(thread),
+            Err(_) => return End::NoMem,
+        }
         if self.export.may_log() {
             pr_info!(
                 "export {}: session {} with {} opened (max IO {} KiB, queue depth {})\n",
@@ -999,11 +1068,15 @@ impl Session {
         };
         let limits = grant.limits();
         self.notify(event::SESSION_OPENED);
+        self.export.serving.add(1, Relaxed);
         let end = loop {
             if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch, &mut opener) {
                 break end;
             }
         };
+        self.export.serving.fetch_sub(1, Relaxed);
+        // Its share of the memory budget goes to the others.
+        self.export.memory_freed.notify_all();
         if matches!(end, End::Integrity(_)) {
             self.export.integrity_errors.add(1, Relaxed);
         }
@@ -1031,7 +1104,7 @@ impl Session {
     /// request, which is done with them). Protection runs before the send
     /// lock is taken, so replies are protected in parallel; their sequence
     /// numbers may then go out of order, which the replay window allows.
-    fn send(&self, h: &Header, body: Body<'_>) -> Result<(), End> {
+    fn send(&self, h: &Header, body: Body<'_>, more: bool) -> Result<(), End> {
         let hb = h.encode();
         let sealer = self.sealer.lock().clone();
         let mut trailer = [0u8; MAX_TRAILER];
@@ -1039,12 +1112,12 @@ impl Session {
             None => 0,
             Some(sealer) => {
                 let vecs = match body {
-                    Body::Pages(p) => Some(p.bvecs().map_err(End::Net)?),
-                    Body::None | Body::Bytes(_) => None,
+                    Body::Pages(p) => p.bvecs(),
+                    Body::None | Body::Bytes(_) => &[],
                 };
                 // SAFETY: a READ reply's pages belong to its request, which
                 // the device is done with; only this reply uses them now.
-                let data = unsafe { Segments::from_raw(vecs.as_deref().unwrap_or(&[])) };
+                let data = unsafe { Segments::from_raw(vecs) };
                 sealer
                     .seal(&hb, &data, &data, &mut trailer)
                     .map_err(End::Net)?
@@ -1061,7 +1134,7 @@ impl Session {
         };
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let guard = self.send_lock.lock();
-        let r = trans::send_frame(&self.sock, &hb, payload, trailer, false);
+        let r = trans::send_frame(&self.sock, &hb, payload, trailer, more);
         drop(guard);
         r.map_err(|e| {
             self.sock.shutdown();
@@ -1143,7 +1216,7 @@ impl Session {
         let mut ns = [0u8; AUTH_LEN];
         if let Some(key) = &cfg.key {
             ns = security::nonce(cfg);
-            self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns))?;
+            self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns), false)?;
             let h = self.recv_header(deadline)?;
             if h.kind != Kind::Auth {
                 return Err(End::Proto("expected AUTH after CHALLENGE"));
@@ -1174,6 +1247,7 @@ impl Session {
         self.send(
             &Header::hello_reply(Status::Ok),
             Body::Bytes(&grant.encode()),
+            false,
         )?;
         // From the first message after the HELLO_REPLY on, everything is
         // protected.
@@ -1195,7 +1269,7 @@ impl Session {
 
     /// Answers a HELLO with a refusal; the session then ends.
     fn refuse_hello<T>(&self, status: Status) -> Result<T, End> {
-        self.send(&Header::hello_reply(status), Body::None)?;
+        self.send(&Header::hello_reply(status), Body::None, false)?;
         Err(End::Refused(status))
     }
 
@@ -1214,7 +1288,7 @@ impl Session {
             Kind::Io => self.request(h, &hb, limits, depth, scratch, opener),
             Kind::Ping => {
                 self.open(opener, &hb, None)?;
-                self.send(&Header::pong(h.id), Body::None)
+                self.send(&Header::pong(h.id), Body::None, false)
             }
             Kind::Pong => self.open(opener, &hb, None),
             Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
@@ -1251,7 +1325,7 @@ impl Session {
                 status.as_str()
             );
         }
-        self.send(&h.reply(status), Body::None)
+        self.send(&h.reply(status), Body::None, false)
     }
 
     /// Handles one IO request: checks it, then starts it or refuses it.
@@ -1272,16 +1346,17 @@ impl Session {
         let payload = if h.payload == 0 {
             None
         } else if opener.protected() || validate_request(&h, limits).is_ok() {
-            let Ok(mut pages) = PageBuf::alloc(h.payload as usize) else {
-                if opener.protected() {
-                    // Cannot check it, so cannot answer it.
-                    return Err(End::NoMem);
-                }
-                self.skip(h.payload, scratch)?;
-                return self.refuse(&h, Status::Busy);
+            let len = h.payload as usize;
+            let charge = self.charge(len)?;
+            // The pool fails only a payload larger than the largest IO: a
+            // protected one is still read and checked before it is refused,
+            // into pages of its own (no reserve for a peer's mistakes).
+            let mut pages = match self.export.pool.alloc(len) {
+                Ok(pages) => pages,
+                Err(_) => PageBuf::alloc(len, false).map_err(|_| End::NoMem)?,
             };
             pages.recv(&self.sock).map_err(End::recv_idle)?;
-            Some(pages)
+            Some((pages, charge))
         } else {
             self.skip(h.payload, scratch)?;
             None
@@ -1306,7 +1381,7 @@ impl Session {
                     trailer: t,
                 });
             } else {
-                verify(&check, hb, payload.as_ref(), t.bytes())?;
+                verify(&check, hb, payload.as_ref().map(|p| &p.0), t.bytes())?;
             }
         }
         let op = match (valid, h.op) {
@@ -1315,17 +1390,21 @@ impl Session {
             // `validate_request` accepts IO requests only, which have an op.
             (Ok(()), None) => return Err(End::Proto("IO request without an op")),
         };
-        let data = match op {
-            Op::Write => payload.map(|pages| IoData::new(self.backing.clone(), pages)),
-            Op::Read => {
-                let Ok(pages) = PageBuf::alloc(h.length as usize) else {
-                    return self.refuse(&h, Status::Busy);
+        let (data, charge) = match (op, payload) {
+            (Op::Write, Some((pages, charge))) => (Some(pages), Some(charge)),
+            (Op::Read, _) => {
+                let len = h.length as usize;
+                let charge = self.charge(len)?;
+                // `validate_request` bounds the length by the largest IO.
+                let Ok(pages) = self.export.pool.alloc(len) else {
+                    return self.refuse(&h, Status::Invalid);
                 };
-                Some(IoData::new(self.backing.clone(), pages))
+                (Some(pages), Some(charge))
             }
-            Op::Flush | Op::Discard | Op::WriteZeroes => None,
+            _ => (None, None),
         };
-        let Ok(io) = Io::new(self.clone(), h, data, pending) else {
+        let data = data.map(|pages| IoData::new(self.backing.clone(), pages));
+        let Ok(io) = Io::new(self.clone(), h, data, charge, pending) else {
             return self.refuse(&h, Status::Busy);
         };
         if !self.begin() {
@@ -1350,9 +1429,38 @@ impl Session {
         Ok(())
     }
 
-    /// The queue replies are sent from.
+    /// The queue blocking device operations run on.
     fn queue(&self) -> &Queue {
         self.export.wq.queue()
+    }
+
+    /// Reserves `bytes` of the export's memory budget for a request's data,
+    /// waiting while this session holds its share (the budget divided
+    /// among the sessions past their handshake, at least one largest IO) or the export the
+    /// whole budget. A session holding nothing always gets its bytes, so
+    /// each can make progress; the budget is overrun by at most one
+    /// largest IO per session. Fails once the session is fenced.
+    fn charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, End> {
+        let export = &self.export;
+        let mut used = export.memory.lock();
+        loop {
+            let held = self.held.load(Relaxed);
+            let serving = (export.serving.load(Relaxed) as usize).max(1);
+            let share = (MEMORY_BUDGET / serving).max(export.max_io as usize);
+            if held == 0 || (held + bytes <= share && *used + bytes <= MEMORY_BUDGET) {
+                break;
+            }
+            if self.fenced.load(Relaxed) {
+                return Err(End::Fenced);
+            }
+            export.memory_freed.wait(&mut used);
+        }
+        *used += bytes;
+        self.held.store(self.held.load(Relaxed) + bytes, Relaxed);
+        Ok(Charge {
+            session: self.clone(),
+            bytes,
+        })
     }
 
     /// Counts a started request; refuses once the session is fenced. The
@@ -1374,6 +1482,8 @@ impl Session {
             let _n = self.inflight.lock();
             self.fenced.store(true, Relaxed);
         }
+        // Its receive thread may be waiting for memory.
+        self.export.memory_freed.notify_all();
         self.sock.shutdown();
         self.wait_idle();
     }
@@ -1411,13 +1521,62 @@ impl Session {
     }
 }
 
-/// Starts a READ or WRITE on the device; its completion queues the reply.
+/// Starts a READ or WRITE on the device; its completion hands the request
+/// to the sender.
 fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
     let offset = io.req.offset;
-    if let Err((mut io, e)) = bdev::submit(io, op, offset) {
-        io.as_mut().set_result(Err(e));
-        let session = io.session.clone();
-        session.queue().enqueue(io);
+    if let Err((io, e)) = bdev::submit(io, op, offset) {
+        Io::complete(io, Err(e));
+    }
+}
+
+/// The sender thread of a session: answers finished requests, a batch at a
+/// time, until the session stops it (once nothing is in flight).
+fn sender_main(s: &Arc<Session>) {
+    loop {
+        let mut batch = s.replies.wait();
+        if batch.is_empty() {
+            if kthread::should_stop() {
+                return;
+            }
+            continue;
+        }
+        while let Some(io) = batch.next() {
+            let body = match (&io.data, io.status) {
+                (Some(data), Some(Status::Ok)) if io.req.op == Some(Op::Read) => {
+                    Body::Pages(data.pages())
+                }
+                _ => Body::None,
+            };
+            let status = io.status.unwrap_or(Status::IoError);
+            // A failed send shuts the connection down; the receive thread
+            // then ends the session, and later replies fail at once.
+            let _ = s.send(&io.req.reply(status), body, !batch.is_empty());
+            // Only now is its slot free: the peer may send the next request
+            // as soon as it sees this reply, and the receive thread waits
+            // for room until then (`Session::wait_room`).
+            s.end_one();
+            // Its pages and memory budget go back here.
+            drop(io);
+        }
+    }
+}
+
+/// A request's share of its export's memory budget, given back on drop.
+struct Charge {
+    session: Arc<Session>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let (s, export) = (&self.session, &self.session.export);
+        let mut used = export.memory.lock();
+        *used = used.saturating_sub(self.bytes);
+        s.held
+            .store(s.held.load(Relaxed).saturating_sub(self.bytes), Relaxed);
+        drop(used);
+        export.memory_freed.notify_all();
     }
 }
 
@@ -1450,13 +1609,10 @@ fn verify(
     data: Option<&PageBuf>,
     trailer: &[u8],
 ) -> Result<(), End> {
-    let vecs = match data {
-        Some(p) => Some(p.bvecs().map_err(End::Net)?),
-        None => None,
-    };
+    let vecs = data.map_or(&[][..], PageBuf::bvecs);
     // SAFETY: the pages were received for this request, which has not
     // started: nobody else uses them until it does.
-    let data = unsafe { Segments::from_raw(vecs.as_deref().unwrap_or(&[])) };
+    let data = unsafe { Segments::from_raw(vecs) };
     check
         .verify(hb, &data, trailer)
         .map_err(|e| End::Integrity(e.as_str()))
@@ -1473,15 +1629,20 @@ fn status_of(r: Result) -> Status {
     }
 }
 
-/// One request being executed; a work item that sends the reply.
+/// One request being executed. A work item for what runs in process context
+/// (checking a WRITE on the crypto pool, blocking device operations), then
+/// handed to the session's sender ([`Linked`]), which answers it.
 #[pin_data]
 struct Io {
     #[pin]
     work: Work<Io>,
+    link: Link,
     session: Arc<Session>,
     req: Header,
     /// Pages and device of a READ or WRITE.
     data: Option<IoData>,
+    /// The memory budget `data` holds; after it, so the pages go back first.
+    charge: Option<Charge>,
     /// The result, once the operation has run.
     status: Option<Status>,
     /// A WRITE not yet verified: a crypto worker runs it first.
@@ -1492,20 +1653,33 @@ impl_has_work! {
     impl HasWork<Self> for Io { self.work }
 }
 
+// SAFETY: `link` is a `Link` field of `Io`. The session outlives every push
+// to its `replies`: `session_main` quiesces them before the session can go.
+unsafe impl Linked for Io {
+    const NODE_OFFSET: usize = core::mem::offset_of!(Io, link);
+
+    fn handoff(&self) -> &Handoff<Io> {
+        &self.session.replies
+    }
+}
+
 impl Io {
     /// Allocates the request state (in the receive thread's NOIO scope).
     fn new(
         session: Arc<Session>,
         req: Header,
         data: Option<IoData>,
+        charge: Option<Charge>,
         pending: Option<Pending>,
     ) -> Result<Pin<KBox<Self>>> {
         KBox::pin_init(
             try_pin_init!(Io {
                 work <- new_work!("Io::work"),
+                link: Link::new(),
                 session,
                 req,
                 data,
+                charge,
                 status: None,
                 pending,
             }),
@@ -1559,23 +1733,9 @@ impl WorkItem for Io {
                 start_bio(this, BioOp::Write { fua });
                 return;
             }
-            let status = match this.status {
-                Some(status) => status,
-                None => this.execute(),
-            };
-            let body = match &this.data {
-                Some(data) if status == Status::Ok && this.req.op == Some(Op::Read) => {
-                    Body::Pages(data.pages())
-                }
-                _ => Body::None,
-            };
-            // A failed send shuts the connection down; the receive thread
-            // then ends the session.
-            let _ = this.session.send(&this.req.reply(status), body);
-            // Only now is its slot free: the peer may send the next request
-            // as soon as it sees this reply, and the receive thread waits
-            // for room until then (`Session::wait_room`).
-            this.session.end_one();
+            let status = this.execute();
+            *this.as_mut().project().status = Some(status);
+            Handoff::push(this);
         })
     }
 }
@@ -1585,11 +1745,8 @@ impl BioOwner for Io {
         self.data.as_ref()
     }
 
-    fn queue(&self) -> &Queue {
-        self.session.queue()
-    }
-
-    fn set_result(self: Pin<&mut Self>, result: Result) {
-        *self.project().status = Some(status_of(result));
+    fn complete(mut this: Pin<KBox<Self>>, result: Result) {
+        *this.as_mut().project().status = Some(status_of(result));
+        Handoff::push(this);
     }
 }

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * shim_bdev.c - inline helpers the export node needs and bindgen cannot
- * reach: block device limits and the memalloc_noio scope. Each function is a
- * one-line wrapper; every decision is made in Rust (dst/bdev.rs).
+ * reach: block device limits, the bio set, page allocation with the flags
+ * DST needs, the completion hand-off (dst/handoff.rs) and the memalloc_noio
+ * scope. Each function is a small wrapper; every decision is made in Rust.
  */
 #include <linux/blkdev.h>
+#include <linux/kthread.h>
+#include <linux/llist.h>
+#include <linux/rcupdate.h>
+#include <linux/wait.h>
 #include <linux/sched/mm.h>
 
 #include "shim_bdev.h"
@@ -76,4 +81,62 @@ unsigned int dst_bdev_noio_save(void)
 void dst_bdev_noio_restore(unsigned int flags)
 {
 	memalloc_noio_restore(flags);
+}
+
+/* Pages of the export's buffers (dst/pages.rs): NOIO; without @retry,
+ * __GFP_NORETRY makes the allocator give up after one round of reclaim
+ * instead of looping, so that the caller falls back on its reserve. */
+struct page *dst_bdev_page_alloc(bool retry)
+{
+	return alloc_page(GFP_NOIO | __GFP_NOWARN | (retry ? 0 : __GFP_NORETRY));
+}
+
+void dst_bdev_page_free(struct page *page)
+{
+	__free_page(page);
+}
+
+/* The hand-off of dst/handoff.rs: an llist with a wait queue. */
+void dst_handoff_init_list(struct llist_head *list)
+{
+	init_llist_head(list);
+}
+
+void dst_handoff_init_wait(struct wait_queue_head *wait)
+{
+	init_waitqueue_head(wait);
+}
+
+/*
+ * Any context. The consumer may take and free the item as soon as it is on
+ * the list, and with it what keeps @wait alive: the push is an RCU read-side
+ * section, and the owner waits for it with dst_handoff_quiesce() before
+ * freeing the hand-off.
+ */
+void dst_handoff_push(struct llist_head *list, struct wait_queue_head *wait,
+		      struct llist_node *node)
+{
+	rcu_read_lock();
+	llist_add(node, list);
+	wake_up(wait);
+	rcu_read_unlock();
+}
+
+void dst_handoff_quiesce(void)
+{
+	synchronize_rcu();
+}
+
+/* Oldest first. */
+struct llist_node *dst_handoff_take(struct llist_head *list)
+{
+	return llist_reverse_order(llist_del_all(list));
+}
+
+/* TASK_IDLE: an idle consumer neither counts as load nor as a hung task. */
+struct llist_node *dst_handoff_wait(struct llist_head *list,
+				    struct wait_queue_head *wait)
+{
+	wait_event_idle(*wait, !llist_empty(list) || kthread_should_stop());
+	return dst_handoff_take(list);
 }

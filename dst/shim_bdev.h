@@ -11,6 +11,7 @@
 
 struct block_device;
 struct bio;
+struct page;
 
 unsigned int dst_bdev_logical_block_size(struct block_device *bdev);
 unsigned int dst_bdev_physical_block_size(struct block_device *bdev);
@@ -23,6 +24,21 @@ struct bio *dst_bdev_bio_alloc(struct block_device *bdev, unsigned short nr_vecs
 			       unsigned int opf);
 struct bio *dst_bdev_bio_next(struct bio *prev, struct block_device *bdev,
 			      unsigned short nr_vecs, unsigned int opf);
+
+struct page *dst_bdev_page_alloc(bool retry);
+void dst_bdev_page_free(struct page *page);
+
+struct llist_head;
+struct llist_node;
+struct wait_queue_head;
+void dst_handoff_init_list(struct llist_head *list);
+void dst_handoff_init_wait(struct wait_queue_head *wait);
+void dst_handoff_push(struct llist_head *list, struct wait_queue_head *wait,
+		      struct llist_node *node);
+struct llist_node *dst_handoff_take(struct llist_head *list);
+void dst_handoff_quiesce(void);
+struct llist_node *dst_handoff_wait(struct llist_head *list,
+				    struct wait_queue_head *wait);
 
 unsigned int dst_bdev_noio_save(void);
 void dst_bdev_noio_restore(unsigned int flags);

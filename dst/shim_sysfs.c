@@ -50,6 +50,7 @@ DST_EXPORT_ATTR(allow, 7);
 DST_EXPORT_ATTR(refused, 8);
 DST_EXPORT_ATTR(integrity_errors, 9);
 DST_EXPORT_ATTR(max_io_bytes, 10);
+DST_EXPORT_ATTR(memory_bytes, 11);
 
 static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_listen.attr.attr,
@@ -63,6 +64,7 @@ static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_refused.attr.attr,
 	&dst_export_attr_integrity_errors.attr.attr,
 	&dst_export_attr_max_io_bytes.attr.attr,
+	&dst_export_attr_memory_bytes.attr.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(dst_export);

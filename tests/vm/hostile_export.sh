@@ -17,6 +17,15 @@
 #
 # DST_HOSTILE_MODES selects the exports (default "none hmac aead readonly";
 # hmac and aead are skipped with a note if dstcfg has no --protection).
+#
+# Then a client that stops reading its replies (`dstpeer client stall`): it
+# sends READs of the largest size as fast as the export takes them and reads
+# nothing. A DST device on the same export must keep at least half its
+# throughput meanwhile (fio random reads, measured before and during the
+# stall), the export's request memory (`memory_bytes` in sysfs) must stay
+# within its budget plus one largest IO per session, and the export must
+# end the stalled session by its send timeout (30 s) while the device goes
+# on.
 # timeout: 1500
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
@@ -89,6 +98,44 @@ for mode in $modes; do
         failures+=("readonly: $dev changed")
     fi
 done
+
+log "=== a client that stops reading"
+port=$((port + 1))
+dstcfg -r 127.0.0.1 -p "$port" -a export -f /dev/ram0 --size 64M
+exp=$(grep -l "127.0.0.1:$port" /sys/kernel/dst/export*/listen | head -1)
+exp=${exp%/listen}
+dev=$(dstcfg -r 127.0.0.1 -p "$port" -a local)
+# Random 64 KiB reads for SECS seconds; prints KiB/s.
+read_bw() {
+    fio --name=bw --filename="$dev" --ioengine=libaio --direct=1 --rw=randread --bs=64k \
+        --iodepth=16 --runtime="$1" --time_based --size=32m \
+        --output-format=terse --terse-version=3 | awk -F';' '{print $7}'
+}
+bw0=$(read_bw 8)
+"$peer" client "127.0.0.1:$port" stall 45 >"$tmp/stall.log" 2>&1 &
+stall=$!
+sleep 3
+log "stall client: $(cat "$tmp/stall.log")"
+bw1=$(read_bw 8)
+read -r held budget <"$exp/memory_bytes"
+max_io=$(cat "$exp/max_io_bytes")
+log "device read throughput: $bw0 KiB/s alone, $bw1 KiB/s beside the stalled client; export memory $held of $budget bytes (max IO $max_io)"
+[ $((bw1 * 2)) -ge "$bw0" ] || failures+=("stall: throughput fell from $bw0 to $bw1 KiB/s")
+[ "$held" -le $((budget + 2 * max_io)) ] || failures+=("stall: export holds $held bytes, budget $budget")
+# The export gives up on the stalled session within its send timeout.
+closed=
+for _ in $(seq 60); do
+    if [ "$(cat "$exp/sessions")" = 1 ]; then closed=1; break; fi
+    sleep 1
+done
+[ -n "$closed" ] || failures+=("stall: the export still has $(cat "$exp/sessions") sessions")
+log "stalled session ended by the export; memory now $(cut -d' ' -f1 "$exp/memory_bytes") bytes"
+dd if="$dev" of=/dev/null bs=1M count=16 iflag=direct status=none ||
+    failures+=("stall: the device failed after the stalled session ended")
+kill "$stall" 2>/dev/null || true
+wait "$stall" 2>/dev/null || true
+dstcfg -a delete -d "${dev#/dev/}" || failures+=("stall: delete $dev failed")
+dstcfg -r 127.0.0.1 -p "$port" -a unexport
 
 if [ ${#failures[@]} -gt 0 ]; then
     printf 'FAIL: %s\n' "${failures[@]}" >&2

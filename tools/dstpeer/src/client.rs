@@ -52,6 +52,9 @@ pub(crate) const USAGE: &str =
                               with a new seed, until F exists (or only verify
                               the pattern of SEED, e.g. on a read-only export)
     hold SECS                 stay connected and idle; report if the export closes
+    stall SECS                a reader that stops reading: send READs of the
+                              largest size until the export stops taking them,
+                              read no reply for SECS, then close
     bad-magic                 garbage header: expect the export to close
     bad-kind                  HELLO after the handshake: expect a close
     bad-hello                 HELLO with min_version 0: expect INVALID, then a close
@@ -463,7 +466,12 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
         }
         _ => {}
     }
-    let depth = if cmd == "bad-depth" { 1 } else { 0 };
+    let depth = match cmd {
+        "bad-depth" => 1,
+        // The most a HELLO may ask for; the export grants what it allows.
+        "stall" => 1024,
+        _ => 0,
+    };
     let grant = c.handshake(depth)?;
     match cmd {
         "hello" => {
@@ -597,6 +605,28 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
                 )));
             }
             println!("pong");
+        }
+        "stall" => {
+            let secs = num(0)?;
+            let len = grant.max_io_bytes;
+            let blocks = grant.size / u64::from(len);
+            // Sending blocks once the export stops reading (its queue depth
+            // or memory budget is reached and our receive window is full).
+            c.w.set_write_timeout(Duration::from_secs(2))?;
+            let mut sent = 0u64;
+            while sent < u64::from(grant.queue_depth) {
+                let off = (sent % blocks.max(1)) * u64::from(len);
+                let h = c.request(Op::Read, 0, off, len);
+                if c.w.send(&h, &[]).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            println!(
+                "sent {sent} READs of {} KiB; not reading for {secs} s",
+                len / 1024
+            );
+            std::thread::sleep(Duration::from_secs(secs));
         }
         "hold" => {
             let secs = num(0)?;

@@ -112,6 +112,11 @@ impl Wire {
         Err(last)
     }
 
+    /// Limits how long a send may block.
+    pub(crate) fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        self.sock.set_write_timeout(Some(t))
+    }
+
     /// The bytes of one message: header, payload and trailer, sealed with
     /// the next seq.
     pub(crate) fn frame(&mut self, h: &Header, payload: &[u8]) -> Vec<u8> {
