@@ -253,9 +253,6 @@ struct Inner {
     /// Bytes of request data held by all sessions (see [`MEMORY_BUDGET`]).
     #[pin]
     memory: Mutex<usize>,
-    /// Signalled when `memory` drops, and when a session is fenced.
-    #[pin]
-    memory_freed: CondVar,
     /// The device; `None` once stopped. Sessions hold their own reference.
     #[pin]
     backing: Mutex<Option<Arc<Backing>>>,
@@ -399,7 +396,6 @@ impl Export {
             wq,
             pool,
             memory <- new_mutex!(0, "Export::memory"),
-            memory_freed <- new_condvar!("Export::memory_freed"),
             backing <- new_mutex!(Some(backing), "Export::backing"),
             sessions <- new_mutex!(KVec::new(), "Export::sessions"),
             stopping: Atomic::new(false),
@@ -812,6 +808,7 @@ impl Inner {
                         inflight <- new_mutex!(0, "Session::inflight"),
                         idle <- new_condvar!("Session::idle"),
                         held: Atomic::new(0),
+                        memory_room <- new_condvar!("Session::memory_room"),
                         replies <- Handoff::new(),
                         finished: Atomic::new(false),
                         client_id: Atomic::new(0),
@@ -977,6 +974,11 @@ struct Session {
     /// Bytes of request data this session holds, part of the export's
     /// `memory`; only changed under that lock.
     held: Atomic<usize>,
+    /// Signalled (under the export's `memory` lock) when `held` drops or
+    /// the session is fenced: a receive thread waiting for memory holds
+    /// some, so its own requests completing is what it waits for.
+    #[pin]
+    memory_room: CondVar,
     /// Finished requests, for the sender thread to answer.
     #[pin]
     replies: Handoff<Io>,
@@ -1075,8 +1077,6 @@ impl Session {
             }
         };
         self.export.serving.fetch_sub(1, Relaxed);
-        // Its share of the memory budget goes to the others.
-        self.export.memory_freed.notify_all();
         if matches!(end, End::Integrity(_)) {
             self.export.integrity_errors.add(1, Relaxed);
         }
@@ -1436,8 +1436,8 @@ impl Session {
 
     /// Reserves `bytes` of the export's memory budget for a request's data,
     /// waiting while this session holds its share (the budget divided
-    /// among the sessions past their handshake, at least one largest IO) or the export the
-    /// whole budget. A session holding nothing always gets its bytes, so
+    /// among the sessions past their handshake, at least one largest IO)
+    /// or the export the whole budget. A session holding nothing always gets its bytes, so
     /// each can make progress; the budget is overrun by at most one
     /// largest IO per session. Fails once the session is fenced.
     fn charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, End> {
@@ -1453,7 +1453,7 @@ impl Session {
             if self.fenced.load(Relaxed) {
                 return Err(End::Fenced);
             }
-            export.memory_freed.wait(&mut used);
+            self.memory_room.wait(&mut used);
         }
         *used += bytes;
         self.held.store(self.held.load(Relaxed) + bytes, Relaxed);
@@ -1483,7 +1483,8 @@ impl Session {
             self.fenced.store(true, Relaxed);
         }
         // Its receive thread may be waiting for memory.
-        self.export.memory_freed.notify_all();
+        let _used = self.export.memory.lock();
+        self.memory_room.notify_all();
         self.sock.shutdown();
         self.wait_idle();
     }
@@ -1575,8 +1576,8 @@ impl Drop for Charge {
         *used = used.saturating_sub(self.bytes);
         s.held
             .store(s.held.load(Relaxed).saturating_sub(self.bytes), Relaxed);
+        s.memory_room.notify_one();
         drop(used);
-        export.memory_freed.notify_all();
     }
 }
 

@@ -84,6 +84,19 @@ impl SockAddr {
         }
     }
 
+    /// Whether the address is a loopback address (127.0.0.0/8, ::1, or
+    /// ::ffff:127.0.0.0/104): one that only this host can use.
+    pub(crate) fn is_loopback(&self) -> bool {
+        const MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+        match self {
+            SockAddr::V4(a, _) => a[0] == 127,
+            SockAddr::V6(a, _) => {
+                *a == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+                    || (a[..12] == MAPPED && a[12] == 127)
+            }
+        }
+    }
+
     /// The address bytes (4 or 16) and the port, for netlink replies.
     pub(crate) fn parts(&self) -> (&[u8], u16) {
         match self {
@@ -349,6 +362,13 @@ impl Socket {
 
     /// Waits for a connection on a listening socket. Fails once the
     /// listener is shut down.
+    ///
+    /// A connection from a loopback address is this host's own block IO
+    /// (a local node on the same machine, swap on it included), so it is
+    /// made a memalloc socket like the local node's: its replies may then be
+    /// sent from the reserves when reclaim waits for them. A peer on another
+    /// host never gets that (it must not drive allocations from the
+    /// reserves).
     pub(crate) fn accept(&self) -> Result<Socket> {
         let mut new = core::ptr::null_mut();
         // SAFETY: the socket is valid and listening; `new` is an out pointer.
@@ -357,11 +377,12 @@ impl Socket {
         // INVARIANT: `kernel_accept` handed us ownership of `sock`. The
         // listener's namespace outlives it: the listener is torn down only
         // after every session it accepted.
-        let this = Socket {
+        let mut this = Socket {
             sock,
             _net: None,
             memalloc: false,
         };
+        this.memalloc = this.peer().is_some_and(|a| a.is_loopback());
         this.configure();
         Ok(this)
     }
