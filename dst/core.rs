@@ -314,6 +314,41 @@ pub(crate) struct Common {
     failed_queues: Atomic<u32>,
 }
 
+/// Why the local node shut a connection down itself.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+enum Shut {
+    SendFailed = 1,
+    Stale,
+    RequestTimeout,
+    PingTimeout,
+    BadReply,
+}
+
+impl Shut {
+    /// Takes the reason recorded in `slot`, if any.
+    fn take(slot: &Atomic<u32>) -> Option<Self> {
+        Some(match slot.xchg(0, Relaxed) {
+            1 => Shut::SendFailed,
+            2 => Shut::Stale,
+            3 => Shut::RequestTimeout,
+            4 => Shut::PingTimeout,
+            5 => Shut::BadReply,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Shut::SendFailed => "send failed",
+            Shut::Stale => "superseded by a newer epoch",
+            Shut::RequestTimeout => "request timed out",
+            Shut::PingTimeout => "ping unanswered",
+            Shut::BadReply => "reply rejected",
+        }
+    }
+}
+
 /// One hardware queue and its connection: the state shared by `queue_rq`,
 /// the queue's sender thread and its receiver thread.
 #[pin_data]
@@ -326,6 +361,9 @@ pub(crate) struct Shared {
     last_rx: Atomic<u64>,
     /// When the connection was lost.
     lost_at: Atomic<u64>,
+    /// Why this side shut the connection down ([`Shut`] as `u32`, 0 for
+    /// none), for the receiver's log line: it only sees its receive fail.
+    shut: Atomic<u32>,
     /// blk-mq timed a request out that awaits its reply on the current
     /// connection: the sender drops the connection (see `timed_out`).
     late: Atomic<bool>,
@@ -627,6 +665,7 @@ impl Device {
                     conn: AtomicConnState::new(ConnState::Up),
                     last_rx: Atomic::new(0),
                     lost_at: Atomic::new(0),
+                    shut: Atomic::new(0),
                     late: Atomic::new(false),
                     checks <- new_mutex!(0, "dst::Shared::checks"),
                     checks_done <- new_condvar!("dst::Shared::checks_done"),
@@ -1095,7 +1134,7 @@ impl Shared {
             // connection has not been fenced since. Nothing more goes out on
             // it; the receiver reconnects in the new epoch.
             self.push(rq);
-            Self::drop_conn(tx);
+            self.drop_conn(tx);
             return;
         }
         let info = rq.info();
@@ -1110,15 +1149,22 @@ impl Shared {
         // From here on the receiver (or the failure path) claims it.
         rq.park();
         if r.is_err() {
-            sock.shutdown();
+            self.shut(&sock, Shut::SendFailed);
         }
     }
 
-    /// Ends the sending half of the connection: the receiver finds the
-    /// socket shut down and reconnects.
-    fn drop_conn(tx: &mut Tx) {
+    /// Shuts the connection down for `why`; the receiver finds its socket
+    /// shut down, logs `why` and reconnects.
+    fn shut(&self, sock: &Socket, why: Shut) {
+        self.shut.store(why as u32, Relaxed);
+        sock.shutdown();
+    }
+
+    /// Ends the sending half of the connection because its epoch is over:
+    /// the receiver finds the socket shut down and reconnects.
+    fn drop_conn(&self, tx: &mut Tx) {
         if let Some(sock) = tx.sock.take() {
-            sock.shutdown();
+            self.shut(&sock, Shut::Stale);
         }
     }
 
@@ -1225,7 +1271,7 @@ impl Shared {
                     loss_timeout,
                     self.qid
                 );
-                Self::drop_conn(tx);
+                self.drop_conn(tx);
                 self.fail_queued();
                 self.fail_parked(tags);
                 self.rewake.notify_all();
@@ -1246,7 +1292,7 @@ impl Shared {
             return next;
         };
         if tx.epoch != self.dev.epoch.get() {
-            Self::drop_conn(tx);
+            self.drop_conn(tx);
             return next;
         }
         if self.late.xchg(false, Full) {
@@ -1257,7 +1303,7 @@ impl Shared {
                 self.dev.addr,
                 self.dev.settings.req_timeout_ms.load(Relaxed)
             );
-            sock.shutdown();
+            self.shut(&sock, Shut::RequestTimeout);
             return next;
         }
         if let Some((_, sent)) = tx.ping {
@@ -1272,7 +1318,7 @@ impl Shared {
                     self.dev.index,
                     self.dev.addr
                 );
-                sock.shutdown();
+                self.shut(&sock, Shut::PingTimeout);
                 return next;
             }
             // Unanswered, but other messages came since: the connection
@@ -1289,7 +1335,7 @@ impl Shared {
         }
         let cookie = now | 1;
         if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
-            sock.shutdown();
+            self.shut(&sock, Shut::SendFailed);
         }
         tx.ping = Some((cookie, now));
         earliest(next, Settings::get(&self.dev.settings.ping_timeout_ms))
@@ -1452,7 +1498,7 @@ impl WorkItem for ReplyCheck {
                             why
                         );
                         if let Some(sock) = &sock {
-                            sock.shutdown();
+                            shared.shut(sock, Shut::BadReply);
                         }
                     }
                 }
@@ -1632,11 +1678,17 @@ fn receiver_main(ctx: &Ctx) {
         if shared.conn.get() == ConnState::Closing || kthread::should_stop() {
             return;
         }
+        let why = match Shut::take(&shared.shut) {
+            Some(shut) => shut.as_str(),
+            None => why,
+        };
         shared.conn_lost(&ctx.tags, sock, why);
         match reconnect(ctx) {
             Some((s, o)) => (sock, opener) = (s, o),
             None => return,
         }
+        // A reason recorded while reconnecting was about the old socket.
+        let _ = Shut::take(&shared.shut);
     }
 }
 
