@@ -162,13 +162,20 @@ pub(crate) struct DeviceConfig {
 
 /// Per-request driver data. All-zero is valid (idle, no id).
 ///
+/// Low bits of a transaction id that hold the request's tag within its
+/// queue (the queue is the connection's, so its number is not sent): tags
+/// are below the queue depth, at most [`proto::MAX_QUEUE_DEPTH`].
+const TAG_BITS: u32 = 16;
+const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
+const _: () = assert!(proto::MAX_QUEUE_DEPTH as u64 <= TAG_MASK + 1);
+
 /// Where a request is shows who owns it ([`Request`]): on the ring, with the
 /// sender while it is sent, parked while its reply is awaited (the sender
 /// parks it once sent), with the receiver or one crypto worker while its
 /// reply is taken in and checked. Replies, requeues and failures claim
 /// parked requests, so each is ended exactly once.
 pub(crate) struct Pdu {
-    /// The transaction id on the wire: sequence << 32 | unique tag.
+    /// The transaction id on the wire: generation << [`TAG_BITS`] | tag.
     id: Atomic<u64>,
     /// Times it was sent again after a connection failed.
     resends: Atomic<u32>,
@@ -294,9 +301,10 @@ pub(crate) struct Common {
     pub(crate) settings: Settings,
     /// Device clock origin; times below are ms since then.
     created: Instant<Monotonic>,
-    /// Sequence numbers for transaction ids: a late or duplicate reply for a
-    /// tag that has since been reused does not match the new id.
-    next_seq: Atomic<u32>,
+    /// Generations for transaction ids: a late or duplicate reply for a tag
+    /// that has since been reused does not match the new id. 48 bits: at a
+    /// million requests a second they last nine years.
+    next_seq: Atomic<u64>,
     /// Counters for `dstcfg -a list` and sysfs.
     reconnects: Atomic<u64>,
     resends: Atomic<u64>,
@@ -1139,7 +1147,8 @@ impl Shared {
         }
         let info = rq.info();
         let seq = self.dev.next_seq.fetch_add(1, Relaxed);
-        let id = (u64::from(seq) << 32) | u64::from(info.tag);
+        // The queue is the connection's: only the tag within it goes out.
+        let id = (seq << TAG_BITS) | (u64::from(info.tag) & TAG_MASK);
         let Some(h) = request_header(&info, id) else {
             self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
             return;
@@ -1871,7 +1880,9 @@ impl Ctx {
     ) -> core::result::Result<(), &'static str> {
         let shared = &self.shared;
         // A reply answers a request of this connection's queue only.
-        let found = || self.tags.find(shared.qid, h.id as u32);
+        // `TAG_MASK` keeps 16 bits: the casts are lossless.
+        let unique_tag = (shared.qid << TAG_BITS) | (h.id & TAG_MASK) as u32;
+        let found = || self.tags.find(shared.qid, unique_tag);
         let rq = found().ok_or("reply for another queue or an unknown tag")?;
         if rq.pdu().id.load(Relaxed) != h.id {
             return Err("reply for an unknown transaction");
