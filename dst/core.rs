@@ -1404,7 +1404,10 @@ impl Shared {
         // its pages stay until it ends and nobody reads them before then.
         let data = unsafe { Segments::from_raw(vecs.as_slice()) };
         check.verify(hb, &data, trailer).map_err(|e| {
-            self.dev.integrity_errors.add(1, Relaxed);
+            // A local failure to check says nothing about the reply.
+            if e.is_integrity() {
+                self.dev.integrity_errors.add(1, Relaxed);
+            }
             e.as_str()
         })
     }
@@ -1420,7 +1423,8 @@ impl Shared {
 
 /// The check of one READ reply's data on a crypto worker: verifies (and
 /// decrypts) the data in the request's pages and ends the request, or, if
-/// it does not verify, ends the connection so that the request is resent.
+/// it does not verify (or cannot be checked: a local error, not counted as
+/// an integrity error), ends the connection so that the request is resent.
 #[pin_data]
 struct ReplyCheck {
     #[pin]
@@ -1758,7 +1762,9 @@ fn open(
         .ok_or("trailer too long")?;
     sock.recv_exact(t).map_err(|_| "receive failed")?;
     opener.open(hb, data, t).map_err(|e| {
-        shared.dev.integrity_errors.add(1, Relaxed);
+        if e.is_integrity() {
+            shared.dev.integrity_errors.add(1, Relaxed);
+        }
         e.as_str()
     })
 }

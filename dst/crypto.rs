@@ -20,8 +20,10 @@
 //!
 //! The kernel crypto API is reached through `shim_crypto.c`; the protocol
 //! decisions (IV layout, what is authenticated, trailer layout) are made
-//! here. Sealing and opening sleep and allocate (`GFP_NOIO`): they run in
-//! process context, on the IO path.
+//! here. Sealing and opening sleep: they run in process context, on the IO
+//! path. No allocation of theirs can fail: aead mode takes its per-message
+//! state from a mempool of the transform (see [`Aead`]), the other modes
+//! need none.
 
 use core::ptr::NonNull;
 
@@ -34,7 +36,7 @@ use kernel::{
 
 use crate::{
     bdev::noio,
-    proto::{Protection, HEADER_LEN},
+    proto::{Protection, HEADER_LEN, MAX_IO_BYTES_LIMIT},
     socket::errno,
 };
 
@@ -68,12 +70,25 @@ pub(crate) const MAX_TRAILER_LEN: usize = SEQ_LEN + MAX_DIGEST_LEN;
 /// Length of the AEAD IV: 4 zero bytes and the sequence number.
 const IV_LEN: usize = 12;
 
+/// Most non-empty [`Segments`] of one message that aead mode takes: the
+/// protocol's largest payload (4 MiB) in page-sized segments. A device's
+/// request segments neither exceed nor cross a page and number at most
+/// `max_io_bytes / PAGE_SIZE` (`core.rs`); an export's buffers are whole
+/// pages.
+pub(crate) const MAX_SEGMENTS: usize = MAX_IO_BYTES_LIMIT as usize / kernel::page::PAGE_SIZE;
+
+/// Per-message states an [`Aead`] keeps in reserve: what its mempool
+/// guarantees under memory pressure, and how many messages of it are
+/// sealed or opened at once without allocating.
+const AEAD_RESERVE: u32 = 2;
+
 const LABEL_LOCAL_PROOF: &[u8] = b"DST1 local proof";
 const LABEL_EXPORT_PROOF: &[u8] = b"DST1 export proof";
 const LABEL_KEY_LE: &[u8] = b"DST1 key local-to-export";
 const LABEL_KEY_EL: &[u8] = b"DST1 key export-to-local";
 
-/// `struct crypto_aead`, only handled by pointer.
+/// `struct dst_aead` of `shim_crypto.c` (a `crypto_aead` and the mempool of
+/// its per-message state), only handled by pointer.
 #[repr(C)]
 struct RawAead {
     _private: [u8; 0],
@@ -101,11 +116,13 @@ mod ffi {
             key: *const u8,
             key_len: c_uint,
             tag_len: c_uint,
+            max_segs: c_uint,
+            reserve: c_uint,
         ) -> *mut RawAead;
-        pub(super) fn dst_aead_free(tfm: *mut RawAead);
-        pub(super) fn dst_aead_ivsize(tfm: *mut RawAead) -> c_uint;
+        pub(super) fn dst_aead_free(aead: *mut RawAead);
+        pub(super) fn dst_aead_ivsize(aead: *mut RawAead) -> c_uint;
         pub(super) fn dst_aead_seal(
-            tfm: *mut RawAead,
+            aead: *mut RawAead,
             iv: *const u8,
             aad: *const u8,
             aad_len: c_uint,
@@ -116,7 +133,7 @@ mod ffi {
             tag: *mut u8,
         ) -> c_int;
         pub(super) fn dst_aead_open(
-            tfm: *mut RawAead,
+            aead: *mut RawAead,
             iv: *const u8,
             aad: *const u8,
             aad_len: c_uint,
@@ -162,6 +179,8 @@ pub(crate) fn ebadmsg() -> Error {
 }
 
 /// Whether `e` is [`ebadmsg`]: the peer sent a forged or corrupted message.
+/// Any other error of [`Protector::open`] is local and says nothing about
+/// the message.
 pub(crate) fn is_bad_msg(e: Error) -> bool {
     e == ebadmsg()
 }
@@ -174,6 +193,9 @@ pub(crate) fn is_bad_msg(e: Error) -> bool {
 /// `bv_page` on (possibly across physically contiguous pages) that stay
 /// allocated and that nobody else writes, nor reads while they are being
 /// written (decrypted or encrypted in place).
+///
+/// Aead mode takes at most [`MAX_SEGMENTS`] non-empty segments (`EINVAL`
+/// beyond).
 pub(crate) struct Segments<'a> {
     bv: &'a [bindings::bio_vec],
 }
@@ -236,18 +258,27 @@ impl AlgName {
     }
 }
 
-/// A keyed AEAD transform.
+/// A keyed AEAD transform with its own `mempool_t` of per-message state
+/// (the `aead_request`, IV, AAD and tag buffers, and scatterlists for
+/// [`MAX_SEGMENTS`] segments): each seal or open takes one element and gives
+/// it back before it returns. [`AEAD_RESERVE`] elements are reserved, so an
+/// operation never fails for lack of memory under pressure: it waits for an
+/// element instead, which the operations holding one give back without
+/// waiting for anything but the cipher.
 ///
 /// # Invariants
 ///
-/// `0` is a `crypto_aead` from `dst_aead_alloc`, keyed, with an [`IV_LEN`]
-/// IV and a [`TAG_LEN`] tag, owned and freed on drop.
+/// `0` is a `struct dst_aead` from `dst_aead_alloc`: a keyed transform with
+/// an [`IV_LEN`] IV and a [`TAG_LEN`] tag, and its mempool for
+/// [`MAX_SEGMENTS`]; owned and freed on drop. C keeps no pointer to this
+/// value, only to the heap `struct dst_aead`, which does not move.
 struct Aead(NonNull<RawAead>);
 
-// SAFETY: a transform may be used and freed from any task.
+// SAFETY: a transform and its mempool may be used and freed from any task.
 unsafe impl Send for Aead {}
 // SAFETY: after `setkey` the transform is only read; each operation has its
-// own request, so concurrent operations are allowed by the crypto API.
+// own request (in its own mempool element; the mempool has its own lock), so
+// concurrent operations are allowed by the crypto API.
 unsafe impl Sync for Aead {}
 
 impl Aead {
@@ -259,14 +290,18 @@ impl Aead {
                 key.as_ptr(),
                 KEY_LEN as c_uint,
                 TAG_LEN as c_uint,
+                MAX_SEGMENTS as c_uint,
+                AEAD_RESERVE,
             )
         })
         .map_err(alloc_error)?;
         let tfm = NonNull::new(tfm).ok_or(ENOMEM)?;
-        // SAFETY: `tfm` is a live transform.
+        // SAFETY: `tfm` is a live `dst_aead`.
         let iv_len = unsafe { ffi::dst_aead_ivsize(tfm.as_ptr()) };
-        // INVARIANT: keyed with TAG_LEN above; freed on drop even if the IV
-        // size is wrong (e.g. "ccm(aes)", whose IV is 16 bytes).
+        // INVARIANT: keyed with TAG_LEN and a mempool for MAX_SEGMENTS
+        // above; freed on drop even if the IV size is wrong (which
+        // `dst_aead_alloc` refuses already, e.g. "ccm(aes)", whose IV is 16
+        // bytes).
         let aead = Aead(tfm);
         if iv_len as usize != IV_LEN {
             return Err(EINVAL);
@@ -286,8 +321,9 @@ impl Aead {
         let dst = if src.same(dst) { src } else { dst };
         // SAFETY: the transform is live (type invariant); `iv`, `aad` and
         // `tag` are valid for their lengths (TAG_LEN is the transform's
-        // tag size); the segments are valid and not used by others (their
-        // invariant).
+        // tag size) and only used during the call; the segments are valid
+        // and not used by others (their invariant); the C side checks their
+        // count against the mempool elements' capacity.
         to_result(unsafe {
             ffi::dst_aead_seal(
                 self.0.as_ptr(),
@@ -327,8 +363,9 @@ impl Aead {
 
 impl Drop for Aead {
     fn drop(&mut self) {
-        // SAFETY: we own the transform (type invariant); freeing zeroes the
-        // expanded key.
+        // SAFETY: we own the transform (type invariant), and no operation
+        // runs (they borrow `self`), so every mempool element is back.
+        // Freeing zeroes the expanded key.
         unsafe { ffi::dst_aead_free(self.0.as_ptr()) };
     }
 }
@@ -559,7 +596,10 @@ impl Protector {
     /// [`Protector::trailer_seq`]) and, in aead mode, decrypts `data` in
     /// place. Fails with [`ebadmsg`] if the message does not verify,
     /// including a trailer carrying another seq; `data` must then not be
-    /// used (in aead mode it is garbage).
+    /// used (in aead mode it is garbage). Any other error (`EINVAL` for a
+    /// trailer of the wrong length or too many segments, a crypto driver
+    /// error) is a local failure that says nothing about the message; `data`
+    /// must not be used then either.
     pub(crate) fn open(
         &self,
         seq: u64,
@@ -1126,6 +1166,46 @@ mod self_test {
         Ok(())
     }
 
+    /// Seals a message of [`MAX_SEGMENTS`] page segments out of place and
+    /// opens the copy in place, which fills both scatterlists of a mempool
+    /// element (aad, payload, tag) to capacity. The source is the two
+    /// payload pages of `pages` over and over (it is only read), the copy
+    /// [`MAX_SEGMENTS`] pages of its own. One segment more is refused as a
+    /// local error (`EINVAL`), not as a message that does not verify.
+    fn test_max_message(key: &Key, pages: &TestPages) -> Result {
+        let name = b"gcm(aes), largest message";
+        let p = Protector::new(Protection::Aead, b"gcm(aes)", Some(key))?;
+        let mut copy = KVec::with_capacity(MAX_SEGMENTS, GFP_KERNEL)?;
+        let mut src_bv = KVec::with_capacity(MAX_SEGMENTS, GFP_KERNEL)?;
+        let mut dst_bv = KVec::with_capacity(MAX_SEGMENTS + 1, GFP_KERNEL)?;
+        for i in 0..MAX_SEGMENTS {
+            let page = Page::alloc_page(GFP_KERNEL)?;
+            dst_bv.push(bvec(&page, 0, PAGE_SIZE), GFP_KERNEL)?;
+            copy.push(page, GFP_KERNEL)?;
+            let s = pages.src.get(i % 2).ok_or(EINVAL)?;
+            src_bv.push(bvec(s, 0, PAGE_SIZE), GFP_KERNEL)?;
+        }
+        TestPages::fill(&pages.src)?;
+        // SAFETY: the segments lie in pages the test owns, which outlive them;
+        // the source pages are only read, the copy's are distinct.
+        let (src, dst) = unsafe { (Segments::from_raw(&src_bv), Segments::from_raw(&dst_bv)) };
+        let hdr = test_header();
+        let mut trailer = [0; SEQ_LEN + TAG_LEN];
+        p.seal(TEST_SEQ, &hdr, &src, &dst, &mut trailer)?;
+        expect(TestPages::holds_payload(&pages.src)?, name, "source kept")?;
+        p.open(TEST_SEQ, &hdr, &dst, &trailer)?;
+        for pair in copy.chunks(2) {
+            expect(TestPages::holds_payload(pair)?, name, "copy opened")?;
+        }
+
+        let [extra, _] = &pages.dst;
+        dst_bv.push(bvec(extra, 0, 512), GFP_KERNEL)?;
+        // SAFETY: as above; `extra` is not one of the copy's pages.
+        let over = unsafe { Segments::from_raw(&dst_bv) };
+        let r = p.open(TEST_SEQ, &hdr, &over, &trailer);
+        expect(r == Err(EINVAL), name, "one segment too many")
+    }
+
     /// Checks the replay window rules.
     fn test_replay_window() -> Result {
         let name = b"replay window";
@@ -1226,13 +1306,16 @@ mod self_test {
                 pr_err!("crypto self-test: {}: {:?}\n", BStr::from_bytes(t.alg), e)
             })?;
         }
+        test_max_message(&key, &pages)?;
         test_replay_window()?;
         test_handshake(&psk)?;
         thread_pool::self_test()?;
         pr_info!(
             "crypto self-test passed (gcm(aes), rfc7539(chacha20,poly1305), hmac(sha256), \
              hmac(sha512), crc32c, none: seal/open, known answers, tamper and seq checks; \
-             HMAC-SHA256 RFC 4231; replay window; pool: 64 jobs on 2 workers, 8 inline)\n"
+             gcm(aes) {}-segment message through the mempool; HMAC-SHA256 RFC 4231; \
+             replay window; pool: 64 jobs on 2 workers, 8 inline)\n",
+            MAX_SEGMENTS
         );
         if bench {
             self_bench(&key)?;

@@ -125,7 +125,9 @@ use crate::{
         HEADER_LEN,
         HELLO_LEN, //
     },
-    security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
+    security::{
+        self, Check, Opener, Rejected, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER,
+    },
     socket::{
         errno,
         Net,
@@ -902,6 +904,9 @@ enum End {
     Fenced,
     /// A message failed its integrity check (trailer or sequence number).
     Integrity(&'static str),
+    /// A message could not be checked: a local crypto error (not ENOMEM,
+    /// which is `NoMem`), not the peer's fault.
+    Local(Error),
 }
 
 impl End {
@@ -938,6 +943,7 @@ impl fmt::Display for End {
             End::NoMem => f.write_str("out of memory"),
             End::Fenced => f.write_str("fenced by a newer connection of the same client"),
             End::Integrity(what) => write!(f, "integrity check failed: {}", what),
+            End::Local(e) => write!(f, "local error {:?} while checking a message", e),
         }
     }
 }
@@ -1614,9 +1620,11 @@ fn verify(
     // SAFETY: the pages were received for this request, which has not
     // started: nobody else uses them until it does.
     let data = unsafe { Segments::from_raw(vecs) };
-    check
-        .verify(hb, &data, trailer)
-        .map_err(|e| End::Integrity(e.as_str()))
+    check.verify(hb, &data, trailer).map_err(|e| match e {
+        Rejected::Message(e) => End::Integrity(e.as_str()),
+        Rejected::Local(e) if e == ENOMEM => End::NoMem,
+        Rejected::Local(e) => End::Local(e),
+    })
 }
 
 /// Maps the result of a device operation to a reply status.
@@ -1716,7 +1724,9 @@ impl WorkItem for Io {
                     // Never written: end the session, which the local node
                     // sees as a lost connection, and resends.
                     let s = &this.session;
-                    s.export.integrity_errors.add(1, Relaxed);
+                    if matches!(end, End::Integrity(_)) {
+                        s.export.integrity_errors.add(1, Relaxed);
+                    }
                     if s.export.may_log() {
                         pr_warn!(
                             "export {}: session {} with {}: {}\n",

@@ -30,6 +30,40 @@ pub(crate) fn no_data() -> Segments<'static> {
     unsafe { Segments::from_raw(&[]) }
 }
 
+/// Why a received message was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    /// The message is bad: its trailer did not verify or its sequence
+    /// number is a replay. An integrity error, the peer's or the network's.
+    Message(ProtoError),
+    /// The message could not be checked here (a local failure: no memory, a
+    /// crypto driver error). It says nothing about the message and is not an
+    /// integrity error; the message must not be used all the same.
+    Local(Error),
+}
+
+impl Rejected {
+    /// Whether this counts as an integrity error.
+    pub(crate) fn is_integrity(&self) -> bool {
+        matches!(self, Rejected::Message(_))
+    }
+
+    /// A description for log messages.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Rejected::Message(e) => e.as_str(),
+            Rejected::Local(e) if *e == ENOMEM => "no memory to check the message",
+            Rejected::Local(_) => "local crypto error while checking the message",
+        }
+    }
+}
+
+impl From<ProtoError> for Rejected {
+    fn from(e: ProtoError) -> Self {
+        Rejected::Message(e)
+    }
+}
+
 /// A [`Protector`] for `sec` with the session key `key` (ignored by modes
 /// without a key).
 fn protector(sec: &Security, key: &Key) -> Result<Protector> {
@@ -189,11 +223,12 @@ impl Opener {
         header: &[u8; HEADER_LEN],
         data: &Segments<'_>,
         trailer: &[u8],
-    ) -> Result<(), ProtoError> {
+    ) -> Result<(), Rejected> {
         if !self.protected() {
             return Ok(());
         }
-        self.admit(trailer)?.verify(header, data, trailer)
+        let check = self.admit(trailer)?;
+        check.verify(header, data, trailer)
     }
 
     /// The part of [`Opener::open`] that must run in the receiving thread,
@@ -223,15 +258,23 @@ pub(crate) struct Check {
 }
 
 impl Check {
-    /// Verifies the message (and decrypts `data` in place for AEAD).
+    /// Verifies the message (and decrypts `data` in place for AEAD). Only a
+    /// message that does not verify is [`ProtoError::BadTag`]; a failure to
+    /// check it is [`Rejected::Local`].
     pub(crate) fn verify(
         &self,
         header: &[u8; HEADER_LEN],
         data: &Segments<'_>,
         trailer: &[u8],
-    ) -> Result<(), ProtoError> {
+    ) -> Result<(), Rejected> {
         self.protector
             .open(self.seq, header, data, trailer)
-            .map_err(|_| ProtoError::BadTag)
+            .map_err(|e| {
+                if crypto::is_bad_msg(e) {
+                    Rejected::Message(ProtoError::BadTag)
+                } else {
+                    Rejected::Local(e)
+                }
+            })
     }
 }

@@ -2,9 +2,10 @@
 /*
  * shim_crypto.c - the kernel crypto API over bio_vec arrays, for the data
  * channel protection of crypto.rs. AEAD requests need scatterlists and a
- * synchronous wait (macros and inline helpers), keyed hashes need a
- * descriptor on the stack (a macro), and crc32c and the handshake helpers are
- * inline; Rust reaches none of that. Every decision is made in crypto.rs.
+ * synchronous wait (macros and inline helpers), with per-message state from
+ * a mempool of the transform, keyed hashes need a descriptor on the stack (a
+ * macro), and crc32c and the handshake helpers are inline; Rust reaches none
+ * of that. Every decision is made in crypto.rs.
  */
 #include <crypto/aead.h>
 #include <crypto/hash.h>
@@ -14,6 +15,7 @@
 #include <linux/crc32.h>
 #include <linux/err.h>
 #include <linux/highmem.h>
+#include <linux/mempool.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -67,59 +69,148 @@ static int dst_bvec_walk(const struct bio_vec *bv, unsigned int nr,
 
 /* AEAD */
 
-struct crypto_aead *dst_aead_alloc(const char *name, const u8 *key,
-				   unsigned int key_len, unsigned int tag_len)
-{
-	struct crypto_aead *tfm = crypto_alloc_aead(name, 0, 0);
-	int err;
-
-	if (IS_ERR(tfm))
-		return tfm;
-	err = crypto_aead_setkey(tfm, key, key_len);
-	if (!err)
-		err = crypto_aead_setauthsize(tfm, tag_len);
-	if (err) {
-		crypto_free_aead(tfm);
-		return ERR_PTR(err);
-	}
-	return tfm;
-}
-
-void dst_aead_free(struct crypto_aead *tfm)
-{
-	crypto_free_aead(tfm);
-}
-
-unsigned int dst_aead_ivsize(struct crypto_aead *tfm)
-{
-	return crypto_aead_ivsize(tfm);
-}
-
 /*
- * What the scatterlists of one operation point at besides the data. Not on
- * the stack: with CONFIG_VMAP_STACK a stack address has no linear-map page,
- * so sg_set_buf() cannot describe it.
+ * Per-message state of one AEAD operation, sized for the largest message
+ * and kept in the transform's mempool (see struct dst_aead). Not on the
+ * stack: with CONFIG_VMAP_STACK a stack address has no linear-map page, so
+ * sg_set_buf() cannot describe iv, aad or tag.
+ *
+ * The scatterlists come from sg_alloc_table(), once per element: it chains
+ * page-sized chunks (SG_MAX_SINGLE_ALLOC entries each), so an element for
+ * a thousand segments needs no allocation above order 0, and lib/scatterlist
+ * owns the chaining and its freeing. Each message then only rewrites the
+ * entries it uses and moves the end mark (dst_sg_fill()).
  */
 struct dst_aead_op {
-	struct sg_table src;
-	struct sg_table dst;		/* unused (NULL sgl) when in place */
+	struct aead_request *req;	/* for the pool's tfm; reused */
+	struct sg_table src;		/* max_segs + 2 entries */
+	struct sg_table dst;		/* the same; used when not in place */
 	u8 iv[DST_AEAD_IV_LEN];
 	u8 aad[DST_AEAD_MAX_AAD];
 	u8 aad_out[DST_AEAD_MAX_AAD];	/* room the API wants in dst; unread */
 	u8 tag[DST_AEAD_MAX_TAG];
 };
 
-static struct dst_aead_op *dst_aead_op_alloc(struct crypto_aead *tfm,
-					     const u8 *iv, const u8 *aad,
-					     unsigned int aad_len)
+/*
+ * A keyed transform and the mempool of its per-message state. Every
+ * operation takes exactly one element and gives it back before it returns,
+ * and nothing else is allocated per message, so mempool_alloc(GFP_NOIO)
+ * always makes progress: the allocator, else a reserved element, else wait
+ * for one of the (at most a few) elements in use to come back. Nobody holds
+ * an element while waiting for another one, so this cannot deadlock.
+ */
+struct dst_aead {
+	struct crypto_aead *tfm;
+	mempool_t *pool;
+	unsigned int max_segs;		/* payload segments an element takes */
+};
+
+static void dst_aead_op_destroy(void *element, void *data)
+{
+	struct dst_aead_op *op = element;
+
+	sg_free_table(&op->src);
+	sg_free_table(&op->dst);
+	aead_request_free(op->req);	/* zeroes it: it held cipher state */
+	kfree(op);
+}
+
+/* mempool_alloc_t: one element, for the largest message of @data. */
+static void *dst_aead_op_create(gfp_t gfp, void *data)
+{
+	struct dst_aead *a = data;
+	unsigned int n = a->max_segs + 2;	/* aad, payload, tag */
+	struct dst_aead_op *op = kzalloc_obj(*op, gfp);
+
+	if (!op)
+		return NULL;
+	op->req = aead_request_alloc(a->tfm, gfp);
+	if (!op->req || sg_alloc_table(&op->src, n, gfp) ||
+	    sg_alloc_table(&op->dst, n, gfp)) {
+		/* A failed sg_alloc_table() leaves an empty table. */
+		dst_aead_op_destroy(op, a);
+		return NULL;
+	}
+	return op;
+}
+
+void dst_aead_free(struct dst_aead *a)
+{
+	if (!a)
+		return;
+	/* Every element is back: no operation runs any more. */
+	mempool_destroy(a->pool);
+	if (a->tfm)
+		crypto_free_aead(a->tfm);
+	kfree(a);
+}
+
+struct dst_aead *dst_aead_alloc(const char *name, const u8 *key,
+				unsigned int key_len, unsigned int tag_len,
+				unsigned int max_segs, unsigned int reserve)
+{
+	struct crypto_aead *tfm;
+	struct dst_aead *a;
+	int err;
+
+	if (tag_len > DST_AEAD_MAX_TAG || !max_segs || max_segs > UINT_MAX - 2 ||
+	    !reserve || reserve > INT_MAX)
+		return ERR_PTR(-EINVAL);
+	a = kzalloc_obj(*a, GFP_KERNEL);
+	if (!a)
+		return ERR_PTR(-ENOMEM);
+	tfm = crypto_alloc_aead(name, 0, 0);
+	if (IS_ERR(tfm)) {
+		kfree(a);
+		return ERR_CAST(tfm);
+	}
+	a->tfm = tfm;
+	a->max_segs = max_segs;
+	err = crypto_aead_setkey(tfm, key, key_len);
+	if (!err)
+		err = crypto_aead_setauthsize(tfm, tag_len);
+	/* The op's iv buffer is what the tfm reads. */
+	if (!err && crypto_aead_ivsize(tfm) != DST_AEAD_IV_LEN)
+		err = -EINVAL;
+	if (!err) {
+		/* Needs tfm and max_segs: builds @reserve elements now. */
+		a->pool = mempool_create(reserve, dst_aead_op_create,
+					 dst_aead_op_destroy, a);
+		if (!a->pool)
+			err = -ENOMEM;
+	}
+	if (err) {
+		dst_aead_free(a);
+		return ERR_PTR(err);
+	}
+	return a;
+}
+
+unsigned int dst_aead_ivsize(struct dst_aead *a)
+{
+	return crypto_aead_ivsize(a->tfm);
+}
+
+/*
+ * Takes an element for one message: a reserved one if the pool holds one
+ * (no allocation: building an element takes about twenty page and slab
+ * allocations, too many for every message), else
+ * mempool_alloc(), which allocates one, takes one freed meanwhile or waits
+ * for one. Beyond the reserve, elements are allocated when more messages
+ * of this tfm are in flight at once, and freed when they come back.
+ */
+static struct dst_aead_op *dst_aead_op_get(struct dst_aead *a,
+					   const u8 *iv, const u8 *aad,
+					   unsigned int aad_len)
 {
 	struct dst_aead_op *op;
 
-	if (aad_len > DST_AEAD_MAX_AAD ||
-	    crypto_aead_authsize(tfm) > DST_AEAD_MAX_TAG ||
-	    crypto_aead_ivsize(tfm) != DST_AEAD_IV_LEN)
+	if (aad_len > DST_AEAD_MAX_AAD)
 		return ERR_PTR(-EINVAL);
-	op = kzalloc_obj(*op, GFP_NOIO);
+	op = mempool_alloc_preallocated(a->pool);
+	if (!op)
+		op = mempool_alloc(a->pool, GFP_NOIO);
+	/* Never NULL: GFP_NOIO may wait. */
 	if (!op)
 		return ERR_PTR(-ENOMEM);
 	memcpy(op->iv, iv, DST_AEAD_IV_LEN);
@@ -127,120 +218,124 @@ static struct dst_aead_op *dst_aead_op_alloc(struct crypto_aead *tfm,
 	return op;
 }
 
-static void dst_aead_op_free(struct dst_aead_op *op)
+static void dst_aead_op_put(struct dst_aead *a, struct dst_aead_op *op)
 {
-	sg_free_table(&op->src);
-	sg_free_table(&op->dst);
-	kfree(op);
+	mempool_free(op, a->pool);
 }
 
-/*
- * Builds @t = [@head][@bv...][@tail] (no tail if @tail is NULL), skipping
- * empty bvecs. sg_alloc_table() chains page-sized chunks, so a request of
- * a thousand segments needs no large contiguous allocation.
- */
-static int dst_sg_build(struct sg_table *t, void *head, unsigned int head_len,
-			const struct bio_vec *bv, unsigned int nr, void *tail,
-			unsigned int tail_len)
+/* Non-empty bvecs of @bv[0..@nr]: one scatterlist entry each. */
+static unsigned int dst_bvec_segs(const struct bio_vec *bv, unsigned int nr)
 {
-	unsigned int i, n = 1 + (tail ? 1 : 0);
-	struct scatterlist *sg;
-	int err;
+	unsigned int i, n = 0;
 
 	for (i = 0; i < nr; i++)
 		n += bv[i].bv_len != 0;
-	err = sg_alloc_table(t, n, GFP_NOIO);
-	if (err)
-		return err;
-	sg = t->sgl;
+	return n;
+}
+
+/*
+ * Describes [@head][@bv...][@tail] (no tail if @tail is NULL) in @t,
+ * skipping empty bvecs, and ends the list after the last entry. @t was
+ * allocated for at least that many entries (the caller checks the count
+ * against max_segs); entries after the end keep stale values nobody reads.
+ * sg_next() follows the chain links sg_alloc_table() made.
+ */
+static void dst_sg_fill(struct sg_table *t, void *head, unsigned int head_len,
+			const struct bio_vec *bv, unsigned int nr, void *tail,
+			unsigned int tail_len)
+{
+	struct scatterlist *sg = t->sgl;
+	unsigned int i;
+
+	/* Each entry set is unmarked: a previous message may have ended there. */
 	sg_set_buf(sg, head, head_len);
+	sg_unmark_end(sg);
 	for (i = 0; i < nr; i++) {
 		if (!bv[i].bv_len)
 			continue;
 		sg = sg_next(sg);
 		sg_set_page(sg, bv[i].bv_page, bv[i].bv_len, bv[i].bv_offset);
+		sg_unmark_end(sg);
 	}
 	if (tail) {
 		sg = sg_next(sg);
 		sg_set_buf(sg, tail, tail_len);
+		sg_unmark_end(sg);
 	}
-	return 0;
+	sg_mark_end(sg);
 }
 
 /* Runs one request and waits for it, also if the tfm is asynchronous. */
-static int dst_aead_run(struct crypto_aead *tfm, struct dst_aead_op *op,
-			bool encrypt, unsigned int aad_len,
-			unsigned int cryptlen)
+static int dst_aead_run(struct dst_aead_op *op, bool encrypt, bool in_place,
+			unsigned int aad_len, unsigned int cryptlen)
 {
-	struct aead_request *req = aead_request_alloc(tfm, GFP_NOIO);
+	struct aead_request *req = op->req;
 	DECLARE_CRYPTO_WAIT(wait);
-	int err;
 
-	if (!req)
-		return -ENOMEM;
 	aead_request_set_callback(req, CRYPTO_TFM_REQ_MAY_BACKLOG |
 				  CRYPTO_TFM_REQ_MAY_SLEEP,
 				  crypto_req_done, &wait);
 	aead_request_set_ad(req, aad_len);
-	aead_request_set_crypt(req, op->src.sgl, op->dst.sgl ?: op->src.sgl,
+	aead_request_set_crypt(req, op->src.sgl,
+			       in_place ? op->src.sgl : op->dst.sgl,
 			       cryptlen, op->iv);
-	err = crypto_wait_req(encrypt ? crypto_aead_encrypt(req) :
-				crypto_aead_decrypt(req), &wait);
-	aead_request_free(req);
-	return err;
+	return crypto_wait_req(encrypt ? crypto_aead_encrypt(req) :
+			       crypto_aead_decrypt(req), &wait);
 }
 
-int dst_aead_seal(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+int dst_aead_seal(struct dst_aead *a, const u8 *iv, const u8 *aad,
 		  unsigned int aad_len, const struct bio_vec *src,
 		  unsigned int nr_src, const struct bio_vec *dst,
 		  unsigned int nr_dst, u8 *tag)
 {
-	unsigned int tag_len = crypto_aead_authsize(tfm);
+	unsigned int tag_len = crypto_aead_authsize(a->tfm);
 	bool in_place = src == dst && nr_src == nr_dst;
 	int len = dst_bvec_bytes(src, nr_src);
 	struct dst_aead_op *op;
 	int err;
 
-	if (len < 0 || (!in_place && dst_bvec_bytes(dst, nr_dst) != len))
+	if (len < 0 || (!in_place && dst_bvec_bytes(dst, nr_dst) != len) ||
+	    dst_bvec_segs(src, nr_src) > a->max_segs ||
+	    (!in_place && dst_bvec_segs(dst, nr_dst) > a->max_segs))
 		return -EINVAL;
-	op = dst_aead_op_alloc(tfm, iv, aad, aad_len);
+	op = dst_aead_op_get(a, iv, aad, aad_len);
 	if (IS_ERR(op))
 		return PTR_ERR(op);
 	/* The tag follows the ciphertext in dst. */
-	err = dst_sg_build(&op->src, op->aad, aad_len, src, nr_src,
-			   in_place ? op->tag : NULL, tag_len);
-	if (!err && !in_place)
-		err = dst_sg_build(&op->dst, op->aad_out, aad_len, dst, nr_dst,
-				   op->tag, tag_len);
-	if (!err)
-		err = dst_aead_run(tfm, op, true, aad_len, len);
+	if (in_place) {
+		dst_sg_fill(&op->src, op->aad, aad_len, src, nr_src, op->tag,
+			    tag_len);
+	} else {
+		dst_sg_fill(&op->src, op->aad, aad_len, src, nr_src, NULL, 0);
+		dst_sg_fill(&op->dst, op->aad_out, aad_len, dst, nr_dst,
+			    op->tag, tag_len);
+	}
+	err = dst_aead_run(op, true, in_place, aad_len, len);
 	if (!err)
 		memcpy(tag, op->tag, tag_len);
-	dst_aead_op_free(op);
+	dst_aead_op_put(a, op);
 	return err;
 }
 
-int dst_aead_open(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+int dst_aead_open(struct dst_aead *a, const u8 *iv, const u8 *aad,
 		  unsigned int aad_len, const struct bio_vec *data,
 		  unsigned int nr, const u8 *tag)
 {
-	unsigned int tag_len = crypto_aead_authsize(tfm);
+	unsigned int tag_len = crypto_aead_authsize(a->tfm);
 	int len = dst_bvec_bytes(data, nr);
 	struct dst_aead_op *op;
 	int err;
 
-	if (len < 0)
+	if (len < 0 || dst_bvec_segs(data, nr) > a->max_segs)
 		return -EINVAL;
-	op = dst_aead_op_alloc(tfm, iv, aad, aad_len);
+	op = dst_aead_op_get(a, iv, aad, aad_len);
 	if (IS_ERR(op))
 		return PTR_ERR(op);
 	memcpy(op->tag, tag, tag_len);
 	/* Decryption input: ciphertext || tag; cryptlen counts both. */
-	err = dst_sg_build(&op->src, op->aad, aad_len, data, nr, op->tag,
-			   tag_len);
-	if (!err)
-		err = dst_aead_run(tfm, op, false, aad_len, len + tag_len);
-	dst_aead_op_free(op);
+	dst_sg_fill(&op->src, op->aad, aad_len, data, nr, op->tag, tag_len);
+	err = dst_aead_run(op, false, true, aad_len, len + tag_len);
+	dst_aead_op_put(a, op);
 	return err;
 }
 

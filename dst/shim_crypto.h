@@ -7,7 +7,9 @@
  * layout, what is hashed, trailer layout); these functions only move bytes.
  *
  * Every function taking bio_vecs may sleep and must run in process context.
- * Memory they allocate is GFP_NOIO: they run on the IO path.
+ * They run on the IO path: the AEAD ones take their per-message state from
+ * the transform's mempool (GFP_NOIO, which waits rather than fails), the
+ * others allocate nothing.
  */
 #ifndef DST_SHIM_CRYPTO_H
 #define DST_SHIM_CRYPTO_H
@@ -15,33 +17,46 @@
 #include <linux/types.h>
 
 struct bio_vec;
-struct crypto_aead;
 struct crypto_shash;
+struct dst_aead;
 struct hmac_sha256_ctx;
 
 /* Length of the AEAD IV DST uses (4 zero bytes || 8-byte seq). */
 #define DST_AEAD_IV_LEN 12
 
-/* Returns the tfm keyed with @key, or an ERR_PTR (-ENOENT: no such alg). */
-struct crypto_aead *dst_aead_alloc(const char *name, const u8 *key,
-				   unsigned int key_len, unsigned int tag_len);
-void dst_aead_free(struct crypto_aead *tfm);
-unsigned int dst_aead_ivsize(struct crypto_aead *tfm);
+/*
+ * Returns a keyed AEAD transform with a @tag_len tag and a mempool of
+ * @reserve (at least 1) preallocated per-message states, each for a message
+ * of up to @max_segs non-empty payload bio_vecs; or an ERR_PTR (-ENOENT: no
+ * such alg; -EINVAL: the alg does not fit, e.g. its IV is not
+ * DST_AEAD_IV_LEN bytes). GFP_KERNEL: call it in a NOIO scope where needed.
+ */
+struct dst_aead *dst_aead_alloc(const char *name, const u8 *key,
+				unsigned int key_len, unsigned int tag_len,
+				unsigned int max_segs, unsigned int reserve);
+/* Frees @a (NULL is ignored); no operation on it may be running. */
+void dst_aead_free(struct dst_aead *a);
+unsigned int dst_aead_ivsize(struct dst_aead *a);
 /*
  * Encrypts @src into @dst (the same array: in place; else of equal length),
  * with @aad as associated data, and writes the tag (the tfm's authsize) to
  * @tag. @iv (DST_AEAD_IV_LEN bytes), @aad (at most 64 bytes) and @tag may be
- * anywhere, also on the stack: they are copied to and from kmalloc memory.
+ * anywhere, also on the stack: they are copied to and from the mempool
+ * element. -EINVAL if @src or @dst has more than max_segs non-empty
+ * bio_vecs. Concurrent calls on one @a are allowed; each may wait for an
+ * element (never fails for lack of memory).
  */
-int dst_aead_seal(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+int dst_aead_seal(struct dst_aead *a, const u8 *iv, const u8 *aad,
 		  unsigned int aad_len, const struct bio_vec *src,
 		  unsigned int nr_src, const struct bio_vec *dst,
 		  unsigned int nr_dst, u8 *tag);
 /*
  * Decrypts @data in place and checks @tag: 0, or -EBADMSG if the tag does
- * not verify (the data is then garbage).
+ * not verify (the data is then garbage). Any other error is local (-EINVAL
+ * for too many bio_vecs, or the crypto driver's) and says nothing about
+ * the message.
  */
-int dst_aead_open(struct crypto_aead *tfm, const u8 *iv, const u8 *aad,
+int dst_aead_open(struct dst_aead *a, const u8 *iv, const u8 *aad,
 		  unsigned int aad_len, const struct bio_vec *data,
 		  unsigned int nr, const u8 *tag);
 
