@@ -80,7 +80,7 @@ for mode in none aead; do
     inject 5 1000000000 0
     rc=0
     fio_verify "alloc-$mode" --filename="$dev" --rw=randwrite --bsrange=4k-256k \
-        --size=96m --iodepth=16 --randseed=7 || rc=$?
+        --size=64m --iodepth=16 --randseed=7 || rc=$?
     left=$(times_left)
     no_inject
     injected=$(( 2000000000 - left ))
@@ -126,7 +126,7 @@ step_through() {
     total=$(( 1000000000 - $(cat "$dbg/failslab/space") ))
     no_inject
     $undo
-    step=$(( total / 40 ))
+    step=$(( total / 20 ))
     [ "$step" -ge 64 ] || step=64
     log "$name: a successful run allocates $total bytes in dst.ko call stacks; failing at every $step bytes"
     for space in $(seq 0 "$step" "$total"); do
