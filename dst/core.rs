@@ -64,7 +64,7 @@ use crate::{
     pages::Bounce,
     proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Protection, Security, Status},
     security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
-    socket::{errno, Net, SockAddr, Socket},
+    socket::{self, errno, Net, SockAddr, Socket},
     thread_pool,
     trans::{self, AtomicConnState, ConnState},
 };
@@ -1793,13 +1793,17 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             epoch: shared.dev.epoch.get(),
             ..shared.dev.hello
         };
-        let Ok(conn) = handshake(
-            shared.dev.net.clone_ref(),
-            shared.dev.addr,
-            &hello,
-            &shared.dev.security,
-            timeout,
-        ) else {
+        // The device may be what reclaim waits for: set the connection up
+        // (socket, crypto transforms and their reserves) without reclaim.
+        let Ok(conn) = socket::noreclaim(|| {
+            handshake(
+                shared.dev.net.clone_ref(),
+                shared.dev.addr,
+                &hello,
+                &shared.dev.security,
+                timeout,
+            )
+        }) else {
             continue;
         };
         let grant = conn.granted;

@@ -129,6 +129,7 @@ use crate::{
         self, Check, Opener, Rejected, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER,
     },
     socket::{
+        self,
         errno,
         Net,
         SockAddr,
@@ -1048,7 +1049,14 @@ impl Session {
     /// Runs the session until it ends; returns why. Starts the sender
     /// thread into `sender` once the handshake has succeeded.
     fn serve(self: &Arc<Self>, sender: &mut Option<Thread<Arc<Session>>>) -> End {
-        let (grant, mut opener) = match self.handshake() {
+        // A peer on this host may be serving its swap: its session is set
+        // up (crypto transforms and their reserves) without reclaim.
+        let handshake = if self.sock.memalloc() {
+            socket::noreclaim(|| self.handshake())
+        } else {
+            self.handshake()
+        };
+        let (grant, mut opener) = match handshake {
             Ok(r) => r,
             Err(end) => return end,
         };

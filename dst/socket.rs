@@ -272,8 +272,10 @@ unsafe impl Send for Socket {}
 unsafe impl Sync for Socket {}
 
 /// Runs `f` with memory reclaim disabled, so that socket allocations never
-/// recurse into the block layer we are serving (the nbd idiom).
-fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
+/// recurse into the block layer we are serving (the nbd idiom), and may use
+/// the reserves. Also for setting up a connection that carries this host's
+/// block IO, which reclaim may be waiting for.
+pub(crate) fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: saves and sets PF_MEMALLOC on the current task; restored below.
     let flags = unsafe { ffi::dst_shim_noreclaim_save() };
     let r = f();
@@ -385,6 +387,12 @@ impl Socket {
         this.memalloc = this.peer().is_some_and(|a| a.is_loopback());
         this.configure();
         Ok(this)
+    }
+
+    /// Whether the socket carries this host's own block IO (see
+    /// [`Socket::connect`] and [`Socket::accept`]).
+    pub(crate) fn memalloc(&self) -> bool {
+        self.memalloc
     }
 
     fn configure(&self) {
