@@ -414,9 +414,32 @@ static int dst_genl_list_dumpit(struct sk_buff *skb, struct netlink_callback *cb
 	return skb->len;
 }
 
+/* internal_flags of an op: the caller needs CAP_SYS_ADMIN too. */
+#define DST_GENL_SYS_ADMIN	BIT(0)
+
 /*
- * GENL_ADMIN_PERM: every command needs CAP_NET_ADMIN. validate = 0 with
- * resv_start_op above every command means strict validation throughout.
+ * Runs before every doit, after GENL_ADMIN_PERM (CAP_NET_ADMIN) was checked.
+ * An export opens a block device read-write and a device creates one: raw
+ * disk access, which (as for nbd) CAP_SYS_ADMIN guards, in the initial user
+ * namespace, of both the socket's opener and the caller.
+ */
+static int dst_genl_pre_doit(const struct genl_split_ops *ops, struct sk_buff *skb,
+			     struct genl_info *info)
+{
+	if ((ops->internal_flags & DST_GENL_SYS_ADMIN) &&
+	    !netlink_capable(skb, CAP_SYS_ADMIN)) {
+		NL_SET_ERR_MSG(info->extack,
+			       "needs CAP_SYS_ADMIN: exports and devices give block device access");
+		return -EPERM;
+	}
+	return 0;
+}
+
+/*
+ * GENL_ADMIN_PERM: every command needs CAP_NET_ADMIN; DST_GENL_SYS_ADMIN:
+ * adding and removing exports and devices needs CAP_SYS_ADMIN as well (see
+ * dst_genl_pre_doit). validate = 0 with resv_start_op above every command
+ * means strict validation throughout.
  */
 static const struct genl_small_ops dst_genl_ops[] = {
 	{
@@ -425,24 +448,28 @@ static const struct genl_small_ops dst_genl_ops[] = {
 		.doit	= dst_genl_status_doit,
 	},
 	{
-		.cmd	= DST_CMD_EXPORT_ADD,
-		.flags	= GENL_ADMIN_PERM,
-		.doit	= dst_genl_export_add_doit,
+		.cmd		= DST_CMD_EXPORT_ADD,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_export_add_doit,
 	},
 	{
-		.cmd	= DST_CMD_EXPORT_DEL,
-		.flags	= GENL_ADMIN_PERM,
-		.doit	= dst_genl_export_del_doit,
+		.cmd		= DST_CMD_EXPORT_DEL,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_export_del_doit,
 	},
 	{
-		.cmd	= DST_CMD_DEV_ADD,
-		.flags	= GENL_ADMIN_PERM,
-		.doit	= dst_genl_dev_add_doit,
+		.cmd		= DST_CMD_DEV_ADD,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_dev_add_doit,
 	},
 	{
-		.cmd	= DST_CMD_DEV_DEL,
-		.flags	= GENL_ADMIN_PERM,
-		.doit	= dst_genl_dev_del_doit,
+		.cmd		= DST_CMD_DEV_DEL,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_dev_del_doit,
 	},
 	{
 		.cmd	= DST_CMD_LIST,
@@ -474,6 +501,7 @@ static struct genl_family dst_genl_family __ro_after_init = {
 	/* Handlers connect and drain IO: they must not hold genl_mutex. */
 	.parallel_ops	= true,
 	.module		= THIS_MODULE,
+	.pre_doit	= dst_genl_pre_doit,
 	.small_ops	= dst_genl_ops,
 	.n_small_ops	= ARRAY_SIZE(dst_genl_ops),
 	.mcgrps		= dst_genl_mcgrps,

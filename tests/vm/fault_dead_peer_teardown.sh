@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 #
-# fault_dead_peer_teardown.sh - tearing down with the export node unreachable.
-# Two devices (--loss-timeout 5000 --req-timeout 2000) on one export; the link
+# fault_dead_peer_teardown.sh - tearing down with the export node silent or
+# unreachable.
+# First a silent export, twice: a device with fio writing to it, when every
+# packet the export node sends is dropped (netem loss 100% on its link):
+# (a) without pings (--loss-timeout 5000 --req-timeout 60000), so that the
+# device stays "connected" and only the delete's grace, the loss timeout, can
+# end the IO in flight; (b) with pings (1 s, timeout 1 s; --loss-timeout
+# 20000 --req-timeout 120000), so that the device is reconnecting, its
+# handshake waiting for an answer, when it is deleted.
+# Asserts each time: IO is in flight when `dstcfg -a delete` runs; the delete
+# succeeds within the loss timeout + 15 s; fio then ends within 30 s with an
+# IO error (EIO: its requests in flight failed; the kernel does not log I/O
+# errors of a disk being deleted), and /dev/dst0 is gone.
+# Then two devices (--loss-timeout 5000 --req-timeout 2000) on one export; the link
 # goes down with fio writing to dst0. Asserts: IO is in flight on dst0 when
 # `dstcfg -a delete -d dst0` runs; the delete succeeds within 20 s; fio then
 # ends (within 30 s) and /dev/dst0 is gone; `rmmod dst` with dst1 still
@@ -16,6 +28,69 @@ set -euo pipefail
 
 netns_pair
 ip netns exec exp dstcfg -r 10.9.0.1 -a export -f /dev/ram0
+
+# silent_delete CASE: /dev/dst0 with fio writing to it; the export node goes silent (netem drops whatever it
+# sends: the device's connection stays established, new ones never get past
+# the SYN), then the device is deleted. CASE connected: no pings, so nothing
+# notices the silence and the IO in flight waits for its reply until the
+# delete's grace (the loss timeout, 5 s; request timeout 60 s) ends; CASE
+# reconnecting: pings (1 s, timeout 1 s) notice it, and the delete comes
+# while the device reconnects (loss timeout 20 s), its handshake waiting for
+# an answer (for up to the request timeout, 120 s).
+silent_delete() {
+    local case=$1 loss_ms dev opts fio_err fio_pid fio_rc=0 inflight state t0 t1 rc=0
+    case $case in
+        connected) loss_ms=5000 opts=(--req-timeout 60000 --ping-interval 0) ;;
+        reconnecting) loss_ms=20000 opts=(--req-timeout 120000 --ping-interval 1000 --ping-timeout 1000) ;;
+    esac
+    log "silent export, delete while $case"
+    dev=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local --loss-timeout "$loss_ms" "${opts[@]}")
+    assert_eq "$dev" /dev/dst0 "device for the silent export ($case)"
+    fio_err=$DST_TEST_OUT/silent-$case.err
+    fio --name="silent-$case" --filename="$dev" --ioengine=libaio --direct=1 --rw=randwrite \
+        --bs=64k --iodepth=16 --time_based --runtime=120 --output=/dev/null 2>"$fio_err" &
+    fio_pid=$!
+    wait_io_flowing dst0
+    kill -0 "$fio_pid" 2>/dev/null || fail "fio ended before the export went silent ($case)"
+    ip netns exec exp tc qdisc add dev veth-exp root netem loss 100%
+    sleep 2
+    if [ "$case" = reconnecting ]; then
+        wait_dst_state dst0 reconnecting 30
+        # Past the reconnect delay (1 s): in the handshake.
+        sleep 2
+    fi
+    inflight=$(dev_inflight "$dev")
+    state=$(dst_field dst0 state)
+    log "export silent; $inflight requests in flight on $dev, state $state"
+    [ "$inflight" -gt 0 ] || fail "no IO in flight on $dev with the export silent: the test did not test anything"
+    if [ "$case" = connected ]; then
+        assert_eq "$state" connected "state of dst0 with the export silent and no pings"
+    fi
+
+    t0=$(now_ms)
+    timeout 150 dstcfg -a delete -d dst0 || rc=$?
+    t1=$(now_ms)
+    log "delete ($case, export silent, IO in flight): status $rc after $((t1 - t0)) ms (loss timeout $loss_ms ms)"
+    [ "$rc" != 124 ] || fail "dstcfg -a delete hung for 150 s with the export silent ($case)"
+    [ "$rc" = 0 ] || fail "dstcfg -a delete failed (status $rc) with the export silent ($case)"
+    [ $((t1 - t0)) -le $((loss_ms + 15000)) ] ||
+        fail "dstcfg -a delete took $((t1 - t0)) ms with the export silent ($case); expected within the loss timeout ($loss_ms ms) + 15 s"
+    while kill -0 "$fio_pid" 2>/dev/null; do
+        [ $(( $(now_ms) - t1 )) -lt 30000 ] || fail "fio still running 30 s after its device was deleted ($case)"
+        sleep 0.2
+    done
+    wait "$fio_pid" || fio_rc=$?
+    log "fio ended $(( $(now_ms) - t1 )) ms after the delete, status $fio_rc; its errors:"
+    sed 's/^/#   /' "$fio_err"
+    [ "$fio_rc" != 0 ] || fail "fio succeeded although its IO in flight could not complete ($case)"
+    grep -q 'Input/output error' "$fio_err" || fail "fio reported no IO error (EIO) for its IO in flight ($case)"
+    [ ! -e "$dev" ] || fail "$dev still exists after the delete ($case)"
+    [ ! -d /sys/block/dst0 ] || fail "/sys/block/dst0 still exists after the delete ($case)"
+    ip netns exec exp tc qdisc del dev veth-exp root
+}
+silent_delete connected
+silent_delete reconnecting
+
 opts=(--loss-timeout 5000 --req-timeout 2000)
 d0=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local "${opts[@]}")
 d1=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local "${opts[@]}")

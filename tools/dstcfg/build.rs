@@ -214,6 +214,16 @@ fn man_page() -> String {
         "Error: no such device, the module is not loaded, no permission, or a usage error.",
     )]);
 
+    r.control("SH", ["PRIVILEGES"]);
+    r.text([roman(
+        "Every action but genkey needs the dst module loaded and CAP_NET_ADMIN. export, \
+         unexport, local and delete open or create block devices and need CAP_SYS_ADMIN as \
+         well; status, list, check, monitor and set need CAP_NET_ADMIN only. Both \
+         capabilities count in the initial user namespace: run dstcfg as root. Without \
+         CAP_SYS_ADMIN the kernel refuses with EPERM and a message naming it; without \
+         CAP_NET_ADMIN with a bare EPERM.",
+    )]);
+
     r.control("SH", ["KEY FILES"]);
     r.text([roman(
         "A pre-shared key (--key-file) is the raw contents of a file of 16 to 64 bytes, the \

@@ -3,7 +3,10 @@
  * dst.h - generic netlink interface of DST, the network block device.
  *
  * The family is named "dst" (DST_GENL_NAME). Every command needs
- * CAP_NET_ADMIN in the caller's network namespace. Attributes are validated by
+ * CAP_NET_ADMIN; DST_CMD_EXPORT_ADD, DST_CMD_EXPORT_DEL, DST_CMD_DEV_ADD and
+ * DST_CMD_DEV_DEL, which open or create block devices, need CAP_SYS_ADMIN as
+ * well (EPERM, with an extended-ack message naming it). Both in the initial
+ * user namespace (netlink_capable). Attributes are validated by
  * a strict policy: unknown attributes, wrong types and out-of-range values are
  * refused with an extended-ack message naming the attribute.
  *

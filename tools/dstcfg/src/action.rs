@@ -262,6 +262,9 @@ fn option_of(kind: u16) -> Option<&'static str> {
     })
 }
 
+/// The hint for EPERM of the actions that add or remove exports and devices.
+const SYS_ADMIN_HINT: &str = "needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root";
+
 /// What to do about the kernel error `kerr` returned for `cmd`, where it is
 /// clear.
 fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
@@ -335,6 +338,15 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         (Command::Delete { index }, libc::EBUSY) => {
             format!("/dev/dst{index} is in use; unmount it or close it first")
         }
+        // These give block device access: CAP_SYS_ADMIN on top of the
+        // family's CAP_NET_ADMIN (the kernel's message says which is missing).
+        (
+            Command::Export { .. }
+            | Command::Unexport { .. }
+            | Command::Local { .. }
+            | Command::Delete { .. },
+            libc::EPERM,
+        ) => SYS_ADMIN_HINT.to_string(),
         _ => return None,
     })
 }
@@ -505,12 +517,26 @@ mod tests {
             kerr.hint().as_deref(),
             Some("there is no such device /dev/dst0; see dstcfg -a list")
         );
-        // EPERM keeps the generic hint.
-        let kerr = KernelError::new(libc::EPERM, Default::default(), &[]);
-        let err = add_hint(kerr.into(), &cmd);
-        let kerr = err.downcast_ref::<KernelError>().unwrap();
+        // EPERM of a delete names CAP_SYS_ADMIN too; that of a status or a
+        // set keeps the generic hint.
+        let eperm = |cmd: &Command| {
+            let kerr = KernelError::new(libc::EPERM, Default::default(), &[]);
+            let err = add_hint(kerr.into(), cmd);
+            err.downcast_ref::<KernelError>().unwrap().hint()
+        };
         assert_eq!(
-            kerr.hint().as_deref(),
+            eperm(&cmd).as_deref(),
+            Some("needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root")
+        );
+        assert_eq!(
+            eperm(&Command::Unexport {
+                remote: addr("10.0.0.2:1025")
+            })
+            .as_deref(),
+            Some("needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root")
+        );
+        assert_eq!(
+            eperm(&Command::Status { json: false }).as_deref(),
             Some("needs CAP_NET_ADMIN; run as root")
         );
     }

@@ -111,7 +111,8 @@ it exists but is not connected (reconnecting, failed or closing), 2 on an
 error (no such device, module not loaded, no permission, usage).
 
 All actions but genkey need the dst module loaded (insmod dst.ko) and
-CAP_NET_ADMIN (run as root).";
+CAP_NET_ADMIN; export, unexport, local and delete, which give access to
+block devices, need CAP_SYS_ADMIN as well (run as root).";
 
 /// The synopsis of `--help` and of the man page.
 pub const USAGE: &str = "\
