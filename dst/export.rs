@@ -32,9 +32,10 @@
 //! the receive thread waits until every IO the session started has been
 //! answered (a counter under a mutex, with a condition variable), then stops
 //! the sender. Pages belong to their `Io`, which the bio owns until
-//! completion, so they are never freed under IO. [`Export::stop`] shuts the listener, joins the accept thread, ends
-//! every session and joins its thread, drains the workqueue (the last replies)
-//! and only then syncs and releases the device.
+//! completion, so they are never freed under IO. [`Export::stop`] shuts the
+//! listener, joins the accept thread, ends every session and joins its
+//! threads, drains the workqueue (the last blocking operations) and only
+//! then syncs and releases the device.
 //!
 //! Nothing read from the network is trusted: headers go through
 //! `Header::decode`, requests through `validate_request`, and at most the
@@ -1111,13 +1112,14 @@ impl Session {
         self.sock.recv_exact(buf).map_err(End::recv_idle)
     }
 
-    /// Sends one frame. A failure shuts the connection down, which ends the
-    /// session.
+    /// Sends one frame (`more`: another follows at once). A failure shuts
+    /// the connection down, which ends the session.
     /// After the handshake every frame gets its trailer; for AEAD a READ
     /// reply's pages are encrypted in place first (they belong to the
     /// request, which is done with them). Protection runs before the send
-    /// lock is taken, so replies are protected in parallel; their sequence
-    /// numbers may then go out of order, which the replay window allows.
+    /// lock is taken: the receive thread's frames (pongs, refusals) and the
+    /// sender's replies are protected independently, so their sequence
+    /// numbers may go out of order, which the replay window allows.
     fn send(&self, h: &Header, body: Body<'_>, more: bool) -> Result<(), End> {
         let hb = h.encode();
         let sealer = self.sealer.lock().clone();
