@@ -1498,9 +1498,14 @@ impl Session {
             let _n = self.inflight.lock();
             self.fenced.store(true, Relaxed);
         }
-        // Its receive thread may be waiting for memory.
-        let _used = self.export.memory.lock();
-        self.memory_room.notify_all();
+        // Its receive thread may be waiting for memory. Taking the lock
+        // orders the wake-up after its check of `fenced`; it is let go of
+        // before the wait below, since a completing request needs it to
+        // give its memory back (`Charge::drop`).
+        {
+            let _used = self.export.memory.lock();
+            self.memory_room.notify_all();
+        }
         self.sock.shutdown();
         self.wait_idle();
     }
