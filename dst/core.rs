@@ -63,6 +63,7 @@ use crate::{
     netlink::{self, event, Refusal},
     pages::Bounce,
     proto::{self, Header, HelloBody, HelloReplyBody, Kind, Op, Protection, Security, Status},
+    registry::Handshake,
     security::{self, Check, Opener, Role, Sealer, SecurityConfig, Segments, MAX_TRAILER},
     socket::{self, errno, Net, SockAddr, Socket},
     thread_pool,
@@ -268,7 +269,7 @@ struct Tx {
 
 /// A connection as the handshake leaves it.
 struct Conn {
-    sock: Socket,
+    sock: Arc<Socket>,
     granted: HelloReplyBody,
     sealer: Sealer,
     opener: Opener,
@@ -453,17 +454,32 @@ const EIO_ERRNO: c_int = -(bindings::EIO as c_int);
 
 /// Opens a connection and runs the handshake (with the challenge-response
 /// when a key is configured); the whole of it, connect included, is bounded
-/// by `timeout_ms`, however slowly the export trickles its answers.
+/// by `timeout_ms`, however slowly the export trickles its answers. With
+/// `creating`, the index of a device being created, the socket is tracked
+/// meanwhile, so that unloading the module can cut the handshake short
+/// (reconnects, in the device's threads, are cut short by `kthread_stop`).
 fn handshake(
     net: Net,
     addr: SockAddr,
     hello: &HelloBody,
     sec: &SecurityConfig,
     timeout_ms: u32,
+    creating: Option<u32>,
 ) -> Result<Conn, Refusal> {
     let deadline = Instant::<Monotonic>::now() + Delta::from_millis(timeout_ms.into());
-    let sock = Socket::connect(net, addr, true, timeout_ms)
-        .map_err(|e| Refusal::new(e, c"cannot connect to the export node"))?;
+    let cannot = |e| Refusal::new(e, c"cannot connect to the export node");
+    let sock = Arc::new(
+        Socket::client(net, addr, true, timeout_ms).map_err(cannot)?,
+        GFP_KERNEL,
+    )?;
+    let _tracked = creating
+        .map(|index| Handshake::track(index, &sock))
+        .transpose()
+        .map_err(|e| match e {
+            ENODEV => Refusal::new(e, netlink::UNLOADING),
+            e => Refusal::from(e),
+        })?;
+    sock.connect(addr).map_err(cannot)?;
     let lost = |e| {
         Refusal::new(
             e,
@@ -606,7 +622,14 @@ impl Device {
         let (index, addr) = (cfg.index, cfg.addr);
         let timeout = settings.req_timeout_ms.load(Relaxed);
         // Queue 0 learns the grant; the others must get the same one.
-        let first = handshake(cfg.net.clone_ref(), addr, &hello, &cfg.security, timeout)?;
+        let first = handshake(
+            cfg.net.clone_ref(),
+            addr,
+            &hello,
+            &cfg.security,
+            timeout,
+            Some(index),
+        )?;
         let granted = first.granted;
         let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
         conns.push(first, GFP_KERNEL)?;
@@ -615,7 +638,14 @@ impl Device {
                 queue_index: qid,
                 ..hello
             };
-            let c = handshake(cfg.net.clone_ref(), addr, &h, &cfg.security, timeout)?;
+            let c = handshake(
+                cfg.net.clone_ref(),
+                addr,
+                &h,
+                &cfg.security,
+                timeout,
+                Some(index),
+            )?;
             if !same_grant(&granted, &c.granted) {
                 return Err(Refusal::new(
                     errno(bindings::EPROTO),
@@ -658,7 +688,7 @@ impl Device {
         let mut queues = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
         let mut socks = KVec::with_capacity(conns.len(), GFP_KERNEL)?;
         for (qid, c) in conns.into_iter().enumerate() {
-            let sock = Arc::new(c.sock, GFP_KERNEL)?;
+            let sock = c.sock;
             let (tx_sock, rx_sock) = (sock.clone(), sock.clone());
             let q_dev = common.clone();
             let vecs = SegmentBuf::new(max_segments)?;
@@ -1802,6 +1832,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
                 &hello,
                 &shared.dev.security,
                 timeout,
+                None,
             )
         }) else {
             continue;
@@ -1823,9 +1854,7 @@ fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             }
             continue;
         }
-        let Ok(sock) = Arc::new(conn.sock, GFP_KERNEL) else {
-            continue;
-        };
+        let sock = conn.sock;
         {
             let mut tx = shared.tx.lock();
             if shared.conn.get() == ConnState::Closing {

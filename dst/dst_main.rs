@@ -52,6 +52,9 @@ pub(crate) const VERSION: &CStr = c"0.1.0";
 /// Module state. Dropping it tears everything down in field order: first no
 /// new commands, then every device and export, then the block major.
 struct Dst {
+    /// Cuts device creations under way short, before the family waits for
+    /// them.
+    _unload: registry::Unload,
     /// The registered generic netlink family; unregistered on unload.
     _genl: netlink::Family,
     /// Deletes every device and export when dropped.
@@ -82,6 +85,7 @@ impl kernel::Module for Dst {
             proto::VERSION
         );
         Ok(Dst {
+            _unload: registry::Unload,
             _genl: genl,
             _registry: registry::Owner,
             _major: major,

@@ -500,6 +500,9 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
     })
 }
 
+/// Why a device creation failed while the module was being unloaded.
+pub(crate) const UNLOADING: &CStr = c"the dst module is being unloaded";
+
 /// `DST_CMD_DEV_ADD`; the new device's index goes to `index`. The registry
 /// lock is held only to reserve the index and to add the device, not while
 /// it connects.
@@ -515,6 +518,9 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
     };
     let reserved = (|| {
         let mut reg = registry::lock();
+        if reg.unloading() {
+            return Err(Refusal::new(ENODEV, UNLOADING));
+        }
         let n = if r.req.has_index {
             if reg.index_used(r.req.index) {
                 return Err(Refusal::new(EEXIST, c"this device index is in use"));
@@ -546,6 +552,14 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
         .and_then(|d| Arc::new(d, GFP_KERNEL).map_err(|_| Refusal::from(ENOMEM)));
     let mut reg = registry::lock();
     reg.release_index(n);
+    // Unloading cut the handshake short: say so rather than how it failed.
+    let dev = dev.map_err(|e| {
+        if reg.unloading() {
+            Refusal::new(ENODEV, UNLOADING)
+        } else {
+            e
+        }
+    });
     match dev.and_then(|d| Ok(reg.add_device(d)?)) {
         Ok(()) => {
             // SAFETY: the caller guarantees `index` is writable.

@@ -8,9 +8,17 @@
 //! stays listed (as closing) while its IO drains. The IO path never takes
 //! this lock.
 
-use kernel::{prelude::*, sync::Arc};
+use kernel::{
+    prelude::*,
+    sync::Arc,
+    time::{delay::fsleep, Delta},
+};
 
-use crate::{export::Export, local_node::Device, socket::SockAddr};
+use crate::{
+    export::Export,
+    local_node::Device,
+    socket::{SockAddr, Socket},
+};
 
 /// Largest device index (the policy's limit for DST_A_INDEX).
 const MAX_INDEX: u32 = 1023;
@@ -21,6 +29,11 @@ pub(crate) struct Registry {
     devices: KVec<Arc<Device>>,
     /// Indexes of devices being created.
     creating: KVec<u32>,
+    /// The sockets of the handshakes under way of devices being created,
+    /// with the device's index (see [`Handshake`]).
+    handshakes: KVec<(u32, Arc<Socket>)>,
+    /// The module is being unloaded: no device creation starts a handshake.
+    unloading: bool,
 }
 
 kernel::sync::global_lock! {
@@ -30,6 +43,8 @@ kernel::sync::global_lock! {
         exports: KVec::new(),
         devices: KVec::new(),
         creating: KVec::new(),
+        handshakes: KVec::new(),
+        unloading: false,
     };
 }
 
@@ -52,6 +67,56 @@ pub(crate) struct Owner;
 impl Drop for Owner {
     fn drop(&mut self) {
         clear();
+    }
+}
+
+/// Dropped first on module unload, before the netlink family is
+/// unregistered (which waits for the commands under way): cuts the device
+/// creations under way short by shutting their handshakes' sockets down, so
+/// that unloading does not wait for a silent export node for up to the
+/// request timeout of every queue, and lets no new handshake start.
+pub(crate) struct Unload;
+
+impl Drop for Unload {
+    fn drop(&mut self) {
+        loop {
+            {
+                let mut reg = lock();
+                reg.unloading = true;
+                if reg.creating.is_empty() {
+                    return;
+                }
+                for (_, sock) in reg.handshakes.iter() {
+                    sock.shutdown();
+                }
+            }
+            // A connect that began after its socket was shut down still
+            // waits: shut down again until every creation has ended.
+            fsleep(Delta::from_millis(20));
+        }
+    }
+}
+
+/// A handshake of a device being created, tracked while it runs so that
+/// unloading the module can cut it short (see [`Unload`]).
+pub(crate) struct Handshake(u32);
+
+impl Handshake {
+    /// Tracks `sock`, the socket of a handshake for device `index`; fails
+    /// with `ENODEV` if the module is being unloaded.
+    pub(crate) fn track(index: u32, sock: &Arc<Socket>) -> Result<Self> {
+        let mut reg = lock();
+        if reg.unloading {
+            return Err(ENODEV);
+        }
+        reg.handshakes.push((index, sock.clone()), GFP_KERNEL)?;
+        Ok(Handshake(index))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        lock().handshakes.retain(|(i, _)| *i != self.0);
     }
 }
 
@@ -110,6 +175,11 @@ impl Registry {
     /// Reserves an unused index for a device about to be created.
     pub(crate) fn reserve_index(&mut self, index: u32) -> Result {
         self.creating.push(index, GFP_KERNEL).map_err(|_| ENOMEM)
+    }
+
+    /// Whether the module is being unloaded (see [`Unload`]).
+    pub(crate) fn unloading(&self) -> bool {
+        self.unloading
     }
 
     /// Gives up a reservation (the device was added, or not created).

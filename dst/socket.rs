@@ -302,16 +302,17 @@ impl Socket {
     }
 
     /// The namespace the socket lives in, if this value holds it (sockets
-    /// from [`Socket::connect`] and [`Socket::listen`] do).
+    /// from [`Socket::client`] and [`Socket::listen`] do).
     pub(crate) fn net(&self) -> Option<&Net> {
         self._net.as_ref()
     }
 
-    /// Connects to `addr` from namespace `net`; `memalloc` marks a socket
-    /// that carries block IO of this host (it may dip into reserves). The
-    /// connect, and every send and receive until changed, waits at most
-    /// `timeout_ms`.
-    pub(crate) fn connect(
+    /// A socket in namespace `net` to connect to `addr` with
+    /// [`Socket::connect`] (made first, so that others can shut the connect
+    /// down); `memalloc` marks a socket that carries block IO of this host
+    /// (it may dip into reserves). The connect, and every send and receive
+    /// until changed, waits at most `timeout_ms`.
+    pub(crate) fn client(
         net: Net,
         addr: SockAddr,
         memalloc: bool,
@@ -333,12 +334,18 @@ impl Socket {
         };
         this.configure();
         this.set_timeouts(timeout_ms, timeout_ms);
+        Ok(this)
+    }
+
+    /// Connects a socket from [`Socket::client`] to `addr`. A
+    /// [`Socket::shutdown`] ends a connect under way; one that comes before
+    /// the connect begins does not stop it.
+    pub(crate) fn connect(&self, addr: SockAddr) -> Result {
         let (mut buf, len) = addr.to_c();
         // SAFETY: the socket is valid; `buf` holds a sockaddr of `len` bytes.
-        to_result(this.op(|| unsafe {
-            bindings::kernel_connect(this.sock.as_ptr(), (&raw mut buf).cast(), len, 0)
-        }))?;
-        Ok(this)
+        to_result(self.op(|| unsafe {
+            bindings::kernel_connect(self.sock.as_ptr(), (&raw mut buf).cast(), len, 0)
+        }))
     }
 
     /// Creates a socket listening on `addr` in namespace `net`.
