@@ -9,7 +9,7 @@
 //! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
 //!
 //! This is the only file of the export node that calls C directly; the
-//! protocol and session logic in `export.rs` is safe Rust. Inline helpers the
+//! protocol and session logic in `export/` is safe Rust. Inline helpers the
 //! bindings lack live in `shim_bdev.c`.
 //!
 //! Memory on the IO path: the `kernel::alloc` flags have no `GFP_NOIO`, so

@@ -10,9 +10,9 @@
 //! Built on the kernel's lock-free `llist` and a wait queue, both usable
 //! from hard interrupt context, so a bio's completion can pass its request
 //! straight to the thread that answers it, with no work item in between.
-//! The export uses one per session (`export.rs`): replies then leave from the
-//! session's own sender thread, so a peer that does not read only ever
-//! blocks its own sender.
+//! The export uses one per session (`export/session.rs`): replies then
+//! leave from the session's own sender thread, so a peer that does not read
+//! only ever blocks its own sender.
 //!
 //! Lifetime. A pusher still touches the hand-off (to wake the consumer) after
 //! its item is on the list, so the consumer may already have taken and

@@ -4,8 +4,8 @@
 //! the devices' `/sys/block/dstN/dst/` (which `blk.rs` provides).
 //!
 //! The kobjects and attribute tables are static C in `shim_sysfs.c`; each
-//! `show` calls `dst_rs_export_show` (in `export.rs`), and the export formats
-//! the value into a [`PageWriter`].
+//! `show` calls `dst_rs_export_show` (in `export/mod.rs`), and the export
+//! formats the value into a [`PageWriter`].
 
 use core::ptr::NonNull;
 

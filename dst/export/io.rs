@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One request's execution: an [`Io`], from its start to its completion.
+//!
+//! A READ or WRITE goes to the device as a bio ([`start_bio`]); a protected
+//! WRITE may first be verified by a crypto worker ([`Pending`]); FLUSH,
+//! DISCARD and WRITE_ZEROES run as a work item on the export's workqueue,
+//! since their `blkdev_issue_*` helpers block. Each ends by handing the
+//! `Io`, with its status, to its session's sender (a WRITE that fails its
+//! check instead ends the session: it is never written).
+//!
+//! This is what runs outside the session's threads, in work items and in
+//! bio completions (interrupt context, where nothing may sleep), which is
+//! why it is apart from the receive side (`session.rs`) and only hands its
+//! result back.
+
+use core::pin::Pin;
+
+use kernel::{
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+    workqueue::{
+        impl_has_work,
+        new_work,
+        Work,
+        WorkItem, //
+    },
+};
+
+use crate::{
+    bdev::{
+        self,
+        BioOp,
+        BioOwner,
+        IoData, //
+    },
+    handoff::{
+        Handoff,
+        Link,
+        Linked, //
+    },
+    pages::PageBuf,
+    proto::{
+        self,
+        Header,
+        Op,
+        Status,
+        HEADER_LEN, //
+    },
+    security::{Check, Rejected, Segments},
+};
+
+use super::session::{Charge, End, Session, Trailer};
+
+/// Starts a READ or WRITE on the device; its completion hands the request
+/// to the sender.
+pub(super) fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
+    let offset = io.req.offset;
+    if let Err((io, e)) = bdev::submit(io, op, offset) {
+        Io::complete(io, Err(e));
+    }
+}
+
+/// A WRITE whose check was handed to a crypto worker: it runs once the
+/// message verified.
+pub(super) struct Pending {
+    pub(super) check: Check,
+    pub(super) header: [u8; HEADER_LEN],
+    pub(super) trailer: Trailer,
+}
+
+/// Verifies an admitted message whose payload is `data` (decrypting it in
+/// place for AEAD).
+pub(super) fn verify(
+    check: &Check,
+    hb: &[u8; HEADER_LEN],
+    data: Option<&PageBuf>,
+    trailer: &[u8],
+) -> Result<(), End> {
+    let vecs = data.map_or(&[][..], PageBuf::bvecs);
+    // SAFETY: the pages were received for this request, which has not
+    // started: nobody else uses them until it does.
+    let data = unsafe { Segments::from_raw(vecs) };
+    check.verify(hb, &data, trailer).map_err(|e| match e {
+        Rejected::Message(e) => End::Integrity(e.as_str()),
+        Rejected::Local(e) if e == ENOMEM => End::NoMem,
+        Rejected::Local(e) => End::Local(e),
+    })
+}
+
+/// Maps the result of a device operation to a reply status.
+fn status_of(r: Result) -> Status {
+    match r {
+        Ok(()) => Status::Ok,
+        Err(e) if e == ENOSPC => Status::NoSpace,
+        Err(e) if bdev::is_not_supported(e) => Status::NotSupported,
+        Err(e) if e == ENOMEM || e == EAGAIN || e == EBUSY => Status::Busy,
+        Err(_) => Status::IoError,
+    }
+}
+
+/// One request being executed. A work item for what runs in process context
+/// (checking a WRITE on the crypto pool, blocking device operations), then
+/// handed to the session's sender ([`Linked`]), which answers it.
+#[pin_data]
+pub(super) struct Io {
+    #[pin]
+    work: Work<Io>,
+    link: Link,
+    session: Arc<Session>,
+    pub(super) req: Header,
+    /// Pages and device of a READ or WRITE.
+    pub(super) data: Option<IoData>,
+    /// The memory budget `data` holds; after it, so the pages go back first.
+    charge: Option<Charge>,
+    /// The result, once the operation has run.
+    pub(super) status: Option<Status>,
+    /// A WRITE not yet verified: a crypto worker runs it first.
+    pending: Option<Pending>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Io { self.work }
+}
+
+// SAFETY: `link` is a `Link` field of `Io`. The session outlives every push
+// to its `replies`: `session_main` quiesces them before the session can go.
+unsafe impl Linked for Io {
+    const NODE_OFFSET: usize = core::mem::offset_of!(Io, link);
+
+    fn handoff(&self) -> &Handoff<Io> {
+        &self.session.replies
+    }
+}
+
+impl Io {
+    /// Allocates the request state (in the receive thread's NOIO scope).
+    pub(super) fn new(
+        session: Arc<Session>,
+        req: Header,
+        data: Option<IoData>,
+        charge: Option<Charge>,
+        pending: Option<Pending>,
+    ) -> Result<Pin<KBox<Self>>> {
+        KBox::pin_init(
+            try_pin_init!(Io {
+                work <- new_work!("Io::work"),
+                link: Link::new(),
+                session,
+                req,
+                data,
+                charge,
+                status: None,
+                pending,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Runs a FLUSH, DISCARD or WRITE_ZEROES on the device. Blocks.
+    fn execute(&self) -> Status {
+        let dev = &self.session.backing;
+        let (offset, len) = (self.req.offset, u64::from(self.req.length));
+        let r = match self.req.op {
+            Some(Op::Flush) => dev.flush(),
+            Some(Op::Discard) => dev.discard(offset, len),
+            Some(Op::WriteZeroes) => {
+                dev.write_zeroes(offset, len, self.req.flags & proto::FLAG_NO_UNMAP == 0)
+            }
+            _ => Err(EINVAL),
+        };
+        let fua = self.req.flags & proto::FLAG_FUA != 0 && self.req.op != Some(Op::Flush);
+        status_of(r.and_then(|()| if fua { dev.flush() } else { Ok(()) }))
+    }
+}
+
+impl WorkItem for Io {
+    type Pointer = Pin<KBox<Io>>;
+
+    fn run(mut this: Pin<KBox<Io>>) {
+        bdev::noio(|| {
+            if let Some(p) = this.as_mut().project().pending.take() {
+                let pages = this.data.as_ref().map(IoData::pages);
+                if let Err(end) = verify(&p.check, &p.header, pages, p.trailer.bytes()) {
+                    // Never written: end the session, which the local node
+                    // sees as a lost connection, and resends.
+                    let s = &this.session;
+                    if matches!(end, End::Integrity(_)) {
+                        s.export.integrity_errors.add(1, Relaxed);
+                    }
+                    if s.export.may_log() {
+                        pr_warn!(
+                            "export {}: session {} with {}: {}\n",
+                            s.export.shown(),
+                            s.id,
+                            s.peer,
+                            end
+                        );
+                    }
+                    s.sock.shutdown();
+                    s.end_one();
+                    return;
+                }
+                let fua = this.req.flags & proto::FLAG_FUA != 0;
+                start_bio(this, BioOp::Write { fua });
+                return;
+            }
+            let status = this.execute();
+            *this.as_mut().project().status = Some(status);
+            Handoff::push(this);
+        })
+    }
+}
+
+impl BioOwner for Io {
+    fn io_data(&self) -> Option<&IoData> {
+        self.data.as_ref()
+    }
+
+    fn complete(mut this: Pin<KBox<Self>>, result: Result) {
+        *this.as_mut().project().status = Some(status_of(result));
+        Handoff::push(this);
+    }
+}

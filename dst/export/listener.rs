@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Admission: how a connection becomes a serving session.
+//!
+//! The accept thread ([`accept_main`]) takes each connection and starts a
+//! [`Session`] for it, unless the export is full. The session's thread then
+//! runs the handshake here: the HELLO is checked (allow-list, values,
+//! version, protection), a key's challenge-response is run, the older
+//! sessions of the same local node are fenced, and the grant is answered.
+//!
+//! What is here runs once per connection, before any request is read, and
+//! decides whether and on what terms the connection is served; what runs
+//! for every request is in `session.rs` and `io.rs`.
+
+use kernel::{
+    new_condvar, new_mutex, new_spinlock,
+    prelude::*,
+    sync::{
+        atomic::{
+            Acquire,
+            Atomic,
+            Relaxed,
+            Release, //
+        },
+        Arc, //
+    },
+    time::{
+        delay::fsleep,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
+};
+
+use crate::{
+    acl::Verdict,
+    handoff::Handoff,
+    kthread::{
+        self,
+        Thread, //
+    },
+    netlink::{self, event},
+    proto::{
+        self,
+        negotiate_version,
+        Header,
+        HelloBody,
+        HelloReplyBody,
+        Kind,
+        Status,
+        AUTH_LEN,
+        HEADER_LEN,
+        HELLO_LEN, //
+    },
+    security::{self, Opener, Role},
+    socket::Socket,
+};
+
+use super::{
+    session::{session_main, Body, End, Session},
+    Inner, Peer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
+};
+
+/// Queue depth granted to a local node that leaves the choice to us.
+const DEFAULT_DEPTH: u16 = 128;
+
+/// Largest queue depth granted. With the largest IO this bounds the data a
+/// session can hold in memory to `MAX_DEPTH * max_io` bytes.
+const MAX_DEPTH: u16 = 256;
+
+/// Most queues (connections) granted to one local node's device.
+const MAX_QUEUES: u16 = 16;
+
+/// Most sessions (connected local nodes) one export serves at once.
+const MAX_SESSIONS: usize = 64;
+
+/// The accept thread: one session per connection until the export stops.
+pub(super) fn accept_main(inner: &Arc<Inner>) {
+    loop {
+        let accepted = inner.listener.accept();
+        if inner.stopping.load(Acquire) || kthread::should_stop() {
+            return;
+        }
+        match accepted {
+            Ok(sock) => inner.add_session(sock),
+            Err(e) => {
+                if inner.may_log() {
+                    pr_warn!("export {}: accept failed: {:?}\n", inner.shown(), e);
+                }
+                // Do not spin on a persistent error.
+                fsleep(Delta::from_millis(100));
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// What a local node that sent `hello` is granted, in `version`.
+    fn grant(&self, hello: &HelloBody, version: u32, verdict: Verdict) -> HelloReplyBody {
+        HelloReplyBody {
+            version,
+            perms: if self.read_only || verdict == Verdict::ReadOnly {
+                proto::PERM_READ
+            } else {
+                proto::PERM_READ | proto::PERM_WRITE
+            },
+            features: self.features & hello.features,
+            size: self.size,
+            logical_block_size: self.logical_block,
+            physical_block_size: self.physical_block,
+            max_io_bytes: match hello.max_io_bytes {
+                0 => self.max_io,
+                wanted => wanted.min(self.max_io),
+            },
+            queues: match hello.queues {
+                0 => 1,
+                wanted => wanted.min(MAX_QUEUES),
+            },
+            queue_depth: match hello.queue_depth {
+                0 => DEFAULT_DEPTH,
+                wanted => wanted.min(MAX_DEPTH),
+            },
+            proof: [0; AUTH_LEN],
+        }
+    }
+
+    /// Counts and reports a refused client: a log line, an event.
+    fn refuse_client(&self, peer: Peer, why: &'static CStr) {
+        self.refused.add(1, Relaxed);
+        if self.may_log() {
+            pr_warn!(
+                "export{} {}: refused {}: {}\n",
+                self.index,
+                self.shown(),
+                peer,
+                why.to_str().unwrap_or("?")
+            );
+        }
+        if let Some(net) = self.listener.net() {
+            netlink::notify_export(net, self.index, event::SESSION_REFUSED, peer.0, Some(why));
+        }
+    }
+
+    /// Fences the older sessions of the local node `client_id` that `me`
+    /// (its HELLO: `queue`, `epoch`) supersedes: every session of a lower
+    /// epoch, whatever its queue, and the other sessions of the same queue
+    /// and epoch (see Documentation/protocol.md, "Reconnecting and
+    /// fencing"). When this returns, none of their requests runs or will
+    /// run on the device. Fails with `Stale` if a live session of the
+    /// client has a higher epoch: `me` comes from a connection the local
+    /// node has given up, and must not fence anything.
+    fn fence(&self, me: &Session, client_id: u64, queue: u16, epoch: u32) -> Result<(), Stale> {
+        let mut old = KVec::new();
+        {
+            let sessions = self.sessions.lock();
+            let of_client = || {
+                sessions.iter().map(|t| t.data()).filter(|s| {
+                    !core::ptr::eq(&***s, me)
+                        && s.client_id.load(Acquire) == client_id
+                        && !s.finished.load(Acquire)
+                })
+            };
+            if of_client().any(|s| s.epoch.load(Acquire) > epoch) {
+                return Err(Stale);
+            }
+            // Published under the lock: a HELLO of a higher epoch handled
+            // after this point fences `me`, one of a lower epoch is stale.
+            me.epoch.store(epoch, Release);
+            me.queue_index.store(queue.into(), Release);
+            me.client_id.store(client_id, Release);
+            for s in of_client() {
+                let e = s.epoch.load(Acquire);
+                let same_queue = s.queue_index.load(Acquire) == u32::from(queue);
+                if (e < epoch || same_queue) && old.push(s.clone(), GFP_KERNEL).is_err() {
+                    // Cannot track it: fence it right here, under the lock.
+                    s.fence();
+                }
+            }
+        }
+        for s in old.iter() {
+            pr_info!(
+                "export {}: session {} with {} fenced by session {}\n",
+                self.shown(),
+                s.id,
+                s.peer,
+                me.id
+            );
+            s.fence();
+        }
+        Ok(())
+    }
+
+    /// Starts a session on an accepted connection, unless the export is
+    /// full. Reaps the sessions that have ended.
+    fn add_session(self: &Arc<Self>, sock: Socket) {
+        let accepted = Instant::<Monotonic>::now();
+        let peer = Peer(sock.peer());
+        let mut sessions = self.sessions.lock();
+        sessions.retain(|s| !s.data().finished.load(Acquire));
+        if sessions.len() >= MAX_SESSIONS {
+            if self.may_log() {
+                pr_warn!(
+                    "export {}: refusing {}: {} sessions already\n",
+                    self.shown(),
+                    peer,
+                    MAX_SESSIONS
+                );
+            }
+            return;
+        }
+        let Some(backing) = self.backing.lock().clone() else {
+            return;
+        };
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let started = sessions
+            .reserve(1, GFP_KERNEL)
+            .map_err(|_| ENOMEM)
+            .and_then(|()| {
+                let session = Arc::pin_init(
+                    try_pin_init!(Session {
+                        sock,
+                        peer,
+                        id,
+                        backing,
+                        send_lock <- new_mutex!((), "Session::send"),
+                        inflight <- new_mutex!(0, "Session::inflight"),
+                        idle <- new_condvar!("Session::idle"),
+                        held: Atomic::new(0),
+                        memory_room <- new_condvar!("Session::memory_room"),
+                        replies <- Handoff::new(),
+                        finished: Atomic::new(false),
+                        client_id: Atomic::new(0),
+                        queue_index: Atomic::new(0),
+                        epoch: Atomic::new(0),
+                        fenced: Atomic::new(false),
+                        refused: Atomic::new(0),
+                        accepted,
+                        sealer <- new_spinlock!(None, "Session::sealer"),
+                        export: self.clone(),
+                    }),
+                    GFP_KERNEL,
+                )?;
+                let port = self.addr.parts().1;
+                Thread::spawn(fmt!("dst-exp-{}.{}", port, id), session, session_main)
+            });
+        match started {
+            // Capacity was reserved above, so this cannot fail.
+            Ok(thread) => {
+                if let Err(err) = sessions.push_within_capacity(thread) {
+                    // Not reachable; stop the thread cleanly all the same.
+                    let thread = err.0;
+                    thread.data().sock.shutdown();
+                    drop(thread);
+                }
+            }
+            Err(e) => {
+                if self.may_log() {
+                    pr_warn!(
+                        "export {}: cannot start a session for {}: {:?}\n",
+                        self.shown(),
+                        peer,
+                        e
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A HELLO older than a live session of its client (see [`Inner::fence`]).
+struct Stale;
+
+impl Session {
+    /// Reads the HELLO, checks the client (allow-list, values, version,
+    /// protection), runs the challenge-response with a key, and answers.
+    /// The whole handshake must arrive within `HANDSHAKE_MS` of the accept,
+    /// however slowly the peer trickles it (a slow or half-open client only
+    /// holds a session slot that long).
+    pub(super) fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
+        let export = &self.export;
+        let deadline = self.accepted + Delta::from_millis(HANDSHAKE_MS.into());
+        let h = self.recv_header(deadline)?;
+        if h.kind != Kind::Hello {
+            return Err(End::Proto("the first message is not HELLO"));
+        }
+        let mut body = [0u8; HELLO_LEN];
+        self.recv_by(&mut body, deadline)?;
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
+        let verdict = export.allow.check(self.peer.0.as_ref());
+        if verdict == Verdict::Refused {
+            export.refuse_client(self.peer, c"address not on the allow-list");
+            return self.refuse_hello(Status::NotAllowed);
+        }
+        let hello = match HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b)) {
+            Ok(hello) => hello,
+            Err(_) => return self.refuse_hello(Status::Invalid),
+        };
+        let Some(version) = negotiate_version(hello.min_version, hello.max_version) else {
+            return self.refuse_hello(Status::Version);
+        };
+        let cfg = &export.security;
+        if !cfg.security.matches(&hello.security) {
+            export.refuse_client(
+                self.peer,
+                c"protection mode, algorithm or key use differs from the export's",
+            );
+            return self.refuse_hello(Status::Mismatch);
+        }
+        let mut ns = [0u8; AUTH_LEN];
+        if let Some(key) = &cfg.key {
+            ns = security::nonce(cfg);
+            self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns), false)?;
+            let h = self.recv_header(deadline)?;
+            if h.kind != Kind::Auth {
+                return Err(End::Proto("expected AUTH after CHALLENGE"));
+            }
+            let mut proof = [0u8; AUTH_LEN];
+            self.recv_by(&mut proof, deadline)?;
+            self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
+            let want = security::proof_local(key, &body, &ns);
+            if !security::proof_ok(&proof, &want) {
+                export.refuse_client(self.peer, c"authentication failed: the keys differ");
+                return self.refuse_hello(Status::AuthFailed);
+            }
+        }
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, IDLE_TIMEOUT_MS);
+        let (sealer, opener) =
+            security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
+        if hello.client_id != 0
+            && export
+                .fence(self, hello.client_id, hello.queue_index, hello.epoch)
+                .is_err()
+        {
+            return self.refuse_hello(Status::Busy);
+        }
+        let mut grant = export.grant(&hello, version, verdict);
+        if let Some(key) = &cfg.key {
+            grant.proof = security::proof_export(key, &body, &ns, &grant.grant_bytes());
+        }
+        self.send(
+            &Header::hello_reply(Status::Ok),
+            Body::Bytes(&grant.encode()),
+            false,
+        )?;
+        // From the first message after the HELLO_REPLY on, everything is
+        // protected.
+        *self.sealer.lock() = Some(Arc::new(sealer, GFP_KERNEL).map_err(|_| End::NoMem)?);
+        Ok((grant, opener))
+    }
+
+    /// Receives exactly `buf.len()` bytes by `deadline`.
+    fn recv_by(&self, buf: &mut [u8], deadline: Instant<Monotonic>) -> Result<(), End> {
+        self.sock.recv_exact_by(buf, deadline).map_err(End::recv)
+    }
+
+    /// Receives and decodes a handshake header by `deadline`.
+    fn recv_header(&self, deadline: Instant<Monotonic>) -> Result<Header, End> {
+        let mut hb = [0u8; HEADER_LEN];
+        self.recv_by(&mut hb, deadline)?;
+        Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))
+    }
+
+    /// Answers a HELLO with a refusal; the session then ends.
+    fn refuse_hello<T>(&self, status: Status) -> Result<T, End> {
+        self.send(&Header::hello_reply(status), Body::None, false)?;
+        Err(End::Refused(status))
+    }
+}

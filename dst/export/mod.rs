@@ -1,0 +1,663 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The export node: serves a local block device over TCP to local nodes.
+//!
+//! An [`Export`] owns the backing device (opened exclusively), a listening
+//! socket and an accept thread. Every accepted connection becomes a
+//! [`Session`] with its own receive thread, which runs the handshake and then
+//! reads requests, checks each one against what was granted, and submits it.
+//!
+//! Reply path. A bio completes in interrupt context, where nothing may sleep,
+//! so the completion records the status in the request's [`Io`] and hands the
+//! `Io` to its session's sender thread ([`Handoff`]: a lock-free list, usable
+//! in interrupts). The sender takes every finished `Io` there is and sends
+//! the replies (header, plus the data of a READ) under the session's send
+//! mutex, so frames never interleave; replies leave as IOs complete, in any
+//! order, in batches when several are ready. Each session has its own
+//! sender, so a peer that does not read its replies blocks only its own
+//! session, never another's. FLUSH, DISCARD and WRITE_ZEROES use the blocking
+//! `blkdev_issue_*` helpers, so their `Io` runs as a work item on the
+//! export's workqueue, which then hands it to the sender; the receive thread
+//! never blocks on the device.
+//!
+//! Memory. A request counts against its session's queue depth until its
+//! reply has been sent, and its data against the export's memory budget
+//! ([`MEMORY_BUDGET`], shared fairly between the sessions). Buffers come from
+//! the export's [`PagePool`], whose reserve guarantees progress when the page
+//! allocator fails: memory pressure slows the export down, it never ends a
+//! session.
+//!
+//! Teardown. A session ends when its peer closes, breaks the protocol, or the
+//! export stops: the socket is shut down (waking anything blocked on it), and
+//! the receive thread waits until every IO the session started has been
+//! answered (a counter under a mutex, with a condition variable), then stops
+//! the sender. Pages belong to their `Io`, which the bio owns until
+//! completion, so they are never freed under IO. [`Export::stop`] shuts the
+//! listener, joins the accept thread, ends every session and joins its
+//! threads, drains the workqueue (the last blocking operations) and only
+//! then syncs and releases the device.
+//!
+//! Nothing read from the network is trusted: headers go through
+//! `Header::decode`, requests through `validate_request`, and at most the
+//! granted queue depth of requests may be in flight per session. A message that
+//! breaks the framing or the protocol ends that session only; a request that is
+//! merely refused (range, permission, unsupported, invalid values) has its
+//! payload skipped and is answered with the status, and the session goes on.
+//!
+//! Files. The export is split by concern, each part in its own file:
+//! - this one: the [`Export`] and its lifecycle ([`Export::start`],
+//!   [`Export::stop`]), what netlink, the registry and sysfs read of it, its
+//!   log rate limit, and the limits its parts share (the memory budget, the
+//!   timeouts);
+//! - [`listener`]: admission. The accept thread, the handshake of an accepted
+//!   connection (what the client is granted) and the fencing of a client's
+//!   older sessions;
+//! - [`session`]: a connected local node. Its receive loop, the
+//!   back-pressure that bounds what it holds (queue depth, memory budget),
+//!   and its sender thread;
+//! - [`io`]: one request's execution once it has been read: the crypto
+//!   worker's check of a protected WRITE, the bio or blocking device
+//!   operation, and the completion that hands it to the sender.
+//!
+//! [`Io`]: io::Io
+//! [`Handoff`]: crate::handoff::Handoff
+
+use core::pin::Pin;
+
+use kernel::{
+    bindings::{
+        EADDRINUSE,
+        EADDRNOTAVAIL,
+        EAFNOSUPPORT, //
+    },
+    ffi::c_void,
+    fmt, new_mutex, new_spinlock,
+    prelude::*,
+    str::CString,
+    sync::{
+        atomic::{
+            Acquire,
+            Atomic,
+            Relaxed,
+            Release, //
+        },
+        Arc,
+        Mutex,
+        SpinLock,
+        UniqueArc, //
+    },
+    time::{
+        Delta,
+        Instant,
+        Monotonic, //
+    },
+};
+
+use crate::{
+    acl::AllowList,
+    bdev::{
+        Backing,
+        IoQueue, //
+    },
+    kthread::Thread,
+    netlink::Refusal,
+    pages::PagePool,
+    proto::{
+        self,
+        AlgName,
+        Security, //
+    },
+    security::SecurityConfig,
+    socket::{
+        Net,
+        SockAddr,
+        Socket, //
+    },
+    sysfs::{ExportDir, PageWriter},
+};
+
+mod io;
+mod listener;
+mod session;
+
+use listener::accept_main;
+use session::Session;
+
+/// Largest IO when the configuration does not say: 256 pages (1 MiB).
+const DEFAULT_IO_PAGES: u32 = 256;
+
+/// Largest configurable IO: 1024 pages (4 MiB, the protocol's limit).
+const MAX_IO_PAGES: u32 = 1024;
+
+/// Most memory the data of one export's requests may hold at once (READ
+/// buffers until their reply is sent, WRITE payloads until written). Each
+/// session gets an equal share, at least one largest IO, so a peer that
+/// stops reading cannot take the others' memory.
+const MEMORY_BUDGET: usize = 64 << 20;
+
+/// Buffers of the largest IO an export keeps in reserve for when the page
+/// allocator fails (see `pages.rs`).
+const RESERVED_IOS: usize = 2;
+
+/// How long each handshake read may wait for its bytes.
+const HANDSHAKE_MS: u32 = 10_000;
+
+/// How long a send may wait for room in the socket buffer: a peer that stops
+/// reading its replies for this long is dropped.
+const SEND_TIMEOUT_MS: u32 = 30_000;
+
+/// A session that receives nothing for this long ends (ms). The local node
+/// pings an idle connection every 5 s by default; a local node that does
+/// not ping reconnects when it has IO again.
+const IDLE_TIMEOUT_MS: u32 = 60_000;
+
+/// Listen backlog.
+const BACKLOG: i32 = 128;
+
+/// Log lines per export allowed in each [`LOG_WINDOW_SECS`] window; the rest
+/// are counted and reported.
+const LOG_BURST: u32 = 10;
+
+/// Length of a logging window in seconds.
+const LOG_WINDOW_SECS: i64 = 5;
+
+/// What `DST_CMD_EXPORT_ADD` asks for.
+pub(crate) struct ExportConfig {
+    /// Network namespace to listen in.
+    pub(crate) net: Net,
+    /// Address and port to listen on.
+    pub(crate) addr: SockAddr,
+    /// Path of the backing block device, e.g. `/dev/ram0`.
+    pub(crate) path: CString,
+    /// Serve reads only.
+    pub(crate) read_only: bool,
+    /// Size cap in bytes; 0 exports the whole device.
+    pub(crate) size_cap: u64,
+    /// Largest IO in 4 KiB pages; 0 for the default (256).
+    pub(crate) max_io_pages: u32,
+    /// exportN: names the export in events and lists.
+    pub(crate) index: u32,
+    /// Protection mode, algorithm and key; clients must match them.
+    pub(crate) security: SecurityConfig,
+    /// Which clients may connect, and whether they may write.
+    pub(crate) allow: AllowList,
+}
+
+/// A running export. Dropping it stops it.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Export {
+    inner: Arc<Inner>,
+    /// The accept thread; `None` once stopped. Held for the whole of
+    /// [`Export::stop`], so concurrent stops return only once it is done.
+    #[pin]
+    accept: Mutex<Option<Thread<Arc<Inner>>>>,
+    /// `/sys/kernel/dst/exportN/`; removed by [`Export::stop`].
+    #[pin]
+    sysfs: Mutex<Option<ExportDir>>,
+}
+
+/// The shared state of an export, referenced by its threads and sessions.
+///
+/// Reference cycles (`sessions` holds sessions that hold the export) are
+/// broken by [`Export::stop`], which [`Export`]'s drop always runs.
+#[pin_data]
+struct Inner {
+    index: u32,
+    addr: SockAddr,
+    security: SecurityConfig,
+    allow: AllowList,
+    /// Clients refused (allow-list, protection mismatch, failed proof).
+    refused: Atomic<u64>,
+    /// Messages whose trailer or sequence number did not verify.
+    integrity_errors: Atomic<u64>,
+    path: CString,
+    size: u64,
+    read_only: bool,
+    logical_block: u32,
+    physical_block: u32,
+    max_io: u32,
+    features: u64,
+    /// Blocking device operations run here; drained by `stop`.
+    wq: IoQueue,
+    /// Buffers for READ and WRITE data, with a reserve.
+    pool: Arc<PagePool>,
+    /// Bytes of request data held by all sessions (see [`MEMORY_BUDGET`]).
+    #[pin]
+    memory: Mutex<usize>,
+    /// The device; `None` once stopped. Sessions hold their own reference.
+    #[pin]
+    backing: Mutex<Option<Arc<Backing>>>,
+    /// Session threads, finished ones included until reaped.
+    #[pin]
+    sessions: Mutex<KVec<Thread<Arc<Session>>>>,
+    /// Set before the listener is shut down; the accept loop then ends.
+    stopping: Atomic<bool>,
+    /// Sessions whose receive thread is running.
+    live: Atomic<u32>,
+    /// Sessions past the handshake, which share the memory budget.
+    serving: Atomic<u32>,
+    /// Number for the next session (thread names, logs).
+    next_id: Atomic<u32>,
+    #[pin]
+    log: SpinLock<LogWindow>,
+    /// Last: accepted sockets rely on the namespace reference it holds.
+    listener: Socket,
+}
+
+/// Rate limiting state of an export's log lines.
+struct LogWindow {
+    start: Option<Instant<Monotonic>>,
+    printed: u32,
+    suppressed: u32,
+}
+
+/// Maps an error from opening the backing device to a refusal.
+fn open_refusal(e: Error) -> Refusal {
+    let msg = if e == EBUSY {
+        c"the device is in use (opened exclusively elsewhere)"
+    } else if e == EACCES || e == EROFS {
+        c"the device is read-only; export it read-only"
+    } else if e == ENOENT || e == ENOTBLK || e == ENXIO || e == ENODEV {
+        c"cannot open the backing device: no such block device"
+    } else {
+        c"cannot open the backing device"
+    };
+    Refusal::new(e, msg)
+}
+
+/// Maps an error from creating the listening socket to a refusal.
+fn listen_refusal(e: Error) -> Refusal {
+    let msg = match e.to_errno().unsigned_abs() {
+        EADDRINUSE => c"address already in use",
+        EADDRNOTAVAIL => c"address not available on this host",
+        EAFNOSUPPORT => c"address family not supported",
+        _ => c"cannot listen on the address",
+    };
+    Refusal::new(e, msg)
+}
+
+impl Export {
+    /// Opens the device exclusively (read-write unless read-only, the export
+    /// being the holder), listens, and starts the accept thread.
+    pub(crate) fn start(cfg: ExportConfig) -> Result<Arc<Export>, Refusal> {
+        let ExportConfig {
+            net,
+            addr,
+            path,
+            read_only,
+            size_cap,
+            max_io_pages,
+            index,
+            security,
+            allow,
+        } = cfg;
+        let pages = match max_io_pages {
+            0 => DEFAULT_IO_PAGES,
+            1..=MAX_IO_PAGES => max_io_pages,
+            _ => {
+                return Err(Refusal::new(
+                    EINVAL,
+                    c"the largest IO must be 1 to 1024 pages",
+                ))
+            }
+        };
+        // The allocation that will hold the export identifies it as the
+        // device's holder, so each export claims the device for itself.
+        let slot = UniqueArc::<Inner>::new_uninit(GFP_KERNEL).map_err(|_| ENOMEM)?;
+        let holder = slot.as_ptr().cast::<c_void>();
+        let backing = Backing::open(&path, !read_only, holder).map_err(open_refusal)?;
+        let logical_block = backing.logical_block_size();
+        if !logical_block.is_power_of_two()
+            || !(proto::MIN_BLOCK_SIZE..=proto::MAX_LOGICAL_BLOCK_SIZE).contains(&logical_block)
+        {
+            return Err(Refusal::new(
+                EINVAL,
+                c"the device's logical block size is not supported (512 to 4096 bytes)",
+            ));
+        }
+        let physical_block = backing.physical_block_size();
+        let physical_block = if physical_block.is_power_of_two() {
+            physical_block.clamp(logical_block, proto::MAX_PHYSICAL_BLOCK_SIZE)
+        } else {
+            logical_block
+        };
+        let block = u64::from(logical_block);
+        let size = match size_cap {
+            0 => backing.size(),
+            cap => cap.min(backing.size()),
+        }
+        .min(proto::MAX_SIZE)
+            / block
+            * block;
+        if size == 0 {
+            return Err(Refusal::new(
+                EINVAL,
+                c"nothing to export: the device or size cap is smaller than one block",
+            ));
+        }
+        let features = if read_only {
+            proto::FEATURE_FLUSH
+        } else {
+            let discard = if backing.can_discard() {
+                proto::FEATURE_DISCARD
+            } else {
+                0
+            };
+            proto::FEATURE_FLUSH | proto::FEATURE_FUA | proto::FEATURE_WRITE_ZEROES | discard
+        };
+        let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
+        let listener = Socket::listen(net, addr, BACKLOG).map_err(listen_refusal)?;
+        let wq = IoQueue::new(c"dst-export")?;
+        let max_io = pages * proto::IO_BYTES_ALIGN;
+        let pool = PagePool::new(max_io as usize, RESERVED_IOS)?;
+        let inner = slot.write_pin_init(try_pin_init!(Inner {
+            index,
+            addr,
+            security,
+            allow,
+            refused: Atomic::new(0),
+            integrity_errors: Atomic::new(0),
+            path,
+            size,
+            read_only,
+            logical_block,
+            physical_block,
+            max_io,
+            features,
+            wq,
+            pool,
+            memory <- new_mutex!(0, "Export::memory"),
+            backing <- new_mutex!(Some(backing), "Export::backing"),
+            sessions <- new_mutex!(KVec::new(), "Export::sessions"),
+            stopping: Atomic::new(false),
+            live: Atomic::new(0),
+            serving: Atomic::new(0),
+            next_id: Atomic::new(0),
+            log <- new_spinlock!(
+                LogWindow {
+                    start: None,
+                    printed: 0,
+                    suppressed: 0,
+                },
+                "Export::log"
+            ),
+            listener,
+        }))?;
+        let inner: Arc<Inner> = inner.into();
+        let for_thread = inner.clone();
+        let export = Arc::pin_init(
+            try_pin_init!(Export {
+                inner,
+                accept <- new_mutex!(None, "Export::accept"),
+                sysfs <- new_mutex!(None, "Export::sysfs"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let port = addr.parts().1;
+        let thread = Thread::spawn(fmt!("dst-exp-{}", port), for_thread, accept_main)?;
+        *export.accept.lock() = Some(thread);
+        let data = core::ptr::from_ref::<Inner>(&export.inner).cast::<c_void>();
+        // SAFETY: `export.inner` lives as long as `export`, whose `stop`
+        // (also run by its drop) removes the directory first.
+        *export.sysfs.lock() = Some(unsafe { ExportDir::add(index, data) }?);
+        let inner = &export.inner;
+        let sec = &inner.security.security;
+        pr_info!(
+            "export{} {}: serving {} ({} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
+            inner.index,
+            inner.shown(),
+            inner.path_str(),
+            inner.size,
+            inner.logical_block,
+            inner.physical_block,
+            if inner.read_only {
+                "read-only"
+            } else {
+                "read-write"
+            },
+            inner.max_io / 1024,
+            sec.protection.as_str(),
+            if sec.alg.is_empty() { "" } else { " " },
+            AlgStr(&sec.alg),
+            if sec.auth { "key" } else { "no key" },
+        );
+        if !inner.allow.is_empty() {
+            pr_info!(
+                "export{}: {} allow-list entries\n",
+                inner.index,
+                inner.allow.len()
+            );
+        }
+        Ok(export)
+    }
+
+    /// Stops the export; idempotent. Stops accepting, ends every session
+    /// (its socket shut down, its thread joined, its IO completed), waits for
+    /// the last replies, then syncs and releases the device. Once this returns
+    /// nothing of the export runs.
+    pub(crate) fn stop(&self) {
+        drop(self.sysfs.lock().take());
+        let mut accept = self.accept.lock();
+        let inner = &self.inner;
+        inner.stopping.store(true, Release);
+        inner.listener.shutdown();
+        drop(accept.take());
+        let sessions = core::mem::take(&mut *inner.sessions.lock());
+        for session in sessions.iter() {
+            session.data().sock.shutdown();
+        }
+        drop(sessions);
+        inner.wq.drain();
+        let backing = inner.backing.lock().take();
+        if let Some(backing) = backing {
+            if let Err(e) = backing.sync() {
+                pr_warn!(
+                    "export {}: syncing the device failed: {:?}\n",
+                    inner.shown(),
+                    e
+                );
+            }
+            drop(backing);
+            pr_info!(
+                "export {}: stopped, {} released\n",
+                inner.shown(),
+                inner.path_str()
+            );
+        }
+    }
+
+    /// The address the export listens on.
+    pub(crate) fn addr(&self) -> SockAddr {
+        self.inner.addr
+    }
+
+    /// The backing device's path.
+    pub(crate) fn path(&self) -> &CStr {
+        &self.inner.path
+    }
+
+    /// The exported size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Whether the export serves reads only.
+    pub(crate) fn read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Number of connected local nodes.
+    pub(crate) fn sessions(&self) -> u32 {
+        self.inner.live.load(Relaxed)
+    }
+
+    /// N of exportN.
+    pub(crate) fn index(&self) -> u32 {
+        self.inner.index
+    }
+
+    /// Clients refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.inner.refused.load(Relaxed)
+    }
+
+    /// Messages that failed their integrity check so far.
+    pub(crate) fn integrity_errors(&self) -> u64 {
+        self.inner.integrity_errors.load(Relaxed)
+    }
+
+    /// Which clients may connect.
+    pub(crate) fn allow(&self) -> &AllowList {
+        &self.inner.allow
+    }
+
+    /// The protection clients must match.
+    pub(crate) fn security(&self) -> &Security {
+        &self.inner.security.security
+    }
+}
+
+/// Called by the shim's `show` for `/sys/kernel/dst/exportN/*`.
+///
+/// # Safety
+///
+/// `data` must be the pointer given to [`ExportDir::add`], and `buf` a
+/// sysfs buffer of `PAGE_SIZE` bytes.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_rs_export_show(
+    data: *mut c_void,
+    id: u32,
+    buf: *mut u8,
+) -> isize {
+    // SAFETY: the directory, and so this call, ends before the export does.
+    let inner = unsafe { &*data.cast::<Inner>() };
+    // SAFETY: sysfs hands us a page-sized buffer for exclusive use.
+    let mut w = unsafe { PageWriter::new(buf) };
+    let r = inner.sysfs_show(id, &mut w);
+    w.finish(r)
+}
+
+/// An algorithm name for log lines.
+struct AlgStr<'a>(&'a AlgName);
+
+impl fmt::Display for AlgStr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &c in self.0.as_bytes() {
+            fmt::Write::write_char(f, char::from(c))?;
+        }
+        Ok(())
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Export {
+    fn drop(self: Pin<&mut Self>) {
+        self.stop();
+    }
+}
+
+impl Inner {
+    /// The listening address, for log lines.
+    fn shown(&self) -> Peer {
+        Peer(Some(self.addr))
+    }
+
+    /// The device path, for log lines.
+    fn path_str(&self) -> &str {
+        self.path.to_str().unwrap_or("(non-UTF-8 path)")
+    }
+
+    /// Whether a log line may be printed now (per-export rate limit).
+    fn may_log(&self) -> bool {
+        let mut w = self.log.lock();
+        let now = Instant::<Monotonic>::now();
+        let expired = match w.start {
+            None => true,
+            Some(start) => now - start > Delta::from_secs(LOG_WINDOW_SECS),
+        };
+        if expired {
+            if w.suppressed > 0 {
+                pr_warn!(
+                    "export {}: {} log messages suppressed\n",
+                    self.shown(),
+                    w.suppressed
+                );
+            }
+            *w = LogWindow {
+                start: Some(now),
+                printed: 0,
+                suppressed: 0,
+            };
+        }
+        if w.printed < LOG_BURST {
+            w.printed += 1;
+            true
+        } else {
+            w.suppressed += 1;
+            false
+        }
+    }
+
+    /// Writes sysfs attribute `id` (numbered as in `shim_sysfs.c`).
+    fn sysfs_show(&self, id: u32, out: &mut dyn fmt::Write) -> fmt::Result {
+        let sec = &self.security.security;
+        match id {
+            0 => self.addr.write_to(out),
+            1 => out.write_str(self.path_str()),
+            2 => write!(out, "{}", self.size),
+            3 => write!(out, "{}", u8::from(self.read_only)),
+            4 => write!(out, "{}", self.live.load(Relaxed)),
+            5 => {
+                // One line per connected client.
+                let mut first = true;
+                for t in self.sessions.lock().iter() {
+                    let s = t.data();
+                    if s.finished.load(Acquire) {
+                        continue;
+                    }
+                    if !first {
+                        out.write_str("\n")?;
+                    }
+                    first = false;
+                    match &s.peer.0 {
+                        Some(a) => a.write_to(out)?,
+                        None => out.write_str("?")?,
+                    }
+                }
+                Ok(())
+            }
+            6 => {
+                out.write_str(sec.protection.as_str())?;
+                if !sec.alg.is_empty() {
+                    out.write_str(" ")?;
+                    for &c in sec.alg.as_bytes() {
+                        out.write_char(char::from(c))?;
+                    }
+                }
+                if sec.auth {
+                    out.write_str(" key")?;
+                }
+                Ok(())
+            }
+            7 => self.allow.write_to(out),
+            8 => write!(out, "{}", self.refused.load(Relaxed)),
+            9 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
+            10 => write!(out, "{}", self.max_io),
+            11 => write!(out, "{} {}", *self.memory.lock(), MEMORY_BUDGET),
+            _ => Err(fmt::Error),
+        }
+    }
+}
+
+/// An address for log lines (`kernel::fmt::Display`, which `pr_*!` needs).
+#[derive(Clone, Copy)]
+struct Peer(Option<SockAddr>);
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(a) => fmt::Display::fmt(a, f),
+            None => f.write_str("(unknown address)"),
+        }
+    }
+}

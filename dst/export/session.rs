@@ -1,0 +1,701 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A connected local node: its [`Session`], receive loop and sender.
+//!
+//! The receive thread ([`session_main`]) reads each message after the
+//! handshake, checks it and starts its request. Back-pressure keeps the
+//! session within its queue depth (`wait_room`, `begin`, `end_one`) and its
+//! share of the export's memory budget ([`Charge`]); a fence stops it for a
+//! newer connection of the same local node. The sender thread
+//! ([`sender_main`]) answers the finished requests.
+//!
+//! This is the state of one connection and its two threads, and what bounds
+//! what the connection may hold. It is apart from admission (`listener.rs`:
+//! the accept thread and the handshake, run once per connection) and from a
+//! request's execution (`io.rs`: work items and bio completions, which run
+//! outside the session's threads and only hand their result back).
+
+use kernel::{
+    bindings::ECONNRESET,
+    fmt,
+    prelude::*,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed,
+            Release, //
+        },
+        Arc,
+        CondVar,
+        Mutex,
+        SpinLock, //
+    },
+    time::{
+        Instant,
+        Monotonic, //
+    },
+    workqueue::Queue,
+};
+
+use crate::{
+    bdev::{
+        self,
+        Backing,
+        BioOp,
+        IoData, //
+    },
+    handoff::Handoff,
+    kthread::{
+        self,
+        Thread, //
+    },
+    netlink::{self, event},
+    pages::PageBuf,
+    proto::{
+        self,
+        validate_request,
+        Header,
+        Kind,
+        Limits,
+        Op,
+        Status,
+        HEADER_LEN, //
+    },
+    security::{Opener, Sealer, Segments, MAX_TRAILER},
+    socket::{
+        self,
+        errno,
+        Socket, //
+    },
+    thread_pool, trans,
+};
+
+use super::{
+    io::{start_bio, verify, Io, Pending},
+    Inner, Peer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, MEMORY_BUDGET,
+};
+
+/// Size of the buffer into which refused payloads are read and dropped.
+const SCRATCH_LEN: usize = 4096;
+
+/// Why a session ended.
+pub(super) enum End {
+    /// The peer closed the connection, or the export is stopping.
+    Closed,
+    /// Receiving or sending failed.
+    Net(Error),
+    /// The handshake timed out.
+    Timeout,
+    /// The peer broke the protocol.
+    Proto(&'static str),
+    /// The peer sent nothing for the idle timeout.
+    Idle,
+    /// The handshake was refused with this status (sent to the peer).
+    Refused(Status),
+    /// A local allocation failed.
+    NoMem,
+    /// A newer connection of the same local node fenced this one.
+    Fenced,
+    /// A message failed its integrity check (trailer or sequence number).
+    Integrity(&'static str),
+    /// A message could not be checked: a local crypto error (not ENOMEM,
+    /// which is `NoMem`), not the peer's fault.
+    Local(Error),
+}
+
+impl End {
+    /// Classifies a receive error after the handshake, where a timeout
+    /// means the peer was silent for the idle timeout.
+    fn recv_idle(e: Error) -> Self {
+        match End::recv(e) {
+            End::Timeout => End::Idle,
+            end => end,
+        }
+    }
+
+    /// Classifies a receive error.
+    pub(super) fn recv(e: Error) -> Self {
+        if e == errno(ECONNRESET) {
+            End::Closed
+        } else if e == EAGAIN {
+            End::Timeout
+        } else {
+            End::Net(e)
+        }
+    }
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            End::Closed => f.write_str("connection closed"),
+            End::Net(e) => write!(f, "network error {:?}", e),
+            End::Timeout => write!(f, "handshake not done within {} ms", HANDSHAKE_MS),
+            End::Proto(what) => write!(f, "protocol violation: {}", what),
+            End::Idle => write!(f, "nothing received for {} ms", IDLE_TIMEOUT_MS),
+            End::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
+            End::NoMem => f.write_str("out of memory"),
+            End::Fenced => f.write_str("fenced by a newer connection of the same client"),
+            End::Integrity(what) => write!(f, "integrity check failed: {}", what),
+            End::Local(e) => write!(f, "local error {:?} while checking a message", e),
+        }
+    }
+}
+
+/// What follows a header in a frame.
+pub(super) enum Body<'a> {
+    None,
+    Bytes(&'a [u8]),
+    Pages(&'a PageBuf),
+}
+
+/// One connected local node.
+#[pin_data]
+pub(super) struct Session {
+    pub(super) sock: Socket,
+    pub(super) peer: Peer,
+    pub(super) id: u32,
+    pub(super) backing: Arc<Backing>,
+    /// Held while a frame is sent, so frames never interleave.
+    #[pin]
+    pub(super) send_lock: Mutex<()>,
+    /// Requests started and not yet answered: a request counts until its
+    /// reply has been sent, so the queue depth bounds the session's memory
+    /// also when the peer does not read its replies. Only taken in process
+    /// context: the receive thread and work items.
+    #[pin]
+    pub(super) inflight: Mutex<u32>,
+    /// Signalled when `inflight` drops.
+    #[pin]
+    pub(super) idle: CondVar,
+    /// Bytes of request data this session holds, part of the export's
+    /// `memory`; only changed under that lock.
+    pub(super) held: Atomic<usize>,
+    /// Signalled (under the export's `memory` lock) when `held` drops or
+    /// the session is fenced: a receive thread waiting for memory holds
+    /// some, so its own requests completing is what it waits for.
+    #[pin]
+    pub(super) memory_room: CondVar,
+    /// Finished requests, for the sender thread to answer.
+    #[pin]
+    pub(super) replies: Handoff<Io>,
+    /// Set by the receive thread as its very last step.
+    pub(super) finished: Atomic<bool>,
+    /// The local node's `client_id` from its HELLO (0 = none).
+    pub(super) client_id: Atomic<u64>,
+    /// Which of the local node's queues this connection serves.
+    pub(super) queue_index: Atomic<u32>,
+    /// The local node's fencing epoch from its HELLO.
+    pub(super) epoch: Atomic<u32>,
+    /// Set (under `inflight`) when a newer connection of the same client
+    /// fences this one: no request of this session may start any more.
+    pub(super) fenced: Atomic<bool>,
+    /// Requests refused so far (only the first is logged).
+    pub(super) refused: Atomic<u32>,
+    /// When the connection was accepted: the handshake's deadline counts
+    /// from here, however late the session thread starts.
+    pub(super) accepted: Instant<Monotonic>,
+    /// Protects what this session sends; set once by the handshake (before
+    /// any request exists), so senders only clone it out.
+    #[pin]
+    pub(super) sealer: SpinLock<Option<Arc<Sealer>>>,
+    /// Last: the socket above must go before the export's namespace reference.
+    pub(super) export: Arc<Inner>,
+}
+
+/// The receive thread of a session, from handshake to teardown.
+pub(super) fn session_main(s: &Arc<Session>) {
+    // Everything this thread allocates serves block IO.
+    bdev::noio(|| {
+        let export = &s.export;
+        export.live.add(1, Relaxed);
+        let mut sender = None;
+        let end = s.serve(&mut sender);
+        s.sock.shutdown();
+        // The sender answers (or, the socket being shut, drops) what is
+        // still in flight; then it is stopped.
+        s.wait_idle();
+        drop(sender);
+        // A completion may still be waking the sender; the session must
+        // outlive it.
+        s.replies.quiesce();
+        export.live.fetch_sub(1, Relaxed);
+        if export.may_log() {
+            let refused = s.refused.load(Relaxed);
+            pr_info!(
+                "export {}: session {} with {} ended: {} ({} requests refused)\n",
+                export.shown(),
+                s.id,
+                s.peer,
+                end,
+                refused
+            );
+        }
+        s.finished.store(true, Release);
+    })
+}
+
+impl Session {
+    /// Runs the session until it ends; returns why. Starts the sender
+    /// thread into `sender` once the handshake has succeeded.
+    fn serve(self: &Arc<Self>, sender: &mut Option<Thread<Arc<Session>>>) -> End {
+        // A peer on this host may be serving its swap: its session is set
+        // up (crypto transforms and their reserves) without reclaim.
+        let handshake = if self.sock.memalloc() {
+            socket::noreclaim(|| self.handshake())
+        } else {
+            self.handshake()
+        };
+        let (grant, mut opener) = match handshake {
+            Ok(r) => r,
+            Err(end) => return end,
+        };
+        let port = self.export.addr.parts().1;
+        match Thread::spawn(
+            fmt!("dst-exp-{}.{}s", port, self.id),
+            self.clone(),
+            sender_main,
+        ) {
+            Ok(thread) => *sender = Some(thread),
+            Err(_) => return End::NoMem,
+        }
+        if self.export.may_log() {
+            pr_info!(
+                "export {}: session {} with {} opened (max IO {} KiB, queue depth {})\n",
+                self.export.shown(),
+                self.id,
+                self.peer,
+                grant.max_io_bytes / 1024,
+                grant.queue_depth
+            );
+        }
+        let Ok(mut scratch) = KVec::from_elem(0u8, SCRATCH_LEN, GFP_KERNEL) else {
+            return End::NoMem;
+        };
+        let limits = grant.limits();
+        self.notify(event::SESSION_OPENED);
+        self.export.serving.add(1, Relaxed);
+        let end = loop {
+            if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch, &mut opener) {
+                break end;
+            }
+        };
+        self.export.serving.fetch_sub(1, Relaxed);
+        if matches!(end, End::Integrity(_)) {
+            self.export.integrity_errors.add(1, Relaxed);
+        }
+        self.notify(event::SESSION_CLOSED);
+        end
+    }
+
+    /// Multicasts an event about this session.
+    fn notify(&self, ev: u32) {
+        if let Some(net) = self.export.listener.net() {
+            netlink::notify_export(net, self.export.index, ev, self.peer.0, None);
+        }
+    }
+
+    /// Receives exactly `buf.len()` bytes, after the handshake: a peer
+    /// silent for the idle timeout ends the session.
+    fn recv(&self, buf: &mut [u8]) -> Result<(), End> {
+        self.sock.recv_exact(buf).map_err(End::recv_idle)
+    }
+
+    /// Sends one frame (`more`: another follows at once). A failure shuts
+    /// the connection down, which ends the session.
+    /// After the handshake every frame gets its trailer; for AEAD a READ
+    /// reply's pages are encrypted in place first (they belong to the
+    /// request, which is done with them). Protection runs before the send
+    /// lock is taken: the receive thread's frames (pongs, refusals) and the
+    /// sender's replies are protected independently, so their sequence
+    /// numbers may go out of order, which the replay window allows.
+    pub(super) fn send(&self, h: &Header, body: Body<'_>, more: bool) -> Result<(), End> {
+        let hb = h.encode();
+        let sealer = self.sealer.lock().clone();
+        let mut trailer = [0u8; MAX_TRAILER];
+        let tlen = match &sealer {
+            None => 0,
+            Some(sealer) => {
+                let vecs = match body {
+                    Body::Pages(p) => p.bvecs(),
+                    Body::None | Body::Bytes(_) => &[],
+                };
+                // SAFETY: a READ reply's pages belong to its request, which
+                // the device is done with; only this reply uses them now.
+                let data = unsafe { Segments::from_raw(vecs) };
+                sealer
+                    .seal(&hb, &data, &data, &mut trailer)
+                    .map_err(End::Net)?
+            }
+        };
+        let payload = |more: bool| match body {
+            Body::None => Ok(()),
+            Body::Bytes(b) => self.sock.send_all(b, more),
+            Body::Pages(p) => p.send(&self.sock, more),
+        };
+        let payload = match body {
+            Body::None => None,
+            Body::Bytes(_) | Body::Pages(_) => Some(&payload as trans::Payload<'_>),
+        };
+        let trailer = trailer.get(..tlen).unwrap_or(&[]);
+        let guard = self.send_lock.lock();
+        let r = trans::send_frame(&self.sock, &hb, payload, trailer, more);
+        drop(guard);
+        r.map_err(|e| {
+            self.sock.shutdown();
+            End::Net(e)
+        })
+    }
+
+    /// Receives a message's trailer and checks the message (header `hb`,
+    /// payload in `data`, decrypted in place for AEAD).
+    fn open(
+        &self,
+        opener: &mut Opener,
+        hb: &[u8; HEADER_LEN],
+        data: Option<&PageBuf>,
+    ) -> Result<(), End> {
+        match self.recv_trailer(opener)? {
+            None => Ok(()),
+            Some(t) => {
+                let check = opener
+                    .admit(t.bytes())
+                    .map_err(|e| End::Integrity(e.as_str()))?;
+                verify(&check, hb, data, t.bytes())
+            }
+        }
+    }
+
+    /// Receives a message's trailer, if the connection is protected.
+    fn recv_trailer(&self, opener: &Opener) -> Result<Option<Trailer>, End> {
+        if !opener.protected() {
+            return Ok(None);
+        }
+        let mut t = Trailer {
+            buf: [0; MAX_TRAILER],
+            len: opener.trailer_len(),
+        };
+        let buf = t
+            .buf
+            .get_mut(..t.len)
+            .ok_or(End::Proto("trailer too long"))?;
+        self.recv(buf)?;
+        Ok(Some(t))
+    }
+
+    /// Receives and handles one message.
+    fn step(
+        self: &Arc<Self>,
+        limits: &Limits,
+        depth: u16,
+        scratch: &mut [u8],
+        opener: &mut Opener,
+    ) -> Result<(), End> {
+        let mut hb = [0u8; HEADER_LEN];
+        self.recv(&mut hb)?;
+        let h = Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))?;
+        match h.kind {
+            Kind::Io => self.request(h, &hb, limits, depth, scratch, opener),
+            Kind::Ping => {
+                self.open(opener, &hb, None)?;
+                self.send(&Header::pong(h.id), Body::None, false)
+            }
+            Kind::Pong => self.open(opener, &hb, None),
+            Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
+                Err(End::Proto("unexpected message kind after the handshake"))
+            }
+        }
+    }
+
+    /// Reads and drops `n` payload bytes.
+    fn skip(&self, n: u32, scratch: &mut [u8]) -> Result<(), End> {
+        let mut left = n as usize;
+        while left > 0 {
+            let k = left.min(scratch.len());
+            self.recv(&mut scratch[..k])?;
+            left -= k;
+        }
+        Ok(())
+    }
+
+    /// Answers a request that is not executed.
+    fn refuse(&self, h: &Header, status: Status) -> Result<(), End> {
+        if status != Status::Busy
+            && self.refused.fetch_add(1, Relaxed) == 0
+            && self.export.may_log()
+        {
+            pr_warn!(
+                "export {}: session {} with {}: {} of {} bytes at {} refused: {} (further refusals only counted)\n",
+                self.export.shown(),
+                self.id,
+                self.peer,
+                h.op.map_or("?", Op::as_str),
+                h.length,
+                h.offset,
+                status.as_str()
+            );
+        }
+        self.send(&h.reply(status), Body::None, false)
+    }
+
+    /// Handles one IO request: checks it, then starts it or refuses it.
+    /// With protection, the whole message (payload included) is checked
+    /// before anything in it is believed, refused requests too.
+    fn request(
+        self: &Arc<Self>,
+        h: Header,
+        hb: &[u8; HEADER_LEN],
+        limits: &Limits,
+        depth: u16,
+        scratch: &mut [u8],
+        opener: &mut Opener,
+    ) -> Result<(), End> {
+        // Only this thread adds to `inflight`, so the count cannot grow
+        // between this wait and `begin` below.
+        self.wait_room(depth)?;
+        let payload = if h.payload == 0 {
+            None
+        } else if opener.protected() || validate_request(&h, limits).is_ok() {
+            let len = h.payload as usize;
+            let charge = self.charge(len)?;
+            // The pool fails only a payload larger than the largest IO: a
+            // protected one is still read and checked before it is refused,
+            // into pages of its own (no reserve for a peer's mistakes).
+            let mut pages = match self.export.pool.alloc(len) {
+                Ok(pages) => pages,
+                Err(_) => PageBuf::alloc(len, false).map_err(|_| End::NoMem)?,
+            };
+            pages.recv(&self.sock).map_err(End::recv_idle)?;
+            Some((pages, charge))
+        } else {
+            self.skip(h.payload, scratch)?;
+            None
+        };
+        let trailer = self.recv_trailer(opener)?;
+        let valid = validate_request(&h, limits);
+        // A valid WRITE is checked by a crypto worker, which then starts it;
+        // everything else is checked here, before anything in it is used.
+        let pool = match (&trailer, h.op) {
+            (Some(_), Some(Op::Write)) if valid.is_ok() => thread_pool::queue(),
+            _ => None,
+        };
+        let mut pending = None;
+        if let Some(t) = trailer {
+            let check = opener
+                .admit(t.bytes())
+                .map_err(|e| End::Integrity(e.as_str()))?;
+            if pool.is_some() {
+                pending = Some(Pending {
+                    check,
+                    header: *hb,
+                    trailer: t,
+                });
+            } else {
+                verify(&check, hb, payload.as_ref().map(|p| &p.0), t.bytes())?;
+            }
+        }
+        let op = match (valid, h.op) {
+            (Ok(()), Some(op)) => op,
+            (Err(status), _) => return self.refuse(&h, status),
+            // `validate_request` accepts IO requests only, which have an op.
+            (Ok(()), None) => return Err(End::Proto("IO request without an op")),
+        };
+        let (data, charge) = match (op, payload) {
+            (Op::Write, Some((pages, charge))) => (Some(pages), Some(charge)),
+            (Op::Read, _) => {
+                let len = h.length as usize;
+                let charge = self.charge(len)?;
+                // `validate_request` bounds the length by the largest IO.
+                let Ok(pages) = self.export.pool.alloc(len) else {
+                    return self.refuse(&h, Status::Invalid);
+                };
+                (Some(pages), Some(charge))
+            }
+            _ => (None, None),
+        };
+        let data = data.map(|pages| IoData::new(self.backing.clone(), pages));
+        let Ok(io) = Io::new(self.clone(), h, data, charge, pending) else {
+            return self.refuse(&h, Status::Busy);
+        };
+        if !self.begin() {
+            return Err(End::Fenced);
+        }
+        if let Some(q) = pool {
+            q.enqueue(io);
+            return Ok(());
+        }
+        let bio_op = match op {
+            Op::Read => BioOp::Read,
+            Op::Write => BioOp::Write {
+                fua: h.flags & proto::FLAG_FUA != 0,
+            },
+            Op::Flush | Op::Discard | Op::WriteZeroes => {
+                // Blocking operations run in the work item.
+                self.queue().enqueue(io);
+                return Ok(());
+            }
+        };
+        start_bio(io, bio_op);
+        Ok(())
+    }
+
+    /// The queue blocking device operations run on.
+    fn queue(&self) -> &Queue {
+        self.export.wq.queue()
+    }
+
+    /// Reserves `bytes` of the export's memory budget for a request's data,
+    /// waiting while this session holds its share (the budget divided
+    /// among the sessions past their handshake, at least one largest IO)
+    /// or the export the whole budget. A session holding nothing always gets its bytes, so
+    /// each can make progress; the budget is overrun by at most one
+    /// largest IO per session. Fails once the session is fenced.
+    fn charge(self: &Arc<Self>, bytes: usize) -> Result<Charge, End> {
+        let export = &self.export;
+        let mut used = export.memory.lock();
+        loop {
+            let held = self.held.load(Relaxed);
+            let serving = (export.serving.load(Relaxed) as usize).max(1);
+            let share = (MEMORY_BUDGET / serving).max(export.max_io as usize);
+            if held == 0 || (held + bytes <= share && *used + bytes <= MEMORY_BUDGET) {
+                break;
+            }
+            if self.fenced.load(Relaxed) {
+                return Err(End::Fenced);
+            }
+            self.memory_room.wait(&mut used);
+        }
+        *used += bytes;
+        self.held.store(self.held.load(Relaxed) + bytes, Relaxed);
+        Ok(Charge {
+            session: self.clone(),
+            bytes,
+        })
+    }
+
+    /// Counts a started request; refuses once the session is fenced. The
+    /// check and the count share the `inflight` lock with [`Session::fence`],
+    /// so no request starts after a fence has begun waiting.
+    fn begin(&self) -> bool {
+        let mut n = self.inflight.lock();
+        if self.fenced.load(Relaxed) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Stops this session from starting requests, ends its connection and
+    /// waits until every request it started has completed.
+    pub(super) fn fence(&self) {
+        {
+            let _n = self.inflight.lock();
+            self.fenced.store(true, Relaxed);
+        }
+        // Its receive thread may be waiting for memory. Taking the lock
+        // orders the wake-up after its check of `fenced`; it is let go of
+        // before the wait below, since a completing request needs it to
+        // give its memory back (`Charge::drop`).
+        {
+            let _used = self.export.memory.lock();
+            self.memory_room.notify_all();
+        }
+        self.sock.shutdown();
+        self.wait_idle();
+    }
+
+    /// Counts an answered request; wakes the receive thread waiting for
+    /// room and teardown waiting for none to be left.
+    pub(super) fn end_one(&self) {
+        let mut n = self.inflight.lock();
+        *n = n.saturating_sub(1);
+        self.idle.notify_all();
+    }
+
+    /// Back-pressure: waits until fewer than `depth` requests are in flight
+    /// before the next one is read. A peer that does not read its replies
+    /// is thereby not read from either (TCP pushes back on it), and its
+    /// session holds at most `depth` requests' memory. Fails once the
+    /// session is fenced.
+    fn wait_room(&self, depth: u16) -> Result<(), End> {
+        let mut n = self.inflight.lock();
+        while *n >= u32::from(depth) {
+            if self.fenced.load(Relaxed) {
+                return Err(End::Fenced);
+            }
+            self.idle.wait(&mut n);
+        }
+        Ok(())
+    }
+
+    /// Waits until every started request has completed.
+    fn wait_idle(&self) {
+        let mut n = self.inflight.lock();
+        while *n > 0 {
+            self.idle.wait(&mut n);
+        }
+    }
+}
+
+/// The sender thread of a session: answers finished requests, a batch at a
+/// time, until the session stops it (once nothing is in flight).
+fn sender_main(s: &Arc<Session>) {
+    loop {
+        let mut batch = s.replies.wait();
+        if batch.is_empty() {
+            if kthread::should_stop() {
+                return;
+            }
+            continue;
+        }
+        while let Some(io) = batch.next() {
+            let body = match (&io.data, io.status) {
+                (Some(data), Some(Status::Ok)) if io.req.op == Some(Op::Read) => {
+                    Body::Pages(data.pages())
+                }
+                _ => Body::None,
+            };
+            let status = io.status.unwrap_or(Status::IoError);
+            // A failed send shuts the connection down; the receive thread
+            // then ends the session, and later replies fail at once.
+            let _ = s.send(&io.req.reply(status), body, !batch.is_empty());
+            // Only now is its slot free: the peer may send the next request
+            // as soon as it sees this reply, and the receive thread waits
+            // for room until then (`Session::wait_room`).
+            s.end_one();
+            // Its pages and memory budget go back here.
+            drop(io);
+        }
+    }
+}
+
+/// A request's share of its export's memory budget, given back on drop.
+pub(super) struct Charge {
+    session: Arc<Session>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let (s, export) = (&self.session, &self.session.export);
+        let mut used = export.memory.lock();
+        *used = used.saturating_sub(self.bytes);
+        s.held
+            .store(s.held.load(Relaxed).saturating_sub(self.bytes), Relaxed);
+        s.memory_room.notify_one();
+        drop(used);
+    }
+}
+
+/// A received trailer.
+pub(super) struct Trailer {
+    buf: [u8; MAX_TRAILER],
+    len: usize,
+}
+
+impl Trailer {
+    /// The trailer's bytes.
+    pub(super) fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
