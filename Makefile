@@ -50,7 +50,7 @@ bench: all
 	@bench/run.sh
 
 lint:
-	rustfmt --check dst/*.rs
+	rustfmt --check dst/*.rs dst/*/*.rs
 	$(MAKE) --no-print-directory module CLIPPY=1
 	for t in dstcfg dstpeer; do \
 		cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \

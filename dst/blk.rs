@@ -8,7 +8,7 @@
 //! The Rust blk-mq abstraction of 7.2 has no error completion, no per-request
 //! driver data and no position/length/segment accessors, so DST wraps the C
 //! API itself. The ops table is a static C table whose `queue_rq` calls
-//! [`dst_rs_queue_rq`], which hands the request to the [`Driver`] (core.rs).
+//! [`dst_rs_queue_rq`], which hands the request to the [`Driver`] (`local_node`).
 
 use core::ptr::NonNull;
 
@@ -181,7 +181,7 @@ impl Drop for Major {
     }
 }
 
-/// What the local node does with requests. Implemented by core.rs.
+/// What the local node does with requests. Implemented by `local_node`.
 pub(crate) trait Driver: Send + Sync {
     /// Per-request driver data, stored in the request's PDU. All-zero bytes
     /// must be a valid value (the shim zeroes it when requests are created);
@@ -603,7 +603,7 @@ pub(crate) unsafe extern "C" fn dst_rs_queue_rq(
     rq: *mut RawRequest,
     last: bool,
 ) -> c_int {
-    // The driver type is erased in C; core.rs has the only driver.
+    // The driver type is erased in C; `local_node` has the only driver.
     type D = crate::local_node::Router;
     // SAFETY: the tag set keeps the driver alive while requests exist.
     let driver = unsafe { &*driver.cast::<D>() };

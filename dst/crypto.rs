@@ -73,7 +73,7 @@ const IV_LEN: usize = 12;
 /// Most non-empty [`Segments`] of one message that aead mode takes: the
 /// protocol's largest payload (4 MiB) in page-sized segments. A device's
 /// request segments neither exceed nor cross a page and number at most
-/// `max_io_bytes / PAGE_SIZE` (`core.rs`); an export's buffers are whole
+/// `max_io_bytes / PAGE_SIZE` (`local_node`); an export's buffers are whole
 /// pages.
 pub(crate) const MAX_SEGMENTS: usize = MAX_IO_BYTES_LIMIT as usize / kernel::page::PAGE_SIZE;
 

@@ -20,7 +20,6 @@ mod epoch;
 mod export;
 mod handoff;
 mod kthread;
-#[path = "core.rs"]
 mod local_node;
 mod netlink;
 mod pages;

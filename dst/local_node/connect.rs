@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Connections to the export node: the handshake (HELLO, the
+//! challenge-response when a key is set, the grant), and the receiver
+//! thread's reconnect loop, which accepts only the grant the device was
+//! created with.
+
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+    time::{msecs_to_jiffies, Delta, Instant, Monotonic},
+};
+
+use crate::{
+    crypto, kthread,
+    netlink::{self, event, Refusal},
+    proto::{self, Header, HelloBody, HelloReplyBody, Kind, Status},
+    registry::Handshake,
+    security::{self, Opener, Role, SecurityConfig},
+    socket::{self, errno, Net, SockAddr, Socket},
+    trans::ConnState,
+};
+
+use super::{Conn, Ctx};
+
+/// Opens a connection and runs the handshake (with the challenge-response
+/// when a key is configured); the whole of it, connect included, is bounded
+/// by `timeout_ms`, however slowly the export trickles its answers. With
+/// `creating`, the index of a device being created, the socket is tracked
+/// meanwhile, so that unloading the module can cut the handshake short
+/// (reconnects, in the device's threads, are cut short by `kthread_stop`).
+pub(super) fn handshake(
+    net: Net,
+    addr: SockAddr,
+    hello: &HelloBody,
+    sec: &SecurityConfig,
+    timeout_ms: u32,
+    creating: Option<u32>,
+) -> Result<Conn, Refusal> {
+    let deadline = Instant::<Monotonic>::now() + Delta::from_millis(timeout_ms.into());
+    let cannot = |e| Refusal::new(e, c"cannot connect to the export node");
+    let sock = Arc::new(
+        Socket::client(net, addr, true, timeout_ms).map_err(cannot)?,
+        GFP_KERNEL,
+    )?;
+    let _tracked = creating
+        .map(|index| Handshake::track(index, &sock))
+        .transpose()
+        .map_err(|e| match e {
+            ENODEV => Refusal::new(e, netlink::UNLOADING),
+            e => Refusal::from(e),
+        })?;
+    sock.connect(addr).map_err(cannot)?;
+    let lost = |e| {
+        Refusal::new(
+            e,
+            c"connection to the export node failed during the handshake",
+        )
+    };
+    let bad = |_| {
+        Refusal::new(
+            errno(bindings::EPROTO),
+            c"the export node answered with an invalid handshake",
+        )
+    };
+    // Every connection gets a fresh nonce, hence fresh session keys.
+    let hello = HelloBody {
+        nonce: security::nonce(sec),
+        ..*hello
+    };
+    let body = hello.encode();
+    sock.send_all(&Header::hello().encode(), true)
+        .map_err(lost)?;
+    sock.send_all(&body, false).map_err(lost)?;
+    let recv_header = || -> Result<Header, Refusal> {
+        let mut hb = [0u8; proto::HEADER_LEN];
+        sock.recv_exact_by(&mut hb, deadline).map_err(lost)?;
+        Header::decode(&hb).map_err(bad)
+    };
+    let mut h = recv_header()?;
+    let mut ns = [0u8; proto::AUTH_LEN];
+    if let (Kind::Challenge, Some(key)) = (h.kind, &sec.key) {
+        sock.recv_exact_by(&mut ns, deadline).map_err(lost)?;
+        let proof = security::proof_local(key, &body, &ns);
+        sock.send_all(&Header::auth(Kind::Auth).encode(), true)
+            .map_err(lost)?;
+        sock.send_all(&proof, false).map_err(lost)?;
+        h = recv_header()?;
+    }
+    if h.kind != Kind::HelloReply {
+        return Err(bad(proto::ProtoError::BadKind));
+    }
+    let refused = |e, msg| Err(Refusal::new(e, msg));
+    match h.status {
+        Status::Ok => {}
+        Status::Version => {
+            return refused(
+                errno(bindings::EPROTO),
+                c"no protocol version in common with the export",
+            )
+        }
+        Status::Permission => return refused(EACCES, c"the export node refused this client"),
+        Status::NotAllowed => {
+            return refused(EACCES, c"this address is not on the export's allow-list")
+        }
+        Status::Mismatch => {
+            return refused(
+                EINVAL,
+                c"protection mode, algorithm or key use differs from the export's",
+            )
+        }
+        Status::AuthFailed => return refused(EACCES, c"authentication failed: the keys differ"),
+        Status::Busy => return refused(EBUSY, c"the export node is busy"),
+        _ => return refused(EIO, c"the export node refused the connection"),
+    }
+    let mut reply = [0u8; proto::HELLO_REPLY_LEN];
+    sock.recv_exact_by(&mut reply, deadline).map_err(lost)?;
+    let granted = HelloReplyBody::decode(&reply).map_err(bad)?;
+    if sec.key.is_none() && granted.proof != [0; proto::AUTH_LEN] {
+        // Without a key the proof field is reserved.
+        return Err(bad(proto::ProtoError::Reserved));
+    }
+    if let Some(key) = &sec.key {
+        let want = security::proof_export(key, &body, &ns, &granted.grant_bytes());
+        if ns == [0; proto::AUTH_LEN] || !security::proof_ok(&granted.proof, &want) {
+            return refused(
+                EACCES,
+                c"the export node failed authentication: its key differs",
+            );
+        }
+    }
+    granted.validate(&hello).map_err(bad)?;
+    let (sealer, opener) =
+        security::session(sec, Role::Local, &hello.nonce, &ns).map_err(Refusal::from)?;
+    // Replies may take as long as the export's IO; only sends are bounded
+    // here. Silence is caught by the request timeout and pings.
+    sock.set_timeouts(timeout_ms, 0);
+    Ok(Conn {
+        sock,
+        granted,
+        sealer,
+        opener,
+    })
+}
+
+/// A random id for this device's connections.
+pub(super) fn random_client_id() -> u64 {
+    let mut id = [0u8; 8];
+    crypto::random_bytes(&mut id);
+    u64::from_ne_bytes(id) | 1
+}
+
+/// Whether two grants describe the same device (what reconnects and the
+/// queues of one device must agree on): everything that shaped the disk's
+/// limits and the protocol spoken.
+pub(super) fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
+    a.version == b.version
+        && a.features == b.features
+        && a.size == b.size
+        && a.logical_block_size == b.logical_block_size
+        && a.physical_block_size == b.physical_block_size
+        && a.perms == b.perms
+        && a.max_io_bytes == b.max_io_bytes
+        && a.queue_depth == b.queue_depth
+        && a.queues == b.queues
+}
+
+/// Reconnects until it succeeds (returns the new socket) or the device is
+/// being deleted (returns `None`).
+pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
+    let shared = &ctx.shared;
+    let mut attempts = 0u32;
+    let mut told_changed = false;
+    loop {
+        {
+            let delay = shared.dev.settings.reconnect_delay_ms.load(Relaxed);
+            let mut ring = shared.ring.lock();
+            let _ = shared
+                .rewake
+                .wait_interruptible_timeout(&mut ring, msecs_to_jiffies(delay));
+        }
+        if shared.conn.get() == ConnState::Closing || kthread::should_stop() {
+            return None;
+        }
+        attempts += 1;
+        let timeout = shared.dev.settings.req_timeout_ms.load(Relaxed);
+        let hello = HelloBody {
+            queue_index: shared.qid as u16,
+            epoch: shared.dev.epoch.get(),
+            ..shared.dev.hello
+        };
+        // The device may be what reclaim waits for: set the connection up
+        // (socket, crypto transforms and their reserves) without reclaim.
+        let Ok(conn) = socket::noreclaim(|| {
+            handshake(
+                shared.dev.net.clone_ref(),
+                shared.dev.addr,
+                &hello,
+                &shared.dev.security,
+                timeout,
+                None,
+            )
+        }) else {
+            continue;
+        };
+        let grant = conn.granted;
+        let was = &shared.dev.granted;
+        if !same_grant(&grant, was) {
+            if !told_changed {
+                pr_err!(
+                    "dst{}: the export at {} changed (size {} -> {}, perms {} -> {}): refusing it\n",
+                    shared.dev.index,
+                    shared.dev.addr,
+                    was.size,
+                    grant.size,
+                    was.perms,
+                    grant.perms
+                );
+                told_changed = true;
+            }
+            continue;
+        }
+        let sock = conn.sock;
+        {
+            let mut tx = shared.tx.lock();
+            if shared.conn.get() == ConnState::Closing {
+                return None;
+            }
+            tx.sock = Some(sock.clone());
+            tx.sealer = Some(conn.sealer);
+            tx.ping = None;
+            tx.epoch = hello.epoch;
+            shared.late.store(false, Relaxed);
+            shared.last_rx.store(shared.now(), Relaxed);
+            let was = shared.conn.replace(ConnState::Up);
+            let dev = &shared.dev;
+            if was == ConnState::Failed {
+                dev.failed_queues.fetch_sub(1, Relaxed);
+            }
+            // The device is back when its last lost queue is.
+            if (was == ConnState::Failed || was == ConnState::Reconnecting)
+                && dev.lost_queues.fetch_sub(1, Relaxed) == 1
+            {
+                netlink::notify(&dev.net, dev.index, event::RECONNECTED);
+            }
+        }
+        shared.dev.reconnects.add(1, Relaxed);
+        pr_info!(
+            "dst{}: reconnected to {} after {} attempts (queue {})\n",
+            shared.dev.index,
+            shared.dev.addr,
+            attempts,
+            shared.qid
+        );
+        shared.wake.notify_all();
+        return Some((sock, conn.opener));
+    }
+}

@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A hardware queue's requests: the send ring `queue_rq` fills, ending
+//! requests and counting them, and what happens to the requests of a lost
+//! connection (resent, or failed past the resend limit) or of a BUSY
+//! answer (requeued with backoff).
+
+use kernel::{
+    ffi::c_int,
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+};
+
+use crate::{
+    blk::{BlockOp, Request, Started, TagSet},
+    netlink::{self, event},
+    socket::Socket,
+    trans::ConnState,
+};
+
+use super::{Ring, Router, Settings, Shared, EIO_ERRNO};
+
+impl Ring {
+    pub(super) fn new(cap: usize) -> Result<Self> {
+        let mut slots = KVec::with_capacity(cap, GFP_KERNEL)?;
+        for _ in 0..cap {
+            slots.push(None, GFP_KERNEL)?;
+        }
+        Ok(Ring {
+            slots,
+            head: 0,
+            len: 0,
+        })
+    }
+
+    pub(super) fn push(
+        &mut self,
+        rq: Request<Router>,
+    ) -> core::result::Result<(), Request<Router>> {
+        let cap = self.slots.len();
+        if self.len == cap {
+            return Err(rq);
+        }
+        let i = (self.head + self.len) % cap;
+        match self.slots.get_mut(i) {
+            Some(slot) => {
+                *slot = Some(rq);
+                self.len += 1;
+                Ok(())
+            }
+            None => Err(rq),
+        }
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Request<Router>> {
+        if self.len == 0 {
+            return None;
+        }
+        let rq = self.slots.get_mut(self.head)?.take();
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        rq
+    }
+}
+
+impl Shared {
+    /// Milliseconds on the device clock.
+    pub(super) fn now(&self) -> u64 {
+        self.dev.created.elapsed().as_millis() as u64
+    }
+
+    /// Ends a request this task holds, counting it.
+    pub(super) fn finish(&self, rq: Request<Router>, err: c_int) {
+        // What a request carries across resends and requeues starts afresh
+        // with the next request of the tag.
+        let pdu = rq.pdu();
+        pdu.resends.store(0, Relaxed);
+        pdu.busy.store(0, Relaxed);
+        if err != 0 {
+            self.dev.io_errors.add(1, Relaxed);
+        } else {
+            let info = rq.info();
+            match info.op() {
+                Some(BlockOp::Read) => self.dev.bytes_read.add(u64::from(info.length), Relaxed),
+                Some(BlockOp::Write) => self.dev.bytes_written.add(u64::from(info.length), Relaxed),
+                _ => {}
+            }
+        }
+        rq.end(err);
+    }
+
+    /// Whether `rq` belongs to this hardware queue.
+    fn owns(&self, rq: &Started<'_, Router>) -> bool {
+        rq.info().tag >> 16 == self.qid
+    }
+
+    /// Fails every request waiting on the ring.
+    pub(super) fn fail_queued(&self) {
+        loop {
+            let Some(rq) = self.ring.lock().pop() else {
+                break;
+            };
+            self.finish(rq, EIO_ERRNO);
+        }
+    }
+
+    /// Fails every request of this queue that awaits its reply.
+    pub(super) fn fail_parked(&self, tags: &TagSet<Router>) {
+        tags.for_each_started(|rq| {
+            if self.owns(&rq) {
+                if let Some(rq) = rq.claim() {
+                    self.finish(rq, EIO_ERRNO);
+                }
+            }
+        });
+    }
+
+    /// Puts a request on the ring for the sender; the caller wakes it.
+    pub(super) fn push(&self, rq: Request<Router>) {
+        let full = self.ring.lock().push(rq);
+        if let Err(rq) = full {
+            // Cannot happen: the ring holds the whole queue depth.
+            self.finish(rq, EIO_ERRNO);
+        }
+    }
+
+    /// The connection failed: requeue what was sent on it (or fail what was
+    /// resent too often), and leave reconnecting to the receiver thread.
+    ///
+    /// `sock` is the receiver's, by then the last reference to the socket:
+    /// it is released (and reset, as sockets do not linger) before any
+    /// request fails, so that none of the connection's unsent bytes, of a
+    /// WRITE that is about to fail for example, can still reach the export.
+    pub(super) fn conn_lost(&self, tags: &TagSet<Router>, sock: Arc<Socket>, why: &str) {
+        sock.shutdown();
+        let mut tx = self.tx.lock();
+        // Once we hold the send lock, no request is being sent and the
+        // sender cannot start one: the socket is gone.
+        tx.sock = None;
+        tx.sealer = None;
+        tx.ping = None;
+        let epoch = tx.epoch;
+        drop(sock);
+        if self.conn.advance(ConnState::Up, ConnState::Reconnecting) {
+            self.lost_at.store(self.now(), Relaxed);
+            // The device is lost when its first queue is.
+            if self.dev.lost_queues.fetch_add(1, Relaxed) == 0 {
+                netlink::notify(&self.dev.net, self.dev.index, event::LOST);
+            }
+            pr_warn!(
+                "dst{}: connection to {} lost: {}; reconnecting (queue {})\n",
+                self.dev.index,
+                self.dev.addr,
+                why,
+                self.qid
+            );
+        }
+        let failed = self.conn.get() != ConnState::Reconnecting;
+        tags.for_each_started(|rq| {
+            if self.owns(&rq) {
+                if let Some(rq) = rq.claim() {
+                    self.resend(rq, failed, epoch);
+                }
+            }
+        });
+        drop(tx);
+        self.wake.notify_all();
+    }
+
+    /// Puts a request sent in `epoch` back on the ring to be sent again,
+    /// counting a resend; fails it instead past the resend limit or if
+    /// `fail`. The caller wakes the sender.
+    fn resend(&self, rq: Request<Router>, fail: bool, epoch: u32) {
+        let max = self.dev.settings.max_resends.load(Relaxed);
+        if fail || rq.pdu().resends.fetch_add(1, Relaxed) >= max {
+            self.dev.epoch.supersede(epoch);
+            self.finish(rq, EIO_ERRNO);
+            return;
+        }
+        self.dev.resends.add(1, Relaxed);
+        self.push(rq);
+    }
+
+    /// A BUSY answer, "retry later" (the export could not allocate for the
+    /// request): the block layer queues the request again after a delay
+    /// that doubles with each BUSY in a row, from 1 ms up to 1 s. It is not
+    /// a failure and does not count as a resend; but an export that stays
+    /// busy for the loss timeout fails the request, as a lost one would.
+    pub(super) fn busy(&self, rq: Request<Router>) {
+        let pdu = rq.pdu();
+        let now = self.now();
+        let n = pdu.busy.fetch_add(1, Relaxed);
+        if n == 0 {
+            pdu.busy_since.store(now, Relaxed);
+        }
+        let busy_for = now.saturating_sub(pdu.busy_since.load(Relaxed));
+        if busy_for >= Settings::get(&self.dev.settings.loss_timeout_ms) {
+            self.finish(rq, EIO_ERRNO);
+            return;
+        }
+        rq.requeue(1u32 << n.min(10));
+    }
+
+    /// Takes a request of this queue from the block layer; never waits.
+    pub(super) fn queue_rq(&self, rq: Request<Router>) -> Result<(), (Request<Router>, Error)> {
+        let state = self.conn.get();
+        if state == ConnState::Failed || state == ConnState::Closing {
+            return Err((rq, EIO));
+        }
+        rq.pdu().id.store(0, Relaxed);
+        // Full ring cannot happen (it holds the queue depth); refuse rather
+        // than lose the request.
+        let full = self.ring.lock().push(rq);
+        full.map_err(|rq| (rq, EIO))?;
+        self.wake.notify_all();
+        Ok(())
+    }
+}

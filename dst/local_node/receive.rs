@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The receiving half of a queue: the receiver thread reads replies,
+//! claims the request each answers (only among its own queue's), takes in
+//! READ data, has protected data checked on the crypto pool, and ends the
+//! request; when the connection fails it requeues and reconnects.
+
+use kernel::{
+    prelude::*,
+    sync::{atomic::Relaxed, Arc},
+    workqueue::{impl_has_work, new_work, Work, WorkItem},
+};
+
+use crate::{
+    bdev,
+    blk::{Request, SegmentBuf, Started},
+    kthread,
+    proto::{self, Header, Kind, Status},
+    security::{self, Check, Opener, Segments, MAX_TRAILER},
+    socket::Socket,
+    thread_pool,
+    trans::ConnState,
+};
+
+use super::{
+    connect::reconnect, send::request_header, status_errno, Ctx, Router, Shared, Shut, TAG_BITS,
+    TAG_MASK,
+};
+
+impl Shared {
+    /// Verifies (and decrypts in place) the READ data of `rq`, which the
+    /// caller holds: the receiver, or the one worker it handed `rq` to.
+    fn check_read(
+        &self,
+        rq: &Request<Router>,
+        hb: &[u8; proto::HEADER_LEN],
+        trailer: &[u8],
+        check: &Check,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
+        rq.bvecs(vecs).map_err(|_| "request segments")?;
+        // SAFETY: the caller owns the request, so only this task touches it;
+        // its pages stay until it ends and nobody reads them before then.
+        let data = unsafe { Segments::from_raw(vecs.as_slice()) };
+        check.verify(hb, &data, trailer).map_err(|e| {
+            // A local failure to check says nothing about the reply.
+            if e.is_integrity() {
+                self.dev.integrity_errors.add(1, Relaxed);
+            }
+            e.as_str()
+        })
+    }
+
+    /// Waits until no reply is being checked by a crypto worker.
+    fn wait_checks(&self) {
+        let mut n = self.checks.lock();
+        while *n > 0 {
+            self.checks_done.wait(&mut n);
+        }
+    }
+}
+
+/// The check of one READ reply's data on a crypto worker: verifies (and
+/// decrypts) the data in the request's pages and ends the request, or, if
+/// it does not verify (or cannot be checked: a local error, not counted as
+/// an integrity error), ends the connection so that the request is resent.
+#[pin_data]
+struct ReplyCheck {
+    #[pin]
+    work: Work<ReplyCheck>,
+    /// Room for the request's data segments.
+    vecs: SegmentBuf,
+    shared: Arc<Shared>,
+    /// The connection the reply came on; let go of before the receiver is
+    /// told the job is done (it releases the socket next).
+    sock: Option<Arc<Socket>>,
+    /// The request, held by the job; taken when the job runs.
+    rq: Option<Request<Router>>,
+    status: Status,
+    header: [u8; proto::HEADER_LEN],
+    trailer: [u8; MAX_TRAILER],
+    trailer_len: usize,
+    check: Check,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for ReplyCheck { self.work }
+}
+
+impl ReplyCheck {
+    /// A job for `rq`; gives the request and check back if there is no
+    /// memory for it.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        ctx: &Ctx,
+        sock: &Arc<Socket>,
+        rq: Request<Router>,
+        status: Status,
+        header: [u8; proto::HEADER_LEN],
+        trailer: [u8; MAX_TRAILER],
+        trailer_len: usize,
+        check: Check,
+    ) -> core::result::Result<Pin<KBox<Self>>, (Request<Router>, Check)> {
+        // Allocate first, so that a failure gives the request back (the
+        // receiver then checks it itself): the job needs no memory later.
+        let alloc = || -> Result<_> {
+            let slot = KBox::<Self>::new_uninit(GFP_KERNEL)?;
+            Ok((slot, SegmentBuf::new(ctx.shared.dev.max_segments)?))
+        };
+        let Ok((slot, vecs)) = bdev::noio(alloc) else {
+            return Err((rq, check));
+        };
+        let Ok(job) = slot.write_pin_init(pin_init!(ReplyCheck {
+            work <- new_work!("ReplyCheck::work"),
+            vecs,
+            shared: ctx.shared.clone(),
+            sock: Some(sock.clone()),
+            rq: Some(rq),
+            status,
+            header,
+            trailer,
+            trailer_len,
+            check,
+        }));
+        Ok(job)
+    }
+}
+
+impl WorkItem for ReplyCheck {
+    type Pointer = Pin<KBox<ReplyCheck>>;
+
+    fn run(mut this: Pin<KBox<ReplyCheck>>) {
+        bdev::noio(|| {
+            let shared = this.shared.clone();
+            let job = this.as_mut().project();
+            let sock = job.sock.take();
+            if let Some(rq) = job.rq.take() {
+                let trailer = job.trailer.get(..*job.trailer_len).unwrap_or(&[]);
+                let r = shared.check_read(&rq, job.header, trailer, job.check, job.vecs);
+                match r {
+                    Ok(()) => shared.finish(rq, status_errno(*job.status)),
+                    Err(why) => {
+                        // Parked again: the receiver requeues it once the
+                        // connection has ended (it waits for this job).
+                        rq.park();
+                        pr_warn!(
+                            "dst{}: reply from {} rejected: {}\n",
+                            shared.dev.index,
+                            shared.dev.addr,
+                            why
+                        );
+                        if let Some(sock) = &sock {
+                            shared.shut(sock, Shut::BadReply);
+                        }
+                    }
+                }
+            }
+            drop(sock);
+            let mut n = shared.checks.lock();
+            *n -= 1;
+            if *n == 0 {
+                shared.checks_done.notify_all();
+            }
+        })
+    }
+}
+
+/// The receiver thread: owns the connection. Serves replies until the
+/// connection fails, then reconnects, until the device is deleted.
+pub(super) fn receiver_main(ctx: &Ctx) {
+    let shared = &ctx.shared;
+    let Some((mut sock, mut opener)) = shared.tx.lock().first.take() else {
+        return;
+    };
+    let Ok(mut vecs) = SegmentBuf::new(shared.dev.max_segments) else {
+        return;
+    };
+    shared.last_rx.store(shared.now(), Relaxed);
+    loop {
+        let why = serve(ctx, &sock, &mut opener, &mut vecs);
+        // Replies of this connection still being checked finish first (they
+        // may fail and need the requeue below).
+        shared.wait_checks();
+        if shared.conn.get() == ConnState::Closing || kthread::should_stop() {
+            return;
+        }
+        let why = match Shut::take(&shared.shut) {
+            Some(shut) => shut.as_str(),
+            None => why,
+        };
+        shared.conn_lost(&ctx.tags, sock, why);
+        match reconnect(ctx) {
+            Some((s, o)) => (sock, opener) = (s, o),
+            None => return,
+        }
+        // A reason recorded while reconnecting was about the old socket.
+        let _ = Shut::take(&shared.shut);
+    }
+}
+
+/// Reads and handles replies until the connection fails; returns why.
+/// `vecs` has room for one request's data segments.
+fn serve(
+    ctx: &Ctx,
+    sock: &Arc<Socket>,
+    opener: &mut Opener,
+    vecs: &mut SegmentBuf,
+) -> &'static str {
+    let shared = &ctx.shared;
+    loop {
+        let mut hb = [0u8; proto::HEADER_LEN];
+        if sock.recv_exact(&mut hb).is_err() {
+            return "receive failed";
+        }
+        shared.last_rx.store(shared.now(), Relaxed);
+        let h = match Header::decode(&hb) {
+            Ok(h) => h,
+            Err(e) => return e.as_str(),
+        };
+        let r = match h.kind {
+            Kind::IoReply => ctx.complete(sock, &h, &hb, opener, vecs),
+            Kind::Ping => open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
+                let tx = shared.tx.lock();
+                Shared::send_control(&tx, sock, &Header::pong(h.id)).map_err(|_| "send failed")
+            }),
+            Kind::Pong => open(shared, sock, opener, &hb, &security::no_data()).map(|()| {
+                let mut tx = shared.tx.lock();
+                if matches!(tx.ping, Some((cookie, _)) if cookie == h.id) {
+                    tx.ping = None;
+                }
+            }),
+            _ => Err("unexpected message kind"),
+        };
+        if let Err(why) = r {
+            return why;
+        }
+    }
+}
+
+/// Receives a message's trailer and checks the message (header `hb`, payload
+/// in `data`, decrypted in place for AEAD). Failures end the connection.
+fn open(
+    shared: &Shared,
+    sock: &Socket,
+    opener: &mut Opener,
+    hb: &[u8; proto::HEADER_LEN],
+    data: &Segments<'_>,
+) -> core::result::Result<(), &'static str> {
+    if !opener.protected() {
+        return Ok(());
+    }
+    let mut trailer = [0u8; MAX_TRAILER];
+    let t = trailer
+        .get_mut(..opener.trailer_len())
+        .ok_or("trailer too long")?;
+    sock.recv_exact(t).map_err(|_| "receive failed")?;
+    opener.open(hb, data, t).map_err(|e| {
+        if e.is_integrity() {
+            shared.dev.integrity_errors.add(1, Relaxed);
+        }
+        e.as_str()
+    })
+}
+
+impl Ctx {
+    /// Checks a READ reply in the receiver, then ends the request. Errors
+    /// end the connection; the request is parked again and resent.
+    fn finish_checked(
+        &self,
+        rq: Request<Router>,
+        status: Status,
+        hb: &[u8; proto::HEADER_LEN],
+        trailer: &[u8],
+        check: &Check,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
+        self.shared.check_read(&rq, hb, trailer, check, vecs)?;
+        self.shared.finish(rq, status_errno(status));
+        Ok(())
+    }
+
+    /// Completes the request a reply answers. Errors end the connection.
+    fn complete(
+        &self,
+        sock: &Arc<Socket>,
+        h: &Header,
+        hb: &[u8; proto::HEADER_LEN],
+        opener: &mut Opener,
+        vecs: &mut SegmentBuf,
+    ) -> core::result::Result<(), &'static str> {
+        let shared = &self.shared;
+        // A reply answers a request of this connection's queue only.
+        // `TAG_MASK` keeps 16 bits: the casts are lossless.
+        let unique_tag = (shared.qid << TAG_BITS) | (h.id & TAG_MASK) as u32;
+        let found = || self.tags.find(shared.qid, unique_tag);
+        let rq = found().ok_or("reply for another queue or an unknown tag")?;
+        if rq.pdu().id.load(Relaxed) != h.id {
+            return Err("reply for an unknown transaction");
+        }
+        let rq = match rq.claim() {
+            Some(rq) => rq,
+            None => {
+                // The sender may still be sending it (it parks the request
+                // before it lets go of the send lock); wait for it.
+                drop(shared.tx.lock());
+                found()
+                    .and_then(Started::claim)
+                    .ok_or("reply for a request not in flight")?
+            }
+        };
+        // Held from here on: every early return parks it again, to be
+        // resent. The id is checked again now that nobody can change it.
+        let pdu = rq.pdu();
+        if pdu.id.load(Relaxed) != h.id {
+            return Err("reply for an unknown transaction");
+        }
+        let req = request_header(&rq.info(), h.id).ok_or("reply for an unknown op")?;
+        proto::validate_reply(h, &req).map_err(|e| e.as_str())?;
+        if matches!(
+            h.status,
+            Status::Version | Status::Mismatch | Status::AuthFailed | Status::NotAllowed
+        ) {
+            return Err("a handshake status on an IO reply");
+        }
+        if h.payload > 0 {
+            rq.bvecs(vecs).map_err(|_| "request segments")?;
+            rq.recv_data(sock, vecs)
+                .map_err(|_| "receive of read data failed")?;
+        }
+        // Nothing of the reply counts until it is checked: on failure the
+        // request is parked again and resent on the next connection.
+        if opener.protected() && h.payload > 0 {
+            // READ data: a crypto worker checks (and decrypts) it, then ends
+            // the request; the receiver goes on with the next reply.
+            let mut trailer = [0u8; MAX_TRAILER];
+            let tlen = opener.trailer_len();
+            let t = trailer.get_mut(..tlen).ok_or("trailer too long")?;
+            sock.recv_exact(t).map_err(|_| "receive failed")?;
+            let t = trailer.get(..tlen).unwrap_or(&[]);
+            let check = opener.admit(t).map_err(|e| {
+                shared.dev.integrity_errors.add(1, Relaxed);
+                e.as_str()
+            })?;
+            if let Some(q) = thread_pool::queue() {
+                let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, tlen, check);
+                match job {
+                    Ok(job) => {
+                        *shared.checks.lock() += 1;
+                        q.enqueue(job);
+                        return Ok(());
+                    }
+                    // No memory for the job: check right here.
+                    Err((rq, check)) => {
+                        return self.finish_checked(rq, h.status, hb, t, &check, vecs)
+                    }
+                }
+            }
+            return self.finish_checked(rq, h.status, hb, t, &check, vecs);
+        }
+        open(shared, sock, opener, hb, &security::no_data())?;
+        if h.status == Status::Busy {
+            shared.busy(rq);
+            return Ok(());
+        }
+        shared.finish(rq, status_errno(h.status));
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The sending half of a queue: the sender thread takes requests off the
+//! ring and sends each as one frame (header, WRITE data, sealed with the
+//! connection's protection, and trailer), then parks it until its reply.
+
+use kernel::{bindings, ffi::c_int, prelude::*, sync::atomic::Relaxed, time::msecs_to_jiffies};
+
+use crate::{
+    blk::{BlockOp, Request, RqInfo},
+    kthread,
+    proto::{self, Header, Op, Protection},
+    security::{self, Segments, MAX_TRAILER},
+    socket::Socket,
+    trans::{self, ConnState},
+};
+
+use super::{Ctx, Router, Shared, Shut, Tx, TAG_BITS, TAG_MASK};
+
+impl Shared {
+    /// Sends one request, then parks it until its reply; on failure the
+    /// connection is shut down and the receiver requeues the request with
+    /// the others.
+    fn send_one(&self, tx: &mut Tx, rq: Request<Router>, more: bool) {
+        let pdu = rq.pdu();
+        let Some(sock) = tx.sock.clone() else {
+            // Disconnected after it was taken off the ring: put it back.
+            self.push(rq);
+            return;
+        };
+        if tx.epoch != self.dev.epoch.get() {
+            // Superseded: a request of this device failed, and this
+            // connection has not been fenced since. Nothing more goes out on
+            // it; the receiver reconnects in the new epoch.
+            self.push(rq);
+            self.drop_conn(tx);
+            return;
+        }
+        let info = rq.info();
+        let seq = self.dev.next_seq.fetch_add(1, Relaxed);
+        // The queue is the connection's: only the tag within it goes out.
+        let id = (seq << TAG_BITS) | (u64::from(info.tag) & TAG_MASK);
+        let Some(h) = request_header(&info, id) else {
+            self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
+            return;
+        };
+        pdu.id.store(id, Relaxed);
+        let r = self.send_request(tx, &sock, &rq, &h, more);
+        // From here on the receiver (or the failure path) claims it.
+        rq.park();
+        if r.is_err() {
+            self.shut(&sock, Shut::SendFailed);
+        }
+    }
+
+    /// Shuts the connection down for `why`; the receiver finds its socket
+    /// shut down, logs `why` and reconnects.
+    pub(super) fn shut(&self, sock: &Socket, why: Shut) {
+        self.shut.store(why as u32, Relaxed);
+        sock.shutdown();
+    }
+
+    /// Ends the sending half of the connection because its epoch is over:
+    /// the receiver finds the socket shut down and reconnects.
+    pub(super) fn drop_conn(&self, tx: &mut Tx) {
+        if let Some(sock) = tx.sock.take() {
+            self.shut(&sock, Shut::Stale);
+        }
+    }
+
+    /// Sends a request's frame: header, data (WRITE) and trailer. With AEAD
+    /// the data is encrypted into the queue's bounce pages, as the request's
+    /// own pages belong to the caller and may be needed again for a resend.
+    fn send_request(
+        &self,
+        tx: &mut Tx,
+        sock: &Socket,
+        rq: &Request<Router>,
+        h: &Header,
+        more: bool,
+    ) -> Result {
+        let hb = h.encode();
+        let data = h.payload > 0;
+        if data {
+            rq.bvecs(&mut tx.vecs)?;
+        }
+        let mut trailer = [0u8; MAX_TRAILER];
+        let mut bounce = None;
+        let tlen = match &tx.sealer {
+            None => 0,
+            Some(sealer) if data => {
+                // SAFETY: the sender holds the request, so only this thread
+                // touches it and its pages stay until it ends; the disk asks for stable
+                // writes when protected, so their data does not change while it
+                // is protected and sent.
+                let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
+                if sealer.protection() == Protection::Aead {
+                    let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
+                    pages.describe(h.payload as usize)?;
+                    // SAFETY: the queue's bounce pages, used only by the sender
+                    // under the send lock (held), `h.payload` bytes like the
+                    // request's data.
+                    let dst = unsafe { Segments::from_raw(pages.vecs()) };
+                    let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
+                    bounce = Some(&*pages);
+                    n
+                } else {
+                    sealer.seal(&hb, &src, &src, &mut trailer)?
+                }
+            }
+            Some(sealer) => sealer.seal(
+                &hb,
+                &security::no_data(),
+                &security::no_data(),
+                &mut trailer,
+            )?,
+        };
+        let trailer = trailer.get(..tlen).unwrap_or(&[]);
+        let vecs = &tx.vecs;
+        let payload = |more: bool| match bounce {
+            Some(pages) => pages.send(sock, more),
+            None => rq.send_data(sock, vecs, more),
+        };
+        trans::send_frame(
+            sock,
+            &hb,
+            data.then_some(&payload as trans::Payload<'_>),
+            trailer,
+            more,
+        )
+    }
+
+    /// Sends a message without payload (PING, PONG) on the current
+    /// connection, with its trailer. The caller holds the send lock.
+    pub(super) fn send_control(tx: &Tx, sock: &Socket, h: &Header) -> Result {
+        let hb = h.encode();
+        let mut trailer = [0u8; MAX_TRAILER];
+        let tlen = match &tx.sealer {
+            Some(sealer) => sealer.seal(
+                &hb,
+                &security::no_data(),
+                &security::no_data(),
+                &mut trailer,
+            )?,
+            None => 0,
+        };
+        trans::send_frame(sock, &hb, None, trailer.get(..tlen).unwrap_or(&[]), false)
+    }
+}
+
+/// The IO header of a request with transaction id `id`; `None` for an op
+/// DST does not carry.
+pub(super) fn request_header(info: &RqInfo, id: u64) -> Option<Header> {
+    let op = match info.op()? {
+        BlockOp::Read => Op::Read,
+        BlockOp::Write => Op::Write,
+        BlockOp::Flush => return Some(Header::io(Op::Flush, 0, id, 0, 0)),
+        BlockOp::Discard => Op::Discard,
+        BlockOp::WriteZeroes => Op::WriteZeroes,
+    };
+    let mut flags = 0;
+    if info.fua {
+        flags |= proto::FLAG_FUA;
+    }
+    if info.no_unmap && op == Op::WriteZeroes {
+        flags |= proto::FLAG_NO_UNMAP;
+    }
+    Some(Header::io(op, flags, id, info.offset, info.length))
+}
+
+/// The sender thread: sends queued requests while connected and runs the
+/// watchdog.
+pub(super) fn sender_main(ctx: &Ctx) {
+    let shared = &ctx.shared;
+    loop {
+        if kthread::should_stop() {
+            return;
+        }
+        let state = shared.conn.get();
+        if state == ConnState::Failed || state == ConnState::Closing {
+            shared.fail_queued();
+        }
+        let mut tx = shared.tx.lock();
+        let sendable = state == ConnState::Up && tx.sock.is_some();
+        let next = if sendable {
+            let mut ring = shared.ring.lock();
+            ring.pop().map(|rq| (rq, ring.len > 0))
+        } else {
+            None
+        };
+        match next {
+            Some((rq, more)) => shared.send_one(&mut tx, rq, more),
+            None => {
+                let next = shared.watchdog(&ctx.tags, &mut tx);
+                drop(tx);
+                let mut ring = shared.ring.lock();
+                if ring.len == 0 || !sendable {
+                    // Woken by `queue_rq`, blk-mq timeouts, state and
+                    // setting changes and `kthread_stop`; otherwise when
+                    // the watchdog is next due.
+                    let ms = next.map_or(u32::MAX, |ms| u32::try_from(ms).unwrap_or(u32::MAX));
+                    let _ = shared
+                        .wake
+                        .wait_interruptible_timeout(&mut ring, msecs_to_jiffies(ms));
+                }
+                continue;
+            }
+        }
+        drop(tx);
+    }
+}

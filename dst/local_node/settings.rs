@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A device's settings: the documented defaults, the timeouts and limits an
+//! admin may change while the device runs, and what `dstcfg -a local`
+//! asks for when it creates one.
+
+use kernel::sync::atomic::{Atomic, Relaxed};
+
+use crate::{
+    security::SecurityConfig,
+    socket::{Net, SockAddr},
+};
+
+/// Default number of requests in flight.
+pub(super) const DEFAULT_QUEUE_DEPTH: u32 = 128;
+
+/// Default number of queues, each with its own connection.
+pub(super) const DEFAULT_QUEUES: u32 = 1;
+
+/// Default largest request, in pages (1 MiB).
+pub(super) const DEFAULT_MAX_IO_PAGES: u32 = 256;
+
+/// Timeouts and limits of a device; all changeable while it runs.
+pub(crate) struct Settings {
+    /// A request unanswered this long: reconnect and resend (ms).
+    pub(crate) req_timeout_ms: Atomic<u32>,
+    /// Resends of one request before it fails with EIO.
+    pub(crate) max_resends: Atomic<u32>,
+    /// Pause between reconnect attempts (ms).
+    pub(crate) reconnect_delay_ms: Atomic<u32>,
+    /// Ping an idle connection this often (ms); 0 = never.
+    pub(crate) ping_interval_ms: Atomic<u32>,
+    /// A ping unanswered this long: reconnect (ms).
+    pub(crate) ping_timeout_ms: Atomic<u32>,
+    /// Disconnected this long: queued and new IO fail until reconnected (ms).
+    pub(crate) loss_timeout_ms: Atomic<u32>,
+}
+
+/// One setting change; `None` leaves the value as it is.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct SettingsUpdate {
+    pub(crate) req_timeout_ms: Option<u32>,
+    pub(crate) max_resends: Option<u32>,
+    pub(crate) reconnect_delay_ms: Option<u32>,
+    pub(crate) ping_interval_ms: Option<u32>,
+    pub(crate) ping_timeout_ms: Option<u32>,
+    pub(crate) loss_timeout_ms: Option<u32>,
+}
+
+impl Settings {
+    /// The documented defaults (Documentation/design.md).
+    pub(super) fn new() -> Self {
+        Settings {
+            req_timeout_ms: Atomic::new(15_000),
+            max_resends: Atomic::new(10),
+            reconnect_delay_ms: Atomic::new(1_000),
+            ping_interval_ms: Atomic::new(5_000),
+            ping_timeout_ms: Atomic::new(10_000),
+            loss_timeout_ms: Atomic::new(60_000),
+        }
+    }
+
+    /// Applies the values an update carries.
+    pub(crate) fn apply(&self, u: &SettingsUpdate) {
+        let set = |a: &Atomic<u32>, v: Option<u32>| {
+            if let Some(v) = v {
+                a.store(v, Relaxed);
+            }
+        };
+        set(&self.req_timeout_ms, u.req_timeout_ms);
+        set(&self.max_resends, u.max_resends);
+        set(&self.reconnect_delay_ms, u.reconnect_delay_ms);
+        set(&self.ping_interval_ms, u.ping_interval_ms);
+        set(&self.ping_timeout_ms, u.ping_timeout_ms);
+        set(&self.loss_timeout_ms, u.loss_timeout_ms);
+    }
+
+    pub(super) fn get(a: &Atomic<u32>) -> u64 {
+        u64::from(a.load(Relaxed))
+    }
+}
+
+/// What `dstcfg -a local` asks for.
+pub(crate) struct DeviceConfig {
+    /// Namespace to connect from.
+    pub(crate) net: Net,
+    /// The export node.
+    pub(crate) addr: SockAddr,
+    /// N of /dev/dstN, chosen by the registry.
+    pub(crate) index: u32,
+    /// Largest request in pages; 0 = default.
+    pub(crate) max_io_pages: u32,
+    /// Requests in flight; 0 = default.
+    pub(crate) queue_depth: u32,
+    /// Connections (hardware queues) wanted; 0 = default (1).
+    pub(crate) queues: u32,
+    /// Identity the export fences by; 0 = a random one. An admin who sets
+    /// it (the same on every creation of this device, and unlike any other
+    /// device's) makes the fencing hold across re-creation and reboots.
+    pub(crate) client_id: u64,
+    /// Timeouts different from the defaults.
+    pub(crate) settings: SettingsUpdate,
+    /// Protection mode, algorithm and key; must match the export's.
+    pub(crate) security: SecurityConfig,
+}
