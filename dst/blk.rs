@@ -62,6 +62,8 @@ pub(crate) struct DiskParams {
     pub(crate) fua: bool,
     pub(crate) discard: bool,
     pub(crate) write_zeroes: bool,
+    /// Largest DISCARD or WRITE_ZEROES request, in bytes.
+    pub(crate) max_zeroing_bytes: u32,
     /// Pages must not change while being written (the data is checksummed
     /// or authenticated before it goes out).
     pub(crate) stable_writes: bool,

@@ -214,11 +214,11 @@ struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 	if (p->stable_writes)
 		lim.features |= BLK_FEAT_STABLE_WRITES;
 	if (p->discard) {
-		lim.max_hw_discard_sectors = UINT_MAX >> SECTOR_SHIFT;
+		lim.max_hw_discard_sectors = p->max_zeroing_bytes >> SECTOR_SHIFT;
 		lim.discard_granularity = p->logical_block_size;
 	}
 	if (p->write_zeroes)
-		lim.max_write_zeroes_sectors = UINT_MAX >> SECTOR_SHIFT;
+		lim.max_write_zeroes_sectors = p->max_zeroing_bytes >> SECTOR_SHIFT;
 
 	disk = blk_mq_alloc_disk(set, &lim, NULL);
 	if (IS_ERR(disk))

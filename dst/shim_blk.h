@@ -31,6 +31,7 @@ struct dst_disk_params {
 	bool fua;
 	bool discard;
 	bool write_zeroes;
+	u32 max_zeroing_bytes;		/* largest DISCARD or WRITE_ZEROES */
 	bool stable_writes;		/* data is checksummed before it is sent */
 };
 

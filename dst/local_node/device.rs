@@ -31,7 +31,7 @@ use super::{
     connect::{handshake, random_client_id, same_grant},
     receive::receiver_main,
     send::sender_main,
-    settings::{DEFAULT_MAX_IO_PAGES, DEFAULT_QUEUES, DEFAULT_QUEUE_DEPTH},
+    settings::{DEFAULT_MAX_IO_PAGES, DEFAULT_QUEUES, DEFAULT_QUEUE_DEPTH, MAX_ZEROING_BYTES},
     Common, Counters, Ctx, Device, DeviceConfig, Pdu, QueueThreads, Ring, Router, Settings,
     SettingsUpdate, Shared, Tx,
 };
@@ -209,6 +209,7 @@ impl Device {
             fua: has(proto::FEATURE_FUA),
             discard: has(proto::FEATURE_DISCARD),
             write_zeroes: has(proto::FEATURE_WRITE_ZEROES),
+            max_zeroing_bytes: MAX_ZEROING_BYTES,
             stable_writes: hello.security.protection != Protection::None,
         };
         let tags = Arc::new(TagSet::new(&mut params, router.clone())?, GFP_KERNEL)?;

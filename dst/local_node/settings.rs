@@ -19,6 +19,12 @@ pub(super) const DEFAULT_QUEUES: u32 = 1;
 
 /// Default largest request, in pages (1 MiB).
 pub(super) const DEFAULT_MAX_IO_PAGES: u32 = 256;
+/// Largest DISCARD or WRITE_ZEROES request (64 MiB). The export runs each
+/// as one synchronous call, and a request must end well within the request
+/// timeout (15 s by default) also where the backing device zeroes by
+/// writing zeroes (at 100 MB/s: under a second), or a large discard, mkfs's
+/// for one, would time out and be resent forever.
+pub(super) const MAX_ZEROING_BYTES: u32 = 64 << 20;
 
 /// Timeouts and limits of a device; all changeable while it runs.
 pub(crate) struct Settings {

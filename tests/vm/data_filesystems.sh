@@ -2,7 +2,12 @@
 #
 # data_filesystems.sh - ext4 and xfs on /dev/dst0 (export of /dev/ram0 over
 # loopback): mkfs, mount, write a tree of files, unmount, fsck clean, mount
-# again and compare checksums with those taken before the unmount.
+# again and compare checksums with those taken before the unmount. Then
+# discards and zeroing of the whole device: the device offers DISCARD and
+# WRITE_ZEROES of at most 64 MiB per request (each runs as one synchronous
+# call at the export and must end within the request timeout); blkdiscard
+# and blkdiscard -z of all 512 MiB succeed without a request timing out,
+# and the zeroed device reads back as zeroes.
 # timeout: 900
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
@@ -36,6 +41,19 @@ for fs in ext4 xfs; do
     umount "$mnt"
     log "$fs: $(wc -l <"$DST_TEST_OUT/$fs.sums") files verified after remount"
 done
+
+q=/sys/block/dst0/queue
+for f in discard_max_hw_bytes write_zeroes_max_bytes; do
+    v=$(cat "$q/$f")
+    log "$f: $v"
+    [ "$v" = 0 ] || assert_eq "$v" 67108864 "$f of dst0 (64 MiB)"
+done
+[ "$(cat "$q/discard_max_hw_bytes")" != 0 ] || fail "dst0 offers no discard (the export's RAM disk does)"
+blkdiscard "$dev" || fail "blkdiscard of the whole device failed"
+dd if=/dev/urandom of="$dev" bs=1M count=64 seek=200 oflag=direct status=none
+blkdiscard -z "$dev" || fail "blkdiscard -z of the whole device failed"
+assert_eq "$(dev_sha "$dev" 512)" "$(head -c 512M /dev/zero | sha256sum | cut -d' ' -f1)" "sha of $dev after blkdiscard -z"
+assert_eq "$(dst_field dst0 timeouts)" 0 "request timeouts of dst0 after whole-device discards"
 
 dstcfg -a delete -d dst0
 dstcfg -r 127.0.0.1 -a unexport
