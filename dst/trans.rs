@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The transaction layer's shared pieces, used by both nodes: how a message
-//! goes onto a connection (one send path, one `MSG_MORE` rule) and the
-//! state of a connection as a type.
+//! goes onto a connection (one send path, one `MSG_MORE` rule), the state of
+//! a connection as a type, and the count of what is in flight on one.
 //!
 //! Documentation/design.md, "Data path", describes the transactions these
 //! carry; Documentation/protocol.md the frames.
 
 use kernel::{
+    new_condvar, new_mutex,
     prelude::*,
-    sync::atomic::{Acquire, Atomic, Full, Release},
+    sync::{
+        atomic::{Acquire, Atomic, Full, Relaxed, Release},
+        CondVar, Mutex,
+    },
 };
 
 use crate::{proto::HEADER_LEN, socket::Socket};
@@ -120,5 +124,83 @@ impl AtomicConnState {
     /// Moves from `from` to `to`; whether the state was `from`.
     pub(crate) fn advance(&self, from: ConnState, to: ConnState) -> bool {
         self.0.cmpxchg(from.as_u32(), to.as_u32(), Full).is_ok()
+    }
+}
+
+/// What is in flight on a connection (an export session's requests, a local
+/// queue's replies being checked): a count others wait on, and a gate that
+/// closes it to new work (a fenced session). Whoever counts one in ends it.
+#[pin_data]
+pub(crate) struct InFlight {
+    #[pin]
+    count: Mutex<u32>,
+    /// Signalled when the count drops, and when the gate closes.
+    #[pin]
+    changed: CondVar,
+    /// Set under `count`'s lock: no `begin` succeeds after a `close` that
+    /// has returned.
+    closed: Atomic<bool>,
+}
+
+/// The gate of an [`InFlight`] was closed.
+pub(crate) struct Closed;
+
+impl InFlight {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(InFlight {
+            count <- new_mutex!(0, "InFlight::count"),
+            changed <- new_condvar!("InFlight::changed"),
+            closed: Atomic::new(false),
+        })
+    }
+
+    /// Counts one more in, unless the gate is closed.
+    pub(crate) fn begin(&self) -> Result<(), Closed> {
+        let mut n = self.count.lock();
+        if self.closed.load(Relaxed) {
+            return Err(Closed);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Counts one out; wakes those waiting for room or for none.
+    pub(crate) fn end(&self) {
+        let mut n = self.count.lock();
+        *n = n.saturating_sub(1);
+        self.changed.notify_all();
+    }
+
+    /// Closes the gate: `begin` and `wait_below` fail from now on.
+    pub(crate) fn close(&self) {
+        let _n = self.count.lock();
+        self.closed.store(true, Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Whether the gate is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    /// Waits until fewer than `limit` are in flight; fails once the gate
+    /// is closed.
+    pub(crate) fn wait_below(&self, limit: u32) -> Result<(), Closed> {
+        let mut n = self.count.lock();
+        while *n >= limit {
+            if self.closed.load(Relaxed) {
+                return Err(Closed);
+            }
+            self.changed.wait(&mut n);
+        }
+        Ok(())
+    }
+
+    /// Waits until none is in flight.
+    pub(crate) fn wait_idle(&self) {
+        let mut n = self.count.lock();
+        while *n > 0 {
+            self.changed.wait(&mut n);
+        }
     }
 }

@@ -198,7 +198,7 @@ impl WorkItem for Io {
                         );
                     }
                     s.sock.shutdown();
-                    s.end_one();
+                    s.inflight.end();
                     return;
                 }
                 let fua = this.req.flags & proto::FLAG_FUA != 0;

@@ -54,6 +54,7 @@ use crate::{
     },
     security::{self, Opener, Role},
     socket::Socket,
+    trans::InFlight,
 };
 
 use super::{
@@ -223,8 +224,7 @@ impl Inner {
                         id,
                         backing,
                         send_lock <- new_mutex!((), "Session::send"),
-                        inflight <- new_mutex!(0, "Session::inflight"),
-                        idle <- new_condvar!("Session::idle"),
+                        inflight <- InFlight::new(),
                         held: Atomic::new(0),
                         memory_room <- new_condvar!("Session::memory_room"),
                         replies <- Handoff::new(),
@@ -232,7 +232,6 @@ impl Inner {
                         client_id: Atomic::new(0),
                         queue_index: Atomic::new(0),
                         epoch: Atomic::new(0),
-                        fenced: Atomic::new(false),
                         refused: Atomic::new(0),
                         accepted,
                         sealer <- new_spinlock!(None, "Session::sealer"),

@@ -4,7 +4,7 @@
 //!
 //! The receive thread ([`session_main`]) reads each message after the
 //! handshake, checks it and starts its request. Back-pressure keeps the
-//! session within its queue depth (`wait_room`, `begin`, `end_one`) and its
+//! session within its queue depth (`wait_room`, its [`InFlight`] count) and its
 //! share of the export's memory budget ([`Charge`]); a fence stops it for a
 //! newer connection of the same local node. The sender thread
 //! ([`sender_main`]) answers the finished requests.
@@ -67,7 +67,8 @@ use crate::{
         errno,
         Socket, //
     },
-    thread_pool, trans,
+    thread_pool,
+    trans::{self, Closed, InFlight},
 };
 
 use super::{
@@ -162,12 +163,11 @@ pub(super) struct Session {
     /// Requests started and not yet answered: a request counts until its
     /// reply has been sent, so the queue depth bounds the session's memory
     /// also when the peer does not read its replies. Only taken in process
-    /// context: the receive thread and work items.
+    /// context: the receive thread and work items. Its gate closes when a
+    /// newer connection of the same client fences this one: no request of
+    /// this session may start any more.
     #[pin]
-    pub(super) inflight: Mutex<u32>,
-    /// Signalled when `inflight` drops.
-    #[pin]
-    pub(super) idle: CondVar,
+    pub(super) inflight: InFlight,
     /// Bytes of request data this session holds, part of the export's
     /// `memory`; only changed under that lock.
     pub(super) held: Atomic<usize>,
@@ -187,9 +187,6 @@ pub(super) struct Session {
     pub(super) queue_index: Atomic<u32>,
     /// The local node's fencing epoch from its HELLO.
     pub(super) epoch: Atomic<u32>,
-    /// Set (under `inflight`) when a newer connection of the same client
-    /// fences this one: no request of this session may start any more.
-    pub(super) fenced: Atomic<bool>,
     /// Requests refused so far (only the first is logged).
     pub(super) refused: Atomic<u32>,
     /// When the connection was accepted: the handshake's deadline counts
@@ -214,7 +211,7 @@ pub(super) fn session_main(s: &Arc<Session>) {
         s.sock.shutdown();
         // The sender answers (or, the socket being shut, drops) what is
         // still in flight; then it is stopped.
-        s.wait_idle();
+        s.inflight.wait_idle();
         drop(sender);
         // A completion may still be waking the sender; the session must
         // outlive it.
@@ -517,9 +514,7 @@ impl Session {
         let Ok(io) = Io::new(self.clone(), h, data, charge, pending) else {
             return self.refuse(&h, Status::Busy);
         };
-        if !self.begin() {
-            return Err(End::Fenced);
-        }
+        self.inflight.begin().map_err(|Closed| End::Fenced)?;
         if let Some(q) = pool {
             q.enqueue(io);
             return Ok(());
@@ -560,7 +555,7 @@ impl Session {
             if held == 0 || (held + bytes <= share && *used + bytes <= MEMORY_BUDGET) {
                 break;
             }
-            if self.fenced.load(Relaxed) {
+            if self.inflight.is_closed() {
                 return Err(End::Fenced);
             }
             self.memory_room.wait(&mut used);
@@ -573,27 +568,13 @@ impl Session {
         })
     }
 
-    /// Counts a started request; refuses once the session is fenced. The
-    /// check and the count share the `inflight` lock with [`Session::fence`],
-    /// so no request starts after a fence has begun waiting.
-    fn begin(&self) -> bool {
-        let mut n = self.inflight.lock();
-        if self.fenced.load(Relaxed) {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
     /// Stops this session from starting requests, ends its connection and
     /// waits until every request it started has completed.
     pub(super) fn fence(&self) {
-        {
-            let _n = self.inflight.lock();
-            self.fenced.store(true, Relaxed);
-        }
+        // No request starts once this has returned (`InFlight::begin`).
+        self.inflight.close();
         // Its receive thread may be waiting for memory. Taking the lock
-        // orders the wake-up after its check of `fenced`; it is let go of
+        // orders the wake-up after its check of the gate; it is let go of
         // before the wait below, since a completing request needs it to
         // give its memory back (`Charge::drop`).
         {
@@ -601,15 +582,7 @@ impl Session {
             self.memory_room.notify_all();
         }
         self.sock.shutdown();
-        self.wait_idle();
-    }
-
-    /// Counts an answered request; wakes the receive thread waiting for
-    /// room and teardown waiting for none to be left.
-    pub(super) fn end_one(&self) {
-        let mut n = self.inflight.lock();
-        *n = n.saturating_sub(1);
-        self.idle.notify_all();
+        self.inflight.wait_idle();
     }
 
     /// Back-pressure: waits until fewer than `depth` requests are in flight
@@ -618,22 +591,9 @@ impl Session {
     /// session holds at most `depth` requests' memory. Fails once the
     /// session is fenced.
     fn wait_room(&self, depth: u16) -> Result<(), End> {
-        let mut n = self.inflight.lock();
-        while *n >= u32::from(depth) {
-            if self.fenced.load(Relaxed) {
-                return Err(End::Fenced);
-            }
-            self.idle.wait(&mut n);
-        }
-        Ok(())
-    }
-
-    /// Waits until every started request has completed.
-    fn wait_idle(&self) {
-        let mut n = self.inflight.lock();
-        while *n > 0 {
-            self.idle.wait(&mut n);
-        }
+        self.inflight
+            .wait_below(depth.into())
+            .map_err(|Closed| End::Fenced)
     }
 }
 
@@ -662,7 +622,7 @@ fn sender_main(s: &Arc<Session>) {
             // Only now is its slot free: the peer may send the next request
             // as soon as it sees this reply, and the receive thread waits
             // for room until then (`Session::wait_room`).
-            s.end_one();
+            s.inflight.end();
             // Its pages and memory budget go back here.
             drop(io);
         }

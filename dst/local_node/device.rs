@@ -24,7 +24,7 @@ use crate::{
     pages::Bounce,
     proto::{self, HelloBody, Protection, Security},
     socket::{errno, SockAddr, Socket},
-    trans::{AtomicConnState, ConnState},
+    trans::{AtomicConnState, ConnState, InFlight},
 };
 
 use super::{
@@ -162,8 +162,7 @@ impl Device {
                     lost_at: Atomic::new(0),
                     shut: Atomic::new(0),
                     late: Atomic::new(false),
-                    checks <- new_mutex!(0, "dst::Shared::checks"),
-                    checks_done <- new_condvar!("dst::Shared::checks_done"),
+                    checks <- InFlight::new(),
                     ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
                     wake <- new_condvar!("dst::Shared::wake"),
                     rewake <- new_condvar!("dst::Shared::rewake"),

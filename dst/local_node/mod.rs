@@ -67,7 +67,7 @@ use crate::{
     proto::{self, HelloBody, HelloReplyBody, Status},
     security::{Opener, Sealer, SecurityConfig},
     socket::{Net, SockAddr, Socket},
-    trans::AtomicConnState,
+    trans::{AtomicConnState, InFlight},
 };
 
 mod connect;
@@ -260,10 +260,7 @@ pub(crate) struct Shared {
     /// Replies being checked by crypto workers (see [`ReplyCheck`]); the
     /// receiver waits for none to be left before it requeues requests.
     #[pin]
-    checks: Mutex<u32>,
-    /// Signalled when `checks` drops to 0.
-    #[pin]
-    checks_done: CondVar,
+    checks: InFlight,
     /// Requests for the sender; a spinlock because `queue_rq` may not sleep.
     #[pin]
     ring: SpinLock<Ring>,

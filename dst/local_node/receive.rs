@@ -53,10 +53,7 @@ impl Shared {
 
     /// Waits until no reply is being checked by a crypto worker.
     fn wait_checks(&self) {
-        let mut n = self.checks.lock();
-        while *n > 0 {
-            self.checks_done.wait(&mut n);
-        }
+        self.checks.wait_idle();
     }
 }
 
@@ -156,11 +153,7 @@ impl WorkItem for ReplyCheck {
                 }
             }
             drop(sock);
-            let mut n = shared.checks.lock();
-            *n -= 1;
-            if *n == 0 {
-                shared.checks_done.notify_all();
-            }
+            shared.checks.end();
         })
     }
 }
@@ -345,7 +338,9 @@ impl Ctx {
                 let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, tlen, check);
                 match job {
                     Ok(job) => {
-                        *shared.checks.lock() += 1;
+                        // The gate is never closed: checks are only
+                        // waited for.
+                        let _ = shared.checks.begin();
                         q.enqueue(job);
                         return Ok(());
                     }
