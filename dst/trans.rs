@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The transaction layer's shared pieces, used by both nodes: how a message
-//! goes onto a connection (one send path, one `MSG_MORE` rule), the state of
-//! a connection as a type, and the count of what is in flight on one.
+//! goes onto a connection (one send path, one `MSG_MORE` rule) and how its
+//! trailer comes off one, the state of a connection as a type, and the count
+//! of what is in flight on one.
 //!
 //! Documentation/design.md, "Data path", describes the transactions these
 //! carry; Documentation/protocol.md the frames.
@@ -16,7 +17,11 @@ use kernel::{
     },
 };
 
-use crate::{proto::HEADER_LEN, socket::Socket};
+use crate::{
+    proto::HEADER_LEN,
+    security::{Opener, MAX_TRAILER},
+    socket::Socket,
+};
 
 /// Sends a message's payload; told whether more bytes follow at once.
 pub(crate) type Payload<'a> = &'a dyn Fn(bool) -> Result;
@@ -44,6 +49,35 @@ pub(crate) fn send_frame(
         sock.send_all(trailer, more)?;
     }
     Ok(())
+}
+
+/// A received message's trailer (its protection's sequence number and tag),
+/// kept until the message is checked, on a crypto worker perhaps.
+#[derive(Clone, Copy)]
+pub(crate) struct Trailer {
+    buf: [u8; MAX_TRAILER],
+    len: usize,
+}
+
+impl Trailer {
+    /// Receives the trailer of the message just read from `sock`; `None` on
+    /// a connection without protection, whose messages have none.
+    pub(crate) fn recv(sock: &Socket, opener: &Opener) -> Result<Option<Self>> {
+        if !opener.protected() {
+            return Ok(None);
+        }
+        let mut t = Trailer {
+            buf: [0; MAX_TRAILER],
+            len: opener.trailer_len(),
+        };
+        sock.recv_exact(t.buf.get_mut(..t.len).ok_or(EINVAL)?)?;
+        Ok(Some(t))
+    }
+
+    /// The trailer's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
 }
 
 /// A local device queue's connection state. The values are the uapi's

@@ -48,9 +48,10 @@ use crate::{
         HEADER_LEN, //
     },
     security::{Check, Rejected, Segments},
+    trans::Trailer,
 };
 
-use super::session::{Charge, End, Session, Trailer};
+use super::session::{Charge, End, Session};
 
 /// Starts a READ or WRITE on the device; its completion hands the request
 /// to the sender.

@@ -68,7 +68,7 @@ use crate::{
         Socket, //
     },
     thread_pool,
-    trans::{self, Closed, InFlight},
+    trans::{self, Closed, InFlight, Trailer},
 };
 
 use super::{
@@ -352,7 +352,7 @@ impl Session {
         hb: &[u8; HEADER_LEN],
         data: Option<&PageBuf>,
     ) -> Result<(), End> {
-        match self.recv_trailer(opener)? {
+        match Trailer::recv(&self.sock, opener).map_err(End::recv_idle)? {
             None => Ok(()),
             Some(t) => {
                 let check = opener
@@ -361,23 +361,6 @@ impl Session {
                 verify(&check, hb, data, t.bytes())
             }
         }
-    }
-
-    /// Receives a message's trailer, if the connection is protected.
-    fn recv_trailer(&self, opener: &Opener) -> Result<Option<Trailer>, End> {
-        if !opener.protected() {
-            return Ok(None);
-        }
-        let mut t = Trailer {
-            buf: [0; MAX_TRAILER],
-            len: opener.trailer_len(),
-        };
-        let buf = t
-            .buf
-            .get_mut(..t.len)
-            .ok_or(End::Proto("trailer too long"))?;
-        self.recv(buf)?;
-        Ok(Some(t))
     }
 
     /// Receives and handles one message.
@@ -468,7 +451,7 @@ impl Session {
             self.skip(h.payload, scratch)?;
             None
         };
-        let trailer = self.recv_trailer(opener)?;
+        let trailer = Trailer::recv(&self.sock, opener).map_err(End::recv_idle)?;
         let valid = validate_request(&h, limits);
         // A valid WRITE is checked by a crypto worker, which then starts it;
         // everything else is checked here, before anything in it is used.
@@ -644,18 +627,5 @@ impl Drop for Charge {
             .store(s.held.load(Relaxed).saturating_sub(self.bytes), Relaxed);
         s.memory_room.notify_one();
         drop(used);
-    }
-}
-
-/// A received trailer.
-pub(super) struct Trailer {
-    buf: [u8; MAX_TRAILER],
-    len: usize,
-}
-
-impl Trailer {
-    /// The trailer's bytes.
-    pub(super) fn bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or(&[])
     }
 }

@@ -16,10 +16,10 @@ use crate::{
     blk::{Request, SegmentBuf, Started},
     kthread,
     proto::{self, Header, Kind, Status},
-    security::{self, Check, Opener, Segments, MAX_TRAILER},
+    security::{self, Check, Opener, Segments},
     socket::Socket,
     thread_pool,
-    trans::ConnState,
+    trans::{ConnState, Trailer},
 };
 
 use super::{
@@ -75,8 +75,7 @@ struct ReplyCheck {
     rq: Option<Request<Router>>,
     status: Status,
     header: [u8; proto::HEADER_LEN],
-    trailer: [u8; MAX_TRAILER],
-    trailer_len: usize,
+    trailer: Trailer,
     check: Check,
 }
 
@@ -87,15 +86,13 @@ impl_has_work! {
 impl ReplyCheck {
     /// A job for `rq`; gives the request and check back if there is no
     /// memory for it.
-    #[allow(clippy::too_many_arguments)]
     fn new(
         ctx: &Ctx,
         sock: &Arc<Socket>,
         rq: Request<Router>,
         status: Status,
         header: [u8; proto::HEADER_LEN],
-        trailer: [u8; MAX_TRAILER],
-        trailer_len: usize,
+        trailer: Trailer,
         check: Check,
     ) -> core::result::Result<Pin<KBox<Self>>, (Request<Router>, Check)> {
         // Allocate first, so that a failure gives the request back (the
@@ -116,7 +113,6 @@ impl ReplyCheck {
             status,
             header,
             trailer,
-            trailer_len,
             check,
         }));
         Ok(job)
@@ -132,7 +128,7 @@ impl WorkItem for ReplyCheck {
             let job = this.as_mut().project();
             let sock = job.sock.take();
             if let Some(rq) = job.rq.take() {
-                let trailer = job.trailer.get(..*job.trailer_len).unwrap_or(&[]);
+                let trailer = job.trailer.bytes();
                 let r = shared.check_read(&rq, job.header, trailer, job.check, job.vecs);
                 match r {
                     Ok(()) => shared.finish(rq, status_errno(*job.status)),
@@ -239,15 +235,10 @@ fn open(
     hb: &[u8; proto::HEADER_LEN],
     data: &Segments<'_>,
 ) -> core::result::Result<(), &'static str> {
-    if !opener.protected() {
+    let Some(t) = Trailer::recv(sock, opener).map_err(|_| "receive failed")? else {
         return Ok(());
-    }
-    let mut trailer = [0u8; MAX_TRAILER];
-    let t = trailer
-        .get_mut(..opener.trailer_len())
-        .ok_or("trailer too long")?;
-    sock.recv_exact(t).map_err(|_| "receive failed")?;
-    opener.open(hb, data, t).map_err(|e| {
+    };
+    opener.open(hb, data, t.bytes()).map_err(|e| {
         if e.is_integrity() {
             shared.dev.integrity_errors.add(1, Relaxed);
         }
@@ -325,17 +316,16 @@ impl Ctx {
         if opener.protected() && h.payload > 0 {
             // READ data: a crypto worker checks (and decrypts) it, then ends
             // the request; the receiver goes on with the next reply.
-            let mut trailer = [0u8; MAX_TRAILER];
-            let tlen = opener.trailer_len();
-            let t = trailer.get_mut(..tlen).ok_or("trailer too long")?;
-            sock.recv_exact(t).map_err(|_| "receive failed")?;
-            let t = trailer.get(..tlen).unwrap_or(&[]);
-            let check = opener.admit(t).map_err(|e| {
+            let trailer = Trailer::recv(sock, opener)
+                .map_err(|_| "receive failed")?
+                .ok_or("no trailer")?;
+            let check = opener.admit(trailer.bytes()).map_err(|e| {
                 shared.dev.integrity_errors.add(1, Relaxed);
                 e.as_str()
             })?;
+            let t = trailer.bytes();
             if let Some(q) = thread_pool::queue() {
-                let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, tlen, check);
+                let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, check);
                 match job {
                     Ok(job) => {
                         // The gate is never closed: checks are only
