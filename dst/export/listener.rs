@@ -147,11 +147,15 @@ impl Inner {
     /// epoch, whatever its queue, and the other sessions of the same queue
     /// and epoch (see Documentation/protocol.md, "Reconnecting and
     /// fencing"). When this returns, none of their requests runs or will
-    /// run on the device. Fails with `Stale` if a live session of the
-    /// client has a higher epoch: `me` comes from a connection the local
-    /// node has given up, and must not fence anything.
-    fn fence(&self, me: &Session, client_id: u64, queue: u16, epoch: u32) -> Result<(), Stale> {
-        let mut old = KVec::new();
+    /// run on the device. Fails with [`NotFenced::Stale`] if a live session
+    /// of the client has a higher epoch: `me` comes from a connection the
+    /// local node has given up, and must not fence anything.
+    fn fence(&self, me: &Session, client_id: u64, queue: u16, epoch: u32) -> Result<(), NotFenced> {
+        // Room for every session, taken before the lock: the sessions to
+        // fence are listed under it, and fenced (which waits for their IO)
+        // only after it is let go of.
+        let mut old =
+            KVec::with_capacity(MAX_SESSIONS, GFP_KERNEL).map_err(|_| NotFenced::NoMemory)?;
         {
             let sessions = self.sessions.lock();
             let of_client = || {
@@ -162,7 +166,7 @@ impl Inner {
                 })
             };
             if of_client().any(|s| s.epoch.load(Acquire) > epoch) {
-                return Err(Stale);
+                return Err(NotFenced::Stale);
             }
             // Published under the lock: a HELLO of a higher epoch handled
             // after this point fences `me`, one of a lower epoch is stale.
@@ -172,9 +176,9 @@ impl Inner {
             for s in of_client() {
                 let e = s.epoch.load(Acquire);
                 let same_queue = s.queue_index.load(Acquire) == u32::from(queue);
-                if (e < epoch || same_queue) && old.push(s.clone(), GFP_KERNEL).is_err() {
-                    // Cannot track it: fence it right here, under the lock.
-                    s.fence();
+                if e < epoch || same_queue {
+                    // Never full: there are at most MAX_SESSIONS sessions.
+                    let _ = old.push_within_capacity(s.clone());
                 }
             }
         }
@@ -266,8 +270,14 @@ impl Inner {
     }
 }
 
-/// A HELLO older than a live session of its client (see [`Inner::fence`]).
-struct Stale;
+/// Why a HELLO may not fence its client's older sessions (see
+/// [`Inner::fence`]); it is answered BUSY and the local node tries again.
+enum NotFenced {
+    /// The HELLO is older than a live session of its client.
+    Stale,
+    /// No memory to list the sessions to fence.
+    NoMemory,
+}
 
 impl Session {
     /// Reads the HELLO, checks the client (allow-list, values, version,
