@@ -8,11 +8,12 @@
 # "connected", `dstcfg -a list --json` counts at least one reconnect, the
 # kernel logged no "I/O error, dev dst", and /dev/dst0 and the exported RAM
 # disk hold the same data.
-# Then a reconnect storm: an aead device with two queues and a 200 ms request
-# timeout, its link flapped (down 0.4 s every 1.2 s) for 20 s under a
-# verifying fio load, so that reconnects fence old sessions that still hold
-# requests and their share of the export's memory (this once deadlocked the
-# export: a fence waited for requests with the memory lock held). Asserts:
+# Then a reconnect storm: an aead device with two queues, a 200 ms request
+# timeout and a resend limit of 1000, its link flapped (down 0.4 s every
+# 1.2 s) for 20 s under a verifying fio load, so that reconnects fence old
+# sessions that still hold requests and their share of the export's memory
+# (this once deadlocked the export: a fence waited for requests with the
+# memory lock held). Asserts:
 # fio's verification passes, no IO error, at least 5 reconnects, and the
 # export ends with no more sessions than the device has queues.
 # timeout: 900
@@ -83,8 +84,10 @@ log "reconnect storm: aead, 2 queues, request timeout 200 ms, link flapping for 
 key=$(mktemp -d)/psk
 dstcfg -a genkey -f "$key" >/dev/null
 ip netns exec exp dstcfg -r 10.9.0.1 -a export -f /dev/ram1 --protection aead --key-file "$key"
+# The resend limit is raised: a request in flight across many flaps is
+# resent each time, and what is tested here is fencing, not the limit.
 dev=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local --queues 2 --req-timeout 200 \
-    --reconnect-delay 100 --protection aead --key-file "$key")
+    --max-resends 1000 --reconnect-delay 100 --protection aead --key-file "$key")
 fio_verify storm --filename="$dev" --rw=randwrite --bs=4k-256k --size=48m --iodepth=32 \
     --rate=,2m &
 fio_pid=$!
