@@ -10,7 +10,7 @@
 //! API itself. The ops table is a static C table whose `queue_rq` calls
 //! [`dst_rs_queue_rq`], which hands the request to the [`Driver`] (`local_node`).
 
-use core::ptr::NonNull;
+use core::{marker::PhantomData, ptr::NonNull};
 
 use kernel::{
     error::{from_err_ptr, to_result},
@@ -132,6 +132,10 @@ mod ffi {
         pub(super) fn dst_shim_disk_add(disk: *mut RawDisk) -> c_int;
         pub(super) fn dst_shim_disk_del(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_put(disk: *mut RawDisk);
+        pub(super) fn dst_shim_disk_open_lock(disk: *mut RawDisk);
+        pub(super) fn dst_shim_disk_open_unlock(disk: *mut RawDisk);
+        pub(super) fn dst_shim_disk_openers(disk: *mut RawDisk) -> u32;
+        pub(super) fn dst_shim_disk_close_opens(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_set_timeout(disk: *mut RawDisk, ms: u32);
         pub(super) fn dst_shim_rq_pdu(rq: *mut RawRequest) -> *mut c_void;
         pub(super) fn dst_shim_rq_bvecs(
@@ -546,7 +550,9 @@ pub(crate) struct Disk {
 
 // SAFETY: gendisk operations used here may run from any task.
 unsafe impl Send for Disk {}
-// SAFETY: `&Disk` offers no operations.
+// SAFETY: what `&Disk` offers may run from any task at once: the request
+// timeout is a plain store, the open lock is the block layer's mutex, and
+// `delete` is claimed by an atomic exchange.
 unsafe impl Sync for Disk {}
 
 impl Disk {
@@ -574,6 +580,21 @@ impl Disk {
         unsafe { ffi::dst_shim_disk_set_timeout(self.disk.as_ptr(), ms) };
     }
 
+    /// Takes the disk's open lock (`open_mutex`): until the guard drops,
+    /// nobody opens or closes the disk or one of its partitions. May sleep;
+    /// the lock is taken on every open and close of the disk, so it must not
+    /// be held across IO to it.
+    pub(crate) fn lock_opens(&self) -> OpenLock<'_> {
+        // SAFETY: the disk is allocated (type invariant), so its
+        // `open_mutex` is initialised.
+        unsafe { ffi::dst_shim_disk_open_lock(self.disk.as_ptr()) };
+        // INVARIANT: locked just above.
+        OpenLock {
+            disk: self,
+            _not_send: PhantomData,
+        }
+    }
+
     /// Removes `/dev/dstN`: new IO fails, in-flight IO is waited for (the
     /// driver must still be able to complete it). Idempotent.
     pub(crate) fn delete(&self) {
@@ -582,6 +603,44 @@ impl Disk {
             // only deletion.
             unsafe { ffi::dst_shim_disk_del(self.disk.as_ptr()) };
         }
+    }
+}
+
+/// The open lock of a [`Disk`], held: the count of openers is stable.
+///
+/// # Invariants
+///
+/// This task holds `open_mutex` of `disk` until the value drops.
+pub(crate) struct OpenLock<'a> {
+    disk: &'a Disk,
+    /// A mutex is released by the task that took it: not `Send`.
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl OpenLock<'_> {
+    /// How many have the disk open, a partition of it included (the block
+    /// layer counts each open partition once on the whole disk). A mounted
+    /// file system is one.
+    pub(crate) fn openers(&self) -> u32 {
+        // SAFETY: the disk is allocated and its open lock held (type
+        // invariants), which the count needs to be stable.
+        unsafe { ffi::dst_shim_disk_openers(self.disk.disk.as_ptr()) }
+    }
+
+    /// Every open from now on fails with ENXIO: the disk is going away.
+    /// Those who have it open keep it. Cannot be undone.
+    pub(crate) fn close_opens(&self) {
+        // SAFETY: the disk is allocated and its open lock held (type
+        // invariants): the open callback, which reads the mark, runs under
+        // the same lock.
+        unsafe { ffi::dst_shim_disk_close_opens(self.disk.disk.as_ptr()) };
+    }
+}
+
+impl Drop for OpenLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: this task holds the lock (type invariant).
+        unsafe { ffi::dst_shim_disk_open_unlock(self.disk.disk.as_ptr()) };
     }
 }
 

@@ -55,6 +55,8 @@ pub(crate) struct NlRequest {
     addr: [u8; 16],
     port: u16,
     read_only: bool,
+    /// `DST_CMD_DEV_DEL`: delete even if the device is open.
+    force: bool,
     has_index: bool,
     index: u32,
     max_io_pages: u32,
@@ -570,10 +572,15 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
     }
 }
 
-/// `DST_CMD_DEV_DEL`: deletes the device, draining its IO first. The device
-/// stays listed, as closing, while it drains (at most its loss timeout,
-/// which `DST_CMD_DEV_SET` may shorten meanwhile); the registry lock is not
-/// held across the drain.
+/// `DST_CMD_DEV_DEL`: deletes the device, draining its IO first. A device
+/// that is open (mounted, or open in a program) is refused with EBUSY and
+/// left as it was, unless `DST_A_FORCE` is given: then those who have it open
+/// see their IO fail, and what a file system had not written yet is lost. An
+/// accepted delete first closes the disk to new opens, under the disk's open
+/// lock, together with the check. The device stays listed, as closing, while
+/// it drains (at most its loss timeout, which `DST_CMD_DEV_SET` may shorten
+/// meanwhile); the registry lock is held neither across the open check nor
+/// across the drain.
 ///
 /// # Safety
 ///
@@ -585,16 +592,29 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_del(req: *mut NlRequest) -> c_int {
         return EINVAL.to_errno();
     };
     let index = r.req.index;
+    let being_deleted = Refusal::new(EBUSY, c"the device is being deleted");
     let dev = {
         let reg = registry::lock();
         match reg.device(index) {
             None => return r.refuse(Refusal::new(ENOENT, c"no such device")),
-            Some(d) if !d.begin_delete() => {
-                return r.refuse(Refusal::new(EBUSY, c"the device is being deleted"))
-            }
+            Some(d) if d.deleting() => return r.refuse(being_deleted),
             Some(d) => d.clone(),
         }
     };
+    // Without the registry lock: the disk's open lock may be held by a last
+    // close writing back its dirty pages, which a lost connection keeps
+    // waiting for up to the loss timeout. Before `begin_delete`, so that a
+    // refused delete changes nothing.
+    if !dev.close_opens(r.req.force) {
+        return r.refuse(Refusal::new(
+            EBUSY,
+            c"the device is open (mounted or in use); close it, or delete with --force",
+        ));
+    }
+    // Another delete may have begun meanwhile; it goes on.
+    if !dev.begin_delete() {
+        return r.refuse(being_deleted);
+    }
     dev.drain();
     let removed = registry::lock().remove_device(index);
     // The last reference: stops the threads and frees the device.

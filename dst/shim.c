@@ -75,6 +75,7 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_INTEGRITY_ERRORS] = { .type = NLA_REJECT },
 	[DST_A_REFUSED]		= { .type = NLA_REJECT },
 	[DST_A_CLIENT_ID]	= NLA_POLICY_MIN(NLA_U64, 1),
+	[DST_A_FORCE]		= { .type = NLA_FLAG },
 };
 
 /* The per-device settings, in the order of dst_nl_req.settings[]. */
@@ -197,6 +198,7 @@ static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 	req->port = a[DST_A_PORT] ? nla_get_u16(a[DST_A_PORT]) : DST_DEFAULT_PORT;
 	req->path = a[DST_A_PATH] ? nla_data(a[DST_A_PATH]) : NULL;
 	req->read_only = nla_get_flag(a[DST_A_READ_ONLY]);
+	req->force = nla_get_flag(a[DST_A_FORCE]);
 	req->size = a[DST_A_SIZE] ? nla_get_u64(a[DST_A_SIZE]) : 0;
 	req->has_index = !!a[DST_A_INDEX];
 	req->index = a[DST_A_INDEX] ? nla_get_u32(a[DST_A_INDEX]) : 0;

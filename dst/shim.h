@@ -56,6 +56,7 @@ struct dst_nl_req {
 	u8 addr[16];
 	u16 port;
 	bool read_only;
+	bool force;			/* DST_CMD_DEV_DEL: even if open */
 	bool has_index;
 	u32 index;
 	u32 max_io_pages;		/* 0 if absent */

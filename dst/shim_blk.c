@@ -133,9 +133,23 @@ static const struct attribute_group *dst_sysfs_groups[] = {
 	NULL,
 };
 
+/*
+ * The address of this marks a disk closed to new opens, in disk->private_data
+ * (unused otherwise): set under open_mutex by dst_shim_disk_close_opens() once
+ * a delete has been accepted.
+ */
+static char dst_disk_closed;
+
+/* bdev_open() calls this with disk->open_mutex held, for every open. */
+static int dst_blk_open(struct gendisk *disk, blk_mode_t mode)
+{
+	return disk->private_data == &dst_disk_closed ? -ENXIO : 0;
+}
+
 /* Holding the module while a disk is open makes rmmod fail with EBUSY. */
 static const struct block_device_operations dst_blk_fops = {
 	.owner		= THIS_MODULE,
+	.open		= dst_blk_open,
 };
 
 int dst_shim_blk_register(void)
@@ -246,6 +260,33 @@ void dst_shim_disk_del(struct gendisk *disk)
 void dst_shim_disk_put(struct gendisk *disk)
 {
 	put_disk(disk);
+}
+
+void dst_shim_disk_open_lock(struct gendisk *disk)
+{
+	mutex_lock(&disk->open_mutex);
+}
+
+void dst_shim_disk_open_unlock(struct gendisk *disk)
+{
+	mutex_unlock(&disk->open_mutex);
+}
+
+/*
+ * Opens of the disk and of its partitions (each open partition counts once
+ * more on the whole disk); stable while open_mutex is held.
+ */
+u32 dst_shim_disk_openers(struct gendisk *disk)
+{
+	lockdep_assert_held(&disk->open_mutex);
+	return disk_openers(disk);
+}
+
+/* From now on every open fails with ENXIO (dst_blk_open). */
+void dst_shim_disk_close_opens(struct gendisk *disk)
+{
+	lockdep_assert_held(&disk->open_mutex);
+	disk->private_data = &dst_disk_closed;
 }
 
 void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms)

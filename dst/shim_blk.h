@@ -56,6 +56,10 @@ struct gendisk *dst_shim_disk_alloc(struct blk_mq_tag_set *set,
 int dst_shim_disk_add(struct gendisk *disk);
 void dst_shim_disk_del(struct gendisk *disk);
 void dst_shim_disk_put(struct gendisk *disk);
+void dst_shim_disk_open_lock(struct gendisk *disk);
+void dst_shim_disk_open_unlock(struct gendisk *disk);
+u32 dst_shim_disk_openers(struct gendisk *disk);
+void dst_shim_disk_close_opens(struct gendisk *disk);
 void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms);
 void *dst_shim_rq_pdu(struct request *rq);
 void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info);

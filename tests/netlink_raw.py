@@ -14,6 +14,9 @@ Modes:
                      d. attribute with nla_len < 4, and one running past the
                         end of the message -> error
                      e. unknown command 250 -> EOPNOTSUPP
+                     g. DST_A_FORCE (a flag) with a payload -> error + extack;
+                        DST_CMD_DEV_DEL of a missing device with the flag ->
+                        ENOENT (the flag itself is accepted)
                      f. (with NETLINK_EXT_ACK on) extack strings for b and c
                    then (a) again to prove the module still answers.
   --status         send one STATUS and print "version=<v> proto=<n>"
@@ -63,7 +66,9 @@ DST_CMD_STATUS = 1
 DST_A_VERSION = 2
 DST_A_PROTO_VERSION = 3
 DST_CMD_EVENT = 8
+DST_CMD_DEV_DEL = 5
 DST_A_INDEX = 10
+DST_A_FORCE = 42
 DST_A_EVENT = 24
 DST_EVENTS = {1: "connected", 2: "lost", 3: "reconnected", 4: "failed", 5: "deleted"}
 
@@ -289,6 +294,13 @@ def suite():
     # (e) unknown command
     r = sock.dst(fam, 250)
     expect_error(r, "e. unknown command 250", ["EOPNOTSUPP"])
+
+    # (g) DST_A_FORCE is a flag: no payload. With none, a delete of a device
+    # that does not exist gets as far as the lookup.
+    r = sock.dst(fam, DST_CMD_DEV_DEL, nla_u32(DST_A_INDEX, 1023) + nla_u32(DST_A_FORCE, 1))
+    expect_error(r, "g. DST_A_FORCE with a payload", ["EINVAL", "ERANGE"], need_extack=True)
+    r = sock.dst(fam, DST_CMD_DEV_DEL, nla_u32(DST_A_INDEX, 1023) + nla(DST_A_FORCE, b""))
+    expect_error(r, "g. DST_CMD_DEV_DEL of no device, forced", ["ENOENT"], need_extack=True)
 
     # (a) again: the module must still answer after all of the above
     version2, proto2 = check_status_reply(sock.dst(fam, DST_CMD_STATUS), "a. STATUS again")

@@ -10,7 +10,7 @@ use kernel::{
     page::PAGE_SIZE,
     prelude::*,
     sync::{
-        atomic::{Atomic, Full, Relaxed, Release},
+        atomic::{Acquire, Atomic, Full, Relaxed, Release},
         Arc,
     },
     time::Instant,
@@ -380,6 +380,26 @@ impl Device {
             }
             q.wake.notify_all();
         }
+        true
+    }
+
+    /// Whether a delete has begun ([`Device::begin_delete`]).
+    pub(crate) fn deleting(&self) -> bool {
+        self.dev().deleting.load(Acquire)
+    }
+
+    /// Closes `/dev/dstN` to new opens (they fail with ENXIO), the first
+    /// step of a delete; unless the disk is open (mounted, or open in a
+    /// program; a partition counts) and `force` is not given: then `false`,
+    /// and nothing changed. The count is read and the disk closed under its
+    /// open lock, so no open can slip in between and a refused delete leaves
+    /// the device as it was.
+    pub(crate) fn close_opens(&self, force: bool) -> bool {
+        let opens = self.disk.lock_opens();
+        if !force && opens.openers() > 0 {
+            return false;
+        }
+        opens.close_opens();
         true
     }
 

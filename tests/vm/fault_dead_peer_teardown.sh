@@ -9,13 +9,14 @@
 # end the IO in flight; (b) with pings (1 s, timeout 1 s; --loss-timeout
 # 20000 --req-timeout 120000), so that the device is reconnecting, its
 # handshake waiting for an answer, when it is deleted.
-# Asserts each time: IO is in flight when `dstcfg -a delete` runs; the delete
+# Asserts each time: IO is in flight when `dstcfg -a delete --force` runs (fio
+# has the device open: a delete without --force would be refused); the delete
 # succeeds within the loss timeout + 15 s; fio then ends within 30 s with an
 # IO error (EIO: its requests in flight failed; the kernel does not log I/O
 # errors of a disk being deleted), and /dev/dst0 is gone.
 # Then two devices (--loss-timeout 5000 --req-timeout 2000) on one export; the link
 # goes down with fio writing to dst0. Asserts: IO is in flight on dst0 when
-# `dstcfg -a delete -d dst0` runs; the delete succeeds within 20 s; fio then
+# `dstcfg -a delete -d dst0 --force` runs; the delete succeeds within 20 s; fio then
 # ends (within 30 s) and /dev/dst0 is gone; `rmmod dst` with dst1 still
 # present (its export unreachable; connected, reconnecting or failed by then)
 # and the export whose sessions lost their peer succeeds within 20 s and
@@ -68,7 +69,7 @@ silent_delete() {
     fi
 
     t0=$(now_ms)
-    timeout 150 dstcfg -a delete -d dst0 || rc=$?
+    timeout 150 dstcfg -a delete -d dst0 --force || rc=$?
     t1=$(now_ms)
     log "delete ($case, export silent, IO in flight): status $rc after $((t1 - t0)) ms (loss timeout $loss_ms ms)"
     [ "$rc" != 124 ] || fail "dstcfg -a delete hung for 150 s with the export silent ($case)"
@@ -111,7 +112,7 @@ log "link down; $inflight requests in flight on $d0; dst0 $(dst_field dst0 state
 [ "$inflight" -gt 0 ] || fail "no IO in flight on $d0 with the link down: the test did not test anything"
 
 t0=$(now_ms) rc=0
-timeout 60 dstcfg -a delete -d dst0 || rc=$?
+timeout 60 dstcfg -a delete -d dst0 --force || rc=$?
 t1=$(now_ms)
 log "delete with the export unreachable and IO in flight: status $rc after $((t1 - t0)) ms ($((t1 - t_down)) ms after link down)"
 [ "$rc" != 124 ] || fail "dstcfg -a delete hung for 60 s with the export unreachable"

@@ -104,7 +104,8 @@ stop_server() {
 }
 cleanup() {
     stop_server
-    dstcfg -a delete -d dst0 >/dev/null 2>&1 || true
+    # Whatever state a failure left the device in: forced.
+    dstcfg -a delete -d dst0 --force >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 

@@ -5,7 +5,9 @@
 # DST_A_VERSION; an unknown attribute (type 200) gets EINVAL; output-only
 # attributes sent as input, attributes shorter than their header or running
 # past the message end are refused; an unknown command (250) gets EOPNOTSUPP;
-# with NETLINK_EXT_ACK the refusals of bad attributes carry a message. The
+# the flag DST_A_FORCE with a payload is refused, without one accepted (a
+# forced delete of no device gets ENOENT); with NETLINK_EXT_ACK the refusals
+# of bad attributes carry a message. The
 # module must still answer STATUS afterwards, also from a new process.
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh

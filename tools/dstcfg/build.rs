@@ -113,8 +113,12 @@ fn action_text(action: ActionKind) -> &'static str {
              reboots."
         }
         ActionKind::Delete => {
-            "Disconnect and delete the device -d DEV. Fails with EBUSY while it is mounted or \
-             open; does not wait for an unreachable export node."
+            "Disconnect and delete the device -d DEV. While it is mounted or open (a partition \
+             of it included) the module refuses with EBUSY and leaves it working; dstcfg asks \
+             again for up to 5 s (udev opens a new device for a moment) before it reports the \
+             error. Unmount it and stop its users, or give --force: the device is deleted \
+             anyway, its IO fails and data not yet written (a file system's cached writes \
+             included) is lost. Does not wait for an unreachable export node."
         }
         ActionKind::Set => {
             "With -d DEV: change device settings (the timeouts and --max-resends) of a live \

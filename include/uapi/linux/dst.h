@@ -80,6 +80,8 @@ enum dst_attr {
 	DST_A_REFUSED,		/* u64: export: counter of refused clients */
 	DST_A_CLIENT_ID,	/* u64: device: identity the export fences by (not 0); */
 				/*      stable across re-creation and reboots if set */
+	DST_A_FORCE,		/* flag: DST_CMD_DEV_DEL: delete even if the device is */
+				/*      open (else EBUSY); its unwritten data is lost */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -26,6 +27,14 @@ use crate::uapi;
 pub const CHECK_NOT_CONNECTED: u8 = 1;
 /// Exit status of `-a check` on an error (and of usage errors).
 pub const CHECK_ERROR: u8 = 2;
+
+/// How long `-a delete` (without `--force`) asks again while the module
+/// refuses the device as open: udev's probes (blkid) open a new device for a
+/// moment after it appears, and a program that just closed it may still be
+/// ending.
+const DELETE_OPEN_RETRY: Duration = Duration::from_secs(5);
+/// The pause between those attempts.
+const DELETE_OPEN_POLL: Duration = Duration::from_millis(200);
 
 /// Runs `cmd`; returns the exit status (0 unless `-a check` finds the
 /// device not connected). The error says what went wrong and, where known,
@@ -99,8 +108,11 @@ fn execute(cmd: &Command) -> Result<u8> {
             // Only the path on stdout, so that scripts can capture it.
             println!("{}", dev.dev_path());
         }
-        Command::Delete { index } => {
-            DstClient::connect()?.dev_del(*index)?;
+        Command::Delete { index, force } => {
+            let mut client = DstClient::connect()?;
+            retry_while_open(DELETE_OPEN_RETRY, DELETE_OPEN_POLL, || {
+                client.dev_del(*index, *force)
+            })?;
             println!("deleted /dev/dst{index}");
         }
         Command::Set { index, settings } => {
@@ -142,6 +154,38 @@ fn execute(cmd: &Command) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Runs `delete` until it succeeds, fails otherwise than with the module's
+/// refusal of an open device ([`is_open_refusal`]), or `limit` has passed,
+/// pausing `poll` in between; returns its last result.
+fn retry_while_open(
+    limit: Duration,
+    poll: Duration,
+    mut delete: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match delete() {
+            Err(err) if is_open_refusal(&err) && Instant::now() + poll <= deadline => {
+                std::thread::sleep(poll)
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `err` is the module's refusal to delete a device that is open
+/// (EBUSY saying so; a delete already under way is EBUSY too, but final).
+fn is_open_refusal(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<KernelError>().is_some_and(|kerr| {
+        kerr.errno == libc::EBUSY
+            && kerr
+                .extack
+                .msg
+                .as_deref()
+                .is_some_and(|msg| msg.contains("is open"))
+    })
 }
 
 /// `-a monitor`: one line per event until interrupted or `count` events.
@@ -258,6 +302,7 @@ fn option_of(kind: u16) -> Option<&'static str> {
         uapi::DST_A_ALLOW => "--allow",
         uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
         uapi::DST_A_CLIENT_ID => "--client-id",
+        uapi::DST_A_FORCE => "--force",
         _ => return None,
     })
 }
@@ -329,14 +374,21 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         (Command::Local { .. }, libc::ENOSPC) => {
             format!("every device index 0..{MAX_INDEX} is in use; delete a device first")
         }
-        (Command::Delete { index }, libc::ENOENT) => {
+        (Command::Delete { index, .. }, libc::ENOENT) => {
             format!("there is no such device /dev/dst{index}; see dstcfg -a list")
         }
         (Command::Set { index, .. }, libc::ENOENT) => {
             format!("there is no such device /dev/dst{index}; see dstcfg -a list")
         }
-        (Command::Delete { index }, libc::EBUSY) => {
-            format!("/dev/dst{index} is in use; unmount it or close it first")
+        (Command::Delete { index, .. }, libc::EBUSY) if msg.contains("is open") => format!(
+            "/dev/dst{index} is still mounted or open after {} s: unmount it and stop the \
+             programs using it (findmnt /dev/dst{index}; fuser -vm /dev/dst{index}; an md or \
+             LVM member: mdadm --stop, vgchange -an), then delete it again; or delete it with \
+             --force, which fails its IO and loses the data not yet written",
+            DELETE_OPEN_RETRY.as_secs()
+        ),
+        (Command::Delete { index, .. }, libc::EBUSY) => {
+            format!("/dev/dst{index} is being deleted already; see dstcfg -a list")
         }
         // These give block device access: CAP_SYS_ADMIN on top of the
         // family's CAP_NET_ADMIN (the kernel's message says which is missing).
@@ -462,7 +514,10 @@ mod tests {
 
     #[test]
     fn hints() {
-        let delete = Command::Delete { index: 3 };
+        let delete = Command::Delete {
+            index: 3,
+            force: false,
+        };
         assert_eq!(
             h(&delete, libc::ENOENT).unwrap(),
             "there is no such device /dev/dst3; see dstcfg -a list"
@@ -506,7 +561,10 @@ mod tests {
     #[test]
     fn kernel_errors_get_the_action_and_the_hint() {
         let kerr = KernelError::new(libc::ENOENT, Default::default(), &[]);
-        let cmd = Command::Delete { index: 0 };
+        let cmd = Command::Delete {
+            index: 0,
+            force: false,
+        };
         let err = add_hint(kerr.into(), &cmd).context(cmd.action_name());
         assert_eq!(
             format!("{err:#}"),
@@ -539,6 +597,96 @@ mod tests {
             eperm(&Command::Status { json: false }).as_deref(),
             Some("needs CAP_NET_ADMIN; run as root")
         );
+    }
+
+    /// A kernel error with an extended ACK message.
+    fn kernel_error(errno: i32, msg: &str) -> anyhow::Error {
+        let extack = crate::netlink::ExtAck {
+            msg: Some(msg.into()),
+            ..Default::default()
+        };
+        KernelError::new(errno, extack, &[]).into()
+    }
+
+    const OPEN: &str = "the device is open (mounted or in use); close it, or delete with --force";
+
+    #[test]
+    fn delete_retries_an_open_device() {
+        let poll = Duration::from_millis(1);
+        // Open for two attempts (a udev probe), then deleted.
+        let mut calls = 0;
+        retry_while_open(Duration::from_secs(5), poll, || {
+            calls += 1;
+            if calls < 3 {
+                Err(kernel_error(libc::EBUSY, OPEN))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap();
+        assert_eq!(calls, 3);
+        // Still open when the time is up: the module's refusal is returned.
+        let mut calls = 0;
+        let start = Instant::now();
+        let err = retry_while_open(Duration::from_millis(30), poll, || {
+            calls += 1;
+            Err(kernel_error(libc::EBUSY, OPEN))
+        })
+        .unwrap_err();
+        assert!(
+            start.elapsed() >= Duration::from_millis(25),
+            "gave up early"
+        );
+        assert!(calls > 1, "{calls}");
+        assert!(is_open_refusal(&err));
+        // Other errors, a delete under way included, are final.
+        for (errno, msg) in [
+            (libc::EBUSY, "the device is being deleted"),
+            (libc::ENOENT, "no such device"),
+        ] {
+            let mut calls = 0;
+            let err = retry_while_open(Duration::from_secs(5), poll, || {
+                calls += 1;
+                Err(kernel_error(errno, msg))
+            })
+            .unwrap_err();
+            assert_eq!(calls, 1, "{msg}");
+            assert!(!is_open_refusal(&err), "{msg}");
+        }
+        assert!(!is_open_refusal(&anyhow::anyhow!("device is open")));
+    }
+
+    #[test]
+    fn delete_hints() {
+        let delete = Command::Delete {
+            index: 2,
+            force: false,
+        };
+        let hint = |err: anyhow::Error| {
+            hint_for(&delete, err.downcast_ref::<KernelError>().unwrap()).unwrap()
+        };
+        let open = hint(kernel_error(libc::EBUSY, OPEN));
+        assert!(
+            open.contains("unmount") && open.contains("--force") && open.contains("/dev/dst2"),
+            "{open}"
+        );
+        assert_eq!(
+            hint(kernel_error(libc::EBUSY, "the device is being deleted")),
+            "/dev/dst2 is being deleted already; see dstcfg -a list"
+        );
+        // A module older than --force refuses the attribute.
+        let mut unknown = KernelError::new(
+            libc::EINVAL,
+            crate::netlink::ExtAck {
+                msg: Some("Unknown attribute type".into()),
+                ..Default::default()
+            },
+            &[],
+        );
+        unknown.bad_attr = Some(uapi::DST_A_FORCE);
+        assert!(hint_for(&delete, &unknown)
+            .unwrap()
+            .contains("does not know --force"));
     }
 
     #[test]

@@ -71,8 +71,12 @@ Examples:
     dstcfg -a monitor
     dstcfg -a check -d dst0
 
-  Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0):
+  Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0) once it is
+  unmounted; or even while it is mounted or open, losing what was not
+  written yet:
+    umount /dev/dst0
     dstcfg -a delete -d dst0
+    dstcfg -a delete -d dst0 --force
 
   Attach a device that fails IO after 10 s without the export node (instead
   of 60 s), then let the live device wait 5 minutes instead:
@@ -121,7 +125,7 @@ dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io
        dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
        dstcfg -a set -d DEV SETTINGS
        dstcfg -a set --crypto-threads N
-       dstcfg -a delete -d DEV
+       dstcfg -a delete -d DEV [--force]
        dstcfg -a list [--json]
        dstcfg -a status [--json]
        dstcfg -a monitor [--json] [--count N]
@@ -141,7 +145,7 @@ pub enum ActionKind {
     Unexport,
     /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
     Local,
-    /// Disconnect and delete the local device -d DEV
+    /// Disconnect and delete the local device -d DEV; refused while it is open, unless --force
     Delete,
     /// Change the timeouts of the live local device -d DEV, or module-wide settings (--crypto-threads)
     Set,
@@ -293,6 +297,12 @@ pub struct Cli {
     #[arg(long = "count", value_name = "N",
           value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
+
+    /// Delete the device even if it is mounted or open: IO in flight fails,
+    /// and data not yet written (a file system's cached writes included) is
+    /// lost (delete only) [default: refuse an open device]
+    #[arg(long)]
+    pub force: bool,
 
     /// Serve the device read-only (export only) [default: read-write]
     #[arg(long = "read-only", help_heading = "Export and device options")]

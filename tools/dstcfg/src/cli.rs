@@ -91,10 +91,12 @@ pub enum Command {
         /// Workers of the crypto pool.
         crypto_threads: u32,
     },
-    /// `-a delete -d DEV`.
+    /// `-a delete -d DEV [--force]`.
     Delete {
         /// N of `/dev/dstN`.
         index: u32,
+        /// Delete it even if it is open.
+        force: bool,
     },
     /// `-a list [--json]`.
     List {
@@ -167,6 +169,7 @@ const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("-d", &[Delete, Set, Check]),
     ("--json", &[List, Status, Monitor]),
     ("--count", &[Monitor]),
+    ("--force", &[Delete]),
     ("--read-only", &[Export]),
     ("--size", &[Export]),
     ("--max-io-pages", &[Export, Local]),
@@ -248,6 +251,7 @@ impl Cli {
             self.device.is_some(),
             self.json,
             self.count.is_some(),
+            self.force,
             self.read_only,
             self.size.is_some(),
             self.max_io_pages.is_some(),
@@ -529,6 +533,7 @@ impl Cli {
                 index: self
                     .device
                     .ok_or_else(|| needs_device("the device to delete"))?,
+                force: self.force,
             },
         })
     }
@@ -1256,18 +1261,36 @@ mod tests {
         for dev in ["dst0", "/dev/dst0", "0"] {
             assert_eq!(
                 parse(&["-a", "delete", "-d", dev]).unwrap(),
-                Command::Delete { index: 0 },
+                Command::Delete {
+                    index: 0,
+                    force: false
+                },
                 "{dev}"
             );
         }
         assert_eq!(
             parse(&["-a", "delete", "--device=/dev/dst1023"]).unwrap(),
-            Command::Delete { index: 1023 }
+            Command::Delete {
+                index: 1023,
+                force: false
+            }
         );
         assert_eq!(
             parse(&["-d", "dst12", "-a", "delete"]).unwrap(),
-            Command::Delete { index: 12 }
+            Command::Delete {
+                index: 12,
+                force: false
+            }
         );
+        assert_eq!(
+            parse(&["delete", "-d", "dst3", "--force"]).unwrap(),
+            Command::Delete {
+                index: 3,
+                force: true
+            }
+        );
+        let (_, msg) = err(&["-a", "list", "--force"]);
+        assert!(msg.contains("--force cannot be used with -a list"), "{msg}");
     }
 
     #[test]
@@ -1302,6 +1325,7 @@ mod tests {
             "--ping-timeout" => vec!["--ping-timeout", "2s"],
             "--loss-timeout" => vec!["--loss-timeout", "30s"],
             "--count" => vec!["--count", "3"],
+            "--force" => vec!["--force"],
             "--queues" => vec!["--queues", "4"],
             "--client-id" => vec!["--client-id", "0x1234"],
             "--protection" => vec!["--protection", "crc32c"],
@@ -1358,8 +1382,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 10 actions x 24 options, minus the 43 allowed pairs.
-        assert_eq!(refused, 197);
+        // 10 actions x 25 options, minus the 44 allowed pairs.
+        assert_eq!(refused, 206);
     }
 
     #[test]

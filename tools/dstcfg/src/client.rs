@@ -95,9 +95,11 @@ impl DstClient {
         NewDevice::from_replies(&replies).context("malformed DST_CMD_DEV_ADD reply")
     }
 
-    /// `DST_CMD_DEV_DEL`: deletes `/dev/dst<index>`.
-    pub fn dev_del(&mut self, index: u32) -> Result<()> {
-        self.request(DstCmd::DevDel, dev_del_attrs(index)).map(drop)
+    /// `DST_CMD_DEV_DEL`: deletes `/dev/dst<index>`; refused with EBUSY while
+    /// it is open, unless `force`.
+    pub fn dev_del(&mut self, index: u32, force: bool) -> Result<()> {
+        self.request(DstCmd::DevDel, dev_del_attrs(index, force))
+            .map(drop)
     }
 
     /// `DST_CMD_DEV_SET`: changes the settings given of `/dev/dst<index>`.

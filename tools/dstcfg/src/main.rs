@@ -111,6 +111,7 @@ mod tests {
             "\\-\\-crypto\\-threads",
             "\\-\\-key\\-file",
             "\\-\\-allow",
+            "\\-\\-force",
             "chmod 600",
         ] {
             assert!(MAN.contains(needle), "the man page lacks {needle}");
@@ -130,10 +131,9 @@ mod tests {
                     action.name()
                 );
             }
-            assert!(
-                text.contains("crypto-threads"),
-                "{file} lacks --crypto-threads"
-            );
+            for option in ["crypto-threads", "force"] {
+                assert!(text.contains(option), "{file} lacks --{option}");
+            }
         }
     }
 }

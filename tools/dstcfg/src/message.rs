@@ -169,6 +169,8 @@ pub enum DstAttr {
     Refused(u64),
     /// `DST_A_CLIENT_ID`: device: the identity the export fences by (u64).
     ClientId(u64),
+    /// `DST_A_FORCE`: flag: delete the device even if it is open.
+    Force,
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -279,7 +281,7 @@ impl Nla for DstAttr {
             DstAttr::Port(_) | DstAttr::PeerPort(_) => 2,
             DstAttr::Key(key) => key.len(),
             DstAttr::Allow(nested) => nested.as_slice().buffer_len(),
-            DstAttr::ReadOnly => 0,
+            DstAttr::ReadOnly | DstAttr::Force => 0,
             DstAttr::Size(_)
             | DstAttr::Reconnects(_)
             | DstAttr::Resends(_)
@@ -355,6 +357,7 @@ impl Nla for DstAttr {
             DstAttr::IntegrityErrors(_) => uapi::DST_A_INTEGRITY_ERRORS,
             DstAttr::Refused(_) => uapi::DST_A_REFUSED,
             DstAttr::ClientId(_) => uapi::DST_A_CLIENT_ID,
+            DstAttr::Force => uapi::DST_A_FORCE,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -375,7 +378,7 @@ impl Nla for DstAttr {
             DstAttr::Port(v) | DstAttr::PeerPort(v) => emit_u16(buffer, *v).unwrap(),
             DstAttr::Key(key) => buffer.copy_from_slice(key.bytes()),
             DstAttr::Allow(nested) => nested.as_slice().emit(buffer),
-            DstAttr::ReadOnly => {}
+            DstAttr::ReadOnly | DstAttr::Force => {}
             DstAttr::Size(v)
             | DstAttr::Reconnects(v)
             | DstAttr::Resends(v)
@@ -476,6 +479,7 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
             }
             uapi::DST_A_REFUSED => DstAttr::Refused(u64_of("DST_A_REFUSED")?),
             uapi::DST_A_CLIENT_ID => DstAttr::ClientId(u64_of("DST_A_CLIENT_ID")?),
+            uapi::DST_A_FORCE => DstAttr::Force,
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -829,9 +833,14 @@ pub fn config_attrs(crypto_threads: u32) -> Vec<DstAttr> {
     vec![DstAttr::CryptoThreads(crypto_threads)]
 }
 
-/// Attributes of `DST_CMD_DEV_DEL`.
-pub fn dev_del_attrs(index: u32) -> Vec<DstAttr> {
-    vec![DstAttr::Index(index)]
+/// Attributes of `DST_CMD_DEV_DEL`: the device, and `DST_A_FORCE` to delete
+/// it even if it is open.
+pub fn dev_del_attrs(index: u32, force: bool) -> Vec<DstAttr> {
+    let mut attrs = vec![DstAttr::Index(index)];
+    if force {
+        attrs.push(DstAttr::Force);
+    }
+    attrs
 }
 
 /// Attributes of `DST_CMD_DEV_SET`: the device, then the settings to change.
@@ -1347,8 +1356,19 @@ mod tests {
             expected
         );
         assert_eq!(
-            emit(&DstMessage::new(DstCmd::DevDel, dev_del_attrs(5))),
+            emit(&DstMessage::new(DstCmd::DevDel, dev_del_attrs(5, false))),
             nla(uapi::DST_A_INDEX, &5u32.to_ne_bytes())
+        );
+        // --force: the flag after the index, without payload.
+        let mut forced = nla(uapi::DST_A_INDEX, &5u32.to_ne_bytes());
+        forced.extend(nla(uapi::DST_A_FORCE, &[]));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevDel, dev_del_attrs(5, true))),
+            forced
+        );
+        assert_eq!(
+            parse(&forced, uapi::DST_CMD_DEV_DEL).attrs,
+            vec![DstAttr::Index(5), DstAttr::Force]
         );
     }
 
@@ -1513,6 +1533,7 @@ mod tests {
             DstAttr::BytesWritten(4),
             DstAttr::State(uapi::DST_STATE_FAILED),
             DstAttr::ClientId(0xfedc_ba98_7654_3210),
+            DstAttr::Force,
         ];
         let msg = DstMessage::new(DstCmd::List, attrs);
         assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);

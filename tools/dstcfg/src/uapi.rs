@@ -127,8 +127,11 @@ pub const DST_A_REFUSED: u16 = 40;
 /// u64: device: the identity the export fences by (not 0); random unless
 /// `DST_CMD_DEV_ADD` gives one, reported by `DST_CMD_LIST`.
 pub const DST_A_CLIENT_ID: u16 = 41;
+/// Flag: `DST_CMD_DEV_DEL`: delete the device even if it is open (else
+/// EBUSY); data not yet written is lost.
+pub const DST_A_FORCE: u16 = 42;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_CLIENT_ID;
+pub const DST_A_MAX: u16 = DST_A_FORCE;
 
 // enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
 /// Unused nested attribute 0.
@@ -254,6 +257,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_INTEGRITY_ERRORS", DST_A_INTEGRITY_ERRORS as u32),
             ("DST_A_REFUSED", DST_A_REFUSED as u32),
             ("DST_A_CLIENT_ID", DST_A_CLIENT_ID as u32),
+            ("DST_A_FORCE", DST_A_FORCE as u32),
         ],
     ),
     (
@@ -518,6 +522,7 @@ mod tests {
         assert_eq!(cmd_name(DST_CMD_CONFIG), Some("DST_CMD_CONFIG"));
         assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
         assert_eq!(attr_name(DST_A_CLIENT_ID), Some("DST_A_CLIENT_ID"));
+        assert_eq!(attr_name(DST_A_FORCE), Some("DST_A_FORCE"));
         assert_eq!(attr_name(DST_A_KEY), Some("DST_A_KEY"));
         assert_eq!(
             allow_attr_name(DST_ALLOW_A_PREFIX_LEN),
