@@ -3,7 +3,7 @@
  * shim_blk.c - blk-mq glue Rust cannot reach in 7.2: the static blk_mq_ops and
  * block_device_operations tables, blk_mq_alloc_disk() (a macro), queue
  * limits, and the inline per-request helpers (pdu, position, tag lookup,
- * segment iteration). Decisions are made in Rust (core.rs); each function
+ * segment iteration). Decisions are made in Rust (local_node); each function
  * here does one mechanical thing.
  */
 #include <linux/blk-mq.h>

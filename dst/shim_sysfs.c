@@ -2,8 +2,8 @@
 /*
  * shim_sysfs.c - /sys/kernel/dst/exportN/: one read-only directory per
  * export. The kobject type and its attribute table are static C; Rust
- * (sysfs.rs, export.rs) formats each value. Names and numbers match
- * export.rs `Inner::sysfs_show`.
+ * (sysfs.rs, export/mod.rs) formats each value. Names and numbers match
+ * export/mod.rs `Inner::sysfs_show`.
  */
 #include <linux/kobject.h>
 #include <linux/slab.h>
