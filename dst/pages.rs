@@ -14,9 +14,12 @@
 //! through one) the page allocator may have nothing until those very IOs
 //! complete, and an order-0 allocation in NOIO context does not fail: it
 //! loops in reclaim that cannot make progress. So a [`PagePool`] first asks
-//! the allocator with `__GFP_NORETRY` (reclaim once, then give up), and on
-//! failure lends a whole buffer from its reserve: buffers of the largest IO,
-//! allocated when the export starts. A lent buffer goes back to the reserve
+//! the allocator without direct reclaim (`GFP_NOWAIT`: what is free at once;
+//! even one round of reclaim per page, `__GFP_NORETRY`, kept the export's
+//! receiver in reclaim, a largest IO being 256 pages, until the local
+//! node's requests timed out under swap pressure), and on failure lends a
+//! whole buffer from its reserve: buffers of the largest IO, allocated when
+//! the export starts. A lent buffer goes back to the reserve
 //! when dropped, that is when its IO has been answered, which needs no
 //! memory. If the reserve is empty too, the caller waits for a buffer to come
 //! back (retrying the allocator now and then). Lending whole buffers, never
@@ -83,8 +86,8 @@ unsafe impl Sync for PageBuf {}
 impl PageBuf {
     /// Allocates `len` bytes (not 0), NOIO. `retry`: try as hard as the
     /// allocator can (for buffers made once, at set-up); otherwise fail
-    /// fast, for a caller with a reserve to fall back on. The contents are
-    /// undefined until received or read into.
+    /// fast, without direct reclaim, for a caller with a reserve to fall
+    /// back on. The contents are undefined until received or read into.
     pub(crate) fn alloc(len: usize, retry: bool) -> Result<Self> {
         if len == 0 {
             return Err(EINVAL);

@@ -83,12 +83,15 @@ void dst_bdev_noio_restore(unsigned int flags)
 	memalloc_noio_restore(flags);
 }
 
-/* Pages of the export's buffers (dst/pages.rs): NOIO; without @retry,
- * __GFP_NORETRY makes the allocator give up after one round of reclaim
- * instead of looping, so that the caller falls back on its reserve. */
+/* Pages of the export's buffers (dst/pages.rs): NOIO; without @retry, no
+ * direct reclaim at all (kswapd is woken), so that the caller falls back on
+ * its reserve at once. Not __GFP_NORETRY: that still runs one round of
+ * direct reclaim per page: for a 1 MiB buffer under swap pressure the
+ * export's receiver was found there (fault_swap, aead) while the local
+ * node's requests timed out (15 s). */
 struct page *dst_bdev_page_alloc(bool retry)
 {
-	return alloc_page(GFP_NOIO | __GFP_NOWARN | (retry ? 0 : __GFP_NORETRY));
+	return alloc_page(retry ? GFP_NOIO | __GFP_NOWARN : GFP_NOWAIT | __GFP_NOWARN);
 }
 
 void dst_bdev_page_free(struct page *page)

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # timeout: 900
 # oom-kill: ok
-# suite: no (protection none passes; with aead swap writeback stalls under the pressure until the watchdog fires; see design.md, "Forward progress")
 #
 # fault_swap.sh - swap on a DST device makes forward progress and keeps its
 # data, with protection none and then aead (aead skipped, with a note, if
