@@ -9,11 +9,12 @@
 # kernel logged no "I/O error, dev dst", and /dev/dst0 and the exported RAM
 # disk hold the same data.
 # Then a reconnect storm: an aead device with two queues, a 200 ms request
-# timeout and a resend limit of 1000, its link flapped (down 0.4 s every
-# 1.2 s) for 20 s under a verifying fio load, so that reconnects fence old
-# sessions that still hold requests and their share of the export's memory
-# (this once deadlocked the export: a fence waited for requests with the
-# memory lock held). Asserts:
+# timeout and a resend limit of 1000, under a verifying fio load, for up to
+# 40 s: its link goes down for 0.4 s, then the export's side sends at
+# 2 Mbit/s for 1 s, again and again, so that reconnects fence old sessions
+# that still hold requests and their share of the export's memory (this
+# once deadlocked the export: a fence waited for requests with the memory
+# lock held). Asserts:
 # fio's verification passes, no IO error, at least 5 reconnects, and the
 # export ends with no more sessions than the device has queues.
 # timeout: 900
@@ -80,7 +81,7 @@ assert_eq "$(dev_sha "$dev" 192)" "$(dev_sha /dev/ram0 192)" "checksum of $dev v
 dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 
-log "reconnect storm: aead, 2 queues, request timeout 200 ms, link flapping for 20 s"
+log "reconnect storm: aead, 2 queues, request timeout 200 ms, link flapping and throttled"
 key=$(mktemp -d)/psk
 dstcfg -a genkey -f "$key" >/dev/null
 ip netns exec exp dstcfg -r 10.9.0.1 -a export -f /dev/ram1 --protection aead --key-file "$key"
@@ -92,12 +93,18 @@ fio_verify storm --filename="$dev" --rw=randwrite --bs=4k-256k --size=48m --iode
     --rate=,2m &
 fio_pid=$!
 wait_io_flowing "${dev#/dev/}"
-end=$(( $(now_ms) + 20000 ))
+# Flaps, and spells of a slow export link: replies then wait in the
+# export's sender, holding their memory, when the request timeout makes the
+# local node reconnect and the new session fences the old one.
+end=$(( $(now_ms) + 40000 ))
 while [ "$(now_ms)" -lt "$end" ] && kill -0 "$fio_pid" 2>/dev/null; do
     ip -n loc link set veth-loc down
     sleep 0.4
     ip -n loc link set veth-loc up
-    sleep 0.8
+    ip netns exec exp tc qdisc replace dev veth-exp root netem rate 2mbit
+    sleep 1
+    ip netns exec exp tc qdisc del dev veth-exp root
+    sleep 0.4
 done
 rc=0
 wait "$fio_pid" || rc=$?
