@@ -608,6 +608,17 @@ mod tests {
         KernelError::new(errno, extack, &[]).into()
     }
 
+    /// The refusal of a module that does not know attribute `attr`.
+    fn unknown_attribute(attr: u16) -> KernelError {
+        let extack = crate::netlink::ExtAck {
+            msg: Some("Unknown attribute type".into()),
+            ..Default::default()
+        };
+        let mut e = KernelError::new(libc::EINVAL, extack, &[]);
+        e.bad_attr = Some(attr);
+        e
+    }
+
     const OPEN: &str = "the device is open (mounted or in use); close it, or delete with --force";
 
     #[test]
@@ -675,15 +686,7 @@ mod tests {
             "/dev/dst2 is being deleted already; see dstcfg -a list"
         );
         // A module older than --force refuses the attribute.
-        let mut unknown = KernelError::new(
-            libc::EINVAL,
-            crate::netlink::ExtAck {
-                msg: Some("Unknown attribute type".into()),
-                ..Default::default()
-            },
-            &[],
-        );
-        unknown.bad_attr = Some(uapi::DST_A_FORCE);
+        let unknown = unknown_attribute(uapi::DST_A_FORCE);
         assert!(hint_for(&delete, &unknown)
             .unwrap()
             .contains("does not know --force"));
@@ -747,15 +750,7 @@ mod tests {
             .unwrap()
             .contains("the same --protection"));
         // An older module refuses --queues as an unknown attribute.
-        let mut unknown = KernelError::new(
-            libc::EINVAL,
-            crate::netlink::ExtAck {
-                msg: Some("Unknown attribute type".into()),
-                ..Default::default()
-            },
-            &[],
-        );
-        unknown.bad_attr = Some(uapi::DST_A_QUEUES);
+        let mut unknown = unknown_attribute(uapi::DST_A_QUEUES);
         assert_eq!(
             hint_for(&local, &unknown).unwrap(),
             "the loaded dst module does not know --queues; load the dst module that matches \
