@@ -32,8 +32,8 @@ use super::{
     receive::receiver_main,
     send::sender_main,
     settings::{DEFAULT_MAX_IO_PAGES, DEFAULT_QUEUES, DEFAULT_QUEUE_DEPTH, MAX_ZEROING_BYTES},
-    Common, Counters, Ctx, Device, DeviceConfig, Pdu, QueueThreads, Ring, Router, Settings,
-    SettingsUpdate, Shared, Tx,
+    Common, Counters, Ctx, Device, DeviceConfig, Pdu, QueueThreads, Ring, Router, RxStart,
+    Settings, SettingsUpdate, Shared, Tx,
 };
 
 impl Device {
@@ -149,6 +149,7 @@ impl Device {
             let (tx_sock, rx_sock) = (sock.clone(), sock.clone());
             let q_dev = common.clone();
             let vecs = SegmentBuf::new(max_segments)?;
+            let rx_vecs = SegmentBuf::new(max_segments)?;
             let bounce = match hello.security.protection {
                 Protection::Aead => Some(Bounce::new(granted.max_io_bytes as usize)?),
                 _ => None,
@@ -174,7 +175,11 @@ impl Device {
                             vecs,
                             bounce,
                             epoch: hello.epoch,
-                            first: Some((rx_sock, c.opener)),
+                            first: Some(RxStart {
+                                sock: rx_sock,
+                                opener: c.opener,
+                                vecs: rx_vecs,
+                            }),
                         },
                         "dst::Shared::tx"
                     ),
@@ -421,8 +426,8 @@ impl Drop for Device {
             if let Some(sock) = tx.sock.take() {
                 sock.shutdown();
             }
-            if let Some((sock, _)) = tx.first.take() {
-                sock.shutdown();
+            if let Some(start) = tx.first.take() {
+                start.sock.shutdown();
             }
         }
         for q in queues.iter() {

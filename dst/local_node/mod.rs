@@ -143,9 +143,19 @@ struct Tx {
     bounce: Option<Bounce>,
     /// The fencing epoch the connection was made in (its HELLO's).
     epoch: u32,
-    /// The first connection and the receiving half of its protection, until
-    /// the receiver thread takes them (later connections are its own).
-    first: Option<(Arc<Socket>, Opener)>,
+    /// What the receiver thread starts with, until it takes it.
+    first: Option<RxStart>,
+}
+
+/// What a queue's receiver thread starts with: the first connection and the
+/// receiving half of its protection (later connections are its own), and
+/// room for one request's data segments. Allocated with the device, so that
+/// a failed allocation fails the creation instead of leaving a queue
+/// without a receiver (its requests then waited forever).
+struct RxStart {
+    sock: Arc<Socket>,
+    opener: Opener,
+    vecs: SegmentBuf,
 }
 
 /// A connection as the handshake leaves it.

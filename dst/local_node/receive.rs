@@ -23,8 +23,8 @@ use crate::{
 };
 
 use super::{
-    connect::reconnect, send::request_header, status_errno, Ctx, Router, Shared, Shut, TAG_BITS,
-    TAG_MASK,
+    connect::reconnect, send::request_header, status_errno, Ctx, Router, RxStart, Shared, Shut,
+    TAG_BITS, TAG_MASK,
 };
 
 impl Shared {
@@ -158,12 +158,14 @@ impl WorkItem for ReplyCheck {
 /// connection fails, then reconnects, until the device is deleted.
 pub(super) fn receiver_main(ctx: &Ctx) {
     let shared = &ctx.shared;
-    let Some((mut sock, mut opener)) = shared.tx.lock().first.take() else {
+    let Some(start) = shared.tx.lock().first.take() else {
         return;
     };
-    let Ok(mut vecs) = SegmentBuf::new(shared.dev.max_segments) else {
-        return;
-    };
+    let RxStart {
+        mut sock,
+        mut opener,
+        mut vecs,
+    } = start;
     shared.last_rx.store(shared.now(), Relaxed);
     loop {
         let why = serve(ctx, &sock, &mut opener, &mut vecs);
