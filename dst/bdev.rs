@@ -38,7 +38,7 @@ use kernel::{
     workqueue::Queue,
 };
 
-use crate::pages::PageBuf;
+use crate::{error::code, pages::PageBuf};
 
 /// `shim_bdev.c`. A `struct block_device *` or `struct bio *` is passed as
 /// `*mut c_void`: their bindgen types hold a zero-sized field that the
@@ -255,9 +255,9 @@ impl Drop for Backing {
     }
 }
 
-/// Whether `e` is `EOPNOTSUPP`, which `kernel::error::code` does not name.
+/// Whether `e` is `EOPNOTSUPP`.
 pub(crate) fn is_not_supported(e: Error) -> bool {
-    e.to_errno() == -(bindings::EOPNOTSUPP as c_int)
+    e == code::eopnotsupp()
 }
 
 /// What a READ or WRITE bio works on: the device and the pages.

@@ -343,8 +343,9 @@ impl<D: Driver + ?Sized> Request<D> {
         Ok(())
     }
 
-    /// Ends the request with `err` (0 for success). Consumes the handle.
-    pub(crate) fn end(self, err: c_int) {
+    /// Ends the request with `result`. Consumes the handle.
+    pub(crate) fn end(self, result: Result) {
+        let err = result.err().map_or(0, Error::to_errno);
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: we own the started request (type invariant) and give it
         // up; it stays HELD, so nobody can claim it until it is started

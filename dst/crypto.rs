@@ -36,8 +36,8 @@ use kernel::{
 
 use crate::{
     bdev::noio,
+    error::code,
     proto::{Protection, HEADER_LEN, MAX_IO_BYTES_LIMIT},
-    socket::errno,
 };
 
 /// Length of a session key (`K_le`, `K_el`), which keys the data channel.
@@ -175,7 +175,7 @@ mod ffi {
 
 /// The error of a message that does not verify.
 pub(crate) fn ebadmsg() -> Error {
-    errno(bindings::EBADMSG)
+    code::ebadmsg()
 }
 
 /// Whether `e` is [`ebadmsg`]: the peer sent a forged or corrupted message.

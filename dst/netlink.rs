@@ -22,6 +22,7 @@ use kernel::{
 use crate::{
     acl::{self, AllowList},
     crypto::Key,
+    error::Refusal,
     export::{Export, ExportConfig},
     local_node::{Device, DeviceConfig, SettingsUpdate},
     proto::{self, AlgName, Protection, Security},
@@ -150,34 +151,6 @@ mod ffi {
         pub(super) fn dst_genl_unregister();
         pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
         pub(super) fn dst_shim_event(net: *mut bindings::net, ev: *const super::NlEvent);
-    }
-}
-
-/// A refused configuration request: the error and a message for the user,
-/// sent back in the extended ACK.
-pub(crate) struct Refusal {
-    /// The errno returned to userspace.
-    pub(crate) err: Error,
-    /// Why, in words; empty if the errno says it all.
-    pub(crate) msg: &'static CStr,
-}
-
-impl Refusal {
-    /// A refusal with a message.
-    pub(crate) fn new(err: Error, msg: &'static CStr) -> Self {
-        Refusal { err, msg }
-    }
-}
-
-impl From<Error> for Refusal {
-    fn from(err: Error) -> Self {
-        Refusal { err, msg: c"" }
-    }
-}
-
-impl From<kernel::alloc::AllocError> for Refusal {
-    fn from(_: kernel::alloc::AllocError) -> Self {
-        Refusal::from(ENOMEM)
     }
 }
 
@@ -670,42 +643,15 @@ pub(crate) unsafe extern "C" fn dst_nl_config(req: *mut NlRequest) -> c_int {
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntry) -> c_int {
     let reg = registry::lock();
-    let mut e = NlEntry {
-        kind: 0,
-        index: 0,
-        state: STATE_LISTENING,
-        sessions: 0,
-        queue_depth: 0,
-        addr_len: 0,
-        addr: [0; 16],
-        port: 0,
-        read_only: false,
-        size: 0,
-        reconnects: 0,
-        resends: 0,
-        timeouts: 0,
-        io_errors: 0,
-        bytes_read: 0,
-        bytes_written: 0,
-        in_flight: 0,
-        settings: [0; SETTINGS],
-        path: [0; 256],
-        queues: 0,
-        protection: 0,
-        alg: [0; proto::ALG_LEN],
-        integrity_errors: 0,
-        refused: 0,
-        client_id: 0,
-        allow_len: 0,
-        allow: [const {
-            NlAllow {
-                addr_len: 0,
-                prefix_len: 0,
-                read_only: false,
-                addr: [0; 16],
-            }
-        }; acl::MAX_ENTRIES],
-    };
+    // About 1 KiB: filled in place, in the caller's buffer, not built on the
+    // stack. Every field is an integer, a bool or an array of them, for
+    // which all-zero bytes are a valid value.
+    // SAFETY: the caller guarantees `out` is valid for writes of an entry.
+    unsafe { core::ptr::write_bytes(out, 0, 1) };
+    // SAFETY: `out` is valid, initialised just above, and only ours until
+    // we return.
+    let e = unsafe { &mut *out };
+    e.state = STATE_LISTENING;
     let addr = if let Some(x) = reg.exports().get(pos) {
         e.kind = KIND_EXPORT;
         e.index = x.index();
@@ -756,7 +702,5 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
     e.addr[..bytes.len()].copy_from_slice(bytes);
     e.addr_len = bytes.len() as u32;
     e.port = port;
-    // SAFETY: the caller guarantees `out` is valid for writes.
-    unsafe { out.write(e) };
     1
 }

@@ -194,6 +194,16 @@ impl Sealer {
         self.protector.seal(seq, header, src, dst, out)?;
         Ok(n)
     }
+
+    /// Protects a message without payload: [`Sealer::seal`] of the header
+    /// alone.
+    pub(crate) fn seal_header(
+        &self,
+        header: &[u8; HEADER_LEN],
+        trailer: &mut [u8; MAX_TRAILER],
+    ) -> Result<usize> {
+        self.seal(header, &no_data(), &no_data(), trailer)
+    }
 }
 
 /// The receiving half: checks messages. Used by the receiving thread; the

@@ -117,13 +117,12 @@ too_big:
 }
 
 /*
- * NL_SET_ERR_MSG() wants a literal; the ACK keeps only the pointer, and Rust
- * passes messages with static lifetime, so storing it directly is the same.
+ * NL_SET_ERR_MSG() takes only a C literal; the messages come from Rust, so
+ * they are copied into the ACK's own buffer (at most 79 characters).
  */
 void dst_shim_extack(struct netlink_ext_ack *extack, const char *msg)
 {
-	if (extack)
-		extack->_msg = msg;
+	NL_SET_ERR_MSG_FMT(extack, "%s", msg);
 }
 
 /* The nested DST_A_ALLOW entries into req->allow (lengths checked in Rust). */

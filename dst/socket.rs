@@ -20,6 +20,8 @@ use kernel::{
     time::{Instant, Monotonic}, //
 };
 
+use crate::error::code;
+
 mod ffi {
     use kernel::{
         bindings,
@@ -39,12 +41,6 @@ mod ffi {
 }
 
 const AF_INET6: u16 = 10;
-
-/// An error from its positive `bindings::E*` number, for the codes
-/// `kernel::error::code` does not name (ECONNRESET, EPROTO...).
-pub(crate) fn errno(code: u32) -> Error {
-    Error::from_errno(-(code as c_int))
-}
 
 /// A TCP endpoint: IPv4 or IPv6 address and port.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -624,7 +620,7 @@ impl Socket {
         match n {
             n if n > 0 => Ok(n as usize),
             // The peer closed the connection.
-            0 => Err(errno(bindings::ECONNRESET)),
+            0 => Err(code::econnreset()),
             n => Err(Error::from_errno(n)),
         }
     }

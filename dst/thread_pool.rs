@@ -16,7 +16,8 @@
 //! - **Memory**: [`submit`] allocates nothing; the job's `Arc` holds its
 //!   `work_struct`. It can therefore be called on the IO path.
 //! - **Inline mode**: with 0 workers (or before the pool exists) [`submit`]
-//!   runs the job in the caller, which is the cheapest on a single CPU.
+//!   and [`submit_boxed`] run the job in the caller, which is the cheapest
+//!   on a single CPU.
 //!
 //! The workqueue is `WQ_MEM_RECLAIM` (it serves block IO, so it keeps a
 //! rescuer thread and progresses under memory pressure) and `WQ_UNBOUND`
@@ -132,17 +133,18 @@ pub(crate) fn workers() -> u32 {
     WORKERS.load(Relaxed)
 }
 
-/// The pool's queue, for work items owned by a `Pin<KBox<_>>` rather than
-/// an `Arc` (they move through several stages); `None` in inline mode, when
-/// the caller runs the work itself.
-pub(crate) fn queue() -> Option<&'static Queue> {
+/// Calls `f` with the pool's queue, or `None` in inline mode (the caller
+/// then runs the work itself). The queue is only lent for the call: the
+/// pool, and its workqueue, may go once every device and export is gone.
+fn with_queue<R>(f: impl FnOnce(Option<&Queue>) -> R) -> R {
     let wq = WQ.load(Acquire);
     if wq.is_null() || workers() == 0 {
-        return None;
+        return f(None);
     }
     // SAFETY: a published workqueue lives until the pool is dropped, after
-    // the last user of the pool has stopped (see `Pool::drop`).
-    Some(unsafe { Queue::from_raw(wq) })
+    // the last submitter has stopped (see `Pool::drop`); the reference
+    // does not outlive this call, made by such a submitter.
+    f(Some(unsafe { Queue::from_raw(wq) }))
 }
 
 /// Runs `job` on the pool, or at once in the caller in inline mode.
@@ -151,13 +153,26 @@ pub(crate) fn queue() -> Option<&'static Queue> {
 /// once its run has started, so a caller can keep one job per request slot
 /// and allocate nothing per message.
 pub(crate) fn submit<T: Job>(job: Arc<T>) -> Result<(), Arc<T>> {
-    match queue() {
+    with_queue(|q| match q {
         Some(q) => q.enqueue(job),
         None => {
             T::run(job);
             Ok(())
         }
-    }
+    })
+}
+
+/// Runs a job owned by a `Pin<KBox<_>>` (work that moves through several
+/// stages, or is kept for reuse) on the pool, or at once in the caller in
+/// inline mode. A box is never queued twice, so the job always runs.
+pub(crate) fn submit_boxed<T>(job: Pin<KBox<T>>)
+where
+    T: WorkItem<Pointer = Pin<KBox<T>>> + HasWork<T> + Send + 'static,
+{
+    with_queue(|q| match q {
+        Some(q) => q.enqueue(job),
+        None => T::run(job),
+    })
 }
 
 /// Self-test: 64 jobs on 2 workers, then 8 inline (0 workers), each job

@@ -135,7 +135,9 @@ unsafe impl Linked for Io {
 }
 
 impl Io {
-    /// Allocates the request state (in the receive thread's NOIO scope).
+    /// The request state, in one of the session's spares: there is one for
+    /// every request the queue depth lets in, so allocating (in the receive
+    /// thread's NOIO scope) is only a fallback.
     pub(super) fn new(
         session: Arc<Session>,
         req: Header,
@@ -143,19 +145,23 @@ impl Io {
         charge: Option<Charge>,
         pending: Option<Pending>,
     ) -> Result<Pin<KBox<Self>>> {
-        KBox::pin_init(
-            try_pin_init!(Io {
-                work <- new_work!("Io::work"),
-                link: Link::new(),
-                session,
-                req,
-                data,
-                charge,
-                status: None,
-                pending,
-            }),
-            GFP_KERNEL,
-        )
+        session.clone().spare_ios.init(try_pin_init!(Io {
+            work <- new_work!("Io::work"),
+            link: Link::new(),
+            session,
+            req,
+            data,
+            charge,
+            status: None,
+            pending,
+        }))
+    }
+
+    /// Ends the request: what it holds (pages, memory budget) goes back,
+    /// and its memory to its session's spares.
+    pub(super) fn recycle(this: Pin<KBox<Self>>) {
+        let session = this.session.clone();
+        session.spare_ios.put(this);
     }
 
     /// Runs a FLUSH, DISCARD or WRITE_ZEROES on the device. Blocks.
@@ -199,6 +205,8 @@ impl WorkItem for Io {
                         );
                     }
                     s.sock.shutdown();
+                    let s = s.clone();
+                    Io::recycle(this);
                     s.inflight.end();
                     return;
                 }

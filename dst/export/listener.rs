@@ -54,6 +54,7 @@ use crate::{
     },
     security::{self, Opener, Role},
     socket::Socket,
+    spares::Spares,
     trans::InFlight,
 };
 
@@ -239,6 +240,7 @@ impl Inner {
                         refused: Atomic::new(0),
                         accepted,
                         sealer <- new_spinlock!(None, "Session::sealer"),
+                        spare_ios <- Spares::new(),
                         export: self.clone(),
                     }),
                     GFP_KERNEL,

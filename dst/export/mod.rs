@@ -65,11 +65,6 @@
 use core::pin::Pin;
 
 use kernel::{
-    bindings::{
-        EADDRINUSE,
-        EADDRNOTAVAIL,
-        EAFNOSUPPORT, //
-    },
     ffi::c_void,
     fmt, new_mutex, new_spinlock,
     prelude::*,
@@ -99,8 +94,8 @@ use crate::{
         Backing,
         IoQueue, //
     },
+    error::{code, Refusal},
     kthread::Thread,
-    netlink::Refusal,
     pages::PagePool,
     proto::{
         self,
@@ -267,11 +262,14 @@ fn open_refusal(e: Error) -> Refusal {
 
 /// Maps an error from creating the listening socket to a refusal.
 fn listen_refusal(e: Error) -> Refusal {
-    let msg = match e.to_errno().unsigned_abs() {
-        EADDRINUSE => c"address already in use",
-        EADDRNOTAVAIL => c"address not available on this host",
-        EAFNOSUPPORT => c"address family not supported",
-        _ => c"cannot listen on the address",
+    let msg = if e == code::eaddrinuse() {
+        c"address already in use"
+    } else if e == code::eaddrnotavail() {
+        c"address not available on this host"
+    } else if e == code::eafnosupport() {
+        c"address family not supported"
+    } else {
+        c"cannot listen on the address"
     };
     Refusal::new(e, msg)
 }

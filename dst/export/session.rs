@@ -16,7 +16,6 @@
 //! outside the session's threads and only hand their result back).
 
 use kernel::{
-    bindings::ECONNRESET,
     fmt,
     prelude::*,
     sync::{
@@ -44,6 +43,7 @@ use crate::{
         BioOp,
         IoData, //
     },
+    error::code,
     handoff::Handoff,
     kthread::{
         self,
@@ -64,9 +64,9 @@ use crate::{
     security::{Opener, Sealer, Segments, MAX_TRAILER},
     socket::{
         self,
-        errno,
         Socket, //
     },
+    spares::Spares,
     thread_pool,
     trans::{self, Closed, InFlight, Trailer},
 };
@@ -116,7 +116,7 @@ impl End {
 
     /// Classifies a receive error.
     pub(super) fn recv(e: Error) -> Self {
-        if e == errno(ECONNRESET) {
+        if e == code::econnreset() {
             End::Closed
         } else if e == EAGAIN {
             End::Timeout
@@ -144,6 +144,7 @@ impl fmt::Display for End {
 }
 
 /// What follows a header in a frame.
+#[derive(Clone, Copy)]
 pub(super) enum Body<'a> {
     None,
     Bytes(&'a [u8]),
@@ -196,6 +197,10 @@ pub(super) struct Session {
     /// any request exists), so senders only clone it out.
     #[pin]
     pub(super) sealer: SpinLock<Option<Arc<Sealer>>>,
+    /// Memory for requests ([`Io`]): one per slot of the queue depth,
+    /// made after the handshake, so a request needs none.
+    #[pin]
+    pub(super) spare_ios: Spares<Io>,
     /// Last: the socket above must go before the export's namespace reference.
     pub(super) export: Arc<Inner>,
 }
@@ -269,6 +274,9 @@ impl Session {
         let Ok(mut scratch) = KVec::from_elem(0u8, SCRATCH_LEN, GFP_KERNEL) else {
             return End::NoMem;
         };
+        if self.spare_ios.fill(grant.queue_depth.into()).is_err() {
+            return End::NoMem;
+        }
         let limits = grant.limits();
         self.notify(event::SESSION_OPENED);
         self.export.serving.add(1, Relaxed);
@@ -310,21 +318,19 @@ impl Session {
         let hb = h.encode();
         let sealer = self.sealer.lock().clone();
         let mut trailer = [0u8; MAX_TRAILER];
-        let tlen = match &sealer {
-            None => 0,
-            Some(sealer) => {
-                let vecs = match body {
-                    Body::Pages(p) => p.bvecs(),
-                    Body::None | Body::Bytes(_) => &[],
-                };
+        let tlen = match (&sealer, body) {
+            (None, _) => Ok(0),
+            (Some(sealer), Body::None) => sealer.seal_header(&hb, &mut trailer),
+            (Some(sealer), Body::Pages(p)) => {
                 // SAFETY: a READ reply's pages belong to its request, which
                 // the device is done with; only this reply uses them now.
-                let data = unsafe { Segments::from_raw(vecs) };
-                sealer
-                    .seal(&hb, &data, &data, &mut trailer)
-                    .map_err(End::Net)?
+                let data = unsafe { Segments::from_raw(p.bvecs()) };
+                sealer.seal(&hb, &data, &data, &mut trailer)
             }
-        };
+            // Only the handshake sends bytes, before there is a sealer.
+            (Some(_), Body::Bytes(_)) => Err(EINVAL),
+        }
+        .map_err(End::Net)?;
         let payload = |more: bool| match body {
             Body::None => Ok(()),
             Body::Bytes(b) => self.sock.send_all(b, more),
@@ -455,16 +461,16 @@ impl Session {
         let valid = validate_request(&h, limits);
         // A valid WRITE is checked by a crypto worker, which then starts it;
         // everything else is checked here, before anything in it is used.
-        let pool = match (&trailer, h.op) {
-            (Some(_), Some(Op::Write)) if valid.is_ok() => thread_pool::queue(),
-            _ => None,
-        };
+        // (With the pool in inline mode, the check runs here all the same.)
+        let on_pool = matches!((&trailer, h.op), (Some(_), Some(Op::Write)))
+            && valid.is_ok()
+            && thread_pool::workers() > 0;
         let mut pending = None;
         if let Some(t) = trailer {
             let check = opener
                 .admit(t.bytes())
                 .map_err(|e| End::Integrity(e.as_str()))?;
-            if pool.is_some() {
+            if on_pool {
                 pending = Some(Pending {
                     check,
                     header: *hb,
@@ -498,8 +504,8 @@ impl Session {
             return self.refuse(&h, Status::Busy);
         };
         self.inflight.begin().map_err(|Closed| End::Fenced)?;
-        if let Some(q) = pool {
-            q.enqueue(io);
+        if on_pool {
+            thread_pool::submit_boxed(io);
             return Ok(());
         }
         let bio_op = match op {
@@ -602,12 +608,12 @@ fn sender_main(s: &Arc<Session>) {
             // A failed send shuts the connection down; the receive thread
             // then ends the session, and later replies fail at once.
             let _ = s.send(&io.req.reply(status), body, !batch.is_empty());
-            // Only now is its slot free: the peer may send the next request
-            // as soon as it sees this reply, and the receive thread waits
-            // for room until then (`Session::wait_room`).
+            // Its pages and memory budget go back here, and its memory to
+            // the spares before its slot is free: the peer may send the
+            // next request as soon as it sees this reply, and the receive
+            // thread waits for room until then (`Session::wait_room`).
+            Io::recycle(io);
             s.inflight.end();
-            // Its pages and memory budget go back here.
-            drop(io);
         }
     }
 }

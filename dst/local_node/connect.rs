@@ -6,19 +6,20 @@
 //! created with.
 
 use kernel::{
-    bindings,
     prelude::*,
     sync::{atomic::Relaxed, Arc},
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
 };
 
 use crate::{
-    crypto, kthread,
-    netlink::{self, event, Refusal},
+    crypto,
+    error::{code, Refusal},
+    kthread,
+    netlink::{self, event},
     proto::{self, Header, HelloBody, HelloReplyBody, Kind, Status},
     registry::Handshake,
     security::{self, Opener, Role, SecurityConfig},
-    socket::{self, errno, Net, SockAddr, Socket},
+    socket::{self, Net, SockAddr, Socket},
     trans::ConnState,
 };
 
@@ -60,7 +61,7 @@ pub(super) fn handshake(
     };
     let bad = |_| {
         Refusal::new(
-            errno(bindings::EPROTO),
+            code::eproto(),
             c"the export node answered with an invalid handshake",
         )
     };
@@ -96,7 +97,7 @@ pub(super) fn handshake(
         Status::Ok => {}
         Status::Version => {
             return refused(
-                errno(bindings::EPROTO),
+                code::eproto(),
                 c"no protocol version in common with the export",
             )
         }

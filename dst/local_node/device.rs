@@ -6,7 +6,7 @@
 //! request to its queue.
 
 use kernel::{
-    bindings, new_condvar, new_mutex, new_spinlock,
+    new_condvar, new_mutex, new_spinlock,
     page::PAGE_SIZE,
     prelude::*,
     sync::{
@@ -19,17 +19,18 @@ use kernel::{
 use crate::{
     blk::{self, Disk, DiskParams, Driver, Request, SegmentBuf, Started, TagSet},
     epoch::Epoch,
+    error::{code, Refusal},
     kthread::Thread,
-    netlink::{self, event, Refusal},
+    netlink::{self, event},
     pages::Bounce,
     proto::{self, HelloBody, Protection, Security},
-    socket::{errno, SockAddr, Socket},
+    socket::{SockAddr, Socket},
     trans::{AtomicConnState, ConnState, InFlight},
 };
 
 use super::{
     connect::{handshake, random_client_id, same_grant},
-    receive::receiver_main,
+    receive::{receiver_main, ReplyCheck},
     send::sender_main,
     settings::{DEFAULT_MAX_IO_PAGES, DEFAULT_QUEUES, DEFAULT_QUEUE_DEPTH, MAX_ZEROING_BYTES},
     Common, Counters, Ctx, Device, DeviceConfig, Pdu, QueueThreads, Ring, Router, RxStart,
@@ -78,34 +79,28 @@ impl Device {
         };
         let (index, addr) = (cfg.index, cfg.addr);
         let timeout = settings.req_timeout_ms.load(Relaxed);
-        // Queue 0 learns the grant; the others must get the same one.
-        let first = handshake(
-            cfg.net.clone_ref(),
-            addr,
-            &hello,
-            &cfg.security,
-            timeout,
-            Some(index),
-        )?;
-        let granted = first.granted;
-        let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
-        conns.push(first, GFP_KERNEL)?;
-        for qid in 1..granted.queues {
-            let h = HelloBody {
-                queue_index: qid,
-                ..hello
-            };
-            let c = handshake(
+        let connect = |queue_index| {
+            let mut h = hello;
+            h.queue_index = queue_index;
+            handshake(
                 cfg.net.clone_ref(),
                 addr,
                 &h,
                 &cfg.security,
                 timeout,
                 Some(index),
-            )?;
+            )
+        };
+        // Queue 0 learns the grant; the others must get the same one.
+        let first = connect(0)?;
+        let granted = first.granted;
+        let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
+        conns.push(first, GFP_KERNEL)?;
+        for qid in 1..granted.queues {
+            let c = connect(qid)?;
             if !same_grant(&granted, &c.granted) {
                 return Err(Refusal::new(
-                    errno(bindings::EPROTO),
+                    code::eproto(),
                     c"the export granted the queues of one device differently",
                 ));
             }
@@ -124,7 +119,6 @@ impl Device {
                 hello,
                 epoch,
                 security: cfg.security,
-                max_segments,
                 settings,
                 created: Instant::now(),
                 next_seq: Atomic::new(1),
@@ -150,6 +144,10 @@ impl Device {
             let q_dev = common.clone();
             let vecs = SegmentBuf::new(max_segments)?;
             let rx_vecs = SegmentBuf::new(max_segments)?;
+            let spare_checks = match hello.security.protection {
+                Protection::None => KVec::new(),
+                _ => ReplyCheck::spares(max_segments)?,
+            };
             let bounce = match hello.security.protection {
                 Protection::Aead => Some(Bounce::new(granted.max_io_bytes as usize)?),
                 _ => None,
@@ -164,6 +162,7 @@ impl Device {
                     shut: Atomic::new(0),
                     late: Atomic::new(false),
                     checks <- InFlight::new(),
+                    spare_checks <- new_spinlock!(spare_checks, "dst::Shared::spare_checks"),
                     ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
                     wake <- new_condvar!("dst::Shared::wake"),
                     rewake <- new_condvar!("dst::Shared::rewake"),

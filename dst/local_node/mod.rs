@@ -49,8 +49,6 @@
 //! reconnect) and `settings.rs` (defaults and tunables).
 
 use kernel::{
-    bindings,
-    ffi::c_int,
     prelude::*,
     sync::{
         atomic::{Atomic, Relaxed},
@@ -62,6 +60,7 @@ use kernel::{
 use crate::{
     blk::{Disk, Request, SegmentBuf, TagSet},
     epoch::Epoch,
+    error::code,
     kthread::Thread,
     pages::Bounce,
     proto::{self, HelloBody, HelloReplyBody, Status},
@@ -77,6 +76,8 @@ mod receive;
 mod send;
 mod settings;
 mod watchdog;
+
+use receive::ReplyCheck;
 
 pub(crate) use settings::{DeviceConfig, Settings, SettingsUpdate};
 
@@ -188,8 +189,6 @@ pub(crate) struct Common {
     epoch: Epoch,
     /// Protection and key, for reconnects.
     security: SecurityConfig,
-    /// Largest number of data segments of one request.
-    max_segments: usize,
     pub(crate) settings: Settings,
     /// Device clock origin; times below are ms since then.
     created: Instant<Monotonic>,
@@ -271,6 +270,9 @@ pub(crate) struct Shared {
     /// receiver waits for none to be left before it requeues requests.
     #[pin]
     checks: InFlight,
+    /// Check jobs not in use (none without protection).
+    #[pin]
+    spare_checks: SpinLock<KVec<Pin<KBox<ReplyCheck>>>>,
     /// Requests for the sender; a spinlock because `queue_rq` may not sleep.
     #[pin]
     ring: SpinLock<Ring>,
@@ -320,11 +322,12 @@ struct QueueThreads {
     _sender: Thread<Ctx>,
 }
 
-fn status_errno(status: Status) -> c_int {
-    let e = match status {
-        Status::Ok => return 0,
-        Status::NotSupported => bindings::EOPNOTSUPP,
-        Status::NoSpace => bindings::ENOSPC,
+/// How a request ends for the status of its reply.
+fn status_result(status: Status) -> Result {
+    Err(match status {
+        Status::Ok => return Ok(()),
+        Status::NotSupported => code::eopnotsupp(),
+        Status::NoSpace => code::enospc(),
         // The export refused the request: a target error, not worth retrying.
         Status::Invalid
         | Status::Permission
@@ -332,10 +335,7 @@ fn status_errno(status: Status) -> c_int {
         | Status::Version
         | Status::Mismatch
         | Status::AuthFailed
-        | Status::NotAllowed => bindings::EREMOTEIO,
-        Status::IoError | Status::Busy => bindings::EIO,
-    };
-    -(e as c_int)
+        | Status::NotAllowed => code::eremoteio(),
+        Status::IoError | Status::Busy => EIO,
+    })
 }
-
-const EIO_ERRNO: c_int = -(bindings::EIO as c_int);

@@ -6,7 +6,6 @@
 //! answer (requeued with backoff).
 
 use kernel::{
-    ffi::c_int,
     prelude::*,
     sync::{atomic::Relaxed, Arc},
 };
@@ -18,7 +17,7 @@ use crate::{
     trans::ConnState,
 };
 
-use super::{Ring, Router, Settings, Shared, EIO_ERRNO};
+use super::{Ring, Router, Settings, Shared};
 
 impl Ring {
     pub(super) fn new(cap: usize) -> Result<Self> {
@@ -70,13 +69,13 @@ impl Shared {
     }
 
     /// Ends a request this task holds, counting it.
-    pub(super) fn finish(&self, rq: Request<Router>, err: c_int) {
+    pub(super) fn finish(&self, rq: Request<Router>, result: Result) {
         // What a request carries across resends and requeues starts afresh
         // with the next request of the tag.
         let pdu = rq.pdu();
         pdu.resends.store(0, Relaxed);
         pdu.busy.store(0, Relaxed);
-        if err != 0 {
+        if result.is_err() {
             self.dev.io_errors.add(1, Relaxed);
         } else {
             let info = rq.info();
@@ -86,7 +85,7 @@ impl Shared {
                 _ => {}
             }
         }
-        rq.end(err);
+        rq.end(result);
     }
 
     /// Whether `rq` belongs to this hardware queue.
@@ -100,7 +99,7 @@ impl Shared {
             let Some(rq) = self.ring.lock().pop() else {
                 break;
             };
-            self.finish(rq, EIO_ERRNO);
+            self.finish(rq, Err(EIO));
         }
     }
 
@@ -109,7 +108,7 @@ impl Shared {
         tags.for_each_started(|rq| {
             if self.owns(&rq) {
                 if let Some(rq) = rq.claim() {
-                    self.finish(rq, EIO_ERRNO);
+                    self.finish(rq, Err(EIO));
                 }
             }
         });
@@ -120,7 +119,7 @@ impl Shared {
         let full = self.ring.lock().push(rq);
         if let Err(rq) = full {
             // Cannot happen: the ring holds the whole queue depth.
-            self.finish(rq, EIO_ERRNO);
+            self.finish(rq, Err(EIO));
         }
     }
 
@@ -174,7 +173,7 @@ impl Shared {
         let max = self.dev.settings.max_resends.load(Relaxed);
         if fail || rq.pdu().resends.fetch_add(1, Relaxed) >= max {
             self.dev.epoch.supersede(epoch);
-            self.finish(rq, EIO_ERRNO);
+            self.finish(rq, Err(EIO));
             return;
         }
         self.dev.resends.add(1, Relaxed);
@@ -195,7 +194,7 @@ impl Shared {
         }
         let busy_for = now.saturating_sub(pdu.busy_since.load(Relaxed));
         if busy_for >= Settings::get(&self.dev.settings.loss_timeout_ms) {
-            self.finish(rq, EIO_ERRNO);
+            self.finish(rq, Err(EIO));
             return;
         }
         rq.requeue(1u32 << n.min(10));

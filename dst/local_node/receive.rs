@@ -23,7 +23,7 @@ use crate::{
 };
 
 use super::{
-    connect::reconnect, send::request_header, status_errno, Ctx, Router, RxStart, Shared, Shut,
+    connect::reconnect, send::request_header, status_result, Ctx, Router, RxStart, Shared, Shut,
     TAG_BITS, TAG_MASK,
 };
 
@@ -61,61 +61,60 @@ impl Shared {
 /// decrypts) the data in the request's pages and ends the request, or, if
 /// it does not verify (or cannot be checked: a local error, not counted as
 /// an integrity error), ends the connection so that the request is resent.
+///
+/// Each protected queue keeps [`CHECK_JOBS`] of them, allocated with the
+/// queue and reused ([`Shared::spare_checks`]): a reply needs no memory to
+/// be checked off the receiver. When all are busy, the receiver checks the
+/// next reply itself, which also holds it back from reading further.
 #[pin_data]
-struct ReplyCheck {
+pub(super) struct ReplyCheck {
     #[pin]
     work: Work<ReplyCheck>,
     /// Room for the request's data segments.
     vecs: SegmentBuf,
+    /// What is being checked; `None` while the job is spare.
+    reply: Option<Reply>,
+}
+
+/// A READ reply a [`ReplyCheck`] is checking.
+struct Reply {
+    /// The queue, whose spare jobs this one goes back to.
     shared: Arc<Shared>,
     /// The connection the reply came on; let go of before the receiver is
     /// told the job is done (it releases the socket next).
-    sock: Option<Arc<Socket>>,
-    /// The request, held by the job; taken when the job runs.
-    rq: Option<Request<Router>>,
+    sock: Arc<Socket>,
+    rq: Request<Router>,
     status: Status,
     header: [u8; proto::HEADER_LEN],
     trailer: Trailer,
     check: Check,
 }
 
+/// Check jobs per protected queue: enough to keep the crypto workers of a
+/// few queues busy; beyond them, the receiver checks replies itself.
+pub(super) const CHECK_JOBS: usize = 4;
+
 impl_has_work! {
     impl HasWork<Self> for ReplyCheck { self.work }
 }
 
 impl ReplyCheck {
-    /// A job for `rq`; gives the request and check back if there is no
-    /// memory for it.
-    fn new(
-        ctx: &Ctx,
-        sock: &Arc<Socket>,
-        rq: Request<Router>,
-        status: Status,
-        header: [u8; proto::HEADER_LEN],
-        trailer: Trailer,
-        check: Check,
-    ) -> core::result::Result<Pin<KBox<Self>>, (Request<Router>, Check)> {
-        // Allocate first, so that a failure gives the request back (the
-        // receiver then checks it itself): the job needs no memory later.
-        let alloc = || -> Result<_> {
-            let slot = KBox::<Self>::new_uninit(GFP_KERNEL)?;
-            Ok((slot, SegmentBuf::new(ctx.shared.dev.max_segments)?))
-        };
-        let Ok((slot, vecs)) = bdev::noio(alloc) else {
-            return Err((rq, check));
-        };
-        let Ok(job) = slot.write_pin_init(pin_init!(ReplyCheck {
-            work <- new_work!("ReplyCheck::work"),
-            vecs,
-            shared: ctx.shared.clone(),
-            sock: Some(sock.clone()),
-            rq: Some(rq),
-            status,
-            header,
-            trailer,
-            check,
-        }));
-        Ok(job)
+    /// The spare jobs of a queue whose requests have up to `max_segments`
+    /// data segments.
+    pub(super) fn spares(max_segments: usize) -> Result<KVec<Pin<KBox<Self>>>> {
+        let mut jobs = KVec::with_capacity(CHECK_JOBS, GFP_KERNEL)?;
+        for _ in 0..CHECK_JOBS {
+            let job = KBox::pin_init(
+                try_pin_init!(ReplyCheck {
+                    work <- new_work!("ReplyCheck::work"),
+                    vecs: SegmentBuf::new(max_segments)?,
+                    reply: None,
+                }),
+                GFP_KERNEL,
+            )?;
+            jobs.push(job, GFP_KERNEL)?;
+        }
+        Ok(jobs)
     }
 }
 
@@ -123,34 +122,41 @@ impl WorkItem for ReplyCheck {
     type Pointer = Pin<KBox<ReplyCheck>>;
 
     fn run(mut this: Pin<KBox<ReplyCheck>>) {
-        bdev::noio(|| {
-            let shared = this.shared.clone();
-            let job = this.as_mut().project();
-            let sock = job.sock.take();
-            if let Some(rq) = job.rq.take() {
-                let trailer = job.trailer.bytes();
-                let r = shared.check_read(&rq, job.header, trailer, job.check, job.vecs);
-                match r {
-                    Ok(()) => shared.finish(rq, status_errno(*job.status)),
-                    Err(why) => {
-                        // Parked again: the receiver requeues it once the
-                        // connection has ended (it waits for this job).
-                        rq.park();
-                        pr_warn!(
-                            "dst{}: reply from {} rejected: {}\n",
-                            shared.dev.index,
-                            shared.dev.addr,
-                            why
-                        );
-                        if let Some(sock) = &sock {
-                            shared.shut(sock, Shut::BadReply);
-                        }
-                    }
+        let job = this.as_mut().project();
+        // Never spare when queued.
+        let Some(reply) = job.reply.take() else {
+            return;
+        };
+        let Reply {
+            shared,
+            sock,
+            rq,
+            status,
+            header,
+            trailer,
+            check,
+        } = reply;
+        bdev::noio(
+            || match shared.check_read(&rq, &header, trailer.bytes(), &check, job.vecs) {
+                Ok(()) => shared.finish(rq, status_result(status)),
+                Err(why) => {
+                    // Parked again: the receiver requeues it once the
+                    // connection has ended (it waits for this job).
+                    rq.park();
+                    pr_warn!(
+                        "dst{}: reply from {} rejected: {}\n",
+                        shared.dev.index,
+                        shared.dev.addr,
+                        why
+                    );
+                    shared.shut(&sock, Shut::BadReply);
                 }
-            }
-            drop(sock);
-            shared.checks.end();
-        })
+            },
+        );
+        drop((sock, check));
+        // Room was made for every job when the queue was created.
+        let _ = shared.spare_checks.lock().push_within_capacity(this);
+        shared.checks.end();
     }
 }
 
@@ -261,7 +267,7 @@ impl Ctx {
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
         self.shared.check_read(&rq, hb, trailer, check, vecs)?;
-        self.shared.finish(rq, status_errno(status));
+        self.shared.finish(rq, status_result(status));
         Ok(())
     }
 
@@ -325,31 +331,34 @@ impl Ctx {
                 shared.dev.integrity_errors.add(1, Relaxed);
                 e.as_str()
             })?;
-            let t = trailer.bytes();
-            if let Some(q) = thread_pool::queue() {
-                let job = ReplyCheck::new(self, sock, rq, h.status, *hb, trailer, check);
-                match job {
-                    Ok(job) => {
-                        // The gate is never closed: checks are only
-                        // waited for.
-                        let _ = shared.checks.begin();
-                        q.enqueue(job);
-                        return Ok(());
-                    }
-                    // No memory for the job: check right here.
-                    Err((rq, check)) => {
-                        return self.finish_checked(rq, h.status, hb, t, &check, vecs)
-                    }
-                }
-            }
-            return self.finish_checked(rq, h.status, hb, t, &check, vecs);
+            let spare = match thread_pool::workers() {
+                0 => None,
+                _ => shared.spare_checks.lock().pop(),
+            };
+            let Some(mut job) = spare else {
+                // All jobs busy (or the pool is inline): check right here.
+                return self.finish_checked(rq, h.status, hb, trailer.bytes(), &check, vecs);
+            };
+            *job.as_mut().project().reply = Some(Reply {
+                shared: shared.clone(),
+                sock: sock.clone(),
+                rq,
+                status: h.status,
+                header: *hb,
+                trailer,
+                check,
+            });
+            // The gate is never closed: checks are only waited for.
+            let _ = shared.checks.begin();
+            thread_pool::submit_boxed(job);
+            return Ok(());
         }
         open(shared, sock, opener, hb, &security::no_data())?;
         if h.status == Status::Busy {
             shared.busy(rq);
             return Ok(());
         }
-        shared.finish(rq, status_errno(h.status));
+        shared.finish(rq, status_result(h.status));
         Ok(())
     }
 }

@@ -4,13 +4,14 @@
 //! ring and sends each as one frame (header, WRITE data, sealed with the
 //! connection's protection, and trailer), then parks it until its reply.
 
-use kernel::{bindings, ffi::c_int, prelude::*, sync::atomic::Relaxed, time::msecs_to_jiffies};
+use kernel::{prelude::*, sync::atomic::Relaxed, time::msecs_to_jiffies};
 
 use crate::{
     blk::{BlockOp, Request, RqInfo},
+    error::code,
     kthread,
     proto::{self, Header, Op, Protection},
-    security::{self, Segments, MAX_TRAILER},
+    security::{Segments, MAX_TRAILER},
     socket::Socket,
     trans::{self, ConnState},
 };
@@ -41,7 +42,7 @@ impl Shared {
         // The queue is the connection's: only the tag within it goes out.
         let id = (seq << TAG_BITS) | (u64::from(info.tag) & TAG_MASK);
         let Some(h) = request_header(&info, id) else {
-            self.finish(rq, -(bindings::EOPNOTSUPP as c_int));
+            self.finish(rq, Err(code::eopnotsupp()));
             return;
         };
         pdu.id.store(id, Relaxed);
@@ -108,12 +109,7 @@ impl Shared {
                     sealer.seal(&hb, &src, &src, &mut trailer)?
                 }
             }
-            Some(sealer) => sealer.seal(
-                &hb,
-                &security::no_data(),
-                &security::no_data(),
-                &mut trailer,
-            )?,
+            Some(sealer) => sealer.seal_header(&hb, &mut trailer)?,
         };
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let vecs = &tx.vecs;
@@ -136,12 +132,7 @@ impl Shared {
         let hb = h.encode();
         let mut trailer = [0u8; MAX_TRAILER];
         let tlen = match &tx.sealer {
-            Some(sealer) => sealer.seal(
-                &hb,
-                &security::no_data(),
-                &security::no_data(),
-                &mut trailer,
-            )?,
+            Some(sealer) => sealer.seal_header(&hb, &mut trailer)?,
             None => 0,
         };
         trans::send_frame(sock, &hb, None, trailer.get(..tlen).unwrap_or(&[]), false)
