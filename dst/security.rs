@@ -17,6 +17,7 @@ use kernel::{
 use crate::{
     crypto::{self, Key, Protector, ReplayWindow},
     proto::{Protection, ProtoError, Security, AUTH_LEN, HEADER_LEN, HELLO_LEN},
+    trans::Trailer,
 };
 
 pub(crate) use crate::crypto::Segments;
@@ -224,30 +225,32 @@ impl Opener {
         self.protector.trailer_len() > 0
     }
 
-    /// Checks one received message, whose payload is in `data` and whose
-    /// trailer (of [`Opener::trailer_len`] bytes) is `trailer`; for AEAD it
-    /// decrypts `data` in place. Nothing of the message may be used unless
-    /// this succeeds.
+    /// Checks one received message, whose header is `header`, payload in
+    /// `data` and trailer `trailer`; for AEAD it decrypts `data` in place.
+    /// Nothing of the message may be used unless this succeeds.
     pub(crate) fn open(
         &mut self,
         header: &[u8; HEADER_LEN],
         data: &Segments<'_>,
-        trailer: &[u8],
+        trailer: Trailer,
     ) -> Result<(), Rejected> {
-        if !self.protected() {
-            return Ok(());
-        }
-        let check = self.admit(trailer)?;
-        check.verify(header, data, trailer)
+        self.admit(header, trailer)?.verify(data)
     }
 
     /// The part of [`Opener::open`] that must run in the receiving thread,
     /// in stream order: the sequence number against the replay window.
-    /// The returned [`Check`] verifies the message, in any task.
-    pub(crate) fn admit(&mut self, trailer: &[u8]) -> Result<Check, ProtoError> {
+    /// The returned [`Check`] holds the message's header and trailer and
+    /// verifies it, in any task: this is how a receiver hands a message's
+    /// check to the crypto pool (the local node's READ replies, the
+    /// export's WRITEs).
+    pub(crate) fn admit(
+        &mut self,
+        header: &[u8; HEADER_LEN],
+        trailer: Trailer,
+    ) -> Result<Check, ProtoError> {
         // A forged seq may move the window, but then the message does not
         // verify and the connection ends with it.
-        let seq = self.protector.trailer_seq(trailer);
+        let seq = self.protector.trailer_seq(trailer.bytes());
         if let Some(seq) = seq {
             if !self.window.accept(seq) {
                 return Err(ProtoError::Replay);
@@ -256,29 +259,28 @@ impl Opener {
         Ok(Check {
             protector: self.protector.clone(),
             seq: seq.unwrap_or(0),
+            header: *header,
+            trailer,
         })
     }
 }
 
-/// The verification of one admitted message, which may run on a crypto
-/// worker.
+/// One admitted message, to be verified, which may happen on a crypto
+/// worker: its header and trailer, and what checks them.
 pub(crate) struct Check {
     protector: Arc<Protector>,
     seq: u64,
+    header: [u8; HEADER_LEN],
+    trailer: Trailer,
 }
 
 impl Check {
-    /// Verifies the message (and decrypts `data` in place for AEAD). Only a
-    /// message that does not verify is [`ProtoError::BadTag`]; a failure to
-    /// check it is [`Rejected::Local`].
-    pub(crate) fn verify(
-        &self,
-        header: &[u8; HEADER_LEN],
-        data: &Segments<'_>,
-        trailer: &[u8],
-    ) -> Result<(), Rejected> {
+    /// Verifies the message, whose payload is `data` (decrypting it in
+    /// place for AEAD). Only a message that does not verify is
+    /// [`ProtoError::BadTag`]; a failure to check it is [`Rejected::Local`].
+    pub(crate) fn verify(&self, data: &Segments<'_>) -> Result<(), Rejected> {
         self.protector
-            .open(self.seq, header, data, trailer)
+            .open(self.seq, &self.header, data, self.trailer.bytes())
             .map_err(|e| {
                 if crypto::is_bad_msg(e) {
                     Rejected::Message(ProtoError::BadTag)

@@ -3,7 +3,7 @@
 //! One request's execution: an [`Io`], from its start to its completion.
 //!
 //! A READ or WRITE goes to the device as a bio ([`start_bio`]); a protected
-//! WRITE may first be verified by a crypto worker ([`Pending`]); FLUSH,
+//! WRITE may first be verified by a crypto worker (its admitted [`Check`]); FLUSH,
 //! DISCARD and WRITE_ZEROES run as a work item on the export's workqueue,
 //! since their `blkdev_issue_*` helpers block. Each ends by handing the
 //! `Io`, with its status, to its session's sender (a WRITE that fails its
@@ -44,11 +44,9 @@ use crate::{
         self,
         Header,
         Op,
-        Status,
-        HEADER_LEN, //
+        Status, //
     },
     security::{Check, Rejected, Segments},
-    trans::Trailer,
 };
 
 use super::session::{Charge, End, Session};
@@ -62,27 +60,14 @@ pub(super) fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
     }
 }
 
-/// A WRITE whose check was handed to a crypto worker: it runs once the
-/// message verified.
-pub(super) struct Pending {
-    pub(super) check: Check,
-    pub(super) header: [u8; HEADER_LEN],
-    pub(super) trailer: Trailer,
-}
-
 /// Verifies an admitted message whose payload is `data` (decrypting it in
 /// place for AEAD).
-pub(super) fn verify(
-    check: &Check,
-    hb: &[u8; HEADER_LEN],
-    data: Option<&PageBuf>,
-    trailer: &[u8],
-) -> Result<(), End> {
+pub(super) fn verify(check: &Check, data: Option<&PageBuf>) -> Result<(), End> {
     let vecs = data.map_or(&[][..], PageBuf::bvecs);
     // SAFETY: the pages were received for this request, which has not
     // started: nobody else uses them until it does.
     let data = unsafe { Segments::from_raw(vecs) };
-    check.verify(hb, &data, trailer).map_err(|e| match e {
+    check.verify(&data).map_err(|e| match e {
         Rejected::Message(e) => End::Integrity(e.as_str()),
         Rejected::Local(e) if e == ENOMEM => End::NoMem,
         Rejected::Local(e) => End::Local(e),
@@ -117,7 +102,7 @@ pub(super) struct Io {
     /// The result, once the operation has run.
     pub(super) status: Option<Status>,
     /// A WRITE not yet verified: a crypto worker runs it first.
-    pending: Option<Pending>,
+    pending: Option<Check>,
 }
 
 impl_has_work! {
@@ -143,7 +128,7 @@ impl Io {
         req: Header,
         data: Option<IoData>,
         charge: Option<Charge>,
-        pending: Option<Pending>,
+        pending: Option<Check>,
     ) -> Result<Pin<KBox<Self>>> {
         session.clone().spare_ios.init(try_pin_init!(Io {
             work <- new_work!("Io::work"),
@@ -186,9 +171,9 @@ impl WorkItem for Io {
 
     fn run(mut this: Pin<KBox<Io>>) {
         bdev::noio(|| {
-            if let Some(p) = this.as_mut().project().pending.take() {
+            if let Some(check) = this.as_mut().project().pending.take() {
                 let pages = this.data.as_ref().map(IoData::pages);
-                if let Err(end) = verify(&p.check, &p.header, pages, p.trailer.bytes()) {
+                if let Err(end) = verify(&check, pages) {
                     // Never written: end the session, which the local node
                     // sees as a lost connection, and resends.
                     let s = &this.session;

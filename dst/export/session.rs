@@ -72,7 +72,7 @@ use crate::{
 };
 
 use super::{
-    io::{start_bio, verify, Io, Pending},
+    io::{start_bio, verify, Io},
     Inner, Peer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, MEMORY_BUDGET,
 };
 
@@ -362,9 +362,9 @@ impl Session {
             None => Ok(()),
             Some(t) => {
                 let check = opener
-                    .admit(t.bytes())
+                    .admit(hb, t)
                     .map_err(|e| End::Integrity(e.as_str()))?;
-                verify(&check, hb, data, t.bytes())
+                verify(&check, data)
             }
         }
     }
@@ -468,16 +468,12 @@ impl Session {
         let mut pending = None;
         if let Some(t) = trailer {
             let check = opener
-                .admit(t.bytes())
+                .admit(hb, t)
                 .map_err(|e| End::Integrity(e.as_str()))?;
             if on_pool {
-                pending = Some(Pending {
-                    check,
-                    header: *hb,
-                    trailer: t,
-                });
+                pending = Some(check);
             } else {
-                verify(&check, hb, payload.as_ref().map(|p| &p.0), t.bytes())?;
+                verify(&check, payload.as_ref().map(|p| &p.0))?;
             }
         }
         let op = match (valid, h.op) {

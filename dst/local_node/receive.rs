@@ -33,8 +33,6 @@ impl Shared {
     fn check_read(
         &self,
         rq: &Request<Router>,
-        hb: &[u8; proto::HEADER_LEN],
-        trailer: &[u8],
         check: &Check,
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
@@ -42,7 +40,7 @@ impl Shared {
         // SAFETY: the caller owns the request, so only this task touches it;
         // its pages stay until it ends and nobody reads them before then.
         let data = unsafe { Segments::from_raw(vecs.as_slice()) };
-        check.verify(hb, &data, trailer).map_err(|e| {
+        check.verify(&data).map_err(|e| {
             // A local failure to check says nothing about the reply.
             if e.is_integrity() {
                 self.dev.integrity_errors.add(1, Relaxed);
@@ -85,8 +83,6 @@ struct Reply {
     sock: Arc<Socket>,
     rq: Request<Router>,
     status: Status,
-    header: [u8; proto::HEADER_LEN],
-    trailer: Trailer,
     check: Check,
 }
 
@@ -132,27 +128,23 @@ impl WorkItem for ReplyCheck {
             sock,
             rq,
             status,
-            header,
-            trailer,
             check,
         } = reply;
-        bdev::noio(
-            || match shared.check_read(&rq, &header, trailer.bytes(), &check, job.vecs) {
-                Ok(()) => shared.finish(rq, status_result(status)),
-                Err(why) => {
-                    // Parked again: the receiver requeues it once the
-                    // connection has ended (it waits for this job).
-                    rq.park();
-                    pr_warn!(
-                        "dst{}: reply from {} rejected: {}\n",
-                        shared.dev.index,
-                        shared.dev.addr,
-                        why
-                    );
-                    shared.shut(&sock, Shut::BadReply);
-                }
-            },
-        );
+        bdev::noio(|| match shared.check_read(&rq, &check, job.vecs) {
+            Ok(()) => shared.finish(rq, status_result(status)),
+            Err(why) => {
+                // Parked again: the receiver requeues it once the
+                // connection has ended (it waits for this job).
+                rq.park();
+                pr_warn!(
+                    "dst{}: reply from {} rejected: {}\n",
+                    shared.dev.index,
+                    shared.dev.addr,
+                    why
+                );
+                shared.shut(&sock, Shut::BadReply);
+            }
+        });
         drop((sock, check));
         // Room was made for every job when the queue was created.
         let _ = shared.spare_checks.lock().push_within_capacity(this);
@@ -246,7 +238,7 @@ fn open(
     let Some(t) = Trailer::recv(sock, opener).map_err(|_| "receive failed")? else {
         return Ok(());
     };
-    opener.open(hb, data, t.bytes()).map_err(|e| {
+    opener.open(hb, data, t).map_err(|e| {
         if e.is_integrity() {
             shared.dev.integrity_errors.add(1, Relaxed);
         }
@@ -261,12 +253,10 @@ impl Ctx {
         &self,
         rq: Request<Router>,
         status: Status,
-        hb: &[u8; proto::HEADER_LEN],
-        trailer: &[u8],
         check: &Check,
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
-        self.shared.check_read(&rq, hb, trailer, check, vecs)?;
+        self.shared.check_read(&rq, check, vecs)?;
         self.shared.finish(rq, status_result(status));
         Ok(())
     }
@@ -327,7 +317,7 @@ impl Ctx {
             let trailer = Trailer::recv(sock, opener)
                 .map_err(|_| "receive failed")?
                 .ok_or("no trailer")?;
-            let check = opener.admit(trailer.bytes()).map_err(|e| {
+            let check = opener.admit(hb, trailer).map_err(|e| {
                 shared.dev.integrity_errors.add(1, Relaxed);
                 e.as_str()
             })?;
@@ -337,15 +327,13 @@ impl Ctx {
             };
             let Some(mut job) = spare else {
                 // All jobs busy (or the pool is inline): check right here.
-                return self.finish_checked(rq, h.status, hb, trailer.bytes(), &check, vecs);
+                return self.finish_checked(rq, h.status, &check, vecs);
             };
             *job.as_mut().project().reply = Some(Reply {
                 shared: shared.clone(),
                 sock: sock.clone(),
                 rq,
                 status: h.status,
-                header: *hb,
-                trailer,
                 check,
             });
             // The gate is never closed: checks are only waited for.
