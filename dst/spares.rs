@@ -30,9 +30,8 @@ impl<T> Spares<T> {
         })
     }
 
-    /// Makes `n` spares, replacing those there were. Call it before the
-    /// values are used (the spares of values in use are then lost, not
-    /// freed twice: those values are freed when put back).
+    /// Makes `n` spares (replacing any there were), with room for `n` to
+    /// be put back. Called before the first value is taken.
     pub(crate) fn fill(&self, n: usize) -> Result {
         let mut free = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
