@@ -275,9 +275,9 @@ impl IoData {
         IoData { dev, pages }
     }
 
-    /// The buffer.
-    pub(crate) fn pages(&self) -> &PageBuf {
-        &self.pages
+    /// The buffer, to check, protect or send its data.
+    pub(crate) fn pages_mut(&mut self) -> &mut PageBuf {
+        &mut self.pages
     }
 }
 

@@ -22,7 +22,7 @@ use kernel::{
     },
 };
 
-use crate::{socket::Socket, sysfs::PageWriter};
+use crate::{security::Segments, socket::Socket, sysfs::PageWriter};
 
 /// `struct blk_mq_tag_set`, only handled by pointer.
 #[repr(C)]
@@ -208,18 +208,44 @@ pub(crate) trait Driver: Send + Sync {
     fn sysfs_show(&self, id: u32, out: &mut dyn kernel::fmt::Write) -> kernel::fmt::Result;
 }
 
-/// A request nobody holds a handle to may be claimed; any other value means
-/// idle (never started, or ended) or held. Zero, the value the shim gives a
-/// new request, is therefore "not claimable".
-const PARKED: u32 = 1;
-const HELD: u32 = 0;
+/// Who owns a request, kept in its PDU.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+enum Owner {
+    /// Held by a [`Request`] handle, or idle (never started, or ended).
+    /// Zero, the value the shim gives a new request: not claimable.
+    Held = 0,
+    /// Started and held by nobody: [`Started::claim`] may take it.
+    Parked = 1,
+}
+
+/// An [`Owner`] that tasks change concurrently.
+#[repr(transparent)]
+struct AtomicOwner(Atomic<u32>);
+
+impl AtomicOwner {
+    fn set(&self, owner: Owner) {
+        self.0.store(owner as u32, Release);
+    }
+
+    fn is(&self, owner: Owner) -> bool {
+        self.0.load(Acquire) == owner as u32
+    }
+
+    /// Moves a parked request to held; whether it was parked.
+    fn claim(&self) -> bool {
+        self.0
+            .cmpxchg(Owner::Parked as u32, Owner::Held as u32, Full)
+            .is_ok()
+    }
+}
 
 /// The PDU of every request: who owns it, then the driver's data.
 #[repr(C)]
 struct Pdu<T> {
-    /// [`PARKED`] or [`HELD`]; only the holder of a [`Request`] parks it,
-    /// only a successful [`Started::claim`] takes it back.
-    owner: Atomic<u32>,
+    /// Only the holder of a [`Request`] parks it, only a successful
+    /// [`Started::claim`] takes it back.
+    owner: AtomicOwner,
     data: T,
 }
 
@@ -235,7 +261,7 @@ struct Pdu<T> {
 /// # Invariants
 ///
 /// `rq` is a started request of a tag set whose driver is `D`, not yet
-/// ended, whose PDU holds a `Pdu<D::Pdu>` with `owner == HELD`; no other
+/// ended, whose PDU holds a `Pdu<D::Pdu>` with `owner` [`Owner::Held`]; no other
 /// handle to it exists.
 pub(crate) struct Request<D: Driver + ?Sized> {
     rq: NonNull<RawRequest>,
@@ -280,8 +306,8 @@ impl<D: Driver + ?Sized> Request<D> {
     unsafe fn from_raw(rq: *mut RawRequest) -> Option<Self> {
         let rq = NonNull::new(rq)?;
         // SAFETY: a request of a live set (caller); the caller owns it.
-        unsafe { pdu_of::<D>(rq) }.owner.store(HELD, Release);
-        // INVARIANT: started, owned, and now HELD.
+        unsafe { pdu_of::<D>(rq) }.owner.set(Owner::Held);
+        // INVARIANT: started, owned, and now held.
         Some(Request {
             rq,
             _d: core::marker::PhantomData,
@@ -322,6 +348,19 @@ impl<D: Driver + ?Sized> Request<D> {
         unsafe { sock.recv_pages(segs.as_slice()) }
     }
 
+    /// Describes the request's data in `segs` (as [`Request::bvecs`]) for
+    /// the crypto layer, to protect or check it (in place for AEAD).
+    pub(crate) fn segments<'a>(&'a self, segs: &'a mut SegmentBuf) -> Result<Segments<'a>> {
+        self.bvecs(segs)?;
+        // SAFETY: `segs` now describes this request's pages, and we hold
+        // the request (type invariant): nobody else touches its pages while
+        // `self` is borrowed, and they stay until it ends. A WRITE's pages
+        // are the caller's: protected disks ask for stable pages, so their
+        // data does not change while it is protected and sent (O_DIRECT
+        // user memory excepted: security issue M2).
+        Ok(unsafe { Segments::from_raw(segs.as_slice()) })
+    }
+
     /// Describes the request's data segments in `out` (whose capacity must
     /// hold them: the disk's max segments) for the crypto wrappers. The
     /// pages stay valid until the request ends.
@@ -348,7 +387,7 @@ impl<D: Driver + ?Sized> Request<D> {
         let err = result.err().map_or(0, Error::to_errno);
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: we own the started request (type invariant) and give it
-        // up; it stays HELD, so nobody can claim it until it is started
+        // up; it stays held, so nobody can claim it until it is started
         // again (`from_raw`).
         unsafe { ffi::dst_shim_rq_end(this.rq.as_ptr(), err) };
     }
@@ -358,7 +397,7 @@ impl<D: Driver + ?Sized> Request<D> {
     pub(crate) fn requeue(self, delay_ms: u32) {
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: we own the started request (type invariant) and give it
-        // back; it stays HELD until `queue_rq` hands it out again.
+        // back; it stays held until `queue_rq` hands it out again.
         unsafe { ffi::dst_shim_rq_requeue(this.rq.as_ptr(), delay_ms) };
     }
 
@@ -380,7 +419,7 @@ impl<D: Driver + ?Sized> Drop for Request<D> {
     fn drop(&mut self) {
         // SAFETY: the request is live (type invariant). After this store we
         // no longer touch it.
-        unsafe { pdu_of::<D>(self.rq) }.owner.store(PARKED, Release);
+        unsafe { pdu_of::<D>(self.rq) }.owner.set(Owner::Parked);
     }
 }
 
@@ -408,7 +447,7 @@ impl<D: Driver> Started<'_, D> {
     /// Whether the request is parked (started, nobody holds it).
     pub(crate) fn is_parked(&self) -> bool {
         // SAFETY: a request of the set, which outlives the borrow.
-        unsafe { pdu_of::<D>(self.rq) }.owner.load(Acquire) == PARKED
+        unsafe { pdu_of::<D>(self.rq) }.owner.is(Owner::Parked)
     }
 
     /// Takes a parked request: the caller now holds it. `None` if it is
@@ -416,9 +455,11 @@ impl<D: Driver> Started<'_, D> {
     pub(crate) fn claim(self) -> Option<Request<D>> {
         // SAFETY: a request of the set, which outlives the borrow.
         let pdu = unsafe { pdu_of::<D>(self.rq) };
-        pdu.owner.cmpxchg(PARKED, HELD, Full).ok()?;
+        if !pdu.owner.claim() {
+            return None;
+        }
         // INVARIANT: only a started request is parked (handles exist only
-        // for started requests and `end` leaves it HELD); the exchange made
+        // for started requests and `end` leaves it held); the exchange made
         // us its only owner.
         Some(Request {
             rq: self.rq,

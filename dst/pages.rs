@@ -43,7 +43,7 @@ use kernel::{
     time::msecs_to_jiffies,
 };
 
-use crate::{bdev::noio, socket::Socket};
+use crate::{bdev::noio, security::Segments, socket::Socket};
 
 /// `shim_bdev.c`. A `struct page *` is passed as `*mut c_void`: its bindgen
 /// type holds a zero-sized field that the FFI-safety lint refuses.
@@ -149,6 +149,17 @@ impl PageBuf {
     /// The pages holding the data, as bio_vecs.
     pub(crate) fn bvecs(&self) -> &[bindings::bio_vec] {
         self.vecs.get(..self.used).unwrap_or(&[])
+    }
+
+    /// The data, for the crypto layer to protect or check (in place for
+    /// AEAD).
+    pub(crate) fn segments(&mut self) -> Segments<'_> {
+        // SAFETY: the pages are this buffer's (type invariant) and `&mut
+        // self` keeps every other user of the buffer out while the result
+        // lives. The one user outside the buffer, a socket reading pages
+        // spliced into it, cannot be there: a buffer is sent last (see
+        // `send`).
+        unsafe { Segments::from_raw(self.bvecs()) }
     }
 
     /// Fills the whole buffer from `sock`, directly into the pages.
@@ -281,17 +292,14 @@ impl Bounce {
     }
 
     /// Uses the first `len` bytes (1 to the buffer's size) for the next
-    /// message; [`Bounce::vecs`] describes them.
-    pub(crate) fn describe(&mut self, len: usize) -> Result {
+    /// message, and describes them for the crypto layer to write into.
+    pub(crate) fn segments(&mut self, len: usize) -> Result<Segments<'_>> {
         if len > self.capacity {
             return Err(EINVAL);
         }
-        self.buf.describe(len)
-    }
-
-    /// The pages in use, as [`Bounce::describe`] set them.
-    pub(crate) fn vecs(&self) -> &[bindings::bio_vec] {
-        self.buf.bvecs()
+        self.buf.describe(len)?;
+        // Never spliced (see `send`), so `PageBuf::segments` holds.
+        Ok(self.buf.segments())
     }
 
     /// Sends the bytes in use, copied into the socket: the pages are
@@ -299,6 +307,6 @@ impl Bounce {
     pub(crate) fn send(&self, sock: &Socket, more: bool) -> Result {
         // SAFETY: the pages are this buffer's and stay valid for the call;
         // without splicing the socket keeps no reference to them.
-        unsafe { sock.send_pages(self.vecs(), more, false) }
+        unsafe { sock.send_pages(self.buf.bvecs(), more, false) }
     }
 }

@@ -46,7 +46,7 @@ use crate::{
         Op,
         Status, //
     },
-    security::{Check, Rejected, Segments},
+    security::{self, Check, Rejected},
 };
 
 use super::session::{Charge, End, Session};
@@ -62,11 +62,11 @@ pub(super) fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
 
 /// Verifies an admitted message whose payload is `data` (decrypting it in
 /// place for AEAD).
-pub(super) fn verify(check: &Check, data: Option<&PageBuf>) -> Result<(), End> {
-    let vecs = data.map_or(&[][..], PageBuf::bvecs);
-    // SAFETY: the pages were received for this request, which has not
-    // started: nobody else uses them until it does.
-    let data = unsafe { Segments::from_raw(vecs) };
+pub(super) fn verify(check: &Check, data: Option<&mut PageBuf>) -> Result<(), End> {
+    let data = match data {
+        Some(pages) => pages.segments(),
+        None => security::no_data(),
+    };
     check.verify(&data).map_err(|e| match e {
         Rejected::Message(e) => End::Integrity(e.as_str()),
         Rejected::Local(e) if e == ENOMEM => End::NoMem,
@@ -172,7 +172,7 @@ impl WorkItem for Io {
     fn run(mut this: Pin<KBox<Io>>) {
         bdev::noio(|| {
             if let Some(check) = this.as_mut().project().pending.take() {
-                let pages = this.data.as_ref().map(IoData::pages);
+                let pages = this.as_mut().project().data.as_mut().map(IoData::pages_mut);
                 if let Err(end) = verify(&check, pages) {
                     // Never written: end the session, which the local node
                     // sees as a lost connection, and resends.

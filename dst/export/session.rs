@@ -61,7 +61,7 @@ use crate::{
         Status,
         HEADER_LEN, //
     },
-    security::{Opener, Sealer, Segments, MAX_TRAILER},
+    security::{Opener, Sealer, MAX_TRAILER},
     socket::{
         self,
         Socket, //
@@ -144,11 +144,12 @@ impl fmt::Display for End {
 }
 
 /// What follows a header in a frame.
-#[derive(Clone, Copy)]
 pub(super) enum Body<'a> {
     None,
     Bytes(&'a [u8]),
-    Pages(&'a PageBuf),
+    /// A READ reply's pages: its request is done with them, so they are
+    /// the reply's, to protect in place and send.
+    Pages(&'a mut PageBuf),
 }
 
 /// One connected local node.
@@ -314,32 +315,27 @@ impl Session {
     /// lock is taken: the receive thread's frames (pongs, refusals) and the
     /// sender's replies are protected independently, so their sequence
     /// numbers may go out of order, which the replay window allows.
-    pub(super) fn send(&self, h: &Header, body: Body<'_>, more: bool) -> Result<(), End> {
+    pub(super) fn send(&self, h: &Header, mut body: Body<'_>, more: bool) -> Result<(), End> {
         let hb = h.encode();
         let sealer = self.sealer.lock().clone();
         let mut trailer = [0u8; MAX_TRAILER];
-        let tlen = match (&sealer, body) {
+        let tlen = match (&sealer, &mut body) {
             (None, _) => Ok(0),
             (Some(sealer), Body::None) => sealer.seal_header(&hb, &mut trailer),
             (Some(sealer), Body::Pages(p)) => {
-                // SAFETY: a READ reply's pages belong to its request, which
-                // the device is done with; only this reply uses them now.
-                let data = unsafe { Segments::from_raw(p.bvecs()) };
+                let data = p.segments();
                 sealer.seal(&hb, &data, &data, &mut trailer)
             }
             // Only the handshake sends bytes, before there is a sealer.
             (Some(_), Body::Bytes(_)) => Err(EINVAL),
         }
         .map_err(End::Net)?;
-        let payload = |more: bool| match body {
+        let payload = |more: bool| match &body {
             Body::None => Ok(()),
             Body::Bytes(b) => self.sock.send_all(b, more),
             Body::Pages(p) => p.send(&self.sock, more),
         };
-        let payload = match body {
-            Body::None => None,
-            Body::Bytes(_) | Body::Pages(_) => Some(&payload as trans::Payload<'_>),
-        };
+        let payload = (!matches!(body, Body::None)).then_some(&payload as trans::Payload<'_>);
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let guard = self.send_lock.lock();
         let r = trans::send_frame(&self.sock, &hb, payload, trailer, more);
@@ -350,21 +346,16 @@ impl Session {
         })
     }
 
-    /// Receives a message's trailer and checks the message (header `hb`,
-    /// payload in `data`, decrypted in place for AEAD).
-    fn open(
-        &self,
-        opener: &mut Opener,
-        hb: &[u8; HEADER_LEN],
-        data: Option<&PageBuf>,
-    ) -> Result<(), End> {
+    /// Receives the trailer of a message without payload (header `hb`) and
+    /// checks the message.
+    fn open(&self, opener: &mut Opener, hb: &[u8; HEADER_LEN]) -> Result<(), End> {
         match Trailer::recv(&self.sock, opener).map_err(End::recv_idle)? {
             None => Ok(()),
             Some(t) => {
                 let check = opener
                     .admit(hb, t)
                     .map_err(|e| End::Integrity(e.as_str()))?;
-                verify(&check, data)
+                verify(&check, None)
             }
         }
     }
@@ -383,10 +374,10 @@ impl Session {
         match h.kind {
             Kind::Io => self.request(h, &hb, limits, depth, scratch, opener),
             Kind::Ping => {
-                self.open(opener, &hb, None)?;
+                self.open(opener, &hb)?;
                 self.send(&Header::pong(h.id), Body::None, false)
             }
-            Kind::Pong => self.open(opener, &hb, None),
+            Kind::Pong => self.open(opener, &hb),
             Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
                 Err(End::Proto("unexpected message kind after the handshake"))
             }
@@ -439,7 +430,7 @@ impl Session {
         // Only this thread adds to `inflight`, so the count cannot grow
         // between this wait and `begin` below.
         self.wait_room(depth)?;
-        let payload = if h.payload == 0 {
+        let mut payload = if h.payload == 0 {
             None
         } else if opener.protected() || validate_request(&h, limits).is_ok() {
             let len = h.payload as usize;
@@ -473,7 +464,7 @@ impl Session {
             if on_pool {
                 pending = Some(check);
             } else {
-                verify(&check, payload.as_ref().map(|p| &p.0))?;
+                verify(&check, payload.as_mut().map(|p| &mut p.0))?;
             }
         }
         let op = match (valid, h.op) {
@@ -593,17 +584,16 @@ fn sender_main(s: &Arc<Session>) {
             }
             continue;
         }
-        while let Some(io) = batch.next() {
-            let body = match (&io.data, io.status) {
-                (Some(data), Some(Status::Ok)) if io.req.op == Some(Op::Read) => {
-                    Body::Pages(data.pages())
-                }
+        while let Some(mut io) = batch.next() {
+            let read_ok = io.req.op == Some(Op::Read) && io.status == Some(Status::Ok);
+            let reply = io.req.reply(io.status.unwrap_or(Status::IoError));
+            let body = match io.as_mut().project().data {
+                Some(data) if read_ok => Body::Pages(data.pages_mut()),
                 _ => Body::None,
             };
-            let status = io.status.unwrap_or(Status::IoError);
             // A failed send shuts the connection down; the receive thread
             // then ends the session, and later replies fail at once.
-            let _ = s.send(&io.req.reply(status), body, !batch.is_empty());
+            let _ = s.send(&reply, body, !batch.is_empty());
             // Its pages and memory budget go back here, and its memory to
             // the spares before its slot is free: the peer may send the
             // next request as soon as it sees this reply, and the receive

@@ -36,10 +36,7 @@ impl Shared {
         check: &Check,
         vecs: &mut SegmentBuf,
     ) -> core::result::Result<(), &'static str> {
-        rq.bvecs(vecs).map_err(|_| "request segments")?;
-        // SAFETY: the caller owns the request, so only this task touches it;
-        // its pages stay until it ends and nobody reads them before then.
-        let data = unsafe { Segments::from_raw(vecs.as_slice()) };
+        let data = rq.segments(vecs).map_err(|_| "request segments")?;
         check.verify(&data).map_err(|e| {
             // A local failure to check says nothing about the reply.
             if e.is_integrity() {

@@ -11,7 +11,7 @@ use crate::{
     error::code,
     kthread,
     proto::{self, Header, Op, Protection},
-    security::{Segments, MAX_TRAILER},
+    security::MAX_TRAILER,
     socket::Socket,
     trans::{self, ConnState},
 };
@@ -82,26 +82,23 @@ impl Shared {
     ) -> Result {
         let hb = h.encode();
         let data = h.payload > 0;
-        if data {
-            rq.bvecs(&mut tx.vecs)?;
-        }
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
         let tlen = match &tx.sealer {
-            None => 0,
+            None => {
+                if data {
+                    rq.bvecs(&mut tx.vecs)?;
+                }
+                0
+            }
             Some(sealer) if data => {
-                // SAFETY: the sender holds the request, so only this thread
-                // touches it and its pages stay until it ends; the disk asks for stable
-                // writes when protected, so their data does not change while it
-                // is protected and sent.
-                let src = unsafe { Segments::from_raw(tx.vecs.as_slice()) };
+                let src = rq.segments(&mut tx.vecs)?;
                 if sealer.protection() == Protection::Aead {
+                    // The queue's bounce pages, `h.payload` bytes like the
+                    // request's data; the sender (under the send lock) is
+                    // their only user.
                     let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
-                    pages.describe(h.payload as usize)?;
-                    // SAFETY: the queue's bounce pages, used only by the sender
-                    // under the send lock (held), `h.payload` bytes like the
-                    // request's data.
-                    let dst = unsafe { Segments::from_raw(pages.vecs()) };
+                    let dst = pages.segments(h.payload as usize)?;
                     let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
                     bounce = Some(&*pages);
                     n
