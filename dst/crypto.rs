@@ -2,8 +2,8 @@
 
 //! Cryptography of the protocol's security extension (the "Security" section
 //! of `Documentation/protocol.md`): protection of every message after the
-//! handshake, the replay window, and the handshake's proofs and key
-//! derivation.
+//! handshake, keys, and the primitives the handshake (`handshake.rs`) builds
+//! on.
 //!
 //! C headers: [`include/crypto/aead.h`](srctree/include/crypto/aead.h),
 //! [`include/crypto/hash.h`](srctree/include/crypto/hash.h),
@@ -14,9 +14,8 @@
 //!   (mode, algorithm and that direction's session key). It seals a message
 //!   (computes its trailer; encrypts its payload in aead mode) and opens one
 //!   (checks the trailer; decrypts in aead mode).
-//! - [`ReplayWindow`]: which sequence numbers a receiver still accepts.
-//! - [`Key`], [`derive_session_keys`], [`proof_local`], [`proof_export`],
-//!   [`random_bytes`], [`ct_eq`]: the handshake.
+//! - [`Key`], [`SessionKeys`], [`hmac_sha256`], [`random_bytes`],
+//!   [`ct_eq`]: secrets and what the handshake computes them with.
 //!
 //! The kernel crypto API is reached through `shim_crypto.c`; the protocol
 //! decisions (IV layout, what is authenticated, trailer layout) are made
@@ -46,14 +45,8 @@ pub(crate) const KEY_LEN: usize = 32;
 pub(crate) const MIN_PSK_LEN: usize = 16;
 /// Longest pre-shared key, and of any [`Key`].
 pub(crate) const MAX_PSK_LEN: usize = 64;
-/// Length of the handshake nonces `Nc` and `Ns`.
-pub(crate) const NONCE_LEN: usize = 32;
-/// Length of an HMAC-SHA256 value: the proofs.
+/// Length of a SHA-256 or HMAC-SHA256 value: transcript hashes, proofs.
 pub(crate) const SHA256_LEN: usize = 32;
-/// Length of the HELLO body the proofs cover.
-pub(crate) const HELLO_BODY_LEN: usize = 136;
-/// Length of the part of the HELLO_REPLY body that `proof_export` covers.
-pub(crate) const REPLY_PROVEN_LEN: usize = 48;
 /// Longest algorithm name (the HELLO field is 64 bytes with a NUL).
 pub(crate) const MAX_ALG_LEN: usize = 63;
 /// Length of the sequence number that starts the hmac and aead trailers.
@@ -81,11 +74,6 @@ pub(crate) const MAX_SEGMENTS: usize = MAX_IO_BYTES_LIMIT as usize / kernel::pag
 /// guarantees under memory pressure, and how many messages of it are
 /// sealed or opened at once without allocating.
 const AEAD_RESERVE: u32 = 2;
-
-const LABEL_LOCAL_PROOF: &[u8] = b"DST1 local proof";
-const LABEL_EXPORT_PROOF: &[u8] = b"DST1 export proof";
-const LABEL_KEY_LE: &[u8] = b"DST1 key local-to-export";
-const LABEL_KEY_EL: &[u8] = b"DST1 key export-to-local";
 
 /// `struct dst_aead` of `shim_crypto.c` (a `crypto_aead` and the mempool of
 /// its per-message state), only handled by pointer.
@@ -540,8 +528,8 @@ impl Protector {
 
     /// The sequence number a received trailer carries (hmac and aead; `None`
     /// for the other modes or a trailer that is too short). The receiver
-    /// checks it against its [`ReplayWindow`], then calls
-    /// [`Protector::open`] with it.
+    /// checks that it is the next one, then calls [`Protector::open`] with
+    /// it.
     pub(crate) fn trailer_seq(&self, trailer: &[u8]) -> Option<u64> {
         match self.t {
             Transform::Hmac(_) | Transform::Aead(_) => {
@@ -661,89 +649,6 @@ fn iv(seq: u64) -> [u8; IV_LEN] {
     iv
 }
 
-/// Sequence numbers a receiver accepts: each at most once, and none 1024 or
-/// more below the highest seen (messages are sealed in parallel, so they
-/// may arrive out of order, but not by more than that).
-///
-/// # Invariants
-///
-/// With `highest` = `Some(h)`, bit `s % WINDOW` of `seen` is set iff `s` was
-/// accepted, for every `s` in `h - WINDOW + 1 ..= h`. With `None`, nothing
-/// was accepted and `seen` is all clear.
-pub(crate) struct ReplayWindow {
-    highest: Option<u64>,
-    seen: [u64; ReplayWindow::WORDS],
-}
-
-impl ReplayWindow {
-    /// How far below the highest seq a message may still arrive.
-    pub(crate) const WINDOW: u64 = 1024;
-    const WORDS: usize = (Self::WINDOW / 64) as usize;
-
-    /// A window that has seen nothing.
-    pub(crate) const fn new() -> Self {
-        ReplayWindow {
-            highest: None,
-            seen: [0; Self::WORDS],
-        }
-    }
-
-    /// The word and bit of `seq` in `seen`.
-    fn slot(seq: u64) -> (usize, u64) {
-        let pos = seq % Self::WINDOW;
-        ((pos / 64) as usize, 1 << (pos % 64))
-    }
-
-    /// Whether bit `seq` is set, setting it.
-    fn test_and_set(&mut self, seq: u64) -> bool {
-        let (word, bit) = Self::slot(seq);
-        // `word` is below WORDS, so this always finds the word.
-        self.seen.get_mut(word).is_some_and(|w| {
-            let was = *w & bit != 0;
-            *w |= bit;
-            was
-        })
-    }
-
-    /// Accepts `seq` if it was not seen and is above `highest - WINDOW`,
-    /// recording it; `false` means a replay (or a message too old), which
-    /// ends the connection.
-    pub(crate) fn accept(&mut self, seq: u64) -> bool {
-        match self.highest {
-            Some(h) if seq <= h => {
-                if h - seq >= Self::WINDOW {
-                    return false;
-                }
-                !self.test_and_set(seq)
-            }
-            _ => {
-                // Moving the window up: forget the seqs that leave it, which
-                // share their bits with the new ones, h+1..=seq.
-                let first = self.highest.map_or(0, |h| h + 1);
-                if seq - first >= Self::WINDOW {
-                    self.seen = [0; Self::WORDS];
-                } else {
-                    for s in first..seq {
-                        let (word, bit) = Self::slot(s);
-                        if let Some(w) = self.seen.get_mut(word) {
-                            *w &= !bit;
-                        }
-                    }
-                }
-                // INVARIANT: the bits now stand for seq - WINDOW + 1 ..= seq:
-                // those of first..seq were cleared above, the others keep
-                // their meaning.
-                self.highest = Some(seq);
-                let (word, bit) = Self::slot(seq);
-                if let Some(w) = self.seen.get_mut(word) {
-                    *w |= bit;
-                }
-                true
-            }
-        }
-    }
-}
-
 /// A secret key: a pre-shared key ([`MIN_PSK_LEN`] to [`MAX_PSK_LEN`]
 /// bytes) or a [`KEY_LEN`] session key. Kept on the heap so that moving the
 /// value leaves no copy behind, and zeroed when dropped.
@@ -782,12 +687,11 @@ impl Key {
         self.bytes.get(..self.len).unwrap_or(&[])
     }
 
-    /// `HMAC-SHA256(psk, label || nc || ns)`, the session key of one
-    /// direction.
-    fn derive(psk: &Key, label: &[u8], nc: &[u8; NONCE_LEN], ns: &[u8; NONCE_LEN]) -> Result<Self> {
+    /// A [`KEY_LEN`]-byte key that `fill` computes in place (a derived or
+    /// exchanged secret never exists outside a `Key`).
+    pub(crate) fn derived(fill: impl FnOnce(&mut [u8; KEY_LEN]) -> Result) -> Result<Self> {
         let mut key = Self::zeroed(KEY_LEN)?;
-        let out = key.bytes.first_chunk_mut().ok_or(EINVAL)?;
-        hmac_sha256_into(psk.as_bytes(), &[label, nc, ns], out);
+        fill(key.bytes.first_chunk_mut().ok_or(EINVAL)?)?;
         Ok(key)
     }
 }
@@ -808,41 +712,6 @@ pub(crate) struct SessionKeys {
     pub(crate) export_to_local: Key,
 }
 
-/// Derives the session keys from the PSK and both nonces.
-pub(crate) fn derive_session_keys(
-    psk: &Key,
-    nc: &[u8; NONCE_LEN],
-    ns: &[u8; NONCE_LEN],
-) -> Result<SessionKeys> {
-    Ok(SessionKeys {
-        local_to_export: Key::derive(psk, LABEL_KEY_LE, nc, ns)?,
-        export_to_local: Key::derive(psk, LABEL_KEY_EL, nc, ns)?,
-    })
-}
-
-/// `proof_local`, the local node's AUTH payload.
-pub(crate) fn proof_local(
-    psk: &Key,
-    hello_body: &[u8; HELLO_BODY_LEN],
-    ns: &[u8; NONCE_LEN],
-) -> [u8; SHA256_LEN] {
-    hmac_sha256(psk.as_bytes(), &[LABEL_LOCAL_PROOF, hello_body, ns])
-}
-
-/// `proof_export`, carried in the HELLO_REPLY; `reply_body` is the reply's
-/// body before the proof.
-pub(crate) fn proof_export(
-    psk: &Key,
-    hello_body: &[u8; HELLO_BODY_LEN],
-    ns: &[u8; NONCE_LEN],
-    reply_body: &[u8; REPLY_PROVEN_LEN],
-) -> [u8; SHA256_LEN] {
-    hmac_sha256(
-        psk.as_bytes(),
-        &[LABEL_EXPORT_PROOF, hello_body, ns, reply_body],
-    )
-}
-
 /// HMAC-SHA256 of the concatenation of `parts` with `key`. Uses the
 /// library implementation: no transform to allocate, cannot fail.
 pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; SHA256_LEN] {
@@ -851,7 +720,8 @@ pub(crate) fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; SHA256_LEN] {
     out
 }
 
-fn hmac_sha256_into(key: &[u8], parts: &[&[u8]], out: &mut [u8; SHA256_LEN]) {
+/// [`hmac_sha256`] into `out`.
+pub(crate) fn hmac_sha256_into(key: &[u8], parts: &[&[u8]], out: &mut [u8; SHA256_LEN]) {
     let mut ctx = bindings::hmac_sha256_ctx::default();
     // SAFETY: `ctx` is writable; `key` is readable for its length.
     unsafe { bindings::hmac_sha256_init_usingrawkey(&mut ctx, key.as_ptr(), key.len()) };
@@ -1206,35 +1076,9 @@ mod self_test {
         expect(r == Err(EINVAL), name, "one segment too many")
     }
 
-    /// Checks the replay window rules.
-    fn test_replay_window() -> Result {
-        let name = b"replay window";
-        let mut w = ReplayWindow::new();
-        let steps: [(u64, bool); 14] = [
-            (0, true),
-            (1, true),
-            (3, true),
-            (2, true),     // out of order, within the window
-            (2, false),    // duplicate
-            (0, false),    // duplicate
-            (2000, true),  // jump ahead
-            (976, false),  // too old: not above 2000 - 1024
-            (977, true),   // oldest still accepted
-            (977, false),  // duplicate
-            (1999, true),  // out of order
-            (3000, true),  // moves the window past 1999
-            (1999, false), // now too old
-            (2999, true),
-        ];
-        for (seq, want) in steps {
-            expect(w.accept(seq) == want, name, "rule")?;
-        }
-        Ok(())
-    }
-
     /// Checks the handshake primitives: HMAC-SHA256 against RFC 4231 test case
-    /// 2, the alg name checks, and session key derivation.
-    fn test_handshake(psk: &Key) -> Result {
+    /// 2, the handshake's own tests with `key`, and the alg name checks.
+    fn test_handshake(key: &Key, psk: &Key) -> Result {
         let name = b"handshake";
         let want = [
             0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
@@ -1249,33 +1093,9 @@ mod self_test {
             "ct_eq",
         )?;
 
-        let mut nc = [0; NONCE_LEN];
-        let mut ns = [0; NONCE_LEN];
-        random_bytes(&mut nc);
-        random_bytes(&mut ns);
-        expect(nc != ns, name, "random nonces")?;
-        let keys = derive_session_keys(psk, &nc, &ns)?;
-        let le = keys.local_to_export.as_bytes();
-        expect(
-            le.len() == KEY_LEN && le == hmac_sha256(psk.as_bytes(), &[LABEL_KEY_LE, &nc, &ns]),
-            name,
-            "K_le",
-        )?;
-        expect(
-            le != keys.export_to_local.as_bytes(),
-            name,
-            "keys differ by direction",
-        )?;
-        let hello = [7; HELLO_BODY_LEN];
-        let reply = [9; REPLY_PROVEN_LEN];
-        expect(
-            proof_local(psk, &hello, &ns) != proof_export(psk, &hello, &ns, &reply),
-            name,
-            "proofs differ",
-        )?;
-
+        crate::handshake::self_test(key)?;
         let check_err = |mode, alg: &[u8], want: Error| {
-            let got = Protector::new(mode, alg, Some(&keys.local_to_export)).err();
+            let got = Protector::new(mode, alg, Some(key)).err();
             expect(got == Some(want), alg, "wrong error")
         };
         check_err(Protection::Aead, b"no-such-alg(aes)", ENOENT)?;
@@ -1307,14 +1127,13 @@ mod self_test {
             })?;
         }
         test_max_message(&key, &pages)?;
-        test_replay_window()?;
-        test_handshake(&psk)?;
+        test_handshake(&key, &psk)?;
         thread_pool::self_test()?;
         pr_info!(
             "crypto self-test passed (gcm(aes), rfc7539(chacha20,poly1305), hmac(sha256), \
              hmac(sha512), crc32c, none: seal/open, known answers, tamper and seq checks; \
              gcm(aes) {}-segment message through the mempool; HMAC-SHA256 RFC 4231; \
-             replay window; pool: 64 jobs on 2 workers, 8 inline)\n",
+             X25519 RFC 7748, SHA-256, key schedule; pool: 64 jobs on 2 workers, 8 inline)\n",
             MAX_SEGMENTS
         );
         if bench {

@@ -59,6 +59,10 @@ pub(crate) mod code {
     }
 
     /// An export's address family is not supported.
+    pub(crate) fn ekeyexpired() -> Error {
+        errno(bindings::EKEYEXPIRED)
+    }
+
     pub(crate) fn eafnosupport() -> Error {
         errno(bindings::EAFNOSUPPORT)
     }

@@ -25,8 +25,9 @@ use crate::{
     error::Refusal,
     export::{Export, ExportConfig},
     local_node::{Device, DeviceConfig, SettingsUpdate},
-    proto::{self, AlgName, Protection, Security},
+    proto::{self, Name, Protection, Security},
     registry::{self, Registry},
+    rekey,
     security::{self, SecurityConfig},
     socket::{Net, SockAddr},
     thread_pool,
@@ -43,6 +44,10 @@ pub(crate) struct DstNlStatus {
     proto_version: u32,
     /// Workers of the crypto pool.
     crypto_threads: u32,
+    /// A connection's key is replaced after this many MiB...
+    rekey_mib: u32,
+    /// ... or this many seconds.
+    rekey_seconds: u32,
 }
 
 /// A parsed configuration request. Mirrors `struct dst_nl_req` in `shim.h`.
@@ -70,10 +75,16 @@ pub(crate) struct NlRequest {
     has_protection: bool,
     protection: u32,
     alg: *const c_char,
+    name: *const c_char,
+    client_name: *const c_char,
     key_len: u32,
     key: [u8; KEY_MAX],
     has_crypto_threads: bool,
     crypto_threads: u32,
+    /// 0 if absent (the policy allows 1 and more).
+    rekey_mib: u32,
+    /// 0 if absent (the policy allows 1 and more).
+    rekey_seconds: u32,
     allow_len: u32,
     allow: [NlAllow; acl::MAX_ENTRIES],
 }
@@ -135,6 +146,8 @@ pub(crate) struct NlEntry {
     client_id: u64,
     allow_len: u32,
     allow: [NlAllow; acl::MAX_ENTRIES],
+    name: [u8; proto::NAME_LEN],
+    client_name: [u8; proto::NAME_LEN],
 }
 
 // Values of `enum dst_kind` in the uapi header.
@@ -151,6 +164,7 @@ mod ffi {
         pub(super) fn dst_genl_unregister();
         pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
         pub(super) fn dst_shim_event(net: *mut bindings::net, ev: *const super::NlEvent);
+        pub(super) fn dst_shim_nodename(buf: *mut c_char, len: usize);
     }
 }
 
@@ -263,10 +277,13 @@ impl Drop for Family {
 /// `out` must be valid for writes of a [`DstNlStatus`].
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_status(out: *mut DstNlStatus) {
+    let (bytes, seconds) = rekey::limits();
     let status = DstNlStatus {
         version: crate::VERSION.as_char_ptr(),
         proto_version: proto::VERSION,
         crypto_threads: thread_pool::workers(),
+        rekey_mib: u32::try_from(bytes >> 20).unwrap_or(u32::MAX),
+        rekey_seconds: seconds,
     };
     // SAFETY: the caller guarantees `out` is valid for writes.
     unsafe { out.write(status) };
@@ -322,6 +339,24 @@ impl<'a> Request<'a> {
         Ok(CString::try_from_fmt(fmt!("{}", path))?)
     }
 
+    /// The identity in attribute `attr` (`DST_A_NAME` or
+    /// `DST_A_CLIENT_NAME`), if given.
+    fn name(&self, attr: *const c_char) -> Result<Option<Name>, Refusal> {
+        if attr.is_null() {
+            return Ok(None);
+        }
+        // SAFETY: the policy (NLA_NUL_STRING) guarantees a NUL-terminated
+        // string that lives as long as the request.
+        let name = unsafe { CStr::from_char_ptr(attr) }.to_bytes();
+        match Name::new(name) {
+            Some(n) if !n.is_empty() => Ok(Some(n)),
+            _ => Err(Refusal::new(
+                EINVAL,
+                c"a name must be 1 to 63 printable ASCII characters, no spaces",
+            )),
+        }
+    }
+
     /// The settings the request carries, in the shim's fixed order:
     /// request timeout, max resends, reconnect delay, ping interval, ping
     /// timeout, loss timeout.
@@ -370,7 +405,7 @@ impl<'a> Request<'a> {
             // string that lives as long as the request.
             unsafe { CStr::from_char_ptr(req.alg) }.to_bytes()
         };
-        let alg = AlgName::new(alg).ok_or(Refusal::new(
+        let alg = Name::new(alg).ok_or(Refusal::new(
             EINVAL,
             c"the algorithm name must be printable ASCII without spaces",
         ))?;
@@ -379,8 +414,13 @@ impl<'a> Request<'a> {
             auth: key.is_some(),
             alg,
         };
-        security::check_alg(&security)
-            .map_err(|e| Refusal::new(e, c"the kernel has no such crypto algorithm"))?;
+        security::check_alg(&security).map_err(|e| match e {
+            EPERM => Refusal::new(
+                EINVAL,
+                c"algorithm not allowed: see dstcfg --help for the list",
+            ),
+            e => Refusal::new(e, c"the kernel has no such crypto algorithm"),
+        })?;
         Ok(SecurityConfig { security, key })
     }
 
@@ -402,6 +442,32 @@ impl<'a> Request<'a> {
     fn net(&mut self) -> Result<Net, Refusal> {
         self.net.take().ok_or(Refusal::from(EINVAL))
     }
+}
+
+/// The default identity: the caller's host name (`dst` if it has none),
+/// followed by `:` and `suffix` if given, the host name shortened to fit;
+/// characters a name may not hold become `_`.
+fn default_name(suffix: Option<&[u8]>) -> Name {
+    let mut buf = [0u8; 65];
+    // SAFETY: `buf` is writable for its length.
+    unsafe { ffi::dst_shim_nodename(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = match buf.iter().position(|&c| c == 0) {
+        Some(n) if n > 0 => buf.get(..n).unwrap_or(b"dst"),
+        _ => b"dst",
+    };
+    let (colon, suffix): (&[u8], &[u8]) = match suffix {
+        Some(s) if !s.is_empty() => (b":", s),
+        _ => (b"", b""),
+    };
+    let mut name = [0u8; proto::NAME_LEN - 1];
+    let room = name.len().saturating_sub(colon.len() + suffix.len());
+    let mut len = 0;
+    let chars = Iterator::chain(Iterator::chain(host.iter().take(room), colon), suffix);
+    for (d, &c) in name.iter_mut().zip(chars) {
+        *d = if c.is_ascii_graphic() { c } else { b'_' };
+        len += 1;
+    }
+    Name::new(name.get(..len).unwrap_or(b"dst")).unwrap_or(Name::EMPTY)
 }
 
 /// Runs `f` on the request, under the registry lock, and converts its
@@ -437,13 +503,20 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
                 c"an export already listens on this address and port",
             ));
         }
+        let path = r.path()?;
+        let device = path.to_bytes().rsplit(|&c| c == b'/').next();
+        let name = match r.name(r.req.name)? {
+            Some(name) => name,
+            None => default_name(device),
+        };
         let cfg = ExportConfig {
             index: reg
                 .free_export_index()
                 .ok_or(Refusal::new(ENOSPC, c"too many exports"))?,
             net: r.net()?,
             addr,
-            path: r.path()?,
+            name,
+            path,
             read_only: r.req.read_only,
             size_cap: r.req.size,
             max_io_pages: r.req.max_io_pages,
@@ -513,6 +586,10 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
             queue_depth: r.req.queue_depth,
             queues: r.req.queues,
             client_id: r.req.client_id,
+            client: r
+                .name(r.req.client_name)?
+                .unwrap_or_else(|| default_name(None)),
+            export: r.name(r.req.name)?.unwrap_or(Name::EMPTY),
             settings: r.settings(),
             security: r.security()?,
         };
@@ -630,6 +707,11 @@ pub(crate) unsafe extern "C" fn dst_nl_config(req: *mut NlRequest) -> c_int {
         if r.req.has_crypto_threads {
             thread_pool::set_workers(r.req.crypto_threads);
         }
+        let given = |v: u32| (v > 0).then_some(v);
+        rekey::set(
+            given(r.req.rekey_mib).map(|mib| u64::from(mib) << 20),
+            given(r.req.rekey_seconds),
+        );
         Ok(())
     })
 }
@@ -662,6 +744,7 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         let sec = x.security();
         e.protection = sec.protection.as_u8().into();
         e.alg = *sec.alg.padded();
+        e.name = *x.name().padded();
         e.size = x.size();
         e.read_only = x.read_only();
         let path = x.path().to_bytes();
@@ -694,6 +777,8 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         let sec = d.security();
         e.protection = sec.protection.as_u8().into();
         e.alg = *sec.alg.padded();
+        e.name = *d.export_name().padded();
+        e.client_name = *d.client_name().padded();
         d.addr()
     } else {
         return 0;

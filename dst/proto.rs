@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The DST wire protocol, version 1: the one definition shared by the module
+//! The DST wire protocol, version 2: the one definition shared by the module
 //! and by the userspace tools, which include this file with
 //! `#[path = "../../../dst/proto.rs"] mod proto;`.
 //!
@@ -23,26 +23,41 @@
 pub(crate) const MAGIC: u32 = 0x4453_5431;
 
 /// The newest wire protocol version this code speaks.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 
-/// The oldest wire protocol version this code speaks.
-pub(crate) const MIN_VERSION: u32 = 1;
+/// The oldest wire protocol version this code speaks. Version 1's handshake
+/// bound no identities and had no forward secrecy; it is not spoken any more.
+pub(crate) const MIN_VERSION: u32 = 2;
 
 /// Size of the message header in bytes.
 pub(crate) const HEADER_LEN: usize = 40;
 
 /// Size of the HELLO body ([`HelloBody`]) in bytes.
-pub(crate) const HELLO_LEN: usize = 136;
+pub(crate) const HELLO_LEN: usize = 264;
 
 /// Size of the HELLO_REPLY body ([`HelloReplyBody`]) in bytes.
-pub(crate) const HELLO_REPLY_LEN: usize = 80;
+pub(crate) const HELLO_REPLY_LEN: usize = 144;
 
-/// Size of the CHALLENGE and AUTH payloads (a nonce, a proof) in bytes.
+/// Size of the part of a HELLO_REPLY body the export's proof covers: all
+/// but the proof.
+pub(crate) const REPLY_PROVEN_LEN: usize = HELLO_REPLY_LEN - AUTH_LEN;
+
+/// Size of the CHALLENGE payload ([`ChallengeBody`]) in bytes.
+pub(crate) const CHALLENGE_LEN: usize = NAME_LEN + KEY_SHARE_LEN;
+
+/// Size of the AUTH payload (the local node's proof) and of the export's
+/// proof in bytes.
 pub(crate) const AUTH_LEN: usize = 32;
 
-/// Size of the algorithm name field of a HELLO; names are NUL-padded and at
-/// most `ALG_LEN - 1` bytes long.
-pub(crate) const ALG_LEN: usize = 64;
+/// Size of an X25519 public key, the ephemeral key share each side sends.
+pub(crate) const KEY_SHARE_LEN: usize = 32;
+
+/// Size of a name field (algorithm, export and client identities); names
+/// are NUL-padded and at most `NAME_LEN - 1` bytes long.
+pub(crate) const NAME_LEN: usize = 64;
+
+/// Size of the algorithm name field of a HELLO.
+pub(crate) const ALG_LEN: usize = NAME_LEN;
 
 /// Size of the explicit sequence number at the start of an hmac or aead
 /// trailer.
@@ -54,18 +69,19 @@ pub(crate) const CRC_LEN: usize = 4;
 /// Size of an AEAD tag.
 pub(crate) const AEAD_TAG_LEN: usize = 16;
 
-/// How far behind the highest sequence number seen a message may arrive.
-pub(crate) const REPLAY_WINDOW: u64 = 1024;
-
-/// Domain-separation label of the local node's proof (ASCII, no NUL); see
-/// `Documentation/protocol.md`, "Security".
-pub(crate) const LABEL_LOCAL_PROOF: &[u8] = b"DST1 local proof";
+/// HKDF salt that turns a key file into the pair key of one client and one
+/// export (ASCII, no NUL); see `Documentation/protocol.md`, "Security".
+pub(crate) const LABEL_PAIR_KEY: &[u8] = b"DST2 pair key";
+/// Label of the local node's proof.
+pub(crate) const LABEL_LOCAL_PROOF: &[u8] = b"DST2 local proof";
 /// Label of the export's proof.
-pub(crate) const LABEL_EXPORT_PROOF: &[u8] = b"DST1 export proof";
+pub(crate) const LABEL_EXPORT_PROOF: &[u8] = b"DST2 export proof";
 /// Label of the local-to-export session key.
-pub(crate) const LABEL_KEY_LE: &[u8] = b"DST1 key local-to-export";
+pub(crate) const LABEL_KEY_LE: &[u8] = b"DST2 key local-to-export";
 /// Label of the export-to-local session key.
-pub(crate) const LABEL_KEY_EL: &[u8] = b"DST1 key export-to-local";
+pub(crate) const LABEL_KEY_EL: &[u8] = b"DST2 key export-to-local";
+/// Label of the key that replaces a session key after a KEY_UPDATE.
+pub(crate) const LABEL_KEY_UPDATE: &[u8] = b"DST2 key update";
 
 /// Largest `payload` of any message and largest grantable `max_io_bytes`
 /// (4 MiB).
@@ -143,10 +159,14 @@ pub(crate) enum Kind {
     Ping = 5,
     /// Answer to [`Kind::Ping`] with the same cookie.
     Pong = 6,
-    /// Export to local node, when a key is used: the export's nonce.
+    /// Export to local node, when a key is used: the export's identity and
+    /// key share, body [`ChallengeBody`].
     Challenge = 7,
     /// Local node to export: the local node's proof of the key.
     Auth = 8,
+    /// Either way, after the handshake with a key: what the sender sends
+    /// after this is protected with the next key, from sequence number 0.
+    KeyUpdate = 9,
 }
 
 impl Kind {
@@ -161,6 +181,7 @@ impl Kind {
             6 => Self::Pong,
             7 => Self::Challenge,
             8 => Self::Auth,
+            9 => Self::KeyUpdate,
             _ => return None,
         })
     }
@@ -275,6 +296,9 @@ pub(crate) enum Status {
     AuthFailed = 10,
     /// The client's address is not on the export's allow-list.
     NotAllowed = 11,
+    /// The export's identity is not the one the HELLO asks for (HELLO_REPLY
+    /// only).
+    UnknownExport = 12,
 }
 
 impl Status {
@@ -293,6 +317,7 @@ impl Status {
             9 => Self::Mismatch,
             10 => Self::AuthFailed,
             11 => Self::NotAllowed,
+            12 => Self::UnknownExport,
             _ => return None,
         })
     }
@@ -317,6 +342,7 @@ impl Status {
             Self::Mismatch => "protection mode, algorithm or key use differs from the export's",
             Self::AuthFailed => "authentication failed: the keys differ",
             Self::NotAllowed => "this address is not on the export's allow-list",
+            Self::UnknownExport => "no export of the requested name at this address",
         }
     }
 }
@@ -346,10 +372,13 @@ pub(crate) enum ProtoError {
     BadVersion,
     /// A trailer (checksum, MAC or AEAD tag) did not verify.
     BadTag,
-    /// A sequence number was seen before or is too old: a replay.
-    Replay,
+    /// A sequence number is not the next one: the message was replayed or
+    /// reordered, or one before it was dropped.
+    OutOfOrder,
     /// The export's proof did not verify: its key differs.
     BadProof,
+    /// The export is not the one asked for: its identity differs.
+    WrongExport,
 }
 
 impl ProtoError {
@@ -367,8 +396,11 @@ impl ProtoError {
             Self::BadHello => "handshake value out of range",
             Self::BadVersion => "no common protocol version",
             Self::BadTag => "checksum or authentication tag mismatch",
-            Self::Replay => "replayed or too old message",
+            Self::OutOfOrder => {
+                "message out of order: replayed, reordered or one before it dropped"
+            }
             Self::BadProof => "the export's proof of the key is wrong: the keys differ",
+            Self::WrongExport => "the export's identity is not the one asked for",
         }
     }
 }
@@ -520,12 +552,25 @@ impl Header {
         }
     }
 
-    /// The header of a CHALLENGE or AUTH ([`AUTH_LEN`] bytes follow).
-    pub(crate) fn auth(kind: Kind) -> Self {
+    /// The header of a CHALLENGE; a [`ChallengeBody`] follows it.
+    pub(crate) fn challenge() -> Self {
+        Header {
+            payload: CHALLENGE_LEN as u32,
+            ..Self::blank(Kind::Challenge)
+        }
+    }
+
+    /// The header of an AUTH; the [`AUTH_LEN`]-byte proof follows it.
+    pub(crate) fn auth() -> Self {
         Header {
             payload: AUTH_LEN as u32,
-            ..Self::blank(kind)
+            ..Self::blank(Kind::Auth)
         }
+    }
+
+    /// A KEY_UPDATE.
+    pub(crate) fn key_update() -> Self {
+        Self::blank(Kind::KeyUpdate)
     }
 
     /// A PING carrying `cookie`.
@@ -617,7 +662,9 @@ impl Header {
             Kind::HelloReply if status == Status::Ok => (HELLO_REPLY_LEN as u32, false),
             Kind::HelloReply => (0, false),
             Kind::Ping | Kind::Pong => (0, true),
-            Kind::Challenge | Kind::Auth => (AUTH_LEN as u32, false),
+            Kind::KeyUpdate => (0, false),
+            Kind::Challenge => (CHALLENGE_LEN as u32, false),
+            Kind::Auth => (AUTH_LEN as u32, false),
         };
         if kind != Kind::HelloReply && status != Status::Ok {
             return Err(ProtoError::BadStatus);
@@ -811,29 +858,30 @@ impl Protection {
     }
 }
 
-/// An algorithm name as carried in a HELLO: ASCII, NUL-padded, at most
-/// [`ALG_LEN`]` - 1` bytes.
+/// A name as carried in the handshake (an algorithm, an export or client
+/// identity): printable ASCII without spaces, NUL-padded, at most
+/// [`NAME_LEN`]` - 1` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct AlgName([u8; ALG_LEN]);
+pub(crate) struct Name([u8; NAME_LEN]);
 
-impl AlgName {
+impl Name {
     /// The empty name.
-    pub(crate) const EMPTY: AlgName = AlgName([0; ALG_LEN]);
+    pub(crate) const EMPTY: Name = Name([0; NAME_LEN]);
 
     /// A name from `s`: printable ASCII without spaces, at most
-    /// [`ALG_LEN`]` - 1` bytes; `None` otherwise.
+    /// [`NAME_LEN`]` - 1` bytes; `None` otherwise.
     pub(crate) fn new(s: &[u8]) -> Option<Self> {
-        if s.len() >= ALG_LEN || !s.iter().all(|c| c.is_ascii_graphic()) {
+        if s.len() >= NAME_LEN || !s.iter().all(|c| c.is_ascii_graphic()) {
             return None;
         }
-        let mut b = [0u8; ALG_LEN];
+        let mut b = [0u8; NAME_LEN];
         put(&mut b, 0, s);
-        Some(AlgName(b))
+        Some(Name(b))
     }
 
     /// The name without padding.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        let n = self.0.iter().position(|&c| c == 0).unwrap_or(ALG_LEN);
+        let n = self.0.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
         self.0.get(..n).unwrap_or(&[])
     }
 
@@ -843,15 +891,15 @@ impl AlgName {
     }
 
     /// The name with its NUL padding (always NUL-terminated once valid).
-    pub(crate) fn padded(&self) -> &[u8; ALG_LEN] {
+    pub(crate) fn padded(&self) -> &[u8; NAME_LEN] {
         &self.0
     }
 
     /// Whether the field is well formed: NUL-terminated, the name printable
     /// ASCII, only NULs after it.
-    fn valid(&self) -> bool {
+    pub(crate) fn valid(&self) -> bool {
         let name = self.as_bytes();
-        name.len() < ALG_LEN
+        name.len() < NAME_LEN
             && name.iter().all(|c| c.is_ascii_graphic())
             && self.0.iter().skip(name.len()).all(|&c| c == 0)
     }
@@ -867,7 +915,7 @@ pub(crate) struct Security {
     pub(crate) auth: bool,
     /// Algorithm name; empty for [`Protection::None`] and
     /// [`Protection::Crc32c`].
-    pub(crate) alg: AlgName,
+    pub(crate) alg: Name,
 }
 
 impl Security {
@@ -875,7 +923,7 @@ impl Security {
     pub(crate) const NONE: Security = Security {
         protection: Protection::None,
         auth: false,
-        alg: AlgName::EMPTY,
+        alg: Name::EMPTY,
     };
 
     /// Whether the combination is allowed: hmac and aead need a key and an
@@ -924,8 +972,15 @@ pub(crate) struct HelloBody {
     pub(crate) epoch: u32,
     /// Protection, key use and algorithm; must equal the export's.
     pub(crate) security: Security,
-    /// The local node's nonce `Nc`: random with a key, zero without.
-    pub(crate) nonce: [u8; AUTH_LEN],
+    /// With a key, the local node's ephemeral X25519 public key `E_c`
+    /// (fresh for every connection); zero without.
+    pub(crate) key_share: [u8; KEY_SHARE_LEN],
+    /// The local node's identity (never empty).
+    pub(crate) client: Name,
+    /// The identity of the export this connection is for; empty: whichever
+    /// export listens there (a device's first connection, which then pins
+    /// the identity it got for all later ones).
+    pub(crate) export: Name,
 }
 
 impl HelloBody {
@@ -944,7 +999,9 @@ impl HelloBody {
         put(&mut b, 34, &self.queue_index.to_be_bytes());
         put(&mut b, 36, &self.epoch.to_be_bytes());
         put(&mut b, 40, self.security.alg.padded());
-        put(&mut b, 104, &self.nonce);
+        put(&mut b, 104, &self.key_share);
+        put(&mut b, 136, self.client.padded());
+        put(&mut b, 200, self.export.padded());
         b
     }
 
@@ -972,9 +1029,11 @@ impl HelloBody {
             security: Security {
                 protection,
                 auth,
-                alg: AlgName(get::<ALG_LEN>(b, 40)),
+                alg: Name(get::<ALG_LEN>(b, 40)),
             },
-            nonce: get::<AUTH_LEN>(b, 104),
+            key_share: get::<KEY_SHARE_LEN>(b, 104),
+            client: Name(get::<NAME_LEN>(b, 136)),
+            export: Name(get::<NAME_LEN>(b, 200)),
         })
     }
 
@@ -983,7 +1042,8 @@ impl HelloBody {
     /// [`IO_BYTES_ALIGN`] up to [`MAX_IO_BYTES_LIMIT`]; `queues` at most
     /// [`MAX_QUEUES`] and `queue_depth` at most [`MAX_QUEUE_DEPTH`];
     /// `queue_index` below `queues` (or 0); the security settings consistent
-    /// ([`Security::valid`]) and the nonce zero without a key. Fails with
+    /// ([`Security::valid`]) and the key share zero without a key; both
+    /// names well formed and the client's not empty. Fails with
     /// [`ProtoError::BadHello`]; the export answers [`Status::Invalid`].
     pub(crate) fn validate(&self) -> Result<(), ProtoError> {
         let ok = self.min_version >= 1
@@ -993,12 +1053,47 @@ impl HelloBody {
             && self.queue_depth <= MAX_QUEUE_DEPTH
             && self.queue_index < self.queues.max(1)
             && self.security.valid()
-            && (self.security.auth || self.nonce == [0; AUTH_LEN]);
+            && (self.security.auth || self.key_share == [0; KEY_SHARE_LEN])
+            && self.client.valid()
+            && !self.client.is_empty()
+            && self.export.valid();
         if ok {
             Ok(())
         } else {
             Err(ProtoError::BadHello)
         }
+    }
+}
+
+/// Body of a CHALLENGE: the export's identity and its ephemeral key share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChallengeBody {
+    /// The export's identity.
+    pub(crate) export: Name,
+    /// The export's ephemeral X25519 public key `E_s`.
+    pub(crate) key_share: [u8; KEY_SHARE_LEN],
+}
+
+impl ChallengeBody {
+    /// The wire form of the body.
+    pub(crate) fn encode(&self) -> [u8; CHALLENGE_LEN] {
+        let mut b = [0u8; CHALLENGE_LEN];
+        put(&mut b, 0, self.export.padded());
+        put(&mut b, NAME_LEN, &self.key_share);
+        b
+    }
+
+    /// Parses a body; fails with [`ProtoError::BadHello`] unless the name
+    /// is well formed and not empty.
+    pub(crate) fn decode(b: &[u8; CHALLENGE_LEN]) -> Result<Self, ProtoError> {
+        let export = Name(get::<NAME_LEN>(b, 0));
+        if !export.valid() || export.is_empty() {
+            return Err(ProtoError::BadHello);
+        }
+        Ok(ChallengeBody {
+            export,
+            key_share: get::<KEY_SHARE_LEN>(b, NAME_LEN),
+        })
     }
 }
 
@@ -1023,6 +1118,8 @@ pub(crate) struct HelloReplyBody {
     pub(crate) queues: u16,
     /// Granted queue depth.
     pub(crate) queue_depth: u16,
+    /// The export's identity.
+    pub(crate) export: Name,
     /// With a key: the export's proof of it over the handshake; zero without.
     pub(crate) proof: [u8; AUTH_LEN],
 }
@@ -1041,13 +1138,14 @@ impl HelloReplyBody {
         put(&mut b, 36, &self.queues.to_be_bytes());
         put(&mut b, 38, &self.queue_depth.to_be_bytes());
         // Bytes 40..48 are reserved and stay zero.
-        put(&mut b, 48, &self.proof);
+        put(&mut b, 48, self.export.padded());
+        put(&mut b, REPLY_PROVEN_LEN, &self.proof);
         b
     }
 
-    /// The first 48 bytes of the wire form: what the export's proof covers.
-    pub(crate) fn grant_bytes(&self) -> [u8; 48] {
-        get::<48>(&self.encode(), 0)
+    /// The wire form without the proof: what the export's proof covers.
+    pub(crate) fn proven_bytes(&self) -> [u8; REPLY_PROVEN_LEN] {
+        get::<REPLY_PROVEN_LEN>(&self.encode(), 0)
     }
 
     /// Parses a body; fails only if the reserved bytes are not zero
@@ -1067,7 +1165,8 @@ impl HelloReplyBody {
             max_io_bytes: get_u32(b, 32),
             queues: get_u16(b, 36),
             queue_depth: get_u16(b, 38),
-            proof: get::<AUTH_LEN>(b, 48),
+            export: Name(get::<NAME_LEN>(b, 48)),
+            proof: get::<AUTH_LEN>(b, REPLY_PROVEN_LEN),
         })
     }
 
@@ -1082,8 +1181,11 @@ impl HelloReplyBody {
     ///   size a power of two from the logical one to 65536; size a multiple of
     ///   the logical block size, at most [`MAX_SIZE`]; `max_io_bytes` a
     ///   multiple of 4096 in 4096..=[`MAX_IO_BYTES_LIMIT`]; `queues` in
-    ///   1..=64 and `queue_depth` in 1..=1024; and `max_io_bytes`, `queues`,
-    ///   `queue_depth` at most the wanted values where those are not 0.
+    ///   1..=64 and `queue_depth` in 1..=1024; `max_io_bytes`, `queues`,
+    ///   `queue_depth` at most the wanted values where those are not 0; the
+    ///   export's name well formed and not empty;
+    /// - and the export's name the one `hello` asked for, if it named one
+    ///   ([`ProtoError::WrongExport`]).
     pub(crate) fn validate(&self, hello: &HelloBody) -> Result<(), ProtoError> {
         let v = self.version;
         if v < hello.min_version || v > hello.max_version || v < MIN_VERSION || v > VERSION {
@@ -1102,12 +1204,16 @@ impl HelloReplyBody {
             && (1..=MAX_QUEUE_DEPTH).contains(&self.queue_depth)
             && within(self.max_io_bytes, hello.max_io_bytes)
             && within(self.queues.into(), hello.queues.into())
-            && within(self.queue_depth.into(), hello.queue_depth.into());
-        if ok {
-            Ok(())
-        } else {
-            Err(ProtoError::BadHello)
+            && within(self.queue_depth.into(), hello.queue_depth.into())
+            && self.export.valid()
+            && !self.export.is_empty();
+        if !ok {
+            return Err(ProtoError::BadHello);
         }
+        if !hello.export.is_empty() && hello.export != self.export {
+            return Err(ProtoError::WrongExport);
+        }
+        Ok(())
     }
 
     /// The limits IO requests are checked against.

@@ -1,22 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The security layer of a connection: the authenticated handshake's proofs
-//! and keys, and the protection of every message after it (trailers with
-//! checksums, MACs or AEAD tags, sequence numbers and the replay window).
+//! The security layer of a connection: its protection settings, and the
+//! protection of every message after the handshake (trailers with
+//! checksums, MACs or AEAD tags, and sequence numbers that must arrive in
+//! order), with each direction's key replaced as `rekey.rs` says.
 //!
 //! `Documentation/protocol.md` ("Security") specifies the bytes; `proto.rs`
-//! holds the layouts and `crypto.rs` the kernel crypto wrappers. This file
+//! holds the layouts, `handshake.rs` the key exchange that yields the
+//! session keys and `crypto.rs` the kernel crypto wrappers. This file
 //! decides what is computed over what, for both the local node and the
 //! export.
 
 use kernel::{
     prelude::*,
-    sync::{atomic::Atomic, atomic::Relaxed, Arc},
+    sync::Arc,
+    time::{Instant, Monotonic},
 };
 
 use crate::{
-    crypto::{self, Key, Protector, ReplayWindow},
-    proto::{Protection, ProtoError, Security, AUTH_LEN, HEADER_LEN, HELLO_LEN},
+    crypto::{self, Key, Protector, SessionKeys},
+    error::code,
+    handshake,
+    proto::{Protection, ProtoError, Security, HEADER_LEN},
+    rekey,
     trans::Trailer,
 };
 
@@ -35,7 +41,8 @@ pub(crate) fn no_data() -> Segments<'static> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Rejected {
     /// The message is bad: its trailer did not verify or its sequence
-    /// number is a replay. An integrity error, the peer's or the network's.
+    /// number is not the next one. An integrity error, the peer's or the
+    /// network's.
     Message(ProtoError),
     /// The message could not be checked here (a local failure: no memory, a
     /// crypto driver error). It says nothing about the message and is not an
@@ -65,10 +72,9 @@ impl From<ProtoError> for Rejected {
     }
 }
 
-/// A [`Protector`] for `sec` with the session key `key` (ignored by modes
-/// without a key).
-fn protector(sec: &Security, key: &Key) -> Result<Protector> {
-    let key = sec.protection.needs_key().then_some(key);
+/// A [`Protector`] for `sec` with the session key `key` (`None` for the
+/// modes without a key).
+fn protector(sec: &Security, key: Option<&Key>) -> Result<Protector> {
     Protector::new(sec.protection, sec.alg.as_bytes(), key)
 }
 
@@ -80,44 +86,33 @@ pub(crate) struct SecurityConfig {
     pub(crate) key: Option<Key>,
 }
 
-/// Checks that the kernel has the algorithm `sec` names, so that a typo is
-/// refused when the export or device is configured, not at connect time.
+/// The algorithms hmac and aead modes accept: keyed hashes with a full
+/// 256-bit or longer tag, and AEADs with a 128-bit tag, all with a
+/// 96-bit nonce where they take one. Anything else the kernel may offer
+/// under those types (`hmac(md5)`, `vmac64(aes)`, raw CBC-MAC, ...) is
+/// refused rather than analysed.
+const ALLOWED_ALGS: [(Protection, &[u8]); 5] = [
+    (Protection::Hmac, b"hmac(sha256)"),
+    (Protection::Hmac, b"hmac(sha384)"),
+    (Protection::Hmac, b"hmac(sha512)"),
+    (Protection::Aead, b"gcm(aes)"),
+    (Protection::Aead, b"rfc7539(chacha20,poly1305)"),
+];
+
+/// Checks that `sec` names an allowed algorithm ([`ALLOWED_ALGS`]; `EPERM`
+/// otherwise) which the kernel has, so that a typo is refused when the
+/// export or device is configured, not at connect time.
 pub(crate) fn check_alg(sec: &Security) -> Result {
-    protector(sec, &Key::new(&[0u8; crypto::KEY_LEN])?).map(drop)
-}
-
-/// A fresh nonce: random with a key, zero without.
-pub(crate) fn nonce(cfg: &SecurityConfig) -> [u8; AUTH_LEN] {
-    let mut n = [0u8; AUTH_LEN];
-    if cfg.key.is_some() {
-        crypto::random_bytes(&mut n);
+    let alg = sec.alg.as_bytes();
+    if sec.protection.has_alg()
+        && !ALLOWED_ALGS
+            .iter()
+            .any(|&(mode, name)| mode == sec.protection && name == alg)
+    {
+        return Err(EPERM);
     }
-    n
-}
-
-/// `proof_local` over the HELLO body and the export's nonce.
-pub(crate) fn proof_local(
-    key: &Key,
-    hello: &[u8; HELLO_LEN],
-    ns: &[u8; AUTH_LEN],
-) -> [u8; AUTH_LEN] {
-    crypto::proof_local(key, hello, ns)
-}
-
-/// `proof_export` over the HELLO body, the export's nonce and the first 48
-/// bytes of the HELLO_REPLY body.
-pub(crate) fn proof_export(
-    key: &Key,
-    hello: &[u8; HELLO_LEN],
-    ns: &[u8; AUTH_LEN],
-    grant: &[u8; 48],
-) -> [u8; AUTH_LEN] {
-    crypto::proof_export(key, hello, ns, grant)
-}
-
-/// Whether two proofs are equal, in constant time.
-pub(crate) fn proof_ok(a: &[u8; AUTH_LEN], b: &[u8; AUTH_LEN]) -> bool {
-    crypto::ct_eq(a, b)
+    let key = Key::new(&[0u8; crypto::KEY_LEN])?;
+    protector(sec, sec.protection.needs_key().then_some(&key)).map(drop)
 }
 
 /// Which end of the connection this is; decides which key seals.
@@ -130,57 +125,71 @@ pub(crate) enum Role {
 }
 
 /// Builds the two halves of a connection's protection after a successful
-/// handshake with nonces `nc` (local) and `ns` (export; zero without a key).
+/// handshake, which gave session `keys` if it was authenticated.
 pub(crate) fn session(
-    cfg: &SecurityConfig,
+    sec: &Security,
     role: Role,
-    nc: &[u8; AUTH_LEN],
-    ns: &[u8; AUTH_LEN],
+    keys: Option<SessionKeys>,
 ) -> Result<(Sealer, Opener)> {
-    let sec = &cfg.security;
-    let keys = match &cfg.key {
-        Some(psk) => crypto::derive_session_keys(psk, nc, ns)?,
-        // Modes without a key ignore it; any valid key will do.
-        None => crypto::SessionKeys {
-            local_to_export: Key::new(&[0u8; crypto::KEY_LEN])?,
-            export_to_local: Key::new(&[0u8; crypto::KEY_LEN])?,
+    let (tx_key, rx_key) = match keys {
+        // Only hmac and aead use keys.
+        Some(k) if sec.protection.needs_key() => match role {
+            Role::Local => (Some(k.local_to_export), Some(k.export_to_local)),
+            Role::Export => (Some(k.export_to_local), Some(k.local_to_export)),
         },
-    };
-    let (tx_key, rx_key) = match role {
-        Role::Local => (&keys.local_to_export, &keys.export_to_local),
-        Role::Export => (&keys.export_to_local, &keys.local_to_export),
+        // hmac and aead need a key file, hence an authenticated handshake.
+        None if sec.protection.needs_key() => return Err(EINVAL),
+        _ => (None, None),
     };
     let sealer = Sealer {
-        protector: protector(sec, tx_key)?,
-        protection: sec.protection,
-        seq: Atomic::new(0),
+        protector: protector(sec, tx_key.as_ref())?,
+        sec: *sec,
+        key: tx_key,
+        next: 0,
+        sealed: 0,
+        since: Instant::now(),
     };
     let opener = Opener {
-        protector: Arc::new(protector(sec, rx_key)?, GFP_KERNEL)?,
-        window: ReplayWindow::new(),
+        protector: Arc::new(protector(sec, rx_key.as_ref())?, GFP_KERNEL)?,
+        sec: *sec,
+        key: rx_key,
+        next: 0,
     };
     Ok((sealer, opener))
 }
 
-/// The sending half: protects messages. Safe to use from several threads;
-/// each message takes the next sequence number.
+/// The sending half: protects messages, each with the next sequence number.
+/// Sealing takes `&mut self`, so its owner seals under the lock it sends
+/// under, and messages go out in the order of their sequence numbers, which
+/// is the only order the receiver accepts.
 pub(crate) struct Sealer {
     protector: Protector,
-    protection: Protection,
-    seq: Atomic<u64>,
+    sec: Security,
+    /// The key `protector` seals with (hmac and aead), from which the next
+    /// one derives.
+    key: Option<Key>,
+    /// The sequence number of the next message.
+    next: u64,
+    /// Bytes sealed with the key, and since when it is in use.
+    sealed: u64,
+    since: Instant<Monotonic>,
 }
 
 impl Sealer {
     /// The mode.
     pub(crate) fn protection(&self) -> Protection {
-        self.protection
+        self.sec.protection
     }
 
     /// Protects one message: computes its trailer into `trailer` and, for
     /// AEAD, encrypts the payload from `src` into `dst` (which may be the
-    /// same pages). Returns the trailer length.
+    /// same pages). Returns the trailer length. The message must be sent
+    /// before the next one is sealed. Fails with `EKEYEXPIRED` once the
+    /// key is long overdue for replacement (see [`Sealer::update_due`]):
+    /// sequence numbers never wrap, and no key protects more than
+    /// `rekey.rs` allows.
     pub(crate) fn seal(
-        &self,
+        &mut self,
         header: &[u8; HEADER_LEN],
         src: &Segments<'_>,
         dst: &Segments<'_>,
@@ -190,16 +199,47 @@ impl Sealer {
         if n == 0 {
             return Ok(0);
         }
-        let seq = self.seq.fetch_add(1, Relaxed);
+        if rekey::expired(self.sealed, self.next) {
+            return Err(code::ekeyexpired());
+        }
         let out = trailer.get_mut(..n).ok_or(EINVAL)?;
-        self.protector.seal(seq, header, src, dst, out)?;
+        self.protector.seal(self.next, header, src, dst, out)?;
+        self.next += 1;
+        self.sealed = self.sealed.saturating_add((HEADER_LEN + src.len()) as u64);
+        Ok(n)
+    }
+
+    /// Whether the key is due to be replaced: the owner then sends a
+    /// KEY_UPDATE ([`Sealer::update_key`]) before its next message.
+    pub(crate) fn update_due(&self) -> bool {
+        self.key.is_some() && rekey::due(self.sealed, self.next, self.since)
+    }
+
+    /// Seals a KEY_UPDATE (header `hb`) with the current key into `trailer`
+    /// and moves to the next key: what is sealed after it uses that one,
+    /// from sequence number 0. Returns the trailer length. The next key's
+    /// transform is made first, so that on failure (`ENOMEM`) nothing
+    /// changed.
+    pub(crate) fn update_key(
+        &mut self,
+        hb: &[u8; HEADER_LEN],
+        trailer: &mut [u8; MAX_TRAILER],
+    ) -> Result<usize> {
+        let key = handshake::next_key(self.key.as_ref().ok_or(EINVAL)?)?;
+        let protector = protector(&self.sec, Some(&key))?;
+        let n = self.seal_header(hb, trailer)?;
+        self.protector = protector;
+        self.key = Some(key);
+        self.next = 0;
+        self.sealed = 0;
+        self.since = Instant::now();
         Ok(n)
     }
 
     /// Protects a message without payload: [`Sealer::seal`] of the header
     /// alone.
     pub(crate) fn seal_header(
-        &self,
+        &mut self,
         header: &[u8; HEADER_LEN],
         trailer: &mut [u8; MAX_TRAILER],
     ) -> Result<usize> {
@@ -211,7 +251,12 @@ impl Sealer {
 /// check itself may be handed to another task ([`Opener::admit`]).
 pub(crate) struct Opener {
     protector: Arc<Protector>,
-    window: ReplayWindow,
+    sec: Security,
+    /// The key `protector` opens with (hmac and aead), from which the next
+    /// one derives.
+    key: Option<Key>,
+    /// The sequence number the next message must carry.
+    next: u64,
 }
 
 impl Opener {
@@ -223,6 +268,23 @@ impl Opener {
     /// Whether messages carry a trailer at all.
     pub(crate) fn protected(&self) -> bool {
         self.protector.trailer_len() > 0
+    }
+
+    /// A KEY_UPDATE arrived and verified: what follows is opened with the
+    /// next key, from sequence number 0. Checks of earlier messages still
+    /// pending keep the key they were admitted with. Without keys (modes
+    /// none and crc32c) a KEY_UPDATE is a protocol error.
+    pub(crate) fn update_key(&mut self) -> Result<(), Rejected> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or(Rejected::Message(ProtoError::BadKind))?;
+        let key = handshake::next_key(key).map_err(Rejected::Local)?;
+        let protector = protector(&self.sec, Some(&key)).map_err(Rejected::Local)?;
+        self.protector = Arc::new(protector, GFP_KERNEL).map_err(|e| Rejected::Local(e.into()))?;
+        self.key = Some(key);
+        self.next = 0;
+        Ok(())
     }
 
     /// Checks one received message, whose header is `header`, payload in
@@ -238,7 +300,8 @@ impl Opener {
     }
 
     /// The part of [`Opener::open`] that must run in the receiving thread,
-    /// in stream order: the sequence number against the replay window.
+    /// in stream order: the sequence number must be the next one. A message
+    /// replayed, reordered, or following a dropped one is refused.
     /// The returned [`Check`] holds the message's header and trailer and
     /// verifies it, in any task: this is how a receiver hands a message's
     /// check to the crypto pool (the local node's READ replies, the
@@ -248,13 +311,15 @@ impl Opener {
         header: &[u8; HEADER_LEN],
         trailer: Trailer,
     ) -> Result<Check, ProtoError> {
-        // A forged seq may move the window, but then the message does not
-        // verify and the connection ends with it.
+        // The seq is checked before the tag: a wrong one ends the
+        // connection either way.
         let seq = self.protector.trailer_seq(trailer.bytes());
         if let Some(seq) = seq {
-            if !self.window.accept(seq) {
-                return Err(ProtoError::Replay);
+            if seq != self.next {
+                return Err(ProtoError::OutOfOrder);
             }
+            // At u64::MAX the sender refuses to seal more.
+            self.next = seq.saturating_add(1);
         }
         Ok(Check {
             protector: self.protector.clone(),

@@ -5,11 +5,14 @@
  * genlmsg/nla helpers. Each handler turns attributes into plain values, calls
  * the Rust dst_nl_* function that decides, and turns the result into a reply.
  */
+#include <keys/user-type.h>
 #include <linux/blkdev.h>
+#include <linux/key.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/tcp.h>
 #include <linux/timekeeping.h>
+#include <linux/utsname.h>
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
@@ -26,6 +29,8 @@ static const struct netlink_range_validation dst_range_timeout = { .min = 100, .
 static const struct netlink_range_validation dst_range_delay = { .min = 10, .max = 600000 };
 static const struct netlink_range_validation dst_range_interval = { .min = 0, .max = 3600000 };
 static const struct netlink_range_validation dst_range_loss = { .min = 100, .max = 86400000 };
+static const struct netlink_range_validation dst_range_rekey_mib = { .min = 1, .max = 1 << 20 };
+static const struct netlink_range_validation dst_range_rekey_seconds = { .min = 1, .max = 86400 };
 
 static const struct nla_policy dst_allow_policy[DST_ALLOW_A_MAX + 1] = {
 	[DST_ALLOW_A_ADDR]	 = NLA_POLICY_MAX_LEN(16),
@@ -66,6 +71,11 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_QUEUES]		= NLA_POLICY_RANGE(NLA_U32, 1, 16),
 	[DST_A_PROTECTION]	= NLA_POLICY_MAX(NLA_U32, DST_PROT_AEAD),
 	[DST_A_ALG]		= { .type = NLA_NUL_STRING, .len = DST_NL_ALG_MAX - 1 },
+	[DST_A_NAME]		= { .type = NLA_NUL_STRING, .len = DST_NL_NAME_MAX - 1 },
+	[DST_A_CLIENT_NAME]	= { .type = NLA_NUL_STRING, .len = DST_NL_NAME_MAX - 1 },
+	[DST_A_REKEY_MIB]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_rekey_mib),
+	[DST_A_REKEY_SECONDS]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_rekey_seconds),
+	[DST_A_KEY_DESC]	= { .type = NLA_NUL_STRING, .len = 255 },
 	[DST_A_KEY]		= NLA_POLICY_RANGE(NLA_BINARY, 16, DST_NL_KEY_MAX),
 	[DST_A_ALLOW]		= NLA_POLICY_NESTED(dst_allow_policy),
 	[DST_A_CRYPTO_THREADS]	= NLA_POLICY_MAX(NLA_U32, 64),
@@ -106,7 +116,9 @@ static int dst_genl_status_doit(struct sk_buff *skb, struct genl_info *info)
 		goto too_big;
 	if (nla_put_string(msg, DST_A_VERSION, st.version) ||
 	    nla_put_u32(msg, DST_A_PROTO_VERSION, st.proto_version) ||
-	    nla_put_u32(msg, DST_A_CRYPTO_THREADS, st.crypto_threads))
+	    nla_put_u32(msg, DST_A_CRYPTO_THREADS, st.crypto_threads) ||
+	    nla_put_u32(msg, DST_A_REKEY_MIB, st.rekey_mib) ||
+	    nla_put_u32(msg, DST_A_REKEY_SECONDS, st.rekey_seconds))
 		goto too_big;
 	genlmsg_end(msg, hdr);
 	return genlmsg_reply(msg, info);
@@ -161,10 +173,46 @@ static int dst_genl_parse_allow(struct genl_info *info, struct dst_nl_req *req)
 }
 
 /*
+ * The key whose description is @desc, of type logon (readable only by the
+ * kernel: the way to keep a key out of every process) or else user, found
+ * in the caller's keyrings with its search permission, copied into @req as
+ * if it came in DST_A_KEY. As NVMe/TCP does for its TLS keys.
+ */
+static int dst_genl_keyring_key(struct genl_info *info, const char *desc,
+				struct dst_nl_req *req)
+{
+	const struct user_key_payload *payload;
+	struct key *key;
+	int err = 0;
+
+	key = request_key(&key_type_logon, desc, NULL);
+	if (IS_ERR(key))
+		key = request_key(&key_type_user, desc, NULL);
+	if (IS_ERR(key)) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[DST_A_KEY_DESC],
+				    "no logon or user key of that description in your keyrings");
+		return PTR_ERR(key) == -EACCES ? -EACCES : -ENOKEY;
+	}
+	down_read(&key->sem);
+	payload = user_key_payload_locked(key);
+	if (!payload || payload->datalen < 16 || payload->datalen > DST_NL_KEY_MAX) {
+		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[DST_A_KEY_DESC],
+				    "the keyring key must hold 16 to 64 bytes");
+		err = -EINVAL;
+	} else {
+		memcpy(req->key, payload->data, payload->datalen);
+		req->key_len = payload->datalen;
+	}
+	up_read(&key->sem);
+	key_put(key);
+	return err;
+}
+
+/*
  * Attributes into a plain struct; the namespace reference goes to Rust. The
- * key is copied out and wiped from the message, so it lives in one place,
- * which dst_genl_req_done() wipes. Fails only on a bad allow-list, before the
- * namespace reference is taken.
+ * key (from the message, wiped there, or from a keyring) is copied out so
+ * that it lives in one place, which dst_genl_req_done() wipes. Fails only on
+ * a bad allow-list or key, before the namespace reference is taken.
  */
 static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 {
@@ -175,19 +223,33 @@ static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 	err = dst_genl_parse_allow(info, req);
 	if (err)
 		return err;
+	if (a[DST_A_KEY] && a[DST_A_KEY_DESC]) {
+		NL_SET_ERR_MSG_ATTR(info->extack, a[DST_A_KEY_DESC],
+				    "give a key or a keyring key's description, not both");
+		return -EINVAL;
+	}
 	if (a[DST_A_KEY]) {
 		req->key_len = nla_len(a[DST_A_KEY]);
 		nla_memcpy(req->key, a[DST_A_KEY], sizeof(req->key));
 		memzero_explicit(nla_data(a[DST_A_KEY]), nla_len(a[DST_A_KEY]));
+	}
+	if (a[DST_A_KEY_DESC]) {
+		err = dst_genl_keyring_key(info, nla_data(a[DST_A_KEY_DESC]), req);
+		if (err)
+			return err;
 	}
 	req->queues = a[DST_A_QUEUES] ? nla_get_u32(a[DST_A_QUEUES]) : 0;
 	req->client_id = a[DST_A_CLIENT_ID] ? nla_get_u64(a[DST_A_CLIENT_ID]) : 0;
 	req->has_protection = !!a[DST_A_PROTECTION];
 	req->protection = a[DST_A_PROTECTION] ? nla_get_u32(a[DST_A_PROTECTION]) : 0;
 	req->alg = a[DST_A_ALG] ? nla_data(a[DST_A_ALG]) : NULL;
+	req->name = a[DST_A_NAME] ? nla_data(a[DST_A_NAME]) : NULL;
+	req->client_name = a[DST_A_CLIENT_NAME] ? nla_data(a[DST_A_CLIENT_NAME]) : NULL;
 	req->has_crypto_threads = !!a[DST_A_CRYPTO_THREADS];
 	req->crypto_threads = a[DST_A_CRYPTO_THREADS] ?
 		nla_get_u32(a[DST_A_CRYPTO_THREADS]) : 0;
+	req->rekey_mib = a[DST_A_REKEY_MIB] ? nla_get_u32(a[DST_A_REKEY_MIB]) : 0;
+	req->rekey_seconds = a[DST_A_REKEY_SECONDS] ? nla_get_u32(a[DST_A_REKEY_SECONDS]) : 0;
 	req->net = get_net(genl_info_net(info));
 	req->extack = info->extack;
 	if (a[DST_A_ADDR]) {
@@ -305,8 +367,13 @@ static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
 
 static int dst_genl_config_doit(struct sk_buff *skb, struct genl_info *info)
 {
-	if (GENL_REQ_ATTR_CHECK(info, DST_A_CRYPTO_THREADS))
+	struct nlattr **a = info->attrs;
+
+	if (!a[DST_A_CRYPTO_THREADS] && !a[DST_A_REKEY_MIB] && !a[DST_A_REKEY_SECONDS]) {
+		NL_SET_ERR_MSG(info->extack,
+			       "nothing to set: give DST_A_CRYPTO_THREADS or DST_A_REKEY_*");
 		return -EINVAL;
+	}
 	return dst_genl_call(info, dst_nl_config);
 }
 
@@ -358,6 +425,7 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 	    (e->read_only && nla_put_flag(skb, DST_A_READ_ONLY)) ||
 	    nla_put_u32(skb, DST_A_PROTECTION, e->protection) ||
 	    (e->alg[0] && nla_put_string(skb, DST_A_ALG, e->alg)) ||
+	    (e->name[0] && nla_put_string(skb, DST_A_NAME, e->name)) ||
 	    nla_put_u64_64bit(skb, DST_A_INTEGRITY_ERRORS, e->integrity_errors, DST_A_PAD))
 		goto cancel;
 	if (e->kind == DST_KIND_EXPORT &&
@@ -377,6 +445,7 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 		    nla_put_u32(skb, DST_A_QUEUE_DEPTH, e->queue_depth) ||
 		    nla_put_u32(skb, DST_A_QUEUES, e->queues) ||
 		    nla_put_u64_64bit(skb, DST_A_CLIENT_ID, e->client_id, DST_A_PAD) ||
+		    nla_put_string(skb, DST_A_CLIENT_NAME, e->client_name) ||
 		    nla_put_u64_64bit(skb, DST_A_RECONNECTS, e->reconnects, DST_A_PAD) ||
 		    nla_put_u64_64bit(skb, DST_A_RESENDS, e->resends, DST_A_PAD) ||
 		    nla_put_u32(skb, DST_A_IN_FLIGHT, e->in_flight) ||
@@ -594,6 +663,12 @@ void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms)
 	release_sock(sk);
 }
 
+/* Whether bytes have arrived that nobody has read yet. */
+bool dst_shim_sock_has_data(struct socket *sock)
+{
+	return !skb_queue_empty_lockless(&sock->sk->sk_receive_queue);
+}
+
 void dst_shim_get_net(struct net *net)
 {
 	get_net(net);
@@ -618,4 +693,14 @@ void dst_shim_noreclaim_restore(int flags)
 u32 dst_shim_wall_seconds(void)
 {
 	return (u32)ktime_get_real_seconds();
+}
+
+/*
+ * The caller's host name (its UTS namespace's), NUL-terminated in @buf. As
+ * ceph and nfsd do, without uts_sem (not exported): a concurrent sethostname
+ * can at worst give a mix of the old and new name, which is still a name.
+ */
+void dst_shim_nodename(char *buf, size_t len)
+{
+	strscpy(buf, utsname()->nodename, len);
 }

@@ -14,6 +14,8 @@ struct dst_nl_status {
 	const char *version;
 	u32 proto_version;
 	u32 crypto_threads;
+	u32 rekey_mib;
+	u32 rekey_seconds;
 };
 
 struct net;
@@ -33,10 +35,11 @@ struct dst_nl_event {
 	const char *message;		/* NULL or NUL-terminated */
 };
 
-/* Largest pre-shared key, allow-list and algorithm name. */
+/* Largest pre-shared key, allow-list, algorithm name and identity. */
 #define DST_NL_KEY_MAX		64
 #define DST_NL_ALLOW_MAX	32
 #define DST_NL_ALG_MAX		64
+#define DST_NL_NAME_MAX		64
 
 /* One allow-list entry. Mirrors netlink.rs `NlAllow`. */
 struct dst_nl_allow {
@@ -68,10 +71,14 @@ struct dst_nl_req {
 	bool has_protection;
 	u32 protection;			/* enum dst_protection */
 	const char *alg;		/* NUL-terminated, NULL if absent */
+	const char *name;		/* NUL-terminated, NULL if absent */
+	const char *client_name;	/* NUL-terminated, NULL if absent */
 	u32 key_len;			/* 0 if absent; zeroed after the request */
 	u8 key[DST_NL_KEY_MAX];
 	bool has_crypto_threads;
 	u32 crypto_threads;
+	u32 rekey_mib;			/* 0 if absent */
+	u32 rekey_seconds;		/* 0 if absent */
 	u32 allow_len;
 	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
 };
@@ -105,6 +112,8 @@ struct dst_nl_entry {
 	u64 client_id;			/* devices only */
 	u32 allow_len;			/* exports only */
 	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
+	char name[DST_NL_NAME_MAX];	/* the export's identity; empty: none yet */
+	char client_name[DST_NL_NAME_MAX]; /* devices only */
 };
 
 /* C, called from Rust. */
@@ -117,7 +126,9 @@ struct net;
 void dst_shim_sock_configure(struct socket *sock, bool memalloc);
 void dst_shim_sock_release(struct socket *sock, bool memalloc);
 void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
+bool dst_shim_sock_has_data(struct socket *sock);
 u32 dst_shim_wall_seconds(void);
+void dst_shim_nodename(char *buf, size_t len);
 void dst_shim_event(struct net *net, const struct dst_nl_event *ev);
 void dst_shim_get_net(struct net *net);
 void dst_shim_put_net(struct net *net);

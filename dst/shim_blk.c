@@ -97,6 +97,8 @@ DST_ATTR(loss_timeout_ms, 17);
 DST_ATTR(integrity_errors, 18);
 DST_ATTR(protection, 19);
 DST_ATTR(queues, 20);
+DST_ATTR(rekeys, 21);
+DST_ATTR(export_name, 22);
 
 static struct attribute *dst_sysfs_attrs[] = {
 	&dst_attr_peer.attr.attr,
@@ -120,6 +122,8 @@ static struct attribute *dst_sysfs_attrs[] = {
 	&dst_attr_integrity_errors.attr.attr,
 	&dst_attr_protection.attr.attr,
 	&dst_attr_queues.attr.attr,
+	&dst_attr_rekeys.attr.attr,
+	&dst_attr_export_name.attr.attr,
 	NULL,
 };
 

@@ -8,6 +8,7 @@
  * of that. Every decision is made in crypto.rs.
  */
 #include <crypto/aead.h>
+#include <crypto/curve25519.h>
 #include <crypto/hash.h>
 #include <crypto/sha2.h>
 #include <crypto/utils.h>
@@ -408,6 +409,33 @@ u32 dst_crc32c(u32 crc, const u8 *pre, unsigned int pre_len,
 }
 
 /* Handshake helpers: inline in the kernel headers. */
+
+void dst_sha256_update(struct sha256_ctx *ctx, const u8 *data, size_t len)
+{
+	sha256_update(ctx, data, len);
+}
+
+/*
+ * A fresh X25519 key pair. Waits for the CRNG to be seeded first (a node
+ * that connects early in boot must not use predictable keys); fails only if
+ * a signal interrupts that wait.
+ */
+int dst_x25519_keypair(u8 secret[32], u8 pub[32])
+{
+	int err = wait_for_random_bytes();
+
+	if (err)
+		return err;
+	get_random_bytes(secret, CURVE25519_KEY_SIZE);
+	curve25519_clamp_secret(secret);
+	return curve25519_generate_public(pub, secret) ? 0 : -EINVAL;
+}
+
+/* X25519(@secret, @pub); false if the result is all zero (@pub of small order). */
+bool dst_x25519(u8 out[32], const u8 secret[32], const u8 pub[32])
+{
+	return curve25519(out, secret, pub);
+}
 
 void dst_hmac_sha256_update(struct hmac_sha256_ctx *ctx, const u8 *data,
 			    size_t len)

@@ -74,6 +74,10 @@ int dst_shash_digest(struct crypto_shash *tfm, const u8 *pre,
 u32 dst_crc32c(u32 crc, const u8 *pre, unsigned int pre_len,
 	       const struct bio_vec *bv, unsigned int nr);
 
+struct sha256_ctx;
+void dst_sha256_update(struct sha256_ctx *ctx, const u8 *data, size_t len);
+int dst_x25519_keypair(u8 secret[32], u8 pub[32]);
+bool dst_x25519(u8 out[32], const u8 secret[32], const u8 pub[32]);
 void dst_hmac_sha256_update(struct hmac_sha256_ctx *ctx, const u8 *data,
 			    size_t len);
 /* 0 if equal, in time independent of the contents. */

@@ -51,6 +51,8 @@ DST_EXPORT_ATTR(refused, 8);
 DST_EXPORT_ATTR(integrity_errors, 9);
 DST_EXPORT_ATTR(max_io_bytes, 10);
 DST_EXPORT_ATTR(memory_bytes, 11);
+DST_EXPORT_ATTR(rekeys, 12);
+DST_EXPORT_ATTR(name, 13);
 
 static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_listen.attr.attr,
@@ -65,6 +67,8 @@ static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_integrity_errors.attr.attr,
 	&dst_export_attr_max_io_bytes.attr.attr,
 	&dst_export_attr_memory_bytes.attr.attr,
+	&dst_export_attr_rekeys.attr.attr,
+	&dst_export_attr_name.attr.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(dst_export);

@@ -36,6 +36,7 @@ mod ffi {
         pub(super) fn dst_shim_noreclaim_save() -> c_int;
         pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
         pub(super) fn dst_shim_sock_timeouts(sock: *mut c_void, snd_ms: u32, rcv_ms: u32);
+        pub(super) fn dst_shim_sock_has_data(sock: *mut c_void) -> bool;
         pub(super) fn sock_set_reuseaddr(sk: *mut bindings::sock);
     }
 }
@@ -420,6 +421,13 @@ impl Socket {
     pub(crate) fn set_timeouts(&self, send_ms: u32, recv_ms: u32) {
         // SAFETY: the socket is valid (type invariant).
         unsafe { ffi::dst_shim_sock_timeouts(self.sock.as_ptr().cast(), send_ms, recv_ms) };
+    }
+
+    /// Whether bytes have arrived that were not read yet (a snapshot).
+    pub(crate) fn has_data(&self) -> bool {
+        // SAFETY: the socket is valid (type invariant); the check takes no
+        // lock and only reads.
+        unsafe { ffi::dst_shim_sock_has_data(self.sock.as_ptr().cast()) }
     }
 
     /// The peer's address, if it is IPv4 or IPv6.

@@ -12,8 +12,11 @@ use core::ptr::NonNull;
 use kernel::{
     error::{from_err_ptr, to_result},
     ffi::c_void,
+    fmt,
     prelude::*,
 };
+
+use crate::proto::Name;
 
 mod ffi {
     use kernel::ffi::{c_int, c_void};
@@ -132,4 +135,11 @@ impl kernel::fmt::Write for PageWriter<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes `name` (an algorithm, an identity) into a sysfs attribute.
+pub(crate) fn write_name(out: &mut dyn fmt::Write, name: &Name) -> fmt::Result {
+    name.as_bytes()
+        .iter()
+        .try_for_each(|&c| out.write_char(char::from(c)))
 }

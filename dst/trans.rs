@@ -18,8 +18,8 @@ use kernel::{
 };
 
 use crate::{
-    proto::HEADER_LEN,
-    security::{Opener, MAX_TRAILER},
+    proto::{Header, HEADER_LEN},
+    security::{Opener, Sealer, MAX_TRAILER},
     socket::Socket,
 };
 
@@ -49,6 +49,27 @@ pub(crate) fn send_frame(
         sock.send_all(trailer, more)?;
     }
     Ok(())
+}
+
+/// Before a message is sealed with `sealer` and sent on `sock`: if the key is
+/// due for replacement, sends a KEY_UPDATE under it and moves `sealer` to the
+/// next key. Returns whether it did. No memory for the next key leaves the
+/// key as it is, to be replaced before a later message; a failure to send
+/// is the connection's.
+pub(crate) fn update_key_if_due(sock: &Socket, sealer: &mut Sealer) -> Result<bool> {
+    if !sealer.update_due() {
+        return Ok(false);
+    }
+    let hb = Header::key_update().encode();
+    let mut trailer = [0u8; MAX_TRAILER];
+    let n = match sealer.update_key(&hb, &mut trailer) {
+        Ok(n) => n,
+        Err(e) if e == ENOMEM => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    // The message the caller sends follows at once.
+    send_frame(sock, &hb, None, trailer.get(..n).unwrap_or(&[]), true)?;
+    Ok(true)
 }
 
 /// A received message's trailer (its protection's sequence number and tag),

@@ -24,6 +24,11 @@ Modes:
                    each event multicast, for SECS seconds
   --expect-errno N send one STATUS and require it to fail with errno N
                    (e.g. EPERM when run without CAP_NET_ADMIN)
+  --export-alg ADDR PATH PROT ALG KEYHEX
+                   send one DST_CMD_EXPORT_ADD with protection PROT (none,
+                   crc32c, hmac, aead), algorithm ALG and key KEYHEX, bypassing
+                   dstcfg's checks; print the kernel's answer; exit 0 if the
+                   kernel refused it, 1 if it accepted it
   --family-absent  require that the "dst" family is not registered
   --family-present require that the "dst" family is registered
 
@@ -63,6 +68,13 @@ SOL_NETLINK_ADD_MEMBERSHIP = 1
 DST_GENL_NAME = "dst"
 DST_GENL_VERSION = 1
 DST_CMD_STATUS = 1
+DST_CMD_EXPORT_ADD = 2
+DST_A_ADDR = 4
+DST_A_PATH = 6
+DST_A_PROTECTION = 31
+DST_A_ALG = 32
+DST_A_KEY = 33
+DST_PROT = {"none": 0, "crc32c": 1, "hmac": 2, "aead": 3}
 DST_A_VERSION = 2
 DST_A_PROTO_VERSION = 3
 DST_CMD_EVENT = 8
@@ -354,6 +366,16 @@ def main(argv):
                         print(f"dst{index} {DST_EVENTS.get(event, event)}", flush=True)
             except socket.timeout:
                 pass
+        elif mode == "--export-alg" and len(argv) == 7:
+            addr, path, prot, alg, key = argv[2:]
+            sock = GenlSocket()
+            attrs = (nla(DST_A_ADDR, socket.inet_aton(addr)) + nla_str(DST_A_PATH, path)
+                     + nla_u32(DST_A_PROTECTION, DST_PROT[prot]) + nla_str(DST_A_ALG, alg)
+                     + nla(DST_A_KEY, bytes.fromhex(key)))
+            r = sock.dst(resolve(sock), DST_CMD_EXPORT_ADD, attrs)
+            print(f"EXPORT_ADD {prot} {alg}: {r.describe()}")
+            if r.error == 0:
+                raise Failure(f"the kernel accepted {alg}")
         elif mode in ("--family-absent", "--family-present"):
             sock = GenlSocket()
             present = sock.family_id(DST_GENL_NAME) is not None

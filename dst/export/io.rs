@@ -46,7 +46,7 @@ use crate::{
         Op,
         Status, //
     },
-    security::{self, Check, Rejected},
+    security::{self, Check},
 };
 
 use super::session::{Charge, End, Session};
@@ -67,11 +67,7 @@ pub(super) fn verify(check: &Check, data: Option<&mut PageBuf>) -> Result<(), En
         Some(pages) => pages.segments(),
         None => security::no_data(),
     };
-    check.verify(&data).map_err(|e| match e {
-        Rejected::Message(e) => End::Integrity(e.as_str()),
-        Rejected::Local(e) if e == ENOMEM => End::NoMem,
-        Rejected::Local(e) => End::Local(e),
-    })
+    check.verify(&data).map_err(End::from)
 }
 
 /// Maps the result of a device operation to a reply status.

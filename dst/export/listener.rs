@@ -5,15 +5,16 @@
 //! The accept thread ([`accept_main`]) takes each connection and starts a
 //! [`Session`] for it, unless the export is full. The session's thread then
 //! runs the handshake here: the HELLO is checked (allow-list, values,
-//! version, protection), a key's challenge-response is run, the older
-//! sessions of the same local node are fenced, and the grant is answered.
+//! version, export identity, protection), with a key the key exchange and
+//! proofs are run, the older sessions of the same local node are fenced, and
+//! the grant is answered.
 //!
 //! What is here runs once per connection, before any request is read, and
 //! decides whether and on what terms the connection is served; what runs
 //! for every request is in `session.rs` and `io.rs`.
 
 use kernel::{
-    new_condvar, new_mutex, new_spinlock,
+    new_condvar, new_mutex,
     prelude::*,
     sync::{
         atomic::{
@@ -34,7 +35,9 @@ use kernel::{
 
 use crate::{
     acl::Verdict,
+    crypto::{self, Key},
     handoff::Handoff,
+    handshake::{self, Ephemeral, Schedule},
     kthread::{
         self,
         Thread, //
@@ -43,6 +46,7 @@ use crate::{
     proto::{
         self,
         negotiate_version,
+        ChallengeBody,
         Header,
         HelloBody,
         HelloReplyBody,
@@ -59,9 +63,14 @@ use crate::{
 };
 
 use super::{
-    session::{session_main, Body, End, Session},
-    Inner, Peer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
+    session::{session_main, AtomicStage, Body, End, Session, Stage},
+    Inner, Peer, HANDSHAKE_MS, HELLO_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
 };
+
+/// How long a refusal at accept (an address not on the allow-list, an
+/// export too busy) may wait to be sent; it is 40 bytes on a new
+/// connection, so it never has to.
+const REFUSE_SEND_MS: u32 = 100;
 
 /// Queue depth granted to a local node that leaves the choice to us.
 const DEFAULT_DEPTH: u16 = 128;
@@ -73,10 +82,22 @@ const MAX_DEPTH: u16 = 256;
 /// Most queues (connections) granted to one local node's device.
 const MAX_QUEUES: u16 = 16;
 
-/// Most sessions (connected local nodes) one export serves at once.
+/// Most sessions past their handshake (connected local nodes) one export
+/// serves at once.
 const MAX_SESSIONS: usize = 64;
 
+/// Most connections in their handshake at once: the unauthenticated ones.
+/// A new connection beyond this cuts short the oldest that has sent nothing
+/// (or else the oldest), so that idle connections from anyone who can reach
+/// the port never keep a local node from reconnecting, and no handshake
+/// takes a slot of an admitted session. A connection cut short holds its
+/// thread until it notices; with twice this many threads pending, new
+/// connections are answered BUSY, which bounds the threads a flood costs.
+const MAX_HANDSHAKES: usize = 16;
+
 /// The accept thread: one session per connection until the export stops.
+/// An address that is not on the allow-list is refused here, before any
+/// session or thread exists for it.
 pub(super) fn accept_main(inner: &Arc<Inner>) {
     loop {
         let accepted = inner.listener.accept();
@@ -84,6 +105,9 @@ pub(super) fn accept_main(inner: &Arc<Inner>) {
             return;
         }
         match accepted {
+            Ok(sock) if inner.allow.check(sock.peer().as_ref()) == Verdict::Refused => {
+                inner.refuse_at_accept(sock)
+            }
             Ok(sock) => inner.add_session(sock),
             Err(e) => {
                 if inner.may_log() {
@@ -122,8 +146,18 @@ impl Inner {
                 0 => DEFAULT_DEPTH,
                 wanted => wanted.min(MAX_DEPTH),
             },
+            export: self.name,
             proof: [0; AUTH_LEN],
         }
+    }
+
+    /// Refuses a connection from an address that is not on the allow-list:
+    /// answers NOT_ALLOWED without reading its HELLO (the answer fits the
+    /// new socket's buffer, so the send cannot wait) and closes it.
+    fn refuse_at_accept(&self, sock: Socket) {
+        self.refuse_client(Peer(sock.peer()), c"address not on the allow-list");
+        sock.set_timeouts(REFUSE_SEND_MS, 0);
+        let _ = sock.send_all(&Header::hello_reply(Status::NotAllowed).encode(), false);
     }
 
     /// Counts and reports a refused client: a log line, an event.
@@ -203,16 +237,44 @@ impl Inner {
         let peer = Peer(sock.peer());
         let mut sessions = self.sessions.lock();
         sessions.retain(|s| !s.data().finished.load(Acquire));
-        if sessions.len() >= MAX_SESSIONS {
+        let stage = |s: &Thread<Arc<Session>>| s.data().stage.get();
+        let admitted = sessions
+            .iter()
+            .filter(|s| stage(s) == Stage::Admitted)
+            .count();
+        // Threads of handshakes, those cut short and still ending included.
+        let pending = sessions.len() - admitted;
+        if admitted >= MAX_SESSIONS || pending >= 2 * MAX_HANDSHAKES {
             if self.may_log() {
                 pr_warn!(
-                    "export {}: refusing {}: {} sessions already\n",
+                    "export {}: busy, refusing {}: {} sessions, {} handshakes\n",
                     self.shown(),
                     peer,
-                    MAX_SESSIONS
+                    admitted,
+                    pending
                 );
             }
+            // A local node tries again after its reconnect delay.
+            sock.set_timeouts(REFUSE_SEND_MS, 0);
+            let _ = sock.send_all(&Header::hello_reply(Status::Busy).encode(), false);
             return;
+        }
+        let handshakes = || sessions.iter().filter(|s| s.data().stage.in_handshake());
+        if handshakes().count() >= MAX_HANDSHAKES {
+            // Cut short the oldest that has sent nothing (whether its
+            // thread has read anything yet or not), else the oldest; its
+            // thread ends on its own.
+            let silent = |s: &Session| s.stage.get() == Stage::Accepted && !s.sock.has_data();
+            let victim =
+                handshakes().max_by_key(|s| (silent(s.data()), s.data().accepted.elapsed()));
+            if let Some(victim) = victim {
+                let s = victim.data();
+                if s.stage.advance(Stage::Accepted, Stage::Cut)
+                    || s.stage.advance(Stage::Heard, Stage::Cut)
+                {
+                    s.sock.shutdown();
+                }
+            }
         }
         let Some(backing) = self.backing.lock().clone() else {
             return;
@@ -228,7 +290,7 @@ impl Inner {
                         peer,
                         id,
                         backing,
-                        send_lock <- new_mutex!((), "Session::send"),
+                        tx <- new_mutex!(None, "Session::tx"),
                         inflight <- InFlight::new(),
                         held: Atomic::new(0),
                         memory_room <- new_condvar!("Session::memory_room"),
@@ -238,8 +300,8 @@ impl Inner {
                         queue_index: Atomic::new(0),
                         epoch: Atomic::new(0),
                         refused: Atomic::new(0),
+                        stage: AtomicStage::new(),
                         accepted,
-                        sealer <- new_spinlock!(None, "Session::sealer"),
                         spare_ios <- Spares::new(),
                         export: self.clone(),
                     }),
@@ -272,6 +334,15 @@ impl Inner {
     }
 }
 
+/// What the keyed part of a handshake leaves for the HELLO_REPLY and the
+/// session keys: the CHALLENGE's bytes, the key schedule, and the client's
+/// proof, which verified.
+struct Authenticated {
+    challenge: [u8; proto::CHALLENGE_LEN],
+    schedule: Schedule,
+    proof: [u8; AUTH_LEN],
+}
+
 /// Why a HELLO may not fence its client's older sessions (see
 /// [`Inner::fence`]); it is answered BUSY and the local node tries again.
 enum NotFenced {
@@ -283,19 +354,22 @@ enum NotFenced {
 
 impl Session {
     /// Reads the HELLO, checks the client (allow-list, values, version,
-    /// protection), runs the challenge-response with a key, and answers.
-    /// The whole handshake must arrive within `HANDSHAKE_MS` of the accept,
-    /// however slowly the peer trickles it (a slow or half-open client only
-    /// holds a session slot that long).
+    /// export identity, protection), runs the key exchange and proofs with
+    /// a key, fences, and answers. The HELLO must arrive within `HELLO_MS`
+    /// of the accept and the whole handshake within `HANDSHAKE_MS`, however
+    /// slowly the peer trickles it (a slow or half-open client only holds a
+    /// handshake slot that long).
     pub(super) fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
         let export = &self.export;
         let deadline = self.accepted + Delta::from_millis(HANDSHAKE_MS.into());
-        let h = self.recv_header(deadline)?;
+        let hello_deadline = self.accepted + Delta::from_millis(HELLO_MS.into());
+        let h = self.recv_header(hello_deadline)?;
         if h.kind != Kind::Hello {
             return Err(End::Proto("the first message is not HELLO"));
         }
         let mut body = [0u8; HELLO_LEN];
-        self.recv_by(&mut body, deadline)?;
+        self.recv_by(&mut body, hello_deadline)?;
+        self.stage.advance(Stage::Accepted, Stage::Heard);
         self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
         let verdict = export.allow.check(self.peer.0.as_ref());
         if verdict == Verdict::Refused {
@@ -309,6 +383,10 @@ impl Session {
         let Some(version) = negotiate_version(hello.min_version, hello.max_version) else {
             return self.refuse_hello(Status::Version);
         };
+        if !hello.export.is_empty() && hello.export != export.name {
+            export.refuse_client(self.peer, c"the client asked for another export identity");
+            return self.refuse_hello(Status::UnknownExport);
+        }
         let cfg = &export.security;
         if !cfg.security.matches(&hello.security) {
             export.refuse_client(
@@ -317,36 +395,29 @@ impl Session {
             );
             return self.refuse_hello(Status::Mismatch);
         }
-        let mut ns = [0u8; AUTH_LEN];
-        if let Some(key) = &cfg.key {
-            ns = security::nonce(cfg);
-            self.send(&Header::auth(Kind::Challenge), Body::Bytes(&ns), false)?;
-            let h = self.recv_header(deadline)?;
-            if h.kind != Kind::Auth {
-                return Err(End::Proto("expected AUTH after CHALLENGE"));
-            }
-            let mut proof = [0u8; AUTH_LEN];
-            self.recv_by(&mut proof, deadline)?;
-            self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
-            let want = security::proof_local(key, &body, &ns);
-            if !security::proof_ok(&proof, &want) {
-                export.refuse_client(self.peer, c"authentication failed: the keys differ");
-                return self.refuse_hello(Status::AuthFailed);
-            }
-        }
+        let keyed = match &cfg.key {
+            Some(key) => Some(self.authenticate(key, &hello, &body, deadline)?),
+            None => None,
+        };
         self.sock.set_timeouts(SEND_TIMEOUT_MS, IDLE_TIMEOUT_MS);
+        let mut grant = export.grant(&hello, version, verdict);
+        let keys = match keyed {
+            Some(a) => {
+                let th2 =
+                    handshake::transcript(&[&body, &a.challenge, &a.proof, &grant.proven_bytes()]);
+                grant.proof = a.schedule.proof_export(&th2);
+                Some(a.schedule.session_keys(&th2).map_err(End::Net)?)
+            }
+            None => None,
+        };
         let (sealer, opener) =
-            security::session(cfg, Role::Export, &hello.nonce, &ns).map_err(End::Net)?;
+            security::session(&cfg.security, Role::Export, keys).map_err(End::Net)?;
         if hello.client_id != 0
             && export
                 .fence(self, hello.client_id, hello.queue_index, hello.epoch)
                 .is_err()
         {
             return self.refuse_hello(Status::Busy);
-        }
-        let mut grant = export.grant(&hello, version, verdict);
-        if let Some(key) = &cfg.key {
-            grant.proof = security::proof_export(key, &body, &ns, &grant.grant_bytes());
         }
         self.send(
             &Header::hello_reply(Status::Ok),
@@ -355,8 +426,51 @@ impl Session {
         )?;
         // From the first message after the HELLO_REPLY on, everything is
         // protected.
-        *self.sealer.lock() = Some(Arc::new(sealer, GFP_KERNEL).map_err(|_| End::NoMem)?);
+        *self.tx.lock() = Some(sealer);
         Ok((grant, opener))
+    }
+
+    /// The keyed part of the handshake, after the HELLO (`body`) passed its
+    /// checks: the key exchange (a key share of small order is refused
+    /// before any CHALLENGE), the CHALLENGE, and the client's AUTH, which
+    /// must arrive by `deadline` and prove `key` for this transcript.
+    fn authenticate(
+        &self,
+        key: &Key,
+        hello: &HelloBody,
+        body: &[u8; HELLO_LEN],
+        deadline: Instant<Monotonic>,
+    ) -> Result<Authenticated, End> {
+        let export = &self.export;
+        let ephemeral = Ephemeral::new().map_err(End::Net)?;
+        let challenge = ChallengeBody {
+            export: export.name,
+            key_share: *ephemeral.public(),
+        }
+        .encode();
+        let Ok(dh) = ephemeral.agree(&hello.key_share) else {
+            export.refuse_client(self.peer, c"invalid key share");
+            return self.refuse_hello(Status::Invalid);
+        };
+        self.send(&Header::challenge(), Body::Bytes(&challenge), false)?;
+        let h = self.recv_header(deadline)?;
+        if h.kind != Kind::Auth {
+            return Err(End::Proto("expected AUTH after CHALLENGE"));
+        }
+        let mut proof = [0u8; AUTH_LEN];
+        self.recv_by(&mut proof, deadline)?;
+        self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
+        let schedule = Schedule::new(key, &hello.client, &export.name, &dh).map_err(End::Net)?;
+        let want = schedule.proof_local(&handshake::transcript(&[body, &challenge]));
+        if !crypto::ct_eq(&proof, &want) {
+            export.refuse_client(self.peer, c"authentication failed: the keys differ");
+            return self.refuse_hello(Status::AuthFailed);
+        }
+        Ok(Authenticated {
+            challenge,
+            schedule,
+            proof,
+        })
     }
 
     /// Receives exactly `buf.len()` bytes by `deadline`.

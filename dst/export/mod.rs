@@ -99,7 +99,7 @@ use crate::{
     pages::PagePool,
     proto::{
         self,
-        AlgName,
+        Name,
         Security, //
     },
     security::SecurityConfig,
@@ -108,7 +108,7 @@ use crate::{
         SockAddr,
         Socket, //
     },
-    sysfs::{ExportDir, PageWriter},
+    sysfs::{self, ExportDir, PageWriter},
 };
 
 mod io;
@@ -134,8 +134,13 @@ const MEMORY_BUDGET: usize = 64 << 20;
 /// allocator fails (see `pages.rs`).
 const RESERVED_IOS: usize = 2;
 
-/// How long each handshake read may wait for its bytes.
+/// How long the whole handshake may take, from the accept.
 const HANDSHAKE_MS: u32 = 10_000;
+
+/// How long after the accept the HELLO must have arrived. A local node
+/// sends it at once; a connection that stays silent only holds a handshake
+/// slot this long.
+const HELLO_MS: u32 = 3_000;
 
 /// How long a send may wait for room in the socket buffer: a peer that stops
 /// reading its replies for this long is dropped.
@@ -172,6 +177,8 @@ pub(crate) struct ExportConfig {
     pub(crate) max_io_pages: u32,
     /// exportN: names the export in events and lists.
     pub(crate) index: u32,
+    /// The export's identity in the handshake.
+    pub(crate) name: Name,
     /// Protection mode, algorithm and key; clients must match them.
     pub(crate) security: SecurityConfig,
     /// Which clients may connect, and whether they may write.
@@ -198,6 +205,9 @@ pub(crate) struct Export {
 #[pin_data]
 struct Inner {
     index: u32,
+    /// The export's identity, which clients may ask for and which enters
+    /// the key schedule.
+    name: Name,
     addr: SockAddr,
     security: SecurityConfig,
     allow: AllowList,
@@ -205,6 +215,8 @@ struct Inner {
     refused: Atomic<u64>,
     /// Messages whose trailer or sequence number did not verify.
     integrity_errors: Atomic<u64>,
+    /// Keys replaced (KEY_UPDATEs sent and received), all sessions.
+    rekeys: Atomic<u64>,
     path: CString,
     size: u64,
     read_only: bool,
@@ -286,6 +298,7 @@ impl Export {
             size_cap,
             max_io_pages,
             index,
+            name,
             security,
             allow,
         } = cfg;
@@ -350,11 +363,13 @@ impl Export {
         let pool = PagePool::new(max_io as usize, RESERVED_IOS)?;
         let inner = slot.write_pin_init(try_pin_init!(Inner {
             index,
+            name,
             addr,
             security,
             allow,
             refused: Atomic::new(0),
             integrity_errors: Atomic::new(0),
+            rekeys: Atomic::new(0),
             path,
             size,
             read_only,
@@ -401,10 +416,11 @@ impl Export {
         let inner = &export.inner;
         let sec = &inner.security.security;
         pr_info!(
-            "export{} {}: serving {} ({} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
+            "export{} {}: serving {} as {} ({} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
             inner.index,
             inner.shown(),
             inner.path_str(),
+            NameStr(&inner.name),
             inner.size,
             inner.logical_block,
             inner.physical_block,
@@ -416,7 +432,7 @@ impl Export {
             inner.max_io / 1024,
             sec.protection.as_str(),
             if sec.alg.is_empty() { "" } else { " " },
-            AlgStr(&sec.alg),
+            NameStr(&sec.alg),
             if sec.auth { "key" } else { "no key" },
         );
         if !inner.allow.is_empty() {
@@ -513,6 +529,11 @@ impl Export {
     pub(crate) fn security(&self) -> &Security {
         &self.inner.security.security
     }
+
+    /// The export's identity.
+    pub(crate) fn name(&self) -> &Name {
+        &self.inner.name
+    }
 }
 
 /// Called by the shim's `show` for `/sys/kernel/dst/exportN/*`.
@@ -535,10 +556,10 @@ pub(crate) unsafe extern "C" fn dst_rs_export_show(
     w.finish(r)
 }
 
-/// An algorithm name for log lines.
-struct AlgStr<'a>(&'a AlgName);
+/// A name (an algorithm, an identity) for log lines.
+struct NameStr<'a>(&'a Name);
 
-impl fmt::Display for AlgStr<'_> {
+impl fmt::Display for NameStr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for &c in self.0.as_bytes() {
             fmt::Write::write_char(f, char::from(c))?;
@@ -628,9 +649,7 @@ impl Inner {
                 out.write_str(sec.protection.as_str())?;
                 if !sec.alg.is_empty() {
                     out.write_str(" ")?;
-                    for &c in sec.alg.as_bytes() {
-                        out.write_char(char::from(c))?;
-                    }
+                    sysfs::write_name(out, &sec.alg)?;
                 }
                 if sec.auth {
                     out.write_str(" key")?;
@@ -642,6 +661,8 @@ impl Inner {
             9 => write!(out, "{}", self.integrity_errors.load(Relaxed)),
             10 => write!(out, "{}", self.max_io),
             11 => write!(out, "{} {}", *self.memory.lock(), MEMORY_BUDGET),
+            12 => write!(out, "{}", self.rekeys.load(Relaxed)),
+            13 => sysfs::write_name(out, &self.name),
             _ => Err(fmt::Error),
         }
     }

@@ -20,14 +20,15 @@ use kernel::{
     prelude::*,
     sync::{
         atomic::{
+            Acquire,
             Atomic,
+            Full,
             Relaxed,
             Release, //
         },
         Arc,
         CondVar,
-        Mutex,
-        SpinLock, //
+        Mutex, //
     },
     time::{
         Instant,
@@ -61,7 +62,7 @@ use crate::{
         Status,
         HEADER_LEN, //
     },
-    security::{Opener, Sealer, MAX_TRAILER},
+    security::{Opener, Rejected, Sealer, MAX_TRAILER},
     socket::{
         self,
         Socket, //
@@ -73,7 +74,7 @@ use crate::{
 
 use super::{
     io::{start_bio, verify, Io},
-    Inner, Peer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, MEMORY_BUDGET,
+    Inner, Peer, HANDSHAKE_MS, HELLO_MS, IDLE_TIMEOUT_MS, MEMORY_BUDGET,
 };
 
 /// Size of the buffer into which refused payloads are read and dropped.
@@ -126,12 +127,28 @@ impl End {
     }
 }
 
+impl From<Rejected> for End {
+    /// A message that was not accepted: the peer's integrity error, or a
+    /// local failure to check it.
+    fn from(e: Rejected) -> Self {
+        match e {
+            Rejected::Message(e) => End::Integrity(e.as_str()),
+            Rejected::Local(e) if e == ENOMEM => End::NoMem,
+            Rejected::Local(e) => End::Local(e),
+        }
+    }
+}
+
 impl fmt::Display for End {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             End::Closed => f.write_str("connection closed"),
             End::Net(e) => write!(f, "network error {:?}", e),
-            End::Timeout => write!(f, "handshake not done within {} ms", HANDSHAKE_MS),
+            End::Timeout => write!(
+                f,
+                "handshake not done in time (HELLO within {} ms, all within {} ms)",
+                HELLO_MS, HANDSHAKE_MS
+            ),
             End::Proto(what) => write!(f, "protocol violation: {}", what),
             End::Idle => write!(f, "nothing received for {} ms", IDLE_TIMEOUT_MS),
             End::Refused(s) => write!(f, "handshake refused: {}", s.as_str()),
@@ -159,9 +176,12 @@ pub(super) struct Session {
     pub(super) peer: Peer,
     pub(super) id: u32,
     pub(super) backing: Arc<Backing>,
-    /// Held while a frame is sent, so frames never interleave.
+    /// The sending half: held while a frame is protected and sent, so that
+    /// frames never interleave and their sequence numbers go out in order.
+    /// The sealer is set once by the handshake, before any request exists;
+    /// `None` before that (the handshake's own frames are not protected).
     #[pin]
-    pub(super) send_lock: Mutex<()>,
+    pub(super) tx: Mutex<Option<Sealer>>,
     /// Requests started and not yet answered: a request counts until its
     /// reply has been sent, so the queue depth bounds the session's memory
     /// also when the peer does not read its replies. Only taken in process
@@ -191,19 +211,63 @@ pub(super) struct Session {
     pub(super) epoch: Atomic<u32>,
     /// Requests refused so far (only the first is logged).
     pub(super) refused: Atomic<u32>,
+    /// How far the handshake got: until it succeeded the session holds one
+    /// of the export's few handshake slots.
+    pub(super) stage: AtomicStage,
     /// When the connection was accepted: the handshake's deadline counts
     /// from here, however late the session thread starts.
     pub(super) accepted: Instant<Monotonic>,
-    /// Protects what this session sends; set once by the handshake (before
-    /// any request exists), so senders only clone it out.
-    #[pin]
-    pub(super) sealer: SpinLock<Option<Arc<Sealer>>>,
     /// Memory for requests ([`Io`]): one per slot of the queue depth,
     /// made after the handshake, so a request needs none.
     #[pin]
     pub(super) spare_ios: Spares<Io>,
     /// Last: the socket above must go before the export's namespace reference.
     pub(super) export: Arc<Inner>,
+}
+
+/// How far a session's handshake got, for admission (`listener.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum Stage {
+    /// Accepted; nothing received yet.
+    Accepted = 0,
+    /// The HELLO arrived (a local node sends it at once).
+    Heard = 1,
+    /// Cut short to make room for a newer connection: its socket is shut
+    /// down and its thread ends soon.
+    Cut = 2,
+    /// The handshake succeeded.
+    Admitted = 3,
+}
+
+/// A [`Stage`] that the session thread moves on and the accept thread may
+/// cut.
+pub(super) struct AtomicStage(Atomic<u32>);
+
+impl AtomicStage {
+    pub(super) fn new() -> Self {
+        AtomicStage(Atomic::new(Stage::Accepted as u32))
+    }
+
+    pub(super) fn get(&self) -> Stage {
+        match self.0.load(Acquire) {
+            0 => Stage::Accepted,
+            1 => Stage::Heard,
+            2 => Stage::Cut,
+            _ => Stage::Admitted,
+        }
+    }
+
+    /// Moves from `from` to `to`; whether the stage was `from` (a session
+    /// that was cut stays cut).
+    pub(super) fn advance(&self, from: Stage, to: Stage) -> bool {
+        self.0.cmpxchg(from as u32, to as u32, Full).is_ok()
+    }
+
+    /// Whether the handshake is under way (not cut, not done).
+    pub(super) fn in_handshake(&self) -> bool {
+        matches!(self.get(), Stage::Accepted | Stage::Heard)
+    }
 }
 
 /// The receive thread of a session, from handshake to teardown.
@@ -253,6 +317,7 @@ impl Session {
             Ok(r) => r,
             Err(end) => return end,
         };
+        self.stage.advance(Stage::Heard, Stage::Admitted);
         let port = self.export.addr.parts().1;
         match Thread::spawn(
             fmt!("dst-exp-{}.{}s", port, self.id),
@@ -311,15 +376,26 @@ impl Session {
     /// the connection down, which ends the session.
     /// After the handshake every frame gets its trailer; for AEAD a READ
     /// reply's pages are encrypted in place first (they belong to the
-    /// request, which is done with them). Protection runs before the send
-    /// lock is taken: the receive thread's frames (pongs, refusals) and the
-    /// sender's replies are protected independently, so their sequence
-    /// numbers may go out of order, which the replay window allows.
+    /// request, which is done with them). Protection runs under the send
+    /// lock, so that the receive thread's frames (pongs, refusals) and the
+    /// sender's replies go out in the order of their sequence numbers.
     pub(super) fn send(&self, h: &Header, mut body: Body<'_>, more: bool) -> Result<(), End> {
         let hb = h.encode();
-        let sealer = self.sealer.lock().clone();
         let mut trailer = [0u8; MAX_TRAILER];
-        let tlen = match (&sealer, &mut body) {
+        let mut tx = self.tx.lock();
+        if let Some(sealer) = &mut *tx {
+            match trans::update_key_if_due(&self.sock, sealer) {
+                Ok(true) => {
+                    self.export.rekeys.add(1, Relaxed);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.sock.shutdown();
+                    return Err(End::Net(e));
+                }
+            }
+        }
+        let tlen = match (&mut *tx, &mut body) {
             (None, _) => Ok(0),
             (Some(sealer), Body::None) => sealer.seal_header(&hb, &mut trailer),
             (Some(sealer), Body::Pages(p)) => {
@@ -337,9 +413,8 @@ impl Session {
         };
         let payload = (!matches!(body, Body::None)).then_some(&payload as trans::Payload<'_>);
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
-        let guard = self.send_lock.lock();
         let r = trans::send_frame(&self.sock, &hb, payload, trailer, more);
-        drop(guard);
+        drop(tx);
         r.map_err(|e| {
             self.sock.shutdown();
             End::Net(e)
@@ -378,6 +453,12 @@ impl Session {
                 self.send(&Header::pong(h.id), Body::None, false)
             }
             Kind::Pong => self.open(opener, &hb),
+            Kind::KeyUpdate => {
+                self.open(opener, &hb)?;
+                opener.update_key()?;
+                self.export.rekeys.add(1, Relaxed);
+                Ok(())
+            }
             Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
                 Err(End::Proto("unexpected message kind after the handshake"))
             }

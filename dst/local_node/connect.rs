@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Connections to the export node: the handshake (HELLO, the
-//! challenge-response when a key is set, the grant), and the receiver
-//! thread's reconnect loop, which accepts only the grant the device was
-//! created with.
+//! Connections to the export node: the handshake (HELLO, the key exchange
+//! and proofs when a key is set, the grant), and the receiver thread's
+//! reconnect loop, which accepts only the export identity and the grant the
+//! device was created with.
 
 use kernel::{
     prelude::*,
@@ -12,11 +12,12 @@ use kernel::{
 };
 
 use crate::{
-    crypto,
+    crypto::{self, Key},
     error::{code, Refusal},
+    handshake::{self, Ephemeral, Schedule},
     kthread,
     netlink::{self, event},
-    proto::{self, Header, HelloBody, HelloReplyBody, Kind, Status},
+    proto::{self, ChallengeBody, Header, HelloBody, HelloReplyBody, Kind, Name, Status},
     registry::Handshake,
     security::{self, Opener, Role, SecurityConfig},
     socket::{self, Net, SockAddr, Socket},
@@ -25,12 +26,110 @@ use crate::{
 
 use super::{Conn, Ctx};
 
-/// Opens a connection and runs the handshake (with the challenge-response
-/// when a key is configured); the whole of it, connect included, is bounded
-/// by `timeout_ms`, however slowly the export trickles its answers. With
-/// `creating`, the index of a device being created, the socket is tracked
-/// meanwhile, so that unloading the module can cut the handshake short
-/// (reconnects, in the device's threads, are cut short by `kthread_stop`).
+/// The handshake failed: the connection did.
+fn lost(e: Error) -> Refusal {
+    Refusal::new(
+        e,
+        c"connection to the export node failed during the handshake",
+    )
+}
+
+/// The export broke the protocol in the handshake.
+fn bad<E>(_: E) -> Refusal {
+    Refusal::new(
+        code::eproto(),
+        c"the export node answered with an invalid handshake",
+    )
+}
+
+/// The export is not the one asked for.
+fn wrong_export() -> Refusal {
+    Refusal::new(
+        code::eproto(),
+        c"the export node is not the export asked for: its identity differs",
+    )
+}
+
+/// What a HELLO_REPLY with `status` means for the user; `None` for OK.
+/// Refusals are not authenticated (anyone on the path can forge one), so
+/// they say what the export answered, not what is true.
+fn refusal(status: Status) -> Option<Refusal> {
+    let (e, msg) = match status {
+        Status::Ok => return None,
+        Status::Version => (
+            code::eproto(),
+            c"the export answered: no protocol version in common",
+        ),
+        Status::Permission => (EACCES, c"the export answered: this client is refused"),
+        Status::NotAllowed => (
+            EACCES,
+            c"the export answered: this address is not on its allow-list",
+        ),
+        Status::UnknownExport => (ENOENT, c"the export answered: no export of that name here"),
+        Status::Mismatch => (
+            EINVAL,
+            c"the export answered: mode, algorithm or key use differs from the export's",
+        ),
+        Status::AuthFailed => (
+            EACCES,
+            c"the export answered: authentication failed, the keys differ",
+        ),
+        Status::Busy => (EBUSY, c"the export answered: busy"),
+        _ => (EIO, c"the export node refused the connection"),
+    };
+    Some(Refusal::new(e, msg))
+}
+
+/// What the keyed part of a handshake leaves for checking the HELLO_REPLY
+/// and making the session keys: the CHALLENGE's bytes, the export's
+/// identity it named, the key schedule, and our proof.
+struct Exchange {
+    challenge: [u8; proto::CHALLENGE_LEN],
+    export: Name,
+    schedule: Schedule,
+    proof: [u8; proto::AUTH_LEN],
+}
+
+/// Answers a CHALLENGE (its header read; its body next on `sock`) for the
+/// HELLO `hello` (wire form `body`) with our key and key pair: checks the
+/// export's identity and key share, sends AUTH.
+fn answer_challenge(
+    sock: &Socket,
+    deadline: Instant<Monotonic>,
+    key: &Key,
+    ephemeral: Ephemeral,
+    hello: &HelloBody,
+    body: &[u8; proto::HELLO_LEN],
+) -> Result<Exchange, Refusal> {
+    let mut cb = [0u8; proto::CHALLENGE_LEN];
+    sock.recv_exact_by(&mut cb, deadline).map_err(lost)?;
+    let challenge = ChallengeBody::decode(&cb).map_err(bad)?;
+    if !hello.export.is_empty() && challenge.export != hello.export {
+        return Err(wrong_export());
+    }
+    let dh = ephemeral
+        .agree(&challenge.key_share)
+        .map_err(|_| Refusal::new(code::eproto(), c"the export node sent an invalid key share"))?;
+    let schedule = Schedule::new(key, &hello.client, &challenge.export, &dh)?;
+    let proof = schedule.proof_local(&handshake::transcript(&[body, &cb]));
+    sock.send_all(&Header::auth().encode(), true)
+        .map_err(lost)?;
+    sock.send_all(&proof, false).map_err(lost)?;
+    Ok(Exchange {
+        challenge: cb,
+        export: challenge.export,
+        schedule,
+        proof,
+    })
+}
+
+/// Opens a connection and runs the handshake (with the key exchange and
+/// proofs when a key is configured); the whole of it, connect included, is
+/// bounded by `timeout_ms`, however slowly the export trickles its answers.
+/// With `creating`, the index of a device being created, the socket is
+/// tracked meanwhile, so that unloading the module can cut the handshake
+/// short (reconnects, in the device's threads, are cut short by
+/// `kthread_stop`).
 pub(super) fn handshake(
     net: Net,
     addr: SockAddr,
@@ -53,21 +152,12 @@ pub(super) fn handshake(
             e => Refusal::from(e),
         })?;
     sock.connect(addr).map_err(cannot)?;
-    let lost = |e| {
-        Refusal::new(
-            e,
-            c"connection to the export node failed during the handshake",
-        )
-    };
-    let bad = |_| {
-        Refusal::new(
-            code::eproto(),
-            c"the export node answered with an invalid handshake",
-        )
-    };
-    // Every connection gets a fresh nonce, hence fresh session keys.
+    // Every connection gets a fresh key pair, hence fresh session keys.
+    let ephemeral = sec.key.as_ref().map(|_| Ephemeral::new()).transpose()?;
     let hello = HelloBody {
-        nonce: security::nonce(sec),
+        key_share: ephemeral
+            .as_ref()
+            .map_or([0; proto::KEY_SHARE_LEN], |e| *e.public()),
         ..*hello
     };
     let body = hello.encode();
@@ -80,60 +170,57 @@ pub(super) fn handshake(
         Header::decode(&hb).map_err(bad)
     };
     let mut h = recv_header()?;
-    let mut ns = [0u8; proto::AUTH_LEN];
-    if let (Kind::Challenge, Some(key)) = (h.kind, &sec.key) {
-        sock.recv_exact_by(&mut ns, deadline).map_err(lost)?;
-        let proof = security::proof_local(key, &body, &ns);
-        sock.send_all(&Header::auth(Kind::Auth).encode(), true)
-            .map_err(lost)?;
-        sock.send_all(&proof, false).map_err(lost)?;
+    let mut exchange = None;
+    if let (Kind::Challenge, Some(key), Some(ephemeral)) = (h.kind, &sec.key, ephemeral) {
+        exchange = Some(answer_challenge(
+            &sock, deadline, key, ephemeral, &hello, &body,
+        )?);
         h = recv_header()?;
     }
     if h.kind != Kind::HelloReply {
         return Err(bad(proto::ProtoError::BadKind));
     }
-    let refused = |e, msg| Err(Refusal::new(e, msg));
-    match h.status {
-        Status::Ok => {}
-        Status::Version => {
-            return refused(
-                code::eproto(),
-                c"no protocol version in common with the export",
-            )
-        }
-        Status::Permission => return refused(EACCES, c"the export node refused this client"),
-        Status::NotAllowed => {
-            return refused(EACCES, c"this address is not on the export's allow-list")
-        }
-        Status::Mismatch => {
-            return refused(
-                EINVAL,
-                c"protection mode, algorithm or key use differs from the export's",
-            )
-        }
-        Status::AuthFailed => return refused(EACCES, c"authentication failed: the keys differ"),
-        Status::Busy => return refused(EBUSY, c"the export node is busy"),
-        _ => return refused(EIO, c"the export node refused the connection"),
+    if let Some(refused) = refusal(h.status) {
+        return Err(refused);
     }
     let mut reply = [0u8; proto::HELLO_REPLY_LEN];
     sock.recv_exact_by(&mut reply, deadline).map_err(lost)?;
     let granted = HelloReplyBody::decode(&reply).map_err(bad)?;
-    if sec.key.is_none() && granted.proof != [0; proto::AUTH_LEN] {
-        // Without a key the proof field is reserved.
-        return Err(bad(proto::ProtoError::Reserved));
-    }
-    if let Some(key) = &sec.key {
-        let want = security::proof_export(key, &body, &ns, &granted.grant_bytes());
-        if ns == [0; proto::AUTH_LEN] || !security::proof_ok(&granted.proof, &want) {
-            return refused(
-                EACCES,
-                c"the export node failed authentication: its key differs",
-            );
+    let keys = match (&sec.key, exchange) {
+        (None, _) if granted.proof != [0; proto::AUTH_LEN] => {
+            // Without a key the proof field is reserved.
+            return Err(bad(proto::ProtoError::Reserved));
         }
-    }
-    granted.validate(&hello).map_err(bad)?;
+        (None, _) => None,
+        (Some(_), None) => {
+            // An OK without the key exchange: the export has no key, or
+            // someone answers in its place.
+            return Err(Refusal::new(
+                EACCES,
+                c"the export node did not authenticate: it has no key",
+            ));
+        }
+        (Some(_), Some(x)) => {
+            if granted.export != x.export {
+                return Err(wrong_export());
+            }
+            let th2 =
+                handshake::transcript(&[&body, &x.challenge, &x.proof, &granted.proven_bytes()]);
+            if !crypto::ct_eq(&granted.proof, &x.schedule.proof_export(&th2)) {
+                return Err(Refusal::new(
+                    EACCES,
+                    c"the export node failed authentication: its key differs",
+                ));
+            }
+            Some(x.schedule.session_keys(&th2)?)
+        }
+    };
+    granted.validate(&hello).map_err(|e| match e {
+        proto::ProtoError::WrongExport => wrong_export(),
+        e => bad(e),
+    })?;
     let (sealer, opener) =
-        security::session(sec, Role::Local, &hello.nonce, &ns).map_err(Refusal::from)?;
+        security::session(&sec.security, Role::Local, keys).map_err(Refusal::from)?;
     // Replies may take as long as the export's IO; only sends are bounded
     // here. Silence is caught by the request timeout and pings.
     sock.set_timeouts(timeout_ms, 0);

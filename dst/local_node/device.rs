@@ -23,8 +23,9 @@ use crate::{
     kthread::Thread,
     netlink::{self, event},
     pages::Bounce,
-    proto::{self, HelloBody, Protection, Security},
+    proto::{self, HelloBody, Name, Protection, Security},
     socket::{SockAddr, Socket},
+    sysfs,
     trans::{AtomicConnState, ConnState, InFlight},
 };
 
@@ -61,7 +62,7 @@ impl Device {
             cfg.queues
         }
         .min(blk::max_hw_queues().max(1));
-        let hello = HelloBody {
+        let mut hello = HelloBody {
             min_version: proto::MIN_VERSION,
             max_version: proto::VERSION,
             features: proto::FEATURES_ALL,
@@ -75,12 +76,14 @@ impl Device {
             queue_index: 0,
             epoch: epoch.get(),
             security: cfg.security.security,
-            nonce: [0; proto::AUTH_LEN],
+            key_share: [0; proto::KEY_SHARE_LEN],
+            client: cfg.client,
+            export: cfg.export,
         };
         let (index, addr) = (cfg.index, cfg.addr);
         let timeout = settings.req_timeout_ms.load(Relaxed);
-        let connect = |queue_index| {
-            let mut h = hello;
+        let connect = |hello: &HelloBody, queue_index| {
+            let mut h = *hello;
             h.queue_index = queue_index;
             handshake(
                 cfg.net.clone_ref(),
@@ -91,13 +94,16 @@ impl Device {
                 Some(index),
             )
         };
-        // Queue 0 learns the grant; the others must get the same one.
-        let first = connect(0)?;
+        // Queue 0 learns the grant and the export's identity, which every
+        // later connection then asks for: the device is bound to the export
+        // it was created with, whatever answers at that address later.
+        let first = connect(&hello, 0)?;
         let granted = first.granted;
+        hello.export = granted.export;
         let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
         conns.push(first, GFP_KERNEL)?;
         for qid in 1..granted.queues {
-            let c = connect(qid)?;
+            let c = connect(&hello, qid)?;
             if !same_grant(&granted, &c.granted) {
                 return Err(Refusal::new(
                     code::eproto(),
@@ -133,6 +139,7 @@ impl Device {
                 bytes_read: Atomic::new(0),
                 bytes_written: Atomic::new(0),
                 integrity_errors: Atomic::new(0),
+                rekeys: Atomic::new(0),
             },
             GFP_KERNEL,
         )?;
@@ -296,6 +303,16 @@ impl Device {
     /// The identity the export fences this device's connections by.
     pub(crate) fn client_id(&self) -> u64 {
         self.dev().hello.client_id
+    }
+
+    /// The identity of the export the device is bound to.
+    pub(crate) fn export_name(&self) -> &Name {
+        &self.dev().hello.export
+    }
+
+    /// The device's own identity in the handshake.
+    pub(crate) fn client_name(&self) -> &Name {
+        &self.dev().hello.client
     }
 
     /// Whether the export granted only reads.
@@ -534,13 +551,13 @@ impl Driver for Router {
                 out.write_str(sec.protection.as_str())?;
                 if !sec.alg.is_empty() {
                     out.write_str(" ")?;
-                    for &c in sec.alg.as_bytes() {
-                        out.write_char(char::from(c))?;
-                    }
+                    sysfs::write_name(out, &sec.alg)?;
                 }
                 Ok(())
             }
             20 => write!(out, "{}", self.queues.len()),
+            21 => write!(out, "{}", dev.rekeys.load(Relaxed)),
+            22 => sysfs::write_name(out, &dev.hello.export),
             _ => Err(kernel::fmt::Error),
         }
     }

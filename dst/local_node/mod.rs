@@ -204,6 +204,8 @@ pub(crate) struct Common {
     bytes_read: Atomic<u64>,
     bytes_written: Atomic<u64>,
     integrity_errors: Atomic<u64>,
+    /// Keys replaced (KEY_UPDATEs sent and received).
+    rekeys: Atomic<u64>,
     /// Set when the device is being deleted, and when (device clock, ms).
     deleting: Atomic<bool>,
     deleting_at: Atomic<u64>,
@@ -335,7 +337,8 @@ fn status_result(status: Status) -> Result {
         | Status::Version
         | Status::Mismatch
         | Status::AuthFailed
-        | Status::NotAllowed => code::eremoteio(),
+        | Status::NotAllowed
+        | Status::UnknownExport => code::eremoteio(),
         Status::IoError | Status::Busy => EIO,
     })
 }

@@ -206,9 +206,23 @@ fn serve(
         let r = match h.kind {
             Kind::IoReply => ctx.complete(sock, &h, &hb, opener, vecs),
             Kind::Ping => open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
-                let tx = shared.tx.lock();
-                Shared::send_control(&tx, sock, &Header::pong(h.id)).map_err(|_| "send failed")
+                let mut tx = shared.tx.lock();
+                shared
+                    .send_control(&mut tx, sock, &Header::pong(h.id))
+                    .map_err(|_| "send failed")
             }),
+            Kind::KeyUpdate => {
+                open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
+                    opener.update_key().map_err(|e| {
+                        if e.is_integrity() {
+                            shared.dev.integrity_errors.add(1, Relaxed);
+                        }
+                        e.as_str()
+                    })?;
+                    shared.dev.rekeys.add(1, Relaxed);
+                    Ok(())
+                })
+            }
             Kind::Pong => open(shared, sock, opener, &hb, &security::no_data()).map(|()| {
                 let mut tx = shared.tx.lock();
                 if matches!(tx.ping, Some((cookie, _)) if cookie == h.id) {

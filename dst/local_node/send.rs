@@ -80,11 +80,12 @@ impl Shared {
         h: &Header,
         more: bool,
     ) -> Result {
+        self.update_key_if_due(tx, sock)?;
         let hb = h.encode();
         let data = h.payload > 0;
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
-        let tlen = match &tx.sealer {
+        let tlen = match &mut tx.sealer {
             None => {
                 if data {
                     rq.bvecs(&mut tx.vecs)?;
@@ -125,14 +126,28 @@ impl Shared {
 
     /// Sends a message without payload (PING, PONG) on the current
     /// connection, with its trailer. The caller holds the send lock.
-    pub(super) fn send_control(tx: &Tx, sock: &Socket, h: &Header) -> Result {
+    pub(super) fn send_control(&self, tx: &mut Tx, sock: &Socket, h: &Header) -> Result {
+        self.update_key_if_due(tx, sock)?;
         let hb = h.encode();
         let mut trailer = [0u8; MAX_TRAILER];
-        let tlen = match &tx.sealer {
+        let tlen = match &mut tx.sealer {
             Some(sealer) => sealer.seal_header(&hb, &mut trailer)?,
             None => 0,
         };
         trans::send_frame(sock, &hb, None, trailer.get(..tlen).unwrap_or(&[]), false)
+    }
+}
+
+impl Shared {
+    /// Replaces the sending key first if it is due (a KEY_UPDATE goes out
+    /// under the old one); counted in the device's `rekeys`.
+    fn update_key_if_due(&self, tx: &mut Tx, sock: &Socket) -> Result {
+        if let Some(sealer) = &mut tx.sealer {
+            if trans::update_key_if_due(sock, sealer)? {
+                self.dev.rekeys.add(1, Relaxed);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 use kernel::sync::atomic::{Atomic, Relaxed};
 
 use crate::{
+    proto::Name,
     security::SecurityConfig,
     socket::{Net, SockAddr},
 };
@@ -104,6 +105,11 @@ pub(crate) struct DeviceConfig {
     /// it (the same on every creation of this device, and unlike any other
     /// device's) makes the fencing hold across re-creation and reboots.
     pub(crate) client_id: u64,
+    /// This node's identity in the handshake.
+    pub(crate) client: Name,
+    /// The identity of the export to accept; empty: the first one reached,
+    /// which the device is then bound to.
+    pub(crate) export: Name,
     /// Timeouts different from the defaults.
     pub(crate) settings: SettingsUpdate,
     /// Protection mode, algorithm and key; must match the export's.

@@ -107,7 +107,7 @@ impl Shared {
             return earliest(next, wait);
         }
         let cookie = now | 1;
-        if Self::send_control(tx, &sock, &Header::ping(cookie)).is_err() {
+        if self.send_control(tx, &sock, &Header::ping(cookie)).is_err() {
             self.shut(&sock, Shut::SendFailed);
         }
         tx.ping = Some((cookie, now));

@@ -7,8 +7,10 @@
 #
 #   handshake  lies in the grant (size, block sizes, max IO, depth, queues,
 #              features, permissions, version, reserved bytes), bad or
-#              missing proofs, unasked or repeated CHALLENGEs, refusals, a
-#              broken, truncated or missing HELLO_REPLY: `dstcfg -a local`
+#              missing proofs, unasked or repeated CHALLENGEs, key shares of
+#              small order, another export identity than the one asked for
+#              (the device names the server's), refusals, a broken, truncated
+#              or missing HELLO_REPLY: `dstcfg -a local`
 #              fails, no device is left, and the local node closed the
 #              connection (the server logs its verdict). One server per case.
 #   io         wrong id/op/offset/length/flags, oversized, short or missing
@@ -311,9 +313,11 @@ for mode in $modes; do
     for name in "${hs[@]}"; do
         slog=$tmp/$mode-$name.log
         kmsg "hostile_local: $mode $name"
-        start_server "$slog" --case "$name" "${sec[@]}"
+        # The device asks for the server by name, so that the cases that
+        # answer with another export identity lie.
+        start_server "$slog" --case "$name" --name hostile "${sec[@]}"
         t0=$(now_ms)
-        dev=$(new_device "${sec[@]}")
+        dev=$(new_device -n hostile "${sec[@]}")
         took=$(( $(now_ms) - t0 ))
         if [ -n "$dev" ]; then
             bad "$mode $name: the lying export was accepted as $dev"

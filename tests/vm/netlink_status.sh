@@ -3,7 +3,7 @@
 # netlink_status.sh - DST_CMD_STATUS through dstcfg: `dstcfg -a status` exits 0
 # and prints the module version the kernel reports (read independently with
 # tests/netlink_raw.py) and "wire protocol"; `dstcfg -a status --json` is valid
-# JSON with "protocol": 1 (and, if it has "version", the same version).
+# JSON with "protocol": 2 (and, if it has "version", the same version).
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
@@ -16,7 +16,7 @@ version=$(sed -n 's/^version=\(.*\) proto=[0-9]*$/\1/p' <<<"$raw")
 proto=$(sed -n 's/^version=.* proto=\([0-9]*\)$/\1/p' <<<"$raw")
 log "kernel reports version '$version', wire protocol $proto"
 [ -n "$version" ] || fail "no version in: $raw"
-assert_eq "$proto" 1 "DST_A_PROTO_VERSION"
+assert_eq "$proto" 2 "DST_A_PROTO_VERSION"
 
 out=$(dstcfg -a status) || fail "dstcfg -a status exited $?: $out"
 printf '%s\n' "$out"
@@ -31,7 +31,7 @@ import json, sys
 doc = json.load(sys.stdin)
 assert isinstance(doc, dict), f"top level is {type(doc).__name__}, not an object"
 proto = doc.get("protocol")
-assert proto == 1, f"protocol is {proto!r}, not 1"
+assert proto == 2, f"protocol is {proto!r}, not 2"
 version = doc.get("version", sys.argv[1])
 assert version == sys.argv[1], f"version is {version!r}, the kernel says {sys.argv[1]!r}"
 '

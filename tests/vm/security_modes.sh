@@ -6,15 +6,19 @@
 # rfc7539(chacha20,poly1305) (the last three with a pre-shared key), an
 # export and a local node with the same settings connect, fio with crc32c
 # verify passes through /dev/dst0, and the data on the export's RAM disk is
-# what was written. Then the module-wide crypto pool is resized and the
-# status reply reports the new worker count. No integrity error may be
-# counted in any mode.
+# what was written. Keys are replaced every 4 MiB (`dstcfg -a set
+# --rekey-after 4M`): in the keyed modes both the device and the export
+# must count key updates (KEY_UPDATE each way) while fio verifies, in the
+# others none. Then the module-wide crypto pool is resized and the status
+# reply reports the new worker count and key update limits. No integrity
+# error may be counted in any mode.
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
 key=$(mktemp -d)/psk
 dstcfg -a genkey -f "$key"
 assert_eq "$(stat -c %a "$key")" 600 "mode of the generated key file"
+dstcfg -a set --rekey-after 4M
 
 # mode  extra-options
 modes=(
@@ -37,10 +41,27 @@ for m in "${modes[@]}"; do
     assert_contains "$json" "\"protection\"" "list --json of mode $m"
     errors=$(cat /sys/block/dst0/dst/integrity_errors 2>/dev/null || echo 0)
     assert_eq "$errors" 0 "integrity errors in mode $m"
+    dev_rekeys=$(cat /sys/block/dst0/dst/rekeys)
+    exp_rekeys=$(cat /sys/kernel/dst/export0/rekeys)
+    log "key updates in mode $m: device $dev_rekeys, export $exp_rekeys"
+    case $m in
+        hmac* | aead*)
+            # 32 MiB written and read back, each way in 4 MiB keys.
+            [ "$dev_rekeys" -ge 8 ] || fail "only $dev_rekeys key updates at the device ($m)"
+            [ "$exp_rekeys" -ge 8 ] || fail "only $exp_rekeys key updates at the export ($m)"
+            ;;
+        *)
+            assert_eq "$dev_rekeys $exp_rekeys" "0 0" "key updates without keys ($m)"
+            ;;
+    esac
     dstcfg -a delete -d dst0
     dstcfg -r 127.0.0.1 -a unexport
 done
 
 dstcfg -a set --crypto-threads 3
 assert_contains "$(dstcfg -a status --json)" '"crypto_threads": 3' "status after --crypto-threads 3"
+dstcfg -a set --rekey-after 64G --rekey-interval 600
+status=$(dstcfg -a status --json)
+assert_contains "$status" '"rekey_mib": 65536' "status after --rekey-after 64G"
+assert_contains "$status" '"rekey_seconds": 600' "status after --rekey-interval 600"
 log "ok"

@@ -7,11 +7,14 @@
 #     different mode or algorithm (MISMATCH): dstcfg fails with a message
 #     saying so, no /dev/dst0 appears, the export logs the refusal and
 #     counts it;
-#   - an unknown algorithm or hmac/aead without a key: refused by dstcfg or
-#     the kernel when the export is configured;
+#   - an algorithm off the allow-list (weak or unknown), or hmac/aead
+#     without a key: refused by dstcfg, and by the kernel for a request that
+#     bypasses dstcfg, when the export is configured;
 #   - the allow-list, across two network namespaces: an address that is not
 #     listed is refused (NOT_ALLOWED), a read-only entry gives a read-only
 #     device whose forced writes fail and leave the data unchanged;
+#   - a key from the kernel keyring (a logon key, `--key-desc`) serves like
+#     the key file with the same bytes; a missing one is refused clearly;
 #   - the key never appears in the kernel log or in `dstcfg -a list`.
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
@@ -45,9 +48,37 @@ assert_eq "$(dev_sha "$dev" 4)" "$(dev_sha /dev/ram0 4)" "data with the right ke
 dstcfg -a delete -d dst0
 dstcfg -r 127.0.0.1 -a unexport
 
+# The same key as a logon key in the user keyring (add_key(2): no keyutils
+# needed), which a process without a session keyring of its own (dstcfg
+# here) searches: the export takes it from there, the device from the file.
+"$PYTHON" - "$dir/right" <<'EOF'
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+key = open(sys.argv[1], "rb").read()
+SYS_add_key, KEY_SPEC_USER_KEYRING = 248, -4
+if libc.syscall(SYS_add_key, b"logon", b"dst:test", key, len(key), KEY_SPEC_USER_KEYRING) < 0:
+    sys.exit(f"add_key: errno {ctypes.get_errno()}")
+EOF
+dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --protection aead --key-desc dst:test
+dev=$(dstcfg -r 127.0.0.1 -a local --protection aead --key-file "$dir/right")
+dd if=/dev/urandom of="$dev" bs=1M count=4 oflag=direct status=none
+assert_eq "$(dev_sha "$dev" 4)" "$(dev_sha /dev/ram0 4)" "data with the export's key from the keyring"
+dstcfg -a delete -d dst0
+dstcfg -r 127.0.0.1 -a unexport
+expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --protection aead --key-desc dst:missing
+assert_contains "$ERR" "no logon or user key" "a keyring key that does not exist"
+
 expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --protection aead --alg 'nosuch(alg)' \
     --key-file "$dir/right"
-assert_contains "$ERR" "no such crypto algorithm" "unknown algorithm"
+assert_contains "$ERR" "not allowed" "unknown algorithm"
+expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --protection hmac --alg 'hmac(md5)' \
+    --key-file "$dir/right"
+assert_contains "$ERR" "not allowed" "weak algorithm"
+# The kernel's own check, without dstcfg: hmac(md5) exists in no allow-list.
+out=$("$PYTHON" "$DST_REPO/tests/netlink_raw.py" --export-alg 127.0.0.1 /dev/ram0 hmac \
+    'hmac(md5)' "$keyhex") || fail "raw netlink export with hmac(md5): $out"
+assert_contains "$out" "algorithm not allowed" "weak algorithm, raw netlink"
 expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --protection hmac
 log "hmac without a key: $ERR"
 [ -z "$(dstcfg -a list --json | grep -o /dev/ram0 || true)" ] || fail "a refused export was left configured"

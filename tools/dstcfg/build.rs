@@ -94,8 +94,11 @@ fn action_text(action: ActionKind) -> &'static str {
     match action {
         ActionKind::Export => {
             "Serve the block device -f PATH to local nodes, listening on -r ADDR (port 1025 \
-             unless -p or ADDR:PORT says otherwise). Prints what it exports. Options: \
-             --read-only, --size, --max-io-pages, the security options and --allow."
+             unless -p or ADDR:PORT says otherwise). Prints what it exports. Options: -n, \
+             --read-only, --size, --max-io-pages, the security options and --allow. The \
+             export has an identity, -n NAME or the module's default HOST:DEVICE (the host \
+             name and the block device's name, e.g. node1:sdb); it is sent in the handshake \
+             and enters the key derivation, and a local node may ask for it by name."
         }
         ActionKind::Unexport => {
             "Stop the export listening on -r ADDR and port; its clients lose their connection \
@@ -103,9 +106,14 @@ fn action_text(action: ActionKind) -> &'static str {
         }
         ActionKind::Local => {
             "Connect to the export node at -r ADDR and create /dev/dstN; prints only the \
-             device path, so that scripts can capture it. Options: -i, --max-io-pages, \
-             --queue-depth, --queues, --client-id, the device settings and the security \
-             options. The export node fences a device by its client id: before it serves a \
+             device path, so that scripts can capture it. Options: -n, --client-name, -i, \
+             --max-io-pages, --queue-depth, --queues, --client-id, the device settings and the \
+             security options. The device accepts one export identity only, at connect and \
+             at every reconnect: -n NAME, or without -n the identity of the export it reaches \
+             first, which the module then pins (-a list shows it as export NAME). So a device \
+             stays bound to its export even if another export holding the same key answers \
+             at the address later. --client-name gives this node's own identity (default: \
+             the host name). The export node fences a device by its client id: before it serves a \
              new connection it ends the older ones of the same id and waits for their \
              requests. The module picks a random id for each device unless --client-id \
              gives one; give a device the same --client-id every time it is created (and \
@@ -122,16 +130,20 @@ fn action_text(action: ActionKind) -> &'static str {
         }
         ActionKind::Set => {
             "With -d DEV: change device settings (the timeouts and --max-resends) of a live \
-             device; the others keep their values. Without -d: module-wide settings \
-             (--crypto-threads)."
+             device; the others keep their values. Without -d: module-wide settings, any of \
+             --crypto-threads, --rekey-after and --rekey-interval; the others keep their \
+             values. Each direction of a connection with a key (hmac, aead) replaces its key \
+             in-band after it protected --rekey-after SIZE or after --rekey-interval SECS, \
+             whichever comes first (default: 64G, 3600 s)."
         }
         ActionKind::List => {
             "Show every export and device: a table, or with --json an array of objects \
              (settings and counters included)."
         }
         ActionKind::Status => {
-            "Show the module version, the wire protocol, the crypto threads and a table of the \
-             counters of every export and device; with --json only the module's values."
+            "Show the module version, the wire protocol, the crypto threads, the key-update \
+             limits and a table of the counters of every export and device; with --json only \
+             the module's values."
         }
         ActionKind::Monitor => {
             "Print one line per event as it happens: time, dstN or exportN, the event \
@@ -228,13 +240,25 @@ fn man_page() -> String {
          CAP_NET_ADMIN with a bare EPERM.",
     )]);
 
-    r.control("SH", ["KEY FILES"]);
+    r.control("SH", ["KEYS"]);
     r.text([roman(
         "A pre-shared key (--key-file) is the raw contents of a file of 16 to 64 bytes, the \
          same file on the export node and the local node. It must be a regular file that \
          group and others cannot access (chmod 600 PATH); dstcfg refuses it otherwise. \
          \"dstcfg -a genkey -f PATH\" writes a new 32-byte key. dstcfg never prints a key and \
          clears it from memory once it is sent; the module never reports it back.",
+    )]);
+    r.control("PP", []);
+    r.text([roman(
+        "Instead of a file, the key may be kept in the kernel keyring, as NVMe/TCP keeps its \
+         TLS keys: --key-desc DESC names a key of type logon (or else user) in the keyrings \
+         of the process that runs dstcfg, whose payload of 16 to 64 bytes is the key; the \
+         module looks it up and copies it when the export or the device is added, and dstcfg \
+         never sees it. Load it once on each node, as root, for example \
+         \"keyctl padd logon dst:pair1 @u < /etc/dst/psk\"; a logon key cannot be read back \
+         by any process. --key-file and --key-desc exclude each other. Without such a key \
+         the module refuses with ENOKEY (EACCES if dstcfg may not search it); a module \
+         older than --key-desc refuses the option as an unknown attribute.",
     )]);
 
     r.control("SH", ["FILES"]);

@@ -30,7 +30,8 @@ enum dst_cmd {
 	DST_CMD_LIST,		/* dump: one message per export and device */
 	DST_CMD_DEV_SET,	/* change timeouts of /dev/dst<DST_A_INDEX> live */
 	DST_CMD_EVENT,		/* multicast: DST_A_EVENT happened to DST_A_INDEX */
-	DST_CMD_CONFIG,		/* module-wide settings: DST_A_CRYPTO_THREADS */
+	DST_CMD_CONFIG,		/* module-wide settings: DST_A_CRYPTO_THREADS, */
+				/* DST_A_REKEY_MIB, DST_A_REKEY_SECONDS */
 	__DST_CMD_MAX,
 };
 #define DST_CMD_MAX (__DST_CMD_MAX - 1)
@@ -82,6 +83,20 @@ enum dst_attr {
 				/*      stable across re-creation and reboots if set */
 	DST_A_FORCE,		/* flag: DST_CMD_DEV_DEL: delete even if the device is */
 				/*      open (else EBUSY); its unwritten data is lost */
+	DST_A_NAME,		/* string: an export's identity (EXPORT_ADD: default */
+				/*      "<host name>:<device name>"); DEV_ADD: the */
+				/*      identity of the export to accept (default: the */
+				/*      first one reached, then pinned); in replies */
+	DST_A_CLIENT_NAME,	/* string: DEV_ADD: this node's identity in the */
+				/*      handshake (default: the host name); in replies */
+	DST_A_REKEY_MIB,	/* u32: CONFIG, STATUS: a connection's key is replaced */
+				/*      after protecting this many MiB (1..1048576; */
+				/*      default 65536, 64 GiB) */
+	DST_A_REKEY_SECONDS,	/* u32: CONFIG, STATUS: ... or after this long */
+				/*      (1..86400; default 3600) */
+	DST_A_KEY_DESC,		/* string: instead of DST_A_KEY: the description of */
+				/*      a "logon" (or "user") key in the caller's */
+				/*      keyrings whose 16..64 byte payload is the key */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)

@@ -17,8 +17,8 @@ use crate::client::DstClient;
 use crate::message::{DeviceRequest, ExportRequest, SecurityAttrs};
 use crate::netlink::{errno_text, KernelError};
 use crate::output::{
-    check, event_json, event_line, human_size, list_json, list_table, protection_name, status_text,
-    CheckResult, Timestamp,
+    check, config_text, event_json, event_line, human_size, list_json, list_table, protection_name,
+    status_text, CheckResult, Timestamp,
 };
 use crate::secret;
 use crate::uapi;
@@ -61,6 +61,7 @@ fn execute(cmd: &Command) -> Result<u8> {
         Command::Export {
             remote,
             file,
+            name,
             read_only,
             size,
             max_io_pages,
@@ -76,6 +77,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 max_io_pages: *max_io_pages,
                 security: security_attrs(security)?,
                 allow: allow.clone(),
+                name: name.clone(),
             };
             DstClient::connect()?.export_add(&req)?;
             println!("{}", export_message(&req));
@@ -86,6 +88,8 @@ fn execute(cmd: &Command) -> Result<u8> {
         }
         Command::Local {
             remote,
+            export_name,
+            client_name,
             index,
             max_io_pages,
             queue_depth,
@@ -103,6 +107,8 @@ fn execute(cmd: &Command) -> Result<u8> {
                 queues: *queues,
                 security: security_attrs(security)?,
                 client_id: *client_id,
+                export_name: export_name.clone(),
+                client_name: client_name.clone(),
             };
             let dev = DstClient::connect()?.dev_add(&req)?;
             // Only the path on stdout, so that scripts can capture it.
@@ -119,9 +125,9 @@ fn execute(cmd: &Command) -> Result<u8> {
             DstClient::connect()?.dev_set(*index, settings)?;
             println!("updated /dev/dst{index}");
         }
-        Command::Config { crypto_threads } => {
-            DstClient::connect()?.config(*crypto_threads)?;
-            println!("crypto threads: {crypto_threads}");
+        Command::Config { settings } => {
+            DstClient::connect()?.config(settings)?;
+            print!("{}", config_text(settings));
         }
         Command::List { json } => {
             let entries = DstClient::connect()?.list()?;
@@ -236,7 +242,9 @@ fn exit_on_interrupt() {
     }
 }
 
-/// The security attributes of `security`: the key file read and checked.
+/// The security attributes of `security`: the key file read and checked;
+/// a keyring key's description passed on as is (the module looks it up,
+/// dstcfg never sees the key).
 fn security_attrs(security: &Security) -> Result<SecurityAttrs> {
     Ok(SecurityAttrs {
         protection: security.protection.map(|p| p.number()),
@@ -245,6 +253,7 @@ fn security_attrs(security: &Security) -> Result<SecurityAttrs> {
             Some(path) => Some(secret::read_key_file(path)?),
             None => None,
         },
+        key_desc: security.key_desc.clone(),
     })
 }
 
@@ -258,6 +267,9 @@ fn export_message(req: &ExportRequest) -> String {
     if let Some(size) = req.size {
         parts.push(format!("first {}", human_size(size)));
     }
+    if let Some(name) = &req.name {
+        parts.push(format!("name {name}"));
+    }
     match (req.security.protection, &req.security.alg) {
         (Some(p), Some(alg)) => parts.push(format!("{} {alg}", protection_name(p))),
         (Some(p), None) => parts.push(protection_name(p)),
@@ -265,6 +277,9 @@ fn export_message(req: &ExportRequest) -> String {
     }
     if req.security.key.is_some() {
         parts.push("pre-shared key".into());
+    }
+    if let Some(desc) = &req.security.key_desc {
+        parts.push(format!("keyring key {desc}"));
     }
     if !req.allow.is_empty() {
         let rules: Vec<String> = req.allow.iter().map(|r| r.to_string()).collect();
@@ -299,16 +314,43 @@ fn option_of(kind: u16) -> Option<&'static str> {
         uapi::DST_A_PROTECTION => "--protection",
         uapi::DST_A_ALG => "--alg",
         uapi::DST_A_KEY => "--key-file",
+        uapi::DST_A_KEY_DESC => "--key-desc",
         uapi::DST_A_ALLOW => "--allow",
         uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
         uapi::DST_A_CLIENT_ID => "--client-id",
         uapi::DST_A_FORCE => "--force",
+        uapi::DST_A_NAME => "--name",
+        uapi::DST_A_CLIENT_NAME => "--client-name",
+        uapi::DST_A_REKEY_MIB => "--rekey-after",
+        uapi::DST_A_REKEY_SECONDS => "--rekey-interval",
         _ => return None,
     })
 }
 
 /// The hint for EPERM of the actions that add or remove exports and devices.
 const SYS_ADMIN_HINT: &str = "needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root";
+
+/// The module's message when it finds no `--key-desc` key it may use
+/// (ENOKEY: none; EACCES: one without search permission).
+const KEYRING_MISSING: &str = "no logon or user key of that description in your keyrings";
+
+/// The hint for ENOKEY: no key of the `--key-desc` description.
+const KEYRING_ENOKEY_HINT: &str = "no such key: add it with keyctl, e.g. keyctl padd logon \
+                                   dst:NAME @u < KEYFILE (a logon key cannot be read back by \
+                                   any process)";
+
+/// The hint for EACCES of the keyring lookup: the key is there, but this
+/// process may not search it.
+const KEYRING_EACCES_HINT: &str = "the key of that description is not one dstcfg may search: \
+                                   add it as the user that runs dstcfg (root), e.g. keyctl \
+                                   padd logon dst:NAME @u < KEYFILE, and check that keyctl \
+                                   show @s lists it";
+
+/// The hint for the module's refusal of a keyring key of the wrong size.
+const KEYRING_SIZE_HINT: &str = "the key's payload must be 16..64 bytes: make a key file with \
+                                 dstcfg -a genkey -f KEYFILE and load it with keyctl padd logon \
+                                 DESC @u < KEYFILE (padd replaces a key of the same description \
+                                 in that keyring)";
 
 /// What to do about the kernel error `kerr` returned for `cmd`, where it is
 /// clear.
@@ -320,9 +362,14 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         && (msg.contains("Unknown attribute") || msg.contains("Unsupported attribute"))
     {
         if let Some(option) = kerr.bad_attr.and_then(option_of) {
+            // Without it the key is still needed: from a file.
+            let instead = match option {
+                "--key-desc" => "give the key with --key-file PATH instead".to_string(),
+                _ => format!("leave {option} out"),
+            };
             return Some(format!(
                 "the loaded dst module does not know {option}; load the dst module that \
-                 matches this dstcfg, or leave {option} out"
+                 matches this dstcfg, or {instead}"
             ));
         }
     }
@@ -342,6 +389,38 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             "{} is not an address of this machine; export listens on a local address",
             remote.ip()
         ),
+        // Before the ENOENT of a missing algorithm: the export's refusal of
+        // another identity is ENOENT too.
+        (
+            Command::Local {
+                export_name: Some(name),
+                ..
+            },
+            _,
+        ) if errno != libc::EPERM
+            && ["identity", "export of that name", "requested name"]
+                .iter()
+                .any(|m| msg.contains(m)) =>
+        {
+            format!(
+                "the export node did not answer as {name}: dstcfg -a list on the export node \
+                 shows the name of each export; give that with -n, or leave -n out to accept \
+                 the export that answers (then only that one)"
+            )
+        }
+        // The module found no key of the --key-desc description (ENOKEY),
+        // or one it may not search (EACCES, before the export's refusal).
+        (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => KEYRING_ENOKEY_HINT.into(),
+        (Command::Export { security, .. } | Command::Local { security, .. }, libc::EACCES)
+            if security.key_desc.is_some() && msg.contains(KEYRING_MISSING) =>
+        {
+            KEYRING_EACCES_HINT.into()
+        }
+        (Command::Export { security, .. } | Command::Local { security, .. }, libc::EINVAL)
+            if security.key_desc.is_some() && msg.contains("16 to 64 bytes") =>
+        {
+            KEYRING_SIZE_HINT.into()
+        }
         (Command::Export { security, .. } | Command::Local { security, .. }, libc::ENOENT)
             if security.alg.is_some() || security.protection.is_some() =>
         {
@@ -361,11 +440,12 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         }
         (Command::Local { .. }, libc::EACCES) => "the export node refused this node: is its \
              address on the export's allow-list (--allow), and do both nodes use the same \
-             --key-file?"
+             pre-shared key (--key-file or --key-desc)?"
             .to_string(),
         (Command::Local { .. }, libc::EINVAL) if msg.contains("differs") => {
-            "give both nodes the same --protection, --alg and --key-file (or none); dstcfg -a \
-             list on the export node shows its protection"
+            "give both nodes the same --protection and --alg, and the same pre-shared key \
+             (--key-file or --key-desc) or none; dstcfg -a list on the export node shows its \
+             protection"
                 .to_string()
         }
         (Command::Local { index: Some(n), .. }, libc::EEXIST) => {
@@ -457,6 +537,8 @@ mod tests {
             queue_depth: None,
             queues: None,
             client_id: None,
+            export_name: None,
+            client_name: None,
             settings: Default::default(),
             security: Default::default(),
         }
@@ -498,6 +580,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            name: None,
         };
         assert_eq!(
             export_message(&req),
@@ -509,6 +592,12 @@ mod tests {
         assert_eq!(
             export_message(&req),
             "exporting /dev/sdb on [2001:db8::1]:2000 (read-only, first 512.0 MiB)"
+        );
+        req.name = Some("store1:sdb".into());
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on [2001:db8::1]:2000 (read-only, first 512.0 MiB, name \
+             store1:sdb)"
         );
     }
 
@@ -704,11 +793,13 @@ mod tests {
                 protection: Some(uapi::DST_PROT_AEAD),
                 alg: Some("gcm(aes)".into()),
                 key: Some(crate::secret::SecretKey::new(&[7; 32])),
+                key_desc: None,
             },
             allow: vec![
                 crate::cli::parse_allow("192.0.2.0/24").unwrap(),
                 crate::cli::parse_allow("2001:db8::/32:ro").unwrap(),
             ],
+            name: None,
         };
         let text = export_message(&req);
         assert_eq!(
@@ -763,12 +854,242 @@ mod tests {
             "the loaded dst module does not know --client-id; load the dst module that \
              matches this dstcfg, or leave --client-id out"
         );
+        // And one before identities -n and --client-name.
+        unknown.bad_attr = Some(uapi::DST_A_NAME);
+        assert_eq!(
+            hint_for(&local, &unknown).unwrap(),
+            "the loaded dst module does not know --name; load the dst module that \
+             matches this dstcfg, or leave --name out"
+        );
+        unknown.bad_attr = Some(uapi::DST_A_CLIENT_NAME);
+        assert!(hint_for(&local, &unknown)
+            .unwrap()
+            .contains("does not know --client-name"));
         unknown.bad_attr = Some(uapi::DST_A_PORT);
         assert_eq!(hint_for(&local, &unknown), None);
         if let Command::Local { security, .. } = &mut local {
             security.alg = Some("gcm(nope)".into());
         }
         assert!(h(&local, libc::ENOENT).unwrap().contains("/proc/crypto"));
-        assert_eq!(Command::Config { crypto_threads: 1 }.action_name(), "set");
+        let config = Command::Config {
+            settings: crate::message::ModuleSettings {
+                crypto_threads: Some(1),
+                ..Default::default()
+            },
+        };
+        assert_eq!(config.action_name(), "set");
+    }
+
+    #[test]
+    fn export_message_with_keyring_key() {
+        let mut req = ExportRequest {
+            addr: addr("10.0.0.2:1025"),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: SecurityAttrs {
+                protection: Some(uapi::DST_PROT_HMAC),
+                alg: None,
+                key: None,
+                key_desc: Some("dst:pair1".into()),
+            },
+            allow: Vec::new(),
+            name: None,
+        };
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, hmac, keyring key dst:pair1)"
+        );
+        req.security.protection = None;
+        req.allow = vec![crate::cli::parse_allow("192.0.2.0/24").unwrap()];
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, keyring key dst:pair1, allow \
+             192.0.2.0/24:rw)"
+        );
+    }
+
+    #[test]
+    fn security_attrs_pass_the_description_on() {
+        // dstcfg reads no key for --key-desc: the description goes as given.
+        let security = Security {
+            protection: Some(crate::cli::Protection::Aead),
+            alg: None,
+            key_file: None,
+            key_desc: Some("dst:pair1".into()),
+        };
+        let attrs = security_attrs(&security).unwrap();
+        assert_eq!(attrs.key, None);
+        assert_eq!(attrs.key_desc.as_deref(), Some("dst:pair1"));
+        assert_eq!(attrs.protection, Some(uapi::DST_PROT_AEAD));
+    }
+
+    #[test]
+    fn hints_for_keyring_keys() {
+        let with_desc = |mut cmd: Command| {
+            if let Command::Export { security, .. } | Command::Local { security, .. } = &mut cmd {
+                security.protection = Some(crate::cli::Protection::Aead);
+                security.key_desc = Some("dst:pair1".into());
+            }
+            cmd
+        };
+        let plain = local("10.0.0.2:1025", None);
+        let local = with_desc(plain.clone());
+        let export = with_desc(Command::Export {
+            remote: addr("10.0.0.2:1025"),
+            file: "/dev/sdb".into(),
+            name: None,
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
+        });
+        let missing = |errno| {
+            KernelError::new(
+                errno,
+                crate::netlink::ExtAck {
+                    msg: Some(KEYRING_MISSING.into()),
+                    ..Default::default()
+                },
+                &[],
+            )
+        };
+        for cmd in [&local, &export] {
+            // No key of that description.
+            assert_eq!(
+                hint_for(cmd, &missing(libc::ENOKEY)).unwrap(),
+                "no such key: add it with keyctl, e.g. keyctl padd logon dst:NAME @u < \
+                 KEYFILE (a logon key cannot be read back by any process)"
+            );
+            assert_eq!(h(cmd, libc::ENOKEY).as_deref(), Some(KEYRING_ENOKEY_HINT));
+            // One that may not be searched: not the export's refusal.
+            let hint = hint_for(cmd, &missing(libc::EACCES)).unwrap();
+            assert!(
+                hint.contains("may search") && hint.contains("keyctl padd logon"),
+                "{hint}"
+            );
+            // A payload of the wrong size.
+            let size = KernelError::new(
+                libc::EINVAL,
+                crate::netlink::ExtAck {
+                    msg: Some("the keyring key must hold 16 to 64 bytes".into()),
+                    ..Default::default()
+                },
+                &[],
+            );
+            let hint = hint_for(cmd, &size).unwrap();
+            assert!(
+                hint.contains("16..64 bytes") && hint.contains("dstcfg -a genkey"),
+                "{hint}"
+            );
+            // A module before DST_A_KEY_DESC refuses it.
+            assert_eq!(
+                hint_for(cmd, &unknown_attribute(uapi::DST_A_KEY_DESC)).unwrap(),
+                "the loaded dst module does not know --key-desc; load the dst module that \
+                 matches this dstcfg, or give the key with --key-file PATH instead"
+            );
+        }
+        // Without --key-desc, EACCES of a device is still the export's
+        // refusal, whose hint names both ways to give the key.
+        let hint = hint_for(&plain, &missing(libc::EACCES)).unwrap();
+        assert!(
+            hint.starts_with("the export node refused this node"),
+            "{hint}"
+        );
+        assert!(hint.contains("--key-file or --key-desc"), "{hint}");
+        let refused = KernelError::new(
+            libc::EACCES,
+            crate::netlink::ExtAck {
+                msg: Some("this address is not on the export's allow-list".into()),
+                ..Default::default()
+            },
+            &[],
+        );
+        assert!(hint_for(&local, &refused)
+            .unwrap()
+            .starts_with("the export node refused this node"));
+        // ENOKEY prints with its name.
+        let err = add_hint(missing(libc::ENOKEY).into(), &local).context("local");
+        assert_eq!(
+            format!("{err:#}"),
+            format!("local: Required key not available (ENOKEY): {KEYRING_MISSING}")
+        );
+        assert_eq!(
+            err.downcast_ref::<KernelError>().unwrap().hint().as_deref(),
+            Some(KEYRING_ENOKEY_HINT)
+        );
+    }
+
+    #[test]
+    fn hints_for_module_settings() {
+        let config = Command::Config {
+            settings: crate::message::ModuleSettings {
+                rekey_mib: Some(1024),
+                rekey_seconds: Some(600),
+                ..Default::default()
+            },
+        };
+        // A module before key updates refuses either attribute.
+        assert_eq!(
+            hint_for(&config, &unknown_attribute(uapi::DST_A_REKEY_MIB)).unwrap(),
+            "the loaded dst module does not know --rekey-after; load the dst module that \
+             matches this dstcfg, or leave --rekey-after out"
+        );
+        assert_eq!(
+            hint_for(&config, &unknown_attribute(uapi::DST_A_REKEY_SECONDS)).unwrap(),
+            "the loaded dst module does not know --rekey-interval; load the dst module that \
+             matches this dstcfg, or leave --rekey-interval out"
+        );
+        assert!(
+            hint_for(&config, &unknown_attribute(uapi::DST_A_CRYPTO_THREADS))
+                .unwrap()
+                .contains("does not know --crypto-threads")
+        );
+        // The module's own range check has nothing to add.
+        assert_eq!(h(&config, libc::EINVAL), None);
+        let kerr = add_hint(unknown_attribute(uapi::DST_A_REKEY_MIB).into(), &config)
+            .context(config.action_name());
+        assert!(format!("{kerr:#}").starts_with("set: "), "{kerr:#}");
+    }
+
+    #[test]
+    fn hint_for_another_export() {
+        let refused = |msg: &str| {
+            KernelError::new(
+                libc::ENOENT,
+                crate::netlink::ExtAck {
+                    msg: Some(msg.into()),
+                    ..Default::default()
+                },
+                &[],
+            )
+        };
+        let kerr = refused("the export answered: no export of that name here");
+        let mut cmd = local("10.0.0.2:1025", None);
+        // Without -n there is nothing to say about names.
+        assert_eq!(hint_for(&cmd, &kerr), None);
+        if let Command::Local { export_name, .. } = &mut cmd {
+            *export_name = Some("store1:sdb".into());
+        }
+        let hint = hint_for(&cmd, &kerr).unwrap();
+        assert!(
+            hint.starts_with("the export node did not answer as store1:sdb")
+                && hint.contains("-a list"),
+            "{hint}"
+        );
+        let kerr = refused("the export node is not the export asked for: its identity differs");
+        assert!(hint_for(&cmd, &kerr).is_some());
+        assert_eq!(hint_for(&cmd, &refused("something else")), None);
+        // Even with a protection given, whose ENOENT is otherwise a missing
+        // algorithm.
+        if let Command::Local { security, .. } = &mut cmd {
+            security.protection = Some(crate::cli::Protection::Aead);
+        }
+        let kerr = refused("the export answered: no export of that name here");
+        assert!(hint_for(&cmd, &kerr).unwrap().contains("did not answer as"));
+        let other = hint_for(&cmd, &refused("something else")).unwrap();
+        assert!(other.contains("/proc/crypto"), "{other}");
     }
 }

@@ -25,16 +25,22 @@ pub const MAX_QUEUE_DEPTH: u32 = 1024;
 pub const MAX_QUEUES: u32 = 16;
 /// Highest `--crypto-threads` the module accepts.
 pub const MAX_CRYPTO_THREADS: u32 = 64;
+/// `--rekey-after` in MiB (the module's range: 1 MiB to 1 TiB).
+pub const REKEY_MIB: RangeInclusive<u32> = 1..=1_048_576;
+/// `--rekey-interval` in seconds (the module's range: 1 s to 24 h).
+pub const REKEY_SECONDS: RangeInclusive<u32> = 1..=86_400;
 /// Highest device index N of `/dev/dstN`.
 pub const MAX_INDEX: u32 = 1023;
 /// Longest `-f` path the module accepts, in bytes.
 pub const MAX_PATH_LEN: usize = 255;
-/// Longest `--alg` name, in bytes.
-pub const MAX_ALG_LEN: usize = 63;
+/// Longest identity (`-n`, `--client-name`), in bytes.
+pub const MAX_NAME_LEN: usize = 63;
 /// Most `--allow` entries of one export.
 pub const MAX_ALLOW: usize = 32;
 /// Size of a `--key-file`, in bytes.
 pub const KEY_LEN: RangeInclusive<usize> = 16..=64;
+/// Longest `--key-desc`, in bytes (without the NUL the module adds).
+pub const MAX_KEY_DESC_LEN: usize = 255;
 /// Size of the key `-a genkey` writes, in bytes.
 pub const GENKEY_LEN: usize = 32;
 /// `--req-timeout` in ms (the module's range).
@@ -99,10 +105,25 @@ Examples:
     dstcfg -r 192.0.2.1 -a local --protection aead --key-file /etc/dst/psk --queues 4
     dstcfg -a set --crypto-threads 4
 
+  The same key kept in the kernel keyring instead of a file: load it once on
+  each node, as root (a logon key cannot be read back by any process):
+    keyctl padd logon dst:pair1 @u < /etc/dst/psk
+    dstcfg -r 192.0.2.1 -a local --protection aead --key-desc dst:pair1
+
+  Replace the keys of every keyed connection (hmac, aead) after 16 GiB or
+  10 minutes, whichever comes first, instead of 64 GiB or an hour:
+    dstcfg -a set --rekey-after 16G --rekey-interval 600
+
   Attach a device with an identity of its own that stays the same each time
   it is created, so that the export node ends the connections of the old
   instance (before a reboot, say) before it serves the new one:
     dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001
+
+  Name an export, and attach that export only: the device refuses any other
+  that answers at the address, when it connects and at every reconnect
+  (without -n it accepts the first export it reaches, then only that one):
+    dstcfg -r 192.0.2.1 -a export -f /dev/sdb -n store1:sdb --key-file /etc/dst/psk
+    dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1 --key-file /etc/dst/psk
 
 Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
 Defaults of a new device: --req-timeout 15000, --max-resends 10,
@@ -120,11 +141,11 @@ block devices, need CAP_SYS_ADMIN as well (run as root).";
 
 /// The synopsis of `--help` and of the man page.
 pub const USAGE: &str = "\
-dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]...
+dstcfg -r ADDR [-p PORT] -a export -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]...
        dstcfg -r ADDR [-p PORT] -a unexport
-       dstcfg -r ADDR [-p PORT] -a local [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
+       dstcfg -r ADDR [-p PORT] -a local [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
        dstcfg -a set -d DEV SETTINGS
-       dstcfg -a set --crypto-threads N
+       dstcfg -a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval SECS]
        dstcfg -a delete -d DEV [--force]
        dstcfg -a list [--json]
        dstcfg -a status [--json]
@@ -133,7 +154,7 @@ dstcfg -r ADDR [-p PORT] -a export -f PATH [--read-only] [--size SIZE] [--max-io
        dstcfg -a genkey -f PATH
        SETTINGS: [--req-timeout MS] [--max-resends N] [--reconnect-delay MS]
                  [--ping-interval MS] [--ping-timeout MS] [--loss-timeout MS]
-       SECURITY: [--protection none|crc32c|hmac|aead] [--alg NAME] [--key-file PATH]
+       SECURITY: [--protection none|crc32c|hmac|aead] [--alg NAME] [--key-file PATH | --key-desc DESC]
        The action may also be given first, without -a: dstcfg list --json";
 
 /// What to do.
@@ -147,7 +168,7 @@ pub enum ActionKind {
     Local,
     /// Disconnect and delete the local device -d DEV; refused while it is open, unless --force
     Delete,
-    /// Change the timeouts of the live local device -d DEV, or module-wide settings (--crypto-threads)
+    /// Change the timeouts of the live local device -d DEV, or module-wide settings (--crypto-threads, --rekey-after, --rekey-interval)
     Set,
     /// Show the exports and local devices of this machine
     List,
@@ -186,9 +207,9 @@ pub enum Protection {
     None,
     /// A crc32c checksum on every message: catches accidental corruption only
     Crc32c,
-    /// A keyed MAC on every message (needs --key-file)
+    /// A keyed MAC on every message (needs --key-file or --key-desc)
     Hmac,
-    /// Every message encrypted and authenticated (needs --key-file)
+    /// Every message encrypted and authenticated (needs --key-file or --key-desc)
     Aead,
 }
 
@@ -400,9 +421,10 @@ pub struct Cli {
     )]
     pub protection: Option<Protection>,
 
-    /// Kernel crypto algorithm of hmac or aead, at most 63 characters, e.g.
-    /// hmac(sha256), gcm(aes), rfc7539(chacha20,poly1305) (export, local)
-    /// [default: hmac(sha256) for hmac, gcm(aes) for aead]
+    /// Algorithm of hmac: hmac(sha256), hmac(sha384), hmac(sha512); of aead:
+    /// gcm(aes), rfc7539(chacha20,poly1305); no other (all have full-length
+    /// tags) (export, local) [default: hmac(sha256) for hmac, gcm(aes) for
+    /// aead]
     #[arg(long = "alg", value_name = "NAME", value_parser = parse_alg,
           help_heading = "Security options (export, local)")]
     pub alg: Option<String>,
@@ -414,12 +436,37 @@ pub struct Cli {
           help_heading = "Security options (export, local)")]
     pub key_file: Option<PathBuf>,
 
+    /// Pre-shared key from the kernel keyring: the description of a logon
+    /// (or user) key, e.g. dst:pair1 (keyctl padd logon dst:pair1 @u <
+    /// FILE); instead of --key-file (export, local)
+    #[arg(long = "key-desc", value_name = "DESC", value_parser = parse_key_desc,
+          help_heading = "Security options (export, local)")]
+    pub key_desc: Option<String>,
+
     /// Accept only clients from this IPv4 or IPv6 prefix (an address with
     /// an optional /LEN), read-write (:rw, the default) or read-only (:ro);
     /// repeatable, at most 32 (export only) [default: any client]
     #[arg(long = "allow", value_name = "PREFIX[:ro|:rw]", value_parser = parse_allow,
           action = ArgAction::Append, help_heading = "Security options (export, local)")]
     pub allow: Vec<AllowRule>,
+
+    /// export: this export's identity [default: HOST:DEVICE, e.g.
+    /// node1:sdb]. local: accept only the export of this identity, at connect
+    /// and every reconnect; binds the device to that export, so a key shared
+    /// by several exports cannot be used to redirect it [default: the first
+    /// export reached, then only that one]. 1..63 printable ASCII characters,
+    /// no spaces (export, local)
+    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name,
+          help_heading = "Security options (export, local)")]
+    pub name: Option<String>,
+
+    /// This node's identity in the handshake; with the export's it selects
+    /// the keys, so one key file gives each pair of node and export keys of
+    /// its own. 1..63 printable ASCII characters, no spaces (local only)
+    /// [default: the host name]
+    #[arg(long = "client-name", value_name = "NAME", value_parser = parse_name,
+          help_heading = "Security options (export, local)")]
+    pub client_name: Option<String>,
 
     /// Workers that protect (checksum, MAC, encrypt) messages for every
     /// device and export, 0..64; 0 = in the sending and receiving threads
@@ -428,11 +475,32 @@ pub struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=MAX_CRYPTO_THREADS as i64),
           help_heading = "Module settings (set)")]
     pub crypto_threads: Option<u32>,
+
+    /// Replace each keyed connection's keys (hmac, aead) after it protected
+    /// SIZE in one direction, 1M..1T in whole MiB, K, M, G, T as for --size;
+    /// module-wide (set, without -d) [default: 64G]
+    #[arg(long = "rekey-after", value_name = "SIZE", value_parser = parse_rekey_after,
+          help_heading = "Module settings (set)")]
+    pub rekey_after: Option<u32>,
+
+    /// ... or after SECS seconds, whichever comes first; 1..86400, a suffix
+    /// s or ms may be given; module-wide (set, without -d) [default: 3600]
+    #[arg(long = "rekey-interval", value_name = "SECS", value_parser = parse_rekey_interval,
+          help_heading = "Module settings (set)")]
+    pub rekey_interval: Option<u32>,
 }
 
 /// Parses `--size`: a byte count with an optional binary suffix K, M, G or T
 /// (any case, optionally followed by `iB`, e.g. `512M`, `10GiB`), or `B`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
+    match parse_bytes(s)? {
+        0 => Err("the size must be at least 1 byte".into()),
+        n => Ok(n),
+    }
+}
+
+/// [`parse_size`], 0 included.
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, suffix) = t.split_at(digits_end);
@@ -455,11 +523,62 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         }
     };
     let n: u64 = digits.parse().map_err(|_| "too large".to_string())?;
-    if n == 0 {
-        return Err("the size must be at least 1 byte".into());
-    }
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| "too large".to_string())
+}
+
+/// Parses `--rekey-after SIZE`: a size as [`parse_size`] takes it, a whole
+/// number of MiB from 1 MiB to 1 TiB; returns MiB (`DST_A_REKEY_MIB`).
+pub fn parse_rekey_after(s: &str) -> Result<u32, String> {
+    let range = format!(
+        "expected 1M..1T (1 MiB to 1 TiB, {}..{} MiB), e.g. 64G",
+        REKEY_MIB.start(),
+        REKEY_MIB.end()
+    );
+    let bytes = match parse_bytes(s) {
+        Ok(bytes) => bytes,
+        Err(e) if e == "too large" => return Err(format!("too large; {range}")),
+        Err(e) => return Err(e),
+    };
+    if bytes % (1 << 20) != 0 {
+        return Err(format!(
+            "{} is not a whole number of MiB; give it with a unit, e.g. 512M or 64G (a \
+             number alone is bytes)",
+            s.trim()
+        ));
+    }
+    match u32::try_from(bytes >> 20) {
+        Ok(mib) if REKEY_MIB.contains(&mib) => Ok(mib),
+        _ => Err(format!("{} is out of range; {range}", s.trim())),
+    }
+}
+
+/// Parses `--rekey-interval SECS`: whole seconds, a number alone or with
+/// the suffix `s`, or milliseconds with `ms` (as the MS options take them,
+/// `3600s`, `1.5s`), a whole number of seconds within 1..86400.
+pub fn parse_rekey_interval(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let secs = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        t.parse::<u64>().map_err(|_| "too large".to_string())?
+    } else if t.starts_with(|c: char| c.is_ascii_digit()) && t.ends_with('s') {
+        let ms = parse_ms(t)?;
+        if ms % 1000 != 0 {
+            return Err(format!(
+                "{t} is not a whole number of seconds; the unit is 1 s"
+            ));
+        }
+        ms / 1000
+    } else {
+        return Err("expected a time in seconds, optionally with s (e.g. 3600 or 600s)".into());
+    };
+    match u32::try_from(secs) {
+        Ok(n) if REKEY_SECONDS.contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{secs} s is out of range; expected {}..{} s (1 s to 24 h)",
+            REKEY_SECONDS.start(),
+            REKEY_SECONDS.end()
+        )),
+    }
 }
 
 /// Parses `--client-id`: a 64-bit number other than 0, in decimal or in hex
@@ -576,18 +695,71 @@ pub fn parse_device(s: &str) -> Result<u32, String> {
 /// Parses `--alg`: a kernel crypto API name, 1..63 printable ASCII
 /// characters without blanks.
 pub fn parse_alg(s: &str) -> Result<String, String> {
+    if !ALLOWED_ALGS.contains(&s) {
+        return Err(format!(
+            "not allowed: use one of {} (the module accepts no other)",
+            ALLOWED_ALGS.join(", ")
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// The algorithms the module accepts (`ALLOWED_ALGS` in dst/security.rs):
+/// hmac's, then aead's.
+const ALLOWED_ALGS: [&str; 5] = [
+    "hmac(sha256)",
+    "hmac(sha384)",
+    "hmac(sha512)",
+    "gcm(aes)",
+    "rfc7539(chacha20,poly1305)",
+];
+
+/// Parses an identity (`-n NAME`, `--client-name NAME`): 1..63 printable
+/// ASCII characters (`!`..`~`), no spaces, as the handshake's name fields
+/// carry them.
+pub fn parse_name(s: &str) -> Result<String, String> {
     if s.is_empty() {
-        return Err("empty algorithm name".into());
+        return Err(
+            "empty name; a name is 1..63 printable ASCII characters without spaces, e.g. \
+             store1:sdb"
+                .into(),
+        );
     }
     if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!(
-            "{c:?} is not allowed: a kernel crypto name is printable ASCII without blanks, \
-             e.g. gcm(aes)"
+            "{c:?} is not allowed: a name is printable ASCII (! to ~) without spaces, e.g. \
+             store1:sdb"
         ));
     }
-    if s.len() > MAX_ALG_LEN {
+    if s.len() > MAX_NAME_LEN {
         return Err(format!(
-            "{} characters; the module takes at most {MAX_ALG_LEN}",
+            "{} characters; a name has at most {MAX_NAME_LEN}",
+            s.len()
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// Parses `--key-desc DESC`: the description of a keyring key, 1..255
+/// bytes of printable characters (spaces included, as in NVMe's key
+/// descriptions), no NUL; taken as is, for the kernel to look up.
+pub fn parse_key_desc(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err(
+            "empty description; give the description of a logon or user key, e.g. dst:pair1".into(),
+        );
+    }
+    if s.contains('\0') {
+        return Err("the description contains a NUL byte".into());
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{c:?} is not allowed: a key description is printable characters, e.g. dst:pair1"
+        ));
+    }
+    if s.len() > MAX_KEY_DESC_LEN {
+        return Err(format!(
+            "{} bytes; a key description has at most {MAX_KEY_DESC_LEN}",
             s.len()
         ));
     }

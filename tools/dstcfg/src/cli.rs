@@ -15,7 +15,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 
 pub use crate::args::*;
-use crate::message::DeviceSettings;
+use crate::message::{DeviceSettings, ModuleSettings};
 
 /// The security options of an export or a device, as given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub struct Security {
     pub alg: Option<String>,
     /// `--key-file`: read, checked and sent when the action runs.
     pub key_file: Option<PathBuf>,
+    /// `--key-desc`: the description of a key in the kernel keyring, sent
+    /// as is (the module looks the key up; dstcfg never reads it).
+    pub key_desc: Option<String>,
 }
 
 /// A validated command.
@@ -36,13 +39,16 @@ pub enum Command {
         /// Print JSON instead of text.
         json: bool,
     },
-    /// `-r ADDR -a export -f PATH [--read-only] [--size SIZE]
+    /// `-r ADDR -a export -f PATH [-n NAME] [--read-only] [--size SIZE]
     /// [--max-io-pages N] [SECURITY] [--allow PREFIX]...`.
     Export {
         /// Address to listen on.
         remote: SocketAddr,
         /// Block device to serve.
         file: PathBuf,
+        /// `-n`: the export's identity (none: not sent, the module's
+        /// default `<host name>:<device name>`).
+        name: Option<String>,
         /// Serve read-only.
         read_only: bool,
         /// Serve only the first `size` bytes.
@@ -59,11 +65,18 @@ pub enum Command {
         /// Address the export listens on.
         remote: SocketAddr,
     },
-    /// `-r ADDR -a local [-i N] [--max-io-pages N] [--queue-depth N]
-    /// [--queues N] [--client-id ID] [SECURITY] [SETTINGS]`.
+    /// `-r ADDR -a local [-n NAME] [--client-name NAME] [-i N]
+    /// [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID]
+    /// [SECURITY] [SETTINGS]`.
     Local {
         /// Export node to connect to.
         remote: SocketAddr,
+        /// `-n`: the identity of the export to accept (none: not sent, the
+        /// module pins the first one it reaches).
+        export_name: Option<String>,
+        /// `--client-name`: this node's identity (none: not sent, the
+        /// module's default, the host name).
+        client_name: Option<String>,
         /// N of `/dev/dstN`.
         index: Option<u32>,
         /// Largest request in 4 KiB pages.
@@ -86,10 +99,11 @@ pub enum Command {
         /// What to change (at least one setting).
         settings: DeviceSettings,
     },
-    /// `-a set --crypto-threads N`: module-wide settings.
+    /// `-a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval
+    /// SECS]`: module-wide settings.
     Config {
-        /// Workers of the crypto pool.
-        crypto_threads: u32,
+        /// What to change (at least one setting).
+        settings: ModuleSettings,
     },
     /// `-a delete -d DEV [--force]`.
     Delete {
@@ -186,8 +200,21 @@ const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("--protection", &[Export, Local]),
     ("--alg", &[Export, Local]),
     ("--key-file", &[Export, Local]),
+    ("--key-desc", &[Export, Local]),
     ("--allow", &[Export]),
     ("--crypto-threads", &[Set]),
+    ("-n", &[Export, Local]),
+    ("--client-name", &[Local]),
+    ("--rekey-after", &[Set]),
+    ("--rekey-interval", &[Set]),
+];
+
+/// The module-wide options of `-a set` (without `-d`), with their values'
+/// names.
+const MODULE_FLAGS: [(&str, &str); 3] = [
+    ("--crypto-threads", "N"),
+    ("--rekey-after", "SIZE"),
+    ("--rekey-interval", "SECS"),
 ];
 
 /// The options of [`DeviceSettings`], as `-a set` lists them.
@@ -220,7 +247,7 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
             "it is fixed when the device is created; -a set changes the timeouts and \
              --max-resends"
         }
-        ("--protection" | "--alg" | "--key-file", Set) => {
+        ("--protection" | "--alg" | "--key-file" | "--key-desc", Set) => {
             "security is fixed when the export or the device is created"
         }
         ("--allow", Local) => "the allow-list belongs to the export; give it to -a export",
@@ -233,8 +260,22 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
             "it identifies a device of a local node; give it to -a local there (the export \
              fences by the id each device sends)"
         }
+        ("-n" | "--client-name", Set) => {
+            "identities are fixed when the export or the device is created"
+        }
+        ("-n", Unexport) => "the export is found by its address; drop -n",
+        ("--client-name", Export) => {
+            "it names a local node; give it to -a local there (an export's own identity is \
+             -n NAME)"
+        }
         ("--crypto-threads", _) => {
             "it is a module-wide setting of its own: dstcfg -a set --crypto-threads N"
+        }
+        ("--rekey-after", _) => {
+            "it is a module-wide setting of its own: dstcfg -a set --rekey-after SIZE"
+        }
+        ("--rekey-interval", _) => {
+            "it is a module-wide setting of its own: dstcfg -a set --rekey-interval SECS"
         }
         ("-d", Local) => "choose the index of the new device with -i N",
         _ => return None,
@@ -268,8 +309,13 @@ impl Cli {
             self.protection.is_some(),
             self.alg.is_some(),
             self.key_file.is_some(),
+            self.key_desc.is_some(),
             !self.allow.is_empty(),
             self.crypto_threads.is_some(),
+            self.name.is_some(),
+            self.client_name.is_some(),
+            self.rekey_after.is_some(),
+            self.rekey_interval.is_some(),
         ];
         OPTION_ACTIONS
             .iter()
@@ -313,14 +359,23 @@ impl Cli {
             protection: self.protection,
             alg: self.alg.clone(),
             key_file: self.key_file.clone(),
+            key_desc: self.key_desc.clone(),
         };
+        if security.key_file.is_some() && security.key_desc.is_some() {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                "--key-file and --key-desc both give the pre-shared key; give one of them: \
+                 --key-file PATH reads it from a file, --key-desc DESC has the kernel take it \
+                 from the keyring",
+            ));
+        }
         if let Some(mode) = security.protection {
-            if mode.needs_key() && security.key_file.is_none() {
+            if mode.needs_key() && security.key_file.is_none() && security.key_desc.is_none() {
                 return Err(usage_error(
                     ErrorKind::MissingRequiredArgument,
                     format!(
-                        "--protection {} needs --key-file PATH, the pre-shared key of both nodes \
-                         (make one with: dstcfg -a genkey -f PATH)",
+                        "--protection {} needs --key-file PATH or --key-desc DESC, the \
+                         pre-shared key of both nodes (make one with: dstcfg -a genkey -f PATH)",
                         mode.name()
                     ),
                 ));
@@ -397,6 +452,11 @@ impl Cli {
             ping_timeout_ms: self.ping_timeout,
             loss_timeout_ms: self.loss_timeout,
         };
+        let module = ModuleSettings {
+            crypto_threads: self.crypto_threads,
+            rekey_mib: self.rekey_after,
+            rekey_seconds: self.rekey_interval,
+        };
 
         let remote = match self.remote.as_deref() {
             Some(remote) => Some(parse_remote(remote, self.port).map_err(|msg| {
@@ -472,6 +532,7 @@ impl Cli {
                 Command::Export {
                     remote: remote.expect("checked above"),
                     file,
+                    name: self.name,
                     read_only: self.read_only,
                     size: self.size,
                     max_io_pages: self.max_io_pages,
@@ -485,6 +546,8 @@ impl Cli {
             Local => Command::Local {
                 security: self.security(name)?,
                 remote: remote.expect("checked above"),
+                export_name: self.name,
+                client_name: self.client_name,
                 index: self.index,
                 max_io_pages: self.max_io_pages,
                 queue_depth: self.queue_depth,
@@ -492,15 +555,22 @@ impl Cli {
                 client_id: self.client_id,
                 settings,
             },
-            Set => match (self.device, self.crypto_threads) {
-                (Some(_), Some(_)) => {
+            Set => match (self.device, module.is_empty()) {
+                (Some(_), false) => {
+                    let flag = self
+                        .given()
+                        .into_iter()
+                        .find(|f| MODULE_FLAGS.iter().any(|(m, _)| m == f));
                     return Err(usage_error(
                         ErrorKind::ArgumentConflict,
-                        "--crypto-threads is module-wide and does not go with -d DEV; \
-                         run -a set once for the device and once for the module",
-                    ))
+                        format!(
+                            "{} is module-wide and does not go with -d DEV; run -a set once \
+                             for the device and once for the module",
+                            flag.unwrap_or("--crypto-threads")
+                        ),
+                    ));
                 }
-                (None, Some(crypto_threads)) => {
+                (None, false) => {
                     if !settings.is_empty() {
                         return Err(usage_error(
                             ErrorKind::MissingRequiredArgument,
@@ -510,9 +580,9 @@ impl Cli {
                             ),
                         ));
                     }
-                    Command::Config { crypto_threads }
+                    Command::Config { settings: module }
                 }
-                (Some(index), None) => {
+                (Some(index), true) => {
                     if settings.is_empty() {
                         return Err(usage_error(
                             ErrorKind::MissingRequiredArgument,
@@ -521,12 +591,19 @@ impl Cli {
                     }
                     Command::Set { index, settings }
                 }
-                (None, None) => {
+                (None, true) => {
+                    let module: Vec<String> = MODULE_FLAGS
+                        .iter()
+                        .map(|(f, v)| format!("{f} {v}"))
+                        .collect();
                     return Err(usage_error(
                         ErrorKind::MissingRequiredArgument,
-                        "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; see \
-                         dstcfg -a list), or --crypto-threads N for the module",
-                    ))
+                        format!(
+                            "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; \
+                             see dstcfg -a list), or {} for the module",
+                            module.join(", ")
+                        ),
+                    ));
                 }
             },
             Delete => Command::Delete {
@@ -653,6 +730,7 @@ mod tests {
         Command::Export {
             remote,
             file: file.into(),
+            name: None,
             read_only: false,
             size: None,
             max_io_pages: None,
@@ -664,6 +742,8 @@ mod tests {
     fn local(remote: SocketAddr) -> Command {
         Command::Local {
             remote,
+            export_name: None,
+            client_name: None,
             index: None,
             max_io_pages: None,
             queue_depth: None,
@@ -879,6 +959,15 @@ mod tests {
             "--client-id <ID>",
             "[default: random]",
             "dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001",
+            "-n, --name <NAME>",
+            "--client-name <NAME>",
+            "[default: the host name]",
+            "--key-desc <DESC>",
+            "dstcfg -r 192.0.2.1 -a local --protection aead --key-desc dst:pair1",
+            "Pre-shared key from the kernel keyring: the description of a logon (or user) key, \
+             e.g. dst:pair1 (keyctl padd logon dst:pair1 @u < FILE); instead of --key-file \
+             (export, local)",
+            "dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1",
             "-d, --device <DEV>",
             "--json",
             "--req-timeout <MS>",
@@ -893,6 +982,11 @@ mod tests {
             "[default: 5000]",
             "[default: 10000]",
             "[default: 60000]",
+            "--rekey-after <SIZE>",
+            "--rekey-interval <SECS>",
+            "[default: 64G]",
+            "[default: 3600]",
+            "dstcfg -a set --rekey-after 16G --rekey-interval 600",
             "set:",
             "dstcfg -a set -d dst0 --loss-timeout 300s",
             "dstcfg -r 192.0.2.1 -a local --loss-timeout 10s",
@@ -921,6 +1015,13 @@ mod tests {
             "Examples:",
             "-a set -d DEV SETTINGS",
             "[--loss-timeout MS]",
+            "-a export -f PATH [-n NAME]",
+            "-a local [-n NAME] [--client-name NAME]",
+            "-n, --name <NAME>",
+            "--client-name <NAME>",
+            "-a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval SECS]",
+            "--rekey-after <SIZE>",
+            "--rekey-interval <SECS>",
         ] {
             assert!(short.contains(needle), "short help lacks {needle:?}");
         }
@@ -948,6 +1049,7 @@ mod tests {
             Command::Export {
                 remote: v4([192, 0, 2, 1], 2000),
                 file: "/dev/sdb".into(),
+                name: None,
                 read_only: true,
                 size: Some(10 << 30),
                 max_io_pages: Some(64),
@@ -960,6 +1062,7 @@ mod tests {
             Command::Export {
                 remote: v4([192, 0, 2, 1], 1025),
                 file: "/dev/sdb".into(),
+                name: None,
                 read_only: false,
                 size: Some(4096),
                 max_io_pages: None,
@@ -1009,6 +1112,8 @@ mod tests {
             .unwrap(),
             Command::Local {
                 remote: v4([192, 0, 2, 1], 1025),
+                export_name: None,
+                client_name: None,
                 index: Some(3),
                 max_io_pages: Some(1024),
                 queue_depth: Some(64),
@@ -1039,6 +1144,8 @@ mod tests {
             .unwrap(),
             Command::Local {
                 remote: v4([192, 0, 2, 1], 1025),
+                export_name: None,
+                client_name: None,
                 index: None,
                 max_io_pages: None,
                 queue_depth: None,
@@ -1059,6 +1166,8 @@ mod tests {
             parse(&["-r", R, "-a", "local", "--index=0"]).unwrap(),
             Command::Local {
                 remote: v4([192, 0, 2, 1], 1025),
+                export_name: None,
+                client_name: None,
                 index: Some(0),
                 max_io_pages: None,
                 queue_depth: None,
@@ -1331,8 +1440,13 @@ mod tests {
             "--protection" => vec!["--protection", "crc32c"],
             "--alg" => vec!["--alg", "gcm(aes)"],
             "--key-file" => vec!["--key-file", "/etc/dst/psk"],
+            "--key-desc" => vec!["--key-desc", "dst:pair1"],
             "--allow" => vec!["--allow", "10.0.0.0/8"],
             "--crypto-threads" => vec!["--crypto-threads", "2"],
+            "-n" => vec!["-n", "store1:sdb"],
+            "--client-name" => vec!["--client-name", "web1"],
+            "--rekey-after" => vec!["--rekey-after", "16G"],
+            "--rekey-interval" => vec!["--rekey-interval", "600"],
             _ => panic!("no value for {flag}"),
         }
     }
@@ -1360,7 +1474,7 @@ mod tests {
             assert!(parse(&base).is_ok(), "{base:?}");
             for (flag, actions) in OPTION_ACTIONS {
                 let mut args = base.clone();
-                if *flag == "--crypto-threads" && *action == Set {
+                if MODULE_FLAGS.iter().any(|(f, _)| f == flag) && *action == Set {
                     // Module-wide: a -a set of its own, without -d.
                     args = vec!["-a", "set"];
                 }
@@ -1382,8 +1496,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 10 actions x 25 options, minus the 44 allowed pairs.
-        assert_eq!(refused, 206);
+        // 10 actions x 30 options, minus the 51 allowed pairs.
+        assert_eq!(refused, 249);
     }
 
     #[test]
@@ -1645,11 +1759,11 @@ mod tests {
     fn crypto_threads() {
         assert_eq!(
             parse(&["-a", "set", "--crypto-threads", "0"]).unwrap(),
-            Command::Config { crypto_threads: 0 }
+            config(Some(0), None, None)
         );
         assert_eq!(
             parse(&["-a", "set", "--crypto-threads", "64"]).unwrap(),
-            Command::Config { crypto_threads: 64 }
+            config(Some(64), None, None)
         );
         assert_eq!(
             err(&["-a", "set", "--crypto-threads", "65"]).0,
@@ -1664,6 +1778,169 @@ mod tests {
         assert!(msg.contains("or --crypto-threads N"), "{msg}");
         let (_, msg) = err(&["-a", "list", "--crypto-threads", "2"]);
         assert!(msg.contains("dstcfg -a set --crypto-threads N"), "{msg}");
+    }
+
+    fn config(
+        crypto_threads: Option<u32>,
+        rekey_mib: Option<u32>,
+        rekey_seconds: Option<u32>,
+    ) -> Command {
+        Command::Config {
+            settings: ModuleSettings {
+                crypto_threads,
+                rekey_mib,
+                rekey_seconds,
+            },
+        }
+    }
+
+    #[test]
+    fn rekey_limits() {
+        for (size, mib) in [
+            ("1M", 1),
+            ("1MiB", 1),
+            ("1048576", 1),
+            ("1536M", 1536),
+            ("64G", 65536),
+            ("64gib", 65536),
+            ("1024K", 1),
+            ("1T", 1 << 20),
+            ("1024G", 1 << 20),
+        ] {
+            assert_eq!(
+                parse(&["-a", "set", "--rekey-after", size]).unwrap(),
+                config(None, Some(mib), None),
+                "{size}"
+            );
+        }
+        for (secs, n) in [
+            ("1", 1),
+            ("3600", 3600),
+            ("600s", 600),
+            ("1.0s", 1),
+            ("5000ms", 5),
+            ("86400", 86400),
+            ("86400s", 86400),
+        ] {
+            assert_eq!(
+                parse(&["-a", "set", "--rekey-interval", secs]).unwrap(),
+                config(None, None, Some(n)),
+                "{secs}"
+            );
+        }
+        // Any subset, in one request.
+        assert_eq!(
+            parse(&[
+                "-a",
+                "set",
+                "--rekey-after",
+                "16G",
+                "--rekey-interval",
+                "600",
+                "--crypto-threads",
+                "2"
+            ])
+            .unwrap(),
+            config(Some(2), Some(16384), Some(600))
+        );
+        assert_eq!(
+            parse(&["set", "--crypto-threads", "2"]).unwrap(),
+            config(Some(2), None, None)
+        );
+    }
+
+    #[test]
+    fn rekey_limit_errors() {
+        for (size, why) in [
+            ("0", "out of range; expected 1M..1T"),
+            ("0G", "out of range"),
+            ("1025G", "1025G is out of range"),
+            ("2T", "out of range"),
+            ("16777216T", "too large; expected 1M..1T"),
+            ("99999999999999999999", "too large"),
+            ("65536", "65536 is not a whole number of MiB"),
+            ("1536K", "not a whole number of MiB"),
+            ("1.5G", "whole number; use a smaller unit"),
+            ("64X", "unknown unit 'X'"),
+            ("", "expected a number"),
+            ("G", "expected a number"),
+        ] {
+            let arg = format!("--rekey-after={size}");
+            let (kind, msg) = err(&["-a", "set", &arg]);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{size}: {msg}");
+            assert!(msg.contains("--rekey-after <SIZE>"), "{size}: {msg}");
+            assert!(msg.contains(why), "{size}: {msg}");
+        }
+        for (secs, why) in [
+            ("0", "0 s is out of range; expected 1..86400 s"),
+            ("0s", "0 s is out of range"),
+            ("86401", "86401 s is out of range"),
+            ("1441m", "expected a time in seconds"),
+            ("1h", "expected a time in seconds"),
+            ("99999999999999999999", "too large"),
+            ("1.5s", "1.5s is not a whole number of seconds"),
+            ("1500ms", "not a whole number of seconds"),
+            ("1.5", "expected a time in seconds"),
+            ("-1", "expected a time in seconds"),
+            ("s", "expected a time in seconds"),
+            ("", "expected a time in seconds"),
+            ("10xs", "unknown unit 'xs'"),
+        ] {
+            let arg = format!("--rekey-interval={secs}");
+            let (kind, msg) = err(&["-a", "set", &arg]);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{secs}: {msg}");
+            assert!(msg.contains("--rekey-interval <SECS>"), "{secs}: {msg}");
+            assert!(msg.contains(why), "{secs}: {msg}");
+        }
+    }
+
+    #[test]
+    fn rekey_limits_are_module_wide() {
+        for (flag, value) in [("--rekey-after", "16G"), ("--rekey-interval", "600")] {
+            let (kind, msg) = err(&["-a", "set", "-d", "0", flag, value]);
+            assert_eq!(kind, ErrorKind::ArgumentConflict);
+            assert!(
+                msg.contains(&format!(
+                    "{flag} is module-wide and does not go with -d DEV"
+                )),
+                "{msg}"
+            );
+            let (kind, msg) = err(&["-a", "set", flag, value, "--ping-timeout", "2s"]);
+            assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+            assert!(msg.contains("give it with -d DEV"), "{msg}");
+            for action in ["list", "status", "local", "export"] {
+                let mut args = vec!["-a", action, flag, value];
+                if action == "local" || action == "export" {
+                    args.extend(["-r", R, "-f", "/dev/sdb"]);
+                    if action == "local" {
+                        args.truncate(6);
+                    }
+                }
+                let (kind, msg) = err(&args);
+                assert_eq!(kind, ErrorKind::ArgumentConflict, "{args:?}: {msg}");
+                let own = format!("it is a module-wide setting of its own: dstcfg -a set {flag}");
+                assert!(msg.contains(&own), "{args:?}: {msg}");
+            }
+        }
+        // The first module-wide option given is named.
+        let (_, msg) = err(&[
+            "-a",
+            "set",
+            "-d",
+            "0",
+            "--rekey-interval",
+            "9",
+            "--rekey-after",
+            "1G",
+        ]);
+        assert!(msg.contains("--rekey-after is module-wide"), "{msg}");
+        let (_, msg) = err(&["-a", "set"]);
+        assert!(
+            msg.contains(
+                "or --crypto-threads N, --rekey-after SIZE, --rekey-interval SECS for the module"
+            ),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1701,6 +1978,7 @@ mod tests {
                 protection: Some(Protection::Hmac),
                 alg: Some("hmac(sha512)".into()),
                 key_file: Some("/etc/dst/psk".into()),
+                key_desc: None,
             }
         );
         let shown: Vec<String> = allow.iter().map(|r| r.to_string()).collect();
@@ -1741,7 +2019,9 @@ mod tests {
             let (kind, msg) = err(&["-r", R, "-a", "local", "--protection", mode]);
             assert_eq!(kind, ErrorKind::MissingRequiredArgument);
             assert!(
-                msg.contains(&format!("--protection {mode} needs --key-file PATH")),
+                msg.contains(&format!(
+                    "--protection {mode} needs --key-file PATH or --key-desc DESC"
+                )),
                 "{msg}"
             );
             assert!(msg.contains("dstcfg -a genkey -f PATH"), "{msg}");
@@ -1756,7 +2036,7 @@ mod tests {
             "--protection",
             "crc32c",
             "--alg",
-            "x",
+            "gcm(aes)",
         ]);
         assert!(msg.contains("--protection crc32c takes no --alg"), "{msg}");
         assert_eq!(
@@ -1795,6 +2075,131 @@ mod tests {
             "10.0.0.0/8:ro",
         ]);
         assert!(msg.contains("--allow 10.0.0.0/8 is given twice"), "{msg}");
+    }
+
+    #[test]
+    fn key_desc() {
+        let security = |args: &[&str]| match parse(args).unwrap() {
+            Command::Export { security, .. } | Command::Local { security, .. } => security,
+            cmd => panic!("{cmd:?}"),
+        };
+        assert_eq!(
+            security(&[
+                "-r",
+                R,
+                "-a",
+                "export",
+                "-f",
+                "/dev/sdb",
+                "--protection",
+                "aead",
+                "--key-desc",
+                "dst:pair1",
+            ]),
+            Security {
+                protection: Some(Protection::Aead),
+                alg: None,
+                key_file: None,
+                key_desc: Some("dst:pair1".into()),
+            }
+        );
+        // Spaces and other printable characters are kept as given, as in
+        // NVMe's descriptions; so is the = form.
+        let nvme = "NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:1 nqn.2024-01.example:ключ";
+        let arg = format!("--key-desc={nvme}");
+        let given = security(&["-r", R, "-a", "local", "--protection", "hmac", &arg]);
+        assert_eq!(given.key_desc.as_deref(), Some(nvme));
+        assert_eq!(given.key_file, None);
+        // Without protection it authenticates the handshake, as a key file.
+        let given = security(&["-r", R, "-a", "local", "--key-desc", "dst:pair1"]);
+        assert_eq!(given.key_desc.as_deref(), Some("dst:pair1"));
+        // The longest the module takes: 255 bytes (and its NUL).
+        let longest = "k".repeat(MAX_KEY_DESC_LEN);
+        let given = security(&["-r", R, "-a", "local", "--key-desc", &longest]);
+        assert_eq!(given.key_desc, Some(longest));
+
+        // One key, from a file or from the keyring.
+        let (kind, msg) = err(&[
+            "-r",
+            R,
+            "-a",
+            "local",
+            "--protection",
+            "aead",
+            "--key-file",
+            "/etc/dst/psk",
+            "--key-desc",
+            "dst:pair1",
+        ]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict, "{msg}");
+        assert!(
+            msg.contains(
+                "--key-file and --key-desc both give the pre-shared key; give one of them"
+            ),
+            "{msg}"
+        );
+        let (kind, _) = err(&[
+            "-r",
+            R,
+            "-a",
+            "export",
+            "-f",
+            "/dev/sdb",
+            "--key-desc",
+            "dst:pair1",
+            "--key-file",
+            "/etc/dst/psk",
+        ]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+
+        // Export and local only, as --key-file.
+        let (kind, msg) = err(&["-a", "set", "-d", "0", "--key-desc", "dst:pair1"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("--key-desc cannot be used with -a set; security is fixed"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-r", R, "-a", "unexport", "--key-desc", "dst:pair1"]);
+        assert!(
+            msg.contains(
+                "--key-desc cannot be used with -a unexport; it only applies to -a export and \
+                 -a local"
+            ),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "genkey", "-f", "/k", "--key-desc", "dst:pair1"]);
+        assert!(
+            msg.contains("--key-desc cannot be used with -a genkey"),
+            "{msg}"
+        );
+
+        // The description itself.
+        for (desc, needle) in [
+            ("", "empty description"),
+            ("dst:\0pair1", "NUL"),
+            ("dst:\tpair1", "'\\t' is not allowed"),
+            ("dst:pair1\n", "'\\n' is not allowed"),
+            ("dst:\u{7f}", "is not allowed"),
+        ] {
+            let arg = format!("--key-desc={desc}");
+            let (kind, msg) = err(&["-r", R, "-a", "local", &arg]);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{desc:?}: {msg}");
+            assert!(msg.contains(needle), "{desc:?}: {msg}");
+            assert!(msg.contains("--key-desc <DESC>"), "{desc:?}: {msg}");
+        }
+        let long = "k".repeat(MAX_KEY_DESC_LEN + 1);
+        let (kind, msg) = err(&["-r", R, "-a", "local", "--key-desc", &long]);
+        assert_eq!(kind, ErrorKind::ValueValidation);
+        assert!(
+            msg.contains("256 bytes; a key description has at most 255"),
+            "{msg}"
+        );
+        // Bytes, not characters: 128 two-byte characters are too many.
+        let wide = "ж".repeat(128);
+        assert_eq!(
+            err(&["-r", R, "-a", "local", "--key-desc", &wide]).0,
+            ErrorKind::ValueValidation
+        );
     }
 
     #[test]
@@ -1915,12 +2320,182 @@ mod tests {
             parse_alg("rfc7539(chacha20,poly1305)").unwrap(),
             "rfc7539(chacha20,poly1305)"
         );
-        assert!(parse_alg(&"a".repeat(63)).is_ok());
-        assert!(parse_alg(&"a".repeat(64))
-            .unwrap_err()
-            .contains("at most 63"));
-        assert!(parse_alg("").unwrap_err().contains("empty"));
-        assert!(parse_alg("gcm (aes)").unwrap_err().contains("not allowed"));
-        assert!(parse_alg("gcm(aés)").unwrap_err().contains("not allowed"));
+        assert_eq!(parse_alg("hmac(sha384)").unwrap(), "hmac(sha384)");
+        for weak in [
+            "hmac(md5)",
+            "hmac(sha1)",
+            "vmac64(aes)",
+            "cbcmac(aes)",
+            "",
+            "gcm (aes)",
+        ] {
+            assert!(
+                parse_alg(weak).unwrap_err().contains("not allowed"),
+                "{weak}"
+            );
+        }
+    }
+
+    #[test]
+    fn identities() {
+        // -a export -n NAME.
+        let cmd = parse(&[
+            "-r",
+            R,
+            "-a",
+            "export",
+            "-f",
+            "/dev/sdb",
+            "-n",
+            "store1:sdb",
+        ])
+        .unwrap();
+        let Command::Export { name, .. } = &cmd else {
+            panic!("{cmd:?}");
+        };
+        assert_eq!(name.as_deref(), Some("store1:sdb"));
+        let cmd = parse(&["-r", R, "-a", "export", "-f", "/d", "--name=x"]).unwrap();
+        assert!(matches!(cmd, Command::Export { name: Some(n), .. } if n == "x"));
+        // -a local -n NAME --client-name NAME, in either order and form.
+        for args in [
+            &[
+                "-r",
+                R,
+                "-a",
+                "local",
+                "-n",
+                "store1:sdb",
+                "--client-name",
+                "web1",
+            ][..],
+            &[
+                "local",
+                "--client-name=web1",
+                "--name",
+                "store1:sdb",
+                "-r",
+                R,
+            ][..],
+            &[
+                "-a",
+                "local",
+                "-r",
+                R,
+                "-nstore1:sdb",
+                "--client-name",
+                "web1",
+            ][..],
+        ] {
+            let cmd = parse(args).unwrap();
+            let Command::Local {
+                export_name,
+                client_name,
+                ..
+            } = &cmd
+            else {
+                panic!("{cmd:?}");
+            };
+            assert_eq!(export_name.as_deref(), Some("store1:sdb"), "{args:?}");
+            assert_eq!(client_name.as_deref(), Some("web1"), "{args:?}");
+        }
+        // Each alone.
+        let cmd = parse(&["-r", R, "-a", "local", "--client-name", "web1"]).unwrap();
+        assert!(
+            matches!(&cmd, Command::Local { export_name: None, client_name: Some(c), .. } if c == "web1"),
+            "{cmd:?}"
+        );
+        let cmd = parse(&["-r", R, "-a", "local", "-n", "a"]).unwrap();
+        assert!(
+            matches!(&cmd, Command::Local { export_name: Some(n), client_name: None, .. } if n == "a"),
+            "{cmd:?}"
+        );
+        // Not sent unless given: the brief forms are unchanged.
+        assert_eq!(
+            parse(&["-r", R, "-a", "export", "-f", "/dev/sdb"]).unwrap(),
+            export(v4([192, 0, 2, 1], 1025), "/dev/sdb")
+        );
+        assert_eq!(
+            parse(&["-r", R, "-a", "local"]).unwrap(),
+            local(v4([192, 0, 2, 1], 1025))
+        );
+        // A name starting with '-' needs the = form.
+        let cmd = parse(&["-r", R, "-a", "local", "--name=-x"]).unwrap();
+        assert!(matches!(cmd, Command::Local { export_name: Some(n), .. } if n == "-x"));
+
+        // Invalid names: a usage error naming the option.
+        let long = "n".repeat(64);
+        for (flag, action) in [
+            ("-n", "export"),
+            ("-n", "local"),
+            ("--client-name", "local"),
+        ] {
+            for (value, why) in [
+                ("", "empty name"),
+                ("two words", "' ' is not allowed"),
+                ("tab\there", "'\\t' is not allowed"),
+                ("caf\u{e9}", "'\u{e9}' is not allowed"),
+                ("del\u{7f}", "'\\u{7f}' is not allowed"),
+                (long.as_str(), "64 characters; a name has at most 63"),
+            ] {
+                let mut args = vec!["-r", R, "-a", action, flag, value];
+                if action == "export" {
+                    args.extend(["-f", "/dev/sdb"]);
+                }
+                let (kind, msg) = err(&args);
+                assert_eq!(kind, ErrorKind::ValueValidation, "{args:?}: {msg}");
+                let shown = if flag == "-n" { "--name <NAME>" } else { flag };
+                assert!(msg.contains(shown) && msg.contains(why), "{args:?}: {msg}");
+            }
+        }
+        // The bounds: 1 and 63 characters, '!' and '~'.
+        let n63 = "~".repeat(63);
+        for value in ["!", "~", n63.as_str(), "host-1.example:dm-0", "a/b@c[0]"] {
+            assert!(
+                parse(&["-r", R, "-a", "local", "-n", value]).is_ok(),
+                "{value}"
+            );
+            assert!(
+                parse(&["-r", R, "-a", "local", "--client-name", value]).is_ok(),
+                "{value}"
+            );
+        }
+
+        // Misplaced: refused like the other action-specific options.
+        let (kind, msg) = err(&["-r", R, "-a", "export", "-f", "/d", "--client-name", "w"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("--client-name cannot be used with -a export; it names a local node"),
+            "{msg}"
+        );
+        let (kind, msg) = err(&["-a", "set", "-d", "0", "-n", "x", "--max-resends", "1"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains("-n cannot be used with -a set; identities are fixed when"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "set", "-d", "0", "--client-name", "x"]);
+        assert!(
+            msg.contains("--client-name cannot be used with -a set; identities are fixed"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-r", R, "-a", "unexport", "-n", "x"]);
+        assert!(
+            msg.contains("-n cannot be used with -a unexport; the export is found by its address"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "list", "-n", "x"]);
+        assert!(
+            msg.contains(
+                "-n cannot be used with -a list; it only applies to -a export and -a local"
+            ),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-a", "delete", "-d", "0", "--client-name", "x"]);
+        assert!(
+            msg.contains(
+                "--client-name cannot be used with -a delete; it only applies to -a local"
+            ),
+            "{msg}"
+        );
     }
 }

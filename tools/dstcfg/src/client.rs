@@ -12,7 +12,8 @@ use netlink_packet_core::NLM_F_DUMP;
 
 use crate::message::{
     config_attrs, dev_del_attrs, dev_set_attrs, export_del_attrs, DeviceRequest, DeviceSettings,
-    DstAttr, DstCmd, DstMessage, Event, ExportRequest, ListEntry, NewDevice, Status,
+    DstAttr, DstCmd, DstMessage, Event, ExportRequest, ListEntry, ModuleSettings, NewDevice,
+    Status,
 };
 use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError, Received};
 use crate::uapi;
@@ -114,9 +115,9 @@ impl DstClient {
         ListEntry::from_dump(&msgs).context("malformed DST_CMD_LIST reply")
     }
 
-    /// `DST_CMD_CONFIG`: module-wide settings.
-    pub fn config(&mut self, crypto_threads: u32) -> Result<()> {
-        self.request(DstCmd::Config, config_attrs(crypto_threads))
+    /// `DST_CMD_CONFIG`: changes the module-wide settings given.
+    pub fn config(&mut self, settings: &ModuleSettings) -> Result<()> {
+        self.request(DstCmd::Config, config_attrs(settings))
             .map(drop)
     }
 

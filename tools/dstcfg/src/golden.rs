@@ -276,6 +276,16 @@ fn dump_v1() -> Vec<DstMessage> {
 /// errors for both kinds; index, refused and the allow-list for exports;
 /// queues and the client id for devices.
 fn dump_secure() -> Vec<DstMessage> {
+    let entries: Vec<Vec<u8>> = secure_entries()
+        .iter()
+        .map(|b| message(uapi::DST_CMD_LIST, NLM_F_MULTI, b))
+        .collect();
+    receive(&entries)
+}
+
+/// The attributes of each entry of [`dump_secure`]: two exports, three
+/// devices.
+fn secure_entries() -> [Vec<u8>; 5] {
     let security = |prot: u32, alg: &str, integrity: u64| {
         let mut b = u32a(uapi::DST_A_PROTECTION, prot);
         if !alg.is_empty() {
@@ -370,13 +380,38 @@ fn dump_secure() -> Vec<DstMessage> {
     dev2.extend(u64a(uapi::DST_A_CLIENT_ID, 0xf00d_cafe_0000_0001));
     dev2.extend(counters([0, 0, 0, 0, 0, 0], 0));
     dev2.extend(settings(DEFAULTS));
-    receive(&[
-        message(uapi::DST_CMD_LIST, NLM_F_MULTI, &exp0),
-        message(uapi::DST_CMD_LIST, NLM_F_MULTI, &exp1),
-        message(uapi::DST_CMD_LIST, NLM_F_MULTI, &dev0),
-        message(uapi::DST_CMD_LIST, NLM_F_MULTI, &dev1),
-        message(uapi::DST_CMD_LIST, NLM_F_MULTI, &dev2),
-    ])
+    [exp0, exp1, dev0, dev1, dev2]
+}
+
+/// The dump of a module with identities: [`dump_secure`] with the
+/// export's `DST_A_NAME` after its other attributes, and a device's
+/// `DST_A_NAME` (the export it is pinned to) and `DST_A_CLIENT_NAME`; one
+/// export and one device of an older module among them, and a device not
+/// pinned yet (an empty `DST_A_NAME`, shown as not reported). Names use the
+/// whole range a name may: `!`..`~`, up to 63 characters.
+fn dump_named() -> Vec<DstMessage> {
+    let mut e = secure_entries();
+    let mut add = |i: usize, attrs: Vec<u8>| e[i].extend(attrs);
+    // export0 with the module's default name; export1 of an older module.
+    add(0, stra(uapi::DST_A_NAME, "store1:ram0"));
+    // dst0: pinned on its first connection; its own name the host name.
+    let mut dev0 = stra(uapi::DST_A_NAME, "store1:ram0");
+    dev0.extend(stra(uapi::DST_A_CLIENT_NAME, "web1"));
+    add(2, dev0);
+    // dst1: given both, the longest and odd characters a name may have.
+    let long = format!("{}~", "x".repeat(61));
+    let mut dev1 = stra(uapi::DST_A_NAME, &format!("!{long}"));
+    dev1.extend(stra(uapi::DST_A_CLIENT_NAME, "web-1.example.org/\\"));
+    add(3, dev1);
+    // dst2: not pinned yet.
+    let mut dev2 = stra(uapi::DST_A_NAME, "");
+    dev2.extend(stra(uapi::DST_A_CLIENT_NAME, "web1"));
+    add(4, dev2);
+    let entries: Vec<Vec<u8>> = e
+        .iter()
+        .map(|b| message(uapi::DST_CMD_LIST, NLM_F_MULTI, b))
+        .collect();
+    receive(&entries)
 }
 
 fn entries(dump: &[DstMessage]) -> Vec<ListEntry> {
@@ -384,10 +419,20 @@ fn entries(dump: &[DstMessage]) -> Vec<ListEntry> {
 }
 
 fn status(crypto_threads: Option<u32>) -> Status {
+    status_rekey(crypto_threads, None)
+}
+
+/// A status reply with the key-update limits (MiB, seconds) of a module
+/// that reports them, after the crypto threads as the module sends them.
+fn status_rekey(crypto_threads: Option<u32>, rekey: Option<(u32, u32)>) -> Status {
     let mut b = stra(uapi::DST_A_VERSION, "0.2.0");
     b.extend(u32a(uapi::DST_A_PROTO_VERSION, 1));
     if let Some(n) = crypto_threads {
         b.extend(u32a(uapi::DST_A_CRYPTO_THREADS, n));
+    }
+    if let Some((mib, seconds)) = rekey {
+        b.extend(u32a(uapi::DST_A_REKEY_MIB, mib));
+        b.extend(u32a(uapi::DST_A_REKEY_SECONDS, seconds));
     }
     Status::from_replies(&receive(&[message(uapi::DST_CMD_STATUS, 0, &b)])).unwrap()
 }
@@ -413,6 +458,41 @@ fn golden_list_secure() {
 }
 
 #[test]
+fn golden_list_named() {
+    let e = entries(&dump_named());
+    golden("list_named.txt", &list_table(&e));
+    golden("list_named.json", &list_json(&e));
+    let v: serde_json::Value = serde_json::from_str(&list_json(&e)).unwrap();
+    assert_eq!(v[0]["name"], "store1:ram0");
+    assert!(v[1].get("name").is_none());
+    assert_eq!(v[2]["export"], "store1:ram0");
+    assert_eq!(v[2]["client"], "web1");
+    assert_eq!(v[3]["export"].as_str().unwrap().len(), 63);
+    assert_eq!(v[3]["client"], "web-1.example.org/\\");
+    assert!(v[4].get("export").is_none());
+    assert_eq!(v[4]["client"], "web1");
+    // Exports have no export or client key, devices no name key.
+    assert!(v[0].get("export").is_none() && v[0].get("client").is_none());
+    assert!(v[2].get("name").is_none());
+    // Without identities, the output of an older module stays as it was.
+    for (a, b) in entries(&dump_secure()).iter().zip(&e) {
+        let mut b = b.clone();
+        match &mut b.kind {
+            crate::message::EntryKind::Export { name, .. } => *name = None,
+            crate::message::EntryKind::Device {
+                export_name,
+                client_name,
+                ..
+            } => {
+                *export_name = None;
+                *client_name = None;
+            }
+        }
+        assert_eq!(a, &b);
+    }
+}
+
+#[test]
 fn golden_status() {
     golden("status_v1_empty.txt", &status_text(&status(None), &[]));
     golden(
@@ -433,6 +513,45 @@ fn golden_status() {
         "status_inline.txt",
         &status_text(&status(Some(0)), &entries(&dump_secure())[..2]),
     );
+    golden(
+        "status_named.txt",
+        &status_text(&s, &entries(&dump_named())),
+    );
+    // Names of the exports only: the device table keeps its columns.
+    let mut e = entries(&dump_named());
+    e.truncate(2);
+    e.extend(entries(&dump_secure()).split_off(2));
+    golden("status_named_exports.txt", &status_text(&s, &e));
+}
+
+#[test]
+fn golden_status_rekey() {
+    // The module's defaults: 64 GiB, an hour.
+    let s = status_rekey(Some(4), Some((65536, 3600)));
+    golden(
+        "status_rekey.txt",
+        &status_text(&s, &entries(&dump_named())),
+    );
+    golden("status_rekey.json", &format!("{}\n", s.to_json()));
+    // Limits that are no whole GiB, inline crypto, nothing else.
+    let small = status_rekey(Some(0), Some((1536, 1)));
+    golden("status_rekey_small.txt", &status_text(&small, &[]));
+    golden("status_rekey_small.json", &format!("{}\n", small.to_json()));
+    let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    assert_eq!(v["rekey_mib"], 65536);
+    assert_eq!(v["rekey_seconds"], 3600);
+    // Without them, the output of an older module stays as it was.
+    let old = status(Some(4));
+    assert_eq!(
+        Status {
+            rekey_mib: None,
+            rekey_seconds: None,
+            ..s.clone()
+        },
+        old
+    );
+    assert!(!old.to_json().contains("rekey"));
+    assert!(!status_text(&old, &[]).contains("rekey"));
 }
 
 /// Notifications of every event, as `dst_shim_event` sends them (device
@@ -577,7 +696,12 @@ fn json_keys_are_stable() {
         "bytes_written",
     ];
     let json = list_json(&entries(&dump_secure()));
-    for line in json.lines().filter(|l| l.trim_start().starts_with('{')) {
+    let named = list_json(&entries(&dump_named()));
+    for line in json
+        .lines()
+        .chain(named.lines())
+        .filter(|l| l.trim_start().starts_with('{'))
+    {
         let line = line.trim().trim_end_matches(',');
         // Keys in order of appearance.
         let mut order = Vec::new();

@@ -109,10 +109,19 @@ mod tests {
         }
         for needle in [
             "\\-\\-crypto\\-threads",
+            "\\-\\-rekey\\-after",
+            "\\-\\-rekey\\-interval",
+            "whichever comes first",
             "\\-\\-key\\-file",
+            "\\-\\-key\\-desc",
+            "keyctl padd logon dst:pair1 @u",
+            "kernel keyring",
             "\\-\\-allow",
             "\\-\\-force",
             "chmod 600",
+            "\\-n\\fR, \\fB\\-\\-name\\fR",
+            "\\-\\-client\\-name",
+            "then pins",
         ] {
             assert!(MAN.contains(needle), "the man page lacks {needle}");
         }
@@ -131,7 +140,13 @@ mod tests {
                     action.name()
                 );
             }
-            for option in ["crypto-threads", "force"] {
+            for option in [
+                "crypto-threads",
+                "rekey-after",
+                "rekey-interval",
+                "force",
+                "key-desc",
+            ] {
                 assert!(text.contains(option), "{file} lacks --{option}");
             }
         }

@@ -171,6 +171,20 @@ pub enum DstAttr {
     ClientId(u64),
     /// `DST_A_FORCE`: flag: delete the device even if it is open.
     Force,
+    /// `DST_A_NAME`: an export's identity (string): of the export, or the
+    /// one a device accepts.
+    Name(String),
+    /// `DST_A_CLIENT_NAME`: a device's own identity (string).
+    ClientName(String),
+    /// `DST_A_REKEY_MIB`: a keyed connection replaces its key after
+    /// protecting this many MiB (u32, module-wide).
+    RekeyMib(u32),
+    /// `DST_A_REKEY_SECONDS`: ... or after this many seconds (u32,
+    /// module-wide).
+    RekeySeconds(u32),
+    /// `DST_A_KEY_DESC`: instead of [`DstAttr::Key`], the description of a
+    /// logon (or user) key in the caller's keyrings (string).
+    KeyDesc(String),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -275,7 +289,10 @@ impl Nla for DstAttr {
             | DstAttr::Path(s)
             | DstAttr::DiskName(s)
             | DstAttr::Alg(s)
-            | DstAttr::Message(s) => s.len() + 1,
+            | DstAttr::Message(s)
+            | DstAttr::Name(s)
+            | DstAttr::ClientName(s)
+            | DstAttr::KeyDesc(s) => s.len() + 1,
             DstAttr::Addr(IpAddr::V4(_)) | DstAttr::PeerAddr(IpAddr::V4(_)) => 4,
             DstAttr::Addr(IpAddr::V6(_)) | DstAttr::PeerAddr(IpAddr::V6(_)) => 16,
             DstAttr::Port(_) | DstAttr::PeerPort(_) => 2,
@@ -309,7 +326,9 @@ impl Nla for DstAttr {
             | DstAttr::InFlight(_)
             | DstAttr::Queues(_)
             | DstAttr::Protection(_)
-            | DstAttr::CryptoThreads(_) => 4,
+            | DstAttr::CryptoThreads(_)
+            | DstAttr::RekeyMib(_)
+            | DstAttr::RekeySeconds(_) => 4,
             DstAttr::Other(nla) => nla.value_len(),
         }
     }
@@ -358,6 +377,11 @@ impl Nla for DstAttr {
             DstAttr::Refused(_) => uapi::DST_A_REFUSED,
             DstAttr::ClientId(_) => uapi::DST_A_CLIENT_ID,
             DstAttr::Force => uapi::DST_A_FORCE,
+            DstAttr::Name(_) => uapi::DST_A_NAME,
+            DstAttr::ClientName(_) => uapi::DST_A_CLIENT_NAME,
+            DstAttr::RekeyMib(_) => uapi::DST_A_REKEY_MIB,
+            DstAttr::RekeySeconds(_) => uapi::DST_A_REKEY_SECONDS,
+            DstAttr::KeyDesc(_) => uapi::DST_A_KEY_DESC,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -368,7 +392,10 @@ impl Nla for DstAttr {
             | DstAttr::Path(s)
             | DstAttr::DiskName(s)
             | DstAttr::Alg(s)
-            | DstAttr::Message(s) => emit_string(buffer, s),
+            | DstAttr::Message(s)
+            | DstAttr::Name(s)
+            | DstAttr::ClientName(s)
+            | DstAttr::KeyDesc(s) => emit_string(buffer, s),
             DstAttr::Addr(IpAddr::V4(ip)) | DstAttr::PeerAddr(IpAddr::V4(ip)) => {
                 buffer.copy_from_slice(&ip.octets())
             }
@@ -406,7 +433,9 @@ impl Nla for DstAttr {
             | DstAttr::InFlight(v)
             | DstAttr::Queues(v)
             | DstAttr::Protection(v)
-            | DstAttr::CryptoThreads(v) => emit_u32(buffer, *v).unwrap(),
+            | DstAttr::CryptoThreads(v)
+            | DstAttr::RekeyMib(v)
+            | DstAttr::RekeySeconds(v) => emit_u32(buffer, *v).unwrap(),
             DstAttr::Other(nla) => nla.emit_value(buffer),
         }
     }
@@ -480,6 +509,15 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
             uapi::DST_A_REFUSED => DstAttr::Refused(u64_of("DST_A_REFUSED")?),
             uapi::DST_A_CLIENT_ID => DstAttr::ClientId(u64_of("DST_A_CLIENT_ID")?),
             uapi::DST_A_FORCE => DstAttr::Force,
+            uapi::DST_A_NAME => DstAttr::Name(parse_string(payload).context("invalid DST_A_NAME")?),
+            uapi::DST_A_CLIENT_NAME => {
+                DstAttr::ClientName(parse_string(payload).context("invalid DST_A_CLIENT_NAME")?)
+            }
+            uapi::DST_A_REKEY_MIB => DstAttr::RekeyMib(u32_of("DST_A_REKEY_MIB")?),
+            uapi::DST_A_REKEY_SECONDS => DstAttr::RekeySeconds(u32_of("DST_A_REKEY_SECONDS")?),
+            uapi::DST_A_KEY_DESC => {
+                DstAttr::KeyDesc(parse_string(payload).context("invalid DST_A_KEY_DESC")?)
+            }
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -553,6 +591,11 @@ pub struct Status {
     pub protocol: u32,
     /// Workers of the crypto pool (`DST_A_CRYPTO_THREADS`), if reported.
     pub crypto_threads: Option<u32>,
+    /// MiB after which a keyed connection replaces its key
+    /// (`DST_A_REKEY_MIB`), if reported.
+    pub rekey_mib: Option<u32>,
+    /// Seconds after which it does (`DST_A_REKEY_SECONDS`), if reported.
+    pub rekey_seconds: Option<u32>,
 }
 
 impl Status {
@@ -564,11 +607,15 @@ impl Status {
         let mut version = None;
         let mut protocol = None;
         let mut crypto_threads = None;
+        let mut rekey_mib = None;
+        let mut rekey_seconds = None;
         for attr in &reply.attrs {
             match attr {
                 DstAttr::Version(v) => version = Some(v.clone()),
                 DstAttr::ProtoVersion(p) => protocol = Some(*p),
                 DstAttr::CryptoThreads(n) => crypto_threads = Some(*n),
+                DstAttr::RekeyMib(n) => rekey_mib = Some(*n),
+                DstAttr::RekeySeconds(n) => rekey_seconds = Some(*n),
                 _ => {}
             }
         }
@@ -576,6 +623,8 @@ impl Status {
             version: version.ok_or_else(|| anyhow!("status reply lacks DST_A_VERSION"))?,
             protocol: protocol.ok_or_else(|| anyhow!("status reply lacks DST_A_PROTO_VERSION"))?,
             crypto_threads,
+            rekey_mib,
+            rekey_seconds,
         })
     }
 
@@ -588,15 +637,22 @@ impl Status {
     }
 
     /// JSON object `{"version": "...", "protocol": N}`, then
-    /// `"crypto_threads": N` if the module reports it.
+    /// `"crypto_threads": N`, `"rekey_mib": N` and `"rekey_seconds": N`,
+    /// each if the module reports it.
     pub fn to_json(&self) -> String {
         let version = serde_json::Value::String(self.version.clone());
-        let threads = match self.crypto_threads {
-            Some(n) => format!(r#", "crypto_threads": {n}"#),
-            None => String::new(),
-        };
+        let mut optional = String::new();
+        for (key, value) in [
+            ("crypto_threads", self.crypto_threads),
+            ("rekey_mib", self.rekey_mib),
+            ("rekey_seconds", self.rekey_seconds),
+        ] {
+            if let Some(n) = value {
+                optional.push_str(&format!(r#", "{key}": {n}"#));
+            }
+        }
         format!(
-            r#"{{"version": {version}, "protocol": {}{threads}}}"#,
+            r#"{{"version": {version}, "protocol": {}{optional}}}"#,
             self.protocol
         )
     }
@@ -616,6 +672,9 @@ pub struct SecurityAttrs {
     pub alg: Option<String>,
     /// `DST_A_KEY`.
     pub key: Option<SecretKey>,
+    /// `DST_A_KEY_DESC`: the module takes the key from the caller's
+    /// keyrings instead (never together with `key`).
+    pub key_desc: Option<String>,
 }
 
 impl SecurityAttrs {
@@ -625,6 +684,7 @@ impl SecurityAttrs {
         attrs.extend(self.protection.map(DstAttr::Protection));
         attrs.extend(self.alg.clone().map(DstAttr::Alg));
         attrs.extend(self.key.clone().map(DstAttr::Key));
+        attrs.extend(self.key_desc.clone().map(DstAttr::KeyDesc));
         attrs
     }
 }
@@ -646,6 +706,9 @@ pub struct ExportRequest {
     pub security: SecurityAttrs,
     /// Allow-list (empty: not sent; any client may connect).
     pub allow: Vec<AllowRule>,
+    /// The export's identity (none: not sent, the module's default
+    /// `<host name>:<device name>`).
+    pub name: Option<String>,
 }
 
 impl ExportRequest {
@@ -660,6 +723,7 @@ impl ExportRequest {
         attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
         attrs.extend(self.security.attrs());
         attrs.extend(self.allow.iter().map(|r| DstAttr::Allow(allow_attrs(r))));
+        attrs.extend(self.name.clone().map(DstAttr::Name));
         attrs
     }
 }
@@ -689,6 +753,12 @@ pub struct DeviceRequest {
     /// The identity the export fences by, not 0 (none: not sent, the module
     /// picks a random one).
     pub client_id: Option<u64>,
+    /// The identity of the export to accept (none: not sent, the module
+    /// pins the first one it reaches).
+    pub export_name: Option<String>,
+    /// This node's identity (none: not sent, the module's default, the host
+    /// name).
+    pub client_name: Option<String>,
 }
 
 impl DeviceRequest {
@@ -702,6 +772,8 @@ impl DeviceRequest {
         attrs.extend(self.queues.map(DstAttr::Queues));
         attrs.extend(self.security.attrs());
         attrs.extend(self.client_id.map(DstAttr::ClientId));
+        attrs.extend(self.export_name.clone().map(DstAttr::Name));
+        attrs.extend(self.client_name.clone().map(DstAttr::ClientName));
         attrs
     }
 }
@@ -828,9 +900,38 @@ impl DeviceCounters {
     }
 }
 
-/// Attributes of `DST_CMD_CONFIG`.
-pub fn config_attrs(crypto_threads: u32) -> Vec<DstAttr> {
-    vec![DstAttr::CryptoThreads(crypto_threads)]
+/// The module-wide settings `DST_CMD_CONFIG` changes (any non-empty
+/// subset) and `DST_CMD_STATUS` reports. `None`: not given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModuleSettings {
+    /// `DST_A_CRYPTO_THREADS`: workers of the crypto pool (0: inline).
+    pub crypto_threads: Option<u32>,
+    /// `DST_A_REKEY_MIB`: a keyed connection replaces its key after
+    /// protecting this many MiB.
+    pub rekey_mib: Option<u32>,
+    /// `DST_A_REKEY_SECONDS`: ... or after this many seconds.
+    pub rekey_seconds: Option<u32>,
+}
+
+impl ModuleSettings {
+    /// True if no setting is given.
+    pub fn is_empty(&self) -> bool {
+        self.attrs().is_empty()
+    }
+
+    /// The attributes of the settings given, in attribute order.
+    pub fn attrs(&self) -> Vec<DstAttr> {
+        let mut attrs = Vec::new();
+        attrs.extend(self.crypto_threads.map(DstAttr::CryptoThreads));
+        attrs.extend(self.rekey_mib.map(DstAttr::RekeyMib));
+        attrs.extend(self.rekey_seconds.map(DstAttr::RekeySeconds));
+        attrs
+    }
+}
+
+/// Attributes of `DST_CMD_CONFIG`: the settings given.
+pub fn config_attrs(settings: &ModuleSettings) -> Vec<DstAttr> {
+    settings.attrs()
 }
 
 /// Attributes of `DST_CMD_DEV_DEL`: the device, and `DST_A_FORCE` to delete
@@ -931,6 +1032,8 @@ pub enum EntryKind {
         allow: Vec<AllowRule>,
         /// Clients refused (`DST_A_REFUSED`), if reported.
         refused: Option<u64>,
+        /// The export's identity (`DST_A_NAME`), if reported and not empty.
+        name: Option<String>,
     },
     /// `DST_KIND_DEVICE`.
     Device {
@@ -949,6 +1052,12 @@ pub enum EntryKind {
         /// The identity the export fences by (`DST_A_CLIENT_ID`), if
         /// reported.
         client_id: Option<u64>,
+        /// The identity of the export the device accepts (`DST_A_NAME`),
+        /// pinned or given, if reported and not empty.
+        export_name: Option<String>,
+        /// The device's own identity (`DST_A_CLIENT_NAME`), if reported and
+        /// not empty.
+        client_name: Option<String>,
     },
 }
 
@@ -985,6 +1094,7 @@ impl ListEntry {
         let (mut settings, mut counters) = (DeviceSettings::default(), DeviceCounters::default());
         let (mut allow, mut refused, mut queues, mut client_id) = (Vec::new(), None, None, None);
         let (mut protection, mut alg, mut integrity_errors) = (None, None, None);
+        let (mut name, mut client_name) = (None, None);
         for attr in &msg.attrs {
             if settings.absorb(attr) || counters.absorb(attr) {
                 continue;
@@ -1008,6 +1118,8 @@ impl ListEntry {
                 DstAttr::Protection(p) => protection = Some(*p),
                 DstAttr::Alg(a) if !a.is_empty() => alg = Some(a.clone()),
                 DstAttr::IntegrityErrors(n) => integrity_errors = Some(*n),
+                DstAttr::Name(n) if !n.is_empty() => name = Some(n.clone()),
+                DstAttr::ClientName(n) if !n.is_empty() => client_name = Some(n.clone()),
                 _ => {}
             }
         }
@@ -1018,6 +1130,7 @@ impl ListEntry {
                 index,
                 allow,
                 refused,
+                name,
             },
             uapi::DST_KIND_DEVICE => {
                 let index = index.ok_or_else(|| anyhow!("device entry lacks DST_A_INDEX"))?;
@@ -1029,6 +1142,8 @@ impl ListEntry {
                     counters,
                     queues,
                     client_id,
+                    export_name: name,
+                    client_name,
                 }
             }
             _ => return Ok(None),
@@ -1179,6 +1294,8 @@ mod tests {
                 version: "0.1.0".into(),
                 protocol: 1,
                 crypto_threads: None,
+                rekey_mib: None,
+                rekey_seconds: None,
             }
         );
         assert_eq!(status.to_text(), "dst module 0.1.0, wire protocol 1");
@@ -1236,11 +1353,90 @@ mod tests {
     }
 
     #[test]
+    fn config_wire_format() {
+        // Each setting only when given, in attribute order.
+        let threads = ModuleSettings {
+            crypto_threads: Some(4),
+            ..Default::default()
+        };
+        let msg = DstMessage::new(DstCmd::Config, config_attrs(&threads));
+        assert_eq!(
+            emit(&msg),
+            nla(uapi::DST_A_CRYPTO_THREADS, &4u32.to_ne_bytes())
+        );
+        let rekey = ModuleSettings {
+            rekey_mib: Some(65536),
+            rekey_seconds: Some(3600),
+            ..Default::default()
+        };
+        let msg = DstMessage::new(DstCmd::Config, config_attrs(&rekey));
+        let mut expected = nla(uapi::DST_A_REKEY_MIB, &65536u32.to_ne_bytes());
+        expected.extend(nla(uapi::DST_A_REKEY_SECONDS, &3600u32.to_ne_bytes()));
+        assert_eq!(emit(&msg), expected);
+        #[rustfmt::skip]
+        let literal = [
+            8, 0, 45, 0, 0, 0, 1, 0, // len 8, DST_A_REKEY_MIB, 65536
+            8, 0, 46, 0, 0x10, 0x0e, 0, 0, // len 8, DST_A_REKEY_SECONDS, 3600
+        ];
+        if cfg!(target_endian = "little") {
+            assert_eq!(emit(&msg), literal);
+        }
+        assert_eq!(parse(&emit(&msg), uapi::DST_CMD_CONFIG), msg);
+        let all = ModuleSettings {
+            crypto_threads: Some(0),
+            rekey_mib: Some(1),
+            rekey_seconds: Some(86400),
+        };
+        assert_eq!(
+            config_attrs(&all),
+            vec![
+                DstAttr::CryptoThreads(0),
+                DstAttr::RekeyMib(1),
+                DstAttr::RekeySeconds(86400)
+            ]
+        );
+        assert!(!all.is_empty() && !rekey.is_empty() && !threads.is_empty());
+        assert!(ModuleSettings::default().is_empty());
+        assert!(config_attrs(&ModuleSettings::default()).is_empty());
+    }
+
+    #[test]
+    fn status_with_module_settings() {
+        let mut reply = status_reply();
+        reply.attrs.extend([
+            DstAttr::CryptoThreads(4),
+            DstAttr::RekeyMib(65536),
+            DstAttr::RekeySeconds(3600),
+        ]);
+        let parsed = parse(&emit(&reply), uapi::DST_CMD_STATUS);
+        let status = Status::from_replies(&[parsed]).unwrap();
+        assert_eq!(status.crypto_threads, Some(4));
+        assert_eq!(status.rekey_mib, Some(65536));
+        assert_eq!(status.rekey_seconds, Some(3600));
+        assert_eq!(
+            status.to_json(),
+            r#"{"version": "0.1.0", "protocol": 1, "crypto_threads": 4, "rekey_mib": 65536, "rekey_seconds": 3600}"#
+        );
+        // Each one only if reported.
+        let only_seconds = Status {
+            crypto_threads: None,
+            rekey_mib: None,
+            ..status
+        };
+        assert_eq!(
+            only_seconds.to_json(),
+            r#"{"version": "0.1.0", "protocol": 1, "rekey_seconds": 3600}"#
+        );
+    }
+
+    #[test]
     fn json_escapes_version() {
         let s = Status {
             version: "1\"x".into(),
             protocol: 2,
             crypto_threads: None,
+            rekey_mib: None,
+            rekey_seconds: None,
         };
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["version"], "1\"x");
@@ -1273,6 +1469,7 @@ mod tests {
             max_io_pages: Some(256),
             security: Default::default(),
             allow: Vec::new(),
+            name: None,
         };
         let msg = DstMessage::new(DstCmd::ExportAdd, req.attrs());
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
@@ -1301,6 +1498,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            name: None,
         };
         let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
         assert_eq!(
@@ -1331,6 +1529,8 @@ mod tests {
             security: Default::default(),
             settings: DeviceSettings::default(),
             client_id: None,
+            export_name: None,
+            client_name: None,
         };
         assert_eq!(req.attrs().len(), 2);
         req.index = Some(3);
@@ -1411,6 +1611,8 @@ mod tests {
             security: Default::default(),
             settings: every_setting(),
             client_id: None,
+            export_name: None,
+            client_name: None,
         };
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
         expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
@@ -1534,6 +1736,12 @@ mod tests {
             DstAttr::State(uapi::DST_STATE_FAILED),
             DstAttr::ClientId(0xfedc_ba98_7654_3210),
             DstAttr::Force,
+            DstAttr::Name("store1:sdb".into()),
+            DstAttr::ClientName("~".into()),
+            DstAttr::CryptoThreads(64),
+            DstAttr::RekeyMib(1_048_576),
+            DstAttr::RekeySeconds(86_400),
+            DstAttr::KeyDesc("dst:pair1".into()),
         ];
         let msg = DstMessage::new(DstCmd::List, attrs);
         assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);
@@ -1558,6 +1766,11 @@ mod tests {
             (uapi::DST_A_BYTES_WRITTEN, &[1, 2, 3, 4, 5, 6, 7][..]),
             (uapi::DST_A_DISK_NAME, &[0xff, 0xfe, 0][..]),
             (uapi::DST_A_CLIENT_ID, &[1, 2, 3, 4][..]),
+            (uapi::DST_A_NAME, &[b'a', 0xff, 0][..]),
+            (uapi::DST_A_CLIENT_NAME, &[0xc3, 0][..]),
+            (uapi::DST_A_REKEY_MIB, &[1, 2][..]),
+            (uapi::DST_A_REKEY_SECONDS, &[1, 2, 3, 4, 5, 6, 7, 8][..]),
+            (uapi::DST_A_KEY_DESC, &[b'd', 0xff, 0][..]),
         ] {
             let header = GenlHeader {
                 cmd: uapi::DST_CMD_LIST,
@@ -1659,6 +1872,7 @@ mod tests {
                         index: None,
                         allow: vec![],
                         refused: None,
+                        name: None,
                     },
                     addr: "10.0.0.2:1025".parse().unwrap(),
                     size: 512 << 20,
@@ -1677,6 +1891,8 @@ mod tests {
                         counters: DeviceCounters::default(),
                         queues: None,
                         client_id: None,
+                        export_name: None,
+                        client_name: None,
                     },
                     addr: "[2001:db8::2]:2000".parse().unwrap(),
                     size: 4096,
@@ -1729,6 +1945,8 @@ mod tests {
                 counters: DeviceCounters::default(),
                 queues: None,
                 client_id: None,
+                export_name: None,
+                client_name: None,
             }
         );
     }
@@ -1791,6 +2009,8 @@ mod tests {
                     },
                     queues: None,
                     client_id: Some(u64::MAX),
+                    export_name: None,
+                    client_name: None,
                 },
                 addr: "10.9.0.1:1025".parse().unwrap(),
                 size: 512 << 20,
@@ -1838,5 +2058,213 @@ mod tests {
         ] {
             assert_eq!(EntryState::from(n), state, "{n}");
         }
+    }
+
+    #[test]
+    fn identities_wire_format() {
+        // EXPORT_ADD: DST_A_NAME last, NUL-terminated, padded to 4 bytes.
+        let mut export = ExportRequest {
+            addr: "10.0.0.2:1025".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
+            name: Some("store1:sdb".into()),
+        };
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+        let mut named = expected.clone();
+        named.extend(nla(uapi::DST_A_NAME, b"store1:sdb\0"));
+        let bytes = emit(&DstMessage::new(DstCmd::ExportAdd, export.attrs()));
+        assert_eq!(bytes, named);
+        // 4-byte header + 11 bytes, padded to 16; kind 43.
+        assert_eq!(&named[named.len() - 16..][..4], &[15, 0, 43, 0][..]);
+        assert_eq!(
+            parse(&bytes, uapi::DST_CMD_EXPORT_ADD).attrs.last(),
+            Some(&DstAttr::Name("store1:sdb".into()))
+        );
+        export.name = None;
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::ExportAdd, export.attrs())),
+            expected
+        );
+
+        // DEV_ADD: the export's name (DST_A_NAME), then this node's
+        // (DST_A_CLIENT_NAME), after everything else; each only when given.
+        let mut dev = DeviceRequest {
+            addr: "10.0.0.1:1025".parse().unwrap(),
+            index: None,
+            max_io_pages: None,
+            queue_depth: None,
+            queues: None,
+            security: Default::default(),
+            settings: DeviceSettings::default(),
+            client_id: Some(7),
+            export_name: Some("store1:sdb".into()),
+            client_name: Some("web1".into()),
+        };
+        let mut base = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
+        base.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        base.extend(nla(uapi::DST_A_CLIENT_ID, &7u64.to_ne_bytes()));
+        let mut both = base.clone();
+        both.extend(nla(uapi::DST_A_NAME, b"store1:sdb\0"));
+        both.extend(nla(uapi::DST_A_CLIENT_NAME, b"web1\0"));
+        assert_eq!(emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs())), both);
+        // "web1\0" is 5 bytes: 4 + 5 = 9, padded to 12; kind 44.
+        assert_eq!(&both[both.len() - 12..][..4], &[9, 0, 44, 0][..]);
+        dev.export_name = None;
+        let mut client_only = base.clone();
+        client_only.extend(nla(uapi::DST_A_CLIENT_NAME, b"web1\0"));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs())),
+            client_only
+        );
+        dev.client_name = None;
+        assert_eq!(emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs())), base);
+        // The longest name: 63 characters and the NUL, 68 bytes in all.
+        let long = "x".repeat(63);
+        dev.export_name = Some(long.clone());
+        let bytes = emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs()));
+        assert_eq!(bytes.len(), base.len() + 68);
+        assert_eq!(
+            parse(&bytes, uapi::DST_CMD_DEV_ADD).attrs.last(),
+            Some(&DstAttr::Name(long))
+        );
+    }
+
+    #[test]
+    fn key_desc_wire_format() {
+        // EXPORT_ADD: protection, then DST_A_KEY_DESC in the key's place,
+        // NUL-terminated and padded; no DST_A_KEY.
+        let security = SecurityAttrs {
+            protection: Some(uapi::DST_PROT_AEAD),
+            alg: None,
+            key: None,
+            key_desc: Some("dst:pair1".into()),
+        };
+        let export = ExportRequest {
+            addr: "10.0.0.2:1025".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: security.clone(),
+            allow: Vec::new(),
+            name: None,
+        };
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+        expected.extend(nla(
+            uapi::DST_A_PROTECTION,
+            &uapi::DST_PROT_AEAD.to_ne_bytes(),
+        ));
+        expected.extend(nla(uapi::DST_A_KEY_DESC, b"dst:pair1\0"));
+        let bytes = emit(&DstMessage::new(DstCmd::ExportAdd, export.attrs()));
+        assert_eq!(bytes, expected);
+        // By hand: 4-byte header + "dst:pair1\0" (10 bytes) = 14, padded to
+        // 16; kind 47.
+        let tail = &bytes[bytes.len() - 16..];
+        assert_eq!(&tail[..4], &[14, 0, 47, 0][..]);
+        assert_eq!(&tail[4..], b"dst:pair1\0\0\0");
+        assert!(!export.attrs().iter().any(|a| matches!(a, DstAttr::Key(_))));
+        assert_eq!(
+            parse(&bytes, uapi::DST_CMD_EXPORT_ADD).attrs.last(),
+            Some(&DstAttr::KeyDesc("dst:pair1".into()))
+        );
+
+        // DEV_ADD: the same attribute after the protection, before the
+        // client id and the identities.
+        let dev = DeviceRequest {
+            addr: "10.0.0.1:1025".parse().unwrap(),
+            index: None,
+            max_io_pages: None,
+            queue_depth: None,
+            queues: None,
+            security,
+            settings: DeviceSettings::default(),
+            client_id: Some(7),
+            export_name: Some("store1:sdb".into()),
+            client_name: None,
+        };
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(
+            uapi::DST_A_PROTECTION,
+            &uapi::DST_PROT_AEAD.to_ne_bytes(),
+        ));
+        expected.extend(nla(uapi::DST_A_KEY_DESC, b"dst:pair1\0"));
+        expected.extend(nla(uapi::DST_A_CLIENT_ID, &7u64.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_NAME, b"store1:sdb\0"));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs())),
+            expected
+        );
+
+        // The longest description: 255 bytes and the NUL, 260 bytes in all
+        // (no padding); spaces and UTF-8 go as they are.
+        let long = "k".repeat(255);
+        let attr = DstAttr::KeyDesc(long.clone());
+        let bytes = emit(&DstMessage::new(DstCmd::DevAdd, vec![attr.clone()]));
+        assert_eq!(bytes.len(), 260);
+        assert_eq!(&bytes[..4], &[4, 1, 47, 0][..]);
+        assert_eq!(bytes[259], 0);
+        assert_eq!(parse(&bytes, uapi::DST_CMD_DEV_ADD).attrs, vec![attr]);
+        let nvme = "NVMe0R01 nqn.x ключ";
+        assert_eq!(
+            emit(&DstMessage::new(
+                DstCmd::DevAdd,
+                vec![DstAttr::KeyDesc(nvme.into())]
+            )),
+            nla(uapi::DST_A_KEY_DESC, &[nvme.as_bytes(), &[0]].concat())
+        );
+        // Neither a key nor a description: neither is sent.
+        assert!(SecurityAttrs::default().attrs().is_empty());
+    }
+
+    #[test]
+    fn list_entries_with_identities() {
+        let mut export = parse(&export_entry_bytes(), uapi::DST_CMD_LIST);
+        export.attrs.push(DstAttr::Name("store1:sdb".into()));
+        let entry = ListEntry::from_message(&export).unwrap().unwrap();
+        let EntryKind::Export { name, .. } = &entry.kind else {
+            panic!("{entry:?}");
+        };
+        assert_eq!(name.as_deref(), Some("store1:sdb"));
+
+        let mut device = parse(&device_entry_bytes(), uapi::DST_CMD_LIST);
+        device.attrs.push(DstAttr::Name("store1:sdb".into()));
+        device.attrs.push(DstAttr::ClientName("web1".into()));
+        let entry = ListEntry::from_message(&device).unwrap().unwrap();
+        let EntryKind::Device {
+            export_name,
+            client_name,
+            ..
+        } = &entry.kind
+        else {
+            panic!("{entry:?}");
+        };
+        assert_eq!(export_name.as_deref(), Some("store1:sdb"));
+        assert_eq!(client_name.as_deref(), Some("web1"));
+
+        // Empty (not pinned yet) is the same as not reported.
+        let mut device = parse(&device_entry_bytes(), uapi::DST_CMD_LIST);
+        device.attrs.push(DstAttr::Name(String::new()));
+        device.attrs.push(DstAttr::ClientName(String::new()));
+        let entry = ListEntry::from_message(&device).unwrap().unwrap();
+        assert!(
+            matches!(
+                entry.kind,
+                EntryKind::Device {
+                    export_name: None,
+                    client_name: None,
+                    ..
+                }
+            ),
+            "{entry:?}"
+        );
     }
 }

@@ -200,6 +200,7 @@ pub fn errno_name(errno: i32) -> Option<&'static str> {
         (libc::EINPROGRESS, "EINPROGRESS"),
         (libc::ENOLINK, "ENOLINK"),
         (libc::EPROTO, "EPROTO"),
+        (libc::ENOKEY, "ENOKEY"),
         (524, "ENOTSUPP"), // kernel-internal, not in libc
     ];
     NAMES.iter().find(|(n, _)| *n == errno).map(|(_, s)| *s)

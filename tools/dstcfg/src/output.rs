@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::message::{
-    DeviceCounters, EntryKind, EntryState, Event, EventSubject, ListEntry, Status,
+    EntryKind, EntryState, Event, EventSubject, ListEntry, ModuleSettings, Status,
 };
 use crate::uapi;
 
@@ -32,6 +32,42 @@ pub fn human_size(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `mib` MiB exactly, in the largest binary unit that holds it whole:
+/// `64 GiB`, `1 TiB`, `1536 MiB` (as `--rekey-after` takes it: 64G, 1T,
+/// 1536M).
+pub fn mib_text(mib: u32) -> String {
+    match mib {
+        0 => "0 MiB".into(),
+        n if n % (1 << 20) == 0 => format!("{} TiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{} GiB", n >> 10),
+        n => format!("{n} MiB"),
+    }
+}
+
+/// The lines of the key-update limits, each if given: `rekey after: 64
+/// GiB`, `rekey interval: 3600 s`.
+fn rekey_lines(rekey_mib: Option<u32>, rekey_seconds: Option<u32>) -> String {
+    let mut out = String::new();
+    if let Some(mib) = rekey_mib {
+        out.push_str(&format!("rekey after: {}\n", mib_text(mib)));
+    }
+    if let Some(secs) = rekey_seconds {
+        out.push_str(&format!("rekey interval: {secs} s\n"));
+    }
+    out
+}
+
+/// What `-a set` without `-d` prints once the module took the settings:
+/// one line per setting given.
+pub fn config_text(settings: &ModuleSettings) -> String {
+    let mut out = String::new();
+    if let Some(n) = settings.crypto_threads {
+        out.push_str(&format!("crypto threads: {n}\n"));
+    }
+    out.push_str(&rekey_lines(settings.rekey_mib, settings.rekey_seconds));
+    out
 }
 
 /// The state as a word: an export's connected listener is "listening".
@@ -111,18 +147,27 @@ fn protection_detail(entry: &ListEntry) -> Option<String> {
 }
 
 /// The DETAIL column of a device: the queue depth, the queues, the
-/// protection and the client id when reported, then the reconnect, resend,
-/// IO error and integrity error counters that are reported and not zero.
-fn device_detail(
-    entry: &ListEntry,
-    queue_depth: u32,
-    queues: Option<u32>,
-    client_id: Option<u64>,
-    c: &DeviceCounters,
-) -> String {
+/// protection, the identities of its export and its own, and the client id
+/// when reported, then the reconnect, resend, IO error and integrity error
+/// counters that are reported and not zero.
+fn device_detail(entry: &ListEntry) -> String {
+    let EntryKind::Device {
+        queue_depth,
+        counters: c,
+        queues,
+        client_id,
+        export_name,
+        client_name,
+        ..
+    } = &entry.kind
+    else {
+        return String::new();
+    };
     let mut parts = vec![format!("depth {queue_depth}")];
     parts.extend(queues.map(|n| count(n.into(), "queue")));
     parts.extend(protection_detail(entry));
+    parts.extend(export_name.as_ref().map(|n| format!("export {n}")));
+    parts.extend(client_name.as_ref().map(|n| format!("client {n}")));
     parts.extend(client_id.map(|id| format!("client-id {}", client_id_text(id))));
     parts.extend(nonzero_counts(&[
         (c.reconnects, "reconnect"),
@@ -133,15 +178,16 @@ fn device_detail(
     parts.join(", ")
 }
 
-/// The DETAIL column of an export: `exportN` when reported, the sessions,
-/// the protection and the allow-list, then the refused clients and integrity
-/// errors that are reported and not zero.
+/// The DETAIL column of an export: `exportN` and its identity when
+/// reported, the sessions, the protection and the allow-list, then the
+/// refused clients and integrity errors that are reported and not zero.
 fn export_detail(entry: &ListEntry) -> String {
     let EntryKind::Export {
         sessions,
         index,
         allow,
         refused,
+        name,
         ..
     } = &entry.kind
     else {
@@ -149,6 +195,7 @@ fn export_detail(entry: &ListEntry) -> String {
     };
     let mut parts = Vec::new();
     parts.extend(index.map(|n| format!("export{n}")));
+    parts.extend(name.as_ref().map(|n| format!("name {n}")));
     parts.push(count((*sessions).into(), "session"));
     parts.extend(protection_detail(entry));
     if !allow.is_empty() {
@@ -209,17 +256,7 @@ const HEADINGS: [&str; 7] = [
 fn table_row(entry: &ListEntry) -> Vec<String> {
     let (name, detail) = match &entry.kind {
         EntryKind::Export { path, .. } => (path.clone(), export_detail(entry)),
-        EntryKind::Device {
-            disk_name,
-            queue_depth,
-            counters,
-            queues,
-            client_id,
-            ..
-        } => (
-            format!("/dev/{disk_name}"),
-            device_detail(entry, *queue_depth, *queues, *client_id, counters),
-        ),
+        EntryKind::Device { disk_name, .. } => (format!("/dev/{disk_name}"), device_detail(entry)),
     };
     vec![
         kind_name(entry).to_string(),
@@ -337,12 +374,28 @@ fn json_object(entry: &ListEntry) -> String {
     if let Some(n) = entry.integrity_errors {
         fields.push(("integrity_errors", n.to_string()));
     }
-    if let EntryKind::Device {
-        client_id: Some(id),
-        ..
-    } = &entry.kind
-    {
-        fields.push(("client_id", string(&client_id_text(*id))));
+    match &entry.kind {
+        EntryKind::Export { name, .. } => {
+            if let Some(n) = name {
+                fields.push(("name", string(n)));
+            }
+        }
+        EntryKind::Device {
+            client_id,
+            export_name,
+            client_name,
+            ..
+        } => {
+            if let Some(id) = client_id {
+                fields.push(("client_id", string(&client_id_text(*id))));
+            }
+            if let Some(n) = export_name {
+                fields.push(("export", string(n)));
+            }
+            if let Some(n) = client_name {
+                fields.push(("client", string(n)));
+            }
+        }
     }
     object(&fields)
 }
@@ -365,9 +418,16 @@ fn cell(value: Option<u64>) -> String {
     value.map_or_else(|| "-".to_string(), |n| n.to_string())
 }
 
-/// The `-a status` report: the module line, the crypto threads if
-/// reported, then a table of the exports and one of the devices with their
-/// counters (`-`: not reported by this module).
+/// `name`, or `-` if not reported, for the identity columns of `-a status`.
+fn name_cell(name: &Option<String>) -> String {
+    name.clone().unwrap_or_else(|| "-".to_string())
+}
+
+/// The `-a status` report: the module line, the crypto threads and the
+/// key-update limits if reported, then a table of the exports and one of the devices with their
+/// counters (`-`: not reported by this module). The identities close each
+/// table (exports: NAME; devices: EXPORT and CLIENT) if the module reports
+/// them for one of its rows.
 pub fn status_text(status: &Status, entries: &[ListEntry]) -> String {
     let mut out = format!("{}\n", status.to_text());
     if let Some(n) = status.crypto_threads {
@@ -378,6 +438,7 @@ pub fn status_text(status: &Status, entries: &[ListEntry]) -> String {
         };
         out.push_str(&format!("crypto threads: {what}\n"));
     }
+    out.push_str(&rekey_lines(status.rekey_mib, status.rekey_seconds));
     let mut exports = vec![[
         "EXPORT",
         "LISTEN",
@@ -403,38 +464,69 @@ pub fn status_text(status: &Status, entries: &[ListEntry]) -> String {
     ]
     .map(String::from)
     .to_vec()];
+    let export_names = entries
+        .iter()
+        .any(|e| matches!(&e.kind, EntryKind::Export { name: Some(_), .. }));
+    let device_names = entries.iter().any(|e| {
+        matches!(
+            &e.kind,
+            EntryKind::Device { export_name, client_name, .. }
+                if export_name.is_some() || client_name.is_some()
+        )
+    });
+    if export_names {
+        exports[0].push("NAME".into());
+    }
+    if device_names {
+        devices[0].extend(["EXPORT".into(), "CLIENT".into()]);
+    }
     for entry in entries {
         match &entry.kind {
             EntryKind::Export {
                 path,
                 sessions,
                 refused,
+                name,
                 ..
-            } => exports.push(vec![
-                path.clone(),
-                entry.addr.to_string(),
-                state_name(entry),
-                sessions.to_string(),
-                cell(*refused),
-                cell(entry.integrity_errors),
-            ]),
+            } => {
+                let mut row = vec![
+                    path.clone(),
+                    entry.addr.to_string(),
+                    state_name(entry),
+                    sessions.to_string(),
+                    cell(*refused),
+                    cell(entry.integrity_errors),
+                ];
+                if export_names {
+                    row.push(name_cell(name));
+                }
+                exports.push(row);
+            }
             EntryKind::Device {
                 disk_name,
                 counters: c,
+                export_name,
+                client_name,
                 ..
-            } => devices.push(vec![
-                format!("/dev/{disk_name}"),
-                entry.addr.to_string(),
-                state_name(entry),
-                cell(c.in_flight.map(u64::from)),
-                c.bytes_read.map_or_else(|| "-".into(), human_size),
-                c.bytes_written.map_or_else(|| "-".into(), human_size),
-                cell(c.reconnects),
-                cell(c.resends),
-                cell(c.timeouts),
-                cell(c.io_errors),
-                cell(entry.integrity_errors),
-            ]),
+            } => {
+                let mut row = vec![
+                    format!("/dev/{disk_name}"),
+                    entry.addr.to_string(),
+                    state_name(entry),
+                    cell(c.in_flight.map(u64::from)),
+                    c.bytes_read.map_or_else(|| "-".into(), human_size),
+                    c.bytes_written.map_or_else(|| "-".into(), human_size),
+                    cell(c.reconnects),
+                    cell(c.resends),
+                    cell(c.timeouts),
+                    cell(c.io_errors),
+                    cell(entry.integrity_errors),
+                ];
+                if device_names {
+                    row.extend([name_cell(export_name), name_cell(client_name)]);
+                }
+                devices.push(row);
+            }
         }
     }
     if exports.len() == 1 && devices.len() == 1 {
@@ -632,6 +724,48 @@ mod tests {
         ] {
             assert_eq!(human_size(n), text, "{n}");
         }
+    }
+
+    #[test]
+    fn mib_texts() {
+        for (mib, text) in [
+            (1, "1 MiB"),
+            (1023, "1023 MiB"),
+            (1024, "1 GiB"),
+            (1536, "1536 MiB"),
+            (65536, "64 GiB"),
+            (1 << 20, "1 TiB"),
+            ((1 << 20) + 1024, "1025 GiB"),
+            (0, "0 MiB"),
+        ] {
+            assert_eq!(mib_text(mib), text, "{mib}");
+        }
+        // What -a status prints, --rekey-after takes back.
+        for mib in [1, 1536, 65536, 1 << 20] {
+            let text = mib_text(mib).replace(' ', "");
+            assert_eq!(crate::args::parse_rekey_after(&text), Ok(mib), "{text}");
+        }
+    }
+
+    #[test]
+    fn config_texts() {
+        let mut settings = ModuleSettings {
+            crypto_threads: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(config_text(&settings), "crypto threads: 4\n");
+        settings.crypto_threads = Some(0);
+        assert_eq!(config_text(&settings), "crypto threads: 0\n");
+        settings.rekey_mib = Some(16 << 10);
+        settings.rekey_seconds = Some(600);
+        assert_eq!(
+            config_text(&settings),
+            "crypto threads: 0\nrekey after: 16 GiB\nrekey interval: 600 s\n"
+        );
+        settings.crypto_threads = None;
+        settings.rekey_mib = None;
+        assert_eq!(config_text(&settings), "rekey interval: 600 s\n");
+        assert_eq!(config_text(&ModuleSettings::default()), "");
     }
 
     #[test]

@@ -90,9 +90,67 @@ fn mode_problem(path: &Path, mode: u32) -> Option<String> {
     ))
 }
 
+/// Why a key file owned by `uid`, in a directory owned by `dir_uid` with
+/// mode `dir_mode`, is refused, if it is, for a caller with effective uid
+/// `me`: another user (root aside) who owns the file can read it, and one
+/// who can write to its directory can replace it with a key of their own.
+fn owner_problem(
+    path: &Path,
+    uid: u32,
+    dir: &Path,
+    dir_uid: u32,
+    dir_mode: u32,
+    me: u32,
+) -> Option<String> {
+    let foreign = |owner: u32| owner != 0 && owner != me;
+    if foreign(uid) {
+        return Some(format!(
+            "{} belongs to uid {uid}, neither root nor you; a key must be private",
+            shown(path)
+        ));
+    }
+    if foreign(dir_uid) {
+        return Some(format!(
+            "{} is in {}, which belongs to uid {dir_uid}, neither root nor you, who could \
+             replace the key",
+            shown(path),
+            shown(dir)
+        ));
+    }
+    // Without the sticky bit, anyone who may write to the directory may
+    // replace the file.
+    if dir_mode & 0o022 != 0 && dir_mode & 0o1000 == 0 {
+        return Some(format!(
+            "{} is in {}, which group or others can write to (mode {:04o}) and so replace \
+             the key: chmod go-w {}",
+            shown(path),
+            shown(dir),
+            dir_mode & 0o7777,
+            shown(dir)
+        ));
+    }
+    None
+}
+
+/// Why key bytes are refused as too weak, if they are: a short key of
+/// printable characters is a password, which an attacker who poses as an
+/// export can guess offline against the local node's proof.
+fn weak_key_problem(key: &[u8]) -> Option<String> {
+    let text = key.strip_suffix(b"\n").unwrap_or(key);
+    let password = text.iter().all(|c| c.is_ascii_graphic() || *c == b' ');
+    (password && key.len() < 32).then(|| {
+        format!(
+            "{} bytes of text look like a password, which can be guessed; use random bytes \
+             (dstcfg -a genkey -f PATH) or at least 32 characters",
+            key.len()
+        )
+    })
+}
+
 /// Reads the pre-shared key in `path`: a regular file of 16..64 bytes with
-/// no permissions for group and others. The contents are the key, byte for
-/// byte.
+/// no permissions for group and others, owned by root or the caller, in a
+/// directory that no other user may write to, and not a short password.
+/// The contents are the key, byte for byte.
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     let mut file = File::open(path).map_err(|e| {
         anyhow::anyhow!(
@@ -115,6 +173,19 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     if let Some(problem) = mode_problem(path, meta.mode()) {
         bail!("--key-file {problem}");
     }
+    let dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .with_context(|| format!("--key-file {}: cannot resolve its directory", shown(path)))?;
+    let dir_meta = std::fs::metadata(&dir)
+        .with_context(|| format!("--key-file {}: directory {}", shown(path), shown(&dir)))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if let Some(problem) =
+        owner_problem(path, meta.uid(), &dir, dir_meta.uid(), dir_meta.mode(), me)
+    {
+        bail!("--key-file {problem}");
+    }
     // One byte more than the largest key, to notice a longer file.
     let mut buf = [0u8; *KEY_LEN.end() + 1];
     let mut len = 0;
@@ -132,7 +203,10 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
         }
     };
     let key = match result {
-        Ok(()) if KEY_LEN.contains(&len) => Ok(SecretKey::new(&buf[..len])),
+        Ok(()) if KEY_LEN.contains(&len) => match weak_key_problem(&buf[..len]) {
+            Some(problem) => Err(anyhow::anyhow!("--key-file {}: {problem}", shown(path))),
+            None => Ok(SecretKey::new(&buf[..len])),
+        },
         Ok(()) => Err(anyhow::anyhow!(
             "--key-file {}: {} bytes; a key has {}..{} bytes (make one with: dstcfg -a genkey \
              -f PATH)",
@@ -280,6 +354,23 @@ mod tests {
     }
 
     #[test]
+    fn owners() {
+        let (p, d) = (Path::new("/k/key"), Path::new("/k"));
+        assert_eq!(owner_problem(p, 0, d, 0, 0o755, 1000), None);
+        assert_eq!(owner_problem(p, 1000, d, 1000, 0o700, 1000), None);
+        assert!(owner_problem(p, 1001, d, 0, 0o755, 1000)
+            .unwrap()
+            .contains("uid 1001"));
+        assert!(owner_problem(p, 0, d, 1001, 0o755, 0)
+            .unwrap()
+            .contains("could replace"));
+        assert!(owner_problem(p, 0, d, 0, 0o775, 0)
+            .unwrap()
+            .contains("mode 0775"));
+        assert_eq!(owner_problem(p, 0, d, 0, 0o1777, 0), None);
+    }
+
+    #[test]
     fn key_file_checks() {
         let dir = scratch("keyfile");
         let path = dir.join("k");
@@ -314,6 +405,21 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         write_file(&path, &[1; 32], 0o400);
         assert!(read_key_file(&path).is_ok());
+        // A short password is refused; 32 characters or random bytes are not.
+        write_file(&path, b"our-secret-pass!", 0o600);
+        let err = read_key_file(&path).unwrap_err().to_string();
+        assert!(err.contains("look like a password"), "{err}");
+        write_file(&path, b"our-secret-passphrase-of-30ch\n", 0o600);
+        assert!(read_key_file(&path).is_err());
+        write_file(&path, &[b'x'; 32], 0o600);
+        assert!(read_key_file(&path).is_ok());
+        // A directory others may write to (without the sticky bit).
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o777)).unwrap();
+        let err = read_key_file(&path).unwrap_err().to_string();
+        assert!(err.contains("group or others can write to"), "{err}");
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o1777)).unwrap();
+        assert!(read_key_file(&path).is_ok());
+        std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
         let err = read_key_file(&dir.join("missing")).unwrap_err().to_string();
         assert!(err.contains("No such file or directory"), "{err}");
         assert!(err.contains("dstcfg -a genkey"), "{err}");

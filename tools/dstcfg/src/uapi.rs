@@ -36,7 +36,8 @@ pub const DST_CMD_LIST: u8 = 6;
 pub const DST_CMD_DEV_SET: u8 = 7;
 /// Multicast notification: [`DST_A_EVENT`] happened to [`DST_A_INDEX`].
 pub const DST_CMD_EVENT: u8 = 8;
-/// Module-wide settings: [`DST_A_CRYPTO_THREADS`].
+/// Module-wide settings: any non-empty subset of [`DST_A_CRYPTO_THREADS`],
+/// [`DST_A_REKEY_MIB`] and [`DST_A_REKEY_SECONDS`].
 pub const DST_CMD_CONFIG: u8 = 9;
 /// Highest command number (`DST_CMD_MAX`).
 pub const DST_CMD_MAX: u8 = DST_CMD_CONFIG;
@@ -130,8 +131,28 @@ pub const DST_A_CLIENT_ID: u16 = 41;
 /// Flag: `DST_CMD_DEV_DEL`: delete the device even if it is open (else
 /// EBUSY); data not yet written is lost.
 pub const DST_A_FORCE: u16 = 42;
+/// String: an export's identity, 1..63 printable ASCII bytes without
+/// spaces, NUL-terminated. `DST_CMD_EXPORT_ADD`: the export's (default
+/// `<host name>:<device name>`); `DST_CMD_DEV_ADD`: the identity of the
+/// export to accept (default: the first one reached, then pinned); in
+/// `DST_CMD_LIST` replies.
+pub const DST_A_NAME: u16 = 43;
+/// String: `DST_CMD_DEV_ADD`: this node's identity in the handshake
+/// (default: the host name); in `DST_CMD_LIST` replies of devices.
+pub const DST_A_CLIENT_NAME: u16 = 44;
+/// u32: `DST_CMD_CONFIG`, `DST_CMD_STATUS`: each direction of a keyed
+/// connection replaces its key after protecting this many MiB (1..1048576;
+/// default 65536, 64 GiB).
+pub const DST_A_REKEY_MIB: u16 = 45;
+/// u32: `DST_CMD_CONFIG`, `DST_CMD_STATUS`: ... or after this many seconds
+/// (1..86400; default 3600).
+pub const DST_A_REKEY_SECONDS: u16 = 46;
+/// String: instead of [`DST_A_KEY`]: the description of a "logon" (or
+/// "user") key in the caller's keyrings whose 16..64 byte payload is the
+/// key (`--key-desc`).
+pub const DST_A_KEY_DESC: u16 = 47;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_FORCE;
+pub const DST_A_MAX: u16 = DST_A_KEY_DESC;
 
 // enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
 /// Unused nested attribute 0.
@@ -258,6 +279,11 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_REFUSED", DST_A_REFUSED as u32),
             ("DST_A_CLIENT_ID", DST_A_CLIENT_ID as u32),
             ("DST_A_FORCE", DST_A_FORCE as u32),
+            ("DST_A_NAME", DST_A_NAME as u32),
+            ("DST_A_CLIENT_NAME", DST_A_CLIENT_NAME as u32),
+            ("DST_A_REKEY_MIB", DST_A_REKEY_MIB as u32),
+            ("DST_A_REKEY_SECONDS", DST_A_REKEY_SECONDS as u32),
+            ("DST_A_KEY_DESC", DST_A_KEY_DESC as u32),
         ],
     ),
     (
@@ -523,6 +549,10 @@ mod tests {
         assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
         assert_eq!(attr_name(DST_A_CLIENT_ID), Some("DST_A_CLIENT_ID"));
         assert_eq!(attr_name(DST_A_FORCE), Some("DST_A_FORCE"));
+        assert_eq!(attr_name(DST_A_NAME), Some("DST_A_NAME"));
+        assert_eq!(attr_name(DST_A_CLIENT_NAME), Some("DST_A_CLIENT_NAME"));
+        assert_eq!(attr_name(DST_A_REKEY_MIB), Some("DST_A_REKEY_MIB"));
+        assert_eq!(attr_name(DST_A_REKEY_SECONDS), Some("DST_A_REKEY_SECONDS"));
         assert_eq!(attr_name(DST_A_KEY), Some("DST_A_KEY"));
         assert_eq!(
             allow_attr_name(DST_ALLOW_A_PREFIX_LEN),

@@ -13,17 +13,22 @@
 //!
 //! `--protection`, `--alg` and `--key-file` give the export's settings;
 //! `--case all` runs every case these settings allow (see `--case list`).
+//! With `--rekey-after` or `--rekey-interval` every session of the run
+//! (fresh ones included) replaces its sending key on its own; the
+//! `key-update-*` cases send their KEY_UPDATEs whatever these say.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::client::{check_status, parse_size, unexpected, usage, Conn, Res};
+use crate::examples::hex;
 use crate::proto::{
-    AlgName, Header, HelloBody, Kind, Op, Protection, Status, AUTH_LEN, FLAG_FUA, HEADER_LEN,
-    HELLO_LEN, MAGIC, MAX_IO_BYTES_LIMIT, PERM_WRITE,
+    ChallengeBody, Header, HelloBody, Kind, Name, Op, Protection, Status, AUTH_LEN, CHALLENGE_LEN,
+    FLAG_FUA, HEADER_LEN, HELLO_LEN, KEY_SHARE_LEN, MAGIC, MAX_IO_BYTES_LIMIT, NAME_LEN,
+    PERM_WRITE, VERSION,
 };
-use crate::sec::{self, SecConfig};
+use crate::sec::{self, Ephemeral, Schedule, SecConfig};
 use crate::wire::{self, Wire};
 
 pub(crate) const USAGE: &str = "  attack-export ADDR:PORT --case NAME|all|list [OPTIONS]
@@ -47,6 +52,8 @@ enum Needs {
     Trailer,
     /// The export's mode has sequence numbers (hmac, aead).
     Seq,
+    /// The export's mode has no keys to replace (none, crc32c).
+    NoSeq,
     /// The export's mode has an algorithm (hmac, aead).
     Alg,
     /// The export is read-only.
@@ -63,6 +70,7 @@ impl Needs {
             Needs::NoKey => "an export without a key",
             Needs::Trailer => "crc32c, hmac or aead",
             Needs::Seq => "hmac or aead",
+            Needs::NoSeq => "none or crc32c",
             Needs::Alg => "hmac or aead",
             Needs::ReadOnly => "a read-only export",
             Needs::ReadWrite => "a read-write export",
@@ -85,6 +93,8 @@ struct Ctx {
     block: u32,
     /// Fresh-session checks done (the seed of the next one).
     checks: u64,
+    /// The export's identity (from the first handshake).
+    identity: Name,
 }
 
 type Case = fn(&mut Ctx) -> Res<String>;
@@ -93,7 +103,8 @@ type Case = fn(&mut Ctx) -> Res<String>;
 #[rustfmt::skip]
 const CASES: &[(&str, Needs, &str, Case)] = &[
     ("first-bad-magic", Needs::Any, "a header with a bad magic first: close", first_bad_magic),
-    ("first-bad-kind", Needs::Any, "kind 9 first: close", first_bad_kind),
+    ("first-bad-kind", Needs::Any, "kind 10 first: close", first_bad_kind),
+    ("first-key-update", Needs::Any, "a KEY_UPDATE before HELLO: close", first_key_update),
     ("first-io", Needs::Any, "an IO request before HELLO: close", first_io),
     ("first-ping", Needs::Any, "a PING before HELLO: close", first_ping),
     ("first-auth", Needs::Any, "an AUTH before HELLO: close", first_auth),
@@ -105,10 +116,12 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("hello-reserved", Needs::Any, "HELLO header with reserved bytes: close", hello_reserved),
     ("hello-id", Needs::Any, "HELLO header with an id: close", hello_id),
     ("hello-old-size", Needs::Any, "HELLO of 32 bytes (before security): close", hello_old_size),
+    ("hello-v1-size", Needs::Any, "HELLO of 136 bytes (version 1's): close", hello_v1_size),
     ("hello-oversized", Needs::Any, "HELLO claiming 4 MiB + 1: close", hello_oversized),
     ("truncated-header", Needs::Any, "20 header bytes, then EOF: close", truncated_header),
     ("truncated-hello", Needs::Any, "HELLO header and 60 body bytes, then EOF: close", truncated_hello),
-    ("version-above", Needs::Any, "versions 2..=5: VERSION", version_above),
+    ("version-above", Needs::Any, "versions 3..=5: VERSION", version_above),
+    ("version-1", Needs::Any, "versions 1..=1 (no longer spoken): VERSION", version_1),
     ("version-zero", Needs::Any, "versions 0..=0: INVALID", version_zero),
     ("version-inverted", Needs::Any, "versions 3..=2: INVALID", version_inverted),
     ("hello-max-io", Needs::Any, "max IO 1000: INVALID", hello_max_io),
@@ -121,14 +134,25 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("hello-auth-flag", Needs::Any, "auth flag 2: INVALID", hello_auth_flag),
     ("hello-alg-no-nul", Needs::Any, "64 non-NUL alg bytes: INVALID", hello_alg_no_nul),
     ("hello-alg-junk", Needs::Any, "bytes after the alg's NUL: INVALID", hello_alg_junk),
-    ("hello-nonce-no-key", Needs::Any, "a nonce without a key: INVALID", hello_nonce_no_key),
+    ("hello-share-no-key", Needs::Any, "a key share without a key: INVALID", hello_share_no_key),
+    ("hello-zero-share", Needs::Key, "an all-zero key share: INVALID", hello_zero_share),
+    ("hello-small-order-share", Needs::Key, "each key share of small order (7): INVALID", hello_small_order_share),
+    ("hello-empty-client", Needs::Any, "an empty client identity: INVALID", hello_empty_client),
+    ("hello-client-junk", Needs::Any, "bytes after the client identity's NUL: INVALID", hello_client_junk),
+    ("hello-export-no-nul", Needs::Any, "64 non-NUL export name bytes: INVALID", hello_export_no_nul),
+    ("hello-client-space", Needs::Any, "a client identity with a space: INVALID", hello_client_space),
+    ("hello-other-export", Needs::Any, "a HELLO for another export identity: UNKNOWN_EXPORT", hello_other_export),
+    ("hello-own-export", Needs::Any, "a HELLO naming the export's identity (from the first handshake): a session", hello_own_export),
     ("hello-hmac-no-key", Needs::Any, "hmac without a key: INVALID", hello_hmac_no_key),
     ("mismatch-protection", Needs::Any, "another protection mode: MISMATCH", mismatch_protection),
     ("mismatch-alg", Needs::Alg, "another algorithm: MISMATCH", mismatch_alg),
     ("unauthenticated", Needs::Key, "no key against an export with a key: MISMATCH", unauthenticated),
     ("unasked-key", Needs::NoKey, "a key against an export without: MISMATCH", unasked_key),
     ("wrong-key", Needs::Key, "a proof made with another key: AUTH_FAILED", wrong_key),
-    ("auth-replayed", Needs::Key, "the AUTH of an earlier connection: AUTH_FAILED", auth_replayed),
+    ("auth-replayed", Needs::Key, "the HELLO and AUTH of an earlier connection: a new key share, AUTH_FAILED", auth_replayed),
+    ("auth-other-client", Needs::Key, "a proof made for another client identity than the HELLO's: AUTH_FAILED", auth_other_client),
+    ("auth-other-export", Needs::Key, "a proof made for another export identity than the CHALLENGE's: AUTH_FAILED", auth_other_export),
+    ("auth-unbound-dh", Needs::Key, "a proof made with an all-zero DH: AUTH_FAILED", auth_unbound_dh),
     ("auth-not-auth", Needs::Key, "a PING instead of AUTH: close", auth_not_auth),
     ("auth-truncated", Needs::Key, "AUTH header and 10 bytes, then EOF: close", auth_truncated),
     ("auth-twice", Needs::Key, "AUTH twice before the reply: close", auth_twice),
@@ -138,7 +162,7 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("after-challenge", Needs::Any, "CHALLENGE after the handshake: close", after_challenge),
     ("after-auth", Needs::Any, "AUTH after the handshake: close", after_auth),
     ("io-bad-magic", Needs::Any, "IO with a bad magic: close", io_bad_magic),
-    ("io-bad-kind", Needs::Any, "kind 9 after the handshake: close", io_bad_kind),
+    ("io-bad-kind", Needs::Any, "kind 10 after the handshake: close", io_bad_kind),
     ("io-bad-op", Needs::Any, "IO with op 6: close", io_bad_op),
     ("io-bad-flags", Needs::Any, "IO with flag bit 5: close", io_bad_flags),
     ("io-undefined-status", Needs::Any, "IO with status 99: close", io_undefined_status),
@@ -164,9 +188,16 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("bitflip-seq", Needs::Seq, "WRITE with a bit of its seq flipped: close, data unchanged", bitflip_seq),
     ("no-trailer", Needs::Trailer, "WRITE without its trailer: close, data unchanged", no_trailer),
     ("replay-write", Needs::Seq, "an earlier sealed WRITE again: close, the later data stays", replay_write),
-    ("replay-old-seq", Needs::Seq, "1100 PINGs, then one sealed with an unused seq 5: close", replay_old_seq),
+    ("replay-old-seq", Needs::Seq, "1100 PINGs, then a new one sealed with the long used seq 5: close", replay_old_seq),
     ("seq-reuse", Needs::Seq, "a new PING sealed with a used seq: close", seq_reuse),
-    ("reorder-ok", Needs::Seq, "seqs 1 then 0 (inside the window): both answered", reorder_ok),
+    ("reorder", Needs::Seq, "seqs 1 then 0: close, neither answered", reorder),
+    ("gap", Needs::Seq, "seq 0 (answered), then seq 2 (1 never sent): close", gap),
+    ("key-update-keyless", Needs::NoSeq, "a KEY_UPDATE in a mode without keys: close", key_update_keyless),
+    ("key-update-malformed", Needs::Any, "a KEY_UPDATE with an id, one with 8 bytes of payload: close", key_update_malformed),
+    ("key-update-old-key", Needs::Seq, "3 PINGs, a good KEY_UPDATE, then a PING still sealed with the old key at its next seq (and on a second session at seq 0): close, not answered", key_update_old_key),
+    ("key-update-seq-not-reset", Needs::Seq, "a good KEY_UPDATE, then a PING sealed with the new key but at the old key's next seq: close", key_update_seq_not_reset),
+    ("key-update-reorder", Needs::Seq, "a KEY_UPDATE sealed with the seq after the next (one skipped): close", key_update_reorder),
+    ("key-update-every-message", Needs::Seq, "5 good KEY_UPDATEs in a row, then one before each of about 300 messages (PINGs, 100 in one write, 4 KiB WRITEs and READs): all answered right", key_update_every_message),
     ("slow-loris", Needs::Any, "HELLO one byte every 250 ms: closed within the 10 s handshake timeout", slow_loris),
     ("slow-loris-auth", Needs::Key, "AUTH one byte every 250 ms: closed within 10 s of connecting", slow_loris_auth),
     ("half-open", Needs::Any, "--half-open connections that never send: all closed within 15 s", half_open),
@@ -194,6 +225,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
         size: 0,
         block: 512,
         checks: 0,
+        identity: Name::EMPTY,
     };
     let mut it = args.iter();
     while let Some(&a) = it.next() {
@@ -225,6 +257,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     ctx.writable = g.perms & PERM_WRITE != 0;
     ctx.size = g.size;
     ctx.block = g.logical_block_size;
+    ctx.identity = g.export;
     let mut run: Vec<(&str, Needs, Case)> = Vec::new();
     for name in &names {
         if name == "all" {
@@ -312,14 +345,17 @@ impl Ctx {
             Needs::NoKey => !self.sec.auth(),
             Needs::Trailer => p != Protection::None,
             Needs::Seq | Needs::Alg => p.needs_key(),
+            Needs::NoSeq => !p.needs_key(),
             Needs::ReadOnly => !self.writable,
             Needs::ReadWrite => self.writable,
         }
     }
 
-    /// A well-behaved HELLO body for the export's settings.
+    /// A well-behaved HELLO body for the export's settings, with a fresh
+    /// key share (whose private key is dropped: for HELLOs that are never
+    /// answered with a CHALLENGE).
     fn hello(&self) -> HelloBody {
-        wire::hello_for(&self.sec, 0)
+        wire::hello_for(&self.sec, 0, Ephemeral::generate().public())
     }
 
     /// A new connection, before the handshake.
@@ -426,8 +462,12 @@ fn first_bad_magic(ctx: &mut Ctx) -> Res<String> {
 
 fn first_bad_kind(ctx: &mut Ctx) -> Res<String> {
     let mut h = Header::ping(0).encode();
-    h[4] = 9;
+    h[4] = 10;
     raw_first(ctx, &h)
+}
+
+fn first_key_update(ctx: &mut Ctx) -> Res<String> {
+    raw_first(ctx, &Header::key_update().encode())
 }
 
 fn first_io(ctx: &mut Ctx) -> Res<String> {
@@ -439,7 +479,7 @@ fn first_ping(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn first_auth(ctx: &mut Ctx) -> Res<String> {
-    let mut msg = Header::auth(Kind::Auth).encode().to_vec();
+    let mut msg = Header::auth().encode().to_vec();
     msg.extend_from_slice(&[0u8; AUTH_LEN]);
     raw_first(ctx, &msg)
 }
@@ -472,12 +512,22 @@ fn hello_id(ctx: &mut Ctx) -> Res<String> {
     hello_patched(ctx, |h| h[23] = 1)
 }
 
-fn hello_old_size(ctx: &mut Ctx) -> Res<String> {
+/// A HELLO whose header and body claim `len` bytes, the first `len` of a
+/// valid body.
+fn hello_sized(ctx: &Ctx, len: usize) -> Res<String> {
     let mut h = Header::hello().encode();
-    h[12..16].copy_from_slice(&32u32.to_be_bytes());
+    h[12..16].copy_from_slice(&(len as u32).to_be_bytes());
     let mut msg = h.to_vec();
-    msg.extend_from_slice(&ctx.hello().encode()[..32]);
+    msg.extend_from_slice(&ctx.hello().encode()[..len]);
     raw_first(ctx, &msg)
+}
+
+fn hello_old_size(ctx: &mut Ctx) -> Res<String> {
+    hello_sized(ctx, 32)
+}
+
+fn hello_v1_size(ctx: &mut Ctx) -> Res<String> {
+    hello_sized(ctx, 136)
 }
 
 fn hello_oversized(ctx: &mut Ctx) -> Res<String> {
@@ -548,8 +598,15 @@ fn refused_bytes(ctx: &Ctx, want: Status, f: impl FnOnce(&mut [u8; HELLO_LEN])) 
 
 fn version_above(ctx: &mut Ctx) -> Res<String> {
     refused_hello(ctx, Status::Version, |h| {
-        h.min_version = 2;
-        h.max_version = 5;
+        h.min_version = VERSION + 1;
+        h.max_version = VERSION + 3;
+    })
+}
+
+fn version_1(ctx: &mut Ctx) -> Res<String> {
+    refused_hello(ctx, Status::Version, |h| {
+        h.min_version = 1;
+        h.max_version = 1;
     })
 }
 
@@ -674,23 +731,89 @@ fn hello_alg_junk(ctx: &mut Ctx) -> Res<String> {
     refused_bytes(ctx, Status::Invalid, |b| b[100] = b'j')
 }
 
-fn hello_nonce_no_key(ctx: &mut Ctx) -> Res<String> {
+fn hello_share_no_key(ctx: &mut Ctx) -> Res<String> {
     refused_hello(ctx, Status::Invalid, |h| {
         h.security.auth = false;
         if h.security.protection.needs_key() {
             h.security.protection = Protection::None;
-            h.security.alg = AlgName::EMPTY;
+            h.security.alg = Name::EMPTY;
         }
-        h.nonce = [0x11; AUTH_LEN];
+        h.key_share = *Ephemeral::generate().public();
     })
+}
+
+fn hello_zero_share(ctx: &mut Ctx) -> Res<String> {
+    refused_hello(ctx, Status::Invalid, |h| h.key_share = [0; KEY_SHARE_LEN])
+}
+
+fn hello_small_order_share(ctx: &mut Ctx) -> Res<String> {
+    let points = sec::small_order_points();
+    for p in points {
+        refused_hello(ctx, Status::Invalid, |h| h.key_share = p)
+            .map_err(|e| unexpected(format!("key share {}: {}", hex(&p), e.msg)))?;
+    }
+    Ok(format!(
+        "all {} refused: INVALID, then closed",
+        points.len()
+    ))
+}
+
+/// Offset of the client identity in a HELLO body.
+const CLIENT_AT: usize = 136;
+
+/// Offset of the export identity in a HELLO body.
+const EXPORT_AT: usize = CLIENT_AT + NAME_LEN;
+
+fn hello_empty_client(ctx: &mut Ctx) -> Res<String> {
+    refused_bytes(ctx, Status::Invalid, |b| b[CLIENT_AT..EXPORT_AT].fill(0))
+}
+
+fn hello_client_junk(ctx: &mut Ctx) -> Res<String> {
+    // The client name is shorter than 62 bytes: byte 62 is padding.
+    refused_bytes(ctx, Status::Invalid, |b| b[EXPORT_AT - 2] = b'j')
+}
+
+fn hello_export_no_nul(ctx: &mut Ctx) -> Res<String> {
+    refused_bytes(ctx, Status::Invalid, |b| b[EXPORT_AT..].fill(b'x'))
+}
+
+fn hello_client_space(ctx: &mut Ctx) -> Res<String> {
+    refused_bytes(ctx, Status::Invalid, |b| b[CLIENT_AT + 1] = b' ')
+}
+
+fn hello_other_export(ctx: &mut Ctx) -> Res<String> {
+    let other: &[u8] = if ctx.identity.as_bytes() == b"another.export" {
+        b"yet.another.export"
+    } else {
+        b"another.export"
+    };
+    let other = Name::new(other).unwrap_or(Name::EMPTY);
+    refused_hello(ctx, Status::UnknownExport, |h| h.export = other)
+}
+
+fn hello_own_export(ctx: &mut Ctx) -> Res<String> {
+    let mut c = ctx.connect()?;
+    let hello = HelloBody {
+        export: ctx.identity,
+        ..c.hello_body(0)
+    };
+    match c.try_handshake(&hello)? {
+        Ok(_) => {}
+        Err(s) => return Err(unexpected(format!("refused: {}", s.as_str()))),
+    }
+    answers(&mut c)?;
+    Ok(format!(
+        "a HELLO for {:?} got a session",
+        String::from_utf8_lossy(ctx.identity.as_bytes())
+    ))
 }
 
 fn hello_hmac_no_key(ctx: &mut Ctx) -> Res<String> {
     refused_hello(ctx, Status::Invalid, |h| {
         h.security.protection = Protection::Hmac;
         h.security.auth = false;
-        h.security.alg = AlgName::new(b"hmac(sha256)").expect("valid name");
-        h.nonce = [0; AUTH_LEN];
+        h.security.alg = Name::new(b"hmac(sha256)").expect("valid name");
+        h.key_share = [0; KEY_SHARE_LEN];
     })
 }
 
@@ -705,7 +828,7 @@ fn mismatch_protection(ctx: &mut Ctx) -> Res<String> {
     };
     refused_hello(ctx, Status::Mismatch, |h| {
         h.security.protection = other;
-        h.security.alg = AlgName::new(other.default_alg().as_bytes()).expect("valid default name");
+        h.security.alg = Name::new(other.default_alg().as_bytes()).expect("valid default name");
     })
 }
 
@@ -717,7 +840,7 @@ fn mismatch_alg(ctx: &mut Ctx) -> Res<String> {
         _ => b"gcm(aes)",
     };
     refused_hello(ctx, Status::Mismatch, |h| {
-        h.security.alg = AlgName::new(other).expect("valid name")
+        h.security.alg = Name::new(other).expect("valid name")
     })
 }
 
@@ -726,17 +849,17 @@ fn unauthenticated(ctx: &mut Ctx) -> Res<String> {
     refused_hello(ctx, Status::Mismatch, |h| {
         if !same_mode {
             h.security.protection = Protection::None;
-            h.security.alg = AlgName::EMPTY;
+            h.security.alg = Name::EMPTY;
         }
         h.security.auth = false;
-        h.nonce = [0; AUTH_LEN];
+        h.key_share = [0; KEY_SHARE_LEN];
     })
 }
 
 fn unasked_key(ctx: &mut Ctx) -> Res<String> {
     refused_hello(ctx, Status::Mismatch, |h| {
         h.security.auth = true;
-        h.nonce = sec::random_bytes();
+        h.key_share = *Ephemeral::generate().public();
     })
 }
 
@@ -758,52 +881,117 @@ fn wrong_key(ctx: &mut Ctx) -> Res<String> {
     Ok(format!("refused: AUTH_FAILED; {closed}"))
 }
 
-/// HELLO and the CHALLENGE's nonce, on a fresh connection.
-fn until_challenge(ctx: &Ctx) -> Res<(Conn, HelloBody, [u8; AUTH_LEN])> {
+/// HELLO and the CHALLENGE body, on a fresh connection.
+fn until_challenge(ctx: &Ctx) -> Res<(Conn, HelloBody, [u8; CHALLENGE_LEN])> {
     let mut c = ctx.connect()?;
     let hello = c.hello_body(0);
     c.send_hello(&hello)?;
-    let m = c.w.recv()?;
-    if m.h.kind != Kind::Challenge {
-        return Err(unexpected(format!("{:?} instead of CHALLENGE", m.h.kind)));
-    }
-    let mut ns = [0u8; AUTH_LEN];
-    ns.copy_from_slice(&m.payload);
-    Ok((c, hello, ns))
+    let cb = challenge_of(&mut c)?;
+    Ok((c, hello, cb))
 }
 
-fn auth_replayed(ctx: &mut Ctx) -> Res<String> {
-    let psk = ctx.sec.key.clone().unwrap_or_default();
-    // A complete, good handshake, recorded.
-    let (mut c, hello, ns) = until_challenge(ctx)?;
-    let proof = sec::proof_local(&psk, &hello.encode(), &ns);
-    c.w.send(&Header::auth(Kind::Auth), &proof)?;
-    let m = c.w.recv()?;
-    if m.h.kind != Kind::HelloReply || m.h.status != Status::Ok {
-        return Err(unexpected("the recorded handshake failed"));
-    }
-    drop(c);
-    // The same HELLO (same nonce) and AUTH on a new connection.
-    let mut c = ctx.connect()?;
-    c.send_hello(&hello)?;
+/// The next message on `c`, which must be a CHALLENGE: its body.
+fn challenge_of(c: &mut Conn) -> Res<[u8; CHALLENGE_LEN]> {
     let m = c.w.recv()?;
     if m.h.kind != Kind::Challenge {
         return Err(unexpected(format!("{:?} instead of CHALLENGE", m.h.kind)));
     }
-    if m.payload == ns {
-        return Err(unexpected("the export sent the same Ns twice"));
-    }
-    c.w.send(&Header::auth(Kind::Auth), &proof)?;
+    // `Header::decode` checked the payload length.
+    m.payload
+        .as_slice()
+        .try_into()
+        .map_err(|_| unexpected("a CHALLENGE of the wrong size"))
+}
+
+/// `proof_local` of `c` for `hello` and the CHALLENGE body `cb`, computed
+/// for the identities `client` and `export` (the right ones: the HELLO's
+/// and the CHALLENGE's), or with `DH` all zero if `zero_dh`.
+fn proof_as(
+    c: &Conn,
+    hello: &HelloBody,
+    cb: &[u8; CHALLENGE_LEN],
+    names: Option<(Name, Name)>,
+    zero_dh: bool,
+) -> Res<[u8; AUTH_LEN]> {
+    let key = c
+        .sec
+        .key
+        .as_deref()
+        .ok_or_else(|| usage("this case needs a key"))?;
+    let ch = ChallengeBody::decode(cb)
+        .map_err(|e| unexpected(format!("bad CHALLENGE: {}", e.as_str())))?;
+    let dh = if zero_dh {
+        [0; sec::HASH_LEN]
+    } else {
+        c.eph
+            .agree(&ch.key_share)
+            .ok_or_else(|| unexpected("the export's key share gives an all-zero DH"))?
+    };
+    let (client, export) = names.unwrap_or((hello.client, ch.export));
+    let schedule = Schedule::new(key, &client, &export, &dh);
+    Ok(schedule.proof_local(&sec::th1(&hello.encode(), cb)))
+}
+
+/// `proof_local` of `c`, as a well-behaved local node computes it.
+fn proof(c: &Conn, hello: &HelloBody, cb: &[u8; CHALLENGE_LEN]) -> Res<[u8; AUTH_LEN]> {
+    proof_as(c, hello, cb, None, false)
+}
+
+/// Sends `proof` as AUTH on `c` and requires AUTH_FAILED, then a close.
+fn auth_refused(c: &mut Conn, proof: &[u8; AUTH_LEN]) -> Res<String> {
+    c.w.send(&Header::auth(), proof)?;
     let m = c.w.recv()?;
     if m.h.kind != Kind::HelloReply || m.h.status != Status::AuthFailed {
         return Err(unexpected(format!(
-            "a replayed AUTH got {:?} {}",
+            "got {:?} {}, expected HELLO_REPLY AUTH_FAILED",
             m.h.kind,
             m.h.status.as_str()
         )));
     }
     let closed = expect_silent_close(&mut c.w, CLOSE_LIMIT)?;
-    Ok(format!("replayed AUTH refused: AUTH_FAILED; {closed}"))
+    Ok(format!("refused: AUTH_FAILED; {closed}"))
+}
+
+fn auth_replayed(ctx: &mut Ctx) -> Res<String> {
+    // A complete, good handshake, recorded.
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let good = proof(&c, &hello, &cb)?;
+    c.w.send(&Header::auth(), &good)?;
+    let m = c.w.recv()?;
+    if m.h.kind != Kind::HelloReply || m.h.status != Status::Ok {
+        return Err(unexpected("the recorded handshake failed"));
+    }
+    drop(c);
+    // The same HELLO (same key share) and AUTH on a new connection.
+    let mut c = ctx.connect()?;
+    c.send_hello(&hello)?;
+    let cb2 = challenge_of(&mut c)?;
+    if cb2[NAME_LEN..] == cb[NAME_LEN..] {
+        return Err(unexpected("the export sent the same key share E_s twice"));
+    }
+    auth_refused(&mut c, &good).map(|r| format!("replayed AUTH {r}"))
+}
+
+fn auth_other_client(ctx: &mut Ctx) -> Res<String> {
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let ch = ChallengeBody::decode(&cb)
+        .map_err(|e| unexpected(format!("bad CHALLENGE: {}", e.as_str())))?;
+    let other = Name::new(b"another.client").unwrap_or(Name::EMPTY);
+    let p = proof_as(&c, &hello, &cb, Some((other, ch.export)), false)?;
+    auth_refused(&mut c, &p)
+}
+
+fn auth_other_export(ctx: &mut Ctx) -> Res<String> {
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let other = Name::new(b"another.export").unwrap_or(Name::EMPTY);
+    let p = proof_as(&c, &hello, &cb, Some((hello.client, other)), false)?;
+    auth_refused(&mut c, &p)
+}
+
+fn auth_unbound_dh(ctx: &mut Ctx) -> Res<String> {
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let p = proof_as(&c, &hello, &cb, None, true)?;
+    auth_refused(&mut c, &p)
 }
 
 fn auth_not_auth(ctx: &mut Ctx) -> Res<String> {
@@ -814,7 +1002,7 @@ fn auth_not_auth(ctx: &mut Ctx) -> Res<String> {
 
 fn auth_truncated(ctx: &mut Ctx) -> Res<String> {
     let (mut c, _, _) = until_challenge(ctx)?;
-    let mut msg = Header::auth(Kind::Auth).encode().to_vec();
+    let mut msg = Header::auth().encode().to_vec();
     msg.extend_from_slice(&[0u8; 10]);
     c.w.send_bytes(&msg)?;
     c.w.sock.shutdown(Shutdown::Write)?;
@@ -822,11 +1010,9 @@ fn auth_truncated(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn auth_twice(ctx: &mut Ctx) -> Res<String> {
-    let psk = ctx.sec.key.clone().unwrap_or_default();
-    let (mut c, hello, ns) = until_challenge(ctx)?;
-    let proof = sec::proof_local(&psk, &hello.encode(), &ns);
-    let mut msg = Header::auth(Kind::Auth).encode().to_vec();
-    msg.extend_from_slice(&proof);
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let mut msg = Header::auth().encode().to_vec();
+    msg.extend_from_slice(&proof(&c, &hello, &cb)?);
     let again = msg.clone();
     msg.extend(again);
     // Room for a trailer, in case the export reads one before it looks at
@@ -842,7 +1028,7 @@ fn auth_twice(ctx: &mut Ctx) -> Res<String> {
 /// the export must close without answering.
 fn after_handshake(ctx: &Ctx, hb: [u8; HEADER_LEN], payload: &[u8]) -> Res<String> {
     let mut c = ctx.session()?;
-    let f = c.w.frame_raw(&hb, payload);
+    let f = c.w.frame_raw(&hb, payload)?;
     c.w.send_bytes(&f)?;
     expect_silent_close(&mut c.w, CLOSE_LIMIT)
 }
@@ -862,15 +1048,11 @@ fn after_io_reply(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn after_challenge(ctx: &mut Ctx) -> Res<String> {
-    after_handshake(
-        ctx,
-        Header::auth(Kind::Challenge).encode(),
-        &[0u8; AUTH_LEN],
-    )
+    after_handshake(ctx, Header::challenge().encode(), &[0u8; CHALLENGE_LEN])
 }
 
 fn after_auth(ctx: &mut Ctx) -> Res<String> {
-    after_handshake(ctx, Header::auth(Kind::Auth).encode(), &[0u8; AUTH_LEN])
+    after_handshake(ctx, Header::auth().encode(), &[0u8; AUTH_LEN])
 }
 
 /// A valid READ header changed by `f`.
@@ -885,7 +1067,7 @@ fn io_bad_magic(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn io_bad_kind(ctx: &mut Ctx) -> Res<String> {
-    after_handshake(ctx, read_patched(|h| h[4] = 9), &[])
+    after_handshake(ctx, read_patched(|h| h[4] = 10), &[])
 }
 
 fn io_bad_op(ctx: &mut Ctx) -> Res<String> {
@@ -1111,7 +1293,7 @@ fn tampered_write(ctx: &Ctx, f: impl FnOnce(&mut Vec<u8>, usize)) -> Res<String>
         let mut data = vec![0u8; len];
         crate::client::fill_pattern(&mut data, v, 0x7a3b_0000 + ctx.checks);
         let h = c.request(Op::Write, 0, v, len as u32);
-        let mut frame = c.w.frame(&h, &data);
+        let mut frame = c.w.frame(&h, &data)?;
         f(&mut frame, len);
         c.w.send_bytes(&frame)?;
         expect_silent_close(&mut c.w, CLOSE_LIMIT)
@@ -1145,10 +1327,10 @@ fn no_trailer(ctx: &mut Ctx) -> Res<String> {
         let mut c = ctx.session()?;
         let len = 64 << 10;
         let h = c.request(Op::Write, 0, v, len as u32);
-        let mut frame = c.w.frame(&h, &vec![0x5c; len]);
+        let mut frame = c.w.frame(&h, &vec![0x5c; len])?;
         frame.truncate(HEADER_LEN + len);
-        frame.extend(c.w.frame(&Header::ping(4), &[]));
-        frame.extend(c.w.frame(&Header::ping(5), &[]));
+        frame.extend(c.w.frame(&Header::ping(4), &[])?);
+        frame.extend(c.w.frame(&Header::ping(5), &[])?);
         c.w.send_bytes(&frame)?;
         expect_close(&mut c.w, CLOSE_LIMIT)
     })
@@ -1161,7 +1343,7 @@ fn replay_write(ctx: &mut Ctx) -> Res<String> {
     let mut da = vec![0u8; len as usize];
     crate::client::fill_pattern(&mut da, off, a);
     let ha = c.request(Op::Write, 0, off, len);
-    let frame_a = c.w.frame(&ha, &da);
+    let frame_a = c.w.frame(&ha, &da)?;
     c.w.send_bytes(&frame_a)?;
     let mut pending = std::collections::HashMap::from([(ha.id, ha)]);
     let (r, _, _) = c.read_reply(&mut pending)?;
@@ -1185,7 +1367,7 @@ fn pings(c: &mut Conn, cookies: impl Iterator<Item = u64>) -> Res<usize> {
     let mut msg = Vec::new();
     let mut n = 0;
     for k in cookies {
-        msg.extend(c.w.frame(&Header::ping(k), &[]));
+        msg.extend(c.w.frame(&Header::ping(k), &[])?);
         n += 1;
     }
     c.w.send_bytes(&msg)?;
@@ -1201,16 +1383,15 @@ fn pings(c: &mut Conn, cookies: impl Iterator<Item = u64>) -> Res<usize> {
 fn replay_old_seq(ctx: &mut Ctx) -> Res<String> {
     let mut c = ctx.session()?;
     pings(&mut c, 0..5)?;
-    // Skip seq 5: it is never used, so only its age refuses it.
-    c.w.tx.seq += 1;
     pings(&mut c, 100..1200)?;
+    // Seq 5 was used long ago; a new message sealed with it.
     let hb = Header::ping(7777).encode();
     let t = c.w.tx.seal_at(5, &hb, &mut []);
     let mut f = hb.to_vec();
     f.extend(t);
     c.w.send_bytes(&f)?;
     let closed = expect_silent_close(&mut c.w, CLOSE_LIMIT)?;
-    Ok(format!("seq 5 after seq 1105: {closed}"))
+    Ok(format!("seq 5 after seq 1104: {closed}"))
 }
 
 fn seq_reuse(ctx: &mut Ctx) -> Res<String> {
@@ -1224,7 +1405,7 @@ fn seq_reuse(ctx: &mut Ctx) -> Res<String> {
     expect_silent_close(&mut c.w, CLOSE_LIMIT)
 }
 
-fn reorder_ok(ctx: &mut Ctx) -> Res<String> {
+fn reorder(ctx: &mut Ctx) -> Res<String> {
     let mut c = ctx.session()?;
     let h0 = Header::ping(10).encode();
     let h1 = Header::ping(11).encode();
@@ -1236,20 +1417,165 @@ fn reorder_ok(ctx: &mut Ctx) -> Res<String> {
     f.extend_from_slice(&h0);
     f.extend(t0);
     c.w.send_bytes(&f)?;
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let m = c.w.recv()?;
-        if m.h.kind != Kind::Pong {
-            return Err(unexpected(format!("{:?} instead of PONG", m.h.kind)));
+    let closed = expect_silent_close(&mut c.w, CLOSE_LIMIT)?;
+    Ok(format!("seq 1 before seq 0: {closed}"))
+}
+
+fn gap(ctx: &mut Ctx) -> Res<String> {
+    let mut c = ctx.session()?;
+    pings(&mut c, 20..21)?;
+    // Seq 1 is skipped: as if it had been dropped on the way.
+    let hb = Header::ping(22).encode();
+    let t = c.w.tx.seal_at(2, &hb, &mut []);
+    c.w.tx.seq = 3;
+    let mut f = hb.to_vec();
+    f.extend(t);
+    c.w.send_bytes(&f)?;
+    let closed = expect_silent_close(&mut c.w, CLOSE_LIMIT)?;
+    Ok(format!("seq 2 after seq 0: {closed}"))
+}
+
+fn key_update_keyless(ctx: &mut Ctx) -> Res<String> {
+    // Sealed as every message of the mode is (crc32c, or nothing).
+    after_handshake(ctx, Header::key_update().encode(), &[])
+        .map(|closed| format!("KEY_UPDATE in {}: {closed}", ctx.sec.protection.as_str()))
+}
+
+fn key_update_malformed(ctx: &mut Ctx) -> Res<String> {
+    let mut with_id = Header::key_update().encode();
+    with_id[23] = 1;
+    let a = after_handshake(ctx, with_id, &[])?;
+    let mut with_payload = Header::key_update().encode();
+    with_payload[15] = 8;
+    let b = after_handshake(ctx, with_payload, &[0u8; 8])?;
+    Ok(format!("with an id: {a}; with a payload: {b}"))
+}
+
+/// A session past `pings` answered PINGs, then a good KEY_UPDATE and, in
+/// the same write, the PING `bad`: its sealed bytes from `seal` (given the
+/// sealer before the update and the one after it). The export must close
+/// without answering.
+fn after_key_update(
+    ctx: &Ctx,
+    pings_first: u64,
+    seal: impl FnOnce(&mut sec::Sealer, &mut sec::Sealer, &[u8; HEADER_LEN]) -> Res<Vec<u8>>,
+) -> Res<String> {
+    let mut c = ctx.session()?;
+    pings(&mut c, 0..pings_first)?;
+    let mut old = c.w.tx.clone();
+    let mut f = c.w.key_update()?;
+    // The KEY_UPDATE took the old key's next seq.
+    old.seq += 1;
+    let hb = Header::ping(0xbad).encode();
+    let t = seal(&mut old, &mut c.w.tx, &hb)?;
+    f.extend_from_slice(&hb);
+    f.extend(t);
+    c.w.send_bytes(&f)?;
+    expect_silent_close(&mut c.w, CLOSE_LIMIT)
+}
+
+fn key_update_old_key(ctx: &mut Ctx) -> Res<String> {
+    // Its next seq: an export that ignored the KEY_UPDATE would take it.
+    let a = after_key_update(ctx, 3, |old, _, hb| {
+        Ok(old.seal(hb, &mut []).map_err(io::Error::from)?)
+    })?;
+    // Seq 0, what the new key starts with: an export that reset the seq
+    // but kept the key would take it.
+    let b = after_key_update(ctx, 3, |old, _, hb| Ok(old.seal_at(0, hb, &mut [])))?;
+    Ok(format!("old key, its next seq: {a}; old key, seq 0: {b}"))
+}
+
+fn key_update_seq_not_reset(ctx: &mut Ctx) -> Res<String> {
+    after_key_update(ctx, 3, |old, new, hb| Ok(new.seal_at(old.seq, hb, &mut [])))
+        .map(|closed| format!("new key, seq 4 instead of 0: {closed}"))
+}
+
+fn key_update_reorder(ctx: &mut Ctx) -> Res<String> {
+    let mut c = ctx.session()?;
+    pings(&mut c, 0..2)?;
+    // Seq 3 instead of 2; the PING after it sealed as if it had been taken.
+    let hb = Header::key_update().encode();
+    let t = c.w.tx.seal_at(3, &hb, &mut []);
+    let mut f = hb.to_vec();
+    f.extend(t);
+    let mut next =
+        c.w.tx
+            .rekeyed()
+            .ok_or_else(|| usage("this case needs hmac or aead"))?;
+    let ping = Header::ping(0xbad).encode();
+    f.extend_from_slice(&ping);
+    f.extend(next.seal(&ping, &mut []).map_err(io::Error::from)?);
+    c.w.send_bytes(&f)?;
+    let closed = expect_silent_close(&mut c.w, CLOSE_LIMIT)?;
+    Ok(format!("KEY_UPDATE at seq 3 after seq 1: {closed}"))
+}
+
+fn key_update_every_message(ctx: &mut Ctx) -> Res<String> {
+    let mut c = ctx.session()?;
+    // A key update before every message this session frames from now on.
+    c.w.tx.rekey.bytes = Some(1);
+    let mut five = Vec::new();
+    for _ in 0..5 {
+        five.extend(c.w.key_update()?);
+    }
+    c.w.send_bytes(&five)?;
+    let mut n = pings(&mut c, 0..20)?;
+    // A batch: 100 PINGs, each after its KEY_UPDATE, in one write.
+    n += pings(&mut c, 100..200)?;
+    let (base, block) = (ctx.scratch, 4096u32);
+    let blocks = 48u64;
+    let seed = 0x6e77_0000 + ctx.checks;
+    let mut want = vec![0u8; (blocks * u64::from(block)) as usize];
+    if ctx.writable {
+        crate::client::fill_pattern(&mut want, base, seed);
+        for (i, d) in want.chunks(block as usize).enumerate() {
+            let h = req(
+                &mut c,
+                Op::Write,
+                0,
+                base + i as u64 * u64::from(block),
+                block,
+            );
+            let (r, _) = c.one(h, d)?;
+            check_status(&r, Status::Ok)?;
+            n += 1;
         }
-        got.push(m.h.id);
     }
-    got.sort_unstable();
-    if got != [10, 11] {
-        return Err(unexpected(format!("PONGs {got:?}")));
+    for pass in 0..2 {
+        for i in 0..blocks {
+            let off = base + i * u64::from(block);
+            let h = req(&mut c, Op::Read, 0, off, block);
+            let (r, d) = c.one(h, &[])?;
+            check_status(&r, Status::Ok)?;
+            let at = (i * u64::from(block)) as usize;
+            let w = &mut want[at..at + block as usize];
+            if ctx.writable || pass > 0 {
+                if d != *w {
+                    return Err(unexpected(format!(
+                        "READ at {off} after {} key updates: other data",
+                        c.w.tx.updates
+                    )));
+                }
+            } else {
+                w.copy_from_slice(&d);
+            }
+            n += 1;
+        }
     }
-    pings(&mut c, 12..14)?;
-    Ok("seq 1 before seq 0: both answered".into())
+    n += pings(&mut c, 1000..1030)?;
+    // The burst of 5, then one before every message but the first (the
+    // burst's last key is fresh).
+    let sent = c.w.tx.updates;
+    if sent != n as u64 + 4 {
+        return Err(unexpected(format!(
+            "{sent} key updates for {n} messages, not {}",
+            n + 4
+        )));
+    }
+    Ok(format!(
+        "{sent} KEY_UPDATEs before {n} messages, all answered right ({} received from the export)",
+        c.w.rx.updates
+    ))
 }
 
 /// Sends `bytes` one at a time every `gap`, on `sock`; returns how long
@@ -1300,10 +1626,9 @@ fn slow_loris(ctx: &mut Ctx) -> Res<String> {
 
 fn slow_loris_auth(ctx: &mut Ctx) -> Res<String> {
     let start = Instant::now();
-    let psk = ctx.sec.key.clone().unwrap_or_default();
-    let (mut c, hello, ns) = until_challenge(ctx)?;
-    let mut msg = Header::auth(Kind::Auth).encode().to_vec();
-    msg.extend_from_slice(&sec::proof_local(&psk, &hello.encode(), &ns));
+    let (mut c, hello, cb) = until_challenge(ctx)?;
+    let mut msg = Header::auth().encode().to_vec();
+    msg.extend_from_slice(&proof(&c, &hello, &cb)?);
     let took = trickle(&mut c.w.sock, &msg, Duration::from_millis(250), start)?;
     Ok(format!(
         "closed {:.1} s after connecting (AUTH at 4 bytes/s)",
@@ -1364,4 +1689,86 @@ fn half_open(ctx: &mut Ctx) -> Res<String> {
         opened.as_secs_f64(),
         last.as_secs_f64()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A `dstpeer server` of 32 MiB with `sec` on a free port, up: its
+    /// address.
+    fn server(sec: &SecConfig) -> String {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let (a, s) = (addr.clone(), sec.clone());
+        std::thread::spawn(move || crate::server::main(&a, &["--size", "32M"], &s).is_ok());
+        for _ in 0..100 {
+            if TcpStream::connect(&addr).is_ok() {
+                return addr;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server at {addr} not up");
+    }
+
+    /// Runs the attack cases `cases` against a `dstpeer server` in `mode`.
+    fn attack(mode: &str, cases: &[&str]) {
+        let key = (mode == "hmac" || mode == "aead")
+            .then(|| b"a test key of 32 bytes, exactly.".to_vec());
+        let sec = SecConfig::new(mode, None, key).expect("valid");
+        let addr = server(&sec);
+        let mut args = Vec::new();
+        for c in cases {
+            args.extend(["--case", c]);
+        }
+        if let Err(f) = main(&addr, &args, &sec) {
+            panic!("{mode}: {}", f.msg);
+        }
+    }
+
+    /// The key update cases against this tool's export, which implements
+    /// KEY_UPDATE on its own (`sec.rs`): the attacks and the export check
+    /// each other.
+    #[test]
+    fn key_update_cases_against_dstpeer_server() {
+        for mode in ["aead", "hmac"] {
+            attack(
+                mode,
+                &[
+                    "first-key-update",
+                    "first-bad-kind",
+                    "io-bad-kind",
+                    "key-update-malformed",
+                    "key-update-old-key",
+                    "key-update-seq-not-reset",
+                    "key-update-reorder",
+                    "key-update-every-message",
+                ],
+            );
+        }
+        for mode in ["none", "crc32c"] {
+            attack(
+                mode,
+                &[
+                    "first-key-update",
+                    "key-update-malformed",
+                    "key-update-keyless",
+                ],
+            );
+        }
+    }
+
+    #[test]
+    fn cases_have_unique_names() {
+        for (i, c) in CASES.iter().enumerate() {
+            assert!(
+                CASES[i + 1..].iter().all(|d| d.0 != c.0),
+                "case {} twice",
+                c.0
+            );
+        }
+    }
 }

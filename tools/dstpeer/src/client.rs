@@ -15,7 +15,10 @@
 //! while the hostile suite runs.
 //!
 //! Every command speaks the peer's security settings (`--protection`,
-//! `--alg`, `--key-file`): the authenticated handshake and the trailers.
+//! `--alg`, `--key-file`) and identities (`--client-name`, `--export-name`):
+//! the authenticated handshake of protocol version 2 (a fresh X25519 key
+//! pair per connection) and the trailers. `--dump-secrets` writes what a
+//! recorded connection needs to be decrypted (`decrypt-capture --secret`).
 //!
 //! Exit status: 0 as expected, 1 not as expected, 2 usage or connection
 //! error.
@@ -25,11 +28,12 @@ use std::io::{self, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
+use crate::examples::hex;
 use crate::proto::{
     validate_reply, Header, HelloBody, HelloReplyBody, Kind, Op, Status, FLAG_FUA, MAGIC,
 };
-use crate::sec::SecConfig;
-use crate::wire::{self, HsError, Wire};
+use crate::sec::{Ephemeral, SecConfig};
+use crate::wire::{self, Established, HsError, Wire};
 
 /// Requests kept in flight by the data commands.
 const WINDOW: usize = 16;
@@ -64,8 +68,9 @@ pub(crate) const USAGE: &str =
                               (destroys data: zeroes the whole export)
     no-hello                  send nothing: expect a close within the handshake timeout
   pattern OFF LEN SEED        write the pattern bytes to stdout
-  (client, attack-export, fuzz and server take --protection MODE,
-   --alg NAME and --key-file PATH: the security settings of the peer)
+  client options: --dump-secrets FILE  after the handshake, write e_c, E_c, E_s,
+                              K_le and K_el to FILE as `name hex` lines
+                              (a forward-secrecy test's positive control)
 ";
 
 /// A command's failure: a message and the exit status.
@@ -140,8 +145,8 @@ pub(crate) fn parse_size(s: &str) -> Res<u64> {
 }
 
 pub(crate) fn parse_status(s: &str) -> Res<Status> {
-    (0..=11)
-        .filter_map(Status::from_u32)
+    (0..=u32::from(u8::MAX))
+        .map_while(Status::from_u32)
         .find(|st| {
             st.as_str().replace(' ', "-") == s.to_lowercase()
                 || format!("{st:?}").eq_ignore_ascii_case(s)
@@ -184,7 +189,10 @@ pub(crate) fn fnv1a(hash: u64, data: &[u8]) -> u64 {
 pub(crate) struct Conn {
     pub(crate) w: Wire,
     pub(crate) sec: SecConfig,
-    grant: Option<HelloReplyBody>,
+    /// This connection's ephemeral key pair (used only with a key): fresh
+    /// for every connection, as the protocol requires.
+    pub(crate) eph: Ephemeral,
+    established: Option<Established>,
     pub(crate) next_id: u64,
 }
 
@@ -195,13 +203,15 @@ impl Conn {
         Ok(Conn {
             w,
             sec: sec.clone(),
-            grant: None,
+            eph: Ephemeral::generate(),
+            established: None,
             next_id: 1,
         })
     }
 
+    /// A well-behaved HELLO carrying this connection's key share.
     pub(crate) fn hello_body(&self, queue_depth: u16) -> HelloBody {
-        wire::hello_for(&self.sec, queue_depth)
+        wire::hello_for(&self.sec, queue_depth, self.eph.public())
     }
 
     /// Sends a HELLO (plain, as every HELLO is).
@@ -217,10 +227,10 @@ impl Conn {
         &mut self,
         hello: &HelloBody,
     ) -> Res<Result<HelloReplyBody, Status>> {
-        match wire::client_handshake(&mut self.w, &self.sec, hello) {
-            Ok(grant) => {
-                self.grant = Some(grant);
-                Ok(Ok(grant))
+        match wire::client_handshake(&mut self.w, &self.sec, hello, &self.eph) {
+            Ok(est) => {
+                self.established = Some(est);
+                Ok(Ok(est.grant))
             }
             Err(HsError::Refused(s)) => Ok(Err(s)),
             Err(e) => Err(e.into()),
@@ -241,7 +251,29 @@ impl Conn {
 
     pub(crate) fn grant(&self) -> HelloReplyBody {
         // Set by `handshake`, which every caller runs first.
-        self.grant.expect("handshake done")
+        self.established.expect("handshake done").grant
+    }
+
+    /// Writes this connection's secrets to `path` as `name hex` lines:
+    /// `e_c`, `E_c`, `E_s`, `K_le`, `K_el`. For a forward-secrecy test: with
+    /// `e_c` a recorded connection decrypts, without it it must not.
+    pub(crate) fn dump_secrets(&self, path: &str) -> Res {
+        let est = self
+            .established
+            .ok_or_else(|| unexpected("no handshake to dump the secrets of"))?;
+        if !self.sec.auth() {
+            return Err(usage("--dump-secrets needs a key (--key-file)"));
+        }
+        let text = format!(
+            "e_c {}\nE_c {}\nE_s {}\nK_le {}\nK_el {}\n",
+            hex(&self.eph.secret()),
+            hex(self.eph.public()),
+            hex(&est.export_share),
+            hex(&est.keys.le),
+            hex(&est.keys.el)
+        );
+        std::fs::write(path, text)
+            .map_err(|e| usage(format!("cannot write the secrets to {path}: {e}")))
     }
 
     pub(crate) fn request(&mut self, op: Op, flags: u16, offset: u64, length: u32) -> Header {
@@ -393,16 +425,32 @@ impl Conn {
     }
 }
 
-/// Splits `args` into positional arguments and the `--fua` / `--expect`
-/// options.
-fn options(args: &[&str]) -> Res<(Vec<String>, bool, Status)> {
+/// The options of a client command.
+struct Options {
+    /// Positional arguments.
+    pos: Vec<String>,
+    fua: bool,
+    expect: Status,
+    /// `--dump-secrets FILE`.
+    dump: Option<String>,
+}
+
+/// Splits `args` into positional arguments and the options.
+fn options(args: &[&str]) -> Res<Options> {
     let mut pos = Vec::new();
     let mut fua = false;
     let mut expect = Status::Ok;
+    let mut dump = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match *a {
             "--fua" => fua = true,
+            "--dump-secrets" => {
+                let f = it
+                    .next()
+                    .ok_or_else(|| usage("--dump-secrets needs a file"))?;
+                dump = Some(f.to_string());
+            }
             "--stop-file" | "--max-secs" | "--verify-only" => {
                 it.next();
             }
@@ -413,7 +461,12 @@ fn options(args: &[&str]) -> Res<(Vec<String>, bool, Status)> {
             _ => pos.push((*a).to_string()),
         }
     }
-    Ok((pos, fua, expect))
+    Ok(Options {
+        pos,
+        fua,
+        expect,
+        dump,
+    })
 }
 
 /// Checks a reply status against the expected one.
@@ -435,10 +488,32 @@ pub(crate) fn check_status(reply: &Header, expect: Status) -> Res {
 /// `dstpeer client ADDR:PORT COMMAND ARGS`, with the peer's security
 /// settings `sec`.
 pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
+    // `--dump-secrets FILE` may come before the command too.
+    let mut args = args.to_vec();
+    let mut early_dump = None;
+    if let Some(i) = args.iter().position(|a| *a == "--dump-secrets") {
+        if args
+            .iter()
+            .position(|a| !a.starts_with("--"))
+            .is_some_and(|c| c > i)
+        {
+            let file = args
+                .get(i + 1)
+                .ok_or_else(|| usage("--dump-secrets needs a file"))?;
+            early_dump = Some(file.to_string());
+            args.drain(i..i + 2);
+        }
+    }
     let Some((&cmd, rest)) = args.split_first() else {
         return Err(usage("client: missing command"));
     };
-    let (pos, fua, expect) = options(rest)?;
+    let Options {
+        pos,
+        fua,
+        expect,
+        dump,
+    } = options(rest)?;
+    let dump = dump.or(early_dump);
     let num = |i: usize| -> Res<u64> {
         parse_size(
             pos.get(i)
@@ -473,10 +548,13 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
         _ => 0,
     };
     let grant = c.handshake(depth)?;
+    if let Some(path) = &dump {
+        c.dump_secrets(path)?;
+    }
     match cmd {
         "hello" => {
             println!(
-                "version {} perms {:#x} features {:#x} size {} logical_block {} physical_block {} max_io {} queues {} queue_depth {}",
+                "version {} perms {:#x} features {:#x} size {} logical_block {} physical_block {} max_io {} queues {} queue_depth {} export {}",
                 grant.version,
                 grant.perms,
                 grant.features,
@@ -485,7 +563,8 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
                 grant.physical_block_size,
                 grant.max_io_bytes,
                 grant.queues,
-                grant.queue_depth
+                grant.queue_depth,
+                String::from_utf8_lossy(grant.export.as_bytes())
             );
         }
         "write" => {
@@ -639,7 +718,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
         "bad-magic" => {
             let mut b = c.request(Op::Read, 0, 0, 4096).encode();
             b[..4].copy_from_slice(&(MAGIC ^ 0xffff_ffff).to_be_bytes());
-            let msg = c.w.frame_raw(&b, &[]);
+            let msg = c.w.frame_raw(&b, &[])?;
             c.w.send_bytes(&msg)?;
             let took = c.wait_closed(Duration::from_secs(5))?;
             println!("closed by the export after {:.1} s", took.as_secs_f64());
@@ -667,8 +746,8 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
                 * grant.logical_block_size;
             let a = c.request(Op::WriteZeroes, 0, 0, len);
             let b = c.request(Op::Read, 0, 0, 4096);
-            let mut msg = c.w.frame(&a, &[]);
-            msg.extend(c.w.frame(&b, &[]));
+            let mut msg = c.w.frame(&a, &[])?;
+            msg.extend(c.w.frame(&b, &[])?);
             c.w.send_bytes(&msg)?;
             c.wait_closed(Duration::from_secs(20))?;
             println!("closed by the export");

@@ -7,14 +7,26 @@
 //! (`Header::decode`, `validate_request`, the HELLO checks) and checked:
 //!
 //! - a header that does not decode, a kind the export never accepts, a
-//!   tampered or replayed trailer, a truncated frame: the export must close
-//!   the connection (and send nothing for it);
+//!   tampered trailer, a seq that is not the next one (replayed, or ahead:
+//!   one before it dropped), a truncated frame: the export must close the
+//!   connection (and send nothing for it);
 //! - an IO request that decodes: exactly one IO_REPLY echoing it, with the
 //!   status `validate_request` gives (a request it accepts may also get BUSY,
 //!   and DISCARD or WRITE_ZEROES NOT_SUPPORTED), and a successful READ its
 //!   data;
 //! - a PING: a PONG with its cookie; a PONG: nothing;
-//! - a mutated HELLO: the refusal the HELLO checks give, or a session.
+//! - in hmac and aead, KEY_UPDATEs at random points of the traffic: nothing
+//!   (what follows is sealed with the next key, from seq 0); a KEY_UPDATE
+//!   followed by a message still sealed with the old key, or with the new
+//!   key at a seq other than 0, or one sealed with a seq that is not the
+//!   next: a close; in none and crc32c any KEY_UPDATE: a close;
+//! - a mutated HELLO (anywhere, and aimed at the key share and both
+//!   identities): the refusal the HELLO checks give (INVALID for a key
+//!   share of small order, UNKNOWN_EXPORT for another export's name), or
+//!   with a key share whose private key we do not hold AUTH_FAILED after
+//!   the CHALLENGE, or a session;
+//! - a mutated AUTH (flipped proof bits, wrong size, truncated, another
+//!   kind): AUTH_FAILED, or a close;
 //!
 //! Each connection carries a run of frames in batches, and usually ends with
 //! one fatal frame. At the end a fresh session must write and read back
@@ -28,10 +40,16 @@ use std::time::{Duration, Instant};
 
 use crate::client::{parse_size, unexpected, usage, Conn, Res};
 use crate::proto::{
-    negotiate_version, validate_request, Header, HelloBody, HelloReplyBody, Kind, Limits, Op,
-    Status, AUTH_LEN, FLAGS_ALL, HEADER_LEN, HELLO_LEN, MAX_IO_BYTES_LIMIT,
+    negotiate_version, validate_request, ChallengeBody, Header, HelloBody, HelloReplyBody, Kind,
+    Limits, Name, Op, Status, AUTH_LEN, CHALLENGE_LEN, FLAGS_ALL, HEADER_LEN, HELLO_LEN,
+    KEY_SHARE_LEN, MAX_IO_BYTES_LIMIT, NAME_LEN,
 };
-use crate::sec::{self, SecConfig};
+use crate::sec::{self, Ephemeral, SecConfig};
+
+/// Offsets of the key share and the identities in a HELLO body.
+const KEY_SHARE_AT: usize = 104;
+const CLIENT_AT: usize = KEY_SHARE_AT + KEY_SHARE_LEN;
+const EXPORT_AT: usize = CLIENT_AT + NAME_LEN;
 use crate::wire::RecvError;
 
 pub(crate) const USAGE: &str =
@@ -85,6 +103,10 @@ struct Stats {
     hello_refusals: u64,
     pongs: u64,
     busy: u64,
+    /// KEY_UPDATEs sent (at random, fatal ones, and any `--rekey-after`
+    /// makes) and received from the export.
+    key_updates: u64,
+    key_updates_in: u64,
 }
 
 impl Stats {
@@ -97,6 +119,54 @@ impl Stats {
         self.hello_refusals += o.hello_refusals;
         self.pongs += o.pongs;
         self.busy += o.busy;
+        self.key_updates += o.key_updates;
+        self.key_updates_in += o.key_updates_in;
+    }
+}
+
+/// What the export must answer a HELLO with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HelloFate {
+    /// A refusal with this status, then a close.
+    Refused(Status),
+    /// A CHALLENGE; then AUTH_FAILED, since our proof is made with a key
+    /// share the export did not get.
+    AuthFails,
+    /// A session.
+    Accepted,
+}
+
+/// The fate of the HELLO body `body` at an export with `sec` and the
+/// identity `identity`, whose HELLO would carry `ours` as its key share:
+/// the checks in the order Documentation/protocol.md gives them.
+fn predict_hello(
+    body: &[u8; HELLO_LEN],
+    sec: &SecConfig,
+    identity: &Name,
+    ours: &[u8; KEY_SHARE_LEN],
+) -> HelloFate {
+    let Ok(b) = HelloBody::decode(body).and_then(|b| b.validate().map(|()| b)) else {
+        return HelloFate::Refused(Status::Invalid);
+    };
+    if negotiate_version(b.min_version, b.max_version).is_none() {
+        return HelloFate::Refused(Status::Version);
+    }
+    if !b.export.is_empty() && b.export != *identity {
+        return HelloFate::Refused(Status::UnknownExport);
+    }
+    if !b.security.matches(&sec.security()) {
+        return HelloFate::Refused(Status::Mismatch);
+    }
+    if !b.security.auth {
+        return HelloFate::Accepted;
+    }
+    if sec::is_small_order(&b.key_share) {
+        return HelloFate::Refused(Status::Invalid);
+    }
+    if sec::same_point(&b.key_share, ours) {
+        HelloFate::Accepted
+    } else {
+        HelloFate::AuthFails
     }
 }
 
@@ -109,12 +179,18 @@ enum Expect {
     Pong(u64),
     /// Nothing.
     Nothing,
+    /// Nothing, and what follows is opened with the next key: a KEY_UPDATE
+    /// (hmac, aead), which only [`Wire::key_update`] may make.
+    ///
+    /// [`Wire::key_update`]: crate::wire::Wire::key_update
+    KeyUpdate,
     /// Closing the connection.
     Close,
 }
 
-/// The fate of a frame with header `hb`, after a handshake granting `limits`.
-fn predict(hb: &[u8; HEADER_LEN], limits: &Limits) -> Expect {
+/// The fate of a frame with header `hb`, after a handshake granting `limits`,
+/// in a mode with keys (hmac, aead) if `keyed`.
+fn predict(hb: &[u8; HEADER_LEN], limits: &Limits, keyed: bool) -> Expect {
     let Ok(h) = Header::decode(hb) else {
         return Expect::Close;
     };
@@ -133,6 +209,8 @@ fn predict(hb: &[u8; HEADER_LEN], limits: &Limits) -> Expect {
         }
         Kind::Ping => Expect::Pong(h.id),
         Kind::Pong => Expect::Nothing,
+        // Without keys a KEY_UPDATE breaks the protocol.
+        Kind::KeyUpdate if keyed => Expect::KeyUpdate,
         _ => Expect::Close,
     }
 }
@@ -145,9 +223,10 @@ struct Fuzz {
     stats: Stats,
     /// Frames still to send.
     left: u64,
-    /// What a first handshake granted (size, block, ...).
+    /// What a first handshake granted (size, block, the export's identity).
     size: u64,
     block: u32,
+    identity: Name,
     mix: Mix,
     /// Average frames per connection.
     per_conn: u64,
@@ -242,6 +321,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
                 left: frames / jobs + u64::from(j < frames % jobs),
                 size: g.size,
                 block: g.logical_block_size,
+                identity: g.export,
                 mix,
                 per_conn,
                 batch,
@@ -301,9 +381,18 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     c.verify_pattern(verify_at, len, seed)?;
     println!(
         "fuzz: {} frames over {} connections in {secs:.1} s, seed {seed}: {} replies checked \
-         ({} refusals, {} busy), {} pongs, {} closes checked, {} HELLOs refused; \
-         a fresh session wrote and read back {len} bytes",
-        s.frames, s.connections, s.replies, s.refusals, s.busy, s.pongs, s.closes, s.hello_refusals
+         ({} refusals, {} busy), {} pongs, {} closes checked, {} HELLOs refused, \
+         {} key updates sent and {} received; a fresh session wrote and read back {len} bytes",
+        s.frames,
+        s.connections,
+        s.replies,
+        s.refusals,
+        s.busy,
+        s.pongs,
+        s.closes,
+        s.hello_refusals,
+        s.key_updates,
+        s.key_updates_in
     );
     Ok(())
 }
@@ -320,6 +409,8 @@ impl Fuzz {
                 Some(()) => {}
                 None => return Ok(()),
             }
+        } else if self.sec.auth() && self.rng.pct(3) {
+            return self.fuzz_auth(&mut c, &hello);
         } else {
             self.count(1);
         }
@@ -343,11 +434,15 @@ impl Fuzz {
             self.batch(&mut c, &limits, &grant, n)?;
             run -= n;
         }
-        if self.left > 0 && self.rng.pct(85) {
-            self.fatal(&mut c, &limits)?;
-        }
+        let r = if self.left > 0 && self.rng.pct(85) {
+            self.fatal(&mut c, &limits)
+        } else {
+            Ok(())
+        };
+        self.stats.key_updates += c.w.tx.updates;
+        self.stats.key_updates_in += c.w.rx.updates;
         let _ = c.w.sock.shutdown(Shutdown::Both);
-        Ok(())
+        r
     }
 
     fn count(&mut self, n: u64) {
@@ -361,29 +456,75 @@ impl Fuzz {
     fn fuzz_hello(&mut self, c: &mut Conn, hello: &mut HelloBody) -> Res<Option<()>> {
         let mut hb = Header::hello().encode();
         let mut body = hello.encode();
-        match self.rng.below(10) {
+        match self.rng.below(14) {
             0 => {
                 let bit = self.rng.below(HEADER_LEN as u64 * 8) as usize;
                 hb[bit / 8] ^= 1 << (bit % 8);
             }
-            1..=6 => {
+            1..=5 => {
                 for _ in 0..1 + self.rng.below(3) {
                     let bit = self.rng.below(HELLO_LEN as u64 * 8) as usize;
                     body[bit / 8] ^= 1 << (bit % 8);
                 }
             }
-            7 => {
-                let at = self
+            6 => {
+                let at = self.rng.pick(&[
+                    0usize, 4, 16, 20, 22, 32, 33, 34, 36, 40, 103, 104, 135, 136, 199, 200, 263,
+                ]);
+                body[at] = self
                     .rng
-                    .pick(&[0usize, 4, 16, 20, 22, 32, 33, 34, 36, 40, 103]);
-                body[at] = self.rng.pick(&[0u8, 1, 2, 3, 4, 0x40, 0x80, 0xff]);
+                    .pick(&[0u8, 1, 2, 3, 4, 0x20, 0x40, 0x7f, 0x80, 0xff]);
             }
-            8 => {
+            7 => {
                 // Versions.
-                let v = |r: &mut Rng| r.pick(&[0u32, 1, 2, 7, u32::MAX]);
+                let v = |r: &mut Rng| r.pick(&[0u32, 1, 2, 3, 7, u32::MAX]);
                 let (a, b) = (v(&mut self.rng), v(&mut self.rng));
                 body[0..4].copy_from_slice(&a.to_be_bytes());
                 body[4..8].copy_from_slice(&b.to_be_bytes());
+            }
+            8 | 9 => {
+                // The key share: of small order, zero, another point,
+                // the same point in another encoding.
+                let mut share = *c.eph.public();
+                match self.rng.below(4) {
+                    0 => share = self.rng.pick(&sec::small_order_points()),
+                    1 => share = *Ephemeral::generate().public(),
+                    2 => share[31] ^= 0x80,
+                    _ => share[self.rng.below(32) as usize] ^= 1 << self.rng.below(8),
+                }
+                body[KEY_SHARE_AT..CLIENT_AT].copy_from_slice(&share);
+            }
+            10 | 11 => {
+                // An identity: the client's or the export's.
+                let at = if self.rng.pct(50) {
+                    CLIENT_AT
+                } else {
+                    EXPORT_AT
+                };
+                let field = &mut body[at..at + NAME_LEN];
+                let name: &[u8] = match self.rng.below(8) {
+                    0 => b"",
+                    1 => b"a",
+                    2 => b"another.export",
+                    3 => self.identity.as_bytes(),
+                    4 => b"with space",
+                    5 => b"tab\tin",
+                    6 => b"del\x7f",
+                    _ => b"x",
+                };
+                field.fill(0);
+                field[..name.len()].copy_from_slice(name);
+                match self.rng.below(4) {
+                    // Junk after the NUL, or no NUL at all.
+                    0 => field[NAME_LEN - 1 - self.rng.below(3) as usize] = b'j',
+                    1 => field.fill(b'n'),
+                    _ => {}
+                }
+            }
+            12 => {
+                // The security settings, consistent or not.
+                body[32] = self.rng.below(5) as u8;
+                body[33] = self.rng.below(3) as u8;
             }
             _ => {
                 // Truncated: part of the HELLO, then EOF.
@@ -398,45 +539,136 @@ impl Fuzz {
         }
         self.count(1);
         let header_ok = matches!(Header::decode(&hb), Ok(h) if h.kind == Kind::Hello);
+        let mut msg = hb.to_vec();
+        msg.extend_from_slice(&body);
         if !header_ok {
-            let mut msg = hb.to_vec();
-            msg.extend_from_slice(&body);
             c.w.send_bytes(&msg)?;
             return self.expect_close(c, &hb).map(|()| None);
         }
-        let parsed = HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b));
-        let refusal = match parsed {
-            Err(_) => Some(Status::Invalid),
-            Ok(b) if negotiate_version(b.min_version, b.max_version).is_none() => {
-                Some(Status::Version)
-            }
-            Ok(b) if !b.security.matches(&self.sec.security()) => Some(Status::Mismatch),
-            Ok(_) => None,
+        let fate = predict_hello(&body, &self.sec, &self.identity, c.eph.public());
+        let what = |got: String| {
+            unexpected(format!(
+                "mutated HELLO body {}: got {got}, expected {fate:?}",
+                hex(&body)
+            ))
         };
-        match (refusal, parsed) {
-            (None, Ok(b)) => {
-                *hello = b;
+        match fate {
+            HelloFate::Accepted => {
+                // Decodes: the prediction said so.
+                *hello = HelloBody::decode(&body)
+                    .map_err(|_| what("a body that does not decode".into()))?;
                 Ok(Some(()))
             }
-            (want, _) => {
-                let want = want.unwrap_or(Status::Invalid);
-                let mut msg = hb.to_vec();
-                msg.extend_from_slice(&body);
+            HelloFate::Refused(want) => {
                 c.w.send_bytes(&msg)?;
                 let m = c.w.recv()?;
                 if m.h.kind != Kind::HelloReply || m.h.status != want {
-                    return Err(unexpected(format!(
-                        "mutated HELLO body {}: got {:?} {}, expected HELLO_REPLY {}",
-                        hex(&body),
-                        m.h.kind,
-                        m.h.status.as_str(),
-                        want.as_str()
-                    )));
+                    return Err(what(format!("{:?} {}", m.h.kind, m.h.status.as_str())));
                 }
                 self.stats.hello_refusals += 1;
                 self.expect_close(c, &[]).map(|()| None)
             }
+            HelloFate::AuthFails => {
+                c.w.send_bytes(&msg)?;
+                let m = c.w.recv()?;
+                if m.h.kind != Kind::Challenge {
+                    return Err(what(format!("{:?} {}", m.h.kind, m.h.status.as_str())));
+                }
+                // Our proof, for the share we hold, not the one sent.
+                let hello = HelloBody::decode(&body)
+                    .map_err(|_| what("a body that does not decode".into()))?;
+                let proof = self.proof(c, &hello, &m.payload)?;
+                self.auth_refused(c, &proof).map(|()| None)
+            }
         }
+    }
+
+    /// `proof_local` of `c` for `hello` and the CHALLENGE body `payload`,
+    /// the CHALLENGE checked as a local node checks it.
+    fn proof(&self, c: &Conn, hello: &HelloBody, payload: &[u8]) -> Res<[u8; AUTH_LEN]> {
+        let bad = |what: &str| unexpected(format!("bad CHALLENGE {}: {what}", hex(payload)));
+        let cb: [u8; CHALLENGE_LEN] = payload.try_into().map_err(|_| bad("size"))?;
+        let ch = ChallengeBody::decode(&cb).map_err(|e| bad(e.as_str()))?;
+        if ch.export != self.identity {
+            return Err(bad("another export identity than the first handshake's"));
+        }
+        let dh = c
+            .eph
+            .agree(&ch.key_share)
+            .ok_or_else(|| bad("all-zero DH"))?;
+        let key = self.sec.key.as_deref().unwrap_or_default();
+        let schedule = sec::Schedule::new(key, &hello.client, &ch.export, &dh);
+        Ok(schedule.proof_local(&sec::th1(&hello.encode(), &cb)))
+    }
+
+    /// Sends `proof` as AUTH and requires AUTH_FAILED, then a close.
+    fn auth_refused(&mut self, c: &mut Conn, proof: &[u8; AUTH_LEN]) -> Res {
+        c.w.send(&Header::auth(), proof)?;
+        self.count(1);
+        let m = c.w.recv()?;
+        if m.h.kind != Kind::HelloReply || m.h.status != Status::AuthFailed {
+            return Err(unexpected(format!(
+                "AUTH with proof {}: got {:?} {}, expected HELLO_REPLY AUTH_FAILED",
+                hex(proof),
+                m.h.kind,
+                m.h.status.as_str()
+            )));
+        }
+        self.stats.hello_refusals += 1;
+        self.expect_close(c, &[])
+    }
+
+    /// A good HELLO, then a mutated AUTH: AUTH_FAILED for a wrong proof, a
+    /// close for a message that is no AUTH of the right size.
+    fn fuzz_auth(&mut self, c: &mut Conn, hello: &HelloBody) -> Res {
+        c.send_hello(hello)?;
+        self.count(1);
+        let m = c.w.recv()?;
+        if m.h.kind != Kind::Challenge {
+            return Err(unexpected(format!("{:?} instead of CHALLENGE", m.h.kind)));
+        }
+        let mut proof = self.proof(c, hello, &m.payload)?;
+        let mut msg = Header::auth().encode().to_vec();
+        match self.rng.below(5) {
+            0 | 1 => {
+                for _ in 0..1 + self.rng.below(3) {
+                    let bit = self.rng.below(AUTH_LEN as u64 * 8) as usize;
+                    proof[bit / 8] ^= 1 << (bit % 8);
+                }
+                return self.auth_refused(c, &proof);
+            }
+            2 => {
+                // Another payload size claimed and sent.
+                let n = self.rng.pick(&[0u32, 16, 31, 33, 64, CHALLENGE_LEN as u32]);
+                msg[12..16].copy_from_slice(&n.to_be_bytes());
+                msg.extend(std::iter::repeat_n(0x5au8, n as usize));
+            }
+            3 => {
+                // Truncated, then EOF.
+                msg.extend_from_slice(&proof);
+                msg.truncate(self.rng.below(msg.len() as u64) as usize);
+                c.w.send_bytes(&msg)?;
+                c.w.sock.shutdown(Shutdown::Write)?;
+                self.count(1);
+                return self.expect_close(c, &[]);
+            }
+            _ => {
+                // The proof under another kind.
+                let kind = self.rng.pick(&[
+                    Kind::Hello,
+                    Kind::Challenge,
+                    Kind::Ping,
+                    Kind::HelloReply,
+                    Kind::KeyUpdate,
+                ]);
+                msg[4] = kind.as_u8();
+                msg.extend_from_slice(&proof);
+            }
+        }
+        c.w.send_bytes(&msg)?;
+        self.count(1);
+        let hb: [u8; HEADER_LEN] = msg[..HEADER_LEN].try_into().unwrap_or([0; HEADER_LEN]);
+        self.expect_close(c, &hb)
     }
 
     /// A valid request of a random op, within the device and max IO.
@@ -550,10 +782,18 @@ impl Fuzz {
 
     /// Sends `n` frames in one write, then checks every answer.
     fn batch(&mut self, c: &mut Conn, limits: &Limits, g: &HelloReplyBody, n: u64) -> Res {
+        let keyed = self.sec.protection.needs_key();
         let mut out = Vec::new();
         let mut expects = Vec::new();
         let mut i = 0;
         while i < n {
+            // Now and then a key update (sometimes several in a row): the
+            // frames after it are sealed with the next key.
+            if keyed && self.rng.pct(4) {
+                for _ in 0..1 + self.rng.below(3) / 2 {
+                    out.extend(c.w.key_update()?);
+                }
+            }
             let r = self.rng.below(100);
             let (hb, payload) = if r < self.mix.pings {
                 (Header::ping(self.rng.next()).encode(), Vec::new())
@@ -567,9 +807,10 @@ impl Fuzz {
                 }
                 (hb, Vec::new())
             };
-            let e = predict(&hb, limits);
-            if matches!(e, Expect::Close) {
-                // Fatal frames come last, one per connection.
+            let e = predict(&hb, limits, keyed);
+            // Fatal frames come last, one per connection; a mutation that
+            // made a KEY_UPDATE is left out (the sealer would not follow).
+            if matches!(e, Expect::Close | Expect::KeyUpdate) {
                 continue;
             }
             let claim = u32::from_be_bytes([hb[12], hb[13], hb[14], hb[15]]) as usize;
@@ -578,7 +819,7 @@ impl Fuzz {
             }
             let mut payload = payload;
             payload.resize(claim, self.rng.next() as u8);
-            out.extend(c.w.frame_raw(&hb, &payload));
+            out.extend(c.w.frame_raw(&hb, &payload)?);
             expects.push((e, hb));
             i += 1;
         }
@@ -590,7 +831,7 @@ impl Fuzz {
             match e {
                 Expect::Reply { req, statuses } => pending.push_back((req, statuses, hb)),
                 Expect::Pong(k) => pongs.push(k),
-                Expect::Nothing | Expect::Close => {}
+                Expect::Nothing | Expect::KeyUpdate | Expect::Close => {}
             }
         }
         while !pending.is_empty() || !pongs.is_empty() {
@@ -669,98 +910,161 @@ impl Fuzz {
         let mut req = c.request(Op::Write, 0, 0, 4096).encode();
         let data = vec![0x3cu8; 4096];
         let what = self.rng.below(if protected { 12 } else { 8 });
-        let bytes = match what {
-            0 => {
-                let bit = self.rng.below(32) as usize;
-                req[bit / 8] ^= 1 << (bit % 8);
-                req.to_vec()
-            }
-            1 => {
-                req[4] = self.rng.pick(&[0u8, 9, 0x80, 0xff]);
-                req.to_vec()
-            }
-            2 => {
-                req[5] = self.rng.pick(&[0u8, 6, 0xff]);
-                req.to_vec()
-            }
-            3 => {
-                req[8..12].copy_from_slice(&self.rng.pick(&[12u32, 99, u32::MAX]).to_be_bytes());
-                req.to_vec()
-            }
-            4 => {
-                let p = MAX_IO_BYTES_LIMIT + 1 + self.rng.below(1 << 20) as u32;
-                req[12..16].copy_from_slice(&p.to_be_bytes());
-                req.to_vec()
-            }
-            5 => {
-                // A kind the export never accepts after the handshake.
-                let (h, body): (Header, &[u8]) = match self.rng.below(5) {
-                    0 => (Header::hello(), &[0u8; HELLO_LEN]),
-                    1 => (Header::hello_reply(Status::Busy), &[]),
-                    2 => (Header::auth(Kind::Challenge), &[0u8; AUTH_LEN]),
-                    3 => (Header::auth(Kind::Auth), &[0u8; AUTH_LEN]),
-                    _ => (Header::io(Op::Write, 0, 1, 0, 4096).reply(Status::Ok), &[]),
-                };
-                c.w.frame(&h, body)
-            }
-            6 => {
-                // A truncated header, then EOF.
-                let n = 1 + self.rng.below(HEADER_LEN as u64 - 1) as usize;
-                c.w.send_bytes(&req[..n])?;
-                c.w.sock.shutdown(Shutdown::Write)?;
-                self.count(1);
-                return self.expect_close(c, &req);
-            }
-            7 => {
-                // A WRITE cut short in its data, then EOF.
-                let f = c.w.frame_raw(&req, &data);
-                let n = HEADER_LEN + self.rng.below(4096) as usize;
-                c.w.send_bytes(&f[..n])?;
-                c.w.sock.shutdown(Shutdown::Write)?;
-                self.count(1);
-                return self.expect_close(c, &req);
-            }
-            8 => {
-                // A bit flipped after sealing, anywhere in the frame.
-                let mut f = c.w.frame_raw(&req, &data);
-                let bit = self.rng.below(f.len() as u64 * 8) as usize;
-                f[bit / 8] ^= 1 << (bit % 8);
-                f
-            }
-            9 => {
-                // The trailer dropped (the next bytes read as one).
-                let mut f = c.w.frame_raw(&req, &data);
-                f.truncate(HEADER_LEN + data.len());
-                f.extend(c.w.frame(&Header::ping(1), &[]));
-                f.extend_from_slice(&[0u8; 96]);
-                f
-            }
-            _ if seq => {
-                // A seq used before (a replay of the PING sealed first).
-                let h = Header::ping(self.rng.next()).encode();
-                let used = self.rng.below(c.w.tx.seq.max(1));
-                let t = c.w.tx.seal_at(used, &h, &mut []);
-                let mut f = h.to_vec();
-                f.extend(t);
-                f
-            }
-            _ => {
-                // crc32c: the trailer of another message.
-                let mut f = c.w.frame_raw(&req, &data);
-                let n = f.len();
-                f[n - 1] ^= 0xff;
-                f
+        let bytes = if self.rng.pct(12) {
+            self.fatal_key_update(c, seq)?
+        } else {
+            match what {
+                0 => {
+                    let bit = self.rng.below(32) as usize;
+                    req[bit / 8] ^= 1 << (bit % 8);
+                    req.to_vec()
+                }
+                1 => {
+                    req[4] = self.rng.pick(&[0u8, 9, 0x80, 0xff]);
+                    req.to_vec()
+                }
+                2 => {
+                    req[5] = self.rng.pick(&[0u8, 6, 0xff]);
+                    req.to_vec()
+                }
+                3 => {
+                    req[8..12]
+                        .copy_from_slice(&self.rng.pick(&[13u32, 99, u32::MAX]).to_be_bytes());
+                    req.to_vec()
+                }
+                4 => {
+                    let p = MAX_IO_BYTES_LIMIT + 1 + self.rng.below(1 << 20) as u32;
+                    req[12..16].copy_from_slice(&p.to_be_bytes());
+                    req.to_vec()
+                }
+                5 => {
+                    // A kind the export never accepts after the handshake.
+                    let (h, body): (Header, &[u8]) = match self.rng.below(5) {
+                        0 => (Header::hello(), &[0u8; HELLO_LEN]),
+                        1 => (Header::hello_reply(Status::Busy), &[]),
+                        2 => (Header::challenge(), &[0u8; CHALLENGE_LEN]),
+                        3 => (Header::auth(), &[0u8; AUTH_LEN]),
+                        _ => (Header::io(Op::Write, 0, 1, 0, 4096).reply(Status::Ok), &[]),
+                    };
+                    c.w.frame(&h, body)?
+                }
+                6 => {
+                    // A truncated header, then EOF.
+                    let n = 1 + self.rng.below(HEADER_LEN as u64 - 1) as usize;
+                    c.w.send_bytes(&req[..n])?;
+                    c.w.sock.shutdown(Shutdown::Write)?;
+                    self.count(1);
+                    return self.expect_close(c, &req);
+                }
+                7 => {
+                    // A WRITE cut short in its data, then EOF.
+                    let f = c.w.frame_raw(&req, &data)?;
+                    let n = HEADER_LEN + self.rng.below(4096) as usize;
+                    c.w.send_bytes(&f[..n])?;
+                    c.w.sock.shutdown(Shutdown::Write)?;
+                    self.count(1);
+                    return self.expect_close(c, &req);
+                }
+                8 => {
+                    // A bit flipped after sealing, anywhere in the frame.
+                    let mut f = c.w.frame_raw(&req, &data)?;
+                    let bit = self.rng.below(f.len() as u64 * 8) as usize;
+                    f[bit / 8] ^= 1 << (bit % 8);
+                    f
+                }
+                9 => {
+                    // The trailer dropped (the next bytes read as one).
+                    let mut f = c.w.frame_raw(&req, &data)?;
+                    f.truncate(HEADER_LEN + data.len());
+                    f.extend(c.w.frame(&Header::ping(1), &[])?);
+                    f.extend_from_slice(&[0u8; 96]);
+                    f
+                }
+                _ if seq => {
+                    // A seq that is not the next one: one used before (a
+                    // replay), or one ahead (those before it dropped).
+                    let h = Header::ping(self.rng.next()).encode();
+                    let next = c.w.tx.seq;
+                    let wrong = if next > 0 && self.rng.pct(50) {
+                        self.rng.below(next)
+                    } else {
+                        next + 1 + self.rng.below(3)
+                    };
+                    let t = c.w.tx.seal_at(wrong, &h, &mut []);
+                    let mut f = h.to_vec();
+                    f.extend(t);
+                    f
+                }
+                _ => {
+                    // crc32c: the trailer of another message.
+                    let mut f = c.w.frame_raw(&req, &data)?;
+                    let n = f.len();
+                    f[n - 1] ^= 0xff;
+                    f
+                }
             }
         };
         // A bit flip may leave a decodable header: then the frame is not
         // fatal (without a trailer to catch it) and is checked as usual.
         let hb: [u8; HEADER_LEN] = bytes[..HEADER_LEN].try_into().unwrap_or([0; HEADER_LEN]);
-        if !protected && !matches!(predict(&hb, limits), Expect::Close) {
+        if !protected && !matches!(predict(&hb, limits, seq), Expect::Close) {
             return Ok(());
         }
         c.w.send_bytes(&bytes)?;
         self.count(1);
         self.expect_close(c, &hb)
+    }
+
+    /// A fatal frame about key updates. In hmac and aead a good KEY_UPDATE
+    /// followed by a PING still sealed with the old key (at its next seq,
+    /// or at seq 0) or sealed with the new key at a seq other than 0, or a
+    /// KEY_UPDATE sealed with a seq that is not the next; in none and
+    /// crc32c any KEY_UPDATE.
+    fn fatal_key_update(&mut self, c: &mut Conn, keyed: bool) -> Res<Vec<u8>> {
+        if !keyed {
+            return Ok(c.w.frame(&Header::key_update(), &[])?);
+        }
+        let ping = Header::ping(self.rng.next()).encode();
+        let mut old = c.w.tx.clone();
+        let sealed = |s: Result<Vec<u8>, sec::SeqsUsedUp>| s.map_err(io::Error::from);
+        let (mut f, t) = match self.rng.below(4) {
+            0 | 1 => {
+                let f = c.w.key_update()?;
+                // The KEY_UPDATE took the old key's next seq.
+                old.seq += 1;
+                let t = if self.rng.pct(50) {
+                    sealed(old.seal(&ping, &mut []))?
+                } else {
+                    old.seal_at(0, &ping, &mut [])
+                };
+                (f, t)
+            }
+            2 => {
+                let f = c.w.key_update()?;
+                let seq = 1 + self.rng.below(old.seq + 2);
+                (f, c.w.tx.seal_at(seq, &ping, &mut []))
+            }
+            _ => {
+                // A replayed or skipped seq for the KEY_UPDATE; the PING
+                // after it sealed as if it had been taken.
+                let next = old.seq;
+                let wrong = if next > 0 && self.rng.pct(50) {
+                    self.rng.below(next)
+                } else {
+                    next + 1 + self.rng.below(3)
+                };
+                let hb = Header::key_update().encode();
+                let mut f = hb.to_vec();
+                f.extend(old.seal_at(wrong, &hb, &mut []));
+                let mut new = old
+                    .rekeyed()
+                    .ok_or_else(|| unexpected("no key to replace"))?;
+                (f, sealed(new.seal(&ping, &mut []))?)
+            }
+        };
+        f.extend_from_slice(&ping);
+        f.extend(t);
+        Ok(f)
     }
 
     /// The export must close `c` without sending anything more.
@@ -813,27 +1117,71 @@ mod tests {
     fn predictions() {
         let l = limits();
         assert!(matches!(
-            predict(&Header::ping(5).encode(), &l),
+            predict(&Header::ping(5).encode(), &l, false),
             Expect::Pong(5)
         ));
         assert!(matches!(
-            predict(&Header::pong(5).encode(), &l),
+            predict(&Header::pong(5).encode(), &l, true),
             Expect::Nothing
         ));
         assert!(matches!(
-            predict(&Header::hello().encode(), &l),
+            predict(&Header::hello().encode(), &l, true),
             Expect::Close
         ));
         let mut bad = Header::ping(5).encode();
         bad[0] = 0;
-        assert!(matches!(predict(&bad, &l), Expect::Close));
-        match predict(&Header::io(Op::Read, 0, 1, 64 << 20, 512).encode(), &l) {
+        assert!(matches!(predict(&bad, &l, false), Expect::Close));
+        // A KEY_UPDATE: taken with keys, a protocol violation without; a
+        // malformed one never taken.
+        let ku = Header::key_update().encode();
+        assert!(matches!(predict(&ku, &l, true), Expect::KeyUpdate));
+        assert!(matches!(predict(&ku, &l, false), Expect::Close));
+        let mut with_id = ku;
+        with_id[23] = 1;
+        assert!(matches!(predict(&with_id, &l, true), Expect::Close));
+        match predict(
+            &Header::io(Op::Read, 0, 1, 64 << 20, 512).encode(),
+            &l,
+            false,
+        ) {
             Expect::Reply { statuses, .. } => assert_eq!(statuses, [Status::Range]),
             e => panic!("{e:?}"),
         }
-        match predict(&Header::io(Op::Discard, 0, 1, 0, 512).encode(), &l) {
+        match predict(&Header::io(Op::Discard, 0, 1, 0, 512).encode(), &l, false) {
             Expect::Reply { statuses, .. } => assert!(statuses.contains(&Status::NotSupported)),
             e => panic!("{e:?}"),
+        }
+    }
+
+    /// A short run against this tool's export, in each mode, the export
+    /// replacing its keys every 64 KiB: the fuzzer's KEY_UPDATEs (good and
+    /// fatal) and its predictions hold against an independent peer.
+    #[test]
+    fn short_run_against_dstpeer_server() {
+        for mode in ["aead", "hmac", "crc32c", "none"] {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .to_string();
+            let key = (mode == "hmac" || mode == "aead")
+                .then(|| b"a test key of 32 bytes, exactly.".to_vec());
+            let sec = SecConfig::new(mode, None, key).expect("valid");
+            let mut server_sec = sec.clone();
+            server_sec.rekey.bytes = Some(64 << 10);
+            let a = addr.clone();
+            std::thread::spawn(move || {
+                crate::server::main(&a, &["--size", "16M"], &server_sec).is_ok()
+            });
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(&addr).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let args = ["--frames", "1500", "--seed", "11", "--per-conn", "60"];
+            if let Err(f) = main(&addr, &args, &sec) {
+                panic!("{mode}: {}", f.msg);
+            }
         }
     }
 
@@ -856,6 +1204,7 @@ mod tests {
             left: 0,
             size: 64 << 20,
             block: 512,
+            identity: Name::EMPTY,
             mix: Mix {
                 pings: 8,
                 pongs: 3,
@@ -869,7 +1218,7 @@ mod tests {
         for i in 0..50_000u64 {
             let mut hb = Header::io(Op::Write, 0, i, 4096, 4096).encode();
             f.mutate(&mut hb);
-            match predict(&hb, &l) {
+            match predict(&hb, &l, true) {
                 Expect::Close => close += 1,
                 Expect::Reply { .. } => reply += 1,
                 _ => {}

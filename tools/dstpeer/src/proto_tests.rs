@@ -4,7 +4,7 @@
 
 use crate::proto::*;
 
-const ALL_KINDS: [Kind; 8] = [
+const ALL_KINDS: [Kind; 9] = [
     Kind::Hello,
     Kind::HelloReply,
     Kind::Io,
@@ -13,11 +13,12 @@ const ALL_KINDS: [Kind; 8] = [
     Kind::Pong,
     Kind::Challenge,
     Kind::Auth,
+    Kind::KeyUpdate,
 ];
 
 const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
 
-const ALL_STATUSES: [Status; 12] = [
+const ALL_STATUSES: [Status; 13] = [
     Status::Ok,
     Status::IoError,
     Status::Invalid,
@@ -30,9 +31,10 @@ const ALL_STATUSES: [Status; 12] = [
     Status::Mismatch,
     Status::AuthFailed,
     Status::NotAllowed,
+    Status::UnknownExport,
 ];
 
-const ALL_ERRORS: [ProtoError; 13] = [
+const ALL_ERRORS: [ProtoError; 14] = [
     ProtoError::BadMagic,
     ProtoError::BadKind,
     ProtoError::BadOp,
@@ -44,8 +46,9 @@ const ALL_ERRORS: [ProtoError; 13] = [
     ProtoError::BadHello,
     ProtoError::BadVersion,
     ProtoError::BadTag,
-    ProtoError::Replay,
+    ProtoError::OutOfOrder,
     ProtoError::BadProof,
+    ProtoError::WrongExport,
 ];
 
 const ALL_PROTECTIONS: [Protection; 4] = [
@@ -74,10 +77,15 @@ fn request(op: Op) -> Header {
     }
 }
 
+/// A name (known valid).
+fn name(s: &[u8]) -> Name {
+    Name::new(s).expect("valid name")
+}
+
 fn hello() -> HelloBody {
     HelloBody {
-        min_version: 1,
-        max_version: 1,
+        min_version: 2,
+        max_version: 2,
         features: FEATURES_ALL,
         max_io_bytes: 1 << 20,
         queues: 4,
@@ -86,7 +94,9 @@ fn hello() -> HelloBody {
         queue_index: 0,
         epoch: 0,
         security: Security::NONE,
-        nonce: [0; AUTH_LEN],
+        key_share: [0; KEY_SHARE_LEN],
+        client: name(b"client"),
+        export: Name::EMPTY,
     }
 }
 
@@ -96,7 +106,7 @@ fn security(protection: Protection, auth: bool) -> Security {
     Security {
         protection,
         auth,
-        alg: AlgName::new(protection.default_alg().as_bytes()).expect("valid default"),
+        alg: Name::new(protection.default_alg().as_bytes()).expect("valid default"),
     }
 }
 
@@ -105,14 +115,14 @@ fn hello_aead() -> HelloBody {
     HelloBody {
         queue_index: 2,
         security: security(Protection::Aead, true),
-        nonce: [0x5a; AUTH_LEN],
+        key_share: [0x5a; KEY_SHARE_LEN],
         ..hello()
     }
 }
 
 fn grant() -> HelloReplyBody {
     HelloReplyBody {
-        version: 1,
+        version: 2,
         perms: PERM_READ | PERM_WRITE,
         features: FEATURE_FLUSH | FEATURE_FUA,
         size: 1 << 30,
@@ -121,6 +131,7 @@ fn grant() -> HelloReplyBody {
         max_io_bytes: 1 << 20,
         queues: 4,
         queue_depth: 128,
+        export: name(b"export"),
         proof: [0; AUTH_LEN],
     }
 }
@@ -165,18 +176,20 @@ impl XorShift {
 #[test]
 fn constants() {
     assert_eq!(MAGIC.to_be_bytes(), *b"DST1");
-    assert_eq!(VERSION, 1);
+    assert_eq!((VERSION, MIN_VERSION), (2, 2));
     assert_eq!(HEADER_LEN, 40);
-    assert_eq!(HELLO_LEN, 136);
-    assert_eq!(HELLO_REPLY_LEN, 80);
-    assert_eq!(AUTH_LEN, 32);
-    assert_eq!(ALG_LEN, 64);
+    assert_eq!(HELLO_LEN, 264);
+    assert_eq!(HELLO_REPLY_LEN, 144);
+    assert_eq!(REPLY_PROVEN_LEN, 112);
+    assert_eq!(CHALLENGE_LEN, 96);
+    assert_eq!((AUTH_LEN, KEY_SHARE_LEN), (32, 32));
+    assert_eq!((ALG_LEN, NAME_LEN), (64, 64));
     assert_eq!((SEQ_LEN, CRC_LEN, AEAD_TAG_LEN), (8, 4, 16));
-    assert_eq!(REPLAY_WINDOW, 1024);
-    assert_eq!(LABEL_LOCAL_PROOF, b"DST1 local proof");
-    assert_eq!(LABEL_EXPORT_PROOF, b"DST1 export proof");
-    assert_eq!(LABEL_KEY_LE, b"DST1 key local-to-export");
-    assert_eq!(LABEL_KEY_EL, b"DST1 key export-to-local");
+    assert_eq!(LABEL_PAIR_KEY, b"DST2 pair key");
+    assert_eq!(LABEL_LOCAL_PROOF, b"DST2 local proof");
+    assert_eq!(LABEL_EXPORT_PROOF, b"DST2 export proof");
+    assert_eq!(LABEL_KEY_LE, b"DST2 key local-to-export");
+    assert_eq!(LABEL_KEY_EL, b"DST2 key export-to-local");
     assert_eq!(MAX_IO_BYTES_LIMIT, 4 * 1024 * 1024);
     assert_eq!((FLAG_FUA, FLAG_NO_UNMAP, FLAGS_ALL), (1, 2, 3));
     assert_eq!(
@@ -201,7 +214,7 @@ fn kind_values() {
     for v in 0..=u8::MAX {
         match Kind::from_u8(v) {
             Some(k) => assert_eq!(k.as_u8(), v),
-            None => assert!(v == 0 || v > 8, "{v}"),
+            None => assert!(v == 0 || v > 9, "{v}"),
         }
     }
 }
@@ -234,7 +247,7 @@ fn status_values() {
         assert_eq!(Status::from_u32(s.as_u32()), Some(*s));
         assert!(!s.as_str().is_empty());
     }
-    for v in [12, 13, 255, 256, 0x0100_0000, u32::MAX] {
+    for v in [13, 14, 255, 256, 0x0100_0000, u32::MAX] {
         assert_eq!(Status::from_u32(v), None);
     }
 }
@@ -286,8 +299,9 @@ fn round_trip_every_kind() {
         Header::ping(0),
         Header::ping(u64::MAX),
         Header::pong(0xdead_beef),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ];
     headers.extend(ALL_STATUSES.map(Header::hello_reply));
     for op in ALL_OPS {
@@ -337,6 +351,13 @@ fn constructors() {
     assert_eq!(w.reply(Status::Ok).payload, 0);
     assert_eq!(w.reply(Status::Ok).flags, FLAG_FUA);
     assert_eq!(Header::ping(5).id, 5);
+    let ku = Header::key_update();
+    assert_eq!(
+        (ku.kind, ku.op, ku.flags, ku.status, ku.payload),
+        (Kind::KeyUpdate, None, 0, Status::Ok, 0)
+    );
+    assert_eq!((ku.id, ku.offset, ku.length), (0, 0, 0));
+    assert_eq!(Kind::KeyUpdate.as_u8(), 9);
     assert_eq!(Header::pong(5).kind, Kind::Pong);
 }
 
@@ -353,7 +374,7 @@ fn decode_bad_magic() {
 
 #[test]
 fn decode_bad_kind() {
-    for k in [0, 9, 0x80, 0xff] {
+    for k in [0, 10, 0x80, 0xff] {
         assert_eq!(
             decode_patched(Header::ping(1), |b| b[4] = k),
             Err(ProtoError::BadKind)
@@ -374,8 +395,9 @@ fn decode_bad_op() {
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ] {
         assert_eq!(
             decode_patched(h, |b| b[5] = 1),
@@ -398,8 +420,9 @@ fn decode_bad_flags() {
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ] {
         assert_eq!(
             decode_patched(h, |b| b[7] = 1),
@@ -411,7 +434,7 @@ fn decode_bad_flags() {
 
 #[test]
 fn decode_bad_status() {
-    for v in [12u32, 0x100, u32::MAX] {
+    for v in [13u32, 0x100, u32::MAX] {
         for h in [
             request(Op::Read),
             request(Op::Read).reply(Status::Ok),
@@ -421,13 +444,15 @@ fn decode_bad_status() {
             assert_eq!(r, Err(ProtoError::BadStatus), "{v} {h:?}");
         }
     }
-    // No status is carried by HELLO, PING, PONG, CHALLENGE and AUTH.
+    // No status is carried by HELLO, PING, PONG, CHALLENGE, AUTH and
+    // KEY_UPDATE.
     for h in [
         Header::hello(),
         Header::ping(1),
         Header::pong(1),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ] {
         assert_eq!(
             decode_patched(h, |b| b[11] = 1),
@@ -448,7 +473,7 @@ fn decode_reserved() {
             request(Op::Read),
             Header::hello(),
             Header::pong(1),
-            Header::auth(Kind::Auth),
+            Header::auth(),
         ] {
             assert_eq!(
                 decode_patched(h, |b| b[i] = 1),
@@ -509,26 +534,40 @@ fn decode_fixed_shapes() {
             Ok(Header::hello_reply(s))
         );
     }
-    // CHALLENGE and AUTH: 32 bytes only.
-    for k in [Kind::Challenge, Kind::Auth] {
-        for n in [0, 16, 31, 33, 64] {
-            assert_eq!(
-                decode_patched(Header::auth(k), set_payload(n)),
-                bad_payload,
-                "{k:?} {n}"
-            );
-        }
+    // CHALLENGE: 96 bytes only; AUTH: 32 bytes only (version 1's 32-byte
+    // CHALLENGE included).
+    for n in [0, 16, 32, 64, 95, 97, 128] {
+        assert_eq!(
+            decode_patched(Header::challenge(), set_payload(n)),
+            bad_payload,
+            "CHALLENGE {n}"
+        );
+    }
+    for n in [0, 16, 31, 33, 64, 96] {
+        assert_eq!(
+            decode_patched(Header::auth(), set_payload(n)),
+            bad_payload,
+            "AUTH {n}"
+        );
     }
     assert_eq!(decode_patched(Header::ping(1), set_payload(8)), bad_payload);
     assert_eq!(decode_patched(Header::pong(1), set_payload(1)), bad_payload);
+    for n in [1, 8, 32, 4096] {
+        assert_eq!(
+            decode_patched(Header::key_update(), set_payload(n)),
+            bad_payload,
+            "KEY_UPDATE {n}"
+        );
+    }
 
     let reserved = Err(ProtoError::Reserved);
     for h in [
         Header::hello(),
         Header::hello_reply(Status::Ok),
         Header::hello_reply(Status::Busy),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ] {
         assert_eq!(decode_patched(h, |b| b[23] = 1), reserved, "id {h:?}");
         assert_eq!(decode_patched(h, |b| b[16] = 0x80), reserved, "id {h:?}");
@@ -538,8 +577,9 @@ fn decode_fixed_shapes() {
         Header::hello_reply(Status::Ok),
         Header::ping(1),
         Header::pong(1),
-        Header::auth(Kind::Challenge),
-        Header::auth(Kind::Auth),
+        Header::challenge(),
+        Header::auth(),
+        Header::key_update(),
     ] {
         assert_eq!(decode_patched(h, |b| b[31] = 1), reserved, "offset {h:?}");
         assert_eq!(decode_patched(h, |b| b[35] = 1), reserved, "length {h:?}");
@@ -968,12 +1008,14 @@ fn reply_mismatch() {
 
 #[test]
 fn negotiation() {
-    assert_eq!(negotiate_version(1, 1), Some(1));
-    assert_eq!(negotiate_version(1, 7), Some(1));
-    assert_eq!(negotiate_version(0, 1), Some(1));
-    assert_eq!(negotiate_version(0, u32::MAX), Some(1));
+    assert_eq!(negotiate_version(2, 2), Some(2));
+    assert_eq!(negotiate_version(1, 7), Some(2));
+    assert_eq!(negotiate_version(0, 2), Some(2));
+    assert_eq!(negotiate_version(0, u32::MAX), Some(2));
+    // Version 1 is not spoken any more.
+    assert_eq!(negotiate_version(1, 1), None);
     assert_eq!(negotiate_version(0, 0), None);
-    assert_eq!(negotiate_version(2, 3), None);
+    assert_eq!(negotiate_version(3, 4), None);
     assert_eq!(negotiate_version(2, 1), None);
     assert_eq!(negotiate_version(u32::MAX, u32::MAX), None);
 }
@@ -993,9 +1035,11 @@ fn hello_layout_and_round_trip() {
         security: Security {
             protection: Protection::Aead,
             auth: true,
-            alg: AlgName::new(b"rfc7539(chacha20,poly1305)").expect("valid name"),
+            alg: Name::new(b"rfc7539(chacha20,poly1305)").expect("valid name"),
         },
-        nonce: core::array::from_fn(|i| 0x80 + i as u8),
+        key_share: core::array::from_fn(|i| 0x80 + i as u8),
+        client: name(b"the.client"),
+        export: name(b"the:export"),
     };
     let b = h.encode();
     assert_eq!(
@@ -1010,13 +1054,17 @@ fn hello_layout_and_round_trip() {
     assert_eq!(b[32..40], [3, 1, 0x51, 0x52, 0x61, 0x62, 0x63, 0x64]);
     assert_eq!(&b[40..66], b"rfc7539(chacha20,poly1305)");
     assert_eq!(b[66..104], [0; 38]);
-    let nonce: Vec<u8> = (0x80..0xa0).collect();
-    assert_eq!(b[104..], nonce[..]);
+    let share: Vec<u8> = (0x80..0xa0).collect();
+    assert_eq!(b[104..136], share[..]);
+    assert_eq!(&b[136..146], b"the.client");
+    assert_eq!(b[146..200], [0; 54]);
+    assert_eq!(&b[200..210], b"the:export");
+    assert_eq!(b[210..264], [0; 54]);
     assert_eq!(HelloBody::decode(&b), Ok(h));
     assert_eq!(HelloBody::decode(&hello().encode()), Ok(hello()));
     assert_eq!(HelloBody::decode(&hello_aead().encode()), Ok(hello_aead()));
-    // Without security everything from byte 32 on is zero.
-    assert_eq!(hello().encode()[32..], [0; HELLO_LEN - 32]);
+    // Without security everything from byte 32 to the client name is zero.
+    assert_eq!(hello().encode()[32..136], [0; 104]);
 }
 
 #[test]
@@ -1040,7 +1088,7 @@ fn hello_validate() {
         assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
     };
     bad(|h| h.min_version = 0);
-    bad(|h| h.min_version = 2);
+    bad(|h| h.min_version = 3);
     bad(|h| h.max_io_bytes = 100);
     bad(|h| h.max_io_bytes = 4096 + 512);
     bad(|h| h.max_io_bytes = MAX_IO_BYTES_LIMIT + 4096);
@@ -1072,7 +1120,11 @@ fn hello_validate_security() {
         for auth in [false, true] {
             let h = HelloBody {
                 security: security(p, auth),
-                nonce: if auth { [7; AUTH_LEN] } else { [0; AUTH_LEN] },
+                key_share: if auth {
+                    [7; KEY_SHARE_LEN]
+                } else {
+                    [0; KEY_SHARE_LEN]
+                },
                 ..hello()
             };
             // hmac and aead need a key; none and crc32c may have one.
@@ -1085,34 +1137,89 @@ fn hello_validate_security() {
         f(&mut h);
         assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
     };
-    // A nonce without a key.
+    // A key share without a key.
     bad(|h| {
         h.security = security(Protection::Crc32c, false);
-        h.nonce[31] = 1;
+        h.key_share[31] = 1;
     });
     // hmac and aead need an algorithm; none and crc32c take none.
-    bad(|h| h.security.alg = AlgName::EMPTY);
+    bad(|h| h.security.alg = Name::EMPTY);
     bad(|h| {
         h.security = security(Protection::None, true);
-        h.security.alg = AlgName::new(b"gcm(aes)").expect("valid name");
+        h.security.alg = Name::new(b"gcm(aes)").expect("valid name");
     });
     bad(|h| {
         h.security = security(Protection::Crc32c, false);
-        h.security.alg = AlgName::new(b"crc32c").expect("valid name");
-        h.nonce = [0; AUTH_LEN];
+        h.security.alg = Name::new(b"crc32c").expect("valid name");
+        h.key_share = [0; KEY_SHARE_LEN];
     });
     // hmac without a key.
     bad(|h| {
         h.security = security(Protection::Hmac, false);
-        h.nonce = [0; AUTH_LEN];
+        h.key_share = [0; KEY_SHARE_LEN];
     });
     // Any algorithm name is accepted here (the export compares it with its own).
     let mut h = hello_aead();
-    h.security.alg = AlgName::new(b"x").expect("valid name");
+    h.security.alg = Name::new(b"x").expect("valid name");
     assert_eq!(h.validate(), Ok(()));
-    // A zero nonce with a key is not checked here (it is merely weak).
-    h.nonce = [0; AUTH_LEN];
+    // A key share of small order is not checked here: only the X25519
+    // exchange finds it (an all-zero DH), and refuses it.
+    h.key_share = [0; KEY_SHARE_LEN];
     assert_eq!(h.validate(), Ok(()));
+}
+
+#[test]
+fn hello_validate_identities() {
+    let bad = |f: &dyn Fn(&mut [u8; HELLO_LEN])| {
+        let mut b = hello_aead().encode();
+        f(&mut b);
+        let h = HelloBody::decode(&b).expect("decodes");
+        assert_eq!(h.validate(), Err(ProtoError::BadHello), "{h:?}");
+    };
+    for at in [136usize, 200] {
+        bad(&|b| b[at..at + 64].fill(b'a')); // no NUL at all
+        bad(&|b| b[at + 63] = b'a'); // a non-NUL last byte
+        bad(&|b| b[at + 40] = b'z'); // something after the padding
+        bad(&|b| b[at + 1] = b' '); // a space
+        bad(&|b| b[at + 1] = 0x7f); // not printable
+        bad(&|b| b[at + 1] = 0xe9); // not ASCII
+    }
+    bad(&|b| b[136..200].fill(0)); // no client identity
+                                   // An empty export name asks for any export; a full-length name is fine.
+    let mut h = hello_aead();
+    h.export = Name::EMPTY;
+    assert_eq!(h.validate(), Ok(()));
+    h.client = name(&[b'c'; NAME_LEN - 1]);
+    h.export = name(&[b'~'; NAME_LEN - 1]);
+    assert_eq!(h.validate(), Ok(()));
+    assert_eq!(HelloBody::decode(&h.encode()), Ok(h));
+}
+
+#[test]
+fn challenge_layout_and_decode() {
+    let c = ChallengeBody {
+        export: name(b"host:dev"),
+        key_share: core::array::from_fn(|i| 0x40 + i as u8),
+    };
+    let b = c.encode();
+    assert_eq!(&b[..8], b"host:dev");
+    assert_eq!(b[8..64], [0; 56]);
+    let share: Vec<u8> = (0x40..0x60).collect();
+    assert_eq!(b[64..], share[..]);
+    assert_eq!(ChallengeBody::decode(&b), Ok(c));
+    let bad = |f: &dyn Fn(&mut [u8; CHALLENGE_LEN])| {
+        let mut b = b;
+        f(&mut b);
+        assert_eq!(ChallengeBody::decode(&b), Err(ProtoError::BadHello));
+    };
+    bad(&|b| b[..64].fill(0)); // empty
+    bad(&|b| b[63] = b'x'); // no NUL
+    bad(&|b| b[20] = b'x'); // after the padding
+    bad(&|b| b[2] = b'\t'); // not printable
+                            // The key share is taken as it is; the exchange judges it.
+    let mut z = b;
+    z[64..].fill(0);
+    assert!(ChallengeBody::decode(&z).is_ok());
 }
 
 #[test]
@@ -1169,9 +1276,9 @@ fn hello_decode_security_fields() {
     .expect("decodes");
     assert_eq!(h.security.alg.as_bytes().len(), ALG_LEN - 1);
     assert_eq!(h.validate(), Ok(()));
-    // The nonce is taken as it is.
-    let h = decode(&|b| b[104..].fill(0xee)).expect("decodes");
-    assert_eq!(h.nonce, [0xee; AUTH_LEN]);
+    // The key share is taken as it is.
+    let h = decode(&|b| b[104..136].fill(0xee)).expect("decodes");
+    assert_eq!(h.key_share, [0xee; KEY_SHARE_LEN]);
 }
 
 #[test]
@@ -1199,16 +1306,16 @@ fn protection_values() {
 
 #[test]
 fn alg_names() {
-    let gcm = AlgName::new(b"gcm(aes)").expect("valid");
+    let gcm = Name::new(b"gcm(aes)").expect("valid");
     assert_eq!(gcm.as_bytes(), b"gcm(aes)");
     assert!(!gcm.is_empty());
     assert_eq!(&gcm.padded()[..8], b"gcm(aes)");
     assert_eq!(gcm.padded()[8..], [0; ALG_LEN - 8]);
-    assert!(AlgName::EMPTY.is_empty());
-    assert_eq!(AlgName::EMPTY.as_bytes(), b"");
-    assert_eq!(AlgName::new(b""), Some(AlgName::EMPTY));
-    assert!(AlgName::new(&[b'a'; ALG_LEN - 1]).is_some());
-    assert_eq!(AlgName::new(&[b'a'; ALG_LEN]), None);
+    assert!(Name::EMPTY.is_empty());
+    assert_eq!(Name::EMPTY.as_bytes(), b"");
+    assert_eq!(Name::new(b""), Some(Name::EMPTY));
+    assert!(Name::new(&[b'a'; ALG_LEN - 1]).is_some());
+    assert_eq!(Name::new(&[b'a'; ALG_LEN]), None);
     for bad in [
         &b"gcm aes"[..],
         b"gcm\0aes",
@@ -1216,7 +1323,7 @@ fn alg_names() {
         b"caf\xc3\xa9",
         b"tab\t",
     ] {
-        assert_eq!(AlgName::new(bad), None, "{bad:?}");
+        assert_eq!(Name::new(bad), None, "{bad:?}");
     }
 }
 
@@ -1233,7 +1340,7 @@ fn security_matches() {
     assert!(!security(Protection::None, true).matches(&Security::NONE));
     assert!(!Security::NONE.matches(&security(Protection::Crc32c, false)));
     let chacha = Security {
-        alg: AlgName::new(b"rfc7539(chacha20,poly1305)").expect("valid"),
+        alg: Name::new(b"rfc7539(chacha20,poly1305)").expect("valid"),
         ..aead
     };
     assert!(chacha.valid());
@@ -1241,12 +1348,12 @@ fn security_matches() {
     assert!(!chacha.matches(&aead));
     // Names are compared without their padding; case matters.
     let upper = Security {
-        alg: AlgName::new(b"GCM(AES)").expect("valid"),
+        alg: Name::new(b"GCM(AES)").expect("valid"),
         ..aead
     };
     assert!(!aead.matches(&upper));
     let prefix = Security {
-        alg: AlgName::new(b"gcm(aes").expect("valid"),
+        alg: Name::new(b"gcm(aes").expect("valid"),
         ..aead
     };
     assert!(!aead.matches(&prefix));
@@ -1274,6 +1381,7 @@ fn hello_reply_layout_and_round_trip() {
         max_io_bytes: 0x4142_4344,
         queues: 0x4546,
         queue_depth: 0x4748,
+        export: name(b"the:export"),
         proof: core::array::from_fn(|i| 0xc0 + i as u8),
     };
     let b = g.encode();
@@ -1285,9 +1393,11 @@ fn hello_reply_layout_and_round_trip() {
         .collect();
     assert_eq!(b[..40], expected[..]);
     assert_eq!(b[40..48], [0; 8]);
+    assert_eq!(&b[48..58], b"the:export");
+    assert_eq!(b[58..112], [0; 54]);
     let proof: Vec<u8> = (0xc0..0xe0).collect();
-    assert_eq!(b[48..], proof[..]);
-    assert_eq!(g.grant_bytes()[..], b[..48]);
+    assert_eq!(b[112..], proof[..]);
+    assert_eq!(g.proven_bytes()[..], b[..112]);
     assert_eq!(HelloReplyBody::decode(&b), Ok(g));
     assert_eq!(HelloReplyBody::decode(&grant().encode()), Ok(grant()));
     for i in 40..48 {
@@ -1341,7 +1451,8 @@ fn hello_reply_validate_rejects_lies() {
     };
     use ProtoError::{BadHello, BadVersion};
     bad(|g| g.version = 0, BadVersion);
-    bad(|g| g.version = 2, BadVersion);
+    bad(|g| g.version = 1, BadVersion);
+    bad(|g| g.version = 3, BadVersion);
     bad(|g| g.perms = 0, BadHello);
     bad(|g| g.perms = PERM_WRITE, BadHello);
     bad(|g| g.perms = PERMS_ALL | 4, BadHello);
@@ -1405,13 +1516,30 @@ fn hello_reply_validate_rejects_lies() {
     };
     assert_eq!(grant().validate(&few), Err(BadHello));
     // The version must lie in the offered range.
-    let v2 = HelloBody {
-        min_version: 2,
-        max_version: 2,
+    let v3 = HelloBody {
+        min_version: 3,
+        max_version: 4,
         client_id: 0,
         ..hello()
     };
-    assert_eq!(grant().validate(&v2), Err(BadVersion));
+    assert_eq!(grant().validate(&v3), Err(BadVersion));
+    // The export's identity: well formed, not empty, and the one asked for.
+    bad(|g| g.export = Name::EMPTY, BadHello);
+    let mut g = grant();
+    let mut b = g.encode();
+    b[48 + 20] = b'x'; // after the name's padding started
+    g = HelloReplyBody::decode(&b).expect("decodes");
+    assert_eq!(g.validate(&h), Err(BadHello));
+    let asking = HelloBody {
+        export: name(b"export"),
+        ..hello()
+    };
+    assert_eq!(grant().validate(&asking), Ok(()));
+    let other = HelloBody {
+        export: name(b"exporT"),
+        ..hello()
+    };
+    assert_eq!(grant().validate(&other), Err(ProtoError::WrongExport));
 }
 
 #[test]
@@ -1500,6 +1628,9 @@ fn random_bodies_never_panic() {
         hb[33] %= 2;
         hb[36..40].fill(0);
         rb[40..48].fill(0);
+        let mut cb = [0u8; CHALLENGE_LEN];
+        rng.fill(&mut cb);
+        let _ = ChallengeBody::decode(&cb);
         let hello = HelloBody::decode(&hb).expect("reserved zero, known mode");
         assert_eq!(hello.encode(), hb);
         let _ = hello.validate();
@@ -1508,4 +1639,122 @@ fn random_bodies_never_panic() {
         assert_eq!(grant.encode(), rb);
         let _ = grant.validate(&hello);
     }
+}
+
+// ---- the examples of Documentation/protocol.md -----------------------------
+
+/// The protocol document: its examples are what this tool prints.
+const DOC: &str = include_str!("../../../Documentation/protocol.md");
+
+#[test]
+fn doc_examples_match() {
+    use crate::examples::*;
+    let start = DOC.find("## Examples").expect("an Examples section");
+    let end = DOC
+        .find("## Where this is implemented")
+        .expect("the next section");
+    let section = &DOC[start..end];
+    for (what, dump) in [
+        ("HELLO", hello_dump()),
+        ("WRITE", write_dump()),
+        ("CHALLENGE", challenge_dump()),
+        ("AUTH", auth_dump()),
+        ("HELLO_REPLY", reply_dump()),
+        ("key schedule values", values_text()),
+        ("crc32c PING", crc_ping_dump()),
+        ("hmac PING", hmac_ping_dump()),
+        ("aead PING", aead_ping_dump()),
+    ] {
+        assert!(section.contains(&dump), "{what} example:\n{dump}");
+    }
+}
+
+/// Every value of the example handshake, computed once with Python's
+/// `hmac`, `hashlib` and `cryptography` (X25519PrivateKey, AESGCM): an
+/// implementation independent of this one and of the module's.
+#[test]
+fn example_vectors_pinned() {
+    use crate::examples::*;
+    let hex = crate::examples::hex;
+    let v = example_values();
+    let pinned = [
+        (
+            "E_c",
+            hex(&v.e_c_pub),
+            "8f40c5adb68f25624ae5b214ea767a6ec94d829d3d7b5e1ad1ba6f3e2138285f",
+        ),
+        (
+            "E_s",
+            hex(&v.e_s_pub),
+            "358072d6365880d1aeea329adf9121383851ed21a28e3b75e965d0d2cd166254",
+        ),
+        (
+            "PSK_pair",
+            hex(&v.psk_pair),
+            "c6f9771a93b72c2092be89b109ae65be354c7f368b46639b993f4fc4b8874c42",
+        ),
+        (
+            "DH",
+            hex(&v.dh),
+            "9663aa1da97e848a914a436d04163dfbb89178f107f1b5b77ed3854203382854",
+        ),
+        (
+            "PRK",
+            hex(&v.prk),
+            "395d5343e3666cd3cc5364edd1f931798c17bd6cbb24b1e681891f6752df63f8",
+        ),
+        (
+            "TH1",
+            hex(&v.th1),
+            "147f25b51347b5b4b08d7574b29e594ed556523261e202a2aae3da6fdb1ed1ae",
+        ),
+        (
+            "proof_local",
+            hex(&v.proof_local),
+            "5d3cddfdca8942d4a7f539db726caf5f1b832bf293dbf0e827d290bffde40a20",
+        ),
+        (
+            "TH2",
+            hex(&v.th2),
+            "2ed1a6b2ab64817ca8e727bd0a714f949222890e48317633a05a6fda84a0084a",
+        ),
+        (
+            "proof_export",
+            hex(&v.proof_export),
+            "b9789b0491bbe0856e59f54ec6e7c2be209371e4aac5998c9c2f89179920b56b",
+        ),
+        (
+            "K_le",
+            hex(&v.keys.le),
+            "f50f0f929a602b9f691920946da74551ecb4b40614c02a3cc8ea08605d4e7d57",
+        ),
+        (
+            "K_el",
+            hex(&v.keys.el),
+            "d396215a17b4611dbe2f876ca2443db927c2cbda1268367f512f584ddcd9a9ef",
+        ),
+        (
+            "crc32c trailer",
+            hex(&sealed_ping(Protection::Crc32c, 0)[HEADER_LEN..]),
+            "5e8c23a9",
+        ),
+        (
+            "hmac trailer",
+            hex(&sealed_ping(Protection::Hmac, 0)[HEADER_LEN..]),
+            "0000000000000000edc11e7ec8942b1d79eb18dfb85d88a1eba2a56dcd75a3911c6bd3809445114f",
+        ),
+        (
+            "aead trailer",
+            hex(&sealed_ping(Protection::Aead, 1)[HEADER_LEN..]),
+            "00000000000000014572d8fe873aa8b72918df9373c52c80",
+        ),
+    ];
+    for (what, got, want) in &pinned {
+        assert_eq!(got, want, "{what}");
+    }
+    // The messages carry them where the layout says.
+    let (_, hello) = example_hello();
+    assert_eq!(hex(&hello.encode()[104..136]), pinned[0].2);
+    assert_eq!(hex(&example_challenge().encode()[64..]), pinned[1].2);
+    assert_eq!(hex(&example_reply().encode()[112..]), pinned[8].2);
 }

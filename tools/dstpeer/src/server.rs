@@ -16,7 +16,9 @@
 //!   connection of another queue of the same local node (it has one per
 //!   queue: `--queues 2` or more), where the reply must be refused;
 //! - probe cases (protected modes) send the local node a bad frame (tampered,
-//!   replayed, too old) after a good PING, on the first `--times`
+//!   replayed, an old seq, reordered, one after a gap, one still sealed with
+//!   the key a KEY_UPDATE just replaced) after a good PING, which it must
+//!   refuse (it accepts seqs in strict order only), on the first `--times`
 //!   connections (a list: one case per connection), and log how the local
 //!   node reacted: `verdict: closed` (correct) or `verdict: ACCEPTED` /
 //!   `verdict: IGNORED` (wrong);
@@ -25,6 +27,13 @@
 //!   until its connection is fenced, then executes it: an old request that
 //!   completes late at the export. A local node that moved on must not have
 //!   sent a newer WRITE to the same blocks before that (see below).
+//!
+//! With `--rekey-after BYTES` (or `--rekey-interval SECS`; hmac and aead)
+//! the export replaces its sending key on its own: a KEY_UPDATE goes out
+//! before the next message once its key has sealed that much, as the
+//! module's export does at its (far larger) limits. KEY_UPDATEs from the
+//! local node are always taken (in none and crc32c they end the
+//! connection).
 //!
 //! Each connection is served by its own thread, in order: requests are
 //! executed and answered one at a time. Sends go through a lock per
@@ -50,12 +59,12 @@ use std::time::{Duration, Instant};
 
 use crate::client::{fill_pattern, parse_size, unexpected, usage, Res};
 use crate::proto::{
-    negotiate_version, validate_request, Header, HelloBody, HelloReplyBody, Kind, Limits, Op,
-    Status, AUTH_LEN, FEATURES_ALL, FEATURE_DISCARD, FEATURE_FLUSH, FEATURE_FUA,
-    FEATURE_WRITE_ZEROES, HEADER_LEN, HELLO_LEN, HELLO_REPLY_LEN, MAX_IO_BYTES_LIMIT, PERM_READ,
-    PERM_WRITE, VERSION,
+    negotiate_version, validate_request, ChallengeBody, Header, HelloBody, HelloReplyBody, Kind,
+    Limits, Name, Op, Status, AUTH_LEN, CHALLENGE_LEN, FEATURES_ALL, FEATURE_DISCARD,
+    FEATURE_FLUSH, FEATURE_FUA, FEATURE_WRITE_ZEROES, HEADER_LEN, HELLO_LEN, HELLO_REPLY_LEN,
+    KEY_SHARE_LEN, MAX_IO_BYTES_LIMIT, NAME_LEN, PERM_READ, PERM_WRITE, REPLY_PROVEN_LEN, VERSION,
 };
-use crate::sec::{self, SecConfig, SESSION_KEY_LEN};
+use crate::sec::{self, Ephemeral, SecConfig, SessionKeys, HASH_LEN};
 use crate::wire::{self, RecvError, Wire};
 
 pub(crate) const USAGE: &str =
@@ -158,7 +167,8 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("features-extra", Phase::Handshake, Needs::Any, "a feature that was not asked for"),
     ("perms-no-read", Phase::Handshake, Needs::Any, "permissions without READ"),
     ("perms-unknown", Phase::Handshake, Needs::Any, "an unknown permission bit"),
-    ("version-2", Phase::Handshake, Needs::Any, "version 2, outside the offered range"),
+    ("version-above", Phase::Handshake, Needs::Any, "version 3, outside the offered range"),
+    ("version-1", Phase::Handshake, Needs::Any, "version 1, no longer spoken"),
     ("version-0", Phase::Handshake, Needs::Any, "version 0"),
     ("reserved", Phase::Handshake, Needs::Any, "reserved HELLO_REPLY bytes not zero"),
     ("proof-nonzero", Phase::Handshake, Needs::NoKey, "a proof without a key"),
@@ -168,6 +178,14 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("challenge-unasked", Phase::Handshake, Needs::NoKey, "a CHALLENGE to a local node without a key"),
     ("challenge-twice", Phase::Handshake, Needs::Key, "two CHALLENGEs"),
     ("no-challenge", Phase::Handshake, Needs::Key, "HELLO_REPLY OK without a CHALLENGE"),
+    ("challenge-other-export", Phase::Handshake, Needs::Key, "CHALLENGE and HELLO_REPLY (with good proofs) name another export than the HELLO asked for (honest if it asked for none)"),
+    ("challenge-zero-share", Phase::Handshake, Needs::Key, "CHALLENGE with an all-zero key share"),
+    ("challenge-small-order", Phase::Handshake, Needs::Key, "CHALLENGE with a key share of small order (order 8)"),
+    ("challenge-empty-name", Phase::Handshake, Needs::Key, "CHALLENGE with an empty export name"),
+    ("challenge-name-junk", Phase::Handshake, Needs::Key, "CHALLENGE whose name field lacks its terminating NUL"),
+    ("challenge-old-size", Phase::Handshake, Needs::Key, "CHALLENGE of 32 bytes (version 1's nonce)"),
+    ("reply-other-export", Phase::Handshake, Needs::Any, "HELLO_REPLY naming another export than the CHALLENGE (proof valid over it); without a key: than the HELLO asked for (honest if it asked for none)"),
+    ("reply-empty-name", Phase::Handshake, Needs::Any, "HELLO_REPLY with an empty export name (proof valid over it)"),
     ("status-invalid", Phase::Handshake, Needs::Any, "refusal INVALID"),
     ("status-version", Phase::Handshake, Needs::Any, "refusal VERSION"),
     ("status-busy", Phase::Handshake, Needs::Any, "refusal BUSY"),
@@ -179,7 +197,7 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("status-undefined", Phase::Handshake, Needs::Any, "HELLO_REPLY with status 77"),
     ("reply-kind", Phase::Handshake, Needs::Any, "an IO_REPLY instead of HELLO_REPLY"),
     ("reply-magic", Phase::Handshake, Needs::Any, "HELLO_REPLY with a bad magic"),
-    ("reply-old-size", Phase::Handshake, Needs::Any, "HELLO_REPLY OK of 48 bytes (before the proof)"),
+    ("reply-old-size", Phase::Handshake, Needs::Any, "HELLO_REPLY OK of 80 bytes (version 1's)"),
     ("reply-truncated", Phase::Handshake, Needs::Any, "half a HELLO_REPLY, then close"),
     ("reply-none", Phase::Handshake, Needs::Any, "no HELLO_REPLY; the connection stays open"),
     ("reply-close", Phase::Handshake, Needs::Any, "close instead of answering"),
@@ -217,12 +235,18 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("io-replay", Phase::Io, Needs::Seq, "a PONG, then the same sealed PONG again, then the reply"),
     ("io-replay-reply", Phase::Io, Needs::Seq, "the previous sealed frame again instead of the reply"),
     ("io-seq-reuse", Phase::Io, Needs::Seq, "the right reply sealed with an already used seq"),
+    ("io-seq-gap", Phase::Io, Needs::Seq, "the right reply sealed with the seq after the next (one before it never sent)"),
     ("io-cross-queue", Phase::Io, Needs::NoKey, "the reply's header on another queue's connection; 0.5 s later the right reply on the READ's own; 1.5 s later the data, 0xa5 bytes, on the other (needs 2 queues)"),
     ("io-both-queues", Phase::Io, Needs::NoKey, "the right reply on the READ's connection and at once on another queue's (needs 2 queues)"),
+    ("io-key-update-keyless", Phase::Io, Needs::NoKey, "a KEY_UPDATE (a protocol violation in none and crc32c, which have no keys), then the right reply"),
     ("probe-tamper", Phase::Probe, Needs::Trailer, "a PING with a flipped trailer bit"),
     ("probe-replay", Phase::Probe, Needs::Seq, "the good PING's bytes again"),
-    ("probe-old-seq", Phase::Probe, Needs::Seq, "1100 PINGs, then one sealed with seq 5"),
+    ("probe-old-seq", Phase::Probe, Needs::Seq, "1100 PINGs, then one sealed with seq 5 (long used)"),
+    ("probe-reorder", Phase::Probe, Needs::Seq, "two PINGs sealed with the next two seqs, the second sent first"),
+    ("probe-gap", Phase::Probe, Needs::Seq, "a PING sealed with the seq after the next (one before it never sent)"),
     ("probe-clear", Phase::Probe, Needs::Trailer, "a PING without its trailer"),
+    ("probe-key-update-old-key", Phase::Probe, Needs::Seq, "a good KEY_UPDATE, then a PING still sealed with the old key, at its next seq"),
+    ("probe-key-update-old-key-zero", Phase::Probe, Needs::Seq, "a good KEY_UPDATE, then a PING still sealed with the old key, at seq 0 (the one the new key starts with)"),
     ("reconnect-changed", Phase::Reconnect, Needs::Any, "the first connection closes on the trigger READ; later ones grant another size"),
     ("hold-write", Phase::Write, Needs::Any, "the WRITE covering the trigger offset is held, neither executed nor answered, until its connection is fenced (at most 60 s), then executed and answered: an old request completing late"),
 ];
@@ -463,7 +487,7 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     let listener =
         TcpListener::bind(addr).map_err(|e| usage(format!("cannot listen on {addr}: {e}")))?;
     println!(
-        "server: listening on {}, {} bytes, seed {seed}, protection {}{}, case {}",
+        "server: listening on {}, {} bytes, seed {seed}, protection {}{}, case {}{}",
         listener.local_addr()?,
         opts.size,
         sec.protection.as_str(),
@@ -472,7 +496,8 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
             "none".to_string()
         } else {
             opts.cases.join(",")
-        }
+        },
+        rekey_text(sec)
     );
     io::stdout().flush()?;
     let opts_cases = opts.cases.len();
@@ -514,6 +539,25 @@ pub(crate) fn main(addr: &str, args: &[&str], sec: &SecConfig) -> Res {
     Err(unexpected("the listener stopped"))
 }
 
+/// The key replacement of `sec` for the listening line: empty if never.
+fn rekey_text(sec: &SecConfig) -> String {
+    if !sec.protection.needs_key() {
+        return String::new();
+    }
+    let mut parts = Vec::new();
+    if let Some(b) = sec.rekey.bytes {
+        parts.push(format!("every {b} bytes"));
+    }
+    if let Some(t) = sec.rekey.interval {
+        parts.push(format!("every {} s", t.as_secs()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(", key update {}", parts.join(" or "))
+    }
+}
+
 /// Prints a log line of connection `n` and flushes it.
 fn log(n: u32, msg: String) {
     println!("conn {n}: {msg}");
@@ -522,6 +566,40 @@ fn log(n: u32, msg: String) {
 
 /// What a connection ends with: a message for the log.
 type End = String;
+
+/// The keyed state of an authenticated handshake once AUTH verified.
+struct Auth {
+    /// The CHALLENGE body sent.
+    challenge: [u8; CHALLENGE_LEN],
+    /// `DH`, for the case that proves with another key.
+    dh: [u8; HASH_LEN],
+    schedule: sec::Schedule,
+    proof_local: [u8; AUTH_LEN],
+}
+
+/// How the export's side of the authentication ended.
+enum AuthOutcome {
+    /// AUTH verified: the reply may be sent.
+    Verified(Auth),
+    /// Refuse with this status and close.
+    Refuse(Status),
+    /// A CHALLENGE case broke the handshake on purpose; the connection is
+    /// done.
+    Broken,
+}
+
+/// Version 1's HELLO_REPLY body size, for the case that sends one.
+const V1_REPLY_LEN: u32 = 80;
+
+/// Another export identity than `name`, for the cases that lie about it.
+fn other_name(name: &Name) -> Name {
+    let other: &[u8] = if name.as_bytes() == b"another.export" {
+        b"yet.another.export"
+    } else {
+        b"another.export"
+    };
+    Name::new(other).unwrap_or(Name::EMPTY)
+}
 
 impl Server {
     /// The case that acts now in `phase` (handshake, probe), counting it:
@@ -723,7 +801,7 @@ impl Server {
                     probe_case: "",
                     good_ping: Vec::new(),
                 }
-                .run()
+                .serve()
             }
             (Ok(Some(_)), None) => "no connection state".into(),
             (Ok(None), _) => "refused or broken on purpose".into(),
@@ -757,6 +835,7 @@ impl Server {
             max_io_bytes: within(o.max_io, hello.max_io_bytes),
             queues: hello.queues.max(1),
             queue_depth: within(u32::from(o.depth), u32::from(hello.queue_depth)) as u16,
+            export: self.sec.identity,
             proof: [0; AUTH_LEN],
         }
     }
@@ -795,13 +874,25 @@ impl Server {
         let Some(version) = negotiate_version(hello.min_version, hello.max_version) else {
             return refuse(w, Status::Version);
         };
+        if !hello.export.is_empty() && hello.export != self.sec.identity {
+            log(
+                n,
+                format!(
+                    "HELLO for export {:?}, this is {:?}",
+                    String::from_utf8_lossy(hello.export.as_bytes()),
+                    String::from_utf8_lossy(self.sec.identity.as_bytes())
+                ),
+            );
+            return refuse(w, Status::UnknownExport);
+        }
         if !hello.security.matches(&self.sec.security()) {
             return refuse(w, Status::Mismatch);
         }
         log(
             n,
             format!(
-                "HELLO: queue {} of {}, depth {}, max IO {}, client {:#x}, epoch {}",
+                "HELLO from {:?}: queue {} of {}, depth {}, max IO {}, client {:#x}, epoch {}",
+                String::from_utf8_lossy(hello.client.as_bytes()),
                 hello.queue_index,
                 hello.queues,
                 hello.queue_depth,
@@ -843,37 +934,40 @@ impl Server {
             }
             Some("reply-none") => return self.await_close(n, w, "waiting without a HELLO_REPLY"),
             Some("challenge-unasked") => {
-                let ns: [u8; AUTH_LEN] = sec::random_bytes();
-                w.send(&Header::auth(Kind::Challenge), &ns)
+                let cb = ChallengeBody {
+                    export: self.sec.identity,
+                    key_share: *Ephemeral::generate().public(),
+                };
+                w.send(&Header::challenge(), &cb.encode())
                     .map_err(|e| e.to_string())?;
                 return self.await_close(n, w, "after the unasked CHALLENGE");
             }
             _ => {}
         }
-        // The authentication.
-        let mut ns = [0u8; AUTH_LEN];
-        if let Some(psk) = self
-            .sec
-            .key
-            .clone()
-            .filter(|_| case != Some("no-challenge"))
+        // The identity this export claims: its own, or a lie.
+        let asked = (!hello.export.is_empty()).then_some(hello.export);
+        let mut identity = self.sec.identity;
+        if case == Some("challenge-other-export")
+            || (!self.sec.auth() && case == Some("reply-other-export"))
         {
-            ns = sec::random_bytes();
-            w.send(&Header::auth(Kind::Challenge), &ns)
-                .map_err(|e| e.to_string())?;
-            if case == Some("challenge-twice") {
-                w.send(&Header::auth(Kind::Challenge), &ns)
-                    .map_err(|e| e.to_string())?;
-                return self.await_close(n, w, "after two CHALLENGEs");
-            }
-            let m = w.recv().map_err(|e| format!("no AUTH: {e}"))?;
-            if m.h.kind != Kind::Auth {
-                return Err(format!("{:?} instead of AUTH", m.h.kind));
-            }
-            if !sec::ct_eq(&m.payload, &sec::proof_local(&psk, &body, &ns)) {
-                return refuse(w, Status::AuthFailed);
+            match asked {
+                Some(a) => identity = other_name(&a),
+                None => log(
+                    n,
+                    "the HELLO asks for no export: this case is honest".into(),
+                ),
             }
         }
+        // The authentication: the exchange, CHALLENGE and AUTH.
+        let auth = if self.sec.auth() && case != Some("no-challenge") {
+            match self.authenticate(n, w, case, &hello, &body, &identity)? {
+                AuthOutcome::Verified(a) => Some(a),
+                AuthOutcome::Refuse(status) => return refuse(w, status),
+                AuthOutcome::Broken => return Ok(None),
+            }
+        } else {
+            None
+        };
         // Fencing, before anything is granted (like the kernel's export).
         match self.fence(n, &hello, &w.sock) {
             Ok(p) => *peer = Some(p),
@@ -922,32 +1016,42 @@ impl Server {
             Some("features-extra") => grant.features |= 1 << 9,
             Some("perms-no-read") => grant.perms = PERM_WRITE,
             Some("perms-unknown") => grant.perms |= 1 << 5,
-            Some("version-2") => grant.version = VERSION + 1,
+            Some("version-above") => grant.version = VERSION + 1,
+            Some("version-1") => grant.version = 1,
             Some("version-0") => grant.version = 0,
             _ => {}
         }
+        grant.export = match (case, &auth) {
+            (Some("reply-other-export"), Some(_)) => other_name(&identity),
+            (Some("reply-empty-name"), _) => Name::EMPTY,
+            _ => identity,
+        };
         let mut rb = grant.encode();
         if case == Some("reserved") {
             rb[44] = 1;
         }
-        let mut g48 = [0u8; 48];
-        g48.copy_from_slice(&rb[..48]);
-        match &self.sec.key {
-            Some(psk) => {
-                let key: &[u8] = if case == Some("proof-wrong-key") {
-                    b"not the key of the local node..."
+        let mut proven = [0u8; REPLY_PROVEN_LEN];
+        proven.copy_from_slice(&rb[..REPLY_PROVEN_LEN]);
+        let mut keys = SessionKeys::UNUSED;
+        match &auth {
+            Some(a) => {
+                let th2 = sec::th2(&body, &a.challenge, &a.proof_local, &proven);
+                keys = a.schedule.session_keys(&th2);
+                let schedule = if case == Some("proof-wrong-key") {
+                    let other: &[u8] = b"not the key of the local node...";
+                    sec::Schedule::new(other, &hello.client, &identity, &a.dh)
                 } else {
-                    psk
+                    a.schedule.clone()
                 };
-                let proof = sec::proof_export(key, &body, &ns, &g48);
-                rb[48..].copy_from_slice(&proof);
+                let proof = &mut rb[REPLY_PROVEN_LEN..];
+                proof.copy_from_slice(&schedule.proof_export(&th2));
                 match case {
-                    Some("proof-bad") => rb[60] ^= 0x10,
-                    Some("proof-zero") => rb[48..].fill(0),
+                    Some("proof-bad") => proof[12] ^= 0x10,
+                    Some("proof-zero") => proof.fill(0),
                     _ => {}
                 }
             }
-            None if case == Some("proof-nonzero") => rb[48..].fill(0x5a),
+            None if case == Some("proof-nonzero") => rb[REPLY_PROVEN_LEN..].fill(0x5a),
             None => {}
         }
         let mut msg = Header::hello_reply(Status::Ok).encode().to_vec();
@@ -956,8 +1060,9 @@ impl Server {
             Some("reply-kind") => msg[4] = Kind::IoReply.as_u8(),
             Some("reply-magic") => msg[0] ^= 0x40,
             Some("reply-old-size") => {
-                msg[12..16].copy_from_slice(&48u32.to_be_bytes());
-                msg.truncate(HEADER_LEN + 48);
+                // Version 1's HELLO_REPLY: 48 bytes of grant and a proof.
+                msg[12..16].copy_from_slice(&V1_REPLY_LEN.to_be_bytes());
+                msg.truncate(HEADER_LEN + V1_REPLY_LEN as usize);
             }
             Some("reply-truncated") => msg.truncate(HEADER_LEN + HELLO_REPLY_LEN / 2),
             Some("reply-twice") => {
@@ -974,11 +1079,7 @@ impl Server {
         if case.is_some() && case != Some("reply-twice") {
             return self.await_close(n, w, "after the lying HELLO_REPLY");
         }
-        let (le, el) = match &self.sec.key {
-            Some(psk) => sec::session_keys(psk, &hello.nonce, &ns),
-            None => ([0; SESSION_KEY_LEN], [0; SESSION_KEY_LEN]),
-        };
-        let (tx, rx) = self.sec.channel(&el, &le);
+        let (tx, rx) = self.sec.channel(&keys.el, &keys.le);
         w.tx = tx;
         w.rx = rx;
         log(
@@ -995,6 +1096,79 @@ impl Server {
             ),
         );
         Ok(Some((grant, hello)))
+    }
+
+    /// The export's side of the authentication, with the CHALLENGE cases:
+    /// the exchange with the HELLO's key share, CHALLENGE naming `identity`,
+    /// AUTH checked. Called only with a key.
+    fn authenticate(
+        &self,
+        n: u32,
+        w: &mut Wire,
+        case: Option<&'static str>,
+        hello: &HelloBody,
+        body: &[u8; HELLO_LEN],
+        identity: &Name,
+    ) -> Result<AuthOutcome, End> {
+        let key = self.sec.key.as_deref().unwrap_or_default();
+        let eph = Ephemeral::generate();
+        let Some(dh) = eph.agree(&hello.key_share) else {
+            log(n, "the HELLO's key share gives an all-zero DH".into());
+            return Ok(AuthOutcome::Refuse(Status::Invalid));
+        };
+        let mut challenge = ChallengeBody {
+            export: *identity,
+            key_share: *eph.public(),
+        };
+        match case {
+            Some("challenge-zero-share") => challenge.key_share = [0; KEY_SHARE_LEN],
+            Some("challenge-small-order") => challenge.key_share = sec::small_order_points()[2],
+            Some("challenge-empty-name") => challenge.export = Name::EMPTY,
+            _ => {}
+        }
+        let mut cb = challenge.encode();
+        if case == Some("challenge-name-junk") {
+            cb[NAME_LEN - 1] = b'j';
+        }
+        let mut msg = Header::challenge().encode().to_vec();
+        msg.extend_from_slice(&cb);
+        match case {
+            Some("challenge-old-size") => {
+                msg[12..16].copy_from_slice(&(AUTH_LEN as u32).to_be_bytes());
+                msg.truncate(HEADER_LEN + AUTH_LEN);
+            }
+            Some("challenge-twice") => {
+                let again = msg.clone();
+                msg.extend(again);
+            }
+            _ => {}
+        }
+        w.send_bytes(&msg).map_err(|e| e.to_string())?;
+        // Another export's name is a lie only when the HELLO asked for one.
+        let lied = case.is_some_and(|c| {
+            c.starts_with("challenge-")
+                && (c != "challenge-other-export" || !hello.export.is_empty())
+        });
+        if lied {
+            return self
+                .await_close::<()>(n, w, "after the bad CHALLENGE")
+                .map(|_| AuthOutcome::Broken);
+        }
+        let m = w.recv().map_err(|e| format!("no AUTH: {e}"))?;
+        if m.h.kind != Kind::Auth {
+            return Err(format!("{:?} instead of AUTH", m.h.kind));
+        }
+        let schedule = sec::Schedule::new(key, &hello.client, identity, &dh);
+        let proof_local = schedule.proof_local(&sec::th1(body, &cb));
+        if !sec::ct_eq(&m.payload, &proof_local) {
+            return Ok(AuthOutcome::Refuse(Status::AuthFailed));
+        }
+        Ok(AuthOutcome::Verified(Auth {
+            challenge: cb,
+            dh,
+            schedule,
+            proof_local,
+        }))
     }
 
     /// Waits (up to 60 s) for the local node to close after a refusal or a
@@ -1074,13 +1248,27 @@ impl Conn<'_> {
         Ok(())
     }
 
+    /// Runs the connection until it ends; logs the keys replaced, if any.
+    fn serve(mut self) -> End {
+        let end = self.run();
+        let (rx, tx) = (self.w.rx.updates, self.w.tx.updates);
+        if rx + tx > 0 {
+            self.log(format!(
+                "key updates: {rx} received from the local node, {tx} sent"
+            ));
+        }
+        end
+    }
+
     fn run(&mut self) -> End {
         if let Some(case) = self.srv.act(Phase::Probe) {
             self.probe_case = case;
             self.log(format!("case {case}: good PING first"));
-            let f = self.w.frame(&Header::ping(GOOD_COOKIE), &[]);
-            self.good_ping = f.clone();
-            if let Err(e) = self.send_frame(f) {
+            let sent = self.w.frame(&Header::ping(GOOD_COOKIE), &[]).and_then(|f| {
+                self.good_ping = f.clone();
+                self.send_frame(f)
+            });
+            if let Err(e) = sent {
                 return format!("send failed: {e}");
             }
             self.probe = Probe::Pong(GOOD_COOKIE);
@@ -1119,10 +1307,10 @@ impl Conn<'_> {
             };
             let r = match m.h.kind {
                 Kind::Io => self.io(m.h, m.payload),
-                Kind::Ping => {
-                    let f = self.w.frame(&Header::pong(m.h.id), &[]);
-                    self.send_frame(f)
-                }
+                Kind::Ping => self
+                    .w
+                    .frame(&Header::pong(m.h.id), &[])
+                    .and_then(|f| self.send_frame(f)),
                 Kind::Pong => self.pong(m.h.id),
                 k => {
                     let _ = self.w.sock.shutdown(Shutdown::Both);
@@ -1170,7 +1358,7 @@ impl Conn<'_> {
                 let case = self.probe_case;
                 let frame = match case {
                     "probe-tamper" => {
-                        let mut f = self.w.frame(&Header::ping(BAD_COOKIE), &[]);
+                        let mut f = self.w.frame(&Header::ping(BAD_COOKIE), &[])?;
                         let last = f.len() - 1;
                         f[last] ^= 0x01;
                         f
@@ -1179,13 +1367,47 @@ impl Conn<'_> {
                     "probe-clear" => Header::ping(BAD_COOKIE).encode().to_vec(),
                     "probe-old-seq" => {
                         for i in 0..1100 {
-                            let f = self.w.frame(&Header::ping(GOOD_COOKIE + 1 + i), &[]);
+                            let f = self.w.frame(&Header::ping(GOOD_COOKIE + 1 + i), &[])?;
                             self.send_bytes(&f)?;
                         }
                         let hb = Header::ping(BAD_COOKIE).encode();
                         let t = self.w.tx.seal_at(5, &hb, &mut []);
                         let mut f = hb.to_vec();
                         f.extend(t);
+                        f
+                    }
+                    "probe-key-update-old-key" | "probe-key-update-old-key-zero" => {
+                        // The KEY_UPDATE is good: the local node must move
+                        // to the next key; the PING after it is sealed
+                        // with the one it replaced.
+                        let mut old = self.w.tx.clone();
+                        let mut f = self.w.key_update()?;
+                        // The KEY_UPDATE took the old key's next seq.
+                        old.seq += 1;
+                        let hb = Header::ping(BAD_COOKIE).encode();
+                        let t = if case == "probe-key-update-old-key-zero" {
+                            old.seal_at(0, &hb, &mut [])
+                        } else {
+                            old.seal(&hb, &mut [])?
+                        };
+                        f.extend_from_slice(&hb);
+                        f.extend(t);
+                        f
+                    }
+                    "probe-reorder" | "probe-gap" => {
+                        // The next seq and the one after it; the PING that
+                        // must not be answered (BAD_COOKIE) carries the
+                        // latter and goes first.
+                        let next = self.w.tx.seq;
+                        self.w.tx.seq = next + 2;
+                        let hb = Header::ping(BAD_COOKIE).encode();
+                        let mut f = hb.to_vec();
+                        f.extend(self.w.tx.seal_at(next + 1, &hb, &mut []));
+                        if case == "probe-reorder" {
+                            let hb = Header::ping(BAD_COOKIE + 1).encode();
+                            f.extend_from_slice(&hb);
+                            f.extend(self.w.tx.seal_at(next, &hb, &mut []));
+                        }
                         f
                     }
                     _ => return Ok(()),
@@ -1279,13 +1501,19 @@ impl Conn<'_> {
             None
         };
         let Some(case) = case else {
-            let f = self.w.frame(&h.reply(status), &data);
+            let f = self.w.frame(&h.reply(status), &data)?;
             return self.send_frame(f);
         };
         self.log(format!(
             "case {case}: READ of {} at {} (id {:#x}) gets the bad reply",
             h.length, h.offset, h.id
         ));
+        // A KEY_UPDATE that is due goes out first, on its own: the cases
+        // below change their frames by offsets.
+        let due = self.w.key_update_if_due()?;
+        if !due.is_empty() {
+            self.send_bytes(&due)?;
+        }
         let ok = h.reply(Status::Ok);
         let bad = |f: &mut dyn FnMut(&mut Header, &mut Vec<u8>)| {
             let (mut r, mut d) = (ok, data.clone());
@@ -1327,25 +1555,25 @@ impl Conn<'_> {
             "io-payload-limit" => {
                 let mut hb = ok.encode();
                 hb[12..16].copy_from_slice(&(MAX_IO_BYTES_LIMIT + 1).to_be_bytes());
-                let f = self.w.frame_raw(&hb, &data);
+                let f = self.w.frame_raw(&hb, &data)?;
                 return self.send_frame(f);
             }
             "io-status-undefined" => {
                 let mut hb = h.reply(Status::IoError).encode();
                 hb[8..12].copy_from_slice(&77u32.to_be_bytes());
-                let f = self.w.frame_raw(&hb, &[]);
+                let f = self.w.frame_raw(&hb, &[])?;
                 return self.send_frame(f);
             }
             "io-reserved" => {
                 let mut hb = ok.encode();
                 hb[38] = 1;
-                let f = self.w.frame_raw(&hb, &data);
+                let f = self.w.frame_raw(&hb, &data)?;
                 return self.send_frame(f);
             }
             "io-magic" => {
                 let mut hb = ok.encode();
                 hb[1] = b'X';
-                let f = self.w.frame_raw(&hb, &data);
+                let f = self.w.frame_raw(&hb, &data)?;
                 return self.send_frame(f);
             }
             "io-kind-hello" => {
@@ -1356,36 +1584,47 @@ impl Conn<'_> {
             "io-kind-reply" => {
                 let g = HelloReplyBody::decode(&[0u8; HELLO_REPLY_LEN])
                     .unwrap_or_else(|_| unreachable!("zero reserved bytes"));
-                let f = self.w.frame(&Header::hello_reply(Status::Ok), &g.encode());
+                let f = self
+                    .w
+                    .frame(&Header::hello_reply(Status::Ok), &g.encode())?;
                 return self.send_frame(f);
             }
             "io-kind-challenge" => {
-                let f = self
-                    .w
-                    .frame(&Header::auth(Kind::Challenge), &[7u8; AUTH_LEN]);
+                let cb = ChallengeBody {
+                    export: self.srv.sec.identity,
+                    key_share: [7; KEY_SHARE_LEN],
+                };
+                let f = self.w.frame(&Header::challenge(), &cb.encode())?;
                 return self.send_frame(f);
             }
             "io-kind-io" => {
                 let f = self
                     .w
-                    .frame(&Header::io(Op::Read, 0, h.id, h.offset, h.length), &[]);
+                    .frame(&Header::io(Op::Read, 0, h.id, h.offset, h.length), &[])?;
                 return self.send_frame(f);
             }
             "io-unsolicited" => {
                 let other = Header::io(Op::Read, 0, h.id ^ 0x0000_0001_0000_0000, 0, 4096);
                 let mut zeros = vec![0u8; 4096];
                 fill_pattern(&mut zeros, 0, 0xdead);
-                let f = self.w.frame(&other.reply(Status::Ok), &zeros);
+                let f = self.w.frame(&other.reply(Status::Ok), &zeros)?;
                 self.send_frame(f)?;
                 (ok, data)
             }
             "io-duplicate" => {
-                let f = self.w.frame(&ok, &data);
+                let f = self.w.frame(&ok, &data)?;
                 self.send_frame(f)?;
                 let again = self.last_frame.clone();
                 return self.send_bytes(&again);
             }
             "io-cross-queue" | "io-both-queues" => return self.cross_queue(case, &h, &data),
+            "io-key-update-keyless" => {
+                // Sealed as any message of the mode (crc32c, or nothing):
+                // Sealer::key_update refuses a mode without keys.
+                let f = self.w.frame(&Header::key_update(), &[])?;
+                self.send_bytes(&f)?;
+                (ok, data)
+            }
             "io-no-reply" => {
                 self.log("case io-no-reply: holding the reply".into());
                 return Ok(());
@@ -1395,7 +1634,7 @@ impl Conn<'_> {
                 return closed();
             }
             "io-close-mid-reply" => {
-                let f = self.w.frame(&ok, &data);
+                let f = self.w.frame(&ok, &data)?;
                 let half = HEADER_LEN + data.len() / 2;
                 self.send_bytes(&f[..half])?;
                 thread::sleep(Duration::from_millis(100));
@@ -1403,20 +1642,20 @@ impl Conn<'_> {
                 return closed();
             }
             "io-tamper-data" => {
-                let mut f = self.w.frame(&ok, &data);
+                let mut f = self.w.frame(&ok, &data)?;
                 f[HEADER_LEN + data.len() / 2] ^= 0x04;
                 return self.send_frame(f);
             }
             "io-tamper-header" => {
                 // A valid-looking failure instead of the data: only the
                 // trailer (made for the OK reply) can tell.
-                let f = self.w.frame(&ok, &data);
+                let f = self.w.frame(&ok, &data)?;
                 let mut hb = h.reply(Status::IoError).encode().to_vec();
                 hb.extend_from_slice(&f[HEADER_LEN + data.len()..]);
                 return self.send_frame(hb);
             }
             "io-tamper-trailer" => {
-                let mut f = self.w.frame(&ok, &data);
+                let mut f = self.w.frame(&ok, &data)?;
                 let last = f.len() - 1;
                 f[last] ^= 0x80;
                 return self.send_frame(f);
@@ -1424,21 +1663,21 @@ impl Conn<'_> {
             "io-no-trailer" => {
                 // The local node reads the next frame's first bytes as the
                 // trailer, which must not verify.
-                let mut f = self.w.frame(&ok, &data);
+                let mut f = self.w.frame(&ok, &data)?;
                 f.truncate(HEADER_LEN + data.len());
-                f.extend(self.w.frame(&Header::pong(1), &[]));
-                f.extend(self.w.frame(&Header::pong(2), &[]));
+                f.extend(self.w.frame(&Header::pong(1), &[])?);
+                f.extend(self.w.frame(&Header::pong(2), &[])?);
                 return self.send_frame(f);
             }
             "io-replay" => {
-                let pong = self.w.frame(&Header::pong(0x0dd), &[]);
+                let pong = self.w.frame(&Header::pong(0x0dd), &[])?;
                 self.send_bytes(&pong)?;
                 self.send_bytes(&pong)?;
                 (ok, data)
             }
             "io-replay-reply" => {
                 if self.last_frame.is_empty() {
-                    let f = self.w.frame(&Header::pong(0x0dd), &[]);
+                    let f = self.w.frame(&Header::pong(0x0dd), &[])?;
                     self.send_frame(f)?;
                 }
                 let f = self.last_frame.clone();
@@ -1446,7 +1685,7 @@ impl Conn<'_> {
             }
             "io-seq-reuse" => {
                 if self.w.tx.seq == 0 {
-                    let f = self.w.frame(&Header::pong(0x0dd), &[]);
+                    let f = self.w.frame(&Header::pong(0x0dd), &[])?;
                     self.send_frame(f)?;
                 }
                 let hb = ok.encode();
@@ -1458,9 +1697,20 @@ impl Conn<'_> {
                 f.extend(t);
                 return self.send_frame(f);
             }
+            "io-seq-gap" => {
+                let hb = ok.encode();
+                let mut d = data.clone();
+                let seq = self.w.tx.seq + 1;
+                self.w.tx.seq = seq + 1;
+                let t = self.w.tx.seal_at(seq, &hb, &mut d);
+                let mut f = hb.to_vec();
+                f.extend(d);
+                f.extend(t);
+                return self.send_frame(f);
+            }
             _ => (ok, data),
         };
-        let f = self.w.frame(&reply, &body);
+        let f = self.w.frame(&reply, &body)?;
         self.send_frame(f)
     }
 
@@ -1511,7 +1761,7 @@ impl Conn<'_> {
             status.as_str()
         ));
         drop(started);
-        let f = self.w.frame(&h.reply(status), &[]);
+        let f = self.w.frame(&h.reply(status), &[])?;
         let r = self.send_frame(f);
         self.log(format!(
             "case {case}: {what}: reply {}",
@@ -1530,7 +1780,7 @@ impl Conn<'_> {
     /// right for the other connection too without a seq (none, crc32c).
     fn cross_queue(&mut self, case: &'static str, h: &Header, data: &[u8]) -> io::Result<()> {
         let ok = h.reply(Status::Ok);
-        let right = self.w.frame(&ok, data);
+        let right = self.w.frame(&ok, data)?;
         let Some((m, other)) = self.srv.other_peer(self.queue, self.client) else {
             self.log(format!(
                 "case {case}: no connection of another queue within {} s: the right reply only",
@@ -1553,7 +1803,7 @@ impl Conn<'_> {
         // The data the other queue's receiver would put into the request's
         // pages if it took the header: whatever it writes after the right
         // reply completed the request lands in pages already handed back.
-        let bad = self.w.frame(&ok, &vec![0xa5; data.len()]);
+        let bad = self.w.frame(&ok, &vec![0xa5; data.len()])?;
         let r = send_on(&other, &bad[..HEADER_LEN]);
         self.log(format!(
             "case {case}: {what}: reply header sent on conn {m} (another queue){}",
@@ -1600,7 +1850,8 @@ const _: () = assert!(FEATURES_ALL == 0xf);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{client_handshake, hello_for};
+    use crate::proto::ProtoError;
+    use crate::wire::{client_handshake, hello_for, Established, HsError};
 
     /// A server with `case` (trigger at 1 MiB) on a free port: its address.
     fn start(case: &'static str) -> String {
@@ -1633,14 +1884,14 @@ mod tests {
     /// handshake, or the status it was refused with.
     fn hello_in(addr: &str, queue: u16, epoch: u32) -> Result<Wire, Status> {
         let sec = SecConfig::new("none", None, None).expect("none");
-        let mut hello = hello_for(&sec, 0);
+        let mut hello = hello_for(&sec, 0, &[0; KEY_SHARE_LEN]);
         hello.queues = 2;
         hello.queue_index = queue;
         hello.client_id = 0x5eed;
         hello.epoch = epoch;
         for _ in 0..100 {
             if let Ok(mut w) = Wire::connect(addr, Duration::from_secs(5)) {
-                return match client_handshake(&mut w, &sec, &hello) {
+                return match client_handshake(&mut w, &sec, &hello, &Ephemeral::generate()) {
                     Ok(_) => Ok(w),
                     Err(crate::wire::HsError::Refused(s)) => Err(s),
                     Err(e) => panic!("handshake: {e}"),
@@ -1795,5 +2046,229 @@ mod tests {
             assert_eq!((m.h.id, m.h.status), (id, Status::Ok));
             assert_eq!(m.payload, want);
         }
+    }
+
+    /// A server with a key (aead) and `args`, named `dstpeer`, on a free
+    /// port: its address and the configuration of a local node that
+    /// matches it.
+    fn start_keyed(args: Vec<&'static str>) -> (String, SecConfig) {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let sec = SecConfig::new(
+            "aead",
+            None,
+            Some(b"a test key of 32 bytes, exactly.".to_vec()),
+        )
+        .expect("valid");
+        let (a, s) = (addr.clone(), sec.clone());
+        thread::spawn(move || {
+            let mut all = vec!["--size", "4M", "--trigger", "1M"];
+            all.extend(args);
+            let _ = main(&a, &all, &s);
+        });
+        (addr, sec)
+    }
+
+    /// The local node's handshake with `sec` at `addr`: what it
+    /// established, or why it failed.
+    fn keyed_handshake(addr: &str, sec: &SecConfig) -> Result<(Wire, Established), HsError> {
+        for _ in 0..100 {
+            if let Ok(mut w) = Wire::connect(addr, Duration::from_secs(5)) {
+                let eph = Ephemeral::generate();
+                let hello = hello_for(sec, 0, eph.public());
+                return client_handshake(&mut w, sec, &hello, &eph).map(|e| (w, e));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server at {addr} not up");
+    }
+
+    /// The whole version 2 handshake between the two roles of this tool,
+    /// then protected traffic; fresh key shares on every connection.
+    #[test]
+    fn keyed_session_works() {
+        let (addr, sec) = start_keyed(vec![]);
+        let (mut w, est) = keyed_handshake(&addr, &sec).expect("handshake");
+        assert_eq!(est.grant.export.as_bytes(), b"dstpeer");
+        w.send(&Header::ping(77), &[]).expect("send");
+        let m = w.recv().expect("PONG");
+        assert_eq!((m.h.kind, m.h.id), (Kind::Pong, 77));
+        assert_eq!(read_block(&mut w, 5), Some(1));
+        let (_, again) = keyed_handshake(&addr, &sec).expect("second handshake");
+        assert_ne!(again.export_share, est.export_share);
+        assert_ne!(again.keys, est.keys);
+        // Asking for the export by its name works too.
+        let mut named = sec.clone();
+        named.want = Name::new(b"dstpeer").expect("valid");
+        keyed_handshake(&addr, &named).expect("named handshake");
+    }
+
+    #[test]
+    fn unknown_export_is_refused() {
+        let (addr, mut sec) = start_keyed(vec![]);
+        sec.want = Name::new(b"not.this.one").expect("valid");
+        assert!(matches!(
+            keyed_handshake(&addr, &sec),
+            Err(HsError::Refused(Status::UnknownExport))
+        ));
+        let (addr, mut sec) = start_args_none_named();
+        sec.want = Name::new(b"not.this.one").expect("valid");
+        assert!(matches!(
+            keyed_handshake(&addr, &sec),
+            Err(HsError::Refused(Status::UnknownExport))
+        ));
+    }
+
+    /// A server without a key named `dstpeer` and a matching configuration.
+    fn start_args_none_named() -> (String, SecConfig) {
+        (
+            start_args(vec![]),
+            SecConfig::new("none", None, None).expect("none"),
+        )
+    }
+
+    #[test]
+    fn wrong_key_is_refused() {
+        let (addr, mut sec) = start_keyed(vec![]);
+        sec.key = Some(b"another test key of 32 bytes....".to_vec());
+        assert!(matches!(
+            keyed_handshake(&addr, &sec),
+            Err(HsError::Refused(Status::AuthFailed))
+        ));
+    }
+
+    /// A server in `mode` (with a key for hmac and aead), replacing its
+    /// key after `rekey` bytes if given, with `args`, on a free port: its
+    /// address and the configuration of a local node that matches it.
+    fn start_mode(mode: &str, rekey: Option<u64>, args: Vec<&'static str>) -> (String, SecConfig) {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .to_string();
+        let key = (mode == "hmac" || mode == "aead")
+            .then(|| b"a test key of 32 bytes, exactly.".to_vec());
+        let sec = SecConfig::new(mode, None, key).expect("valid");
+        let mut server_sec = sec.clone();
+        server_sec.rekey.bytes = rekey;
+        let a = addr.clone();
+        thread::spawn(move || {
+            let mut all = vec!["--size", "4M", "--trigger", "1M"];
+            all.extend(args);
+            let _ = main(&a, &all, &server_sec);
+        });
+        (addr, sec)
+    }
+
+    /// Both roles replace their keys, often: the client before every
+    /// message, the server every 4 KiB; the traffic goes on, right.
+    #[test]
+    fn key_updates_both_ways() {
+        for mode in ["aead", "hmac"] {
+            let (addr, sec) = start_mode(mode, Some(4096), vec![]);
+            let (mut w, _) = keyed_handshake(&addr, &sec).expect("handshake");
+            w.tx.rekey.bytes = Some(1);
+            let mut sent = 0;
+            for i in 0..10u64 {
+                let seed = if i % 2 == 0 { 77 } else { 78 };
+                send_write(&mut w, 100 + i, &block(seed));
+                let m = w.recv().expect("WRITE reply");
+                assert_eq!((m.h.id, m.h.status), (100 + i, Status::Ok));
+                assert_eq!(read_block(&mut w, 200 + i), Some(seed), "{mode}");
+                sent += 2;
+            }
+            // Pipelined: 20 PINGs in one write, a KEY_UPDATE before each.
+            let mut f = Vec::new();
+            for k in 0..20 {
+                f.extend(w.frame(&Header::ping(k), &[]).expect("frame"));
+            }
+            w.send_bytes(&f).expect("send");
+            for k in 0..20 {
+                let m = w.recv().expect("PONG");
+                assert_eq!((m.h.kind, m.h.id), (Kind::Pong, k));
+            }
+            sent += 20;
+            // Every message after the first had its own key.
+            assert_eq!(w.tx.updates, sent - 1, "{mode}");
+            // Every READ reply (4 KiB) used up the server's key.
+            assert!(w.rx.updates >= 9, "{mode}: {} key updates", w.rx.updates);
+        }
+    }
+
+    /// The probe cases with a KEY_UPDATE: this tool's local node takes the
+    /// KEY_UPDATE and refuses the PING sealed with the old key after it.
+    #[test]
+    fn old_key_after_key_update_is_refused() {
+        for (case, want) in [
+            ("probe-key-update-old-key", ProtoError::OutOfOrder),
+            ("probe-key-update-old-key-zero", ProtoError::BadTag),
+        ] {
+            let (addr, sec) = start_mode("aead", None, vec!["--case", case]);
+            let (mut w, _) = keyed_handshake(&addr, &sec).expect("handshake");
+            let m = w.recv().expect("the good PING");
+            assert_eq!((m.h.kind, m.h.id), (Kind::Ping, GOOD_COOKIE));
+            w.send(&Header::pong(m.h.id), &[]).expect("PONG");
+            match w.recv() {
+                Err(RecvError::Proto(e)) => assert_eq!(e, want, "{case}"),
+                Err(e) => panic!("{case}: {e}"),
+                Ok(m) => panic!("{case}: {:?} accepted", m.h.kind),
+            }
+            assert_eq!(w.rx.updates, 1, "{case}");
+        }
+    }
+
+    /// In none and crc32c a KEY_UPDATE breaks the protocol.
+    #[test]
+    fn keyless_key_update_is_refused() {
+        for mode in ["none", "crc32c"] {
+            let (addr, sec) = start_mode(mode, None, vec!["--case", "io-key-update-keyless"]);
+            let (mut w, _) = keyed_handshake(&addr, &sec).expect("handshake");
+            w.send(&Header::io(Op::Read, 0, 1, 1 << 20, 4096), &[])
+                .expect("READ");
+            match w.recv() {
+                Err(RecvError::Proto(e)) => assert_eq!(e, ProtoError::BadKind, "{mode}"),
+                Err(e) => panic!("{mode}: {e}"),
+                Ok(m) => panic!("{mode}: {:?} accepted", m.h.kind),
+            }
+        }
+        // The server refuses one from the local node alike, and closes.
+        let (addr, sec) = start_mode("crc32c", None, vec![]);
+        let (mut w, _) = keyed_handshake(&addr, &sec).expect("handshake");
+        let f = w.frame(&Header::key_update(), &[]).expect("frame");
+        w.send_bytes(&f).expect("send");
+        assert!(closed(&mut w), "a KEY_UPDATE in crc32c was taken");
+    }
+
+    /// The lying exports' cases that the local node of this tool must
+    /// refuse, each with the reason it gives.
+    #[test]
+    fn lying_exports_are_refused() {
+        for (case, want, named) in [
+            ("challenge-other-export", "not the one asked for", true),
+            ("reply-other-export", "not the one asked for", false),
+            ("reply-empty-name", "not the one asked for", false),
+            ("challenge-zero-share", "all-zero DH", false),
+            ("challenge-small-order", "all-zero DH", false),
+            ("challenge-empty-name", "out of range", false),
+            ("challenge-name-junk", "out of range", false),
+            ("challenge-old-size", "payload", false),
+            ("proof-bad", "proof", false),
+            ("proof-wrong-key", "proof", false),
+            ("no-challenge", "without a CHALLENGE", false),
+        ] {
+            let (addr, mut sec) = start_keyed(vec!["--case", case]);
+            if named {
+                sec.want = Name::new(b"dstpeer").expect("valid");
+            }
+            match keyed_handshake(&addr, &sec) {
+                Err(HsError::Bad(why)) => assert!(why.contains(want), "{case}: {why}"),
+                Err(e) => panic!("{case}: {e}"),
+                Ok(_) => panic!("{case}: the lying export was accepted"),
+            }
+        }
+        // Asked for no name, the other export's CHALLENGE is honest.
+        let (addr, sec) = start_keyed(vec!["--case", "challenge-other-export"]);
+        keyed_handshake(&addr, &sec).expect("honest when not asked");
     }
 }

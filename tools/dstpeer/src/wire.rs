@@ -10,17 +10,17 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::proto::{
-    Header, HelloBody, HelloReplyBody, Kind, ProtoError, Status, AUTH_LEN, FEATURES_ALL,
-    HEADER_LEN, HELLO_REPLY_LEN, MIN_VERSION, VERSION,
+    ChallengeBody, Header, HelloBody, HelloReplyBody, Kind, ProtoError, Status, AUTH_LEN,
+    CHALLENGE_LEN, FEATURES_ALL, HEADER_LEN, HELLO_REPLY_LEN, KEY_SHARE_LEN, MIN_VERSION, VERSION,
 };
-use crate::sec::{self, Opener, Sealer, SecConfig, SESSION_KEY_LEN};
+use crate::sec::{self, Ephemeral, Opener, Sealer, SecConfig, SessionKeys};
 
 /// Why receiving a message failed.
 #[derive(Debug)]
 pub(crate) enum RecvError {
     /// The connection failed or was closed.
     Io(io::Error),
-    /// The message broke the protocol (header, trailer, replay).
+    /// The message broke the protocol (header, trailer, order).
     Proto(ProtoError),
 }
 
@@ -118,24 +118,55 @@ impl Wire {
     }
 
     /// The bytes of one message: header, payload and trailer, sealed with
-    /// the next seq.
-    pub(crate) fn frame(&mut self, h: &Header, payload: &[u8]) -> Vec<u8> {
+    /// the next seq. The receiver takes messages only in the order of their
+    /// seqs: frames must be sent in the order they are made, and none
+    /// dropped. Fails once the seqs are used up.
+    ///
+    /// If the sending key is due for replacement (`--rekey-after`,
+    /// `--rekey-interval`), a KEY_UPDATE sealed with it comes first, in the
+    /// same bytes, and the message is sealed with the next key. Never
+    /// right after a KEY_UPDATE: a caller that changes the frame by offsets
+    /// sends [`Wire::key_update_if_due`] first.
+    pub(crate) fn frame(&mut self, h: &Header, payload: &[u8]) -> io::Result<Vec<u8>> {
         self.frame_raw(&h.encode(), payload)
     }
 
     /// Like [`Wire::frame`], from raw (possibly invalid) header bytes.
-    pub(crate) fn frame_raw(&mut self, hb: &[u8; HEADER_LEN], payload: &[u8]) -> Vec<u8> {
-        let mut msg = Vec::with_capacity(HEADER_LEN + payload.len() + 88);
+    pub(crate) fn frame_raw(
+        &mut self,
+        hb: &[u8; HEADER_LEN],
+        payload: &[u8],
+    ) -> io::Result<Vec<u8>> {
+        let mut msg = self.key_update_if_due()?;
+        msg.reserve(HEADER_LEN + payload.len() + 88);
+        let at = msg.len() + HEADER_LEN;
         msg.extend_from_slice(hb);
         msg.extend_from_slice(payload);
-        let trailer = self.tx.seal(hb, &mut msg[HEADER_LEN..]);
+        let trailer = self.tx.seal(hb, &mut msg[at..])?;
         msg.extend_from_slice(&trailer);
-        msg
+        Ok(msg)
+    }
+
+    /// A KEY_UPDATE sealed with the current sending key, after which the
+    /// next key seals ([`Sealer::key_update`]): its bytes, to be sent
+    /// before anything framed later. Fails without keys (none, crc32c).
+    pub(crate) fn key_update(&mut self) -> io::Result<Vec<u8>> {
+        Ok(self.tx.key_update()?)
+    }
+
+    /// [`Wire::key_update`] if the sending key is due for replacement;
+    /// otherwise nothing (no bytes).
+    pub(crate) fn key_update_if_due(&mut self) -> io::Result<Vec<u8>> {
+        if self.tx.update_due() {
+            self.key_update()
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// Sends one message.
     pub(crate) fn send(&mut self, h: &Header, payload: &[u8]) -> io::Result<()> {
-        let msg = self.frame(h, payload);
+        let msg = self.frame(h, payload)?;
         self.sock.write_all(&msg)
     }
 
@@ -183,7 +214,24 @@ impl Wire {
 
     /// Receives one message: the header is decoded (framing checks), the
     /// payload and trailer read, the trailer checked (payload decrypted).
+    ///
+    /// KEY_UPDATEs are taken here and not returned: once one verified, the
+    /// opener moves to the next key (what follows must carry seq 0 under
+    /// it), and the next message is received. Without keys (none, crc32c)
+    /// a KEY_UPDATE breaks the protocol ([`ProtoError::BadKind`]).
     pub(crate) fn recv(&mut self) -> Result<Msg, RecvError> {
+        loop {
+            let m = self.recv_any()?;
+            if m.h.kind != Kind::KeyUpdate {
+                return Ok(m);
+            }
+            self.rx.update_key().map_err(RecvError::Proto)?;
+        }
+    }
+
+    /// Receives one message as [`Wire::recv`] does, but returns a
+    /// KEY_UPDATE (checked under the current key) without acting on it.
+    pub(crate) fn recv_any(&mut self) -> Result<Msg, RecvError> {
         let mut raw = [0u8; HEADER_LEN];
         self.read_exact(&mut raw)?;
         let h = Header::decode(&raw).map_err(RecvError::Proto)?;
@@ -228,8 +276,13 @@ impl Wire {
 }
 
 /// The HELLO of a well-behaved local node with `sec`, asking for
-/// `queue_depth` (0: the export's choice) and 1 MiB IOs.
-pub(crate) fn hello_for(sec: &SecConfig, queue_depth: u16) -> HelloBody {
+/// `queue_depth` (0: the export's choice) and 1 MiB IOs, with `key_share`
+/// (`E_c`) if `sec` has a key.
+pub(crate) fn hello_for(
+    sec: &SecConfig,
+    queue_depth: u16,
+    key_share: &[u8; KEY_SHARE_LEN],
+) -> HelloBody {
     HelloBody {
         min_version: MIN_VERSION,
         max_version: VERSION,
@@ -241,12 +294,25 @@ pub(crate) fn hello_for(sec: &SecConfig, queue_depth: u16) -> HelloBody {
         queue_index: 0,
         epoch: 0,
         security: sec.security(),
-        nonce: if sec.auth() {
-            sec::random_bytes()
+        key_share: if sec.auth() {
+            *key_share
         } else {
-            [0; AUTH_LEN]
+            [0; KEY_SHARE_LEN]
         },
+        client: sec.client,
+        export: sec.want,
     }
+}
+
+/// What the local node's successful handshake established.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Established {
+    /// The export's grant, checked.
+    pub(crate) grant: HelloReplyBody,
+    /// The export's key share `E_s`; zero without a key.
+    pub(crate) export_share: [u8; KEY_SHARE_LEN],
+    /// The session keys; unused (zero) without a key.
+    pub(crate) keys: SessionKeys,
 }
 
 /// How the local node's handshake ended.
@@ -288,27 +354,57 @@ impl From<RecvError> for HsError {
     }
 }
 
-/// The local node's handshake with `hello`: HELLO, then CHALLENGE and AUTH
-/// with a key, then HELLO_REPLY, checked (proof, grant). On success the
+/// The local node's handshake with `hello`: HELLO, then with a key
+/// CHALLENGE (the export's identity checked against the one asked for, `DH`
+/// with `eph`) and AUTH, then HELLO_REPLY, checked before anything in it is
+/// trusted: with a key its identity must be the CHALLENGE's and its proof
+/// must verify; then the grant is validated against `hello`. On success the
 /// connection is protected as `sec` says.
+///
+/// `eph` is normally the pair whose public key is `hello.key_share`; a
+/// caller that sends another share on purpose gets a wrong proof.
 pub(crate) fn client_handshake(
     w: &mut Wire,
     sec: &SecConfig,
     hello: &HelloBody,
-) -> Result<HelloReplyBody, HsError> {
+    eph: &Ephemeral,
+) -> Result<Established, HsError> {
+    let bad = |e: ProtoError| HsError::Bad(e.as_str().into());
     let hb = hello.encode();
     let mut msg = Header::hello().encode().to_vec();
     msg.extend_from_slice(&hb);
     w.send_bytes(&msg)?;
     let mut m = w.recv()?;
-    let mut ns = [0u8; AUTH_LEN];
+    // With a key: the CHALLENGE, its body and the schedule it leads to.
+    let mut auth = None;
     if m.h.kind == Kind::Challenge {
-        let Some(psk) = &sec.key else {
+        let Some(key) = &sec.key else {
             return Err(HsError::Bad("CHALLENGE without a key".into()));
         };
-        ns.copy_from_slice(&m.payload);
-        let proof = sec::proof_local(psk, &hb, &ns);
-        w.send(&Header::auth(Kind::Auth), &proof)?;
+        // `Header::decode` checked that the payload is CHALLENGE_LEN.
+        let cb: [u8; CHALLENGE_LEN] = m
+            .payload
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad(ProtoError::BadPayload))?;
+        let challenge = ChallengeBody::decode(&cb).map_err(bad)?;
+        if !hello.export.is_empty() && challenge.export != hello.export {
+            return Err(HsError::Bad(format!(
+                "{}: the CHALLENGE names {:?}, the HELLO asked for {:?}",
+                ProtoError::WrongExport.as_str(),
+                String::from_utf8_lossy(challenge.export.as_bytes()),
+                String::from_utf8_lossy(hello.export.as_bytes())
+            )));
+        }
+        let Some(dh) = eph.agree(&challenge.key_share) else {
+            return Err(HsError::Bad(
+                "the export's key share gives an all-zero DH (a point of small order)".into(),
+            ));
+        };
+        let schedule = sec::Schedule::new(key, &hello.client, &challenge.export, &dh);
+        let proof = schedule.proof_local(&sec::th1(&hb, &cb));
+        w.send(&Header::auth(), &proof)?;
+        auth = Some((challenge, cb, schedule, proof));
         m = w.recv()?;
     } else if sec.auth() && m.h.kind == Kind::HelloReply && m.h.status == Status::Ok {
         return Err(HsError::Bad("HELLO_REPLY OK without a CHALLENGE".into()));
@@ -322,31 +418,44 @@ pub(crate) fn client_handshake(
     if m.h.status != Status::Ok {
         return Err(HsError::Refused(m.h.status));
     }
-    let mut body = [0u8; HELLO_REPLY_LEN];
-    body.copy_from_slice(&m.payload);
-    let grant = HelloReplyBody::decode(&body).map_err(|e| HsError::Bad(e.as_str().into()))?;
-    let (tx_key, rx_key) = match &sec.key {
-        Some(psk) => {
-            let mut g = [0u8; 48];
-            g.copy_from_slice(&body[..48]);
-            let want = sec::proof_export(psk, &hb, &ns, &g);
-            if !sec::ct_eq(&want, &grant.proof) {
-                return Err(HsError::Bad(ProtoError::BadProof.as_str().into()));
+    let body: [u8; HELLO_REPLY_LEN] = m
+        .payload
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad(ProtoError::BadPayload))?;
+    let grant = HelloReplyBody::decode(&body).map_err(bad)?;
+    let (export_share, keys) = match &auth {
+        Some((challenge, cb, schedule, proof_local)) => {
+            if grant.export != challenge.export {
+                return Err(HsError::Bad(format!(
+                    "{}: the HELLO_REPLY names {:?}, the CHALLENGE {:?}",
+                    ProtoError::WrongExport.as_str(),
+                    String::from_utf8_lossy(grant.export.as_bytes()),
+                    String::from_utf8_lossy(challenge.export.as_bytes())
+                )));
             }
-            sec::session_keys(psk, &hello.nonce, &ns)
+            let th2 = sec::th2(&hb, cb, proof_local, &grant.proven_bytes());
+            if !sec::ct_eq(&schedule.proof_export(&th2), &grant.proof) {
+                return Err(bad(ProtoError::BadProof));
+            }
+            (challenge.key_share, schedule.session_keys(&th2))
         }
         None => {
             if grant.proof != [0; AUTH_LEN] {
                 return Err(HsError::Bad("a proof without a key".into()));
             }
-            ([0; SESSION_KEY_LEN], [0; SESSION_KEY_LEN])
+            ([0; KEY_SHARE_LEN], SessionKeys::UNUSED)
         }
     };
     grant
         .validate(hello)
         .map_err(|e| HsError::Bad(format!("the grant is invalid: {}", e.as_str())))?;
-    let (tx, rx) = sec.channel(&tx_key, &rx_key);
+    let (tx, rx) = sec.channel(&keys.le, &keys.el);
     w.tx = tx;
     w.rx = rx;
-    Ok(grant)
+    Ok(Established {
+        grant,
+        export_share,
+        keys,
+    })
 }
