@@ -349,15 +349,15 @@ impl<D: Driver + ?Sized> Request<D> {
     }
 
     /// Describes the request's data in `segs` (as [`Request::bvecs`]) for
-    /// the crypto layer, to protect or check it (in place for AEAD).
+    /// the crypto layer to copy or encrypt from (WRITE) or copy into (READ).
     pub(crate) fn segments<'a>(&'a self, segs: &'a mut SegmentBuf) -> Result<Segments<'a>> {
         self.bvecs(segs)?;
         // SAFETY: `segs` now describes this request's pages, and we hold
-        // the request (type invariant): nobody else touches its pages while
-        // `self` is borrowed, and they stay until it ends. A WRITE's pages
-        // are the caller's: protected disks ask for stable pages, so their
-        // data does not change while it is protected and sent (O_DIRECT
-        // user memory excepted: security issue M2).
+        // the request (type invariant): no other kernel code touches its
+        // pages while `self` is borrowed, and they stay until it ends. They
+        // may be a process's O_DIRECT buffer, which it may change at any
+        // time: the local node never protects or checks data in them, it
+        // only copies or encrypts out of them and copies checked data in.
         Ok(unsafe { Segments::from_raw(segs.as_slice()) })
     }
 

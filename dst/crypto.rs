@@ -144,6 +144,12 @@ mod ffi {
             nr: c_uint,
             out: *mut u8,
         ) -> c_int;
+        pub(super) fn dst_bvec_copy(
+            dst: *const c_void,
+            ndst: c_uint,
+            src: *const c_void,
+            nsrc: c_uint,
+        ) -> c_int;
         pub(super) fn dst_crc32c(
             crc: u32,
             pre: *const u8,
@@ -193,10 +199,10 @@ impl<'a> Segments<'a> {
     ///
     /// # Safety
     ///
-    /// The type invariant must hold for `'a`. For the pages of a block
-    /// request being written, this needs stable pages: the queue must have
-    /// `BLK_FEAT_STABLE_WRITES`, or the page cache may change the data while
-    /// it is being protected (and the receiver then rejects the message).
+    /// The type invariant must hold for `'a`. The pages of a block request
+    /// do not meet it for protection in place (a process may change its
+    /// O_DIRECT buffer at any time): they are only copied or encrypted from,
+    /// and copied into ([`copy`]), never sealed or opened in place.
     pub(crate) unsafe fn from_raw(bv: &'a [bindings::bio_vec]) -> Self {
         // INVARIANT: guaranteed by the caller.
         Segments { bv }
@@ -436,6 +442,14 @@ fn alloc_error(e: Error) -> Error {
 
 /// crc32c as the protocol uses it: initial value ~0, final xor ~0, over
 /// `pre || data`.
+/// Copies the bytes of `src` into `dst`, which holds as many (`EINVAL`
+/// otherwise): READ data checked in kernel pages goes to the request's.
+pub(crate) fn copy(dst: &Segments<'_>, src: &Segments<'_>) -> Result {
+    // SAFETY: both describe valid pages (their type's invariant), `dst`'s
+    // writable; the shim checks that the lengths agree before it copies.
+    to_result(unsafe { ffi::dst_bvec_copy(dst.ptr(), dst.nr()?, src.ptr(), src.nr()?) })
+}
+
 fn crc32c(pre: &[u8], data: &Segments<'_>) -> Result<u32> {
     let pre_len = c_uint::try_from(pre.len()).map_err(|_| EINVAL)?;
     // SAFETY: `pre` is readable for its length; the segments are valid.

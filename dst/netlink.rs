@@ -28,7 +28,7 @@ use crate::{
     proto::{self, Name, Protection, Security},
     registry::{self, Registry},
     rekey,
-    security::{self, SecurityConfig},
+    security::{self, ClientKeys, SecurityConfig},
     socket::{Net, SockAddr},
     thread_pool,
 };
@@ -87,10 +87,24 @@ pub(crate) struct NlRequest {
     rekey_seconds: u32,
     allow_len: u32,
     allow: [NlAllow; acl::MAX_ENTRIES],
+    clients_len: u32,
+    clients: [NlClient; CLIENTS_MAX],
 }
 
 /// Largest pre-shared key (`DST_NL_KEY_MAX`).
 const KEY_MAX: usize = 64;
+
+/// Most clients with keys of their own per export (`DST_NL_CLIENTS_MAX`).
+const CLIENTS_MAX: usize = 16;
+
+/// One client with a key of its own. Mirrors `struct dst_nl_client`.
+#[repr(C)]
+pub(crate) struct NlClient {
+    name: [u8; proto::NAME_LEN],
+    key_len: u32,
+    key: [u8; KEY_MAX],
+    read_only: bool,
+}
 
 /// One allow-list entry. Mirrors `struct dst_nl_allow` in `shim.h`.
 #[repr(C)]
@@ -372,8 +386,30 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The protection settings and key of an export or device.
-    fn security(&self) -> Result<SecurityConfig, Refusal> {
+    /// The export's clients with keys of their own.
+    fn clients(&self) -> Result<ClientKeys, Refusal> {
+        let n = (self.req.clients_len as usize).min(CLIENTS_MAX);
+        let mut clients = ClientKeys::with_capacity(n)?;
+        for c in self.req.clients.iter().take(n) {
+            let name = c.name.split(|&b| b == 0).next().unwrap_or(&[]);
+            let name = Name::new(name)
+                .filter(|n| !n.is_empty())
+                .ok_or(Refusal::new(
+                    EINVAL,
+                    c"a client's name must be 1 to 63 printable ASCII characters",
+                ))?;
+            let key = Key::new(c.key.get(..c.key_len as usize).unwrap_or(&[]))?;
+            clients.add(name, key, c.read_only).map_err(|e| match e {
+                EEXIST => Refusal::new(e, c"two clients have the same name"),
+                e => Refusal::from(e),
+            })?;
+        }
+        Ok(clients)
+    }
+
+    /// The protection settings and key of an export or device; an export
+    /// whose clients have keys of their own (`client_keys`) needs none.
+    fn security(&self, client_keys: bool) -> Result<SecurityConfig, Refusal> {
         let req = self.req;
         let protection = if req.has_protection {
             u8::try_from(req.protection)
@@ -387,7 +423,7 @@ impl<'a> Request<'a> {
             Some([]) | None => None,
             Some(k) => Some(Key::new(k)?),
         };
-        if protection.needs_key() && key.is_none() {
+        if protection.needs_key() && key.is_none() && !client_keys {
             return Err(Refusal::new(
                 EINVAL,
                 c"protection hmac and aead need a pre-shared key (DST_A_KEY)",
@@ -411,7 +447,7 @@ impl<'a> Request<'a> {
         ))?;
         let security = Security {
             protection,
-            auth: key.is_some(),
+            auth: key.is_some() || client_keys,
             alg,
         };
         security::check_alg(&security).map_err(|e| match e {
@@ -509,6 +545,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             Some(name) => name,
             None => default_name(device),
         };
+        let clients = r.clients()?;
         let cfg = ExportConfig {
             index: reg
                 .free_export_index()
@@ -520,7 +557,8 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             read_only: r.req.read_only,
             size_cap: r.req.size,
             max_io_pages: r.req.max_io_pages,
-            security: r.security()?,
+            security: r.security(clients.has_any())?,
+            clients,
             allow: r.allow_list()?,
         };
         let export = Export::start(cfg)?;
@@ -591,7 +629,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
                 .unwrap_or_else(|| default_name(None)),
             export: r.name(r.req.name)?.unwrap_or(Name::EMPTY),
             settings: r.settings(),
-            security: r.security()?,
+            security: r.security(false)?,
         };
         reg.reserve_index(n)?;
         Ok((n, cfg))

@@ -274,8 +274,13 @@ impl PagePool {
     }
 }
 
-/// Pages allocated once and reused for one message at a time (the local
-/// node's AEAD WRITEs are encrypted into them): no allocation per request.
+/// Pages allocated once and reused for one message at a time, so that a
+/// message is protected or checked only in pages the kernel owns (never in
+/// a request's own pages, which may be a process's O_DIRECT buffer that it
+/// changes at any time): the local node's WRITE data is copied or encrypted
+/// into one before it is protected and sent, and its READ data received
+/// into one and checked there before it is copied to the request. No
+/// allocation per request.
 pub(crate) struct Bounce {
     buf: PageBuf,
     /// The buffer's full length, what [`Bounce::describe`] may ask for.
@@ -298,8 +303,23 @@ impl Bounce {
             return Err(EINVAL);
         }
         self.buf.describe(len)?;
+        Ok(self.data())
+    }
+
+    /// The bytes in use, for the crypto layer.
+    pub(crate) fn data(&mut self) -> Segments<'_> {
         // Never spliced (see `send`), so `PageBuf::segments` holds.
-        Ok(self.buf.segments())
+        self.buf.segments()
+    }
+
+    /// Receives the next message's `len` bytes (1 to the buffer's size)
+    /// from `sock`.
+    pub(crate) fn recv(&mut self, sock: &Socket, len: usize) -> Result {
+        if len > self.capacity {
+            return Err(EINVAL);
+        }
+        self.buf.describe(len)?;
+        self.buf.recv(sock)
     }
 
     /// Sends the bytes in use, copied into the socket: the pages are

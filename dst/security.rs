@@ -21,7 +21,7 @@ use crate::{
     crypto::{self, Key, Protector, SessionKeys},
     error::code,
     handshake,
-    proto::{Protection, ProtoError, Security, HEADER_LEN},
+    proto::{Name, Protection, ProtoError, Security, HEADER_LEN},
     rekey,
     trans::Trailer,
 };
@@ -84,6 +84,52 @@ pub(crate) struct SecurityConfig {
     pub(crate) security: Security,
     /// The pre-shared key, if any; zeroed when dropped.
     pub(crate) key: Option<Key>,
+}
+
+/// A client identity with a key of its own at an export: only the holder
+/// of that key can connect as that client, and what it may do (read only,
+/// fence its own older connections) is bound to the key, not to an address.
+pub(crate) struct ClientKey {
+    pub(crate) name: Name,
+    pub(crate) key: Key,
+    pub(crate) read_only: bool,
+}
+
+/// An export's clients with keys of their own, by identity; any other
+/// client uses the export's key, if it has one.
+pub(crate) struct ClientKeys(KVec<ClientKey>);
+
+impl ClientKeys {
+    /// Room for `n` clients.
+    pub(crate) fn with_capacity(n: usize) -> Result<Self> {
+        Ok(ClientKeys(KVec::with_capacity(n, GFP_KERNEL)?))
+    }
+
+    /// Adds a client; `EEXIST` if one has that name already.
+    pub(crate) fn add(&mut self, name: Name, key: Key, read_only: bool) -> Result {
+        if self.get(&name).is_some() {
+            return Err(EEXIST);
+        }
+        self.0.push(
+            ClientKey {
+                name,
+                key,
+                read_only,
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    /// The client named `name`, if it has a key of its own.
+    pub(crate) fn get(&self, name: &Name) -> Option<&ClientKey> {
+        self.0.iter().find(|c| c.name == *name)
+    }
+
+    /// Whether any client has a key of its own.
+    pub(crate) fn has_any(&self) -> bool {
+        !self.0.is_empty()
+    }
 }
 
 /// The algorithms hmac and aead modes accept: keyed hashes with a full
@@ -199,7 +245,8 @@ impl Sealer {
         if n == 0 {
             return Ok(0);
         }
-        if rekey::expired(self.sealed, self.next) {
+        // Only keys wear out: crc32c has none.
+        if self.key.is_some() && rekey::expired(self.sealed, self.next) {
             return Err(code::ekeyexpired());
         }
         let out = trailer.get_mut(..n).ok_or(EINVAL)?;

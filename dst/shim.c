@@ -38,6 +38,13 @@ static const struct nla_policy dst_allow_policy[DST_ALLOW_A_MAX + 1] = {
 	[DST_ALLOW_A_READ_ONLY]	 = { .type = NLA_FLAG },
 };
 
+static const struct nla_policy dst_client_policy[DST_CLIENT_A_MAX + 1] = {
+	[DST_CLIENT_A_NAME]	 = { .type = NLA_NUL_STRING, .len = DST_NL_NAME_MAX - 1 },
+	[DST_CLIENT_A_KEY]	 = NLA_POLICY_RANGE(NLA_BINARY, 16, DST_NL_KEY_MAX),
+	[DST_CLIENT_A_KEY_DESC]	 = { .type = NLA_NUL_STRING, .len = 255 },
+	[DST_CLIENT_A_READ_ONLY] = { .type = NLA_FLAG },
+};
+
 static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_PAD]		= { .type = NLA_REJECT },
 	[DST_A_VERSION]		= { .type = NLA_REJECT },
@@ -76,6 +83,7 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_REKEY_MIB]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_rekey_mib),
 	[DST_A_REKEY_SECONDS]	= NLA_POLICY_FULL_RANGE(NLA_U32, &dst_range_rekey_seconds),
 	[DST_A_KEY_DESC]	= { .type = NLA_NUL_STRING, .len = 255 },
+	[DST_A_CLIENT]		= NLA_POLICY_NESTED(dst_client_policy),
 	[DST_A_KEY]		= NLA_POLICY_RANGE(NLA_BINARY, 16, DST_NL_KEY_MAX),
 	[DST_A_ALLOW]		= NLA_POLICY_NESTED(dst_allow_policy),
 	[DST_A_CRYPTO_THREADS]	= NLA_POLICY_MAX(NLA_U32, 64),
@@ -173,14 +181,16 @@ static int dst_genl_parse_allow(struct genl_info *info, struct dst_nl_req *req)
 }
 
 /*
- * The key whose description is @desc, of type logon (readable only by the
- * kernel: the way to keep a key out of every process) or else user, found
- * in the caller's keyrings with its search permission, copied into @req as
- * if it came in DST_A_KEY. As NVMe/TCP does for its TLS keys.
+ * The key whose description is in @attr, of type logon (readable only by
+ * the kernel: the way to keep a key out of every process) or else user,
+ * found in the caller's keyrings with its search permission, copied to
+ * @out (DST_NL_KEY_MAX bytes) and its length to @out_len. As NVMe/TCP does
+ * for its TLS keys.
  */
-static int dst_genl_keyring_key(struct genl_info *info, const char *desc,
-				struct dst_nl_req *req)
+static int dst_genl_keyring_key(struct genl_info *info, const struct nlattr *attr,
+				u8 *out, u32 *out_len)
 {
+	const char *desc = nla_data(attr);
 	const struct user_key_payload *payload;
 	struct key *key;
 	int err = 0;
@@ -189,23 +199,68 @@ static int dst_genl_keyring_key(struct genl_info *info, const char *desc,
 	if (IS_ERR(key))
 		key = request_key(&key_type_user, desc, NULL);
 	if (IS_ERR(key)) {
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[DST_A_KEY_DESC],
+		NL_SET_ERR_MSG_ATTR(info->extack, attr,
 				    "no logon or user key of that description in your keyrings");
 		return PTR_ERR(key) == -EACCES ? -EACCES : -ENOKEY;
 	}
 	down_read(&key->sem);
 	payload = user_key_payload_locked(key);
 	if (!payload || payload->datalen < 16 || payload->datalen > DST_NL_KEY_MAX) {
-		NL_SET_ERR_MSG_ATTR(info->extack, info->attrs[DST_A_KEY_DESC],
+		NL_SET_ERR_MSG_ATTR(info->extack, attr,
 				    "the keyring key must hold 16 to 64 bytes");
 		err = -EINVAL;
 	} else {
-		memcpy(req->key, payload->data, payload->datalen);
-		req->key_len = payload->datalen;
+		memcpy(out, payload->data, payload->datalen);
+		*out_len = payload->datalen;
 	}
 	up_read(&key->sem);
 	key_put(key);
 	return err;
+}
+
+/*
+ * The nested DST_A_CLIENT entries into req->clients, each key copied out
+ * and wiped from the message as DST_A_KEY is (names checked in Rust).
+ */
+static int dst_genl_parse_clients(struct genl_info *info, struct dst_nl_req *req)
+{
+	struct nlattr *tb[DST_CLIENT_A_MAX + 1];
+	struct nlattr *attr;
+	int rem, err;
+
+	nlmsg_for_each_attr_type(attr, DST_A_CLIENT, info->nlhdr,
+				 GENL_HDRLEN + info->family->hdrsize, rem) {
+		struct dst_nl_client *c;
+
+		if (req->clients_len == DST_NL_CLIENTS_MAX) {
+			NL_SET_ERR_MSG_ATTR(info->extack, attr, "at most 16 clients with keys");
+			return -E2BIG;
+		}
+		err = nla_parse_nested(tb, DST_CLIENT_A_MAX, attr, dst_client_policy,
+				       info->extack);
+		if (err)
+			return err;
+		if (!tb[DST_CLIENT_A_NAME] || !tb[DST_CLIENT_A_KEY] == !tb[DST_CLIENT_A_KEY_DESC]) {
+			NL_SET_ERR_MSG_ATTR(info->extack, attr,
+					    "a client needs a name and one key (or key description)");
+			return -EINVAL;
+		}
+		c = &req->clients[req->clients_len++];
+		nla_strscpy(c->name, tb[DST_CLIENT_A_NAME], sizeof(c->name));
+		c->read_only = nla_get_flag(tb[DST_CLIENT_A_READ_ONLY]);
+		if (tb[DST_CLIENT_A_KEY]) {
+			c->key_len = nla_len(tb[DST_CLIENT_A_KEY]);
+			nla_memcpy(c->key, tb[DST_CLIENT_A_KEY], sizeof(c->key));
+			memzero_explicit(nla_data(tb[DST_CLIENT_A_KEY]),
+					 nla_len(tb[DST_CLIENT_A_KEY]));
+		} else {
+			err = dst_genl_keyring_key(info, tb[DST_CLIENT_A_KEY_DESC], c->key,
+						   &c->key_len);
+			if (err)
+				return err;
+		}
+	}
+	return 0;
 }
 
 /*
@@ -234,10 +289,13 @@ static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 		memzero_explicit(nla_data(a[DST_A_KEY]), nla_len(a[DST_A_KEY]));
 	}
 	if (a[DST_A_KEY_DESC]) {
-		err = dst_genl_keyring_key(info, nla_data(a[DST_A_KEY_DESC]), req);
+		err = dst_genl_keyring_key(info, a[DST_A_KEY_DESC], req->key, &req->key_len);
 		if (err)
 			return err;
 	}
+	err = dst_genl_parse_clients(info, req);
+	if (err)
+		return err;
 	req->queues = a[DST_A_QUEUES] ? nla_get_u32(a[DST_A_QUEUES]) : 0;
 	req->client_id = a[DST_A_CLIENT_ID] ? nla_get_u64(a[DST_A_CLIENT_ID]) : 0;
 	req->has_protection = !!a[DST_A_PROTECTION];

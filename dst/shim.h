@@ -40,6 +40,7 @@ struct dst_nl_event {
 #define DST_NL_ALLOW_MAX	32
 #define DST_NL_ALG_MAX		64
 #define DST_NL_NAME_MAX		64
+#define DST_NL_CLIENTS_MAX	16
 
 /* One allow-list entry. Mirrors netlink.rs `NlAllow`. */
 struct dst_nl_allow {
@@ -47,6 +48,14 @@ struct dst_nl_allow {
 	u8 prefix_len;
 	bool read_only;
 	u8 addr[16];
+};
+
+/* One DST_A_CLIENT entry. Mirrors netlink.rs `NlClient`. */
+struct dst_nl_client {
+	char name[DST_NL_NAME_MAX];	/* NUL-terminated */
+	u32 key_len;
+	u8 key[DST_NL_KEY_MAX];
+	bool read_only;
 };
 
 /* A parsed configuration request. Mirrors netlink.rs `NlRequest`. */
@@ -81,6 +90,8 @@ struct dst_nl_req {
 	u32 rekey_seconds;		/* 0 if absent */
 	u32 allow_len;
 	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
+	u32 clients_len;
+	struct dst_nl_client clients[DST_NL_CLIENTS_MAX];
 };
 
 /* One export or device, for DST_CMD_LIST. Mirrors netlink.rs `NlEntry`. */

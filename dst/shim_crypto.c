@@ -408,6 +408,42 @@ u32 dst_crc32c(u32 crc, const u8 *pre, unsigned int pre_len,
 	return crc;
 }
 
+/*
+ * Copies the bytes of @src[0..@nsrc] into @dst[0..@ndst], which must hold as
+ * many; -EINVAL otherwise (nothing copied). A bio_vec may span pages; the
+ * copy goes a page piece at a time, as memcpy_page() maps one page.
+ */
+int dst_bvec_copy(const struct bio_vec *dst, unsigned int ndst,
+		  const struct bio_vec *src, unsigned int nsrc)
+{
+	unsigned int di = 0, si = 0, doff = 0, soff = 0;
+	int len = dst_bvec_bytes(dst, ndst);
+
+	if (len < 0 || len != dst_bvec_bytes(src, nsrc))
+		return -EINVAL;
+	while (di < ndst && si < nsrc) {
+		const struct bio_vec *d = &dst[di], *s = &src[si];
+		size_t dpos = d->bv_offset + doff, spos = s->bv_offset + soff;
+		unsigned int n = min3(d->bv_len - doff, s->bv_len - soff,
+				      (unsigned int)min(PAGE_SIZE - offset_in_page(dpos),
+							PAGE_SIZE - offset_in_page(spos)));
+
+		memcpy_page(d->bv_page + dpos / PAGE_SIZE, offset_in_page(dpos),
+			    s->bv_page + spos / PAGE_SIZE, offset_in_page(spos), n);
+		doff += n;
+		soff += n;
+		if (doff == d->bv_len) {
+			di++;
+			doff = 0;
+		}
+		if (soff == s->bv_len) {
+			si++;
+			soff = 0;
+		}
+	}
+	return 0;
+}
+
 /* Handshake helpers: inline in the kernel headers. */
 
 void dst_sha256_update(struct sha256_ctx *ctx, const u8 *data, size_t len)

@@ -70,6 +70,10 @@ int dst_shash_digest(struct crypto_shash *tfm, const u8 *pre,
 		     unsigned int pre_len, const struct bio_vec *bv,
 		     unsigned int nr, u8 *out);
 
+/* Copies @src into @dst (the same number of bytes); 0 or -EINVAL. */
+int dst_bvec_copy(const struct bio_vec *dst, unsigned int ndst,
+		  const struct bio_vec *src, unsigned int nsrc);
+
 /* crc32c(@crc, @pre || @bv[0..@nr]), without any inversion. */
 u32 dst_crc32c(u32 crc, const u8 *pre, unsigned int pre_len,
 	       const struct bio_vec *bv, unsigned int nr);

@@ -14,7 +14,7 @@
 //! for every request is in `session.rs` and `io.rs`.
 
 use kernel::{
-    new_condvar, new_mutex,
+    new_condvar, new_mutex, new_spinlock,
     prelude::*,
     sync::{
         atomic::{
@@ -51,6 +51,7 @@ use crate::{
         HelloBody,
         HelloReplyBody,
         Kind,
+        Name,
         Status,
         AUTH_LEN,
         HEADER_LEN,
@@ -121,11 +122,19 @@ pub(super) fn accept_main(inner: &Arc<Inner>) {
 }
 
 impl Inner {
-    /// What a local node that sent `hello` is granted, in `version`.
-    fn grant(&self, hello: &HelloBody, version: u32, verdict: Verdict) -> HelloReplyBody {
+    /// What a local node that sent `hello` is granted, in `version`: read
+    /// only if the export is, or its address (`verdict`) or its key
+    /// (`key_read_only`) allow only reads.
+    fn grant(
+        &self,
+        hello: &HelloBody,
+        version: u32,
+        verdict: Verdict,
+        key_read_only: bool,
+    ) -> HelloReplyBody {
         HelloReplyBody {
             version,
-            perms: if self.read_only || verdict == Verdict::ReadOnly {
+            perms: if self.read_only || verdict == Verdict::ReadOnly || key_read_only {
                 proto::PERM_READ
             } else {
                 proto::PERM_READ | proto::PERM_WRITE
@@ -177,26 +186,36 @@ impl Inner {
         }
     }
 
-    /// Fences the older sessions of the local node `client_id` that `me`
-    /// (its HELLO: `queue`, `epoch`) supersedes: every session of a lower
+    /// Fences the older sessions of the local node `client_id` (identity
+    /// `client`: a session of another identity is never fenced, and with a
+    /// key of its own only its key's holder can claim an identity) that
+    /// `me` (its HELLO: `queue`, `epoch`) supersedes: every session of a lower
     /// epoch, whatever its queue, and the other sessions of the same queue
     /// and epoch (see Documentation/protocol.md, "Reconnecting and
     /// fencing"). When this returns, none of their requests runs or will
     /// run on the device. Fails with [`NotFenced::Stale`] if a live session
     /// of the client has a higher epoch: `me` comes from a connection the
     /// local node has given up, and must not fence anything.
-    fn fence(&self, me: &Session, client_id: u64, queue: u16, epoch: u32) -> Result<(), NotFenced> {
+    fn fence(
+        &self,
+        me: &Session,
+        client: &Name,
+        client_id: u64,
+        queue: u16,
+        epoch: u32,
+    ) -> Result<(), NotFenced> {
         // Room for every session, taken before the lock: the sessions to
         // fence are listed under it, and fenced (which waits for their IO)
         // only after it is let go of.
-        let mut old =
-            KVec::with_capacity(MAX_SESSIONS, GFP_KERNEL).map_err(|_| NotFenced::NoMemory)?;
+        let mut old = KVec::with_capacity(MAX_SESSIONS + 2 * MAX_HANDSHAKES, GFP_KERNEL)
+            .map_err(|_| NotFenced::NoMemory)?;
         {
             let sessions = self.sessions.lock();
             let of_client = || {
                 sessions.iter().map(|t| t.data()).filter(|s| {
                     !core::ptr::eq(&***s, me)
                         && s.client_id.load(Acquire) == client_id
+                        && *s.client.lock() == *client
                         && !s.finished.load(Acquire)
                 })
             };
@@ -207,12 +226,13 @@ impl Inner {
             // after this point fences `me`, one of a lower epoch is stale.
             me.epoch.store(epoch, Release);
             me.queue_index.store(queue.into(), Release);
+            *me.client.lock() = *client;
             me.client_id.store(client_id, Release);
             for s in of_client() {
                 let e = s.epoch.load(Acquire);
                 let same_queue = s.queue_index.load(Acquire) == u32::from(queue);
                 if e < epoch || same_queue {
-                    // Never full: there are at most MAX_SESSIONS sessions.
+                    // Never full: it has room for every session.
                     let _ = old.push_within_capacity(s.clone());
                 }
             }
@@ -301,6 +321,7 @@ impl Inner {
                         epoch: Atomic::new(0),
                         refused: Atomic::new(0),
                         stage: AtomicStage::new(),
+                        client <- new_spinlock!(Name::EMPTY, "Session::client"),
                         accepted,
                         spare_ios <- Spares::new(),
                         export: self.clone(),
@@ -395,12 +416,22 @@ impl Session {
             );
             return self.refuse_hello(Status::Mismatch);
         }
-        let keyed = match &cfg.key {
+        // A client with a key of its own proves that one; any other the
+        // export's, if it has one.
+        let (key, key_read_only) = match export.clients.get(&hello.client) {
+            Some(c) => (Some(&c.key), c.read_only),
+            None => (cfg.key.as_ref(), false),
+        };
+        let keyed = match key {
             Some(key) => Some(self.authenticate(key, &hello, &body, deadline)?),
+            None if cfg.security.auth => {
+                export.refuse_client(self.peer, c"no key for this client identity");
+                return self.refuse_hello(Status::AuthFailed);
+            }
             None => None,
         };
         self.sock.set_timeouts(SEND_TIMEOUT_MS, IDLE_TIMEOUT_MS);
-        let mut grant = export.grant(&hello, version, verdict);
+        let mut grant = export.grant(&hello, version, verdict, key_read_only);
         let keys = match keyed {
             Some(a) => {
                 let th2 =
@@ -414,7 +445,13 @@ impl Session {
             security::session(&cfg.security, Role::Export, keys).map_err(End::Net)?;
         if hello.client_id != 0
             && export
-                .fence(self, hello.client_id, hello.queue_index, hello.epoch)
+                .fence(
+                    self,
+                    &hello.client,
+                    hello.client_id,
+                    hello.queue_index,
+                    hello.epoch,
+                )
                 .is_err()
         {
             return self.refuse_hello(Status::Busy);

@@ -102,7 +102,7 @@ use crate::{
         Name,
         Security, //
     },
-    security::SecurityConfig,
+    security::{ClientKeys, SecurityConfig},
     socket::{
         Net,
         SockAddr,
@@ -181,6 +181,8 @@ pub(crate) struct ExportConfig {
     pub(crate) name: Name,
     /// Protection mode, algorithm and key; clients must match them.
     pub(crate) security: SecurityConfig,
+    /// Clients with keys of their own (used instead of `security`'s key).
+    pub(crate) clients: ClientKeys,
     /// Which clients may connect, and whether they may write.
     pub(crate) allow: AllowList,
 }
@@ -210,6 +212,8 @@ struct Inner {
     name: Name,
     addr: SockAddr,
     security: SecurityConfig,
+    /// Clients with keys of their own, by identity.
+    clients: ClientKeys,
     allow: AllowList,
     /// Clients refused (allow-list, protection mismatch, failed proof).
     refused: Atomic<u64>,
@@ -300,6 +304,7 @@ impl Export {
             index,
             name,
             security,
+            clients,
             allow,
         } = cfg;
         let pages = match max_io_pages {
@@ -366,6 +371,7 @@ impl Export {
             name,
             addr,
             security,
+            clients,
             allow,
             refused: Atomic::new(0),
             integrity_errors: Atomic::new(0),

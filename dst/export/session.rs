@@ -28,7 +28,8 @@ use kernel::{
         },
         Arc,
         CondVar,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
     time::{
         Instant,
@@ -58,6 +59,7 @@ use crate::{
         Header,
         Kind,
         Limits,
+        Name,
         Op,
         Status,
         HEADER_LEN, //
@@ -205,6 +207,10 @@ pub(super) struct Session {
     pub(super) finished: Atomic<bool>,
     /// The local node's `client_id` from its HELLO (0 = none).
     pub(super) client_id: Atomic<u64>,
+    /// The local node's identity from its HELLO, proven by its key; set
+    /// with `client_id`, under the export's session lock.
+    #[pin]
+    pub(super) client: SpinLock<Name>,
     /// Which of the local node's queues this connection serves.
     pub(super) queue_index: Atomic<u32>,
     /// The local node's fencing epoch from its HELLO.

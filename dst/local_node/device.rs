@@ -151,14 +151,18 @@ impl Device {
             let q_dev = common.clone();
             let vecs = SegmentBuf::new(max_segments)?;
             let rx_vecs = SegmentBuf::new(max_segments)?;
-            let spare_checks = match hello.security.protection {
-                Protection::None => KVec::new(),
-                _ => ReplyCheck::spares(max_segments)?,
+            // With protection, data is protected and checked only in the
+            // kernel's own pages: one bounce buffer for the sender, one for
+            // the receiver and one per check job.
+            let protected = hello.security.protection != Protection::None;
+            let max_io = granted.max_io_bytes as usize;
+            let bounce = || protected.then(|| Bounce::new(max_io)).transpose();
+            let spare_checks = if protected {
+                ReplyCheck::spares(max_segments, max_io)?
+            } else {
+                KVec::new()
             };
-            let bounce = match hello.security.protection {
-                Protection::Aead => Some(Bounce::new(granted.max_io_bytes as usize)?),
-                _ => None,
-            };
+            let (tx_bounce, rx_bounce) = (bounce()?, bounce()?);
             let q = Arc::pin_init(
                 try_pin_init!(Shared {
                     qid: qid as u32,
@@ -168,6 +172,7 @@ impl Device {
                     lost_at: Atomic::new(0),
                     shut: Atomic::new(0),
                     late: Atomic::new(false),
+                    integrity_lost: Atomic::new(false),
                     checks <- InFlight::new(),
                     spare_checks <- new_spinlock!(spare_checks, "dst::Shared::spare_checks"),
                     ring <- new_spinlock!(Ring::new(depth as usize)?, "dst::Shared::ring"),
@@ -179,12 +184,13 @@ impl Device {
                             sealer: Some(c.sealer),
                             ping: None,
                             vecs,
-                            bounce,
+                            bounce: tx_bounce,
                             epoch: hello.epoch,
                             first: Some(RxStart {
                                 sock: rx_sock,
                                 opener: c.opener,
                                 vecs: rx_vecs,
+                                bounce: rx_bounce,
                             }),
                         },
                         "dst::Shared::tx"

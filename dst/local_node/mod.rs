@@ -102,6 +102,9 @@ pub(crate) struct Pdu {
     id: Atomic<u64>,
     /// Times it was sent again after a connection failed.
     resends: Atomic<u32>,
+    /// Its reply did not verify: it is charged the resend when the
+    /// connection ends (see [`Shared::blame`]).
+    blamed: Atomic<bool>,
     /// BUSY answers in a row, and when the first came (device clock, ms);
     /// see [`Shared::busy`].
     busy: Atomic<u32>,
@@ -139,8 +142,9 @@ struct Tx {
     ping: Option<(u64, u64)>,
     /// Room for one request's data segments, for the sealer.
     vecs: SegmentBuf,
-    /// With AEAD, where WRITE data is encrypted to (one request is sent at
-    /// a time): allocated with the queue, for the largest request.
+    /// With protection, where WRITE data is copied or encrypted to and
+    /// protected (one request is sent at a time): allocated with the queue,
+    /// for the largest request.
     bounce: Option<Bounce>,
     /// The fencing epoch the connection was made in (its HELLO's).
     epoch: u32,
@@ -150,13 +154,16 @@ struct Tx {
 
 /// What a queue's receiver thread starts with: the first connection and the
 /// receiving half of its protection (later connections are its own), and
-/// room for one request's data segments. Allocated with the device, so that
+/// room for one request's data segments and data. Allocated with the device, so that
 /// a failed allocation fails the creation instead of leaving a queue
 /// without a receiver (its requests then waited forever).
 struct RxStart {
     sock: Arc<Socket>,
     opener: Opener,
     vecs: SegmentBuf,
+    /// With protection, where the receiver takes in READ data it checks
+    /// itself (when every check job is busy).
+    bounce: Option<Bounce>,
 }
 
 /// A connection as the handshake leaves it.
@@ -268,6 +275,9 @@ pub(crate) struct Shared {
     /// blk-mq timed a request out that awaits its reply on the current
     /// connection: the sender drops the connection (see `timed_out`).
     late: Atomic<bool>,
+    /// The current connection ends for an integrity error: only the
+    /// request whose reply failed, if any, is charged a resend.
+    integrity_lost: Atomic<bool>,
     /// Replies being checked by crypto workers (see [`ReplyCheck`]); the
     /// receiver waits for none to be left before it requeues requests.
     #[pin]

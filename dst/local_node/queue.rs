@@ -74,6 +74,7 @@ impl Shared {
         // with the next request of the tag.
         let pdu = rq.pdu();
         pdu.resends.store(0, Relaxed);
+        pdu.blamed.store(false, Relaxed);
         pdu.busy.store(0, Relaxed);
         if result.is_err() {
             self.dev.io_errors.add(1, Relaxed);
@@ -155,10 +156,14 @@ impl Shared {
             );
         }
         let failed = self.conn.get() != ConnState::Reconnecting;
+        // After an integrity error only the request it was about pays: a
+        // bad reply must not use up the resends of every other request.
+        let integrity = self.integrity_lost.xchg(false, Relaxed);
         tags.for_each_started(|rq| {
             if self.owns(&rq) {
                 if let Some(rq) = rq.claim() {
-                    self.resend(rq, failed, epoch);
+                    let charge = !integrity || rq.pdu().blamed.xchg(false, Relaxed);
+                    self.resend(rq, failed, epoch, charge);
                 }
             }
         });
@@ -167,11 +172,11 @@ impl Shared {
     }
 
     /// Puts a request sent in `epoch` back on the ring to be sent again,
-    /// counting a resend; fails it instead past the resend limit or if
-    /// `fail`. The caller wakes the sender.
-    fn resend(&self, rq: Request<Router>, fail: bool, epoch: u32) {
+    /// counting a resend against its limit if `charge`; fails it instead
+    /// past the resend limit or if `fail`. The caller wakes the sender.
+    fn resend(&self, rq: Request<Router>, fail: bool, epoch: u32, charge: bool) {
         let max = self.dev.settings.max_resends.load(Relaxed);
-        if fail || rq.pdu().resends.fetch_add(1, Relaxed) >= max {
+        if fail || (charge && rq.pdu().resends.fetch_add(1, Relaxed) >= max) {
             self.dev.epoch.supersede(epoch);
             self.finish(rq, Err(EIO));
             return;

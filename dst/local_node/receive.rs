@@ -2,8 +2,9 @@
 
 //! The receiving half of a queue: the receiver thread reads replies,
 //! claims the request each answers (only among its own queue's), takes in
-//! READ data, has protected data checked on the crypto pool, and ends the
-//! request; when the connection fails it requeues and reconnects.
+//! READ data (protected data into the kernel's own pages, where it is
+//! checked, on the crypto pool, before it is copied to the request), and
+//! ends the request; when the connection fails it requeues and reconnects.
 
 use kernel::{
     prelude::*,
@@ -14,9 +15,10 @@ use kernel::{
 use crate::{
     bdev,
     blk::{Request, SegmentBuf, Started},
-    kthread,
+    crypto, kthread,
+    pages::Bounce,
     proto::{self, Header, Kind, Status},
-    security::{self, Check, Opener, Segments},
+    security::{self, Check, Opener},
     socket::Socket,
     thread_pool,
     trans::{ConnState, Trailer},
@@ -28,22 +30,41 @@ use super::{
 };
 
 impl Shared {
-    /// Verifies (and decrypts in place) the READ data of `rq`, which the
-    /// caller holds: the receiver, or the one worker it handed `rq` to.
+    /// Verifies (and decrypts) the READ data of `rq` in `data`, kernel
+    /// pages it was received into, then copies it to the request's pages:
+    /// they may be a process's O_DIRECT buffer, which it may change at any
+    /// time, so nothing is checked there, and nothing that did not verify
+    /// reaches them. The caller holds `rq`: the receiver, or the one worker
+    /// it handed `rq` to. A reply that does not verify marks `rq` as the one
+    /// to charge a resend ([`Shared::blame`]).
     fn check_read(
         &self,
         rq: &Request<Router>,
         check: &Check,
         vecs: &mut SegmentBuf,
+        data: &mut Bounce,
     ) -> core::result::Result<(), &'static str> {
-        let data = rq.segments(vecs).map_err(|_| "request segments")?;
-        check.verify(&data).map_err(|e| {
+        check.verify(&data.data()).map_err(|e| {
             // A local failure to check says nothing about the reply.
             if e.is_integrity() {
-                self.dev.integrity_errors.add(1, Relaxed);
+                self.blame(Some(rq));
             }
             e.as_str()
-        })
+        })?;
+        let dst = rq.segments(vecs).map_err(|_| "request segments")?;
+        crypto::copy(&dst, &data.data()).map_err(|_| "copy of read data")
+    }
+
+    /// Counts an integrity error on the current connection, caused by the
+    /// reply to `rq` if any: when the connection then ends, only that
+    /// request is charged a resend (see `conn_lost`), so that a bad reply
+    /// costs no other request anything.
+    pub(super) fn blame(&self, rq: Option<&Request<Router>>) {
+        self.dev.integrity_errors.add(1, Relaxed);
+        self.integrity_lost.store(true, Relaxed);
+        if let Some(rq) = rq {
+            rq.pdu().blamed.store(true, Relaxed);
+        }
     }
 
     /// Waits until no reply is being checked by a crypto worker.
@@ -53,9 +74,10 @@ impl Shared {
 }
 
 /// The check of one READ reply's data on a crypto worker: verifies (and
-/// decrypts) the data in the request's pages and ends the request, or, if
-/// it does not verify (or cannot be checked: a local error, not counted as
-/// an integrity error), ends the connection so that the request is resent.
+/// decrypts) the data in the job's own pages, copies it to the request's
+/// and ends the request, or, if it does not verify (or cannot be checked: a
+/// local error, not counted as an integrity error), ends the connection so
+/// that the request is resent.
 ///
 /// Each protected queue keeps [`CHECK_JOBS`] of them, allocated with the
 /// queue and reused ([`Shared::spare_checks`]): a reply needs no memory to
@@ -67,6 +89,8 @@ pub(super) struct ReplyCheck {
     work: Work<ReplyCheck>,
     /// Room for the request's data segments.
     vecs: SegmentBuf,
+    /// Where the reply's data is received and checked.
+    data: Bounce,
     /// What is being checked; `None` while the job is spare.
     reply: Option<Reply>,
 }
@@ -93,14 +117,15 @@ impl_has_work! {
 
 impl ReplyCheck {
     /// The spare jobs of a queue whose requests have up to `max_segments`
-    /// data segments.
-    pub(super) fn spares(max_segments: usize) -> Result<KVec<Pin<KBox<Self>>>> {
+    /// data segments and `max_io` bytes.
+    pub(super) fn spares(max_segments: usize, max_io: usize) -> Result<KVec<Pin<KBox<Self>>>> {
         let mut jobs = KVec::with_capacity(CHECK_JOBS, GFP_KERNEL)?;
         for _ in 0..CHECK_JOBS {
             let job = KBox::pin_init(
                 try_pin_init!(ReplyCheck {
                     work <- new_work!("ReplyCheck::work"),
                     vecs: SegmentBuf::new(max_segments)?,
+                    data: Bounce::new(max_io)?,
                     reply: None,
                 }),
                 GFP_KERNEL,
@@ -127,21 +152,23 @@ impl WorkItem for ReplyCheck {
             status,
             check,
         } = reply;
-        bdev::noio(|| match shared.check_read(&rq, &check, job.vecs) {
-            Ok(()) => shared.finish(rq, status_result(status)),
-            Err(why) => {
-                // Parked again: the receiver requeues it once the
-                // connection has ended (it waits for this job).
-                rq.park();
-                pr_warn!(
-                    "dst{}: reply from {} rejected: {}\n",
-                    shared.dev.index,
-                    shared.dev.addr,
-                    why
-                );
-                shared.shut(&sock, Shut::BadReply);
-            }
-        });
+        bdev::noio(
+            || match shared.check_read(&rq, &check, job.vecs, job.data) {
+                Ok(()) => shared.finish(rq, status_result(status)),
+                Err(why) => {
+                    // Parked again: the receiver requeues it once the
+                    // connection has ended (it waits for this job).
+                    rq.park();
+                    pr_warn!(
+                        "dst{}: reply from {} rejected: {}\n",
+                        shared.dev.index,
+                        shared.dev.addr,
+                        why
+                    );
+                    shared.shut(&sock, Shut::BadReply);
+                }
+            },
+        );
         drop((sock, check));
         // Room was made for every job when the queue was created.
         let _ = shared.spare_checks.lock().push_within_capacity(this);
@@ -160,10 +187,11 @@ pub(super) fn receiver_main(ctx: &Ctx) {
         mut sock,
         mut opener,
         mut vecs,
+        mut bounce,
     } = start;
     shared.last_rx.store(shared.now(), Relaxed);
     loop {
-        let why = serve(ctx, &sock, &mut opener, &mut vecs);
+        let why = serve(ctx, &sock, &mut opener, &mut vecs, &mut bounce);
         // Replies of this connection still being checked finish first (they
         // may fail and need the requeue below).
         shared.wait_checks();
@@ -185,12 +213,14 @@ pub(super) fn receiver_main(ctx: &Ctx) {
 }
 
 /// Reads and handles replies until the connection fails; returns why.
-/// `vecs` has room for one request's data segments.
+/// `vecs` has room for one request's data segments, `bounce` (with
+/// protection) for its data.
 fn serve(
     ctx: &Ctx,
     sock: &Arc<Socket>,
     opener: &mut Opener,
     vecs: &mut SegmentBuf,
+    bounce: &mut Option<Bounce>,
 ) -> &'static str {
     let shared = &ctx.shared;
     loop {
@@ -204,26 +234,24 @@ fn serve(
             Err(e) => return e.as_str(),
         };
         let r = match h.kind {
-            Kind::IoReply => ctx.complete(sock, &h, &hb, opener, vecs),
-            Kind::Ping => open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
+            Kind::IoReply => ctx.complete(sock, &h, &hb, opener, vecs, bounce),
+            Kind::Ping => open(shared, sock, opener, &hb, None).and_then(|()| {
                 let mut tx = shared.tx.lock();
                 shared
                     .send_control(&mut tx, sock, &Header::pong(h.id))
                     .map_err(|_| "send failed")
             }),
-            Kind::KeyUpdate => {
-                open(shared, sock, opener, &hb, &security::no_data()).and_then(|()| {
-                    opener.update_key().map_err(|e| {
-                        if e.is_integrity() {
-                            shared.dev.integrity_errors.add(1, Relaxed);
-                        }
-                        e.as_str()
-                    })?;
-                    shared.dev.rekeys.add(1, Relaxed);
-                    Ok(())
-                })
-            }
-            Kind::Pong => open(shared, sock, opener, &hb, &security::no_data()).map(|()| {
+            Kind::KeyUpdate => open(shared, sock, opener, &hb, None).and_then(|()| {
+                opener.update_key().map_err(|e| {
+                    if e.is_integrity() {
+                        shared.blame(None);
+                    }
+                    e.as_str()
+                })?;
+                shared.dev.rekeys.add(1, Relaxed);
+                Ok(())
+            }),
+            Kind::Pong => open(shared, sock, opener, &hb, None).map(|()| {
                 let mut tx = shared.tx.lock();
                 if matches!(tx.ping, Some((cookie, _)) if cookie == h.id) {
                     tx.ping = None;
@@ -237,21 +265,22 @@ fn serve(
     }
 }
 
-/// Receives a message's trailer and checks the message (header `hb`, payload
-/// in `data`, decrypted in place for AEAD). Failures end the connection.
+/// Receives the trailer of a message without payload (header `hb`), the
+/// reply to `rq` if it is one, and checks the message. Failures end the
+/// connection.
 fn open(
     shared: &Shared,
     sock: &Socket,
     opener: &mut Opener,
     hb: &[u8; proto::HEADER_LEN],
-    data: &Segments<'_>,
+    rq: Option<&Request<Router>>,
 ) -> core::result::Result<(), &'static str> {
     let Some(t) = Trailer::recv(sock, opener).map_err(|_| "receive failed")? else {
         return Ok(());
     };
-    opener.open(hb, data, t).map_err(|e| {
+    opener.open(hb, &security::no_data(), t).map_err(|e| {
         if e.is_integrity() {
-            shared.dev.integrity_errors.add(1, Relaxed);
+            shared.blame(rq);
         }
         e.as_str()
     })
@@ -266,10 +295,41 @@ impl Ctx {
         status: Status,
         check: &Check,
         vecs: &mut SegmentBuf,
+        data: &mut Bounce,
     ) -> core::result::Result<(), &'static str> {
-        self.shared.check_read(&rq, check, vecs)?;
+        self.shared.check_read(&rq, check, vecs, data)?;
         self.shared.finish(rq, status_result(status));
         Ok(())
+    }
+
+    /// Takes in the data and trailer of a protected READ reply to `rq`
+    /// (header `h`, wire form `hb`): the data into `job`'s pages, or into
+    /// `bounce` without a job, and the trailer's sequence number through
+    /// `opener`. Returns the check the data must then pass.
+    #[expect(clippy::too_many_arguments)]
+    fn receive_checked(
+        &self,
+        sock: &Socket,
+        h: &Header,
+        hb: &[u8; proto::HEADER_LEN],
+        opener: &mut Opener,
+        rq: &Request<Router>,
+        job: &mut Option<Pin<KBox<ReplyCheck>>>,
+        bounce: &mut Option<Bounce>,
+    ) -> core::result::Result<Check, &'static str> {
+        let data = match job.as_mut() {
+            Some(job) => job.as_mut().project().data,
+            None => bounce.as_mut().ok_or("no buffer for read data")?,
+        };
+        data.recv(sock, h.payload as usize)
+            .map_err(|_| "receive of read data failed")?;
+        let trailer = Trailer::recv(sock, opener)
+            .map_err(|_| "receive failed")?
+            .ok_or("no trailer")?;
+        opener.admit(hb, trailer).map_err(|e| {
+            self.shared.blame(Some(rq));
+            e.as_str()
+        })
     }
 
     /// Completes the request a reply answers. Errors end the connection.
@@ -280,6 +340,7 @@ impl Ctx {
         hb: &[u8; proto::HEADER_LEN],
         opener: &mut Opener,
         vecs: &mut SegmentBuf,
+        bounce: &mut Option<Bounce>,
     ) -> core::result::Result<(), &'static str> {
         let shared = &self.shared;
         // A reply answers a request of this connection's queue only.
@@ -311,34 +372,41 @@ impl Ctx {
         proto::validate_reply(h, &req).map_err(|e| e.as_str())?;
         if matches!(
             h.status,
-            Status::Version | Status::Mismatch | Status::AuthFailed | Status::NotAllowed
+            Status::Version
+                | Status::Mismatch
+                | Status::AuthFailed
+                | Status::NotAllowed
+                | Status::UnknownExport
         ) {
             return Err("a handshake status on an IO reply");
-        }
-        if h.payload > 0 {
-            rq.bvecs(vecs).map_err(|_| "request segments")?;
-            rq.recv_data(sock, vecs)
-                .map_err(|_| "receive of read data failed")?;
         }
         // Nothing of the reply counts until it is checked: on failure the
         // request is parked again and resent on the next connection.
         if opener.protected() && h.payload > 0 {
-            // READ data: a crypto worker checks (and decrypts) it, then ends
-            // the request; the receiver goes on with the next reply.
-            let trailer = Trailer::recv(sock, opener)
-                .map_err(|_| "receive failed")?
-                .ok_or("no trailer")?;
-            let check = opener.admit(hb, trailer).map_err(|e| {
-                shared.dev.integrity_errors.add(1, Relaxed);
-                e.as_str()
-            })?;
-            let spare = match thread_pool::workers() {
+            // READ data: into the kernel's pages (a check job's, or the
+            // receiver's own when every job is busy), checked there, then
+            // copied to the request; a crypto worker does that and ends the
+            // request, while the receiver goes on with the next reply.
+            let mut job = match thread_pool::workers() {
                 0 => None,
                 _ => shared.spare_checks.lock().pop(),
             };
-            let Some(mut job) = spare else {
+            let received = self.receive_checked(sock, h, hb, opener, &rq, &mut job, bounce);
+            let check = match received {
+                Ok(check) => check,
+                Err(why) => {
+                    if let Some(job) = job {
+                        // Room was made for every job when the queue was
+                        // created.
+                        let _ = shared.spare_checks.lock().push_within_capacity(job);
+                    }
+                    return Err(why);
+                }
+            };
+            let Some(mut job) = job else {
                 // All jobs busy (or the pool is inline): check right here.
-                return self.finish_checked(rq, h.status, &check, vecs);
+                let data = bounce.as_mut().ok_or("no buffer for read data")?;
+                return self.finish_checked(rq, h.status, &check, vecs, data);
             };
             *job.as_mut().project().reply = Some(Reply {
                 shared: shared.clone(),
@@ -352,7 +420,12 @@ impl Ctx {
             thread_pool::submit_boxed(job);
             return Ok(());
         }
-        open(shared, sock, opener, hb, &security::no_data())?;
+        if h.payload > 0 {
+            rq.bvecs(vecs).map_err(|_| "request segments")?;
+            rq.recv_data(sock, vecs)
+                .map_err(|_| "receive of read data failed")?;
+        }
+        open(shared, sock, opener, hb, Some(&rq))?;
         if h.status == Status::Busy {
             shared.busy(rq);
             return Ok(());

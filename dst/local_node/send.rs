@@ -8,6 +8,7 @@ use kernel::{prelude::*, sync::atomic::Relaxed, time::msecs_to_jiffies};
 
 use crate::{
     blk::{BlockOp, Request, RqInfo},
+    crypto,
     error::code,
     kthread,
     proto::{self, Header, Op, Protection},
@@ -69,9 +70,12 @@ impl Shared {
         }
     }
 
-    /// Sends a request's frame: header, data (WRITE) and trailer. With AEAD
-    /// the data is encrypted into the queue's bounce pages, as the request's
-    /// own pages belong to the caller and may be needed again for a resend.
+    /// Sends a request's frame: header, data (WRITE) and trailer. With
+    /// protection the data is protected and sent from the queue's bounce
+    /// pages, encrypted into them (aead) or copied there first (crc32c,
+    /// hmac): the request's own pages belong to the caller, who may change
+    /// them meanwhile (an O_DIRECT buffer; a checksum over them would then
+    /// fail at the export), and may be needed again for a resend.
     fn send_request(
         &self,
         tx: &mut Tx,
@@ -86,28 +90,29 @@ impl Shared {
         let mut trailer = [0u8; MAX_TRAILER];
         let mut bounce = None;
         let tlen = match &mut tx.sealer {
-            None => {
+            Some(sealer) if data && sealer.protection() != Protection::None => {
+                let src = rq.segments(&mut tx.vecs)?;
+                // The queue's bounce pages, `h.payload` bytes like the
+                // request's data; the sender (under the send lock) is their
+                // only user.
+                let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
+                let dst = pages.segments(h.payload as usize)?;
+                let n = if sealer.protection() == Protection::Aead {
+                    sealer.seal(&hb, &src, &dst, &mut trailer)?
+                } else {
+                    crypto::copy(&dst, &src)?;
+                    sealer.seal(&hb, &dst, &dst, &mut trailer)?
+                };
+                bounce = Some(&*pages);
+                n
+            }
+            Some(sealer) if !data => sealer.seal_header(&hb, &mut trailer)?,
+            _ => {
                 if data {
                     rq.bvecs(&mut tx.vecs)?;
                 }
                 0
             }
-            Some(sealer) if data => {
-                let src = rq.segments(&mut tx.vecs)?;
-                if sealer.protection() == Protection::Aead {
-                    // The queue's bounce pages, `h.payload` bytes like the
-                    // request's data; the sender (under the send lock) is
-                    // their only user.
-                    let pages = tx.bounce.as_mut().ok_or(EINVAL)?;
-                    let dst = pages.segments(h.payload as usize)?;
-                    let n = sealer.seal(&hb, &src, &dst, &mut trailer)?;
-                    bounce = Some(&*pages);
-                    n
-                } else {
-                    sealer.seal(&hb, &src, &src, &mut trailer)?
-                }
-            }
-            Some(sealer) => sealer.seal_header(&hb, &mut trailer)?,
         };
         let trailer = trailer.get(..tlen).unwrap_or(&[]);
         let vecs = &tx.vecs;

@@ -14,7 +14,12 @@
 #   - forward secrecy: a recorded aead connection between the module's two
 #     nodes is not decrypted by `dstpeer decrypt-capture` with the key file;
 #     one of `dstpeer client` is, given its ephemeral secret (so the tool
-#     would have decrypted the first if the key file sufficed).
+#     would have decrypted the first if the key file sufficed);
+#   - clients with keys of their own (`--client NAME=KEYFILE[,ro]`): each
+#     connects only with its own key; the read-only one gets a read-only
+#     device whose writes fail; an identity without a key is refused; and
+#     the read-only client, even with the other's client id, cannot fence
+#     the read-write client's connection.
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
@@ -133,4 +138,36 @@ if out=$("$peer" decrypt-capture --key "$dir/key" "$dir/peer.cap" 2>&1); then
 fi
 
 for p in 7001 7002 7003 7004; do dstcfg -r 127.0.0.1 -p "$p" -a unexport; done
+
+# 4. Clients with keys of their own.
+dstcfg -a genkey -f "$dir/web1"
+dstcfg -a genkey -f "$dir/backup"
+dstcfg -r 127.0.0.1 -p 7006 -a export -f /dev/ram2 -n exp-k --protection aead \
+    --client web1="$dir/web1" --client backup="$dir/backup",ro
+local_as() { # NAME KEYFILE [ARGS...]: a device of exp-k as client NAME
+    local name=$1 key=$2
+    shift 2
+    dstcfg -r 127.0.0.1 -p 7006 -a local --protection aead --key-file "$key" \
+        --client-name "$name" "$@"
+}
+web1=$(local_as web1 "$dir/web1")
+dd if=/dev/urandom of="$web1" bs=1M count=4 oflag=direct status=none
+assert_eq "$(blockdev --getro "$web1")" 0 "web1's device"
+expect_fail local_as backup "$dir/web1"
+assert_contains "$ERR" "keys differ" "backup with web1's key"
+expect_fail local_as other "$dir/key"
+assert_contains "$ERR" "keys differ" "an identity without a key of its own"
+id=$(dst_field "$(basename "$web1")" client_id)
+backup=$(local_as backup "$dir/backup" --client-id "$id")
+assert_eq "$(blockdev --getro "$backup")" 1 "backup's device (read-only key)"
+blockdev --setrw "$backup" || true
+expect_fail dd if=/dev/zero of="$backup" bs=4k count=1 oflag=direct status=none
+sleep 2
+assert_eq "$(dst_field "$(basename "$web1")" state)" connected "web1 after backup connected with its id"
+assert_eq "$(dst_field "$(basename "$web1")" reconnects)" 0 "web1 reconnects (not fenced by backup)"
+dd if="$web1" of=/dev/null bs=1M count=4 iflag=direct status=none
+assert_eq "$(dev_sha "$backup" 4)" "$(dev_sha "$web1" 4)" "backup reads what web1 wrote"
+dstcfg -a delete -d "$(basename "$backup")"
+dstcfg -a delete -d "$(basename "$web1")"
+dstcfg -r 127.0.0.1 -p 7006 -a unexport
 log "ok"

@@ -260,6 +260,17 @@ fn man_page() -> String {
          the module refuses with ENOKEY (EACCES if dstcfg may not search it); a module \
          older than --key-desc refuses the option as an unknown attribute.",
     )]);
+    r.control("PP", []);
+    r.text([roman(
+        "An export may also give a client identity a key of its own: --client NAME=PATH \
+         (a key file, checked as --key-file) or --client NAME=@DESC (a keyring key, as \
+         --key-desc), with ,ro for a read-only device; up to 16, each name once. Only the \
+         holder of that key can connect as NAME (the local node's --client-name, default its \
+         host name); any other client needs the export's own key, and without one is \
+         refused. With --client, --protection hmac or aead needs no key of the export's own. \
+         Fencing is bound to the identity: a client cannot end another identity's \
+         connections.",
+    )]);
 
     r.control("SH", ["FILES"]);
     r.control("TP", []);

@@ -97,6 +97,8 @@ enum dst_attr {
 	DST_A_KEY_DESC,		/* string: instead of DST_A_KEY: the description of */
 				/*      a "logon" (or "user") key in the caller's */
 				/*      keyrings whose 16..64 byte payload is the key */
+	DST_A_CLIENT,		/* nested, repeatable: EXPORT_ADD: a client identity */
+				/*      with a key of its own (DST_CLIENT_A_*) */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)
@@ -110,6 +112,20 @@ enum dst_allow_attr {
 	__DST_ALLOW_A_MAX,
 };
 #define DST_ALLOW_A_MAX (__DST_ALLOW_A_MAX - 1)
+
+/*
+ * Attributes nested in one DST_A_CLIENT entry: the client identity that
+ * authenticates with this key (and no other), and whether it may only read.
+ */
+enum dst_client_attr {
+	DST_CLIENT_A_UNSPEC,
+	DST_CLIENT_A_NAME,	/* string: the client's identity (required) */
+	DST_CLIENT_A_KEY,	/* binary: its key, 16..64 bytes, or: */
+	DST_CLIENT_A_KEY_DESC,	/* string: a keyring key's description (as DST_A_KEY_DESC) */
+	DST_CLIENT_A_READ_ONLY,	/* flag: this client may only read */
+	__DST_CLIENT_A_MAX,
+};
+#define DST_CLIENT_A_MAX (__DST_CLIENT_A_MAX - 1)
 
 /* Data-channel protection (Documentation/protocol.md, "Security"). */
 enum dst_protection {

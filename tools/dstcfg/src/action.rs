@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{Command, Security, MAX_INDEX, MAX_PATH_LEN};
+use crate::cli::{ClientKeySource, ClientRule, Command, Security, MAX_INDEX, MAX_PATH_LEN};
 use crate::client::DstClient;
-use crate::message::{DeviceRequest, ExportRequest, SecurityAttrs};
+use crate::message::{ClientSecret, DeviceRequest, ExportClient, ExportRequest, SecurityAttrs};
 use crate::netlink::{errno_text, KernelError};
 use crate::output::{
     check, config_text, event_json, event_line, human_size, list_json, list_table, protection_name,
@@ -67,6 +67,7 @@ fn execute(cmd: &Command) -> Result<u8> {
             max_io_pages,
             security,
             allow,
+            clients,
         } => {
             let path = path_attr(&block_device(file)?)?;
             let req = ExportRequest {
@@ -77,6 +78,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 max_io_pages: *max_io_pages,
                 security: security_attrs(security)?,
                 allow: allow.clone(),
+                clients: export_clients(clients)?,
                 name: name.clone(),
             };
             DstClient::connect()?.export_add(&req)?;
@@ -257,6 +259,28 @@ fn security_attrs(security: &Security) -> Result<SecurityAttrs> {
     })
 }
 
+/// The `DST_A_CLIENT` entries of `clients`: each key file read and checked
+/// as `--key-file` is; a keyring key's description passed on as is.
+fn export_clients(clients: &[ClientRule]) -> Result<Vec<ExportClient>> {
+    clients
+        .iter()
+        .map(|c| {
+            let secret = match &c.key {
+                ClientKeySource::File(path) => ClientSecret::Key(secret::read_key_file_for(
+                    path,
+                    &format!("--client {}=", c.name),
+                )?),
+                ClientKeySource::Keyring(desc) => ClientSecret::KeyDesc(desc.clone()),
+            };
+            Ok(ExportClient {
+                name: c.name.clone(),
+                secret,
+                read_only: c.read_only,
+            })
+        })
+        .collect()
+}
+
 /// What `-a export` prints once the export runs.
 fn export_message(req: &ExportRequest) -> String {
     let mut parts = vec![if req.read_only {
@@ -284,6 +308,15 @@ fn export_message(req: &ExportRequest) -> String {
     if !req.allow.is_empty() {
         let rules: Vec<String> = req.allow.iter().map(|r| r.to_string()).collect();
         parts.push(format!("allow {}", rules.join(" ")));
+    }
+    if !req.clients.is_empty() {
+        // Names and access only: never a key, nor where it comes from.
+        let clients: Vec<String> = req
+            .clients
+            .iter()
+            .map(|c| format!("{} ({})", c.name, if c.read_only { "ro" } else { "rw" }))
+            .collect();
+        parts.push(format!("clients {}", clients.join(", ")));
     }
     format!(
         "exporting {} on {} ({})",
@@ -316,6 +349,7 @@ fn option_of(kind: u16) -> Option<&'static str> {
         uapi::DST_A_KEY => "--key-file",
         uapi::DST_A_KEY_DESC => "--key-desc",
         uapi::DST_A_ALLOW => "--allow",
+        uapi::DST_A_CLIENT => "--client",
         uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
         uapi::DST_A_CLIENT_ID => "--client-id",
         uapi::DST_A_FORCE => "--force",
@@ -365,6 +399,9 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             // Without it the key is still needed: from a file.
             let instead = match option {
                 "--key-desc" => "give the key with --key-file PATH instead".to_string(),
+                "--client" => "leave --client out and give the clients the export's own key \
+                               (--key-file or --key-desc)"
+                    .to_string(),
                 _ => format!("leave {option} out"),
             };
             return Some(format!(
@@ -376,7 +413,23 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
     let unreachable = |addr: &SocketAddr| {
         format!("cannot reach {addr}; check the address, the port and the network")
     };
+    // A --client with a keyring key counts as --key-desc for the hints.
+    let keyring = match cmd {
+        Command::Export {
+            security, clients, ..
+        } => {
+            security.key_desc.is_some()
+                || clients
+                    .iter()
+                    .any(|c| matches!(c.key, ClientKeySource::Keyring(_)))
+        }
+        Command::Local { security, .. } => security.key_desc.is_some(),
+        _ => false,
+    };
     Some(match (cmd, errno) {
+        (Command::Export { .. }, libc::EEXIST) if msg.contains("same name") => {
+            "give each --client name once".to_string()
+        }
         (Command::Export { remote, .. }, libc::EEXIST) => format!(
             "an export already listens on {remote}; stop it first with: dstcfg -r {remote} -a unexport"
         ),
@@ -411,13 +464,13 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         // The module found no key of the --key-desc description (ENOKEY),
         // or one it may not search (EACCES, before the export's refusal).
         (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => KEYRING_ENOKEY_HINT.into(),
-        (Command::Export { security, .. } | Command::Local { security, .. }, libc::EACCES)
-            if security.key_desc.is_some() && msg.contains(KEYRING_MISSING) =>
+        (Command::Export { .. } | Command::Local { .. }, libc::EACCES)
+            if keyring && msg.contains(KEYRING_MISSING) =>
         {
             KEYRING_EACCES_HINT.into()
         }
-        (Command::Export { security, .. } | Command::Local { security, .. }, libc::EINVAL)
-            if security.key_desc.is_some() && msg.contains("16 to 64 bytes") =>
+        (Command::Export { .. } | Command::Local { .. }, libc::EINVAL)
+            if keyring && msg.contains("16 to 64 bytes") =>
         {
             KEYRING_SIZE_HINT.into()
         }
@@ -440,7 +493,9 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         }
         (Command::Local { .. }, libc::EACCES) => "the export node refused this node: is its \
              address on the export's allow-list (--allow), and do both nodes use the same \
-             pre-shared key (--key-file or --key-desc)?"
+             pre-shared key (--key-file or --key-desc), or, if the export has a --client entry \
+             for this node's identity (--client-name, default the host name), that entry's \
+             key?"
             .to_string(),
         (Command::Local { .. }, libc::EINVAL) if msg.contains("differs") => {
             "give both nodes the same --protection and --alg, and the same pre-shared key \
@@ -580,6 +635,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
             name: None,
         };
         assert_eq!(
@@ -799,6 +855,7 @@ mod tests {
                 crate::cli::parse_allow("192.0.2.0/24").unwrap(),
                 crate::cli::parse_allow("2001:db8::/32:ro").unwrap(),
             ],
+            clients: Vec::new(),
             name: None,
         };
         let text = export_message(&req);
@@ -895,6 +952,7 @@ mod tests {
                 key_desc: Some("dst:pair1".into()),
             },
             allow: Vec::new(),
+            clients: Vec::new(),
             name: None,
         };
         assert_eq!(
@@ -945,6 +1003,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
         });
         let missing = |errno| {
             KernelError::new(
@@ -1091,5 +1150,231 @@ mod tests {
         assert!(hint_for(&cmd, &kerr).unwrap().contains("did not answer as"));
         let other = hint_for(&cmd, &refused("something else")).unwrap();
         assert!(other.contains("/proc/crypto"), "{other}");
+    }
+
+    fn export_cmd(clients: Vec<ClientRule>) -> Command {
+        Command::Export {
+            remote: addr("10.0.0.2:1025"),
+            file: "/dev/sdb".into(),
+            name: None,
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
+            clients,
+        }
+    }
+
+    #[test]
+    fn export_message_with_clients() {
+        let mut req = ExportRequest {
+            addr: addr("10.0.0.2:1025"),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: SecurityAttrs {
+                protection: Some(uapi::DST_PROT_AEAD),
+                ..Default::default()
+            },
+            allow: Vec::new(),
+            clients: vec![
+                ExportClient {
+                    name: "web1".into(),
+                    secret: ClientSecret::Key(secret::SecretKey::new(&[0x5a; 32])),
+                    read_only: false,
+                },
+                ExportClient {
+                    name: "backup".into(),
+                    secret: ClientSecret::KeyDesc("dst:backup".into()),
+                    read_only: true,
+                },
+            ],
+            name: None,
+        };
+        let text = export_message(&req);
+        assert_eq!(
+            text,
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, aead, clients web1 (rw), backup \
+             (ro))"
+        );
+        // Names and access only: no key, nor where it comes from.
+        assert!(
+            !text.contains("dst:backup") && !text.contains('Z'),
+            "{text}"
+        );
+        // After the export's own key and the allow-list; one client alone.
+        req.security.key_desc = Some("dst:pair1".into());
+        req.allow = vec![crate::cli::parse_allow("192.0.2.0/24:ro").unwrap()];
+        req.clients.truncate(1);
+        req.clients[0].read_only = true;
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, aead, keyring key dst:pair1, \
+             allow 192.0.2.0/24:ro, clients web1 (ro))"
+        );
+    }
+
+    /// A fresh, empty folder for one test.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dstcfg-action-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_key(path: &Path, bytes: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(path, bytes).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn client_keys_are_read_as_key_files() {
+        let dir = scratch("clients");
+        let key: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37) ^ 0x80).collect();
+        let web1 = dir.join("web1.key");
+        write_key(&web1, &key, 0o600);
+        let rule = |name: &str, key: ClientKeySource, read_only| ClientRule {
+            name: name.into(),
+            key,
+            read_only,
+        };
+        let clients = export_clients(&[
+            rule("web1", ClientKeySource::File(web1.clone()), false),
+            rule(
+                "backup",
+                ClientKeySource::Keyring("dst:backup".into()),
+                true,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            clients,
+            [
+                ExportClient {
+                    name: "web1".into(),
+                    secret: ClientSecret::Key(secret::SecretKey::new(&key)),
+                    read_only: false,
+                },
+                ExportClient {
+                    name: "backup".into(),
+                    secret: ClientSecret::KeyDesc("dst:backup".into()),
+                    read_only: true,
+                },
+            ]
+        );
+        assert_eq!(export_clients(&[]).unwrap(), []);
+
+        // The checks of --key-file, each message naming the client.
+        let shown = web1.display().to_string();
+        let one = |path: &Path| {
+            export_clients(&[rule("web1", ClientKeySource::File(path.into()), false)])
+                .unwrap_err()
+                .to_string()
+        };
+        write_key(&web1, &key, 0o644);
+        assert_eq!(
+            one(&web1),
+            format!(
+                "--client web1={shown} is readable by group or others (mode 0644); a key must \
+                 be private: chmod 600 {shown}"
+            )
+        );
+        write_key(&web1, &key[..8], 0o600);
+        assert_eq!(
+            one(&web1),
+            format!(
+                "--client web1={shown}: 8 bytes; a key has 16..64 bytes (make one with: \
+                 dstcfg -a genkey -f PATH)"
+            )
+        );
+        write_key(&web1, b"password", 0o600);
+        assert!(one(&web1).starts_with(&format!("--client web1={shown}: 8 bytes")));
+        write_key(&web1, b"correct horse battery", 0o600);
+        assert!(
+            one(&web1).contains("look like a password"),
+            "{}",
+            one(&web1)
+        );
+        let missing = dir.join("missing.key");
+        assert_eq!(
+            one(&missing),
+            format!(
+                "--client web1={}: No such file or directory; make a key with: dstcfg -a \
+                 genkey -f PATH",
+                missing.display()
+            )
+        );
+        assert!(one(&dir).ends_with(": not a regular file"), "{}", one(&dir));
+        // --key-file's own messages are unchanged.
+        let err = secret::read_key_file(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("--key-file {}: ", missing.display())),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn hints_for_clients() {
+        let with_keyring = export_cmd(vec![
+            crate::cli::parse_client("backup=@dst:backup,ro").unwrap()
+        ]);
+        let with_file = export_cmd(vec![
+            crate::cli::parse_client("web1=/etc/dst/web1.key").unwrap()
+        ]);
+        let kerr = |errno, msg: &str| {
+            KernelError::new(
+                errno,
+                crate::netlink::ExtAck {
+                    msg: Some(msg.into()),
+                    ..Default::default()
+                },
+                &[],
+            )
+        };
+        // The module's refusal of a name given twice is not a taken address.
+        for cmd in [&with_keyring, &with_file] {
+            assert_eq!(
+                hint_for(cmd, &kerr(libc::EEXIST, "two clients have the same name")).unwrap(),
+                "give each --client name once"
+            );
+            assert!(h(cmd, libc::EEXIST)
+                .unwrap()
+                .starts_with("an export already listens on 10.0.0.2:1025"));
+            // A module before DST_A_CLIENT.
+            assert_eq!(
+                hint_for(cmd, &unknown_attribute(uapi::DST_A_CLIENT)).unwrap(),
+                "the loaded dst module does not know --client; load the dst module that \
+                 matches this dstcfg, or leave --client out and give the clients the export's \
+                 own key (--key-file or --key-desc)"
+            );
+        }
+        // A client's keyring key is looked up as --key-desc's is.
+        let missing = kerr(libc::EACCES, KEYRING_MISSING);
+        assert_eq!(
+            hint_for(&with_keyring, &missing).as_deref(),
+            Some(KEYRING_EACCES_HINT)
+        );
+        let size = kerr(libc::EINVAL, "the keyring key must hold 16 to 64 bytes");
+        assert_eq!(
+            hint_for(&with_keyring, &size).as_deref(),
+            Some(KEYRING_SIZE_HINT)
+        );
+        assert_eq!(hint_for(&with_file, &size), None);
+        assert_eq!(
+            h(&with_keyring, libc::ENOKEY).as_deref(),
+            Some(KEYRING_ENOKEY_HINT)
+        );
+        // A local node refused by the export: the hint names --client-name.
+        let hint = h(&local("10.0.0.2:1025", None), libc::EACCES);
+        assert!(
+            hint.as_deref()
+                .unwrap()
+                .contains("--client entry for this node's identity (--client-name"),
+            "{hint:?}"
+        );
     }
 }

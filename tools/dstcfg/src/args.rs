@@ -37,6 +37,8 @@ pub const MAX_PATH_LEN: usize = 255;
 pub const MAX_NAME_LEN: usize = 63;
 /// Most `--allow` entries of one export.
 pub const MAX_ALLOW: usize = 32;
+/// Most `--client` entries of one export.
+pub const MAX_CLIENTS: usize = 16;
 /// Size of a `--key-file`, in bytes.
 pub const KEY_LEN: RangeInclusive<usize> = 16..=64;
 /// Longest `--key-desc`, in bytes (without the NUL the module adds).
@@ -125,6 +127,15 @@ Examples:
     dstcfg -r 192.0.2.1 -a export -f /dev/sdb -n store1:sdb --key-file /etc/dst/psk
     dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1 --key-file /etc/dst/psk
 
+  Serve two clients, each with a key of its own: only the holder of
+  web1.key can connect as web1, only the holder of the keyring key
+  dst:backup as backup, whose device is read-only; no other client gets in
+  (the export has no key of its own). Then, on web1's node:
+    dstcfg -r 192.0.2.1 -a export -f /dev/sdb --protection aead \\
+        --client web1=/etc/dst/web1.key --client backup=@dst:backup,ro
+    dstcfg -r 192.0.2.1 -a local --protection aead --client-name web1 \\
+        --key-file /etc/dst/web1.key
+
 Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
 Defaults of a new device: --req-timeout 15000, --max-resends 10,
 --reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
@@ -141,7 +152,7 @@ block devices, need CAP_SYS_ADMIN as well (run as root).";
 
 /// The synopsis of `--help` and of the man page.
 pub const USAGE: &str = "\
-dstcfg -r ADDR [-p PORT] -a export -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]...
+dstcfg -r ADDR [-p PORT] -a export -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
        dstcfg -r ADDR [-p PORT] -a unexport
        dstcfg -r ADDR [-p PORT] -a local [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
        dstcfg -a set -d DEV SETTINGS
@@ -263,6 +274,41 @@ impl fmt::Display for AllowRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mode = if self.read_only { "ro" } else { "rw" };
         write!(f, "{}:{mode}", self.prefix())
+    }
+}
+
+/// Where the key of a `--client` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeySource {
+    /// `NAME=PATH`: a key file, read and checked as `--key-file` when the
+    /// action runs.
+    File(PathBuf),
+    /// `NAME=@DESC`: the description of a keyring key, sent as is
+    /// (`DST_CLIENT_A_KEY_DESC`); dstcfg never reads the key.
+    Keyring(String),
+}
+
+/// One `--client NAME=PATH[,ro|,rw]` or `--client NAME=@DESC[,ro|,rw]`: a
+/// client identity of an export with a key of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRule {
+    /// The client's identity (`--client-name` on its node).
+    pub name: String,
+    /// Its key.
+    pub key: ClientKeySource,
+    /// Its device is read-only.
+    pub read_only: bool,
+}
+
+impl fmt::Display for ClientRule {
+    /// As `--client` takes it: `web1=/etc/dst/web1.key,rw`,
+    /// `backup=@dst:backup,ro` (a file name, a description: no key).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.read_only { "ro" } else { "rw" };
+        match &self.key {
+            ClientKeySource::File(path) => write!(f, "{}={},{mode}", self.name, path.display()),
+            ClientKeySource::Keyring(desc) => write!(f, "{}=@{desc},{mode}", self.name),
+        }
     }
 }
 
@@ -449,6 +495,23 @@ pub struct Cli {
     #[arg(long = "allow", value_name = "PREFIX[:ro|:rw]", value_parser = parse_allow,
           action = ArgAction::Append, help_heading = "Security options (export, local)")]
     pub allow: Vec<AllowRule>,
+
+    /// A client identity with a key of its own: only that key's holder can
+    /// connect as NAME, and ,ro makes its device read-only; repeatable
+    /// (export)
+    ///
+    /// NAME=PATH reads the key from the file PATH, checked as --key-file;
+    /// NAME=@DESC has the kernel take it from the keyring key of that
+    /// description, as --key-desc. NAME (the client's --client-name) ends
+    /// at the first '=' and is 1..63 printable ASCII characters without
+    /// spaces; ,rw (the default) or ,ro comes last. At most 16 clients,
+    /// each name once. Other clients need the export's own key
+    /// (--key-file, --key-desc); without one, only these clients get in.
+    /// With --client, --protection hmac or aead needs no key of the
+    /// export's own
+    #[arg(long = "client", value_name = "NAME=PATH[,ro]", value_parser = parse_client,
+          action = ArgAction::Append, help_heading = "Security options (export, local)")]
+    pub clients: Vec<ClientRule>,
 
     /// export: this export's identity [default: HOST:DEVICE, e.g.
     /// node1:sdb]. local: accept only the export of this identity, at connect
@@ -764,6 +827,50 @@ pub fn parse_key_desc(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// Parses `--client NAME=PATH[,ro|,rw]` or `--client NAME=@DESC[,ro|,rw]`:
+/// NAME ends at the first `=` and is checked as [`parse_name`]; a trailing
+/// `,ro` or `,rw` is the access (`,rw` if none; a key file whose name ends
+/// in `,ro` or `,rw` needs one after it); the rest is the key file PATH,
+/// or, after `@`, a keyring key's description checked as
+/// [`parse_key_desc`].
+pub fn parse_client(s: &str) -> Result<ClientRule, String> {
+    const FORM: &str = "expected NAME=PATH or NAME=@DESC, optionally with ,ro or ,rw (e.g. \
+                        web1=/etc/dst/web1.key or backup=@dst:backup,ro)";
+    let Some((name, rest)) = s.split_once('=') else {
+        return Err(format!("no '=' after the client name; {FORM}"));
+    };
+    let name = parse_name(name).map_err(|e| format!("client name: {e}"))?;
+    let (key, read_only) = if let Some(k) = rest.strip_suffix(",ro") {
+        (k, true)
+    } else if let Some(k) = rest.strip_suffix(",rw") {
+        (k, false)
+    } else {
+        if let Some((_, seg)) = rest.rsplit_once(',') {
+            if !seg.is_empty() && seg.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(format!(
+                    "unknown access ',{seg}'; use ,ro or ,rw (a key file whose name ends in \
+                     ,{seg} needs ,rw or ,ro after it)"
+                ));
+            }
+        }
+        (rest, false)
+    };
+    let key = match key.strip_prefix('@') {
+        Some(desc) => ClientKeySource::Keyring(
+            parse_key_desc(desc).map_err(|e| format!("client {name}'s key: {e}"))?,
+        ),
+        None if key.is_empty() => {
+            return Err(format!("no key file after '{name}='; {FORM}"));
+        }
+        None => ClientKeySource::File(PathBuf::from(key)),
+    };
+    Ok(ClientRule {
+        name,
+        key,
+        read_only,
+    })
 }
 
 /// Parses `--allow PREFIX[:ro|:rw]`: an IPv4 or IPv6 address (IPv6 may be

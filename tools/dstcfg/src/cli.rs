@@ -40,7 +40,8 @@ pub enum Command {
         json: bool,
     },
     /// `-r ADDR -a export -f PATH [-n NAME] [--read-only] [--size SIZE]
-    /// [--max-io-pages N] [SECURITY] [--allow PREFIX]...`.
+    /// [--max-io-pages N] [SECURITY] [--allow PREFIX]... [--client
+    /// NAME=KEY]...`.
     Export {
         /// Address to listen on.
         remote: SocketAddr,
@@ -59,6 +60,9 @@ pub enum Command {
         security: Security,
         /// Allow-list (empty: not sent, any client).
         allow: Vec<AllowRule>,
+        /// Clients with keys of their own (empty: not sent; every client
+        /// uses the export's key, if any).
+        clients: Vec<ClientRule>,
     },
     /// `-r ADDR -a unexport`.
     Unexport {
@@ -207,6 +211,7 @@ const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
     ("--client-name", &[Local]),
     ("--rekey-after", &[Set]),
     ("--rekey-interval", &[Set]),
+    ("--client", &[Export]),
 ];
 
 /// The module-wide options of `-a set` (without `-d`), with their values'
@@ -251,6 +256,12 @@ fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
             "security is fixed when the export or the device is created"
         }
         ("--allow", Local) => "the allow-list belongs to the export; give it to -a export",
+        ("--client", Local) => {
+            "it gives a client a key of its own on the export; give it to -a export there, and \
+             this node's identity with --client-name NAME and that key with --key-file or \
+             --key-desc"
+        }
+        ("--client", Set) => "security is fixed when the export is created",
         ("--queues", Export) => "the local node chooses its queues; an export serves any number",
         ("--client-id", Set) => {
             "it is fixed when the device is created; give it to -a local, the same every time \
@@ -316,6 +327,7 @@ impl Cli {
             self.client_name.is_some(),
             self.rekey_after.is_some(),
             self.rekey_interval.is_some(),
+            !self.clients.is_empty(),
         ];
         OPTION_ACTIONS
             .iter()
@@ -353,8 +365,9 @@ impl Cli {
         }
     }
 
-    /// The security options, checked against each other.
-    fn security(&self, name: &str) -> Result<Security, clap::Error> {
+    /// The security options, checked against each other; `clients`: an
+    /// export with `--client` entries, whose keys satisfy hmac and aead.
+    fn security(&self, name: &str, clients: bool) -> Result<Security, clap::Error> {
         let security = Security {
             protection: self.protection,
             alg: self.alg.clone(),
@@ -370,12 +383,23 @@ impl Cli {
             ));
         }
         if let Some(mode) = security.protection {
-            if mode.needs_key() && security.key_file.is_none() && security.key_desc.is_none() {
+            if mode.needs_key()
+                && security.key_file.is_none()
+                && security.key_desc.is_none()
+                && !clients
+            {
+                let or_clients = if name == Export.name() {
+                    ", or --client NAME=PATH (or NAME=@DESC) for each client with a key of its \
+                     own"
+                } else {
+                    ""
+                };
                 return Err(usage_error(
                     ErrorKind::MissingRequiredArgument,
                     format!(
                         "--protection {} needs --key-file PATH or --key-desc DESC, the \
-                         pre-shared key of both nodes (make one with: dstcfg -a genkey -f PATH)",
+                         pre-shared key of both nodes{or_clients} (make one with: dstcfg -a \
+                         genkey -f PATH)",
                         mode.name()
                     ),
                 ));
@@ -499,7 +523,7 @@ impl Cli {
                 Command::Genkey { file }
             }
             Export => {
-                let security = self.security(name)?;
+                let security = self.security(name, !self.clients.is_empty())?;
                 let Some(file) = self.file else {
                     return Err(usage_error(
                         ErrorKind::MissingRequiredArgument,
@@ -529,6 +553,7 @@ impl Cli {
                         ));
                     }
                 }
+                check_clients(&self.clients)?;
                 Command::Export {
                     remote: remote.expect("checked above"),
                     file,
@@ -538,13 +563,14 @@ impl Cli {
                     max_io_pages: self.max_io_pages,
                     security,
                     allow: self.allow,
+                    clients: self.clients,
                 }
             }
             Unexport => Command::Unexport {
                 remote: remote.expect("checked above"),
             },
             Local => Command::Local {
-                security: self.security(name)?,
+                security: self.security(name, false)?,
                 remote: remote.expect("checked above"),
                 export_name: self.name,
                 client_name: self.client_name,
@@ -614,6 +640,33 @@ impl Cli {
             },
         })
     }
+}
+
+/// Checks the `--client` entries of an export: at most [`MAX_CLIENTS`],
+/// each name once (the module refuses both as well).
+fn check_clients(clients: &[ClientRule]) -> Result<(), clap::Error> {
+    if clients.len() > MAX_CLIENTS {
+        return Err(usage_error(
+            ErrorKind::TooManyValues,
+            format!(
+                "--client given {} times; an export takes at most {MAX_CLIENTS} clients with \
+                 keys of their own",
+                clients.len()
+            ),
+        ));
+    }
+    for (i, client) in clients.iter().enumerate() {
+        if clients[..i].iter().any(|c| c.name == client.name) {
+            return Err(usage_error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--client {} is given twice; give each client name once, with one key",
+                    client.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `-r ADDR` with the `-p` port into a socket address.
@@ -736,6 +789,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
         }
     }
 
@@ -968,6 +1022,9 @@ mod tests {
              e.g. dst:pair1 (keyctl padd logon dst:pair1 @u < FILE); instead of --key-file \
              (export, local)",
             "dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1",
+            "--client <NAME=PATH[,ro]>",
+            "NAME=@DESC has the kernel take it from the keyring key",
+            "--client web1=/etc/dst/web1.key --client backup=@dst:backup,ro",
             "-d, --device <DEV>",
             "--json",
             "--req-timeout <MS>",
@@ -1022,9 +1079,22 @@ mod tests {
             "-a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval SECS]",
             "--rekey-after <SIZE>",
             "--rekey-interval <SECS>",
+            "[--client NAME=PATH|NAME=@DESC[,ro]]...",
+            "--client <NAME=PATH[,ro]>",
         ] {
             assert!(short.contains(needle), "short help lacks {needle:?}");
         }
+        // --client's help, as -h gives it (the long help adds the details).
+        let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let client_help = "A client identity with a key of its own: only that key's holder can \
+                           connect as NAME, and ,ro makes its device read-only; repeatable \
+                           (export)";
+        assert!(flat(&short).contains(client_help), "{short}");
+        assert!(flat(&help).contains(client_help), "{help}");
+        assert!(
+            !flat(&short).contains("NAME=@DESC has the kernel"),
+            "{short}"
+        );
     }
 
     #[test]
@@ -1055,6 +1125,7 @@ mod tests {
                 max_io_pages: Some(64),
                 security: Default::default(),
                 allow: Vec::new(),
+                clients: Vec::new(),
             }
         );
         assert_eq!(
@@ -1068,6 +1139,7 @@ mod tests {
                 max_io_pages: None,
                 security: Default::default(),
                 allow: Vec::new(),
+                clients: Vec::new(),
             }
         );
     }
@@ -1447,6 +1519,7 @@ mod tests {
             "--client-name" => vec!["--client-name", "web1"],
             "--rekey-after" => vec!["--rekey-after", "16G"],
             "--rekey-interval" => vec!["--rekey-interval", "600"],
+            "--client" => vec!["--client", "web1=/etc/dst/web1.key"],
             _ => panic!("no value for {flag}"),
         }
     }
@@ -1496,8 +1569,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 10 actions x 30 options, minus the 51 allowed pairs.
-        assert_eq!(refused, 249);
+        // 10 actions x 31 options, minus the 52 allowed pairs.
+        assert_eq!(refused, 258);
     }
 
     #[test]
@@ -2495,6 +2568,265 @@ mod tests {
             msg.contains(
                 "--client-name cannot be used with -a delete; it only applies to -a local"
             ),
+            "{msg}"
+        );
+    }
+
+    /// The `--client` entries of an export command line.
+    fn clients_of(args: &[&str]) -> Result<(Security, Vec<ClientRule>), (ErrorKind, String)> {
+        let mut all = vec!["-r", R, "-a", "export", "-f", "/dev/sdb"];
+        all.extend(args);
+        match parse(&all) {
+            Ok(Command::Export {
+                security, clients, ..
+            }) => Ok((security, clients)),
+            Ok(cmd) => panic!("{cmd:?}"),
+            Err(e) => Err((e.kind(), e.to_string())),
+        }
+    }
+
+    fn client(name: &str, key: ClientKeySource, read_only: bool) -> ClientRule {
+        ClientRule {
+            name: name.into(),
+            key,
+            read_only,
+        }
+    }
+
+    fn file(path: &str) -> ClientKeySource {
+        ClientKeySource::File(path.into())
+    }
+
+    fn keyring(desc: &str) -> ClientKeySource {
+        ClientKeySource::Keyring(desc.into())
+    }
+
+    #[test]
+    fn client_forms() {
+        let (security, clients) = clients_of(&[
+            "--protection",
+            "aead",
+            "--client",
+            "web1=/etc/dst/web1.key",
+            "--client",
+            "backup=@dst:backup,ro",
+            "--client=db=/etc/dst/db.key,rw",
+        ])
+        .unwrap();
+        assert_eq!(
+            clients,
+            [
+                client("web1", file("/etc/dst/web1.key"), false),
+                client("backup", keyring("dst:backup"), true),
+                client("db", file("/etc/dst/db.key"), false),
+            ]
+        );
+        // The clients' keys satisfy aead: the export needs none of its own.
+        assert_eq!(
+            security,
+            Security {
+                protection: Some(Protection::Aead),
+                alg: None,
+                key_file: None,
+                key_desc: None,
+            }
+        );
+        for (text, expected) in [
+            // NAME ends at the first '='; the path may hold more.
+            ("a=/etc/dst/k=v", client("a", file("/etc/dst/k=v"), false)),
+            ("a==k", client("a", file("=k"), false)),
+            ("a=/k=v,ro", client("a", file("/k=v"), true)),
+            // A file whose name ends in ,ro: the access after it.
+            (
+                "a=/etc/dst/x,ro,rw",
+                client("a", file("/etc/dst/x,ro"), false),
+            ),
+            (
+                "a=/etc/dst/x,rw,ro",
+                client("a", file("/etc/dst/x,rw"), true),
+            ),
+            // A comma before something other than letters is the file's.
+            ("a=/etc/dst/k,1", client("a", file("/etc/dst/k,1"), false)),
+            (
+                "a=relative/web1.key",
+                client("a", file("relative/web1.key"), false),
+            ),
+            // '@' starts a keyring description only at the start of the key.
+            ("a=/etc/@x", client("a", file("/etc/@x"), false)),
+            ("a=@dst:a=b", client("a", keyring("dst:a=b"), false)),
+            (
+                "a=@NVMe0R01 nqn.x ключ,ro",
+                client("a", keyring("NVMe0R01 nqn.x ключ"), true),
+            ),
+            (
+                "host-1.example:dm-0=@k",
+                client("host-1.example:dm-0", keyring("k"), false),
+            ),
+            ("~=/k", client("~", file("/k"), false)),
+        ] {
+            let arg = format!("--client={text}");
+            let (_, clients) = clients_of(&[&arg]).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(clients, std::slice::from_ref(&expected), "{text}");
+            // As the rule shows itself, it parses back the same.
+            assert_eq!(
+                parse_client(&expected.to_string()).unwrap(),
+                expected,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            client("web1", file("/etc/dst/web1.key"), false).to_string(),
+            "web1=/etc/dst/web1.key,rw"
+        );
+        assert_eq!(
+            client("backup", keyring("dst:backup"), true).to_string(),
+            "backup=@dst:backup,ro"
+        );
+        // Next to the export's own key, from a file or the keyring.
+        let (security, clients) = clients_of(&[
+            "--protection",
+            "hmac",
+            "--key-file",
+            "/etc/dst/psk",
+            "--client",
+            "web1=/etc/dst/web1.key,ro",
+        ])
+        .unwrap();
+        assert_eq!(security.key_file, Some("/etc/dst/psk".into()));
+        assert_eq!(clients.len(), 1);
+        let (security, _) =
+            clients_of(&["--key-desc", "dst:pair1", "--client", "web1=@dst:web1"]).unwrap();
+        assert_eq!(security.key_desc.as_deref(), Some("dst:pair1"));
+        // Not sent unless given.
+        assert_eq!(clients_of(&[]).unwrap().1, []);
+    }
+
+    #[test]
+    fn client_errors() {
+        let long = format!("{}=/k", "n".repeat(64));
+        for (text, why) in [
+            (
+                "web1",
+                "no '=' after the client name; expected NAME=PATH or NAME=@DESC",
+            ),
+            ("", "no '=' after the client name"),
+            ("=/etc/dst/k", "client name: empty name"),
+            ("two words=/k", "client name: ' ' is not allowed"),
+            ("caf\u{e9}=/k", "client name: '\u{e9}' is not allowed"),
+            ("tab\there=/k", "'\\t' is not allowed"),
+            (
+                long.as_str(),
+                "client name: 64 characters; a name has at most 63",
+            ),
+            ("web1=", "no key file after 'web1='"),
+            ("web1=,ro", "no key file after 'web1='"),
+            ("web1=,rw", "no key file after 'web1='"),
+            ("web1=@", "client web1's key: empty description"),
+            ("web1=@,ro", "client web1's key: empty description"),
+            ("web1=@dst:\tx", "client web1's key: '\\t' is not allowed"),
+            ("web1=/k,RO", "unknown access ',RO'; use ,ro or ,rw"),
+            ("web1=/k,readonly", "unknown access ',readonly'"),
+            ("web1=/k,r", "unknown access ',r'"),
+            ("web1=@dst:x,ro,w", "unknown access ',w'"),
+        ] {
+            let arg = format!("--client={text}");
+            let (kind, msg) = clients_of(&[&arg]).expect_err(text);
+            assert_eq!(kind, ErrorKind::ValueValidation, "{text:?}: {msg}");
+            assert!(msg.contains(why), "{text:?}: {msg}");
+            assert!(msg.contains("--client <NAME=PATH[,ro]>"), "{text:?}: {msg}");
+        }
+        // The longest description the module takes, and one byte more.
+        let longest = format!("web1=@{}", "k".repeat(MAX_KEY_DESC_LEN));
+        assert!(clients_of(&["--client", &longest]).is_ok());
+        let longer = format!("web1=@{}", "k".repeat(MAX_KEY_DESC_LEN + 1));
+        let (_, msg) = clients_of(&["--client", &longer]).unwrap_err();
+        assert!(msg.contains("a key description has at most 255"), "{msg}");
+
+        // Each name once, whatever the keys.
+        let (kind, msg) = clients_of(&[
+            "--client",
+            "web1=/etc/dst/a.key",
+            "--client",
+            "backup=@dst:backup",
+            "--client",
+            "web1=@dst:web1,ro",
+        ])
+        .unwrap_err();
+        assert_eq!(kind, ErrorKind::ArgumentConflict, "{msg}");
+        assert!(
+            msg.contains("--client web1 is given twice; give each client name once"),
+            "{msg}"
+        );
+        // Names are bytes: another case is another identity.
+        assert!(clients_of(&["--client", "web1=/a", "--client", "WEB1=/b"]).is_ok());
+
+        // At most 16.
+        let names: Vec<String> = (0..17)
+            .map(|i| format!("node{i}=/etc/dst/{i}.key"))
+            .collect();
+        let mut many = Vec::new();
+        for n in &names {
+            many.extend(["--client", n.as_str()]);
+        }
+        let (kind, msg) = clients_of(&many).unwrap_err();
+        assert_eq!(kind, ErrorKind::TooManyValues);
+        assert!(
+            msg.contains("--client given 17 times; an export takes at most 16 clients"),
+            "{msg}"
+        );
+        many.truncate(many.len() - 2);
+        assert_eq!(clients_of(&many).unwrap().1.len(), MAX_CLIENTS);
+
+        // hmac and aead need a key: the export's own or a client's.
+        for mode in ["hmac", "aead"] {
+            let (kind, msg) = clients_of(&["--protection", mode]).unwrap_err();
+            assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+            assert!(
+                msg.contains(&format!(
+                    "--protection {mode} needs --key-file PATH or --key-desc DESC, the \
+                     pre-shared key of both nodes, or --client NAME=PATH (or NAME=@DESC) for \
+                     each client"
+                )),
+                "{msg}"
+            );
+            assert!(clients_of(&["--protection", mode, "--client", "w=/k"]).is_ok());
+            assert!(clients_of(&["--protection", mode, "--client", "w=@d"]).is_ok());
+            // A local node's message does not offer --client.
+            let (_, msg) = err(&["-r", R, "-a", "local", "--protection", mode]);
+            let first = msg.lines().next().unwrap();
+            assert!(first.contains("needs --key-file PATH"), "{msg}");
+            assert!(!first.contains("--client"), "{msg}");
+        }
+        // --alg with a mode the clients' keys satisfy.
+        assert!(clients_of(&[
+            "--protection",
+            "hmac",
+            "--alg",
+            "hmac(sha512)",
+            "--client",
+            "w=/k"
+        ])
+        .is_ok());
+
+        // Export only.
+        let (kind, msg) = err(&["-r", R, "-a", "local", "--client", "web1=/k"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict);
+        assert!(
+            msg.contains(
+                "--client cannot be used with -a local; it gives a client a key of its own on \
+                 the export"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("--client-name NAME"), "{msg}");
+        let (_, msg) = err(&["-a", "set", "-d", "0", "--client", "web1=/k"]);
+        assert!(
+            msg.contains("--client cannot be used with -a set; security is fixed"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["-r", R, "-a", "unexport", "--client", "web1=/k"]);
+        assert!(
+            msg.contains("--client cannot be used with -a unexport; it only applies to -a export"),
             "{msg}"
         );
     }

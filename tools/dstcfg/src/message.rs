@@ -185,6 +185,9 @@ pub enum DstAttr {
     /// `DST_A_KEY_DESC`: instead of [`DstAttr::Key`], the description of a
     /// logon (or user) key in the caller's keyrings (string).
     KeyDesc(String),
+    /// `DST_A_CLIENT`: one client identity with a key of its own (nested
+    /// `DST_CLIENT_A_*`).
+    Client(Vec<ClientAttr>),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -282,6 +285,111 @@ pub fn allow_rule(attrs: &[AllowAttr]) -> Result<AllowRule> {
     })
 }
 
+/// An attribute nested in `DST_A_CLIENT` (`enum dst_client_attr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAttr {
+    /// `DST_CLIENT_A_NAME`: the client's identity (string).
+    Name(String),
+    /// `DST_CLIENT_A_KEY`: its key (binary); zeroed when dropped, as
+    /// [`DstAttr::Key`].
+    Key(SecretKey),
+    /// `DST_CLIENT_A_KEY_DESC`: instead of [`ClientAttr::Key`], a keyring
+    /// key's description (string).
+    KeyDesc(String),
+    /// `DST_CLIENT_A_READ_ONLY`: flag.
+    ReadOnly,
+    /// Anything else.
+    Other(DefaultNla),
+}
+
+impl Nla for ClientAttr {
+    fn value_len(&self) -> usize {
+        match self {
+            ClientAttr::Name(s) | ClientAttr::KeyDesc(s) => s.len() + 1,
+            ClientAttr::Key(key) => key.len(),
+            ClientAttr::ReadOnly => 0,
+            ClientAttr::Other(nla) => nla.value_len(),
+        }
+    }
+
+    fn kind(&self) -> u16 {
+        match self {
+            ClientAttr::Name(_) => uapi::DST_CLIENT_A_NAME,
+            ClientAttr::Key(_) => uapi::DST_CLIENT_A_KEY,
+            ClientAttr::KeyDesc(_) => uapi::DST_CLIENT_A_KEY_DESC,
+            ClientAttr::ReadOnly => uapi::DST_CLIENT_A_READ_ONLY,
+            ClientAttr::Other(nla) => nla.kind(),
+        }
+    }
+
+    fn emit_value(&self, buffer: &mut [u8]) {
+        match self {
+            ClientAttr::Name(s) | ClientAttr::KeyDesc(s) => emit_string(buffer, s),
+            ClientAttr::Key(key) => buffer.copy_from_slice(key.bytes()),
+            ClientAttr::ReadOnly => {}
+            ClientAttr::Other(nla) => nla.emit_value(buffer),
+        }
+    }
+}
+
+impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for ClientAttr {
+    fn parse(buf: &NlaBuffer<&'a T>) -> Result<Self, DecodeError> {
+        let payload = buf.value();
+        Ok(match buf.kind() {
+            uapi::DST_CLIENT_A_NAME => {
+                ClientAttr::Name(parse_string(payload).context("invalid DST_CLIENT_A_NAME")?)
+            }
+            uapi::DST_CLIENT_A_KEY => ClientAttr::Key(SecretKey::new(payload)),
+            uapi::DST_CLIENT_A_KEY_DESC => {
+                ClientAttr::KeyDesc(parse_string(payload).context("invalid DST_CLIENT_A_KEY_DESC")?)
+            }
+            uapi::DST_CLIENT_A_READ_ONLY => ClientAttr::ReadOnly,
+            _ => ClientAttr::Other(DefaultNla::parse(buf)?),
+        })
+    }
+}
+
+/// The key of an export's client: read from its key file, or a keyring
+/// key's description for the module to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSecret {
+    /// `DST_CLIENT_A_KEY`: the key itself; zeroed when dropped.
+    Key(SecretKey),
+    /// `DST_CLIENT_A_KEY_DESC`: the description of a logon (or user) key
+    /// in the caller's keyrings.
+    KeyDesc(String),
+}
+
+/// One client of an export with a key of its own, as `DST_A_CLIENT` sends
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportClient {
+    /// The client's identity.
+    pub name: String,
+    /// Its key.
+    pub secret: ClientSecret,
+    /// Its device is read-only.
+    pub read_only: bool,
+}
+
+impl ExportClient {
+    /// The nested attributes of its `DST_A_CLIENT` entry: name, key (or
+    /// description), then the flag if read-only.
+    pub fn attrs(&self) -> Vec<ClientAttr> {
+        let mut attrs = vec![
+            ClientAttr::Name(self.name.clone()),
+            match &self.secret {
+                ClientSecret::Key(key) => ClientAttr::Key(key.clone()),
+                ClientSecret::KeyDesc(desc) => ClientAttr::KeyDesc(desc.clone()),
+            },
+        ];
+        if self.read_only {
+            attrs.push(ClientAttr::ReadOnly);
+        }
+        attrs
+    }
+}
+
 impl Nla for DstAttr {
     fn value_len(&self) -> usize {
         match self {
@@ -298,6 +406,7 @@ impl Nla for DstAttr {
             DstAttr::Port(_) | DstAttr::PeerPort(_) => 2,
             DstAttr::Key(key) => key.len(),
             DstAttr::Allow(nested) => nested.as_slice().buffer_len(),
+            DstAttr::Client(nested) => nested.as_slice().buffer_len(),
             DstAttr::ReadOnly | DstAttr::Force => 0,
             DstAttr::Size(_)
             | DstAttr::Reconnects(_)
@@ -382,6 +491,7 @@ impl Nla for DstAttr {
             DstAttr::RekeyMib(_) => uapi::DST_A_REKEY_MIB,
             DstAttr::RekeySeconds(_) => uapi::DST_A_REKEY_SECONDS,
             DstAttr::KeyDesc(_) => uapi::DST_A_KEY_DESC,
+            DstAttr::Client(_) => uapi::DST_A_CLIENT | NLA_F_NESTED,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -405,6 +515,7 @@ impl Nla for DstAttr {
             DstAttr::Port(v) | DstAttr::PeerPort(v) => emit_u16(buffer, *v).unwrap(),
             DstAttr::Key(key) => buffer.copy_from_slice(key.bytes()),
             DstAttr::Allow(nested) => nested.as_slice().emit(buffer),
+            DstAttr::Client(nested) => nested.as_slice().emit(buffer),
             DstAttr::ReadOnly | DstAttr::Force => {}
             DstAttr::Size(v)
             | DstAttr::Reconnects(v)
@@ -518,6 +629,12 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
             uapi::DST_A_KEY_DESC => {
                 DstAttr::KeyDesc(parse_string(payload).context("invalid DST_A_KEY_DESC")?)
             }
+            uapi::DST_A_CLIENT => DstAttr::Client(
+                NlasIterator::new(payload)
+                    .map(|nla| nla.and_then(|nla| ClientAttr::parse(&nla)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("invalid DST_A_CLIENT")?,
+            ),
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -706,6 +823,9 @@ pub struct ExportRequest {
     pub security: SecurityAttrs,
     /// Allow-list (empty: not sent; any client may connect).
     pub allow: Vec<AllowRule>,
+    /// Clients with keys of their own, one `DST_A_CLIENT` each (empty: not
+    /// sent).
+    pub clients: Vec<ExportClient>,
     /// The export's identity (none: not sent, the module's default
     /// `<host name>:<device name>`).
     pub name: Option<String>,
@@ -723,6 +843,7 @@ impl ExportRequest {
         attrs.extend(self.max_io_pages.map(DstAttr::MaxIoPages));
         attrs.extend(self.security.attrs());
         attrs.extend(self.allow.iter().map(|r| DstAttr::Allow(allow_attrs(r))));
+        attrs.extend(self.clients.iter().map(|c| DstAttr::Client(c.attrs())));
         attrs.extend(self.name.clone().map(DstAttr::Name));
         attrs
     }
@@ -1469,6 +1590,7 @@ mod tests {
             max_io_pages: Some(256),
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
             name: None,
         };
         let msg = DstMessage::new(DstCmd::ExportAdd, req.attrs());
@@ -1498,6 +1620,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
             name: None,
         };
         let ip: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
@@ -1742,6 +1865,16 @@ mod tests {
             DstAttr::RekeyMib(1_048_576),
             DstAttr::RekeySeconds(86_400),
             DstAttr::KeyDesc("dst:pair1".into()),
+            DstAttr::Client(vec![
+                ClientAttr::Name("web1".into()),
+                ClientAttr::Key(SecretKey::new(&[0xa5; 64])),
+                ClientAttr::ReadOnly,
+                ClientAttr::Other(DefaultNla::new(9, vec![1, 2, 3])),
+            ]),
+            DstAttr::Client(vec![
+                ClientAttr::Name("backup".into()),
+                ClientAttr::KeyDesc("dst:backup".into()),
+            ]),
         ];
         let msg = DstMessage::new(DstCmd::List, attrs);
         assert_eq!(parse(&emit(&msg), uapi::DST_CMD_LIST), msg);
@@ -1771,6 +1904,15 @@ mod tests {
             (uapi::DST_A_REKEY_MIB, &[1, 2][..]),
             (uapi::DST_A_REKEY_SECONDS, &[1, 2, 3, 4, 5, 6, 7, 8][..]),
             (uapi::DST_A_KEY_DESC, &[b'd', 0xff, 0][..]),
+            (
+                uapi::DST_A_CLIENT,
+                &nla(uapi::DST_CLIENT_A_NAME, &[0xff, 0])[..],
+            ),
+            (
+                uapi::DST_A_CLIENT,
+                &nla(uapi::DST_CLIENT_A_KEY_DESC, &[0xc3, 0])[..],
+            ),
+            (uapi::DST_A_CLIENT, &[5, 0, 1][..]),
         ] {
             let header = GenlHeader {
                 cmd: uapi::DST_CMD_LIST,
@@ -2071,6 +2213,7 @@ mod tests {
             max_io_pages: None,
             security: Default::default(),
             allow: Vec::new(),
+            clients: Vec::new(),
             name: Some("store1:sdb".into()),
         };
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
@@ -2153,6 +2296,7 @@ mod tests {
             max_io_pages: None,
             security: security.clone(),
             allow: Vec::new(),
+            clients: Vec::new(),
             name: None,
         };
         let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
@@ -2265,6 +2409,119 @@ mod tests {
                 }
             ),
             "{entry:?}"
+        );
+    }
+
+    #[test]
+    fn client_wire_format() {
+        // EXPORT_ADD with two clients: one DST_A_CLIENT each, flagged
+        // nested, after the protection (and allow-list), before the name.
+        let web1_key = [0x5au8; 32];
+        let export = ExportRequest {
+            addr: "10.0.0.2:1025".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: SecurityAttrs {
+                protection: Some(uapi::DST_PROT_AEAD),
+                ..Default::default()
+            },
+            allow: Vec::new(),
+            clients: vec![
+                ExportClient {
+                    name: "web1".into(),
+                    secret: ClientSecret::Key(SecretKey::new(&web1_key)),
+                    read_only: false,
+                },
+                ExportClient {
+                    name: "backup".into(),
+                    secret: ClientSecret::KeyDesc("dst:backup".into()),
+                    read_only: true,
+                },
+            ],
+            name: Some("store1:sdb".into()),
+        };
+        let mut web1 = nla(uapi::DST_CLIENT_A_NAME, b"web1\0");
+        web1.extend(nla(uapi::DST_CLIENT_A_KEY, &web1_key));
+        let mut backup = nla(uapi::DST_CLIENT_A_NAME, b"backup\0");
+        backup.extend(nla(uapi::DST_CLIENT_A_KEY_DESC, b"dst:backup\0"));
+        backup.extend(nla(uapi::DST_CLIENT_A_READ_ONLY, &[]));
+        let nested = uapi::DST_A_CLIENT | NLA_F_NESTED;
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+        expected.extend(nla(
+            uapi::DST_A_PROTECTION,
+            &uapi::DST_PROT_AEAD.to_ne_bytes(),
+        ));
+        expected.extend(nla(nested, &web1));
+        expected.extend(nla(nested, &backup));
+        expected.extend(nla(uapi::DST_A_NAME, b"store1:sdb\0"));
+        let bytes = emit(&DstMessage::new(DstCmd::ExportAdd, export.attrs()));
+        assert_eq!(bytes, expected);
+        // By hand: the first entry is 4 + (4 + 5 -> 12) + (4 + 32 = 36) = 52
+        // bytes of type 48 with NLA_F_NESTED; inside, the name (9 bytes,
+        // padded to 12), then the key as is (type 2, 36 bytes).
+        let start = 8 + 8 + 16 + 8;
+        let first = &bytes[start..start + 52];
+        assert_eq!(&first[..4], &[52, 0, 48, 0x80][..]);
+        assert_eq!(
+            &first[4..16],
+            &[9, 0, 1, 0, b'w', b'e', b'b', b'1', 0, 0, 0, 0][..]
+        );
+        assert_eq!(&first[16..20], &[36, 0, 2, 0][..]);
+        assert_eq!(&first[20..], &web1_key[..]);
+        // The second: name (11 -> 12), description (15 -> 16), flag (4).
+        let second = &bytes[start + 52..start + 52 + 36];
+        assert_eq!(&second[..4], &[36, 0, 48, 0x80][..]);
+        assert_eq!(&second[16..20], &[15, 0, 3, 0][..]);
+        assert_eq!(&second[32..], &[4, 0, 4, 0][..]);
+        // No DST_A_KEY nor DST_A_KEY_DESC of the export's own.
+        assert!(!export
+            .attrs()
+            .iter()
+            .any(|a| matches!(a, DstAttr::Key(_) | DstAttr::KeyDesc(_))));
+        // It parses back the same.
+        assert_eq!(
+            parse(&bytes, uapi::DST_CMD_EXPORT_ADD).attrs,
+            export.attrs()
+        );
+
+        // The key is held as DST_A_KEY's is: a SecretKey, zeroed when dropped
+        // and never shown, not even in the debug form of the request, its
+        // attributes or a parsed message.
+        let [DstAttr::Client(entry), ..] = &export.attrs()[4..] else {
+            panic!("{:?}", export.attrs());
+        };
+        assert!(matches!(&entry[1], ClientAttr::Key(k) if k.bytes() == web1_key));
+        let shown = format!(
+            "{export:?} {:?} {:?}",
+            export.attrs(),
+            parse(&bytes, uapi::DST_CMD_EXPORT_ADD)
+        );
+        assert!(
+            shown.contains("SecretKey([32 bytes, not shown])"),
+            "{shown}"
+        );
+        assert!(!shown.contains("90, 90"), "{shown}");
+        assert!(!shown.contains("5a"), "{shown}");
+
+        // The longest entry: a 63-byte name and a 64-byte key.
+        let long = ExportClient {
+            name: "n".repeat(63),
+            secret: ClientSecret::Key(SecretKey::new(&[1; 64])),
+            read_only: true,
+        };
+        let bytes = emit(&DstMessage::new(
+            DstCmd::ExportAdd,
+            vec![DstAttr::Client(long.attrs())],
+        ));
+        assert_eq!(bytes.len(), 4 + 68 + 68 + 4);
+        assert_eq!(&bytes[..4], &[144, 0, 48, 0x80][..]);
+        assert_eq!(
+            parse(&bytes, uapi::DST_CMD_EXPORT_ADD).attrs,
+            vec![DstAttr::Client(long.attrs())]
         );
     }
 }

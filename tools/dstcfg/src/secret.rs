@@ -152,10 +152,17 @@ fn weak_key_problem(key: &[u8]) -> Option<String> {
 /// directory that no other user may write to, and not a short password.
 /// The contents are the key, byte for byte.
 pub fn read_key_file(path: &Path) -> Result<SecretKey> {
+    read_key_file_for(path, "--key-file ")
+}
+
+/// [`read_key_file`] for the option `option`, which begins each message,
+/// followed by the path: `"--key-file "`, `"--client web1="`.
+pub fn read_key_file_for(path: &Path, option: &str) -> Result<SecretKey> {
+    let label = || format!("{option}{}", shown(path));
     let mut file = File::open(path).map_err(|e| {
         anyhow::anyhow!(
-            "--key-file {}: {}{}",
-            shown(path),
+            "{}: {}{}",
+            label(),
             io_text(&e),
             if e.kind() == std::io::ErrorKind::NotFound {
                 "; make a key with: dstcfg -a genkey -f PATH"
@@ -164,27 +171,25 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
             }
         )
     })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("--key-file {}", shown(path)))?;
+    let meta = file.metadata().with_context(label)?;
     if !meta.is_file() {
-        bail!("--key-file {}: not a regular file", shown(path));
+        bail!("{}: not a regular file", label());
     }
     if let Some(problem) = mode_problem(path, meta.mode()) {
-        bail!("--key-file {problem}");
+        bail!("{option}{problem}");
     }
     let dir = std::fs::canonicalize(path)
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
-        .with_context(|| format!("--key-file {}: cannot resolve its directory", shown(path)))?;
+        .with_context(|| format!("{}: cannot resolve its directory", label()))?;
     let dir_meta = std::fs::metadata(&dir)
-        .with_context(|| format!("--key-file {}: directory {}", shown(path), shown(&dir)))?;
+        .with_context(|| format!("{}: directory {}", label(), shown(&dir)))?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if let Some(problem) =
         owner_problem(path, meta.uid(), &dir, dir_meta.uid(), dir_meta.mode(), me)
     {
-        bail!("--key-file {problem}");
+        bail!("{option}{problem}");
     }
     // One byte more than the largest key, to notice a longer file.
     let mut buf = [0u8; *KEY_LEN.end() + 1];
@@ -204,13 +209,13 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
     };
     let key = match result {
         Ok(()) if KEY_LEN.contains(&len) => match weak_key_problem(&buf[..len]) {
-            Some(problem) => Err(anyhow::anyhow!("--key-file {}: {problem}", shown(path))),
+            Some(problem) => Err(anyhow::anyhow!("{}: {problem}", label())),
             None => Ok(SecretKey::new(&buf[..len])),
         },
         Ok(()) => Err(anyhow::anyhow!(
-            "--key-file {}: {} bytes; a key has {}..{} bytes (make one with: dstcfg -a genkey \
-             -f PATH)",
-            shown(path),
+            "{}: {} bytes; a key has {}..{} bytes (make one with: dstcfg -a genkey -f \
+             PATH)",
+            label(),
             if len > *KEY_LEN.end() {
                 format!("more than {}", KEY_LEN.end())
             } else {
@@ -219,11 +224,7 @@ pub fn read_key_file(path: &Path) -> Result<SecretKey> {
             KEY_LEN.start(),
             KEY_LEN.end()
         )),
-        Err(e) => Err(anyhow::anyhow!(
-            "--key-file {}: {}",
-            shown(path),
-            io_text(&e)
-        )),
+        Err(e) => Err(anyhow::anyhow!("{}: {}", label(), io_text(&e))),
     };
     zeroize(&mut buf);
     key

@@ -151,8 +151,11 @@ pub const DST_A_REKEY_SECONDS: u16 = 46;
 /// "user") key in the caller's keyrings whose 16..64 byte payload is the
 /// key (`--key-desc`).
 pub const DST_A_KEY_DESC: u16 = 47;
+/// Nested, repeatable: `DST_CMD_EXPORT_ADD`: a client identity with a key
+/// of its own (`DST_CLIENT_A_*`, `--client`).
+pub const DST_A_CLIENT: u16 = 48;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_KEY_DESC;
+pub const DST_A_MAX: u16 = DST_A_CLIENT;
 
 // enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
 /// Unused nested attribute 0.
@@ -165,6 +168,22 @@ pub const DST_ALLOW_A_PREFIX_LEN: u16 = 2;
 pub const DST_ALLOW_A_READ_ONLY: u16 = 3;
 /// Highest nested allow-list attribute (`DST_ALLOW_A_MAX`).
 pub const DST_ALLOW_A_MAX: u16 = DST_ALLOW_A_READ_ONLY;
+
+// enum dst_client_attr: attributes nested in one DST_A_CLIENT entry.
+/// Unused nested attribute 0.
+pub const DST_CLIENT_A_UNSPEC: u16 = 0;
+/// String: the client's identity (required), 1..63 printable ASCII bytes
+/// without spaces, NUL-terminated.
+pub const DST_CLIENT_A_NAME: u16 = 1;
+/// Binary: its key, 16..64 bytes (or [`DST_CLIENT_A_KEY_DESC`]).
+pub const DST_CLIENT_A_KEY: u16 = 2;
+/// String: instead of [`DST_CLIENT_A_KEY`], a keyring key's description
+/// (as [`DST_A_KEY_DESC`]).
+pub const DST_CLIENT_A_KEY_DESC: u16 = 3;
+/// Flag: this client may only read.
+pub const DST_CLIENT_A_READ_ONLY: u16 = 4;
+/// Highest nested client attribute (`DST_CLIENT_A_MAX`).
+pub const DST_CLIENT_A_MAX: u16 = DST_CLIENT_A_READ_ONLY;
 
 // enum dst_protection
 /// Clear text; a key, if given, authenticates the handshake.
@@ -284,6 +303,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_REKEY_MIB", DST_A_REKEY_MIB as u32),
             ("DST_A_REKEY_SECONDS", DST_A_REKEY_SECONDS as u32),
             ("DST_A_KEY_DESC", DST_A_KEY_DESC as u32),
+            ("DST_A_CLIENT", DST_A_CLIENT as u32),
         ],
     ),
     (
@@ -293,6 +313,16 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_ALLOW_A_ADDR", DST_ALLOW_A_ADDR as u32),
             ("DST_ALLOW_A_PREFIX_LEN", DST_ALLOW_A_PREFIX_LEN as u32),
             ("DST_ALLOW_A_READ_ONLY", DST_ALLOW_A_READ_ONLY as u32),
+        ],
+    ),
+    (
+        "dst_client_attr",
+        &[
+            ("DST_CLIENT_A_UNSPEC", DST_CLIENT_A_UNSPEC as u32),
+            ("DST_CLIENT_A_NAME", DST_CLIENT_A_NAME as u32),
+            ("DST_CLIENT_A_KEY", DST_CLIENT_A_KEY as u32),
+            ("DST_CLIENT_A_KEY_DESC", DST_CLIENT_A_KEY_DESC as u32),
+            ("DST_CLIENT_A_READ_ONLY", DST_CLIENT_A_READ_ONLY as u32),
         ],
     ),
     (
@@ -352,6 +382,7 @@ pub const DEFINES: &[(&str, Define)] = &[
     ("DST_CMD_MAX", Define::Int(DST_CMD_MAX as i64)),
     ("DST_A_MAX", Define::Int(DST_A_MAX as i64)),
     ("DST_ALLOW_A_MAX", Define::Int(DST_ALLOW_A_MAX as i64)),
+    ("DST_CLIENT_A_MAX", Define::Int(DST_CLIENT_A_MAX as i64)),
     ("DST_DEFAULT_PORT", Define::Int(DST_DEFAULT_PORT as i64)),
 ];
 
@@ -371,6 +402,11 @@ pub fn attr_name(kind: u16) -> Option<&'static str> {
 /// C name of an attribute nested in `DST_A_ALLOW`, for error messages.
 pub fn allow_attr_name(kind: u16) -> Option<&'static str> {
     enumerator_name("dst_allow_attr", kind.into())
+}
+
+/// C name of an attribute nested in `DST_A_CLIENT`, for error messages.
+pub fn client_attr_name(kind: u16) -> Option<&'static str> {
+    enumerator_name("dst_client_attr", kind.into())
 }
 
 /// C name of a command number, for error messages.
@@ -558,6 +594,12 @@ mod tests {
             allow_attr_name(DST_ALLOW_A_PREFIX_LEN),
             Some("DST_ALLOW_A_PREFIX_LEN")
         );
+        assert_eq!(attr_name(DST_A_CLIENT), Some("DST_A_CLIENT"));
+        assert_eq!(
+            client_attr_name(DST_CLIENT_A_KEY_DESC),
+            Some("DST_CLIENT_A_KEY_DESC")
+        );
+        assert_eq!(client_attr_name(DST_CLIENT_A_MAX + 1), None);
         assert_eq!(enumerator_name("dst_protection", 3), Some("DST_PROT_AEAD"));
         assert_eq!(
             enumerator_name("dst_event", 8),
