@@ -744,13 +744,18 @@ mod tests {
         );
     }
 
-    /// A kernel error with an extended ACK message.
-    fn kernel_error(errno: i32, msg: &str) -> anyhow::Error {
+    /// The kernel's refusal `errno` with extended-ack message `msg`.
+    fn refusal(errno: i32, msg: &str) -> KernelError {
         let extack = crate::netlink::ExtAck {
             msg: Some(msg.into()),
             ..Default::default()
         };
-        KernelError::new(errno, extack, &[]).into()
+        KernelError::new(errno, extack, &[])
+    }
+
+    /// [`refusal`] as the error an action returns.
+    fn kernel_error(errno: i32, msg: &str) -> anyhow::Error {
+        refusal(errno, msg).into()
     }
 
     /// The refusal of a module that does not know attribute `attr`.
@@ -871,13 +876,9 @@ mod tests {
     #[test]
     fn hints_for_security_and_older_modules() {
         let mut local = local("10.0.0.2:1025", None);
-        let refused = KernelError::new(
+        let refused = refusal(
             libc::EACCES,
-            crate::netlink::ExtAck {
-                msg: Some("this address is not on the export's allow-list".into()),
-                ..Default::default()
-            },
-            &[],
+            "this address is not on the export's allow-list",
         );
         let hint = hint_for(&local, &refused).unwrap();
         assert!(
@@ -886,13 +887,9 @@ mod tests {
         );
         // The module's own EACCES is not a missing capability.
         assert_eq!(refused.hint(), None);
-        let mismatch = KernelError::new(
+        let mismatch = refusal(
             libc::EINVAL,
-            crate::netlink::ExtAck {
-                msg: Some("protection mode, algorithm or key use differs from the export's".into()),
-                ..Default::default()
-            },
-            &[],
+            "protection mode, algorithm or key use differs from the export's",
         );
         assert!(hint_for(&local, &mismatch)
             .unwrap()
@@ -1005,16 +1002,7 @@ mod tests {
             allow: Vec::new(),
             clients: Vec::new(),
         });
-        let missing = |errno| {
-            KernelError::new(
-                errno,
-                crate::netlink::ExtAck {
-                    msg: Some(KEYRING_MISSING.into()),
-                    ..Default::default()
-                },
-                &[],
-            )
-        };
+        let missing = |errno| refusal(errno, KEYRING_MISSING);
         for cmd in [&local, &export] {
             // No key of that description.
             assert_eq!(
@@ -1030,14 +1018,7 @@ mod tests {
                 "{hint}"
             );
             // A payload of the wrong size.
-            let size = KernelError::new(
-                libc::EINVAL,
-                crate::netlink::ExtAck {
-                    msg: Some("the keyring key must hold 16 to 64 bytes".into()),
-                    ..Default::default()
-                },
-                &[],
-            );
+            let size = refusal(libc::EINVAL, "the keyring key must hold 16 to 64 bytes");
             let hint = hint_for(cmd, &size).unwrap();
             assert!(
                 hint.contains("16..64 bytes") && hint.contains("dstcfg -a genkey"),
@@ -1058,13 +1039,9 @@ mod tests {
             "{hint}"
         );
         assert!(hint.contains("--key-file or --key-desc"), "{hint}");
-        let refused = KernelError::new(
+        let refused = refusal(
             libc::EACCES,
-            crate::netlink::ExtAck {
-                msg: Some("this address is not on the export's allow-list".into()),
-                ..Default::default()
-            },
-            &[],
+            "this address is not on the export's allow-list",
         );
         assert!(hint_for(&local, &refused)
             .unwrap()
@@ -1115,16 +1092,7 @@ mod tests {
 
     #[test]
     fn hint_for_another_export() {
-        let refused = |msg: &str| {
-            KernelError::new(
-                libc::ENOENT,
-                crate::netlink::ExtAck {
-                    msg: Some(msg.into()),
-                    ..Default::default()
-                },
-                &[],
-            )
-        };
+        let refused = |msg: &str| refusal(libc::ENOENT, msg);
         let kerr = refused("the export answered: no export of that name here");
         let mut cmd = local("10.0.0.2:1025", None);
         // Without -n there is nothing to say about names.
@@ -1325,16 +1293,7 @@ mod tests {
         let with_file = export_cmd(vec![
             crate::cli::parse_client("web1=/etc/dst/web1.key").unwrap()
         ]);
-        let kerr = |errno, msg: &str| {
-            KernelError::new(
-                errno,
-                crate::netlink::ExtAck {
-                    msg: Some(msg.into()),
-                    ..Default::default()
-                },
-                &[],
-            )
-        };
+        let kerr = |errno, msg: &str| refusal(errno, msg);
         // The module's refusal of a name given twice is not a taken address.
         for cmd in [&with_keyring, &with_file] {
             assert_eq!(
