@@ -19,7 +19,10 @@
 #     connects only with its own key; the read-only one gets a read-only
 #     device whose writes fail; an identity without a key is refused; and
 #     the read-only client, even with the other's client id, cannot fence
-#     the read-write client's connection.
+#     the read-write client's connection;
+#   - order: a proxy drops, then swaps, one protected frame the export sends
+#     (a WRITE's reply): the local node counts an integrity error,
+#     reconnects and resends, and the data is right, with no IO error.
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
@@ -170,4 +173,27 @@ assert_eq "$(dev_sha "$backup" 4)" "$(dev_sha "$web1" 4)" "backup reads what web
 dstcfg -a delete -d "$(basename "$backup")"
 dstcfg -a delete -d "$(basename "$web1")"
 dstcfg -r 127.0.0.1 -p 7006 -a unexport
+
+# 5. A dropped and a reordered frame (aead trailers are 24 bytes).
+echo 127.0.0.1:7007 >"$dir/target3"
+dstcfg -r 127.0.0.1 -p 7007 -a export -f /dev/ram3 -n exp-o "${sec[@]}"
+for tamper in drop-frame swap-frames; do
+    proxy 7008 "$dir/target3" "--$tamper" 40 --trailer 24
+    # Pings every 500 ms: a swapped frame waits for the one after it.
+    dev=$(dstcfg -r 127.0.0.1 -p 7008 -a local "${sec[@]}" --reconnect-delay 200 \
+        --ping-interval 500)
+    dd if="$dir/data" of="$dev" bs=64k count=128 oflag=direct status=none
+    assert_eq "$(dev_sha "$dev" 8)" "$(sha256sum <"$dir/data" | cut -d' ' -f1)" "data after --$tamper"
+    name=$(basename "$dev")
+    grep -q "proxy: \(dropped\|swapped\)" "$dir/proxy-7008.log" ||
+        fail "--$tamper: the proxy did not tamper: $(cat "$dir/proxy-7008.log")"
+    [ "$(dst_field "$name" integrity_errors)" -ge 1 ] || fail "--$tamper: no integrity error counted"
+    [ "$(dst_field "$name" reconnects)" -ge 1 ] || fail "--$tamper: no reconnect"
+    assert_eq "$(dst_field "$name" io_errors)" 0 "IO errors after --$tamper"
+    log "--$tamper: $(dst_field "$name" integrity_errors) integrity error(s), $(dst_field "$name" reconnects) reconnect(s), data right"
+    dstcfg -a delete -d "$name"
+    kill "${pids[-1]}"
+    wait "${pids[-1]}" 2>/dev/null || true
+done
+dstcfg -r 127.0.0.1 -p 7007 -a unexport
 log "ok"
