@@ -274,6 +274,7 @@ impl Inner {
                     pending
                 );
             }
+            drop(sessions);
             // A local node tries again after its reconnect delay.
             sock.set_timeouts(REFUSE_SEND_MS, 0);
             let _ = sock.send_all(&Header::hello_reply(Status::Busy).encode(), false);
