@@ -24,7 +24,7 @@ use crate::{
     trans::ConnState,
 };
 
-use super::{Conn, Ctx};
+use super::{Conn, Ctx, Settings};
 
 /// The handshake failed: the connection did.
 fn lost(e: Error) -> Refusal {
@@ -125,7 +125,8 @@ fn answer_challenge(
 
 /// Opens a connection and runs the handshake (with the key exchange and
 /// proofs when a key is configured); the whole of it, connect included, is
-/// bounded by `timeout_ms`, however slowly the export trickles its answers.
+/// bounded by the request timeout of `settings`, however slowly the export
+/// trickles its answers; sends on the connection then by its send timeout.
 /// With `creating`, the index of a device being created, the socket is
 /// tracked meanwhile, so that unloading the module can cut the handshake
 /// short (reconnects, in the device's threads, are cut short by
@@ -135,9 +136,10 @@ pub(super) fn handshake(
     addr: SockAddr,
     hello: &HelloBody,
     sec: &SecurityConfig,
-    timeout_ms: u32,
+    settings: &Settings,
     creating: Option<u32>,
 ) -> Result<Conn, Refusal> {
+    let timeout_ms = settings.req_timeout_ms.load(Relaxed);
     let deadline = Instant::<Monotonic>::now() + Delta::from_millis(timeout_ms.into());
     let cannot = |e| Refusal::new(e, c"cannot connect to the export node");
     let sock = Arc::new(
@@ -223,7 +225,7 @@ pub(super) fn handshake(
         security::session(&sec.security, Role::Local, keys).map_err(Refusal::from)?;
     // Replies may take as long as the export's IO; only sends are bounded
     // here. Silence is caught by the request timeout and pings.
-    sock.set_timeouts(timeout_ms, 0);
+    sock.set_timeouts(settings.send_timeout_ms(), 0);
     Ok(Conn {
         sock,
         granted,
@@ -272,7 +274,6 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             return None;
         }
         attempts += 1;
-        let timeout = shared.dev.settings.req_timeout_ms.load(Relaxed);
         let hello = HelloBody {
             queue_index: shared.qid as u16,
             epoch: shared.dev.epoch.get(),
@@ -286,7 +287,7 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
                 shared.dev.addr,
                 &hello,
                 &shared.dev.security,
-                timeout,
+                &shared.dev.settings,
                 None,
             )
         }) else {

@@ -81,7 +81,6 @@ impl Device {
             export: cfg.export,
         };
         let (index, addr) = (cfg.index, cfg.addr);
-        let timeout = settings.req_timeout_ms.load(Relaxed);
         let connect = |hello: &HelloBody, queue_index| {
             let mut h = *hello;
             h.queue_index = queue_index;
@@ -90,7 +89,7 @@ impl Device {
                 addr,
                 &h,
                 &cfg.security,
-                timeout,
+                &settings,
                 Some(index),
             )
         };

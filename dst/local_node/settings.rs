@@ -82,6 +82,17 @@ impl Settings {
         set(&self.loss_timeout_ms, u.loss_timeout_ms);
     }
 
+    /// How long any one send on a connection may wait for room: the
+    /// request timeout, but no longer than the loss timeout. A send blocked
+    /// on a peer that takes nothing holds the sender thread, which is also
+    /// the watchdog that enforces the loss timeout and a delete's grace;
+    /// those must not wait for a longer send.
+    pub(super) fn send_timeout_ms(&self) -> u32 {
+        self.req_timeout_ms
+            .load(Relaxed)
+            .min(self.loss_timeout_ms.load(Relaxed))
+    }
+
     pub(super) fn get(a: &Atomic<u32>) -> u64 {
         u64::from(a.load(Relaxed))
     }
