@@ -73,6 +73,13 @@ use super::{
 /// connection, so it never has to.
 const REFUSE_SEND_MS: u32 = 100;
 
+/// Answers a connection just accepted with a HELLO_REPLY refusal `status`,
+/// without reading its HELLO, and closes it.
+fn answer_at_accept(sock: Socket, status: Status) {
+    sock.set_timeouts(REFUSE_SEND_MS, 0);
+    let _ = sock.send_all(&Header::hello_reply(status).encode(), false);
+}
+
 /// Queue depth granted to a local node that leaves the choice to us.
 const DEFAULT_DEPTH: u16 = 128;
 
@@ -165,8 +172,7 @@ impl Inner {
     /// new socket's buffer, so the send cannot wait) and closes it.
     fn refuse_at_accept(&self, sock: Socket) {
         self.refuse_client(Peer(sock.peer()), c"address not on the allow-list");
-        sock.set_timeouts(REFUSE_SEND_MS, 0);
-        let _ = sock.send_all(&Header::hello_reply(Status::NotAllowed).encode(), false);
+        answer_at_accept(sock, Status::NotAllowed);
     }
 
     /// Counts and reports a refused client: a log line, an event.
@@ -276,8 +282,7 @@ impl Inner {
             }
             drop(sessions);
             // A local node tries again after its reconnect delay.
-            sock.set_timeouts(REFUSE_SEND_MS, 0);
-            let _ = sock.send_all(&Header::hello_reply(Status::Busy).encode(), false);
+            answer_at_accept(sock, Status::Busy);
             return;
         }
         let handshakes = || sessions.iter().filter(|s| s.data().stage.in_handshake());
