@@ -72,6 +72,7 @@ profile_targets=${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}
 profile_jobs=${BENCH_PROFILE_JOBS:-seqwrite randread}
 profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
 dst_queues=${BENCH_DST_QUEUES:-auto}
+connects=${BENCH_CONNECTS:-10}
 tmp=$(mktemp -d)
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -302,6 +303,7 @@ setup_dst() {
     fi
     dev=$(tail -1 "$tmp/dev")
     [ -b "$dev" ] || { reason="dstcfg local printed '$dev', not a block device"; return 1; }
+    LOCAL_ARGS[dst-$mode]="-r 127.0.0.1 -p $port -a local ${prot[*]} ${qopt[*]}"
     setup_desc="dstcfg export + local on 127.0.0.1:$port, protection $mode (defaults otherwise: queue depth 128, max IO 1 MiB${qopt:+; ${qopt[*]}})"
 }
 teardown_dst() {
@@ -317,6 +319,33 @@ teardown_dst-none() { teardown_dst 1025 "$1"; }
 teardown_dst-crc32c() { teardown_dst 1026 "$1"; }
 teardown_dst-aead() { teardown_dst 1027 "$1"; }
 teardown_dst-hmac() { teardown_dst 1028 "$1"; }
+
+# measure_connect T DEV: the connect time of DST target T (the handshake and
+# the creation of the device, as `dstcfg -a local` takes it, until it prints
+# the device) and the delete time, $connects times; the measured device DEV
+# is deleted first, and so is each new one. One "connect_ms delete_ms" line
+# per try in raw/T__connect.txt.
+measure_connect() {
+    local t=$1 d=$2 i t0 t1 t2 new
+    [ "$connects" -gt 0 ] || return 0
+    log "$t: connect time, $connects tries"
+    run_bounded 60 dstcfg -a delete -d "${d#/dev/}" >/dev/null 2>&1
+    DEV[$t]=""
+    for i in $(seq 1 "$connects"); do
+        t0=$EPOCHREALTIME
+        # shellcheck disable=SC2086 # split on purpose (no spaces in the words)
+        if ! run_bounded 60 dstcfg ${LOCAL_ARGS[$t]} >"$tmp/dev" 2>"$tmp/err"; then
+            log "$t: connect $i failed: $(one_line "$tmp/err")"
+            return 0
+        fi
+        t1=$EPOCHREALTIME
+        new=$(tail -1 "$tmp/dev")
+        run_bounded 60 dstcfg -a delete -d "${new#/dev/}" >/dev/null 2>&1
+        t2=$EPOCHREALTIME
+        awk -v a="$t0" -v b="$t1" -v c="$t2" \
+            'BEGIN { printf "%.1f %.1f\n", (b - a) * 1000, (c - b) * 1000 }' >>"$raw/${t}__connect.txt"
+    done
+}
 
 # ---------------------------------------------------------------------------
 # Jobs
@@ -416,7 +445,7 @@ profile_job() {
 # ---------------------------------------------------------------------------
 # Set up every target, each on its own RAM disk.
 
-declare -A DEV=() STATUS=() REASON=() DESC=()
+declare -A DEV=() STATUS=() REASON=() DESC=() LOCAL_ARGS=()
 ready=()
 log "targets: $targets; jobs: $jobs; ${runtime}s + ${ramp}s ramp per job, $rounds round(s); $ncpu vCPUs"
 index=0
@@ -492,6 +521,12 @@ for t in $targets; do
     [ -n "${STATUS[$t]:-}" ] || continue
     printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\n' "${STATUS[$t]}" "${REASON[$t]}" \
         "${DEV[$t]:-}" "${DESC[$t]:-}" >"$raw/target-$t.txt"
+done
+
+# Connect times, once the measured devices are no longer needed.
+for t in "${ready[@]}"; do
+    [ -n "${LOCAL_ARGS[$t]:-}" ] && [ "${STATUS[$t]}" != broken ] || continue
+    measure_connect "$t" "${DEV[$t]}"
 done
 
 # ---------------------------------------------------------------------------

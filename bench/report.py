@@ -2,17 +2,21 @@
 # SPDX-License-Identifier: GPL-2.0
 """report.py - turn the raw output of bench/guest.sh into the benchmark report.
 
-usage: bench/report.py OUTDIR      (bench/run.sh runs it; so can you, again)
+usage: bench/report.py OUTDIR [--baseline BASEDIR]
+       (bench/run.sh runs it; so can you, again)
 
-Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J.fio.json, T__J.meta)
-and OUTDIR/profile/ (if profiled), writes:
+Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J.fio.json, T__J.meta,
+T__connect.txt) and OUTDIR/profile/ (if profiled), writes:
 
   OUTDIR/results.json   every job x target: bw MB/s, IOPS, p50/p99 completion
                         latency (us), CPU us per IO, CPU busy %, plus the
                         environment, the targets' set-up and the ratios
   OUTDIR/results.md     a table per job (targets as columns) with ratio rows
                         DST / NVMe-TCP and DST / NBD, a summary of the ratios,
-                        and the profile summary if there is one
+                        and the profile summary if there is one; the DST
+                        connect and delete times; with --baseline, every
+                        number against BASEDIR's results.json (the same run
+                        with an older module: bench/run.sh BENCH_BASELINE)
   OUTDIR/throughput.svg grouped bars: each job's throughput normalised to
                         NVMe/TCP (standard library only, no plotting package)
 
@@ -208,6 +212,25 @@ def ratio(a, b):
     return a / b
 
 
+def load_connect(path):
+    """Connect and delete times (ms) from guest.sh's T__connect.txt."""
+    conn, dele = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2:
+                    conn.append(float(parts[0]))
+                    dele.append(float(parts[1]))
+    except (FileNotFoundError, ValueError):
+        return None
+    if not conn:
+        return None
+    return {"tries": len(conn),
+            "connect_ms": {"median": median(conn), "min": min(conn), "max": max(conn)},
+            "delete_ms": {"median": median(dele), "min": min(dele), "max": max(dele)}}
+
+
 def build(outdir):
     raw = os.path.join(outdir, "raw")
     env = read_kv(os.path.join(raw, "env.txt"))
@@ -265,6 +288,11 @@ def build(outdir):
                     e["lat_p50"] = ratio(rd.get("lat_p50_us"), rp.get("lat_p50_us"))
                     e["lat_p99"] = ratio(rd.get("lat_p99_us"), rp.get("lat_p99_us"))
                 ratios[job][f"{d}/{p}"] = e
+    connect = {}
+    for t in DST_MODES:
+        times = load_connect(os.path.join(raw, f"{t}__connect.txt"))
+        if times:
+            connect[t] = times
     memory_kib = num(env.get("memory_kib"))
     environment = {
         "date": env.get("date"),
@@ -303,6 +331,7 @@ def build(outdir):
         "targets": targets,
         "results": results,
         "ratios": ratios,
+        "connect": connect,
         "notes": {
             "bw_MBps": "10^6 bytes per second",
             "lat": "fio total latency (submission + completion) percentiles, microseconds",
@@ -315,6 +344,8 @@ def build(outdir):
             "rounds": "results are medians over this many rounds",
             "ratios": "DST mode / peer; throughput >1 is better for DST, cpu_per_io and lat <1 "
             "are better for DST",
+            "connect": "ms for dstcfg -a local (handshake and device creation, until the "
+            "device path is printed) and for dstcfg -a delete; median, min, max of the tries",
         },
     }
     prof = load_profiles(outdir)
@@ -620,6 +651,7 @@ def markdown(doc):
                     vals.append(fmt(e.get(rkey), "ratio") if e else "")
                 out.append(f"| {rname} ÷ {LABEL[peer]} | " + " | ".join(vals) + " |")
         out.append("")
+    out.extend(connect_markdown(doc))
     out.append("Throughput is MB/s for the 1 MiB jobs and IOPS for the 4 KiB jobs (the same "
                "ratio either way). Latency: fio total latency (submission + completion). CPU per IO: busy time of "
                "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
@@ -632,6 +664,60 @@ def markdown(doc):
         out.append("")
         out.extend(profile_markdown(prof))
     return "\n".join(out) + "\n"
+
+
+def connect_markdown(doc):
+    conn = doc.get("connect") or {}
+    if not conn:
+        return []
+    out = ["## DST connect time", "",
+           "`dstcfg -a local` until it prints the device (the handshake, the device's "
+           "creation and its first reads by the kernel's partition scan), and `dstcfg -a "
+           "delete`, in ms: median (min–max).", "",
+           "| | connect (ms) | delete (ms) | tries |", "|---|---:|---:|---:|"]
+    for t in DST_MODES:
+        c = conn.get(t)
+        if not c:
+            continue
+        span = [f"{fmt(c[k]['median'], 'us')} ({fmt(c[k]['min'], 'us')}–{fmt(c[k]['max'], 'us')})"
+                for k in ("connect_ms", "delete_ms")]
+        out.append(f"| {LABEL[t]} | {span[0]} | {span[1]} | {c['tries']} |")
+    out.append("")
+    return out
+
+
+def baseline_markdown(doc, base, rev):
+    """Every DST number of this run against the same run of an older module."""
+    out = [f"## Against the baseline {rev[:12] if rev else ''}", "",
+           "The same jobs, one VM boot earlier, with the baseline's module and dstcfg "
+           "on the same kernel. Ratio = this tree ÷ baseline: above 1 is faster for "
+           "throughput, below 1 is better for CPU per IO, latency and connect time. "
+           "The two runs were not interleaved: host load moves both.", "",
+           "| job | target | throughput | ÷ base | CPU/IO (µs) | ÷ base | p50 (µs) | ÷ base "
+           "| p99 (µs) | ÷ base |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for job, label, _r, metric in JOBS:
+        for t in DST_MODES:
+            now = doc["results"].get(job, {}).get(t)
+            old = base.get("results", {}).get(job, {}).get(t)
+            if not now or not old or "error" in now or "error" in old:
+                continue
+            kind = "MBps" if metric == "bw_MBps" else "iops"
+            cells = []
+            for key, k in ((metric, kind), ("cpu_us_per_io", "us"), ("lat_p50_us", "us"),
+                           ("lat_p99_us", "us")):
+                cells += [f"{fmt(now.get(key), k)} vs {fmt(old.get(key), k)}",
+                          fmt(ratio(now.get(key), old.get(key)), "ratio")]
+            out.append(f"| {label} | {LABEL[t]} | " + " | ".join(cells) + " |")
+    bc, nc = base.get("connect") or {}, doc.get("connect") or {}
+    rows = [t for t in DST_MODES if t in bc and t in nc]
+    if rows:
+        out += ["", "| connect (ms, median) | now | baseline | ÷ base |", "|---|---:|---:|---:|"]
+        for t in rows:
+            a, b = nc[t]["connect_ms"]["median"], bc[t]["connect_ms"]["median"]
+            out.append(f"| {LABEL[t]} | {fmt(a, 'us')} | {fmt(b, 'us')} | "
+                       f"{fmt(ratio(a, b), 'ratio')} |")
+    out.append("")
+    return out
 
 
 def ratio_table(doc):
@@ -792,16 +878,35 @@ def svg(doc):
 
 
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    basedir = None
+    if len(args) == 3 and args[1] == "--baseline":
+        basedir = args[2]
+        args = args[:1]
+    if len(args) != 1:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
-    outdir = sys.argv[1]
+    outdir = args[0]
     doc, count = build(outdir)
+    base_lines = []
+    if basedir:
+        try:
+            with open(os.path.join(basedir, "results.json"), encoding="utf-8") as f:
+                base = json.load(f)
+            rev = read_kv(os.path.join(outdir, "baseline.txt")).get("baseline", "")
+            doc["baseline"] = {"revision": rev, "results": base.get("results"),
+                               "connect": base.get("connect"),
+                               "environment": base.get("environment")}
+            base_lines = baseline_markdown(doc, base, rev)
+        except (OSError, ValueError) as e:
+            base_lines = [f"(baseline {basedir}: not readable: {e})", ""]
     with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(doc, f, indent=1, sort_keys=False)
         f.write("\n")
     with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
         f.write(markdown(doc))
+        if base_lines:
+            f.write("\n" + "\n".join(base_lines))
     with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
         f.write(svg(doc))
     print()
@@ -815,6 +920,9 @@ def main():
             print(f"\n{label}: {st}" + (f" ({doc['targets'][t].get('reason')})"
                                         if doc["targets"][t].get("reason") else ""), end="")
     print()
+    if base_lines:
+        print()
+        print("\n".join(base_lines))
     print(f"\n{count} job results; report in results.md, results.json, throughput.svg")
     return 0 if count else 1
 

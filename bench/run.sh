@@ -25,7 +25,13 @@
 #                          BENCH_PROFILE_TARGETS (default: dst-none dst-crc32c
 #                          nvme-tcp), BENCH_PROFILE_RUNTIME s each (default 15);
 #                          needs perf (Debian package linux-perf) on the host
-#   BENCH_OUT              output folder (default: bench/out; emptied first)
+#   BENCH_CONNECTS         connect (and delete) a DST device this many times
+#                          per DST target after the jobs (default 10)
+#   BENCH_BASELINE=REV     first run everything with the module and dstcfg of
+#                          commit REV (built against the same kernel, cached),
+#                          then with this tree's; the report compares the two
+#   BENCH_OUT              output folder (default: bench/out; emptied first;
+#                          the baseline's run in BENCH_OUT/baseline)
 #
 # The guest has one 512 MiB RAM disk per target (brd.rd_nr is raised above the
 # default 4 if needed); all targets are set up at once and the jobs run
@@ -53,19 +59,20 @@ targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
 jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
 profile=${BENCH_PROFILE:-0}
 profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
+connects=${BENCH_CONNECTS:-10}
+baseline=${BENCH_BASELINE:-}
+cache=${DST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dst}
 python=$(command -v python3)
 
-for v in "$runtime" "$ramp" "$rounds" "$profile_runtime"; do
+for v in "$runtime" "$ramp" "$rounds" "$profile_runtime" "$connects"; do
     [[ $v =~ ^[0-9]+$ ]] || {
-        echo "run.sh: BENCH_RUNTIME, BENCH_RAMP, BENCH_ROUNDS, BENCH_PROFILE_RUNTIME want whole numbers" >&2
+        echo "run.sh: BENCH_RUNTIME, BENCH_RAMP, BENCH_ROUNDS, BENCH_PROFILE_RUNTIME, BENCH_CONNECTS want whole numbers" >&2
         exit 1
     }
 done
 [ -f "$repo/dst.ko" ] || { echo "run.sh: dst.ko not built; run make (or make bench)" >&2; exit 1; }
 
 mkdir -p "$out"
-rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
-mkdir -p "$out/raw"
 out=$(cd "$out" && pwd)
 
 # One RAM disk per target; memory for them (filled) and the rest.
@@ -100,43 +107,74 @@ if ! awk -v c="$cores" '{ exit !($1 < c) }' /proc/loadavg; then
     echo "bench: warning: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores: expect distorted numbers" >&2
 fi
 
-{
-    echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
-    echo "host_cores=$(nproc)"
-    echo "host_load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -1)"
-    echo "emulation=QEMU TCG (software emulation, vng --disable-kvm)"
-    echo "vm_memory=$DST_VM_MEMORY"
-} >"$out/raw/host.txt"
+# measure OUT BUILD: one VM run of bench/guest.sh with BUILD's dst.ko and
+# dstcfg, raw results in OUT/raw (emptied first).
+measure() {
+    local out=$1 build=$2 start status elapsed
+    mkdir -p "$out"
+    rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
+    mkdir -p "$out/raw"
+    {
+        echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+        echo "host_cores=$(nproc)"
+        echo "host_load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -1)"
+        echo "emulation=QEMU TCG (software emulation, vng --disable-kvm)"
+        echo "vm_memory=$DST_VM_MEMORY"
+    } >"$out/raw/host.txt"
 
-# The host's load during the run, every 10 s (the report shows it per job).
-( while :; do
-      echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)"
-      sleep 10
-  done ) >"$out/raw/hostload.txt" 2>/dev/null &
-sampler=$!
-trap 'kill "$sampler" 2>/dev/null || true' EXIT
+    # The host's load during the run, every 10 s (the report shows it per job).
+    ( while :; do
+          echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)"
+          sleep 10
+      done ) >"$out/raw/hostload.txt" 2>/dev/null &
+    sampler=$!
+    trap 'kill "${sampler:-}" 2>/dev/null || true' EXIT
 
-printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
-    "$ntargets" "$njobs" "$rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
-start=$SECONDS
-status=0
-"$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
-    BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$rounds" \
-    BENCH_TARGETS="'$targets'" BENCH_JOBS="'$jobs'" \
-    BENCH_DST_QUEUES="${BENCH_DST_QUEUES:-auto}" \
-    BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
-    BENCH_PROFILE_TARGETS="'${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}'" \
-    BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
-    bash "$repo/bench/guest.sh" "$out" || status=$?
-elapsed=$((SECONDS - start))
-kill "$sampler" 2>/dev/null || true
-{
-    echo "host_load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "vm_seconds=$elapsed"
-    echo "vm_status=$status"
-} >>"$out/raw/host.txt"
-[ "$status" = 0 ] || echo "bench: the VM ended with status $status (124: timed out); reporting what was measured" >&2
+    printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
+        "$ntargets" "$njobs" "$rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
+    start=$SECONDS
+    status=0
+    DST_VM_BUILD="$build" "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
+        BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$rounds" \
+        BENCH_TARGETS="'$targets'" BENCH_JOBS="'$jobs'" \
+        BENCH_DST_QUEUES="${BENCH_DST_QUEUES:-auto}" BENCH_CONNECTS="$connects" \
+        BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
+        BENCH_PROFILE_TARGETS="'${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}'" \
+        BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
+        bash "$repo/bench/guest.sh" "$out" || status=$?
+    elapsed=$((SECONDS - start))
+    kill "$sampler" 2>/dev/null || true
+    {
+        echo "host_load_after=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "vm_seconds=$elapsed"
+        echo "vm_status=$status"
+    } >>"$out/raw/host.txt"
+    [ "$status" = 0 ] || echo "bench: the VM ended with status $status (124: timed out); reporting what was measured" >&2
+    printf 'bench: %d min %d s in the VM\n' $((elapsed / 60)) $((elapsed % 60))
+}
 
-"$python" "$repo/bench/report.py" "$out"
-printf 'bench: %d min %d s in the VM; outputs in %s\n' $((elapsed / 60)) $((elapsed % 60)) "${out#"$repo"/}"
+# BENCH_BASELINE=REV: the same run first with REV's module and dstcfg, built
+# from `git archive REV` against the same kernel tree and cached.
+if [ -n "$baseline" ]; then
+    rev=$(git -C "$repo" rev-parse --verify --quiet "$baseline^{commit}") ||
+        { echo "run.sh: BENCH_BASELINE=$baseline: no such commit" >&2; exit 1; }
+    kdir=${KDIR:-$(cat "$cache/kdir" 2>/dev/null || true)}
+    [ -d "$kdir" ] || { echo "run.sh: no kernel tree (run make)" >&2; exit 1; }
+    base_src=$cache/bench-base/${rev:0:12}-$(basename "$kdir")
+    if [ ! -f "$base_src/dst.ko" ] || [ ! -x "$base_src/tools/dstcfg/target/release/dstcfg" ]; then
+        echo "bench: building the baseline ${rev:0:12} in $base_src"
+        rm -rf "$base_src" && mkdir -p "$base_src"
+        git -C "$repo" archive "$rev" | tar -x -C "$base_src"
+        make -s -C "$kdir" M="$base_src" modules >/dev/null
+        cargo build --release --quiet --manifest-path "$base_src/tools/dstcfg/Cargo.toml"
+    fi
+    echo "baseline=$rev" >"$out/baseline.txt"
+    measure "$out/baseline" "$base_src"
+    "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
+else
+    rm -rf "$out/baseline" "$out/baseline.txt"
+fi
+measure "$out" "$repo"
+"$python" "$repo/bench/report.py" "$out" ${baseline:+--baseline "$out/baseline"}
+printf 'bench: outputs in %s\n' "${out#"$repo"/}"

@@ -27,6 +27,8 @@
 #                  in $DST_CACHE/kdir)
 #   DST_CACHE      cache folder (default: $XDG_CACHE_HOME/dst or ~/.cache/dst)
 #   DST_NO_INSMOD  1: do not load dst.ko before CMD
+#   DST_VM_BUILD   another source tree whose dst.ko and dstcfg the guest uses
+#                  (default: this repository; bench/run.sh BENCH_BASELINE)
 #   DST_VM_CPUS    guest vCPUs (default 2)
 #   DST_VM_MEMORY  guest memory (default 2G)
 #   DST_VM_CPU     guest CPU model (default max,avx2=off; see below)
@@ -73,7 +75,8 @@ bzimage=$kdir/arch/x86/boot/bzImage
 [ -f "$bzimage" ] || die "no kernel image at $bzimage (is the kernel build finished?)"
 command -v vng >/dev/null 2>&1 || die "vng (virtme-ng) not found; run scripts/setup.sh"
 
-dst_ko=$repo/dst.ko
+build=${DST_VM_BUILD:-$repo}
+dst_ko=$build/dst.ko
 no_insmod=${DST_NO_INSMOD:-0}
 if [ "$no_insmod" != 1 ] && [ ! -f "$dst_ko" ]; then
     die "$dst_ko not found: run make (or set DST_NO_INSMOD=1)"
@@ -85,7 +88,7 @@ done
 
 # What the guest runs first: environment, then the module.
 q() { printf '%q' "$1"; }
-prelude="export PATH=$(q "$repo/tools/dstcfg/target/release"):\$PATH"
+prelude="export PATH=$(q "$build/tools/dstcfg/target/release"):\$PATH"
 prelude+=" DST_KO=$(q "$dst_ko") DST_REPO=$(q "$repo") DST_NO_INSMOD=$(q "$no_insmod")"
 if [ "$no_insmod" != 1 ]; then
     # shellcheck disable=SC2016 # expanded by the guest
