@@ -15,10 +15,11 @@ use core::{marker::PhantomData, ptr::NonNull};
 use kernel::{
     error::{from_err_ptr, to_result},
     ffi::{c_int, c_uint, c_void},
+    new_mutex,
     prelude::*,
     sync::{
         atomic::{Acquire, Atomic, Full, Release},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -114,7 +115,7 @@ impl RqInfo {
 
 mod ffi {
     use super::{DiskParams, RawDisk, RawRequest, RawTagSet, RqInfo};
-    use kernel::ffi::{c_int, c_uint, c_void};
+    use kernel::ffi::{c_char, c_int, c_uint, c_void};
 
     extern "C" {
         pub(super) fn dst_shim_blk_register() -> c_int;
@@ -137,6 +138,7 @@ mod ffi {
         pub(super) fn dst_shim_disk_openers(disk: *mut RawDisk) -> u32;
         pub(super) fn dst_shim_disk_close_opens(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_set_timeout(disk: *mut RawDisk, ms: u32);
+        pub(super) fn dst_shim_disk_uevent(disk: *mut RawDisk, env: *const c_char);
         pub(super) fn dst_shim_rq_pdu(rq: *mut RawRequest) -> *mut c_void;
         pub(super) fn dst_shim_rq_bvecs(
             rq: *mut RawRequest,
@@ -578,16 +580,62 @@ impl<D: Driver> Drop for TagSet<D> {
     }
 }
 
+/// A disk's pointer, handed to [`DiskEvents`].
+struct Visible(NonNull<RawDisk>);
+
+// SAFETY: the pointer is only used under the `DiskEvents` lock, while the
+// disk is added; a uevent may be sent from any task.
+unsafe impl Send for Visible {}
+
+/// Change uevents about a disk, for those that outlive its visibility (a
+/// device's threads, which announce connection losses): a [`Disk`] attaches
+/// itself once added and detaches before it is deleted, so an event sent
+/// later goes nowhere.
+///
+/// # Invariants
+///
+/// While `disk` holds a pointer, that disk is added (not yet deleted).
+#[pin_data]
+pub(crate) struct DiskEvents {
+    #[pin]
+    disk: Mutex<Option<Visible>>,
+}
+
+impl DiskEvents {
+    /// No disk attached yet.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(DiskEvents {
+                disk <- new_mutex!(None, "DiskEvents::disk"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Sends a `KOBJ_CHANGE` uevent with `env` ("KEY=value") about the
+    /// attached disk, if there is one. May sleep; allocates without IO.
+    pub(crate) fn change(&self, env: &CStr) {
+        let disk = self.disk.lock();
+        if let Some(Visible(d)) = &*disk {
+            // SAFETY: the disk is added (type invariant) and cannot be
+            // deleted while the lock is held; `env` is NUL-terminated.
+            unsafe { ffi::dst_shim_disk_uevent(d.as_ptr(), env.as_char_ptr()) };
+        }
+    }
+}
+
 /// A gendisk on a [`TagSet`], visible as `/dev/dstN` once added.
 ///
 /// # Invariants
 ///
 /// `disk` came from `dst_shim_disk_alloc`; `added` says whether `add_disk`
 /// succeeded and the disk was not deleted since. The tag set outlives the
-/// disk (the owner drops the disk first).
+/// disk (the owner drops the disk first). `events` has this disk attached
+/// exactly while it is added.
 pub(crate) struct Disk {
     disk: NonNull<RawDisk>,
     added: Atomic<bool>,
+    events: Arc<DiskEvents>,
 }
 
 // SAFETY: gendisk operations used here may run from any task.
@@ -598,18 +646,26 @@ unsafe impl Send for Disk {}
 unsafe impl Sync for Disk {}
 
 impl Disk {
-    /// Allocates the disk and makes it visible.
-    pub(crate) fn add<D: Driver>(set: &TagSet<D>, p: &DiskParams) -> Result<Self> {
+    /// Allocates the disk and makes it visible; `events` reaches it from
+    /// then on until it is deleted.
+    pub(crate) fn add<D: Driver>(
+        set: &TagSet<D>,
+        p: &DiskParams,
+        events: Arc<DiskEvents>,
+    ) -> Result<Self> {
         // SAFETY: the tag set is live; `p` is valid.
         let disk = from_err_ptr(unsafe { ffi::dst_shim_disk_alloc(set.set.as_ptr(), p) })?;
         let disk = NonNull::new(disk).ok_or(ENOMEM)?;
         let this = Disk {
             disk,
             added: Atomic::new(false),
+            events,
         };
         // SAFETY: the disk is allocated and not yet added.
         to_result(unsafe { ffi::dst_shim_disk_add(disk.as_ptr()) })?;
         this.added.store(true, Release);
+        // INVARIANT: added just above; detached in `delete`.
+        *this.events.disk.lock() = Some(Visible(disk));
         Ok(this)
     }
 }
@@ -641,6 +697,9 @@ impl Disk {
     /// driver must still be able to complete it). Idempotent.
     pub(crate) fn delete(&self) {
         if self.added.xchg(false, Full) {
+            // INVARIANT: detached, and no event is being sent, before the
+            // disk goes.
+            *self.events.disk.lock() = None;
             // SAFETY: the disk was added, and the exchange makes this the
             // only deletion.
             unsafe { ffi::dst_shim_disk_del(self.disk.as_ptr()) };

@@ -24,7 +24,9 @@ use crate::{
     crypto::Key,
     error::Refusal,
     export::{Export, ExportConfig},
-    local_node::{Device, DeviceConfig, SettingsUpdate},
+    local_node::{
+        Device, DeviceConfig, SettingsUpdate, LOSS_TIMEOUT_INFINITE, LOSS_TIMEOUT_MAX_MS,
+    },
     proto::{self, Name, Protection, Security},
     registry::{self, Registry},
     rekey,
@@ -374,16 +376,24 @@ impl<'a> Request<'a> {
     /// The settings the request carries, in the shim's fixed order:
     /// request timeout, max resends, reconnect delay, ping interval, ping
     /// timeout, loss timeout.
-    fn settings(&self) -> SettingsUpdate {
+    fn settings(&self) -> Result<SettingsUpdate, Refusal> {
         let v = |i: usize| (self.req.settings_mask & (1 << i) != 0).then(|| self.req.settings[i]);
-        SettingsUpdate {
+        let loss_timeout_ms = v(5);
+        if loss_timeout_ms.is_some_and(|ms| ms > LOSS_TIMEOUT_MAX_MS && ms != LOSS_TIMEOUT_INFINITE)
+        {
+            return Err(Refusal::new(
+                EINVAL,
+                c"the loss timeout is at most a day (86400000 ms), or infinite (4294967295)",
+            ));
+        }
+        Ok(SettingsUpdate {
             req_timeout_ms: v(0),
             max_resends: v(1),
             reconnect_delay_ms: v(2),
             ping_interval_ms: v(3),
             ping_timeout_ms: v(4),
-            loss_timeout_ms: v(5),
-        }
+            loss_timeout_ms,
+        })
     }
 
     /// The export's clients with keys of their own.
@@ -628,7 +638,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
                 .name(r.req.client_name)?
                 .unwrap_or_else(|| default_name(None)),
             export: r.name(r.req.name)?.unwrap_or(Name::EMPTY),
-            settings: r.settings(),
+            settings: r.settings()?,
             security: r.security(false)?,
         };
         reg.reserve_index(n)?;
@@ -727,7 +737,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_set(req: *mut NlRequest) -> c_int {
         let dev = reg
             .device(r.req.index)
             .ok_or(Refusal::new(ENOENT, c"no such device"))?;
-        dev.update(&r.settings());
+        dev.update(&r.settings()?);
         Ok(())
     })
 }

@@ -28,7 +28,8 @@
 static const struct netlink_range_validation dst_range_timeout = { .min = 100, .max = 3600000 };
 static const struct netlink_range_validation dst_range_delay = { .min = 10, .max = 600000 };
 static const struct netlink_range_validation dst_range_interval = { .min = 0, .max = 3600000 };
-static const struct netlink_range_validation dst_range_loss = { .min = 100, .max = 86400000 };
+/* Up to a day, or U32_MAX for "infinite": netlink.rs refuses what lies between. */
+static const struct netlink_range_validation dst_range_loss = { .min = 100, .max = U32_MAX };
 static const struct netlink_range_validation dst_range_rekey_mib = { .min = 1, .max = 1 << 20 };
 static const struct netlink_range_validation dst_range_rekey_seconds = { .min = 1, .max = 86400 };
 

@@ -99,6 +99,7 @@ DST_ATTR(protection, 19);
 DST_ATTR(queues, 20);
 DST_ATTR(rekeys, 21);
 DST_ATTR(export_name, 22);
+DST_ATTR(serial, 23);
 
 static struct attribute *dst_sysfs_attrs[] = {
 	&dst_attr_peer.attr.attr,
@@ -132,7 +133,21 @@ static const struct attribute_group dst_sysfs_group = {
 	.attrs = dst_sysfs_attrs,
 };
 
+/*
+ * /sys/block/dstN/serial: the export's identity, where udev looks for a
+ * disk's serial (as for virtio-blk), for /dev/disk/by-id/dst-<identity>.
+ */
+static struct attribute *dst_disk_attrs[] = {
+	&dst_attr_serial.attr.attr,
+	NULL,
+};
+
+static const struct attribute_group dst_disk_group = {
+	.attrs = dst_disk_attrs,
+};
+
 static const struct attribute_group *dst_sysfs_groups[] = {
+	&dst_disk_group,
 	&dst_sysfs_group,
 	NULL,
 };
@@ -291,6 +306,20 @@ void dst_shim_disk_close_opens(struct gendisk *disk)
 {
 	lockdep_assert_held(&disk->open_mutex);
 	disk->private_data = &dst_disk_closed;
+}
+
+/*
+ * A KOBJ_CHANGE uevent on the disk with one extra variable (env, "KEY=value").
+ * kobject_uevent_env() allocates with GFP_KERNEL; the caller may be on the
+ * device's IO path, so allocations here may not start IO.
+ */
+void dst_shim_disk_uevent(struct gendisk *disk, const char *env)
+{
+	char *envp[] = { (char *)env, NULL };
+	unsigned int noio = memalloc_noio_save();
+
+	kobject_uevent_env(&disk_to_dev(disk)->kobj, KOBJ_CHANGE, envp);
+	memalloc_noio_restore(noio);
 }
 
 void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms)

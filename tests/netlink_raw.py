@@ -29,6 +29,9 @@ Modes:
                    crc32c, hmac, aead), algorithm ALG and key KEYHEX, bypassing
                    dstcfg's checks; print the kernel's answer; exit 0 if the
                    kernel refused it, 1 if it accepted it
+  --set-loss N MS  send one DST_CMD_DEV_SET of /dev/dstN's loss timeout (MS, or
+                   "infinite"), bypassing dstcfg; print the kernel's answer;
+                   exit 0 if it accepted it, 1 if it refused it
   --family-absent  require that the "dst" family is not registered
   --family-present require that the "dst" family is registered
 
@@ -79,6 +82,9 @@ DST_A_VERSION = 2
 DST_A_PROTO_VERSION = 3
 DST_CMD_EVENT = 8
 DST_CMD_DEV_DEL = 5
+DST_CMD_DEV_SET = 7
+DST_A_LOSS_TIMEOUT_MS = 21
+LOSS_TIMEOUT_INFINITE = 0xFFFFFFFF
 DST_A_INDEX = 10
 DST_A_FORCE = 42
 DST_A_EVENT = 24
@@ -376,6 +382,15 @@ def main(argv):
             print(f"EXPORT_ADD {prot} {alg}: {r.describe()}")
             if r.error == 0:
                 raise Failure(f"the kernel accepted {alg}")
+        elif mode == "--set-loss" and len(argv) == 4:
+            index, ms = int(argv[2]), argv[3]
+            ms = LOSS_TIMEOUT_INFINITE if ms == "infinite" else int(ms)
+            sock = GenlSocket()
+            attrs = nla_u32(DST_A_INDEX, index) + nla_u32(DST_A_LOSS_TIMEOUT_MS, ms)
+            r = sock.dst(resolve(sock), DST_CMD_DEV_SET, attrs)
+            print(f"DEV_SET dst{index} loss timeout {ms}: {r.describe()}")
+            if r.error != 0:
+                raise Failure(f"the kernel refused loss timeout {ms}")
         elif mode in ("--family-absent", "--family-present"):
             sock = GenlSocket()
             present = sock.family_id(DST_GENL_NAME) is not None

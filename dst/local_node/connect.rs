@@ -331,7 +331,7 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             if (was == ConnState::Failed || was == ConnState::Reconnecting)
                 && dev.lost_queues.fetch_sub(1, Relaxed) == 1
             {
-                netlink::notify(&dev.net, dev.index, event::RECONNECTED);
+                dev.announce(event::RECONNECTED);
             }
         }
         shared.dev.reconnects.add(1, Relaxed);

@@ -17,7 +17,7 @@ use kernel::{
 };
 
 use crate::{
-    blk::{self, Disk, DiskParams, Driver, Request, SegmentBuf, Started, TagSet},
+    blk::{self, Disk, DiskEvents, DiskParams, Driver, Request, SegmentBuf, Started, TagSet},
     epoch::Epoch,
     error::{code, Refusal},
     kthread::Thread,
@@ -115,6 +115,7 @@ impl Device {
         // and there are at most max_io / PAGE_SIZE of them: one entry each.
         let max_segments = (granted.max_io_bytes as usize).div_ceil(PAGE_SIZE);
         let depth = u32::from(granted.queue_depth);
+        let events = DiskEvents::new()?;
         let common = Arc::new(
             Common {
                 index,
@@ -139,6 +140,7 @@ impl Device {
                 bytes_written: Atomic::new(0),
                 integrity_errors: Atomic::new(0),
                 rekeys: Atomic::new(0),
+                events: events.clone(),
             },
             GFP_KERNEL,
         )?;
@@ -248,7 +250,7 @@ impl Device {
                 GFP_KERNEL,
             )?;
         }
-        let disk = Disk::add(&tags, &params)
+        let disk = Disk::add(&tags, &params, events)
             .map_err(|e| Refusal::new(e, c"cannot create the block device"))?;
         closing.disarm();
         netlink::notify(&common.net, index, event::CONNECTED);
@@ -469,6 +471,21 @@ impl Drop for Device {
 }
 
 impl Common {
+    /// Announces a change of the device's state: a netlink event (for
+    /// `dstcfg monitor`) and, once the disk exists, a change uevent whose
+    /// `DST_STATE` is the new state as sysfs `dst/state` shows it (for udev,
+    /// md and systemd).
+    pub(super) fn announce(&self, ev: u32) {
+        netlink::notify(&self.net, self.index, ev);
+        let state = match ev {
+            event::LOST => c"DST_STATE=reconnecting",
+            event::RECONNECTED => c"DST_STATE=connected",
+            event::FAILED => c"DST_STATE=failed",
+            _ => return,
+        };
+        self.events.change(state);
+    }
+
     /// A snapshot of the counters; `tags` counts the requests in flight.
     fn counters(&self, tags: &TagSet<Router>) -> Counters {
         let mut in_flight = 0;
@@ -549,7 +566,10 @@ impl Driver for Router {
             14 => write!(out, "{}", get(&s.reconnect_delay_ms)),
             15 => write!(out, "{}", get(&s.ping_interval_ms)),
             16 => write!(out, "{}", get(&s.ping_timeout_ms)),
-            17 => write!(out, "{}", get(&s.loss_timeout_ms)),
+            17 => match s.loss_timeout() {
+                Some(ms) => write!(out, "{ms}"),
+                None => out.write_str("infinite"),
+            },
             18 => write!(out, "{}", dev.integrity_errors.load(Relaxed)),
             19 => {
                 let sec = &dev.security.security;
@@ -562,7 +582,7 @@ impl Driver for Router {
             }
             20 => write!(out, "{}", self.queues.len()),
             21 => write!(out, "{}", dev.rekeys.load(Relaxed)),
-            22 => sysfs::write_name(out, &dev.hello.export),
+            22 | 23 => sysfs::write_name(out, &dev.hello.export),
             _ => Err(kernel::fmt::Error),
         }
     }

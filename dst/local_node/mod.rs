@@ -58,7 +58,7 @@ use kernel::{
 };
 
 use crate::{
-    blk::{Disk, Request, SegmentBuf, TagSet},
+    blk::{Disk, DiskEvents, Request, SegmentBuf, TagSet},
     epoch::Epoch,
     error::code,
     kthread::Thread,
@@ -79,7 +79,9 @@ mod watchdog;
 
 use receive::ReplyCheck;
 
-pub(crate) use settings::{DeviceConfig, Settings, SettingsUpdate};
+pub(crate) use settings::{
+    DeviceConfig, Settings, SettingsUpdate, LOSS_TIMEOUT_INFINITE, LOSS_TIMEOUT_MAX_MS,
+};
 
 /// Per-request driver data. All-zero is valid (idle, no id).
 ///
@@ -220,6 +222,8 @@ pub(crate) struct Common {
     /// device-level events fire when these leave or reach 0.
     lost_queues: Atomic<u32>,
     failed_queues: Atomic<u32>,
+    /// Uevents about the disk, once it exists.
+    events: Arc<DiskEvents>,
 }
 
 /// Why the local node shut a connection down itself.

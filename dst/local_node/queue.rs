@@ -12,12 +12,12 @@ use kernel::{
 
 use crate::{
     blk::{BlockOp, Request, Started, TagSet},
-    netlink::{self, event},
+    netlink::event,
     socket::Socket,
     trans::ConnState,
 };
 
-use super::{Ring, Router, Settings, Shared};
+use super::{Ring, Router, Shared};
 
 impl Ring {
     pub(super) fn new(cap: usize) -> Result<Self> {
@@ -145,7 +145,7 @@ impl Shared {
             self.lost_at.store(self.now(), Relaxed);
             // The device is lost when its first queue is.
             if self.dev.lost_queues.fetch_add(1, Relaxed) == 0 {
-                netlink::notify(&self.dev.net, self.dev.index, event::LOST);
+                self.dev.announce(event::LOST);
             }
             pr_warn!(
                 "dst{}: connection to {} lost: {}; reconnecting (queue {})\n",
@@ -198,7 +198,12 @@ impl Shared {
             pdu.busy_since.store(now, Relaxed);
         }
         let busy_for = now.saturating_sub(pdu.busy_since.load(Relaxed));
-        if busy_for >= Settings::get(&self.dev.settings.loss_timeout_ms) {
+        if self
+            .dev
+            .settings
+            .loss_timeout()
+            .is_some_and(|limit| busy_for >= limit)
+        {
             self.finish(rq, Err(EIO));
             return;
         }

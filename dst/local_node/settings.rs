@@ -27,6 +27,12 @@ pub(super) const DEFAULT_MAX_IO_PAGES: u32 = 256;
 /// for one, would time out and be resent forever.
 pub(super) const MAX_ZEROING_BYTES: u32 = 64 << 20;
 
+/// The loss timeout that never expires (`dstcfg --loss-timeout infinite`, as
+/// NVMe's `ctrl_loss_tmo=-1`): IO waits for the export as long as it takes.
+pub(crate) const LOSS_TIMEOUT_INFINITE: u32 = u32::MAX;
+/// The longest finite loss timeout (a day, in ms).
+pub(crate) const LOSS_TIMEOUT_MAX_MS: u32 = 86_400_000;
+
 /// Timeouts and limits of a device; all changeable while it runs.
 pub(crate) struct Settings {
     /// A request unanswered this long: reconnect and resend (ms).
@@ -39,7 +45,8 @@ pub(crate) struct Settings {
     pub(crate) ping_interval_ms: Atomic<u32>,
     /// A ping unanswered this long: reconnect (ms).
     pub(crate) ping_timeout_ms: Atomic<u32>,
-    /// Disconnected this long: queued and new IO fail until reconnected (ms).
+    /// Disconnected this long: queued and new IO fail until reconnected
+    /// (ms); [`LOSS_TIMEOUT_INFINITE`]: never.
     pub(crate) loss_timeout_ms: Atomic<u32>,
 }
 
@@ -80,6 +87,22 @@ impl Settings {
         set(&self.ping_interval_ms, u.ping_interval_ms);
         set(&self.ping_timeout_ms, u.ping_timeout_ms);
         set(&self.loss_timeout_ms, u.loss_timeout_ms);
+    }
+
+    /// The loss timeout in ms, `None` if infinite.
+    pub(super) fn loss_timeout(&self) -> Option<u64> {
+        match self.loss_timeout_ms.load(Relaxed) {
+            LOSS_TIMEOUT_INFINITE => None,
+            ms => Some(u64::from(ms)),
+        }
+    }
+
+    /// How long a delete lets IO in flight drain before failing it: the
+    /// loss timeout, or the request timeout if the loss timeout is
+    /// infinite (a delete must end; it is the admin's own request).
+    pub(super) fn delete_grace_ms(&self) -> u64 {
+        self.loss_timeout()
+            .unwrap_or_else(|| Self::get(&self.req_timeout_ms))
     }
 
     /// How long any one send on a connection may wait for room: the

@@ -12,7 +12,7 @@ use kernel::{
 
 use crate::{
     blk::{Started, TagSet},
-    netlink::{self, event},
+    netlink::event,
     proto::Header,
     trans::ConnState,
 };
@@ -28,10 +28,11 @@ impl Shared {
     pub(super) fn watchdog(&self, tags: &TagSet<Router>, tx: &mut Tx) -> Option<u64> {
         let now = self.now();
         let left = |since: u64, limit: u64| limit.saturating_sub(now.saturating_sub(since));
-        let loss_timeout = Settings::get(&self.dev.settings.loss_timeout_ms);
+        let settings = &self.dev.settings;
         let mut next = None;
         if self.dev.deleting.load(Acquire) && self.conn.get() != ConnState::Closing {
-            let grace = left(self.dev.deleting_at.load(Acquire), loss_timeout);
+            let grace_ms = settings.delete_grace_ms();
+            let grace = left(self.dev.deleting_at.load(Acquire), grace_ms);
             if grace > 0 {
                 next = Some(grace);
             } else {
@@ -41,7 +42,7 @@ impl Shared {
                 pr_warn!(
                     "dst{}: deleted, IO still in flight after {} ms: failing it (queue {})\n",
                     self.dev.index,
-                    loss_timeout,
+                    grace_ms,
                     self.qid
                 );
                 self.drop_conn(tx);
@@ -54,6 +55,9 @@ impl Shared {
         let earliest = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.min(b)));
         let state = self.conn.get();
         if state == ConnState::Reconnecting {
+            let Some(loss_timeout) = settings.loss_timeout() else {
+                return next;
+            };
             let lost = left(self.lost_at.load(Relaxed), loss_timeout);
             if lost == 0 {
                 self.set_failed_locked(tags, tx);
@@ -139,7 +143,7 @@ impl Shared {
             .advance(ConnState::Reconnecting, ConnState::Failed)
         {
             if self.dev.failed_queues.fetch_add(1, Relaxed) == 0 {
-                netlink::notify(&self.dev.net, self.dev.index, event::FAILED);
+                self.dev.announce(event::FAILED);
             }
             pr_warn!(
                 "dst{}: no connection to {} for {} ms: failing IO until it is back (queue {})\n",

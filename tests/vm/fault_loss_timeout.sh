@@ -10,7 +10,10 @@
 # (within 5 s); once the link is back the device is "connected" again within
 # 15 s on its own, a write + read-back works, the data written before the
 # outage is intact and a reconnect is counted; `dstcfg -a set` changes the
-# loss timeout of the live device. (Hung tasks are caught by the harness.)
+# loss timeout of the live device; an infinite loss timeout (set through raw
+# netlink) lets a write wait out a 12 s outage and succeed, and a loss timeout
+# between a day and infinite is refused. (Hung tasks are caught by the
+# harness.)
 # timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
@@ -111,6 +114,30 @@ cmp -s "$tmp/before" "$tmp/check" || fail "data written before the outage change
 reconnects=$(dst_field dst0 reconnects) || fail "dstcfg -a list --json has no \"reconnects\" for dst0"
 log "reconnects $reconnects, resends $(dst_field dst0 resends || echo '?')"
 [ "$reconnects" -ge 1 ] || fail "reconnects is $reconnects after the outage; expected >= 1"
+
+# An infinite loss timeout: IO waits out an outage longer than the 5 s that
+# failed it above, and completes once the link is back. Values between a day
+# and infinite are refused.
+expect_fail "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 86400001
+log "loss timeout above a day: $ERR"
+"$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 infinite
+assert_eq "$(cat /sys/block/dst0/dst/loss_timeout_ms)" infinite "sysfs loss_timeout_ms"
+ip -n loc link set veth-loc down
+t_down=$(now_ms)
+( rc=0
+  timeout 120 dd if="$tmp/before" of="$dev" bs=64k count=1 seek=200 oflag=direct status=none \
+      2>"$tmp/dd.err" || rc=$?
+  echo "$rc" >"$tmp/dd.result" ) &
+dd_pid=$!
+sleep 12
+kill -0 "$dd_pid" 2>/dev/null || fail "the write ended during the outage with an infinite loss timeout: $(cat "$tmp/dd.err")"
+assert_eq "$(dst_field dst0 state)" reconnecting "state 12 s into an outage with an infinite loss timeout"
+ip -n loc link set veth-loc up
+wait "$dd_pid" || true
+assert_eq "$(cat "$tmp/dd.result")" 0 "status of the write that waited out the outage"
+log "write waited $(( $(now_ms) - t_down )) ms and succeeded"
+dd if="$dev" of="$tmp/check" bs=64k count=1 skip=200 iflag=direct status=none
+cmp -s <(head -c 64k "$tmp/before") "$tmp/check" || fail "the write that waited out the outage reads back wrong"
 
 # The live device takes new settings.
 out=$(dstcfg -a set -d dst0 --loss-timeout 60s --ping-interval 0)

@@ -59,7 +59,8 @@ enum dst_attr {
 	DST_A_RECONNECT_DELAY_MS, /* u32: pause between reconnect attempts */
 	DST_A_PING_INTERVAL_MS,	/* u32: ping an idle connection this often; 0 = never */
 	DST_A_PING_TIMEOUT_MS,	/* u32: no answer to a ping this long: reconnect */
-	DST_A_LOSS_TIMEOUT_MS,	/* u32: disconnected this long: IO fails until reconnected */
+	DST_A_LOSS_TIMEOUT_MS,	/* u32: disconnected this long: IO fails until reconnected; */
+				/* at most 86400000, or 4294967295 = infinite (never) */
 	DST_A_RECONNECTS,	/* u64: counter, in replies */
 	DST_A_RESENDS,		/* u64: counter, in replies */
 	DST_A_EVENT,		/* u32: enum dst_event, in DST_CMD_EVENT */
