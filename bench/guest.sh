@@ -65,6 +65,10 @@ mkdir -p "$raw"
 runtime=${BENCH_RUNTIME:-8}
 ramp=${BENCH_RAMP:-2}
 rounds=${BENCH_ROUNDS:-1}
+# Round numbers start after this (bench/run.sh: one VM per round when it
+# alternates with a baseline).
+first_round=$(( ${BENCH_ROUND_OFFSET:-0} + 1 ))
+last_round=$(( first_round + rounds - 1 ))
 targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
 jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
 profile=${BENCH_PROFILE:-0}
@@ -162,7 +166,7 @@ one_line() { tr '\n' ' ' <"$1" | sed 's/ *$//'; }
     echo "lockdep=$([ -e /proc/lockdep ] && echo yes || echo no)"
     echo "runtime_s=$runtime"
     echo "ramp_s=$ramp"
-    echo "rounds=$rounds"
+    echo "rounds=$last_round"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$raw/env.txt"
 
@@ -483,7 +487,7 @@ done
 
 nready=${#ready[@]}
 k=0
-for r in $(seq 1 "$rounds"); do
+for r in $(seq "$first_round" "$last_round"); do
     for j in $jobs; do
         for i in $(seq 0 $((nready - 1))); do
             t=${ready[$(((i + k) % nready))]}

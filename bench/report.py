@@ -689,10 +689,10 @@ def connect_markdown(doc):
 def baseline_markdown(doc, base, rev):
     """Every DST number of this run against the same run of an older module."""
     out = [f"## Against the baseline {rev[:12] if rev else ''}", "",
-           "The same jobs, one VM boot earlier, with the baseline's module and dstcfg "
-           "on the same kernel. Ratio = this tree ÷ baseline: above 1 is faster for "
-           "throughput, below 1 is better for CPU per IO, latency and connect time. "
-           "The two runs were not interleaved: host load moves both.", "",
+           "The same jobs with the baseline's module and dstcfg on the same kernel, "
+           "one VM boot per round, the baseline's and this tree's in turn; medians of "
+           "the rounds. Ratio = this tree ÷ baseline: above 1 is faster for throughput, "
+           "below 1 is better for CPU per IO, latency and connect time.", "",
            "| job | target | throughput | ÷ base | CPU/IO (µs) | ÷ base | p50 (µs) | ÷ base "
            "| p99 (µs) | ÷ base |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for job, label, _r, metric in JOBS:

@@ -27,9 +27,10 @@
 #                          needs perf (Debian package linux-perf) on the host
 #   BENCH_CONNECTS         connect (and delete) a DST device this many times
 #                          per DST target after the jobs (default 10)
-#   BENCH_BASELINE=REV     first run everything with the module and dstcfg of
-#                          commit REV (built against the same kernel, cached),
-#                          then with this tree's; the report compares the two
+#   BENCH_BASELINE=REV     also run everything with the module and dstcfg of
+#                          commit REV (built against the same kernel, cached):
+#                          one VM per round, REV's and this tree's in turn;
+#                          the report compares the two
 #   BENCH_OUT              output folder (default: bench/out; emptied first;
 #                          the baseline's run in BENCH_OUT/baseline)
 #
@@ -107,12 +108,16 @@ if ! awk -v c="$cores" '{ exit !($1 < c) }' /proc/loadavg; then
     echo "bench: warning: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores: expect distorted numbers" >&2
 fi
 
-# measure OUT BUILD: one VM run of bench/guest.sh with BUILD's dst.ko and
-# dstcfg, raw results in OUT/raw (emptied first).
+# measure OUT BUILD [ROUND]: one VM run of bench/guest.sh with BUILD's dst.ko
+# and dstcfg, raw results in OUT/raw (emptied first). With ROUND, the VM
+# runs that one round only, and OUT/raw is emptied only for round 1.
 measure() {
-    local out=$1 build=$2 start status elapsed
+    local out=$1 build=$2 round=${3:-} start status elapsed vm_rounds=$rounds
     mkdir -p "$out"
-    rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
+    if [ -z "$round" ] || [ "$round" = 1 ]; then
+        rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
+    fi
+    [ -z "$round" ] || vm_rounds=1
     mkdir -p "$out/raw"
     {
         echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
@@ -127,16 +132,17 @@ measure() {
     ( while :; do
           echo "$(date +%s) $(cut -d' ' -f1-3 /proc/loadavg)"
           sleep 10
-      done ) >"$out/raw/hostload.txt" 2>/dev/null &
+      done ) >>"$out/raw/hostload.txt" 2>/dev/null &
     sampler=$!
     trap 'kill "${sampler:-}" 2>/dev/null || true' EXIT
 
     printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
-        "$ntargets" "$njobs" "$rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
+        "$ntargets" "$njobs" "$vm_rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
     start=$SECONDS
     status=0
     DST_VM_BUILD="$build" "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
-        BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$rounds" \
+        BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
+        BENCH_ROUND_OFFSET="$(( ${round:-1} - 1 ))" \
         BENCH_TARGETS="'$targets'" BENCH_JOBS="'$jobs'" \
         BENCH_DST_QUEUES="${BENCH_DST_QUEUES:-auto}" BENCH_CONNECTS="$connects" \
         BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
@@ -170,11 +176,16 @@ if [ -n "$baseline" ]; then
         cargo build --release --quiet --manifest-path "$base_src/tools/dstcfg/Cargo.toml"
     fi
     echo "baseline=$rev" >"$out/baseline.txt"
-    measure "$out/baseline" "$base_src"
+    # One VM per round, the baseline's and this tree's in turn, so that a
+    # host whose load drifts weighs on both alike.
+    for r in $(seq 1 "$rounds"); do
+        measure "$out/baseline" "$base_src" "$r"
+        measure "$out" "$repo" "$r"
+    done
     "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
 else
     rm -rf "$out/baseline" "$out/baseline.txt"
+    measure "$out" "$repo"
 fi
-measure "$out" "$repo"
 "$python" "$repo/bench/report.py" "$out" ${baseline:+--baseline "$out/baseline"}
 printf 'bench: outputs in %s\n' "${out#"$repo"/}"
