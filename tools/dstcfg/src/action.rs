@@ -14,10 +14,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{ClientKeySource, ClientRule, Command, Security, MAX_INDEX, MAX_PATH_LEN};
 use crate::client::DstClient;
+use crate::connect::{self, Wanted};
+use crate::json::{event_json, exists_json, list_json, status_json};
 use crate::message::{ClientSecret, DeviceRequest, ExportClient, ExportRequest, SecurityAttrs};
 use crate::netlink::{errno_text, KernelError};
 use crate::output::{
-    check, config_text, event_json, event_line, human_size, list_json, list_table, protection_name,
+    check, config_text, event_line, exists_line, human_size, list_table, protection_name,
     status_text, CheckResult, Timestamp,
 };
 use crate::secret;
@@ -51,10 +53,10 @@ fn execute(cmd: &Command) -> Result<u8> {
         Command::Status { json } => {
             let mut client = DstClient::connect()?;
             let status = client.status()?;
+            let entries = client.list()?;
             if *json {
-                println!("{}", status.to_json());
+                print!("{}", status_json(&status, &entries));
             } else {
-                let entries = client.list()?;
                 print!("{}", status_text(&status, &entries));
             }
         }
@@ -99,6 +101,8 @@ fn execute(cmd: &Command) -> Result<u8> {
             client_id,
             settings,
             security,
+            wait,
+            duplicate,
         } => {
             let req = DeviceRequest {
                 addr: *remote,
@@ -112,9 +116,16 @@ fn execute(cmd: &Command) -> Result<u8> {
                 export_name: export_name.clone(),
                 client_name: client_name.clone(),
             };
-            let dev = DstClient::connect()?.dev_add(&req)?;
+            let wanted = Wanted {
+                addr: *remote,
+                export_name: export_name.clone(),
+                index: *index,
+                client_id: *client_id,
+                client_name: client_name.clone(),
+            };
+            let path = connect::create(&req, &wanted, *wait, *duplicate)?;
             // Only the path on stdout, so that scripts can capture it.
-            println!("{}", dev.dev_path());
+            println!("{path}");
         }
         Command::Delete { index, force } => {
             let mut client = DstClient::connect()?;
@@ -139,7 +150,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 print!("{}", list_table(&entries));
             }
         }
-        Command::Monitor { json, count } => monitor(*json, *count)?,
+        Command::Monitor { json, now, count } => monitor(*json, *now, *count)?,
         Command::Check { index } => {
             let entries = DstClient::connect()?.list()?;
             match check(*index, &entries) {
@@ -196,11 +207,30 @@ fn is_open_refusal(err: &anyhow::Error) -> bool {
     })
 }
 
-/// `-a monitor`: one line per event until interrupted or `count` events.
-fn monitor(json: bool, count: Option<u64>) -> Result<()> {
+/// `monitor`: with `now` one line per device and export as it is, then one
+/// line per event until interrupted or `count` events.
+fn monitor(json: bool, now: bool, count: Option<u64>) -> Result<()> {
     let mut client = DstClient::connect()?;
     client.subscribe_events()?;
     exit_on_interrupt();
+    if now {
+        // Read after subscribing: what changes meanwhile comes as events
+        // after these lines, so nothing falls between them. A socket of
+        // its own, for the dump's replies not to mix with events.
+        let entries = DstClient::connect()?.list()?;
+        let time = Timestamp::now();
+        let mut out = std::io::stdout().lock();
+        for entry in &entries {
+            let line = if json {
+                exists_json(entry, &time)
+            } else {
+                exists_line(entry, &time)
+            };
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+    }
     eprintln!("dstcfg: listening for events of the dst module; Ctrl-C stops");
     let mut seen = 0u64;
     loop {
@@ -596,6 +626,8 @@ mod tests {
             client_name: None,
             settings: Default::default(),
             security: Default::default(),
+            wait: None,
+            duplicate: false,
         }
     }
 
