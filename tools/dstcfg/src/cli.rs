@@ -264,6 +264,18 @@ fn explain_misplaced(err: clap::Error, args: &[std::ffi::OsString], form: Form) 
     let Some(name) = args.get(1).and_then(|a| a.to_str()) else {
         return err;
     };
+    // `--wait 5m`: an optional value needs the `=`.
+    let after_wait = args
+        .windows(2)
+        .any(|w| w[0] == "--wait" && w[1].to_str() == Some(given.as_str()));
+    if after_wait && !given.starts_with('-') {
+        return subcommand(name).error(
+            ErrorKind::UnknownArgument,
+            format!(
+                "--wait takes its time after '=': --wait={given} (--wait alone: until interrupted)"
+            ),
+        );
+    }
     let Some((flag, names)) = owners(given) else {
         return err;
     };
@@ -1953,6 +1965,8 @@ mod tests {
         assert_eq!(kind, ErrorKind::ArgumentConflict);
         assert!(msg.contains("two actions given, list and status"), "{msg}");
         assert_eq!(err(&["lits"]).0, ErrorKind::InvalidValue);
+        let (_, msg) = err(&["local", "-r", R, "--wait", "5m"]);
+        assert!(msg.contains("--wait=5m"), "{msg}");
     }
 
     #[test]

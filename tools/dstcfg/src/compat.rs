@@ -108,7 +108,7 @@ pub fn translate(cmd: &clap::Command, args: Vec<OsString>) -> Result<Translated,
 
     if let Some(action) = &dash_a {
         if !names.contains(&action.as_str()) {
-            return Err(unknown_action(cmd, action, &names, "-a"));
+            return Err(unknown_action(cmd, action, &names, true));
         }
     }
     let known_word = word
@@ -129,9 +129,7 @@ pub fn translate(cmd: &clap::Command, args: Vec<OsString>) -> Result<Translated,
             (Some(w), Form::Subcommand)
         }
         (None, None) => match &word {
-            Some((_, w)) if w != "help" => {
-                return Err(unknown_action(cmd, w, &names, "the action"))
-            }
+            Some((_, w)) if w != "help" => return Err(unknown_action(cmd, w, &names, false)),
             // `dstcfg help [SUBCOMMAND]`, `dstcfg --help`, `dstcfg -V`:
             // clap answers those itself.
             Some(_) => (None, Form::Subcommand),
@@ -168,12 +166,17 @@ fn two_actions(cmd: &clap::Command, first: &str, second: &str) -> clap::Error {
     )
 }
 
-fn unknown_action(cmd: &clap::Command, action: &str, names: &[&str], what: &str) -> clap::Error {
+fn unknown_action(cmd: &clap::Command, action: &str, names: &[&str], dash_a: bool) -> clap::Error {
+    let what = if dash_a {
+        "an action for -a"
+    } else {
+        "a subcommand"
+    };
     usage(
         cmd,
         ErrorKind::InvalidValue,
         format!(
-            "'{action}' is not an action ({what}); give one of: {}",
+            "'{action}' is not {what}; give one of: {}",
             names.join(", ")
         ),
     )

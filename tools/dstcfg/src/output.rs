@@ -548,7 +548,7 @@ pub fn check(index: u32, entries: &[ListEntry]) -> CheckResult {
         .find(|e| matches!(&e.kind, EntryKind::Device { index: i, .. } if *i == index));
     let Some(entry) = found else {
         return CheckResult::Missing(format!(
-            "there is no device /dev/dst{index}; see dstcfg -a list"
+            "there is no device /dev/dst{index}; see dstcfg list"
         ));
     };
     let EntryKind::Device { disk_name, .. } = &entry.kind else {
