@@ -28,6 +28,9 @@ expect_fail dstcfg -a set -d dst0 --client-id 0x1234
 log "client id on -a set: $ERR"
 assert_eq "$RC" 2 "exit status of -a set --client-id (usage error)"
 assert_contains "$ERR" "--client-id cannot be used with -a set" "-a set --client-id"
+expect_fail dstcfg set -d dst0 --client-id 0x1234
+assert_eq "$RC" 2 "exit status of set --client-id (usage error)"
+assert_contains "$ERR" "--client-id cannot be used with set" "set --client-id"
 assert_eq "$(dstcfg -a list --json)" "[]" "nothing was created"
 
 dstcfg -r 127.0.0.1 -a export -f /dev/ram0
@@ -47,7 +50,7 @@ dstcfg -a list --json
 dstcfg -a list
 assert_eq "$(dst_field dst0 client_id)" 0x0000000000001234 "client_id of dst0 in dstcfg -a list --json"
 assert_contains "$(dstcfg -a list)" "client-id 0x0000000000001234" "dstcfg -a list"
-dev=$(dstcfg -r 127.0.0.1 -a local)
+dev=$(dstcfg -r 127.0.0.1 -a local --duplicate)
 assert_eq "$dev" /dev/dst1 "device made without --client-id"
 id=$(dst_field dst1 client_id) || fail "no client_id for dst1 in dstcfg -a list --json"
 log "random client id of dst1: $id"

@@ -94,7 +94,8 @@ silent_delete reconnecting
 
 opts=(--loss-timeout 5000 --req-timeout 2000)
 d0=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local "${opts[@]}")
-d1=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local "${opts[@]}")
+# A second device of the same export: local would return dst0 again.
+d1=$(ip netns exec loc dstcfg -r 10.9.0.1 -a local --duplicate "${opts[@]}")
 assert_eq "$d0 $d1" "/dev/dst0 /dev/dst1" "devices created"
 # dst1 has been used before the outage.
 dd if=/dev/urandom of="$d1" bs=64k count=16 oflag=direct status=none

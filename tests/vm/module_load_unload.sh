@@ -159,9 +159,10 @@ state_cycle() {
     dstcfg -r 127.0.0.1 -a export -f /dev/ram0 >/dev/null
     dstcfg -r 127.0.0.1 -p 1026 -a export -f /dev/ram1 >/dev/null
     d=$(dstcfg -r 127.0.0.1 -a local)
-    d="$d $(dstcfg -r 127.0.0.1 -a local)"
+    # Second devices of the same exports: --duplicate (local is idempotent).
+    d="$d $(dstcfg -r 127.0.0.1 -a local --duplicate)"
     d="$d $(dstcfg -r 127.0.0.1 -p 1026 -a local --loss-timeout 3600000)"
-    d="$d $(dstcfg -r 127.0.0.1 -p 1026 -a local --loss-timeout 1000)"
+    d="$d $(dstcfg -r 127.0.0.1 -p 1026 -a local --duplicate --loss-timeout 1000)"
     assert_eq "$d" "/dev/dst0 /dev/dst1 /dev/dst2 /dev/dst3" "state cycle $c: devices"
     dd if=/dev/urandom of=/dev/dst0 bs=64k count=16 seek=2048 oflag=direct status=none
     # A userspace client writing and verifying: a busy session of export A.

@@ -82,7 +82,8 @@ needs_sys_admin() {
 }
 needs_sys_admin export -r 127.0.0.1 -p 1026 -a export -f /dev/ram1
 needs_sys_admin unexport -r 127.0.0.1 -a unexport
-needs_sys_admin local -r 127.0.0.1 -a local
+# Port 1026: for 1025, where root's dst0 connects, local returns dst0.
+needs_sys_admin local -r 127.0.0.1 -p 1026 -a local
 needs_sys_admin delete -a delete -d dst0
 
 assert_eq "$(dstcfg -a list)" "$before" "exports and devices after the refused commands"

@@ -20,11 +20,9 @@ mod args;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use clap::{CommandFactory, ValueEnum};
+use clap::CommandFactory;
 use clap_complete::{generate, Shell};
 use roff::{bold, italic, roman, Roff};
-
-use args::ActionKind;
 
 /// The completion files: shell and file name.
 const COMPLETIONS: [(Shell, &str); 3] = [
@@ -89,79 +87,34 @@ fn write(path: &Path, bytes: &[u8]) {
     fs::write(path, bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
-/// What each action does, for the ACTIONS section (longer than `--help`).
-fn action_text(action: ActionKind) -> &'static str {
-    match action {
-        ActionKind::Export => {
-            "Serve the block device -f PATH to local nodes, listening on -r ADDR (port 1025 \
-             unless -p or ADDR:PORT says otherwise). Prints what it exports. Options: -n, \
-             --read-only, --size, --max-io-pages, the security options and --allow. The \
-             export has an identity, -n NAME or the module's default HOST:DEVICE (the host \
-             name and the block device's name, e.g. node1:sdb); it is sent in the handshake \
-             and enters the key derivation, and a local node may ask for it by name."
-        }
-        ActionKind::Unexport => {
-            "Stop the export listening on -r ADDR and port; its clients lose their connection \
-             and reconnect until their loss timeout."
-        }
-        ActionKind::Local => {
-            "Connect to the export node at -r ADDR and create /dev/dstN; prints only the \
-             device path, so that scripts can capture it. Options: -n, --client-name, -i, \
-             --max-io-pages, --queue-depth, --queues, --client-id, the device settings and the \
-             security options. The device accepts one export identity only, at connect and \
-             at every reconnect: -n NAME, or without -n the identity of the export it reaches \
-             first, which the module then pins (-a list shows it as export NAME). So a device \
-             stays bound to its export even if another export holding the same key answers \
-             at the address later. --client-name gives this node's own identity (default: \
-             the host name). The export node fences a device by its client id: before it serves a \
-             new connection it ends the older ones of the same id and waits for their \
-             requests. The module picks a random id for each device unless --client-id \
-             gives one; give a device the same --client-id every time it is created (and \
-             no two devices the same one) for fencing to hold across re-creation and \
-             reboots."
-        }
-        ActionKind::Delete => {
-            "Disconnect and delete the device -d DEV. While it is mounted or open (a partition \
-             of it included) the module refuses with EBUSY and leaves it working; dstcfg asks \
-             again for up to 5 s (udev opens a new device for a moment) before it reports the \
-             error. Unmount it and stop its users, or give --force: the device is deleted \
-             anyway, its IO fails and data not yet written (a file system's cached writes \
-             included) is lost. Does not wait for an unreachable export node."
-        }
-        ActionKind::Set => {
-            "With -d DEV: change device settings (the timeouts and --max-resends) of a live \
-             device; the others keep their values. Without -d: module-wide settings, any of \
-             --crypto-threads, --rekey-after and --rekey-interval; the others keep their \
-             values. Each direction of a connection with a key (hmac, aead) replaces its key \
-             in-band after it protected --rekey-after SIZE or after --rekey-interval SECS, \
-             whichever comes first (default: 64G, 3600 s)."
-        }
-        ActionKind::List => {
-            "Show every export and device: a table, or with --json an array of objects \
-             (settings and counters included)."
-        }
-        ActionKind::Status => {
-            "Show the module version, the wire protocol, the crypto threads, the key-update \
-             limits and a table of the counters of every export and device; with --json only \
-             the module's values."
-        }
-        ActionKind::Monitor => {
-            "Print one line per event as it happens: time, dstN or exportN, the event \
-             (connected, lost, reconnected, failed, deleted, session-opened, session-closed, \
-             session-refused), the peer and the reason when given. With --json one object per \
-             line. Runs until interrupted (SIGINT and SIGTERM exit with status 0) or --count N \
-             events. Needs CAP_NET_ADMIN."
-        }
-        ActionKind::Check => {
-            "Print the state of the device -d DEV and exit 0 if it is connected, 1 if it exists \
-             but is not (reconnecting, failed, closing), 2 on an error (no such device, module \
-             not loaded, no permission)."
-        }
-        ActionKind::Genkey => {
-            "Write 32 random bytes from the kernel's random number generator to the new file \
-             -f PATH, with mode 0600; refuses to overwrite an existing file. Needs no module."
+/// The options of subcommand `sub` for its part of the SUBCOMMANDS section:
+/// clap_mangen's option entries, each group under a line of its own
+/// instead of a section (a man page has no third level of headings).
+fn subcommand_options(sub: &clap::Command, preamble: &str) -> String {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(sub.clone())
+        .render_options_section(&mut buf)
+        .expect("rendering into memory");
+    let rendered = String::from_utf8(buf).expect("UTF-8");
+    let rendered = rendered.strip_prefix(preamble).unwrap_or(&rendered);
+    let mut out = String::new();
+    for line in rendered.lines() {
+        match line.strip_prefix(".SH ") {
+            Some(heading) => {
+                let heading = heading.trim_matches('"');
+                let mut words = heading.to_lowercase();
+                if let Some(first) = words.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                out.push_str(&format!(".PP\n\\fI{words}:\\fR\n"));
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
         }
     }
+    out
 }
 
 /// The man page: clap_mangen's title, name, synopsis, description and
@@ -189,16 +142,34 @@ fn man_page() -> String {
     page.push_str(&part(&|w| man.render_options_section(w)));
 
     let mut r = Roff::new();
-    r.control("SH", ["ACTIONS"]);
+    r.control("SH", ["SUBCOMMANDS"]);
     r.text([roman(
-        "The action is given with -a ACTION, or as the first word without -a.",
+        "Each subcommand takes the options listed with it. The older form gives the \
+         subcommand with -a (or --action) among the options, before or after them: \
+         \"dstcfg -r 192.0.2.1 -a local\" is \"dstcfg local -r 192.0.2.1\".",
     )]);
-    for action in ActionKind::value_variants() {
-        r.control("TP", []);
-        r.text([bold(action.name())]);
-        r.text([roman(action_text(*action))]);
+    page.push_str(&part(&|w| r.to_writer(w)));
+    let mut cli = args::Cli::command();
+    cli.build();
+    for sub in cli.get_subcommands() {
+        let mut r = Roff::new();
+        r.control("SS", [format!("dstcfg {}", sub.get_name()).as_str()]);
+        let about = sub
+            .get_long_about()
+            .or(sub.get_about())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        for (i, paragraph) in about.split("\n\n").enumerate() {
+            if i > 0 {
+                r.control("PP", []);
+            }
+            r.text([roman(paragraph)]);
+        }
+        page.push_str(&part(&|w| r.to_writer(w)));
+        page.push_str(&subcommand_options(sub, &preamble));
     }
 
+    let mut r = Roff::new();
     r.control("SH", ["EXIT STATUS"]);
     r.control("TP", []);
     r.text([bold("0")]);
@@ -232,7 +203,7 @@ fn man_page() -> String {
 
     r.control("SH", ["PRIVILEGES"]);
     r.text([roman(
-        "Every action but genkey needs the dst module loaded and CAP_NET_ADMIN. export, \
+        "Every subcommand but genkey needs the dst module loaded and CAP_NET_ADMIN. export, \
          unexport, local and delete open or create block devices and need CAP_SYS_ADMIN as \
          well; status, list, check, monitor and set need CAP_NET_ADMIN only. Both \
          capabilities count in the initial user namespace: run dstcfg as root. Without \
@@ -245,7 +216,7 @@ fn man_page() -> String {
         "A pre-shared key (--key-file) is the raw contents of a file of 16 to 64 bytes, the \
          same file on the export node and the local node. It must be a regular file that \
          group and others cannot access (chmod 600 PATH); dstcfg refuses it otherwise. \
-         \"dstcfg -a genkey -f PATH\" writes a new 32-byte key. dstcfg never prints a key and \
+         \"dstcfg genkey -f PATH\" writes a new 32-byte key. dstcfg never prints a key and \
          clears it from memory once it is sent; the module never reports it back.",
     )]);
     r.control("PP", []);
@@ -290,7 +261,7 @@ fn man_page() -> String {
     for line in args::EXAMPLES
         .lines()
         .skip(1)
-        .take_while(|l| !l.starts_with("Times (MS)"))
+        .take_while(|l| !l.starts_with("Times:"))
     {
         r.text([roman(line)]);
     }

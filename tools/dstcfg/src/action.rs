@@ -14,10 +14,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{ClientKeySource, ClientRule, Command, Security, MAX_INDEX, MAX_PATH_LEN};
 use crate::client::DstClient;
+use crate::connect::{self, Wanted};
+use crate::json::{event_json, exists_json, list_json, status_json};
 use crate::message::{ClientSecret, DeviceRequest, ExportClient, ExportRequest, SecurityAttrs};
 use crate::netlink::{errno_text, KernelError};
 use crate::output::{
-    check, config_text, event_json, event_line, human_size, list_json, list_table, protection_name,
+    check, config_text, event_line, exists_line, human_size, list_table, protection_name,
     status_text, CheckResult, Timestamp,
 };
 use crate::secret;
@@ -51,10 +53,10 @@ fn execute(cmd: &Command) -> Result<u8> {
         Command::Status { json } => {
             let mut client = DstClient::connect()?;
             let status = client.status()?;
+            let entries = client.list()?;
             if *json {
-                println!("{}", status.to_json());
+                print!("{}", status_json(&status, &entries));
             } else {
-                let entries = client.list()?;
                 print!("{}", status_text(&status, &entries));
             }
         }
@@ -99,6 +101,8 @@ fn execute(cmd: &Command) -> Result<u8> {
             client_id,
             settings,
             security,
+            wait,
+            duplicate,
         } => {
             let req = DeviceRequest {
                 addr: *remote,
@@ -112,9 +116,16 @@ fn execute(cmd: &Command) -> Result<u8> {
                 export_name: export_name.clone(),
                 client_name: client_name.clone(),
             };
-            let dev = DstClient::connect()?.dev_add(&req)?;
+            let wanted = Wanted {
+                addr: *remote,
+                export_name: export_name.clone(),
+                index: *index,
+                client_id: *client_id,
+                client_name: client_name.clone(),
+            };
+            let path = connect::create(&req, &wanted, *wait, *duplicate)?;
             // Only the path on stdout, so that scripts can capture it.
-            println!("{}", dev.dev_path());
+            println!("{path}");
         }
         Command::Delete { index, force } => {
             let mut client = DstClient::connect()?;
@@ -139,7 +150,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 print!("{}", list_table(&entries));
             }
         }
-        Command::Monitor { json, count } => monitor(*json, *count)?,
+        Command::Monitor { json, now, count } => monitor(*json, *now, *count)?,
         Command::Check { index } => {
             let entries = DstClient::connect()?.list()?;
             match check(*index, &entries) {
@@ -196,17 +207,36 @@ fn is_open_refusal(err: &anyhow::Error) -> bool {
     })
 }
 
-/// `-a monitor`: one line per event until interrupted or `count` events.
-fn monitor(json: bool, count: Option<u64>) -> Result<()> {
+/// `monitor`: with `now` one line per device and export as it is, then one
+/// line per event until interrupted or `count` events.
+fn monitor(json: bool, now: bool, count: Option<u64>) -> Result<()> {
     let mut client = DstClient::connect()?;
     client.subscribe_events()?;
     exit_on_interrupt();
+    if now {
+        // Read after subscribing: what changes meanwhile comes as events
+        // after these lines, so nothing falls between them. A socket of
+        // its own, for the dump's replies not to mix with events.
+        let entries = DstClient::connect()?.list()?;
+        let time = Timestamp::now();
+        let mut out = std::io::stdout().lock();
+        for entry in &entries {
+            let line = if json {
+                exists_json(entry, &time)
+            } else {
+                exists_line(entry, &time)
+            };
+            if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+    }
     eprintln!("dstcfg: listening for events of the dst module; Ctrl-C stops");
     let mut seen = 0u64;
     loop {
         let Some(events) = client.next_events()? else {
             eprintln!(
-                "dstcfg: warning: events were lost (receive buffer full); dstcfg -a list \
+                "dstcfg: warning: events were lost (receive buffer full); dstcfg list \
                  shows the current state"
             );
             continue;
@@ -382,7 +412,7 @@ const KEYRING_EACCES_HINT: &str = "the key of that description is not one dstcfg
 
 /// The hint for the module's refusal of a keyring key of the wrong size.
 const KEYRING_SIZE_HINT: &str = "the key's payload must be 16..64 bytes: make a key file with \
-                                 dstcfg -a genkey -f KEYFILE and load it with keyctl padd logon \
+                                 dstcfg genkey -f KEYFILE and load it with keyctl padd logon \
                                  DESC @u < KEYFILE (padd replaces a key of the same description \
                                  in that keyring)";
 
@@ -426,12 +456,26 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         Command::Local { security, .. } => security.key_desc.is_some(),
         _ => false,
     };
+    // A module older than --loss-timeout infinite refuses u32::MAX by the
+    // attribute's range.
+    let infinite = matches!(
+        cmd,
+        Command::Local { settings, .. } | Command::Set { settings, .. }
+            if settings.loss_timeout_ms == Some(crate::cli::LOSS_TIMEOUT_INFINITE)
+    );
+    if infinite && kerr.bad_attr == Some(uapi::DST_A_LOSS_TIMEOUT_MS) {
+        return Some(
+            "the loaded dst module does not take --loss-timeout infinite; load the dst module \
+             that matches this dstcfg, or give a time of at most 24h"
+                .into(),
+        );
+    }
     Some(match (cmd, errno) {
         (Command::Export { .. }, libc::EEXIST) if msg.contains("same name") => {
             "give each --client name once".to_string()
         }
         (Command::Export { remote, .. }, libc::EEXIST) => format!(
-            "an export already listens on {remote}; stop it first with: dstcfg -r {remote} -a unexport"
+            "an export already listens on {remote}; stop it first with: dstcfg unexport -r {remote}"
         ),
         (Command::Export { remote, .. }, libc::EADDRINUSE) => format!(
             "port {} is taken on {}; choose another port with -p",
@@ -456,14 +500,16 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                 .any(|m| msg.contains(m)) =>
         {
             format!(
-                "the export node did not answer as {name}: dstcfg -a list on the export node \
+                "the export node did not answer as {name}: dstcfg list on the export node \
                  shows the name of each export; give that with -n, or leave -n out to accept \
                  the export that answers (then only that one)"
             )
         }
         // The module found no key of the --key-desc description (ENOKEY),
         // or one it may not search (EACCES, before the export's refusal).
-        (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => KEYRING_ENOKEY_HINT.into(),
+        (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => {
+            KEYRING_ENOKEY_HINT.into()
+        }
         (Command::Export { .. } | Command::Local { .. }, libc::EACCES)
             if keyring && msg.contains(KEYRING_MISSING) =>
         {
@@ -482,15 +528,16 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                 .to_string()
         }
         (Command::Unexport { remote }, libc::ENOENT) => {
-            format!("no export listens on {remote}; see dstcfg -a list")
+            format!("no export listens on {remote}; see dstcfg list")
         }
         (Command::Local { remote, .. }, libc::ECONNREFUSED) => format!(
-            "no export listens at {remote}; start one there with: dstcfg -r {} -a export -f PATH",
+            "no export listens at {remote}; start one there with: dstcfg export -r {} -f PATH",
             remote_arg(remote)
         ),
-        (Command::Local { remote, .. }, libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH) => {
-            unreachable(remote)
-        }
+        (
+            Command::Local { remote, .. },
+            libc::ETIMEDOUT | libc::EHOSTUNREACH | libc::ENETUNREACH,
+        ) => unreachable(remote),
         (Command::Local { .. }, libc::EACCES) => "the export node refused this node: is its \
              address on the export's allow-list (--allow), and do both nodes use the same \
              pre-shared key (--key-file or --key-desc), or, if the export has a --client entry \
@@ -499,7 +546,7 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             .to_string(),
         (Command::Local { .. }, libc::EINVAL) if msg.contains("differs") => {
             "give both nodes the same --protection and --alg, and the same pre-shared key \
-             (--key-file or --key-desc) or none; dstcfg -a list on the export node shows its \
+             (--key-file or --key-desc) or none; dstcfg list on the export node shows its \
              protection"
                 .to_string()
         }
@@ -510,10 +557,10 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             format!("every device index 0..{MAX_INDEX} is in use; delete a device first")
         }
         (Command::Delete { index, .. }, libc::ENOENT) => {
-            format!("there is no such device /dev/dst{index}; see dstcfg -a list")
+            format!("there is no such device /dev/dst{index}; see dstcfg list")
         }
         (Command::Set { index, .. }, libc::ENOENT) => {
-            format!("there is no such device /dev/dst{index}; see dstcfg -a list")
+            format!("there is no such device /dev/dst{index}; see dstcfg list")
         }
         (Command::Delete { index, .. }, libc::EBUSY) if msg.contains("is open") => format!(
             "/dev/dst{index} is still mounted or open after {} s: unmount it and stop the \
@@ -523,7 +570,7 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             DELETE_OPEN_RETRY.as_secs()
         ),
         (Command::Delete { index, .. }, libc::EBUSY) => {
-            format!("/dev/dst{index} is being deleted already; see dstcfg -a list")
+            format!("/dev/dst{index} is being deleted already; see dstcfg list")
         }
         // These give block device access: CAP_SYS_ADMIN on top of the
         // family's CAP_NET_ADMIN (the kernel's message says which is missing).
@@ -596,6 +643,8 @@ mod tests {
             client_name: None,
             settings: Default::default(),
             security: Default::default(),
+            wait: None,
+            duplicate: false,
         }
     }
 
@@ -665,16 +714,16 @@ mod tests {
         };
         assert_eq!(
             h(&delete, libc::ENOENT).unwrap(),
-            "there is no such device /dev/dst3; see dstcfg -a list"
+            "there is no such device /dev/dst3; see dstcfg list"
         );
         assert_eq!(
             h(&local("10.0.0.2:1025", None), libc::ECONNREFUSED).unwrap(),
             "no export listens at 10.0.0.2:1025; start one there with: \
-             dstcfg -r 10.0.0.2 -a export -f PATH"
+             dstcfg export -r 10.0.0.2 -f PATH"
         );
         let hint = h(&local("[2001:db8::1]:2000", None), libc::ECONNREFUSED).unwrap();
         assert!(
-            hint.contains("dstcfg -r [2001:db8::1]:2000 -a export"),
+            hint.contains("dstcfg export -r [2001:db8::1]:2000"),
             "{hint}"
         );
         assert!(h(&local("10.0.0.2:1025", Some(4)), libc::EEXIST)
@@ -697,7 +746,7 @@ mod tests {
         };
         assert_eq!(
             h(&set, libc::ENOENT).unwrap(),
-            "there is no such device /dev/dst2; see dstcfg -a list"
+            "there is no such device /dev/dst2; see dstcfg list"
         );
         assert_eq!(h(&set, libc::EINVAL), None);
         assert_eq!(set.action_name(), "set");
@@ -718,7 +767,7 @@ mod tests {
         let kerr = err.downcast_ref::<KernelError>().unwrap();
         assert_eq!(
             kerr.hint().as_deref(),
-            Some("there is no such device /dev/dst0; see dstcfg -a list")
+            Some("there is no such device /dev/dst0; see dstcfg list")
         );
         // EPERM of a delete names CAP_SYS_ADMIN too; that of a status or a
         // set keeps the generic hint.
@@ -833,7 +882,7 @@ mod tests {
         );
         assert_eq!(
             hint(kernel_error(libc::EBUSY, "the device is being deleted")),
-            "/dev/dst2 is being deleted already; see dstcfg -a list"
+            "/dev/dst2 is being deleted already; see dstcfg list"
         );
         // A module older than --force refuses the attribute.
         let unknown = unknown_attribute(uapi::DST_A_FORCE);
@@ -1021,7 +1070,7 @@ mod tests {
             let size = refusal(libc::EINVAL, "the keyring key must hold 16 to 64 bytes");
             let hint = hint_for(cmd, &size).unwrap();
             assert!(
-                hint.contains("16..64 bytes") && hint.contains("dstcfg -a genkey"),
+                hint.contains("16..64 bytes") && hint.contains("dstcfg genkey"),
                 "{hint}"
             );
             // A module before DST_A_KEY_DESC refuses it.
@@ -1103,7 +1152,7 @@ mod tests {
         let hint = hint_for(&cmd, &kerr).unwrap();
         assert!(
             hint.starts_with("the export node did not answer as store1:sdb")
-                && hint.contains("-a list"),
+                && hint.contains("dstcfg list"),
             "{hint}"
         );
         let kerr = refused("the export node is not the export asked for: its identity differs");
@@ -1255,7 +1304,7 @@ mod tests {
             one(&web1),
             format!(
                 "--client web1={shown}: 8 bytes; a key has 16..64 bytes (make one with: \
-                 dstcfg -a genkey -f PATH)"
+                 dstcfg genkey -f PATH)"
             )
         );
         write_key(&web1, b"password", 0o600);
@@ -1270,7 +1319,7 @@ mod tests {
         assert_eq!(
             one(&missing),
             format!(
-                "--client web1={}: No such file or directory; make a key with: dstcfg -a \
+                "--client web1={}: No such file or directory; make a key with: dstcfg \
                  genkey -f PATH",
                 missing.display()
             )

@@ -1,17 +1,26 @@
-//! The clap definition of dstcfg's command line: [`Cli`] (the flags as clap
-//! parses them), [`ActionKind`], the value parsers and the help texts.
+//! The clap definition of dstcfg's command line: [`Cli`] with one
+//! subcommand per action ([`Sub`]), the option groups several subcommands
+//! share ([`AddressArgs`], [`SecurityArgs`], [`SettingsArgs`]), the value
+//! parsers and the help texts.
 //!
 //! This file is shared with `build.rs`, which renders the man page and the
-//! shell completions from [`Cli`]; so it depends on nothing but `std`, clap
-//! and `crate::uapi` (itself plain `std`). What each action accepts is
-//! checked afterwards, in `cli.rs`.
+//! shell completions from [`Cli`]; so it depends on nothing but `std`, clap,
+//! humantime and `crate::uapi` (itself plain `std`). What a subcommand needs
+//! beyond what clap checks (`-r` given, `-d` or a setting for `set`, ...) is
+//! checked afterwards, in `cli.rs`; the older form `-a ACTION` is turned
+//! into a subcommand before clap sees it, in `compat.rs`.
+//!
+//! Adding a subcommand: a variant of [`Sub`] with its arguments, its name in
+//! [`ACTIONS`], and its arm in `cli.rs` (`Sub` to `Command`) and `action.rs`.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{ArgAction, Parser, ValueEnum, ValueHint};
+use clap::builder::PossibleValuesParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum, ValueHint};
 
 use crate::uapi;
 
@@ -43,7 +52,7 @@ pub const MAX_CLIENTS: usize = 16;
 pub const KEY_LEN: RangeInclusive<usize> = 16..=64;
 /// Longest `--key-desc`, in bytes (without the NUL the module adds).
 pub const MAX_KEY_DESC_LEN: usize = 255;
-/// Size of the key `-a genkey` writes, in bytes.
+/// Size of the key `genkey` writes, in bytes.
 pub const GENKEY_LEN: usize = 32;
 /// `--req-timeout` in ms (the module's range).
 pub const REQ_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
@@ -55,161 +64,140 @@ pub const RECONNECT_DELAY_MS: RangeInclusive<u32> = 10..=600_000;
 pub const PING_INTERVAL_MS: RangeInclusive<u32> = 100..=3_600_000;
 /// `--ping-timeout` in ms.
 pub const PING_TIMEOUT_MS: RangeInclusive<u32> = 100..=3_600_000;
-/// `--loss-timeout` in ms.
+/// `--loss-timeout` in ms, besides [`LOSS_TIMEOUT_INFINITE`].
 pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
+/// `--loss-timeout infinite` on the wire (`DST_A_LOSS_TIMEOUT_MS`): IO of
+/// a disconnected device waits for the export node however long it takes,
+/// as NVMe's `ctrl_loss_tmo=-1`. Reported back the same way.
+pub const LOSS_TIMEOUT_INFINITE: u32 = u32::MAX;
 
-/// The examples at the end of `--help` (and in the man page).
+/// The subcommands, in the order of [`Sub`]: what `-a` accepts.
+pub const ACTIONS: [&str; 10] = [
+    "export", "unexport", "local", "delete", "set", "list", "status", "monitor", "check", "genkey",
+];
+
+/// The examples at the end of `dstcfg --help` (and in the man page).
 pub const EXAMPLES: &str = "\
 Examples:
   Export the local block device /dev/sdb, listening on 192.0.2.1 port 1025:
-    dstcfg -r 192.0.2.1 -a export -f /dev/sdb
+    dstcfg export -r 192.0.2.1 -f /dev/sdb
 
   Attach the device exported by 192.0.2.1 as a local block device; prints
-  its path (e.g. /dev/dst0):
-    dstcfg -r 192.0.2.1 -a local
+  its path (e.g. /dev/dst0); asked again, prints the same path:
+    dstcfg local -r 192.0.2.1
+
+  The same at boot, before the export node may be up: keep trying for up to
+  5 minutes (--wait alone: until interrupted):
+    dstcfg local -r 192.0.2.1 --wait=5m
 
   List the exports and devices of this machine, as a table or as JSON; show
   the module and the counters:
-    dstcfg -a list
-    dstcfg -a list --json
-    dstcfg -a status
+    dstcfg list
+    dstcfg list --json
+    dstcfg status
 
-  Print events (connection lost, reconnected, ...) as they happen; is dst0
-  connected (exit status 0)?
-    dstcfg -a monitor
-    dstcfg -a check -d dst0
+  Print events (connection lost, reconnected, ...) as they happen, after a
+  line for each device and export as it is now; is dst0 connected (exit
+  status 0)?
+    dstcfg monitor --now
+    dstcfg check -d dst0
 
   Delete the local device /dev/dst0 (also: -d /dev/dst0, -d 0) once it is
   unmounted; or even while it is mounted or open, losing what was not
   written yet:
     umount /dev/dst0
-    dstcfg -a delete -d dst0
-    dstcfg -a delete -d dst0 --force
+    dstcfg delete -d dst0
+    dstcfg delete -d dst0 --force
 
   Attach a device that fails IO after 10 s without the export node (instead
-  of 60 s), then let the live device wait 5 minutes instead:
-    dstcfg -r 192.0.2.1 -a local --loss-timeout 10s
-    dstcfg -a set -d dst0 --loss-timeout 300s
+  of 60 s), then let the live device wait 5 minutes, then forever:
+    dstcfg local -r 192.0.2.1 --loss-timeout 10s
+    dstcfg set -d dst0 --loss-timeout 5m
+    dstcfg set -d dst0 --loss-timeout infinite
 
   Stop the export listening on 192.0.2.1 port 1025:
-    dstcfg -r 192.0.2.1 -a unexport
+    dstcfg unexport -r 192.0.2.1
 
   Read-only export of the first 10 GiB on port 2000; attach it over IPv6 as
   /dev/dst3 with 64 requests in flight:
-    dstcfg -r 192.0.2.1 -p 2000 -a export -f /dev/sdb --read-only --size 10G
-    dstcfg -r [2001:db8::1]:2000 -a local -i 3 --queue-depth 64
+    dstcfg export -r 192.0.2.1 -p 2000 -f /dev/sdb --read-only --size 10G
+    dstcfg local -r [2001:db8::1]:2000 -i 3 --queue-depth 64
 
   Encrypted export for the clients of 192.0.2.0/24 only, with a key made
   once and copied to the local node (same file, mode 0600, on both):
-    dstcfg -a genkey -f /etc/dst/psk
-    dstcfg -r 192.0.2.1 -a export -f /dev/sdb --protection aead \\
+    dstcfg genkey -f /etc/dst/psk
+    dstcfg export -r 192.0.2.1 -f /dev/sdb --protection aead \\
         --key-file /etc/dst/psk --allow 192.0.2.0/24
-    dstcfg -r 192.0.2.1 -a local --protection aead --key-file /etc/dst/psk --queues 4
-    dstcfg -a set --crypto-threads 4
+    dstcfg local -r 192.0.2.1 --protection aead --key-file /etc/dst/psk --queues 4
+    dstcfg set --crypto-threads 4
 
   The same key kept in the kernel keyring instead of a file: load it once on
   each node, as root (a logon key cannot be read back by any process):
     keyctl padd logon dst:pair1 @u < /etc/dst/psk
-    dstcfg -r 192.0.2.1 -a local --protection aead --key-desc dst:pair1
+    dstcfg local -r 192.0.2.1 --protection aead --key-desc dst:pair1
 
   Replace the keys of every keyed connection (hmac, aead) after 16 GiB or
   10 minutes, whichever comes first, instead of 64 GiB or an hour:
-    dstcfg -a set --rekey-after 16G --rekey-interval 600
+    dstcfg set --rekey-after 16G --rekey-interval 10m
 
   Attach a device with an identity of its own that stays the same each time
   it is created, so that the export node ends the connections of the old
   instance (before a reboot, say) before it serves the new one:
-    dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001
+    dstcfg local -r 192.0.2.1 --client-id 0x5e1f0a1c0de00001
 
   Name an export, and attach that export only: the device refuses any other
   that answers at the address, when it connects and at every reconnect
   (without -n it accepts the first export it reaches, then only that one):
-    dstcfg -r 192.0.2.1 -a export -f /dev/sdb -n store1:sdb --key-file /etc/dst/psk
-    dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1 --key-file /etc/dst/psk
+    dstcfg export -r 192.0.2.1 -f /dev/sdb -n store1:sdb --key-file /etc/dst/psk
+    dstcfg local -r 192.0.2.1 -n store1:sdb --client-name web1 --key-file /etc/dst/psk
 
   Serve two clients, each with a key of its own: only the holder of
   web1.key can connect as web1, only the holder of the keyring key
   dst:backup as backup, whose device is read-only; no other client gets in
   (the export has no key of its own). Then, on web1's node:
-    dstcfg -r 192.0.2.1 -a export -f /dev/sdb --protection aead \\
+    dstcfg export -r 192.0.2.1 -f /dev/sdb --protection aead \\
         --client web1=/etc/dst/web1.key --client backup=@dst:backup,ro
-    dstcfg -r 192.0.2.1 -a local --protection aead --client-name web1 \\
+    dstcfg local -r 192.0.2.1 --protection aead --client-name web1 \\
         --key-file /etc/dst/web1.key
 
-Times (MS) are milliseconds; a suffix s or ms may be given (30s = 30000).
-Defaults of a new device: --req-timeout 15000, --max-resends 10,
---reconnect-delay 1000, --ping-interval 5000, --ping-timeout 10000,
---loss-timeout 60000.
+The older form, with the action given by -a, works as well and means the
+same (options before or after it):
+    dstcfg -r 192.0.2.1 -a export -f /dev/sdb
+    dstcfg -r 192.0.2.1 -a local
+    dstcfg -a list --json
+
+Times: a duration such as 30s, 5m, 1h30m or 250ms; a number alone is
+milliseconds (seconds for --rekey-interval). Defaults of a new device:
+--req-timeout 15s, --max-resends 10, --reconnect-delay 1s, --ping-interval
+5s, --ping-timeout 10s, --loss-timeout 60s.
 
 Exit status: 0 on success, 1 if the action failed (the kernel's reason is
-printed), 2 on a usage error. -a check: 0 if the device is connected, 1 if
-it exists but is not connected (reconnecting, failed or closing), 2 on an
+printed), 2 on a usage error. check: 0 if the device is connected, 1 if it
+exists but is not connected (reconnecting, failed or closing), 2 on an
 error (no such device, module not loaded, no permission, usage).
 
-All actions but genkey need the dst module loaded (insmod dst.ko) and
+All subcommands but genkey need the dst module loaded (insmod dst.ko) and
 CAP_NET_ADMIN; export, unexport, local and delete, which give access to
 block devices, need CAP_SYS_ADMIN as well (run as root).";
 
-/// The synopsis of `--help` and of the man page.
+/// The synopsis of `dstcfg --help` and of the man page: each subcommand
+/// with its options, then the older `-a` form.
 pub const USAGE: &str = "\
-dstcfg -r ADDR [-p PORT] -a export -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
-       dstcfg -r ADDR [-p PORT] -a unexport
-       dstcfg -r ADDR [-p PORT] -a local [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [SECURITY] [SETTINGS]
-       dstcfg -a set -d DEV SETTINGS
-       dstcfg -a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval SECS]
-       dstcfg -a delete -d DEV [--force]
-       dstcfg -a list [--json]
-       dstcfg -a status [--json]
-       dstcfg -a monitor [--json] [--count N]
-       dstcfg -a check -d DEV
-       dstcfg -a genkey -f PATH
-       SETTINGS: [--req-timeout MS] [--max-resends N] [--reconnect-delay MS]
-                 [--ping-interval MS] [--ping-timeout MS] [--loss-timeout MS]
-       SECURITY: [--protection none|crc32c|hmac|aead] [--alg NAME] [--key-file PATH | --key-desc DESC]
-       The action may also be given first, without -a: dstcfg list --json";
-
-/// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ActionKind {
-    /// Serve the local block device -f PATH to DST local nodes, listening on -r ADDR
-    Export,
-    /// Stop the export listening on -r ADDR (and port)
-    Unexport,
-    /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
-    Local,
-    /// Disconnect and delete the local device -d DEV; refused while it is open, unless --force
-    Delete,
-    /// Change the timeouts of the live local device -d DEV, or module-wide settings (--crypto-threads, --rekey-after, --rekey-interval)
-    Set,
-    /// Show the exports and local devices of this machine
-    List,
-    /// Show the loaded dst module, its wire protocol and the counters of every export and device
-    Status,
-    /// Print events (device connected, lost, ...; export sessions) as they happen, until interrupted
-    Monitor,
-    /// Exit 0 if the device -d DEV is connected, 1 if not, 2 on an error; prints its state
-    Check,
-    /// Write a new random pre-shared key (32 bytes, mode 0600) to -f PATH
-    Genkey,
-}
-
-impl ActionKind {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Export => "export",
-            ActionKind::Unexport => "unexport",
-            ActionKind::Local => "local",
-            ActionKind::Delete => "delete",
-            ActionKind::Set => "set",
-            ActionKind::List => "list",
-            ActionKind::Status => "status",
-            ActionKind::Monitor => "monitor",
-            ActionKind::Check => "check",
-            ActionKind::Genkey => "genkey",
-        }
-    }
-}
+dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
+       dstcfg unexport -r ADDR [-p PORT]
+       dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
+       dstcfg set -d DEV SETTINGS
+       dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
+       dstcfg delete -d DEV [--force]
+       dstcfg list [--json]
+       dstcfg status [--json]
+       dstcfg monitor [--json] [--now] [--count N]
+       dstcfg check -d DEV
+       dstcfg genkey -f PATH
+       dstcfg [OPTIONS] -a ACTION [OPTIONS]   (the older form: dstcfg -r ADDR -a local)
+       SETTINGS: [--req-timeout TIME] [--max-resends N] [--reconnect-delay TIME]
+                 [--ping-interval TIME] [--ping-timeout TIME] [--loss-timeout TIME|infinite]
+       SECURITY: [--protection none|crc32c|hmac|aead] [--alg NAME] [--key-file PATH | --key-desc DESC]";
 
 /// Data-channel protection of `--protection` (`enum dst_protection`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -312,193 +300,318 @@ impl fmt::Display for ClientRule {
     }
 }
 
-/// Raw command-line flags, as clap parses them.
+/// How long `local --wait` keeps trying to connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// `--wait` alone (or `=forever`, `=infinite`): until connected or
+    /// interrupted.
+    Forever,
+    /// `--wait=TIME`: at most this long.
+    For(Duration),
+}
+
+/// The command line as clap parses it: a subcommand. The `-a ACTION` of
+/// the older form never reaches clap (`compat.rs` turns it into the
+/// subcommand); it is declared here for `--help` and the completions.
 #[derive(Debug, Parser)]
 #[command(
     name = "dstcfg",
     version,
     about = "Configure DST, the network block device (dst.ko)",
     long_about = "Configure DST, the network block device (dst.ko).\n\n\
-        An export node serves one of its block devices over TCP (-a export); a \
-        local node connects to it and gets /dev/dstN (-a local). dstcfg talks to \
-        the kernel module through the generic netlink family \"dst\".",
+        An export node serves one of its block devices over TCP (dstcfg export); a \
+        local node connects to it and gets /dev/dstN (dstcfg local). dstcfg talks to \
+        the kernel module through the generic netlink family \"dst\". Each subcommand \
+        has options of its own: dstcfg SUBCOMMAND --help lists them.",
     override_usage = USAGE,
     after_help = EXAMPLES,
     after_long_help = EXAMPLES,
 )]
 pub struct Cli {
-    /// Action to perform (required; or as the first word, without -a)
-    #[arg(short = 'a', long = "action", value_name = "ACTION", value_enum)]
-    pub action: Option<ActionKind>,
+    /// The action, the older form of the subcommand: dstcfg -r ADDR -a local
+    /// is dstcfg local -r ADDR; the options may come before or after it
+    #[arg(short = 'a', long = "action", value_name = "ACTION",
+          value_parser = PossibleValuesParser::new(ACTIONS))]
+    pub action: Option<String>,
 
-    /// The action, given as a word instead of with -a (e.g. dstcfg list)
-    #[arg(value_name = "ACTION", value_enum, hide_possible_values = true)]
-    pub action_word: Option<ActionKind>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+}
 
-    /// Network address: for export and unexport the local address to listen
-    /// on, for local the export node to connect to. IPv4, IPv6 (brackets
-    /// allowed) or a host name, optionally with :PORT or [IPv6]:PORT
-    /// (export, unexport, local)
+/// The subcommands; [`ACTIONS`] lists their names in this order.
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Serve the local block device -f PATH to DST local nodes, listening on -r ADDR
+    #[command(
+        long_about = EXPORT_TEXT,
+        override_usage = "dstcfg export -r ADDR [-p PORT] -f PATH [OPTIONS]",
+        mut_arg("remote", |a| a.help(LISTEN_HELP)),
+    )]
+    Export(ExportArgs),
+    /// Stop the export listening on -r ADDR (and port)
+    #[command(
+        long_about = UNEXPORT_TEXT,
+        override_usage = "dstcfg unexport -r ADDR [-p PORT]",
+        mut_arg("remote", |a| a.help(LISTEN_HELP)),
+    )]
+    Unexport(UnexportArgs),
+    /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
+    #[command(
+        long_about = LOCAL_TEXT,
+        override_usage = "dstcfg local -r ADDR [-p PORT] [OPTIONS]",
+        mut_arg("remote", |a| a.help(CONNECT_HELP)),
+    )]
+    Local(LocalArgs),
+    /// Disconnect and delete the local device -d DEV; refused while it is open, unless --force
+    #[command(long_about = DELETE_TEXT, override_usage = "dstcfg delete -d DEV [--force]")]
+    Delete(DeleteArgs),
+    /// Change the settings of the live local device -d DEV, or module-wide settings
+    #[command(
+        long_about = SET_TEXT,
+        override_usage = "dstcfg set -d DEV SETTINGS...\n       \
+                          dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]"
+    )]
+    Set(SetArgs),
+    /// Show the exports and local devices of this machine
+    #[command(long_about = LIST_TEXT)]
+    List(JsonArgs),
+    /// Show the loaded dst module, its wire protocol and the counters of every export and device
+    #[command(long_about = STATUS_TEXT)]
+    Status(JsonArgs),
+    /// Print events (device connected, lost, ...; export sessions) as they happen, until interrupted
+    #[command(long_about = MONITOR_TEXT)]
+    Monitor(MonitorArgs),
+    /// Exit 0 if the device -d DEV is connected, 1 if not, 2 on an error; prints its state
+    #[command(long_about = CHECK_TEXT, override_usage = "dstcfg check -d DEV")]
+    Check(DeviceArg),
+    /// Write a new random pre-shared key (32 bytes, mode 0600) to -f PATH
+    #[command(long_about = GENKEY_TEXT, override_usage = "dstcfg genkey -f PATH")]
+    Genkey(GenkeyArgs),
+}
+
+impl Sub {
+    /// The subcommand's name, as on the command line.
+    pub fn name(&self) -> &'static str {
+        let i = match self {
+            Sub::Export(_) => 0,
+            Sub::Unexport(_) => 1,
+            Sub::Local(_) => 2,
+            Sub::Delete(_) => 3,
+            Sub::Set(_) => 4,
+            Sub::List(_) => 5,
+            Sub::Status(_) => 6,
+            Sub::Monitor(_) => 7,
+            Sub::Check(_) => 8,
+            Sub::Genkey(_) => 9,
+        };
+        ACTIONS[i]
+    }
+}
+
+/// `-r` of export and unexport.
+const LISTEN_HELP: &str = "The local address to listen on: IPv4, IPv6 (brackets allowed) or a \
+                           host name, optionally with :PORT or [IPv6]:PORT (required)";
+/// `-r` of local.
+const CONNECT_HELP: &str = "The export node to connect to: IPv4, IPv6 (brackets allowed) or a \
+                            host name, optionally with :PORT or [IPv6]:PORT (required)";
+
+/// What export does, for `export --help` and the man page.
+pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, listening on -r \
+    ADDR (port 1025 unless -p or ADDR:PORT says otherwise). Prints what it exports. The export \
+    has an identity, -n NAME or the module's default HOST:DEVICE (the host name and the block \
+    device's name, e.g. node1:sdb); it is sent in the handshake and enters the key derivation, \
+    and a local node may ask for it by name.";
+/// What unexport does.
+pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
+    lose their connection and reconnect until their loss timeout.";
+/// What local does.
+pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /dev/dstN; \
+    prints only the device path, so that scripts can capture it.\n\n\
+    Asking again is harmless: if this node has a device for the same export already (the same \
+    address and port; the same export name if -n is given, and the same -i, --client-id and \
+    --client-name where given), local prints that device's path and exits 0 without creating \
+    another. The options of the new request are not applied to the existing device and not \
+    compared with its own (a note on stderr says so): change its timeouts with dstcfg set, \
+    anything else by deleting and creating it again. --duplicate creates another device \
+    anyway.\n\n\
+    --wait keeps trying while the export node cannot be reached, refuses the connection, \
+    answers busy or refuses the handshake (such refusals are not authenticated: anyone on \
+    the path can forge them), with pauses growing to 5 s, and prints what it waits for on \
+    stderr at most every 5 s. --wait alone waits until it connects or is interrupted; \
+    --wait=TIME gives up after TIME (e.g. --wait=5m) with exit status 1 and the last error. \
+    Errors of this node (options, key file, no module, no permission, index in use) end it at \
+    once.\n\n\
+    The device accepts one export identity only, at connect and at every reconnect: -n NAME, \
+    or without -n the identity of the export it reaches first, which the module then pins \
+    (dstcfg list shows it as export NAME). So a device stays bound to its export even if \
+    another export holding the same key answers at the address later. --client-name gives \
+    this node's own identity (default: the host name). The export node fences a device by its \
+    client id: before it serves a new connection it ends the older ones of the same id and \
+    waits for their requests. The module picks a random id for each device unless \
+    --client-id gives one; give a device the same --client-id every time it is created (and \
+    no two devices the same one) for fencing to hold across re-creation and reboots.";
+/// What delete does.
+pub const DELETE_TEXT: &str = "Disconnect and delete the device -d DEV. While it is mounted or \
+    open (a partition of it included) the module refuses with EBUSY and leaves it working; \
+    dstcfg asks again for up to 5 s (udev opens a new device for a moment) before it reports \
+    the error. Unmount it and stop its users, or give --force: the device is deleted anyway, \
+    its IO fails and data not yet written (a file system's cached writes included) is lost. \
+    Does not wait for an unreachable export node.";
+/// What set does.
+pub const SET_TEXT: &str = "With -d DEV: change device settings (the timeouts and \
+    --max-resends) of a live device; the others keep their values. Without -d: module-wide \
+    settings, any of --crypto-threads, --rekey-after and --rekey-interval; the others keep \
+    their values. Each direction of a connection with a key (hmac, aead) replaces its key \
+    in-band after it protected --rekey-after SIZE or after --rekey-interval TIME, whichever \
+    comes first (default: 64G, 1h).";
+/// What list does.
+pub const LIST_TEXT: &str = "Show every export and device: a table, or with --json an array of \
+    objects (settings and counters included; a loss timeout without end is \"infinite\").";
+/// What status does.
+pub const STATUS_TEXT: &str = "Show the module version, the wire protocol, the crypto threads, \
+    the key-update limits and a table of the counters of every export and device; with --json \
+    an object of the module's values with the arrays exports and devices, each object as \
+    dstcfg list --json prints it (every counter included).";
+/// What monitor does.
+pub const MONITOR_TEXT: &str = "Print one line per event as it happens: time, dstN or exportN, \
+    the event (connected, lost, reconnected, failed, deleted, session-opened, session-closed, \
+    session-refused), the peer and the reason when given. With --json one object per line. \
+    With --now it first prints one line per device and export as it is (the event \
+    \"exists\", with its state and address); events that happen while it reads them follow, \
+    so none is missed. Runs until interrupted (SIGINT and SIGTERM exit with status 0) or \
+    --count N events. Needs CAP_NET_ADMIN.";
+/// What check does.
+pub const CHECK_TEXT: &str = "Print the state of the device -d DEV and exit 0 if it is \
+    connected, 1 if it exists but is not (reconnecting, failed, closing), 2 on an error (no \
+    such device, module not loaded, no permission).";
+/// What genkey does.
+pub const GENKEY_TEXT: &str = "Write 32 random bytes from the kernel's random number generator \
+    to the new file -f PATH, with mode 0600; refuses to overwrite an existing file. Needs no \
+    module.";
+
+/// `-r ADDR` and `-p PORT`: where an export listens, or which export node a
+/// device connects to.
+#[derive(Debug, Clone, Args)]
+pub struct AddressArgs {
+    /// Network address (required)
     #[arg(short = 'r', long = "remote", value_name = "ADDR", value_hint = ValueHint::Hostname)]
     pub remote: Option<String>,
 
-    /// TCP port, if ADDR has none (export, unexport, local) [default: 1025]
+    /// TCP port, if ADDR has none [default: 1025]
     #[arg(short = 'p', long = "port", value_name = "PORT",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
+}
 
-    /// export: the block device to serve, e.g. /dev/sdb (required); genkey:
-    /// the key file to create (required)
-    #[arg(short = 'f', long = "file", value_name = "PATH", value_hint = ValueHint::FilePath)]
-    pub file: Option<PathBuf>,
-
-    /// Device: dstN, /dev/dstN or N (delete, set, check; required)
-    #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
-    pub device: Option<u32>,
-
-    /// Print JSON instead of text (list, status, monitor)
-    #[arg(long)]
-    pub json: bool,
-
-    /// Stop after N events (monitor) [default: run until interrupted]
-    #[arg(long = "count", value_name = "N",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub count: Option<u64>,
-
-    /// Delete the device even if it is mounted or open: IO in flight fails,
-    /// and data not yet written (a file system's cached writes included) is
-    /// lost (delete only) [default: refuse an open device]
-    #[arg(long)]
-    pub force: bool,
-
-    /// Serve the device read-only (export only) [default: read-write]
-    #[arg(long = "read-only", help_heading = "Export and device options")]
-    pub read_only: bool,
-
-    /// Export only the first SIZE bytes of the device; K, M, G, T suffixes
-    /// are binary (1K = 1024) (export only) [default: the whole device]
-    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size,
-          help_heading = "Export and device options")]
-    pub size: Option<u64>,
-
-    /// Largest request, in 4 KiB pages, 1..1024 (export, local) [default:
-    /// 256 = 1 MiB]
-    #[arg(long = "max-io-pages", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_IO_PAGES as i64),
-          help_heading = "Export and device options")]
-    pub max_io_pages: Option<u32>,
-
-    /// Create /dev/dstN with this N, 0..1023 (local only) [default: the
-    /// lowest free one]
-    #[arg(short = 'i', long = "index", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(0..=MAX_INDEX as i64),
-          help_heading = "Export and device options")]
-    pub index: Option<u32>,
-
-    /// Requests in flight to the export node, per queue, 1..1024 (local
-    /// only) [default: 128]
-    #[arg(long = "queue-depth", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUE_DEPTH as i64),
-          help_heading = "Export and device options")]
-    pub queue_depth: Option<u32>,
-
-    /// Hardware queues of the device, each with its own connection, 1..16
-    /// (local only) [default: 1]
-    #[arg(long = "queues", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUES as i64),
-          help_heading = "Export and device options")]
-    pub queues: Option<u32>,
-
-    /// The identity the export node fences this device's connections by, in
-    /// decimal or hex with 0x, 1..0xffffffffffffffff; give each device one of
-    /// its own, the same every time it is created, so that fencing holds
-    /// across re-creation and reboots (local only) [default: random]
-    #[arg(long = "client-id", value_name = "ID", value_parser = parse_client_id,
-          help_heading = "Export and device options")]
-    pub client_id: Option<u64>,
-
-    /// A request unanswered this long makes the local node drop the
-    /// connection, reconnect and resend it; 100..3600000 ms (local, set)
-    /// [default: 15000]
-    #[arg(long = "req-timeout", value_name = "MS", value_parser = parse_req_timeout,
-          help_heading = "Device settings (local, set)")]
-    pub req_timeout: Option<u32>,
-
-    /// Resends of one request before it fails with an IO error, 0..1000
-    /// (local, set) [default: 10]
-    #[arg(long = "max-resends", value_name = "N",
-          value_parser = clap::value_parser!(u32).range(
-              *MAX_RESENDS.start() as i64..=*MAX_RESENDS.end() as i64),
-          help_heading = "Device settings (local, set)")]
-    pub max_resends: Option<u32>,
-
-    /// Pause between reconnect attempts, 10..600000 ms (local, set)
-    /// [default: 1000]
-    #[arg(long = "reconnect-delay", value_name = "MS", value_parser = parse_reconnect_delay,
-          help_heading = "Device settings (local, set)")]
-    pub reconnect_delay: Option<u32>,
-
-    /// Ping an idle connection this often, 100..3600000 ms, 0 = never (local,
-    /// set) [default: 5000]
-    #[arg(long = "ping-interval", value_name = "MS", value_parser = parse_ping_interval,
-          help_heading = "Device settings (local, set)")]
-    pub ping_interval: Option<u32>,
-
-    /// No answer to a ping this long: reconnect; 100..3600000 ms (local, set)
-    /// [default: 10000]
-    #[arg(long = "ping-timeout", value_name = "MS", value_parser = parse_ping_timeout,
-          help_heading = "Device settings (local, set)")]
-    pub ping_timeout: Option<u32>,
-
-    /// Disconnected this long, pending and new IO fail with EIO until the
-    /// export node is back (reconnect attempts go on); 100..86400000 ms
-    /// (local, set) [default: 60000]
-    #[arg(long = "loss-timeout", value_name = "MS", value_parser = parse_loss_timeout,
-          help_heading = "Device settings (local, set)")]
-    pub loss_timeout: Option<u32>,
-
+/// The security options of an export and of a device.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Security options")]
+pub struct SecurityArgs {
     /// Data-channel protection; must be the same on the export and the local
-    /// node (export, local) [default: none]
-    #[arg(
-        long = "protection",
-        value_name = "MODE",
-        value_enum,
-        help_heading = "Security options (export, local)"
-    )]
+    /// node [default: none]
+    #[arg(long = "protection", value_name = "MODE", value_enum)]
     pub protection: Option<Protection>,
 
     /// Algorithm of hmac: hmac(sha256), hmac(sha384), hmac(sha512); of aead:
     /// gcm(aes), rfc7539(chacha20,poly1305); no other (all have full-length
-    /// tags) (export, local) [default: hmac(sha256) for hmac, gcm(aes) for
-    /// aead]
-    #[arg(long = "alg", value_name = "NAME", value_parser = parse_alg,
-          help_heading = "Security options (export, local)")]
+    /// tags) [default: hmac(sha256) for hmac, gcm(aes) for aead]
+    #[arg(long = "alg", value_name = "NAME", value_parser = parse_alg)]
     pub alg: Option<String>,
 
     /// Pre-shared key: a file of 16..64 bytes, mode 0600, the same on both
-    /// nodes (make one with -a genkey); needed by hmac and aead, optional
-    /// otherwise (it then authenticates the handshake) (export, local)
-    #[arg(long = "key-file", value_name = "PATH", value_hint = ValueHint::FilePath,
-          help_heading = "Security options (export, local)")]
+    /// nodes (make one with dstcfg genkey); needed by hmac and aead, optional
+    /// otherwise (it then authenticates the handshake)
+    #[arg(long = "key-file", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub key_file: Option<PathBuf>,
 
     /// Pre-shared key from the kernel keyring: the description of a logon
     /// (or user) key, e.g. dst:pair1 (keyctl padd logon dst:pair1 @u <
-    /// FILE); instead of --key-file (export, local)
-    #[arg(long = "key-desc", value_name = "DESC", value_parser = parse_key_desc,
-          help_heading = "Security options (export, local)")]
+    /// FILE); instead of --key-file
+    #[arg(long = "key-desc", value_name = "DESC", value_parser = parse_key_desc)]
     pub key_desc: Option<String>,
+}
+
+/// The settings of a device that `local` sets and `set -d` changes live.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Device settings")]
+pub struct SettingsArgs {
+    /// A request unanswered this long makes the local node drop the
+    /// connection, reconnect and resend it; 100ms..1h [default: 15s]
+    #[arg(long = "req-timeout", value_name = "TIME", value_parser = parse_req_timeout)]
+    pub req_timeout: Option<u32>,
+
+    /// Resends of one request before it fails with an IO error, 0..1000
+    /// [default: 10]
+    #[arg(long = "max-resends", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(
+              *MAX_RESENDS.start() as i64..=*MAX_RESENDS.end() as i64))]
+    pub max_resends: Option<u32>,
+
+    /// Pause between reconnect attempts, 10ms..10m [default: 1s]
+    #[arg(long = "reconnect-delay", value_name = "TIME", value_parser = parse_reconnect_delay)]
+    pub reconnect_delay: Option<u32>,
+
+    /// Ping an idle connection this often, 100ms..1h, 0 = never [default:
+    /// 5s]
+    #[arg(long = "ping-interval", value_name = "TIME", value_parser = parse_ping_interval)]
+    pub ping_interval: Option<u32>,
+
+    /// No answer to a ping this long: reconnect; 100ms..1h [default: 10s]
+    #[arg(long = "ping-timeout", value_name = "TIME", value_parser = parse_ping_timeout)]
+    pub ping_timeout: Option<u32>,
+
+    /// Disconnected this long, pending and new IO fail with EIO until the
+    /// export node is back (reconnect attempts go on); 100ms..24h, or
+    /// infinite: IO waits for the export node however long it takes
+    /// [default: 60s]
+    #[arg(long = "loss-timeout", value_name = "TIME", value_parser = parse_loss_timeout)]
+    pub loss_timeout: Option<u32>,
+}
+
+/// `dstcfg export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Where to listen.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// The block device to serve, e.g. /dev/sdb (required)
+    #[arg(short = 'f', long = "file", value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+
+    /// This export's identity, 1..63 printable ASCII characters, no spaces
+    /// [default: HOST:DEVICE, e.g. node1:sdb]
+    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
+
+    /// Serve the device read-only [default: read-write]
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+
+    /// Export only the first SIZE bytes of the device; K, M, G, T suffixes
+    /// are binary (1K = 1024) [default: the whole device]
+    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+
+    /// Largest request, in 4 KiB pages, 1..1024 [default: 256 = 1 MiB]
+    #[arg(long = "max-io-pages", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_IO_PAGES as i64))]
+    pub max_io_pages: Option<u32>,
+
+    /// Protection and key.
+    #[command(flatten)]
+    pub security: SecurityArgs,
 
     /// Accept only clients from this IPv4 or IPv6 prefix (an address with
     /// an optional /LEN), read-write (:rw, the default) or read-only (:ro);
-    /// repeatable, at most 32 (export only) [default: any client]
+    /// repeatable, at most 32 [default: any client]
     #[arg(long = "allow", value_name = "PREFIX[:ro|:rw]", value_parser = parse_allow,
-          action = ArgAction::Append, help_heading = "Security options (export, local)")]
+          action = ArgAction::Append, help_heading = "Security options")]
     pub allow: Vec<AllowRule>,
 
     /// A client identity with a key of its own: only that key's holder can
     /// connect as NAME, and ,ro makes its device read-only; repeatable
-    /// (export)
     ///
     /// NAME=PATH reads the key from the file PATH, checked as --key-file;
     /// NAME=@DESC has the kernel take it from the keyring key of that
@@ -510,47 +623,176 @@ pub struct Cli {
     /// With --client, --protection hmac or aead needs no key of the
     /// export's own
     #[arg(long = "client", value_name = "NAME=PATH[,ro]", value_parser = parse_client,
-          action = ArgAction::Append, help_heading = "Security options (export, local)")]
+          action = ArgAction::Append, help_heading = "Security options")]
     pub clients: Vec<ClientRule>,
+}
 
-    /// export: this export's identity [default: HOST:DEVICE, e.g.
-    /// node1:sdb]. local: accept only the export of this identity, at connect
-    /// and every reconnect; binds the device to that export, so a key shared
-    /// by several exports cannot be used to redirect it [default: the first
-    /// export reached, then only that one]. 1..63 printable ASCII characters,
-    /// no spaces (export, local)
-    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name,
-          help_heading = "Security options (export, local)")]
+/// `dstcfg unexport`.
+#[derive(Debug, Clone, Args)]
+pub struct UnexportArgs {
+    /// The export's address.
+    #[command(flatten)]
+    pub address: AddressArgs,
+}
+
+/// `dstcfg local`.
+#[derive(Debug, Clone, Args)]
+pub struct LocalArgs {
+    /// The export node.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// Accept only the export of this identity, at connect and every
+    /// reconnect; binds the device to that export, so a key shared by
+    /// several exports cannot be used to redirect it; 1..63 printable ASCII
+    /// characters, no spaces [default: the first export reached, then only
+    /// that one]
+    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name)]
     pub name: Option<String>,
 
     /// This node's identity in the handshake; with the export's it selects
     /// the keys, so one key file gives each pair of node and export keys of
-    /// its own. 1..63 printable ASCII characters, no spaces (local only)
-    /// [default: the host name]
-    #[arg(long = "client-name", value_name = "NAME", value_parser = parse_name,
-          help_heading = "Security options (export, local)")]
+    /// its own; 1..63 printable ASCII characters, no spaces [default: the
+    /// host name]
+    #[arg(long = "client-name", value_name = "NAME", value_parser = parse_name)]
     pub client_name: Option<String>,
+
+    /// Create /dev/dstN with this N, 0..1023 [default: the lowest free one]
+    #[arg(short = 'i', long = "index", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=MAX_INDEX as i64))]
+    pub index: Option<u32>,
+
+    /// Largest request, in 4 KiB pages, 1..1024 [default: 256 = 1 MiB]
+    #[arg(long = "max-io-pages", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_IO_PAGES as i64))]
+    pub max_io_pages: Option<u32>,
+
+    /// Requests in flight to the export node, per queue, 1..1024 [default:
+    /// 128]
+    #[arg(long = "queue-depth", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUE_DEPTH as i64))]
+    pub queue_depth: Option<u32>,
+
+    /// Hardware queues of the device, each with its own connection, 1..16
+    /// [default: 1]
+    #[arg(long = "queues", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_QUEUES as i64))]
+    pub queues: Option<u32>,
+
+    /// The identity the export node fences this device's connections by, in
+    /// decimal or hex with 0x, 1..0xffffffffffffffff; give each device one of
+    /// its own, the same every time it is created, so that fencing holds
+    /// across re-creation and reboots [default: random]
+    #[arg(long = "client-id", value_name = "ID", value_parser = parse_client_id)]
+    pub client_id: Option<u64>,
+
+    /// Keep trying to connect while the export node is unreachable, refuses
+    /// or is busy: until interrupted, or for at most TIME (e.g. --wait=5m)
+    /// [default: try once]
+    #[arg(long = "wait", value_name = "TIME", num_args = 0..=1, require_equals = true,
+          default_missing_value = "forever", value_parser = parse_wait)]
+    pub wait: Option<Wait>,
+
+    /// Create a new device even if this node has one for the same export
+    /// [default: print the existing device's path instead]
+    #[arg(long = "duplicate")]
+    pub duplicate: bool,
+
+    /// Timeouts and resends.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+
+    /// Protection and key.
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// `-d DEV`, optional to clap (`cli.rs` says what it is for when missing).
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArg {
+    /// The device: dstN, /dev/dstN or N (required)
+    #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
+    pub device: Option<u32>,
+}
+
+/// `dstcfg delete`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// The device to delete.
+    #[command(flatten)]
+    pub device: DeviceArg,
+
+    /// Delete the device even if it is mounted or open: IO in flight fails,
+    /// and data not yet written (a file system's cached writes included) is
+    /// lost [default: refuse an open device]
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `dstcfg set`.
+#[derive(Debug, Clone, Args)]
+pub struct SetArgs {
+    /// The device to change; without it, module-wide settings
+    #[arg(short = 'd', long = "device", value_name = "DEV", value_parser = parse_device)]
+    pub device: Option<u32>,
+
+    /// The device's timeouts and resends.
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 
     /// Workers that protect (checksum, MAC, encrypt) messages for every
     /// device and export, 0..64; 0 = in the sending and receiving threads
-    /// (set, without -d)
     #[arg(long = "crypto-threads", value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=MAX_CRYPTO_THREADS as i64),
-          help_heading = "Module settings (set)")]
+          help_heading = "Module settings (without -d)")]
     pub crypto_threads: Option<u32>,
 
     /// Replace each keyed connection's keys (hmac, aead) after it protected
-    /// SIZE in one direction, 1M..1T in whole MiB, K, M, G, T as for --size;
-    /// module-wide (set, without -d) [default: 64G]
+    /// SIZE in one direction, 1M..1T in whole MiB, K, M, G, T as for --size
+    /// [default: 64G]
     #[arg(long = "rekey-after", value_name = "SIZE", value_parser = parse_rekey_after,
-          help_heading = "Module settings (set)")]
+          help_heading = "Module settings (without -d)")]
     pub rekey_after: Option<u32>,
 
-    /// ... or after SECS seconds, whichever comes first; 1..86400, a suffix
-    /// s or ms may be given; module-wide (set, without -d) [default: 3600]
-    #[arg(long = "rekey-interval", value_name = "SECS", value_parser = parse_rekey_interval,
-          help_heading = "Module settings (set)")]
+    /// ... or after TIME, whichever comes first; 1s..24h in whole seconds,
+    /// a number alone is seconds [default: 1h]
+    #[arg(long = "rekey-interval", value_name = "TIME", value_parser = parse_rekey_interval,
+          help_heading = "Module settings (without -d)")]
     pub rekey_interval: Option<u32>,
+}
+
+/// `--json` of list and status.
+#[derive(Debug, Clone, Args)]
+pub struct JsonArgs {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dstcfg monitor`.
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// One JSON object per line instead of text
+    #[arg(long)]
+    pub json: bool,
+
+    /// First print every device and export as it is now (event "exists")
+    #[arg(long)]
+    pub now: bool,
+
+    /// Stop after N events (those of --now not counted) [default: run
+    /// until interrupted]
+    #[arg(long = "count", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+}
+
+/// `dstcfg genkey`.
+#[derive(Debug, Clone, Args)]
+pub struct GenkeyArgs {
+    /// The key file to create (required)
+    #[arg(short = 'f', long = "file", value_name = "PATH", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
 }
 
 /// Parses `--size`: a byte count with an optional binary suffix K, M, G or T
@@ -616,28 +858,22 @@ pub fn parse_rekey_after(s: &str) -> Result<u32, String> {
     }
 }
 
-/// Parses `--rekey-interval SECS`: whole seconds, a number alone or with
-/// the suffix `s`, or milliseconds with `ms` (as the MS options take them,
-/// `3600s`, `1.5s`), a whole number of seconds within 1..86400.
+/// Parses `--rekey-interval TIME`: a duration as [`parse_duration_ms`]
+/// takes it (`10m`, `1h`, `3600s`), a number alone being seconds (as
+/// before durations), a whole number of seconds within 1..86400.
 pub fn parse_rekey_interval(s: &str) -> Result<u32, String> {
     let t = s.trim();
-    let secs = if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
-        t.parse::<u64>().map_err(|_| "too large".to_string())?
-    } else if t.starts_with(|c: char| c.is_ascii_digit()) && t.ends_with('s') {
-        let ms = parse_ms(t)?;
-        if ms % 1000 != 0 {
-            return Err(format!(
-                "{t} is not a whole number of seconds; the unit is 1 s"
-            ));
-        }
-        ms / 1000
-    } else {
-        return Err("expected a time in seconds, optionally with s (e.g. 3600 or 600s)".into());
-    };
+    let ms = parse_duration_ms(t, 1000)?;
+    if ms % 1000 != 0 {
+        return Err(format!(
+            "{t} is not a whole number of seconds; the unit is 1 s"
+        ));
+    }
+    let secs = ms / 1000;
     match u32::try_from(secs) {
         Ok(n) if REKEY_SECONDS.contains(&n) => Ok(n),
         _ => Err(format!(
-            "{secs} s is out of range; expected {}..{} s (1 s to 24 h)",
+            "{secs} s is out of range; expected {}..{} s (1s to 24h)",
             REKEY_SECONDS.start(),
             REKEY_SECONDS.end()
         )),
@@ -666,52 +902,97 @@ pub fn parse_client_id(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses a time in milliseconds: a whole number, optionally with the
-/// suffix `ms`, or seconds with the suffix `s` (`30s`, `1.5s`; at most
-/// millisecond precision).
-pub fn parse_ms(s: &str) -> Result<u64, String> {
+/// What every duration option says when it cannot read its value.
+const DURATION_FORM: &str = "expected a duration such as 30s, 5m, 1h30m or 250ms";
+
+/// Parses a duration into milliseconds: humantime's form (`30s`, `5m`,
+/// `1h30m`, `250ms`, `2h 15m`), a decimal number of seconds (`1.5s`, as
+/// dstcfg took it before humantime), or a number alone, in units of
+/// `bare_ms` milliseconds (1 for the options that took milliseconds, 1000
+/// for `--rekey-interval`, which took seconds). At most millisecond
+/// precision.
+pub fn parse_duration_ms(s: &str, bare_ms: u64) -> Result<u64, String> {
     let t = s.trim();
-    let number_end = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(number_end);
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) {
-        return Err("expected a time in milliseconds, or with s or ms (e.g. 30s, 500ms)".into());
+    let too_large = || "too large".to_string();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u64 = t.parse().map_err(|_| too_large())?;
+        return n.checked_mul(bare_ms).ok_or_else(too_large);
     }
-    if fraction.contains('.') {
-        return Err(format!("'{number}' is not a number"));
+    if t.contains('.') {
+        return parse_decimal_seconds(t);
+    }
+    let d = humantime::parse_duration(t).map_err(|e| {
+        let bare = if bare_ms == 1000 {
+            "seconds"
+        } else {
+            "milliseconds"
+        };
+        format!("{DURATION_FORM}, or a number of {bare}: {e}")
+    })?;
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err(format!(
+            "{t} is not a whole number of milliseconds; the unit is 1 ms"
+        ));
+    }
+    u64::try_from(d.as_millis()).map_err(|_| too_large())
+}
+
+/// Parses the older decimal form: `1.5s`, `0.25s` (at most 3 decimals);
+/// `1.5` or `1.5ms` are refused, a millisecond being the unit.
+fn parse_decimal_seconds(t: &str) -> Result<u64, String> {
+    let (number, unit) = match (t.strip_suffix("ms"), t.strip_suffix('s')) {
+        (Some(n), _) => (n, "ms"),
+        (None, Some(n)) => (n, "s"),
+        (None, None) => (t, ""),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return Err(format!("'{t}' is not a duration; {DURATION_FORM}, or 1.5s"));
+    }
+    if unit != "s" {
+        return Err(format!(
+            "'{t}': milliseconds must be a whole number; give a fraction in seconds (1.5s)"
+        ));
+    }
+    if fraction.len() > 3 {
+        return Err("at most 3 decimals: the unit is 1 ms".into());
     }
     let too_large = || "too large".to_string();
     let whole: u64 = whole.parse().map_err(|_| too_large())?;
-    match unit {
-        "" | "ms" if !fraction.is_empty() => Err("milliseconds must be a whole number".to_string()),
-        "" | "ms" => Ok(whole),
-        "s" => {
-            if fraction.len() > 3 {
-                return Err("at most 3 decimals: the unit is 1 ms".into());
-            }
-            let frac_ms: u64 = format!("{fraction:0<3}").parse().map_err(|_| too_large())?;
-            whole
-                .checked_mul(1000)
-                .and_then(|ms| ms.checked_add(frac_ms))
-                .ok_or_else(too_large)
-        }
-        _ => Err(format!("unknown unit '{unit}'; use ms or s (e.g. 30s)")),
+    let frac_ms: u64 = format!("{fraction:0<3}").parse().map_err(|_| too_large())?;
+    whole
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(frac_ms))
+        .ok_or_else(too_large)
+}
+
+/// `ms` for humans in the largest unit that holds it whole, as the help
+/// gives ranges: `100ms`, `10m`, `24h`.
+pub fn ms_text(ms: u64) -> String {
+    match ms {
+        0 => "0".into(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
     }
 }
 
-/// [`parse_ms`] within `range` (or 0 if `zero_ok`).
+/// [`parse_duration_ms`] (a number alone: milliseconds) within `range`
+/// (or 0 if `zero_ok`).
 fn ms_in(s: &str, range: RangeInclusive<u32>, zero_ok: bool) -> Result<u32, String> {
-    let ms = parse_ms(s)?;
+    let ms = parse_duration_ms(s, 1)?;
     if (zero_ok && ms == 0) || (*range.start() as u64..=*range.end() as u64).contains(&ms) {
         return Ok(ms as u32);
     }
     let zero = if zero_ok { "0 or " } else { "" };
     Err(format!(
-        "{ms} ms is out of range; expected {zero}{}..{} ms",
+        "{ms} ms is out of range; expected {zero}{}..{} ms ({} to {})",
         range.start(),
-        range.end()
+        range.end(),
+        ms_text((*range.start()).into()),
+        ms_text((*range.end()).into()),
     ))
 }
 
@@ -731,8 +1012,47 @@ fn parse_ping_timeout(s: &str) -> Result<u32, String> {
     ms_in(s, PING_TIMEOUT_MS, false)
 }
 
-fn parse_loss_timeout(s: &str) -> Result<u32, String> {
-    ms_in(s, LOSS_TIMEOUT_MS, false)
+/// Parses `--loss-timeout`: a duration within [`LOSS_TIMEOUT_MS`], or
+/// `infinite` ([`LOSS_TIMEOUT_INFINITE`]).
+pub fn parse_loss_timeout(s: &str) -> Result<u32, String> {
+    if s.trim() == "infinite" {
+        return Ok(LOSS_TIMEOUT_INFINITE);
+    }
+    ms_in(s, LOSS_TIMEOUT_MS, false).map_err(|e| {
+        if e.contains("out of range") {
+            format!("{e}; or infinite, to wait for the export node without end")
+        } else {
+            e
+        }
+    })
+}
+
+/// A loss timeout as dstcfg shows it: `infinite`, or milliseconds.
+pub fn loss_timeout_text(ms: u32) -> String {
+    if ms == LOSS_TIMEOUT_INFINITE {
+        "infinite".into()
+    } else {
+        ms.to_string()
+    }
+}
+
+/// Parses the TIME of `--wait=TIME`: `forever` or `infinite`, or a
+/// duration with its unit (`90s`, `5m`); a number alone is refused, as it
+/// could mean seconds as well as milliseconds.
+pub fn parse_wait(s: &str) -> Result<Wait, String> {
+    let t = s.trim();
+    if t == "forever" || t == "infinite" {
+        return Ok(Wait::Forever);
+    }
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "give the unit: {t}s, {t}m, ... (or --wait alone: until interrupted)"
+        ));
+    }
+    match parse_duration_ms(t, 1)? {
+        0 => Err("the time must be more than 0; give e.g. --wait=30s".into()),
+        ms => Ok(Wait::For(Duration::from_millis(ms))),
+    }
 }
 
 /// Parses `-d DEV`: `dstN`, `/dev/dstN` or `N`, N in 0..1023 without

@@ -1,20 +1,24 @@
-//! Command line: `dstcfg -r ADDR -a export -f /dev/sdb`, `dstcfg -r ADDR -a
-//! local`, `dstcfg -a set -d dst0 --loss-timeout 30s`, `dstcfg -a list`,
-//! `dstcfg -a monitor`, `dstcfg -a check -d dst0`, ...
+//! Command line: `dstcfg export -r ADDR -f /dev/sdb`, `dstcfg local -r
+//! ADDR`, `dstcfg set -d dst0 --loss-timeout 30s`, `dstcfg list`, ... and
+//! the older forms `dstcfg -r ADDR -a local`, `dstcfg -a list`.
 //!
-//! clap parses the flags into [`Cli`] (defined in `args.rs`, which `build.rs`
-//! shares for the man page and the completions); [`Cli::into_command`] then
-//! checks which flags each action needs or forbids and resolves the address,
-//! giving a [`Command`]. Every error here is a usage error (a `clap::Error`,
+//! `compat.rs` turns the older forms into subcommands; clap parses them
+//! into [`Cli`] (defined in `args.rs`, which `build.rs` shares for the man
+//! page and the completions); [`Cli::into_command`] then checks what clap
+//! cannot (required options with a word on what they are for, options
+//! that exclude each other) and resolves the address, giving a
+//! [`Command`]. An option of another subcommand gets a message that says
+//! where it belongs. Every error here is a usage error (a `clap::Error`,
 //! exit status 2).
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, FromArgMatches};
 
 pub use crate::args::*;
+use crate::compat::{self, Form};
 use crate::message::{DeviceSettings, ModuleSettings};
 
 /// The security options of an export or a device, as given.
@@ -34,12 +38,12 @@ pub struct Security {
 /// A validated command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `-a status [--json]`.
+    /// `status [--json]`.
     Status {
         /// Print JSON instead of text.
         json: bool,
     },
-    /// `-r ADDR -a export -f PATH [-n NAME] [--read-only] [--size SIZE]
+    /// `export -r ADDR -f PATH [-n NAME] [--read-only] [--size SIZE]
     /// [--max-io-pages N] [SECURITY] [--allow PREFIX]... [--client
     /// NAME=KEY]...`.
     Export {
@@ -64,14 +68,14 @@ pub enum Command {
         /// uses the export's key, if any).
         clients: Vec<ClientRule>,
     },
-    /// `-r ADDR -a unexport`.
+    /// `unexport -r ADDR`.
     Unexport {
         /// Address the export listens on.
         remote: SocketAddr,
     },
-    /// `-r ADDR -a local [-n NAME] [--client-name NAME] [-i N]
-    /// [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID]
-    /// [SECURITY] [SETTINGS]`.
+    /// `local -r ADDR [-n NAME] [--client-name NAME] [-i N] [--max-io-pages
+    /// N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]]
+    /// [--duplicate] [SECURITY] [SETTINGS]`.
     Local {
         /// Export node to connect to.
         remote: SocketAddr,
@@ -95,45 +99,53 @@ pub enum Command {
         settings: DeviceSettings,
         /// Protection, algorithm, key.
         security: Security,
+        /// `--wait`: keep trying while the export node is not there (none:
+        /// try once).
+        wait: Option<Wait>,
+        /// `--duplicate`: create a device even if one for this export
+        /// exists.
+        duplicate: bool,
     },
-    /// `-a set -d DEV SETTINGS`.
+    /// `set -d DEV SETTINGS`.
     Set {
         /// N of `/dev/dstN`.
         index: u32,
         /// What to change (at least one setting).
         settings: DeviceSettings,
     },
-    /// `-a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval
-    /// SECS]`: module-wide settings.
+    /// `set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval
+    /// TIME]`: module-wide settings.
     Config {
         /// What to change (at least one setting).
         settings: ModuleSettings,
     },
-    /// `-a delete -d DEV [--force]`.
+    /// `delete -d DEV [--force]`.
     Delete {
         /// N of `/dev/dstN`.
         index: u32,
         /// Delete it even if it is open.
         force: bool,
     },
-    /// `-a list [--json]`.
+    /// `list [--json]`.
     List {
         /// Print JSON instead of a table.
         json: bool,
     },
-    /// `-a monitor [--json] [--count N]`.
+    /// `monitor [--json] [--now] [--count N]`.
     Monitor {
         /// One JSON object per line instead of text.
         json: bool,
+        /// First one line per device and export as it is.
+        now: bool,
         /// Stop after this many events.
         count: Option<u64>,
     },
-    /// `-a check -d DEV`.
+    /// `check -d DEV`.
     Check {
         /// N of `/dev/dstN`.
         index: u32,
     },
-    /// `-a genkey -f PATH`.
+    /// `genkey -f PATH`.
     Genkey {
         /// The key file to create.
         file: PathBuf,
@@ -141,7 +153,7 @@ pub enum Command {
 }
 
 impl Command {
-    /// The `-a` name of the command.
+    /// The subcommand's name.
     pub fn action_name(&self) -> &'static str {
         match self {
             Command::Status { .. } => "status",
@@ -160,75 +172,45 @@ impl Command {
 
 /// Parses the process's arguments; `Err` is a usage error.
 pub fn parse() -> Result<Command, clap::Error> {
-    Cli::try_parse()?.into_command()
+    parse_from(std::env::args_os())
 }
 
-/// Parses `args` (the first is the program name).
-#[cfg_attr(not(test), allow(dead_code))]
+/// Parses `args` (the first is the program name), in either form.
 pub fn parse_from<I, T>(args: I) -> Result<Command, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Cli::try_parse_from(args)?.into_command()
+    let mut cmd = Cli::command();
+    let translated = compat::translate(&cmd, args.into_iter().map(Into::into).collect())?;
+    let form = translated.form;
+    let matches = cmd
+        .try_get_matches_from_mut(&translated.args)
+        .map_err(|e| explain_misplaced(e, &translated.args, form))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    cli.into_command(form)
 }
 
-fn usage_error(kind: ErrorKind, msg: impl std::fmt::Display) -> clap::Error {
-    Cli::command().error(kind, msg)
+/// The subcommand `name` of the clap definition.
+fn subcommand(name: &str) -> clap::Command {
+    let mut cli = Cli::command();
+    cli.build();
+    cli.find_subcommand(name)
+        .cloned()
+        .unwrap_or_else(Cli::command)
 }
 
-use ActionKind::{Check, Delete, Export, Genkey, List, Local, Monitor, Set, Status, Unexport};
+/// The name of a subcommand as the user gave it: `-a local` or `local`.
+fn label(name: &str, form: Form) -> String {
+    match form {
+        Form::DashA => format!("-a {name}"),
+        Form::Subcommand => name.to_string(),
+    }
+}
 
-/// The actions an option applies to, for the checks and their messages.
-const OPTION_ACTIONS: &[(&str, &[ActionKind])] = &[
-    ("-r", &[Export, Unexport, Local]),
-    ("-p", &[Export, Unexport, Local]),
-    ("-f", &[Export, Genkey]),
-    ("-d", &[Delete, Set, Check]),
-    ("--json", &[List, Status, Monitor]),
-    ("--count", &[Monitor]),
-    ("--force", &[Delete]),
-    ("--read-only", &[Export]),
-    ("--size", &[Export]),
-    ("--max-io-pages", &[Export, Local]),
-    ("-i", &[Local]),
-    ("--queue-depth", &[Local]),
-    ("--queues", &[Local]),
-    ("--client-id", &[Local]),
-    ("--req-timeout", &[Local, Set]),
-    ("--max-resends", &[Local, Set]),
-    ("--reconnect-delay", &[Local, Set]),
-    ("--ping-interval", &[Local, Set]),
-    ("--ping-timeout", &[Local, Set]),
-    ("--loss-timeout", &[Local, Set]),
-    ("--protection", &[Export, Local]),
-    ("--alg", &[Export, Local]),
-    ("--key-file", &[Export, Local]),
-    ("--key-desc", &[Export, Local]),
-    ("--allow", &[Export]),
-    ("--crypto-threads", &[Set]),
-    ("-n", &[Export, Local]),
-    ("--client-name", &[Local]),
-    ("--rekey-after", &[Set]),
-    ("--rekey-interval", &[Set]),
-    ("--client", &[Export]),
-];
-
-/// The module-wide options of `-a set` (without `-d`), with their values'
-/// names.
-const MODULE_FLAGS: [(&str, &str); 3] = [
-    ("--crypto-threads", "N"),
-    ("--rekey-after", "SIZE"),
-    ("--rekey-interval", "SECS"),
-];
-
-/// The options of [`DeviceSettings`], as `-a set` lists them.
-const SETTING_FLAGS: &str = "--req-timeout, --max-resends, --reconnect-delay, --ping-interval, \
-                             --ping-timeout or --loss-timeout";
-
-/// "-a export", "-a export and -a local", "-a a, -a b and -a c".
-fn action_list(actions: &[ActionKind]) -> String {
-    let names: Vec<String> = actions.iter().map(|a| format!("-a {}", a.name())).collect();
+/// "export", "export and local", "a, b and c" (each as [`label`] says).
+fn action_list(names: &[&str], form: Form) -> String {
+    let names: Vec<String> = names.iter().map(|n| label(n, form)).collect();
     match names.split_last() {
         Some((last, [])) => last.clone(),
         Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
@@ -236,146 +218,207 @@ fn action_list(actions: &[ActionKind]) -> String {
     }
 }
 
-/// Why `flag` does not go with `action`, when there is more to say than
-/// which actions it applies to.
-fn why_not(flag: &str, action: ActionKind) -> Option<&'static str> {
+/// How an option is named in messages: by its short form if it has one
+/// (`-r`, `-f`, `-n`), else by its long one (`--json`).
+fn flag_name(arg: &clap::Arg) -> String {
+    match (arg.get_short(), arg.get_long()) {
+        (Some(s), _) => format!("-{s}"),
+        (None, Some(l)) => format!("--{l}"),
+        (None, None) => arg.get_id().to_string(),
+    }
+}
+
+/// Which subcommands have the option `given` (`-f`, `--file`, `--size=1G`):
+/// the option's name for messages and the subcommands' names.
+fn owners(given: &str) -> Option<(String, Vec<&'static str>)> {
+    let given = given.split_once('=').map_or(given, |(flag, _)| flag);
+    let matches = |arg: &clap::Arg| match given.strip_prefix("--") {
+        Some(long) => arg.get_long() == Some(long),
+        // `-r192.0.2.1`: the first letter names the option.
+        None => {
+            let short = given.strip_prefix('-').and_then(|s| s.chars().next());
+            short.is_some() && short == arg.get_short()
+        }
+    };
+    let cli = Cli::command();
+    let mut flag = None;
+    let mut names = Vec::new();
+    for (sub, name) in cli.get_subcommands().zip(ACTIONS) {
+        if let Some(arg) = sub.get_arguments().find(|a| matches(a)) {
+            flag.get_or_insert_with(|| flag_name(arg));
+            names.push(name);
+        }
+    }
+    flag.map(|f| (f, names))
+}
+
+/// Turns clap's "unexpected argument" for an option of another subcommand
+/// into one that says where it belongs; other errors pass unchanged.
+fn explain_misplaced(err: clap::Error, args: &[std::ffi::OsString], form: Form) -> clap::Error {
+    if err.kind() != ErrorKind::UnknownArgument {
+        return err;
+    }
+    let Some(ContextValue::String(given)) = err.get(ContextKind::InvalidArg) else {
+        return err;
+    };
+    let Some(name) = args.get(1).and_then(|a| a.to_str()) else {
+        return err;
+    };
+    // `--wait 5m`: an optional value needs the `=`.
+    let after_wait = args
+        .windows(2)
+        .any(|w| w[0] == "--wait" && w[1].to_str() == Some(given.as_str()));
+    if after_wait && !given.starts_with('-') {
+        return subcommand(name).error(
+            ErrorKind::UnknownArgument,
+            format!(
+                "--wait takes its time after '=': --wait={given} (--wait alone: until interrupted)"
+            ),
+        );
+    }
+    let Some((flag, names)) = owners(given) else {
+        return err;
+    };
+    let why = why_not(&flag, name)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("it only applies to {}", action_list(&names, form)));
+    subcommand(name).error(
+        ErrorKind::ArgumentConflict,
+        format!("{flag} cannot be used with {}; {why}", label(name, form)),
+    )
+}
+
+/// Why `flag` does not go with the subcommand `action`, when there is more
+/// to say than which subcommands it applies to.
+fn why_not(flag: &str, action: &str) -> Option<&'static str> {
     Some(match (flag, action) {
-        ("-f", Local) => "the device comes from the export node; drop -f",
-        ("-f", Unexport) => "the export is found by its address; drop -f",
-        ("-r" | "-p", Status | List | Monitor | Check) => "it only asks the local module",
-        ("-r" | "-p", Genkey) => {
+        ("-f", "local") => "the device comes from the export node; drop -f",
+        ("-f", "unexport") => "the export is found by its address; drop -f",
+        ("-r" | "-p", "status" | "list" | "monitor" | "check") => "it only asks the local module",
+        ("-r" | "-p", "genkey") => {
             "genkey only writes a key file; copy it to the other node yourself"
         }
-        ("-r" | "-p", Delete | Set) => "the device is found by -d DEV alone",
-        ("-i", Delete | Set | Check) => "give the device with -d DEV",
-        ("--max-io-pages" | "--queue-depth" | "--queues", Set) => {
-            "it is fixed when the device is created; -a set changes the timeouts and \
+        ("-r" | "-p", "delete" | "set") => "the device is found by -d DEV alone",
+        ("-i", "delete" | "set" | "check") => "give the device with -d DEV",
+        ("--max-io-pages" | "--queue-depth" | "--queues", "set") => {
+            "it is fixed when the device is created; set changes the timeouts and \
              --max-resends"
         }
-        ("--protection" | "--alg" | "--key-file" | "--key-desc", Set) => {
+        ("--protection" | "--alg" | "--key-file" | "--key-desc", "set") => {
             "security is fixed when the export or the device is created"
         }
-        ("--allow", Local) => "the allow-list belongs to the export; give it to -a export",
-        ("--client", Local) => {
-            "it gives a client a key of its own on the export; give it to -a export there, and \
+        ("--allow", "local") => "the allow-list belongs to the export; give it to export",
+        ("--client", "local") => {
+            "it gives a client a key of its own on the export; give it to export there, and \
              this node's identity with --client-name NAME and that key with --key-file or \
              --key-desc"
         }
-        ("--client", Set) => "security is fixed when the export is created",
-        ("--queues", Export) => "the local node chooses its queues; an export serves any number",
-        ("--client-id", Set) => {
-            "it is fixed when the device is created; give it to -a local, the same every time \
+        ("--client", "set") => "security is fixed when the export is created",
+        ("--queues", "export") => "the local node chooses its queues; an export serves any number",
+        ("--client-id", "set") => {
+            "it is fixed when the device is created; give it to local, the same every time \
              the device is created"
         }
-        ("--client-id", Export) => {
-            "it identifies a device of a local node; give it to -a local there (the export \
+        ("--client-id", "export") => {
+            "it identifies a device of a local node; give it to local there (the export \
              fences by the id each device sends)"
         }
-        ("-n" | "--client-name", Set) => {
+        ("-n" | "--client-name", "set") => {
             "identities are fixed when the export or the device is created"
         }
-        ("-n", Unexport) => "the export is found by its address; drop -n",
-        ("--client-name", Export) => {
-            "it names a local node; give it to -a local there (an export's own identity is \
+        ("-n", "unexport") => "the export is found by its address; drop -n",
+        ("--client-name", "export") => {
+            "it names a local node; give it to local there (an export's own identity is \
              -n NAME)"
         }
         ("--crypto-threads", _) => {
-            "it is a module-wide setting of its own: dstcfg -a set --crypto-threads N"
+            "it is a module-wide setting of its own: dstcfg set --crypto-threads N"
         }
         ("--rekey-after", _) => {
-            "it is a module-wide setting of its own: dstcfg -a set --rekey-after SIZE"
+            "it is a module-wide setting of its own: dstcfg set --rekey-after SIZE"
         }
         ("--rekey-interval", _) => {
-            "it is a module-wide setting of its own: dstcfg -a set --rekey-interval SECS"
+            "it is a module-wide setting of its own: dstcfg set --rekey-interval TIME"
         }
-        ("-d", Local) => "choose the index of the new device with -i N",
+        ("-d", "local") => "choose the index of the new device with -i N",
+        ("--wait" | "--duplicate", _) => "it only applies to local",
         _ => return None,
     })
 }
 
-impl Cli {
-    /// Which of the options of [`OPTION_ACTIONS`] were given, in its order.
-    fn given(&self) -> Vec<&'static str> {
-        let given = [
-            self.remote.is_some(),
-            self.port.is_some(),
-            self.file.is_some(),
-            self.device.is_some(),
-            self.json,
-            self.count.is_some(),
-            self.force,
-            self.read_only,
-            self.size.is_some(),
-            self.max_io_pages.is_some(),
-            self.index.is_some(),
-            self.queue_depth.is_some(),
-            self.queues.is_some(),
-            self.client_id.is_some(),
-            self.req_timeout.is_some(),
-            self.max_resends.is_some(),
-            self.reconnect_delay.is_some(),
-            self.ping_interval.is_some(),
-            self.ping_timeout.is_some(),
-            self.loss_timeout.is_some(),
-            self.protection.is_some(),
-            self.alg.is_some(),
-            self.key_file.is_some(),
-            self.key_desc.is_some(),
-            !self.allow.is_empty(),
-            self.crypto_threads.is_some(),
-            self.name.is_some(),
-            self.client_name.is_some(),
-            self.rekey_after.is_some(),
-            self.rekey_interval.is_some(),
-            !self.clients.is_empty(),
-        ];
-        OPTION_ACTIONS
-            .iter()
-            .zip(given)
-            .filter(|(_, given)| *given)
-            .map(|((flag, _), _)| *flag)
-            .collect()
+/// The options of [`DeviceSettings`], as `set` lists them.
+const SETTING_FLAGS: &str = "--req-timeout, --max-resends, --reconnect-delay, --ping-interval, \
+                             --ping-timeout or --loss-timeout";
+
+/// The subcommand being validated, for its messages.
+struct Ctx {
+    /// Its name.
+    name: &'static str,
+    /// How it was given.
+    form: Form,
+}
+
+impl Ctx {
+    /// A usage error of this subcommand (with its usage line).
+    fn err(&self, kind: ErrorKind, msg: impl std::fmt::Display) -> clap::Error {
+        subcommand(self.name).error(kind, msg)
     }
 
-    /// The action, from `-a` or the first word.
-    fn action(&self) -> Result<ActionKind, clap::Error> {
-        match (self.action, self.action_word) {
-            (Some(a), Some(w)) if a != w => Err(usage_error(
-                ErrorKind::ArgumentConflict,
+    /// `-a local` or `local`.
+    fn label(&self) -> String {
+        label(self.name, self.form)
+    }
+
+    /// `-r ADDR` resolved; `what` says what it is for if missing.
+    fn remote(&self, address: &AddressArgs, what: &str) -> Result<SocketAddr, clap::Error> {
+        let Some(remote) = address.remote.as_deref() else {
+            return Err(self.err(
+                ErrorKind::MissingRequiredArgument,
+                format!("{} needs -r ADDR, {what}", self.label()),
+            ));
+        };
+        parse_remote(remote, address.port)
+            .map_err(|msg| self.err(ErrorKind::ValueValidation, format!("-r {remote}: {msg}")))
+    }
+
+    /// `-d DEV`; `what` says what it is for if missing.
+    fn device(&self, device: Option<u32>, what: &str) -> Result<u32, clap::Error> {
+        device.ok_or_else(|| {
+            self.err(
+                ErrorKind::MissingRequiredArgument,
                 format!(
-                    "two actions given, -a {} and {}; give one",
-                    a.name(),
-                    w.name()
+                    "{} needs -d DEV, {what} (dstN, /dev/dstN or N; see dstcfg list)",
+                    self.label()
                 ),
-            )),
-            (Some(a), _) | (None, Some(a)) => Ok(a),
-            (None, None) => {
-                let actions: Vec<String> = ActionKind::value_variants()
-                    .iter()
-                    .map(|a| a.name().to_string())
-                    .collect();
-                Err(usage_error(
-                    ErrorKind::MissingRequiredArgument,
-                    format!(
-                        "no action given; add -a ACTION, one of: {}",
-                        actions.join(", ")
-                    ),
-                ))
-            }
+            )
+        })
+    }
+
+    /// A `-f PATH` that must be given and not empty.
+    fn file(&self, file: Option<PathBuf>, what: &str) -> Result<PathBuf, clap::Error> {
+        let Some(file) = file else {
+            return Err(self.err(
+                ErrorKind::MissingRequiredArgument,
+                format!("{} needs -f PATH, {what}", self.label()),
+            ));
+        };
+        if file.as_os_str().is_empty() {
+            return Err(self.err(ErrorKind::ValueValidation, "-f: empty path"));
         }
+        Ok(file)
     }
 
     /// The security options, checked against each other; `clients`: an
     /// export with `--client` entries, whose keys satisfy hmac and aead.
-    fn security(&self, name: &str, clients: bool) -> Result<Security, clap::Error> {
+    fn security(&self, args: SecurityArgs, clients: bool) -> Result<Security, clap::Error> {
         let security = Security {
-            protection: self.protection,
-            alg: self.alg.clone(),
-            key_file: self.key_file.clone(),
-            key_desc: self.key_desc.clone(),
+            protection: args.protection,
+            alg: args.alg,
+            key_file: args.key_file,
+            key_desc: args.key_desc,
         };
         if security.key_file.is_some() && security.key_desc.is_some() {
-            return Err(usage_error(
+            return Err(self.err(
                 ErrorKind::ArgumentConflict,
                 "--key-file and --key-desc both give the pre-shared key; give one of them: \
                  --key-file PATH reads it from a file, --key-desc DESC has the kernel take it \
@@ -388,17 +431,17 @@ impl Cli {
                 && security.key_desc.is_none()
                 && !clients
             {
-                let or_clients = if name == Export.name() {
+                let or_clients = if self.name == "export" {
                     ", or --client NAME=PATH (or NAME=@DESC) for each client with a key of its \
                      own"
                 } else {
                     ""
                 };
-                return Err(usage_error(
+                return Err(self.err(
                     ErrorKind::MissingRequiredArgument,
                     format!(
                         "--protection {} needs --key-file PATH or --key-desc DESC, the \
-                         pre-shared key of both nodes{or_clients} (make one with: dstcfg -a \
+                         pre-shared key of both nodes{or_clients} (make one with: dstcfg \
                          genkey -f PATH)",
                         mode.name()
                     ),
@@ -409,7 +452,7 @@ impl Cli {
             match security.protection {
                 Some(mode) if mode.needs_key() => {}
                 Some(mode) => {
-                    return Err(usage_error(
+                    return Err(self.err(
                         ErrorKind::ArgumentConflict,
                         format!(
                             "--protection {} takes no --alg; --alg names the algorithm of hmac \
@@ -419,7 +462,7 @@ impl Cli {
                     ))
                 }
                 None => {
-                    return Err(usage_error(
+                    return Err(self.err(
                         ErrorKind::MissingRequiredArgument,
                         "--alg names the algorithm of --protection hmac or aead; add one of them",
                     ))
@@ -428,215 +471,173 @@ impl Cli {
         }
         if let Some(path) = &security.key_file {
             if path.as_os_str().is_empty() {
-                return Err(usage_error(
+                return Err(self.err(
                     ErrorKind::ValueValidation,
-                    format!("-a {name}: --key-file: empty path"),
+                    format!("{}: --key-file: empty path", self.label()),
                 ));
             }
         }
         Ok(security)
     }
 
-    /// Checks the flags against the action and resolves the address.
-    pub fn into_command(self) -> Result<Command, clap::Error> {
-        let action = self.action()?;
-        let name = action.name();
-
-        // The address first: "needs -r" says more than a conflict would.
-        let needs_remote = matches!(action, Export | Unexport | Local);
-        if needs_remote && self.remote.is_none() {
-            let what = match action {
-                Local => "the address of the export node",
-                _ => "the address the export listens on",
-            };
-            return Err(usage_error(
-                ErrorKind::MissingRequiredArgument,
-                format!("-a {name} needs -r ADDR, {what}"),
+    /// `export`'s allow-list and clients, checked.
+    fn export_lists(&self, allow: &[AllowRule], clients: &[ClientRule]) -> Result<(), clap::Error> {
+        if allow.len() > MAX_ALLOW {
+            return Err(self.err(
+                ErrorKind::TooManyValues,
+                format!(
+                    "--allow given {} times; an export takes at most {MAX_ALLOW} entries",
+                    allow.len()
+                ),
             ));
         }
-
-        for flag in self.given() {
-            let (_, actions) = OPTION_ACTIONS.iter().find(|(f, _)| *f == flag).unwrap();
-            if !actions.contains(&action) {
-                let why = why_not(flag, action)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("it only applies to {}", action_list(actions)));
-                return Err(usage_error(
+        for (i, rule) in allow.iter().enumerate() {
+            if allow[..i].iter().any(|o| o.prefix() == rule.prefix()) {
+                return Err(self.err(
                     ErrorKind::ArgumentConflict,
-                    format!("{flag} cannot be used with -a {name}; {why}"),
+                    format!(
+                        "--allow {} is given twice; give each prefix once",
+                        rule.prefix()
+                    ),
                 ));
             }
         }
+        check_clients(clients).map_err(|msg| self.err(msg.0, msg.1))
+    }
 
-        let settings = DeviceSettings {
-            req_timeout_ms: self.req_timeout,
-            max_resends: self.max_resends,
-            reconnect_delay_ms: self.reconnect_delay,
-            ping_interval_ms: self.ping_interval,
-            ping_timeout_ms: self.ping_timeout,
-            loss_timeout_ms: self.loss_timeout,
-        };
+    /// `set`: one device's settings (`-d`), or module-wide ones.
+    fn set(&self, args: SetArgs) -> Result<Command, clap::Error> {
+        let settings = device_settings(args.settings);
         let module = ModuleSettings {
-            crypto_threads: self.crypto_threads,
-            rekey_mib: self.rekey_after,
-            rekey_seconds: self.rekey_interval,
+            crypto_threads: args.crypto_threads,
+            rekey_mib: args.rekey_after,
+            rekey_seconds: args.rekey_interval,
         };
-
-        let remote = match self.remote.as_deref() {
-            Some(remote) => Some(parse_remote(remote, self.port).map_err(|msg| {
-                usage_error(ErrorKind::ValueValidation, format!("-r {remote}: {msg}"))
-            })?),
-            None => None,
-        };
-
-        let needs_device = |what: &str| {
-            usage_error(
+        let module_flags = [
+            (module.crypto_threads.is_some(), "--crypto-threads N"),
+            (module.rekey_mib.is_some(), "--rekey-after SIZE"),
+            (module.rekey_seconds.is_some(), "--rekey-interval TIME"),
+        ];
+        let label = self.label();
+        match (args.device, module.is_empty()) {
+            (Some(_), false) => {
+                let (_, flag) = module_flags.iter().find(|(given, _)| *given).unwrap();
+                let flag = flag.split(' ').next().unwrap_or(flag);
+                Err(self.err(
+                    ErrorKind::ArgumentConflict,
+                    format!(
+                        "{flag} is module-wide and does not go with -d DEV; run {label} once \
+                         for the device and once for the module"
+                    ),
+                ))
+            }
+            (None, false) if !settings.is_empty() => Err(self.err(
                 ErrorKind::MissingRequiredArgument,
                 format!(
-                    "-a {name} needs -d DEV, {what} (dstN, /dev/dstN or N; see dstcfg -a list)"
+                    "{SETTING_FLAGS} change a device: give it with -d DEV, in a {label} of its \
+                     own"
                 ),
-            )
-        };
+            )),
+            (None, false) => Ok(Command::Config { settings: module }),
+            (Some(_), true) if settings.is_empty() => Err(self.err(
+                ErrorKind::MissingRequiredArgument,
+                format!("{label} needs a setting to change: {SETTING_FLAGS}"),
+            )),
+            (Some(index), true) => Ok(Command::Set { index, settings }),
+            (None, true) => {
+                let module: Vec<&str> = module_flags.iter().map(|(_, f)| *f).collect();
+                Err(self.err(
+                    ErrorKind::MissingRequiredArgument,
+                    format!(
+                        "{label} needs -d DEV, the device to change (dstN, /dev/dstN or N; see \
+                         dstcfg list), or {} for the module",
+                        module.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+}
 
-        Ok(match action {
-            Status => Command::Status { json: self.json },
-            List => Command::List { json: self.json },
-            Monitor => Command::Monitor {
-                json: self.json,
-                count: self.count,
+/// The device settings as given.
+fn device_settings(args: SettingsArgs) -> DeviceSettings {
+    DeviceSettings {
+        req_timeout_ms: args.req_timeout,
+        max_resends: args.max_resends,
+        reconnect_delay_ms: args.reconnect_delay,
+        ping_interval_ms: args.ping_interval,
+        ping_timeout_ms: args.ping_timeout,
+        loss_timeout_ms: args.loss_timeout,
+    }
+}
+
+impl Cli {
+    /// Checks what clap cannot and resolves the address.
+    pub fn into_command(self, form: Form) -> Result<Command, clap::Error> {
+        let Some(sub) = self.command else {
+            // compat::translate lets only help and version through without
+            // an action, and clap answers those before this.
+            return Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "no action given; dstcfg --help lists them",
+            ));
+        };
+        let ctx = Ctx {
+            name: sub.name(),
+            form,
+        };
+        Ok(match sub {
+            Sub::Status(a) => Command::Status { json: a.json },
+            Sub::List(a) => Command::List { json: a.json },
+            Sub::Monitor(a) => Command::Monitor {
+                json: a.json,
+                now: a.now,
+                count: a.count,
             },
-            Check => Command::Check {
-                index: self
-                    .device
-                    .ok_or_else(|| needs_device("the device to check"))?,
+            Sub::Check(a) => Command::Check {
+                index: ctx.device(a.device, "the device to check")?,
             },
-            Genkey => {
-                let Some(file) = self.file else {
-                    return Err(usage_error(
-                        ErrorKind::MissingRequiredArgument,
-                        "-a genkey needs -f PATH, the key file to create (e.g. -f /etc/dst/psk)",
-                    ));
-                };
-                if file.as_os_str().is_empty() {
-                    return Err(usage_error(ErrorKind::ValueValidation, "-f: empty path"));
-                }
-                Command::Genkey { file }
-            }
-            Export => {
-                let security = self.security(name, !self.clients.is_empty())?;
-                let Some(file) = self.file else {
-                    return Err(usage_error(
-                        ErrorKind::MissingRequiredArgument,
-                        "-a export needs -f PATH, the block device to export (e.g. -f /dev/sdb)",
-                    ));
-                };
-                if file.as_os_str().is_empty() {
-                    return Err(usage_error(ErrorKind::ValueValidation, "-f: empty path"));
-                }
-                if self.allow.len() > MAX_ALLOW {
-                    return Err(usage_error(
-                        ErrorKind::TooManyValues,
-                        format!(
-                            "--allow given {} times; an export takes at most {MAX_ALLOW} entries",
-                            self.allow.len()
-                        ),
-                    ));
-                }
-                for (i, rule) in self.allow.iter().enumerate() {
-                    if self.allow[..i].iter().any(|o| o.prefix() == rule.prefix()) {
-                        return Err(usage_error(
-                            ErrorKind::ArgumentConflict,
-                            format!(
-                                "--allow {} is given twice; give each prefix once",
-                                rule.prefix()
-                            ),
-                        ));
-                    }
-                }
-                check_clients(&self.clients)?;
+            Sub::Genkey(a) => Command::Genkey {
+                file: ctx.file(a.file, "the key file to create (e.g. -f /etc/dst/psk)")?,
+            },
+            Sub::Export(a) => {
+                let remote = ctx.remote(&a.address, "the address the export listens on")?;
+                let security = ctx.security(a.security, !a.clients.is_empty())?;
+                let file = ctx.file(a.file, "the block device to export (e.g. -f /dev/sdb)")?;
+                ctx.export_lists(&a.allow, &a.clients)?;
                 Command::Export {
-                    remote: remote.expect("checked above"),
+                    remote,
                     file,
-                    name: self.name,
-                    read_only: self.read_only,
-                    size: self.size,
-                    max_io_pages: self.max_io_pages,
+                    name: a.name,
+                    read_only: a.read_only,
+                    size: a.size,
+                    max_io_pages: a.max_io_pages,
                     security,
-                    allow: self.allow,
-                    clients: self.clients,
+                    allow: a.allow,
+                    clients: a.clients,
                 }
             }
-            Unexport => Command::Unexport {
-                remote: remote.expect("checked above"),
+            Sub::Unexport(a) => Command::Unexport {
+                remote: ctx.remote(&a.address, "the address the export listens on")?,
             },
-            Local => Command::Local {
-                security: self.security(name, false)?,
-                remote: remote.expect("checked above"),
-                export_name: self.name,
-                client_name: self.client_name,
-                index: self.index,
-                max_io_pages: self.max_io_pages,
-                queue_depth: self.queue_depth,
-                queues: self.queues,
-                client_id: self.client_id,
-                settings,
+            Sub::Local(a) => Command::Local {
+                remote: ctx.remote(&a.address, "the address of the export node")?,
+                security: ctx.security(a.security, false)?,
+                export_name: a.name,
+                client_name: a.client_name,
+                index: a.index,
+                max_io_pages: a.max_io_pages,
+                queue_depth: a.queue_depth,
+                queues: a.queues,
+                client_id: a.client_id,
+                settings: device_settings(a.settings),
+                wait: a.wait,
+                duplicate: a.duplicate,
             },
-            Set => match (self.device, module.is_empty()) {
-                (Some(_), false) => {
-                    let flag = self
-                        .given()
-                        .into_iter()
-                        .find(|f| MODULE_FLAGS.iter().any(|(m, _)| m == f));
-                    return Err(usage_error(
-                        ErrorKind::ArgumentConflict,
-                        format!(
-                            "{} is module-wide and does not go with -d DEV; run -a set once \
-                             for the device and once for the module",
-                            flag.unwrap_or("--crypto-threads")
-                        ),
-                    ));
-                }
-                (None, false) => {
-                    if !settings.is_empty() {
-                        return Err(usage_error(
-                            ErrorKind::MissingRequiredArgument,
-                            format!(
-                                "{SETTING_FLAGS} change a device: give it with -d DEV, in an \
-                                 -a set of its own"
-                            ),
-                        ));
-                    }
-                    Command::Config { settings: module }
-                }
-                (Some(index), true) => {
-                    if settings.is_empty() {
-                        return Err(usage_error(
-                            ErrorKind::MissingRequiredArgument,
-                            format!("-a set needs a setting to change: {SETTING_FLAGS}"),
-                        ));
-                    }
-                    Command::Set { index, settings }
-                }
-                (None, true) => {
-                    let module: Vec<String> = MODULE_FLAGS
-                        .iter()
-                        .map(|(f, v)| format!("{f} {v}"))
-                        .collect();
-                    return Err(usage_error(
-                        ErrorKind::MissingRequiredArgument,
-                        format!(
-                            "-a set needs -d DEV, the device to change (dstN, /dev/dstN or N; \
-                             see dstcfg -a list), or {} for the module",
-                            module.join(", ")
-                        ),
-                    ));
-                }
-            },
-            Delete => Command::Delete {
-                index: self
-                    .device
-                    .ok_or_else(|| needs_device("the device to delete"))?,
-                force: self.force,
+            Sub::Set(a) => ctx.set(a)?,
+            Sub::Delete(a) => Command::Delete {
+                index: ctx.device(a.device.device, "the device to delete")?,
+                force: a.force,
             },
         })
     }
@@ -644,9 +645,9 @@ impl Cli {
 
 /// Checks the `--client` entries of an export: at most [`MAX_CLIENTS`],
 /// each name once (the module refuses both as well).
-fn check_clients(clients: &[ClientRule]) -> Result<(), clap::Error> {
+fn check_clients(clients: &[ClientRule]) -> Result<(), (ErrorKind, String)> {
     if clients.len() > MAX_CLIENTS {
-        return Err(usage_error(
+        return Err((
             ErrorKind::TooManyValues,
             format!(
                 "--client given {} times; an export takes at most {MAX_CLIENTS} clients with \
@@ -657,7 +658,7 @@ fn check_clients(clients: &[ClientRule]) -> Result<(), clap::Error> {
     }
     for (i, client) in clients.iter().enumerate() {
         if clients[..i].iter().any(|c| c.name == client.name) {
-            return Err(usage_error(
+            return Err((
                 ErrorKind::ArgumentConflict,
                 format!(
                     "--client {} is given twice; give each client name once, with one key",
@@ -805,6 +806,8 @@ mod tests {
             client_id: None,
             security: Default::default(),
             settings: DeviceSettings::default(),
+            wait: None,
+            duplicate: false,
         }
     }
 
@@ -894,7 +897,11 @@ mod tests {
     #[test]
     fn missing_remote() {
         for action in ["local", "export"] {
-            let (kind, msg) = err(&["-a", action, "-f", "/dev/sdb"]);
+            let mut args = vec!["-a", action];
+            if action == "export" {
+                args.extend(["-f", "/dev/sdb"]);
+            }
+            let (kind, msg) = err(&args);
             assert_eq!(kind, ErrorKind::MissingRequiredArgument, "{action}");
             assert!(msg.contains(&format!("-a {action} needs -r ADDR")), "{msg}");
         }
@@ -995,102 +1002,153 @@ mod tests {
         assert!(msg.contains("export") && msg.contains("status"), "{msg}");
     }
 
+    /// The long help of subcommand `name` (`dstcfg NAME --help`).
+    fn sub_help(name: &str, long: bool) -> String {
+        let mut cli = Cli::command();
+        cli.build();
+        let sub = cli.find_subcommand_mut(name).unwrap();
+        if long {
+            sub.render_long_help().to_string()
+        } else {
+            sub.render_help().to_string()
+        }
+    }
+
     #[test]
     fn help_lists_flags_and_examples() {
         let help = Cli::command().render_long_help().to_string();
         for needle in [
-            "-r, --remote <ADDR>",
             "-a, --action <ACTION>",
-            "-f, --file <PATH>",
             "dstcfg -r 192.0.2.1 -a export -f /dev/sdb",
             "dstcfg -r 192.0.2.1 -a local",
-            "-p, --port <PORT>",
-            "--read-only",
-            "--size <SIZE>",
-            "--max-io-pages <N>",
-            "-i, --index <N>",
-            "--queue-depth <N>",
-            "--client-id <ID>",
-            "[default: random]",
-            "dstcfg -r 192.0.2.1 -a local --client-id 0x5e1f0a1c0de00001",
-            "-n, --name <NAME>",
-            "--client-name <NAME>",
-            "[default: the host name]",
-            "--key-desc <DESC>",
-            "dstcfg -r 192.0.2.1 -a local --protection aead --key-desc dst:pair1",
-            "Pre-shared key from the kernel keyring: the description of a logon (or user) key, \
-             e.g. dst:pair1 (keyctl padd logon dst:pair1 @u < FILE); instead of --key-file \
-             (export, local)",
-            "dstcfg -r 192.0.2.1 -a local -n store1:sdb --client-name web1",
-            "--client <NAME=PATH[,ro]>",
-            "NAME=@DESC has the kernel take it from the keyring key",
+            "dstcfg export -r 192.0.2.1 -f /dev/sdb",
+            "dstcfg local -r 192.0.2.1",
+            "dstcfg local -r 192.0.2.1 --wait=5m",
+            "dstcfg set -d dst0 --loss-timeout infinite",
+            "dstcfg monitor --now",
+            "dstcfg local -r 192.0.2.1 --client-id 0x5e1f0a1c0de00001",
+            "dstcfg local -r 192.0.2.1 --protection aead --key-desc dst:pair1",
+            "dstcfg local -r 192.0.2.1 -n store1:sdb --client-name web1",
             "--client web1=/etc/dst/web1.key --client backup=@dst:backup,ro",
-            "-d, --device <DEV>",
-            "--json",
-            "--req-timeout <MS>",
-            "--max-resends <N>",
-            "--reconnect-delay <MS>",
-            "--ping-interval <MS>",
-            "--ping-timeout <MS>",
-            "--loss-timeout <MS>",
-            "[default: 15000]",
-            "[default: 10]",
-            "[default: 1000]",
-            "[default: 5000]",
-            "[default: 10000]",
-            "[default: 60000]",
-            "--rekey-after <SIZE>",
-            "--rekey-interval <SECS>",
-            "[default: 64G]",
-            "[default: 3600]",
-            "dstcfg -a set --rekey-after 16G --rekey-interval 600",
-            "set:",
-            "dstcfg -a set -d dst0 --loss-timeout 300s",
-            "dstcfg -r 192.0.2.1 -a local --loss-timeout 10s",
-            "a suffix s or ms",
-            "[default: 1025]",
-            "256 = 1 MiB",
-            "[default: 128]",
-            "export:",
-            "unexport:",
-            "local:",
-            "delete:",
-            "list:",
-            "status:",
-            "dstcfg -a list --json",
-            "dstcfg -a delete -d dst0",
-            "dstcfg -r 192.0.2.1 -a unexport",
+            "dstcfg set --rekey-after 16G --rekey-interval 10m",
+            "[--protection none|crc32c|hmac|aead]",
+            "[--loss-timeout TIME|infinite]",
+            "a number alone is\nmilliseconds",
             "Exit status",
+            "export ",
+            "unexport ",
+            "local ",
+            "genkey ",
         ] {
             assert!(help.contains(needle), "help lacks {needle:?}:\n{help}");
         }
-        // The short help has the usage and the examples too.
-        let short = Cli::command().render_help().to_string();
-        for needle in [
-            "-a delete -d DEV",
-            "-a list [--json]",
-            "Examples:",
-            "-a set -d DEV SETTINGS",
-            "[--loss-timeout MS]",
-            "-a export -f PATH [-n NAME]",
-            "-a local [-n NAME] [--client-name NAME]",
-            "-n, --name <NAME>",
-            "--client-name <NAME>",
-            "-a set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval SECS]",
-            "--rekey-after <SIZE>",
-            "--rekey-interval <SECS>",
-            "[--client NAME=PATH|NAME=@DESC[,ro]]...",
-            "--client <NAME=PATH[,ro]>",
+        // Each subcommand's help has its own options, and only those.
+        for (name, has, lacks) in [
+            (
+                "local",
+                &[
+                    "-r, --remote <ADDR>",
+                    "The export node to connect to",
+                    "-p, --port <PORT>",
+                    "[default: 1025]",
+                    "-i, --index <N>",
+                    "--queue-depth <N>",
+                    "--client-id <ID>",
+                    "[default: random]",
+                    "-n, --name <NAME>",
+                    "--client-name <NAME>",
+                    "[default: the host name]",
+                    "--wait[=<TIME>]",
+                    "--duplicate",
+                    "--req-timeout <TIME>",
+                    "--max-resends <N>",
+                    "--reconnect-delay <TIME>",
+                    "--ping-interval <TIME>",
+                    "--ping-timeout <TIME>",
+                    "--loss-timeout <TIME>",
+                    "[default: 15s]",
+                    "[default: 60s]",
+                    "or infinite",
+                    "--key-desc <DESC>",
+                    "256 = 1 MiB",
+                    "[default: 128]",
+                    "Asking again is harmless",
+                ][..],
+                &[
+                    "--size",
+                    "--allow",
+                    "--client <",
+                    "-f, --file",
+                    "--json",
+                    "--force",
+                ][..],
+            ),
+            (
+                "export",
+                &[
+                    "The local address to listen on",
+                    "-f, --file <PATH>",
+                    "--read-only",
+                    "--size <SIZE>",
+                    "--allow <PREFIX[:ro|:rw]>",
+                    "--client <NAME=PATH[,ro]>",
+                    "NAME=@DESC has the kernel take it from the keyring key",
+                    "--key-file <PATH>",
+                ][..],
+                &["--loss-timeout", "--wait", "-i, --index", "--queues"][..],
+            ),
+            (
+                "set",
+                &[
+                    "-d, --device <DEV>",
+                    "--loss-timeout <TIME>",
+                    "--crypto-threads <N>",
+                    "--rekey-after <SIZE>",
+                    "--rekey-interval <TIME>",
+                    "[default: 64G]",
+                    "[default: 1h]",
+                ][..],
+                &["-r, --remote", "--queues", "--protection"][..],
+            ),
+            ("list", &["--json"][..], &["-r, --remote", "--count"][..]),
+            (
+                "monitor",
+                &["--json", "--now", "--count <N>"][..],
+                &["-d, --device"][..],
+            ),
+            (
+                "delete",
+                &["-d, --device <DEV>", "--force"][..],
+                &["--json"][..],
+            ),
+            (
+                "genkey",
+                &["-f, --file <PATH>", "mode 0600"][..],
+                &["--size"][..],
+            ),
         ] {
-            assert!(short.contains(needle), "short help lacks {needle:?}");
+            let help = sub_help(name, true);
+            for needle in has {
+                assert!(
+                    help.contains(needle),
+                    "{name} --help lacks {needle:?}:\n{help}"
+                );
+            }
+            for needle in lacks {
+                assert!(
+                    !help.contains(needle),
+                    "{name} --help has {needle:?}:\n{help}"
+                );
+            }
         }
         // --client's help, as -h gives it (the long help adds the details).
+        let short = sub_help("export", false);
+        let long = sub_help("export", true);
         let flat = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
         let client_help = "A client identity with a key of its own: only that key's holder can \
-                           connect as NAME, and ,ro makes its device read-only; repeatable \
-                           (export)";
+                           connect as NAME, and ,ro makes its device read-only; repeatable";
         assert!(flat(&short).contains(client_help), "{short}");
-        assert!(flat(&help).contains(client_help), "{help}");
+        assert!(flat(&long).contains(client_help), "{long}");
         assert!(
             !flat(&short).contains("NAME=@DESC has the kernel"),
             "{short}"
@@ -1193,6 +1251,8 @@ mod tests {
                 client_id: None,
                 security: Default::default(),
                 settings: DeviceSettings::default(),
+                wait: None,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -1232,6 +1292,8 @@ mod tests {
                     ping_timeout_ms: Some(2000),
                     loss_timeout_ms: Some(5000),
                 },
+                wait: None,
+                duplicate: false,
             }
         );
         assert_eq!(
@@ -1247,6 +1309,8 @@ mod tests {
                 client_id: None,
                 security: Default::default(),
                 settings: DeviceSettings::default(),
+                wait: None,
+                duplicate: false,
             }
         );
     }
@@ -1269,7 +1333,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse(&["-a", "set", "-d", "1", "--req-timeout", "1h",])
+            parse(&["-a", "set", "-d", "1", "--req-timeout", "61m",])
                 .unwrap_err()
                 .kind(),
             ErrorKind::ValueValidation
@@ -1371,27 +1435,41 @@ mod tests {
             ("86400s", 86_400_000),
             ("18446744073709551615", u64::MAX),
         ] {
-            assert_eq!(parse_ms(text), Ok(ms), "{text}");
+            assert_eq!(parse_duration_ms(text, 1), Ok(ms), "{text}");
         }
+        // Durations as humantime reads them.
+        for (text, ms) in [
+            ("5m", 300_000),
+            ("1min", 60_000),
+            ("1h30m", 5_400_000),
+            ("2h 15m", 8_100_000),
+            ("1day", 86_400_000),
+            ("250ms", 250),
+            ("1500000us", 1500),
+            ("5 s", 5000),
+        ] {
+            assert_eq!(parse_duration_ms(text, 1), Ok(ms), "{text}");
+        }
+        // A number alone in the unit given: seconds for --rekey-interval.
+        assert_eq!(parse_duration_ms("3600", 1000), Ok(3_600_000));
         for (text, why) in [
-            ("", "expected a time"),
-            ("s", "expected a time"),
-            ("ms", "expected a time"),
-            ("-1", "expected a time"),
-            (".5s", "expected a time"),
-            ("5.s", "expected a time"),
-            ("1.2.3s", "not a number"),
+            ("", "expected a duration"),
+            ("s", "expected a duration"),
+            ("ms", "expected a duration"),
+            ("-1", "expected a duration"),
+            (".5s", "not a duration"),
+            ("5.s", "not a duration"),
+            ("1.2.3s", "not a duration"),
             ("1.5", "whole number"),
             ("1.5ms", "whole number"),
             ("0.0005s", "at most 3 decimals"),
-            ("5m", "unknown unit 'm'"),
-            ("5 s", "unknown unit ' s'"),
-            ("5S", "unknown unit 'S'"),
-            ("1min", "unknown unit 'min'"),
+            ("1500us", "not a whole number of milliseconds"),
+            ("5x", "unknown time unit \"x\""),
+            ("5S", "unknown time unit \"S\""),
             ("99999999999999999999", "too large"),
-            ("18446744073709552s", "too large"),
+            ("99999999999999999999s", "too large"),
         ] {
-            let msg = parse_ms(text).expect_err(text);
+            let msg = parse_duration_ms(text, 1).expect_err(text);
             assert!(msg.contains(why), "{text}: {msg}");
         }
     }
@@ -1430,9 +1508,22 @@ mod tests {
                         "{msg}"
                     );
                 }
+                if flag == "--loss-timeout" {
+                    let infinite = ok("infinite".into()).unwrap();
+                    let (Command::Local { settings, .. } | Command::Set { settings, .. }) =
+                        infinite
+                    else {
+                        panic!("{infinite:?}");
+                    };
+                    assert_eq!(settings.loss_timeout_ms, Some(u32::MAX));
+                    let e = ok(format!("{}", hi + 1)).unwrap_err();
+                    assert!(e.to_string().contains("or infinite"), "{e}");
+                }
+                // The same in humantime's units.
+                assert!(ok(ms_text(hi)).is_ok(), "{flag} {}", ms_text(hi));
                 let e = ok("10x".into()).unwrap_err();
                 assert_eq!(e.kind(), ErrorKind::ValueValidation);
-                assert!(e.to_string().contains("unknown unit 'x'"), "{e}");
+                assert!(e.to_string().contains("unknown time unit"), "{e}");
             }
         }
     }
@@ -1486,7 +1577,28 @@ mod tests {
         );
     }
 
-    /// A valid value for each option of [`OPTION_ACTIONS`].
+    /// Every option of every subcommand: its name for messages, the
+    /// subcommands that have it.
+    fn option_owners() -> Vec<(String, Vec<&'static str>)> {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut out: Vec<(String, Vec<&'static str>)> = Vec::new();
+        for (sub, name) in cli.get_subcommands().zip(ACTIONS) {
+            for arg in sub.get_arguments() {
+                let flag = flag_name(arg);
+                if flag == "-h" {
+                    continue;
+                }
+                match out.iter_mut().find(|(f, _)| *f == flag) {
+                    Some((_, names)) => names.push(name),
+                    None => out.push((flag, vec![name])),
+                }
+            }
+        }
+        out
+    }
+
+    /// A valid value for each option.
     fn option_args(flag: &str) -> Vec<&'static str> {
         match flag {
             "-r" => vec!["-r", R],
@@ -1499,6 +1611,7 @@ mod tests {
             "--queue-depth" => vec!["--queue-depth", "8"],
             "-d" => vec!["-d", "dst0"],
             "--json" => vec!["--json"],
+            "--now" => vec!["--now"],
             "--req-timeout" => vec!["--req-timeout", "2000"],
             "--max-resends" => vec!["--max-resends", "3"],
             "--reconnect-delay" => vec!["--reconnect-delay", "500ms"],
@@ -1509,6 +1622,8 @@ mod tests {
             "--force" => vec!["--force"],
             "--queues" => vec!["--queues", "4"],
             "--client-id" => vec!["--client-id", "0x1234"],
+            "--wait" => vec!["--wait=5m"],
+            "--duplicate" => vec!["--duplicate"],
             "--protection" => vec!["--protection", "crc32c"],
             "--alg" => vec!["--alg", "gcm(aes)"],
             "--key-file" => vec!["--key-file", "/etc/dst/psk"],
@@ -1524,59 +1639,76 @@ mod tests {
         }
     }
 
-    /// The smallest valid command line of each action.
-    fn base_args(action: ActionKind) -> Vec<&'static str> {
-        let mut args = vec!["-a", action.name()];
+    /// The smallest valid command line of each subcommand, in the older
+    /// form.
+    fn base_args(action: &'static str) -> Vec<&'static str> {
+        let mut args = vec!["-a", action];
         args.extend(match action {
-            Export => vec!["-r", R, "-f", "/dev/sdb"],
-            Unexport | Local => vec!["-r", R],
-            Delete => vec!["-d", "dst0"],
-            Set => vec!["-d", "dst0", "--loss-timeout", "3s"],
-            Check => vec!["-d", "dst0"],
-            Genkey => vec!["-f", "/etc/dst/psk"],
-            List | Status | Monitor => vec![],
+            "export" => vec!["-r", R, "-f", "/dev/sdb"],
+            "unexport" | "local" => vec!["-r", R],
+            "delete" | "check" => vec!["-d", "dst0"],
+            "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
+            "genkey" => vec!["-f", "/etc/dst/psk"],
+            _ => vec![],
         });
         args
     }
 
+    /// The module-wide options of `set` (without `-d`).
+    const MODULE_FLAGS: [&str; 3] = ["--crypto-threads", "--rekey-after", "--rekey-interval"];
+
     #[test]
     fn every_option_with_every_action() {
         let mut refused = 0;
-        for action in ActionKind::value_variants() {
-            let base = base_args(*action);
+        let owners = option_owners();
+        assert_eq!(owners.len(), 34, "{owners:?}");
+        for action in ACTIONS {
+            let base = base_args(action);
             assert!(parse(&base).is_ok(), "{base:?}");
-            for (flag, actions) in OPTION_ACTIONS {
+            for (flag, actions) in &owners {
                 let mut args = base.clone();
-                if MODULE_FLAGS.iter().any(|(f, _)| f == flag) && *action == Set {
-                    // Module-wide: a -a set of its own, without -d.
+                if MODULE_FLAGS.contains(&flag.as_str()) && action == "set" {
+                    // Module-wide: a set of its own, without -d.
                     args = vec!["-a", "set"];
                 }
-                if !base.contains(flag) {
+                if !base.contains(&flag.as_str()) {
                     args.extend(option_args(flag));
                 }
-                if *flag == "--alg" && actions.contains(action) {
+                if flag == "--alg" && actions.contains(&action) {
                     // --alg needs a mode with a key.
                     args.extend(["--protection", "aead", "--key-file", "/etc/dst/psk"]);
                 }
-                if actions.contains(action) {
+                if actions.contains(&action) {
                     assert!(parse(&args).is_ok(), "{args:?}: {:?}", parse(&args));
+                    // The subcommand form takes the same.
+                    let mut sub = vec![action];
+                    sub.extend(&args[2..]);
+                    if args[0] == "-a" {
+                        assert!(parse(&sub).is_ok(), "{sub:?}: {:?}", parse(&sub));
+                    }
                     continue;
                 }
                 let (kind, msg) = err(&args);
                 assert_eq!(kind, ErrorKind::ArgumentConflict, "{args:?}: {msg}");
-                let expected = format!("{flag} cannot be used with -a {}; ", action.name());
+                let expected = format!("{flag} cannot be used with -a {action}; ");
                 assert!(msg.contains(&expected), "{args:?}: {msg}");
                 refused += 1;
             }
         }
-        // 10 actions x 31 options, minus the 52 allowed pairs.
-        assert_eq!(refused, 258);
+        // 10 subcommands x 34 options, minus the 55 allowed pairs.
+        assert_eq!(refused, 285);
     }
 
     #[test]
     fn misuse_messages() {
         let (_, msg) = err(&["-a", "list", "-r", R]);
         assert!(msg.contains("-r cannot be used with -a list; it only asks the local module"));
+        let (_, msg) = err(&["list", "-r", R]);
+        assert!(msg.contains("-r cannot be used with list; it only asks the local module"));
+        let (_, msg) = err(&["delete", "-d", "0", "--max-io-pages", "8"]);
+        assert!(msg.contains("it only applies to export and local"), "{msg}");
+        let (_, msg) = err(&["-a", "local", "-r", R, "--size=1G"]);
+        assert!(msg.contains("--size cannot be used with -a local"), "{msg}");
         let (_, msg) = err(&["-a", "export", "-r", R, "-f", "/dev/sdb", "-i", "1"]);
         assert!(msg.contains("-i cannot be used with -a export; it only applies to -a local"));
         let (_, msg) = err(&["-a", "delete", "-d", "0", "--max-io-pages", "8"]);
@@ -1770,6 +1902,7 @@ mod tests {
             parse(&["-a", "monitor"]).unwrap(),
             Command::Monitor {
                 json: false,
+                now: false,
                 count: None
             }
         );
@@ -1777,7 +1910,16 @@ mod tests {
             parse(&["-a", "monitor", "--json", "--count", "5"]).unwrap(),
             Command::Monitor {
                 json: true,
+                now: false,
                 count: Some(5)
+            }
+        );
+        assert_eq!(
+            parse(&["monitor", "--now"]).unwrap(),
+            Command::Monitor {
+                json: false,
+                now: true,
+                count: None
             }
         );
         assert_eq!(
@@ -1821,11 +1963,10 @@ mod tests {
         );
         let (kind, msg) = err(&["-a", "list", "status"]);
         assert_eq!(kind, ErrorKind::ArgumentConflict);
-        assert!(
-            msg.contains("two actions given, -a list and status"),
-            "{msg}"
-        );
+        assert!(msg.contains("two actions given, list and status"), "{msg}");
         assert_eq!(err(&["lits"]).0, ErrorKind::InvalidValue);
+        let (_, msg) = err(&["local", "-r", R, "--wait", "5m"]);
+        assert!(msg.contains("--wait=5m"), "{msg}");
     }
 
     #[test]
@@ -1850,7 +1991,7 @@ mod tests {
         let (_, msg) = err(&["-a", "set"]);
         assert!(msg.contains("or --crypto-threads N"), "{msg}");
         let (_, msg) = err(&["-a", "list", "--crypto-threads", "2"]);
-        assert!(msg.contains("dstcfg -a set --crypto-threads N"), "{msg}");
+        assert!(msg.contains("dstcfg set --crypto-threads N"), "{msg}");
     }
 
     fn config(
@@ -1894,6 +2035,9 @@ mod tests {
             ("5000ms", 5),
             ("86400", 86400),
             ("86400s", 86400),
+            ("10m", 600),
+            ("1h", 3600),
+            ("24h", 86400),
         ] {
             assert_eq!(
                 parse(&["-a", "set", "--rekey-interval", secs]).unwrap(),
@@ -1948,21 +2092,21 @@ mod tests {
             ("0", "0 s is out of range; expected 1..86400 s"),
             ("0s", "0 s is out of range"),
             ("86401", "86401 s is out of range"),
-            ("1441m", "expected a time in seconds"),
-            ("1h", "expected a time in seconds"),
+            ("1441m", "86460 s is out of range"),
+            ("25h", "90000 s is out of range"),
             ("99999999999999999999", "too large"),
             ("1.5s", "1.5s is not a whole number of seconds"),
             ("1500ms", "not a whole number of seconds"),
-            ("1.5", "expected a time in seconds"),
-            ("-1", "expected a time in seconds"),
-            ("s", "expected a time in seconds"),
-            ("", "expected a time in seconds"),
-            ("10xs", "unknown unit 'xs'"),
+            ("1.5", "whole number"),
+            ("-1", "expected a duration"),
+            ("s", "expected a duration"),
+            ("", "expected a duration"),
+            ("10xs", "unknown time unit"),
         ] {
             let arg = format!("--rekey-interval={secs}");
             let (kind, msg) = err(&["-a", "set", &arg]);
             assert_eq!(kind, ErrorKind::ValueValidation, "{secs}: {msg}");
-            assert!(msg.contains("--rekey-interval <SECS>"), "{secs}: {msg}");
+            assert!(msg.contains("--rekey-interval <TIME>"), "{secs}: {msg}");
             assert!(msg.contains(why), "{secs}: {msg}");
         }
     }
@@ -1991,7 +2135,7 @@ mod tests {
                 }
                 let (kind, msg) = err(&args);
                 assert_eq!(kind, ErrorKind::ArgumentConflict, "{args:?}: {msg}");
-                let own = format!("it is a module-wide setting of its own: dstcfg -a set {flag}");
+                let own = format!("it is a module-wide setting of its own: dstcfg set {flag}");
                 assert!(msg.contains(&own), "{args:?}: {msg}");
             }
         }
@@ -2010,7 +2154,7 @@ mod tests {
         let (_, msg) = err(&["-a", "set"]);
         assert!(
             msg.contains(
-                "or --crypto-threads N, --rekey-after SIZE, --rekey-interval SECS for the module"
+                "or --crypto-threads N, --rekey-after SIZE, --rekey-interval TIME for the module"
             ),
             "{msg}"
         );
@@ -2097,7 +2241,7 @@ mod tests {
                 )),
                 "{msg}"
             );
-            assert!(msg.contains("dstcfg -a genkey -f PATH"), "{msg}");
+            assert!(msg.contains("dstcfg genkey -f PATH"), "{msg}");
         }
         let (_, msg) = err(&["-r", R, "-a", "local", "--alg", "gcm(aes)"]);
         assert!(msg.contains("--alg names the algorithm"), "{msg}");

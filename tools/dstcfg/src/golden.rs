@@ -15,10 +15,11 @@ use std::path::PathBuf;
 
 use netlink_packet_core::NLA_F_NESTED;
 
+use crate::json::{event_json, exists_json, list_json, status_json};
 use crate::message::{DstMessage, Event, ListEntry, Status};
 use crate::netlink::parse_datagram;
 use crate::output::{
-    check, event_json, event_line, list_json, list_table, status_text, CheckResult, Timestamp,
+    check, event_line, exists_line, list_table, status_text, CheckResult, Timestamp,
 };
 use crate::uapi;
 
@@ -495,10 +496,7 @@ fn golden_list_named() {
 #[test]
 fn golden_status() {
     golden("status_v1_empty.txt", &status_text(&status(None), &[]));
-    golden(
-        "status_v1_empty.json",
-        &format!("{}\n", status(None).to_json()),
-    );
+    golden("status_v1_empty.json", &status_json(&status(None), &[]));
     golden(
         "status_v1.txt",
         &status_text(&status(None), &entries(&dump_v1())),
@@ -508,7 +506,11 @@ fn golden_status() {
         "status_secure.txt",
         &status_text(&s, &entries(&dump_secure())),
     );
-    golden("status_secure.json", &format!("{}\n", s.to_json()));
+    // Every counter of every export and device.
+    golden(
+        "status_secure.json",
+        &status_json(&s, &entries(&dump_secure())),
+    );
     golden(
         "status_inline.txt",
         &status_text(&status(Some(0)), &entries(&dump_secure())[..2]),
@@ -532,12 +534,15 @@ fn golden_status_rekey() {
         "status_rekey.txt",
         &status_text(&s, &entries(&dump_named())),
     );
-    golden("status_rekey.json", &format!("{}\n", s.to_json()));
+    golden(
+        "status_rekey.json",
+        &status_json(&s, &entries(&dump_named())),
+    );
     // Limits that are no whole GiB, inline crypto, nothing else.
     let small = status_rekey(Some(0), Some((1536, 1)));
     golden("status_rekey_small.txt", &status_text(&small, &[]));
-    golden("status_rekey_small.json", &format!("{}\n", small.to_json()));
-    let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+    golden("status_rekey_small.json", &status_json(&small, &[]));
+    let v: serde_json::Value = serde_json::from_str(&status_json(&s, &[])).unwrap();
     assert_eq!(v["rekey_mib"], 65536);
     assert_eq!(v["rekey_seconds"], 3600);
     // Without them, the output of an older module stays as it was.
@@ -550,7 +555,7 @@ fn golden_status_rekey() {
         },
         old
     );
-    assert!(!old.to_json().contains("rekey"));
+    assert!(!status_json(&old, &[]).contains("rekey"));
     assert!(!status_text(&old, &[]).contains("rekey"));
 }
 
@@ -741,4 +746,113 @@ fn json_keys_are_stable() {
     assert!(v[0].get("client_id").is_none());
     let v1: serde_json::Value = serde_json::from_str(&list_json(&entries(&dump_v1()))).unwrap();
     assert!(v1[2].get("client_id").is_none());
+}
+
+/// `monitor --now`: one line per export and device as it is, text and
+/// JSON, exports of a module without indexes named by their path.
+#[test]
+fn golden_monitor_now() {
+    let mut e = entries(&dump_v1());
+    e.extend(entries(&dump_secure()));
+    let time = Timestamp {
+        secs: 1_795_511_702,
+        millis: 0,
+        utc_offset: 3600,
+    };
+    let text: String = e.iter().map(|x| exists_line(x, &time) + "\n").collect();
+    let json: String = e.iter().map(|x| exists_json(x, &time) + "\n").collect();
+    golden("monitor_now.txt", &text);
+    golden("monitor_now.jsonl", &json);
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["event"], "exists", "{line}");
+        assert!(v["state"].is_string() && v["port"].is_u64(), "{line}");
+    }
+}
+
+/// A loss timeout without end (`--loss-timeout infinite`, u32::MAX ms on
+/// the wire) reads `infinite` in the table and in JSON.
+#[test]
+fn golden_infinite_loss_timeout() {
+    let mut e = entries(&dump_secure());
+    for entry in &mut e {
+        if let crate::message::EntryKind::Device {
+            index: 1, settings, ..
+        } = &mut entry.kind
+        {
+            settings.loss_timeout_ms = Some(crate::args::LOSS_TIMEOUT_INFINITE);
+        }
+    }
+    golden("list_infinite.txt", &list_table(&e));
+    golden("list_infinite.json", &list_json(&e));
+    let v: serde_json::Value = serde_json::from_str(&list_json(&e)).unwrap();
+    assert_eq!(v[3]["loss_timeout_ms"], "infinite");
+    assert_eq!(v[2]["loss_timeout_ms"], 60000);
+}
+
+/// The help of dstcfg and of each subcommand, as `--help` prints it (the
+/// long help; clap wraps nothing, as it is built without `wrap_help`).
+#[test]
+fn golden_help() {
+    use clap::CommandFactory;
+    let mut cli = crate::args::Cli::command();
+    cli.build();
+    golden("help/dstcfg.txt", &cli.render_long_help().to_string());
+    for sub in cli.get_subcommands_mut() {
+        let name = format!("help/{}.txt", sub.get_name());
+        golden(&name, &sub.render_long_help().to_string());
+    }
+}
+
+/// The bash completion build.rs generated; and each subcommand's part of
+/// it offers that subcommand's options only.
+#[test]
+fn golden_completion() {
+    let bash = std::fs::read_to_string(concat!(env!("OUT_DIR"), "/dstcfg.bash")).unwrap();
+    golden("completion.bash", &bash);
+    // clap_complete's bash script: `opts="..."` after `dstcfg__<sub>)`.
+    let opts = |sub: &str| {
+        let case = format!("dstcfg__subcmd__{sub})");
+        let at = bash.find(&case).unwrap_or_else(|| panic!("no {case}"));
+        let rest = &bash[at..];
+        let start = rest.find("opts=\"").unwrap() + 6;
+        let end = rest[start..].find('"').unwrap();
+        rest[start..start + end]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let has = |sub: &str, opt: &str| opts(sub).iter().any(|o| o == opt);
+    for (sub, yes, no) in [
+        (
+            "local",
+            &["--wait", "--loss-timeout", "--key-file", "-r"][..],
+            &["--size", "--force", "--json", "-f"][..],
+        ),
+        (
+            "export",
+            &["-f", "--size", "--allow", "--key-file"][..],
+            &["--wait", "--loss-timeout", "-d"][..],
+        ),
+        ("list", &["--json"][..], &["-r", "--count", "--now"][..]),
+        (
+            "monitor",
+            &["--json", "--now", "--count"][..],
+            &["-r", "-d"][..],
+        ),
+        (
+            "set",
+            &["-d", "--loss-timeout", "--crypto-threads"][..],
+            &["-r", "--queues"][..],
+        ),
+        ("delete", &["-d", "--force"][..], &["--json", "-r"][..]),
+        ("genkey", &["-f"][..], &["-r", "--size"][..]),
+    ] {
+        for opt in yes {
+            assert!(has(sub, opt), "{sub} lacks {opt}: {:?}", opts(sub));
+        }
+        for opt in no {
+            assert!(!has(sub, opt), "{sub} offers {opt}: {:?}", opts(sub));
+        }
+    }
 }

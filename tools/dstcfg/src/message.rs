@@ -752,27 +752,6 @@ impl Status {
             self.version, self.protocol
         )
     }
-
-    /// JSON object `{"version": "...", "protocol": N}`, then
-    /// `"crypto_threads": N`, `"rekey_mib": N` and `"rekey_seconds": N`,
-    /// each if the module reports it.
-    pub fn to_json(&self) -> String {
-        let version = serde_json::Value::String(self.version.clone());
-        let mut optional = String::new();
-        for (key, value) in [
-            ("crypto_threads", self.crypto_threads),
-            ("rekey_mib", self.rekey_mib),
-            ("rekey_seconds", self.rekey_seconds),
-        ] {
-            if let Some(n) = value {
-                optional.push_str(&format!(r#", "{key}": {n}"#));
-            }
-        }
-        format!(
-            r#"{{"version": {version}, "protocol": {}{optional}}}"#,
-            self.protocol
-        )
-    }
 }
 
 /// Attributes of an address and port (`DST_A_ADDR`, `DST_A_PORT`).
@@ -988,19 +967,6 @@ pub struct DeviceCounters {
 }
 
 impl DeviceCounters {
-    /// The values with their JSON names (also the documented names).
-    pub fn named(&self) -> [(&'static str, Option<u64>); 7] {
-        [
-            ("in_flight", self.in_flight.map(u64::from)),
-            ("reconnects", self.reconnects),
-            ("resends", self.resends),
-            ("timeouts", self.timeouts),
-            ("io_errors", self.io_errors),
-            ("bytes_read", self.bytes_read),
-            ("bytes_written", self.bytes_written),
-        ]
-    }
-
     /// Takes the value of `attr` if it is one of the counters; false if not.
     fn absorb(&mut self, attr: &DstAttr) -> bool {
         let (slot, value) = match attr {
@@ -1420,8 +1386,12 @@ mod tests {
             }
         );
         assert_eq!(status.to_text(), "dst module 0.1.0, wire protocol 1");
-        let json: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
-        assert_eq!(json, serde_json::json!({"version": "0.1.0", "protocol": 1}));
+        let json: serde_json::Value =
+            serde_json::from_str(&crate::json::status_json(&status, &[])).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"version": "0.1.0", "protocol": 1, "exports": [], "devices": []})
+        );
     }
 
     #[test]
@@ -1535,8 +1505,9 @@ mod tests {
         assert_eq!(status.rekey_mib, Some(65536));
         assert_eq!(status.rekey_seconds, Some(3600));
         assert_eq!(
-            status.to_json(),
-            r#"{"version": "0.1.0", "protocol": 1, "crypto_threads": 4, "rekey_mib": 65536, "rekey_seconds": 3600}"#
+            crate::json::status_json(&status, &[]),
+            "{\"version\": \"0.1.0\", \"protocol\": 1, \"crypto_threads\": 4, \"rekey_mib\": 65536, \
+             \"rekey_seconds\": 3600, \"exports\": [], \"devices\": []}\n"
         );
         // Each one only if reported.
         let only_seconds = Status {
@@ -1545,8 +1516,9 @@ mod tests {
             ..status
         };
         assert_eq!(
-            only_seconds.to_json(),
-            r#"{"version": "0.1.0", "protocol": 1, "rekey_seconds": 3600}"#
+            crate::json::status_json(&only_seconds, &[]),
+            "{\"version\": \"0.1.0\", \"protocol\": 1, \"rekey_seconds\": 3600, \"exports\": [], \
+             \"devices\": []}\n"
         );
     }
 
@@ -1559,7 +1531,8 @@ mod tests {
             rekey_mib: None,
             rekey_seconds: None,
         };
-        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&crate::json::status_json(&s, &[])).unwrap();
         assert_eq!(json["version"], "1\"x");
     }
 
@@ -1817,9 +1790,9 @@ mod tests {
         assert!(counters.absorb(&DstAttr::BytesWritten(9)));
         assert!(!counters.absorb(&DstAttr::LossTimeoutMs(9)));
         assert!(!counters.absorb(&DstAttr::Size(9)));
-        assert_eq!(counters.named()[0], ("in_flight", Some(3)));
-        assert_eq!(counters.named()[6], ("bytes_written", Some(9)));
-        assert_eq!(counters.named()[1], ("reconnects", None));
+        assert_eq!(counters.in_flight, Some(3));
+        assert_eq!(counters.bytes_written, Some(9));
+        assert_eq!(counters.reconnects, None);
     }
 
     #[test]

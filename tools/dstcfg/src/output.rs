@@ -1,5 +1,6 @@
-//! What `dstcfg` prints: sizes for humans, the `-a list` table and JSON, the
-//! `-a status` report, `-a monitor` lines and the `-a check` line.
+//! What `dstcfg` prints as text: sizes for humans, the `list` table, the
+//! `status` report, `monitor` lines and the `check` line (JSON is in
+//! `json.rs`).
 //!
 //! Everything here is a pure function of decoded messages (and, for events,
 //! a given time), so the exact output is pinned by the golden tests
@@ -7,11 +8,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
-
-use crate::message::{
-    EntryKind, EntryState, Event, EventSubject, ListEntry, ModuleSettings, Status,
-};
+use crate::args::LOSS_TIMEOUT_INFINITE;
+use crate::message::{EntryKind, EntryState, Event, ListEntry, ModuleSettings, Status};
 use crate::uapi;
 
 /// `n` bytes for humans, in binary units: `512 B`, `1.0 KiB`, `512.0 MiB`.
@@ -158,6 +156,7 @@ fn device_detail(entry: &ListEntry) -> String {
         client_id,
         export_name,
         client_name,
+        settings,
         ..
     } = &entry.kind
     else {
@@ -169,6 +168,9 @@ fn device_detail(entry: &ListEntry) -> String {
     parts.extend(export_name.as_ref().map(|n| format!("export {n}")));
     parts.extend(client_name.as_ref().map(|n| format!("client {n}")));
     parts.extend(client_id.map(|id| format!("client-id {}", client_id_text(id))));
+    if settings.loss_timeout_ms == Some(LOSS_TIMEOUT_INFINITE) {
+        parts.push("loss-timeout infinite".into());
+    }
     parts.extend(nonzero_counts(&[
         (c.reconnects, "reconnect"),
         (c.resends, "resend"),
@@ -276,141 +278,6 @@ pub fn list_table(entries: &[ListEntry]) -> String {
     let mut rows = vec![HEADINGS.map(String::from).to_vec()];
     rows.extend(entries.iter().map(table_row));
     columns(&rows)
-}
-
-/// A JSON string literal.
-fn string(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
-}
-
-/// `{"k": v, ...}` from `(key, JSON value)` pairs, in their order.
-fn object(fields: &[(&str, String)]) -> String {
-    let body: Vec<String> = fields
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": {v}"))
-        .collect();
-    format!("{{{}}}", body.join(", "))
-}
-
-/// One entry as a JSON object, keys in a fixed order: the keys of the
-/// first dstcfg first, then those of newer modules (each only if reported).
-fn json_object(entry: &ListEntry) -> String {
-    let mut fields: Vec<(&str, String)> = vec![("kind", string(kind_name(entry)))];
-    match &entry.kind {
-        EntryKind::Export { path, .. } => fields.push(("path", string(path))),
-        EntryKind::Device {
-            index, disk_name, ..
-        } => {
-            fields.push(("device", string(&format!("/dev/{disk_name}"))));
-            fields.push(("index", index.to_string()));
-        }
-    }
-    fields.push(("address", string(&entry.addr.ip().to_string())));
-    fields.push(("port", entry.addr.port().to_string()));
-    fields.push(("size", entry.size.to_string()));
-    fields.push(("read_only", entry.read_only.to_string()));
-    fields.push(("state", string(&state_name(entry))));
-    let security = |fields: &mut Vec<(&str, String)>| {
-        if let Some(p) = entry.protection {
-            fields.push(("protection", string(&protection_name(p))));
-        }
-        if let Some(alg) = &entry.alg {
-            fields.push(("alg", string(alg)));
-        }
-    };
-    match &entry.kind {
-        EntryKind::Export {
-            sessions,
-            index,
-            allow,
-            refused,
-            ..
-        } => {
-            fields.push(("sessions", sessions.to_string()));
-            if let Some(n) = index {
-                fields.push(("index", n.to_string()));
-            }
-            security(&mut fields);
-            if !allow.is_empty() {
-                let rules: Vec<String> = allow
-                    .iter()
-                    .map(|r| {
-                        object(&[
-                            ("prefix", string(&r.prefix())),
-                            ("read_only", r.read_only.to_string()),
-                        ])
-                    })
-                    .collect();
-                fields.push(("allow", format!("[{}]", rules.join(", "))));
-            }
-            if let Some(n) = refused {
-                fields.push(("refused", n.to_string()));
-            }
-        }
-        EntryKind::Device {
-            queue_depth,
-            settings,
-            counters,
-            queues,
-            ..
-        } => {
-            fields.push(("queue_depth", queue_depth.to_string()));
-            for (name, value) in settings.named() {
-                if let Some(v) = value {
-                    fields.push((name, v.to_string()));
-                }
-            }
-            for (name, value) in counters.named() {
-                if let Some(v) = value {
-                    fields.push((name, v.to_string()));
-                }
-            }
-            if let Some(n) = queues {
-                fields.push(("queues", n.to_string()));
-            }
-            security(&mut fields);
-        }
-    }
-    if let Some(n) = entry.integrity_errors {
-        fields.push(("integrity_errors", n.to_string()));
-    }
-    match &entry.kind {
-        EntryKind::Export { name, .. } => {
-            if let Some(n) = name {
-                fields.push(("name", string(n)));
-            }
-        }
-        EntryKind::Device {
-            client_id,
-            export_name,
-            client_name,
-            ..
-        } => {
-            if let Some(id) = client_id {
-                fields.push(("client_id", string(&client_id_text(*id))));
-            }
-            if let Some(n) = export_name {
-                fields.push(("export", string(n)));
-            }
-            if let Some(n) = client_name {
-                fields.push(("client", string(n)));
-            }
-        }
-    }
-    object(&fields)
-}
-
-/// The `-a list --json` output: a JSON array, one object per line; `[]`
-/// when empty. Ends with a newline.
-pub fn list_json(entries: &[ListEntry]) -> String {
-    if entries.is_empty() {
-        return "[]\n".to_string();
-    }
-    let objects: Vec<String> = entries
-        .iter()
-        .map(|e| format!("  {}", json_object(e)))
-        .collect();
-    format!("[\n{}\n]\n", objects.join(",\n"))
 }
 
 /// A counter for the status tables: the number, or `-` if not reported.
@@ -641,31 +508,26 @@ pub fn event_line(event: &Event, time: &Timestamp) -> String {
     line
 }
 
-/// One `-a monitor --json` line: an object with `time`, `kind`, `name`,
-/// `index`, `event`, then `peer_address`, `peer_port` and `message` when
-/// the event carries them.
-pub fn event_json(event: &Event, time: &Timestamp) -> String {
-    let kind = match event.subject {
-        EventSubject::Device => "device",
-        EventSubject::Export => "export",
+/// The name of an entry as `monitor` prints it: `dst0`, `export0` (an
+/// export's path if the module reports no index).
+pub fn entry_name(entry: &ListEntry) -> String {
+    match &entry.kind {
+        EntryKind::Device { disk_name, .. } => disk_name.clone(),
+        EntryKind::Export { index: Some(n), .. } => format!("export{n}"),
+        EntryKind::Export { path, .. } => path.clone(),
+    }
+}
+
+/// One `monitor --now` line for an entry as it is: `TIME dst0 exists:
+/// connected to 10.0.0.2:1025`, `TIME export0 exists: listening on
+/// 10.0.0.2:1025, /dev/ram0`.
+pub fn exists_line(entry: &ListEntry, time: &Timestamp) -> String {
+    let state = state_name(entry);
+    let place = match &entry.kind {
+        EntryKind::Device { .. } => format!("{state} to {}", entry.addr),
+        EntryKind::Export { path, .. } => format!("{state} on {}, {path}", entry.addr),
     };
-    let mut fields = vec![
-        ("time", string(&time.to_string())),
-        ("kind", string(kind)),
-        ("name", string(&event.name())),
-        ("index", event.index.to_string()),
-        ("event", string(&event_name(event.event))),
-    ];
-    if let Some(a) = event.peer_addr {
-        fields.push(("peer_address", string(&a.to_string())));
-    }
-    if let Some(p) = event.peer_port {
-        fields.push(("peer_port", p.to_string()));
-    }
-    if let Some(m) = &event.message {
-        fields.push(("message", string(m)));
-    }
-    object(&fields)
+    format!("{time} {} exists: {place}", entry_name(entry))
 }
 
 /// What `-a check -d dstN` found.
@@ -686,7 +548,7 @@ pub fn check(index: u32, entries: &[ListEntry]) -> CheckResult {
         .find(|e| matches!(&e.kind, EntryKind::Device { index: i, .. } if *i == index));
     let Some(entry) = found else {
         return CheckResult::Missing(format!(
-            "there is no device /dev/dst{index}; see dstcfg -a list"
+            "there is no device /dev/dst{index}; see dstcfg list"
         ));
     };
     let EntryKind::Device { disk_name, .. } = &entry.kind else {

@@ -141,7 +141,7 @@ fn weak_key_problem(key: &[u8]) -> Option<String> {
     (password && key.len() < 32).then(|| {
         format!(
             "{} bytes of text look like a password, which can be guessed; use random bytes \
-             (dstcfg -a genkey -f PATH) or at least 32 characters",
+             (dstcfg genkey -f PATH) or at least 32 characters",
             key.len()
         )
     })
@@ -165,7 +165,7 @@ pub fn read_key_file_for(path: &Path, option: &str) -> Result<SecretKey> {
             label(),
             io_text(&e),
             if e.kind() == std::io::ErrorKind::NotFound {
-                "; make a key with: dstcfg -a genkey -f PATH"
+                "; make a key with: dstcfg genkey -f PATH"
             } else {
                 ""
             }
@@ -213,7 +213,7 @@ pub fn read_key_file_for(path: &Path, option: &str) -> Result<SecretKey> {
             None => Ok(SecretKey::new(&buf[..len])),
         },
         Ok(()) => Err(anyhow::anyhow!(
-            "{}: {} bytes; a key has {}..{} bytes (make one with: dstcfg -a genkey -f \
+            "{}: {} bytes; a key has {}..{} bytes (make one with: dstcfg genkey -f \
              PATH)",
             label(),
             if len > *KEY_LEN.end() {
@@ -423,7 +423,7 @@ mod tests {
         std::fs::set_permissions(&dir, Permissions::from_mode(0o700)).unwrap();
         let err = read_key_file(&dir.join("missing")).unwrap_err().to_string();
         assert!(err.contains("No such file or directory"), "{err}");
-        assert!(err.contains("dstcfg -a genkey"), "{err}");
+        assert!(err.contains("dstcfg genkey"), "{err}");
         let err = read_key_file(&dir).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
