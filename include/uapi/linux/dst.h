@@ -19,6 +19,9 @@
 #define DST_GENL_VERSION	1
 #define DST_GENL_MCGRP_EVENTS	"events"	/* DST_CMD_EVENT notifications */
 
+/* DST_A_LOSS_TIMEOUT_MS: a loss timeout that never expires. */
+#define DST_LOSS_TIMEOUT_INFINITE	0xFFFFFFFFu
+
 /* Commands. Append only: numbers are ABI. */
 enum dst_cmd {
 	DST_CMD_UNSPEC,
