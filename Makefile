@@ -11,6 +11,10 @@
 #   make lint            rustfmt + clippy for the module and dstcfg
 #   make KDIR=/path      build dst.ko against another built 7.2 tree (after
 #                        scripts/check-kdir.sh; the test kernel is not set up)
+#   make install         install dst.ko (then depmod), dstcfg, its man page,
+#                        completions, systemd unit and udev rules; DESTDIR,
+#                        PREFIX (/usr/local) and scripts/install.sh's other
+#                        variables are honoured; make uninstall removes them
 #
 # The kernel module itself is built by Kbuild (file Kbuild), invoked below as
 # make -C $(KDIR) M=$(CURDIR).
@@ -21,7 +25,7 @@ export DST_CACHE
 # command line or in the environment is checked and used as it is.
 KDIR_GIVEN := $(filter command line environment,$(origin KDIR))
 KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
-.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench install uninstall
 
 all: module dstcfg
 
@@ -65,6 +69,13 @@ lint:
 		cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
 		cargo clippy --quiet --all-targets --manifest-path tools/$$t/Cargo.toml -- -D warnings || exit 1; \
 	done
+
+# Installs what was built (it builds nothing: run make first).
+install:
+	@scripts/install.sh install
+
+uninstall:
+	@scripts/install.sh uninstall
 
 clean:
 	@kdir="$(KDIR)"; [ -z "$$kdir" ] || $(MAKE) -C "$$kdir" M=$(CURDIR) clean
