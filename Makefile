@@ -15,6 +15,10 @@
 #                        completions, systemd unit and udev rules; DESTDIR,
 #                        PREFIX (/usr/local) and scripts/install.sh's other
 #                        variables are honoured; make uninstall removes them
+#   make packages        Debian packages in packages/: kernel image and headers
+#                        (with the Rust metadata), dst-modules-RELEASE, dstcfg;
+#                        against KDIR if given, else the production kernel
+#                        (scripts/setup.sh --production)
 #
 # The kernel module itself is built by Kbuild (file Kbuild), invoked below as
 # make -C $(KDIR) M=$(CURDIR).
@@ -25,7 +29,7 @@ export DST_CACHE
 # command line or in the environment is checked and used as it is.
 KDIR_GIVEN := $(filter command line environment,$(origin KDIR))
 KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
-.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench install uninstall
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench install uninstall packages
 
 all: module dstcfg
 
@@ -76,6 +80,9 @@ install:
 
 uninstall:
 	@scripts/install.sh uninstall
+
+packages:
+	@KDIR="$(if $(KDIR_GIVEN),$(KDIR))" scripts/packages.sh
 
 clean:
 	@kdir="$(KDIR)"; [ -z "$$kdir" ] || $(MAKE) -C "$$kdir" M=$(CURDIR) clean
