@@ -138,7 +138,7 @@ DESTDIR=$work/$mod DST_KO=$src/dst.ko "$repo/scripts/install.sh" install module 
 for script in postinst postrm; do
     maint_script "$mod" "$script" "if [ -d /lib/modules/$rel/kernel ]; then depmod -a $rel; fi"
 done
-deb "$mod" "$version+$rel" kernel "$img" "DST network block device module for Linux $rel
+deb "$mod" "$version+${rel//-/.}" kernel "$img" "DST network block device module for Linux $rel
  dst.ko: an export node serves a block device over TCP, a local node uses it
  as /dev/dstN. Loads by itself when dstcfg first asks for it."
 

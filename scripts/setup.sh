@@ -10,7 +10,7 @@
 #   --production  build the production kernel instead: the same source and
 #                 steps, configured with kernel/required.config and
 #                 kernel/production.config (no debug options) in place of
-#                 kernel/dst.config; `make packages` and `make bench` use it
+#                 kernel/dst.config; for `make packages` (and `make bench`)
 #
 # Environment:
 #   DST_CACHE   cache folder (default: $XDG_CACHE_HOME/dst or ~/.cache/dst)
