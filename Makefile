@@ -9,15 +9,27 @@
 #   make setup           install the toolchain and build the test kernel (cached)
 #   make CLIPPY=1        build the module with clippy lints
 #   make lint            rustfmt + clippy for the module and dstcfg
+#   make KDIR=/path      build dst.ko against another built 7.2 tree (after
+#                        scripts/check-kdir.sh; the test kernel is not set up)
+#   make install         install dst.ko (then depmod), dstcfg, its man page,
+#                        completions, systemd unit and udev rules; DESTDIR,
+#                        PREFIX (/usr/local) and scripts/install.sh's other
+#                        variables are honoured; make uninstall removes them
+#   make packages        Debian packages in packages/: kernel image and headers
+#                        (with the Rust metadata), dst-modules-RELEASE, dstcfg;
+#                        against KDIR if given, else the production kernel
+#                        (scripts/setup.sh --production)
 #
 # The kernel module itself is built by Kbuild (file Kbuild), invoked below as
 # make -C $(KDIR) M=$(CURDIR).
 
 DST_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dst
 export DST_CACHE
-# KDIR: the built 7.2 tree; recorded by scripts/setup.sh.
+# KDIR: the built 7.2 tree; recorded by scripts/setup.sh. One given on the
+# command line or in the environment is checked and used as it is.
+KDIR_GIVEN := $(filter command line environment,$(origin KDIR))
 KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
-.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench install uninstall packages
 
 all: module dstcfg
 
@@ -25,9 +37,14 @@ setup:
 	@scripts/setup.sh >/dev/null
 
 module:
+ifneq ($(KDIR_GIVEN),)
+	@scripts/check-kdir.sh "$(KDIR)" >/dev/null
+	$(MAKE) -C "$(KDIR)" M=$(CURDIR) $(if $(CLIPPY),CLIPPY=1) modules
+else
 	@kdir="$(KDIR)"; \
 	if [ -z "$$kdir" ] || [ ! -f "$$kdir/.dst-built" ]; then kdir=$$(scripts/setup.sh | tail -1); fi; \
 	$(MAKE) -C "$$kdir" M=$(CURDIR) $(if $(CLIPPY),CLIPPY=1) modules
+endif
 
 dstcfg:
 	cargo build --release --quiet --manifest-path tools/dstcfg/Cargo.toml
@@ -56,6 +73,16 @@ lint:
 		cargo fmt --check --manifest-path tools/$$t/Cargo.toml && \
 		cargo clippy --quiet --all-targets --manifest-path tools/$$t/Cargo.toml -- -D warnings || exit 1; \
 	done
+
+# Installs what was built (it builds nothing: run make first).
+install:
+	@scripts/install.sh install
+
+uninstall:
+	@scripts/install.sh uninstall
+
+packages:
+	@KDIR="$(if $(KDIR_GIVEN),$(KDIR))" scripts/packages.sh
 
 clean:
 	@kdir="$(KDIR)"; [ -z "$$kdir" ] || $(MAKE) -C "$$kdir" M=$(CURDIR) clean

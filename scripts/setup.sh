@@ -5,13 +5,28 @@
 # the built kernel tree is cached outside the checkout, keyed by kernel version
 # and configuration hash.
 #
+# usage: scripts/setup.sh [--production]
+#
+#   --production  build the production kernel instead: the same source and
+#                 steps, configured with kernel/required.config and
+#                 kernel/production.config (no debug options) in place of
+#                 kernel/dst.config; for `make packages` (and `make bench`)
+#
 # Environment:
 #   DST_CACHE   cache folder (default: $XDG_CACHE_HOME/dst or ~/.cache/dst)
 #   DST_JOBS    make -j for the kernel build (default: nproc)
 #
 # Prints the kernel tree to use (KDIR) as the last line of output on success, and
-# records it in $DST_CACHE/kdir.
+# records it in $DST_CACHE/kdir (the production kernel's in
+# $DST_CACHE/kdir-production).
 set -euo pipefail
+
+flavour=test
+case ${1:-} in
+    "") ;;
+    --production) flavour=production ;;
+    *) echo "usage: setup.sh [--production]" >&2; exit 2 ;;
+esac
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${DST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dst}
@@ -117,20 +132,34 @@ fi
 # 5. Kernel configuration and build ---------------------------------------------
 # The tree is built in place (out-of-tree modules build against it with
 # make -C KDIR M=...). The cache key is the kernel version plus a hash of the
-# config fragment: editing kernel/dst.config yields a fresh build.
-frag="$here/kernel/dst.config"
-key=$(sha256sum "$frag" | cut -c1-12)
+# config fragments: editing kernel/dst.config yields a fresh build. The
+# production kernel takes the same steps with its own fragments, key, folder
+# and record.
 kver=$(cat "$cache/src/version")
-kdir="$cache/build/linux-$kver-$key"
+if [ "$flavour" = test ]; then
+    frags=("$here/kernel/dst.config")
+    key=$(sha256sum "${frags[0]}" | cut -c1-12)
+    kdir="$cache/build/linux-$kver-$key"
+    record="$cache/kdir"
+else
+    frags=("$here/kernel/required.config" "$here/kernel/production.config")
+    key=$(cat "${frags[@]}" | sha256sum | cut -c1-12)
+    kdir="$cache/build/linux-$kver-production-$key"
+    record="$cache/kdir-production"
+fi
 if [ ! -f "$kdir/.dst-built" ]; then
-    log "building Linux $kver (config $key) in $kdir: a one-time cost per machine"
-    rm -rf "$kdir" && mkdir -p "$cache/build"
-    tar -xJf "$src_tar" -C "$cache/build"
-    mv "$cache/build/linux-source-7.2" "$kdir"
+    log "building the $flavour kernel Linux $kver (config $key) in $kdir: a one-time cost per machine"
+    # Unpacked beside its final place, so that two set-ups (test and
+    # production) never share a folder.
+    rm -rf "$kdir" "$kdir.unpack" && mkdir -p "$kdir.unpack"
+    tar -xJf "$src_tar" -C "$kdir.unpack"
+    mv "$kdir.unpack/linux-source-7.2" "$kdir" && rmdir "$kdir.unpack"
     (cd "$kdir" && vng --kconfig >/dev/null 2>&1)
-    (cd "$kdir" && scripts/kconfig/merge_config.sh -m .config "$frag" >/dev/null &&
+    (cd "$kdir" && scripts/kconfig/merge_config.sh -m .config "${frags[@]}" >/dev/null &&
         make -s olddefconfig >/dev/null)
-    "$here/scripts/check-config.sh" "$frag" "$kdir/.config"
+    for frag in "${frags[@]}"; do
+        "$here/scripts/check-config.sh" "$frag" "$kdir/.config"
+    done
     start=$(date +%s)
     if ! make -C "$kdir" -j"$jobs" bzImage modules >"$kdir/build.log" 2>&1; then
         tail -50 "$kdir/build.log" >&2; log "kernel build failed (log: $kdir/build.log)"; exit 1
@@ -144,5 +173,5 @@ fi
 log "versions: kernel $kver ($(cat "$cache/src/deb-name" 2>/dev/null)), $(rustc --version), \
 bindgen $(bindgen --version 2>/dev/null | awk '{print $2}'), $(clang-19 --version | head -1), \
 $(qemu-system-x86_64 --version | head -1), virtme-ng $(vng --version 2>&1 | awk '{print $NF}')"
-echo "$kdir" > "$cache/kdir"
+echo "$kdir" > "$record"
 echo "$kdir"

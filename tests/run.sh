@@ -18,6 +18,11 @@
 #      # suite: no REASON    left out of the whole suite (no PATTERN: make
 #                            check), e.g. a test of a known open defect; it
 #                            runs when named
+#      # host-part: yes      before the VM boots, the script runs on the host
+#                            with --host as its argument (DST_TEST_OUT and
+#                            DST_REPO set; output in results/<test>/host.log):
+#                            for work the guest cannot do, such as building
+#                            packages; if it fails, so does the test, unbooted
 #      # oom-kill: ok        the test may cause an OOM kill: the stack dump of
 #                            an OOM-killer report (its first "Call Trace:" to
 #                            "</TASK>" after "invoked oom-killer:") does not
@@ -189,6 +194,16 @@ run_guest_test() {
     esac
 
     t0=$(now)
+    if [ "$(header_value "$script" host-part)" = yes ]; then
+        rc=0
+        DST_TEST_OUT=$dir DST_REPO=$repo timeout "$limit" bash "$script" --host \
+            >"$dir/host.log" 2>&1 </dev/null || rc=$?
+        if [ "$rc" != 0 ]; then
+            record_fail "$name" "host part exited $rc, $(since "$t0")s"
+            show_tail "$dir/host.log"
+            return 0
+        fi
+    fi
     local guest_cmd
     guest_cmd=$(printf '%q ' tests/lib/guest-run.sh "${insmod_flag[@]}" "$script" "$dir" "$limit")
     # guest-run.sh loads the module itself so that a failing insmod is logged
