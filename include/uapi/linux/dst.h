@@ -20,7 +20,7 @@
 #define DST_GENL_MCGRP_EVENTS	"events"	/* DST_CMD_EVENT notifications */
 
 /* DST_A_LOSS_TIMEOUT_MS: a loss timeout that never expires. */
-#define DST_LOSS_TIMEOUT_INFINITE	0xFFFFFFFFu
+#define DST_LOSS_TIMEOUT_INFINITE	0xFFFFFFFF
 
 /* Commands. Append only: numbers are ABI. */
 enum dst_cmd {

@@ -176,7 +176,8 @@ printed), 2 on a usage error. check: 0 if the device is connected, 1 if it
 exists but is not connected (reconnecting, failed or closing), 2 on an
 error (no such device, module not loaded, no permission, usage).
 
-All subcommands but genkey need the dst module loaded (insmod dst.ko) and
+All subcommands but genkey need the dst module (the kernel loads an installed
+one on first use; otherwise insmod dst.ko) and
 CAP_NET_ADMIN; export, unexport, local and delete, which give access to
 block devices, need CAP_SYS_ADMIN as well (run as root).";
 

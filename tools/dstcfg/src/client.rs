@@ -32,8 +32,9 @@ impl DstClient {
         let family = match sock.resolve_family(uapi::DST_GENL_NAME) {
             Ok(family) => family,
             Err(err) if err.is::<FamilyNotFound>() => bail!(
-                "the dst module is not loaded (no generic netlink family \"{}\"); \
-                 load it with: insmod dst.ko",
+                "the dst module is not loaded (no generic netlink family \"{}\", and the \
+                 kernel could not load it); load it with: modprobe dst (installed) or \
+                 insmod dst.ko (from the build folder)",
                 uapi::DST_GENL_NAME
             ),
             Err(err) => return Err(err),

@@ -15,6 +15,9 @@ pub const DST_GENL_VERSION: u8 = 1;
 /// (`DST_GENL_MCGRP_EVENTS`).
 pub const DST_GENL_MCGRP_EVENTS: &str = "events";
 
+/// [`DST_A_LOSS_TIMEOUT_MS`] that never expires (`DST_LOSS_TIMEOUT_INFINITE`).
+pub const DST_LOSS_TIMEOUT_INFINITE: u32 = u32::MAX;
+
 // enum dst_cmd
 /// Unused command 0.
 pub const DST_CMD_UNSPEC: u8 = 0;
@@ -384,6 +387,10 @@ pub const DEFINES: &[(&str, Define)] = &[
     ("DST_ALLOW_A_MAX", Define::Int(DST_ALLOW_A_MAX as i64)),
     ("DST_CLIENT_A_MAX", Define::Int(DST_CLIENT_A_MAX as i64)),
     ("DST_DEFAULT_PORT", Define::Int(DST_DEFAULT_PORT as i64)),
+    (
+        "DST_LOSS_TIMEOUT_INFINITE",
+        Define::Int(DST_LOSS_TIMEOUT_INFINITE as i64),
+    ),
 ];
 
 fn enumerator_name(enum_name: &str, value: u32) -> Option<&'static str> {
