@@ -474,6 +474,16 @@ pub fn managed_device(
     }
 }
 
+/// `queue_depth` of a device that was given none.
+const DEFAULT_QUEUE_DEPTH: u32 = 128;
+/// `max_io_pages` of an export or device that was given none.
+const DEFAULT_MAX_IO_PAGES: u32 = 256;
+
+/// `max_io_pages`, left out as its default.
+fn pages(v: Option<u32>) -> String {
+    v.unwrap_or(DEFAULT_MAX_IO_PAGES).to_string()
+}
+
 /// Shows an optional value of the file: the value, or `(none)`.
 fn opt<T: fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
@@ -528,7 +538,11 @@ fn export_diffs(d: &DesiredExport, r: &ListEntry, rec: Option<&ManagedExport>) -
         format!("[{}]", want.join(", ")),
     );
     if let Some(rec) = rec {
-        differ("max_io_pages", opt(&rec.max_io_pages), opt(&e.max_io_pages));
+        differ(
+            "max_io_pages",
+            pages(rec.max_io_pages),
+            pages(e.max_io_pages),
+        );
         differ("key_file", opt_path(&rec.key_file), opt_path(&e.key_file));
         differ("key_desc", opt(&rec.key_desc), opt(&e.key_desc));
         if rec.clients != e.clients {
@@ -601,8 +615,14 @@ fn device_diffs(d: &DesiredDevice, r: &ListEntry, rec: Option<&ManagedDevice>) -
     }
     compare_security(&mut differ, e.protection, &e.alg, r);
     if let Some(rec) = rec {
-        differ("queue_depth", opt(&rec.queue_depth), opt(&e.queue_depth));
-        differ("max_io_pages", opt(&rec.max_io_pages), opt(&e.max_io_pages));
+        // Left out is the default: a saved file writes the default out.
+        let depth = |v: Option<u32>| v.unwrap_or(DEFAULT_QUEUE_DEPTH).to_string();
+        differ("queue_depth", depth(rec.queue_depth), depth(e.queue_depth));
+        differ(
+            "max_io_pages",
+            pages(rec.max_io_pages),
+            pages(e.max_io_pages),
+        );
         differ("key_file", opt_path(&rec.key_file), opt_path(&e.key_file));
         differ("key_desc", opt(&rec.key_desc), opt(&e.key_desc));
     }
@@ -1008,7 +1028,7 @@ loss_timeout = \"30s\"
             shown,
             [
                 "the export on 127.0.0.1:1025 (line 4): path /dev/ram0 -> /dev/ram1, \
-                 max_io_pages (none) -> 8",
+                 max_io_pages 256 -> 8",
                 "/dev/dst0 (device for 127.0.0.1:1025) (line 9): queues 1 -> 4, protection \
                  none -> crc32c",
             ]

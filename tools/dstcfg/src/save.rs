@@ -277,7 +277,6 @@ read_only = true
 
 [[device]]
 remote = \"127.0.0.1\"
-queue_depth = 64
 queues = 2
 client_id = \"0x1234\"
 protection = \"hmac\"
@@ -296,7 +295,7 @@ ping_interval = 0
             "read_only = true\nsize = 1073741824\nmax_io_pages = 64\nprotection = \"aead\"",
             "allow = [\"127.0.0.0/8:rw\", \"10.0.0.0/8:ro\"]",
             "[[export.client]]\nname = \"web1\"\nkey_file = \"/etc/dst/web1.key\"\nread_only = true",
-            "queue_depth = 64",
+            "queue_depth = 128",
             "client_id = \"0x0000000000001234\"",
             "key_desc = \"dst:pair1\"",
             "loss_timeout = \"infinite\"",
