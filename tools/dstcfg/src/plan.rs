@@ -495,56 +495,92 @@ fn opt_path(v: &Option<std::path::PathBuf>) -> String {
     opt(&v.as_ref().map(|p| p.display().to_string()))
 }
 
+/// What an export or a device was asked for that the kernel does not
+/// report: `max_io_pages`, `key_file`, `key_desc`.
+type Unreported<'a> = (
+    Option<u32>,
+    &'a Option<std::path::PathBuf>,
+    &'a Option<String>,
+);
+
+/// The values of a running object that differ from its entry.
+#[derive(Default)]
+struct Diffs(Vec<Change>);
+
+impl Diffs {
+    /// Notes `key` if `from`, the running value, is not `to`, the file's.
+    fn differ(&mut self, key: &'static str, from: String, to: String) {
+        if from != to {
+            self.0.push(Change { key, from, to });
+        }
+    }
+
+    /// Protection (left out: none) and, if given, the algorithm.
+    fn security(
+        &mut self,
+        protection: Option<crate::cli::Protection>,
+        alg: &Option<String>,
+        r: &ListEntry,
+    ) {
+        if let Some(have) = r.protection {
+            let want = protection.unwrap_or(crate::cli::Protection::None).number();
+            self.differ("protection", protection_name(have), protection_name(want));
+        }
+        if let (Some(want), Some(have)) = (alg, &r.alg) {
+            self.differ("alg", have.clone(), want.clone());
+        }
+    }
+
+    /// What the record says the object was made with against the entry.
+    fn unreported(&mut self, recorded: Unreported, wanted: Unreported) {
+        self.differ("max_io_pages", pages(recorded.0), pages(wanted.0));
+        self.differ("key_file", opt_path(recorded.1), opt_path(wanted.1));
+        self.differ("key_desc", opt(recorded.2), opt(wanted.2));
+    }
+}
+
 /// The differences of an export from its entry; `rec`: the record, if it
 /// knows what the export was created with.
 fn export_diffs(d: &DesiredExport, r: &ListEntry, rec: Option<&ManagedExport>) -> Vec<Change> {
     let e = &d.entry;
-    let mut diffs = Vec::new();
-    let mut differ = |key, from: String, to: String| {
-        if from != to {
-            diffs.push(Change { key, from, to });
-        }
-    };
+    let mut diffs = Diffs::default();
     let EntryKind::Export {
         path, allow, name, ..
     } = &r.kind
     else {
-        return diffs;
+        return diffs.0;
     };
-    differ("path", path.clone(), d.device_path.clone());
-    differ(
+    diffs.differ("path", path.clone(), d.device_path.clone());
+    diffs.differ(
         "read_only",
         r.read_only.to_string(),
         e.read_only.to_string(),
     );
     match (e.size, rec) {
-        (Some(size), _) => differ("size", human_size(r.size), human_size(size)),
+        (Some(size), _) => diffs.differ("size", human_size(r.size), human_size(size)),
         (None, Some(rec)) if rec.size.is_some() => {
-            differ("size", human_size(r.size), "(whole device)".into())
+            diffs.differ("size", human_size(r.size), "(whole device)".into())
         }
         _ => {}
     }
     if let (Some(want), Some(have)) = (&e.name, name) {
-        differ("name", have.clone(), want.clone());
+        diffs.differ("name", have.clone(), want.clone());
     }
-    compare_security(&mut differ, e.protection, &e.alg, r);
+    diffs.security(e.protection, &e.alg, r);
     let mut have: Vec<String> = allow.iter().map(ToString::to_string).collect();
     let mut want: Vec<String> = e.allow.iter().map(|a| a.0.to_string()).collect();
     have.sort();
     want.sort();
-    differ(
+    diffs.differ(
         "allow",
         format!("[{}]", have.join(", ")),
         format!("[{}]", want.join(", ")),
     );
     if let Some(rec) = rec {
-        differ(
-            "max_io_pages",
-            pages(rec.max_io_pages),
-            pages(e.max_io_pages),
+        diffs.unreported(
+            (rec.max_io_pages, &rec.key_file, &rec.key_desc),
+            (e.max_io_pages, &e.key_file, &e.key_desc),
         );
-        differ("key_file", opt_path(&rec.key_file), opt_path(&e.key_file));
-        differ("key_desc", opt(&rec.key_desc), opt(&e.key_desc));
         if rec.clients != e.clients {
             let names = |c: &[crate::config::ClientEntry]| {
                 let n: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
@@ -552,41 +588,20 @@ fn export_diffs(d: &DesiredExport, r: &ListEntry, rec: Option<&ManagedExport>) -
             };
             let (from, to) = (names(&rec.clients), names(&e.clients));
             if from == to {
-                differ("client", "(other keys or access)".into(), to);
+                diffs.differ("client", "(other keys or access)".into(), to);
             } else {
-                differ("client", from, to);
+                diffs.differ("client", from, to);
             }
         }
     }
-    diffs
-}
-
-/// Protection (left out: none) and, if given, the algorithm.
-fn compare_security(
-    differ: &mut impl FnMut(&'static str, String, String),
-    protection: Option<crate::cli::Protection>,
-    alg: &Option<String>,
-    r: &ListEntry,
-) {
-    if let Some(have) = r.protection {
-        let want = protection.unwrap_or(crate::cli::Protection::None).number();
-        differ("protection", protection_name(have), protection_name(want));
-    }
-    if let (Some(want), Some(have)) = (alg, &r.alg) {
-        differ("alg", have.clone(), want.clone());
-    }
+    diffs.0
 }
 
 /// The differences of a device from its entry that only a re-create
 /// changes.
 fn device_diffs(d: &DesiredDevice, r: &ListEntry, rec: Option<&ManagedDevice>) -> Vec<Change> {
     let e = &d.entry;
-    let mut diffs = Vec::new();
-    let mut differ = |key, from: String, to: String| {
-        if from != to {
-            diffs.push(Change { key, from, to });
-        }
-    };
+    let mut diffs = Diffs::default();
     let EntryKind::Device {
         index,
         queues,
@@ -595,38 +610,35 @@ fn device_diffs(d: &DesiredDevice, r: &ListEntry, rec: Option<&ManagedDevice>) -
         ..
     } = &r.kind
     else {
-        return diffs;
+        return diffs.0;
     };
     if let Some(want) = e.index {
-        differ("index", index.to_string(), want.to_string());
+        diffs.differ("index", index.to_string(), want.to_string());
     }
     if let (Some(want), Some(have)) = (e.queues, queues) {
-        differ("queues", have.to_string(), want.to_string());
+        diffs.differ("queues", have.to_string(), want.to_string());
     }
     if let (Some(want), Some(have)) = (e.client_id, client_id) {
-        differ(
+        diffs.differ(
             "client_id",
             format!("{have:#018x}"),
             format!("{want:#018x}"),
         );
     }
     if let (Some(want), Some(have)) = (&e.client_name, client_name) {
-        differ("client_name", have.clone(), want.clone());
+        diffs.differ("client_name", have.clone(), want.clone());
     }
-    compare_security(&mut differ, e.protection, &e.alg, r);
+    diffs.security(e.protection, &e.alg, r);
     if let Some(rec) = rec {
         // Left out is the default: a saved file writes the default out.
         let depth = |v: Option<u32>| v.unwrap_or(DEFAULT_QUEUE_DEPTH).to_string();
-        differ("queue_depth", depth(rec.queue_depth), depth(e.queue_depth));
-        differ(
-            "max_io_pages",
-            pages(rec.max_io_pages),
-            pages(e.max_io_pages),
+        diffs.differ("queue_depth", depth(rec.queue_depth), depth(e.queue_depth));
+        diffs.unreported(
+            (rec.max_io_pages, &rec.key_file, &rec.key_desc),
+            (e.max_io_pages, &e.key_file, &e.key_desc),
         );
-        differ("key_file", opt_path(&rec.key_file), opt_path(&e.key_file));
-        differ("key_desc", opt(&rec.key_desc), opt(&e.key_desc));
     }
-    diffs
+    diffs.0
 }
 
 /// The settings of `want` that differ from `have` (those `have` reports),
