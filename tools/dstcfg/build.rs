@@ -204,8 +204,9 @@ fn man_page() -> String {
     r.control("SH", ["PRIVILEGES"]);
     r.text([roman(
         "Every subcommand but genkey needs the dst module loaded and CAP_NET_ADMIN. export, \
-         unexport, local and delete open or create block devices and need CAP_SYS_ADMIN as \
-         well; status, list, check, monitor and set need CAP_NET_ADMIN only. Both \
+         unexport, local, delete, apply and down open or create block devices and need \
+         CAP_SYS_ADMIN as well; status, list, check, monitor, set and save need CAP_NET_ADMIN \
+         only. Both \
          capabilities count in the initial user namespace: run dstcfg as root. Without \
          CAP_SYS_ADMIN the kernel refuses with EPERM and a message naming it; without \
          CAP_NET_ADMIN with a bare EPERM.",
@@ -250,6 +251,18 @@ fn man_page() -> String {
         "Read-only attributes of a device: peer, state, size, read_only, queue_depth, \
          queued, the counters, the six settings and, with a module that has them, \
          integrity_errors, protection and queues.",
+    )]);
+    r.control("TP", []);
+    r.text([italic("/etc/dst/dst.toml")]);
+    r.text([roman(
+        "The configuration file of apply, save and down: [module], [[export]] and \
+         [[device]] entries with the options above as keys (see Documentation/dstcfg.md).",
+    )]);
+    r.control("TP", []);
+    r.text([italic("/run/dst/applied.json")]);
+    r.text([roman(
+        "What apply made or adopted, per configuration file: apply and down remove only \
+         what it lists.",
     )]);
     r.control("TP", []);
     r.text([italic("/proc/crypto")]);

@@ -60,29 +60,8 @@ fn execute(cmd: &Command) -> Result<u8> {
                 print!("{}", status_text(&status, &entries));
             }
         }
-        Command::Export {
-            remote,
-            file,
-            name,
-            read_only,
-            size,
-            max_io_pages,
-            security,
-            allow,
-            clients,
-        } => {
-            let path = path_attr(&block_device(file)?)?;
-            let req = ExportRequest {
-                addr: *remote,
-                path,
-                read_only: *read_only,
-                size: *size,
-                max_io_pages: *max_io_pages,
-                security: security_attrs(security)?,
-                allow: allow.clone(),
-                clients: export_clients(clients)?,
-                name: name.clone(),
-            };
+        Command::Export { .. } => {
+            let req = export_request(cmd)?;
             DstClient::connect()?.export_add(&req)?;
             println!("{}", export_message(&req));
         }
@@ -95,27 +74,12 @@ fn execute(cmd: &Command) -> Result<u8> {
             export_name,
             client_name,
             index,
-            max_io_pages,
-            queue_depth,
-            queues,
             client_id,
-            settings,
-            security,
             wait,
             duplicate,
+            ..
         } => {
-            let req = DeviceRequest {
-                addr: *remote,
-                index: *index,
-                max_io_pages: *max_io_pages,
-                queue_depth: *queue_depth,
-                settings: *settings,
-                queues: *queues,
-                security: security_attrs(security)?,
-                client_id: *client_id,
-                export_name: export_name.clone(),
-                client_name: client_name.clone(),
-            };
+            let req = device_request(cmd)?;
             let wanted = Wanted {
                 addr: *remote,
                 export_name: export_name.clone(),
@@ -128,10 +92,7 @@ fn execute(cmd: &Command) -> Result<u8> {
             println!("{path}");
         }
         Command::Delete { index, force } => {
-            let mut client = DstClient::connect()?;
-            retry_while_open(DELETE_OPEN_RETRY, DELETE_OPEN_POLL, || {
-                client.dev_del(*index, *force)
-            })?;
+            delete_device(&mut DstClient::connect()?, *index, *force)?;
             println!("deleted /dev/dst{index}");
         }
         Command::Set { index, settings } => {
@@ -171,8 +132,92 @@ fn execute(cmd: &Command) -> Result<u8> {
                 file.display()
             );
         }
+        Command::Apply { file, dry_run } => return crate::apply::apply(file, *dry_run),
+        Command::Save { file, force } => return crate::apply::save(file, *force),
+        Command::Down {
+            file,
+            force,
+            dry_run,
+        } => return crate::apply::down(file, *force, *dry_run),
     }
     Ok(0)
+}
+
+/// The `DST_CMD_EXPORT_ADD` request of `cmd`, a [`Command::Export`]: the
+/// block device checked, the key files read.
+pub(crate) fn export_request(cmd: &Command) -> Result<ExportRequest> {
+    let Command::Export {
+        remote,
+        file,
+        name,
+        read_only,
+        size,
+        max_io_pages,
+        security,
+        allow,
+        clients,
+    } = cmd
+    else {
+        bail!("not an export: {cmd:?}");
+    };
+    Ok(ExportRequest {
+        addr: *remote,
+        path: path_attr(&block_device(file)?)?,
+        read_only: *read_only,
+        size: *size,
+        max_io_pages: *max_io_pages,
+        security: security_attrs(security)?,
+        allow: allow.clone(),
+        clients: export_clients(clients)?,
+        name: name.clone(),
+    })
+}
+
+/// The `DST_CMD_DEV_ADD` request of `cmd`, a [`Command::Local`]: the key
+/// file read.
+pub(crate) fn device_request(cmd: &Command) -> Result<DeviceRequest> {
+    let Command::Local {
+        remote,
+        export_name,
+        client_name,
+        index,
+        max_io_pages,
+        queue_depth,
+        queues,
+        client_id,
+        settings,
+        security,
+        ..
+    } = cmd
+    else {
+        bail!("not a device: {cmd:?}");
+    };
+    Ok(DeviceRequest {
+        addr: *remote,
+        index: *index,
+        max_io_pages: *max_io_pages,
+        queue_depth: *queue_depth,
+        settings: *settings,
+        queues: *queues,
+        security: security_attrs(security)?,
+        client_id: *client_id,
+        export_name: export_name.clone(),
+        client_name: client_name.clone(),
+    })
+}
+
+/// Deletes /dev/dst`index`, asking again for a while if it is refused as
+/// open (see [`DELETE_OPEN_RETRY`]).
+pub(crate) fn delete_device(client: &mut DstClient, index: u32, force: bool) -> Result<()> {
+    retry_while_open(DELETE_OPEN_RETRY, DELETE_OPEN_POLL, || {
+        client.dev_del(index, force)
+    })
+}
+
+/// Runs `work`, the kernel requests of `cmd`, giving a kernel error the
+/// hint [`run`] would give it.
+pub(crate) fn with_hints<T>(cmd: &Command, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    work().map_err(|err| add_hint(err, cmd))
 }
 
 /// Runs `delete` until it succeeds, fails otherwise than with the module's

@@ -72,9 +72,13 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = u32::MAX;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 10] = [
+pub const ACTIONS: [&str; 13] = [
     "export", "unexport", "local", "delete", "set", "list", "status", "monitor", "check", "genkey",
+    "apply", "save", "down",
 ];
+
+/// The configuration file of apply, save and down without `-f`.
+pub const DEFAULT_CONFIG: &str = "/etc/dst/dst.toml";
 
 /// The examples at the end of `dstcfg --help` (and in the man page).
 pub const EXAMPLES: &str = "\
@@ -117,6 +121,15 @@ Examples:
 
   Stop the export listening on 192.0.2.1 port 1025:
     dstcfg unexport -r 192.0.2.1
+
+  Make this node's exports, devices and module settings those of the
+  configuration file /etc/dst/dst.toml (what dst.service does at boot),
+  showing the plan first; write the running state as such a file; remove
+  what the file made (at shutdown):
+    dstcfg apply --dry-run
+    dstcfg apply -f /etc/dst/dst.toml
+    dstcfg save -f -
+    dstcfg down -f /etc/dst/dst.toml
 
   Read-only export of the first 10 GiB on port 2000; attach it over IPv6 as
   /dev/dst3 with 64 requests in flight:
@@ -177,9 +190,9 @@ exists but is not connected (reconnecting, failed or closing), 2 on an
 error (no such device, module not loaded, no permission, usage).
 
 All subcommands but genkey need the dst module (the kernel loads an installed
-one on first use; otherwise insmod dst.ko) and
-CAP_NET_ADMIN; export, unexport, local and delete, which give access to
-block devices, need CAP_SYS_ADMIN as well (run as root).";
+one on first use; otherwise insmod dst.ko) and CAP_NET_ADMIN; export,
+unexport, local, delete, apply and down, which give access to block
+devices, need CAP_SYS_ADMIN as well (run as root).";
 
 /// The synopsis of `dstcfg --help` and of the man page: each subcommand
 /// with its options, then the older `-a` form.
@@ -195,6 +208,9 @@ dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [-
        dstcfg monitor [--json] [--now] [--count N]
        dstcfg check -d DEV
        dstcfg genkey -f PATH
+       dstcfg apply [-f FILE] [--dry-run]
+       dstcfg save [-f FILE|-] [--force]
+       dstcfg down [-f FILE] [--force] [--dry-run]
        dstcfg [OPTIONS] -a ACTION [OPTIONS]   (the older form: dstcfg -r ADDR -a local)
        SETTINGS: [--req-timeout TIME] [--max-resends N] [--reconnect-delay TIME]
                  [--ping-interval TIME] [--ping-timeout TIME] [--loss-timeout TIME|infinite]
@@ -389,6 +405,18 @@ pub enum Sub {
     /// Write a new random pre-shared key (32 bytes, mode 0600) to -f PATH
     #[command(long_about = GENKEY_TEXT, override_usage = "dstcfg genkey -f PATH")]
     Genkey(GenkeyArgs),
+    /// Make the exports, devices and module settings match the configuration file -f FILE
+    #[command(long_about = APPLY_TEXT, override_usage = "dstcfg apply [-f FILE] [--dry-run]")]
+    Apply(ApplyArgs),
+    /// Write the running state as a configuration file to -f FILE (- for standard output)
+    #[command(long_about = SAVE_TEXT, override_usage = "dstcfg save [-f FILE|-] [--force]")]
+    Save(SaveArgs),
+    /// Remove the devices, then the exports, that the configuration file -f FILE manages
+    #[command(
+        long_about = DOWN_TEXT,
+        override_usage = "dstcfg down [-f FILE] [--force] [--dry-run]"
+    )]
+    Down(DownArgs),
 }
 
 impl Sub {
@@ -405,6 +433,9 @@ impl Sub {
             Sub::Monitor(_) => 7,
             Sub::Check(_) => 8,
             Sub::Genkey(_) => 9,
+            Sub::Apply(_) => 10,
+            Sub::Save(_) => 11,
+            Sub::Down(_) => 12,
         };
         ACTIONS[i]
     }
@@ -490,6 +521,26 @@ pub const CHECK_TEXT: &str = "Print the state of the device -d DEV and exit 0 if
 pub const GENKEY_TEXT: &str = "Write 32 random bytes from the kernel's random number generator \
     to the new file -f PATH, with mode 0600; refuses to overwrite an existing file. Needs no \
     module.";
+
+/// What apply does.
+pub const APPLY_TEXT: &str = "Read the configuration file -f FILE and make the running state \
+    match it: create the exports and devices missing, change live what can change live (device \
+    timeouts and max_resends, module settings), report what only a re-create changes, and \
+    remove the exports and devices an earlier apply of the same file made that the file no \
+    longer lists; never what was made by hand. The whole file is checked first: an error names \
+    the file, the line and the key, and nothing is changed. Prints one line per step; \
+    --dry-run prints the plan only. Exit status 0 if the running state matches the file. \
+    dst.service runs it at boot.";
+/// What save does.
+pub const SAVE_TEXT: &str = "Write the running state as a configuration file to -f FILE (- for \
+    standard output); an existing file is replaced only with --force. Key files and the other \
+    values the kernel does not report come from what apply recorded; where unknown, the file \
+    says so in a comment.";
+/// What down does.
+pub const DOWN_TEXT: &str = "Remove what the configuration file -f FILE manages: its devices \
+    (refused while open, unless --force), then its exports. Works from the record of what \
+    apply made even if the file no longer parses; never removes what was made by hand. \
+    dst.service runs it at shutdown.";
 
 /// `-r ADDR` and `-p PORT`: where an export listens, or which export node a
 /// device connects to.
@@ -796,6 +847,59 @@ pub struct GenkeyArgs {
     pub file: Option<PathBuf>,
 }
 
+/// `-f FILE` of apply and down: the configuration file.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigFileArg {
+    /// The configuration file
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = DEFAULT_CONFIG,
+          value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+}
+
+/// `dstcfg apply`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigFileArg,
+
+    /// Print the plan, change nothing; exit 0 if the running state matches
+    /// the file, 1 if not
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
+/// `dstcfg save`.
+#[derive(Debug, Clone, Args)]
+pub struct SaveArgs {
+    /// The file to write, - for standard output
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = DEFAULT_CONFIG,
+          value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+
+    /// Replace an existing file [default: refuse to]
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `dstcfg down`.
+#[derive(Debug, Clone, Args)]
+pub struct DownArgs {
+    /// The configuration file.
+    #[command(flatten)]
+    pub config: ConfigFileArg,
+
+    /// Delete the file's devices even if they are mounted or open: IO in
+    /// flight fails, and data not yet written is lost [default: refuse an
+    /// open device]
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print what would be removed, change nothing
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+}
+
 /// Parses `--size`: a byte count with an optional binary suffix K, M, G or T
 /// (any case, optionally followed by `iB`, e.g. `512M`, `10GiB`), or `B`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -997,19 +1101,23 @@ fn ms_in(s: &str, range: RangeInclusive<u32>, zero_ok: bool) -> Result<u32, Stri
     ))
 }
 
-fn parse_req_timeout(s: &str) -> Result<u32, String> {
+/// Parses `--req-timeout`: a duration within [`REQ_TIMEOUT_MS`].
+pub fn parse_req_timeout(s: &str) -> Result<u32, String> {
     ms_in(s, REQ_TIMEOUT_MS, false)
 }
 
-fn parse_reconnect_delay(s: &str) -> Result<u32, String> {
+/// Parses `--reconnect-delay`: a duration within [`RECONNECT_DELAY_MS`].
+pub fn parse_reconnect_delay(s: &str) -> Result<u32, String> {
     ms_in(s, RECONNECT_DELAY_MS, false)
 }
 
-fn parse_ping_interval(s: &str) -> Result<u32, String> {
+/// Parses `--ping-interval`: a duration within [`PING_INTERVAL_MS`], or 0.
+pub fn parse_ping_interval(s: &str) -> Result<u32, String> {
     ms_in(s, PING_INTERVAL_MS, true)
 }
 
-fn parse_ping_timeout(s: &str) -> Result<u32, String> {
+/// Parses `--ping-timeout`: a duration within [`PING_TIMEOUT_MS`].
+pub fn parse_ping_timeout(s: &str) -> Result<u32, String> {
     ms_in(s, PING_TIMEOUT_MS, false)
 }
 

@@ -150,6 +150,29 @@ pub enum Command {
         /// The key file to create.
         file: PathBuf,
     },
+    /// `apply [-f FILE] [--dry-run]`.
+    Apply {
+        /// The configuration file.
+        file: PathBuf,
+        /// Print the plan only.
+        dry_run: bool,
+    },
+    /// `save [-f FILE|-] [--force]`.
+    Save {
+        /// Where to write (`-`: standard output).
+        file: PathBuf,
+        /// Replace an existing file.
+        force: bool,
+    },
+    /// `down [-f FILE] [--force] [--dry-run]`.
+    Down {
+        /// The configuration file.
+        file: PathBuf,
+        /// Delete devices even if open.
+        force: bool,
+        /// Print what would be removed only.
+        dry_run: bool,
+    },
 }
 
 impl Command {
@@ -166,6 +189,9 @@ impl Command {
             Command::Monitor { .. } => "monitor",
             Command::Check { .. } => "check",
             Command::Genkey { .. } => "genkey",
+            Command::Apply { .. } => "apply",
+            Command::Save { .. } => "save",
+            Command::Down { .. } => "down",
         }
     }
 }
@@ -299,6 +325,9 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
             "genkey only writes a key file; copy it to the other node yourself"
         }
         ("-r" | "-p", "delete" | "set") => "the device is found by -d DEV alone",
+        ("-r" | "-p" | "-d", "apply" | "save" | "down") => {
+            "the exports and devices are those of the configuration file -f FILE"
+        }
         ("-i", "delete" | "set" | "check") => "give the device with -d DEV",
         ("--max-io-pages" | "--queue-depth" | "--queues", "set") => {
             "it is fixed when the device is created; set changes the timeouts and \
@@ -345,6 +374,10 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// What `-f` of apply, save and down is for (never missing: it has a
+/// default).
+const CONFIG_FILE: &str = "the configuration file";
 
 /// The options of [`DeviceSettings`], as `set` lists them.
 const SETTING_FLAGS: &str = "--req-timeout, --max-resends, --reconnect-delay, --ping-interval, \
@@ -638,6 +671,19 @@ impl Cli {
             Sub::Delete(a) => Command::Delete {
                 index: ctx.device(a.device.device, "the device to delete")?,
                 force: a.force,
+            },
+            Sub::Apply(a) => Command::Apply {
+                file: ctx.file(Some(a.config.file), CONFIG_FILE)?,
+                dry_run: a.dry_run,
+            },
+            Sub::Save(a) => Command::Save {
+                file: ctx.file(Some(a.file), CONFIG_FILE)?,
+                force: a.force,
+            },
+            Sub::Down(a) => Command::Down {
+                file: ctx.file(Some(a.config.file), CONFIG_FILE)?,
+                force: a.force,
+                dry_run: a.dry_run,
             },
         })
     }
@@ -1635,6 +1681,7 @@ mod tests {
             "--rekey-after" => vec!["--rekey-after", "16G"],
             "--rekey-interval" => vec!["--rekey-interval", "600"],
             "--client" => vec!["--client", "web1=/etc/dst/web1.key"],
+            "--dry-run" => vec!["--dry-run"],
             _ => panic!("no value for {flag}"),
         }
     }
@@ -1661,7 +1708,7 @@ mod tests {
     fn every_option_with_every_action() {
         let mut refused = 0;
         let owners = option_owners();
-        assert_eq!(owners.len(), 34, "{owners:?}");
+        assert_eq!(owners.len(), 35, "{owners:?}");
         for action in ACTIONS {
             let base = base_args(action);
             assert!(parse(&base).is_ok(), "{base:?}");
@@ -1695,8 +1742,48 @@ mod tests {
                 refused += 1;
             }
         }
-        // 10 subcommands x 34 options, minus the 55 allowed pairs.
-        assert_eq!(refused, 285);
+        // 13 subcommands x 35 options, minus the 62 allowed pairs.
+        assert_eq!(refused, 393);
+    }
+
+    #[test]
+    fn configuration_file_subcommands() {
+        let default = PathBuf::from(DEFAULT_CONFIG);
+        assert_eq!(
+            parse(&["apply"]).unwrap(),
+            Command::Apply {
+                file: default.clone(),
+                dry_run: false
+            }
+        );
+        // The older form means the same.
+        assert_eq!(
+            parse(&["-a", "apply", "-f", "/tmp/x.toml", "--dry-run"]).unwrap(),
+            Command::Apply {
+                file: "/tmp/x.toml".into(),
+                dry_run: true
+            }
+        );
+        assert_eq!(
+            parse(&["save", "-f", "-"]).unwrap(),
+            Command::Save {
+                file: "-".into(),
+                force: false
+            }
+        );
+        assert_eq!(
+            parse(&["down", "--force"]).unwrap(),
+            Command::Down {
+                file: default,
+                force: true,
+                dry_run: false
+            }
+        );
+        let (_, msg) = err(&["apply", "-r", R]);
+        assert!(
+            msg.contains("-r cannot be used with apply; the exports and devices are those of"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -218,6 +218,15 @@ mod tests {
         assert_eq!(ok(&["--json", "--action", "list"]), ["list", "--json"]);
         assert_eq!(tr(&["-a", "list"]).unwrap().1, Form::DashA);
         assert_eq!(ok(&["-a", "local", "--help"]), ["local", "--help"]);
+        // `-` is -f's value (save to stdout), not a word.
+        assert_eq!(
+            ok(&["-f", "-", "-a", "save", "--force"]),
+            ["save", "-f", "-", "--force"]
+        );
+        assert_eq!(
+            ok(&["-a", "apply", "-f", "/etc/dst/dst.toml", "--dry-run"]),
+            ["apply", "-f", "/etc/dst/dst.toml", "--dry-run"]
+        );
     }
 
     #[test]

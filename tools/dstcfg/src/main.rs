@@ -8,17 +8,22 @@
 //! `message` (typed messages and attributes), `netlink` (socket, family
 //! resolution, multicast, errors) and `uapi` (the ABI numbers of
 //! `include/uapi/linux/dst.h`); `output` formats what dstcfg prints and
-//! `secret` handles pre-shared keys. Reference: `Documentation/dstcfg.md`.
+//! `secret` handles pre-shared keys. `apply`, `save` and `down` work on the
+//! configuration file (`config`), through a plan (`plan`) and the record
+//! of what they manage (`record`); `save` renders the running state as a
+//! file. Reference: `Documentation/dstcfg.md`.
 //!
 //! Exit status: 0 on success, 1 on a runtime error, 2 on a usage error;
 //! `-a check`: 0 connected, 1 not connected, 2 on any error.
 
 mod action;
+mod apply;
 #[allow(dead_code)] // shared with build.rs; not every item is used by both
 mod args;
 mod cli;
 mod client;
 mod compat;
+mod config;
 mod connect;
 #[cfg(test)]
 mod golden;
@@ -26,6 +31,9 @@ mod json;
 mod message;
 mod netlink;
 mod output;
+mod plan;
+mod record;
+mod save;
 mod secret;
 #[allow(dead_code)] // an ABI mirror: not every number is used yet
 mod uapi;
@@ -125,6 +133,9 @@ mod tests {
             "infinite",
             "Asking again is harmless",
             "dstcfg \\-r 192.0.2.1 \\-a local",
+            "/etc/dst/dst.toml",
+            "/run/dst/applied.json",
+            "\\-\\-dry\\-run",
         ] {
             assert!(MAN.contains(needle), "the man page lacks {needle}");
         }

@@ -16,11 +16,17 @@ _dstcfg() {
             ",$1")
                 cmd="dstcfg"
                 ;;
+            dstcfg,apply)
+                cmd="dstcfg__subcmd__apply"
+                ;;
             dstcfg,check)
                 cmd="dstcfg__subcmd__check"
                 ;;
             dstcfg,delete)
                 cmd="dstcfg__subcmd__delete"
+                ;;
+            dstcfg,down)
+                cmd="dstcfg__subcmd__down"
                 ;;
             dstcfg,export)
                 cmd="dstcfg__subcmd__export"
@@ -40,6 +46,9 @@ _dstcfg() {
             dstcfg,monitor)
                 cmd="dstcfg__subcmd__monitor"
                 ;;
+            dstcfg,save)
+                cmd="dstcfg__subcmd__save"
+                ;;
             dstcfg,set)
                 cmd="dstcfg__subcmd__set"
                 ;;
@@ -49,11 +58,17 @@ _dstcfg() {
             dstcfg,unexport)
                 cmd="dstcfg__subcmd__unexport"
                 ;;
+            dstcfg__subcmd__help,apply)
+                cmd="dstcfg__subcmd__help__subcmd__apply"
+                ;;
             dstcfg__subcmd__help,check)
                 cmd="dstcfg__subcmd__help__subcmd__check"
                 ;;
             dstcfg__subcmd__help,delete)
                 cmd="dstcfg__subcmd__help__subcmd__delete"
+                ;;
+            dstcfg__subcmd__help,down)
+                cmd="dstcfg__subcmd__help__subcmd__down"
                 ;;
             dstcfg__subcmd__help,export)
                 cmd="dstcfg__subcmd__help__subcmd__export"
@@ -73,6 +88,9 @@ _dstcfg() {
             dstcfg__subcmd__help,monitor)
                 cmd="dstcfg__subcmd__help__subcmd__monitor"
                 ;;
+            dstcfg__subcmd__help,save)
+                cmd="dstcfg__subcmd__help__subcmd__save"
+                ;;
             dstcfg__subcmd__help,set)
                 cmd="dstcfg__subcmd__help__subcmd__set"
                 ;;
@@ -89,18 +107,62 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey help"
+            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__apply)
+            opts="-f -h --file --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -f)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 *)
@@ -145,6 +207,50 @@ _dstcfg() {
                     ;;
                 -d)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__down)
+            opts="-f -h --file --force --dry-run --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -f)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 *)
@@ -310,8 +416,22 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport local delete set list status monitor check genkey help"
+            opts="export unexport local delete set list status monitor check genkey apply save down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__apply)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -338,6 +458,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__down)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -422,6 +556,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__monitor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__save)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -621,6 +769,50 @@ _dstcfg() {
             case "${prev}" in
                 --count)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__save)
+            opts="-f -h --file --force --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --file)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
+                    return 0
+                    ;;
+                -f)
+                    local oldifs
+                    if [ -n "${IFS+x}" ]; then
+                        oldifs="$IFS"
+                    fi
+                    IFS=$'\n'
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    if [ -n "${oldifs+x}" ]; then
+                        IFS="$oldifs"
+                    fi
+                    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+                        compopt -o filenames
+                    fi
                     return 0
                     ;;
                 *)
