@@ -75,7 +75,7 @@ log "local --wait=3s to nothing: exit $RC after $((t1 - t0)) ms: $ERR"
 assert_eq "$RC" 1 "exit status of local --wait=3s to nothing"
 [ $((t1 - t0)) -ge 3000 ] || fail "local --wait=3s gave up after $((t1 - t0)) ms, before 3 s"
 [ $((t1 - t0)) -le 15000 ] || fail "local --wait=3s took $((t1 - t0)) ms to give up; expected within 15 s"
-assert_contains "$ERR" "gave up waiting for 127.0.0.1:1031 after" "message of --wait=3s"
+assert_contains "$ERR" "gave up waiting for the export node at 127.0.0.1:1031 after" "message of --wait=3s"
 assert_contains "$ERR" "Connection refused (ECONNREFUSED)" "the last refusal"
 assert_contains "$ERR" "hint: no export listens at 127.0.0.1:1031" "hint after --wait"
 # An error of this node is not waited for: index 0 is dst0's.

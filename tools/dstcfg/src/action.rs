@@ -132,7 +132,11 @@ fn execute(cmd: &Command) -> Result<u8> {
                 file.display()
             );
         }
-        Command::Apply { file, dry_run } => return crate::apply::apply(file, *dry_run),
+        Command::Apply {
+            file,
+            dry_run,
+            wait,
+        } => return crate::apply::apply(file, *dry_run, *wait),
         Command::Save { file, force } => return crate::apply::save(file, *force),
         Command::Down {
             file,

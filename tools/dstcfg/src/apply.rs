@@ -8,6 +8,14 @@
 //! plan, printing one line per step (`--dry-run`: only the plan), goes on
 //! past a step that fails, records what the file now manages, and exits 0
 //! only if the running state matches the file.
+//!
+//! `apply --wait` is for boot, where an export node may come up after this
+//! node: a device whose first connect fails in a way the export's side can
+//! end (`connect::may_come_up`) is not a failure yet. Once every step was
+//! tried, the devices still waiting are tried again together, paced by
+//! `connect::Patience` as `local --wait` is, so each one is created as soon
+//! as its own export node answers and one node that stays down holds up
+//! none of the others; what still waits when the time is over fails.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,9 +23,11 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::action::{delete_device, device_request, export_request, with_hints};
+use crate::args::Wait;
 use crate::cli::{ClientKeySource, ClientRule, Command, Security};
 use crate::client::DstClient;
 use crate::config::{self, Desired, DesiredDevice, DesiredExport};
+use crate::connect::{may_come_up, Patience};
 use crate::message::{EntryKind, ModuleSettings};
 use crate::plan::{
     managed_device, managed_export, next_record, plan_apply, plan_down, Plan, Running, Step,
@@ -145,8 +155,8 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// `dstcfg apply [-f FILE] [--dry-run]`.
-pub fn apply(file: &Path, dry_run: bool) -> Result<u8> {
+/// `dstcfg apply [-f FILE] [--dry-run] [--wait[=TIME]]`.
+pub fn apply(file: &Path, dry_run: bool, wait: Option<Wait>) -> Result<u8> {
     let desired = config::load(file)?;
     let key = file_key(file);
     let mut client = DstClient::connect()?;
@@ -191,15 +201,22 @@ pub fn apply(file: &Path, dry_run: bool) -> Result<u8> {
     let mut failed = 0;
     let mut created = Managed::default();
     let mut kept = Managed::default();
+    let cannot = |step: &Step, err: &anyhow::Error| {
+        eprintln!(
+            "dstcfg: apply: cannot {}: {err:#}",
+            describe(step, Some(&desired), false)
+        );
+    };
+    // Device steps that may succeed once their export node is up, with
+    // their last error (only with --wait).
+    let mut waiting: Vec<(&Step, anyhow::Error)> = Vec::new();
     for step in &plan.steps {
         match run_step(&mut client, step, &desired, &mut created) {
             Ok(detail) => say(&format!("{}{detail}", describe(step, Some(&desired), true))),
+            Err(err) if wait.is_some() && waits(step, &err) => waiting.push((step, err)),
             Err(err) => {
                 failed += 1;
-                eprintln!(
-                    "dstcfg: apply: cannot {}: {err:#}",
-                    describe(step, Some(&desired), false)
-                );
+                cannot(step, &err);
                 match step {
                     Step::DeleteDevice(rec) => kept.devices.push(rec.clone()),
                     Step::Unexport(rec) => kept.exports.push(rec.clone()),
@@ -207,6 +224,34 @@ pub fn apply(file: &Path, dry_run: bool) -> Result<u8> {
                 }
             }
         }
+    }
+    if let Some(wait) = wait.filter(|_| !waiting.is_empty()) {
+        let mut patience = Patience::new("apply", wait);
+        loop {
+            let for_what = waiting_for(&waiting, &desired);
+            if !patience.wait_more(&for_what, &waiting[0].1) {
+                break;
+            }
+            let mut still = Vec::new();
+            for (step, _) in waiting.drain(..) {
+                match run_step(&mut client, step, &desired, &mut created) {
+                    Ok(detail) => say(&format!("{}{detail}", describe(step, Some(&desired), true))),
+                    Err(err) if waits(step, &err) => still.push((step, err)),
+                    Err(err) => {
+                        failed += 1;
+                        cannot(step, &err);
+                    }
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
+            }
+        }
+    }
+    for (step, err) in &waiting {
+        failed += 1;
+        cannot(step, err);
     }
     // The ids of the devices created, which the reply does not carry.
     if let Ok(entries) = client.list() {
@@ -247,6 +292,28 @@ pub fn apply(file: &Path, dry_run: bool) -> Result<u8> {
         say(&format!("{shown}: the running state matches"));
     }
     Ok(0)
+}
+
+/// Whether `apply --wait` tries `step` again after `err`: the creation of a
+/// device whose export node may yet come up.
+fn waits(step: &Step, err: &anyhow::Error) -> bool {
+    matches!(step, Step::CreateDevice(_)) && may_come_up(err)
+}
+
+/// What the devices of `waiting` wait for, for the progress line: `the
+/// export node at 192.0.2.1:1025`, `the export nodes at A, B`.
+fn waiting_for(waiting: &[(&Step, anyhow::Error)], desired: &Desired) -> String {
+    let mut addrs: Vec<String> = Vec::new();
+    for (step, _) in waiting {
+        if let Step::CreateDevice(i) = step {
+            let addr = desired.devices[*i].addr.to_string();
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+    }
+    let nodes = if addrs.len() == 1 { "node" } else { "nodes" };
+    format!("the export {nodes} at {}", addrs.join(", "))
 }
 
 /// Prints what apply leaves as it is: objects to re-create, entries of

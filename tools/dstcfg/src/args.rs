@@ -123,11 +123,13 @@ Examples:
     dstcfg unexport -r 192.0.2.1
 
   Make this node's exports, devices and module settings those of the
-  configuration file /etc/dst/dst.toml (what dst.service does at boot),
-  showing the plan first; write the running state as such a file; remove
-  what the file made (at shutdown):
+  configuration file /etc/dst/dst.toml, showing the plan first; the same
+  at boot, waiting up to 4 minutes for export nodes not up yet (what
+  dst.service does); write the running state as such a file; remove what
+  the file made (at shutdown):
     dstcfg apply --dry-run
     dstcfg apply -f /etc/dst/dst.toml
+    dstcfg apply --wait=4m -f /etc/dst/dst.toml
     dstcfg save -f -
     dstcfg down -f /etc/dst/dst.toml
 
@@ -208,7 +210,7 @@ dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [-
        dstcfg monitor [--json] [--now] [--count N]
        dstcfg check -d DEV
        dstcfg genkey -f PATH
-       dstcfg apply [-f FILE] [--dry-run]
+       dstcfg apply [-f FILE] [--dry-run | --wait[=TIME]]
        dstcfg save [-f FILE|-] [--force]
        dstcfg down [-f FILE] [--force] [--dry-run]
        dstcfg [OPTIONS] -a ACTION [OPTIONS]   (the older form: dstcfg -r ADDR -a local)
@@ -317,7 +319,7 @@ impl fmt::Display for ClientRule {
     }
 }
 
-/// How long `local --wait` keeps trying to connect.
+/// How long `local --wait` and `apply --wait` keep trying to connect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// `--wait` alone (or `=forever`, `=infinite`): until connected or
@@ -406,7 +408,7 @@ pub enum Sub {
     #[command(long_about = GENKEY_TEXT, override_usage = "dstcfg genkey -f PATH")]
     Genkey(GenkeyArgs),
     /// Make the exports, devices and module settings match the configuration file -f FILE
-    #[command(long_about = APPLY_TEXT, override_usage = "dstcfg apply [-f FILE] [--dry-run]")]
+    #[command(long_about = APPLY_TEXT, override_usage = "dstcfg apply [-f FILE] [--dry-run | --wait[=TIME]]")]
     Apply(ApplyArgs),
     /// Write the running state as a configuration file to -f FILE (- for standard output)
     #[command(long_about = SAVE_TEXT, override_usage = "dstcfg save [-f FILE|-] [--force]")]
@@ -529,8 +531,13 @@ pub const APPLY_TEXT: &str = "Read the configuration file -f FILE and make the r
     remove the exports and devices an earlier apply of the same file made that the file no \
     longer lists; never what was made by hand. The whole file is checked first: an error names \
     the file, the line and the key, and nothing is changed. Prints one line per step; \
-    --dry-run prints the plan only. Exit status 0 if the running state matches the file. \
-    dst.service runs it at boot.";
+    --dry-run prints the plan only. Exit status 0 if the running state matches the file.\n\n\
+    Without --wait, each device is tried once: a device whose export node is not up fails its \
+    step, the others are made. With --wait, such devices are tried again, all of them in each \
+    round, as local --wait tries one (same failures, same pauses, a progress line on stderr \
+    at most every 5 s), so each is made as soon as its export node answers: until all are, \
+    until interrupted (--wait alone), or for at most TIME (--wait=TIME), after which those \
+    still missing fail. dst.service runs apply --wait=4m at boot.";
 /// What save does.
 pub const SAVE_TEXT: &str = "Write the running state as a configuration file to -f FILE (- for \
     standard output); an existing file is replaced only with --force. Key files and the other \
@@ -867,6 +874,14 @@ pub struct ApplyArgs {
     /// the file, 1 if not
     #[arg(long = "dry-run")]
     pub dry_run: bool,
+
+    /// Keep trying the devices whose export node is unreachable, refuses or
+    /// is busy: until interrupted, or for at most TIME (e.g. --wait=4m)
+    /// [default: try each once]
+    #[arg(long = "wait", value_name = "TIME", num_args = 0..=1, require_equals = true,
+          default_missing_value = "forever", value_parser = parse_wait,
+          conflicts_with = "dry_run")]
+    pub wait: Option<Wait>,
 }
 
 /// `dstcfg save`.

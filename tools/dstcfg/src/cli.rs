@@ -150,12 +150,15 @@ pub enum Command {
         /// The key file to create.
         file: PathBuf,
     },
-    /// `apply [-f FILE] [--dry-run]`.
+    /// `apply [-f FILE] [--dry-run] [--wait[=TIME]]`.
     Apply {
         /// The configuration file.
         file: PathBuf,
         /// Print the plan only.
         dry_run: bool,
+        /// `--wait`: keep trying the devices whose export node is not up
+        /// yet.
+        wait: Option<Wait>,
     },
     /// `save [-f FILE|-] [--force]`.
     Save {
@@ -370,7 +373,7 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
             "it is a module-wide setting of its own: dstcfg set --rekey-interval TIME"
         }
         ("-d", "local") => "choose the index of the new device with -i N",
-        ("--wait" | "--duplicate", _) => "it only applies to local",
+        ("--duplicate", _) => "it only applies to local",
         _ => return None,
     })
 }
@@ -675,6 +678,7 @@ impl Cli {
             Sub::Apply(a) => Command::Apply {
                 file: ctx.file(Some(a.config.file), CONFIG_FILE)?,
                 dry_run: a.dry_run,
+                wait: a.wait,
             },
             Sub::Save(a) => Command::Save {
                 file: ctx.file(Some(a.file), CONFIG_FILE)?,
@@ -1742,8 +1746,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 13 subcommands x 35 options, minus the 62 allowed pairs.
-        assert_eq!(refused, 393);
+        // 13 subcommands x 35 options, minus the 63 allowed pairs.
+        assert_eq!(refused, 392);
     }
 
     #[test]
@@ -1753,7 +1757,8 @@ mod tests {
             parse(&["apply"]).unwrap(),
             Command::Apply {
                 file: default.clone(),
-                dry_run: false
+                dry_run: false,
+                wait: None
             }
         );
         // The older form means the same.
@@ -1761,7 +1766,8 @@ mod tests {
             parse(&["-a", "apply", "-f", "/tmp/x.toml", "--dry-run"]).unwrap(),
             Command::Apply {
                 file: "/tmp/x.toml".into(),
-                dry_run: true
+                dry_run: true,
+                wait: None
             }
         );
         assert_eq!(
@@ -1782,6 +1788,39 @@ mod tests {
         let (_, msg) = err(&["apply", "-r", R]);
         assert!(
             msg.contains("-r cannot be used with apply; the exports and devices are those of"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn apply_wait() {
+        let apply = |wait| Command::Apply {
+            file: PathBuf::from(DEFAULT_CONFIG),
+            dry_run: false,
+            wait,
+        };
+        let four_minutes = Some(Wait::For(std::time::Duration::from_secs(240)));
+        assert_eq!(parse(&["apply", "--wait=4m"]).unwrap(), apply(four_minutes));
+        assert_eq!(
+            parse(&["apply", "--wait"]).unwrap(),
+            apply(Some(Wait::Forever))
+        );
+        assert_eq!(
+            parse(&["-a", "apply", "--wait=240s"]).unwrap(),
+            apply(four_minutes)
+        );
+        // The same parser as local's: a unit is required, 0 is refused.
+        let (_, msg) = err(&["apply", "--wait=4"]);
+        assert!(msg.contains("give the unit: 4s, 4m"), "{msg}");
+        let (_, msg) = err(&["apply", "--wait=0s"]);
+        assert!(msg.contains("the time must be more than 0"), "{msg}");
+        // A plan changes nothing, so there is nothing to wait for.
+        let (kind, msg) = err(&["apply", "--dry-run", "--wait=4m"]);
+        assert_eq!(kind, ErrorKind::ArgumentConflict, "{msg}");
+        // Still local's and apply's only.
+        let (_, msg) = err(&["down", "--wait"]);
+        assert!(
+            msg.contains("--wait cannot be used with down; it only applies to local and apply"),
             "{msg}"
         );
     }

@@ -114,6 +114,71 @@ pub fn may_come_up(err: &anyhow::Error) -> bool {
     }
 }
 
+/// The pacing of `--wait`, for `local` and `apply`: pauses that grow from
+/// [`FIRST_PAUSE`] to [`MAX_PAUSE`], a deadline, and a progress line on
+/// stderr at most every [`PROGRESS_EVERY`]. The caller tries, and asks
+/// [`Patience::wait_more`] after a round whose failures [`may_come_up`]
+/// says may pass; it decides whether there is time for another round.
+pub struct Patience {
+    /// The subcommand, for the messages: `local`, `apply`.
+    who: &'static str,
+    started: Instant,
+    deadline: Option<Instant>,
+    pause: Duration,
+    said: Option<Instant>,
+}
+
+impl Patience {
+    /// Starts the clock of `wait`, for the subcommand `who`.
+    pub fn new(who: &'static str, wait: Wait) -> Self {
+        let started = Instant::now();
+        Patience {
+            who,
+            started,
+            deadline: match wait {
+                Wait::For(limit) => Some(started + limit),
+                Wait::Forever => None,
+            },
+            pause: FIRST_PAUSE,
+            said: None,
+        }
+    }
+
+    /// After a failed round: false once the time is over (saying so, the
+    /// caller reports the last error); else says what it waits `for_what`
+    /// (and the last error, `last`) if it has not lately, sleeps the next
+    /// pause (never past the deadline) and returns true.
+    pub fn wait_more(&mut self, for_what: &str, last: &anyhow::Error) -> bool {
+        let now = Instant::now();
+        let so_far = seconds(now - self.started);
+        if self.deadline.is_some_and(|d| now >= d) {
+            eprintln!(
+                "dstcfg: {}: gave up waiting for {for_what} after {so_far}; the last attempt:",
+                self.who
+            );
+            return false;
+        }
+        if self.said.is_none_or(|t| now - t >= PROGRESS_EVERY) {
+            let limit = match self.deadline {
+                Some(d) => format!("for {} more", seconds(d.saturating_duration_since(now))),
+                None => "until interrupted".into(),
+            };
+            eprintln!(
+                "dstcfg: {}: waiting for {for_what} ({so_far} so far; {limit}): {last:#}",
+                self.who
+            );
+            self.said = Some(now);
+        }
+        let sleep = match self.deadline {
+            Some(d) => self.pause.min(d.saturating_duration_since(now)),
+            None => self.pause,
+        };
+        std::thread::sleep(sleep);
+        self.pause = (self.pause * 2).min(MAX_PAUSE);
+        true
+    }
+}
+
 /// `local`: the path of the device for `req`, existing (unless
 /// `duplicate`) or created; with `wait`, trying again while
 /// [`may_come_up`] says the failure may pass.
@@ -124,13 +189,8 @@ pub fn create(
     duplicate: bool,
 ) -> Result<String> {
     let mut client = DstClient::connect()?;
-    let started = Instant::now();
-    let deadline = match wait {
-        Some(Wait::For(limit)) => Some(started + limit),
-        Some(Wait::Forever) | None => None,
-    };
-    let mut pause = FIRST_PAUSE;
-    let mut said = None::<Instant>;
+    let mut patience = wait.map(|w| Patience::new("local", w));
+    let for_what = format!("the export node at {}", wanted.addr);
     loop {
         if !duplicate {
             let entries = client.list()?;
@@ -150,36 +210,13 @@ pub fn create(
             Ok(dev) => return Ok(dev.dev_path()),
             Err(err) => err,
         };
-        let now = Instant::now();
-        let out_of_time = deadline.is_some_and(|d| now >= d);
-        if wait.is_none() || !may_come_up(&err) || out_of_time {
-            if wait.is_some() && out_of_time {
-                eprintln!(
-                    "dstcfg: local: gave up waiting for {} after {}; the last attempt:",
-                    wanted.addr,
-                    seconds(now - started)
-                );
-            }
+        let again = match patience.as_mut() {
+            Some(p) => may_come_up(&err) && p.wait_more(&for_what, &err),
+            None => false,
+        };
+        if !again {
             return Err(err);
         }
-        if said.is_none_or(|t| now - t >= PROGRESS_EVERY) {
-            let limit = match deadline {
-                Some(d) => format!("for {} more", seconds(d.saturating_duration_since(now))),
-                None => "until interrupted".into(),
-            };
-            eprintln!(
-                "dstcfg: local: waiting for the export node at {} ({} so far; {limit}): {err:#}",
-                wanted.addr,
-                seconds(now - started)
-            );
-            said = Some(now);
-        }
-        let sleep = match deadline {
-            Some(d) => pause.min(d.saturating_duration_since(now)),
-            None => pause,
-        };
-        std::thread::sleep(sleep);
-        pause = (pause * 2).min(MAX_PAUSE);
     }
 }
 
