@@ -708,6 +708,20 @@ def baseline_markdown(doc, base, rev):
                 cells += [f"{fmt(now.get(key), k)} vs {fmt(old.get(key), k)}",
                           fmt(ratio(now.get(key), old.get(key)), "ratio")]
             out.append(f"| {label} | {LABEL[t]} | " + " | ".join(cells) + " |")
+    # Each mode against DST none of the same run: the jobs of one VM run
+    # interleaved, so this cost does not move with the host's load between
+    # VM boots, as the ratios above do.
+    out += ["", "Cost of each mode: its throughput ÷ DST none's in the same run, "
+            "this tree and baseline (1 = free; a lower number now = dearer now).", "",
+            "| job | " + " | ".join(f"{LABEL[t]} now | base" for t in DST_MODES[1:]) + " |",
+            "|---|" + "---:|---:|" * len(DST_MODES[1:])]
+    for job, label, _r, metric in JOBS:
+        cells = []
+        for t in DST_MODES[1:]:
+            for res in (doc.get("results", {}), base.get("results", {})):
+                mode, none = res.get(job, {}).get(t, {}), res.get(job, {}).get("dst-none", {})
+                cells.append(fmt(ratio(mode.get(metric), none.get(metric)), "ratio"))
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     bc, nc = base.get("connect") or {}, doc.get("connect") or {}
     rows = [t for t in DST_MODES if t in bc and t in nc]
     if rows:

@@ -22,8 +22,8 @@
 #     systemd-analyze verify accepts dst.service, the bash completion loads;
 #   - its udev rules make /dev/disk/by-path/dst-127.0.0.1:1025 (and -part1
 #     for a partition) and, over IPv6, by-path/dst-_0:0:0:0:0:0:0:1_:1025;
-#     with a module that has /sys/block/dstN/serial, by-id/dst-<export> (none
-#     for an identity with a "/"); otherwise that part is skipped, saying so;
+#     by-id/dst-<export> from /sys/block/dstN/serial (none for an identity
+#     with a "/"); the links go when the devices are deleted;
 #   - `make install` without DESTDIR: dst.ko in /lib/modules/RELEASE/updates,
 #     depmod, `modprobe dst` finds it, and with the module unloaded the first
 #     `dstcfg -a status` loads it (the kernel's request for the family's
@@ -31,7 +31,7 @@
 #     `make uninstall` removes it all, after which modprobe dst fails.
 # insmod: no
 # host-part: yes
-# timeout: 420
+# timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
@@ -251,21 +251,17 @@ udevadm settle
 assert_eq "$(link_of /dev/disk/by-path/dst-127.0.0.1:1025-part1)" "../../${dev4#/dev/}p1" "by-path link of the partition"
 bad=$(udevadm test "/sys/block/${dev4#/dev/}" 2>&1 | grep -i '60-dst.rules' | grep -iE 'invalid|error|fail|unknown|ignor' || true)
 [ -z "$bad" ] || fail "udevadm test complains about 60-dst.rules: $bad"
-if [ -f "/sys/block/${dev4#/dev/}/serial" ]; then
-    serial=$(cat "/sys/block/${dev4#/dev/}/serial")
-    assert_eq "$(link_of "/dev/disk/by-id/dst-$serial")" "../../${dev4#/dev/}" "by-id link of export $serial"
-    assert_eq "$(link_of "/dev/disk/by-id/dst-$serial-part1")" "../../${dev4#/dev/}p1" "by-id link of the partition"
-    dstcfg -r 127.0.0.1 -p 1026 -a export -f /dev/ram2 -n rack1/disk2 >/dev/null
-    devs=$(dstcfg -r 127.0.0.1 -p 1026 -a local)
-    udevadm settle
-    assert_eq "$(link_of /dev/disk/by-path/dst-127.0.0.1:1026)" "../../${devs#/dev/}" "by-path link of rack1/disk2"
-    [ ! -e /dev/disk/by-id/dst-rack1 ] || fail "an identity with a / made a by-id folder"
-    dstcfg -a delete -d "$devs" >/dev/null
-    dstcfg -r 127.0.0.1 -p 1026 -a unexport >/dev/null
-    log "udev: by-id/dst-$serial and its -part1 link ok; none for rack1/disk2"
-else
-    log "SKIP udev by-id: this module has no /sys/block/dstN/serial (the export identity attribute)"
-fi
+serial=$(cat "/sys/block/${dev4#/dev/}/serial")
+assert_eq "$(link_of "/dev/disk/by-id/dst-$serial")" "../../${dev4#/dev/}" "by-id link of export $serial"
+assert_eq "$(link_of "/dev/disk/by-id/dst-$serial-part1")" "../../${dev4#/dev/}p1" "by-id link of the partition"
+dstcfg -r 127.0.0.1 -p 1026 -a export -f /dev/ram2 -n rack1/disk2 >/dev/null
+devs=$(dstcfg -r 127.0.0.1 -p 1026 -a local)
+udevadm settle
+assert_eq "$(link_of /dev/disk/by-path/dst-127.0.0.1:1026)" "../../${devs#/dev/}" "by-path link of rack1/disk2"
+[ ! -e /dev/disk/by-id/dst-rack1 ] || fail "an identity with a / made a by-id folder"
+dstcfg -a delete -d "$devs" >/dev/null
+dstcfg -r 127.0.0.1 -p 1026 -a unexport >/dev/null
+log "udev: by-id/dst-$serial and its -part1 link ok; none for rack1/disk2"
 log "udev: by-path links for IPv4, IPv6 and a partition ok"
 dstcfg -a delete -d "$dev4" >/dev/null
 dstcfg -a delete -d "$dev6" >/dev/null
@@ -273,6 +269,7 @@ dstcfg -r 127.0.0.1 -a unexport >/dev/null
 dstcfg -r ::1 -a unexport >/dev/null
 udevadm settle
 [ ! -e /dev/disk/by-path/dst-127.0.0.1:1025 ] || fail "by-path link left after the device was deleted"
+[ ! -e "/dev/disk/by-id/dst-$serial" ] || fail "by-id link left after the device was deleted"
 modprobe -r -d "$pkgroot" dst
 
 # D. make install for real, and the family alias loading the module.
