@@ -69,7 +69,7 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 /// `--loss-timeout infinite` on the wire (`DST_A_LOSS_TIMEOUT_MS`): IO of
 /// a disconnected device waits for the export node however long it takes,
 /// as NVMe's `ctrl_loss_tmo=-1`. Reported back the same way.
-pub const LOSS_TIMEOUT_INFINITE: u32 = u32::MAX;
+pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
 pub const ACTIONS: [&str; 13] = [
