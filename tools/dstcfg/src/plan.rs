@@ -721,6 +721,8 @@ pub(crate) mod tests {
     pub(crate) fn export(addr: &str, path: &str) -> ListEntry {
         ListEntry {
             kind: EntryKind::Export {
+                shared: false,
+                writer: None,
                 path: path.into(),
                 sessions: 0,
                 index: Some(0),
