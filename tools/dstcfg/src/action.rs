@@ -823,6 +823,12 @@ mod tests {
             export_message(&req),
             "exporting /dev/sdb on 10.0.0.2:1025 (read-write)"
         );
+        req.shared = true;
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, shared: any number of writers)"
+        );
+        req.shared = false;
         req.read_only = true;
         req.size = Some(512 << 20);
         req.addr = addr("[2001:db8::1]:2000");
