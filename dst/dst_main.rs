@@ -24,6 +24,7 @@ mod handshake;
 mod kthread;
 mod local_node;
 mod netlink;
+mod netns;
 mod pages;
 mod proto;
 mod registry;
@@ -62,6 +63,9 @@ struct Dst {
     _genl: netlink::Family,
     /// Deletes every device and export when dropped.
     _registry: registry::Owner,
+    /// The namespace pre-exit hook; after the registry, which it empties
+    /// namespace by namespace.
+    _pernet: netns::Pernet,
     /// The "dst" block major.
     _major: blk::Major,
     /// The export's bio set; after the registry, whose exports use it.
@@ -81,6 +85,7 @@ impl kernel::Module for Dst {
         let sysfs = sysfs::Root::create()?;
         let major = blk::Major::register()?;
         let bios = bdev::BioSet::init()?;
+        let pernet = netns::Pernet::register()?;
         let genl = netlink::Family::register()?;
         pr_info!(
             "dst {} loaded (wire protocol {})\n",
@@ -91,6 +96,7 @@ impl kernel::Module for Dst {
             _unload: registry::Unload,
             _genl: genl,
             _registry: registry::Owner,
+            _pernet: pernet,
             _major: major,
             _bios: bios,
             _pool: pool,

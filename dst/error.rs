@@ -6,7 +6,7 @@
 //!
 //! C header: [`include/uapi/asm-generic/errno.h`](srctree/include/uapi/asm-generic/errno.h)
 
-use kernel::{bindings, ffi::c_int, prelude::*};
+use kernel::{bindings, ffi::c_int, fmt, prelude::*};
 
 /// Errors `kernel::error::code` does not name.
 pub(crate) mod code {
@@ -58,11 +58,12 @@ pub(crate) mod code {
         errno(bindings::EADDRNOTAVAIL)
     }
 
-    /// An export's address family is not supported.
+    /// A key's lifetime ended.
     pub(crate) fn ekeyexpired() -> Error {
         errno(bindings::EKEYEXPIRED)
     }
 
+    /// An export's address family is not supported.
     pub(crate) fn eafnosupport() -> Error {
         errno(bindings::EAFNOSUPPORT)
     }
@@ -76,18 +77,73 @@ pub(crate) struct Refusal {
     /// Why, in words (at most 79 bytes, the extended ACK's buffer); empty
     /// if the errno says it all.
     pub(crate) msg: &'static CStr,
+    /// Why, formatted for this refusal (naming who or what); used instead
+    /// of `msg` when set.
+    pub(crate) detail: Option<Detail>,
 }
 
 impl Refusal {
     /// A refusal with a message.
     pub(crate) fn new(err: Error, msg: &'static CStr) -> Self {
-        Refusal { err, msg }
+        Refusal {
+            err,
+            msg,
+            detail: None,
+        }
+    }
+
+    /// A refusal with a message formatted from `args`, cut to what the
+    /// extended ACK holds; `msg` if it cannot be formatted.
+    pub(crate) fn formatted(err: Error, msg: &'static CStr, args: fmt::Arguments<'_>) -> Self {
+        let mut detail = Detail {
+            buf: [0; DETAIL_LEN],
+            len: 0,
+        };
+        let _ = fmt::Write::write_fmt(&mut detail, args);
+        Refusal {
+            err,
+            msg,
+            detail: (detail.len > 0).then_some(detail),
+        }
+    }
+}
+
+/// Bytes of a formatted message: the extended ACK's buffer
+/// (`NETLINK_MAX_FMTMSG_LEN`), its NUL included.
+const DETAIL_LEN: usize = 80;
+
+/// A formatted refusal message, NUL-terminated; what does not fit is cut.
+pub(crate) struct Detail {
+    buf: [u8; DETAIL_LEN],
+    len: usize,
+}
+
+impl Detail {
+    /// The message, NUL-terminated.
+    pub(crate) fn as_bytes_with_nul(&self) -> &[u8] {
+        self.buf.get(..=self.len).unwrap_or(&[0])
+    }
+}
+
+impl fmt::Write for Detail {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &c in s.as_bytes() {
+            // The last byte stays the NUL.
+            if self.len + 1 >= DETAIL_LEN {
+                break;
+            }
+            if let Some(d) = self.buf.get_mut(self.len) {
+                *d = if c == 0 { b'?' } else { c };
+                self.len += 1;
+            }
+        }
+        Ok(())
     }
 }
 
 impl From<Error> for Refusal {
     fn from(err: Error) -> Self {
-        Refusal { err, msg: c"" }
+        Refusal::new(err, c"")
     }
 }
 

@@ -27,11 +27,12 @@ use crate::{
     local_node::{
         Device, DeviceConfig, SettingsUpdate, LOSS_TIMEOUT_INFINITE, LOSS_TIMEOUT_MAX_MS,
     },
+    netns::{HomeNet, Net},
     proto::{self, Name, Protection, Security},
     registry::{self, Registry},
     rekey,
     security::{self, ClientKeys, SecurityConfig},
-    socket::{Net, SockAddr},
+    socket::SockAddr,
     thread_pool,
 };
 
@@ -65,6 +66,8 @@ pub(crate) struct NlRequest {
     read_only: bool,
     /// `DST_CMD_DEV_DEL`: delete even if the device is open.
     force: bool,
+    /// `DST_CMD_EXPORT_ADD`: any number of writers.
+    shared: bool,
     has_index: bool,
     index: u32,
     max_io_pages: u32,
@@ -164,6 +167,11 @@ pub(crate) struct NlEntry {
     allow: [NlAllow; acl::MAX_ENTRIES],
     name: [u8; proto::NAME_LEN],
     client_name: [u8; proto::NAME_LEN],
+    shared: bool,
+    writer_name: [u8; proto::NAME_LEN],
+    writer_addr_len: u32,
+    writer_addr: [u8; 16],
+    writer_port: u16,
 }
 
 // Values of `enum dst_kind` in the uapi header.
@@ -179,6 +187,7 @@ mod ffi {
         pub(super) fn dst_genl_register() -> c_int;
         pub(super) fn dst_genl_unregister();
         pub(super) fn dst_shim_extack(extack: *mut bindings::netlink_ext_ack, msg: *const c_char);
+
         pub(super) fn dst_shim_event(net: *mut bindings::net, ev: *const super::NlEvent);
         pub(super) fn dst_shim_nodename(buf: *mut c_char, len: usize);
     }
@@ -206,15 +215,15 @@ pub(crate) mod event {
 
 /// Multicasts `ev` to the "events" group of namespace `net`. Best effort;
 /// may run on the IO path.
-fn send_event(net: &Net, ev: &NlEvent) {
-    // SAFETY: `net` is a live namespace reference and `ev` a valid event
+fn send_event(net: HomeNet, ev: &NlEvent) {
+    // SAFETY: `net` is live (see `HomeNet`) and `ev` a valid event
     // whose message, if any, is NUL-terminated and outlives the call; the
     // shim allocates with GFP_NOIO and drops the event if it cannot.
     unsafe { ffi::dst_shim_event(net.as_raw(), ev) };
 }
 
 /// Multicasts `DST_CMD_EVENT` (`event::*`) about /dev/dst<index>.
-pub(crate) fn notify(net: &Net, index: u32, event: u32) {
+pub(crate) fn notify(net: HomeNet, index: u32, event: u32) {
     send_event(
         net,
         &NlEvent {
@@ -232,7 +241,7 @@ pub(crate) fn notify(net: &Net, index: u32, event: u32) {
 /// Multicasts an export event (`event::SESSION_*`) about export `index` and
 /// its client `peer`, with `why` for refusals.
 pub(crate) fn notify_export(
-    net: &Net,
+    net: HomeNet,
     index: u32,
     event: u32,
     peer: Option<SockAddr>,
@@ -305,10 +314,12 @@ pub(crate) unsafe extern "C" fn dst_nl_status(out: *mut DstNlStatus) {
     unsafe { out.write(status) };
 }
 
-/// A request taken over from the shim: the namespace reference is owned.
+/// A request taken over from the shim: the namespace reference is owned,
+/// and held until the request has been handled (what it creates belongs to
+/// the namespace, see [`HomeNet`]).
 struct Request<'a> {
     req: &'a NlRequest,
-    net: Option<Net>,
+    net: Net,
 }
 
 impl<'a> Request<'a> {
@@ -320,13 +331,17 @@ impl<'a> Request<'a> {
         // SAFETY: guaranteed by the caller.
         let req = unsafe { req.as_ref() }?;
         // SAFETY: the shim took a reference on `net` for us.
-        let net = unsafe { Net::from_raw(req.net) };
+        let net = unsafe { Net::from_raw(req.net) }?;
         Some(Request { req, net })
     }
 
     /// Reports a refusal: sets the extended ACK message, returns the errno.
     fn refuse(&self, r: Refusal) -> c_int {
-        if !r.msg.is_empty() {
+        if let Some(d) = &r.detail {
+            // SAFETY: `extack` is the live request's ACK (or NULL, which the
+            // macro tolerates); the shim copies the NUL-terminated message.
+            unsafe { ffi::dst_shim_extack(self.req.extack, d.as_bytes_with_nul().as_ptr().cast()) };
+        } else if !r.msg.is_empty() {
             // SAFETY: `extack` is the live request's ACK (or NULL, which the
             // macro tolerates); `msg` is static, as the ACK keeps the pointer.
             unsafe { ffi::dst_shim_extack(self.req.extack, r.msg.as_char_ptr()) };
@@ -485,8 +500,9 @@ impl<'a> Request<'a> {
         Ok(AllowList::new(entries))
     }
 
-    fn net(&mut self) -> Result<Net, Refusal> {
-        self.net.take().ok_or(Refusal::from(EINVAL))
+    /// The namespace the request was sent from, which it acts in.
+    fn home(&self) -> HomeNet {
+        self.net.home()
     }
 }
 
@@ -543,7 +559,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
     let r = unsafe { Request::new(req) };
     handle(r, |r, reg| {
         let addr = r.addr()?;
-        if reg.export_by_addr(&addr).is_some() {
+        if reg.export_by_addr(r.home(), &addr).is_some() {
             return Err(Refusal::new(
                 EEXIST,
                 c"an export already listens on this address and port",
@@ -560,7 +576,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             index: reg
                 .free_export_index()
                 .ok_or(Refusal::new(ENOSPC, c"too many exports"))?,
-            net: r.net()?,
+            net: r.home(),
             addr,
             name,
             path,
@@ -570,6 +586,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             security: r.security(clients.has_any())?,
             clients,
             allow: r.allow_list()?,
+            shared: r.req.shared,
         };
         let export = Export::start(cfg)?;
         reg.add_export(export).map_err(Refusal::from)
@@ -587,7 +604,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
     let r = unsafe { Request::new(req) };
     handle(r, |r, reg| {
         let addr = r.addr()?;
-        let export = reg.remove_export(&addr).ok_or(Refusal::new(
+        let export = reg.remove_export(r.home(), &addr).ok_or(Refusal::new(
             ENOENT,
             c"no export listens on this address and port",
         ))?;
@@ -595,6 +612,52 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
         Ok(())
     })
 }
+
+/// `DST_CMD_EXPORT_RELEASE`: takes the write access of an export from the
+/// local node that holds it (whose device is gone for good, say): its
+/// sessions end, and the next local node to ask gets it.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_export_release(req: *mut NlRequest) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let Some(r) = (unsafe { Request::new(req) }) else {
+        return EINVAL.to_errno();
+    };
+    // Without the registry lock: ending the holder's sessions waits for
+    // their IO.
+    let export = r.addr().and_then(|addr| {
+        registry::lock()
+            .export_by_addr(r.home(), &addr)
+            .cloned()
+            .ok_or(Refusal::new(
+                ENOENT,
+                c"no export listens on this address and port",
+            ))
+    });
+    let released = export.and_then(|export| {
+        if export.shared() {
+            return Err(Refusal::new(
+                EINVAL,
+                c"the export is shared: every local node may write, none holds it",
+            ));
+        }
+        export.release().map(|_| ()).ok_or(Refusal::new(
+            ENOENT,
+            c"no local node holds the write access",
+        ))
+    });
+    match released {
+        Ok(()) => 0,
+        Err(e) => r.refuse(e),
+    }
+}
+
+/// Why a device index was not found: devices of other namespaces are not
+/// seen.
+const NO_DEVICE: &CStr = c"no such device in this network namespace";
 
 /// Why a device creation failed while the module was being unloaded.
 pub(crate) const UNLOADING: &CStr = c"the dst module is being unloaded";
@@ -609,7 +672,7 @@ pub(crate) const UNLOADING: &CStr = c"the dst module is being unloaded";
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut u32) -> c_int {
     // SAFETY: guaranteed by the caller.
-    let Some(mut r) = (unsafe { Request::new(req) }) else {
+    let Some(r) = (unsafe { Request::new(req) }) else {
         return EINVAL.to_errno();
     };
     let reserved = (|| {
@@ -627,7 +690,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
                 .ok_or(Refusal::new(ENOSPC, c"no free device index"))?
         };
         let cfg = DeviceConfig {
-            net: r.net()?,
+            net: r.home(),
             addr: r.addr()?,
             index: n,
             max_io_pages: r.req.max_io_pages,
@@ -638,6 +701,7 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut 
                 .name(r.req.client_name)?
                 .unwrap_or_else(|| default_name(None)),
             export: r.name(r.req.name)?.unwrap_or(Name::EMPTY),
+            read_only: r.req.read_only,
             settings: r.settings()?,
             security: r.security(false)?,
         };
@@ -693,8 +757,8 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_del(req: *mut NlRequest) -> c_int {
     let being_deleted = Refusal::new(EBUSY, c"the device is being deleted");
     let dev = {
         let reg = registry::lock();
-        match reg.device(index) {
-            None => return r.refuse(Refusal::new(ENOENT, c"no such device")),
+        match reg.device(r.home(), index) {
+            None => return r.refuse(Refusal::new(ENOENT, NO_DEVICE)),
             Some(d) if d.deleting() => return r.refuse(being_deleted),
             Some(d) => d.clone(),
         }
@@ -735,8 +799,8 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_set(req: *mut NlRequest) -> c_int {
             return Err(Refusal::new(EINVAL, c"no setting to change"));
         }
         let dev = reg
-            .device(r.req.index)
-            .ok_or(Refusal::new(ENOENT, c"no such device"))?;
+            .device(r.home(), r.req.index)
+            .ok_or(Refusal::new(ENOENT, NO_DEVICE))?;
         dev.update(&r.settings()?);
         Ok(())
     })
@@ -764,14 +828,20 @@ pub(crate) unsafe extern "C" fn dst_nl_config(req: *mut NlRequest) -> c_int {
     })
 }
 
-/// Fills list entry `pos` (exports first, then devices). Returns 1 if
-/// filled, 0 past the end.
+/// Fills list entry `pos` (exports first, then devices) of those that
+/// belong to namespace `net`, the dump's caller's. Returns 1 if filled, 0
+/// past the end.
 ///
 /// # Safety
 ///
-/// `out` must be valid for writes of an [`NlEntry`].
+/// `net` must be the live namespace of the dump's socket; `out` must be
+/// valid for writes of an [`NlEntry`].
 #[no_mangle]
-pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntry) -> c_int {
+pub(crate) unsafe extern "C" fn dst_nl_list_entry(
+    net: *mut kernel::bindings::net,
+    pos: c_ulong,
+    out: *mut NlEntry,
+) -> c_int {
     let reg = registry::lock();
     // About 1 KiB: filled in place, in the caller's buffer, not built on the
     // stack. Every field is an integer, a bool or an array of them, for
@@ -782,7 +852,13 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
     // we return.
     let e = unsafe { &mut *out };
     e.state = STATE_LISTENING;
-    let addr = if let Some(x) = reg.exports().get(pos) {
+    let Some(net) = core::ptr::NonNull::new(net) else {
+        return 0;
+    };
+    let mine = |home: HomeNet| home.as_raw() == net.as_ptr();
+    let exports = || reg.exports().iter().filter(|x| mine(x.net()));
+    let devices = || reg.devices().iter().filter(|d| mine(d.net()));
+    let addr = if let Some(x) = exports().nth(pos) {
         e.kind = KIND_EXPORT;
         e.index = x.index();
         e.sessions = x.sessions();
@@ -795,11 +871,23 @@ pub(crate) unsafe extern "C" fn dst_nl_list_entry(pos: c_ulong, out: *mut NlEntr
         e.name = *x.name().padded();
         e.size = x.size();
         e.read_only = x.read_only();
+        e.shared = x.shared();
+        if let Some(w) = x.writer() {
+            e.writer_name = *w.client.padded();
+            if let Some(a) = w.peer {
+                let (bytes, port) = a.parts();
+                if let Some(d) = e.writer_addr.get_mut(..bytes.len()) {
+                    d.copy_from_slice(bytes);
+                    e.writer_addr_len = bytes.len() as u32;
+                    e.writer_port = port;
+                }
+            }
+        }
         let path = x.path().to_bytes();
         let n = path.len().min(e.path.len() - 1);
         e.path[..n].copy_from_slice(&path[..n]);
         x.addr()
-    } else if let Some(d) = reg.devices().get(pos - reg.exports().len()) {
+    } else if let Some(d) = devices().nth(pos - exports().count()) {
         e.kind = KIND_DEVICE;
         e.index = d.index();
         e.state = d.state().as_u32();

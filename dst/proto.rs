@@ -42,6 +42,10 @@ pub(crate) const HELLO_REPLY_LEN: usize = 144;
 /// but the proof.
 pub(crate) const REPLY_PROVEN_LEN: usize = HELLO_REPLY_LEN - AUTH_LEN;
 
+/// Size of the body of a HELLO_REPLY refusing with [`Status::InUse`]
+/// ([`HolderBody`]) in bytes.
+pub(crate) const HOLDER_LEN: usize = NAME_LEN + 20;
+
 /// Size of the CHALLENGE payload ([`ChallengeBody`]) in bytes.
 pub(crate) const CHALLENGE_LEN: usize = NAME_LEN + KEY_SHARE_LEN;
 
@@ -143,6 +147,16 @@ pub(crate) const PERM_WRITE: u32 = 1 << 1;
 /// Every permission defined in this version.
 pub(crate) const PERMS_ALL: u32 = PERM_READ | PERM_WRITE;
 
+/// HELLO flag (body byte 33): a pre-shared key is used.
+pub(crate) const HELLO_FLAG_AUTH: u8 = 1 << 0;
+
+/// HELLO flag: the local node asks for reads only. It is then never the
+/// export's writer, and never refused for another's holding it.
+pub(crate) const HELLO_FLAG_READ_ONLY: u8 = 1 << 1;
+
+/// Every HELLO flag defined in this version.
+pub(crate) const HELLO_FLAGS_ALL: u8 = HELLO_FLAG_AUTH | HELLO_FLAG_READ_ONLY;
+
 /// Message kind, header byte 4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -167,6 +181,10 @@ pub(crate) enum Kind {
     /// Either way, after the handshake with a key: what the sender sends
     /// after this is protected with the next key, from sequence number 0.
     KeyUpdate = 9,
+    /// Local node to export, after its device's last IO: the device is
+    /// being deleted, so the export's write access it held is free for
+    /// another local node.
+    Release = 10,
 }
 
 impl Kind {
@@ -182,6 +200,7 @@ impl Kind {
             7 => Self::Challenge,
             8 => Self::Auth,
             9 => Self::KeyUpdate,
+            10 => Self::Release,
             _ => return None,
         })
     }
@@ -299,6 +318,9 @@ pub(crate) enum Status {
     /// The export's identity is not the one the HELLO asks for (HELLO_REPLY
     /// only).
     UnknownExport = 12,
+    /// Another local node holds the export's write access (HELLO_REPLY
+    /// only, with a [`HolderBody`] naming it).
+    InUse = 13,
 }
 
 impl Status {
@@ -318,6 +340,7 @@ impl Status {
             10 => Self::AuthFailed,
             11 => Self::NotAllowed,
             12 => Self::UnknownExport,
+            13 => Self::InUse,
             _ => return None,
         })
     }
@@ -343,6 +366,7 @@ impl Status {
             Self::AuthFailed => "authentication failed: the keys differ",
             Self::NotAllowed => "this address is not on the export's allow-list",
             Self::UnknownExport => "no export of the requested name at this address",
+            Self::InUse => "another local node holds the export's write access",
         }
     }
 }
@@ -460,6 +484,15 @@ fn within(granted: u32, wanted: u32) -> bool {
     wanted == 0 || granted <= wanted
 }
 
+/// The body length of a HELLO_REPLY with `status`.
+fn hello_reply_len(status: Status) -> u32 {
+    match status {
+        Status::Ok => HELLO_REPLY_LEN as u32,
+        Status::InUse => HOLDER_LEN as u32,
+        _ => 0,
+    }
+}
+
 /// A decoded message header.
 ///
 /// [`Header::decode`] guarantees the properties a receiver needs to frame the
@@ -508,18 +541,20 @@ impl Header {
         }
     }
 
-    /// The header of a HELLO_REPLY; a [`HelloReplyBody`] follows it if and
-    /// only if `status` is [`Status::Ok`].
+    /// The header of a HELLO_REPLY; a [`HelloReplyBody`] follows it if
+    /// `status` is [`Status::Ok`], a [`HolderBody`] if it is
+    /// [`Status::InUse`], nothing otherwise.
     pub(crate) fn hello_reply(status: Status) -> Self {
         Header {
             status,
-            payload: if status == Status::Ok {
-                HELLO_REPLY_LEN as u32
-            } else {
-                0
-            },
+            payload: hello_reply_len(status),
             ..Self::blank(Kind::HelloReply)
         }
+    }
+
+    /// The header of a RELEASE.
+    pub(crate) fn release() -> Self {
+        Self::blank(Kind::Release)
     }
 
     /// The header of an IO request; for [`Op::Write`] the `length` bytes of
@@ -659,10 +694,9 @@ impl Header {
         let (payload, id_used) = match kind {
             Kind::Io | Kind::IoReply => return Ok(h),
             Kind::Hello => (HELLO_LEN as u32, false),
-            Kind::HelloReply if status == Status::Ok => (HELLO_REPLY_LEN as u32, false),
-            Kind::HelloReply => (0, false),
+            Kind::HelloReply => (hello_reply_len(status), false),
             Kind::Ping | Kind::Pong => (0, true),
-            Kind::KeyUpdate => (0, false),
+            Kind::KeyUpdate | Kind::Release => (0, false),
             Kind::Challenge => (CHALLENGE_LEN as u32, false),
             Kind::Auth => (AUTH_LEN as u32, false),
         };
@@ -970,6 +1004,8 @@ pub(crate) struct HelloBody {
     /// epoch is below that of a live connection of its `client_id` is
     /// stale and refused with BUSY.
     pub(crate) epoch: u32,
+    /// Reads only are wanted ([`HELLO_FLAG_READ_ONLY`]).
+    pub(crate) read_only: bool,
     /// Protection, key use and algorithm; must equal the export's.
     pub(crate) security: Security,
     /// With a key, the local node's ephemeral X25519 public key `E_c`
@@ -995,7 +1031,17 @@ impl HelloBody {
         put(&mut b, 22, &self.queue_depth.to_be_bytes());
         put(&mut b, 24, &self.client_id.to_be_bytes());
         put(&mut b, 32, &[self.security.protection.as_u8()]);
-        put(&mut b, 33, &[u8::from(self.security.auth)]);
+        let auth = if self.security.auth {
+            HELLO_FLAG_AUTH
+        } else {
+            0
+        };
+        let read_only = if self.read_only {
+            HELLO_FLAG_READ_ONLY
+        } else {
+            0
+        };
+        put(&mut b, 33, &[auth | read_only]);
         put(&mut b, 34, &self.queue_index.to_be_bytes());
         put(&mut b, 36, &self.epoch.to_be_bytes());
         put(&mut b, 40, self.security.alg.padded());
@@ -1006,16 +1052,14 @@ impl HelloBody {
     }
 
     /// Parses a body. Fails with [`ProtoError::BadHello`] if the protection
-    /// mode or auth flag is unknown. Check the values with
+    /// mode or a flag is unknown. Check the values with
     /// [`HelloBody::validate`].
     pub(crate) fn decode(b: &[u8; HELLO_LEN]) -> Result<Self, ProtoError> {
-        let [prot, auth] = get::<2>(b, 32);
+        let [prot, flags] = get::<2>(b, 32);
         let protection = Protection::from_u8(prot).ok_or(ProtoError::BadHello)?;
-        let auth = match auth {
-            0 => false,
-            1 => true,
-            _ => return Err(ProtoError::BadHello),
-        };
+        if flags & !HELLO_FLAGS_ALL != 0 {
+            return Err(ProtoError::BadHello);
+        }
         Ok(HelloBody {
             min_version: get_u32(b, 0),
             max_version: get_u32(b, 4),
@@ -1026,9 +1070,10 @@ impl HelloBody {
             client_id: get_u64(b, 24),
             queue_index: get_u16(b, 34),
             epoch: get_u32(b, 36),
+            read_only: flags & HELLO_FLAG_READ_ONLY != 0,
             security: Security {
                 protection,
-                auth,
+                auth: flags & HELLO_FLAG_AUTH != 0,
                 alg: Name(get::<ALG_LEN>(b, 40)),
             },
             key_share: get::<KEY_SHARE_LEN>(b, 104),
@@ -1093,6 +1138,48 @@ impl ChallengeBody {
         Ok(ChallengeBody {
             export,
             key_share: get::<KEY_SHARE_LEN>(b, NAME_LEN),
+        })
+    }
+}
+
+/// Body of a HELLO_REPLY refusing with [`Status::InUse`]: who holds the
+/// export's write access. Informative only (it is not authenticated).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HolderBody {
+    /// The holder's identity.
+    pub(crate) client: Name,
+    /// Length of the holder's address: 4 (IPv4), 16 (IPv6) or 0 (unknown).
+    pub(crate) addr_len: u8,
+    /// The holder's port.
+    pub(crate) port: u16,
+    /// The holder's address, its first `addr_len` bytes.
+    pub(crate) addr: [u8; 16],
+}
+
+impl HolderBody {
+    /// The wire form of the body.
+    pub(crate) fn encode(&self) -> [u8; HOLDER_LEN] {
+        let mut b = [0u8; HOLDER_LEN];
+        put(&mut b, 0, self.client.padded());
+        put(&mut b, NAME_LEN, &[self.addr_len]);
+        put(&mut b, NAME_LEN + 2, &self.port.to_be_bytes());
+        put(&mut b, NAME_LEN + 4, &self.addr);
+        b
+    }
+
+    /// Parses a body; fails with [`ProtoError::BadHello`] unless the name
+    /// is well formed and the address length is 0, 4 or 16.
+    pub(crate) fn decode(b: &[u8; HOLDER_LEN]) -> Result<Self, ProtoError> {
+        let client = Name(get::<NAME_LEN>(b, 0));
+        let [addr_len, reserved] = get::<2>(b, NAME_LEN);
+        if !client.valid() || !matches!(addr_len, 0 | 4 | 16) || reserved != 0 {
+            return Err(ProtoError::BadHello);
+        }
+        Ok(HolderBody {
+            client,
+            addr_len,
+            port: get_u16(b, NAME_LEN + 2),
+            addr: get::<16>(b, NAME_LEN + 4),
         })
     }
 }

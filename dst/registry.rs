@@ -17,6 +17,7 @@ use kernel::{
 use crate::{
     export::Export,
     local_node::Device,
+    netns::HomeNet,
     socket::{SockAddr, Socket},
 };
 
@@ -120,6 +121,43 @@ impl Drop for Handshake {
     }
 }
 
+/// Takes down every export and device of namespace `net`, which is going
+/// away (see `netns.rs`): devices first (their IO may still complete
+/// through an export of the same namespace), whatever is open on them sees
+/// its IO fail; then the exports.
+pub(crate) fn take_down(net: HomeNet) {
+    loop {
+        let dev = {
+            let mut reg = lock();
+            let Some(i) = reg.devices.iter().position(|d| d.net() == net) else {
+                break;
+            };
+            reg.devices.remove(i).ok()
+        };
+        if let Some(dev) = dev {
+            dev.close_opens(true);
+            pr_info!(
+                "dst{}: its network namespace is going away: deleting it\n",
+                dev.index()
+            );
+            // The last reference: drains, stops the threads, frees.
+            drop(dev);
+        }
+    }
+    loop {
+        let export = {
+            let mut reg = lock();
+            let Some(i) = reg.exports.iter().position(|e| e.net() == net) else {
+                break;
+            };
+            reg.exports.remove(i).ok()
+        };
+        if let Some(export) = export {
+            export.stop();
+        }
+    }
+}
+
 fn clear() {
     let mut reg = lock();
     while let Some(dev) = reg.devices.pop() {
@@ -141,9 +179,11 @@ impl Registry {
         &self.devices
     }
 
-    /// The export listening on `addr`.
-    pub(crate) fn export_by_addr(&self, addr: &SockAddr) -> Option<&Arc<Export>> {
-        self.exports.iter().find(|e| e.addr() == *addr)
+    /// The export of namespace `net` listening on `addr`.
+    pub(crate) fn export_by_addr(&self, net: HomeNet, addr: &SockAddr) -> Option<&Arc<Export>> {
+        self.exports
+            .iter()
+            .find(|e| e.net() == net && e.addr() == *addr)
     }
 
     /// Adds a started export.
@@ -151,20 +191,28 @@ impl Registry {
         self.exports.push(export, GFP_KERNEL).map_err(|_| ENOMEM)
     }
 
-    /// Removes the export listening on `addr`; the caller stops it.
-    pub(crate) fn remove_export(&mut self, addr: &SockAddr) -> Option<Arc<Export>> {
-        let i = self.exports.iter().position(|e| e.addr() == *addr)?;
+    /// Removes the export of namespace `net` listening on `addr`; the caller
+    /// stops it.
+    pub(crate) fn remove_export(&mut self, net: HomeNet, addr: &SockAddr) -> Option<Arc<Export>> {
+        let i = self
+            .exports
+            .iter()
+            .position(|e| e.net() == net && e.addr() == *addr)?;
         self.exports.remove(i).ok()
     }
 
-    /// The device /dev/dst<index>.
-    pub(crate) fn device(&self, index: u32) -> Option<&Arc<Device>> {
-        self.devices.iter().find(|d| d.index() == index)
+    /// The device /dev/dst<index>, if it belongs to namespace `net`. The
+    /// index is unique across namespaces (the disk's name is), but a
+    /// namespace sees and changes only its own devices.
+    pub(crate) fn device(&self, net: HomeNet, index: u32) -> Option<&Arc<Device>> {
+        self.devices
+            .iter()
+            .find(|d| d.index() == index && d.net() == net)
     }
 
     /// Whether a device has this index, or is being created with it.
     pub(crate) fn index_used(&self, index: u32) -> bool {
-        self.device(index).is_some() || self.creating.contains(&index)
+        self.devices.iter().any(|d| d.index() == index) || self.creating.contains(&index)
     }
 
     /// The lowest unused device index.

@@ -95,6 +95,10 @@ static const struct nla_policy dst_genl_policy[DST_A_MAX + 1] = {
 	[DST_A_REFUSED]		= { .type = NLA_REJECT },
 	[DST_A_CLIENT_ID]	= NLA_POLICY_MIN(NLA_U64, 1),
 	[DST_A_FORCE]		= { .type = NLA_FLAG },
+	[DST_A_SHARED]		= { .type = NLA_FLAG },
+	[DST_A_WRITER_NAME]	= { .type = NLA_REJECT },
+	[DST_A_WRITER_ADDR]	= { .type = NLA_REJECT },
+	[DST_A_WRITER_PORT]	= { .type = NLA_REJECT },
 };
 
 /* The per-device settings, in the order of dst_nl_req.settings[]. */
@@ -319,6 +323,7 @@ static int dst_genl_parse(struct genl_info *info, struct dst_nl_req *req)
 	req->path = a[DST_A_PATH] ? nla_data(a[DST_A_PATH]) : NULL;
 	req->read_only = nla_get_flag(a[DST_A_READ_ONLY]);
 	req->force = nla_get_flag(a[DST_A_FORCE]);
+	req->shared = nla_get_flag(a[DST_A_SHARED]);
 	req->size = a[DST_A_SIZE] ? nla_get_u64(a[DST_A_SIZE]) : 0;
 	req->has_index = !!a[DST_A_INDEX];
 	req->index = a[DST_A_INDEX] ? nla_get_u32(a[DST_A_INDEX]) : 0;
@@ -387,6 +392,13 @@ static int dst_genl_export_del_doit(struct sk_buff *skb, struct genl_info *info)
 	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
 		return -EINVAL;
 	return dst_genl_call(info, dst_nl_export_del);
+}
+
+static int dst_genl_export_release_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
+		return -EINVAL;
+	return dst_genl_call(info, dst_nl_export_release);
 }
 
 static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
@@ -488,7 +500,13 @@ static int dst_genl_put_entry(struct sk_buff *skb, struct netlink_callback *cb,
 	    nla_put_u64_64bit(skb, DST_A_INTEGRITY_ERRORS, e->integrity_errors, DST_A_PAD))
 		goto cancel;
 	if (e->kind == DST_KIND_EXPORT &&
-	    (nla_put_u32(skb, DST_A_INDEX, e->index) ||
+	    ((e->shared && nla_put_flag(skb, DST_A_SHARED)) ||
+	     (e->writer_name[0] &&
+	      (nla_put_string(skb, DST_A_WRITER_NAME, e->writer_name) ||
+	       (e->writer_addr_len &&
+		(nla_put(skb, DST_A_WRITER_ADDR, e->writer_addr_len, e->writer_addr) ||
+		 nla_put_u16(skb, DST_A_WRITER_PORT, e->writer_port))))) ||
+	     nla_put_u32(skb, DST_A_INDEX, e->index) ||
 	     nla_put_string(skb, DST_A_PATH, e->path) ||
 	     nla_put_u32(skb, DST_A_SESSIONS, e->sessions) ||
 	     nla_put_u64_64bit(skb, DST_A_REFUSED, e->refused, DST_A_PAD) ||
@@ -534,7 +552,7 @@ static int dst_genl_list_dumpit(struct sk_buff *skb, struct netlink_callback *cb
 	/* cb->args[0]: the next entry to dump, across calls. */
 	for (;; cb->args[0]++) {
 		memset(e, 0, sizeof(*e));
-		if (!dst_nl_list_entry(cb->args[0], e))
+		if (!dst_nl_list_entry(sock_net(cb->skb->sk), cb->args[0], e))
 			break;
 		if (dst_genl_put_entry(skb, cb, e))
 			break;
@@ -614,6 +632,12 @@ static const struct genl_small_ops dst_genl_ops[] = {
 		.cmd	= DST_CMD_CONFIG,
 		.flags	= GENL_ADMIN_PERM,
 		.doit	= dst_genl_config_doit,
+	},
+	{
+		.cmd		= DST_CMD_EXPORT_RELEASE,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_export_release_doit,
 	},
 };
 
@@ -728,14 +752,33 @@ bool dst_shim_sock_has_data(struct socket *sock)
 	return !skb_queue_empty_lockless(&sock->sk->sk_receive_queue);
 }
 
-void dst_shim_get_net(struct net *net)
-{
-	get_net(net);
-}
-
 void dst_shim_put_net(struct net *net)
 {
 	put_net(net);
+}
+
+/*
+ * Exports and devices hold no reference on their namespace (see netns.rs):
+ * before one is dismantled, while its network still works, they are taken
+ * down.
+ */
+static void __net_exit dst_net_pre_exit(struct net *net)
+{
+	dst_rs_net_pre_exit(net);
+}
+
+static struct pernet_operations dst_net_ops = {
+	.pre_exit = dst_net_pre_exit,
+};
+
+int dst_shim_pernet_register(void)
+{
+	return register_pernet_subsys(&dst_net_ops);
+}
+
+void dst_shim_pernet_unregister(void)
+{
+	unregister_pernet_subsys(&dst_net_ops);
 }
 
 int dst_shim_noreclaim_save(void)

@@ -69,6 +69,7 @@ struct dst_nl_req {
 	u16 port;
 	bool read_only;
 	bool force;			/* DST_CMD_DEV_DEL: even if open */
+	bool shared;			/* DST_CMD_EXPORT_ADD: any number of writers */
 	bool has_index;
 	u32 index;
 	u32 max_io_pages;		/* 0 if absent */
@@ -125,6 +126,11 @@ struct dst_nl_entry {
 	struct dst_nl_allow allow[DST_NL_ALLOW_MAX];
 	char name[DST_NL_NAME_MAX];	/* the export's identity; empty: none yet */
 	char client_name[DST_NL_NAME_MAX]; /* devices only */
+	bool shared;			/* exports only */
+	char writer_name[DST_NL_NAME_MAX]; /* exports: the write access's holder; empty: none */
+	u32 writer_addr_len;		/* 0, 4 or 16 */
+	u8 writer_addr[16];
+	u16 writer_port;
 };
 
 /* C, called from Rust. */
@@ -141,8 +147,9 @@ bool dst_shim_sock_has_data(struct socket *sock);
 u32 dst_shim_wall_seconds(void);
 void dst_shim_nodename(char *buf, size_t len);
 void dst_shim_event(struct net *net, const struct dst_nl_event *ev);
-void dst_shim_get_net(struct net *net);
 void dst_shim_put_net(struct net *net);
+int dst_shim_pernet_register(void);
+void dst_shim_pernet_unregister(void);
 int dst_shim_noreclaim_save(void);
 void dst_shim_noreclaim_restore(int flags);
 
@@ -150,11 +157,14 @@ void dst_shim_noreclaim_restore(int flags);
 void dst_nl_status(struct dst_nl_status *out);
 int dst_nl_export_add(struct dst_nl_req *req);
 int dst_nl_export_del(struct dst_nl_req *req);
+int dst_nl_export_release(struct dst_nl_req *req);
 int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
 int dst_nl_dev_del(struct dst_nl_req *req);
 int dst_nl_dev_set(struct dst_nl_req *req);
 int dst_nl_config(struct dst_nl_req *req);
-/* Fills entry number pos; returns 1 if filled, 0 past the end. */
-int dst_nl_list_entry(unsigned long pos, struct dst_nl_entry *entry);
+/* Fills entry number pos of those of net; returns 1 if filled, 0 past the end. */
+int dst_nl_list_entry(struct net *net, unsigned long pos, struct dst_nl_entry *entry);
+/* A namespace is going away: its exports and devices go with it. */
+void dst_rs_net_pre_exit(struct net *net);
 
 #endif /* DST_SHIM_H */

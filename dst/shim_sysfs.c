@@ -53,6 +53,8 @@ DST_EXPORT_ATTR(max_io_bytes, 10);
 DST_EXPORT_ATTR(memory_bytes, 11);
 DST_EXPORT_ATTR(rekeys, 12);
 DST_EXPORT_ATTR(name, 13);
+DST_EXPORT_ATTR(writer, 14);
+DST_EXPORT_ATTR(shared, 15);
 
 static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_listen.attr.attr,
@@ -69,6 +71,8 @@ static struct attribute *dst_export_attrs[] = {
 	&dst_export_attr_memory_bytes.attr.attr,
 	&dst_export_attr_rekeys.attr.attr,
 	&dst_export_attr_name.attr.attr,
+	&dst_export_attr_writer.attr.attr,
+	&dst_export_attr_shared.attr.attr,
 	NULL,
 };
 ATTRIBUTE_GROUPS(dst_export);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Kernel TCP sockets and network namespaces: small owners over
-//! `struct socket` and `struct net` for the transport code.
+//! Kernel TCP sockets: a small owner over `struct socket` for the transport
+//! code.
 //!
 //! C header: [`include/linux/net.h`](srctree/include/linux/net.h)
 //!
@@ -20,7 +20,7 @@ use kernel::{
     time::{Instant, Monotonic}, //
 };
 
-use crate::error::code;
+use crate::{error::code, netns::HomeNet};
 
 mod ffi {
     use kernel::{
@@ -31,8 +31,6 @@ mod ffi {
     extern "C" {
         pub(super) fn dst_shim_sock_configure(sock: *mut c_void, memalloc: bool);
         pub(super) fn dst_shim_sock_release(sock: *mut c_void, memalloc: bool);
-        pub(super) fn dst_shim_get_net(net: *mut bindings::net);
-        pub(super) fn dst_shim_put_net(net: *mut bindings::net);
         pub(super) fn dst_shim_noreclaim_save() -> c_int;
         pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
         pub(super) fn dst_shim_sock_timeouts(sock: *mut c_void, snd_ms: u32, rcv_ms: u32);
@@ -198,51 +196,17 @@ impl kernel::fmt::Display for SockAddr {
     }
 }
 
-/// A counted reference to a network namespace.
-///
-/// # Invariants
-///
-/// `ptr` points to a `struct net` on which this value holds one reference
-/// (taken with `get_net`), dropped with `put_net`.
-pub(crate) struct Net {
-    ptr: NonNull<bindings::net>,
-}
+/// An address that may be unknown, for log lines and messages
+/// (`kernel::fmt::Display`, which `pr_*!` needs).
+#[derive(Clone, Copy)]
+pub(crate) struct Peer(pub(crate) Option<SockAddr>);
 
-// SAFETY: a `struct net` reference may be used and dropped from any thread.
-unsafe impl Send for Net {}
-// SAFETY: `Net` only hands out the pointer to functions that are thread-safe.
-unsafe impl Sync for Net {}
-
-impl Net {
-    /// Takes ownership of a reference the caller already holds.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` must be a valid `struct net` on which the caller owns one
-    /// reference, which is transferred to the returned value.
-    pub(crate) unsafe fn from_raw(ptr: *mut bindings::net) -> Option<Self> {
-        // INVARIANT: the caller transfers one reference.
-        NonNull::new(ptr).map(|ptr| Net { ptr })
-    }
-
-    /// The namespace, for C functions that take it; valid while `self` is.
-    pub(crate) fn as_raw(&self) -> *mut bindings::net {
-        self.ptr.as_ptr()
-    }
-
-    /// Another reference to the same namespace.
-    pub(crate) fn clone_ref(&self) -> Net {
-        // SAFETY: we hold a reference, so the namespace is live.
-        unsafe { ffi::dst_shim_get_net(self.ptr.as_ptr()) };
-        // INVARIANT: the reference just taken belongs to the new value.
-        Net { ptr: self.ptr }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        // SAFETY: by the type invariant this value owns one reference.
-        unsafe { ffi::dst_shim_put_net(self.ptr.as_ptr()) };
+impl kernel::fmt::Display for Peer {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        match &self.0 {
+            Some(a) => kernel::fmt::Display::fmt(a, f),
+            None => f.write_str("(unknown address)"),
+        }
     }
 }
 
@@ -251,12 +215,12 @@ impl Drop for Net {
 /// # Invariants
 ///
 /// `sock` is a socket created by `sock_create_kern` or `kernel_accept` and
-/// owned by this value; it is released on drop. The namespace it lives in is
-/// kept alive by `_net` (kernel sockets hold no namespace reference).
-/// `memalloc` says whether it was configured with `sk_set_memalloc`.
+/// owned by this value; it is released on drop. Kernel sockets hold no
+/// reference on their namespace: it outlives the socket because the export
+/// or device the socket serves does (see [`HomeNet`]). `memalloc` says
+/// whether it was configured with `sk_set_memalloc`.
 pub(crate) struct Socket {
     sock: NonNull<bindings::socket>,
-    _net: Option<Net>,
     memalloc: bool,
 }
 
@@ -282,13 +246,14 @@ pub(crate) fn noreclaim<T>(f: impl FnOnce() -> T) -> T {
 }
 
 impl Socket {
-    fn create(net: &Net, family: c_int) -> Result<NonNull<bindings::socket>> {
+    fn create(net: HomeNet, family: c_int) -> Result<NonNull<bindings::socket>> {
         let mut sock = core::ptr::null_mut();
-        // SAFETY: `net` is a live namespace (type invariant of `Net`); `sock`
-        // is a valid out pointer.
+        // SAFETY: `net` is live while its export or device exists (see
+        // `HomeNet`), which the caller is part of; `sock` is a valid out
+        // pointer.
         to_result(unsafe {
             bindings::sock_create_kern(
-                net.ptr.as_ptr(),
+                net.as_raw(),
                 family,
                 bindings::sock_type_SOCK_STREAM as c_int,
                 0,
@@ -298,37 +263,27 @@ impl Socket {
         NonNull::new(sock).ok_or(ENOMEM)
     }
 
-    /// The namespace the socket lives in, if this value holds it (sockets
-    /// from [`Socket::client`] and [`Socket::listen`] do).
-    pub(crate) fn net(&self) -> Option<&Net> {
-        self._net.as_ref()
-    }
-
     /// A socket in namespace `net` to connect to `addr` with
     /// [`Socket::connect`] (made first, so that others can shut the connect
     /// down); `memalloc` marks a socket that carries block IO of this host
     /// (it may dip into reserves). The connect, and every send and receive
     /// until changed, waits at most `timeout_ms`.
     pub(crate) fn client(
-        net: Net,
+        net: HomeNet,
         addr: SockAddr,
         memalloc: bool,
         timeout_ms: u32,
     ) -> Result<Self> {
         // A socket for this host's block IO is made like it is used: with
         // reclaim disabled (reconnecting may be what writeback waits for).
-        let create = || Self::create(&net, addr.family());
+        let create = || Self::create(net, addr.family());
         let sock = if memalloc {
             noreclaim(create)
         } else {
             create()
         }?;
         // INVARIANT: `sock` was just created and is owned here.
-        let this = Socket {
-            sock,
-            _net: Some(net),
-            memalloc,
-        };
+        let this = Socket { sock, memalloc };
         this.configure();
         this.set_timeouts(timeout_ms, timeout_ms);
         Ok(this)
@@ -346,12 +301,11 @@ impl Socket {
     }
 
     /// Creates a socket listening on `addr` in namespace `net`.
-    pub(crate) fn listen(net: Net, addr: SockAddr, backlog: c_int) -> Result<Self> {
-        let sock = Self::create(&net, addr.family())?;
+    pub(crate) fn listen(net: HomeNet, addr: SockAddr, backlog: c_int) -> Result<Self> {
+        let sock = Self::create(net, addr.family())?;
         // INVARIANT: `sock` was just created and is owned here.
         let this = Socket {
             sock,
-            _net: Some(net),
             memalloc: false,
         };
         // SAFETY: the socket is valid.
@@ -380,12 +334,9 @@ impl Socket {
         // SAFETY: the socket is valid and listening; `new` is an out pointer.
         to_result(unsafe { bindings::kernel_accept(self.sock.as_ptr(), &mut new, 0) })?;
         let sock = NonNull::new(new).ok_or(ENOMEM)?;
-        // INVARIANT: `kernel_accept` handed us ownership of `sock`. The
-        // listener's namespace outlives it: the listener is torn down only
-        // after every session it accepted.
+        // INVARIANT: `kernel_accept` handed us ownership of `sock`.
         let mut this = Socket {
             sock,
-            _net: None,
             memalloc: false,
         };
         this.memalloc = this.peer().is_some_and(|a| a.is_loopback());

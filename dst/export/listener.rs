@@ -50,6 +50,7 @@ use crate::{
         Header,
         HelloBody,
         HelloReplyBody,
+        HolderBody,
         Kind,
         Name,
         Status,
@@ -65,7 +66,7 @@ use crate::{
 
 use super::{
     session::{session_main, AtomicStage, Body, End, Session, Stage},
-    Inner, Peer, HANDSHAKE_MS, HELLO_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
+    Inner, Peer, Writer, HANDSHAKE_MS, HELLO_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
 };
 
 /// How long a refusal at accept (an address not on the allow-list, an
@@ -130,8 +131,8 @@ pub(super) fn accept_main(inner: &Arc<Inner>) {
 
 impl Inner {
     /// What a local node that sent `hello` is granted, in `version`: read
-    /// only if the export is, or its address (`verdict`) or its key
-    /// (`key_read_only`) allow only reads.
+    /// only if it asks for that, if the export is read-only, or if its
+    /// address (`verdict`) or its key (`key_read_only`) allow only reads.
     fn grant(
         &self,
         hello: &HelloBody,
@@ -141,7 +142,11 @@ impl Inner {
     ) -> HelloReplyBody {
         HelloReplyBody {
             version,
-            perms: if self.read_only || verdict == Verdict::ReadOnly || key_read_only {
+            perms: if hello.read_only
+                || self.read_only
+                || verdict == Verdict::ReadOnly
+                || key_read_only
+            {
                 proto::PERM_READ
             } else {
                 proto::PERM_READ | proto::PERM_WRITE
@@ -187,9 +192,13 @@ impl Inner {
                 why.to_str().unwrap_or("?")
             );
         }
-        if let Some(net) = self.listener.net() {
-            netlink::notify_export(net, self.index, event::SESSION_REFUSED, peer.0, Some(why));
-        }
+        netlink::notify_export(
+            self.net,
+            self.index,
+            event::SESSION_REFUSED,
+            peer.0,
+            Some(why),
+        );
     }
 
     /// Fences the older sessions of the local node `client_id` (identity
@@ -254,6 +263,69 @@ impl Inner {
             s.fence();
         }
         Ok(())
+    }
+
+    /// Gives the write access to the local node that sent `hello` on
+    /// session `s`, unless another identity holds it: then fails with the
+    /// holder. The holder's own devices (a reconnect, another queue, a
+    /// device created again) get it again. The session is marked as
+    /// writing under the same lock (see `Session::release_write`).
+    fn claim_write(&self, s: &Session, hello: &HelloBody) -> Result<(), Writer> {
+        let peer = s.peer;
+        let mut writer = self.writer.lock();
+        let claimed = match &mut *writer {
+            Some(w) if w.client == hello.client => {
+                w.peer = peer.0.or(w.peer);
+                Ok(())
+            }
+            Some(w) => Err(*w),
+            None => {
+                *writer = Some(Writer {
+                    client: hello.client,
+                    peer: peer.0,
+                });
+                pr_info!(
+                    "export{} {}: write access given to {} at {}\n",
+                    self.index,
+                    self.shown(),
+                    hello.client,
+                    peer
+                );
+                Ok(())
+            }
+        };
+        if claimed.is_ok() {
+            *s.writer.lock() = Some((hello.client, hello.client_id));
+        }
+        claimed
+    }
+
+    /// Ends the sessions that hold the write access as `writer` (see
+    /// [`Export::release`]): when this returns, none of their requests runs
+    /// or will run on the device.
+    ///
+    /// [`Export::release`]: super::Export::release
+    pub(super) fn end_sessions_of(&self, writer: &Writer) {
+        let Ok(mut ending) = KVec::with_capacity(MAX_SESSIONS + 2 * MAX_HANDSHAKES, GFP_KERNEL)
+        else {
+            // Without memory to list them, shut them all down: each then
+            // ends on its own (its IO completing in the background).
+            for t in self.sessions.lock().iter() {
+                if t.data().writes_as(writer) {
+                    t.data().sock.shutdown();
+                }
+            }
+            return;
+        };
+        for t in self.sessions.lock().iter() {
+            if t.data().writes_as(writer) {
+                // Never full: it has room for every session.
+                let _ = ending.push_within_capacity(t.data().clone());
+            }
+        }
+        for s in ending.iter() {
+            s.fence();
+        }
     }
 
     /// Starts a session on an accepted connection, unless the export is
@@ -328,6 +400,7 @@ impl Inner {
                         refused: Atomic::new(0),
                         stage: AtomicStage::new(),
                         client <- new_spinlock!(Name::EMPTY, "Session::client"),
+                        writer <- new_spinlock!(None, "Session::writer"),
                         accepted,
                         spare_ios <- Spares::new(),
                         export: self.clone(),
@@ -438,6 +511,11 @@ impl Session {
         };
         self.sock.set_timeouts(SEND_TIMEOUT_MS, IDLE_TIMEOUT_MS);
         let mut grant = export.grant(&hello, version, verdict, key_read_only);
+        if grant.perms & proto::PERM_WRITE != 0 && !export.shared {
+            if let Err(holder) = export.claim_write(self, &hello) {
+                return self.refuse_in_use(&hello, &holder);
+            }
+        }
         let keys = match keyed {
             Some(a) => {
                 let th2 =
@@ -526,6 +604,54 @@ impl Session {
         let mut hb = [0u8; HEADER_LEN];
         self.recv_by(&mut hb, deadline)?;
         Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))
+    }
+
+    /// Refuses write access to the local node of `hello`: another, `holder`,
+    /// has it. The answer names the holder.
+    fn refuse_in_use<T>(&self, hello: &HelloBody, holder: &Writer) -> Result<T, End> {
+        let export = &self.export;
+        export.refused.add(1, Relaxed);
+        if export.may_log() {
+            pr_warn!(
+                "export{} {}: refused write access to {} at {}: held by {} at {}\n",
+                export.index,
+                export.shown(),
+                hello.client,
+                self.peer,
+                holder.client,
+                Peer(holder.peer)
+            );
+        }
+        netlink::notify_export(
+            export.net,
+            export.index,
+            event::SESSION_REFUSED,
+            self.peer.0,
+            Some(c"another local node holds the write access"),
+        );
+        let (addr_len, port, addr) = match holder.peer {
+            Some(a) => {
+                let (bytes, port) = a.parts();
+                let mut addr = [0u8; 16];
+                if let Some(d) = addr.get_mut(..bytes.len()) {
+                    d.copy_from_slice(bytes);
+                }
+                (bytes.len() as u8, port, addr)
+            }
+            None => (0, 0, [0; 16]),
+        };
+        let body = HolderBody {
+            client: holder.client,
+            addr_len,
+            port,
+            addr,
+        };
+        self.send(
+            &Header::hello_reply(Status::InUse),
+            Body::Bytes(&body.encode()),
+            false,
+        )?;
+        Err(End::Refused(Status::InUse))
     }
 
     /// Answers a HELLO with a refusal; the session then ends.

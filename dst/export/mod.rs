@@ -96,6 +96,7 @@ use crate::{
     },
     error::{code, Refusal},
     kthread::Thread,
+    netns::HomeNet,
     pages::PagePool,
     proto::{
         self,
@@ -104,7 +105,7 @@ use crate::{
     },
     security::{ClientKeys, SecurityConfig},
     socket::{
-        Net,
+        Peer,
         SockAddr,
         Socket, //
     },
@@ -163,8 +164,8 @@ const LOG_WINDOW_SECS: i64 = 5;
 
 /// What `DST_CMD_EXPORT_ADD` asks for.
 pub(crate) struct ExportConfig {
-    /// Network namespace to listen in.
-    pub(crate) net: Net,
+    /// Network namespace to listen in, which the export belongs to.
+    pub(crate) net: HomeNet,
     /// Address and port to listen on.
     pub(crate) addr: SockAddr,
     /// Path of the backing block device, e.g. `/dev/ram0`.
@@ -185,6 +186,25 @@ pub(crate) struct ExportConfig {
     pub(crate) clients: ClientKeys,
     /// Which clients may connect, and whether they may write.
     pub(crate) allow: AllowList,
+    /// Any number of local nodes may write at once (for cluster file
+    /// systems); otherwise one at a time (see [`Writer`]).
+    pub(crate) shared: bool,
+}
+
+/// The local node identity that holds an export's write access: only its
+/// devices are granted writes, until it gives them up (its last device of
+/// the export is deleted: RELEASE) or the admin releases the export. It
+/// keeps them across reconnects and reboots: a device whose link broke, or
+/// that is created again, comes back as the same identity. Two hosts
+/// writing one export that is not a cluster file system corrupt it (two md
+/// arrays, two ext4 mounts), which this prevents; two devices of one host
+/// are that host's business (like two opens of one disk).
+#[derive(Clone, Copy)]
+pub(crate) struct Writer {
+    /// Its identity.
+    pub(crate) client: Name,
+    /// Where it last connected from.
+    pub(crate) peer: Option<SockAddr>,
 }
 
 /// A running export. Dropping it stops it.
@@ -207,6 +227,8 @@ pub(crate) struct Export {
 #[pin_data]
 struct Inner {
     index: u32,
+    /// The namespace the export belongs to.
+    net: HomeNet,
     /// The export's identity, which clients may ask for and which enters
     /// the key schedule.
     name: Name,
@@ -215,6 +237,11 @@ struct Inner {
     /// Clients with keys of their own, by identity.
     clients: ClientKeys,
     allow: AllowList,
+    /// Any number of writers (see [`ExportConfig::shared`]).
+    shared: bool,
+    /// Who holds the write access, unless `shared`.
+    #[pin]
+    writer: Mutex<Option<Writer>>,
     /// Clients refused (allow-list, protection mismatch, failed proof).
     refused: Atomic<u64>,
     /// Messages whose trailer or sequence number did not verify.
@@ -306,6 +333,7 @@ impl Export {
             security,
             clients,
             allow,
+            shared,
         } = cfg;
         let pages = match max_io_pages {
             0 => DEFAULT_IO_PAGES,
@@ -368,11 +396,14 @@ impl Export {
         let pool = PagePool::new(max_io as usize, RESERVED_IOS)?;
         let inner = slot.write_pin_init(try_pin_init!(Inner {
             index,
+            net,
             name,
             addr,
             security,
             clients,
             allow,
+            shared,
+            writer <- new_mutex!(None, "Export::writer"),
             refused: Atomic::new(0),
             integrity_errors: Atomic::new(0),
             rekeys: Atomic::new(0),
@@ -426,7 +457,7 @@ impl Export {
             inner.index,
             inner.shown(),
             inner.path_str(),
-            NameStr(&inner.name),
+            &inner.name,
             inner.size,
             inner.logical_block,
             inner.physical_block,
@@ -438,7 +469,7 @@ impl Export {
             inner.max_io / 1024,
             sec.protection.as_str(),
             if sec.alg.is_empty() { "" } else { " " },
-            NameStr(&sec.alg),
+            &sec.alg,
             if sec.auth { "key" } else { "no key" },
         );
         if !inner.allow.is_empty() {
@@ -484,6 +515,11 @@ impl Export {
                 inner.path_str()
             );
         }
+    }
+
+    /// The namespace the export belongs to.
+    pub(crate) fn net(&self) -> HomeNet {
+        self.inner.net
     }
 
     /// The address the export listens on.
@@ -540,6 +576,32 @@ impl Export {
     pub(crate) fn name(&self) -> &Name {
         &self.inner.name
     }
+
+    /// Whether any number of local nodes may write.
+    pub(crate) fn shared(&self) -> bool {
+        self.inner.shared
+    }
+
+    /// Who holds the write access.
+    pub(crate) fn writer(&self) -> Option<Writer> {
+        *self.inner.writer.lock()
+    }
+
+    /// Takes the write access from its holder (the admin's `release`): its
+    /// sessions end, so that it cannot write any more, and the next local
+    /// node to ask gets it. `None` if nobody held it.
+    pub(crate) fn release(&self) -> Option<Writer> {
+        let inner = &self.inner;
+        let was = inner.writer.lock().take()?;
+        inner.end_sessions_of(&was);
+        pr_info!(
+            "export{} {}: write access of {} taken back by the admin\n",
+            inner.index,
+            inner.shown(),
+            &was.client
+        );
+        Some(was)
+    }
 }
 
 /// Called by the shim's `show` for `/sys/kernel/dst/exportN/*`.
@@ -560,18 +622,6 @@ pub(crate) unsafe extern "C" fn dst_rs_export_show(
     let mut w = unsafe { PageWriter::new(buf) };
     let r = inner.sysfs_show(id, &mut w);
     w.finish(r)
-}
-
-/// A name (an algorithm, an identity) for log lines.
-struct NameStr<'a>(&'a Name);
-
-impl fmt::Display for NameStr<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &c in self.0.as_bytes() {
-            fmt::Write::write_char(f, char::from(c))?;
-        }
-        Ok(())
-    }
 }
 
 #[pinned_drop]
@@ -669,20 +719,19 @@ impl Inner {
             11 => write!(out, "{} {}", *self.memory.lock(), MEMORY_BUDGET),
             12 => write!(out, "{}", self.rekeys.load(Relaxed)),
             13 => sysfs::write_name(out, &self.name),
+            14 => match *self.writer.lock() {
+                Some(w) => {
+                    sysfs::write_name(out, &w.client)?;
+                    out.write_str(" ")?;
+                    match w.peer {
+                        Some(a) => a.write_to(out),
+                        None => out.write_str("?"),
+                    }
+                }
+                None => Ok(()),
+            },
+            15 => write!(out, "{}", u8::from(self.shared)),
             _ => Err(fmt::Error),
-        }
-    }
-}
-
-/// An address for log lines (`kernel::fmt::Display`, which `pr_*!` needs).
-#[derive(Clone, Copy)]
-struct Peer(Option<SockAddr>);
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.0 {
-            Some(a) => fmt::Display::fmt(a, f),
-            None => f.write_str("(unknown address)"),
         }
     }
 }

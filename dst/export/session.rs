@@ -211,6 +211,13 @@ pub(super) struct Session {
     /// with `client_id`, under the export's session lock.
     #[pin]
     pub(super) client: SpinLock<Name>,
+    /// The identity and device id this session holds the export's write
+    /// access as (see [`Writer`]); `None` if it was granted no writes, or
+    /// the export is shared.
+    ///
+    /// [`Writer`]: super::Writer
+    #[pin]
+    pub(super) writer: SpinLock<Option<(Name, u64)>>,
     /// Which of the local node's queues this connection serves.
     pub(super) queue_index: Atomic<u32>,
     /// The local node's fencing epoch from its HELLO.
@@ -367,9 +374,8 @@ impl Session {
 
     /// Multicasts an event about this session.
     fn notify(&self, ev: u32) {
-        if let Some(net) = self.export.listener.net() {
-            netlink::notify_export(net, self.export.index, ev, self.peer.0, None);
-        }
+        let export = &self.export;
+        netlink::notify_export(export.net, export.index, ev, self.peer.0, None);
     }
 
     /// Receives exactly `buf.len()` bytes, after the handshake: a peer
@@ -459,6 +465,11 @@ impl Session {
                 self.send(&Header::pong(h.id), Body::None, false)
             }
             Kind::Pong => self.open(opener, &hb),
+            Kind::Release => {
+                self.open(opener, &hb)?;
+                self.release_write();
+                Ok(())
+            }
             Kind::KeyUpdate => {
                 self.open(opener, &hb)?;
                 opener.update_key()?;
@@ -629,6 +640,47 @@ impl Session {
             session: self.clone(),
             bytes,
         })
+    }
+
+    /// Whether this session holds the write access as `writer`.
+    pub(super) fn writes_as(&self, writer: &super::Writer) -> bool {
+        self.writer
+            .lock()
+            .is_some_and(|(client, _)| client == writer.client)
+    }
+
+    /// A RELEASE: the local node's device (`client_id`) is being deleted
+    /// after its last IO. The write access its identity holds goes back to
+    /// the export, unless another device of the identity still writes.
+    fn release_write(&self) {
+        let export = &self.export;
+        // Under the export's writer lock, as claims are: no device of the
+        // identity can start writing between the check and the release.
+        let mut writer = export.writer.lock();
+        let Some((client, client_id)) = self.writer.lock().take() else {
+            return;
+        };
+        let others = export.sessions.lock().iter().any(|t| {
+            let s = t.data();
+            !s.finished.load(Acquire)
+                && s.writer
+                    .lock()
+                    .is_some_and(|(c, id)| c == client && id != client_id)
+        });
+        if others {
+            return;
+        }
+        if writer.is_some_and(|w| w.client == client) {
+            *writer = None;
+            drop(writer);
+            pr_info!(
+                "export{} {}: write access released by {} at {}\n",
+                export.index,
+                export.shown(),
+                client,
+                self.peer
+            );
+        }
     }
 
     /// Stops this session from starting requests, ends its connection and

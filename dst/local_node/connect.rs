@@ -17,11 +17,14 @@ use crate::{
     handshake::{self, Ephemeral, Schedule},
     kthread,
     netlink::{self, event},
-    proto::{self, ChallengeBody, Header, HelloBody, HelloReplyBody, Kind, Name, Status},
+    netns::HomeNet,
+    proto::{
+        self, ChallengeBody, Header, HelloBody, HelloReplyBody, HolderBody, Kind, Name, Status,
+    },
     registry::Handshake,
-    security::{self, Opener, Role, SecurityConfig},
-    socket::{self, Net, SockAddr, Socket},
-    trans::ConnState,
+    security::{self, Opener, Role, SecurityConfig, MAX_TRAILER},
+    socket::{self, Peer, SockAddr, Socket},
+    trans::{self, ConnState},
 };
 
 use super::{Conn, Ctx, Settings};
@@ -80,6 +83,27 @@ fn refusal(status: Status) -> Option<Refusal> {
     Some(Refusal::new(e, msg))
 }
 
+/// The refusal of a HELLO_REPLY saying another local node, `holder`, holds
+/// the export's write access (as the export says: unauthenticated).
+fn in_use(holder: &HolderBody) -> Refusal {
+    let addr = holder
+        .addr
+        .get(..usize::from(holder.addr_len))
+        .and_then(|a| SockAddr::from_bytes(a, holder.port).ok());
+    let at = Peer(addr);
+    let name = &holder.client;
+    pr_warn!(
+        "the export answered: its write access is held by {} at {}; ask for read-only access, or release the export's write access on the export node\n",
+        name,
+        at
+    );
+    Refusal::formatted(
+        EBUSY,
+        c"the export answered: another local node writes to it",
+        fmt!("the export is in use read-write by {} at {}", name, at),
+    )
+}
+
 /// What the keyed part of a handshake leaves for checking the HELLO_REPLY
 /// and making the session keys: the CHALLENGE's bytes, the export's
 /// identity it named, the key schedule, and our proof.
@@ -132,7 +156,7 @@ fn answer_challenge(
 /// short (reconnects, in the device's threads, are cut short by
 /// `kthread_stop`).
 pub(super) fn handshake(
-    net: Net,
+    net: HomeNet,
     addr: SockAddr,
     hello: &HelloBody,
     sec: &SecurityConfig,
@@ -181,6 +205,11 @@ pub(super) fn handshake(
     }
     if h.kind != Kind::HelloReply {
         return Err(bad(proto::ProtoError::BadKind));
+    }
+    if h.status == Status::InUse {
+        let mut b = [0u8; proto::HOLDER_LEN];
+        sock.recv_exact_by(&mut b, deadline).map_err(lost)?;
+        return Err(in_use(&HolderBody::decode(&b).map_err(bad)?));
     }
     if let Some(refused) = refusal(h.status) {
         return Err(refused);
@@ -234,6 +263,24 @@ pub(super) fn handshake(
     })
 }
 
+impl Conn {
+    /// Tells the export the device this connection was made for will not
+    /// be (RELEASE; see `Shared::release_export`). Best effort.
+    pub(super) fn release(&mut self) {
+        let hb = Header::release().encode();
+        let mut trailer = [0u8; MAX_TRAILER];
+        if let Ok(n) = self.sealer.seal_header(&hb, &mut trailer) {
+            let _ = trans::send_frame(
+                &self.sock,
+                &hb,
+                None,
+                trailer.get(..n).unwrap_or(&[]),
+                false,
+            );
+        }
+    }
+}
+
 /// A random id for this device's connections.
 pub(super) fn random_client_id() -> u64 {
     let mut id = [0u8; 8];
@@ -283,7 +330,7 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
         // (socket, crypto transforms and their reserves) without reclaim.
         let Ok(conn) = socket::noreclaim(|| {
             handshake(
-                shared.dev.net.clone_ref(),
+                shared.dev.net,
                 shared.dev.addr,
                 &hello,
                 &shared.dev.security,

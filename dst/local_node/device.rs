@@ -22,6 +22,7 @@ use crate::{
     error::{code, Refusal},
     kthread::Thread,
     netlink::{self, event},
+    netns::HomeNet,
     pages::Bounce,
     proto::{self, HelloBody, Name, Protection, Security},
     socket::{SockAddr, Socket},
@@ -75,6 +76,7 @@ impl Device {
             },
             queue_index: 0,
             epoch: epoch.get(),
+            read_only: cfg.read_only,
             security: cfg.security.security,
             key_share: [0; proto::KEY_SHARE_LEN],
             client: cfg.client,
@@ -84,24 +86,16 @@ impl Device {
         let connect = |hello: &HelloBody, queue_index| {
             let mut h = *hello;
             h.queue_index = queue_index;
-            handshake(
-                cfg.net.clone_ref(),
-                addr,
-                &h,
-                &cfg.security,
-                &settings,
-                Some(index),
-            )
+            handshake(cfg.net, addr, &h, &cfg.security, &settings, Some(index))
         };
         // Queue 0 learns the grant and the export's identity, which every
         // later connection then asks for: the device is bound to the export
         // it was created with, whatever answers at that address later.
-        let first = connect(&hello, 0)?;
+        let mut first = connect(&hello, 0)?;
         let granted = first.granted;
         hello.export = granted.export;
         let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
-        conns.push(first, GFP_KERNEL)?;
-        for qid in 1..granted.queues {
+        let others = (1..granted.queues).try_for_each(|qid| {
             let c = connect(&hello, qid)?;
             if !same_grant(&granted, &c.granted) {
                 return Err(Refusal::new(
@@ -109,8 +103,17 @@ impl Device {
                     c"the export granted the queues of one device differently",
                 ));
             }
-            conns.push(c, GFP_KERNEL)?;
+            Ok(conns.push(c, GFP_KERNEL)?)
+        });
+        if let Err(e) = others {
+            // The first connection may have been given the write access:
+            // give it back, as the device will never be.
+            first.release();
+            return Err(e);
         }
+        conns
+            .insert_within_capacity(0, first)
+            .map_err(|_| Refusal::from(ENOMEM))?;
         // The disk's segments neither exceed nor cross a page (shim_blk.c),
         // and there are at most max_io / PAGE_SIZE of them: one entry each.
         let max_segments = (granted.max_io_bytes as usize).div_ceil(PAGE_SIZE);
@@ -253,7 +256,7 @@ impl Device {
         let disk = Disk::add(&tags, &params, events)
             .map_err(|e| Refusal::new(e, c"cannot create the block device"))?;
         closing.disarm();
-        netlink::notify(&common.net, index, event::CONNECTED);
+        netlink::notify(common.net, index, event::CONNECTED);
         pr_info!(
             "dst{}: connected to {}, {} bytes{}, max IO {} KiB, {} queue(s) of depth {}, protection {}{}\n",
             index,
@@ -295,6 +298,11 @@ impl Device {
     /// N of /dev/dstN.
     pub(crate) fn index(&self) -> u32 {
         self.dev().index
+    }
+
+    /// The namespace the device belongs to.
+    pub(crate) fn net(&self) -> HomeNet {
+        self.dev().net
     }
 
     /// The export node's address.
@@ -380,6 +388,10 @@ impl CloseOnError<'_> {
 impl Drop for CloseOnError<'_> {
     fn drop(&mut self) {
         if let Some((queues, socks)) = self.0 {
+            // The device will never be: give back the write access.
+            if let Some(q) = queues.first() {
+                q.release_export();
+            }
             for (q, sock) in queues.iter().zip(socks.iter()) {
                 q.conn.set(ConnState::Closing);
                 sock.shutdown();
@@ -443,6 +455,8 @@ impl Drop for Device {
     fn drop(&mut self) {
         let queues = &self.router.queues;
         self.drain();
+        // After the last IO: the write access this device held is free.
+        let _ = queues.iter().any(|q| q.release_export());
         for q in queues.iter() {
             q.conn.set(ConnState::Closing);
             let mut tx = q.tx.lock();
@@ -465,7 +479,7 @@ impl Drop for Device {
             q.fail_parked(&self.tags);
         }
         let dev = self.dev();
-        netlink::notify(&dev.net, dev.index, event::DELETED);
+        netlink::notify(dev.net, dev.index, event::DELETED);
         pr_info!("dst{}: deleted\n", dev.index);
     }
 }
@@ -476,7 +490,7 @@ impl Common {
     /// `DST_STATE` is the new state as sysfs `dst/state` shows it (for udev,
     /// md and systemd).
     pub(super) fn announce(&self, ev: u32) {
-        netlink::notify(&self.net, self.index, ev);
+        netlink::notify(self.net, self.index, ev);
         let state = match ev {
             event::LOST => c"DST_STATE=reconnecting",
             event::RECONNECTED => c"DST_STATE=connected",

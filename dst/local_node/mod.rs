@@ -62,10 +62,11 @@ use crate::{
     epoch::Epoch,
     error::code,
     kthread::Thread,
+    netns::HomeNet,
     pages::Bounce,
     proto::{self, HelloBody, HelloReplyBody, Status},
     security::{Opener, Sealer, SecurityConfig},
-    socket::{Net, SockAddr, Socket},
+    socket::{SockAddr, Socket},
     trans::{AtomicConnState, InFlight},
 };
 
@@ -181,8 +182,8 @@ struct Conn {
 pub(crate) struct Common {
     index: u32,
     addr: SockAddr,
-    /// Namespace to reconnect from.
-    net: Net,
+    /// Namespace to reconnect from, which the device belongs to.
+    net: HomeNet,
     /// What the export granted at creation; later grants must match.
     granted: HelloReplyBody,
     /// What the first HELLO asked for; reconnects ask the same (with a
@@ -352,7 +353,8 @@ fn status_result(status: Status) -> Result {
         | Status::Mismatch
         | Status::AuthFailed
         | Status::NotAllowed
-        | Status::UnknownExport => code::eremoteio(),
+        | Status::UnknownExport
+        | Status::InUse => code::eremoteio(),
         Status::IoError | Status::Busy => EIO,
     })
 }

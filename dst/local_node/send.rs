@@ -144,6 +144,23 @@ impl Shared {
 }
 
 impl Shared {
+    /// Tells the export, on this queue's connection if it is up, that the
+    /// device is being deleted after its last IO (RELEASE): the write
+    /// access it held is free for another local node. Best effort: an
+    /// export that never hears it keeps the access for this device until
+    /// its admin releases it. Whether it was sent.
+    pub(super) fn release_export(&self) -> bool {
+        if self.conn.get() != ConnState::Up {
+            return false;
+        }
+        let mut tx = self.tx.lock();
+        let Some(sock) = tx.sock.clone() else {
+            return false;
+        };
+        self.send_control(&mut tx, &sock, &Header::release())
+            .is_ok()
+    }
+
     /// Replaces the sending key first if it is due (a KEY_UPDATE goes out
     /// under the old one); counted in the device's `rekeys`.
     fn update_key_if_due(&self, tx: &mut Tx, sock: &Socket) -> Result {

@@ -6,11 +6,7 @@
 
 use kernel::sync::atomic::{Atomic, Relaxed};
 
-use crate::{
-    proto::Name,
-    security::SecurityConfig,
-    socket::{Net, SockAddr},
-};
+use crate::{netns::HomeNet, proto::Name, security::SecurityConfig, socket::SockAddr};
 
 /// Default number of requests in flight.
 pub(super) const DEFAULT_QUEUE_DEPTH: u32 = 128;
@@ -123,8 +119,8 @@ impl Settings {
 
 /// What `dstcfg -a local` asks for.
 pub(crate) struct DeviceConfig {
-    /// Namespace to connect from.
-    pub(crate) net: Net,
+    /// Namespace to connect from, which the device belongs to.
+    pub(crate) net: HomeNet,
     /// The export node.
     pub(crate) addr: SockAddr,
     /// N of /dev/dstN, chosen by the registry.
@@ -144,6 +140,9 @@ pub(crate) struct DeviceConfig {
     /// The identity of the export to accept; empty: the first one reached,
     /// which the device is then bound to.
     pub(crate) export: Name,
+    /// Ask for reads only: the device is read-only, and never holds the
+    /// export's write access.
+    pub(crate) read_only: bool,
     /// Timeouts different from the defaults.
     pub(crate) settings: SettingsUpdate,
     /// Protection mode, algorithm and key; must match the export's.

@@ -19,7 +19,10 @@
 # For the fault tests (tests/vm/fault_*.sh):
 #   netns_pair            namespaces "exp" and "loc" joined by veth-exp
 #                         (10.9.0.1/24, fd00:9::1/64) and veth-loc (10.9.0.2/24,
-#                         fd00:9::2/64), all links up
+#                         fd00:9::2/64), all links up; sets DST_DEVICE_NS=loc
+#   DST_DEVICE_NS         the namespace the tests' devices live in (empty: the
+#                         initial one); dst_field and wait_dst_state look
+#                         there, as a namespace sees only its own devices
 #   now_ms                wall clock in milliseconds
 #   dst_field DEV KEY     a key of DEV's object in `dstcfg -a list --json`
 #                         (DEV: dstN or /dev/dstN); status 2: no such device,
@@ -138,12 +141,13 @@ netns_pair() {
     done
     ip -n exp link set veth-exp up
     ip -n loc link set veth-loc up
+    DST_DEVICE_NS=loc
 }
 
 now_ms() { date +%s%3N; }
 
 dst_field() {
-    dstcfg -a list --json | "$PYTHON" -c '
+    ${DST_DEVICE_NS:+ip netns exec "$DST_DEVICE_NS"} dstcfg -a list --json | "$PYTHON" -c '
 import json, sys
 dev, key = "/dev/" + sys.argv[1], sys.argv[2]
 for entry in json.load(sys.stdin):

@@ -89,7 +89,7 @@ fi
 must_work "after the errors" 4096
 
 rm -rf "$tmp"
-dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 dmsetup remove dst-bad
 log "ok"

@@ -69,7 +69,7 @@ silent_delete() {
     fi
 
     t0=$(now_ms)
-    timeout 150 dstcfg -a delete -d dst0 --force || rc=$?
+    timeout 150 ip netns exec loc dstcfg -a delete -d dst0 --force || rc=$?
     t1=$(now_ms)
     log "delete ($case, export silent, IO in flight): status $rc after $((t1 - t0)) ms (loss timeout $loss_ms ms)"
     [ "$rc" != 124 ] || fail "dstcfg -a delete hung for 150 s with the export silent ($case)"
@@ -113,7 +113,7 @@ log "link down; $inflight requests in flight on $d0; dst0 $(dst_field dst0 state
 [ "$inflight" -gt 0 ] || fail "no IO in flight on $d0 with the link down: the test did not test anything"
 
 t0=$(now_ms) rc=0
-timeout 60 dstcfg -a delete -d dst0 --force || rc=$?
+timeout 60 ip netns exec loc dstcfg -a delete -d dst0 --force || rc=$?
 t1=$(now_ms)
 log "delete with the export unreachable and IO in flight: status $rc after $((t1 - t0)) ms ($((t1 - t_down)) ms after link down)"
 [ "$rc" != 124 ] || fail "dstcfg -a delete hung for 60 s with the export unreachable"
@@ -130,7 +130,7 @@ log "fio ended $(( $(now_ms) - t1 )) ms after the delete, status $fio_rc (an err
 [ ! -e "$d0" ] || fail "$d0 still exists after the delete"
 [ ! -d /sys/block/dst0 ] || fail "/sys/block/dst0 still exists after the delete"
 
-log "before rmmod: dst1 $(dst_field dst1 state); $(dstcfg -a list | tail -n +2 | tr -s ' ' | tr '\n' ';')"
+log "before rmmod: dst1 $(dst_field dst1 state); $(ip netns exec loc dstcfg -a list | tail -n +2 | tr -s ' ' | tr '\n' ';')"
 t0=$(now_ms) rc=0
 timeout 60 rmmod dst || rc=$?
 t1=$(now_ms)

@@ -62,6 +62,6 @@ fi
 log "compare the first 96 MiB of $dev with /dev/ram0"
 assert_eq "$(dev_sha "$dev" 96)" "$(dev_sha /dev/ram0 96)" "checksum of $dev vs /dev/ram0"
 
-dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 log "ok"

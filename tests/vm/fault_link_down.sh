@@ -80,7 +80,7 @@ fi
 log "compare the first 192 MiB of $dev with /dev/ram0"
 assert_eq "$(dev_sha "$dev" 192)" "$(dev_sha /dev/ram0 192)" "checksum of $dev vs /dev/ram0"
 
-dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 
 log "reconnect storm: aead, 2 queues, request timeout 200 ms, link flapping and throttled"
@@ -116,10 +116,10 @@ reconnects=$(dst_field "${dev#/dev/}" reconnects)
 log "storm: reconnects $reconnects, resends $(dst_field "${dev#/dev/}" resends), timeouts $(dst_field "${dev#/dev/}" timeouts)"
 [ "$reconnects" -ge 3 ] || fail "only $reconnects reconnects in the storm: it tested nothing"
 assert_eq "$(dst_field "${dev#/dev/}" io_errors)" 0 "io_errors after the reconnect storm"
-sessions=$(dstcfg -a list --json | "$PYTHON" -c '
+sessions=$(ip netns exec exp dstcfg -a list --json | "$PYTHON" -c '
 import json, sys
 print(sum(e.get("sessions", 0) for e in json.load(sys.stdin) if e.get("kind") == "export"))')
 [ "$sessions" -le 2 ] || fail "the export has $sessions sessions after the storm; the device has 2 queues"
-dstcfg -a delete -d "${dev#/dev/}"
+ip netns exec loc dstcfg -a delete -d "${dev#/dev/}"
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 log "ok"

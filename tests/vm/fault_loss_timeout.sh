@@ -140,16 +140,16 @@ dd if="$dev" of="$tmp/check" bs=64k count=1 skip=200 iflag=direct status=none
 cmp -s <(head -c 64k "$tmp/before") "$tmp/check" || fail "the write that waited out the outage reads back wrong"
 
 # The live device takes new settings.
-out=$(dstcfg -a set -d dst0 --loss-timeout 60s --ping-interval 0)
+out=$(ip netns exec loc dstcfg -a set -d dst0 --loss-timeout 60s --ping-interval 0)
 assert_eq "$out" "updated /dev/dst0" "dstcfg -a set output"
 assert_eq "$(dst_field dst0 loss_timeout_ms)" 60000 "loss_timeout_ms after -a set"
 assert_eq "$(dst_field dst0 ping_interval_ms)" 0 "ping_interval_ms after -a set"
 assert_eq "$(dst_field dst0 req_timeout_ms)" 2000 "req_timeout_ms (unchanged by -a set)"
-expect_fail dstcfg -a set -d dst7 --loss-timeout 60s
+expect_fail ip netns exec loc dstcfg -a set -d dst7 --loss-timeout 60s
 log "set on a missing device: $ERR"
 assert_eq "$(dst_field dst0 state)" connected "state at the end"
 
 rm -rf "$tmp"
-dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 log "ok"

@@ -64,6 +64,6 @@ ip netns exec exp tc qdisc del dev veth-exp root
 log "netem removed; compare the first 80 MiB of $dev with /dev/ram0"
 assert_eq "$(dev_sha "$dev" 80)" "$(dev_sha /dev/ram0 80)" "checksum of $dev vs /dev/ram0"
 
-dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst0
 ip netns exec exp dstcfg -r 10.9.0.1 -a unexport
 log "ok"

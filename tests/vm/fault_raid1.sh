@@ -73,7 +73,7 @@ log "dst1: reconnects $reconnects, resends $(dst_field dst1 resends || echo '?')
 [ "$reconnects" -ge 1 ] || fail "dst1 counts $reconnects reconnects after its export was restarted"
 
 log "phase 2: loss timeout of dst1 set to 3 s, export gone past it"
-out=$(dstcfg -a set -d dst1 --loss-timeout 3000)
+out=$(ip netns exec loc dstcfg -a set -d dst1 --loss-timeout 3000)
 assert_eq "$out" "updated /dev/dst1" "dstcfg -a set output"
 assert_eq "$(dst_field dst1 loss_timeout_ms)" 3000 "loss_timeout_ms of dst1 after -a set"
 assert_eq "$(dst_field dst0 loss_timeout_ms)" 60000 "loss_timeout_ms of dst0 (unchanged)"
@@ -145,8 +145,8 @@ assert_eq "$s1" "$s0" "first 128 MiB of data on the two legs"
 assert_eq "$smd" "$s0" "md0 vs its leg on ram0"
 
 mdadm --stop /dev/md0
-dstcfg -a delete -d dst0
-dstcfg -a delete -d dst1
+ip netns exec loc dstcfg -a delete -d dst0
+ip netns exec loc dstcfg -a delete -d dst1
 ip netns exec exp dstcfg -r 10.9.0.1 -p 1025 -a unexport
 unexport1
 log "ok"

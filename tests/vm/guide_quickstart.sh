@@ -110,12 +110,16 @@ done
 grep -q 'listening for events' "$DST_TEST_OUT/monitor.err" ||
     fail "dstcfg monitor did not subscribe within 20 s: $(cat "$DST_TEST_OUT/monitor.err")"
 
-# entries: what runs, without the counters: kind, name and address.
+# entries: what runs on both machines, without the counters: kind, name and
+# address (each namespace lists only its own).
 entries() {
-    dstcfg list --json | "$PYTHON" -c '
+    local ns
+    for ns in exp loc; do
+        ip netns exec "$ns" dstcfg list --json | "$PYTHON" -c '
 import json, sys
 for e in json.load(sys.stdin):
     print(e["kind"], e.get("device", e.get("path")), e["address"], e["port"], e["state"])'
+    done
 }
 
 guide_step_on exp quickstart/status
@@ -136,7 +140,7 @@ assert_eq "$(blockdev --getsize64 /dev/dst0)" "$disk_size" "size of /dev/dst0 (t
 assert_eq "$(dst_field dst0 state)" connected "state of dst0"
 assert_eq "$(cat /sys/block/dst0/dst/state)" connected "/sys/block/dst0/dst/state"
 assert_eq "$(cat /sys/block/dst0/serial)" "$EXPORT_NAME" "/sys/block/dst0/serial"
-out=$(dstcfg check -d dst0) || fail "dstcfg check -d dst0 exited $? for a connected device: $out"
+out=$(ip netns exec loc dstcfg check -d dst0) || fail "dstcfg check -d dst0 exited $? for a connected device: $out"
 assert_eq "$(readlink -f "$LINK")" /dev/dst0 "$LINK"
 assert_contains "$(on loc cat /etc/dst/dst.toml)" "export_name = \"$EXPORT_NAME\"" "the local node's file"
 assert_contains "$(on exp cat /etc/dst/dst.toml)" "[[export]]" "the export node's file"
@@ -200,9 +204,9 @@ assert_eq "$(entries)" "export $EXPORT_DISK 10.9.0.1 1025 listening" "running af
 udevadm settle
 [ ! -e "$LINK" ] || fail "$LINK still exists after the device was deleted"
 guide_step_on exp quickstart/shutdown-export
-assert_eq "$(dstcfg list --json)" "[]" "nothing left after the shutdown"
+assert_eq "$(entries)" "" "nothing left after the shutdown"
 rc=0
-dstcfg check -d dst0 >/dev/null 2>&1 || rc=$?
+ip netns exec loc dstcfg check -d dst0 >/dev/null 2>&1 || rc=$?
 assert_eq "$rc" 2 "exit status of dstcfg check for a deleted device"
 # Then the network, last, as systemd does.
 ip -n loc link set veth-loc down
@@ -225,7 +229,7 @@ assert_contains "$(cat "$DST_TEST_OUT/boot-loc.log")" "created a device for 10.9
 assert_eq "$MACHINE_OUT" "$want" "the file after the boot, mounted by its fstab line"
 machine_run loc 'umount "$MNT"; systemctl stop dst.service'
 machine_run exp 'systemctl stop dst.service'
-assert_eq "$(dstcfg list --json)" "[]" "nothing left after the second shutdown"
+assert_eq "$(entries)" "" "nothing left after the second shutdown"
 
 guide_all_run quickstart
 

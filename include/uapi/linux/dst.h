@@ -35,6 +35,8 @@ enum dst_cmd {
 	DST_CMD_EVENT,		/* multicast: DST_A_EVENT happened to DST_A_INDEX */
 	DST_CMD_CONFIG,		/* module-wide settings: DST_A_CRYPTO_THREADS, */
 				/* DST_A_REKEY_MIB, DST_A_REKEY_SECONDS */
+	DST_CMD_EXPORT_RELEASE,	/* take the write access of the export on */
+				/* DST_A_ADDR/PORT from its holder */
 	__DST_CMD_MAX,
 };
 #define DST_CMD_MAX (__DST_CMD_MAX - 1)
@@ -103,6 +105,13 @@ enum dst_attr {
 				/*      keyrings whose 16..64 byte payload is the key */
 	DST_A_CLIENT,		/* nested, repeatable: EXPORT_ADD: a client identity */
 				/*      with a key of its own (DST_CLIENT_A_*) */
+	DST_A_SHARED,		/* flag: EXPORT_ADD, replies: any number of local */
+				/*      nodes may write (cluster file systems only); */
+				/*      else one at a time */
+	DST_A_WRITER_NAME,	/* string: export replies: identity holding the */
+				/*      write access */
+	DST_A_WRITER_ADDR,	/* binary: export replies: its address (4 or 16 bytes) */
+	DST_A_WRITER_PORT,	/* u16: export replies: its port */
 	__DST_A_MAX,
 };
 #define DST_A_MAX (__DST_A_MAX - 1)

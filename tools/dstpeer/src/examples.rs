@@ -56,6 +56,7 @@ pub(crate) fn example_hello() -> (Header, HelloBody) {
         client_id: 0x0123_4567_89ab_cdef,
         queue_index: 1,
         epoch: 0,
+        read_only: false,
         security: Security {
             protection: Protection::Aead,
             auth: true,

@@ -4,7 +4,7 @@
 
 use crate::proto::*;
 
-const ALL_KINDS: [Kind; 9] = [
+const ALL_KINDS: [Kind; 10] = [
     Kind::Hello,
     Kind::HelloReply,
     Kind::Io,
@@ -14,11 +14,12 @@ const ALL_KINDS: [Kind; 9] = [
     Kind::Challenge,
     Kind::Auth,
     Kind::KeyUpdate,
+    Kind::Release,
 ];
 
 const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
 
-const ALL_STATUSES: [Status; 13] = [
+const ALL_STATUSES: [Status; 14] = [
     Status::Ok,
     Status::IoError,
     Status::Invalid,
@@ -32,6 +33,7 @@ const ALL_STATUSES: [Status; 13] = [
     Status::AuthFailed,
     Status::NotAllowed,
     Status::UnknownExport,
+    Status::InUse,
 ];
 
 const ALL_ERRORS: [ProtoError; 14] = [
@@ -93,6 +95,7 @@ fn hello() -> HelloBody {
         client_id: 0,
         queue_index: 0,
         epoch: 0,
+        read_only: false,
         security: Security::NONE,
         key_share: [0; KEY_SHARE_LEN],
         client: name(b"client"),
@@ -247,7 +250,7 @@ fn status_values() {
         assert_eq!(Status::from_u32(s.as_u32()), Some(*s));
         assert!(!s.as_str().is_empty());
     }
-    for v in [13, 14, 255, 256, 0x0100_0000, u32::MAX] {
+    for v in [14, 15, 255, 256, 0x0100_0000, u32::MAX] {
         assert_eq!(Status::from_u32(v), None);
     }
 }
@@ -302,6 +305,7 @@ fn round_trip_every_kind() {
         Header::challenge(),
         Header::auth(),
         Header::key_update(),
+        Header::release(),
     ];
     headers.extend(ALL_STATUSES.map(Header::hello_reply));
     for op in ALL_OPS {
@@ -374,7 +378,7 @@ fn decode_bad_magic() {
 
 #[test]
 fn decode_bad_kind() {
-    for k in [0, 10, 0x80, 0xff] {
+    for k in [0, 11, 0x80, 0xff] {
         assert_eq!(
             decode_patched(Header::ping(1), |b| b[4] = k),
             Err(ProtoError::BadKind)
@@ -434,7 +438,7 @@ fn decode_bad_flags() {
 
 #[test]
 fn decode_bad_status() {
-    for v in [13u32, 0x100, u32::MAX] {
+    for v in [14u32, 0x100, u32::MAX] {
         for h in [
             request(Op::Read),
             request(Op::Read).reply(Status::Ok),
@@ -1032,6 +1036,7 @@ fn hello_layout_and_round_trip() {
         client_id: 0x4142_4344_4546_4748,
         queue_index: 0x5152,
         epoch: 0x6162_6364,
+        read_only: true,
         security: Security {
             protection: Protection::Aead,
             auth: true,
@@ -1050,8 +1055,8 @@ fn hello_layout_and_round_trip() {
         ]
     );
     assert_eq!(b[24..32], [0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48]);
-    // protection 3, auth 1, queue_index, epoch.
-    assert_eq!(b[32..40], [3, 1, 0x51, 0x52, 0x61, 0x62, 0x63, 0x64]);
+    // protection 3, flags (auth 1 | read-only 2), queue_index, epoch.
+    assert_eq!(b[32..40], [3, 3, 0x51, 0x52, 0x61, 0x62, 0x63, 0x64]);
     assert_eq!(&b[40..66], b"rfc7539(chacha20,poly1305)");
     assert_eq!(b[66..104], [0; 38]);
     let share: Vec<u8> = (0x80..0xa0).collect();
@@ -1065,6 +1070,38 @@ fn hello_layout_and_round_trip() {
     assert_eq!(HelloBody::decode(&hello_aead().encode()), Ok(hello_aead()));
     // Without security everything from byte 32 to the client name is zero.
     assert_eq!(hello().encode()[32..136], [0; 104]);
+    // Unknown flags are refused.
+    let mut b = hello().encode();
+    b[33] = 4;
+    assert_eq!(HelloBody::decode(&b), Err(ProtoError::BadHello));
+}
+
+#[test]
+fn holder_layout_and_round_trip() {
+    let h = HolderBody {
+        client: name(b"node-a"),
+        addr_len: 4,
+        port: 0x1234,
+        addr: [10, 9, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+    let b = h.encode();
+    assert_eq!(&b[..6], b"node-a");
+    assert_eq!(b[64..70], [4, 0, 0x12, 0x34, 10, 9]);
+    assert_eq!(HolderBody::decode(&b), Ok(h));
+    let mut bad = b;
+    bad[64] = 5;
+    assert_eq!(HolderBody::decode(&bad), Err(ProtoError::BadHello));
+    assert_eq!(
+        Header::hello_reply(Status::InUse).payload,
+        HOLDER_LEN as u32
+    );
+    let hb = Header::hello_reply(Status::InUse).encode();
+    assert_eq!(
+        Header::decode(&hb).map(|h| h.payload),
+        Ok(HOLDER_LEN as u32)
+    );
+    let rb = Header::release().encode();
+    assert_eq!(Header::decode(&rb).map(|h| h.kind), Ok(Kind::Release));
 }
 
 #[test]
@@ -1234,7 +1271,7 @@ fn hello_decode_security_fields() {
     for i in 36..40 {
         assert!(decode(&|b| b[i] = 1).is_ok(), "{i}");
     }
-    // Protection mode 0..=3 only; auth 0 or 1.
+    // Protection mode 0..=3 only; flags: auth 1, read-only 2.
     for v in [4u8, 5, 0x80, 0xff] {
         assert_eq!(
             decode(&|b| b[32] = v),
@@ -1246,13 +1283,14 @@ fn hello_decode_security_fields() {
         let h = decode(&|b| b[32] = v).expect("known mode");
         assert_eq!(h.security.protection.as_u8(), v);
     }
-    for v in [2u8, 3, 0xff] {
+    for v in [4u8, 5, 0xff] {
         assert_eq!(
             decode(&|b| b[33] = v),
             Err(ProtoError::BadHello),
-            "auth {v}"
+            "flags {v}"
         );
     }
+    assert!(decode(&|b| b[33] = 2).expect("read-only").read_only);
     assert!(!decode(&|b| b[33] = 0).expect("auth 0").security.auth);
     // queue_index is big-endian at 34.
     let h = decode(&|b| b[34..36].copy_from_slice(&[1, 2])).expect("decodes");

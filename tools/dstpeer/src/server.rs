@@ -1312,6 +1312,8 @@ impl Conn<'_> {
                     .frame(&Header::pong(m.h.id), &[])
                     .and_then(|f| self.send_frame(f)),
                 Kind::Pong => self.pong(m.h.id),
+                // The local node's device is being deleted; it closes next.
+                Kind::Release => Ok(()),
                 k => {
                     let _ = self.w.sock.shutdown(Shutdown::Both);
                     return format!("the local node sent {k:?} after the handshake");

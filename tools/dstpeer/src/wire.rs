@@ -293,6 +293,7 @@ pub(crate) fn hello_for(
         client_id: 0,
         queue_index: 0,
         epoch: 0,
+        read_only: false,
         security: sec.security(),
         key_share: if sec.auth() {
             *key_share
