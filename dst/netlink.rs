@@ -672,7 +672,7 @@ pub(crate) const UNLOADING: &CStr = c"the dst module is being unloaded";
 #[no_mangle]
 pub(crate) unsafe extern "C" fn dst_nl_dev_add(req: *mut NlRequest, index: *mut u32) -> c_int {
     // SAFETY: guaranteed by the caller.
-    let Some(mut r) = (unsafe { Request::new(req) }) else {
+    let Some(r) = (unsafe { Request::new(req) }) else {
         return EINVAL.to_errno();
     };
     let reserved = (|| {

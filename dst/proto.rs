@@ -898,16 +898,6 @@ impl Protection {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Name([u8; NAME_LEN]);
 
-/// For messages: the name's bytes (a valid name is printable ASCII).
-impl core::fmt::Display for Name {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        for &c in self.as_bytes() {
-            core::fmt::Write::write_char(f, char::from(c))?;
-        }
-        Ok(())
-    }
-}
-
 impl Name {
     /// The empty name.
     pub(crate) const EMPTY: Name = Name([0; NAME_LEN]);

@@ -137,6 +137,15 @@ impl kernel::fmt::Write for PageWriter<'_> {
     }
 }
 
+/// For log lines (`pr_*!`): a name's bytes (a valid name is printable
+/// ASCII). Here, beside `write_name`, because `proto.rs` is shared with
+/// userspace and knows nothing of the kernel's formatting trait.
+impl kernel::fmt::Display for Name {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        write_name(f, self)
+    }
+}
+
 /// Writes `name` (an algorithm, an identity) into a sysfs attribute.
 pub(crate) fn write_name(out: &mut dyn fmt::Write, name: &Name) -> fmt::Result {
     name.as_bytes()

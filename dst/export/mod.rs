@@ -720,7 +720,14 @@ impl Inner {
             12 => write!(out, "{}", self.rekeys.load(Relaxed)),
             13 => sysfs::write_name(out, &self.name),
             14 => match *self.writer.lock() {
-                Some(w) => write!(out, "{} {}", w.client, Peer(w.peer)),
+                Some(w) => {
+                    sysfs::write_name(out, &w.client)?;
+                    out.write_str(" ")?;
+                    match w.peer {
+                        Some(a) => a.write_to(out),
+                        None => out.write_str("?"),
+                    }
+                }
                 None => Ok(()),
             },
             15 => write!(out, "{}", u8::from(self.shared)),

@@ -353,7 +353,8 @@ fn status_result(status: Status) -> Result {
         | Status::Mismatch
         | Status::AuthFailed
         | Status::NotAllowed
-        | Status::UnknownExport => code::eremoteio(),
+        | Status::UnknownExport
+        | Status::InUse => code::eremoteio(),
         Status::IoError | Status::Busy => EIO,
     })
 }
