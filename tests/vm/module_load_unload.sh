@@ -156,7 +156,10 @@ state_cycle() {
     out=$DST_TEST_OUT/state-$c
     mkdir -p "$out"
     dst_load
-    dstcfg -r 127.0.0.1 -a export -f /dev/ram0 >/dev/null
+    # Export A --shared: the dstpeer clients below (identity
+    # "dstpeer-client") write beside dst0 and dst1 (this host's name), and
+    # an export lets one identity write at a time unless shared.
+    dstcfg -r 127.0.0.1 -a export -f /dev/ram0 --shared >/dev/null
     dstcfg -r 127.0.0.1 -p 1026 -a export -f /dev/ram1 >/dev/null
     d=$(dstcfg -r 127.0.0.1 -a local)
     # Second devices of the same exports: --duplicate (local is idempotent).

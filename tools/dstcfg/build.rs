@@ -204,12 +204,21 @@ fn man_page() -> String {
     r.control("SH", ["PRIVILEGES"]);
     r.text([roman(
         "Every subcommand but genkey needs the dst module loaded and CAP_NET_ADMIN. export, \
-         unexport, local, delete, apply and down open or create block devices and need \
-         CAP_SYS_ADMIN as well; status, list, check, monitor, set and save need CAP_NET_ADMIN \
-         only. Both \
+         unexport, release, local, delete, apply and down open or create block devices and \
+         need CAP_SYS_ADMIN as well; status, list, check, monitor, set and save need \
+         CAP_NET_ADMIN only. Both \
          capabilities count in the initial user namespace: run dstcfg as root. Without \
          CAP_SYS_ADMIN the kernel refuses with EPERM and a message naming it; without \
          CAP_NET_ADMIN with a bare EPERM.",
+    )]);
+    r.control("PP", []);
+    r.text([roman(
+        "Exports and devices belong to the network namespace dstcfg ran in when it made them \
+         (ip netns exec NS dstcfg ...): they listen and connect there, and list, status, \
+         monitor, check, unexport, release, delete and set see only those of the namespace \
+         dstcfg runs in; another namespace's device is \"no such device in this network \
+         namespace\" (ENOENT), although /dev/dstN is visible to all. A namespace that goes \
+         away takes its exports and devices down (devices as by delete --force).",
     )]);
 
     r.control("SH", ["KEYS"]);
@@ -244,6 +253,23 @@ fn man_page() -> String {
          connections.",
     )]);
 
+    r.control("SH", ["ONE WRITER"]);
+    r.text([roman(
+        "An export lets one local node identity write at a time: the --client-name of its \
+         devices, by default the host name, so give every local node one of its own. The \
+         first to attach read-write holds the write access, across reconnects, until it \
+         deletes its last device of the export while connected. Another identity asking for \
+         read-write is refused with EBUSY, \"the export is in use read-write by NAME at \
+         ADDR:PORT\"; local --wait and apply --wait do not wait for it. local --read-only \
+         attaches for reads only and is never refused so. On the export node, list shows \
+         the holder (writer) and release takes the write access back from one gone for \
+         good, powered off or its device deleted while the export node was out of reach; \
+         never from one that may still write, which would take it back later and write \
+         stale data. export --shared lets any number of nodes write: only for a cluster file \
+         system (GFS2, OCFS2); ext4 or xfs mounted on two nodes, an md array assembled or an \
+         LVM volume group activated on two hosts are corrupted.",
+    )]);
+
     r.control("SH", ["FILES"]);
     r.control("TP", []);
     r.text([italic("/sys/block/dstN/dst/")]);
@@ -251,6 +277,13 @@ fn man_page() -> String {
         "Read-only attributes of a device: peer, state, size, read_only, queue_depth, \
          queued, the counters, the six settings and, with a module that has them, \
          integrity_errors, protection and queues.",
+    )]);
+    r.control("TP", []);
+    r.text([italic("/sys/kernel/dst/exportN/")]);
+    r.text([roman(
+        "Read-only attributes of an export (of every network namespace): name, listen, \
+         path, size, read_only, sessions, clients, the counters and, with a module that has \
+         them, shared and writer (the holder of the write access, NAME ADDR:PORT, or empty).",
     )]);
     r.control("TP", []);
     r.text([italic("/etc/dst/dst.toml")]);

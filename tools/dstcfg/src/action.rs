@@ -14,13 +14,16 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{ClientKeySource, ClientRule, Command, Security, MAX_INDEX, MAX_PATH_LEN};
 use crate::client::DstClient;
-use crate::connect::{self, Wanted};
+use crate::connect::{self, is_in_use, Wanted};
 use crate::json::{event_json, exists_json, list_json, status_json};
-use crate::message::{ClientSecret, DeviceRequest, ExportClient, ExportRequest, SecurityAttrs};
+use crate::message::{
+    ClientSecret, DeviceRequest, EntryKind, ExportClient, ExportRequest, ListEntry, SecurityAttrs,
+    Writer,
+};
 use crate::netlink::{errno_text, KernelError};
 use crate::output::{
     check, config_text, event_line, exists_line, human_size, list_table, protection_name,
-    status_text, CheckResult, Timestamp,
+    status_text, writer_text, CheckResult, Timestamp,
 };
 use crate::secret;
 use crate::uapi;
@@ -69,10 +72,21 @@ fn execute(cmd: &Command) -> Result<u8> {
             DstClient::connect()?.export_del(*remote)?;
             println!("stopped the export on {remote}");
         }
+        Command::Release { remote } => {
+            let mut client = DstClient::connect()?;
+            // Who held it, for the message; the kernel's reply says nothing.
+            let holder = client
+                .list()
+                .ok()
+                .and_then(|entries| writer_of(&entries, *remote));
+            client.export_release(*remote)?;
+            println!("{}", release_message(*remote, holder.as_ref()));
+        }
         Command::Local {
             remote,
             export_name,
             client_name,
+            read_only,
             index,
             client_id,
             wait,
@@ -86,6 +100,7 @@ fn execute(cmd: &Command) -> Result<u8> {
                 index: *index,
                 client_id: *client_id,
                 client_name: client_name.clone(),
+                read_only: *read_only,
             };
             let path = connect::create(&req, &wanted, *wait, *duplicate)?;
             // Only the path on stdout, so that scripts can capture it.
@@ -155,6 +170,7 @@ pub(crate) fn export_request(cmd: &Command) -> Result<ExportRequest> {
         file,
         name,
         read_only,
+        shared,
         size,
         max_io_pages,
         security,
@@ -168,6 +184,7 @@ pub(crate) fn export_request(cmd: &Command) -> Result<ExportRequest> {
         addr: *remote,
         path: path_attr(&block_device(file)?)?,
         read_only: *read_only,
+        shared: *shared,
         size: *size,
         max_io_pages: *max_io_pages,
         security: security_attrs(security)?,
@@ -184,6 +201,7 @@ pub(crate) fn device_request(cmd: &Command) -> Result<DeviceRequest> {
         remote,
         export_name,
         client_name,
+        read_only,
         index,
         max_io_pages,
         queue_depth,
@@ -207,6 +225,7 @@ pub(crate) fn device_request(cmd: &Command) -> Result<DeviceRequest> {
         client_id: *client_id,
         export_name: export_name.clone(),
         client_name: client_name.clone(),
+        read_only: *read_only,
     })
 }
 
@@ -367,6 +386,9 @@ fn export_message(req: &ExportRequest) -> String {
     } else {
         "read-write".to_string()
     }];
+    if req.shared {
+        parts.push("shared: any number of writers".to_string());
+    }
     if let Some(size) = req.size {
         parts.push(format!("first {}", human_size(size)));
     }
@@ -405,6 +427,30 @@ fn export_message(req: &ExportRequest) -> String {
     )
 }
 
+/// Who holds the write access of the export listening on `addr`, as
+/// `entries` (a `DST_CMD_LIST` dump) report it.
+fn writer_of(entries: &[ListEntry], addr: SocketAddr) -> Option<Writer> {
+    entries.iter().find_map(|e| match &e.kind {
+        EntryKind::Export { writer, .. } if e.addr == addr => writer.clone(),
+        _ => None,
+    })
+}
+
+/// What `release` prints once the kernel took the write access back.
+fn release_message(addr: SocketAddr, holder: Option<&Writer>) -> String {
+    match holder {
+        Some(w) => format!(
+            "took the write access of the export on {addr} from {}; the next local node to \
+             attach read-write gets it",
+            writer_text(w)
+        ),
+        None => format!(
+            "took the write access of the export on {addr} from its holder; the next local \
+             node to attach read-write gets it"
+        ),
+    }
+}
+
 /// Sets the hint of a kernel error in `err`, if [`hint_for`] has one.
 fn add_hint(err: anyhow::Error, cmd: &Command) -> anyhow::Error {
     match err.downcast::<KernelError>() {
@@ -429,6 +475,7 @@ fn option_of(kind: u16) -> Option<&'static str> {
         uapi::DST_A_KEY_DESC => "--key-desc",
         uapi::DST_A_ALLOW => "--allow",
         uapi::DST_A_CLIENT => "--client",
+        uapi::DST_A_SHARED => "--shared",
         uapi::DST_A_CRYPTO_THREADS => "--crypto-threads",
         uapi::DST_A_CLIENT_ID => "--client-id",
         uapi::DST_A_FORCE => "--force",
@@ -519,6 +566,21 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                 .into(),
         );
     }
+    // Another identity holds the write access (before the hints of
+    // other refusals by the export, whose words the holder's name could
+    // contain): waiting would not help, and only the export node's
+    // administrator can take it back.
+    if let Command::Local { remote, .. } = cmd {
+        if is_in_use(kerr) {
+            let r = remote_arg(remote);
+            return Some(format!(
+                "another local node writes to this export, and an export takes one writer at \
+                 a time: attach it read-only with dstcfg local -r {r} --read-only; or, if that \
+                 node is gone for good (powered off, or its device deleted), take its write \
+                 access back on the export node with dstcfg release -r {r}"
+            ));
+        }
+    }
     Some(match (cmd, errno) {
         (Command::Export { .. }, libc::EEXIST) if msg.contains("same name") => {
             "give each --client name once".to_string()
@@ -577,8 +639,20 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                 .to_string()
         }
         (Command::Unexport { remote }, libc::ENOENT) => {
-            format!("no export listens on {remote}; see dstcfg list")
+            format!("no export listens on {remote} in this network namespace; see dstcfg list")
         }
+        (Command::Release { remote }, libc::ENOENT) if msg.contains("holds") => format!(
+            "no local node holds the write access of the export on {remote}: the next one to \
+             attach read-write gets it; dstcfg list shows the writer of each export"
+        ),
+        (Command::Release { remote }, libc::ENOENT) => {
+            format!("no export listens on {remote} in this network namespace; see dstcfg list")
+        }
+        (Command::Release { remote }, libc::EINVAL) if msg.contains("shared") => format!(
+            "the export on {remote} was made --shared: every local node may write to it, so \
+             there is no write access to take back"
+        ),
+
         (Command::Local { remote, .. }, libc::ECONNREFUSED) => format!(
             "no export listens at {remote}; start one there with: dstcfg export -r {} -f PATH",
             remote_arg(remote)
@@ -606,10 +680,16 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             format!("every device index 0..{MAX_INDEX} is in use; delete a device first")
         }
         (Command::Delete { index, .. }, libc::ENOENT) => {
-            format!("there is no such device /dev/dst{index}; see dstcfg list")
+            format!(
+                "there is no such device /dev/dst{index} in this network namespace; see \
+                 dstcfg list"
+            )
         }
         (Command::Set { index, .. }, libc::ENOENT) => {
-            format!("there is no such device /dev/dst{index}; see dstcfg list")
+            format!(
+                "there is no such device /dev/dst{index} in this network namespace; see \
+                 dstcfg list"
+            )
         }
         (Command::Delete { index, .. }, libc::EBUSY) if msg.contains("is open") => format!(
             "/dev/dst{index} is still mounted or open after {} s: unmount it and stop the \
@@ -626,6 +706,7 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         (
             Command::Export { .. }
             | Command::Unexport { .. }
+            | Command::Release { .. }
             | Command::Local { .. }
             | Command::Delete { .. },
             libc::EPERM,
@@ -682,6 +763,7 @@ mod tests {
 
     fn local(remote: &str, index: Option<u32>) -> Command {
         Command::Local {
+            read_only: false,
             remote: addr(remote),
             index,
             max_io_pages: None,
@@ -726,6 +808,7 @@ mod tests {
     #[test]
     fn export_messages() {
         let mut req = ExportRequest {
+            shared: false,
             addr: addr("10.0.0.2:1025"),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -740,6 +823,12 @@ mod tests {
             export_message(&req),
             "exporting /dev/sdb on 10.0.0.2:1025 (read-write)"
         );
+        req.shared = true;
+        assert_eq!(
+            export_message(&req),
+            "exporting /dev/sdb on 10.0.0.2:1025 (read-write, shared: any number of writers)"
+        );
+        req.shared = false;
         req.read_only = true;
         req.size = Some(512 << 20);
         req.addr = addr("[2001:db8::1]:2000");
@@ -763,7 +852,7 @@ mod tests {
         };
         assert_eq!(
             h(&delete, libc::ENOENT).unwrap(),
-            "there is no such device /dev/dst3; see dstcfg list"
+            "there is no such device /dev/dst3 in this network namespace; see dstcfg list"
         );
         assert_eq!(
             h(&local("10.0.0.2:1025", None), libc::ECONNREFUSED).unwrap(),
@@ -795,10 +884,84 @@ mod tests {
         };
         assert_eq!(
             h(&set, libc::ENOENT).unwrap(),
-            "there is no such device /dev/dst2; see dstcfg list"
+            "there is no such device /dev/dst2 in this network namespace; see dstcfg list"
         );
         assert_eq!(h(&set, libc::EINVAL), None);
         assert_eq!(set.action_name(), "set");
+    }
+
+    /// The refusal of a second writer: a hint on read-only access and on
+    /// `release`, whatever the holder is called; and the hints of
+    /// `release` itself.
+    #[test]
+    fn one_writer_hints() {
+        let kerr = |errno, msg: &str| {
+            let extack = crate::netlink::ExtAck {
+                msg: Some(msg.to_string()),
+                ..Default::default()
+            };
+            KernelError::new(errno, extack, &[])
+        };
+        let in_use = kerr(
+            libc::EBUSY,
+            "the export is in use read-write by identity at 10.0.0.7:40112",
+        );
+        let mut named = local("10.0.0.2:1025", None);
+        if let Command::Local { export_name, .. } = &mut named {
+            *export_name = Some("store1:sdb".into());
+        }
+        for cmd in [local("10.0.0.2:1025", None), named] {
+            let hint = hint_for(&cmd, &in_use).unwrap();
+            assert!(
+                hint.contains("dstcfg local -r 10.0.0.2 --read-only")
+                    && hint.contains("dstcfg release -r 10.0.0.2"),
+                "{hint}"
+            );
+        }
+        let hint = hint_for(
+            &local("10.0.0.2:2000", None),
+            &kerr(
+                libc::EBUSY,
+                "the export answered: another local node writes to it",
+            ),
+        )
+        .unwrap();
+        assert!(hint.contains("release -r 10.0.0.2:2000"), "{hint}");
+        // Busy for a moment is not that.
+        let busy = kerr(libc::EBUSY, "the export answered: busy");
+        assert_eq!(hint_for(&local("10.0.0.2:1025", None), &busy), None);
+
+        let release = Command::Release {
+            remote: addr("10.0.0.2:1025"),
+        };
+        let nobody = kerr(libc::ENOENT, "no local node holds the write access");
+        assert!(hint_for(&release, &nobody)
+            .unwrap()
+            .starts_with("no local node holds the write access of the export on 10.0.0.2:1025"));
+        let none = kerr(libc::ENOENT, "no export listens on this address and port");
+        assert!(hint_for(&release, &none)
+            .unwrap()
+            .starts_with("no export listens on 10.0.0.2:1025 in this network namespace"));
+        let shared = kerr(
+            libc::EINVAL,
+            "the export is shared: every local node may write, none holds it",
+        );
+        assert!(hint_for(&release, &shared).unwrap().contains("--shared"));
+        assert_eq!(h(&release, libc::EPERM).as_deref(), Some(SYS_ADMIN_HINT));
+    }
+
+    #[test]
+    fn release_says_whom_it_took_the_access_from() {
+        let w = Writer {
+            name: "web1".into(),
+            addr: Some(addr("10.0.0.7:40112")),
+        };
+        assert_eq!(
+            release_message(addr("10.0.0.2:1025"), Some(&w)),
+            "took the write access of the export on 10.0.0.2:1025 from web1 at \
+             10.0.0.7:40112; the next local node to attach read-write gets it"
+        );
+        assert!(release_message(addr("10.0.0.2:1025"), None).contains("from its holder"));
     }
 
     #[test]
@@ -816,7 +979,7 @@ mod tests {
         let kerr = err.downcast_ref::<KernelError>().unwrap();
         assert_eq!(
             kerr.hint().as_deref(),
-            Some("there is no such device /dev/dst0; see dstcfg list")
+            Some("there is no such device /dev/dst0 in this network namespace; see dstcfg list")
         );
         // EPERM of a delete names CAP_SYS_ADMIN too; that of a status or a
         // set keeps the generic hint.
@@ -943,6 +1106,7 @@ mod tests {
     #[test]
     fn export_message_with_security() {
         let req = ExportRequest {
+            shared: false,
             addr: addr("10.0.0.2:1025"),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -1035,6 +1199,7 @@ mod tests {
     #[test]
     fn export_message_with_keyring_key() {
         let mut req = ExportRequest {
+            shared: false,
             addr: addr("10.0.0.2:1025"),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -1090,6 +1255,7 @@ mod tests {
         let plain = local("10.0.0.2:1025", None);
         let local = with_desc(plain.clone());
         let export = with_desc(Command::Export {
+            shared: false,
             remote: addr("10.0.0.2:1025"),
             file: "/dev/sdb".into(),
             name: None,
@@ -1220,6 +1386,7 @@ mod tests {
 
     fn export_cmd(clients: Vec<ClientRule>) -> Command {
         Command::Export {
+            shared: false,
             remote: addr("10.0.0.2:1025"),
             file: "/dev/sdb".into(),
             name: None,
@@ -1235,6 +1402,7 @@ mod tests {
     #[test]
     fn export_message_with_clients() {
         let mut req = ExportRequest {
+            shared: false,
             addr: addr("10.0.0.2:1025"),
             path: "/dev/sdb".into(),
             read_only: false,

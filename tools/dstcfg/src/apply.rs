@@ -56,6 +56,7 @@ fn export_command(d: &DesiredExport) -> Command {
         file: e.path.clone(),
         name: e.name.clone(),
         read_only: e.read_only,
+        shared: e.shared,
         size: e.size,
         max_io_pages: e.max_io_pages,
         security: Security {
@@ -87,6 +88,7 @@ fn device_command(d: &DesiredDevice) -> Command {
         remote: d.addr,
         export_name: e.export_name.clone(),
         client_name: e.client_name.clone(),
+        read_only: e.read_only,
         index: e.index,
         max_io_pages: e.max_io_pages,
         queue_depth: e.queue_depth,

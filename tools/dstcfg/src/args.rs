@@ -72,9 +72,9 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 13] = [
-    "export", "unexport", "local", "delete", "set", "list", "status", "monitor", "check", "genkey",
-    "apply", "save", "down",
+pub const ACTIONS: [&str; 14] = [
+    "export", "unexport", "release", "local", "delete", "set", "list", "status", "monitor",
+    "check", "genkey", "apply", "save", "down",
 ];
 
 /// The configuration file of apply, save and down without `-f`.
@@ -121,6 +121,16 @@ Examples:
 
   Stop the export listening on 192.0.2.1 port 1025:
     dstcfg unexport -r 192.0.2.1
+
+  One local node writes to an export at a time; another one attaches it
+  read-only. If the node that writes was powered off for good, take its
+  write access back on the export node, so that another may write:
+    dstcfg local -r 192.0.2.1 --read-only
+    dstcfg release -r 192.0.2.1
+
+  Export a device to the nodes of a cluster file system (GFS2, OCFS2),
+  which all write to it at once (never for ext4, xfs, md or LVM):
+    dstcfg export -r 192.0.2.1 -f /dev/sdb --shared
 
   Make this node's exports, devices and module settings those of the
   configuration file /etc/dst/dst.toml, showing the plan first; the same
@@ -193,15 +203,17 @@ error (no such device, module not loaded, no permission, usage).
 
 All subcommands but genkey need the dst module (the kernel loads an installed
 one on first use; otherwise insmod dst.ko) and CAP_NET_ADMIN; export,
-unexport, local, delete, apply and down, which give access to block
-devices, need CAP_SYS_ADMIN as well (run as root).";
+unexport, release, local, delete, apply and down, which give access to block
+devices, need CAP_SYS_ADMIN as well (run as root). They see and change only
+the exports and devices of the network namespace dstcfg runs in.";
 
 /// The synopsis of `dstcfg --help` and of the man page: each subcommand
 /// with its options, then the older `-a` form.
 pub const USAGE: &str = "\
-dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
+dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--shared] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
        dstcfg unexport -r ADDR [-p PORT]
-       dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
+       dstcfg release -r ADDR [-p PORT]
+       dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [--read-only] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
        dstcfg set -d DEV SETTINGS
        dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
        dstcfg delete -d DEV [--force]
@@ -375,6 +387,13 @@ pub enum Sub {
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Unexport(UnexportArgs),
+    /// Take the write access of the export on -r ADDR (and port) from the local node that holds it
+    #[command(
+        long_about = RELEASE_TEXT,
+        override_usage = "dstcfg release -r ADDR [-p PORT]",
+        mut_arg("remote", |a| a.help(EXPORT_ADDR_HELP)),
+    )]
+    Release(UnexportArgs),
     /// Connect to the export node at -r ADDR and provide its device as /dev/dstN; prints the path
     #[command(
         long_about = LOCAL_TEXT,
@@ -427,17 +446,18 @@ impl Sub {
         let i = match self {
             Sub::Export(_) => 0,
             Sub::Unexport(_) => 1,
-            Sub::Local(_) => 2,
-            Sub::Delete(_) => 3,
-            Sub::Set(_) => 4,
-            Sub::List(_) => 5,
-            Sub::Status(_) => 6,
-            Sub::Monitor(_) => 7,
-            Sub::Check(_) => 8,
-            Sub::Genkey(_) => 9,
-            Sub::Apply(_) => 10,
-            Sub::Save(_) => 11,
-            Sub::Down(_) => 12,
+            Sub::Release(_) => 2,
+            Sub::Local(_) => 3,
+            Sub::Delete(_) => 4,
+            Sub::Set(_) => 5,
+            Sub::List(_) => 6,
+            Sub::Status(_) => 7,
+            Sub::Monitor(_) => 8,
+            Sub::Check(_) => 9,
+            Sub::Genkey(_) => 10,
+            Sub::Apply(_) => 11,
+            Sub::Save(_) => 12,
+            Sub::Down(_) => 13,
         };
         ACTIONS[i]
     }
@@ -446,6 +466,9 @@ impl Sub {
 /// `-r` of export and unexport.
 const LISTEN_HELP: &str = "The local address to listen on: IPv4, IPv6 (brackets allowed) or a \
                            host name, optionally with :PORT or [IPv6]:PORT (required)";
+/// `-r` of release.
+const EXPORT_ADDR_HELP: &str = "The address the export listens on: IPv4, IPv6 (brackets allowed) \
+                                or a host name, optionally with :PORT or [IPv6]:PORT (required)";
 /// `-r` of local.
 const CONNECT_HELP: &str = "The export node to connect to: IPv4, IPv6 (brackets allowed) or a \
                             host name, optionally with :PORT or [IPv6]:PORT (required)";
@@ -455,17 +478,37 @@ pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, li
     ADDR (port 1025 unless -p or ADDR:PORT says otherwise). Prints what it exports. The export \
     has an identity, -n NAME or the module's default HOST:DEVICE (the host name and the block \
     device's name, e.g. node1:sdb); it is sent in the handshake and enters the key derivation, \
-    and a local node may ask for it by name.";
+    and a local node may ask for it by name.\n\n\
+    One writer at a time: the export lets one local node identity (its --client-name) write, \
+    the first to attach read-write; another identity asking for read-write is refused with a \
+    message naming the holder, and may attach with local --read-only. The holder keeps the \
+    write access across reconnects, and gives it back when it deletes its last device of the \
+    export; dstcfg release takes it back from a holder that is gone for good. --shared lets \
+    any number of local nodes write at once: only for a cluster file system (GFS2, OCFS2), \
+    which coordinates its nodes itself; ext4 or xfs mounted on two nodes, an md array \
+    assembled or LVM activated on two nodes, are corrupted.";
 /// What unexport does.
 pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
     lose their connection and reconnect until their loss timeout.";
+/// What release does.
+pub const RELEASE_TEXT: &str = "Take the write access of the export listening on -r ADDR and \
+    port from the local node that holds it, without stopping the export: that node's \
+    connections end, and the next local node to attach read-write gets it (the old holder, \
+    reconnecting, is then refused). Run it on the export node when the holder can no longer \
+    write: it was powered off for good, or its device was deleted while the export node could \
+    not be reached. Never while the holder may still write: it keeps reconnecting, and once \
+    the write access is free again (its new holder deleted its device) it takes it back and \
+    writes what it had cached over what the others wrote meanwhile. dstcfg list shows the \
+    holder (writer). Refused for a --shared export, which has no holder, and when no local \
+    node holds the write access.";
 /// What local does.
 pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /dev/dstN; \
     prints only the device path, so that scripts can capture it.\n\n\
     Asking again is harmless: if this node has a device for the same export already (the same \
     address and port; the same export name if -n is given, and the same -i, --client-id and \
-    --client-name where given), local prints that device's path and exits 0 without creating \
-    another. The options of the new request are not applied to the existing device and not \
+    --client-name where given; a read-only one if --read-only is given, since a writable \
+    device is not what was asked for), local prints that device's path and exits 0 without \
+    creating another. The options of the new request are not applied to the existing device and not \
     compared with its own (a note on stderr says so): change its timeouts with dstcfg set, \
     anything else by deleting and creating it again. --duplicate creates another device \
     anyway.\n\n\
@@ -484,7 +527,12 @@ pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /
     client id: before it serves a new connection it ends the older ones of the same id and \
     waits for their requests. The module picks a random id for each device unless \
     --client-id gives one; give a device the same --client-id every time it is created (and \
-    no two devices the same one) for fencing to hold across re-creation and reboots.";
+    no two devices the same one) for fencing to hold across re-creation and reboots.\n\n\
+    An export lets one local node identity write at a time (unless it was exported \
+    --shared): if another identity holds its write access, local is refused with EBUSY and a \
+    message naming the holder, and --wait does not wait for it. --read-only asks for reads \
+    only: the device is read-only and never takes the write access, so it is never refused \
+    for another's.";
 /// What delete does.
 pub const DELETE_TEXT: &str = "Disconnect and delete the device -d DEV. While it is mounted or \
     open (a partition of it included) the module refuses with EBUSY and leaves it working; \
@@ -648,6 +696,12 @@ pub struct ExportArgs {
     #[arg(long = "read-only")]
     pub read_only: bool,
 
+    /// Let any number of local nodes write at once: only for a cluster file
+    /// system (GFS2, OCFS2); ext4, xfs, md and LVM are corrupted by two
+    /// writers [default: one local node identity writes at a time]
+    #[arg(long = "shared")]
+    pub shared: bool,
+
     /// Export only the first SIZE bytes of the device; K, M, G, T suffixes
     /// are binary (1K = 1024) [default: the whole device]
     #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
@@ -686,7 +740,7 @@ pub struct ExportArgs {
     pub clients: Vec<ClientRule>,
 }
 
-/// `dstcfg unexport`.
+/// `dstcfg unexport` and `dstcfg release`.
 #[derive(Debug, Clone, Args)]
 pub struct UnexportArgs {
     /// The export's address.
@@ -715,6 +769,12 @@ pub struct LocalArgs {
     /// host name]
     #[arg(long = "client-name", value_name = "NAME", value_parser = parse_name)]
     pub client_name: Option<String>,
+
+    /// Ask for reads only: the device is read-only and never takes the
+    /// export's write access, so another node writing does not refuse it
+    /// [default: read-write if the export allows it]
+    #[arg(long = "read-only")]
+    pub read_only: bool,
 
     /// Create /dev/dstN with this N, 0..1023 [default: the lowest free one]
     #[arg(short = 'i', long = "index", value_name = "N",

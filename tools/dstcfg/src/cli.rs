@@ -43,7 +43,7 @@ pub enum Command {
         /// Print JSON instead of text.
         json: bool,
     },
-    /// `export -r ADDR -f PATH [-n NAME] [--read-only] [--size SIZE]
+    /// `export -r ADDR -f PATH [-n NAME] [--read-only] [--shared] [--size SIZE]
     /// [--max-io-pages N] [SECURITY] [--allow PREFIX]... [--client
     /// NAME=KEY]...`.
     Export {
@@ -56,6 +56,9 @@ pub enum Command {
         name: Option<String>,
         /// Serve read-only.
         read_only: bool,
+        /// `--shared`: any number of local nodes may write (else one
+        /// identity at a time).
+        shared: bool,
         /// Serve only the first `size` bytes.
         size: Option<u64>,
         /// Largest request in 4 KiB pages.
@@ -73,7 +76,12 @@ pub enum Command {
         /// Address the export listens on.
         remote: SocketAddr,
     },
-    /// `local -r ADDR [-n NAME] [--client-name NAME] [-i N] [--max-io-pages
+    /// `release -r ADDR`: take the export's write access from its holder.
+    Release {
+        /// Address the export listens on.
+        remote: SocketAddr,
+    },
+    /// `local -r ADDR [-n NAME] [--client-name NAME] [--read-only] [-i N] [--max-io-pages
     /// N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]]
     /// [--duplicate] [SECURITY] [SETTINGS]`.
     Local {
@@ -85,6 +93,8 @@ pub enum Command {
         /// `--client-name`: this node's identity (none: not sent, the
         /// module's default, the host name).
         client_name: Option<String>,
+        /// `--read-only`: ask for reads only.
+        read_only: bool,
         /// N of `/dev/dstN`.
         index: Option<u32>,
         /// Largest request in 4 KiB pages.
@@ -185,6 +195,7 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Export { .. } => "export",
             Command::Unexport { .. } => "unexport",
+            Command::Release { .. } => "release",
             Command::Local { .. } => "local",
             Command::Delete { .. } => "delete",
             Command::Set { .. } | Command::Config { .. } => "set",
@@ -322,7 +333,7 @@ fn explain_misplaced(err: clap::Error, args: &[std::ffi::OsString], form: Form) 
 fn why_not(flag: &str, action: &str) -> Option<&'static str> {
     Some(match (flag, action) {
         ("-f", "local") => "the device comes from the export node; drop -f",
-        ("-f", "unexport") => "the export is found by its address; drop -f",
+        ("-f", "unexport" | "release") => "the export is found by its address; drop -f",
         ("-r" | "-p", "status" | "list" | "monitor" | "check") => "it only asks the local module",
         ("-r" | "-p", "genkey") => {
             "genkey only writes a key file; copy it to the other node yourself"
@@ -358,7 +369,18 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
         ("-n" | "--client-name", "set") => {
             "identities are fixed when the export or the device is created"
         }
-        ("-n", "unexport") => "the export is found by its address; drop -n",
+        ("-n", "unexport" | "release") => "the export is found by its address; drop -n",
+        ("--shared", "local") => {
+            "an export is shared or not when it is made; give it to export on the export node \
+             (a device that must not write asks for --read-only)"
+        }
+        ("--read-only" | "--shared", "set") => {
+            "it is fixed when the export or the device is created"
+        }
+        ("--read-only", "release") => {
+            "release takes the write access from its holder; a node that only reads attaches \
+             with local --read-only and needs no release"
+        }
         ("--client-name", "export") => {
             "it names a local node; give it to local there (an export's own identity is \
              -n NAME)"
@@ -646,6 +668,7 @@ impl Cli {
                     file,
                     name: a.name,
                     read_only: a.read_only,
+                    shared: a.shared,
                     size: a.size,
                     max_io_pages: a.max_io_pages,
                     security,
@@ -656,11 +679,15 @@ impl Cli {
             Sub::Unexport(a) => Command::Unexport {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
             },
+            Sub::Release(a) => Command::Release {
+                remote: ctx.remote(&a.address, "the address the export listens on")?,
+            },
             Sub::Local(a) => Command::Local {
                 remote: ctx.remote(&a.address, "the address of the export node")?,
                 security: ctx.security(a.security, false)?,
                 export_name: a.name,
                 client_name: a.client_name,
+                read_only: a.read_only,
                 index: a.index,
                 max_io_pages: a.max_io_pages,
                 queue_depth: a.queue_depth,
@@ -832,6 +859,7 @@ mod tests {
 
     fn export(remote: SocketAddr, file: &str) -> Command {
         Command::Export {
+            shared: false,
             remote,
             file: file.into(),
             name: None,
@@ -846,6 +874,7 @@ mod tests {
 
     fn local(remote: SocketAddr) -> Command {
         Command::Local {
+            read_only: false,
             remote,
             export_name: None,
             client_name: None,
@@ -937,7 +966,7 @@ mod tests {
         let (kind, msg) = err(&["-r", "192.0.2.1"]);
         assert_eq!(kind, ErrorKind::MissingRequiredArgument);
         assert!(
-            msg.contains("export, unexport, local, delete, set, list, status"),
+            msg.contains("export, unexport, release, local, delete, set, list, status"),
             "{msg}"
         );
         let (kind, _) = err(&[]);
@@ -1225,6 +1254,7 @@ mod tests {
             ])
             .unwrap(),
             Command::Export {
+                shared: false,
                 remote: v4([192, 0, 2, 1], 2000),
                 file: "/dev/sdb".into(),
                 name: None,
@@ -1239,6 +1269,7 @@ mod tests {
         assert_eq!(
             parse(&["-a", "export", "-r", R, "-f", "/dev/sdb", "--size=4096"]).unwrap(),
             Command::Export {
+                shared: false,
                 remote: v4([192, 0, 2, 1], 1025),
                 file: "/dev/sdb".into(),
                 name: None,
@@ -1250,6 +1281,60 @@ mod tests {
                 clients: Vec::new(),
             }
         );
+    }
+
+    /// `export --shared`, `local --read-only`, `release -r ADDR` and where
+    /// they do not belong.
+    #[test]
+    fn one_writer_options() {
+        match parse(&["export", "-r", R, "-f", "/dev/sdb", "--shared"]).unwrap() {
+            Command::Export {
+                shared, read_only, ..
+            } => assert!(shared && !read_only),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["-a", "export", "-r", R, "-f", "/dev/sdb"]).unwrap() {
+            Command::Export { shared, .. } => assert!(!shared),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["local", "-r", R, "--read-only"]).unwrap() {
+            Command::Local { read_only, .. } => assert!(read_only),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["-r", R, "-a", "local"]).unwrap() {
+            Command::Local { read_only, .. } => assert!(!read_only),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            parse(&["release", "-r", "192.0.2.1:2000"]).unwrap(),
+            Command::Release {
+                remote: v4([192, 0, 2, 1], 2000)
+            }
+        );
+        assert_eq!(
+            parse(&["-r", R, "-p", "7", "-a", "release"]).unwrap(),
+            Command::Release {
+                remote: v4([192, 0, 2, 1], 7)
+            }
+        );
+        assert_eq!(
+            parse(&["release", "-r", R]).unwrap().action_name(),
+            "release"
+        );
+        let (kind, msg) = err(&["release"]);
+        assert_eq!(kind, ErrorKind::MissingRequiredArgument);
+        assert!(msg.contains("release needs -r ADDR"), "{msg}");
+        let (_, msg) = err(&["local", "-r", R, "--shared"]);
+        assert!(
+            msg.contains("--shared cannot be used with local; an export is shared"),
+            "{msg}"
+        );
+        let (_, msg) = err(&["release", "-r", R, "--read-only"]);
+        assert!(msg.contains("local --read-only"), "{msg}");
+        let (_, msg) = err(&["release", "-r", R, "-f", "/dev/sdb"]);
+        assert!(msg.contains("found by its address"), "{msg}");
+        let (_, msg) = err(&["set", "-d", "dst0", "--read-only"]);
+        assert!(msg.contains("fixed when the export or the device"), "{msg}");
     }
 
     #[test]
@@ -1291,6 +1376,7 @@ mod tests {
             ])
             .unwrap(),
             Command::Local {
+                read_only: false,
                 remote: v4([192, 0, 2, 1], 1025),
                 export_name: None,
                 client_name: None,
@@ -1325,6 +1411,7 @@ mod tests {
             ])
             .unwrap(),
             Command::Local {
+                read_only: false,
                 remote: v4([192, 0, 2, 1], 1025),
                 export_name: None,
                 client_name: None,
@@ -1349,6 +1436,7 @@ mod tests {
         assert_eq!(
             parse(&["-r", R, "-a", "local", "--index=0"]).unwrap(),
             Command::Local {
+                read_only: false,
                 remote: v4([192, 0, 2, 1], 1025),
                 export_name: None,
                 client_name: None,
@@ -1655,6 +1743,7 @@ mod tests {
             "-p" => vec!["-p", "9"],
             "-f" => vec!["-f", "/dev/sdb"],
             "--read-only" => vec!["--read-only"],
+            "--shared" => vec!["--shared"],
             "--size" => vec!["--size", "1G"],
             "--max-io-pages" => vec!["--max-io-pages", "8"],
             "-i" => vec!["-i", "1"],
@@ -1696,7 +1785,7 @@ mod tests {
         let mut args = vec!["-a", action];
         args.extend(match action {
             "export" => vec!["-r", R, "-f", "/dev/sdb"],
-            "unexport" | "local" => vec!["-r", R],
+            "unexport" | "release" | "local" => vec!["-r", R],
             "delete" | "check" => vec!["-d", "dst0"],
             "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
             "genkey" => vec!["-f", "/etc/dst/psk"],
@@ -1712,7 +1801,7 @@ mod tests {
     fn every_option_with_every_action() {
         let mut refused = 0;
         let owners = option_owners();
-        assert_eq!(owners.len(), 35, "{owners:?}");
+        assert_eq!(owners.len(), 36, "{owners:?}");
         for action in ACTIONS {
             let base = base_args(action);
             assert!(parse(&base).is_ok(), "{base:?}");
@@ -1746,8 +1835,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 13 subcommands x 35 options, minus the 63 allowed pairs.
-        assert_eq!(refused, 392);
+        // 14 subcommands x 36 options, minus the 67 allowed pairs.
+        assert_eq!(refused, 437);
     }
 
     #[test]

@@ -91,8 +91,29 @@ impl DstClient {
             .map(drop)
     }
 
+    /// `DST_CMD_EXPORT_RELEASE`: takes the write access of the export on
+    /// `addr` from the local node that holds it.
+    pub fn export_release(&mut self, addr: SocketAddr) -> Result<()> {
+        self.request(DstCmd::ExportRelease, export_del_attrs(addr))
+            .map(drop)
+    }
+
     /// `DST_CMD_DEV_ADD`: connects to an export and creates `/dev/dstN`.
     pub fn dev_add(&mut self, req: &DeviceRequest) -> Result<NewDevice> {
+        // A module older than the one-writer rule takes DST_A_READ_ONLY on
+        // DEV_ADD without a word (its policy knows the flag, for exports)
+        // and makes a writable device; it is the module without
+        // DST_CMD_EXPORT_RELEASE.
+        if req.read_only
+            && !self.family.ops.is_empty()
+            && !self.family.supports(uapi::DST_CMD_EXPORT_RELEASE)
+        {
+            bail!(
+                "the loaded dst module does not know local --read-only (it would make a \
+                 writable device); load the dst module that matches this dstcfg, or leave \
+                 --read-only out"
+            );
+        }
         let replies = self.request(DstCmd::DevAdd, req.attrs())?;
         NewDevice::from_replies(&replies).context("malformed DST_CMD_DEV_ADD reply")
     }

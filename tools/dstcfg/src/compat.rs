@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
         let e = tr(&["-a", "import"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidValue);
-        assert!(e.to_string().contains("export, unexport, local"), "{e}");
+        assert!(
+            e.to_string().contains("export, unexport, release, local"),
+            "{e}"
+        );
         assert_eq!(tr(&["lits"]).unwrap_err().kind(), ErrorKind::InvalidValue);
         let e = tr(&["-r", "192.0.2.1"]).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);

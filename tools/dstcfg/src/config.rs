@@ -104,6 +104,9 @@ pub struct ExportEntry {
     /// `read_only = true` (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `shared = true` (`--shared`): any number of writers.
+    #[serde(default)]
+    pub shared: bool,
     /// `size = "10G"` or bytes (`--size`).
     #[serde(default, deserialize_with = "size")]
     pub size: Option<u64>,
@@ -176,6 +179,9 @@ pub struct DeviceEntry {
     /// `client_name = "web1"` (`--client-name`).
     #[serde(default, deserialize_with = "name")]
     pub client_name: Option<String>,
+    /// `read_only = true` (`--read-only`): ask for reads only.
+    #[serde(default)]
+    pub read_only: bool,
     /// `index = 3` for /dev/dst3 (`-i`).
     #[serde(default, deserialize_with = "index")]
     pub index: Option<u32>,

@@ -47,12 +47,22 @@ pub struct Wanted {
     pub client_id: Option<u64>,
     /// `--client-name`, if given.
     pub client_name: Option<String>,
+    /// `--read-only`: only a read-only device will do.
+    pub read_only: bool,
 }
 
 impl Wanted {
     /// The first device in `entries` that connects to the same address and
     /// port and has what the request names (export name, index, client id
     /// and name, each if given); a device being deleted does not count.
+    ///
+    /// A `--read-only` request takes only a read-only device: a writable
+    /// one is not what it asked for (it may hold the export's write
+    /// access). A read-write request takes a read-only device too: the
+    /// list reports what the export granted, not what was asked, and an
+    /// export may grant only reads (its allow-list, a `,ro` client), so a
+    /// read-write request there always makes a read-only device; asked
+    /// again, it must find that one rather than make another.
     pub fn find<'a>(&self, entries: &'a [ListEntry]) -> Option<&'a ListEntry> {
         let given = |want: Option<&str>, have: Option<&str>| want.is_none() || want == have;
         entries.iter().find(|e| match &e.kind {
@@ -69,6 +79,7 @@ impl Wanted {
                     && self.index.is_none_or(|i| i == *index)
                     && self.client_id.is_none_or(|id| Some(id) == *client_id)
                     && given(self.client_name.as_deref(), client_name.as_deref())
+                    && (!self.read_only || e.read_only)
             }
             EntryKind::Export { .. } => false,
         })
@@ -89,10 +100,18 @@ fn dev_path(entry: &ListEntry) -> String {
 /// messages for those all name the export ("cannot connect to the export
 /// node", "the export answered: busy", "the export node failed
 /// authentication", ...); its other refusals are about this node.
+///
+/// Not so the export's refusal because another local node holds its write
+/// access ([`is_in_use`]): that lasts until the holder deletes its device
+/// or the export node's administrator takes the access back, which waiting
+/// here cannot bring about; the node should attach read-only instead.
 pub fn may_come_up(err: &anyhow::Error) -> bool {
     let Some(kerr) = err.downcast_ref::<KernelError>() else {
         return false;
     };
+    if is_in_use(kerr) {
+        return false;
+    }
     let network = matches!(
         kerr.errno,
         libc::ECONNREFUSED
@@ -112,6 +131,20 @@ pub fn may_come_up(err: &anyhow::Error) -> bool {
         // A module that says nothing more: the errno alone.
         None => network || kerr.errno == libc::EBUSY,
     }
+}
+
+/// Whether `kerr` is the export's refusal of write access held by another
+/// local node identity. The module uses EBUSY for it and for "the export
+/// answered: busy" (out of sessions or memory for a moment, which passes);
+/// only the message tells them apart: "the export is in use read-write by
+/// NAME at ADDR:PORT", or, if the module could not format that, "the export
+/// answered: another local node writes to it".
+pub fn is_in_use(kerr: &KernelError) -> bool {
+    kerr.errno == libc::EBUSY
+        && kerr.extack.msg.as_deref().is_some_and(|msg| {
+            msg.starts_with("the export is in use read-write by")
+                || msg.contains("another local node writes to it")
+        })
 }
 
 /// The pacing of `--wait`, for `local` and `apply`: pauses that grow from
@@ -256,6 +289,7 @@ mod tests {
 
     fn wanted(addr: &str) -> Wanted {
         Wanted {
+            read_only: false,
             addr: addr.parse().unwrap(),
             export_name: None,
             index: None,
@@ -301,6 +335,31 @@ mod tests {
         };
         assert_eq!(found(&client("web1")).as_deref(), Some("/dev/dst2"));
         assert_eq!(found(&client("web2")), None);
+    }
+
+    /// `--read-only` takes only a read-only device; a read-write request
+    /// takes either (an export may grant only reads).
+    #[test]
+    fn read_only_is_part_of_the_match() {
+        let mut ro = device(3, "10.0.0.2:1025", Some("b"), EntryState::Connected);
+        ro.read_only = true;
+        let rw = device(2, "10.0.0.2:1025", Some("b"), EntryState::Connected);
+        let w = wanted("10.0.0.2:1025");
+        let read_only = Wanted {
+            read_only: true,
+            ..w.clone()
+        };
+        let found = |w: &Wanted, entries: &[ListEntry]| w.find(entries).map(dev_path);
+        assert_eq!(found(&read_only, std::slice::from_ref(&rw)), None);
+        assert_eq!(
+            found(&read_only, &[rw.clone(), ro.clone()]).as_deref(),
+            Some("/dev/dst3")
+        );
+        assert_eq!(
+            found(&w, std::slice::from_ref(&ro)).as_deref(),
+            Some("/dev/dst3")
+        );
+        assert_eq!(found(&w, &[rw, ro]).as_deref(), Some("/dev/dst2"));
     }
 
     fn kernel(errno: i32, msg: Option<&str>) -> anyhow::Error {
@@ -374,5 +433,26 @@ mod tests {
             assert!(!may_come_up(&kernel(errno, msg)), "{errno} {msg:?}");
         }
         assert!(!may_come_up(&anyhow::anyhow!("cannot open the key file")));
+    }
+
+    /// Another identity's write access is not waited for; busy is.
+    #[test]
+    fn in_use_is_not_transient() {
+        for msg in [
+            "the export is in use read-write by web1 at 10.0.0.7:40112",
+            // Cut to the extended ACK's 79 bytes.
+            "the export is in use read-write by xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "the export answered: another local node writes to it",
+        ] {
+            let err = kernel(libc::EBUSY, Some(msg));
+            assert!(!may_come_up(&err), "{msg}");
+            assert!(is_in_use(err.downcast_ref().unwrap()), "{msg}");
+        }
+        let busy = kernel(libc::EBUSY, Some("the export answered: busy"));
+        assert!(may_come_up(&busy));
+        assert!(!is_in_use(busy.downcast_ref().unwrap()));
+        // The words alone, with another errno, are not the refusal.
+        let other = kernel(libc::ENOENT, Some("the export is in use read-write by x"));
+        assert!(!is_in_use(other.downcast_ref().unwrap()));
     }
 }

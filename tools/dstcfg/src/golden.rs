@@ -415,6 +415,28 @@ fn dump_named() -> Vec<DstMessage> {
     receive(&entries)
 }
 
+/// The dump of a module with the one-writer rule: [`dump_named`] whose
+/// first export has a holder of its write access (`DST_A_WRITER_*` before
+/// the index, as `dst_genl_put_entry` puts them) and whose second export is
+/// shared (`DST_A_SHARED`, and no holder).
+fn dump_writer() -> Vec<DstMessage> {
+    let mut msgs = dump_named();
+    let with = |msg: &DstMessage, front: Vec<u8>| {
+        // Re-encode: the holder's attributes first, then the others.
+        let mut attrs = front;
+        let mut rest = vec![0u8; netlink_packet_core::Emitable::buffer_len(msg)];
+        netlink_packet_core::Emitable::emit(msg, &mut rest);
+        attrs.extend(rest);
+        receive(&[message(uapi::DST_CMD_LIST, NLM_F_MULTI, &attrs)]).remove(0)
+    };
+    let mut holder = stra(uapi::DST_A_WRITER_NAME, "web1");
+    holder.extend(addra(uapi::DST_A_WRITER_ADDR, "10.0.0.7"));
+    holder.extend(u16a(uapi::DST_A_WRITER_PORT, 40112));
+    msgs[0] = with(&msgs[0], holder);
+    msgs[1] = with(&msgs[1], nla(uapi::DST_A_SHARED, &[]));
+    msgs
+}
+
 fn entries(dump: &[DstMessage]) -> Vec<ListEntry> {
     ListEntry::from_dump(dump).unwrap()
 }
@@ -488,6 +510,36 @@ fn golden_list_named() {
                 *export_name = None;
                 *client_name = None;
             }
+        }
+        assert_eq!(a, &b);
+    }
+}
+
+/// An export's holder of the write access and a shared export, in the
+/// table (DETAIL) and in JSON (`shared`, `writer`).
+#[test]
+fn golden_list_writer() {
+    let e = entries(&dump_writer());
+    golden("list_writer.txt", &list_table(&e));
+    golden("list_writer.json", &list_json(&e));
+    let v: serde_json::Value = serde_json::from_str(&list_json(&e)).unwrap();
+    assert_eq!(v[0]["shared"], false);
+    assert_eq!(v[0]["writer"]["name"], "web1");
+    assert_eq!(v[0]["writer"]["address"], "10.0.0.7");
+    assert_eq!(v[0]["writer"]["port"], 40112);
+    assert_eq!(v[1]["shared"], true);
+    assert!(v[1]["writer"].is_null());
+    // Devices have neither key.
+    assert!(v[2].get("shared").is_none() && v[2].get("writer").is_none());
+    let table = list_table(&e);
+    assert!(table.contains("writer web1 at 10.0.0.7:40112"), "{table}");
+    assert!(table.contains(", shared,"), "{table}");
+    // Apart from them, the entries are those of the module before.
+    for (a, b) in entries(&dump_named()).iter().zip(&e) {
+        let mut b = b.clone();
+        if let crate::message::EntryKind::Export { shared, writer, .. } = &mut b.kind {
+            *shared = false;
+            *writer = None;
         }
         assert_eq!(a, &b);
     }

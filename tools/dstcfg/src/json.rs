@@ -107,6 +107,21 @@ struct ExportJson<'a> {
     integrity_errors: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    /// Any number of writers; always present (false for a module older
+    /// than the one-writer rule, whose exports took any number).
+    shared: bool,
+    /// Who holds the write access; `null` when nobody does (always for a
+    /// shared export).
+    writer: Option<WriterJson<'a>>,
+}
+
+/// The holder of an export's write access: its identity, and the address
+/// and port it last connected from (`null` if not reported).
+#[derive(Serialize)]
+struct WriterJson<'a> {
+    name: &'a str,
+    address: Option<String>,
+    port: Option<u16>,
 }
 
 /// A device, as `list --json` prints it (after `"kind": "device"`): its
@@ -187,6 +202,8 @@ impl<'a> EntryJson<'a> {
                 allow,
                 refused,
                 name,
+                shared,
+                writer,
             } => EntryJson::Export(ExportJson {
                 path,
                 address,
@@ -208,6 +225,12 @@ impl<'a> EntryJson<'a> {
                 refused: *refused,
                 integrity_errors: entry.integrity_errors,
                 name: name.as_deref(),
+                shared: *shared,
+                writer: writer.as_ref().map(|w| WriterJson {
+                    name: &w.name,
+                    address: w.addr.map(|a| a.ip().to_string()),
+                    port: w.addr.map(|a| a.port()),
+                }),
             }),
             EntryKind::Device {
                 index,

@@ -136,6 +136,12 @@ mod tests {
             "/etc/dst/dst.toml",
             "/run/dst/applied.json",
             "\\-\\-dry\\-run",
+            "\\-\\-shared",
+            "\\-\\-read\\-only",
+            ".SH \"ONE WRITER\"",
+            "the export is in use read\\-write by NAME",
+            "network namespace",
+            "/sys/kernel/dst/exportN/",
         ] {
             assert!(MAN.contains(needle), "the man page lacks {needle}");
         }

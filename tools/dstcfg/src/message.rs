@@ -46,6 +46,9 @@ pub enum DstCmd {
     Event,
     /// `DST_CMD_CONFIG`: module-wide settings.
     Config,
+    /// `DST_CMD_EXPORT_RELEASE`: take an export's write access from its
+    /// holder.
+    ExportRelease,
     /// A command number this tool does not know.
     Other(u8),
 }
@@ -62,6 +65,7 @@ impl From<DstCmd> for u8 {
             DstCmd::DevSet => uapi::DST_CMD_DEV_SET,
             DstCmd::Event => uapi::DST_CMD_EVENT,
             DstCmd::Config => uapi::DST_CMD_CONFIG,
+            DstCmd::ExportRelease => uapi::DST_CMD_EXPORT_RELEASE,
             DstCmd::Other(n) => n,
         }
     }
@@ -79,6 +83,7 @@ impl From<u8> for DstCmd {
             uapi::DST_CMD_DEV_SET => DstCmd::DevSet,
             uapi::DST_CMD_EVENT => DstCmd::Event,
             uapi::DST_CMD_CONFIG => DstCmd::Config,
+            uapi::DST_CMD_EXPORT_RELEASE => DstCmd::ExportRelease,
             n => DstCmd::Other(n),
         }
     }
@@ -188,6 +193,15 @@ pub enum DstAttr {
     /// `DST_A_CLIENT`: one client identity with a key of its own (nested
     /// `DST_CLIENT_A_*`).
     Client(Vec<ClientAttr>),
+    /// `DST_A_SHARED`: flag: the export takes any number of writers.
+    Shared,
+    /// `DST_A_WRITER_NAME`: the identity holding an export's write access
+    /// (string).
+    WriterName(String),
+    /// `DST_A_WRITER_ADDR`: the address it last connected from (binary).
+    WriterAddr(IpAddr),
+    /// `DST_A_WRITER_PORT`: the port it last connected from (u16).
+    WriterPort(u16),
     /// Any other attribute, including `DST_A_PAD`.
     Other(DefaultNla),
 }
@@ -400,14 +414,19 @@ impl Nla for DstAttr {
             | DstAttr::Message(s)
             | DstAttr::Name(s)
             | DstAttr::ClientName(s)
-            | DstAttr::KeyDesc(s) => s.len() + 1,
-            DstAttr::Addr(IpAddr::V4(_)) | DstAttr::PeerAddr(IpAddr::V4(_)) => 4,
-            DstAttr::Addr(IpAddr::V6(_)) | DstAttr::PeerAddr(IpAddr::V6(_)) => 16,
-            DstAttr::Port(_) | DstAttr::PeerPort(_) => 2,
+            | DstAttr::KeyDesc(s)
+            | DstAttr::WriterName(s) => s.len() + 1,
+            DstAttr::Addr(IpAddr::V4(_))
+            | DstAttr::PeerAddr(IpAddr::V4(_))
+            | DstAttr::WriterAddr(IpAddr::V4(_)) => 4,
+            DstAttr::Addr(IpAddr::V6(_))
+            | DstAttr::PeerAddr(IpAddr::V6(_))
+            | DstAttr::WriterAddr(IpAddr::V6(_)) => 16,
+            DstAttr::Port(_) | DstAttr::PeerPort(_) | DstAttr::WriterPort(_) => 2,
             DstAttr::Key(key) => key.len(),
             DstAttr::Allow(nested) => nested.as_slice().buffer_len(),
             DstAttr::Client(nested) => nested.as_slice().buffer_len(),
-            DstAttr::ReadOnly | DstAttr::Force => 0,
+            DstAttr::ReadOnly | DstAttr::Force | DstAttr::Shared => 0,
             DstAttr::Size(_)
             | DstAttr::Reconnects(_)
             | DstAttr::Resends(_)
@@ -492,6 +511,10 @@ impl Nla for DstAttr {
             DstAttr::RekeySeconds(_) => uapi::DST_A_REKEY_SECONDS,
             DstAttr::KeyDesc(_) => uapi::DST_A_KEY_DESC,
             DstAttr::Client(_) => uapi::DST_A_CLIENT | NLA_F_NESTED,
+            DstAttr::Shared => uapi::DST_A_SHARED,
+            DstAttr::WriterName(_) => uapi::DST_A_WRITER_NAME,
+            DstAttr::WriterAddr(_) => uapi::DST_A_WRITER_ADDR,
+            DstAttr::WriterPort(_) => uapi::DST_A_WRITER_PORT,
             DstAttr::Other(nla) => nla.kind(),
         }
     }
@@ -505,18 +528,21 @@ impl Nla for DstAttr {
             | DstAttr::Message(s)
             | DstAttr::Name(s)
             | DstAttr::ClientName(s)
-            | DstAttr::KeyDesc(s) => emit_string(buffer, s),
-            DstAttr::Addr(IpAddr::V4(ip)) | DstAttr::PeerAddr(IpAddr::V4(ip)) => {
-                buffer.copy_from_slice(&ip.octets())
+            | DstAttr::KeyDesc(s)
+            | DstAttr::WriterName(s) => emit_string(buffer, s),
+            DstAttr::Addr(IpAddr::V4(ip))
+            | DstAttr::PeerAddr(IpAddr::V4(ip))
+            | DstAttr::WriterAddr(IpAddr::V4(ip)) => buffer.copy_from_slice(&ip.octets()),
+            DstAttr::Addr(IpAddr::V6(ip))
+            | DstAttr::PeerAddr(IpAddr::V6(ip))
+            | DstAttr::WriterAddr(IpAddr::V6(ip)) => buffer.copy_from_slice(&ip.octets()),
+            DstAttr::Port(v) | DstAttr::PeerPort(v) | DstAttr::WriterPort(v) => {
+                emit_u16(buffer, *v).unwrap()
             }
-            DstAttr::Addr(IpAddr::V6(ip)) | DstAttr::PeerAddr(IpAddr::V6(ip)) => {
-                buffer.copy_from_slice(&ip.octets())
-            }
-            DstAttr::Port(v) | DstAttr::PeerPort(v) => emit_u16(buffer, *v).unwrap(),
             DstAttr::Key(key) => buffer.copy_from_slice(key.bytes()),
             DstAttr::Allow(nested) => nested.as_slice().emit(buffer),
             DstAttr::Client(nested) => nested.as_slice().emit(buffer),
-            DstAttr::ReadOnly | DstAttr::Force => {}
+            DstAttr::ReadOnly | DstAttr::Force | DstAttr::Shared => {}
             DstAttr::Size(v)
             | DstAttr::Reconnects(v)
             | DstAttr::Resends(v)
@@ -635,6 +661,16 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DstAttr {
                     .collect::<Result<Vec<_>, _>>()
                     .context("invalid DST_A_CLIENT")?,
             ),
+            uapi::DST_A_SHARED => DstAttr::Shared,
+            uapi::DST_A_WRITER_NAME => {
+                DstAttr::WriterName(parse_string(payload).context("invalid DST_A_WRITER_NAME")?)
+            }
+            uapi::DST_A_WRITER_ADDR => {
+                DstAttr::WriterAddr(parse_ip(payload).context("invalid DST_A_WRITER_ADDR")?)
+            }
+            uapi::DST_A_WRITER_PORT => {
+                DstAttr::WriterPort(parse_u16(payload).context("invalid DST_A_WRITER_PORT")?)
+            }
             _ => DstAttr::Other(DefaultNla::parse(buf)?),
         })
     }
@@ -808,6 +844,9 @@ pub struct ExportRequest {
     /// The export's identity (none: not sent, the module's default
     /// `<host name>:<device name>`).
     pub name: Option<String>,
+    /// Any number of local nodes may write (`DST_A_SHARED`); else one
+    /// identity at a time.
+    pub shared: bool,
 }
 
 impl ExportRequest {
@@ -824,11 +863,15 @@ impl ExportRequest {
         attrs.extend(self.allow.iter().map(|r| DstAttr::Allow(allow_attrs(r))));
         attrs.extend(self.clients.iter().map(|c| DstAttr::Client(c.attrs())));
         attrs.extend(self.name.clone().map(DstAttr::Name));
+        if self.shared {
+            attrs.push(DstAttr::Shared);
+        }
         attrs
     }
 }
 
-/// Attributes of `DST_CMD_EXPORT_DEL`.
+/// Attributes of `DST_CMD_EXPORT_DEL`, and of `DST_CMD_EXPORT_RELEASE`:
+/// the export's address.
 pub fn export_del_attrs(addr: SocketAddr) -> Vec<DstAttr> {
     addr_attrs(addr).to_vec()
 }
@@ -859,6 +902,9 @@ pub struct DeviceRequest {
     /// This node's identity (none: not sent, the module's default, the host
     /// name).
     pub client_name: Option<String>,
+    /// Ask for reads only (`DST_A_READ_ONLY`): the device is read-only and
+    /// never holds the export's write access.
+    pub read_only: bool,
 }
 
 impl DeviceRequest {
@@ -874,6 +920,9 @@ impl DeviceRequest {
         attrs.extend(self.client_id.map(DstAttr::ClientId));
         attrs.extend(self.export_name.clone().map(DstAttr::Name));
         attrs.extend(self.client_name.clone().map(DstAttr::ClientName));
+        if self.read_only {
+            attrs.push(DstAttr::ReadOnly);
+        }
         attrs
     }
 }
@@ -1121,6 +1170,12 @@ pub enum EntryKind {
         refused: Option<u64>,
         /// The export's identity (`DST_A_NAME`), if reported and not empty.
         name: Option<String>,
+        /// Any number of local nodes may write (`DST_A_SHARED`); false also
+        /// for a module older than the one-writer rule.
+        shared: bool,
+        /// Who holds the write access (`DST_A_WRITER_*`), if anyone does
+        /// and the module reports it.
+        writer: Option<Writer>,
     },
     /// `DST_KIND_DEVICE`.
     Device {
@@ -1146,6 +1201,17 @@ pub enum EntryKind {
         /// not empty.
         client_name: Option<String>,
     },
+}
+
+/// The local node that holds an export's write access, as `DST_CMD_LIST`
+/// reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Writer {
+    /// Its identity (`DST_A_WRITER_NAME`, its `--client-name`).
+    pub name: String,
+    /// The address and port it last connected from (`DST_A_WRITER_ADDR`,
+    /// `DST_A_WRITER_PORT`), if known.
+    pub addr: Option<SocketAddr>,
 }
 
 /// One export or device, decoded from a `DST_CMD_LIST` message.
@@ -1182,6 +1248,8 @@ impl ListEntry {
         let (mut allow, mut refused, mut queues, mut client_id) = (Vec::new(), None, None, None);
         let (mut protection, mut alg, mut integrity_errors) = (None, None, None);
         let (mut name, mut client_name) = (None, None);
+        let (mut shared, mut writer_name, mut writer_ip, mut writer_port) =
+            (false, None, None, None);
         for attr in &msg.attrs {
             if settings.absorb(attr) || counters.absorb(attr) {
                 continue;
@@ -1207,6 +1275,10 @@ impl ListEntry {
                 DstAttr::IntegrityErrors(n) => integrity_errors = Some(*n),
                 DstAttr::Name(n) if !n.is_empty() => name = Some(n.clone()),
                 DstAttr::ClientName(n) if !n.is_empty() => client_name = Some(n.clone()),
+                DstAttr::Shared => shared = true,
+                DstAttr::WriterName(n) if !n.is_empty() => writer_name = Some(n.clone()),
+                DstAttr::WriterAddr(a) => writer_ip = Some(*a),
+                DstAttr::WriterPort(p) => writer_port = Some(*p),
                 _ => {}
             }
         }
@@ -1218,6 +1290,14 @@ impl ListEntry {
                 allow,
                 refused,
                 name,
+                shared,
+                // An address without a name says nothing: no holder.
+                writer: writer_name.map(|name| Writer {
+                    name,
+                    addr: writer_ip
+                        .zip(writer_port)
+                        .map(|(ip, port)| SocketAddr::new(ip, port)),
+                }),
             },
             uapi::DST_KIND_DEVICE => {
                 let index = index.ok_or_else(|| anyhow!("device entry lacks DST_A_INDEX"))?;
@@ -1556,6 +1636,7 @@ mod tests {
     #[test]
     fn export_add_wire_format() {
         let req = ExportRequest {
+            shared: false,
             addr: "10.0.0.2:1025".parse().unwrap(),
             path: "/dev/sdb".into(),
             read_only: true,
@@ -1586,6 +1667,7 @@ mod tests {
     #[test]
     fn optional_attrs_only_when_given() {
         let req = ExportRequest {
+            shared: false,
             addr: "[2001:db8::1]:2000".parse().unwrap(),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -1617,6 +1699,7 @@ mod tests {
     #[test]
     fn dev_add_and_del_wire_format() {
         let mut req = DeviceRequest {
+            read_only: false,
             addr: "10.0.0.1:1025".parse().unwrap(),
             index: None,
             max_io_pages: None,
@@ -1668,6 +1751,114 @@ mod tests {
         );
     }
 
+    /// `--read-only` of local and `--shared` of export are flags last in
+    /// their requests; `release` sends the export's address, as unexport.
+    #[test]
+    fn one_writer_wire_format() {
+        let mut dev = DeviceRequest {
+            read_only: true,
+            addr: "10.0.0.1:1025".parse().unwrap(),
+            index: None,
+            max_io_pages: None,
+            queue_depth: None,
+            queues: None,
+            security: Default::default(),
+            settings: DeviceSettings::default(),
+            client_id: None,
+            export_name: None,
+            client_name: Some("web1".into()),
+        };
+        let mut expected = nla(uapi::DST_A_ADDR, &[10, 0, 0, 1]);
+        expected.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+        expected.extend(nla(uapi::DST_A_CLIENT_NAME, b"web1\0"));
+        expected.extend(nla(uapi::DST_A_READ_ONLY, &[]));
+        assert_eq!(
+            emit(&DstMessage::new(DstCmd::DevAdd, dev.attrs())),
+            expected
+        );
+        dev.read_only = false;
+        assert!(!dev.attrs().contains(&DstAttr::ReadOnly));
+        let mut exp = ExportRequest {
+            shared: true,
+            addr: "10.0.0.2:1025".parse().unwrap(),
+            path: "/dev/sdb".into(),
+            read_only: false,
+            size: None,
+            max_io_pages: None,
+            security: Default::default(),
+            allow: Vec::new(),
+            clients: Vec::new(),
+            name: None,
+        };
+        assert_eq!(exp.attrs().last(), Some(&DstAttr::Shared));
+        let bytes = emit(&DstMessage::new(DstCmd::ExportAdd, exp.attrs()));
+        assert!(bytes.ends_with(&nla(uapi::DST_A_SHARED, &[])));
+        exp.shared = false;
+        assert!(!exp.attrs().contains(&DstAttr::Shared));
+        assert_eq!(
+            u8::from(DstCmd::ExportRelease),
+            uapi::DST_CMD_EXPORT_RELEASE
+        );
+        assert_eq!(DstCmd::from(10), DstCmd::ExportRelease);
+    }
+
+    /// An export's holder: name, address and port; a name alone; an
+    /// address without a name is no holder; a shared export.
+    #[test]
+    fn list_entries_with_a_writer() {
+        let export = |extra: Vec<u8>| {
+            let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_EXPORT.to_ne_bytes());
+            b.extend(nla(uapi::DST_A_ADDR, &[10, 0, 0, 2]));
+            b.extend(nla(uapi::DST_A_PORT, &1025u16.to_ne_bytes()));
+            b.extend(nla(uapi::DST_A_PATH, b"/dev/sdb\0"));
+            b.extend(extra);
+            let msg = parse(&b, uapi::DST_CMD_LIST);
+            match ListEntry::from_message(&msg).unwrap().unwrap().kind {
+                EntryKind::Export { shared, writer, .. } => (shared, writer),
+                other => panic!("{other:?}"),
+            }
+        };
+        let ip6: std::net::Ipv6Addr = "2001:db8::7".parse().unwrap();
+        let mut holder = nla(uapi::DST_A_WRITER_NAME, b"web1\0");
+        holder.extend(nla(uapi::DST_A_WRITER_ADDR, &ip6.octets()));
+        holder.extend(nla(uapi::DST_A_WRITER_PORT, &40112u16.to_ne_bytes()));
+        assert_eq!(
+            export(holder),
+            (
+                false,
+                Some(Writer {
+                    name: "web1".into(),
+                    addr: Some("[2001:db8::7]:40112".parse().unwrap()),
+                })
+            )
+        );
+        assert_eq!(
+            export(nla(uapi::DST_A_WRITER_NAME, b"web1\0")),
+            (
+                false,
+                Some(Writer {
+                    name: "web1".into(),
+                    addr: None
+                })
+            )
+        );
+        let mut nameless = nla(uapi::DST_A_WRITER_ADDR, &[10, 0, 0, 7]);
+        nameless.extend(nla(uapi::DST_A_WRITER_PORT, &1u16.to_ne_bytes()));
+        assert_eq!(export(nameless), (false, None));
+        assert_eq!(export(nla(uapi::DST_A_WRITER_NAME, b"\0")), (false, None));
+        assert_eq!(export(nla(uapi::DST_A_SHARED, &[])), (true, None));
+        assert_eq!(export(Vec::new()), (false, None));
+        // A bad address is an error, not a guess.
+        let bad = nla(uapi::DST_A_WRITER_ADDR, &[1, 2, 3]);
+        let mut b = nla(uapi::DST_A_KIND, &uapi::DST_KIND_EXPORT.to_ne_bytes());
+        b.extend(bad);
+        let header = GenlHeader {
+            cmd: uapi::DST_CMD_LIST,
+            version: uapi::DST_GENL_VERSION,
+        };
+        assert!(DstMessage::parse_with_param(&b[..], header).is_err());
+    }
+
     fn every_setting() -> DeviceSettings {
         DeviceSettings {
             req_timeout_ms: Some(2000),
@@ -1699,6 +1890,7 @@ mod tests {
     #[test]
     fn dev_add_with_settings_wire_format() {
         let req = DeviceRequest {
+            read_only: false,
             addr: "10.0.0.1:1025".parse().unwrap(),
             index: None,
             max_io_pages: None,
@@ -1982,6 +2174,8 @@ mod tests {
             vec![
                 ListEntry {
                     kind: EntryKind::Export {
+                        shared: false,
+                        writer: None,
                         path: "/dev/sdb".into(),
                         sessions: 2,
                         index: None,
@@ -2179,6 +2373,7 @@ mod tests {
     fn identities_wire_format() {
         // EXPORT_ADD: DST_A_NAME last, NUL-terminated, padded to 4 bytes.
         let mut export = ExportRequest {
+            shared: false,
             addr: "10.0.0.2:1025".parse().unwrap(),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -2211,6 +2406,7 @@ mod tests {
         // DEV_ADD: the export's name (DST_A_NAME), then this node's
         // (DST_A_CLIENT_NAME), after everything else; each only when given.
         let mut dev = DeviceRequest {
+            read_only: false,
             addr: "10.0.0.1:1025".parse().unwrap(),
             index: None,
             max_io_pages: None,
@@ -2262,6 +2458,7 @@ mod tests {
             key_desc: Some("dst:pair1".into()),
         };
         let export = ExportRequest {
+            shared: false,
             addr: "10.0.0.2:1025".parse().unwrap(),
             path: "/dev/sdb".into(),
             read_only: false,
@@ -2296,6 +2493,7 @@ mod tests {
         // DEV_ADD: the same attribute after the protection, before the
         // client id and the identities.
         let dev = DeviceRequest {
+            read_only: false,
             addr: "10.0.0.1:1025".parse().unwrap(),
             index: None,
             max_io_pages: None,
@@ -2391,6 +2589,7 @@ mod tests {
         // nested, after the protection (and allow-list), before the name.
         let web1_key = [0x5au8; 32];
         let export = ExportRequest {
+            shared: false,
             addr: "10.0.0.2:1025".parse().unwrap(),
             path: "/dev/sdb".into(),
             read_only: false,

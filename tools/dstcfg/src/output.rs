@@ -9,7 +9,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::args::LOSS_TIMEOUT_INFINITE;
-use crate::message::{EntryKind, EntryState, Event, ListEntry, ModuleSettings, Status};
+use crate::message::{EntryKind, EntryState, Event, ListEntry, ModuleSettings, Status, Writer};
 use crate::uapi;
 
 /// `n` bytes for humans, in binary units: `512 B`, `1.0 KiB`, `512.0 MiB`.
@@ -100,6 +100,15 @@ pub fn client_id_text(id: u64) -> String {
     format!("{id:#018x}")
 }
 
+/// The holder of an export's write access: `web1 at 192.0.2.7:40112`, or
+/// `web1` if its address is not reported.
+pub fn writer_text(writer: &Writer) -> String {
+    match writer.addr {
+        Some(addr) => format!("{} at {addr}", writer.name),
+        None => writer.name.clone(),
+    }
+}
+
 /// The name of an `enum dst_event` value, as `-a monitor` prints it.
 pub fn event_name(n: u32) -> String {
     match n {
@@ -181,8 +190,10 @@ fn device_detail(entry: &ListEntry) -> String {
 }
 
 /// The DETAIL column of an export: `exportN` and its identity when
-/// reported, the sessions, the protection and the allow-list, then the
-/// refused clients and integrity errors that are reported and not zero.
+/// reported, the sessions, `shared` or who writes (`writer NAME at
+/// ADDR:PORT`) when someone does, the protection and the allow-list, then
+/// the refused clients and integrity errors that are reported and not
+/// zero.
 fn export_detail(entry: &ListEntry) -> String {
     let EntryKind::Export {
         sessions,
@@ -190,6 +201,8 @@ fn export_detail(entry: &ListEntry) -> String {
         allow,
         refused,
         name,
+        shared,
+        writer,
         ..
     } = &entry.kind
     else {
@@ -199,6 +212,14 @@ fn export_detail(entry: &ListEntry) -> String {
     parts.extend(index.map(|n| format!("export{n}")));
     parts.extend(name.as_ref().map(|n| format!("name {n}")));
     parts.push(count((*sessions).into(), "session"));
+    if *shared {
+        parts.push("shared".into());
+    }
+    parts.extend(
+        writer
+            .as_ref()
+            .map(|w| format!("writer {}", writer_text(w))),
+    );
     parts.extend(protection_detail(entry));
     if !allow.is_empty() {
         let rules: Vec<String> = allow.iter().map(|r| r.to_string()).collect();

@@ -6,15 +6,19 @@
 //! Matching: an export is the running export listening on its address; a
 //! device is the recorded device of the same entry (export node address
 //! and `export_name`), or else a running device to that address (of that
-//! export name, if given) that no file manages, preferring the entry's
-//! `index`, then the lowest: it is adopted. Objects another file manages
-//! are left alone.
+//! export name, if given; read-only, if the entry is) that no file
+//! manages, preferring the entry's `index`, then the lowest: it is
+//! adopted. Objects another file manages are left alone.
 //!
 //! Changes: device timeouts and `max_resends` change live (`DST_CMD_DEV_SET`;
 //! a key left out means the default of a new device); module settings
 //! given change live (`DST_CMD_CONFIG`; a key left out leaves the module's
 //! value); anything else that differs is reported as needing a re-create,
-//! never done here (a device may be mounted). Only what the record lists
+//! never done here (a device may be mounted): an export's `shared` among
+//! them, and a device's `read_only` (a read-only entry whose device
+//! writes; a read-write entry whose device was recorded as asking for
+//! reads only: the kernel reports whether a device is read-only, not
+//! whether it asked to be, as the export may grant only reads). Only what the record lists
 //! for this file is removed; devices before exports.
 
 use std::fmt;
@@ -295,6 +299,7 @@ pub fn plan_apply(desired: &Desired, running: &Running, record: &Record, file: &
                         } if e.addr == d.addr
                             && !claimed.contains(&r)
                             && !recorded.contains(&r)
+                            && (!d.entry.read_only || e.read_only)
                             && (d.entry.export_name.is_none()
                                 || *export_name == d.entry.export_name) =>
                         {
@@ -470,6 +475,7 @@ pub fn managed_device(
         max_io_pages: d.entry.max_io_pages,
         key_file: d.entry.key_file.clone(),
         key_desc: d.entry.key_desc.clone(),
+        read_only: d.entry.read_only,
         known,
     }
 }
@@ -545,7 +551,11 @@ fn export_diffs(d: &DesiredExport, r: &ListEntry, rec: Option<&ManagedExport>) -
     let e = &d.entry;
     let mut diffs = Diffs::default();
     let EntryKind::Export {
-        path, allow, name, ..
+        path,
+        allow,
+        name,
+        shared,
+        ..
     } = &r.kind
     else {
         return diffs.0;
@@ -556,6 +566,7 @@ fn export_diffs(d: &DesiredExport, r: &ListEntry, rec: Option<&ManagedExport>) -
         r.read_only.to_string(),
         e.read_only.to_string(),
     );
+    diffs.differ("shared", shared.to_string(), e.shared.to_string());
     match (e.size, rec) {
         (Some(size), _) => diffs.differ("size", human_size(r.size), human_size(size)),
         (None, Some(rec)) if rec.size.is_some() => {
@@ -627,6 +638,14 @@ fn device_diffs(d: &DesiredDevice, r: &ListEntry, rec: Option<&ManagedDevice>) -
     }
     if let (Some(want), Some(have)) = (&e.client_name, client_name) {
         diffs.differ("client_name", have.clone(), want.clone());
+    }
+    // Read-only asked for and the device writes; or read-write asked for
+    // and the device was made asking for reads only (a read-only device
+    // not recorded so may be all the export grants).
+    if e.read_only && !r.read_only {
+        diffs.differ("read_only", "false".into(), "true".into());
+    } else if !e.read_only && rec.is_some_and(|rec| rec.read_only) {
+        diffs.differ("read_only", "true".into(), "false".into());
     }
     diffs.security(e.protection, &e.alg, r);
     if let Some(rec) = rec {
@@ -721,6 +740,8 @@ pub(crate) mod tests {
     pub(crate) fn export(addr: &str, path: &str) -> ListEntry {
         ListEntry {
             kind: EntryKind::Export {
+                shared: false,
+                writer: None,
                 path: path.into(),
                 sessions: 0,
                 index: Some(0),
@@ -791,8 +812,9 @@ pub(crate) mod tests {
                     let e = &d.exports[*i];
                     let mut entry = export(&e.addr.to_string(), &e.device_path);
                     entry.read_only = e.entry.read_only;
-                    if let EntryKind::Export { allow, .. } = &mut entry.kind {
+                    if let EntryKind::Export { allow, shared, .. } = &mut entry.kind {
                         *allow = e.entry.allow.iter().map(|a| a.0).collect();
+                        *shared = e.entry.shared;
                     }
                     entry.protection = e.entry.protection.map(|p| p.number()).or(entry.protection);
                     created.exports.push(managed_export(e, &entry, true));
@@ -814,6 +836,7 @@ pub(crate) mod tests {
                         .unwrap_or_else(|| (0..).find(|n| !used.contains(n)).unwrap());
                     let id = e.entry.client_id.unwrap_or(0xc0de_0000 + u64::from(index));
                     let mut entry = device(&e.addr.to_string(), index, id);
+                    entry.read_only = e.entry.read_only;
                     if let EntryKind::Device {
                         settings, queues, ..
                     } = &mut entry.kind
@@ -1049,6 +1072,60 @@ loss_timeout = \"30s\"
         assert!(!plan.in_sync());
         // The record keeps what runs, so the next apply says it again.
         assert_eq!(new_record, record);
+    }
+
+    /// `shared` of an export and `read_only` of a device: made as the
+    /// file says, in sync after, and a change of either needs a
+    /// re-create; an export that grants only reads makes a read-write
+    /// entry's device read-only without a difference.
+    #[test]
+    fn shared_and_read_only() {
+        let text = BASE.replace("[[device]]", "shared = true\n\n[[device]]") + "read_only = true\n";
+        let (plan, after, record) = apply(&text, &running(Vec::new()), &Record::default());
+        assert!(plan.steps.contains(&Step::CreateDevice(0)), "{plan:#?}");
+        assert!(after.entries.iter().all(|e| match &e.kind {
+            EntryKind::Export { shared, .. } => *shared,
+            EntryKind::Device { .. } => e.read_only,
+        }));
+        assert!(record.files[FILE].devices[0].read_only);
+        let (again, _, _) = apply(&text, &after, &record);
+        assert!(again.in_sync(), "{again:#?}");
+        // Both taken out of the file: both differ.
+        let (plan, _, _) = apply(BASE, &after, &record);
+        let shown: Vec<String> = plan
+            .recreate
+            .iter()
+            .flat_map(|r| r.changes.iter().map(ToString::to_string))
+            .collect();
+        assert_eq!(shown, ["shared true -> false", "read_only true -> false"]);
+        // A read-write device the file wants read-only differs.
+        let (_, rw, rw_record) = apply(BASE, &running(Vec::new()), &Record::default());
+        let (plan, _, _) = apply(&(BASE.to_string() + "read_only = true\n"), &rw, &rw_record);
+        assert_eq!(plan.recreate.len(), 1, "{plan:#?}");
+        assert_eq!(
+            plan.recreate[0].changes[0].to_string(),
+            "read_only false -> true"
+        );
+        // A device read-only by the export's grant: no difference.
+        let mut granted = rw.clone();
+        for e in &mut granted.entries {
+            if matches!(e.kind, EntryKind::Device { .. }) {
+                e.read_only = true;
+            }
+        }
+        let (plan, _, _) = apply(BASE, &granted, &rw_record);
+        assert!(plan.in_sync(), "{plan:#?}");
+        // Adoption: a read-only entry does not take a writable device.
+        let hand = vec![
+            export("127.0.0.1:1025", "/dev/ram0"),
+            device("127.0.0.1:1025", 4, 9),
+        ];
+        let ro = BASE.to_string() + "read_only = true\n";
+        let (plan, _, _) = apply(&ro, &running(hand.clone()), &Record::default());
+        assert!(plan.devices[0].is_none(), "{plan:#?}");
+        assert!(plan.steps.contains(&Step::CreateDevice(0)), "{plan:#?}");
+        let (plan, _, _) = apply(BASE, &running(hand), &Record::default());
+        assert!(plan.devices[0].as_ref().is_some_and(|m| m.adopted));
     }
 
     #[test]

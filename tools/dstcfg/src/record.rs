@@ -99,6 +99,11 @@ pub struct ManagedDevice {
     /// `key_desc` as given.
     #[serde(default)]
     pub key_desc: Option<String>,
+    /// `read_only` as given: the device asked for reads only (the kernel
+    /// reports only whether it is read-only, which the export may have
+    /// decided).
+    #[serde(default)]
+    pub read_only: bool,
     /// See [`ManagedExport::known`].
     pub known: bool,
 }
@@ -215,6 +220,7 @@ mod tests {
                     max_io_pages: None,
                     key_file: None,
                     key_desc: None,
+                    read_only: true,
                     known: true,
                 }],
             },

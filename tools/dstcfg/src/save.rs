@@ -110,7 +110,11 @@ pub fn render(module: &ModuleSettings, running: &Running, record: &Record) -> St
     }
     for (i, entry) in running.entries.iter().enumerate() {
         let EntryKind::Export {
-            path, allow, name, ..
+            path,
+            allow,
+            name,
+            shared,
+            ..
         } = &entry.kind
         else {
             continue;
@@ -124,6 +128,9 @@ pub fn render(module: &ModuleSettings, running: &Running, record: &Record) -> St
         }
         if entry.read_only {
             out.push_str("read_only = true\n");
+        }
+        if *shared {
+            out.push_str("shared = true\n");
         }
         if let Some(size) = rec.and_then(|r| r.size) {
             let _ = writeln!(out, "size = {size}");
@@ -186,6 +193,14 @@ pub fn render(module: &ModuleSettings, running: &Running, record: &Record) -> St
         }
         if let Some(name) = client_name {
             let _ = writeln!(out, "client_name = {}", quote(name));
+        }
+        // A read-only device asked for reads only, as far as anyone knows:
+        // made so again, it does not take the export's write access
+        // (if the export granted only reads, it could not anyway).
+        if rec.map_or(entry.read_only, |r| {
+            r.read_only || (entry.read_only && !r.known)
+        }) {
+            out.push_str("read_only = true\n");
         }
         let _ = writeln!(out, "index = {index}");
         if let Some(n) = queues {
@@ -306,6 +321,56 @@ ping_interval = 0
             assert!(saved.contains(line), "{line:?} not in:\n{saved}");
         }
         // The saved file parses, and applying it changes nothing.
+        let d = parse(&saved, Path::new("saved.toml"), &crate::cli::parse_remote)
+            .unwrap_or_else(|e| panic!("{e}\n{saved}"));
+        let plan = plan_apply(&d, &running, &record, FILE);
+        assert!(plan.in_sync(), "{plan:#?}\n{saved}");
+    }
+
+    /// `shared` of an export; `read_only` of a device that asked for it,
+    /// or of a read-only device apply did not make (it may have asked);
+    /// not of one apply made read-write that the export made read-only.
+    #[test]
+    fn shared_and_read_only_are_saved() {
+        let text = "\
+[[export]]
+listen = \"127.0.0.1\"
+path = \"/dev/ram0\"
+shared = true
+
+[[device]]
+remote = \"127.0.0.1\"
+read_only = true
+
+[[device]]
+remote = \"127.0.0.1:1027\"
+";
+        let mut hand = device("127.0.0.1:1026", 5, 77);
+        hand.read_only = true;
+        let (mut running, record) = applied(text, vec![hand]);
+        // The export on 1027 grants only reads.
+        for e in &mut running.entries {
+            if e.addr.port() == 1027 {
+                e.read_only = true;
+            }
+        }
+        let saved = render(&running.module, &running, &record);
+        assert!(
+            saved.contains("path = \"/dev/ram0\"\nname = \"node1:ram0\"\nshared = true\n"),
+            "{saved}"
+        );
+        let devices: Vec<&str> = saved.split("[[device]]").skip(1).collect();
+        let by_port = |port: &str| {
+            devices
+                .iter()
+                .find(|d| d.contains(&format!(":{port}\"")))
+                .unwrap()
+                .contains("read_only = true")
+        };
+        assert!(
+            by_port("1025") && by_port("1026") && !by_port("1027"),
+            "{saved}"
+        );
         let d = parse(&saved, Path::new("saved.toml"), &crate::cli::parse_remote)
             .unwrap_or_else(|e| panic!("{e}\n{saved}"));
         let plan = plan_apply(&d, &running, &record, FILE);

@@ -42,8 +42,12 @@ pub const DST_CMD_EVENT: u8 = 8;
 /// Module-wide settings: any non-empty subset of [`DST_A_CRYPTO_THREADS`],
 /// [`DST_A_REKEY_MIB`] and [`DST_A_REKEY_SECONDS`].
 pub const DST_CMD_CONFIG: u8 = 9;
+/// Take the write access of the export on [`DST_A_ADDR`]/[`DST_A_PORT`]
+/// from the local node that holds it: its sessions end, and the next local
+/// node to ask for read-write gets it.
+pub const DST_CMD_EXPORT_RELEASE: u8 = 10;
 /// Highest command number (`DST_CMD_MAX`).
-pub const DST_CMD_MAX: u8 = DST_CMD_CONFIG;
+pub const DST_CMD_MAX: u8 = DST_CMD_EXPORT_RELEASE;
 
 // enum dst_attr
 /// Unused attribute 0.
@@ -60,7 +64,9 @@ pub const DST_A_ADDR: u16 = 4;
 pub const DST_A_PORT: u16 = 5;
 /// String: backing block device of an export.
 pub const DST_A_PATH: u16 = 6;
-/// Flag: export: serve read-only.
+/// Flag: `DST_CMD_EXPORT_ADD`: serve read-only; `DST_CMD_DEV_ADD`: ask for
+/// reads only (the device is read-only and never holds the export's write
+/// access); in replies: served or provided read-only.
 pub const DST_A_READ_ONLY: u16 = 7;
 /// u64: export: size cap in bytes; replies: size.
 pub const DST_A_SIZE: u16 = 8;
@@ -157,8 +163,20 @@ pub const DST_A_KEY_DESC: u16 = 47;
 /// Nested, repeatable: `DST_CMD_EXPORT_ADD`: a client identity with a key
 /// of its own (`DST_CLIENT_A_*`, `--client`).
 pub const DST_A_CLIENT: u16 = 48;
+/// Flag: `DST_CMD_EXPORT_ADD`, `DST_CMD_LIST` replies: any number of local
+/// nodes may write (cluster file systems only); else one identity at a
+/// time (`--shared`).
+pub const DST_A_SHARED: u16 = 49;
+/// String: `DST_CMD_LIST` replies of exports: the identity holding the
+/// write access, when one does.
+pub const DST_A_WRITER_NAME: u16 = 50;
+/// Binary: `DST_CMD_LIST` replies of exports: the address (4 or 16 bytes)
+/// the holder last connected from.
+pub const DST_A_WRITER_ADDR: u16 = 51;
+/// u16: `DST_CMD_LIST` replies of exports: the port it connected from.
+pub const DST_A_WRITER_PORT: u16 = 52;
 /// Highest attribute number (`DST_A_MAX`).
-pub const DST_A_MAX: u16 = DST_A_CLIENT;
+pub const DST_A_MAX: u16 = DST_A_WRITER_PORT;
 
 // enum dst_allow_attr: attributes nested in one DST_A_ALLOW entry.
 /// Unused nested attribute 0.
@@ -253,6 +271,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_CMD_DEV_SET", DST_CMD_DEV_SET as u32),
             ("DST_CMD_EVENT", DST_CMD_EVENT as u32),
             ("DST_CMD_CONFIG", DST_CMD_CONFIG as u32),
+            ("DST_CMD_EXPORT_RELEASE", DST_CMD_EXPORT_RELEASE as u32),
         ],
     ),
     (
@@ -307,6 +326,10 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_A_REKEY_SECONDS", DST_A_REKEY_SECONDS as u32),
             ("DST_A_KEY_DESC", DST_A_KEY_DESC as u32),
             ("DST_A_CLIENT", DST_A_CLIENT as u32),
+            ("DST_A_SHARED", DST_A_SHARED as u32),
+            ("DST_A_WRITER_NAME", DST_A_WRITER_NAME as u32),
+            ("DST_A_WRITER_ADDR", DST_A_WRITER_ADDR as u32),
+            ("DST_A_WRITER_PORT", DST_A_WRITER_PORT as u32),
         ],
     ),
     (
@@ -589,6 +612,12 @@ mod tests {
         );
         assert_eq!(attr_name(999), None);
         assert_eq!(cmd_name(DST_CMD_CONFIG), Some("DST_CMD_CONFIG"));
+        assert_eq!(
+            cmd_name(DST_CMD_EXPORT_RELEASE),
+            Some("DST_CMD_EXPORT_RELEASE")
+        );
+        assert_eq!(attr_name(DST_A_SHARED), Some("DST_A_SHARED"));
+        assert_eq!(attr_name(DST_A_WRITER_PORT), Some("DST_A_WRITER_PORT"));
         assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
         assert_eq!(attr_name(DST_A_CLIENT_ID), Some("DST_A_CLIENT_ID"));
         assert_eq!(attr_name(DST_A_FORCE), Some("DST_A_FORCE"));

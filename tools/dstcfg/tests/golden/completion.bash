@@ -46,6 +46,9 @@ _dstcfg() {
             dstcfg,monitor)
                 cmd="dstcfg__subcmd__monitor"
                 ;;
+            dstcfg,release)
+                cmd="dstcfg__subcmd__release"
+                ;;
             dstcfg,save)
                 cmd="dstcfg__subcmd__save"
                 ;;
@@ -88,6 +91,9 @@ _dstcfg() {
             dstcfg__subcmd__help,monitor)
                 cmd="dstcfg__subcmd__help__subcmd__monitor"
                 ;;
+            dstcfg__subcmd__help,release)
+                cmd="dstcfg__subcmd__help__subcmd__release"
+                ;;
             dstcfg__subcmd__help,save)
                 cmd="dstcfg__subcmd__help__subcmd__save"
                 ;;
@@ -107,18 +113,18 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down help"
+            opts="-a -h -V --action --help --version export unexport release local delete set list status monitor check genkey apply save down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -265,7 +271,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__export)
-            opts="-p -f -n -r -h --port --file --name --read-only --size --max-io-pages --protection --alg --key-file --key-desc --allow --client --remote --help"
+            opts="-p -f -n -r -h --port --file --name --read-only --shared --size --max-io-pages --protection --alg --key-file --key-desc --allow --client --remote --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -420,7 +426,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport local delete set list status monitor check genkey apply save down help"
+            opts="export unexport release local delete set list status monitor check genkey apply save down help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -573,6 +579,20 @@ _dstcfg() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dstcfg__subcmd__help__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dstcfg__subcmd__help__subcmd__save)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -644,7 +664,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__local)
-            opts="-p -n -i -r -h --port --name --client-name --index --max-io-pages --queue-depth --queues --client-id --wait --duplicate --req-timeout --max-resends --reconnect-delay --ping-interval --ping-timeout --loss-timeout --protection --alg --key-file --key-desc --remote --help"
+            opts="-p -n -i -r -h --port --name --client-name --read-only --index --max-io-pages --queue-depth --queues --client-id --wait --duplicate --req-timeout --max-resends --reconnect-delay --ping-interval --ping-timeout --loss-timeout --protection --alg --key-file --key-desc --remote --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -772,6 +792,36 @@ _dstcfg() {
             fi
             case "${prev}" in
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__release)
+            opts="-p -r -h --port --remote --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
