@@ -9,9 +9,10 @@
 //! [`include/linux/bio.h`](srctree/include/linux/bio.h),
 //! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
 //!
-//! This is the only file of the export node that calls C directly; the
-//! protocol and session logic in `export/` is safe Rust. Inline helpers the
-//! bindings lack live in `shim_bdev.c`.
+//! This file and `backing_file.rs` are the only ones of the export node that
+//! call C directly; the protocol and session logic in `export/` is safe
+//! Rust. Inline helpers the bindings lack live in `shim_bdev.c` (and
+//! `shim_file.c`).
 //!
 //! Memory on the IO path: the `kernel::alloc` flags have no `GFP_NOIO`, so
 //! allocations made on behalf of the network (page buffers, per-request state)
