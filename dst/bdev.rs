@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The export node's IO plumbing: the backing block device, asynchronous
-//! bios over page buffers (`pages.rs`) with a completion callback, and the
-//! workqueue that runs blocking device operations.
+//! The export node's IO plumbing: the backing store (a block device, or a
+//! regular file through `backing_file.rs`), asynchronous bios over page
+//! buffers (`pages.rs`) with a completion callback, and the workqueue that
+//! runs blocking device operations.
 //!
 //! C headers: [`include/linux/blkdev.h`](srctree/include/linux/blkdev.h),
 //! [`include/linux/bio.h`](srctree/include/linux/bio.h),
 //! [`include/linux/workqueue.h`](srctree/include/linux/workqueue.h)
 //!
-//! This is the only file of the export node that calls C directly; the
-//! protocol and session logic in `export/` is safe Rust. Inline helpers the
-//! bindings lack live in `shim_bdev.c`.
+//! This file and `backing_file.rs` are the only ones of the export node that
+//! call C directly; the protocol and session logic in `export/` is safe
+//! Rust. Inline helpers the bindings lack live in `shim_bdev.c` (and
+//! `shim_file.c`).
 //!
 //! Memory on the IO path: the `kernel::alloc` flags have no `GFP_NOIO`, so
 //! allocations made on behalf of the network (page buffers, per-request state)
@@ -38,7 +40,11 @@ use kernel::{
     workqueue::Queue,
 };
 
-use crate::{error::code, pages::PageBuf};
+use crate::{
+    backing_file::{self, Aio, BackingFile},
+    error::code,
+    pages::PageBuf,
+};
 
 /// `shim_bdev.c`. A `struct block_device *` or `struct bio *` is passed as
 /// `*mut c_void`: their bindgen types hold a zero-sized field that the
@@ -121,6 +127,116 @@ pub(crate) fn noio<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// What an export serves: a block device, or a regular file.
+pub(crate) enum Backing {
+    /// Opened exclusively; READ and WRITE are bios.
+    Block(BlockDevice),
+    /// Claimed by one export; READ and WRITE are kiocbs.
+    File(BackingFile),
+}
+
+impl Backing {
+    /// Opens the block device at `path` (see [`BlockDevice::open`]).
+    pub(crate) fn open_block(path: &CStr, write: bool, holder: *const c_void) -> Result<Self> {
+        BlockDevice::open(path, write, holder).map(Backing::Block)
+    }
+
+    /// Opens the regular file at `path` (see [`BackingFile::open`]).
+    pub(crate) fn open_file(path: &CStr, write: bool) -> Result<Self> {
+        BackingFile::open(path, write).map(Backing::File)
+    }
+
+    /// What is served, for log lines.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self {
+            Backing::Block(_) => "block device",
+            Backing::File(f) if f.is_direct() => "file, direct IO",
+            Backing::File(_) => "file, buffered IO",
+        }
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Backing::Block(b) => b.size(),
+            Backing::File(f) => f.size(),
+        }
+    }
+
+    /// Logical block size in bytes: the addressing unit of IO.
+    pub(crate) fn logical_block_size(&self) -> u32 {
+        match self {
+            Backing::Block(b) => b.logical_block_size(),
+            Backing::File(f) => f.logical_block_size(),
+        }
+    }
+
+    /// Physical block size in bytes.
+    pub(crate) fn physical_block_size(&self) -> u32 {
+        match self {
+            Backing::Block(b) => b.physical_block_size(),
+            Backing::File(f) => f.physical_block_size(),
+        }
+    }
+
+    /// Whether DISCARD may be offered.
+    pub(crate) fn can_discard(&self) -> bool {
+        match self {
+            Backing::Block(b) => b.can_discard(),
+            Backing::File(f) => f.can_fallocate(),
+        }
+    }
+
+    /// Whether WRITE_ZEROES may be offered: a block device always can (the
+    /// block layer writes zeroes if it has nothing better), a file where
+    /// its file system has `fallocate`.
+    pub(crate) fn can_write_zeroes(&self) -> bool {
+        match self {
+            Backing::Block(_) => true,
+            Backing::File(f) => f.can_fallocate(),
+        }
+    }
+
+    /// Whether READ and WRITE block (buffered file IO): they then run on
+    /// the export's workqueue through [`rw_blocking`] instead of [`submit`].
+    pub(crate) fn blocking_rw(&self) -> bool {
+        matches!(self, Backing::File(f) if !f.is_direct())
+    }
+
+    /// Makes every completed write durable. Blocks.
+    pub(crate) fn flush(&self) -> Result {
+        match self {
+            Backing::Block(b) => b.flush(),
+            Backing::File(f) => f.flush(),
+        }
+    }
+
+    /// Discards `len` bytes at `offset` (sector multiples). Blocks.
+    pub(crate) fn discard(&self, offset: u64, len: u64) -> Result {
+        match self {
+            Backing::Block(b) => b.discard(offset, len),
+            Backing::File(f) => f.discard(offset, len),
+        }
+    }
+
+    /// Makes `len` bytes at `offset` (sector multiples) read as zeroes,
+    /// deallocating them if `unmap` and the store can. Blocks.
+    pub(crate) fn write_zeroes(&self, offset: u64, len: u64, unmap: bool) -> Result {
+        match self {
+            Backing::Block(b) => b.write_zeroes(offset, len, unmap),
+            Backing::File(f) => f.write_zeroes(offset, len, unmap),
+        }
+    }
+
+    /// Makes what was written durable before the store is released.
+    pub(crate) fn sync(&self) -> Result {
+        match self {
+            Backing::Block(b) => b.sync(),
+            Backing::File(f) => f.flush(),
+        }
+    }
+}
+
 /// A block device opened exclusively by one owner.
 ///
 /// # Invariants
@@ -128,18 +244,18 @@ pub(crate) fn noio<T>(f: impl FnOnce() -> T) -> T {
 /// `file` is a block device file returned by `bdev_file_open_by_path` with a
 /// holder, owned by this value and released (`bdev_fput`) on drop; `bdev` is
 /// its block device, valid as long as the file is open.
-pub(crate) struct Backing {
+pub(crate) struct BlockDevice {
     file: NonNull<bindings::file>,
     bdev: NonNull<bindings::block_device>,
 }
 
 // SAFETY: an open block device may be used and released from any task.
-unsafe impl Send for Backing {}
+unsafe impl Send for BlockDevice {}
 // SAFETY: every method only submits IO or reads limits, which the block layer
 // allows concurrently.
-unsafe impl Sync for Backing {}
+unsafe impl Sync for BlockDevice {}
 
-impl Backing {
+impl BlockDevice {
     /// Opens the block device at `path` for reading (and writing if `write`),
     /// claimed exclusively for `holder`: a later exclusive open by anyone else
     /// (a mount, another export, `O_EXCL`) fails with `EBUSY` until this value
@@ -166,7 +282,7 @@ impl Backing {
             return Err(ENODEV);
         };
         // INVARIANT: the open succeeded; we own the file.
-        Ok(Backing { file, bdev })
+        Ok(BlockDevice { file, bdev })
     }
 
     fn raw(&self) -> *mut bindings::block_device {
@@ -246,7 +362,7 @@ impl Backing {
     }
 }
 
-impl Drop for Backing {
+impl Drop for BlockDevice {
     fn drop(&mut self) {
         // SAFETY: by the type invariant we own the open file; `bdev_fput`
         // gives up the claim at once, so the device can be opened
@@ -260,19 +376,40 @@ pub(crate) fn is_not_supported(e: Error) -> bool {
     e == code::eopnotsupp()
 }
 
-/// What a READ or WRITE bio works on: the device and the pages.
+/// What a READ or WRITE works on: the backing store and the pages, and for
+/// a file the kiocb.
 ///
-/// Owned by the [`BioOwner`] while the bio is in flight, so neither can go
-/// away under the IO.
+/// Owned by the [`BioOwner`] while the IO is in flight, so none of them can
+/// go away under the IO.
 pub(crate) struct IoData {
     dev: Arc<Backing>,
     pages: PageBuf,
+    aio: Aio,
 }
 
 impl IoData {
-    /// Bundles the device and the buffer of one IO.
+    /// Bundles the backing store and the buffer of one IO.
     pub(crate) fn new(dev: Arc<Backing>, pages: PageBuf) -> Self {
-        IoData { dev, pages }
+        IoData {
+            dev,
+            pages,
+            aio: Aio::new(),
+        }
+    }
+
+    /// The buffer.
+    pub(crate) fn pages(&self) -> &PageBuf {
+        &self.pages
+    }
+
+    /// The backing store.
+    pub(crate) fn backing(&self) -> &Backing {
+        &self.dev
+    }
+
+    /// Room for a file IO's kiocb.
+    pub(crate) fn aio(&self) -> &Aio {
+        &self.aio
     }
 
     /// The buffer, to check, protect or send its data.
@@ -308,8 +445,11 @@ pub(crate) trait BioOwner: Sized + Send + 'static {
 /// multiple). On success the owner is handed to [`BioOwner::complete`] once
 /// the IO has completed; on failure it is returned at once.
 ///
-/// Requests larger than one bio (`BIO_MAX_VECS` pages) become a chain of
-/// bios; the owner completes when the last one has, with the first error.
+/// On a block device, requests larger than one bio (`BIO_MAX_VECS` pages)
+/// become a chain of bios; the owner completes when the last one has, with
+/// the first error. On a file, the IO is one kiocb
+/// (`backing_file::submit`); a file served buffered
+/// ([`Backing::blocking_rw`]) takes [`rw_blocking`] instead.
 pub(crate) fn submit<T: BioOwner>(
     this: Pin<KBox<T>>,
     op: BioOp,
@@ -318,7 +458,10 @@ pub(crate) fn submit<T: BioOwner>(
     let Some(data) = this.io_data() else {
         return Err((this, EINVAL));
     };
-    let bdev = data.dev.raw();
+    let bdev = match &*data.dev {
+        Backing::Block(b) => b.raw(),
+        Backing::File(_) => return backing_file::submit(this, op, offset),
+    };
     let pages = &data.pages;
     if pages.len() % (1 << SECTOR_SHIFT) != 0 {
         return Err((this, EINVAL));
@@ -395,6 +538,16 @@ pub(crate) fn submit<T: BioOwner>(
         unsafe { bindings::submit_bio(bio) };
     }
     Ok(())
+}
+
+/// Reads or writes the pages of `data` at byte `offset` synchronously: the
+/// READ or WRITE of a file served buffered ([`Backing::blocking_rw`]), run
+/// on the export's workqueue. Blocks.
+pub(crate) fn rw_blocking(data: &IoData, op: BioOp, offset: u64) -> Result {
+    match &*data.dev {
+        Backing::File(f) => f.rw_blocking(&data.pages, op, offset),
+        Backing::Block(_) => Err(EINVAL),
+    }
 }
 
 /// The `bi_end_io` of the last bio of an IO.

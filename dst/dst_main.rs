@@ -13,6 +13,7 @@
 use kernel::prelude::*;
 
 mod acl;
+mod backing_file;
 mod bdev;
 mod blk;
 mod crypto;

@@ -29,6 +29,11 @@ Modes:
                    crc32c, hmac, aead), algorithm ALG and key KEYHEX, bypassing
                    dstcfg's checks; print the kernel's answer; exit 0 if the
                    kernel refused it, 1 if it accepted it
+  --export-path ADDR PATH
+                   send one DST_CMD_EXPORT_ADD of PATH (no other options),
+                   bypassing dstcfg's checks of the path; print the kernel's
+                   answer; exit 0 if the kernel refused it, 1 if it accepted
+                   it
   --set-loss N MS  send one DST_CMD_DEV_SET of /dev/dstN's loss timeout (MS, or
                    "infinite"), bypassing dstcfg; print the kernel's answer;
                    exit 0 if it accepted it, 1 if it refused it
@@ -382,6 +387,14 @@ def main(argv):
             print(f"EXPORT_ADD {prot} {alg}: {r.describe()}")
             if r.error == 0:
                 raise Failure(f"the kernel accepted {alg}")
+        elif mode == "--export-path" and len(argv) == 4:
+            addr, path = argv[2:]
+            sock = GenlSocket()
+            attrs = nla(DST_A_ADDR, socket.inet_aton(addr)) + nla_str(DST_A_PATH, path)
+            r = sock.dst(resolve(sock), DST_CMD_EXPORT_ADD, attrs)
+            print(f"EXPORT_ADD {path}: {r.describe()}")
+            if r.error == 0:
+                raise Failure(f"the kernel accepted {path}")
         elif mode == "--set-loss" and len(argv) == 4:
             index, ms = int(argv[2]), argv[3]
             ms = LOSS_TIMEOUT_INFINITE if ms == "infinite" else int(ms)

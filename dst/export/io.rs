@@ -2,12 +2,14 @@
 
 //! One request's execution: an [`Io`], from its start to its completion.
 //!
-//! A READ or WRITE goes to the device as a bio ([`start_bio`]); a protected
-//! WRITE may first be verified by a crypto worker (its admitted [`Check`]); FLUSH,
-//! DISCARD and WRITE_ZEROES run as a work item on the export's workqueue,
-//! since their `blkdev_issue_*` helpers block. Each ends by handing the
-//! `Io`, with its status, to its session's sender (a WRITE that fails its
-//! check instead ends the session: it is never written).
+//! A READ or WRITE goes to the device as a bio, or to a file as an
+//! asynchronous kiocb ([`start_bio`]); a protected WRITE may first be
+//! verified by a crypto worker (its admitted [`Check`]); FLUSH, DISCARD and
+//! WRITE_ZEROES run as a work item on the export's workqueue, since their
+//! `blkdev_issue_*` (or `fsync`, `fallocate`) calls block, and so do the
+//! READ and WRITE of a file served through the page cache. Each ends by
+//! handing the `Io`, with its status, to its session's sender (a WRITE that
+//! fails its check instead ends the session: it is never written).
 //!
 //! This is what runs outside the session's threads, in work items and in
 //! bio completions (interrupt context, where nothing may sleep), which is
@@ -52,8 +54,16 @@ use crate::{
 use super::session::{Charge, End, Session};
 
 /// Starts a READ or WRITE on the device; its completion hands the request
-/// to the sender.
+/// to the sender. One that would block (a file served buffered) runs as a
+/// work item on the export's workqueue instead, so that neither the receive
+/// thread nor a crypto worker waits for the page cache.
 pub(super) fn start_bio(io: Pin<KBox<Io>>, op: BioOp) {
+    if io.session.backing.blocking_rw() {
+        // The queue outlives the work: the export drains it before it goes.
+        let session = io.session.clone();
+        session.export.wq.queue().enqueue(io);
+        return;
+    }
     let offset = io.req.offset;
     if let Err((io, e)) = bdev::submit(io, op, offset) {
         Io::complete(io, Err(e));
@@ -145,6 +155,26 @@ impl Io {
         session.spare_ios.put(this);
     }
 
+    /// The READ or WRITE this request is, if it is one.
+    fn rw_op(&self) -> Option<BioOp> {
+        match self.req.op {
+            Some(Op::Read) => Some(BioOp::Read),
+            Some(Op::Write) => Some(BioOp::Write {
+                fua: self.req.flags & proto::FLAG_FUA != 0,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Runs a READ or WRITE that blocks (see [`start_bio`]).
+    fn rw_blocking(&self, op: BioOp) -> Status {
+        let r = match &self.data {
+            Some(data) => bdev::rw_blocking(data, op, self.req.offset),
+            None => Err(EINVAL),
+        };
+        status_of(r)
+    }
+
     /// Runs a FLUSH, DISCARD or WRITE_ZEROES on the device. Blocks.
     fn execute(&self) -> Status {
         let dev = &self.session.backing;
@@ -195,7 +225,11 @@ impl WorkItem for Io {
                 start_bio(this, BioOp::Write { fua });
                 return;
             }
-            let status = this.execute();
+            // A READ or WRITE here was queued by `start_bio`: it blocks.
+            let status = match this.rw_op() {
+                Some(op) => this.rw_blocking(op),
+                None => this.execute(),
+            };
             *this.as_mut().project().status = Some(status);
             Handoff::push(this);
         })

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The export node: serves a local block device over TCP to local nodes.
+//! The export node: serves a local block device, or a regular file, over TCP
+//! to local nodes.
 //!
-//! An [`Export`] owns the backing device (opened exclusively), a listening
-//! socket and an accept thread. Every accepted connection becomes a
+//! An [`Export`] owns the backing device (opened exclusively; a regular file
+//! is claimed, see `backing_file.rs`), a listening socket and an accept
+//! thread. Every accepted connection becomes a
 //! [`Session`] with its own receive thread, which runs the handshake and then
 //! reads requests, checks each one against what was granted, and submits it.
 //!
@@ -90,6 +92,7 @@ use kernel::{
 
 use crate::{
     acl::AllowList,
+    backing_file::{path_kind, PathKind},
     bdev::{
         Backing,
         IoQueue, //
@@ -168,7 +171,7 @@ pub(crate) struct ExportConfig {
     pub(crate) net: HomeNet,
     /// Address and port to listen on.
     pub(crate) addr: SockAddr,
-    /// Path of the backing block device, e.g. `/dev/ram0`.
+    /// Path of the backing block device or regular file, e.g. `/dev/ram0`.
     pub(crate) path: CString,
     /// Serve reads only.
     pub(crate) read_only: bool,
@@ -289,6 +292,31 @@ struct LogWindow {
     suppressed: u32,
 }
 
+/// Opens what `path` names: a block device exclusively, for `holder`, or a
+/// regular file; anything else is refused.
+fn open_backing(path: &CStr, write: bool, holder: *const c_void) -> Result<Backing, Refusal> {
+    let kind = path_kind(path).map_err(|e| {
+        let msg = if e == ENOENT || e == ENOTDIR {
+            c"no such block device or file"
+        } else {
+            c"cannot look up the path"
+        };
+        Refusal::new(e, msg)
+    })?;
+    match kind {
+        PathKind::Block => Backing::open_block(path, write, holder).map_err(open_refusal),
+        PathKind::Regular => Backing::open_file(path, write).map_err(file_refusal),
+        PathKind::Directory => Err(Refusal::new(
+            EISDIR,
+            c"the path is a directory; export a block device or a regular file",
+        )),
+        PathKind::Other => Err(Refusal::new(
+            EINVAL,
+            c"the path is neither a block device nor a regular file",
+        )),
+    }
+}
+
 /// Maps an error from opening the backing device to a refusal.
 fn open_refusal(e: Error) -> Refusal {
     let msg = if e == EBUSY {
@@ -299,6 +327,20 @@ fn open_refusal(e: Error) -> Refusal {
         c"cannot open the backing device: no such block device"
     } else {
         c"cannot open the backing device"
+    };
+    Refusal::new(e, msg)
+}
+
+/// Maps an error from opening a backing file to a refusal.
+fn file_refusal(e: Error) -> Refusal {
+    let msg = if e == EBUSY {
+        c"the file is exported already"
+    } else if e == EROFS || e == ETXTBSY {
+        c"the file cannot be written; export it read-only"
+    } else if e == EACCES || e == EPERM {
+        c"permission denied opening the file"
+    } else {
+        c"cannot open the backing file"
     };
     Refusal::new(e, msg)
 }
@@ -319,7 +361,7 @@ fn listen_refusal(e: Error) -> Refusal {
 
 impl Export {
     /// Opens the device exclusively (read-write unless read-only, the export
-    /// being the holder), listens, and starts the accept thread.
+    /// being the holder) or the file, listens, and starts the accept thread.
     pub(crate) fn start(cfg: ExportConfig) -> Result<Arc<Export>, Refusal> {
         let ExportConfig {
             net,
@@ -349,7 +391,7 @@ impl Export {
         // device's holder, so each export claims the device for itself.
         let slot = UniqueArc::<Inner>::new_uninit(GFP_KERNEL).map_err(|_| ENOMEM)?;
         let holder = slot.as_ptr().cast::<c_void>();
-        let backing = Backing::open(&path, !read_only, holder).map_err(open_refusal)?;
+        let backing = open_backing(&path, !read_only, holder)?;
         let logical_block = backing.logical_block_size();
         if !logical_block.is_power_of_two()
             || !(proto::MIN_BLOCK_SIZE..=proto::MAX_LOGICAL_BLOCK_SIZE).contains(&logical_block)
@@ -387,8 +429,14 @@ impl Export {
             } else {
                 0
             };
-            proto::FEATURE_FLUSH | proto::FEATURE_FUA | proto::FEATURE_WRITE_ZEROES | discard
+            let zeroes = if backing.can_write_zeroes() {
+                proto::FEATURE_WRITE_ZEROES
+            } else {
+                0
+            };
+            proto::FEATURE_FLUSH | proto::FEATURE_FUA | zeroes | discard
         };
+        let kind = backing.describe();
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
         let listener = Socket::listen(net, addr, BACKLOG).map_err(listen_refusal)?;
         let wq = IoQueue::new(c"dst-export")?;
@@ -453,11 +501,12 @@ impl Export {
         let inner = &export.inner;
         let sec = &inner.security.security;
         pr_info!(
-            "export{} {}: serving {} as {} ({} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
+            "export{} {}: serving {} as {} ({}, {} bytes, block {}/{}, {}, max IO {} KiB, protection {}{}{}, {})\n",
             inner.index,
             inner.shown(),
             inner.path_str(),
             &inner.name,
+            kind,
             inner.size,
             inner.logical_block,
             inner.physical_block,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 #
 # dstcfg_bad_input.sh - bad dstcfg input gives a clear error and changes
-# nothing: a missing backing device, a non-block file, a port in use, a local
+# nothing: a missing backing device, a character device, a port in use, a local
 # node with nothing listening, deleting what does not exist, duplicate exports,
 # --client-id 0 (usage error, exit 2) and --client-id on an action other than
 # local. The accepted form is checked too: a device made with --client-id
@@ -12,8 +12,9 @@ set -euo pipefail
 
 expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/does-not-exist
 log "missing device: $ERR"
-expect_fail dstcfg -r 127.0.0.1 -a export -f /etc/hostname
-log "not a block device: $ERR"
+expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/null
+assert_contains "$ERR" "neither a block device nor a regular file" "export of /dev/null"
+log "not a block device or file: $ERR"
 expect_fail dstcfg -r 127.0.0.1 -a local
 log "nothing listening: $ERR"
 expect_fail dstcfg -a delete -d dst7

@@ -163,7 +163,7 @@ fn execute(cmd: &Command) -> Result<u8> {
 }
 
 /// The `DST_CMD_EXPORT_ADD` request of `cmd`, a [`Command::Export`]: the
-/// block device checked, the key files read.
+/// backing path checked, the key files read.
 pub(crate) fn export_request(cmd: &Command) -> Result<ExportRequest> {
     let Command::Export {
         remote,
@@ -182,7 +182,7 @@ pub(crate) fn export_request(cmd: &Command) -> Result<ExportRequest> {
     };
     Ok(ExportRequest {
         addr: *remote,
-        path: path_attr(&block_device(file)?)?,
+        path: path_attr(&backing_path(file)?)?,
         read_only: *read_only,
         shared: *shared,
         size: *size,
@@ -724,17 +724,28 @@ fn remote_arg(addr: &SocketAddr) -> String {
     }
 }
 
-/// Checks that `path` names a block device and returns its absolute path
-/// (the kernel opens it, so it must not depend on our working directory).
-fn block_device(path: &Path) -> Result<PathBuf> {
+/// Checks that `path` names a block device or a regular file and returns
+/// its absolute path (the kernel opens it, so it must not depend on our
+/// working directory).
+fn backing_path(path: &Path) -> Result<PathBuf> {
     let shown = path.display();
     let abs = std::fs::canonicalize(path).map_err(|e| match e.raw_os_error() {
         Some(errno) => anyhow::anyhow!("{shown}: {}", errno_text(errno)),
         None => anyhow::anyhow!("{shown}: {e}"),
     })?;
     let meta = std::fs::metadata(&abs).with_context(|| format!("{shown}"))?;
-    if !meta.file_type().is_block_device() {
-        bail!("{shown} is not a block device; -f needs one such as /dev/sdb");
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        bail!(
+            "{shown} is a directory; -f needs a block device such as /dev/sdb or a regular \
+             file such as an image"
+        );
+    }
+    if !kind.is_block_device() && !kind.is_file() {
+        bail!(
+            "{shown} is neither a block device nor a regular file; -f needs a block device \
+             such as /dev/sdb or a regular file such as an image"
+        );
     }
     Ok(abs)
 }
@@ -785,14 +796,30 @@ mod tests {
     }
 
     #[test]
-    fn export_file_must_be_a_block_device() {
-        let err = block_device(Path::new("/nonexistent/dstcfg-test")).unwrap_err();
+    fn export_file_must_be_a_block_device_or_regular_file() {
+        let err = backing_path(Path::new("/nonexistent/dstcfg-test")).unwrap_err();
         assert_eq!(
             err.to_string(),
             "/nonexistent/dstcfg-test: No such file or directory"
         );
-        let err = block_device(Path::new("/")).unwrap_err();
-        assert!(err.to_string().contains("is not a block device"), "{err}");
+        let err = backing_path(Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let err = backing_path(Path::new("/dev/null")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("neither a block device nor a regular file"),
+            "{err}"
+        );
+        let file = std::env::temp_dir().join(format!("dstcfg-test-{}.img", std::process::id()));
+        std::fs::write(&file, [0u8; 512]).unwrap();
+        let r = backing_path(&file);
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(
+            r.unwrap(),
+            std::fs::canonicalize(std::env::temp_dir())
+                .unwrap()
+                .join(file.file_name().unwrap())
+        );
     }
 
     #[test]

@@ -373,7 +373,7 @@ pub struct Cli {
 /// The subcommands; [`ACTIONS`] lists their names in this order.
 #[derive(Debug, Subcommand)]
 pub enum Sub {
-    /// Serve the local block device -f PATH to DST local nodes, listening on -r ADDR
+    /// Serve the local block device or file -f PATH to DST local nodes, listening on -r ADDR
     #[command(
         long_about = EXPORT_TEXT,
         override_usage = "dstcfg export -r ADDR [-p PORT] -f PATH [OPTIONS]",
@@ -474,11 +474,15 @@ const CONNECT_HELP: &str = "The export node to connect to: IPv4, IPv6 (brackets 
                             host name, optionally with :PORT or [IPv6]:PORT (required)";
 
 /// What export does, for `export --help` and the man page.
-pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, listening on -r \
-    ADDR (port 1025 unless -p or ADDR:PORT says otherwise). Prints what it exports. The export \
-    has an identity, -n NAME or the module's default HOST:DEVICE (the host name and the block \
-    device's name, e.g. node1:sdb); it is sent in the handshake and enters the key derivation, \
-    and a local node may ask for it by name.\n\n\
+pub const EXPORT_TEXT: &str = "Serve the block device or regular file -f PATH to local nodes, \
+    listening on -r ADDR (port 1025 unless -p or ADDR:PORT says otherwise). Prints what it \
+    exports. The export has an identity, -n NAME or the module's default HOST:DEVICE (the host \
+    name and the last component of PATH, e.g. node1:sdb); it is sent in the handshake and \
+    enters the key derivation, and a local node may ask for it by name.\n\n\
+    A regular file (an image; it may be sparse) is served with direct IO where its file system \
+    allows it, through the page cache otherwise; FLUSH is an fsync of the file, discards punch \
+    holes in it. Its size is the file's, rounded down to whole blocks. A block device is opened \
+    exclusively, a file is served by one export at a time.\n\n\
     One writer at a time: the export lets one local node identity (its --client-name) write, \
     the first to attach read-write; another identity asking for read-write is refused with a \
     message naming the holder, and may attach with local --read-only. The holder keeps the \
@@ -487,6 +491,7 @@ pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, li
     any number of local nodes write at once: only for a cluster file system (GFS2, OCFS2), \
     which coordinates its nodes itself; ext4 or xfs mounted on two nodes, an md array \
     assembled or LVM activated on two nodes, are corrupted.";
+
 /// What unexport does.
 pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
     lose their connection and reconnect until their loss timeout.";
@@ -683,7 +688,8 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub address: AddressArgs,
 
-    /// The block device to serve, e.g. /dev/sdb (required)
+    /// The block device or regular file to serve, e.g. /dev/sdb or /srv/images/vm1.img
+    /// (required)
     #[arg(short = 'f', long = "file", value_name = "PATH", value_hint = ValueHint::FilePath)]
     pub file: Option<PathBuf>,
 

@@ -661,7 +661,10 @@ impl Cli {
             Sub::Export(a) => {
                 let remote = ctx.remote(&a.address, "the address the export listens on")?;
                 let security = ctx.security(a.security, !a.clients.is_empty())?;
-                let file = ctx.file(a.file, "the block device to export (e.g. -f /dev/sdb)")?;
+                let file = ctx.file(
+                    a.file,
+                    "the block device or file to export (e.g. -f /dev/sdb)",
+                )?;
                 ctx.export_lists(&a.allow, &a.clients)?;
                 Command::Export {
                     remote,

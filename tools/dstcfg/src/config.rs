@@ -424,7 +424,7 @@ pub fn parse(text: &str, file: &Path, resolve: Resolve) -> Result<Desired, Confi
             error(
                 &at,
                 Some("path"),
-                "empty path; give the block device, e.g. /dev/sdb".into(),
+                "empty path; give the block device or file, e.g. /dev/sdb".into(),
             );
         }
         if entry.allow.len() > MAX_ALLOW {
@@ -519,7 +519,7 @@ pub fn parse(text: &str, file: &Path, resolve: Resolve) -> Result<Desired, Confi
                 &at,
                 Some("path"),
                 format!(
-                    "{} is exported twice; a block device is served by one export",
+                    "{} is exported twice; a block device or file is served by one export",
                     entry.path.display()
                 ),
             );

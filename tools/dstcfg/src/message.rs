@@ -826,7 +826,7 @@ impl SecurityAttrs {
 pub struct ExportRequest {
     /// Local address and port to listen on.
     pub addr: SocketAddr,
-    /// Absolute path of the block device to serve.
+    /// Absolute path of the block device or regular file to serve.
     pub path: String,
     /// Serve read-only.
     pub read_only: bool,
