@@ -465,9 +465,12 @@ impl Session {
                 self.export.rekeys.add(1, Relaxed);
                 Ok(())
             }
-            Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
-                Err(End::Proto("unexpected message kind after the handshake"))
-            }
+            Kind::Hello
+            | Kind::HelloReply
+            | Kind::IoReply
+            | Kind::Challenge
+            | Kind::Auth
+            | Kind::Resize => Err(End::Proto("unexpected message kind after the handshake")),
         }
     }
 
