@@ -154,6 +154,7 @@ int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
 int dst_nl_dev_del(struct dst_nl_req *req);
 int dst_nl_dev_set(struct dst_nl_req *req);
 int dst_nl_config(struct dst_nl_req *req);
+int dst_nl_export_resize(struct dst_nl_req *req, u64 *size);
 /* Fills entry number pos; returns 1 if filled, 0 past the end. */
 int dst_nl_list_entry(unsigned long pos, struct dst_nl_entry *entry);
 

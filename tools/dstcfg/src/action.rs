@@ -69,6 +69,13 @@ fn execute(cmd: &Command) -> Result<u8> {
             DstClient::connect()?.export_del(*remote)?;
             println!("stopped the export on {remote}");
         }
+        Command::Resize { remote, size } => {
+            let size = DstClient::connect()?.export_resize(*remote, *size)?;
+            println!(
+                "the export on {remote} is {} ({size} bytes)",
+                human_size(size)
+            );
+        }
         Command::Local {
             remote,
             export_name,
@@ -576,8 +583,13 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
              choose another --alg"
                 .to_string()
         }
-        (Command::Unexport { remote }, libc::ENOENT) => {
+        (Command::Unexport { remote } | Command::Resize { remote, .. }, libc::ENOENT) => {
             format!("no export listens on {remote}; see dstcfg list")
+        }
+        (Command::Resize { .. }, libc::EINVAL) if msg.contains("shrink") => {
+            "dstcfg list shows the export's size; to serve less of the device, unexport it and \
+             export it again with --size (its devices must then be deleted and created again)"
+                .to_string()
         }
         (Command::Local { remote, .. }, libc::ECONNREFUSED) => format!(
             "no export listens at {remote}; start one there with: dstcfg export -r {} -f PATH",
@@ -626,6 +638,7 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
         (
             Command::Export { .. }
             | Command::Unexport { .. }
+            | Command::Resize { .. }
             | Command::Local { .. }
             | Command::Delete { .. },
             libc::EPERM,

@@ -72,9 +72,9 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 14] = [
     "export", "unexport", "local", "delete", "set", "list", "status", "monitor", "check", "genkey",
-    "apply", "save", "down",
+    "apply", "save", "down", "resize",
 ];
 
 /// The configuration file of apply, save and down without `-f`.
@@ -121,6 +121,13 @@ Examples:
 
   Stop the export listening on 192.0.2.1 port 1025:
     dstcfg unexport -r 192.0.2.1
+
+  After growing the exported device (lvextend, say), grow the export at
+  once (it also notices by itself, within a few seconds); or grow an export
+  made with --size to 20 GiB. Connected devices grow without reconnecting;
+  an export never shrinks:
+    dstcfg resize -r 192.0.2.1
+    dstcfg resize -r 192.0.2.1 --size 20G
 
   Make this node's exports, devices and module settings those of the
   configuration file /etc/dst/dst.toml, showing the plan first; the same
@@ -193,7 +200,7 @@ error (no such device, module not loaded, no permission, usage).
 
 All subcommands but genkey need the dst module (the kernel loads an installed
 one on first use; otherwise insmod dst.ko) and CAP_NET_ADMIN; export,
-unexport, local, delete, apply and down, which give access to block
+unexport, resize, local, delete, apply and down, which give access to block
 devices, need CAP_SYS_ADMIN as well (run as root).";
 
 /// The synopsis of `dstcfg --help` and of the man page: each subcommand
@@ -201,6 +208,7 @@ devices, need CAP_SYS_ADMIN as well (run as root).";
 pub const USAGE: &str = "\
 dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
        dstcfg unexport -r ADDR [-p PORT]
+       dstcfg resize -r ADDR [-p PORT] [--size SIZE]
        dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
        dstcfg set -d DEV SETTINGS
        dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
@@ -419,6 +427,13 @@ pub enum Sub {
         override_usage = "dstcfg down [-f FILE] [--force] [--dry-run]"
     )]
     Down(DownArgs),
+    /// Grow the export listening on -r ADDR to what its device holds now, or to --size SIZE
+    #[command(
+        long_about = RESIZE_TEXT,
+        override_usage = "dstcfg resize -r ADDR [-p PORT] [--size SIZE]",
+        mut_arg("remote", |a| a.help(LISTEN_HELP)),
+    )]
+    Resize(ResizeArgs),
 }
 
 impl Sub {
@@ -438,6 +453,7 @@ impl Sub {
             Sub::Apply(_) => 10,
             Sub::Save(_) => 11,
             Sub::Down(_) => 12,
+            Sub::Resize(_) => 13,
         };
         ACTIONS[i]
     }
@@ -459,6 +475,15 @@ pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, li
 /// What unexport does.
 pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
     lose their connection and reconnect until their loss timeout.";
+/// What resize does.
+pub const RESIZE_TEXT: &str = "Grow the export listening on -r ADDR and port, after its \
+    block device grew: to what the device holds now (up to the export's cap, the --size it was \
+    made with, if any), or to --size SIZE, which becomes its cap. Prints the size exported. The \
+    local nodes connected to it see the new size at once, without reconnecting and without IO \
+    errors (a mounted file system can then be grown with resize2fs or xfs_growfs); a device \
+    that reconnects later accepts the larger export. The export also follows its device's \
+    growth by itself (up to its cap) within a few seconds; resize makes it happen now. An \
+    export never shrinks: a size below the current one, or beyond the device, is refused.";
 /// What local does.
 pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /dev/dstN; \
     prints only the device path, so that scripts can capture it.\n\n\
@@ -692,6 +717,20 @@ pub struct UnexportArgs {
     /// The export's address.
     #[command(flatten)]
     pub address: AddressArgs,
+}
+
+/// `dstcfg resize`.
+#[derive(Debug, Clone, Args)]
+pub struct ResizeArgs {
+    /// The export's address.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// The new size, which becomes the export's cap; K, M, G, T suffixes
+    /// are binary (1K = 1024), rounded down to whole blocks [default:
+    /// what the device holds now, up to the cap]
+    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
 }
 
 /// `dstcfg local`.

@@ -73,6 +73,13 @@ pub enum Command {
         /// Address the export listens on.
         remote: SocketAddr,
     },
+    /// `resize -r ADDR [--size SIZE]`.
+    Resize {
+        /// Address the export listens on.
+        remote: SocketAddr,
+        /// The new size and cap (none: what the device holds now).
+        size: Option<u64>,
+    },
     /// `local -r ADDR [-n NAME] [--client-name NAME] [-i N] [--max-io-pages
     /// N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]]
     /// [--duplicate] [SECURITY] [SETTINGS]`.
@@ -185,6 +192,7 @@ impl Command {
             Command::Status { .. } => "status",
             Command::Export { .. } => "export",
             Command::Unexport { .. } => "unexport",
+            Command::Resize { .. } => "resize",
             Command::Local { .. } => "local",
             Command::Delete { .. } => "delete",
             Command::Set { .. } | Command::Config { .. } => "set",
@@ -655,6 +663,10 @@ impl Cli {
             }
             Sub::Unexport(a) => Command::Unexport {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
+            },
+            Sub::Resize(a) => Command::Resize {
+                remote: ctx.remote(&a.address, "the address the export listens on")?,
+                size: a.size,
             },
             Sub::Local(a) => Command::Local {
                 remote: ctx.remote(&a.address, "the address of the export node")?,
@@ -1696,7 +1708,7 @@ mod tests {
         let mut args = vec!["-a", action];
         args.extend(match action {
             "export" => vec!["-r", R, "-f", "/dev/sdb"],
-            "unexport" | "local" => vec!["-r", R],
+            "unexport" | "local" | "resize" => vec!["-r", R],
             "delete" | "check" => vec!["-d", "dst0"],
             "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
             "genkey" => vec!["-f", "/etc/dst/psk"],
@@ -1746,8 +1758,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 13 subcommands x 35 options, minus the 63 allowed pairs.
-        assert_eq!(refused, 392);
+        // 14 subcommands x 35 options, minus the 66 allowed pairs.
+        assert_eq!(refused, 424);
     }
 
     #[test]

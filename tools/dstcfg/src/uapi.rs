@@ -42,8 +42,12 @@ pub const DST_CMD_EVENT: u8 = 8;
 /// Module-wide settings: any non-empty subset of [`DST_A_CRYPTO_THREADS`],
 /// [`DST_A_REKEY_MIB`] and [`DST_A_REKEY_SECONDS`].
 pub const DST_CMD_CONFIG: u8 = 9;
+/// Grow the export on [`DST_A_ADDR`]/[`DST_A_PORT`] to [`DST_A_SIZE`] (its
+/// new cap), or without it to what its device holds now; never shrinks. The
+/// reply carries [`DST_A_SIZE`], the size exported.
+pub const DST_CMD_EXPORT_RESIZE: u8 = 10;
 /// Highest command number (`DST_CMD_MAX`).
-pub const DST_CMD_MAX: u8 = DST_CMD_CONFIG;
+pub const DST_CMD_MAX: u8 = DST_CMD_EXPORT_RESIZE;
 
 // enum dst_attr
 /// Unused attribute 0.
@@ -253,6 +257,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_CMD_DEV_SET", DST_CMD_DEV_SET as u32),
             ("DST_CMD_EVENT", DST_CMD_EVENT as u32),
             ("DST_CMD_CONFIG", DST_CMD_CONFIG as u32),
+            ("DST_CMD_EXPORT_RESIZE", DST_CMD_EXPORT_RESIZE as u32),
         ],
     ),
     (
@@ -589,6 +594,10 @@ mod tests {
         );
         assert_eq!(attr_name(999), None);
         assert_eq!(cmd_name(DST_CMD_CONFIG), Some("DST_CMD_CONFIG"));
+        assert_eq!(
+            cmd_name(DST_CMD_EXPORT_RESIZE),
+            Some("DST_CMD_EXPORT_RESIZE")
+        );
         assert_eq!(attr_name(DST_A_REFUSED), Some("DST_A_REFUSED"));
         assert_eq!(attr_name(DST_A_CLIENT_ID), Some("DST_A_CLIENT_ID"));
         assert_eq!(attr_name(DST_A_FORCE), Some("DST_A_FORCE"));

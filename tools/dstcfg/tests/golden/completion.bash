@@ -46,6 +46,9 @@ _dstcfg() {
             dstcfg,monitor)
                 cmd="dstcfg__subcmd__monitor"
                 ;;
+            dstcfg,resize)
+                cmd="dstcfg__subcmd__resize"
+                ;;
             dstcfg,save)
                 cmd="dstcfg__subcmd__save"
                 ;;
@@ -88,6 +91,9 @@ _dstcfg() {
             dstcfg__subcmd__help,monitor)
                 cmd="dstcfg__subcmd__help__subcmd__monitor"
                 ;;
+            dstcfg__subcmd__help,resize)
+                cmd="dstcfg__subcmd__help__subcmd__resize"
+                ;;
             dstcfg__subcmd__help,save)
                 cmd="dstcfg__subcmd__help__subcmd__save"
                 ;;
@@ -107,18 +113,18 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down help"
+            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down resize help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -420,7 +426,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport local delete set list status monitor check genkey apply save down help"
+            opts="export unexport local delete set list status monitor check genkey apply save down resize help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +566,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__monitor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__resize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -772,6 +792,40 @@ _dstcfg() {
             fi
             case "${prev}" in
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__resize)
+            opts="-p -r -h --port --size --remote --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
