@@ -139,6 +139,7 @@ mod ffi {
         pub(super) fn dst_shim_disk_close_opens(disk: *mut RawDisk);
         pub(super) fn dst_shim_disk_set_timeout(disk: *mut RawDisk, ms: u32);
         pub(super) fn dst_shim_disk_uevent(disk: *mut RawDisk, env: *const c_char);
+        pub(super) fn dst_shim_disk_grow(disk: *mut RawDisk, bytes: u64) -> bool;
         pub(super) fn dst_shim_rq_pdu(rq: *mut RawRequest) -> *mut c_void;
         pub(super) fn dst_shim_rq_bvecs(
             rq: *mut RawRequest,
@@ -587,10 +588,10 @@ struct Visible(NonNull<RawDisk>);
 // disk is added; a uevent may be sent from any task.
 unsafe impl Send for Visible {}
 
-/// Change uevents about a disk, for those that outlive its visibility (a
-/// device's threads, which announce connection losses): a [`Disk`] attaches
-/// itself once added and detaches before it is deleted, so an event sent
-/// later goes nowhere.
+/// Change uevents about a disk, and its growth, for those that outlive its
+/// visibility (a device's threads, which announce connection losses and
+/// the export's growth): a [`Disk`] attaches itself once added and detaches
+/// before it is deleted, so an event sent later goes nowhere.
 ///
 /// # Invariants
 ///
@@ -620,6 +621,22 @@ impl DiskEvents {
             // SAFETY: the disk is added (type invariant) and cannot be
             // deleted while the lock is held; `env` is NUL-terminated.
             unsafe { ffi::dst_shim_disk_uevent(d.as_ptr(), env.as_char_ptr()) };
+        }
+    }
+
+    /// Grows the attached disk to `bytes` (a multiple of its logical block
+    /// size), if there is a disk and it is smaller; never shrinks it. Those
+    /// who have it open see the new size at once, and udev a change uevent
+    /// with `RESIZE=1`. Returns whether it grew. May sleep; allocates
+    /// without IO. Under the lock, so that growths from several threads
+    /// leave the largest size.
+    pub(crate) fn grow(&self, bytes: u64) -> bool {
+        let disk = self.disk.lock();
+        match &*disk {
+            // SAFETY: the disk is added (type invariant) and cannot be
+            // deleted while the lock is held.
+            Some(Visible(d)) => unsafe { ffi::dst_shim_disk_grow(d.as_ptr(), bytes) },
+            None => false,
         }
     }
 }

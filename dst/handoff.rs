@@ -14,6 +14,10 @@
 //! leave from the session's own sender thread, so a peer that does not read
 //! only ever blocks its own sender.
 //!
+//! The consumer can also be woken without an item ([`Handoff::kick`]), for
+//! news that is not an item: the export's sessions learn so that the device
+//! grew, and their sender tells its peer.
+//!
 //! Lifetime. A pusher still touches the hand-off (to wake the consumer) after
 //! its item is on the list, so the consumer may already have taken and
 //! dropped the item, and with it perhaps what kept the hand-off alive. Each
@@ -41,7 +45,13 @@ mod ffi {
         pub(super) fn dst_handoff_wait(
             list: *mut bindings::llist_head,
             wait: *mut bindings::wait_queue_head,
+            kicked: *mut bindings::atomic_t,
         ) -> *mut bindings::llist_node;
+        pub(super) fn dst_handoff_kick(
+            wait: *mut bindings::wait_queue_head,
+            kicked: *mut bindings::atomic_t,
+        );
+        pub(super) fn dst_handoff_kicked(kicked: *mut bindings::atomic_t) -> bool;
         pub(super) fn dst_handoff_take(
             list: *mut bindings::llist_head,
         ) -> *mut bindings::llist_node;
@@ -95,6 +105,9 @@ pub(crate) struct Handoff<T: Linked> {
     list: Opaque<bindings::llist_head>,
     #[pin]
     wait: Opaque<bindings::wait_queue_head>,
+    /// Set by [`Handoff::kick`], cleared by [`Handoff::kicked`].
+    #[pin]
+    kicked: Opaque<bindings::atomic_t>,
     _items: PhantomData<Pin<KBox<T>>>,
 }
 
@@ -113,6 +126,8 @@ impl<T: Linked> Handoff<T> {
             list <- Opaque::ffi_init(|p| unsafe { ffi::dst_handoff_init_list(p) }),
             // SAFETY: as above.
             wait <- Opaque::ffi_init(|p| unsafe { ffi::dst_handoff_init_wait(p) }),
+            // An `atomic_t` of 0: not kicked.
+            kicked: Opaque::zeroed(),
             _items: PhantomData,
         })
     }
@@ -137,16 +152,33 @@ impl<T: Linked> Handoff<T> {
         }
     }
 
-    /// Waits until there are items, or the calling kthread is asked to
-    /// stop, and takes all of them (none when stopping). Sleeps in
-    /// `TASK_IDLE`, so an idle consumer is not a hung task.
+    /// Waits until there are items, the consumer was kicked, or the calling
+    /// kthread is asked to stop, and takes all the items there are (perhaps
+    /// none). Sleeps in `TASK_IDLE`, so an idle consumer is not a hung task.
     pub(crate) fn wait(&self) -> Batch<T> {
-        // SAFETY: list and wait queue are initialised and pinned.
-        let first = unsafe { ffi::dst_handoff_wait(self.list.get(), self.wait.get()) };
+        // SAFETY: list, wait queue and flag are initialised and pinned.
+        let first =
+            unsafe { ffi::dst_handoff_wait(self.list.get(), self.wait.get(), self.kicked.get()) };
         Batch {
             next: first,
             _items: PhantomData,
         }
+    }
+
+    /// Wakes the consumer without an item; its next [`Handoff::kicked`]
+    /// says so. Process or softirq context, by a caller that holds what
+    /// keeps the hand-off alive (so no grace period is needed).
+    pub(crate) fn kick(&self) {
+        // SAFETY: wait queue and flag are initialised and pinned, and live
+        // for the call (the caller's reference).
+        unsafe { ffi::dst_handoff_kick(self.wait.get(), self.kicked.get()) };
+    }
+
+    /// Whether [`Handoff::kick`] was called since the last call of this;
+    /// for the consumer, after [`Handoff::wait`].
+    pub(crate) fn kicked(&self) -> bool {
+        // SAFETY: the flag is initialised and pinned.
+        unsafe { ffi::dst_handoff_kicked(self.kicked.get()) }
     }
 
     /// Waits until every push that has begun has returned (see the module

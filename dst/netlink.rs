@@ -806,6 +806,35 @@ pub(crate) unsafe extern "C" fn dst_nl_dev_set(req: *mut NlRequest) -> c_int {
     })
 }
 
+/// `DST_CMD_EXPORT_RESIZE`: grows the export listening on the address to
+/// `DST_A_SIZE` (its new cap), or without it to what its device holds now
+/// (within its cap); the size exported goes to `size`. Never shrinks.
+///
+/// # Safety
+///
+/// `req` must be a request filled by the shim's parser; `size` writable.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn dst_nl_export_resize(req: *mut NlRequest, size: *mut u64) -> c_int {
+    // SAFETY: guaranteed by the caller.
+    let r = unsafe { Request::new(req) };
+    let mut exported = 0;
+    let rc = handle(r, |r, reg| {
+        let addr = r.addr()?;
+        let export = reg.export_by_addr(r.home(), &addr).ok_or(Refusal::new(
+            ENOENT,
+            c"no export listens on this address and port",
+        ))?;
+        // 0: the attribute was absent (a size of 0 means nothing else).
+        exported = export.resize((r.req.size != 0).then_some(r.req.size))?;
+        Ok(())
+    });
+    if rc == 0 {
+        // SAFETY: the caller guarantees `size` is writable.
+        unsafe { size.write(exported) };
+    }
+    rc
+}
+
 /// `DST_CMD_CONFIG`: module-wide settings.
 ///
 /// # Safety

@@ -134,9 +134,14 @@ pub(crate) const FEATURE_DISCARD: u64 = 1 << 2;
 /// Feature: the export honours WRITE_ZEROES.
 pub(crate) const FEATURE_WRITE_ZEROES: u64 = 1 << 3;
 
+/// Feature: the export tells the local node when the device grows, with
+/// [`Kind::Resize`]. A local node that does not ask for it never gets one
+/// (and sees a grown export only when it reconnects).
+pub(crate) const FEATURE_RESIZE: u64 = 1 << 4;
+
 /// Every feature defined in this version.
 pub(crate) const FEATURES_ALL: u64 =
-    FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES;
+    FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES | FEATURE_RESIZE;
 
 /// Permission: the local node may read.
 pub(crate) const PERM_READ: u32 = 1 << 0;
@@ -185,6 +190,10 @@ pub(crate) enum Kind {
     /// being deleted, so the export's write access it held is free for
     /// another local node.
     Release = 10,
+    /// Export to local node, after the handshake and only if
+    /// [`FEATURE_RESIZE`] was granted: the device's size is now `offset`
+    /// bytes ([`validate_resize`]).
+    Resize = 11,
 }
 
 impl Kind {
@@ -201,6 +210,7 @@ impl Kind {
             8 => Self::Auth,
             9 => Self::KeyUpdate,
             10 => Self::Release,
+            11 => Self::Resize,
             _ => return None,
         })
     }
@@ -608,6 +618,14 @@ impl Header {
         Self::blank(Kind::KeyUpdate)
     }
 
+    /// A RESIZE announcing that the device is now `size` bytes.
+    pub(crate) fn resize(size: u64) -> Self {
+        Header {
+            offset: size,
+            ..Self::blank(Kind::Resize)
+        }
+    }
+
     /// A PING carrying `cookie`.
     pub(crate) fn ping(cookie: u64) -> Self {
         Header {
@@ -649,10 +667,11 @@ impl Header {
     /// - status: a known code ([`ProtoError::BadStatus`]);
     /// - reserved bytes zero ([`ProtoError::Reserved`]);
     /// - payload at most [`MAX_IO_BYTES_LIMIT`] ([`ProtoError::BadPayload`]);
-    /// - for HELLO, HELLO_REPLY, PING and PONG, the exact shape of the kind:
+    /// - for every kind but IO and IO_REPLY, the exact shape of the kind:
     ///   status OK where no status is carried ([`ProtoError::BadStatus`]),
     ///   the body size as payload ([`ProtoError::BadPayload`]), unused `id`,
-    ///   `offset` and `length` zero ([`ProtoError::Reserved`]).
+    ///   `offset` (all but RESIZE) and `length` zero
+    ///   ([`ProtoError::Reserved`]).
     ///
     /// The meaning of IO and IO_REPLY fields is checked by
     /// [`validate_request`] and [`validate_reply`]; a header that decodes
@@ -696,21 +715,42 @@ impl Header {
             Kind::Hello => (HELLO_LEN as u32, false),
             Kind::HelloReply => (hello_reply_len(status), false),
             Kind::Ping | Kind::Pong => (0, true),
-            Kind::KeyUpdate | Kind::Release => (0, false),
+            Kind::KeyUpdate | Kind::Release | Kind::Resize => (0, false),
             Kind::Challenge => (CHALLENGE_LEN as u32, false),
             Kind::Auth => (AUTH_LEN as u32, false),
         };
+        // RESIZE carries the new size in `offset`.
+        let offset_used = kind == Kind::Resize;
         if kind != Kind::HelloReply && status != Status::Ok {
             return Err(ProtoError::BadStatus);
         }
         if h.payload != payload {
             return Err(ProtoError::BadPayload);
         }
-        if (!id_used && h.id != 0) || h.offset != 0 || h.length != 0 {
+        if (!id_used && h.id != 0) || (!offset_used && h.offset != 0) || h.length != 0 {
             return Err(ProtoError::Reserved);
         }
         Ok(h)
     }
+}
+
+/// Checks a RESIZE received by the local node after a handshake that
+/// granted `limits`: [`FEATURE_RESIZE`] was granted
+/// ([`ProtoError::BadKind`]: the export may not send it otherwise), and the
+/// size is a multiple of the logical block size, not 0 and at most
+/// [`MAX_SIZE`] ([`ProtoError::BadHello`], as a grant with such a size
+/// would be). Returns the new size. Whether it grows the device is the
+/// local node's business: a RESIZE may arrive after a later one that came
+/// on another connection of the device.
+pub(crate) fn validate_resize(h: &Header, limits: &Limits) -> Result<u64, ProtoError> {
+    if h.kind != Kind::Resize || limits.features & FEATURE_RESIZE == 0 {
+        return Err(ProtoError::BadKind);
+    }
+    let size = h.offset;
+    if size == 0 || size > MAX_SIZE || !aligned(size, u64::from(limits.logical_block)) {
+        return Err(ProtoError::BadHello);
+    }
+    Ok(size)
 }
 
 /// What the export granted in the handshake, against which every IO request

@@ -436,6 +436,38 @@ static int dst_genl_dev_add_doit(struct sk_buff *skb, struct genl_info *info)
 	return genlmsg_reply(msg, info);
 }
 
+static int dst_genl_export_resize_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	struct dst_nl_req *req;
+	struct sk_buff *msg;
+	u64 size;
+	void *hdr;
+	int err;
+
+	if (GENL_REQ_ATTR_CHECK(info, DST_A_ADDR))
+		return -EINVAL;
+	msg = genlmsg_new(NLMSG_DEFAULT_SIZE, GFP_KERNEL);
+	if (!msg)
+		return -ENOMEM;
+	req = dst_genl_req(info, &err);
+	if (req) {
+		err = dst_nl_export_resize(req, &size);
+		dst_genl_req_done(req);
+	}
+	if (err) {
+		nlmsg_free(msg);
+		return err;
+	}
+	/* The export has its new size; the reply only tells it. */
+	hdr = genlmsg_put_reply(msg, info, &dst_genl_family, 0, DST_CMD_EXPORT_RESIZE);
+	if (!hdr || nla_put_u64_64bit(msg, DST_A_SIZE, size, DST_A_PAD)) {
+		nlmsg_free(msg);
+		return -EMSGSIZE;
+	}
+	genlmsg_end(msg, hdr);
+	return genlmsg_reply(msg, info);
+}
+
 static int dst_genl_config_doit(struct sk_buff *skb, struct genl_info *info)
 {
 	struct nlattr **a = info->attrs;
@@ -584,7 +616,8 @@ static int dst_genl_pre_doit(const struct genl_split_ops *ops, struct sk_buff *s
 
 /*
  * GENL_ADMIN_PERM: every command needs CAP_NET_ADMIN; DST_GENL_SYS_ADMIN:
- * adding and removing exports and devices needs CAP_SYS_ADMIN as well (see
+ * adding and removing exports and devices, and growing an export (more of
+ * its device reachable), needs CAP_SYS_ADMIN as well (see
  * dst_genl_pre_doit). validate = 0 with resv_start_op above every command
  * means strict validation throughout.
  */
@@ -638,6 +671,12 @@ static const struct genl_small_ops dst_genl_ops[] = {
 		.flags		= GENL_ADMIN_PERM,
 		.internal_flags	= DST_GENL_SYS_ADMIN,
 		.doit		= dst_genl_export_release_doit,
+	},
+	{
+		.cmd		= DST_CMD_EXPORT_RESIZE,
+		.flags		= GENL_ADMIN_PERM,
+		.internal_flags	= DST_GENL_SYS_ADMIN,
+		.doit		= dst_genl_export_resize_doit,
 	},
 };
 

@@ -162,6 +162,7 @@ int dst_nl_dev_add(struct dst_nl_req *req, u32 *index);
 int dst_nl_dev_del(struct dst_nl_req *req);
 int dst_nl_dev_set(struct dst_nl_req *req);
 int dst_nl_config(struct dst_nl_req *req);
+int dst_nl_export_resize(struct dst_nl_req *req, u64 *size);
 /* Fills entry number pos of those of net; returns 1 if filled, 0 past the end. */
 int dst_nl_list_entry(struct net *net, unsigned long pos, struct dst_nl_entry *entry);
 /* A namespace is going away: its exports and devices go with it. */

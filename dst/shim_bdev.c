@@ -136,10 +136,29 @@ struct llist_node *dst_handoff_take(struct llist_head *list)
 	return llist_reverse_order(llist_del_all(list));
 }
 
+/*
+ * Process context, by a caller that holds a reference on what contains
+ * @wait: wakes the consumer without an item (dst_handoff_kicked() then
+ * says so once).
+ */
+void dst_handoff_kick(struct wait_queue_head *wait, atomic_t *kicked)
+{
+	/* What the caller stored before is seen by a consumer that sees this. */
+	atomic_set_release(kicked, 1);
+	wake_up(wait);
+}
+
+/* Whether the consumer was kicked since it last asked. */
+bool dst_handoff_kicked(atomic_t *kicked)
+{
+	return atomic_xchg(kicked, 0);
+}
+
 /* TASK_IDLE: an idle consumer neither counts as load nor as a hung task. */
 struct llist_node *dst_handoff_wait(struct llist_head *list,
-				    struct wait_queue_head *wait)
+				    struct wait_queue_head *wait, atomic_t *kicked)
 {
-	wait_event_idle(*wait, !llist_empty(list) || kthread_should_stop());
+	wait_event_idle(*wait, !llist_empty(list) || atomic_read(kicked) ||
+			       kthread_should_stop());
 	return dst_handoff_take(list);
 }

@@ -38,7 +38,9 @@ void dst_handoff_push(struct llist_head *list, struct wait_queue_head *wait,
 struct llist_node *dst_handoff_take(struct llist_head *list);
 void dst_handoff_quiesce(void);
 struct llist_node *dst_handoff_wait(struct llist_head *list,
-				    struct wait_queue_head *wait);
+				    struct wait_queue_head *wait, atomic_t *kicked);
+void dst_handoff_kick(struct wait_queue_head *wait, atomic_t *kicked);
+bool dst_handoff_kicked(atomic_t *kicked);
 
 unsigned int dst_bdev_noio_save(void);
 void dst_bdev_noio_restore(unsigned int flags);

@@ -322,6 +322,26 @@ void dst_shim_disk_uevent(struct gendisk *disk, const char *env)
 	memalloc_noio_restore(noio);
 }
 
+/*
+ * Grows the disk to @bytes, never shrinks it: set_capacity_and_notify()
+ * updates the size openers see (a mounted file system can then be grown
+ * online) and sends the "RESIZE=1" change uevent, allocating without IO as
+ * above. Returns whether it grew.
+ */
+bool dst_shim_disk_grow(struct gendisk *disk, u64 bytes)
+{
+	sector_t sectors = bytes >> SECTOR_SHIFT;
+	unsigned int noio;
+	bool grew;
+
+	if (sectors <= get_capacity(disk))
+		return false;
+	noio = memalloc_noio_save();
+	grew = set_capacity_and_notify(disk, sectors);
+	memalloc_noio_restore(noio);
+	return grew;
+}
+
 void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms)
 {
 	blk_queue_rq_timeout(disk->queue, msecs_to_jiffies(ms));

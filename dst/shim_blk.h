@@ -62,6 +62,7 @@ u32 dst_shim_disk_openers(struct gendisk *disk);
 void dst_shim_disk_close_opens(struct gendisk *disk);
 void dst_shim_disk_set_timeout(struct gendisk *disk, u32 ms);
 void dst_shim_disk_uevent(struct gendisk *disk, const char *env);
+bool dst_shim_disk_grow(struct gendisk *disk, u64 bytes);
 void *dst_shim_rq_pdu(struct request *rq);
 void dst_shim_rq_info(struct request *rq, struct dst_rq_info *info);
 struct request *dst_shim_tag_to_rq(struct blk_mq_tag_set *set, u32 unique_tag);

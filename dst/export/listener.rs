@@ -152,7 +152,7 @@ impl Inner {
                 proto::PERM_READ | proto::PERM_WRITE
             },
             features: self.features & hello.features,
-            size: self.size,
+            size: self.size(),
             logical_block_size: self.logical_block,
             physical_block_size: self.physical_block,
             max_io_bytes: match hello.max_io_bytes {
@@ -398,6 +398,7 @@ impl Inner {
                         queue_index: Atomic::new(0),
                         epoch: Atomic::new(0),
                         refused: Atomic::new(0),
+                        told: Atomic::new(u64::MAX),
                         stage: AtomicStage::new(),
                         client <- new_spinlock!(Name::EMPTY, "Session::client"),
                         writer <- new_spinlock!(None, "Session::writer"),

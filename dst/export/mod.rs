@@ -46,6 +46,14 @@
 //! merely refused (range, permission, unsupported, invalid values) has its
 //! payload skipped and is answered with the status, and the session goes on.
 //!
+//! Size. The exported size only grows while the export runs: the admin
+//! grows it (`DST_CMD_EXPORT_RESIZE`), or the export notices that its
+//! backing device grew ([`Inner::refresh`], run before every message a
+//! session receives and before every handshake). Each serving session's
+//! sender then tells its local node ([`proto::Kind::Resize`]). A device
+//! that shrinks under the export is not followed: the export keeps its
+//! size, and requests beyond the device's new end fail as IO errors.
+//!
 //! Files. The export is split by concern, each part in its own file:
 //! - this one: the [`Export`] and its lifecycle ([`Export::start`],
 //!   [`Export::stop`]), what netlink, the registry and sysfs read of it, its
@@ -175,7 +183,9 @@ pub(crate) struct ExportConfig {
     pub(crate) path: CString,
     /// Serve reads only.
     pub(crate) read_only: bool,
-    /// Size cap in bytes; 0 exports the whole device.
+    /// Size cap in bytes; 0 exports the whole device. A ceiling: the export
+    /// follows its device's growth up to it, and only an explicit resize
+    /// moves it.
     pub(crate) size_cap: u64,
     /// Largest IO in 4 KiB pages; 0 for the default (256).
     pub(crate) max_io_pages: u32,
@@ -252,7 +262,14 @@ struct Inner {
     /// Keys replaced (KEY_UPDATEs sent and received), all sessions.
     rekeys: Atomic<u64>,
     path: CString,
-    size: u64,
+    /// The exported size in bytes: only grows, under `sizing`.
+    size: Atomic<u64>,
+    /// The backing device's size when it was last looked at (see
+    /// [`Inner::refresh`]): while it stays the same, nothing is to do.
+    seen_backing: Atomic<u64>,
+    /// The size cap and the shrink last reported; taken to change `size`.
+    #[pin]
+    sizing: Mutex<Sizing>,
     read_only: bool,
     logical_block: u32,
     physical_block: u32,
@@ -283,6 +300,26 @@ struct Inner {
     log: SpinLock<LogWindow>,
     /// Last: accepted sockets rely on the namespace reference it holds.
     listener: Socket,
+}
+
+/// What decides an export's size besides its device.
+struct Sizing {
+    /// Ceiling in bytes; 0 for none. The export follows its device's
+    /// growth up to it; an explicit resize sets it.
+    cap: u64,
+    /// The device size whose shrink below the export was last logged, so
+    /// that it is logged once.
+    shrink_logged: u64,
+}
+
+/// The size to export, in bytes: the device's `bytes`, at most `cap` (0: no
+/// cap) and [`proto::MAX_SIZE`], in whole `block`s.
+fn fit(bytes: u64, cap: u64, block: u64) -> u64 {
+    let bytes = if cap == 0 { bytes } else { bytes.min(cap) };
+    match bytes.min(proto::MAX_SIZE).checked_div(block) {
+        Some(blocks) => blocks * block,
+        None => 0,
+    }
 }
 
 /// Rate limiting state of an export's log lines.
@@ -408,13 +445,8 @@ impl Export {
             logical_block
         };
         let block = u64::from(logical_block);
-        let size = match size_cap {
-            0 => backing.size(),
-            cap => cap.min(backing.size()),
-        }
-        .min(proto::MAX_SIZE)
-            / block
-            * block;
+        let backing_size = backing.size();
+        let size = fit(backing_size, size_cap, block);
         if size == 0 {
             return Err(Refusal::new(
                 EINVAL,
@@ -422,7 +454,7 @@ impl Export {
             ));
         }
         let features = if read_only {
-            proto::FEATURE_FLUSH
+            proto::FEATURE_FLUSH | proto::FEATURE_RESIZE
         } else {
             let discard = if backing.can_discard() {
                 proto::FEATURE_DISCARD
@@ -434,7 +466,7 @@ impl Export {
             } else {
                 0
             };
-            proto::FEATURE_FLUSH | proto::FEATURE_FUA | zeroes | discard
+            proto::FEATURE_FLUSH | proto::FEATURE_FUA | proto::FEATURE_RESIZE | zeroes | discard
         };
         let kind = backing.describe();
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
@@ -456,7 +488,15 @@ impl Export {
             integrity_errors: Atomic::new(0),
             rekeys: Atomic::new(0),
             path,
-            size,
+            size: Atomic::new(size),
+            seen_backing: Atomic::new(backing_size),
+            sizing <- new_mutex!(
+                Sizing {
+                    cap: size_cap,
+                    shrink_logged: 0,
+                },
+                "Export::sizing"
+            ),
             read_only,
             logical_block,
             physical_block,
@@ -507,7 +547,7 @@ impl Export {
             inner.path_str(),
             &inner.name,
             kind,
-            inner.size,
+            inner.size(),
             inner.logical_block,
             inner.physical_block,
             if inner.read_only {
@@ -583,7 +623,46 @@ impl Export {
 
     /// The exported size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        self.inner.size
+        self.inner.size()
+    }
+
+    /// Grows the export (`DST_CMD_EXPORT_RESIZE`) to `size` bytes (in whole
+    /// blocks), which becomes its cap; with `None`, to what its device now
+    /// holds, within its cap. Refused if that would shrink it, or `size`
+    /// exceeds the device. Returns the exported size.
+    pub(crate) fn resize(&self, size: Option<u64>) -> Result<u64, Refusal> {
+        let inner = &self.inner;
+        let backing = inner
+            .backing
+            .lock()
+            .clone()
+            .ok_or(Refusal::new(ENODEV, c"the export is stopping"))?;
+        let now = backing.size();
+        let block = u64::from(inner.logical_block);
+        let mut sizing = inner.sizing.lock();
+        let current = inner.size();
+        let (new, cap) = match size {
+            None => (fit(now, sizing.cap, block), sizing.cap),
+            Some(want) if want > now => {
+                return Err(Refusal::new(
+                    EINVAL,
+                    c"the backing device is smaller than the size asked for",
+                ))
+            }
+            Some(want) => (fit(now, want, block), want),
+        };
+        if new < current {
+            return Err(Refusal::new(
+                EINVAL,
+                c"an export cannot shrink: that is below its current size",
+            ));
+        }
+        sizing.cap = cap;
+        inner.seen_backing.store(now, Relaxed);
+        inner.size.store(new, Release);
+        drop(sizing);
+        inner.announce(current, new);
+        Ok(new)
     }
 
     /// Whether the export serves reads only.
@@ -681,6 +760,67 @@ impl PinnedDrop for Export {
 }
 
 impl Inner {
+    /// The exported size in bytes.
+    fn size(&self) -> u64 {
+        self.size.load(Acquire)
+    }
+
+    /// Follows a change of the backing device's size: a growth grows the
+    /// export (within its cap), a shrink below it is logged once and
+    /// otherwise ignored. Run before each message a session receives and
+    /// before each handshake: a local node pings an idle connection every
+    /// few seconds and a busy one sends requests, so a growth is seen within
+    /// a ping interval, by the very connections that need to hear of it,
+    /// at the cost of reading one word of the device per message; the
+    /// device layer has no notification of size changes to wait on instead.
+    fn refresh(&self, backing: &Backing) {
+        let now = backing.size();
+        if now == self.seen_backing.load(Relaxed) {
+            return;
+        }
+        let mut sizing = self.sizing.lock();
+        if now == self.seen_backing.load(Relaxed) {
+            return;
+        }
+        self.seen_backing.store(now, Relaxed);
+        let current = self.size();
+        let new = fit(now, sizing.cap, u64::from(self.logical_block));
+        if new < current {
+            if sizing.shrink_logged != now {
+                sizing.shrink_logged = now;
+                pr_warn!(
+                    "export {}: {} shrank to {} bytes, below the {} exported: keeping that size; IO beyond the device's end fails\n",
+                    self.shown(),
+                    self.path_str(),
+                    now,
+                    current
+                );
+            }
+            return;
+        }
+        self.size.store(new, Release);
+        drop(sizing);
+        self.announce(current, new);
+    }
+
+    /// Tells every session that the size, stored already, grew from `old`
+    /// to `new` bytes: its sender then sends the size to its local node.
+    fn announce(&self, old: u64, new: u64) {
+        if new <= old {
+            return;
+        }
+        pr_info!(
+            "export {}: {} grew from {} to {} bytes\n",
+            self.shown(),
+            self.path_str(),
+            old,
+            new
+        );
+        for t in self.sessions.lock().iter() {
+            t.data().replies.kick();
+        }
+    }
+
     /// The listening address, for log lines.
     fn shown(&self) -> Peer {
         Peer(Some(self.addr))
@@ -728,7 +868,7 @@ impl Inner {
         match id {
             0 => self.addr.write_to(out),
             1 => out.write_str(self.path_str()),
-            2 => write!(out, "{}", self.size),
+            2 => write!(out, "{}", self.size()),
             3 => write!(out, "{}", u8::from(self.read_only)),
             4 => write!(out, "{}", self.live.load(Relaxed)),
             5 => {

@@ -224,6 +224,11 @@ pub(super) struct Session {
     pub(super) epoch: Atomic<u32>,
     /// Requests refused so far (only the first is logged).
     pub(super) refused: Atomic<u32>,
+    /// The size the local node knows: granted, then sent in RESIZEs by the
+    /// sender thread, the only one to change it once serving. `u64::MAX`
+    /// while it cannot be told (before the grant, or it did not ask for
+    /// RESIZE).
+    pub(super) told: Atomic<u64>,
     /// How far the handshake got: until it succeeded the session holds one
     /// of the export's few handshake slots.
     pub(super) stage: AtomicStage,
@@ -319,6 +324,8 @@ impl Session {
     /// Runs the session until it ends; returns why. Starts the sender
     /// thread into `sender` once the handshake has succeeded.
     fn serve(self: &Arc<Self>, sender: &mut Option<Thread<Arc<Session>>>) -> End {
+        // The grant tells the device's size as it is now.
+        self.export.refresh(&self.backing);
         // A peer on this host may be serving its swap: its session is set
         // up (crypto transforms and their reserves) without reclaim.
         let handshake = if self.sock.memalloc() {
@@ -331,6 +338,12 @@ impl Session {
             Err(end) => return end,
         };
         self.stage.advance(Stage::Heard, Stage::Admitted);
+        // Before the sender starts: a growth from now on kicks it, and one
+        // since the grant finds it told less than the export's size.
+        if grant.features & proto::FEATURE_RESIZE != 0 {
+            self.told.store(grant.size, Relaxed);
+            self.replies.kick();
+        }
         let port = self.export.addr.parts().1;
         match Thread::spawn(
             fmt!("dst-exp-{}.{}s", port, self.id),
@@ -458,8 +471,17 @@ impl Session {
         let mut hb = [0u8; HEADER_LEN];
         self.recv(&mut hb)?;
         let h = Header::decode(&hb).map_err(|e| End::Proto(e.as_str()))?;
+        self.export.refresh(&self.backing);
         match h.kind {
-            Kind::Io => self.request(h, &hb, limits, depth, scratch, opener),
+            Kind::Io => {
+                // Checked against the export's size now, which may have
+                // grown since the grant.
+                let limits = Limits {
+                    size: self.export.size(),
+                    ..*limits
+                };
+                self.request(h, &hb, &limits, depth, scratch, opener)
+            }
             Kind::Ping => {
                 self.open(opener, &hb)?;
                 self.send(&Header::pong(h.id), Body::None, false)
@@ -476,9 +498,12 @@ impl Session {
                 self.export.rekeys.add(1, Relaxed);
                 Ok(())
             }
-            Kind::Hello | Kind::HelloReply | Kind::IoReply | Kind::Challenge | Kind::Auth => {
-                Err(End::Proto("unexpected message kind after the handshake"))
-            }
+            Kind::Hello
+            | Kind::HelloReply
+            | Kind::IoReply
+            | Kind::Challenge
+            | Kind::Auth
+            | Kind::Resize => Err(End::Proto("unexpected message kind after the handshake")),
         }
     }
 
@@ -717,6 +742,9 @@ impl Session {
 fn sender_main(s: &Arc<Session>) {
     loop {
         let mut batch = s.replies.wait();
+        if s.replies.kicked() {
+            s.tell_size();
+        }
         if batch.is_empty() {
             if kthread::should_stop() {
                 return;
@@ -740,6 +768,21 @@ fn sender_main(s: &Arc<Session>) {
             Io::recycle(io);
             s.inflight.end();
         }
+    }
+}
+
+impl Session {
+    /// Sends a RESIZE if the export has grown beyond what the local node
+    /// was told (never if it did not ask for RESIZE). The sender's: it
+    /// goes out between replies, sealed in order with them; a failed send
+    /// ends the session as a reply's does.
+    fn tell_size(&self) {
+        let size = self.export.size();
+        if size <= self.told.load(Relaxed) {
+            return;
+        }
+        self.told.store(size, Relaxed);
+        let _ = self.send(&Header::resize(size), Body::None, false);
     }
 }
 

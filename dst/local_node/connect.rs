@@ -290,11 +290,11 @@ pub(super) fn random_client_id() -> u64 {
 
 /// Whether two grants describe the same device (what reconnects and the
 /// queues of one device must agree on): everything that shaped the disk's
-/// limits and the protocol spoken.
+/// limits and the protocol spoken, but the size, which may grow (the
+/// caller compares it).
 pub(super) fn same_grant(a: &HelloReplyBody, b: &HelloReplyBody) -> bool {
     a.version == b.version
         && a.features == b.features
-        && a.size == b.size
         && a.logical_block_size == b.logical_block_size
         && a.physical_block_size == b.physical_block_size
         && a.perms == b.perms
@@ -342,13 +342,16 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
         };
         let grant = conn.granted;
         let was = &shared.dev.granted;
-        if !same_grant(&grant, was) {
+        // A grown export is the same device, larger; a smaller one is not:
+        // what the device holds beyond its end would be lost.
+        let size = shared.dev.size();
+        if !same_grant(&grant, was) || grant.size < size {
             if !told_changed {
                 pr_err!(
                     "dst{}: the export at {} changed (size {} -> {}, perms {} -> {}): refusing it\n",
                     shared.dev.index,
                     shared.dev.addr,
-                    was.size,
+                    size,
                     grant.size,
                     was.perms,
                     grant.perms
@@ -357,6 +360,7 @@ pub(super) fn reconnect(ctx: &Ctx) -> Option<(Arc<Socket>, Opener)> {
             }
             continue;
         }
+        shared.dev.grow(grant.size);
         let sock = conn.sock;
         {
             let mut tx = shared.tx.lock();

@@ -95,8 +95,13 @@ impl Device {
         let granted = first.granted;
         hello.export = granted.export;
         let mut conns = KVec::with_capacity(granted.queues.into(), GFP_KERNEL)?;
+        // The export may grow while the queues connect: the device starts
+        // with the largest size granted (the other connections hear of it
+        // in a RESIZE).
+        let mut size = granted.size;
         let others = (1..granted.queues).try_for_each(|qid| {
             let c = connect(&hello, qid)?;
+            size = size.max(c.granted.size);
             if !same_grant(&granted, &c.granted) {
                 return Err(Refusal::new(
                     code::eproto(),
@@ -125,6 +130,7 @@ impl Device {
                 addr,
                 net: cfg.net,
                 granted,
+                size: Atomic::new(size),
                 hello,
                 epoch,
                 security: cfg.security,
@@ -215,7 +221,7 @@ impl Device {
         )?;
         let has = |f| granted.features & f != 0;
         let mut params = DiskParams {
-            size: granted.size,
+            size,
             logical_block_size: granted.logical_block_size,
             physical_block_size: granted.physical_block_size,
             max_io_bytes: granted.max_io_bytes,
@@ -253,15 +259,17 @@ impl Device {
                 GFP_KERNEL,
             )?;
         }
-        let disk = Disk::add(&tags, &params, events)
+        let disk = Disk::add(&tags, &params, events.clone())
             .map_err(|e| Refusal::new(e, c"cannot create the block device"))?;
+        // A RESIZE the receivers took in before the disk was added.
+        events.grow(common.size());
         closing.disarm();
         netlink::notify(common.net, index, event::CONNECTED);
         pr_info!(
             "dst{}: connected to {}, {} bytes{}, max IO {} KiB, {} queue(s) of depth {}, protection {}{}\n",
             index,
             addr,
-            granted.size,
+            size,
             if params.read_only { ", read-only" } else { "" },
             granted.max_io_bytes / 1024,
             nr_queues,
@@ -312,7 +320,7 @@ impl Device {
 
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        self.dev().granted.size
+        self.dev().size()
     }
 
     /// The identity the export fences this device's connections by.
@@ -556,7 +564,7 @@ impl Driver for Router {
         match id {
             0 => dev.addr.write_to(out),
             1 => out.write_str(self.state().as_str()),
-            2 => write!(out, "{}", dev.granted.size),
+            2 => write!(out, "{}", dev.size()),
             3 => write!(
                 out,
                 "{}",

@@ -26,10 +26,10 @@
 //! - When the connection fails, the receiver thread (which owns connections)
 //!   puts every parked request back on the ring (counting a resend; past the
 //!   resend limit it fails), then reconnects every reconnect delay with a
-//!   fresh handshake. A changed export (size, block size, permissions) is
-//!   refused. The HELLO carries this device's client id and fencing epoch,
-//!   so the export fences the old connection before the new one may send
-//!   anything; a request fails only after its connection is reset and the
+//!   fresh handshake. A changed export (smaller, another block size or
+//!   permissions) is refused; a grown one grows the device. The HELLO
+//!   carries this device's client id and fencing epoch, so the export
+//!   fences the old connection before the new one may send anything; a request fails only after its connection is reset and the
 //!   device has moved to a new epoch (see [`Common::epoch`]).
 //! - Disconnected for longer than the loss timeout, the device FAILS: queued
 //!   and new requests end with EIO at once, until a reconnect succeeds.
@@ -184,8 +184,12 @@ pub(crate) struct Common {
     addr: SockAddr,
     /// Namespace to reconnect from, which the device belongs to.
     net: HomeNet,
-    /// What the export granted at creation; later grants must match.
+    /// What the export granted at creation; later grants must match, but
+    /// for the size, which may have grown (see `size`).
     granted: HelloReplyBody,
+    /// The device's size in bytes: granted, then grown by the export's
+    /// RESIZEs and by reconnects that find it larger; never shrinks.
+    size: Atomic<u64>,
     /// What the first HELLO asked for; reconnects ask the same (with a
     /// fresh nonce, their queue's index and the current epoch). Its
     /// `client_id` and `epoch` let the export fence older connections.
@@ -337,6 +341,38 @@ pub(crate) struct Device {
 struct QueueThreads {
     _receiver: Thread<Ctx>,
     _sender: Thread<Ctx>,
+}
+
+impl Common {
+    /// The device's size in bytes.
+    fn size(&self) -> u64 {
+        self.size.load(Relaxed)
+    }
+
+    /// Grows the device to `bytes` if that is larger (the export grew: a
+    /// RESIZE, or a reconnect's grant); a smaller size is ignored, as it
+    /// may come late, on another queue's connection, after a larger one.
+    /// Those who have the disk open see the new size at once. Sleeps.
+    fn grow(&self, bytes: u64) {
+        let mut cur = self.size();
+        while bytes > cur {
+            match self.size.cmpxchg(cur, bytes, Relaxed) {
+                Ok(_) => {
+                    // Before the disk is added, `Device::create` grows it
+                    // once added, to what this stored.
+                    self.events.grow(bytes);
+                    pr_info!(
+                        "dst{}: the export grew: {} -> {} bytes\n",
+                        self.index,
+                        cur,
+                        bytes
+                    );
+                    return;
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
 }
 
 /// How a request ends for the status of its reply.

@@ -5,6 +5,8 @@
 //! READ data (protected data into the kernel's own pages, where it is
 //! checked, on the crypto pool, before it is copied to the request), and
 //! ends the request; when the connection fails it requeues and reconnects.
+//! It also takes in the export's PINGs, KEY_UPDATEs and RESIZEs (the device
+//! grows).
 
 use kernel::{
     prelude::*,
@@ -249,6 +251,18 @@ fn serve(
                     e.as_str()
                 })?;
                 shared.dev.rekeys.add(1, Relaxed);
+                Ok(())
+            }),
+            // The export grew: checked like any message, then against the
+            // grant (the feature, block alignment, the protocol's limit).
+            Kind::Resize => open(shared, sock, opener, &hb, None).and_then(|()| {
+                let size = proto::validate_resize(&h, &shared.dev.granted.limits()).map_err(
+                    |e| match e {
+                        proto::ProtoError::BadKind => "RESIZE without the resize feature",
+                        e => e.as_str(),
+                    },
+                )?;
+                shared.dev.grow(size);
                 Ok(())
             }),
             Kind::Pong => open(shared, sock, opener, &hb, None).map(|()| {

@@ -15,7 +15,8 @@
 #              connection (the server logs its verdict). One server per case.
 #   io         wrong id/op/offset/length/flags, oversized, short or missing
 #              data, a reply never asked for, a duplicate, bad kinds and
-#              statuses, no reply (request timeout), a close mid-reply,
+#              statuses, a RESIZE of a bad size (unaligned, 0, above the
+#              limit), no reply (request timeout), a close mid-reply,
 #              tampered, replayed or trailer-less replies: one device reads
 #              1 MiB per case (case i acts on the READ at 24 + i MiB, once);
 #              the local node must drop the connection, reconnect and resend,

@@ -7,7 +7,7 @@
 # as root both succeed.
 # The commands that give block device access need CAP_SYS_ADMIN as well: as
 # uid/gid 65534 with CAP_NET_ADMIN alone (ambient), `-a status` and `-a list`
-# work, but export, unexport, local and delete fail with EPERM and the
+# work, but export, unexport, resize, local and delete fail with EPERM and the
 # kernel's message naming CAP_SYS_ADMIN, and change nothing (root's export and
 # device stay, no new ones appear); `-a set -d` (timeouts) still works.
 set -euo pipefail
@@ -82,6 +82,7 @@ needs_sys_admin() {
 }
 needs_sys_admin export -r 127.0.0.1 -p 1026 -a export -f /dev/ram1
 needs_sys_admin unexport -r 127.0.0.1 -a unexport
+needs_sys_admin resize -r 127.0.0.1 -a resize
 # Port 1026: for 1025, where root's dst0 connects, local returns dst0.
 needs_sys_admin local -r 127.0.0.1 -p 1026 -a local
 needs_sys_admin delete -a delete -d dst0

@@ -3,8 +3,9 @@
  * dst.h - generic netlink interface of DST, the network block device.
  *
  * The family is named "dst" (DST_GENL_NAME). Every command needs
- * CAP_NET_ADMIN; DST_CMD_EXPORT_ADD, DST_CMD_EXPORT_DEL, DST_CMD_DEV_ADD and
- * DST_CMD_DEV_DEL, which open or create block devices, need CAP_SYS_ADMIN as
+ * CAP_NET_ADMIN; DST_CMD_EXPORT_ADD, DST_CMD_EXPORT_DEL, DST_CMD_DEV_ADD,
+ * DST_CMD_DEV_DEL and DST_CMD_EXPORT_RESIZE, which open, create or expose
+ * block devices, need CAP_SYS_ADMIN as
  * well (EPERM, with an extended-ack message naming it). Both in the initial
  * user namespace (netlink_capable). Attributes are validated by
  * a strict policy: unknown attributes, wrong types and out-of-range values are
@@ -37,6 +38,10 @@ enum dst_cmd {
 				/* DST_A_REKEY_MIB, DST_A_REKEY_SECONDS */
 	DST_CMD_EXPORT_RELEASE,	/* take the write access of the export on */
 				/* DST_A_ADDR/PORT from its holder */
+	DST_CMD_EXPORT_RESIZE,	/* grow the export on DST_A_ADDR/PORT to DST_A_SIZE */
+				/* (its new cap), or without it to what its */
+				/* device holds now; never shrinks; replies */
+				/* DST_A_SIZE, the size exported */
 	__DST_CMD_MAX,
 };
 #define DST_CMD_MAX (__DST_CMD_MAX - 1)

@@ -82,6 +82,13 @@ fn execute(cmd: &Command) -> Result<u8> {
             client.export_release(*remote)?;
             println!("{}", release_message(*remote, holder.as_ref()));
         }
+        Command::Resize { remote, size } => {
+            let size = DstClient::connect()?.export_resize(*remote, *size)?;
+            println!(
+                "the export on {remote} is {} ({size} bytes)",
+                human_size(size)
+            );
+        }
         Command::Local {
             remote,
             export_name,
@@ -652,6 +659,14 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             "the export on {remote} was made --shared: every local node may write to it, so \
              there is no write access to take back"
         ),
+        (Command::Resize { remote, .. }, libc::ENOENT) => {
+            format!("no export listens on {remote} in this network namespace; see dstcfg list")
+        }
+        (Command::Resize { .. }, libc::EINVAL) if msg.contains("shrink") => {
+            "dstcfg list shows the export's size; to serve less of the device, unexport it and \
+             export it again with --size (its devices must then be deleted and created again)"
+                .to_string()
+        }
 
         (Command::Local { remote, .. }, libc::ECONNREFUSED) => format!(
             "no export listens at {remote}; start one there with: dstcfg export -r {} -f PATH",
@@ -707,6 +722,7 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
             Command::Export { .. }
             | Command::Unexport { .. }
             | Command::Release { .. }
+            | Command::Resize { .. }
             | Command::Local { .. }
             | Command::Delete { .. },
             libc::EPERM,

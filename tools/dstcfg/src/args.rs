@@ -72,9 +72,9 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 14] = [
+pub const ACTIONS: [&str; 15] = [
     "export", "unexport", "release", "local", "delete", "set", "list", "status", "monitor",
-    "check", "genkey", "apply", "save", "down",
+    "check", "genkey", "apply", "save", "down", "resize",
 ];
 
 /// The configuration file of apply, save and down without `-f`.
@@ -131,6 +131,13 @@ Examples:
   Export a device to the nodes of a cluster file system (GFS2, OCFS2),
   which all write to it at once (never for ext4, xfs, md or LVM):
     dstcfg export -r 192.0.2.1 -f /dev/sdb --shared
+
+  After growing the exported device (lvextend, say), grow the export at
+  once (it also notices by itself, within a few seconds); or grow an export
+  made with --size to 20 GiB. Connected devices grow without reconnecting;
+  an export never shrinks:
+    dstcfg resize -r 192.0.2.1
+    dstcfg resize -r 192.0.2.1 --size 20G
 
   Make this node's exports, devices and module settings those of the
   configuration file /etc/dst/dst.toml, showing the plan first; the same
@@ -203,9 +210,9 @@ error (no such device, module not loaded, no permission, usage).
 
 All subcommands but genkey need the dst module (the kernel loads an installed
 one on first use; otherwise insmod dst.ko) and CAP_NET_ADMIN; export,
-unexport, release, local, delete, apply and down, which give access to block
-devices, need CAP_SYS_ADMIN as well (run as root). They see and change only
-the exports and devices of the network namespace dstcfg runs in.";
+unexport, release, resize, local, delete, apply and down, which give access to
+block devices, need CAP_SYS_ADMIN as well (run as root). They see and change
+only the exports and devices of the network namespace dstcfg runs in.";
 
 /// The synopsis of `dstcfg --help` and of the man page: each subcommand
 /// with its options, then the older `-a` form.
@@ -213,6 +220,7 @@ pub const USAGE: &str = "\
 dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--shared] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
        dstcfg unexport -r ADDR [-p PORT]
        dstcfg release -r ADDR [-p PORT]
+       dstcfg resize -r ADDR [-p PORT] [--size SIZE]
        dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [--read-only] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
        dstcfg set -d DEV SETTINGS
        dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
@@ -438,6 +446,13 @@ pub enum Sub {
         override_usage = "dstcfg down [-f FILE] [--force] [--dry-run]"
     )]
     Down(DownArgs),
+    /// Grow the export listening on -r ADDR to what its device holds now, or to --size SIZE
+    #[command(
+        long_about = RESIZE_TEXT,
+        override_usage = "dstcfg resize -r ADDR [-p PORT] [--size SIZE]",
+        mut_arg("remote", |a| a.help(LISTEN_HELP)),
+    )]
+    Resize(ResizeArgs),
 }
 
 impl Sub {
@@ -458,6 +473,7 @@ impl Sub {
             Sub::Apply(_) => 11,
             Sub::Save(_) => 12,
             Sub::Down(_) => 13,
+            Sub::Resize(_) => 14,
         };
         ACTIONS[i]
     }
@@ -506,6 +522,15 @@ pub const RELEASE_TEXT: &str = "Take the write access of the export listening on
     writes what it had cached over what the others wrote meanwhile. dstcfg list shows the \
     holder (writer). Refused for a --shared export, which has no holder, and when no local \
     node holds the write access.";
+/// What resize does.
+pub const RESIZE_TEXT: &str = "Grow the export listening on -r ADDR and port, after its \
+    block device grew: to what the device holds now (up to the export's cap, the --size it was \
+    made with, if any), or to --size SIZE, which becomes its cap. Prints the size exported. The \
+    local nodes connected to it see the new size at once, without reconnecting and without IO \
+    errors (a mounted file system can then be grown with resize2fs or xfs_growfs); a device \
+    that reconnects later accepts the larger export. The export also follows its device's \
+    growth by itself (up to its cap) within a few seconds; resize makes it happen now. An \
+    export never shrinks: a size below the current one, or beyond the device, is refused.";
 /// What local does.
 pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /dev/dstN; \
     prints only the device path, so that scripts can capture it.\n\n\
@@ -752,6 +777,20 @@ pub struct UnexportArgs {
     /// The export's address.
     #[command(flatten)]
     pub address: AddressArgs,
+}
+
+/// `dstcfg resize`.
+#[derive(Debug, Clone, Args)]
+pub struct ResizeArgs {
+    /// The export's address.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// The new size, which becomes the export's cap; K, M, G, T suffixes
+    /// are binary (1K = 1024), rounded down to whole blocks [default:
+    /// what the device holds now, up to the cap]
+    #[arg(long = "size", value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
 }
 
 /// `dstcfg local`.

@@ -81,6 +81,13 @@ pub enum Command {
         /// Address the export listens on.
         remote: SocketAddr,
     },
+    /// `resize -r ADDR [--size SIZE]`.
+    Resize {
+        /// Address the export listens on.
+        remote: SocketAddr,
+        /// The new size and cap (none: what the device holds now).
+        size: Option<u64>,
+    },
     /// `local -r ADDR [-n NAME] [--client-name NAME] [--read-only] [-i N] [--max-io-pages
     /// N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]]
     /// [--duplicate] [SECURITY] [SETTINGS]`.
@@ -196,6 +203,7 @@ impl Command {
             Command::Export { .. } => "export",
             Command::Unexport { .. } => "unexport",
             Command::Release { .. } => "release",
+            Command::Resize { .. } => "resize",
             Command::Local { .. } => "local",
             Command::Delete { .. } => "delete",
             Command::Set { .. } | Command::Config { .. } => "set",
@@ -684,6 +692,10 @@ impl Cli {
             },
             Sub::Release(a) => Command::Release {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
+            },
+            Sub::Resize(a) => Command::Resize {
+                remote: ctx.remote(&a.address, "the address the export listens on")?,
+                size: a.size,
             },
             Sub::Local(a) => Command::Local {
                 remote: ctx.remote(&a.address, "the address of the export node")?,
@@ -1788,7 +1800,7 @@ mod tests {
         let mut args = vec!["-a", action];
         args.extend(match action {
             "export" => vec!["-r", R, "-f", "/dev/sdb"],
-            "unexport" | "release" | "local" => vec!["-r", R],
+            "unexport" | "release" | "local" | "resize" => vec!["-r", R],
             "delete" | "check" => vec!["-d", "dst0"],
             "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
             "genkey" => vec!["-f", "/etc/dst/psk"],
@@ -1838,8 +1850,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 14 subcommands x 36 options, minus the 67 allowed pairs.
-        assert_eq!(refused, 437);
+        // 15 subcommands x 36 options, minus the 70 allowed pairs.
+        assert_eq!(refused, 470);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use netlink_packet_core::NLM_F_DUMP;
 
 use crate::message::{
-    config_attrs, dev_del_attrs, dev_set_attrs, export_del_attrs, DeviceRequest, DeviceSettings,
-    DstAttr, DstCmd, DstMessage, Event, ExportRequest, ListEntry, ModuleSettings, NewDevice,
-    Status,
+    config_attrs, dev_del_attrs, dev_set_attrs, export_del_attrs, export_resize_attrs,
+    resize_reply, DeviceRequest, DeviceSettings, DstAttr, DstCmd, DstMessage, Event, ExportRequest,
+    ListEntry, ModuleSettings, NewDevice, Status,
 };
 use crate::netlink::{Family, FamilyNotFound, GenlSocket, KernelError, Received};
 use crate::uapi;
@@ -96,6 +96,13 @@ impl DstClient {
     pub fn export_release(&mut self, addr: SocketAddr) -> Result<()> {
         self.request(DstCmd::ExportRelease, export_del_attrs(addr))
             .map(drop)
+    }
+
+    /// `DST_CMD_EXPORT_RESIZE`: grows the export on `addr` to `size` (none:
+    /// to what its device holds now); returns the size it exports.
+    pub fn export_resize(&mut self, addr: SocketAddr, size: Option<u64>) -> Result<u64> {
+        let replies = self.request(DstCmd::ExportResize, export_resize_attrs(addr, size))?;
+        resize_reply(&replies).context("malformed DST_CMD_EXPORT_RESIZE reply")
     }
 
     /// `DST_CMD_DEV_ADD`: connects to an export and creates `/dev/dstN`.

@@ -49,6 +49,8 @@ pub enum DstCmd {
     /// `DST_CMD_EXPORT_RELEASE`: take an export's write access from its
     /// holder.
     ExportRelease,
+    /// `DST_CMD_EXPORT_RESIZE`: grow an export.
+    ExportResize,
     /// A command number this tool does not know.
     Other(u8),
 }
@@ -66,6 +68,7 @@ impl From<DstCmd> for u8 {
             DstCmd::Event => uapi::DST_CMD_EVENT,
             DstCmd::Config => uapi::DST_CMD_CONFIG,
             DstCmd::ExportRelease => uapi::DST_CMD_EXPORT_RELEASE,
+            DstCmd::ExportResize => uapi::DST_CMD_EXPORT_RESIZE,
             DstCmd::Other(n) => n,
         }
     }
@@ -84,6 +87,7 @@ impl From<u8> for DstCmd {
             uapi::DST_CMD_EVENT => DstCmd::Event,
             uapi::DST_CMD_CONFIG => DstCmd::Config,
             uapi::DST_CMD_EXPORT_RELEASE => DstCmd::ExportRelease,
+            uapi::DST_CMD_EXPORT_RESIZE => DstCmd::ExportResize,
             n => DstCmd::Other(n),
         }
     }
@@ -874,6 +878,29 @@ impl ExportRequest {
 /// the export's address.
 pub fn export_del_attrs(addr: SocketAddr) -> Vec<DstAttr> {
     addr_attrs(addr).to_vec()
+}
+
+/// Attributes of `DST_CMD_EXPORT_RESIZE`: the export's address, and the new
+/// size if given (none: what the export's device holds now).
+pub fn export_resize_attrs(addr: SocketAddr, size: Option<u64>) -> Vec<DstAttr> {
+    let mut attrs = addr_attrs(addr).to_vec();
+    attrs.extend(size.map(DstAttr::Size));
+    attrs
+}
+
+/// The size in the reply of `DST_CMD_EXPORT_RESIZE`.
+pub fn resize_reply(replies: &[DstMessage]) -> Result<u64> {
+    let [reply] = replies else {
+        bail!("expected one reply, got {}", replies.len());
+    };
+    reply
+        .attrs
+        .iter()
+        .find_map(|a| match a {
+            DstAttr::Size(s) => Some(*s),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("reply lacks DST_A_SIZE"))
 }
 
 /// What `DST_CMD_DEV_ADD` asks for.

@@ -46,8 +46,12 @@ pub const DST_CMD_CONFIG: u8 = 9;
 /// from the local node that holds it: its sessions end, and the next local
 /// node to ask for read-write gets it.
 pub const DST_CMD_EXPORT_RELEASE: u8 = 10;
+/// Grow the export on [`DST_A_ADDR`]/[`DST_A_PORT`] to [`DST_A_SIZE`] (its
+/// new cap), or without it to what its device holds now; never shrinks. The
+/// reply carries [`DST_A_SIZE`], the size exported.
+pub const DST_CMD_EXPORT_RESIZE: u8 = 11;
 /// Highest command number (`DST_CMD_MAX`).
-pub const DST_CMD_MAX: u8 = DST_CMD_EXPORT_RELEASE;
+pub const DST_CMD_MAX: u8 = DST_CMD_EXPORT_RESIZE;
 
 // enum dst_attr
 /// Unused attribute 0.
@@ -272,6 +276,7 @@ pub const ENUMS: &[EnumTable] = &[
             ("DST_CMD_EVENT", DST_CMD_EVENT as u32),
             ("DST_CMD_CONFIG", DST_CMD_CONFIG as u32),
             ("DST_CMD_EXPORT_RELEASE", DST_CMD_EXPORT_RELEASE as u32),
+            ("DST_CMD_EXPORT_RESIZE", DST_CMD_EXPORT_RESIZE as u32),
         ],
     ),
     (
@@ -615,6 +620,10 @@ mod tests {
         assert_eq!(
             cmd_name(DST_CMD_EXPORT_RELEASE),
             Some("DST_CMD_EXPORT_RELEASE")
+        );
+        assert_eq!(
+            cmd_name(DST_CMD_EXPORT_RESIZE),
+            Some("DST_CMD_EXPORT_RESIZE")
         );
         assert_eq!(attr_name(DST_A_SHARED), Some("DST_A_SHARED"));
         assert_eq!(attr_name(DST_A_WRITER_PORT), Some("DST_A_WRITER_PORT"));

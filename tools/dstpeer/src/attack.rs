@@ -103,7 +103,7 @@ type Case = fn(&mut Ctx) -> Res<String>;
 #[rustfmt::skip]
 const CASES: &[(&str, Needs, &str, Case)] = &[
     ("first-bad-magic", Needs::Any, "a header with a bad magic first: close", first_bad_magic),
-    ("first-bad-kind", Needs::Any, "kind 10 first: close", first_bad_kind),
+    ("first-bad-kind", Needs::Any, "an undefined kind (0x7f) first: close", first_bad_kind),
     ("first-key-update", Needs::Any, "a KEY_UPDATE before HELLO: close", first_key_update),
     ("first-io", Needs::Any, "an IO request before HELLO: close", first_io),
     ("first-ping", Needs::Any, "a PING before HELLO: close", first_ping),
@@ -162,7 +162,7 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("after-challenge", Needs::Any, "CHALLENGE after the handshake: close", after_challenge),
     ("after-auth", Needs::Any, "AUTH after the handshake: close", after_auth),
     ("io-bad-magic", Needs::Any, "IO with a bad magic: close", io_bad_magic),
-    ("io-bad-kind", Needs::Any, "kind 10 after the handshake: close", io_bad_kind),
+    ("io-bad-kind", Needs::Any, "an undefined kind (0x7f) after the handshake: close", io_bad_kind),
     ("io-bad-op", Needs::Any, "IO with op 6: close", io_bad_op),
     ("io-bad-flags", Needs::Any, "IO with flag bit 5: close", io_bad_flags),
     ("io-undefined-status", Needs::Any, "IO with status 99: close", io_undefined_status),
@@ -462,7 +462,7 @@ fn first_bad_magic(ctx: &mut Ctx) -> Res<String> {
 
 fn first_bad_kind(ctx: &mut Ctx) -> Res<String> {
     let mut h = Header::ping(0).encode();
-    h[4] = 10;
+    h[4] = 0x7f;
     raw_first(ctx, &h)
 }
 
@@ -1067,7 +1067,7 @@ fn io_bad_magic(ctx: &mut Ctx) -> Res<String> {
 }
 
 fn io_bad_kind(ctx: &mut Ctx) -> Res<String> {
-    after_handshake(ctx, read_patched(|h| h[4] = 10), &[])
+    after_handshake(ctx, read_patched(|h| h[4] = 0x7f), &[])
 }
 
 fn io_bad_op(ctx: &mut Ctx) -> Res<String> {

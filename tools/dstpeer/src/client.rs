@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use crate::examples::hex;
 use crate::proto::{
-    validate_reply, Header, HelloBody, HelloReplyBody, Kind, Op, Status, FLAG_FUA, MAGIC,
+    validate_reply, validate_resize, Header, HelloBody, HelloReplyBody, Kind, Op, Status, FLAG_FUA,
+    MAGIC,
 };
 use crate::sec::{Ephemeral, SecConfig};
 use crate::wire::{self, Established, HsError, Wire};
@@ -276,6 +277,21 @@ impl Conn {
             .map_err(|e| usage(format!("cannot write the secrets to {path}: {e}")))
     }
 
+    /// Takes in a RESIZE: checked against the grant, it moves the size up
+    /// (a smaller one is ignored, as the module's local node does).
+    fn resized(&mut self, h: &Header) -> Res {
+        let est = self
+            .established
+            .as_mut()
+            .ok_or_else(|| unexpected("RESIZE before the handshake"))?;
+        let size = validate_resize(h, &est.grant.limits())
+            .map_err(|e| unexpected(format!("bad RESIZE: {}", e.as_str())))?;
+        if size > est.grant.size {
+            est.grant.size = size;
+        }
+        Ok(())
+    }
+
     pub(crate) fn request(&mut self, op: Op, flags: u16, offset: u64, length: u32) -> Header {
         let h = Header::io(op, flags, self.next_id, offset, length);
         self.next_id += 1;
@@ -283,15 +299,18 @@ impl Conn {
     }
 
     /// Reads one IO_REPLY for one of `pending`; returns it, the request and
-    /// the data of a successful READ. PONGs are skipped.
+    /// the data of a successful READ. PONGs are skipped; a RESIZE is
+    /// checked and, if it grows the device, taken as its new size.
     pub(crate) fn read_reply(
         &mut self,
         pending: &mut HashMap<u64, Header>,
     ) -> Res<(Header, Header, Vec<u8>)> {
         let m = loop {
             let m = self.w.recv()?;
-            if m.h.kind != Kind::Pong {
-                break m;
+            match m.h.kind {
+                Kind::Pong => {}
+                Kind::Resize => self.resized(&m.h)?,
+                _ => break m,
             }
         };
         let h = m.h;

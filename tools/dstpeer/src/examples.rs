@@ -10,8 +10,8 @@
 
 use crate::proto::{
     ChallengeBody, Header, HelloBody, HelloReplyBody, Name, Op, Protection, Security, Status,
-    AUTH_LEN, CHALLENGE_LEN, FEATURES_ALL, FLAG_FUA, HELLO_LEN, KEY_SHARE_LEN, MIN_VERSION,
-    PERM_READ, PERM_WRITE, VERSION,
+    AUTH_LEN, CHALLENGE_LEN, FEATURE_DISCARD, FEATURE_FLUSH, FEATURE_FUA, FEATURE_WRITE_ZEROES,
+    FLAG_FUA, HELLO_LEN, KEY_SHARE_LEN, MIN_VERSION, PERM_READ, PERM_WRITE, VERSION,
 };
 use crate::sec::{self, Ephemeral, Schedule, SecConfig, SessionKeys, HASH_LEN};
 
@@ -41,7 +41,11 @@ pub(crate) fn example_e_s() -> Ephemeral {
     Ephemeral::from_secret(core::array::from_fn(|i| 0x20 + i as u8))
 }
 
-/// The example HELLO: versions 2..=2, every feature, 1 MiB IOs, 4 queues of
+/// The four features of the examples, which predate RESIZE (so that their
+/// dumps and key schedule stay as published).
+const EXAMPLE_FEATURES: u64 = FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES;
+
+/// The example HELLO: versions 2..=2, the four IO features, 1 MiB IOs, 4 queues of
 /// depth 128, client id 0x0123456789abcdef, this connection for queue 1,
 /// epoch 0, protection aead with `gcm(aes)` and a key, key share `E_c`,
 /// from `client.example` for `export.example`.
@@ -49,7 +53,7 @@ pub(crate) fn example_hello() -> (Header, HelloBody) {
     let body = HelloBody {
         min_version: MIN_VERSION,
         max_version: VERSION,
-        features: FEATURES_ALL,
+        features: EXAMPLE_FEATURES,
         max_io_bytes: 1 << 20,
         queues: 4,
         queue_depth: 128,
@@ -77,7 +81,7 @@ pub(crate) fn example_challenge() -> ChallengeBody {
     }
 }
 
-/// The example grant: version 2, read-write, every feature, 1 GiB with
+/// The example grant: version 2, read-write, the four IO features, 1 GiB with
 /// 512-byte logical and 4096-byte physical blocks, 1 MiB IOs, 4 queues of
 /// depth 128, `export.example`; its proof is filled in by
 /// [`example_reply`].
@@ -85,7 +89,7 @@ pub(crate) fn example_grant() -> HelloReplyBody {
     HelloReplyBody {
         version: VERSION,
         perms: PERM_READ | PERM_WRITE,
-        features: FEATURES_ALL,
+        features: EXAMPLE_FEATURES,
         size: 1 << 30,
         logical_block_size: 512,
         physical_block_size: 4096,

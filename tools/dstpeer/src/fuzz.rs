@@ -899,6 +899,8 @@ impl Fuzz {
                         _ => self.stats.refusals += 1,
                     }
                 }
+                // The export may grow the device at any time.
+                Kind::Resize => {}
                 k => return Err(unexpected(format!("unexpected {k:?} from the export"))),
             }
         }

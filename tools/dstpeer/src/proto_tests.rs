@@ -4,7 +4,7 @@
 
 use crate::proto::*;
 
-const ALL_KINDS: [Kind; 10] = [
+const ALL_KINDS: [Kind; 11] = [
     Kind::Hello,
     Kind::HelloReply,
     Kind::Io,
@@ -15,6 +15,7 @@ const ALL_KINDS: [Kind; 10] = [
     Kind::Auth,
     Kind::KeyUpdate,
     Kind::Release,
+    Kind::Resize,
 ];
 
 const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
@@ -200,11 +201,12 @@ fn constants() {
             FEATURE_FLUSH,
             FEATURE_FUA,
             FEATURE_DISCARD,
-            FEATURE_WRITE_ZEROES
+            FEATURE_WRITE_ZEROES,
+            FEATURE_RESIZE
         ),
-        (1, 2, 4, 8)
+        (1, 2, 4, 8, 16)
     );
-    assert_eq!(FEATURES_ALL, 0xf);
+    assert_eq!(FEATURES_ALL, 0x1f);
     assert_eq!((PERM_READ, PERM_WRITE, PERMS_ALL), (1, 2, 3));
     assert_eq!(MAX_SIZE, i64::MAX as u64);
 }
@@ -217,7 +219,7 @@ fn kind_values() {
     for v in 0..=u8::MAX {
         match Kind::from_u8(v) {
             Some(k) => assert_eq!(k.as_u8(), v),
-            None => assert!(v == 0 || v > 9, "{v}"),
+            None => assert!(v == 0 || v > 10, "{v}"),
         }
     }
 }
@@ -306,6 +308,8 @@ fn round_trip_every_kind() {
         Header::auth(),
         Header::key_update(),
         Header::release(),
+        Header::resize(4096),
+        Header::resize(MAX_SIZE),
     ];
     headers.extend(ALL_STATUSES.map(Header::hello_reply));
     for op in ALL_OPS {
@@ -363,6 +367,70 @@ fn constructors() {
     assert_eq!((ku.id, ku.offset, ku.length), (0, 0, 0));
     assert_eq!(Kind::KeyUpdate.as_u8(), 9);
     assert_eq!(Header::pong(5).kind, Kind::Pong);
+    let rs = Header::resize(1 << 40);
+    assert_eq!(
+        (rs.kind, rs.op, rs.flags, rs.status, rs.payload),
+        (Kind::Resize, None, 0, Status::Ok, 0)
+    );
+    assert_eq!((rs.id, rs.offset, rs.length), (0, 1 << 40, 0));
+    assert_eq!(Kind::Resize.as_u8(), 11);
+}
+
+// ---- RESIZE -----------------------------------------------------------------
+
+#[test]
+fn resize_decode() {
+    // The size travels in `offset`; every other field is as for KEY_UPDATE.
+    let b = Header::resize(MAX_SIZE).encode();
+    assert_eq!(&b[4..5], &[11]);
+    assert_eq!(&b[24..32], &MAX_SIZE.to_be_bytes());
+    assert_eq!(Header::decode(&b), Ok(Header::resize(MAX_SIZE)));
+    let with = |at: usize, v: u8| {
+        let mut c = b;
+        c[at] = v;
+        Header::decode(&c)
+    };
+    assert_eq!(with(19, 1), Err(ProtoError::Reserved)); // id
+    assert_eq!(with(35, 1), Err(ProtoError::Reserved)); // length
+    assert_eq!(with(15, 1), Err(ProtoError::BadPayload)); // payload
+    assert_eq!(with(11, 1), Err(ProtoError::BadStatus)); // status
+    assert_eq!(with(5, 1), Err(ProtoError::BadOp));
+    assert_eq!(with(7, 1), Err(ProtoError::BadFlags));
+    // Other kinds still need offset 0.
+    let mut ku = Header::key_update().encode();
+    ku[31] = 1;
+    assert_eq!(Header::decode(&ku), Err(ProtoError::Reserved));
+}
+
+#[test]
+fn resize_validation() {
+    let limits = Limits {
+        size: 1 << 30,
+        logical_block: 4096,
+        max_io: 1 << 20,
+        perms: PERMS_ALL,
+        features: FEATURES_ALL,
+    };
+    let check = |size: u64, l: &Limits| validate_resize(&Header::resize(size), l);
+    assert_eq!(check(2 << 30, &limits), Ok(2 << 30));
+    // Smaller than the grant is the local node's decision, not an error.
+    assert_eq!(check(4096, &limits), Ok(4096));
+    let max = MAX_SIZE / 4096 * 4096;
+    assert_eq!(check(max, &limits), Ok(max));
+    assert_eq!(check(0, &limits), Err(ProtoError::BadHello));
+    assert_eq!(check((1 << 30) + 512, &limits), Err(ProtoError::BadHello));
+    assert_eq!(check(max + 4096, &limits), Err(ProtoError::BadHello));
+    assert_eq!(check(u64::MAX, &limits), Err(ProtoError::BadHello));
+    // Only with the feature granted, and only a RESIZE.
+    let without = Limits {
+        features: FEATURES_ALL & !FEATURE_RESIZE,
+        ..limits
+    };
+    assert_eq!(check(2 << 30, &without), Err(ProtoError::BadKind));
+    assert_eq!(
+        validate_resize(&Header::ping(2 << 30), &limits),
+        Err(ProtoError::BadKind)
+    );
 }
 
 // ---- header decoding failures ----------------------------------------------
@@ -378,7 +446,7 @@ fn decode_bad_magic() {
 
 #[test]
 fn decode_bad_kind() {
-    for k in [0, 11, 0x80, 0xff] {
+    for k in [0, 12, 0x80, 0xff] {
         assert_eq!(
             decode_patched(Header::ping(1), |b| b[4] = k),
             Err(ProtoError::BadKind)
@@ -1494,7 +1562,7 @@ fn hello_reply_validate_rejects_lies() {
     bad(|g| g.perms = 0, BadHello);
     bad(|g| g.perms = PERM_WRITE, BadHello);
     bad(|g| g.perms = PERMS_ALL | 4, BadHello);
-    bad(|g| g.features = 1 << 4, BadHello);
+    bad(|g| g.features = 1 << 5, BadHello);
     bad(|g| g.size = (1 << 30) + 100, BadHello); // not a multiple of 512
     bad(|g| g.size = 4096 + 512 * 3 + 1, BadHello);
     bad(|g| g.size = MAX_SIZE + 1, BadHello); // 2^63, a multiple of 512

@@ -61,8 +61,9 @@ use crate::client::{fill_pattern, parse_size, unexpected, usage, Res};
 use crate::proto::{
     negotiate_version, validate_request, ChallengeBody, Header, HelloBody, HelloReplyBody, Kind,
     Limits, Name, Op, Status, AUTH_LEN, CHALLENGE_LEN, FEATURES_ALL, FEATURE_DISCARD,
-    FEATURE_FLUSH, FEATURE_FUA, FEATURE_WRITE_ZEROES, HEADER_LEN, HELLO_LEN, HELLO_REPLY_LEN,
-    KEY_SHARE_LEN, MAX_IO_BYTES_LIMIT, NAME_LEN, PERM_READ, PERM_WRITE, REPLY_PROVEN_LEN, VERSION,
+    FEATURE_FLUSH, FEATURE_FUA, FEATURE_RESIZE, FEATURE_WRITE_ZEROES, HEADER_LEN, HELLO_LEN,
+    HELLO_REPLY_LEN, KEY_SHARE_LEN, MAX_IO_BYTES_LIMIT, NAME_LEN, PERM_READ, PERM_WRITE,
+    REPLY_PROVEN_LEN, VERSION,
 };
 use crate::sec::{self, Ephemeral, SecConfig, SessionKeys, HASH_LEN};
 use crate::wire::{self, RecvError, Wire};
@@ -238,6 +239,9 @@ const CASES: &[(&str, Phase, Needs, &str)] = &[
     ("io-seq-gap", Phase::Io, Needs::Seq, "the right reply sealed with the seq after the next (one before it never sent)"),
     ("io-cross-queue", Phase::Io, Needs::NoKey, "the reply's header on another queue's connection; 0.5 s later the right reply on the READ's own; 1.5 s later the data, 0xa5 bytes, on the other (needs 2 queues)"),
     ("io-both-queues", Phase::Io, Needs::NoKey, "the right reply on the READ's connection and at once on another queue's (needs 2 queues)"),
+    ("io-resize-unaligned", Phase::Io, Needs::Any, "a RESIZE to a size not a multiple of the logical block, then the right reply"),
+    ("io-resize-zero", Phase::Io, Needs::Any, "a RESIZE to size 0, then the right reply"),
+    ("io-resize-huge", Phase::Io, Needs::Any, "a RESIZE to 2^63 (above the limit), then the right reply"),
     ("io-key-update-keyless", Phase::Io, Needs::NoKey, "a KEY_UPDATE (a protocol violation in none and crc32c, which have no keys), then the right reply"),
     ("probe-tamper", Phase::Probe, Needs::Trailer, "a PING with a flipped trailer bit"),
     ("probe-replay", Phase::Probe, Needs::Seq, "the good PING's bytes again"),
@@ -815,10 +819,12 @@ impl Server {
     /// The grant for `hello`, honest.
     fn grant(&self, hello: &HelloBody, version: u32) -> HelloReplyBody {
         let o = &self.opts;
+        // RESIZE granted, though this export never grows: the io-resize-*
+        // cases send bad ones.
         let features = if o.read_only {
-            FEATURE_FLUSH
+            FEATURE_FLUSH | FEATURE_RESIZE
         } else {
-            FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES
+            FEATURE_FLUSH | FEATURE_FUA | FEATURE_DISCARD | FEATURE_WRITE_ZEROES | FEATURE_RESIZE
         };
         let within = |ours: u32, wanted: u32| if wanted == 0 { ours } else { ours.min(wanted) };
         HelloReplyBody {
@@ -1620,6 +1626,16 @@ impl Conn<'_> {
                 return self.send_bytes(&again);
             }
             "io-cross-queue" | "io-both-queues" => return self.cross_queue(case, &h, &data),
+            "io-resize-unaligned" | "io-resize-zero" | "io-resize-huge" => {
+                let size = match case {
+                    "io-resize-unaligned" => self.srv.opts.size + 100,
+                    "io-resize-zero" => 0,
+                    _ => 1 << 63,
+                };
+                let f = self.w.frame(&Header::resize(size), &[])?;
+                self.send_bytes(&f)?;
+                (ok, data)
+            }
             "io-key-update-keyless" => {
                 // Sealed as any message of the mode (crc32c, or nothing):
                 // Sealer::key_update refuses a mode without keys.
@@ -1847,7 +1863,7 @@ fn sent(r: &io::Result<()>) -> String {
 
 /// Whether `FEATURES_ALL` covers what the server grants (a compile-time
 /// reminder when features are added).
-const _: () = assert!(FEATURES_ALL == 0xf);
+const _: () = assert!(FEATURES_ALL == 0x1f);
 
 #[cfg(test)]
 mod tests {
@@ -2240,6 +2256,31 @@ mod tests {
         let f = w.frame(&Header::key_update(), &[]).expect("frame");
         w.send_bytes(&f).expect("send");
         assert!(closed(&mut w), "a KEY_UPDATE in crc32c was taken");
+    }
+
+    /// The io-resize-* cases: a RESIZE of a bad size, sealed in order in
+    /// every mode, which this tool's check refuses; then the right reply.
+    #[test]
+    fn bad_resizes_are_refused() {
+        for mode in ["none", "crc32c", "aead"] {
+            for case in ["io-resize-unaligned", "io-resize-zero", "io-resize-huge"] {
+                let (addr, sec) = start_mode(mode, None, vec!["--case", case]);
+                let (mut w, est) = keyed_handshake(&addr, &sec).expect("handshake");
+                assert_ne!(est.grant.features & FEATURE_RESIZE, 0, "{mode} {case}");
+                w.send(&Header::io(Op::Read, 0, 1, 1 << 20, 4096), &[])
+                    .expect("READ");
+                let m = w.recv().expect("the RESIZE, opened");
+                assert_eq!(m.h.kind, Kind::Resize, "{mode} {case}");
+                let limits = est.grant.limits();
+                assert!(
+                    crate::proto::validate_resize(&m.h, &limits).is_err(),
+                    "{mode} {case}: {} accepted",
+                    m.h.offset
+                );
+                let m = w.recv().expect("the reply after it");
+                assert_eq!((m.h.kind, m.h.status), (Kind::IoReply, Status::Ok));
+            }
+        }
     }
 
     /// The lying exports' cases that the local node of this tool must

@@ -49,6 +49,9 @@ _dstcfg() {
             dstcfg,release)
                 cmd="dstcfg__subcmd__release"
                 ;;
+            dstcfg,resize)
+                cmd="dstcfg__subcmd__resize"
+                ;;
             dstcfg,save)
                 cmd="dstcfg__subcmd__save"
                 ;;
@@ -94,6 +97,9 @@ _dstcfg() {
             dstcfg__subcmd__help,release)
                 cmd="dstcfg__subcmd__help__subcmd__release"
                 ;;
+            dstcfg__subcmd__help,resize)
+                cmd="dstcfg__subcmd__help__subcmd__resize"
+                ;;
             dstcfg__subcmd__help,save)
                 cmd="dstcfg__subcmd__help__subcmd__save"
                 ;;
@@ -113,18 +119,18 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport release local delete set list status monitor check genkey apply save down help"
+            opts="-a -h -V --action --help --version export unexport release local delete set list status monitor check genkey apply save down resize help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -426,7 +432,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport release local delete set list status monitor check genkey apply save down help"
+            opts="export unexport release local delete set list status monitor check genkey apply save down resize help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -580,6 +586,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__release)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__resize)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -814,6 +834,40 @@ _dstcfg() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__resize)
+            opts="-p -r -h --port --size --remote --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --size)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
