@@ -3,6 +3,7 @@
 """report.py - turn the raw output of bench/guest.sh into the benchmark report.
 
 usage: bench/report.py OUTDIR [--baseline BASEDIR]
+       bench/report.py --scaling SCALINGDIR
        (bench/run.sh runs it; so can you, again)
 
 Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J__rN.fio.json,
@@ -28,6 +29,12 @@ T__J__rN.meta, T__connect.txt) and OUTDIR/profile/ (if profiled), writes:
                         library only, no plotting package)
 
 and prints the ratio summary. Exit status 1 if no job produced a result.
+
+With --scaling: SCALINGDIR/qN/ are runs with N queues (bench/run.sh
+BENCH_SCALING=1); each gets its report as above, and SCALINGDIR gets
+scaling.md (per job, each target's throughput and CPU per IO at each N),
+scaling.json and scaling.svg (the same drawn: lines over N, whiskers
+min–max).
 Standard library only (Python 3.9+).
 """
 
@@ -952,6 +959,16 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def two_lines(text, width):
+    """TEXT in one line, or two split at the space nearest its middle if it
+    is longer than WIDTH characters."""
+    if len(text) <= width or " " not in text:
+        return [text]
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return [text[:cut], text[cut + 1:]]
+
+
 def svg(doc):
     res = doc["results"]
     jobs = doc_jobs(doc)
@@ -1032,9 +1049,11 @@ def svg(doc):
                 top_y = min(top_y, ypos(v["max"]))
             e.append(f'<text x="{x + bw/2:.1f}" y="{top_y - 3:.1f}" '
                      f'text-anchor="middle" font-size="9">{m:.2f}</text>')
-        e.append(f'<text x="{left + gi * gw + gw/2:.1f}" y="{top + ph + 18}" '
-                 f'text-anchor="middle" font-size="11">{esc(label)}</text>')
-    e.append(f'<text x="{left + pw/2}" y="{H - 18}" text-anchor="middle" fill="#555">'
+        cx = left + gi * gw + gw / 2
+        for li, part in enumerate(two_lines(label, 18)):
+            e.append(f'<text x="{cx:.1f}" y="{top + ph + 18 + 14 * li}" '
+                     f'text-anchor="middle" font-size="11">{esc(part)}</text>')
+    e.append(f'<text x="{left + pw/2}" y="{H - 12}" text-anchor="middle" fill="#555">'
              f'MB/s for the 1 MiB and mixed jobs, IOPS for the others, each divided by '
              f'{esc(LABEL.get(ref, "?"))} in the same job and round</text>')
     missing = [LABEL[t] for t in run if t not in shown]
@@ -1045,14 +1064,229 @@ def svg(doc):
     return "\n".join(e) + "\n"
 
 
+# --------------------------------------------------------------------------
+# Scaling (bench/run.sh BENCH_SCALING=1): one run per number of queues
+
+
+def write_report(outdir, doc, base_lines=()):
+    with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(doc))
+        if base_lines:
+            f.write("\n" + "\n".join(base_lines))
+    with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
+        f.write(svg(doc))
+
+
+def result_stat(r, key):
+    """A result's number as a stat (median, min, max over its rounds)."""
+    if not r or "error" in r or r.get(key) is None:
+        return None
+    lo, hi = (r.get("range") or {}).get(key, [r[key], r[key]])
+    return {"median": r[key], "min": lo, "max": hi, "n": r.get("rounds") or 1}
+
+
+def build_scaling(sdir):
+    """The runs in SDIR/qN (N queues each), their reports written, and the
+    series of each job x target over N."""
+    steps = []
+    for name in os.listdir(sdir):
+        m = re.fullmatch(r"q(\d+)", name)
+        if m and os.path.isdir(os.path.join(sdir, name, "raw")):
+            steps.append((int(m.group(1)), name))
+    steps.sort()
+    docs = []
+    for n, name in steps:
+        doc, _count = build(os.path.join(sdir, name))
+        write_report(os.path.join(sdir, name), doc)
+        docs.append((n, name, doc))
+    jobs = [j for j in JOBS if any(j[0] in d["results"] for _n, _name, d in docs)]
+    targets = [t for t, _ in TARGETS if any(d["targets"].get(t, {}).get("status") in ("ok", "error")
+                                            for _n, _name, d in docs)]
+    out = {"steps": [], "jobs": [{"id": j, "label": l, "throughput_metric": m}
+                                 for j, l, _s, m in jobs], "series": {}}
+    for n, name, doc in docs:
+        env = doc["environment"]
+        out["steps"].append({
+            "queues": n, "folder": name, "vcpus": env.get("vcpus"),
+            "kernel": env.get("kernel"), "bench_kernel": env.get("bench_kernel"),
+            "rounds": env.get("rounds"), "date": env.get("date"),
+            "hw_queues": {t: doc["targets"][t].get("hw_queues") for t in doc["target_order"]},
+            "status": {t: doc["targets"][t]["status"] for t in doc["target_order"]}})
+    for job, _l, _s, metric in jobs:
+        for t in targets:
+            pts = []
+            for n, _name, doc in docs:
+                r = doc["results"].get(job, {}).get(t)
+                pts.append({"queues": n, "throughput": result_stat(r, metric),
+                            "cpu_us_per_io": result_stat(r, "cpu_us_per_io")})
+            out["series"][f"{t}/{job}"] = pts
+    out["targets"] = targets
+    return out
+
+
+def scaling_markdown(sc):
+    steps = sc["steps"]
+    out = ["# DST benchmark: scaling with queues", ""]
+    if not steps:
+        return "\n".join(out + ["No runs (no qN/raw folders).", ""])
+    first = steps[0]
+    out.append(f"One VM per step, {first.get('kernel')} ({first.get('bench_kernel')} kernel), "
+               f"median (min–max) of {first.get('rounds') or '?':.0f} round(s); DST "
+               "`--queues N` and `nvme connect --nr-io-queues N` at step N. The step's "
+               "folder (qN/results.md) has every number of its run.")
+    out.append("")
+    out.append("| step | vCPUs | hardware queues (" + ", ".join(LABEL[t] for t in sc["targets"])
+               + ") |")
+    out.append("|---:|---:|---|")
+    for s in steps:
+        hq = ", ".join(str(s["hw_queues"].get(t) or s["status"].get(t, "—"))
+                       for t in sc["targets"])
+        out.append(f"| {s['queues']} | {s.get('vcpus')} | {hq} |")
+    out.append("")
+    for job in sc["jobs"]:
+        kind = "MBps" if job["throughput_metric"] == "bw_MBps" else "iops"
+        unit = "MB/s" if kind == "MBps" else "IOPS"
+        out.append(f"## {job['label']}")
+        out.append("")
+        out.append("| queues | " + " | ".join(
+            f"{LABEL[t]} {unit} | × first | CPU per IO (µs)" for t in sc["targets"]) + " |")
+        out.append("|---:|" + "---:|---:|---:|" * len(sc["targets"]))
+        for i, s in enumerate(steps):
+            cells = []
+            for t in sc["targets"]:
+                pts = sc["series"].get(f"{t}/{job['id']}", [])
+                p = pts[i] if i < len(pts) else {}
+                tp, cpu = p.get("throughput"), p.get("cpu_us_per_io")
+                base = pts[0].get("throughput") if pts else None
+                cells.append(fmt_stat(tp, kind))
+                cells.append(fmt(ratio(tp and tp["median"], base and base["median"]), "ratio"))
+                cells.append(fmt_stat(cpu, "us"))
+            out.append(f"| {s['queues']} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append("\"× first\": the median against the first step's (separate VM boots: "
+               "no round-by-round pairing). CPU per IO: busy time of all vCPUs per IO.")
+    return "\n".join(out) + "\n"
+
+
+def fmt_stat(st, kind):
+    if not st:
+        return "—"
+    if st["n"] < 2:
+        return fmt(st["median"], kind)
+    return f"{fmt(st['median'], kind)} ({fmt(st['min'], kind)}–{fmt(st['max'], kind)})"
+
+
+def line_panel(x0, y0, w, h, title, xs, series, kind):
+    """One line chart: SERIES [(label, color, dash, [stat or None per x])]."""
+    e = [f'<text x="{x0 + w / 2:.1f}" y="{y0 - 8:.1f}" text-anchor="middle" '
+         f'font-weight="bold">{esc(title)}</text>']
+    vals = [p["max"] for _l, _c, _d, pts in series for p in pts if p]
+    vmax = max(vals) if vals else 1.0
+    mag = 10 ** math.floor(math.log10(vmax)) if vmax > 0 else 1
+    step = next(m * mag for m in (0.2, 0.5, 1, 2, 5) if vmax / (m * mag) <= 6)
+    ymax = step * math.ceil(vmax / step) if vmax > 0 else 1
+    y = 0.0
+    while y <= ymax + step / 1e6:
+        py = y0 + h - y / ymax * h
+        e.append(f'<line x1="{x0}" y1="{py:.1f}" x2="{x0 + w}" y2="{py:.1f}" stroke="#ddd"/>')
+        e.append(f'<text x="{x0 - 6}" y="{py + 4:.1f}" text-anchor="end" font-size="10">'
+                 f'{esc(fmt(y, kind))}</text>')
+        y += step
+    e.append(f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 + h}" stroke="#333"/>')
+    e.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
+
+    def px(i):
+        return x0 + (i + 0.5) * w / max(1, len(xs))
+
+    def py(v):
+        return y0 + h - v / ymax * h
+
+    for i, x in enumerate(xs):
+        e.append(f'<text x="{px(i):.1f}" y="{y0 + h + 16}" text-anchor="middle" '
+                 f'font-size="11">{esc(x)}</text>')
+    for label, color, dash, pts in series:
+        coords = [(px(i), py(p["median"])) for i, p in enumerate(pts) if p]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            e.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
+                     f'stroke-width="2"{dash}/>')
+        for i, p in enumerate(pts):
+            if not p:
+                continue
+            if p["max"] > p["min"]:
+                e.append(f'<line x1="{px(i):.1f}" y1="{py(p["min"]):.1f}" x2="{px(i):.1f}" '
+                         f'y2="{py(p["max"]):.1f}" stroke="{color}"/>')
+            e.append(f'<circle cx="{px(i):.1f}" cy="{py(p["median"]):.1f}" r="3.5" '
+                     f'fill="{color}"><title>{esc(label)}, {esc(xs[i])}: '
+                     f'{esc(fmt_stat(p, kind))}</title></circle>')
+    return e
+
+
+def scaling_svg(sc):
+    steps, jobs, targets = sc["steps"], sc["jobs"], sc["targets"]
+    xs = [f"{s['queues']} q / {s.get('vcpus')} vCPU" for s in steps]
+    pw, ph, gap = 380, 200, 90
+    W = 70 + 2 * pw + gap + 30
+    H = 90 + len(jobs) * (ph + 80)
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
+         'Throughput and CPU per IO against queues (and vCPUs)</text>']
+    first = steps[0] if steps else {}
+    e.append(f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">'
+             f'{esc(first.get("kernel"))} ({esc(first.get("bench_kernel"))} kernel), one VM '
+             'per step, median and min–max of the rounds; software emulation, loopback</text>')
+    lx = 70
+    for t in targets:
+        e.append(f'<rect x="{lx}" y="52" width="12" height="12" fill="{COLORS.get(t, "#000")}"/>')
+        e.append(f'<text x="{lx + 16}" y="62">{esc(LABEL[t])}</text>')
+        lx += 30 + 8 * len(LABEL[t])
+    for ji, job in enumerate(jobs):
+        y0 = 100 + ji * (ph + 80)
+        kind = "MBps" if job["throughput_metric"] == "bw_MBps" else "iops"
+        unit = "MB/s" if kind == "MBps" else "IOPS"
+        for pi, (key, title, k) in enumerate(
+                (("throughput", f"{job['label']}: {unit}", kind),
+                 ("cpu_us_per_io", f"{job['label']}: CPU per IO (µs)", "us"))):
+            series = [(LABEL[t], COLORS.get(t, "#000"), "",
+                       [p.get(key) for p in sc["series"].get(f"{t}/{job['id']}", [])])
+                      for t in targets]
+            e += line_panel(70 + pi * (pw + gap), y0, pw, ph, title, xs, series, k)
+    e.append("</svg>")
+    return "\n".join(e) + "\n"
+
+
+def main_scaling(sdir):
+    sc = build_scaling(sdir)
+    with open(os.path.join(sdir, "scaling.json"), "w", encoding="utf-8") as f:
+        json.dump(sc, f, indent=1)
+        f.write("\n")
+    text = scaling_markdown(sc)
+    with open(os.path.join(sdir, "scaling.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(sdir, "scaling.svg"), "w", encoding="utf-8") as f:
+        f.write(scaling_svg(sc))
+    print()
+    print(text)
+    print("report in scaling.md, scaling.json, scaling.svg (and qN/results.md per step)")
+    return 0 if sc["steps"] else 1
+
+
 def main():
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--scaling":
+        return main_scaling(args[1])
     basedir = None
     if len(args) == 3 and args[1] == "--baseline":
         basedir = args[2]
         args = args[:1]
     if len(args) != 1:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        print(__doc__.strip().splitlines()[3], file=sys.stderr)
         return 2
     outdir = args[0]
     doc, count = build(outdir)
@@ -1068,15 +1302,7 @@ def main():
             base_lines = baseline_markdown(doc, base, rev)
         except (OSError, ValueError) as e:
             base_lines = [f"(baseline {basedir}: not readable: {e})", ""]
-    with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-        f.write("\n")
-    with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(doc))
-        if base_lines:
-            f.write("\n" + "\n".join(base_lines))
-    with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
-        f.write(svg(doc))
+    write_report(outdir, doc, base_lines)
     print()
     print("DST / peer, throughput (above 1: DST faster); QD1 latency (below 1: DST faster):")
     print()
