@@ -5,7 +5,11 @@
 #   make check [T=pat]   set up if needed, run every test (or those matching pat)
 #   make vm [CMD='...']  boot the test kernel with dst.ko loaded; run CMD or a shell
 #   make demo            the main job, end to end, in a VM
-#   make bench           fio benchmark in one VM: brd, DST, NVMe/TCP, NBD (bench/out/)
+#   make bench           fio benchmark in one VM: brd, DST, NVMe/TCP, NBD (bench/out/),
+#                        on the production kernel (built and cached the first
+#                        time; BENCH_KERNEL=test: the test kernel)
+#   make bench-scaling   the benchmark with 1, 2 and 4 queues and vCPUs
+#                        (bench/out/scaling/)
 #   make setup           install the toolchain and build the test kernel (cached)
 #   make CLIPPY=1        build the module with clippy lints
 #   make lint            rustfmt + clippy for the module and dstcfg
@@ -29,7 +33,8 @@ export DST_CACHE
 # command line or in the environment is checked and used as it is.
 KDIR_GIVEN := $(filter command line environment,$(origin KDIR))
 KDIR ?= $(shell cat $(DST_CACHE)/kdir 2>/dev/null)
-.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench install uninstall packages
+.PHONY: all module dstcfg dstpeer setup check vm demo lint clean bench bench-scaling install \
+	uninstall packages
 
 all: module dstcfg
 
@@ -63,8 +68,13 @@ vm: all
 demo: all
 	@scripts/demo.sh
 
-bench: all
+# bench/run.sh builds dst.ko against the kernel it boots (the production
+# kernel's in a folder of its own), so only dstcfg is built here.
+bench: dstcfg
 	@bench/run.sh
+
+bench-scaling: dstcfg
+	@BENCH_SCALING=1 bench/run.sh
 
 lint:
 	rustfmt --check dst/*.rs dst/*/*.rs

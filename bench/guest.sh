@@ -23,6 +23,11 @@
 # Targets (BENCH_TARGETS, in this order by default):
 #   brd         the RAM disk itself (the baseline)
 #   nvme-tcp    in-kernel nvmet + nvmet-tcp on 127.0.0.1:4420 (configfs), nvme connect
+#               (BENCH_NVME_QUEUES: --nr-io-queues, default nvme's: one per CPU)
+#   nvme-tcp-tls NVMe/TCP with TLS (PSK), the encrypted peer of dst-aead: needs
+#               tlshd (ktls-utils), nvme-cli with connect --tls and a kernel with
+#               NVME_TCP_TLS; bench/run.sh checks those on the host and passes the
+#               target on only if all are there (the guest runs the host's tools)
 #   nbd         nbdkit file plugin on 127.0.0.1:10809, kernel nbd + nbd-client
 #   dst-none    dstcfg export + local on 127.0.0.1:1025, no data protection
 #   dst-crc32c  the same on port 1026 with --protection crc32c (if dstcfg and
@@ -31,15 +36,23 @@
 #   dst-hmac    (not in the default list) port 1028, --protection hmac --key-file F
 #
 # Jobs (BENCH_JOBS): seqread, seqwrite (1 MiB, QD16), randread, randwrite
-# (4 KiB, QD32), randread-qd1 (4 KiB, QD1, latency). fio: libaio, direct=1,
-# one job, time_based, BENCH_RAMP s of ramp then BENCH_RUNTIME s measured.
+# (4 KiB, QD32), randread-qd1 (4 KiB, QD1, latency); mixed (70 % reads, 30 %
+# writes, random, 4-64 KiB, QD16); jobs4 (4 KiB random reads from 4 fio jobs
+# at QD8 each: the same 32 IOs in flight as randread, from 4 submitters, so
+# that a multi-queue device uses several queues); fs (ext4 made on the device
+# for the job, 4 KiB random writes to a 64 MiB file, each followed by fsync:
+# journal commits and cache flushes, QD1). fio: libaio, direct=1 (fs:
+# psync, buffered, then fsync), time_based, BENCH_RAMP s of ramp then
+# BENCH_RUNTIME s measured.
 #
 # CPU per IO: /proc/stat is read twice inside the measured part of each job
 # (after the ramp, and BENCH_RUNTIME - 1.5 s later); busy time (user, nice,
 # system, irq, softirq, steal, all CPUs) divided by the IOs completed in that
 # window (from /sys/block/DEV/stat, or fio's IOPS times the window for brd,
-# which keeps no IO statistics). All fields are recorded, idle included, so
-# the report can tell how much of the window the guest's tick accounting saw.
+# which keeps no IO statistics, and for fs, whose unit is fio's write with
+# its fsync, not the journal's device IOs). All fields are recorded, idle
+# included, so the report can tell how much of the window the guest's tick
+# accounting saw.
 #
 # BENCH_PROFILE=1: after the measured jobs, the jobs in BENCH_PROFILE_JOBS
 # (default: seqwrite randread) run again on the targets in
@@ -51,7 +64,8 @@
 #
 # Output, in OUTDIR/raw/ (bench/report.py turns it into results.json/md/svg):
 #   env.txt                      key=value lines about the guest
-#   target-T.txt                 status=ok|unavailable|error, reason=, device=, setup=
+#   target-T.txt                 status=ok|unavailable|error, reason=, device=, setup=,
+#                                hw_queues= (the device's blk-mq hardware queues)
 #   T__J__rN.fio.json, .meta     fio's JSON output; the CPU window numbers (round N)
 # and OUTDIR/guest.log (progress), OUTDIR/dmesg.log (kernel log at the end).
 #
@@ -76,6 +90,7 @@ profile_targets=${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}
 profile_jobs=${BENCH_PROFILE_JOBS:-seqwrite randread}
 profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
 dst_queues=${BENCH_DST_QUEUES:-auto}
+nvme_queues=${BENCH_NVME_QUEUES:-}
 connects=${BENCH_CONNECTS:-10}
 tmp=$(mktemp -d)
 ncpu=$(nproc)
@@ -147,6 +162,19 @@ dev_started() {
     echo $((r + w + inflight))
 }
 
+# hw_queues DEV: DEV's blk-mq hardware queues (empty if it has none: brd is
+# bio-based). An NVMe namespace with native multipath is bio-based too; its
+# controller's queue_count counts the admin queue as well.
+hw_queues() {
+    local name=${1#/dev/} n ctrl
+    if [ -d "/sys/block/$name/mq" ]; then
+        find "/sys/block/$name/mq" -mindepth 1 -maxdepth 1 -type d | wc -l
+    elif [[ $name =~ ^nvme([0-9]+)n[0-9]+$ ]]; then
+        ctrl=/sys/class/nvme/nvme${BASH_REMATCH[1]}
+        n=$(cat "$ctrl/queue_count" 2>/dev/null) && echo $((n - 1))
+    fi
+}
+
 # one_line FILE: FILE's text on one line (for reasons).
 one_line() { tr '\n' ' ' <"$1" | sed 's/ *$//'; }
 
@@ -185,7 +213,7 @@ teardown_brd() { :; }
 nqn=nqn.2026-11.org.dst.bench:ram
 cfs=/sys/kernel/config/nvmet
 setup_nvme-tcp() {
-    local ram=$1 d name hostnqn
+    local ram=$1 d name hostnqn qopt
     mountpoint -q /sys/kernel/config || mount -t configfs none /sys/kernel/config 2>/dev/null
     [ -d "$cfs" ] || { reason="no nvmet in configfs (CONFIG_NVME_TARGET)"; return 1; }
     if ! {
@@ -205,8 +233,10 @@ setup_nvme-tcp() {
         return 1
     fi
     hostnqn=nqn.2014-08.org.nvmexpress:uuid:$(cat /proc/sys/kernel/random/uuid)
+    qopt=()
+    [ -z "$nvme_queues" ] || qopt=(--nr-io-queues="$nvme_queues")
     if ! run_bounded 60 nvme connect -t tcp -a 127.0.0.1 -s 4420 -n "$nqn" --hostnqn="$hostnqn" \
-        >"$tmp/err" 2>&1; then
+        "${qopt[@]}" >"$tmp/err" 2>&1; then
         reason="nvme connect failed: $(one_line "$tmp/err")"
         return 1
     fi
@@ -222,7 +252,7 @@ setup_nvme-tcp() {
         sleep 0.2
     done
     [ -n "$dev" ] || { reason="no /dev/nvmeXnY for $nqn after nvme connect"; return 1; }
-    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp (defaults: one IO queue per CPU, queue size 128)"
+    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp ${qopt[*]} (defaults${qopt:+ otherwise}: one IO queue per CPU, queue size 128)"
 }
 teardown_nvme-tcp() {
     run_bounded 60 nvme disconnect -n "$nqn" >/dev/null 2>&1
@@ -231,6 +261,15 @@ teardown_nvme-tcp() {
     rmdir "$cfs/subsystems/$nqn/namespaces/1" "$cfs/subsystems/$nqn" "$cfs/ports/1" 2>/dev/null
     return 0
 }
+
+# Only reached when bench/run.sh found tlshd, nvme connect --tls and a
+# kernel with NVME_TCP_TLS; no development machine had them (see
+# Documentation/performance.md), so the set-up is not written yet.
+setup_nvme-tcp-tls() {
+    reason="set-up not written yet: no machine this was developed on had tlshd, nvme connect --tls and NVME_TCP_TLS"
+    return 1
+}
+teardown_nvme-tcp-tls() { :; }
 
 setup_nbd() {
     local ram=$1
@@ -354,15 +393,49 @@ measure_connect() {
 # ---------------------------------------------------------------------------
 # Jobs
 
+# job_args J: fio's options for job J (the engine, depth and number of jobs
+# included; run_job adds the timing and reporting options).
 job_args() {
+    local aio="--ioengine=libaio --direct=1 --numjobs=1"
     case $1 in
-        seqread) echo "--rw=read --bs=1M --iodepth=16" ;;
-        seqwrite) echo "--rw=write --bs=1M --iodepth=16" ;;
-        randread) echo "--rw=randread --bs=4k --iodepth=32" ;;
-        randwrite) echo "--rw=randwrite --bs=4k --iodepth=32" ;;
-        randread-qd1) echo "--rw=randread --bs=4k --iodepth=1" ;;
+        seqread) echo "$aio --rw=read --bs=1M --iodepth=16" ;;
+        seqwrite) echo "$aio --rw=write --bs=1M --iodepth=16" ;;
+        randread) echo "$aio --rw=randread --bs=4k --iodepth=32" ;;
+        randwrite) echo "$aio --rw=randwrite --bs=4k --iodepth=32" ;;
+        randread-qd1) echo "$aio --rw=randread --bs=4k --iodepth=1" ;;
+        # Small blocks most often, up to 64 KiB, as databases and VM images
+        # issue them.
+        mixed) echo "$aio --rw=randrw --rwmixread=70 --bssplit=4k/40:8k/20:16k/20:32k/10:64k/10 --iodepth=16" ;;
+        # 4 x QD8 = randread's 32 in flight, from four processes that the
+        # scheduler spreads over the vCPUs (and so over blk-mq's queues);
+        # reads, so that the difference to randread is the submitters alone.
+        jobs4) echo "--ioengine=libaio --direct=1 --numjobs=4 --group_reporting --rw=randread --bs=4k --iodepth=8" ;;
+        # Through ext4: each 4 KiB write is followed by fsync, so every IO
+        # commits the journal and flushes the device's cache. The file is
+        # allocated but never written first: the writes also convert extents.
+        fs) echo "--ioengine=psync --direct=0 --numjobs=1 --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size=64M" ;;
         *) return 1 ;;
     esac
+}
+
+# fs_prepare T DEV: a fresh ext4 on DEV, mounted; prints the mount point.
+# Inode tables and journal are written now (no lazy init), so that no
+# background initialisation runs during the measurement; no discard, so
+# that the RAM disk keeps its pages.
+fs_prepare() {
+    local mnt=$tmp/mnt-$1 d=$2
+    mkdir -p "$mnt"
+    run_bounded 120 mkfs.ext4 -q -F -N 8192 -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 \
+        "$d" >&2 || return 1
+    run_bounded 60 mount -t ext4 "$d" "$mnt" >&2 || return 1
+    echo "$mnt"
+}
+
+# fs_release T: unmount what fs_prepare mounted (bounded).
+fs_release() {
+    local mnt=$tmp/mnt-$1
+    mountpoint -q "$mnt" || return 0
+    run_bounded 120 umount "$mnt" || log "$1: umount $mnt failed"
 }
 
 # run_job T J DEV BASE [PERFDATA]: one fio job on DEV; fio's JSON and the CPU
@@ -370,13 +443,22 @@ job_args() {
 # perf record -a -g samples the measured part instead.
 run_job() {
     local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 t0 a="" b="" ta tb ioa iob
-    local rt=$runtime win
+    local rt=$runtime win file mnt
     [ -z "$perfdata" ] || rt=$profile_runtime
     # shellcheck disable=SC2207
     args=($(job_args "$j")) || { log "unknown job $j"; return 1; }
+    file=$d
+    if [ "$j" = fs ]; then
+        if ! mnt=$(fs_prepare "$t" "$d" 2>"$base.fio.err"); then
+            fs_release "$t"
+            printf 'status=1\ndevice=%s\n' "$d" >"$base.meta"
+            return 1
+        fi
+        file=$mnt/fio.dat
+    fi
     kmsg "$t $j start${perfdata:+ (profiled)}"
     io0=$(dev_started "$d") t0=$EPOCHREALTIME
-    fio --name="$j" --filename="$d" --ioengine=libaio --direct=1 --numjobs=1 \
+    fio --name="$j" --filename="$file" \
         --time_based --runtime="$rt" --ramp_time="$ramp" "${args[@]}" \
         --norandommap --randrepeat=0 --lat_percentiles=1 --percentile_list=50:99 \
         --output-format=json --output="$base.fio.json" >"$base.fio.err" 2>&1 &
@@ -405,6 +487,11 @@ run_job() {
     fi
     wait_bounded "$fpid" $((rt + ramp + 120)) || rc=$?
     kmsg "$t $j end, status $rc"
+    if [ "$j" = fs ]; then
+        # CPU per IO of fs is per fio operation (a write and its fsync).
+        ioa=0 iob=0
+        fs_release "$t"
+    fi
     {
         echo "status=$rc"
         echo "device=$d"
@@ -449,7 +536,7 @@ profile_job() {
 # ---------------------------------------------------------------------------
 # Set up every target, each on its own RAM disk.
 
-declare -A DEV=() STATUS=() REASON=() DESC=() LOCAL_ARGS=()
+declare -A DEV=() STATUS=() REASON=() DESC=() LOCAL_ARGS=() QUEUES=()
 ready=()
 log "targets: $targets; jobs: $jobs; ${runtime}s + ${ramp}s ramp per job, $rounds round(s); $ncpu vCPUs"
 index=0
@@ -478,7 +565,7 @@ for t in $targets; do
     sched=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${dev#/dev/}/queue/scheduler" 2>/dev/null)
     setup_desc+="; IO scheduler ${sched:-none}"
     log "$t: $dev ($setup_desc)"
-    STATUS[$t]=ok REASON[$t]="" DEV[$t]=$dev DESC[$t]=$setup_desc
+    STATUS[$t]=ok REASON[$t]="" DEV[$t]=$dev DESC[$t]=$setup_desc QUEUES[$t]=$(hw_queues "$dev")
     ready+=("$t")
 done
 
@@ -523,8 +610,8 @@ fi
 
 for t in $targets; do
     [ -n "${STATUS[$t]:-}" ] || continue
-    printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\n' "${STATUS[$t]}" "${REASON[$t]}" \
-        "${DEV[$t]:-}" "${DESC[$t]:-}" >"$raw/target-$t.txt"
+    printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\nhw_queues=%s\n' "${STATUS[$t]}" \
+        "${REASON[$t]}" "${DEV[$t]:-}" "${DESC[$t]:-}" "${QUEUES[$t]:-}" >"$raw/target-$t.txt"
 done
 
 # Connect times, once the measured devices are no longer needed.

@@ -3,24 +3,38 @@
 """report.py - turn the raw output of bench/guest.sh into the benchmark report.
 
 usage: bench/report.py OUTDIR [--baseline BASEDIR]
+       bench/report.py --scaling SCALINGDIR
        (bench/run.sh runs it; so can you, again)
 
-Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J.fio.json, T__J.meta,
-T__connect.txt) and OUTDIR/profile/ (if profiled), writes:
+Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J__rN.fio.json,
+T__J__rN.meta, T__connect.txt) and OUTDIR/profile/ (if profiled), writes:
 
-  OUTDIR/results.json   every job x target: bw MB/s, IOPS, p50/p99 completion
-                        latency (us), CPU us per IO, CPU busy %, plus the
-                        environment, the targets' set-up and the ratios
+  OUTDIR/results.json   every job x target: bw MB/s, IOPS, p50/p99 total
+                        latency (us), CPU us per IO, CPU busy %, each the
+                        median of the rounds with its range (min, max) and
+                        per-round values; the environment (the kernel
+                        measured, production or test), the targets' set-up
+                        and the ratios (median, min, max of the per-round
+                        ratios)
   OUTDIR/results.md     a table per job (targets as columns) with ratio rows
-                        DST / NVMe-TCP and DST / NBD, a summary of the ratios,
-                        and the profile summary if there is one; the DST
-                        connect and delete times; with --baseline, every
-                        number against BASEDIR's results.json (the same run
-                        with an older module: bench/run.sh BENCH_BASELINE)
+                        DST / NVMe-TCP, DST / NBD and DST aead / NVMe-TCP TLS,
+                        a summary of the ratios (each "median (min–max)",
+                        flagged when the spread crosses 1.0), and the profile
+                        summary if there is one; the DST connect and delete
+                        times; with --baseline, every number against
+                        BASEDIR's results.json (the same run with an older
+                        module: bench/run.sh BENCH_BASELINE)
   OUTDIR/throughput.svg grouped bars: each job's throughput normalised to
-                        NVMe/TCP (standard library only, no plotting package)
+                        NVMe/TCP, whiskers min–max over the rounds (standard
+                        library only, no plotting package)
 
 and prints the ratio summary. Exit status 1 if no job produced a result.
+
+With --scaling: SCALINGDIR/qN/ are runs with N queues (bench/run.sh
+BENCH_SCALING=1); each gets its report as above, and SCALINGDIR gets
+scaling.md (per job, each target's throughput and CPU per IO at each N),
+scaling.json and scaling.svg (the same drawn: lines over N, whiskers
+min–max).
 Standard library only (Python 3.9+).
 """
 
@@ -34,6 +48,7 @@ import sys
 TARGETS = [
     ("brd", "brd (local)"),
     ("nvme-tcp", "NVMe/TCP"),
+    ("nvme-tcp-tls", "NVMe/TCP TLS"),
     ("nbd", "NBD"),
     ("dst-none", "DST none"),
     ("dst-crc32c", "DST crc32c"),
@@ -41,17 +56,29 @@ TARGETS = [
     ("dst-aead", "DST aead"),
 ]
 JOBS = [
-    # id, label, read?, metric used as "throughput"
-    ("seqread", "seq read 1 MiB QD16", True, "bw_MBps"),
-    ("seqwrite", "seq write 1 MiB QD16", False, "bw_MBps"),
-    ("randread", "rand read 4 KiB QD32", True, "iops"),
-    ("randwrite", "rand write 4 KiB QD32", False, "iops"),
-    ("randread-qd1", "rand read 4 KiB QD1", True, "iops"),
+    # id, label, side(s) of fio's result counted ("read", "write" or "both":
+    # their sum; latency then from the reads), metric used as "throughput"
+    ("seqread", "seq read 1 MiB QD16", "read", "bw_MBps"),
+    ("seqwrite", "seq write 1 MiB QD16", "write", "bw_MBps"),
+    ("randread", "rand read 4 KiB QD32", "read", "iops"),
+    ("randwrite", "rand write 4 KiB QD32", "write", "iops"),
+    ("randread-qd1", "rand read 4 KiB QD1", "read", "iops"),
+    ("mixed", "mixed 70/30 4–64 KiB QD16", "both", "bw_MBps"),
+    ("jobs4", "rand read 4 KiB 4 jobs × QD8", "read", "iops"),
+    ("fs", "ext4 4 KiB write + fsync", "write", "iops"),
 ]
 PEERS = ["nvme-tcp", "nbd"]
 DST_MODES = [t for t, _ in TARGETS if t.startswith("dst-")]
+# DST / peer pairs with a ratio: every mode against the plain peers, and the
+# encrypted mode against the encrypted peer.
+PAIRS = [(d, p) for d in DST_MODES for p in PEERS] + [("dst-aead", "nvme-tcp-tls")]
 LABEL = dict(TARGETS)
 JOB_LABEL = {j[0]: j[1] for j in JOBS}
+JOB_SIDE = {j[0]: j[2] for j in JOBS}
+# Jobs at queue depth 1, whose latency is the figure of interest.
+LATENCY_JOBS = ("randread-qd1", "fs")
+# Keys of a result that are not measured numbers (no median, no spread).
+NOT_MEASURED = ("rounds", "failed_rounds", "round_ids", "ios")
 
 
 def read_kv(path):
@@ -97,8 +124,9 @@ def num(x):
         return None
 
 
-def one_round(base, is_read, hostload):
-    """The result of one round of one job on one target (files BASE.*)."""
+def one_round(base, side, hostload):
+    """The result of one round of one job on one target (files BASE.*); SIDE:
+    fio's "read" or "write" figures, or "both" (summed; latency of the reads)."""
     meta = read_kv(base + ".meta")
     fio = load_fio(base + ".fio.json")
     res = {}
@@ -112,12 +140,13 @@ def one_round(base, is_read, hostload):
         res["error"] = f"no fio result (status {meta.get('status', '?')}) {err}".strip()
         return res
     fj = fio["jobs"][0]
-    side = fj["read" if is_read else "write"]
+    sides = [fj.get(x, {}) for x in (("read", "write") if side == "both" else (side,))]
     if fj.get("error"):
         res["error"] = f"fio error {fj['error']}"
-    res["bw_MBps"] = side.get("bw_bytes", 0) / 1e6
-    res["iops"] = side.get("iops", 0.0)
-    res["ios"] = side.get("total_ios", 0)
+    res["bw_MBps"] = sum(x.get("bw_bytes", 0) for x in sides) / 1e6
+    res["iops"] = sum(x.get("iops", 0.0) for x in sides)
+    res["ios"] = sum(x.get("total_ios", 0) for x in sides)
+    side = sides[0]
     # Total latency (submission + completion): NVMe/TCP sends from
     # queue_rq, inside io_submit, so its completion latency alone (clat)
     # leaves most of its time out. Older results have clat only.
@@ -181,26 +210,42 @@ def median(values):
     return v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
 
 
-def one_result(raw, target, job, is_read, hostload):
-    """One job on one target: the median of its rounds, metric by metric."""
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def one_result(raw, target, job, side, hostload):
+    """One job on one target over its rounds: every number is the median of
+    the rounds, with range[key] = [min, max] and per_round[key] the values in
+    the order of round_ids (None for a failed round), so that ratios can be
+    taken round by round (the targets of one round ran interleaved)."""
     prefix = f"{target}__{job}__r"
     rounds = sorted({f[len(prefix):].split(".")[0] for f in os.listdir(raw)
                      if f.startswith(prefix)}, key=lambda r: int(r) if r.isdigit() else 0)
     if not rounds:
         return {"error": "not run"}
-    per = [one_round(os.path.join(raw, prefix + r), is_read, hostload) for r in rounds]
+    per = [one_round(os.path.join(raw, prefix + r), side, hostload) for r in rounds]
     good = [r for r in per if "error" not in r]
     if not good:
         return per[0]
-    res = {}
-    for key in good[0]:
-        if isinstance(good[0][key], (int, float)) and not isinstance(good[0][key], bool):
-            res[key] = median(r.get(key) for r in good)
+    res, rng, values = {}, {}, {}
+    keys = list(dict.fromkeys(k for r in good for k in r))
+    for key in keys:
+        sample = next((r[key] for r in good if r.get(key) is not None), None)
+        if sample is None or is_number(sample):
+            vals = [r.get(key) for r in good]
+            res[key] = median(vals)
+            if key in NOT_MEASURED or res[key] is None:
+                continue
+            known = [v for v in vals if v is not None]
+            rng[key] = [min(known), max(known)]
+            values[key] = [r.get(key) if "error" not in r else None for r in per]
         else:
-            res[key] = good[0][key]
+            res[key] = sample
     res["rounds"] = len(good)
-    if len(per) > 1:
-        res["per_round_iops"] = [r.get("iops") for r in per]
+    res["round_ids"] = [int(r) if r.isdigit() else r for r in rounds]
+    res["range"] = rng
+    res["per_round"] = values
     if len(good) < len(per):
         res["failed_rounds"] = len(per) - len(good)
     return res
@@ -210,6 +255,39 @@ def ratio(a, b):
     if a is None or b is None or not b:
         return None
     return a / b
+
+
+def stat(values):
+    """Median, min, max and count of the known values (None if there are none)."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return None
+    return {"median": median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def ratio_stat(a, b, key):
+    """a[key] / b[key] for two results (of one_result) as a stat: round by
+    round over the rounds both have, if both carry per-round values (the
+    numbers of one round were measured minutes apart, in the same host
+    conditions); else the ratio of the medians (n = 1: no spread known;
+    older results.json files, as a baseline's may be, have no rounds)."""
+    if not a or not b or "error" in a or "error" in b:
+        return None
+    pa, pb = (a.get("per_round") or {}).get(key), (b.get("per_round") or {}).get(key)
+    if pa and pb:
+        ra = dict(zip(a.get("round_ids", []), pa))
+        rb = dict(zip(b.get("round_ids", []), pb))
+        got = stat(ratio(ra[r], rb[r]) for r in ra if r in rb)
+        if got:
+            return got
+    r = ratio(a.get(key), b.get(key))
+    return None if r is None else {"median": r, "min": r, "max": r, "n": 1}
+
+
+def crosses_one(st):
+    """Whether a ratio's spread straddles 1.0: its rounds disagree about
+    which side is ahead."""
+    return bool(st) and st["min"] < 1.0 < st["max"]
 
 
 def load_connect(path):
@@ -258,36 +336,30 @@ def build(outdir):
         targets[t] = info
     results = {}
     count = 0
-    for job, _label, is_read, _metric in JOBS:
+    for job, _label, side, _metric in JOBS:
         results[job] = {}
         for t, _ in TARGETS:
             st = targets[t]["status"]
             if st in ("not available", "not run"):
                 results[job][t] = {"error": st}
                 continue
-            r = one_result(raw, t, job, is_read, hostload)
+            r = one_result(raw, t, job, side, hostload)
             results[job][t] = r
             if "error" not in r:
                 count += 1
     ratios = {}
-    for job, _label, _r, metric in JOBS:
+    for job, _label, _s, metric in JOBS:
         ratios[job] = {}
-        for d in DST_MODES:
-            rd = results[job].get(d, {})
-            if "error" in rd:
+        for d, p in PAIRS:
+            rd, rp = results[job].get(d, {}), results[job].get(p, {})
+            if "error" in rd or "error" in rp:
                 continue
-            for p in PEERS:
-                rp = results[job].get(p, {})
-                if "error" in rp:
-                    continue
-                e = {
-                    "throughput": ratio(rd.get(metric), rp.get(metric)),
-                    "cpu_per_io": ratio(rd.get("cpu_us_per_io"), rp.get("cpu_us_per_io")),
-                }
-                if job == "randread-qd1":
-                    e["lat_p50"] = ratio(rd.get("lat_p50_us"), rp.get("lat_p50_us"))
-                    e["lat_p99"] = ratio(rd.get("lat_p99_us"), rp.get("lat_p99_us"))
-                ratios[job][f"{d}/{p}"] = e
+            e = {"throughput": ratio_stat(rd, rp, metric),
+                 "cpu_per_io": ratio_stat(rd, rp, "cpu_us_per_io")}
+            if job in LATENCY_JOBS:
+                e["lat_p50"] = ratio_stat(rd, rp, "lat_p50_us")
+                e["lat_p99"] = ratio_stat(rd, rp, "lat_p99_us")
+            ratios[job][f"{d}/{p}"] = e
     connect = {}
     for t in DST_MODES:
         times = load_connect(os.path.join(raw, f"{t}__connect.txt"))
@@ -297,6 +369,9 @@ def build(outdir):
     environment = {
         "date": env.get("date"),
         "kernel": env.get("kernel"),
+        "bench_kernel": host.get("bench_kernel"),
+        "kernel_tree": host.get("kernel_tree"),
+        "kernel_debug_options": host.get("kernel_debug_options"),
         "vcpus": int(env["vcpus"]) if env.get("vcpus", "").isdigit() else None,
         "memory_mib": round(memory_kib / 1024) if memory_kib else None,
         "vm_memory": host.get("vm_memory"),
@@ -320,10 +395,13 @@ def build(outdir):
         "vm_status": host.get("vm_status"),
         "kernel_warnings": num(env.get("kernel_warnings")),
     }
-    jobs = [{"id": j, "label": l, "throughput_metric": m} for j, l, _r, m in JOBS]
     run = [t for t, _ in TARGETS if targets[t]["status"] != "not run"]
+    ran = [j for j, *_ in JOBS
+           if any(results[j][t].get("error") not in ("not run", "not available") for t in run)]
+    jobs = [{"id": j, "label": l, "throughput_metric": m} for j, l, _s, m in JOBS if j in ran]
     targets = {t: targets[t] for t in run}
-    results = {j: {t: r for t, r in v.items() if t in run} for j, v in results.items()}
+    results = {j: {t: r for t, r in v.items() if t in run} for j, v in results.items() if j in ran}
+    ratios = {j: v for j, v in ratios.items() if j in ran}
     doc = {
         "target_order": run,
         "environment": environment,
@@ -341,9 +419,12 @@ def build(outdir):
             "vCPUs; well below 100 means the host did not run the vCPUs part of the time, "
             "so CPU time is undercounted",
             "host_load": "the host's 1-minute load average during the job",
-            "rounds": "results are medians over this many rounds",
-            "ratios": "DST mode / peer; throughput >1 is better for DST, cpu_per_io and lat <1 "
-            "are better for DST",
+            "rounds": "every number is the median of this many rounds; range[key] is its "
+            "[min, max] over the rounds, per_round[key] its value in each of round_ids",
+            "ratios": "DST mode / peer, each a stat: median, min, max of the per-round ratios "
+            "(n rounds; a round's targets ran interleaved); throughput >1 is better for DST, "
+            "cpu_per_io and lat <1 are better for DST; a spread from below to above 1.0 means "
+            "the rounds disagree about which is ahead",
             "connect": "ms for dstcfg -a local (handshake and device creation, until the "
             "device path is printed) and for dstcfg -a delete; median, min, max of the tries",
         },
@@ -550,8 +631,8 @@ def load_profiles(outdir):
             continue
         if samples:
             a = analyse(samples)
-            r = one_round(os.path.join(pdir, key), key.partition("__")[2] in
-                          ("seqread", "randread", "randread-qd1"), [])
+            r = one_round(os.path.join(pdir, key),
+                          JOB_SIDE.get(key.partition("__")[2], "read"), [])
             a["fio"] = {k: r.get(k) for k in ("bw_MBps", "iops", "lat_p50_us", "cpu_busy_pct")}
             prof[key] = a
     return prof
@@ -578,18 +659,71 @@ def fmt(v, kind):
     return str(v)
 
 
+def fmt_num(r, key, kind):
+    """A result's number: its median, and over several rounds (min–max)."""
+    v = r.get(key)
+    rng = (r.get("range") or {}).get(key)
+    if v is None or not rng or (r.get("rounds") or 1) < 2:
+        return fmt(v, kind)
+    if kind == "pct":
+        return f"{v:.0f} % ({rng[0]:.0f}–{rng[1]:.0f})"
+    return f"{fmt(v, kind)} ({fmt(rng[0], kind)}–{fmt(rng[1], kind)})"
+
+
+CROSSES = "⚠ crosses 1.0"
+
+
+def fmt_ratio(st, missing="—"):
+    """A ratio stat: median (min–max), flagged when the spread crosses 1.0."""
+    if not st:
+        return missing
+    if st["n"] < 2:
+        return fmt(st["median"], "ratio")
+    text = f"{fmt(st['median'], 'ratio')} ({fmt(st['min'], 'ratio')}–{fmt(st['max'], 'ratio')})"
+    return f"{text} {CROSSES}" if crosses_one(st) else text
+
+
+def doc_jobs(doc):
+    """JOBS entries of the jobs this document has results for."""
+    return [j for j in JOBS if j[0] in doc.get("results", {})]
+
+
+def kernel_text(env):
+    """Which kernel was measured, for the report's first line."""
+    kind = env.get("bench_kernel")
+    text = f"kernel {env.get('kernel')}"
+    extra = []
+    if kind:
+        extra.append(f"{kind} kernel")
+    if env.get("kernel_tree"):
+        extra.append(f"tree {env['kernel_tree']}")
+    if env.get("kernel_debug_options") is not None:
+        extra.append("debug options: " + (env["kernel_debug_options"] or "none"))
+    else:
+        extra.append(f"lockdep {'on' if env.get('lockdep') == 'yes' else 'off'}")
+    return text + " (" + "; ".join(extra) + ")"
+
+
+SPREAD_NOTE = ("Each number is the median of the rounds, with the lowest and highest "
+               "round in brackets; a ratio is taken round by round (the targets of one "
+               "round ran interleaved, within minutes) and shown the same way. "
+               f"\"{CROSSES}\": some rounds put one side ahead and some the other, so "
+               "the run does not say which is faster.")
+
+
 def markdown(doc):
     env = doc["environment"]
     res = doc["results"]
     tg = doc["targets"]
     cols = doc["target_order"]
+    rounds = int(env.get("rounds") or 1)
     out = ["# DST benchmark results", ""]
     out.append(
-        f"One run, {env.get('date') or '?'}: kernel {env.get('kernel')}, "
+        f"One run, {env.get('date') or '?'}: {kernel_text(env)}, "
         f"{env.get('vcpus')} vCPUs, {env.get('memory_mib')} MiB, {env.get('emulation')}; "
-        f"lockdep {'on' if env.get('lockdep') == 'yes' else 'off'}; {env.get('fio')}; "
+        f"{env.get('fio')}; "
         f"{env.get('runtime_s'):.0f} s per job after {env.get('ramp_s'):.0f} s ramp"
-        f"{'' if (env.get('rounds') or 1) == 1 else ', median of %d rounds' % env['rounds']}; "
+        f"{'' if rounds == 1 else ', median (min–max) of %d rounds' % rounds}; "
         f"host {env.get('host_cpu_model')} ({env.get('host_cores')} cores, load "
         f"{env.get('host_load_before')} before, {env.get('host_load_after')} after)."
         if env.get("runtime_s") is not None else "Environment unknown (no env.txt).")
@@ -600,6 +734,8 @@ def markdown(doc):
         info, label = tg[t], LABEL[t]
         if info["status"] in ("ok", "error"):
             extra = f" — {info.get('setup', '')}"
+            if info.get("hw_queues"):
+                extra += f"; {info['hw_queues']} hardware queue(s)"
             if info["status"] == "error":
                 extra += f" (**errors**: {info.get('reason') or 'see the job tables'})"
         else:
@@ -610,10 +746,10 @@ def markdown(doc):
     out.append("")
     out.extend(ratio_table(doc))
     out.append("")
-    for job, label, _r, metric in JOBS:
-        if all(r.get("error") == "not run" or r.get("error") == "not available"
-               for r in res[job].values()):
-            continue
+    if rounds > 1:
+        out.append(SPREAD_NOTE)
+        out.append("")
+    for job, label, side, _metric in doc_jobs(doc):
         out.append(f"## {label}")
         out.append("")
         out.append("| | " + " | ".join(LABEL[c] for c in cols) + " |")
@@ -629,31 +765,36 @@ def markdown(doc):
                 elif "error" in r:
                     vals.append("")
                 else:
-                    vals.append(fmt(r.get(key), kind))
+                    vals.append(fmt_num(r, key, kind))
             out.append(f"| {name} | " + " | ".join(vals) + " |")
 
         row("MB/s", "bw_MBps", "MBps")
         row("IOPS", "iops", "iops")
-        row("latency p50 (µs)", "lat_p50_us", "us")
-        row("latency p99 (µs)", "lat_p99_us", "us")
+        lat = " (reads)" if side == "both" else ""
+        row(f"latency p50{lat} (µs)", "lat_p50_us", "us")
+        row(f"latency p99{lat} (µs)", "lat_p99_us", "us")
         row("CPU per IO (µs)", "cpu_us_per_io", "us")
         row("CPU busy (all vCPUs)", "cpu_busy_pct", "pct")
         row("CPU ticks accounted", "cpu_accounted_pct", "pct")
         row("host load (1 min)", "host_load", "load")
         ratio_rows = [("throughput", "throughput"), ("CPU per IO", "cpu_per_io")]
-        if job == "randread-qd1":
+        if job in LATENCY_JOBS:
             ratio_rows += [("latency p50", "lat_p50"), ("latency p99", "lat_p99")]
-        for peer in [p for p in PEERS if p in cols]:
+        for peer in sorted({p for d, p in PAIRS if p in cols}, key=cols.index):
+            if not any(f"{c}/{peer}" in doc["ratios"][job] for c in cols):
+                continue
             for rname, rkey in ratio_rows:
                 vals = []
                 for c in cols:
                     e = doc["ratios"][job].get(f"{c}/{peer}")
-                    vals.append(fmt(e.get(rkey), "ratio") if e else "")
+                    vals.append(fmt_ratio(e.get(rkey)) if e else "")
                 out.append(f"| {rname} ÷ {LABEL[peer]} | " + " | ".join(vals) + " |")
         out.append("")
     out.extend(connect_markdown(doc))
-    out.append("Throughput is MB/s for the 1 MiB jobs and IOPS for the 4 KiB jobs (the same "
-               "ratio either way). Latency: fio total latency (submission + completion). CPU per IO: busy time of "
+    out.append("Throughput is MB/s for the 1 MiB and mixed-size jobs and IOPS for the 4 KiB "
+               "jobs (the same ratio either way); the mixed job counts reads and writes "
+               "together, its latency is that of its reads. Latency: fio total latency "
+               "(submission + completion). CPU per IO: busy time of "
                "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
                "network stack, the RAM disk). CPU ticks accounted: the guest's busy + idle "
                "ticks against wall time; far below 100 % means the host did not run the "
@@ -691,36 +832,40 @@ def baseline_markdown(doc, base, rev):
     out = [f"## Against the baseline {rev[:12] if rev else ''}", "",
            "The same jobs with the baseline's module and dstcfg on the same kernel, "
            "one VM boot per round, the baseline's and this tree's in turn; medians of "
-           "the rounds. Ratio = this tree ÷ baseline: above 1 is faster for throughput, "
+           "the rounds (min–max). Ratio = this tree ÷ baseline, round by round (round N "
+           "of each ran back to back): above 1 is faster for throughput, "
            "below 1 is better for CPU per IO, latency and connect time.", "",
            "| job | target | throughput | ÷ base | CPU/IO (µs) | ÷ base | p50 (µs) | ÷ base "
            "| p99 (µs) | ÷ base |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for job, label, _r, metric in JOBS:
+    bres = base.get("results", {})
+    jobs = [j for j in doc_jobs(doc) if j[0] in bres]
+    for job, label, _s, metric in jobs:
         for t in DST_MODES:
             now = doc["results"].get(job, {}).get(t)
-            old = base.get("results", {}).get(job, {}).get(t)
+            old = bres.get(job, {}).get(t)
             if not now or not old or "error" in now or "error" in old:
                 continue
             kind = "MBps" if metric == "bw_MBps" else "iops"
             cells = []
             for key, k in ((metric, kind), ("cpu_us_per_io", "us"), ("lat_p50_us", "us"),
                            ("lat_p99_us", "us")):
-                cells += [f"{fmt(now.get(key), k)} vs {fmt(old.get(key), k)}",
-                          fmt(ratio(now.get(key), old.get(key)), "ratio")]
+                cells += [f"{fmt_num(now, key, k)} vs {fmt_num(old, key, k)}",
+                          fmt_ratio(ratio_stat(now, old, key))]
             out.append(f"| {label} | {LABEL[t]} | " + " | ".join(cells) + " |")
     # Each mode against DST none of the same run: the jobs of one VM run
     # interleaved, so this cost does not move with the host's load between
     # VM boots, as the ratios above do.
     out += ["", "Cost of each mode: its throughput ÷ DST none's in the same run, "
-            "this tree and baseline (1 = free; a lower number now = dearer now).", "",
+            "round by round, this tree and baseline (1 = free; a lower number now = "
+            "dearer now).", "",
             "| job | " + " | ".join(f"{LABEL[t]} now | base" for t in DST_MODES[1:]) + " |",
             "|---|" + "---:|---:|" * len(DST_MODES[1:])]
-    for job, label, _r, metric in JOBS:
+    for job, label, _s, metric in jobs:
         cells = []
         for t in DST_MODES[1:]:
-            for res in (doc.get("results", {}), base.get("results", {})):
+            for res in (doc.get("results", {}), bres):
                 mode, none = res.get(job, {}).get(t, {}), res.get(job, {}).get("dst-none", {})
-                cells.append(fmt(ratio(mode.get(metric), none.get(metric)), "ratio"))
+                cells.append(fmt_ratio(ratio_stat(mode, none, metric)))
         out.append(f"| {label} | " + " | ".join(cells) + " |")
     bc, nc = base.get("connect") or {}, doc.get("connect") or {}
     rows = [t for t in DST_MODES if t in bc and t in nc]
@@ -736,25 +881,26 @@ def baseline_markdown(doc, base, rev):
 
 def ratio_table(doc):
     run = doc["target_order"]
-    cols = [(d, p) for d in DST_MODES for p in PEERS if d in run and p in run]
+    cols = [(d, p) for d, p in PAIRS if d in run and p in run
+            and any(f"{d}/{p}" in v for v in doc["ratios"].values())]
     if not cols:
         return ["(no ratios: DST or the peers NVMe/TCP and NBD were not run)"]
     lines = ["| job | " + " | ".join(f"{LABEL[d]} ÷ {LABEL[p]}" for d, p in cols) + " |",
              "|---|" + "---:|" * len(cols)]
-    for job, label, _r, _m in JOBS:
+    for job, label, _s, _m in doc_jobs(doc):
         vals = []
         for d, p in cols:
             e = doc["ratios"][job].get(f"{d}/{p}")
-            vals.append(fmt(e["throughput"], "ratio") if e else "n/a")
+            vals.append(fmt_ratio(e["throughput"], "n/a") if e else "n/a")
         lines.append(f"| {label} | " + " | ".join(vals) + " |")
-    job = "randread-qd1"
-    for key, name in (("lat_p50", "QD1 latency p50 (below 1: DST faster)"),
-                      ("lat_p99", "QD1 latency p99")):
-        vals = []
-        for d, p in cols:
-            e = doc["ratios"][job].get(f"{d}/{p}")
-            vals.append(fmt(e.get(key), "ratio") if e else "n/a")
-        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    for job in [j for j in LATENCY_JOBS if j in doc["ratios"]]:
+        for key, name in (("lat_p50", "latency p50 (below 1: DST faster)"),
+                          ("lat_p99", "latency p99")):
+            vals = []
+            for d, p in cols:
+                e = doc["ratios"][job].get(f"{d}/{p}")
+                vals.append(fmt_ratio(e.get(key), "n/a") if e else "n/a")
+            lines.append(f"| {JOB_LABEL[job]}, {name} | " + " | ".join(vals) + " |")
     return lines
 
 
@@ -804,7 +950,7 @@ def profile_markdown(prof):
 # SVG
 
 COLORS = {
-    "nvme-tcp": "#4e79a7", "nbd": "#9c9c9c", "dst-none": "#f28e2b",
+    "nvme-tcp": "#4e79a7", "nvme-tcp-tls": "#2b4a6f", "nbd": "#9c9c9c", "dst-none": "#f28e2b",
     "dst-crc32c": "#e15759", "dst-hmac": "#b07aa1", "dst-aead": "#76b7b2",
 }
 
@@ -813,27 +959,35 @@ def esc(s):
     return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def two_lines(text, width):
+    """TEXT in one line, or two split at the space nearest its middle if it
+    is longer than WIDTH characters."""
+    if len(text) <= width or " " not in text:
+        return [text]
+    spaces = [i for i, c in enumerate(text) if c == " "]
+    cut = min(spaces, key=lambda i: abs(i - len(text) / 2))
+    return [text[:cut], text[cut + 1:]]
+
+
 def svg(doc):
     res = doc["results"]
-    run = [t for t in ["nvme-tcp", "nbd"] + DST_MODES if t in doc["target_order"]]
-    shown = [t for t in run if any("error" not in res[j][t] for j, *_ in JOBS)]
+    jobs = doc_jobs(doc)
+    run = [t for t in ["nvme-tcp", "nvme-tcp-tls", "nbd"] + DST_MODES if t in doc["target_order"]]
+    shown = [t for t in run if any("error" not in res[j][t] for j, *_ in jobs)]
     ref = next((t for t in ["nvme-tcp", "nbd", "dst-none"] if t in shown), None)
-    W, H = 960, 460
+    W, H = max(960, 70 + 20 + 140 * len(jobs)), 460
     left, right, top, bottom = 70, 20, 80, 70
     pw, ph = W - left - right, H - top - bottom
     vals = {}
-    for job, _l, _r, metric in JOBS:
+    for job, _l, _s, metric in jobs:
         base = res[job].get(ref, {}) if ref else {}
         for t in shown:
-            r = res[job][t]
-            if "error" in r or "error" in base or not base.get(metric):
-                vals[(job, t)] = None
-            else:
-                vals[(job, t)] = r[metric] / base[metric]
-    vmax = max([v for v in vals.values() if v is not None] + [1.0])
+            vals[(job, t)] = ratio_stat(res[job][t], base, metric)
+    vmax = max([v["max"] for v in vals.values() if v] + [1.0])
     ymax = max(1.0, math.ceil(vmax * 4 + 0.5) / 4)
-    step = 0.25 if ymax <= 2 else 0.5 if ymax <= 4 else 1.0
+    step = 0.25 if ymax <= 2 else 0.5 if ymax <= 4 else 1.0 if ymax <= 8 else 2.0
     env = doc["environment"]
+    rounds = int(env.get("rounds") or 1)
     e = []
     e.append(f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
              f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">')
@@ -841,8 +995,11 @@ def svg(doc):
     title = f"Throughput normalised to {LABEL.get(ref, '?')} (= 1.0), higher is better"
     e.append(f'<text x="{W/2}" y="22" text-anchor="middle" font-size="16" '
              f'font-weight="bold">{esc(title)}</text>')
-    sub = (f"one run {env.get('date') or ''}, {env.get('vcpus')} vCPUs, software emulation, "
-           f"lockdep kernel; fio libaio direct, loopback; brd baseline not drawn")
+    spread = "one round" if rounds < 2 else f"median of {rounds} rounds, whiskers min–max"
+    sub = (f"{env.get('date') or ''}, {spread}, {env.get('kernel')} "
+           f"({env.get('bench_kernel') or ('lockdep' if env.get('lockdep') == 'yes' else '?')} "
+           f"kernel), {env.get('vcpus')} vCPUs, software emulation; fio libaio direct, "
+           f"loopback; brd baseline not drawn")
     e.append(f'<text x="{W/2}" y="40" text-anchor="middle" fill="#555">{esc(sub)}</text>')
     # legend
     lx = left
@@ -861,9 +1018,13 @@ def svg(doc):
         e.append(f'<text x="{left - 6}" y="{py + 4:.1f}" text-anchor="end">{y:.2f}</text>')
         y += step
     e.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}" stroke="#333"/>')
-    gw = pw / len(JOBS)
+    gw = pw / max(1, len(jobs))
     bw = min(28.0, (gw - 20) / max(1, len(shown)))
-    for gi, (job, label, _r, _m) in enumerate(JOBS):
+
+    def ypos(v):
+        return top + ph - v / ymax * ph
+
+    for gi, (job, label, _s, _m) in enumerate(jobs):
         gx = left + gi * gw + (gw - bw * len(shown)) / 2
         for ti, t in enumerate(shown):
             v = vals[(job, t)]
@@ -872,17 +1033,29 @@ def svg(doc):
                 e.append(f'<text x="{x + bw/2:.1f}" y="{top + ph - 4}" text-anchor="middle" '
                          f'font-size="9" fill="#999">n/a</text>')
                 continue
-            h = v / ymax * ph
+            m = v["median"]
+            h = m / ymax * ph
+            tip = f"{LABEL[t]}, {label}: {fmt_ratio(v)}"
             e.append(f'<rect x="{x + 1:.1f}" y="{top + ph - h:.1f}" width="{bw - 2:.1f}" '
-                     f'height="{h:.1f}" fill="{COLORS[t]}"><title>{esc(LABEL[t])}, '
-                     f'{esc(label)}: {v:.2f}</title></rect>')
-            e.append(f'<text x="{x + bw/2:.1f}" y="{top + ph - h - 3:.1f}" '
-                     f'text-anchor="middle" font-size="9">{v:.2f}</text>')
-        e.append(f'<text x="{left + gi * gw + gw/2:.1f}" y="{top + ph + 18}" '
-                 f'text-anchor="middle">{esc(label)}</text>')
-    e.append(f'<text x="{left + pw/2}" y="{H - 18}" text-anchor="middle" fill="#555">'
-             f'MB/s for 1 MiB jobs, IOPS for 4 KiB jobs, each divided by '
-             f'{esc(LABEL.get(ref, "?"))} in the same job</text>')
+                     f'height="{h:.1f}" fill="{COLORS[t]}"><title>{esc(tip)}</title></rect>')
+            top_y = ypos(m)
+            if v["n"] > 1 and v["max"] > v["min"]:
+                cx = x + bw / 2
+                e.append(f'<line x1="{cx:.1f}" y1="{ypos(v["min"]):.1f}" x2="{cx:.1f}" '
+                         f'y2="{ypos(v["max"]):.1f}" stroke="#222"/>')
+                for w in (v["min"], v["max"]):
+                    e.append(f'<line x1="{cx - 3:.1f}" y1="{ypos(w):.1f}" x2="{cx + 3:.1f}" '
+                             f'y2="{ypos(w):.1f}" stroke="#222"/>')
+                top_y = min(top_y, ypos(v["max"]))
+            e.append(f'<text x="{x + bw/2:.1f}" y="{top_y - 3:.1f}" '
+                     f'text-anchor="middle" font-size="9">{m:.2f}</text>')
+        cx = left + gi * gw + gw / 2
+        for li, part in enumerate(two_lines(label, 18)):
+            e.append(f'<text x="{cx:.1f}" y="{top + ph + 18 + 14 * li}" '
+                     f'text-anchor="middle" font-size="11">{esc(part)}</text>')
+    e.append(f'<text x="{left + pw/2}" y="{H - 12}" text-anchor="middle" fill="#555">'
+             f'MB/s for the 1 MiB and mixed jobs, IOPS for the others, each divided by '
+             f'{esc(LABEL.get(ref, "?"))} in the same job and round</text>')
     missing = [LABEL[t] for t in run if t not in shown]
     if missing:
         e.append(f'<text x="{W - right}" y="62" text-anchor="end" fill="#999">'
@@ -891,14 +1064,229 @@ def svg(doc):
     return "\n".join(e) + "\n"
 
 
+# --------------------------------------------------------------------------
+# Scaling (bench/run.sh BENCH_SCALING=1): one run per number of queues
+
+
+def write_report(outdir, doc, base_lines=()):
+    with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(markdown(doc))
+        if base_lines:
+            f.write("\n" + "\n".join(base_lines))
+    with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
+        f.write(svg(doc))
+
+
+def result_stat(r, key):
+    """A result's number as a stat (median, min, max over its rounds)."""
+    if not r or "error" in r or r.get(key) is None:
+        return None
+    lo, hi = (r.get("range") or {}).get(key, [r[key], r[key]])
+    return {"median": r[key], "min": lo, "max": hi, "n": r.get("rounds") or 1}
+
+
+def build_scaling(sdir):
+    """The runs in SDIR/qN (N queues each), their reports written, and the
+    series of each job x target over N."""
+    steps = []
+    for name in os.listdir(sdir):
+        m = re.fullmatch(r"q(\d+)", name)
+        if m and os.path.isdir(os.path.join(sdir, name, "raw")):
+            steps.append((int(m.group(1)), name))
+    steps.sort()
+    docs = []
+    for n, name in steps:
+        doc, _count = build(os.path.join(sdir, name))
+        write_report(os.path.join(sdir, name), doc)
+        docs.append((n, name, doc))
+    jobs = [j for j in JOBS if any(j[0] in d["results"] for _n, _name, d in docs)]
+    targets = [t for t, _ in TARGETS if any(d["targets"].get(t, {}).get("status") in ("ok", "error")
+                                            for _n, _name, d in docs)]
+    out = {"steps": [], "jobs": [{"id": j, "label": l, "throughput_metric": m}
+                                 for j, l, _s, m in jobs], "series": {}}
+    for n, name, doc in docs:
+        env = doc["environment"]
+        out["steps"].append({
+            "queues": n, "folder": name, "vcpus": env.get("vcpus"),
+            "kernel": env.get("kernel"), "bench_kernel": env.get("bench_kernel"),
+            "rounds": env.get("rounds"), "date": env.get("date"),
+            "hw_queues": {t: doc["targets"][t].get("hw_queues") for t in doc["target_order"]},
+            "status": {t: doc["targets"][t]["status"] for t in doc["target_order"]}})
+    for job, _l, _s, metric in jobs:
+        for t in targets:
+            pts = []
+            for n, _name, doc in docs:
+                r = doc["results"].get(job, {}).get(t)
+                pts.append({"queues": n, "throughput": result_stat(r, metric),
+                            "cpu_us_per_io": result_stat(r, "cpu_us_per_io")})
+            out["series"][f"{t}/{job}"] = pts
+    out["targets"] = targets
+    return out
+
+
+def scaling_markdown(sc):
+    steps = sc["steps"]
+    out = ["# DST benchmark: scaling with queues", ""]
+    if not steps:
+        return "\n".join(out + ["No runs (no qN/raw folders).", ""])
+    first = steps[0]
+    out.append(f"One VM per step, {first.get('kernel')} ({first.get('bench_kernel')} kernel), "
+               f"median (min–max) of {first.get('rounds') or '?':.0f} round(s); DST "
+               "`--queues N` and `nvme connect --nr-io-queues N` at step N. The step's "
+               "folder (qN/results.md) has every number of its run.")
+    out.append("")
+    out.append("| step | vCPUs | hardware queues (" + ", ".join(LABEL[t] for t in sc["targets"])
+               + ") |")
+    out.append("|---:|---:|---|")
+    for s in steps:
+        hq = ", ".join(str(s["hw_queues"].get(t) or s["status"].get(t, "—"))
+                       for t in sc["targets"])
+        out.append(f"| {s['queues']} | {s.get('vcpus')} | {hq} |")
+    out.append("")
+    for job in sc["jobs"]:
+        kind = "MBps" if job["throughput_metric"] == "bw_MBps" else "iops"
+        unit = "MB/s" if kind == "MBps" else "IOPS"
+        out.append(f"## {job['label']}")
+        out.append("")
+        out.append("| queues | " + " | ".join(
+            f"{LABEL[t]} {unit} | × first | CPU per IO (µs)" for t in sc["targets"]) + " |")
+        out.append("|---:|" + "---:|---:|---:|" * len(sc["targets"]))
+        for i, s in enumerate(steps):
+            cells = []
+            for t in sc["targets"]:
+                pts = sc["series"].get(f"{t}/{job['id']}", [])
+                p = pts[i] if i < len(pts) else {}
+                tp, cpu = p.get("throughput"), p.get("cpu_us_per_io")
+                base = pts[0].get("throughput") if pts else None
+                cells.append(fmt_stat(tp, kind))
+                cells.append(fmt(ratio(tp and tp["median"], base and base["median"]), "ratio"))
+                cells.append(fmt_stat(cpu, "us"))
+            out.append(f"| {s['queues']} | " + " | ".join(cells) + " |")
+        out.append("")
+    out.append("\"× first\": the median against the first step's (separate VM boots: "
+               "no round-by-round pairing). CPU per IO: busy time of all vCPUs per IO.")
+    return "\n".join(out) + "\n"
+
+
+def fmt_stat(st, kind):
+    if not st:
+        return "—"
+    if st["n"] < 2:
+        return fmt(st["median"], kind)
+    return f"{fmt(st['median'], kind)} ({fmt(st['min'], kind)}–{fmt(st['max'], kind)})"
+
+
+def line_panel(x0, y0, w, h, title, xs, series, kind):
+    """One line chart: SERIES [(label, color, dash, [stat or None per x])]."""
+    e = [f'<text x="{x0 + w / 2:.1f}" y="{y0 - 8:.1f}" text-anchor="middle" '
+         f'font-weight="bold">{esc(title)}</text>']
+    vals = [p["max"] for _l, _c, _d, pts in series for p in pts if p]
+    vmax = max(vals) if vals else 1.0
+    mag = 10 ** math.floor(math.log10(vmax)) if vmax > 0 else 1
+    step = next(m * mag for m in (0.2, 0.5, 1, 2, 5) if vmax / (m * mag) <= 6)
+    ymax = step * math.ceil(vmax / step) if vmax > 0 else 1
+    y = 0.0
+    while y <= ymax + step / 1e6:
+        py = y0 + h - y / ymax * h
+        e.append(f'<line x1="{x0}" y1="{py:.1f}" x2="{x0 + w}" y2="{py:.1f}" stroke="#ddd"/>')
+        e.append(f'<text x="{x0 - 6}" y="{py + 4:.1f}" text-anchor="end" font-size="10">'
+                 f'{esc(fmt(y, kind))}</text>')
+        y += step
+    e.append(f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y0 + h}" stroke="#333"/>')
+    e.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
+
+    def px(i):
+        return x0 + (i + 0.5) * w / max(1, len(xs))
+
+    def py(v):
+        return y0 + h - v / ymax * h
+
+    for i, x in enumerate(xs):
+        e.append(f'<text x="{px(i):.1f}" y="{y0 + h + 16}" text-anchor="middle" '
+                 f'font-size="11">{esc(x)}</text>')
+    for label, color, dash, pts in series:
+        coords = [(px(i), py(p["median"])) for i, p in enumerate(pts) if p]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            e.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
+                     f'stroke-width="2"{dash}/>')
+        for i, p in enumerate(pts):
+            if not p:
+                continue
+            if p["max"] > p["min"]:
+                e.append(f'<line x1="{px(i):.1f}" y1="{py(p["min"]):.1f}" x2="{px(i):.1f}" '
+                         f'y2="{py(p["max"]):.1f}" stroke="{color}"/>')
+            e.append(f'<circle cx="{px(i):.1f}" cy="{py(p["median"]):.1f}" r="3.5" '
+                     f'fill="{color}"><title>{esc(label)}, {esc(xs[i])}: '
+                     f'{esc(fmt_stat(p, kind))}</title></circle>')
+    return e
+
+
+def scaling_svg(sc):
+    steps, jobs, targets = sc["steps"], sc["jobs"], sc["targets"]
+    xs = [f"{s['queues']} q / {s.get('vcpus')} vCPU" for s in steps]
+    pw, ph, gap = 380, 200, 90
+    W = 70 + 2 * pw + gap + 30
+    H = 90 + len(jobs) * (ph + 80)
+    e = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+         f'viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">',
+         f'<rect width="{W}" height="{H}" fill="white"/>',
+         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">'
+         'Throughput and CPU per IO against queues (and vCPUs)</text>']
+    first = steps[0] if steps else {}
+    e.append(f'<text x="{W / 2}" y="40" text-anchor="middle" fill="#555">'
+             f'{esc(first.get("kernel"))} ({esc(first.get("bench_kernel"))} kernel), one VM '
+             'per step, median and min–max of the rounds; software emulation, loopback</text>')
+    lx = 70
+    for t in targets:
+        e.append(f'<rect x="{lx}" y="52" width="12" height="12" fill="{COLORS.get(t, "#000")}"/>')
+        e.append(f'<text x="{lx + 16}" y="62">{esc(LABEL[t])}</text>')
+        lx += 30 + 8 * len(LABEL[t])
+    for ji, job in enumerate(jobs):
+        y0 = 100 + ji * (ph + 80)
+        kind = "MBps" if job["throughput_metric"] == "bw_MBps" else "iops"
+        unit = "MB/s" if kind == "MBps" else "IOPS"
+        for pi, (key, title, k) in enumerate(
+                (("throughput", f"{job['label']}: {unit}", kind),
+                 ("cpu_us_per_io", f"{job['label']}: CPU per IO (µs)", "us"))):
+            series = [(LABEL[t], COLORS.get(t, "#000"), "",
+                       [p.get(key) for p in sc["series"].get(f"{t}/{job['id']}", [])])
+                      for t in targets]
+            e += line_panel(70 + pi * (pw + gap), y0, pw, ph, title, xs, series, k)
+    e.append("</svg>")
+    return "\n".join(e) + "\n"
+
+
+def main_scaling(sdir):
+    sc = build_scaling(sdir)
+    with open(os.path.join(sdir, "scaling.json"), "w", encoding="utf-8") as f:
+        json.dump(sc, f, indent=1)
+        f.write("\n")
+    text = scaling_markdown(sc)
+    with open(os.path.join(sdir, "scaling.md"), "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(os.path.join(sdir, "scaling.svg"), "w", encoding="utf-8") as f:
+        f.write(scaling_svg(sc))
+    print()
+    print(text)
+    print("report in scaling.md, scaling.json, scaling.svg (and qN/results.md per step)")
+    return 0 if sc["steps"] else 1
+
+
 def main():
     args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--scaling":
+        return main_scaling(args[1])
     basedir = None
     if len(args) == 3 and args[1] == "--baseline":
         basedir = args[2]
         args = args[:1]
     if len(args) != 1:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
+        print(__doc__.strip().splitlines()[3], file=sys.stderr)
         return 2
     outdir = args[0]
     doc, count = build(outdir)
@@ -914,15 +1302,7 @@ def main():
             base_lines = baseline_markdown(doc, base, rev)
         except (OSError, ValueError) as e:
             base_lines = [f"(baseline {basedir}: not readable: {e})", ""]
-    with open(os.path.join(outdir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-        f.write("\n")
-    with open(os.path.join(outdir, "results.md"), "w", encoding="utf-8") as f:
-        f.write(markdown(doc))
-        if base_lines:
-            f.write("\n" + "\n".join(base_lines))
-    with open(os.path.join(outdir, "throughput.svg"), "w", encoding="utf-8") as f:
-        f.write(svg(doc))
+    write_report(outdir, doc, base_lines)
     print()
     print("DST / peer, throughput (above 1: DST faster); QD1 latency (below 1: DST faster):")
     print()

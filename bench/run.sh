@@ -1,25 +1,42 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# run.sh - the DST benchmark (`make bench`): boots the test kernel once
+# run.sh - the DST benchmark (`make bench`): boots the production kernel once
 # (scripts/vm.sh), runs bench/guest.sh in it (fio on brd, DST with each data
-# protection mode, NVMe/TCP and NBD, all over loopback), then writes the
-# report with bench/report.py and prints the DST / NVMe-TCP and DST / NBD
-# ratios. Documentation/performance.md explains the jobs, targets and outputs.
+# protection mode, NVMe/TCP (also with TLS, where it can be set up) and NBD,
+# all over loopback), then writes the report with bench/report.py and prints
+# the DST / peer ratios. Documentation/performance.md explains the jobs,
+# targets and outputs.
 #
-# usage: bench/run.sh          (after `make all`; `make bench` does both)
+# usage: bench/run.sh          (after building dstcfg; `make bench` does both)
+#
+# The kernel: the production kernel (kernel/production.config, no debug
+# options), which scripts/setup.sh --production builds and caches the first
+# time (about 20 minutes of every core); dst.ko is built against it from a
+# copy of the module's sources in a folder of its own in the cache, so the
+# tree's own dst.ko, built against the test kernel, is not touched. BENCH_KERNEL=test measures
+# the test kernel (lockdep and the other bug catchers on: slower, for quick
+# iterations) with the tree's own dst.ko. The report records the kernel's
+# release, its tree (configuration hash) and which debug options it has.
 #
 # Environment:
+#   BENCH_KERNEL           production (default) or test
 #   BENCH_RUNTIME          measured seconds per fio job (default 8)
 #   BENCH_RAMP             ramp seconds before that (default 2)
-#   BENCH_ROUNDS           repeat the whole job x target matrix (default 1;
-#                          the report takes the median of the rounds)
-#   BENCH_TARGETS          targets, in order (default: brd nvme-tcp nbd
-#                          dst-none dst-crc32c dst-aead)
+#   BENCH_ROUNDS           repeat the whole job x target matrix (default 3;
+#                          the report shows the median and min-max of the
+#                          rounds, and of each ratio taken round by round)
+#   BENCH_TARGETS          targets, in order (default: brd nvme-tcp
+#                          nvme-tcp-tls nbd dst-none dst-crc32c dst-aead;
+#                          nvme-tcp-tls is reported as not available, with
+#                          the reason, unless this host has tlshd, nvme-cli
+#                          with connect --tls and the kernel NVME_TCP_TLS)
 #   BENCH_JOBS             jobs (default: seqread seqwrite randread randwrite
-#                          randread-qd1)
+#                          randread-qd1 mixed jobs4 fs)
 #   BENCH_DST_QUEUES       --queues for DST local nodes: auto (= vCPUs, if
 #                          dstcfg has --queues; the default), N, or 0 (never)
+#   BENCH_NVME_QUEUES      nvme connect --nr-io-queues (default: nvme's, one
+#                          per vCPU)
 #   BENCH_PROFILE=1        also profile (perf record -a -g) the jobs in
 #                          BENCH_PROFILE_JOBS (default: seqwrite randread) on
 #                          BENCH_PROFILE_TARGETS (default: dst-none dst-crc32c
@@ -31,6 +48,16 @@
 #                          commit REV (built against the same kernel, cached):
 #                          one VM per round, REV's and this tree's in turn;
 #                          the report compares the two
+#   BENCH_SCALING=1        instead of the matrix, the scaling series (`make
+#                          bench-scaling`): one VM per step of
+#                          BENCH_SCALING_QUEUES (default: 1 2 4), with that
+#                          many vCPUs and DST and NVMe/TCP queues, running
+#                          BENCH_SCALING_JOBS (default: jobs4 randread) on
+#                          BENCH_SCALING_TARGETS (default: nvme-tcp
+#                          dst-none); BENCH_SCALING_CPUS=N keeps N vCPUs at
+#                          every step instead. Outputs in BENCH_OUT/scaling/:
+#                          qN/ per step, scaling.md, scaling.json,
+#                          scaling.svg
 #   BENCH_OUT              output folder (default: bench/out; emptied first;
 #                          the baseline's run in BENCH_OUT/baseline)
 #
@@ -44,6 +71,8 @@
 #   DST_VM_CPUS            guest vCPUs (default 2)
 #   DST_VM_MEMORY          guest memory (default here: 1.5 GiB + 640 MiB per
 #                          target, as each target has its own filled RAM disk)
+#   KDIR                   measure this built kernel tree instead (dst.ko is
+#                          built against it like the production kernel's)
 #
 # Output in BENCH_OUT: results.json, results.md, throughput.svg, guest.log,
 # dmesg.log, raw/ (fio JSON per job), profile/ (with BENCH_PROFILE=1).
@@ -55,69 +84,130 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${BENCH_OUT:-$repo/bench/out}
 runtime=${BENCH_RUNTIME:-8}
 ramp=${BENCH_RAMP:-2}
-rounds=${BENCH_ROUNDS:-1}
-targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
-jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
+rounds=${BENCH_ROUNDS:-3}
+targets=${BENCH_TARGETS:-brd nvme-tcp nvme-tcp-tls nbd dst-none dst-crc32c dst-aead}
+jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1 mixed jobs4 fs}
 profile=${BENCH_PROFILE:-0}
 profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
 connects=${BENCH_CONNECTS:-10}
 baseline=${BENCH_BASELINE:-}
+kernel=${BENCH_KERNEL:-production}
+scaling=${BENCH_SCALING:-0}
+scaling_queues=${BENCH_SCALING_QUEUES:-1 2 4}
+scaling_cpus=${BENCH_SCALING_CPUS:-}
 cache=${DST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dst}
 python=$(command -v python3)
 
-for v in "$runtime" "$ramp" "$rounds" "$profile_runtime" "$connects"; do
-    [[ $v =~ ^[0-9]+$ ]] || {
-        echo "run.sh: BENCH_RUNTIME, BENCH_RAMP, BENCH_ROUNDS, BENCH_PROFILE_RUNTIME, BENCH_CONNECTS want whole numbers" >&2
-        exit 1
-    }
+die() { echo "run.sh: $*" >&2; exit 1; }
+for v in "$runtime" "$ramp" "$rounds" "$profile_runtime" "$connects" $scaling_queues $scaling_cpus; do
+    [[ $v =~ ^[0-9]+$ ]] ||
+        die "BENCH_RUNTIME, BENCH_RAMP, BENCH_ROUNDS, BENCH_PROFILE_RUNTIME, BENCH_CONNECTS, BENCH_SCALING_QUEUES, BENCH_SCALING_CPUS want whole numbers"
 done
-[ -f "$repo/dst.ko" ] || { echo "run.sh: dst.ko not built; run make (or make bench)" >&2; exit 1; }
+[ "$rounds" -ge 1 ] || die "BENCH_ROUNDS wants at least 1"
+case $kernel in production | test) ;; *) die "BENCH_KERNEL is production or test, not '$kernel'" ;; esac
+[ "$scaling" != 1 ] || [ -z "$baseline" ] || die "BENCH_SCALING and BENCH_BASELINE do not go together"
 
-mkdir -p "$out"
-out=$(cd "$out" && pwd)
-
-# One RAM disk per target; memory for them (filled) and the rest.
-ntargets=$(wc -w <<<"$targets")
-njobs=$(wc -w <<<"$jobs")
-nram=$((ntargets > 4 ? ntargets : 4))
-export DST_VM_MEMORY=${DST_VM_MEMORY:-$((1536 + 640 * ntargets))M}
-
-# Time budget: per job start-up, ramp, runtime and slack under emulation;
-# per target set-up, fill and teardown; the profile runs (perf script is
-# slow under emulation); boot.
-per_job=$((runtime + ramp + 25))
-budget=$((rounds * ntargets * njobs * per_job + ntargets * 90))
-if [ "$profile" = 1 ]; then
-    budget=$((budget + 6 * (profile_runtime + ramp + 25 + 180)))
+# The kernel to boot, and a dst.ko built against it ($build: the folder
+# whose dst.ko and tools/dstcfg/target/release/dstcfg the guest uses).
+if [ -n "${KDIR:-}" ]; then
+    kernel=given
+    kdir=$(cd "$KDIR" && pwd)
+    "$repo/scripts/check-kdir.sh" "$kdir" >/dev/null
+elif [ "$kernel" = production ]; then
+    kdir=$(cat "$cache/kdir-production" 2>/dev/null || true)
+    if [ -z "$kdir" ] || [ ! -f "$kdir/.dst-built" ]; then
+        echo "bench: building the production kernel first (scripts/setup.sh --production; once per machine, about 20 min of every core)"
+        kdir=$("$repo/scripts/setup.sh" --production | tail -n 1)
+    fi
+else
+    kdir=$(cat "$cache/kdir" 2>/dev/null || true)
+    if [ -z "$kdir" ] || [ ! -f "$kdir/.dst-built" ]; then
+        kdir=$("$repo/scripts/setup.sh" | tail -n 1)
+    fi
 fi
-limit=$((budget * 2 + 600))
+[ -f "$kdir/arch/x86/boot/bzImage" ] || die "no kernel image in $kdir"
+dstcfg_bin=$repo/tools/dstcfg/target/release/dstcfg
+[ -x "$dstcfg_bin" ] || die "dstcfg not built; run make dstcfg (or make bench)"
+if [ "$kernel" = test ]; then
+    # The tree's own dst.ko is the test kernel's.
+    build=$repo
+    make -s -C "$repo" module >/dev/null
+else
+    # A copy of the module's sources as they are in this tree (committed or
+    # not), built in a folder of the cache, one per kernel tree, with
+    # dstcfg linked in beside it for scripts/vm.sh. A copy, not Kbuild's
+    # MO=: that refuses a source folder with a build of its own in it, and
+    # this tree has the test kernel's. Build products (.gitignore) are
+    # neither copied nor deleted in the copy, so rebuilds are incremental:
+    # the receiving side knows them from the copied .gitignore, which it
+    # reads only with --delete-after.
+    build=$cache/bench-module/$(basename "$kdir")
+    mkdir -p "$build/tools/dstcfg/target"
+    rsync -a --delete-after --filter=':- .gitignore' --include=/.gitignore --include=/Kbuild \
+        --include='/dst/***' --include='/include/***' --exclude='*' "$repo/" "$build/"
+    ln -sfn "$repo/tools/dstcfg/target/release" "$build/tools/dstcfg/target/release"
+    echo "bench: building dst.ko against $(basename "$kdir") in the cache"
+    make -s -C "$kdir" M="$build" modules >/dev/null
+fi
+[ -f "$build/dst.ko" ] || die "no dst.ko in $build"
 
-# A busy host (other VMs, builds) delays the guest's vCPUs: cross-CPU
-# wake-ups then take milliseconds. Optionally wait for a quieter moment.
+# NVMe/TCP with TLS needs the TLS handshake daemon, an nvme-cli that can ask
+# for TLS, and a kernel with NVMe/TCP TLS; the guest runs the host's
+# programs, so they are looked for here.
+tls_missing() {
+    local miss=() help o
+    command -v tlshd >/dev/null 2>&1 || miss+=("no tlshd (Debian package ktls-utils)")
+    help=$(nvme connect --help 2>&1 || true)
+    grep -q -- '--tls' <<<"$help" ||
+        miss+=("nvme-cli $(nvme version 2>/dev/null | awk 'NR == 1 {print $3}') has no connect --tls")
+    for o in CONFIG_TLS CONFIG_NVME_TCP_TLS CONFIG_NVME_TARGET_TCP_TLS; do
+        grep -q "^$o=[ym]" "$kdir/.config" 2>/dev/null || miss+=("kernel without $o")
+    done
+    local text="" m
+    for m in "${miss[@]}"; do
+        text+="${text:+; }$m"
+    done
+    echo "$text"
+}
+
 cores=$(nproc)
 quiet() { awk -v c="$cores" '{ exit !($1 < c / 2) }' /proc/loadavg; }
-if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] && ! quiet; then
-    echo "bench: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores; waiting up to ${BENCH_WAIT_QUIET}s for it to drop"
-    waited=0
-    while ! quiet && [ "$waited" -lt "$BENCH_WAIT_QUIET" ]; do
-        sleep 10
-        waited=$((waited + 10))
-    done
-fi
-if ! awk -v c="$cores" '{ exit !($1 < c) }' /proc/loadavg; then
-    echo "bench: warning: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores: expect distorted numbers" >&2
-fi
 
 # measure OUT BUILD [ROUND]: one VM run of bench/guest.sh with BUILD's dst.ko
 # and dstcfg, raw results in OUT/raw (emptied first). With ROUND, the VM
 # runs that one round only, and OUT/raw is emptied only for round 1.
+# What it measures: $m_targets, $m_jobs, $m_dst_queues, $m_nvme_queues,
+# $m_cpus (vCPUs).
 measure() {
     local out=$1 build=$2 round=${3:-} start status elapsed vm_rounds=$rounds
+    local guest_targets="" t tls_reason="" ntargets njobs nram memory per_job budget limit fs_jobs
+    for t in $m_targets; do
+        if [ "$t" = nvme-tcp-tls ] && tls_reason=$(tls_missing) && [ -n "$tls_reason" ]; then
+            continue
+        fi
+        guest_targets+="${guest_targets:+ }$t"
+    done
+    [ -z "$round" ] || vm_rounds=1
+    # One RAM disk per target; memory for them (filled) and the rest.
+    ntargets=$(wc -w <<<"$guest_targets")
+    njobs=$(wc -w <<<"$m_jobs")
+    nram=$((ntargets > 4 ? ntargets : 4))
+    memory=${DST_VM_MEMORY:-$((1536 + 640 * ntargets))M}
+    # Time budget: per job start-up, ramp, runtime and slack under emulation
+    # (fs also makes a file system); per target set-up, fill and teardown;
+    # the profile runs (perf script is slow under emulation); boot.
+    fs_jobs=$(grep -ow fs <<<"$m_jobs" | wc -l || true)
+    per_job=$((runtime + ramp + 25))
+    budget=$((vm_rounds * ntargets * (njobs * per_job + fs_jobs * 30) + ntargets * 90))
+    if [ "$profile" = 1 ]; then
+        budget=$((budget + 6 * (profile_runtime + ramp + 25 + 180)))
+    fi
+    limit=$((budget * 2 + 600))
+
     mkdir -p "$out"
     if [ -z "$round" ] || [ "$round" = 1 ]; then
         rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
     fi
-    [ -z "$round" ] || vm_rounds=1
     mkdir -p "$out/raw"
     {
         echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
@@ -125,8 +215,16 @@ measure() {
         echo "host_load_before=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "qemu=$(qemu-system-x86_64 --version 2>/dev/null | head -1)"
         echo "emulation=QEMU TCG (software emulation, vng --disable-kvm)"
-        echo "vm_memory=$DST_VM_MEMORY"
+        echo "vm_memory=$memory"
+        echo "bench_kernel=$kernel"
+        echo "kernel_tree=$(basename "$kdir")"
+        echo "kernel_release=$(head -n 1 "$kdir/include/config/kernel.release" 2>/dev/null)"
+        echo "kernel_debug_options=$(grep -oE '^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|KFENCE|KASAN|DEBUG_LIST|FAULT_INJECTION)=y' \
+            "$kdir/.config" 2>/dev/null | sed 's/^CONFIG_//; s/=y$//' | paste -sd' ')"
     } >"$out/raw/host.txt"
+    if [ -n "$tls_reason" ]; then
+        printf 'status=unavailable\nreason=%s\n' "$tls_reason" >"$out/raw/target-nvme-tcp-tls.txt"
+    fi
 
     # The host's load during the run, every 10 s (the report shows it per job).
     ( while :; do
@@ -136,15 +234,17 @@ measure() {
     sampler=$!
     trap 'kill "${sampler:-}" 2>/dev/null || true' EXIT
 
-    printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM, %s, timeout %ss\n' \
-        "$ntargets" "$njobs" "$vm_rounds" "$runtime" "$ramp" "$DST_VM_MEMORY" "$limit"
+    printf 'bench: %s target(s) x %s job(s) x %s round(s), %ss + %ss ramp each; one VM (%s kernel, %s vCPUs, %s), timeout %ss\n' \
+        "$ntargets" "$njobs" "$vm_rounds" "$runtime" "$ramp" "$kernel" "$m_cpus" "$memory" "$limit"
     start=$SECONDS
     status=0
-    DST_VM_BUILD="$build" "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
+    KDIR="$kdir" DST_VM_BUILD="$build" DST_VM_CPUS="$m_cpus" DST_VM_MEMORY="$memory" \
+        "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
         BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
         BENCH_ROUND_OFFSET="$(( ${round:-1} - 1 ))" \
-        BENCH_TARGETS="'$targets'" BENCH_JOBS="'$jobs'" \
-        BENCH_DST_QUEUES="${BENCH_DST_QUEUES:-auto}" BENCH_CONNECTS="$connects" \
+        BENCH_TARGETS="'$guest_targets'" BENCH_JOBS="'$m_jobs'" \
+        BENCH_DST_QUEUES="$m_dst_queues" BENCH_NVME_QUEUES="$m_nvme_queues" \
+        BENCH_CONNECTS="$connects" \
         BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
         BENCH_PROFILE_TARGETS="'${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}'" \
         BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
@@ -160,13 +260,46 @@ measure() {
     printf 'bench: %d min %d s in the VM\n' $((elapsed / 60)) $((elapsed % 60))
 }
 
+# A busy host (other VMs, builds) delays the guest's vCPUs: cross-CPU
+# wake-ups then take milliseconds. Optionally wait for a quieter moment.
+if [ "${BENCH_WAIT_QUIET:-0}" -gt 0 ] && ! quiet; then
+    echo "bench: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores; waiting up to ${BENCH_WAIT_QUIET}s for it to drop"
+    waited=0
+    while ! quiet && [ "$waited" -lt "$BENCH_WAIT_QUIET" ]; do
+        sleep 10
+        waited=$((waited + 10))
+    done
+fi
+if ! awk -v c="$cores" '{ exit !($1 < c) }' /proc/loadavg; then
+    echo "bench: warning: host load $(cut -d' ' -f1-3 /proc/loadavg) on $cores cores: expect distorted numbers" >&2
+fi
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+# BENCH_SCALING=1: one VM per number of queues (and as many vCPUs), DST and
+# NVMe/TCP given that many queues.
+if [ "$scaling" = 1 ]; then
+    m_targets=${BENCH_SCALING_TARGETS:-nvme-tcp dst-none}
+    m_jobs=${BENCH_SCALING_JOBS:-jobs4 randread}
+    rm -rf "${out:?}/scaling"
+    for n in $scaling_queues; do
+        m_cpus=${scaling_cpus:-$n} m_dst_queues=$n m_nvme_queues=$n
+        measure "$out/scaling/q$n" "$build"
+    done
+    "$python" "$repo/bench/report.py" --scaling "$out/scaling"
+    printf 'bench: outputs in %s\n' "${out#"$repo"/}/scaling"
+    exit 0
+fi
+
+m_targets=$targets m_jobs=$jobs m_cpus=${DST_VM_CPUS:-2}
+m_dst_queues=${BENCH_DST_QUEUES:-auto} m_nvme_queues=${BENCH_NVME_QUEUES:-}
+
 # BENCH_BASELINE=REV: the same run first with REV's module and dstcfg, built
 # from `git archive REV` against the same kernel tree and cached.
 if [ -n "$baseline" ]; then
     rev=$(git -C "$repo" rev-parse --verify --quiet "$baseline^{commit}") ||
-        { echo "run.sh: BENCH_BASELINE=$baseline: no such commit" >&2; exit 1; }
-    kdir=${KDIR:-$(cat "$cache/kdir" 2>/dev/null || true)}
-    [ -d "$kdir" ] || { echo "run.sh: no kernel tree (run make)" >&2; exit 1; }
+        die "BENCH_BASELINE=$baseline: no such commit"
     base_src=$cache/bench-base/${rev:0:12}-$(basename "$kdir")
     if [ ! -f "$base_src/dst.ko" ] || [ ! -x "$base_src/tools/dstcfg/target/release/dstcfg" ]; then
         echo "bench: building the baseline ${rev:0:12} in $base_src"
@@ -180,12 +313,12 @@ if [ -n "$baseline" ]; then
     # host whose load drifts weighs on both alike.
     for r in $(seq 1 "$rounds"); do
         measure "$out/baseline" "$base_src" "$r"
-        measure "$out" "$repo" "$r"
+        measure "$out" "$build" "$r"
     done
     "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
 else
     rm -rf "$out/baseline" "$out/baseline.txt"
-    measure "$out" "$repo"
+    measure "$out" "$build"
 fi
 "$python" "$repo/bench/report.py" "$out" ${baseline:+--baseline "$out/baseline"}
 printf 'bench: outputs in %s\n' "${out#"$repo"/}"
