@@ -559,12 +559,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
     let r = unsafe { Request::new(req) };
     handle(r, |r, reg| {
         let addr = r.addr()?;
-        if reg.export_by_addr(r.home(), &addr).is_some() {
-            return Err(Refusal::new(
-                EEXIST,
-                c"an export already listens on this address and port",
-            ));
-        }
+        let port = reg.port_at(r.home(), &addr);
         let path = r.path()?;
         let device = path.to_bytes().rsplit(|&c| c == b'/').next();
         let name = match r.name(r.req.name)? {
@@ -588,7 +583,7 @@ pub(crate) unsafe extern "C" fn dst_nl_export_add(req: *mut NlRequest) -> c_int 
             allow: r.allow_list()?,
             shared: r.req.shared,
         };
-        let export = Export::start(cfg)?;
+        let export = Export::start(cfg, port)?;
         reg.add_export(export).map_err(Refusal::from)
     })
 }
@@ -604,10 +599,8 @@ pub(crate) unsafe extern "C" fn dst_nl_export_del(req: *mut NlRequest) -> c_int 
     let r = unsafe { Request::new(req) };
     handle(r, |r, reg| {
         let addr = r.addr()?;
-        let export = reg.remove_export(r.home(), &addr).ok_or(Refusal::new(
-            ENOENT,
-            c"no export listens on this address and port",
-        ))?;
+        let name = r.name(r.req.name)?;
+        let export = reg.remove_export(r.home(), &addr, name.as_ref())?;
         export.stop();
         Ok(())
     })
@@ -629,13 +622,10 @@ pub(crate) unsafe extern "C" fn dst_nl_export_release(req: *mut NlRequest) -> c_
     // Without the registry lock: ending the holder's sessions waits for
     // their IO.
     let export = r.addr().and_then(|addr| {
+        let name = r.name(r.req.name)?;
         registry::lock()
-            .export_by_addr(r.home(), &addr)
+            .export_at(r.home(), &addr, name.as_ref())
             .cloned()
-            .ok_or(Refusal::new(
-                ENOENT,
-                c"no export listens on this address and port",
-            ))
     });
     let released = export.and_then(|export| {
         if export.shared() {
@@ -820,10 +810,8 @@ pub(crate) unsafe extern "C" fn dst_nl_export_resize(req: *mut NlRequest, size: 
     let mut exported = 0;
     let rc = handle(r, |r, reg| {
         let addr = r.addr()?;
-        let export = reg.export_by_addr(r.home(), &addr).ok_or(Refusal::new(
-            ENOENT,
-            c"no export listens on this address and port",
-        ))?;
+        let name = r.name(r.req.name)?;
+        let export = reg.export_at(r.home(), &addr, name.as_ref())?;
         // 0: the attribute was absent (a size of 0 means nothing else).
         exported = export.resize((r.req.size != 0).then_some(r.req.size))?;
         Ok(())

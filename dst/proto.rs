@@ -46,6 +46,9 @@ pub(crate) const REPLY_PROVEN_LEN: usize = HELLO_REPLY_LEN - AUTH_LEN;
 /// ([`HolderBody`]) in bytes.
 pub(crate) const HOLDER_LEN: usize = NAME_LEN + 20;
 
+/// Most export names a DISCOVER_REPLY carries.
+pub(crate) const MAX_DISCOVERED: usize = 64;
+
 /// Size of the CHALLENGE payload ([`ChallengeBody`]) in bytes.
 pub(crate) const CHALLENGE_LEN: usize = NAME_LEN + KEY_SHARE_LEN;
 
@@ -194,6 +197,13 @@ pub(crate) enum Kind {
     /// [`FEATURE_RESIZE`] was granted: the device's size is now `offset`
     /// bytes ([`validate_resize`]).
     Resize = 11,
+    /// Local node (or a tool) to an export address, instead of a HELLO:
+    /// which exports listen here for me?
+    Discover = 12,
+    /// Export to local node: the names (each a [`NAME_LEN`]-byte name
+    /// field) of the exports listening there that the client's address may
+    /// use; then the export closes.
+    DiscoverReply = 13,
 }
 
 impl Kind {
@@ -211,6 +221,8 @@ impl Kind {
             9 => Self::KeyUpdate,
             10 => Self::Release,
             11 => Self::Resize,
+            12 => Self::Discover,
+            13 => Self::DiscoverReply,
             _ => return None,
         })
     }
@@ -567,6 +579,20 @@ impl Header {
         Self::blank(Kind::Release)
     }
 
+    /// The header of a DISCOVER.
+    pub(crate) fn discover() -> Self {
+        Self::blank(Kind::Discover)
+    }
+
+    /// The header of a DISCOVER_REPLY carrying `n` names (at most
+    /// [`MAX_DISCOVERED`]).
+    pub(crate) fn discover_reply(n: u32) -> Self {
+        Header {
+            payload: n.min(MAX_DISCOVERED as u32) * NAME_LEN as u32,
+            ..Self::blank(Kind::DiscoverReply)
+        }
+    }
+
     /// The header of an IO request; for [`Op::Write`] the `length` bytes of
     /// data follow it.
     pub(crate) fn io(op: Op, flags: u16, id: u64, offset: u64, length: u32) -> Self {
@@ -715,7 +741,14 @@ impl Header {
             Kind::Hello => (HELLO_LEN as u32, false),
             Kind::HelloReply => (hello_reply_len(status), false),
             Kind::Ping | Kind::Pong => (0, true),
-            Kind::KeyUpdate | Kind::Release | Kind::Resize => (0, false),
+            Kind::KeyUpdate | Kind::Release | Kind::Resize | Kind::Discover => (0, false),
+            Kind::DiscoverReply
+                if h.payload as usize % NAME_LEN == 0
+                    && h.payload as usize <= MAX_DISCOVERED * NAME_LEN =>
+            {
+                (h.payload, false)
+            }
+            Kind::DiscoverReply => return Err(ProtoError::BadPayload),
             Kind::Challenge => (CHALLENGE_LEN as u32, false),
             Kind::Auth => (AUTH_LEN as u32, false),
         };
@@ -962,6 +995,12 @@ impl Name {
     /// Whether the name is empty.
     pub(crate) fn is_empty(&self) -> bool {
         self.0[0] == 0
+    }
+
+    /// A name as it came off the wire (a DISCOVER_REPLY's); check it with
+    /// [`Name::valid`].
+    pub(crate) fn from_wire(b: [u8; NAME_LEN]) -> Self {
+        Name(b)
     }
 
     /// The name with its NUL padding (always NUL-terminated once valid).

@@ -15,9 +15,11 @@ use kernel::{
 };
 
 use crate::{
-    export::Export,
+    error::Refusal,
+    export::{Export, Port},
     local_node::Device,
     netns::HomeNet,
+    proto::Name,
     socket::{SockAddr, Socket},
 };
 
@@ -179,11 +181,52 @@ impl Registry {
         &self.devices
     }
 
-    /// The export of namespace `net` listening on `addr`.
-    pub(crate) fn export_by_addr(&self, net: HomeNet, addr: &SockAddr) -> Option<&Arc<Export>> {
+    /// The port other exports of namespace `net` listen on at `addr`.
+    pub(crate) fn port_at(&self, net: HomeNet, addr: &SockAddr) -> Option<Arc<Port>> {
         self.exports
             .iter()
-            .find(|e| e.net() == net && e.addr() == *addr)
+            .filter(|e| e.net() == net && e.addr() == *addr)
+            .find_map(|e| e.port())
+    }
+
+    /// Where in `exports` the export of namespace `net` at `addr` is: the
+    /// one named `name`, or without a name the only one there.
+    fn position(&self, net: HomeNet, addr: &SockAddr, name: Option<&Name>) -> Result<usize, Refusal> {
+        let at = |e: &Arc<Export>| e.net() == net && e.addr() == *addr;
+        if let Some(name) = name {
+            return self
+                .exports
+                .iter()
+                .position(|e| at(e) && e.name() == name)
+                .ok_or(Refusal::new(
+                    ENOENT,
+                    c"no export of this name listens on this address and port",
+                ));
+        }
+        let mut there = self.exports.iter().enumerate().filter(|(_, e)| at(e));
+        match (there.next(), there.next()) {
+            (Some((i, _)), None) => Ok(i),
+            (None, _) => Err(Refusal::new(
+                ENOENT,
+                c"no export listens on this address and port",
+            )),
+            (Some(_), Some(_)) => Err(Refusal::new(
+                EINVAL,
+                c"several exports listen on this address and port: name one",
+            )),
+        }
+    }
+
+    /// The export of namespace `net` at `addr`: the one named `name`, or
+    /// without a name the only one there.
+    pub(crate) fn export_at(
+        &self,
+        net: HomeNet,
+        addr: &SockAddr,
+        name: Option<&Name>,
+    ) -> Result<&Arc<Export>, Refusal> {
+        let i = self.position(net, addr, name)?;
+        self.exports.get(i).ok_or(Refusal::from(ENOENT))
     }
 
     /// Adds a started export.
@@ -191,14 +234,16 @@ impl Registry {
         self.exports.push(export, GFP_KERNEL).map_err(|_| ENOMEM)
     }
 
-    /// Removes the export of namespace `net` listening on `addr`; the caller
-    /// stops it.
-    pub(crate) fn remove_export(&mut self, net: HomeNet, addr: &SockAddr) -> Option<Arc<Export>> {
-        let i = self
-            .exports
-            .iter()
-            .position(|e| e.net() == net && e.addr() == *addr)?;
-        self.exports.remove(i).ok()
+    /// Removes the export [`Registry::export_at`] finds; the caller stops
+    /// it.
+    pub(crate) fn remove_export(
+        &mut self,
+        net: HomeNet,
+        addr: &SockAddr,
+        name: Option<&Name>,
+    ) -> Result<Arc<Export>, Refusal> {
+        let i = self.position(net, addr, name)?;
+        self.exports.remove(i).map_err(|_| Refusal::from(ENOENT))
     }
 
     /// The device /dev/dst<index>, if it belongs to namespace `net`. The

@@ -26,7 +26,6 @@ use kernel::{
         Arc, //
     },
     time::{
-        delay::fsleep,
         Delta,
         Instant,
         Monotonic, //
@@ -38,10 +37,7 @@ use crate::{
     crypto::{self, Key},
     handoff::Handoff,
     handshake::{self, Ephemeral, Schedule},
-    kthread::{
-        self,
-        Thread, //
-    },
+    kthread::Thread,
     netlink::{self, event},
     proto::{
         self,
@@ -66,7 +62,7 @@ use crate::{
 
 use super::{
     session::{session_main, AtomicStage, Body, End, Session, Stage},
-    Inner, Peer, Writer, HANDSHAKE_MS, HELLO_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
+    Inner, Peer, Writer, HANDSHAKE_MS, IDLE_TIMEOUT_MS, SEND_TIMEOUT_MS,
 };
 
 /// How long a refusal at accept (an address not on the allow-list, an
@@ -74,9 +70,9 @@ use super::{
 /// connection, so it never has to.
 const REFUSE_SEND_MS: u32 = 100;
 
-/// Answers a connection just accepted with a HELLO_REPLY refusal `status`,
-/// without reading its HELLO, and closes it.
-fn answer_at_accept(sock: Socket, status: Status) {
+/// Answers a connection just accepted (or handed over) with a HELLO_REPLY
+/// refusal `status`, without reading further; the caller closes it.
+pub(super) fn answer_at_accept(sock: &Socket, status: Status) {
     sock.set_timeouts(REFUSE_SEND_MS, 0);
     let _ = sock.send_all(&Header::hello_reply(status).encode(), false);
 }
@@ -103,31 +99,6 @@ const MAX_SESSIONS: usize = 64;
 /// thread until it notices; with twice this many threads pending, new
 /// connections are answered BUSY, which bounds the threads a flood costs.
 const MAX_HANDSHAKES: usize = 16;
-
-/// The accept thread: one session per connection until the export stops.
-/// An address that is not on the allow-list is refused here, before any
-/// session or thread exists for it.
-pub(super) fn accept_main(inner: &Arc<Inner>) {
-    loop {
-        let accepted = inner.listener.accept();
-        if inner.stopping.load(Acquire) || kthread::should_stop() {
-            return;
-        }
-        match accepted {
-            Ok(sock) if inner.allow.check(sock.peer().as_ref()) == Verdict::Refused => {
-                inner.refuse_at_accept(sock)
-            }
-            Ok(sock) => inner.add_session(sock),
-            Err(e) => {
-                if inner.may_log() {
-                    pr_warn!("export {}: accept failed: {:?}\n", inner.shown(), e);
-                }
-                // Do not spin on a persistent error.
-                fsleep(Delta::from_millis(100));
-            }
-        }
-    }
-}
 
 impl Inner {
     /// What a local node that sent `hello` is granted, in `version`: read
@@ -172,16 +143,8 @@ impl Inner {
         }
     }
 
-    /// Refuses a connection from an address that is not on the allow-list:
-    /// answers NOT_ALLOWED without reading its HELLO (the answer fits the
-    /// new socket's buffer, so the send cannot wait) and closes it.
-    fn refuse_at_accept(&self, sock: Socket) {
-        self.refuse_client(Peer(sock.peer()), c"address not on the allow-list");
-        answer_at_accept(sock, Status::NotAllowed);
-    }
-
     /// Counts and reports a refused client: a log line, an event.
-    fn refuse_client(&self, peer: Peer, why: &'static CStr) {
+    pub(super) fn refuse_client(&self, peer: Peer, why: &'static CStr) {
         self.refused.add(1, Relaxed);
         if self.may_log() {
             pr_warn!(
@@ -330,10 +293,19 @@ impl Inner {
 
     /// Starts a session on an accepted connection, unless the export is
     /// full. Reaps the sessions that have ended.
-    fn add_session(self: &Arc<Self>, sock: Socket) {
-        let accepted = Instant::<Monotonic>::now();
-        let peer = Peer(sock.peer());
+    pub(super) fn add_session(
+        self: &Arc<Self>,
+        sock: Arc<Socket>,
+        peer: Peer,
+        accepted: Instant<Monotonic>,
+        hello: [u8; HELLO_LEN],
+    ) {
         let mut sessions = self.sessions.lock();
+        // Checked under the lock `stop` takes the sessions with.
+        if self.stopping.load(Acquire) {
+            sock.shutdown();
+            return;
+        }
         sessions.retain(|s| !s.data().finished.load(Acquire));
         let stage = |s: &Thread<Arc<Session>>| s.data().stage.get();
         let admitted = sessions
@@ -354,22 +326,17 @@ impl Inner {
             }
             drop(sessions);
             // A local node tries again after its reconnect delay.
-            answer_at_accept(sock, Status::Busy);
+            answer_at_accept(&sock, Status::Busy);
+            sock.shutdown();
             return;
         }
         let handshakes = || sessions.iter().filter(|s| s.data().stage.in_handshake());
         if handshakes().count() >= MAX_HANDSHAKES {
-            // Cut short the oldest that has sent nothing (whether its
-            // thread has read anything yet or not), else the oldest; its
-            // thread ends on its own.
-            let silent = |s: &Session| s.stage.get() == Stage::Accepted && !s.sock.has_data();
-            let victim =
-                handshakes().max_by_key(|s| (silent(s.data()), s.data().accepted.elapsed()));
+            // Cut short the oldest; its thread ends on its own.
+            let victim = handshakes().max_by_key(|s| s.data().accepted.elapsed());
             if let Some(victim) = victim {
                 let s = victim.data();
-                if s.stage.advance(Stage::Accepted, Stage::Cut)
-                    || s.stage.advance(Stage::Heard, Stage::Cut)
-                {
+                if s.stage.advance(Stage::Heard, Stage::Cut) {
                     s.sock.shutdown();
                 }
             }
@@ -403,6 +370,7 @@ impl Inner {
                         client <- new_spinlock!(Name::EMPTY, "Session::client"),
                         writer <- new_spinlock!(None, "Session::writer"),
                         accepted,
+                        hello,
                         spare_ios <- Spares::new(),
                         export: self.clone(),
                     }),
@@ -454,30 +422,23 @@ enum NotFenced {
 }
 
 impl Session {
-    /// Reads the HELLO, checks the client (allow-list, values, version,
-    /// export identity, protection), runs the key exchange and proofs with
-    /// a key, fences, and answers. The HELLO must arrive within `HELLO_MS`
-    /// of the accept and the whole handshake within `HANDSHAKE_MS`, however
-    /// slowly the peer trickles it (a slow or half-open client only holds a
-    /// handshake slot that long).
+    /// Checks the client of the HELLO its port read (allow-list, values,
+    /// version, export identity, protection), runs the key exchange and
+    /// proofs with a key, fences, and answers. The whole handshake must be
+    /// done within `HANDSHAKE_MS` of the accept, however slowly the peer
+    /// trickles it (a slow or half-open client only holds a handshake slot
+    /// that long).
     pub(super) fn handshake(&self) -> Result<(HelloReplyBody, Opener), End> {
         let export = &self.export;
         let deadline = self.accepted + Delta::from_millis(HANDSHAKE_MS.into());
-        let hello_deadline = self.accepted + Delta::from_millis(HELLO_MS.into());
-        let h = self.recv_header(hello_deadline)?;
-        if h.kind != Kind::Hello {
-            return Err(End::Proto("the first message is not HELLO"));
-        }
-        let mut body = [0u8; HELLO_LEN];
-        self.recv_by(&mut body, hello_deadline)?;
-        self.stage.advance(Stage::Accepted, Stage::Heard);
+        let body = &self.hello;
         self.sock.set_timeouts(SEND_TIMEOUT_MS, 0);
         let verdict = export.allow.check(self.peer.0.as_ref());
         if verdict == Verdict::Refused {
             export.refuse_client(self.peer, c"address not on the allow-list");
             return self.refuse_hello(Status::NotAllowed);
         }
-        let hello = match HelloBody::decode(&body).and_then(|b| b.validate().map(|()| b)) {
+        let hello = match HelloBody::decode(body).and_then(|b| b.validate().map(|()| b)) {
             Ok(hello) => hello,
             Err(_) => return self.refuse_hello(Status::Invalid),
         };
@@ -503,7 +464,7 @@ impl Session {
             None => (cfg.key.as_ref(), false),
         };
         let keyed = match key {
-            Some(key) => Some(self.authenticate(key, &hello, &body, deadline)?),
+            Some(key) => Some(self.authenticate(key, &hello, body, deadline)?),
             None if cfg.security.auth => {
                 export.refuse_client(self.peer, c"no key for this client identity");
                 return self.refuse_hello(Status::AuthFailed);
@@ -520,7 +481,7 @@ impl Session {
         let keys = match keyed {
             Some(a) => {
                 let th2 =
-                    handshake::transcript(&[&body, &a.challenge, &a.proof, &grant.proven_bytes()]);
+                    handshake::transcript(&[body, &a.challenge, &a.proof, &grant.proven_bytes()]);
                 grant.proof = a.schedule.proof_export(&th2);
                 Some(a.schedule.session_keys(&th2).map_err(End::Net)?)
             }

@@ -4,10 +4,11 @@
 //! to local nodes.
 //!
 //! An [`Export`] owns the backing device (opened exclusively; a regular file
-//! is claimed, see `backing_file.rs`), a listening socket and an accept
-//! thread. Every accepted connection becomes a
-//! [`Session`] with its own receive thread, which runs the handshake and then
-//! reads requests, checks each one against what was granted, and submits it.
+//! is claimed, see `backing_file.rs`) and has a name; it listens on a [`Port`], an address it may share with other
+//! exports of other names. A connection whose HELLO names it (or names none
+//! where it listens alone) becomes a [`Session`] of it, with its own receive
+//! thread, which runs the rest of the handshake and then reads requests,
+//! checks each one against what was granted, and submits it.
 //!
 //! Reply path. A bio completes in interrupt context, where nothing may sleep,
 //! so the completion records the status in the request's [`Io`] and hands the
@@ -34,10 +35,10 @@
 //! the receive thread waits until every IO the session started has been
 //! answered (a counter under a mutex, with a condition variable), then stops
 //! the sender. Pages belong to their `Io`, which the bio owns until
-//! completion, so they are never freed under IO. [`Export::stop`] shuts the
-//! listener, joins the accept thread, ends every session and joins its
-//! threads, drains the workqueue (the last blocking operations) and only
-//! then syncs and releases the device.
+//! completion, so they are never freed under IO. [`Export::stop`] leaves its
+//! port (the last export of an address closes it), ends every session and
+//! joins its threads, drains the workqueue (the last blocking operations)
+//! and only then syncs and releases the device.
 //!
 //! Nothing read from the network is trusted: headers go through
 //! `Header::decode`, requests through `validate_request`, and at most the
@@ -59,9 +60,12 @@
 //!   [`Export::stop`]), what netlink, the registry and sysfs read of it, its
 //!   log rate limit, and the limits its parts share (the memory budget, the
 //!   timeouts);
-//! - [`listener`]: admission. The accept thread, the handshake of an accepted
-//!   connection (what the client is granted) and the fencing of a client's
-//!   older sessions;
+//! - [`port`]: a listening address shared by exports. The accept thread, and
+//!   which export a connection is for (its HELLO's name), or the answer to
+//!   a DISCOVER;
+//! - [`listener`]: admission. The handshake of a connection handed to the
+//!   export (what the client is granted), the fencing of a client's older
+//!   sessions, and the write access;
 //! - [`session`]: a connected local node. Its receive loop, the
 //!   back-pressure that bounds what it holds (queue depth, memory budget),
 //!   and its sender thread;
@@ -117,17 +121,17 @@ use crate::{
     security::{ClientKeys, SecurityConfig},
     socket::{
         Peer,
-        SockAddr,
-        Socket, //
+        SockAddr, //
     },
     sysfs::{self, ExportDir, PageWriter},
 };
 
 mod io;
 mod listener;
+mod port;
 mod session;
 
-use listener::accept_main;
+pub(crate) use port::Port;
 use session::Session;
 
 /// Largest IO when the configuration does not say: 256 pages (1 MiB).
@@ -162,9 +166,6 @@ const SEND_TIMEOUT_MS: u32 = 30_000;
 /// pings an idle connection every 5 s by default; a local node that does
 /// not ping reconnects when it has IO again.
 const IDLE_TIMEOUT_MS: u32 = 60_000;
-
-/// Listen backlog.
-const BACKLOG: i32 = 128;
 
 /// Log lines per export allowed in each [`LOG_WINDOW_SECS`] window; the rest
 /// are counted and reported.
@@ -224,10 +225,10 @@ pub(crate) struct Writer {
 #[pin_data(PinnedDrop)]
 pub(crate) struct Export {
     inner: Arc<Inner>,
-    /// The accept thread; `None` once stopped. Held for the whole of
+    /// Where it listens; `None` once stopped. Held for the whole of
     /// [`Export::stop`], so concurrent stops return only once it is done.
     #[pin]
-    accept: Mutex<Option<Thread<Arc<Inner>>>>,
+    port: Mutex<Option<Arc<Port>>>,
     /// `/sys/kernel/dst/exportN/`; removed by [`Export::stop`].
     #[pin]
     sysfs: Mutex<Option<ExportDir>>,
@@ -288,7 +289,7 @@ struct Inner {
     /// Session threads, finished ones included until reaped.
     #[pin]
     sessions: Mutex<KVec<Thread<Arc<Session>>>>,
-    /// Set before the listener is shut down; the accept loop then ends.
+    /// Set when the export stops: no session is added any more.
     stopping: Atomic<bool>,
     /// Sessions whose receive thread is running.
     live: Atomic<u32>,
@@ -298,8 +299,6 @@ struct Inner {
     next_id: Atomic<u32>,
     #[pin]
     log: SpinLock<LogWindow>,
-    /// Last: accepted sockets rely on the namespace reference it holds.
-    listener: Socket,
 }
 
 /// What decides an export's size besides its device.
@@ -398,8 +397,12 @@ fn listen_refusal(e: Error) -> Refusal {
 
 impl Export {
     /// Opens the device exclusively (read-write unless read-only, the export
-    /// being the holder) or the file, listens, and starts the accept thread.
-    pub(crate) fn start(cfg: ExportConfig) -> Result<Arc<Export>, Refusal> {
+    /// being the holder) or the file, and listens: on `port`, the address's port if other
+    /// exports listen there already, else on a port of its own.
+    pub(crate) fn start(
+        cfg: ExportConfig,
+        port: Option<Arc<Port>>,
+    ) -> Result<Arc<Export>, Refusal> {
         let ExportConfig {
             net,
             addr,
@@ -470,7 +473,10 @@ impl Export {
         };
         let kind = backing.describe();
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
-        let listener = Socket::listen(net, addr, BACKLOG).map_err(listen_refusal)?;
+        let port = match port {
+            Some(port) => port,
+            None => Port::open(net, addr).map_err(listen_refusal)?,
+        };
         let wq = IoQueue::new(c"dst-export")?;
         let max_io = pages * proto::IO_BYTES_ALIGN;
         let pool = PagePool::new(max_io as usize, RESERVED_IOS)?;
@@ -519,21 +525,20 @@ impl Export {
                 },
                 "Export::log"
             ),
-            listener,
         }))?;
         let inner: Arc<Inner> = inner.into();
-        let for_thread = inner.clone();
+        port.add(inner.clone()).map_err(|e| match e {
+            EEXIST => Refusal::new(e, c"an export of this name already listens on this address"),
+            e => Refusal::from(e),
+        })?;
         let export = Arc::pin_init(
             try_pin_init!(Export {
                 inner,
-                accept <- new_mutex!(None, "Export::accept"),
+                port <- new_mutex!(Some(port), "Export::port"),
                 sysfs <- new_mutex!(None, "Export::sysfs"),
             }),
             GFP_KERNEL,
         )?;
-        let port = addr.parts().1;
-        let thread = Thread::spawn(fmt!("dst-exp-{}", port), for_thread, accept_main)?;
-        *export.accept.lock() = Some(thread);
         let data = core::ptr::from_ref::<Inner>(&export.inner).cast::<c_void>();
         // SAFETY: `export.inner` lives as long as `export`, whose `stop`
         // (also run by its drop) removes the directory first.
@@ -577,11 +582,16 @@ impl Export {
     /// nothing of the export runs.
     pub(crate) fn stop(&self) {
         drop(self.sysfs.lock().take());
-        let mut accept = self.accept.lock();
+        let mut port = self.port.lock();
         let inner = &self.inner;
+        // No connection is handed to it any more; the last export of an
+        // address closes its port.
+        if let Some(port) = port.take() {
+            if !port.remove(inner) {
+                port.stop();
+            }
+        }
         inner.stopping.store(true, Release);
-        inner.listener.shutdown();
-        drop(accept.take());
         let sessions = core::mem::take(&mut *inner.sessions.lock());
         for session in sessions.iter() {
             session.data().sock.shutdown();
@@ -609,6 +619,11 @@ impl Export {
     /// The namespace the export belongs to.
     pub(crate) fn net(&self) -> HomeNet {
         self.inner.net
+    }
+
+    /// The port it listens on; `None` once stopped.
+    pub(crate) fn port(&self) -> Option<Arc<Port>> {
+        self.port.lock().clone()
     }
 
     /// The address the export listens on.

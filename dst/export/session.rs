@@ -62,7 +62,8 @@ use crate::{
         Name,
         Op,
         Status,
-        HEADER_LEN, //
+        HEADER_LEN,
+        HELLO_LEN, //
     },
     security::{Opener, Rejected, Sealer, MAX_TRAILER},
     socket::{
@@ -174,7 +175,8 @@ pub(super) enum Body<'a> {
 /// One connected local node.
 #[pin_data]
 pub(super) struct Session {
-    pub(super) sock: Socket,
+    /// Shared with the port's pending connection that handed it over.
+    pub(super) sock: Arc<Socket>,
     pub(super) peer: Peer,
     pub(super) id: u32,
     pub(super) backing: Arc<Backing>,
@@ -235,6 +237,8 @@ pub(super) struct Session {
     /// When the connection was accepted: the handshake's deadline counts
     /// from here, however late the session thread starts.
     pub(super) accepted: Instant<Monotonic>,
+    /// The HELLO body, read by the port (which picked the export by it).
+    pub(super) hello: [u8; HELLO_LEN],
     /// Memory for requests ([`Io`]): one per slot of the queue depth,
     /// made after the handshake, so a request needs none.
     #[pin]
@@ -247,15 +251,13 @@ pub(super) struct Session {
 #[derive(Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(super) enum Stage {
-    /// Accepted; nothing received yet.
-    Accepted = 0,
-    /// The HELLO arrived (a local node sends it at once).
-    Heard = 1,
+    /// Handed over by the port with its HELLO; in the handshake.
+    Heard = 0,
     /// Cut short to make room for a newer connection: its socket is shut
     /// down and its thread ends soon.
-    Cut = 2,
+    Cut = 1,
     /// The handshake succeeded.
-    Admitted = 3,
+    Admitted = 2,
 }
 
 /// A [`Stage`] that the session thread moves on and the accept thread may
@@ -264,14 +266,13 @@ pub(super) struct AtomicStage(Atomic<u32>);
 
 impl AtomicStage {
     pub(super) fn new() -> Self {
-        AtomicStage(Atomic::new(Stage::Accepted as u32))
+        AtomicStage(Atomic::new(Stage::Heard as u32))
     }
 
     pub(super) fn get(&self) -> Stage {
         match self.0.load(Acquire) {
-            0 => Stage::Accepted,
-            1 => Stage::Heard,
-            2 => Stage::Cut,
+            0 => Stage::Heard,
+            1 => Stage::Cut,
             _ => Stage::Admitted,
         }
     }
@@ -284,7 +285,7 @@ impl AtomicStage {
 
     /// Whether the handshake is under way (not cut, not done).
     pub(super) fn in_handshake(&self) -> bool {
-        matches!(self.get(), Stage::Accepted | Stage::Heard)
+        self.get() == Stage::Heard
     }
 }
 
@@ -503,7 +504,9 @@ impl Session {
             | Kind::IoReply
             | Kind::Challenge
             | Kind::Auth
-            | Kind::Resize => Err(End::Proto("unexpected message kind after the handshake")),
+            | Kind::Resize
+            | Kind::Discover
+            | Kind::DiscoverReply => Err(End::Proto("unexpected message kind after the handshake")),
         }
     }
 
