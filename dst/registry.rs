@@ -191,7 +191,12 @@ impl Registry {
 
     /// Where in `exports` the export of namespace `net` at `addr` is: the
     /// one named `name`, or without a name the only one there.
-    fn position(&self, net: HomeNet, addr: &SockAddr, name: Option<&Name>) -> Result<usize, Refusal> {
+    fn position(
+        &self,
+        net: HomeNet,
+        addr: &SockAddr,
+        name: Option<&Name>,
+    ) -> Result<usize, Refusal> {
         let at = |e: &Arc<Export>| e.net() == net && e.addr() == *addr;
         if let Some(name) = name {
             return self

@@ -211,21 +211,24 @@ impl Port {
             }
         }
         let peer = Peer(sock.peer());
-        let started = pending.reserve(1, GFP_KERNEL).map_err(|_| ENOMEM).and_then(|()| {
-            let sock = Arc::new(sock, GFP_KERNEL)?;
-            let p = Arc::pin_init(
-                try_pin_init!(Pending {
-                    sock <- new_mutex!(Some(sock), "Pending::sock"),
-                    peer,
-                    accepted: Instant::<Monotonic>::now(),
-                    port: self.clone(),
-                    state: Atomic::new(WAITING),
-                    finished: Atomic::new(false),
-                }),
-                GFP_KERNEL,
-            )?;
-            Thread::spawn(fmt!("dst-port-{}.p", self.addr.parts().1), p, pending_main)
-        });
+        let started = pending
+            .reserve(1, GFP_KERNEL)
+            .map_err(|_| ENOMEM)
+            .and_then(|()| {
+                let sock = Arc::new(sock, GFP_KERNEL)?;
+                let p = Arc::pin_init(
+                    try_pin_init!(Pending {
+                        sock <- new_mutex!(Some(sock), "Pending::sock"),
+                        peer,
+                        accepted: Instant::<Monotonic>::now(),
+                        port: self.clone(),
+                        state: Atomic::new(WAITING),
+                        finished: Atomic::new(false),
+                    }),
+                    GFP_KERNEL,
+                )?;
+                Thread::spawn(fmt!("dst-port-{}.p", self.addr.parts().1), p, pending_main)
+            });
         if let Ok(thread) = started {
             // Capacity was reserved above, so this cannot fail.
             let _ = pending.push_within_capacity(thread);
@@ -250,11 +253,7 @@ fn accept_main(port: &Arc<Port>) {
             }
             Ok(sock) => port.add_pending(sock),
             Err(e) => {
-                pr_warn!(
-                    "port {}: accept failed: {:?}\n",
-                    Peer(Some(port.addr)),
-                    e
-                );
+                pr_warn!("port {}: accept failed: {:?}\n", Peer(Some(port.addr)), e);
                 // Do not spin on a persistent error.
                 fsleep(Delta::from_millis(100));
             }
@@ -280,7 +279,11 @@ fn pending_main(p: &Arc<Pending>) {
 /// Why a pending connection was dropped without an answer.
 struct Dropped;
 
-fn first_message(p: &Pending, sock: &Arc<Socket>, deadline: Instant<Monotonic>) -> Result<(), Dropped> {
+fn first_message(
+    p: &Pending,
+    sock: &Arc<Socket>,
+    deadline: Instant<Monotonic>,
+) -> Result<(), Dropped> {
     let port = &p.port;
     let mut hb = [0u8; HEADER_LEN];
     sock.recv_exact_by(&mut hb, deadline).map_err(|_| Dropped)?;
@@ -293,8 +296,7 @@ fn first_message(p: &Pending, sock: &Arc<Socket>, deadline: Instant<Monotonic>) 
         }
         Kind::Hello => {
             let mut body = [0u8; HELLO_LEN];
-            sock
-                .recv_exact_by(&mut body, deadline)
+            sock.recv_exact_by(&mut body, deadline)
                 .map_err(|_| Dropped)?;
             // The export checks the rest; the name picks it.
             let refuse = |status| {
