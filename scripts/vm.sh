@@ -25,9 +25,9 @@
 # the host), has tools/dstcfg/target/release first on PATH and
 # DST_KO=<repo>/dst.ko, DST_REPO=<repo> in its environment. The VM uses software emulation (KVM hangs
 # guests on the development machines), 2 vCPUs and 2 GiB of memory.
-# At boot, scripts/vm-boot/systemd-tmpfiles stands in for systemd-tmpfiles
-# (an empty tmpfs on /tmp and a few /run folders, in a fraction of the time)
-# and, with --no-udev, keeps udev from starting; see that file.
+# With --no-udev, scripts/vm-boot/systemd-tmpfiles stands in for
+# systemd-tmpfiles at boot (an empty tmpfs on /tmp and a few /run folders, in
+# a fraction of the time) and keeps udev from starting; see that file.
 #
 # Environment:
 #   KDIR           kernel tree (default: the tree recorded by scripts/setup.sh
@@ -95,21 +95,20 @@ for d in "${rwdirs[@]}"; do
     [ -d "$d" ] || die "--rwdir $d: not a folder"
 done
 
-# The boot hook: the guest's init gets scripts/vm-boot first on its PATH (an
+# --no-udev: the guest's init gets scripts/vm-boot first on its PATH (an
 # unknown "NAME=value" kernel argument is an environment variable of init),
-# and the guest's shell (sh, not bash) takes it off again. A kernel argument cannot hold a
-# space: in a folder with a space or another unusual character the hook is
-# left out (a slower boot, with udev).
+# and the guest's shell (sh, not bash) takes it off again. A kernel argument
+# cannot hold a space: in a folder with a space or another unusual character
+# the hook is left out (a slower boot, with udev). A boot with udev is
+# unchanged.
 boot_dir=$repo/scripts/vm-boot
 boot_args=""
 prelude=""
-if [[ $boot_dir =~ ^[A-Za-z0-9._/+-]+$ ]]; then
-    boot_args="PATH=$boot_dir"
-    [ "$udev" = 1 ] || boot_args+=" dst_vm_udev=no"
+if [ "$udev" = 0 ] && [[ $boot_dir =~ ^[A-Za-z0-9._/+-]+$ ]]; then
+    boot_args="PATH=$boot_dir dst_vm_udev=no"
     prelude="PATH=\${PATH#\"$boot_dir:\"}; "
-else
-    printf 'vm.sh: note: the path %s is not plain: booting without scripts/vm-boot (slower, with udev)\n' \
-        "$repo" >&2
+elif [ "$udev" = 0 ]; then
+    printf 'vm.sh: note: the path %s is not plain: booting with udev (slower)\n' "$repo" >&2
 fi
 
 # What the guest runs first: environment, then the module.
