@@ -16,7 +16,7 @@
 #                   device nodes still appear (devtmpfs), but no /dev/disk/by-*
 #                   links, no udev rules, no udevadm settle
 #   -v, --verbose   show the kernel console (vng -v; it is written to stderr)
-#   CMD...          run in the guest by bash, words joined by spaces (like ssh);
+#   CMD...          run in the guest by sh (dash), words joined by spaces (like ssh);
 #                   without CMD an interactive shell is started
 #
 # The guest sees the host's root file system read-only (vng lays throwaway
