@@ -4,15 +4,19 @@
 # (or open a shell), with dst.ko loaded first.
 #
 # usage: scripts/vm.sh [--rwdir DIR]... [--timeout SECS] [--append KERNEL_ARGS]...
-#                      [-v|--verbose] [-- CMD...]
+#                      [--no-udev] [-v|--verbose] [-- CMD...]
 #
 #   --rwdir DIR     give the guest write access to DIR (same path inside); repeatable
 #   --timeout SECS  kill the VM after SECS seconds (exit status 124)
 #   --append ARGS   extra kernel command line arguments, after the defaults
 #                   ("brd.rd_nr=4 brd.rd_size=524288": 4 RAM disks of 512 MiB;
 #                   a later brd.* value overrides the default); repeatable
+#   --no-udev       boot without udev: no udevd, no coldplug of all devices
+#                   and no wait for it to settle (about half the boot time);
+#                   device nodes still appear (devtmpfs), but no /dev/disk/by-*
+#                   links, no udev rules, no udevadm settle
 #   -v, --verbose   show the kernel console (vng -v; it is written to stderr)
-#   CMD...          run in the guest by bash, words joined by spaces (like ssh);
+#   CMD...          run in the guest by sh (dash), words joined by spaces (like ssh);
 #                   without CMD an interactive shell is started
 #
 # The guest sees the host's root file system read-only (vng lays throwaway
@@ -21,6 +25,9 @@
 # the host), has tools/dstcfg/target/release first on PATH and
 # DST_KO=<repo>/dst.ko, DST_REPO=<repo> in its environment. The VM uses software emulation (KVM hangs
 # guests on the development machines), 2 vCPUs and 2 GiB of memory.
+# With --no-udev, scripts/vm-boot/systemd-tmpfiles stands in for
+# systemd-tmpfiles at boot (an empty tmpfs on /tmp and a few /run folders, in
+# a fraction of the time) and keeps udev from starting; see that file.
 #
 # Environment:
 #   KDIR           kernel tree (default: the tree recorded by scripts/setup.sh
@@ -46,6 +53,7 @@ rwdirs=()
 appends=()
 timeout_s=""
 verbose=0
+udev=1
 cmd=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -55,6 +63,7 @@ while [ $# -gt 0 ]; do
         --timeout=*) timeout_s=${1#*=}; shift ;;
         --append) [ $# -ge 2 ] || die "--append needs kernel arguments"; appends+=("$2"); shift 2 ;;
         --append=*) appends+=("${1#*=}"); shift ;;
+        --no-udev) udev=0; shift ;;
         -v|--verbose) verbose=1; shift ;;
         -h|--help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
         --) shift; cmd=("$@"); break ;;
@@ -86,9 +95,25 @@ for d in "${rwdirs[@]}"; do
     [ -d "$d" ] || die "--rwdir $d: not a folder"
 done
 
+# --no-udev: the guest's init gets scripts/vm-boot first on its PATH (an
+# unknown "NAME=value" kernel argument is an environment variable of init),
+# and the guest's shell (sh, not bash) takes it off again. A kernel argument
+# cannot hold a space: in a folder with a space or another unusual character
+# the hook is left out (a slower boot, with udev). A boot with udev is
+# unchanged.
+boot_dir=$repo/scripts/vm-boot
+boot_args=""
+prelude=""
+if [ "$udev" = 0 ] && [[ $boot_dir =~ ^[A-Za-z0-9._/+-]+$ ]]; then
+    boot_args="PATH=$boot_dir dst_vm_udev=no"
+    prelude="PATH=\${PATH#\"$boot_dir:\"}; "
+elif [ "$udev" = 0 ]; then
+    printf 'vm.sh: note: the path %s is not plain: booting with udev (slower)\n' "$repo" >&2
+fi
+
 # What the guest runs first: environment, then the module.
 q() { printf '%q' "$1"; }
-prelude="export PATH=$(q "$build/tools/dstcfg/target/release"):\$PATH"
+prelude+="export PATH=$(q "$build/tools/dstcfg/target/release"):\$PATH"
 prelude+=" DST_KO=$(q "$dst_ko") DST_REPO=$(q "$repo") DST_NO_INSMOD=$(q "$no_insmod")"
 if [ "$no_insmod" != 1 ]; then
     # shellcheck disable=SC2016 # expanded by the guest
@@ -116,6 +141,7 @@ fi
 vng_args=(-r "$bzimage" --disable-kvm --qemu-opts="-cpu ${DST_VM_CPU:-max,avx2=off}"
           --cpus "${DST_VM_CPUS:-2}" --memory "${DST_VM_MEMORY:-2G}"
           --append "brd.rd_nr=4 brd.rd_size=524288 no_timer_check initcall_blacklist=ahci_pci_driver_init")
+[ -z "$boot_args" ] || vng_args+=(--append "$boot_args")
 for a in "${appends[@]}"; do
     [ -z "$a" ] || vng_args+=(--append "$a")
 done

@@ -15,6 +15,10 @@
 #      # timeout: N          per-test timeout in seconds (default 300)
 #      # append: ARGS        extra kernel command line arguments
 #      # insmod: no          do not load dst.ko before the test
+#      # udev: yes           boot with udev (udevd, coldplug, settle): for
+#                            tests of udev rules, /dev/disk/by-* links,
+#                            udevadm; the others boot without it (scripts/vm.sh
+#                            --no-udev), which halves the boot time
 #      # suite: no REASON    left out of the whole suite (no PATTERN: make
 #                            check), e.g. a test of a known open defect; it
 #                            runs when named
@@ -170,7 +174,7 @@ run_host_tests() {
 }
 
 run_guest_test() {
-    local script=$1 name dir limit append insmod_flag=() t0 rc=0 reason="" st note hits
+    local script=$1 name dir limit append insmod_flag=() udev_flag=() t0 rc=0 reason="" st note hits
     name=$(basename "$script" .sh)
     dir=$results/$name
     mkdir -p "$dir"
@@ -179,6 +183,7 @@ run_guest_test() {
     append=$(header_value "$script" append)
     oom_ok=0
     [ "$(header_value "$script" oom-kill)" != ok ] || oom_ok=1
+    [ "$(header_value "$script" udev)" = yes ] || udev_flag=(--no-udev)
     if [ "${DST_NO_INSMOD:-0}" = 1 ] || [ "$(header_value "$script" insmod)" = no ]; then
         insmod_flag=(--no-insmod)
     elif [ ! -f "$repo/dst.ko" ]; then
@@ -214,8 +219,8 @@ run_guest_test() {
     local attempt
     for attempt in 1 2; do
         rc=0
-        DST_NO_INSMOD=1 scripts/vm.sh --verbose --rwdir "$dir" --timeout $((limit + vm_grace)) \
-            --append "$append" -- "$guest_cmd" >"$dir/console.log" 2>&1 </dev/null || rc=$?
+        DST_NO_INSMOD=1 scripts/vm.sh --verbose "${udev_flag[@]}" --rwdir "$dir" \
+            --timeout $((limit + vm_grace)) --append "$append" -- "$guest_cmd" >"$dir/console.log" 2>&1 </dev/null || rc=$?
         if [ -s "$dir/status" ] || [ "$attempt" = 2 ] ||
             ! grep -aq '^qemu-system-x86_64: .*Assertion' "$dir/console.log" ||
             grep -aq "guest-run: $name: start" "$dir/console.log"; then

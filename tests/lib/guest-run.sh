@@ -29,7 +29,9 @@ kmsg() { printf 'dst-test: %s\n' "$*" >/dev/kmsg 2>/dev/null || true; }
 say() { printf 'guest-run: %s\n' "$*"; }
 
 export DST_TEST_NAME=$name DST_TEST_OUT=$outdir
-say "$name: start (timeout ${limit}s)"
+# The guest's uptime at the start: how long the boot took (run.sh's boot cost).
+read -r booted _ </proc/uptime || booted="?"
+say "$name: start (timeout ${limit}s, ${booted}s after boot)"
 kmsg "$name: start"
 start=$(date +%s.%N)
 

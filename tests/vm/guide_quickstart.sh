@@ -28,6 +28,7 @@
 # A block added to the guide's quick start without being run here fails the
 # test.
 # timeout: 600
+# udev: yes
 # The commands for the machines' shells expand there, in single quotes here.
 # shellcheck disable=SC2016
 set -euo pipefail

@@ -16,6 +16,7 @@
 # The RAM disks are 128 MiB here instead of 512 MiB: under software emulation
 # md's initial sync and its check of two 512 MiB legs over TCP take minutes.
 # timeout: 1200
+# udev: yes
 # append: brd.rd_size=131072
 # The guide's placeholders are set here and used by the guide's blocks (eval).
 # shellcheck disable=SC2034

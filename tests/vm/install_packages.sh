@@ -32,6 +32,7 @@
 # insmod: no
 # host-part: yes
 # timeout: 600
+# udev: yes
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
