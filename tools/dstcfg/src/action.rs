@@ -65,9 +65,12 @@ fn execute(cmd: &Command) -> Result<u8> {
             DstClient::connect()?.export_add(&req)?;
             println!("{}", export_message(&req));
         }
-        Command::Unexport { remote } => {
-            DstClient::connect()?.export_del(*remote)?;
-            println!("stopped the export on {remote}");
+        Command::Unexport { remote, name } => {
+            DstClient::connect()?.export_del(*remote, name.as_deref())?;
+            match name {
+                Some(name) => println!("stopped the export {name} on {remote}"),
+                None => println!("stopped the export on {remote}"),
+            }
         }
         Command::Local {
             remote,
@@ -576,8 +579,22 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
              choose another --alg"
                 .to_string()
         }
-        (Command::Unexport { remote }, libc::ENOENT) => {
+        (
+            Command::Unexport {
+                remote,
+                name: Some(name),
+            },
+            libc::ENOENT,
+        ) => format!("no export named {name} listens on {remote}; see dstcfg list"),
+        (Command::Unexport { remote, .. }, libc::ENOENT) => {
             format!("no export listens on {remote}; see dstcfg list")
+        }
+        (Command::Unexport { remote, name: None }, libc::EINVAL) if msg.contains("name one") => {
+            format!(
+                "several exports listen on {remote}; say which with -n NAME (dstcfg list \
+                 shows their names): dstcfg unexport -r {} -n NAME",
+                remote_arg(remote)
+            )
         }
         (Command::Local { remote, .. }, libc::ECONNREFUSED) => format!(
             "no export listens at {remote}; start one there with: dstcfg export -r {} -f PATH",
@@ -781,10 +798,28 @@ mod tests {
         assert_eq!(h(&local("10.0.0.2:1025", None), libc::EEXIST), None);
         let unexport = Command::Unexport {
             remote: addr("10.0.0.2:1025"),
+            name: None,
         };
         assert!(h(&unexport, libc::ENOENT)
             .unwrap()
             .starts_with("no export listens on 10.0.0.2:1025"));
+        let several = refusal(
+            libc::EINVAL,
+            "several exports listen on this address and port: name one",
+        );
+        assert_eq!(
+            hint_for(&unexport, &several).unwrap(),
+            "several exports listen on 10.0.0.2:1025; say which with -n NAME (dstcfg list shows \
+             their names): dstcfg unexport -r 10.0.0.2 -n NAME"
+        );
+        let named = Command::Unexport {
+            remote: addr("10.0.0.2:1025"),
+            name: Some("beta".into()),
+        };
+        assert_eq!(
+            h(&named, libc::ENOENT).unwrap(),
+            "no export named beta listens on 10.0.0.2:1025; see dstcfg list"
+        );
         assert_eq!(h(&Command::List { json: false }, libc::ENOENT), None);
         let set = Command::Set {
             index: 2,
@@ -831,7 +866,8 @@ mod tests {
         );
         assert_eq!(
             eperm(&Command::Unexport {
-                remote: addr("10.0.0.2:1025")
+                remote: addr("10.0.0.2:1025"),
+                name: None,
             })
             .as_deref(),
             Some("needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root")

@@ -358,8 +358,11 @@ fn run_step(
             with_hints(&cmd, || delete_device(client, rec.index, false)).map(|()| String::new())
         }
         Step::Unexport(rec) => {
-            let cmd = Command::Unexport { remote: rec.addr };
-            with_hints(&cmd, || client.export_del(rec.addr)).map(|()| String::new())
+            let cmd = Command::Unexport {
+                remote: rec.addr,
+                name: None,
+            };
+            with_hints(&cmd, || client.export_del(rec.addr, None)).map(|()| String::new())
         }
         Step::CreateExport(i) => {
             let d = &desired.exports[*i];
@@ -438,8 +441,11 @@ pub fn down(file: &Path, force: bool, dry_run: bool) -> Result<u8> {
                 with_hints(&cmd, || delete_device(&mut client, rec.index, force))
             }
             Step::Unexport(rec) => {
-                let cmd = Command::Unexport { remote: rec.addr };
-                with_hints(&cmd, || client.export_del(rec.addr))
+                let cmd = Command::Unexport {
+                    remote: rec.addr,
+                    name: None,
+                };
+                with_hints(&cmd, || client.export_del(rec.addr, None))
             }
             _ => unreachable!("down only removes"),
         };

@@ -119,8 +119,10 @@ Examples:
     dstcfg set -d dst0 --loss-timeout 5m
     dstcfg set -d dst0 --loss-timeout infinite
 
-  Stop the export listening on 192.0.2.1 port 1025:
+  Stop the export listening on 192.0.2.1 port 1025; of several exports
+  there, the one named store1:sdb:
     dstcfg unexport -r 192.0.2.1
+    dstcfg unexport -r 192.0.2.1 -n store1:sdb
 
   Make this node's exports, devices and module settings those of the
   configuration file /etc/dst/dst.toml, showing the plan first; the same
@@ -200,7 +202,7 @@ devices, need CAP_SYS_ADMIN as well (run as root).";
 /// with its options, then the older `-a` form.
 pub const USAGE: &str = "\
 dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
-       dstcfg unexport -r ADDR [-p PORT]
+       dstcfg unexport -r ADDR [-p PORT] [-n NAME]
        dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
        dstcfg set -d DEV SETTINGS
        dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
@@ -368,10 +370,10 @@ pub enum Sub {
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Export(ExportArgs),
-    /// Stop the export listening on -r ADDR (and port)
+    /// Stop the export listening on -r ADDR (and port), or the one named -n NAME there
     #[command(
         long_about = UNEXPORT_TEXT,
-        override_usage = "dstcfg unexport -r ADDR [-p PORT]",
+        override_usage = "dstcfg unexport -r ADDR [-p PORT] [-n NAME]",
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Unexport(UnexportArgs),
@@ -458,7 +460,9 @@ pub const EXPORT_TEXT: &str = "Serve the block device -f PATH to local nodes, li
     and a local node may ask for it by name.";
 /// What unexport does.
 pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
-    lose their connection and reconnect until their loss timeout.";
+    lose their connection and reconnect until their loss timeout. Where several exports \
+    listen on that address and port, -n NAME says which (dstcfg list shows their names); \
+    without it the module refuses. The others keep listening and serving.";
 /// What local does.
 pub const LOCAL_TEXT: &str = "Connect to the export node at -r ADDR and create /dev/dstN; \
     prints only the device path, so that scripts can capture it.\n\n\
@@ -692,6 +696,11 @@ pub struct UnexportArgs {
     /// The export's address.
     #[command(flatten)]
     pub address: AddressArgs,
+
+    /// The identity of the export to stop, needed where several listen on
+    /// the address and port [default: the only export there]
+    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
 }
 
 /// `dstcfg local`.

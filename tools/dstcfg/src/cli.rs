@@ -68,10 +68,13 @@ pub enum Command {
         /// uses the export's key, if any).
         clients: Vec<ClientRule>,
     },
-    /// `unexport -r ADDR`.
+    /// `unexport -r ADDR [-n NAME]`.
     Unexport {
         /// Address the export listens on.
         remote: SocketAddr,
+        /// `-n`: which of several exports there (none: not sent, the only
+        /// one there).
+        name: Option<String>,
     },
     /// `local -r ADDR [-n NAME] [--client-name NAME] [-i N] [--max-io-pages
     /// N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]]
@@ -358,7 +361,6 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
         ("-n" | "--client-name", "set") => {
             "identities are fixed when the export or the device is created"
         }
-        ("-n", "unexport") => "the export is found by its address; drop -n",
         ("--client-name", "export") => {
             "it names a local node; give it to local there (an export's own identity is \
              -n NAME)"
@@ -655,6 +657,7 @@ impl Cli {
             }
             Sub::Unexport(a) => Command::Unexport {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
+                name: a.name,
             },
             Sub::Local(a) => Command::Local {
                 remote: ctx.remote(&a.address, "the address of the export node")?,
@@ -1257,21 +1260,39 @@ mod tests {
         assert_eq!(
             parse(&["-r", R, "-a", "unexport"]).unwrap(),
             Command::Unexport {
-                remote: v4([192, 0, 2, 1], 1025)
+                remote: v4([192, 0, 2, 1], 1025),
+                name: None,
             }
         );
         assert_eq!(
             parse(&["-a", "unexport", "-r", "192.0.2.1:2000"]).unwrap(),
             Command::Unexport {
-                remote: v4([192, 0, 2, 1], 2000)
+                remote: v4([192, 0, 2, 1], 2000),
+                name: None,
             }
         );
         assert_eq!(
             parse(&["-a", "unexport", "-r", "[::1]", "-p", "7"]).unwrap(),
             Command::Unexport {
-                remote: "[::1]:7".parse().unwrap()
+                remote: "[::1]:7".parse().unwrap(),
+                name: None,
             }
         );
+        for args in [
+            &["unexport", "-r", R, "-n", "store1:sdb"][..],
+            &["-r", R, "-a", "unexport", "--name=store1:sdb"][..],
+        ] {
+            assert_eq!(
+                parse(args).unwrap(),
+                Command::Unexport {
+                    remote: v4([192, 0, 2, 1], 1025),
+                    name: Some("store1:sdb".into()),
+                },
+                "{args:?}"
+            );
+        }
+        let (kind, msg) = err(&["unexport", "-r", R, "-n", "has space"]);
+        assert_eq!(kind, ErrorKind::ValueValidation, "{msg}");
     }
 
     #[test]
@@ -1746,8 +1767,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 13 subcommands x 35 options, minus the 63 allowed pairs.
-        assert_eq!(refused, 392);
+        // 13 subcommands x 35 options, minus the 64 allowed pairs.
+        assert_eq!(refused, 391);
     }
 
     #[test]
@@ -2821,15 +2842,12 @@ mod tests {
             msg.contains("--client-name cannot be used with -a set; identities are fixed"),
             "{msg}"
         );
-        let (_, msg) = err(&["-r", R, "-a", "unexport", "-n", "x"]);
-        assert!(
-            msg.contains("-n cannot be used with -a unexport; the export is found by its address"),
-            "{msg}"
-        );
+
         let (_, msg) = err(&["-a", "list", "-n", "x"]);
         assert!(
             msg.contains(
-                "-n cannot be used with -a list; it only applies to -a export and -a local"
+                "-n cannot be used with -a list; it only applies to -a export, -a unexport and \
+                 -a local"
             ),
             "{msg}"
         );

@@ -85,9 +85,10 @@ impl DstClient {
         self.request(DstCmd::ExportAdd, req.attrs()).map(drop)
     }
 
-    /// `DST_CMD_EXPORT_DEL`: stops the export listening on `addr`.
-    pub fn export_del(&mut self, addr: SocketAddr) -> Result<()> {
-        self.request(DstCmd::ExportDel, export_del_attrs(addr))
+    /// `DST_CMD_EXPORT_DEL`: stops the export listening on `addr`, the one
+    /// named `name` if given.
+    pub fn export_del(&mut self, addr: SocketAddr, name: Option<&str>) -> Result<()> {
+        self.request(DstCmd::ExportDel, export_del_attrs(addr, name))
             .map(drop)
     }
 
