@@ -141,6 +141,17 @@ fn execute(cmd: &Command) -> Result<u8> {
             wait,
         } => return crate::apply::apply(file, *dry_run, *wait),
         Command::Save { file, force } => return crate::apply::save(file, *force),
+        Command::Discover { remote, json } => {
+            let names = crate::discover::discover(*remote)?;
+            if *json {
+                print!("{}", crate::discover::json(&names));
+            } else {
+                print!("{}", crate::discover::text(&names));
+                if names.is_empty() {
+                    eprintln!("dstcfg: discover: no export at {remote} admits this node");
+                }
+            }
+        }
         Command::Down {
             file,
             force,
@@ -557,6 +568,20 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                  the export that answers (then only that one)"
             )
         }
+        // Without -n, the export's "no export of that name" means that
+        // several exports listen there.
+        (
+            Command::Local {
+                export_name: None,
+                remote,
+                ..
+            },
+            _,
+        ) if errno != libc::EPERM && msg.contains("export of that name") => format!(
+            "several exports listen at {remote}; list those this node may use with: dstcfg \
+             discover -r {}, and give one with -n NAME",
+            remote_arg(remote)
+        ),
         // The module found no key of the --key-desc description (ENOKEY),
         // or one it may not search (EACCES, before the export's refusal).
         (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => {
@@ -1229,8 +1254,14 @@ mod tests {
         let refused = |msg: &str| refusal(libc::ENOENT, msg);
         let kerr = refused("the export answered: no export of that name here");
         let mut cmd = local("10.0.0.2:1025", None);
-        // Without -n there is nothing to say about names.
-        assert_eq!(hint_for(&cmd, &kerr), None);
+        // Without -n: several exports listen there.
+        assert_eq!(
+            hint_for(&cmd, &kerr).unwrap(),
+            "several exports listen at 10.0.0.2:1025; list those this node may use with: \
+             dstcfg discover -r 10.0.0.2, and give one with -n NAME"
+        );
+        let identity = refused("the export node is not the export asked for: its identity differs");
+        assert_eq!(hint_for(&cmd, &identity), None);
         if let Command::Local { export_name, .. } = &mut cmd {
             *export_name = Some("store1:sdb".into());
         }

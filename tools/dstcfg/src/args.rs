@@ -72,9 +72,9 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 13] = [
+pub const ACTIONS: [&str; 14] = [
     "export", "unexport", "local", "delete", "set", "list", "status", "monitor", "check", "genkey",
-    "apply", "save", "down",
+    "apply", "save", "down", "discover",
 ];
 
 /// The configuration file of apply, save and down without `-f`.
@@ -162,6 +162,13 @@ Examples:
   instance (before a reboot, say) before it serves the new one:
     dstcfg local -r 192.0.2.1 --client-id 0x5e1f0a1c0de00001
 
+  Several exports on one address and port, each with a name; list the ones
+  this node may use, and attach one of them:
+    dstcfg export -r 192.0.2.1 -f /dev/sdb -n db
+    dstcfg export -r 192.0.2.1 -f /dev/sdc -n web
+    dstcfg discover -r 192.0.2.1
+    dstcfg local -r 192.0.2.1 -n web
+
   Name an export, and attach that export only: the device refuses any other
   that answers at the address, when it connects and at every reconnect
   (without -n it accepts the first export it reaches, then only that one):
@@ -215,6 +222,7 @@ dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--size SIZE] [-
        dstcfg apply [-f FILE] [--dry-run | --wait[=TIME]]
        dstcfg save [-f FILE|-] [--force]
        dstcfg down [-f FILE] [--force] [--dry-run]
+       dstcfg discover -r ADDR [-p PORT] [--json]
        dstcfg [OPTIONS] -a ACTION [OPTIONS]   (the older form: dstcfg -r ADDR -a local)
        SETTINGS: [--req-timeout TIME] [--max-resends N] [--reconnect-delay TIME]
                  [--ping-interval TIME] [--ping-timeout TIME] [--loss-timeout TIME|infinite]
@@ -421,6 +429,13 @@ pub enum Sub {
         override_usage = "dstcfg down [-f FILE] [--force] [--dry-run]"
     )]
     Down(DownArgs),
+    /// List the exports listening at -r ADDR (and port) that this node may use, one name per line
+    #[command(
+        long_about = DISCOVER_TEXT,
+        override_usage = "dstcfg discover -r ADDR [-p PORT] [--json]",
+        mut_arg("remote", |a| a.help(CONNECT_HELP)),
+    )]
+    Discover(DiscoverArgs),
 }
 
 impl Sub {
@@ -440,6 +455,7 @@ impl Sub {
             Sub::Apply(_) => 10,
             Sub::Save(_) => 11,
             Sub::Down(_) => 12,
+            Sub::Discover(_) => 13,
         };
         ACTIONS[i]
     }
@@ -552,6 +568,15 @@ pub const DOWN_TEXT: &str = "Remove what the configuration file -f FILE manages:
     (refused while open, unless --force), then its exports. Works from the record of what \
     apply made even if the file no longer parses; never removes what was made by hand. \
     dst.service runs it at shutdown.";
+
+/// What discover does.
+pub const DISCOVER_TEXT: &str = "Ask the export node at -r ADDR which exports listen on that \
+    address and port for this node, and print their names, one per line (with --json a list). \
+    Only the exports whose allow-list (--allow) admits this node's address are named; keys are \
+    not asked for. Give one of the names to local -n NAME; without -n, local is refused where \
+    several exports listen. Plain TCP from this process: needs neither the dst module nor \
+    privileges. Fails (exit status 1) if nothing listens there, if the answer does not come \
+    within 5 s, or if the peer is not a DST export.";
 
 /// `-r ADDR` and `-p PORT`: where an export listens, or which export node a
 /// device connects to.
@@ -688,6 +713,18 @@ pub struct ExportArgs {
     #[arg(long = "client", value_name = "NAME=PATH[,ro]", value_parser = parse_client,
           action = ArgAction::Append, help_heading = "Security options")]
     pub clients: Vec<ClientRule>,
+}
+
+/// `dstcfg discover`.
+#[derive(Debug, Clone, Args)]
+pub struct DiscoverArgs {
+    /// The export node.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// Print a JSON list of the names instead of one name per line
+    #[arg(long = "json")]
+    pub json: bool,
 }
 
 /// `dstcfg unexport`.

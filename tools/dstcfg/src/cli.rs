@@ -170,6 +170,13 @@ pub enum Command {
         /// Replace an existing file.
         force: bool,
     },
+    /// `discover -r ADDR [--json]`.
+    Discover {
+        /// The export address to ask.
+        remote: SocketAddr,
+        /// Print a JSON list instead of one name per line.
+        json: bool,
+    },
     /// `down [-f FILE] [--force] [--dry-run]`.
     Down {
         /// The configuration file.
@@ -198,6 +205,7 @@ impl Command {
             Command::Apply { .. } => "apply",
             Command::Save { .. } => "save",
             Command::Down { .. } => "down",
+            Command::Discover { .. } => "discover",
         }
     }
 }
@@ -686,6 +694,10 @@ impl Cli {
             Sub::Save(a) => Command::Save {
                 file: ctx.file(Some(a.file), CONFIG_FILE)?,
                 force: a.force,
+            },
+            Sub::Discover(a) => Command::Discover {
+                remote: ctx.remote(&a.address, "the export node to ask")?,
+                json: a.json,
             },
             Sub::Down(a) => Command::Down {
                 file: ctx.file(Some(a.config.file), CONFIG_FILE)?,
@@ -1717,7 +1729,7 @@ mod tests {
         let mut args = vec!["-a", action];
         args.extend(match action {
             "export" => vec!["-r", R, "-f", "/dev/sdb"],
-            "unexport" | "local" => vec!["-r", R],
+            "unexport" | "local" | "discover" => vec!["-r", R],
             "delete" | "check" => vec!["-d", "dst0"],
             "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
             "genkey" => vec!["-f", "/etc/dst/psk"],
@@ -1767,8 +1779,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 13 subcommands x 35 options, minus the 64 allowed pairs.
-        assert_eq!(refused, 391);
+        // 14 subcommands x 35 options, minus the 67 allowed pairs.
+        assert_eq!(refused, 423);
     }
 
     #[test]
@@ -1877,7 +1889,7 @@ mod tests {
         );
         let (_, msg) = err(&["-a", "unexport", "-r", R, "--json"]);
         assert!(
-            msg.contains("it only applies to -a list, -a status and -a monitor"),
+            msg.contains("it only applies to -a list, -a status, -a monitor and -a discover"),
             "{msg}"
         );
     }

@@ -25,6 +25,9 @@ _dstcfg() {
             dstcfg,delete)
                 cmd="dstcfg__subcmd__delete"
                 ;;
+            dstcfg,discover)
+                cmd="dstcfg__subcmd__discover"
+                ;;
             dstcfg,down)
                 cmd="dstcfg__subcmd__down"
                 ;;
@@ -67,6 +70,9 @@ _dstcfg() {
             dstcfg__subcmd__help,delete)
                 cmd="dstcfg__subcmd__help__subcmd__delete"
                 ;;
+            dstcfg__subcmd__help,discover)
+                cmd="dstcfg__subcmd__help__subcmd__discover"
+                ;;
             dstcfg__subcmd__help,down)
                 cmd="dstcfg__subcmd__help__subcmd__down"
                 ;;
@@ -107,18 +113,18 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down help"
+            opts="-a -h -V --action --help --version export unexport local delete set list status monitor check genkey apply save down discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down discover" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport local delete set list status monitor check genkey apply save down discover" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -210,6 +216,36 @@ _dstcfg() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__discover)
+            opts="-p -r -h --port --json --remote --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -420,7 +456,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport local delete set list status monitor check genkey apply save down help"
+            opts="export unexport local delete set list status monitor check genkey apply save down discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -462,6 +498,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__discover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
