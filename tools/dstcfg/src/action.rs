@@ -68,18 +68,21 @@ fn execute(cmd: &Command) -> Result<u8> {
             DstClient::connect()?.export_add(&req)?;
             println!("{}", export_message(&req));
         }
-        Command::Unexport { remote } => {
-            DstClient::connect()?.export_del(*remote)?;
-            println!("stopped the export on {remote}");
+        Command::Unexport { remote, name } => {
+            DstClient::connect()?.export_del(*remote, name.as_deref())?;
+            match name {
+                Some(name) => println!("stopped the export {name} on {remote}"),
+                None => println!("stopped the export on {remote}"),
+            }
         }
-        Command::Release { remote } => {
+        Command::Release { remote, name } => {
             let mut client = DstClient::connect()?;
             // Who held it, for the message; the kernel's reply says nothing.
             let holder = client
                 .list()
                 .ok()
                 .and_then(|entries| writer_of(&entries, *remote));
-            client.export_release(*remote)?;
+            client.export_release(*remote, name.as_deref())?;
             println!("{}", release_message(*remote, holder.as_ref()));
         }
         Command::Resize { remote, size } => {
@@ -160,6 +163,17 @@ fn execute(cmd: &Command) -> Result<u8> {
             wait,
         } => return crate::apply::apply(file, *dry_run, *wait),
         Command::Save { file, force } => return crate::apply::save(file, *force),
+        Command::Discover { remote, json } => {
+            let names = crate::discover::discover(*remote)?;
+            if *json {
+                print!("{}", crate::discover::json(&names));
+            } else {
+                print!("{}", crate::discover::text(&names));
+                if names.is_empty() {
+                    eprintln!("dstcfg: discover: no export at {remote} admits this node");
+                }
+            }
+        }
         Command::Down {
             file,
             force,
@@ -623,6 +637,20 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
                  the export that answers (then only that one)"
             )
         }
+        // Without -n, the export's "no export of that name" means that
+        // several exports listen there.
+        (
+            Command::Local {
+                export_name: None,
+                remote,
+                ..
+            },
+            _,
+        ) if errno != libc::EPERM && msg.contains("export of that name") => format!(
+            "several exports listen at {remote}; list those this node may use with: dstcfg \
+             discover -r {}, and give one with -n NAME",
+            remote_arg(remote)
+        ),
         // The module found no key of the --key-desc description (ENOKEY),
         // or one it may not search (EACCES, before the export's refusal).
         (Command::Export { .. } | Command::Local { .. }, libc::ENOKEY) => {
@@ -645,17 +673,31 @@ fn hint_for(cmd: &Command, kerr: &KernelError) -> Option<String> {
              choose another --alg"
                 .to_string()
         }
-        (Command::Unexport { remote }, libc::ENOENT) => {
+        (
+            Command::Unexport {
+                remote,
+                name: Some(name),
+            },
+            libc::ENOENT,
+        ) => format!("no export named {name} listens on {remote}; see dstcfg list"),
+        (Command::Unexport { remote, .. }, libc::ENOENT) => {
             format!("no export listens on {remote} in this network namespace; see dstcfg list")
         }
-        (Command::Release { remote }, libc::ENOENT) if msg.contains("holds") => format!(
+        (Command::Unexport { remote, name: None }, libc::EINVAL) if msg.contains("name one") => {
+            format!(
+                "several exports listen on {remote}; say which with -n NAME (dstcfg list \
+                 shows their names): dstcfg unexport -r {} -n NAME",
+                remote_arg(remote)
+            )
+        }
+        (Command::Release { remote, .. }, libc::ENOENT) if msg.contains("holds") => format!(
             "no local node holds the write access of the export on {remote}: the next one to \
              attach read-write gets it; dstcfg list shows the writer of each export"
         ),
-        (Command::Release { remote }, libc::ENOENT) => {
+        (Command::Release { remote, .. }, libc::ENOENT) => {
             format!("no export listens on {remote} in this network namespace; see dstcfg list")
         }
-        (Command::Release { remote }, libc::EINVAL) if msg.contains("shared") => format!(
+        (Command::Release { remote, .. }, libc::EINVAL) if msg.contains("shared") => format!(
             "the export on {remote} was made --shared: every local node may write to it, so \
              there is no write access to take back"
         ),
@@ -913,10 +955,28 @@ mod tests {
         assert_eq!(h(&local("10.0.0.2:1025", None), libc::EEXIST), None);
         let unexport = Command::Unexport {
             remote: addr("10.0.0.2:1025"),
+            name: None,
         };
         assert!(h(&unexport, libc::ENOENT)
             .unwrap()
             .starts_with("no export listens on 10.0.0.2:1025"));
+        let several = refusal(
+            libc::EINVAL,
+            "several exports listen on this address and port: name one",
+        );
+        assert_eq!(
+            hint_for(&unexport, &several).unwrap(),
+            "several exports listen on 10.0.0.2:1025; say which with -n NAME (dstcfg list shows \
+             their names): dstcfg unexport -r 10.0.0.2 -n NAME"
+        );
+        let named = Command::Unexport {
+            remote: addr("10.0.0.2:1025"),
+            name: Some("beta".into()),
+        };
+        assert_eq!(
+            h(&named, libc::ENOENT).unwrap(),
+            "no export named beta listens on 10.0.0.2:1025; see dstcfg list"
+        );
         assert_eq!(h(&Command::List { json: false }, libc::ENOENT), None);
         let set = Command::Set {
             index: 2,
@@ -976,6 +1036,7 @@ mod tests {
 
         let release = Command::Release {
             remote: addr("10.0.0.2:1025"),
+            name: None,
         };
         let nobody = kerr(libc::ENOENT, "no local node holds the write access");
         assert!(hint_for(&release, &nobody)
@@ -1037,7 +1098,8 @@ mod tests {
         );
         assert_eq!(
             eperm(&Command::Unexport {
-                remote: addr("10.0.0.2:1025")
+                remote: addr("10.0.0.2:1025"),
+                name: None,
             })
             .as_deref(),
             Some("needs CAP_SYS_ADMIN and CAP_NET_ADMIN; run as root")
@@ -1402,8 +1464,14 @@ mod tests {
         let refused = |msg: &str| refusal(libc::ENOENT, msg);
         let kerr = refused("the export answered: no export of that name here");
         let mut cmd = local("10.0.0.2:1025", None);
-        // Without -n there is nothing to say about names.
-        assert_eq!(hint_for(&cmd, &kerr), None);
+        // Without -n: several exports listen there.
+        assert_eq!(
+            hint_for(&cmd, &kerr).unwrap(),
+            "several exports listen at 10.0.0.2:1025; list those this node may use with: \
+             dstcfg discover -r 10.0.0.2, and give one with -n NAME"
+        );
+        let identity = refused("the export node is not the export asked for: its identity differs");
+        assert_eq!(hint_for(&cmd, &identity), None);
         if let Command::Local { export_name, .. } = &mut cmd {
             *export_name = Some("store1:sdb".into());
         }

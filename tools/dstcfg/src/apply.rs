@@ -132,12 +132,18 @@ fn describe(step: &Step, desired: Option<&Desired>, done: bool) -> String {
         Step::DeleteDevice(rec) => {
             format!("{verb} /dev/dst{} (device for {})", rec.index, rec.addr)
         }
-        Step::Unexport(rec) => format!("{verb} the export on {} ({})", rec.addr, rec.path),
+        Step::Unexport(rec) => match &rec.name {
+            Some(name) => format!(
+                "{verb} the export on {} ({}), named {name}",
+                rec.addr, rec.path
+            ),
+            None => format!("{verb} the export on {} ({})", rec.addr, rec.path),
+        },
         Step::CreateExport(i) => {
             let d = &desired.expect("apply has a file").exports[*i];
             format!(
-                "{verb} the export on {} ({}, line {})",
-                d.addr,
+                "{verb} the {} ({}, line {})",
+                d.label(),
                 d.entry.path.display(),
                 d.line
             )
@@ -360,20 +366,21 @@ fn run_step(
             with_hints(&cmd, || delete_device(client, rec.index, false)).map(|()| String::new())
         }
         Step::Unexport(rec) => {
-            let cmd = Command::Unexport { remote: rec.addr };
-            with_hints(&cmd, || client.export_del(rec.addr)).map(|()| String::new())
+            let cmd = Command::Unexport {
+                remote: rec.addr,
+                name: rec.name.clone(),
+            };
+            with_hints(&cmd, || client.export_del(rec.addr, rec.name.as_deref()))
+                .map(|()| String::new())
         }
         Step::CreateExport(i) => {
             let d = &desired.exports[*i];
             let cmd = export_command(d);
             with_hints(&cmd, || client.export_add(&export_request(&cmd)?))?;
             let listed = client.list()?;
-            let entry = listed
-                .iter()
-                .find(|e| matches!(e.kind, EntryKind::Export { .. }) && e.addr == d.addr)
-                .ok_or_else(|| {
-                    anyhow!("the export on {} is not listed after it was made", d.addr)
-                })?;
+            let entry = crate::plan::export_for(&listed, d)
+                .and_then(|r| listed.get(r))
+                .ok_or_else(|| anyhow!("the {} is not listed after it was made", d.label()))?;
             created.exports.push(managed_export(d, entry, true));
             Ok(String::new())
         }
@@ -440,8 +447,11 @@ pub fn down(file: &Path, force: bool, dry_run: bool) -> Result<u8> {
                 with_hints(&cmd, || delete_device(&mut client, rec.index, force))
             }
             Step::Unexport(rec) => {
-                let cmd = Command::Unexport { remote: rec.addr };
-                with_hints(&cmd, || client.export_del(rec.addr))
+                let cmd = Command::Unexport {
+                    remote: rec.addr,
+                    name: rec.name.clone(),
+                };
+                with_hints(&cmd, || client.export_del(rec.addr, rec.name.as_deref()))
             }
             _ => unreachable!("down only removes"),
         };

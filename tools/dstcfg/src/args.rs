@@ -72,9 +72,9 @@ pub const LOSS_TIMEOUT_MS: RangeInclusive<u32> = 100..=86_400_000;
 pub const LOSS_TIMEOUT_INFINITE: u32 = uapi::DST_LOSS_TIMEOUT_INFINITE;
 
 /// The subcommands, in the order of [`Sub`]: what `-a` accepts.
-pub const ACTIONS: [&str; 15] = [
+pub const ACTIONS: [&str; 16] = [
     "export", "unexport", "release", "local", "delete", "set", "list", "status", "monitor",
-    "check", "genkey", "apply", "save", "down", "resize",
+    "check", "genkey", "apply", "save", "down", "resize", "discover",
 ];
 
 /// The configuration file of apply, save and down without `-f`.
@@ -119,8 +119,10 @@ Examples:
     dstcfg set -d dst0 --loss-timeout 5m
     dstcfg set -d dst0 --loss-timeout infinite
 
-  Stop the export listening on 192.0.2.1 port 1025:
+  Stop the export listening on 192.0.2.1 port 1025; of several exports
+  there, the one named store1:sdb:
     dstcfg unexport -r 192.0.2.1
+    dstcfg unexport -r 192.0.2.1 -n store1:sdb
 
   One local node writes to an export at a time; another one attaches it
   read-only. If the node that writes was powered off for good, take its
@@ -177,6 +179,13 @@ Examples:
   instance (before a reboot, say) before it serves the new one:
     dstcfg local -r 192.0.2.1 --client-id 0x5e1f0a1c0de00001
 
+  Several exports on one address and port, each with a name; list the ones
+  this node may use, and attach one of them:
+    dstcfg export -r 192.0.2.1 -f /dev/sdb -n db
+    dstcfg export -r 192.0.2.1 -f /dev/sdc -n web
+    dstcfg discover -r 192.0.2.1
+    dstcfg local -r 192.0.2.1 -n web
+
   Name an export, and attach that export only: the device refuses any other
   that answers at the address, when it connects and at every reconnect
   (without -n it accepts the first export it reaches, then only that one):
@@ -218,9 +227,10 @@ only the exports and devices of the network namespace dstcfg runs in.";
 /// with its options, then the older `-a` form.
 pub const USAGE: &str = "\
 dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--shared] [--size SIZE] [--max-io-pages N] [SECURITY] [--allow PREFIX[:ro|:rw]]... [--client NAME=PATH|NAME=@DESC[,ro]]...
-       dstcfg unexport -r ADDR [-p PORT]
-       dstcfg release -r ADDR [-p PORT]
+       dstcfg unexport -r ADDR [-p PORT] [-n NAME]
+       dstcfg release -r ADDR [-p PORT] [-n NAME]
        dstcfg resize -r ADDR [-p PORT] [--size SIZE]
+       dstcfg discover -r ADDR [-p PORT] [--json]
        dstcfg local -r ADDR [-p PORT] [-n NAME] [--client-name NAME] [--read-only] [-i N] [--max-io-pages N] [--queue-depth N] [--queues N] [--client-id ID] [--wait[=TIME]] [--duplicate] [SECURITY] [SETTINGS]
        dstcfg set -d DEV SETTINGS
        dstcfg set [--crypto-threads N] [--rekey-after SIZE] [--rekey-interval TIME]
@@ -233,6 +243,7 @@ dstcfg export -r ADDR [-p PORT] -f PATH [-n NAME] [--read-only] [--shared] [--si
        dstcfg apply [-f FILE] [--dry-run | --wait[=TIME]]
        dstcfg save [-f FILE|-] [--force]
        dstcfg down [-f FILE] [--force] [--dry-run]
+       dstcfg discover -r ADDR [-p PORT] [--json]
        dstcfg [OPTIONS] -a ACTION [OPTIONS]   (the older form: dstcfg -r ADDR -a local)
        SETTINGS: [--req-timeout TIME] [--max-resends N] [--reconnect-delay TIME]
                  [--ping-interval TIME] [--ping-timeout TIME] [--loss-timeout TIME|infinite]
@@ -388,10 +399,10 @@ pub enum Sub {
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Export(ExportArgs),
-    /// Stop the export listening on -r ADDR (and port)
+    /// Stop the export listening on -r ADDR (and port), or the one named -n NAME there
     #[command(
         long_about = UNEXPORT_TEXT,
-        override_usage = "dstcfg unexport -r ADDR [-p PORT]",
+        override_usage = "dstcfg unexport -r ADDR [-p PORT] [-n NAME]",
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Unexport(UnexportArgs),
@@ -453,6 +464,13 @@ pub enum Sub {
         mut_arg("remote", |a| a.help(LISTEN_HELP)),
     )]
     Resize(ResizeArgs),
+    /// List the exports listening at -r ADDR (and port) that this node may use, one name per line
+    #[command(
+        long_about = DISCOVER_TEXT,
+        override_usage = "dstcfg discover -r ADDR [-p PORT] [--json]",
+        mut_arg("remote", |a| a.help(CONNECT_HELP)),
+    )]
+    Discover(DiscoverArgs),
 }
 
 impl Sub {
@@ -474,6 +492,7 @@ impl Sub {
             Sub::Save(_) => 12,
             Sub::Down(_) => 13,
             Sub::Resize(_) => 14,
+            Sub::Discover(_) => 15,
         };
         ACTIONS[i]
     }
@@ -510,7 +529,9 @@ pub const EXPORT_TEXT: &str = "Serve the block device or regular file -f PATH to
 
 /// What unexport does.
 pub const UNEXPORT_TEXT: &str = "Stop the export listening on -r ADDR and port; its clients \
-    lose their connection and reconnect until their loss timeout.";
+    lose their connection and reconnect until their loss timeout. Where several exports \
+    listen on that address and port, -n NAME says which (dstcfg list shows their names); \
+    without it the module refuses. The others keep listening and serving.";
 /// What release does.
 pub const RELEASE_TEXT: &str = "Take the write access of the export listening on -r ADDR and \
     port from the local node that holds it, without stopping the export: that node's \
@@ -626,6 +647,15 @@ pub const DOWN_TEXT: &str = "Remove what the configuration file -f FILE manages:
     (refused while open, unless --force), then its exports. Works from the record of what \
     apply made even if the file no longer parses; never removes what was made by hand. \
     dst.service runs it at shutdown.";
+
+/// What discover does.
+pub const DISCOVER_TEXT: &str = "Ask the export node at -r ADDR which exports listen on that \
+    address and port for this node, and print their names, one per line (with --json a list). \
+    Only the exports whose allow-list (--allow) admits this node's address are named; keys are \
+    not asked for. Give one of the names to local -n NAME; without -n, local is refused where \
+    several exports listen. Plain TCP from this process: needs neither the dst module nor \
+    privileges. Fails (exit status 1) if nothing listens there, if the answer does not come \
+    within 5 s, or if the peer is not a DST export.";
 
 /// `-r ADDR` and `-p PORT`: where an export listens, or which export node a
 /// device connects to.
@@ -771,12 +801,29 @@ pub struct ExportArgs {
     pub clients: Vec<ClientRule>,
 }
 
+/// `dstcfg discover`.
+#[derive(Debug, Clone, Args)]
+pub struct DiscoverArgs {
+    /// The export node.
+    #[command(flatten)]
+    pub address: AddressArgs,
+
+    /// Print a JSON list of the names instead of one name per line
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
 /// `dstcfg unexport` and `dstcfg release`.
 #[derive(Debug, Clone, Args)]
 pub struct UnexportArgs {
     /// The export's address.
     #[command(flatten)]
     pub address: AddressArgs,
+
+    /// The identity of the export to stop, needed where several listen on
+    /// the address and port [default: the only export there]
+    #[arg(short = 'n', long = "name", value_name = "NAME", value_parser = parse_name)]
+    pub name: Option<String>,
 }
 
 /// `dstcfg resize`.

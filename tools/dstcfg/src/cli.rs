@@ -71,15 +71,20 @@ pub enum Command {
         /// uses the export's key, if any).
         clients: Vec<ClientRule>,
     },
-    /// `unexport -r ADDR`.
+    /// `unexport -r ADDR [-n NAME]`.
     Unexport {
         /// Address the export listens on.
         remote: SocketAddr,
+        /// `-n`: which of several exports there (none: not sent, the only
+        /// one there).
+        name: Option<String>,
     },
     /// `release -r ADDR`: take the export's write access from its holder.
     Release {
         /// Address the export listens on.
         remote: SocketAddr,
+        /// Which of several exports of the address.
+        name: Option<String>,
     },
     /// `resize -r ADDR [--size SIZE]`.
     Resize {
@@ -184,6 +189,13 @@ pub enum Command {
         /// Replace an existing file.
         force: bool,
     },
+    /// `discover -r ADDR [--json]`.
+    Discover {
+        /// The export address to ask.
+        remote: SocketAddr,
+        /// Print a JSON list instead of one name per line.
+        json: bool,
+    },
     /// `down [-f FILE] [--force] [--dry-run]`.
     Down {
         /// The configuration file.
@@ -214,6 +226,7 @@ impl Command {
             Command::Apply { .. } => "apply",
             Command::Save { .. } => "save",
             Command::Down { .. } => "down",
+            Command::Discover { .. } => "discover",
         }
     }
 }
@@ -377,7 +390,6 @@ fn why_not(flag: &str, action: &str) -> Option<&'static str> {
         ("-n" | "--client-name", "set") => {
             "identities are fixed when the export or the device is created"
         }
-        ("-n", "unexport" | "release") => "the export is found by its address; drop -n",
         ("--shared", "local") => {
             "an export is shared or not when it is made; give it to export on the export node \
              (a device that must not write asks for --read-only)"
@@ -689,9 +701,11 @@ impl Cli {
             }
             Sub::Unexport(a) => Command::Unexport {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
+                name: a.name,
             },
             Sub::Release(a) => Command::Release {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
+                name: a.name,
             },
             Sub::Resize(a) => Command::Resize {
                 remote: ctx.remote(&a.address, "the address the export listens on")?,
@@ -725,6 +739,10 @@ impl Cli {
             Sub::Save(a) => Command::Save {
                 file: ctx.file(Some(a.file), CONFIG_FILE)?,
                 force: a.force,
+            },
+            Sub::Discover(a) => Command::Discover {
+                remote: ctx.remote(&a.address, "the export node to ask")?,
+                json: a.json,
             },
             Sub::Down(a) => Command::Down {
                 file: ctx.file(Some(a.config.file), CONFIG_FILE)?,
@@ -1323,13 +1341,15 @@ mod tests {
         assert_eq!(
             parse(&["release", "-r", "192.0.2.1:2000"]).unwrap(),
             Command::Release {
-                remote: v4([192, 0, 2, 1], 2000)
+                remote: v4([192, 0, 2, 1], 2000),
+                name: None,
             }
         );
         assert_eq!(
             parse(&["-r", R, "-p", "7", "-a", "release"]).unwrap(),
             Command::Release {
-                remote: v4([192, 0, 2, 1], 7)
+                remote: v4([192, 0, 2, 1], 7),
+                name: None,
             }
         );
         assert_eq!(
@@ -1357,21 +1377,39 @@ mod tests {
         assert_eq!(
             parse(&["-r", R, "-a", "unexport"]).unwrap(),
             Command::Unexport {
-                remote: v4([192, 0, 2, 1], 1025)
+                remote: v4([192, 0, 2, 1], 1025),
+                name: None,
             }
         );
         assert_eq!(
             parse(&["-a", "unexport", "-r", "192.0.2.1:2000"]).unwrap(),
             Command::Unexport {
-                remote: v4([192, 0, 2, 1], 2000)
+                remote: v4([192, 0, 2, 1], 2000),
+                name: None,
             }
         );
         assert_eq!(
             parse(&["-a", "unexport", "-r", "[::1]", "-p", "7"]).unwrap(),
             Command::Unexport {
-                remote: "[::1]:7".parse().unwrap()
+                remote: "[::1]:7".parse().unwrap(),
+                name: None,
             }
         );
+        for args in [
+            &["unexport", "-r", R, "-n", "store1:sdb"][..],
+            &["-r", R, "-a", "unexport", "--name=store1:sdb"][..],
+        ] {
+            assert_eq!(
+                parse(args).unwrap(),
+                Command::Unexport {
+                    remote: v4([192, 0, 2, 1], 1025),
+                    name: Some("store1:sdb".into()),
+                },
+                "{args:?}"
+            );
+        }
+        let (kind, msg) = err(&["unexport", "-r", R, "-n", "has space"]);
+        assert_eq!(kind, ErrorKind::ValueValidation, "{msg}");
     }
 
     #[test]
@@ -1800,7 +1838,7 @@ mod tests {
         let mut args = vec!["-a", action];
         args.extend(match action {
             "export" => vec!["-r", R, "-f", "/dev/sdb"],
-            "unexport" | "release" | "local" | "resize" => vec!["-r", R],
+            "unexport" | "release" | "local" | "resize" | "discover" => vec!["-r", R],
             "delete" | "check" => vec!["-d", "dst0"],
             "set" => vec!["-d", "dst0", "--loss-timeout", "3s"],
             "genkey" => vec!["-f", "/etc/dst/psk"],
@@ -1850,8 +1888,8 @@ mod tests {
                 refused += 1;
             }
         }
-        // 15 subcommands x 36 options, minus the 70 allowed pairs.
-        assert_eq!(refused, 470);
+        // The subcommand x option pairs that are refused.
+        assert_eq!(refused, 501);
     }
 
     #[test]
@@ -1960,7 +1998,7 @@ mod tests {
         );
         let (_, msg) = err(&["-a", "unexport", "-r", R, "--json"]);
         assert!(
-            msg.contains("it only applies to -a list, -a status and -a monitor"),
+            msg.contains("it only applies to -a list, -a status, -a monitor and -a discover"),
             "{msg}"
         );
     }
@@ -2925,15 +2963,12 @@ mod tests {
             msg.contains("--client-name cannot be used with -a set; identities are fixed"),
             "{msg}"
         );
-        let (_, msg) = err(&["-r", R, "-a", "unexport", "-n", "x"]);
-        assert!(
-            msg.contains("-n cannot be used with -a unexport; the export is found by its address"),
-            "{msg}"
-        );
+
         let (_, msg) = err(&["-a", "list", "-n", "x"]);
         assert!(
             msg.contains(
-                "-n cannot be used with -a list; it only applies to -a export and -a local"
+                "-n cannot be used with -a list; it only applies to -a export, -a unexport, \
+                 -a release and -a local"
             ),
             "{msg}"
         );

@@ -85,16 +85,17 @@ impl DstClient {
         self.request(DstCmd::ExportAdd, req.attrs()).map(drop)
     }
 
-    /// `DST_CMD_EXPORT_DEL`: stops the export listening on `addr`.
-    pub fn export_del(&mut self, addr: SocketAddr) -> Result<()> {
-        self.request(DstCmd::ExportDel, export_del_attrs(addr))
+    /// `DST_CMD_EXPORT_DEL`: stops the export listening on `addr`, the one
+    /// named `name` if given.
+    pub fn export_del(&mut self, addr: SocketAddr, name: Option<&str>) -> Result<()> {
+        self.request(DstCmd::ExportDel, export_del_attrs(addr, name))
             .map(drop)
     }
 
     /// `DST_CMD_EXPORT_RELEASE`: takes the write access of the export on
     /// `addr` from the local node that holds it.
-    pub fn export_release(&mut self, addr: SocketAddr) -> Result<()> {
-        self.request(DstCmd::ExportRelease, export_del_attrs(addr))
+    pub fn export_release(&mut self, addr: SocketAddr, name: Option<&str>) -> Result<()> {
+        self.request(DstCmd::ExportRelease, export_del_attrs(addr, name))
             .map(drop)
     }
 

@@ -297,6 +297,17 @@ pub struct DesiredDevice {
     pub entry: DeviceEntry,
 }
 
+impl DesiredExport {
+    /// How messages name it: `export on 192.0.2.1:1025`, `export alpha on
+    /// 192.0.2.1:1025` when it has a name.
+    pub fn label(&self) -> String {
+        match &self.entry.name {
+            Some(name) => format!("export {name} on {}", self.addr),
+            None => format!("export on {}", self.addr),
+        }
+    }
+}
+
 impl DesiredDevice {
     /// How messages name it: `device for 192.0.2.1:1025` (with ` (export
     /// store1:sdb)` when it names one).
@@ -491,16 +502,53 @@ pub fn parse(text: &str, file: &Path, resolve: Resolve) -> Result<Desired, Confi
         }
         match resolve(&entry.listen, entry.port) {
             Ok(addr) => {
-                if let Some(first) = exports.iter().position(|e: &DesiredExport| e.addr == addr) {
-                    error(
-                        &at,
-                        Some("listen"),
-                        format!(
-                            "export #{} already listens on {addr}; each export needs an \
-                             address and port of its own",
-                            first + 1
+                // Several exports may share an address and port if each
+                // has a name of its own: the module picks one by the name
+                // a local node asks for.
+                let same = |e: &&DesiredExport| e.addr == addr;
+                if let Some(first) = exports.iter().position(|e| same(&e)) {
+                    let n = first + 1;
+                    match &entry.name {
+                        None => error(
+                            &at,
+                            Some("listen"),
+                            format!(
+                                "export #{n} already listens on {addr}; exports that share \
+                                 an address and port need a name each: give this one a name"
+                            ),
                         ),
-                    );
+                        Some(name) => {
+                            if let Some(other) = exports
+                                .iter()
+                                .position(|e| same(&e) && e.entry.name.is_none())
+                            {
+                                error(
+                                    &at,
+                                    Some("listen"),
+                                    format!(
+                                        "export #{} already listens on {addr}, without a \
+                                         name; exports that share an address and port need \
+                                         a name each: give it one",
+                                        other + 1
+                                    ),
+                                );
+                            } else if let Some(other) = exports
+                                .iter()
+                                .position(|e| same(&e) && e.entry.name.as_ref() == Some(name))
+                            {
+                                error(
+                                    &at,
+                                    Some("name"),
+                                    format!(
+                                        "export #{} on {addr} has the name {name} already; \
+                                         exports that share an address and port need names \
+                                         of their own",
+                                        other + 1
+                                    ),
+                                );
+                            }
+                        }
+                    }
                 }
                 exports.push(DesiredExport {
                     line: locator.line_of(text, &at).unwrap_or(0),
@@ -1215,6 +1263,33 @@ mod tests {
                 "dst.toml:12: export #1: client #3: name: client c has no key; give key_file = PATH or key_desc = DESC",
             ]
         );
+        // Exports may share an address and port, each with a name of its
+        // own.
+        let d = parse_text(
+            "[[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram0\"\nname = \"alpha\"\n\
+             [[export]]\nlisten = \"127.0.0.1:1025\"\npath = \"/dev/ram1\"\nname = \"beta\"\n",
+        )
+        .unwrap();
+        assert_eq!(d.exports.len(), 2);
+        assert_eq!(d.exports[1].label(), "export beta on 127.0.0.1:1025");
+        let all = errors(
+            "[[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram0\"\nname = \"alpha\"\n\
+             [[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram1\"\nname = \"alpha\"\n\
+             [[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram2\"\n\
+             [[export]]\nlisten = \"127.0.0.2\"\npath = \"/dev/ram3\"\n\
+             [[export]]\nlisten = \"127.0.0.2\"\npath = \"/dev/ram4\"\nname = \"x\"\n",
+        );
+        let expected = [
+            "dst.toml:8: export #2: name: export #1 on 127.0.0.1:1025 has the name alpha already",
+            "dst.toml:10: export #3: listen: export #1 already listens on 127.0.0.1:1025; exports \
+             that share an address and port need a name each: give this one a name",
+            "dst.toml:16: export #5: listen: export #4 already listens on 127.0.0.2:1025, without \
+             a name",
+        ];
+        assert_eq!(all.len(), expected.len(), "{all:#?}");
+        for (got, want) in all.iter().zip(expected) {
+            assert!(got.starts_with(want), "got {got}\nwant {want}");
+        }
         // An address that does not resolve: the key that gave it.
         let e = error("[[device]]\nremote = \"300.1.1.1\"\n");
         assert_eq!(

@@ -8,7 +8,9 @@
 //! `message` (typed messages and attributes), `netlink` (socket, family
 //! resolution, multicast, errors) and `uapi` (the ABI numbers of
 //! `include/uapi/linux/dst.h`); `output` formats what dstcfg prints and
-//! `secret` handles pre-shared keys. `apply`, `save` and `down` work on the
+//! `secret` handles pre-shared keys. `discover` asks an export address
+//! over TCP, with the module's wire definitions (`proto`, the module's
+//! `dst/proto.rs`). `apply`, `save` and `down` work on the
 //! configuration file (`config`), through a plan (`plan`) and the record
 //! of what they manage (`record`); `save` renders the running state as a
 //! file. Reference: `Documentation/dstcfg.md`.
@@ -25,6 +27,7 @@ mod client;
 mod compat;
 mod config;
 mod connect;
+mod discover;
 #[cfg(test)]
 mod golden;
 mod json;
@@ -32,6 +35,11 @@ mod message;
 mod netlink;
 mod output;
 mod plan;
+// The module's code, kept buildable by the oldest Rust the kernel takes: a
+// newer clippy's `is_multiple_of` is not for it.
+#[allow(clippy::manual_is_multiple_of)]
+#[path = "../../../dst/proto.rs"]
+mod proto;
 mod record;
 mod save;
 mod secret;

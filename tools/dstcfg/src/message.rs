@@ -874,10 +874,13 @@ impl ExportRequest {
     }
 }
 
-/// Attributes of `DST_CMD_EXPORT_DEL`, and of `DST_CMD_EXPORT_RELEASE`:
-/// the export's address.
-pub fn export_del_attrs(addr: SocketAddr) -> Vec<DstAttr> {
-    addr_attrs(addr).to_vec()
+/// Attributes of `DST_CMD_EXPORT_DEL` (and `DST_CMD_EXPORT_RELEASE`): the
+/// address, and the export's name where given (needed where several
+/// exports listen on the address).
+pub fn export_del_attrs(addr: SocketAddr, name: Option<&str>) -> Vec<DstAttr> {
+    let mut attrs = addr_attrs(addr).to_vec();
+    attrs.extend(name.map(|n| DstAttr::Name(n.to_string())));
+    attrs
 }
 
 /// Attributes of `DST_CMD_EXPORT_RESIZE`: the export's address, and the new
@@ -1718,8 +1721,16 @@ mod tests {
         assert_eq!(&bytes[..4], &[20, 0, 4, 0][..]); // 16-byte address
         assert_eq!(&bytes[4..20], &ip.octets()[..]); // network order
         assert_eq!(
-            export_del_attrs("10.0.0.2:7".parse().unwrap()),
+            export_del_attrs("10.0.0.2:7".parse().unwrap(), None),
             vec![DstAttr::Addr([10, 0, 0, 2].into()), DstAttr::Port(7)]
+        );
+        assert_eq!(
+            export_del_attrs("10.0.0.2:7".parse().unwrap(), Some("beta")),
+            vec![
+                DstAttr::Addr([10, 0, 0, 2].into()),
+                DstAttr::Port(7),
+                DstAttr::Name("beta".into())
+            ]
         );
     }
 

@@ -136,8 +136,35 @@ impl Plan {
 /// that object.
 pub fn export_of(running: &Running, rec: &ManagedExport) -> Option<usize> {
     running.entries.iter().position(|e| {
-        matches!(&e.kind, EntryKind::Export { path, .. } if *path == rec.path) && e.addr == rec.addr
+        matches!(&e.kind, EntryKind::Export { path, name, .. }
+            if *path == rec.path && (rec.name.is_none() || *name == rec.name))
+            && e.addr == rec.addr
     })
+}
+
+/// Which of the running `entries` an export entry stands for: at its
+/// address, the one of its name; without a name, the one serving its
+/// device, or else the first there.
+pub fn export_for(entries: &[ListEntry], d: &DesiredExport) -> Option<usize> {
+    let at = |e: &ListEntry| e.addr == d.addr;
+    let exports = || {
+        entries
+            .iter()
+            .enumerate()
+            .filter_map(|(r, e)| match &e.kind {
+                EntryKind::Export { path, name, .. } if at(e) => Some((r, path, name)),
+                _ => None,
+            })
+    };
+    match &d.entry.name {
+        Some(want) => exports()
+            .find(|(_, _, name)| name.as_ref() == Some(want))
+            .map(|(r, _, _)| r),
+        None => exports()
+            .find(|(_, path, _)| **path == d.device_path)
+            .or_else(|| exports().next())
+            .map(|(r, _, _)| r),
+    }
 }
 
 pub fn device_of(running: &Running, rec: &ManagedDevice) -> Option<usize> {
@@ -222,22 +249,19 @@ pub fn plan_apply(desired: &Desired, running: &Running, record: &Record, file: &
         });
     }
 
-    // Exports: by address.
+    // Exports: by address and name.
     let mut creates = Vec::new();
     for (i, d) in desired.exports.iter().enumerate() {
-        let Some(r) = running
-            .entries
-            .iter()
-            .position(|e| matches!(e.kind, EntryKind::Export { .. }) && e.addr == d.addr)
-        else {
+        let Some(r) = export_for(&running.entries, d) else {
             creates.push(Step::CreateExport(i));
             plan.exports.push(None);
             continue;
         };
         if let Some(other) = held_by(r) {
             plan.conflicts.push(format!(
-                "{shown}:{}: the export on {} is managed by {other}; left alone",
-                d.line, d.addr
+                "{shown}:{}: the {} is managed by {other}; left alone",
+                d.line,
+                d.label()
             ));
             plan.exports.push(None);
             continue;
@@ -254,12 +278,16 @@ pub fn plan_apply(desired: &Desired, running: &Running, record: &Record, file: &
             _ => managed_export(d, &running.entries[r], rec.is_none_or(|rec| rec.known)),
         };
         if !diffs.is_empty() {
+            let name = match &running.entries[r].kind {
+                EntryKind::Export { name: Some(n), .. } => format!(" -n {n}"),
+                _ => String::new(),
+            };
             plan.recreate.push(Recreate {
-                what: format!("the export on {}", d.addr),
+                what: format!("the {}", d.label()),
                 line: d.line,
                 changes: diffs,
                 how: format!(
-                    "dstcfg unexport -r {}, then dstcfg apply (its devices reconnect)",
+                    "dstcfg unexport -r {}{name}, then dstcfg apply (its devices reconnect)",
                     d.addr
                 ),
             });
@@ -443,12 +471,13 @@ pub fn plan_down(
 
 /// The record of an export entry matched or created.
 pub fn managed_export(d: &DesiredExport, running: &ListEntry, known: bool) -> ManagedExport {
-    let path = match &running.kind {
-        EntryKind::Export { path, .. } => path.clone(),
-        EntryKind::Device { .. } => String::new(),
+    let (path, name) = match &running.kind {
+        EntryKind::Export { path, name, .. } => (path.clone(), name.clone()),
+        EntryKind::Device { .. } => (String::new(), None),
     };
     ManagedExport {
         addr: d.addr,
+        name,
         path,
         size: d.entry.size,
         max_io_pages: d.entry.max_io_pages,
@@ -812,9 +841,18 @@ pub(crate) mod tests {
                     let e = &d.exports[*i];
                     let mut entry = export(&e.addr.to_string(), &e.device_path);
                     entry.read_only = e.entry.read_only;
-                    if let EntryKind::Export { allow, shared, .. } = &mut entry.kind {
+                    if let EntryKind::Export {
+                        allow,
+                        shared,
+                        name,
+                        ..
+                    } = &mut entry.kind
+                    {
                         *allow = e.entry.allow.iter().map(|a| a.0).collect();
                         *shared = e.entry.shared;
+                        if e.entry.name.is_some() {
+                            name.clone_from(&e.entry.name);
+                        }
                     }
                     entry.protection = e.entry.protection.map(|p| p.number()).or(entry.protection);
                     created.exports.push(managed_export(e, &entry, true));
@@ -914,6 +952,37 @@ loss_timeout = \"30s\"
             },
             entries,
         }
+    }
+
+    #[test]
+    fn several_exports_on_one_address_by_name() {
+        let two = "[[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram0\"\nname = \"alpha\"\n\n\
+                   [[export]]\nlisten = \"127.0.0.1\"\npath = \"/dev/ram1\"\nname = \"beta\"\n";
+        let (plan, after, record) = apply(two, &running(Vec::new()), &Record::default());
+        assert_eq!(plan.steps, [Step::CreateExport(0), Step::CreateExport(1)]);
+        assert_eq!(after.entries.len(), 2);
+        let names: Vec<_> = record.files[FILE]
+            .exports
+            .iter()
+            .map(|e| e.name.as_deref())
+            .collect();
+        assert_eq!(names, [Some("alpha"), Some("beta")]);
+        let (again, _, record) = apply(two, &after, &record);
+        assert!(again.in_sync(), "{again:#?}");
+        // beta taken out of the file: beta alone stops, by name.
+        let alpha = two.split("\n\n").next().unwrap();
+        let (plan, after, _) = apply(alpha, &after, &record);
+        let [Step::Unexport(rec)] = plan.steps.as_slice() else {
+            panic!("{plan:#?}");
+        };
+        assert_eq!(rec.name.as_deref(), Some("beta"));
+        assert!(matches!(&after.entries[..],
+            [ListEntry { kind: EntryKind::Export { name: Some(n), .. }, .. }] if n == "alpha"));
+        // An export of another name at the address is not the entry's.
+        let hand = vec![export("127.0.0.1:1025", "/dev/ram0")];
+        let (plan, after, _) = apply(alpha, &running(hand), &Record::default());
+        assert_eq!(plan.steps, [Step::CreateExport(0)]);
+        assert_eq!(after.entries.len(), 2);
     }
 
     #[test]

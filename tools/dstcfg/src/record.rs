@@ -47,8 +47,13 @@ pub struct Managed {
 /// An export `apply` created or adopted, as it was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagedExport {
-    /// Where it listens (its identity).
+    /// Where it listens (with `name`, its identity).
     pub addr: SocketAddr,
+    /// Its name, as the kernel reports it: which of several exports of
+    /// `addr` it is (none: a record written before names; the only export
+    /// there).
+    #[serde(default)]
+    pub name: Option<String>,
     /// The block device, as the kernel reports it.
     pub path: String,
     /// `size` as given (`None`: the whole device).
@@ -203,6 +208,7 @@ mod tests {
             Managed {
                 exports: vec![ManagedExport {
                     addr: "127.0.0.1:1025".parse().unwrap(),
+                    name: Some("alpha".into()),
                     path: "/dev/ram0".into(),
                     size: Some(1 << 20),
                     max_io_pages: None,
@@ -231,6 +237,12 @@ mod tests {
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(LockedRecord::open(&path).unwrap().record, saved);
+        // A record of an older dstcfg, without export names, reads.
+        let old: ManagedExport = serde_json::from_str(
+            r#"{"addr": "127.0.0.1:1025", "path": "/dev/ram0", "known": true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.name, None);
         // A damaged record is an error that says what to do.
         fs::write(&path, "{").unwrap();
         let err = format!("{:#}", LockedRecord::open(&path).err().unwrap());

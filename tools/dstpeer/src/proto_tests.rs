@@ -4,7 +4,7 @@
 
 use crate::proto::*;
 
-const ALL_KINDS: [Kind; 11] = [
+const ALL_KINDS: [Kind; 13] = [
     Kind::Hello,
     Kind::HelloReply,
     Kind::Io,
@@ -16,6 +16,8 @@ const ALL_KINDS: [Kind; 11] = [
     Kind::KeyUpdate,
     Kind::Release,
     Kind::Resize,
+    Kind::Discover,
+    Kind::DiscoverReply,
 ];
 
 const ALL_OPS: [Op; 5] = [Op::Read, Op::Write, Op::Flush, Op::Discard, Op::WriteZeroes];
@@ -219,7 +221,7 @@ fn kind_values() {
     for v in 0..=u8::MAX {
         match Kind::from_u8(v) {
             Some(k) => assert_eq!(k.as_u8(), v),
-            None => assert!(v == 0 || v > 10, "{v}"),
+            None => assert!(v == 0 || v > 13, "{v}"),
         }
     }
 }
@@ -310,6 +312,10 @@ fn round_trip_every_kind() {
         Header::release(),
         Header::resize(4096),
         Header::resize(MAX_SIZE),
+        Header::discover(),
+        Header::discover_reply(0),
+        Header::discover_reply(3),
+        Header::discover_reply(MAX_DISCOVERED as u32),
     ];
     headers.extend(ALL_STATUSES.map(Header::hello_reply));
     for op in ALL_OPS {
@@ -333,6 +339,65 @@ fn round_trip_every_kind() {
         assert_eq!(Header::decode(&b), Ok(h), "{h:?}");
         assert_eq!(Header::decode(&b).map(|d| d.encode()), Ok(b));
     }
+}
+
+#[test]
+fn discover_shapes() {
+    // DISCOVER: the 40-byte header alone, kind 12, every other field zero.
+    let b = Header::discover().encode();
+    let mut want = [0u8; HEADER_LEN];
+    want[..4].copy_from_slice(&MAGIC.to_be_bytes());
+    want[4] = 12;
+    assert_eq!(b, want);
+    let set_payload =
+        |v: u32| move |b: &mut [u8; HEADER_LEN]| b[12..16].copy_from_slice(&v.to_be_bytes());
+    let bad_payload = Err(ProtoError::BadPayload);
+    assert_eq!(
+        decode_patched(Header::discover(), set_payload(64)),
+        bad_payload
+    );
+    assert_eq!(
+        decode_patched(Header::discover(), |b| b[16] = 1),
+        Err(ProtoError::Reserved)
+    );
+    assert_eq!(
+        decode_patched(Header::discover(), |b| b[11] =
+            Status::Invalid.as_u32() as u8),
+        Err(ProtoError::BadStatus)
+    );
+    // DISCOVER_REPLY: whole names, at most MAX_DISCOVERED of them.
+    let r = Header::discover_reply(2);
+    assert_eq!((r.kind.as_u8(), r.payload), (13, 2 * NAME_LEN as u32));
+    assert_eq!(
+        Header::discover_reply(u32::MAX).payload,
+        (MAX_DISCOVERED * NAME_LEN) as u32
+    );
+    let max = (MAX_DISCOVERED * NAME_LEN) as u32;
+    for n in [0, 64, 128, max] {
+        assert!(decode_patched(r, set_payload(n)).is_ok(), "{n}");
+    }
+    for n in [1, 63, 65, 100, max + 64, MAX_IO_BYTES_LIMIT] {
+        assert_eq!(decode_patched(r, set_payload(n)), bad_payload, "{n}");
+    }
+    assert_eq!(decode_patched(r, |b| b[24] = 1), Err(ProtoError::Reserved));
+}
+
+#[test]
+fn discovered_names_from_the_wire() {
+    let mut f = [0u8; NAME_LEN];
+    f[..5].copy_from_slice(b"alpha");
+    let n = Name::from_wire(f);
+    assert!(n.valid());
+    assert_eq!(n.as_bytes(), b"alpha");
+    assert_eq!(Some(n), Name::new(b"alpha"));
+    let mut junk = f;
+    junk[10] = b'x';
+    assert!(!Name::from_wire(junk).valid(), "bytes after the NUL");
+    let mut space = f;
+    space[2] = b' ';
+    assert!(!Name::from_wire(space).valid(), "a space");
+    assert!(!Name::from_wire([b'a'; NAME_LEN]).valid(), "no NUL");
+    assert!(Name::from_wire([0; NAME_LEN]).is_empty());
 }
 
 #[test]
@@ -446,7 +511,7 @@ fn decode_bad_magic() {
 
 #[test]
 fn decode_bad_kind() {
-    for k in [0, 12, 0x80, 0xff] {
+    for k in [0, 14, 0x80, 0xff] {
         assert_eq!(
             decode_patched(Header::ping(1), |b| b[4] = k),
             Err(ProtoError::BadKind)

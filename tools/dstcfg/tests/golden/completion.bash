@@ -25,6 +25,9 @@ _dstcfg() {
             dstcfg,delete)
                 cmd="dstcfg__subcmd__delete"
                 ;;
+            dstcfg,discover)
+                cmd="dstcfg__subcmd__discover"
+                ;;
             dstcfg,down)
                 cmd="dstcfg__subcmd__down"
                 ;;
@@ -73,6 +76,9 @@ _dstcfg() {
             dstcfg__subcmd__help,delete)
                 cmd="dstcfg__subcmd__help__subcmd__delete"
                 ;;
+            dstcfg__subcmd__help,discover)
+                cmd="dstcfg__subcmd__help__subcmd__discover"
+                ;;
             dstcfg__subcmd__help,down)
                 cmd="dstcfg__subcmd__help__subcmd__down"
                 ;;
@@ -119,18 +125,18 @@ _dstcfg() {
 
     case "${cmd}" in
         dstcfg)
-            opts="-a -h -V --action --help --version export unexport release local delete set list status monitor check genkey apply save down resize help"
+            opts="-a -h -V --action --help --version export unexport release local delete set list status monitor check genkey apply save down resize discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize discover" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "export unexport release local delete set list status monitor check genkey apply save down resize discover" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -222,6 +228,36 @@ _dstcfg() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__discover)
+            opts="-p -r -h --port --json --remote --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -432,7 +468,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help)
-            opts="export unexport release local delete set list status monitor check genkey apply save down resize help"
+            opts="export unexport release local delete set list status monitor check genkey apply save down resize discover help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -474,6 +510,20 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__help__subcmd__delete)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dstcfg__subcmd__help__subcmd__discover)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -823,7 +873,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__release)
-            opts="-p -r -h --port --remote --help"
+            opts="-p -n -r -h --port --name --remote --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -834,6 +884,14 @@ _dstcfg() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1003,7 +1061,7 @@ _dstcfg() {
             return 0
             ;;
         dstcfg__subcmd__unexport)
-            opts="-p -r -h --port --remote --help"
+            opts="-p -n -r -h --port --name --remote --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1014,6 +1072,14 @@ _dstcfg() {
                     return 0
                     ;;
                 -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
