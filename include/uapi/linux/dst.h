@@ -55,7 +55,8 @@ enum dst_attr {
 	DST_A_ADDR,		/* binary: IPv4 (4 bytes) or IPv6 (16 bytes) address */
 	DST_A_PORT,		/* u16: TCP port (host order) */
 	DST_A_PATH,		/* string: backing block device of an export */
-	DST_A_READ_ONLY,	/* flag: export: serve read-only */
+	DST_A_READ_ONLY,	/* flag: EXPORT_ADD: serve read-only; DEV_ADD: ask for */
+				/*      reads only (never the writer); in replies */
 	DST_A_SIZE,		/* u64: export: size cap in bytes; replies: size */
 	DST_A_MAX_IO_PAGES,	/* u32: largest request, in 4 KiB pages (1..1024) */
 	DST_A_INDEX,		/* u32: device index N of /dev/dstN */
