@@ -132,13 +132,9 @@ fn describe(step: &Step, desired: Option<&Desired>, done: bool) -> String {
         Step::DeleteDevice(rec) => {
             format!("{verb} /dev/dst{} (device for {})", rec.index, rec.addr)
         }
-        Step::Unexport(rec) => match &rec.name {
-            Some(name) => format!(
-                "{verb} the export on {} ({}), named {name}",
-                rec.addr, rec.path
-            ),
-            None => format!("{verb} the export on {} ({})", rec.addr, rec.path),
-        },
+        // As before names: the address and device tell the export apart
+        // on this node (scripts match these lines).
+        Step::Unexport(rec) => format!("{verb} the export on {} ({})", rec.addr, rec.path),
         Step::CreateExport(i) => {
             let d = &desired.expect("apply has a file").exports[*i];
             format!(
