@@ -158,7 +158,7 @@ log "down"
 out=$(dstcfg down -f "$conf") || fail "dstcfg down exited $?: $out"
 printf '%s\n' "$out"
 assert_eq "$out" "deleted /dev/dst5 (device for 127.0.0.1:1025)
-stopped the export on 127.0.0.1:1025 (/dev/ram0), named $(hostname):ram0" "down"
+stopped the export on 127.0.0.1:1025 (/dev/ram0)" "down"
 assert_eq "$(count export)" 1 "exports after down"
 assert_eq "$(count device)" 1 "devices after down"
 [ -e /sys/block/dst0 ] || fail "down removed the device made by hand"
