@@ -322,7 +322,10 @@ fn first_message(
 /// Answers a DISCOVER: the names of the exports here whose allow-list
 /// admits the client's address, at most [`MAX_DISCOVERED`].
 fn discover(p: &Pending, sock: &Socket) {
-    let mut body = [0u8; MAX_DISCOVERED * NAME_LEN];
+    // 4 KiB: not on the thread's stack.
+    let Ok(mut body) = KVec::from_elem(0u8, MAX_DISCOVERED * NAME_LEN, GFP_KERNEL) else {
+        return;
+    };
     let mut n = 0;
     for e in p.port.exports.lock().iter() {
         if n == MAX_DISCOVERED || e.allow.check(p.peer.0.as_ref()) == Verdict::Refused {
