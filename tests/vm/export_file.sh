@@ -18,6 +18,7 @@
 # exported read-write. That image exported --read-only serves its data and
 # refuses writes forced past the device's read-only flag.
 # timeout: 900
+# udev: yes
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"

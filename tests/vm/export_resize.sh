@@ -19,6 +19,7 @@
 #      keeps its size, reads beyond the device's new end fail.
 # Sizes before and after are logged (lines "size ...").
 # timeout: 600
+# udev: yes
 set -euo pipefail
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
