@@ -162,17 +162,15 @@ impl Port {
         drop(pending);
     }
 
-    /// The export a HELLO asking for `name` is for: the one of that name,
-    /// or with an empty name the only one here.
+    /// The export a HELLO asking for `name` is for: the only one here,
+    /// whatever the name (its handshake refuses, counts and logs another
+    /// name, as before ports were shared), or the one of that name.
     fn export_for(&self, name: &Name) -> Option<Arc<Inner>> {
         let exports = self.exports.lock();
-        if name.is_empty() {
-            return match exports.as_slice() {
-                [only] => Some(only.clone()),
-                _ => None,
-            };
+        match exports.as_slice() {
+            [only] => Some(only.clone()),
+            several => several.iter().find(|e| e.name == *name).cloned(),
         }
-        exports.iter().find(|e| e.name == *name).cloned()
     }
 
     /// Refuses a connection from an address no export here allows, before
@@ -303,7 +301,7 @@ fn first_message(
                 let _ = sock.send_all(&Header::hello_reply(status).encode(), false);
                 Err(Dropped)
             };
-            let Ok(hello) = HelloBody::decode(&body) else {
+            let Ok(hello) = HelloBody::decode(&body).and_then(|h| h.validate().map(|()| h)) else {
                 return refuse(Status::Invalid);
             };
             let Some(export) = port.export_for(&hello.export) else {

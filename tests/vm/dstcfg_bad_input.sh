@@ -2,7 +2,8 @@
 #
 # dstcfg_bad_input.sh - bad dstcfg input gives a clear error and changes
 # nothing: a missing backing device, a character device, a port in use, a local
-# node with nothing listening, deleting what does not exist, duplicate exports,
+# node with nothing listening, deleting what does not exist, duplicate exports
+# (a name taken on the port, a device exported twice),
 # --client-id 0 (usage error, exit 2) and --client-id on an action other than
 # local. The accepted form is checked too: a device made with --client-id
 # 0x1234 is listed with that id (JSON and table), one made without gets a
@@ -34,9 +35,18 @@ assert_eq "$RC" 2 "exit status of set --client-id (usage error)"
 assert_contains "$ERR" "--client-id cannot be used with set" "set --client-id"
 assert_eq "$(dstcfg -a list --json)" "[]" "nothing was created"
 
-dstcfg -r 127.0.0.1 -a export -f /dev/ram0
-expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram1
-log "duplicate listen address: $ERR"
+dstcfg -r 127.0.0.1 -a export -f /dev/ram0 -n first
+expect_fail dstcfg -r 127.0.0.1 -a export -f /dev/ram1 -n first
+log "duplicate name on one port: $ERR"
+# A port another program listens on.
+"$PYTHON" -c 'import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 1027)); s.listen(); time.sleep(60)' &
+squatter=$!
+for _ in $(seq 100); do ss -ltn | grep -q '127.0.0.1:1027 ' && break; sleep 0.1; done
+expect_fail dstcfg -r 127.0.0.1 -p 1027 -a export -f /dev/ram1
+kill "$squatter"
+log "port in use by another program: $ERR"
 expect_fail dstcfg -r 127.0.0.1 -p 1026 -a export -f /dev/ram0
 log "device already exported: $ERR"
 n=$(dstcfg -a list --json | "$PYTHON" -c 'import json,sys; print(len(json.load(sys.stdin)))')
