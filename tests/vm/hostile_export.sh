@@ -101,7 +101,8 @@ done
 
 log "=== a client that stops reading"
 port=$((port + 1))
-dstcfg -r 127.0.0.1 -p "$port" -a export -f /dev/ram0 --size 64M
+# --shared: the stall client is another local node identity.
+dstcfg -r 127.0.0.1 -p "$port" -a export -f /dev/ram0 --size 64M --shared
 exp=$(grep -l "127.0.0.1:$port" /sys/kernel/dst/export*/listen | head -1)
 exp=${exp%/listen}
 dev=$(dstcfg -r 127.0.0.1 -p "$port" -a local)
@@ -112,10 +113,12 @@ read_bw() {
         --output-format=terse --terse-version=3 | awk -F';' '{print $7}'
 }
 bw0=$(read_bw 8)
+own=$(cat "$exp/sessions")
 "$peer" client "127.0.0.1:$port" stall 45 >"$tmp/stall.log" 2>&1 &
 stall=$!
 sleep 3
 log "stall client: $(cat "$tmp/stall.log")"
+[ "$(cat "$exp/sessions")" -gt "$own" ] || failures+=("stall: the stall client has no session")
 bw1=$(read_bw 8)
 read -r held budget <"$exp/memory_bytes"
 max_io=$(cat "$exp/max_io_bytes")
@@ -125,7 +128,7 @@ log "device read throughput: $bw0 KiB/s alone, $bw1 KiB/s beside the stalled cli
 # The export gives up on the stalled session within its send timeout.
 closed=
 for _ in $(seq 60); do
-    if [ "$(cat "$exp/sessions")" = 1 ]; then closed=1; break; fi
+    if [ "$(cat "$exp/sessions")" = "$own" ]; then closed=1; break; fi
     sleep 1
 done
 [ -n "$closed" ] || failures+=("stall: the export still has $(cat "$exp/sessions") sessions")

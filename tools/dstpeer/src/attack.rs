@@ -131,7 +131,7 @@ const CASES: &[(&str, Needs, &str, Case)] = &[
     ("epoch-stale", Needs::Any, "HELLO of an epoch below a live session's (same client): BUSY, the live session goes on", epoch_stale),
     ("epoch-fences-device", Needs::Any, "sessions of queues 0 and 1 of one client, epoch E: both live; a HELLO of epoch E+1: both closed", epoch_fences_device),
     ("hello-protection", Needs::Any, "protection mode 9: INVALID", hello_protection),
-    ("hello-auth-flag", Needs::Any, "auth flag 2: INVALID", hello_auth_flag),
+    ("hello-flags", Needs::Any, "an undefined HELLO flag (bit 2): INVALID", hello_flags),
     ("hello-alg-no-nul", Needs::Any, "64 non-NUL alg bytes: INVALID", hello_alg_no_nul),
     ("hello-alg-junk", Needs::Any, "bytes after the alg's NUL: INVALID", hello_alg_junk),
     ("hello-share-no-key", Needs::Any, "a key share without a key: INVALID", hello_share_no_key),
@@ -719,8 +719,8 @@ fn hello_protection(ctx: &mut Ctx) -> Res<String> {
     refused_bytes(ctx, Status::Invalid, |b| b[32] = 9)
 }
 
-fn hello_auth_flag(ctx: &mut Ctx) -> Res<String> {
-    refused_bytes(ctx, Status::Invalid, |b| b[33] = 2)
+fn hello_flags(ctx: &mut Ctx) -> Res<String> {
+    refused_bytes(ctx, Status::Invalid, |b| b[33] |= 4)
 }
 
 fn hello_alg_no_nul(ctx: &mut Ctx) -> Res<String> {
