@@ -18,6 +18,12 @@
 //! news that is not an item: the export's sessions learn so that the device
 //! grew, and their sender tells its peer.
 //!
+//! A producer that can consume too ([`Handoff::hold`]) keeps pushes from
+//! waking the consumer while it holds, and takes what was pushed when it
+//! lets go: the export's receive thread answers a request whose bio
+//! completed inline (a RAM disk, a cache hit) itself, with no wake-up and
+//! no second thread on the way.
+//!
 //! Lifetime. A pusher still touches the hand-off (to wake the consumer) after
 //! its item is on the list, so the consumer may already have taken and
 //! dropped the item, and with it perhaps what kept the hand-off alive. Each
@@ -40,8 +46,19 @@ mod ffi {
         pub(super) fn dst_handoff_push(
             list: *mut bindings::llist_head,
             wait: *mut bindings::wait_queue_head,
+            held: *mut bindings::atomic_t,
             node: *mut bindings::llist_node,
         );
+        pub(super) fn dst_handoff_hold(held: *mut bindings::atomic_t);
+        pub(super) fn dst_handoff_unhold(
+            list: *mut bindings::llist_head,
+            wait: *mut bindings::wait_queue_head,
+            held: *mut bindings::atomic_t,
+        );
+        pub(super) fn dst_handoff_release(
+            list: *mut bindings::llist_head,
+            held: *mut bindings::atomic_t,
+        ) -> *mut bindings::llist_node;
         pub(super) fn dst_handoff_wait(
             list: *mut bindings::llist_head,
             wait: *mut bindings::wait_queue_head,
@@ -108,6 +125,9 @@ pub(crate) struct Handoff<T: Linked> {
     /// Set by [`Handoff::kick`], cleared by [`Handoff::kicked`].
     #[pin]
     kicked: Opaque<bindings::atomic_t>,
+    /// The number of [`Hold`]s: pushes wake the consumer only when 0.
+    #[pin]
+    held: Opaque<bindings::atomic_t>,
     _items: PhantomData<Pin<KBox<T>>>,
 }
 
@@ -128,12 +148,15 @@ impl<T: Linked> Handoff<T> {
             wait <- Opaque::ffi_init(|p| unsafe { ffi::dst_handoff_init_wait(p) }),
             // An `atomic_t` of 0: not kicked.
             kicked: Opaque::zeroed(),
+            // An `atomic_t` of 0: not held.
+            held: Opaque::zeroed(),
             _items: PhantomData,
         })
     }
 
-    /// Hands `item` to the consumer of its hand-off and wakes it. Callable
-    /// in any context, hard interrupts included.
+    /// Hands `item` to the consumer of its hand-off and wakes it, unless a
+    /// [`Hold`] will take it. Callable in any context, hard interrupts
+    /// included.
     pub(crate) fn push(item: Pin<KBox<T>>) {
         let this: *const Self = item.handoff();
         // SAFETY: the item is not moved out of its box: it comes back
@@ -148,7 +171,7 @@ impl<T: Linked> Handoff<T> {
         // INVARIANT: the list now owns the leaked item.
         unsafe {
             let this = &*this;
-            ffi::dst_handoff_push(this.list.get(), this.wait.get(), node);
+            ffi::dst_handoff_push(this.list.get(), this.wait.get(), this.held.get(), node);
         }
     }
 
@@ -181,6 +204,15 @@ impl<T: Linked> Handoff<T> {
         unsafe { ffi::dst_handoff_kicked(self.kicked.get()) }
     }
 
+    /// Keeps pushes from waking the consumer until the hold is released,
+    /// which takes what they pushed: for a producer that would rather
+    /// consume its own items when they come at once.
+    pub(crate) fn hold(&self) -> Hold<'_, T> {
+        // SAFETY: the counter is initialised and pinned.
+        unsafe { ffi::dst_handoff_hold(self.held.get()) };
+        Hold(self)
+    }
+
     /// Waits until every push that has begun has returned (see the module
     /// documentation). Sleeps.
     pub(crate) fn quiesce(&self) {
@@ -199,6 +231,37 @@ impl<T: Linked> PinnedDrop for Handoff<T> {
             next: first,
             _items: PhantomData,
         });
+    }
+}
+
+/// A [`Handoff::hold`]: pushes meanwhile leave the consumer asleep;
+/// [`Hold::release`] (or drop, which wakes the consumer instead) ends it.
+#[must_use]
+pub(crate) struct Hold<'a, T: Linked>(&'a Handoff<T>);
+
+impl<T: Linked> Hold<'_, T> {
+    /// Ends the hold and takes every item there is, the holder's to consume
+    /// (a push after this wakes the consumer again).
+    pub(crate) fn release(self) -> Batch<T> {
+        let h = self.0;
+        core::mem::forget(self);
+        // SAFETY: list and counter are initialised and pinned; this ends
+        // the hold `Handoff::hold` began.
+        let first = unsafe { ffi::dst_handoff_release(h.list.get(), h.held.get()) };
+        Batch {
+            next: first,
+            _items: PhantomData,
+        }
+    }
+}
+
+impl<T: Linked> Drop for Hold<'_, T> {
+    fn drop(&mut self) {
+        // Not released: what was pushed meanwhile is the consumer's.
+        let h = self.0;
+        // SAFETY: list, wait queue and counter are initialised and pinned;
+        // this ends the hold `Handoff::hold` began.
+        unsafe { ffi::dst_handoff_unhold(h.list.get(), h.wait.get(), h.held.get()) };
     }
 }
 

@@ -791,6 +791,19 @@ bool dst_shim_sock_has_data(struct socket *sock)
 	return !skb_queue_empty_lockless(&sock->sk->sk_receive_queue);
 }
 
+/*
+ * Bytes a send can queue now without waiting for memory (a snapshot; only
+ * acknowledgements make it grow while the caller is the only sender).
+ */
+int dst_shim_sock_send_room(struct socket *sock)
+{
+	struct sock *sk = sock->sk;
+
+	if (!sk_stream_memory_free(sk))
+		return 0;
+	return max(sk_stream_wspace(sk), 0);
+}
+
 void dst_shim_put_net(struct net *net)
 {
 	put_net(net);

@@ -117,12 +117,42 @@ void dst_handoff_init_wait(struct wait_queue_head *wait)
  * freeing the hand-off.
  */
 void dst_handoff_push(struct llist_head *list, struct wait_queue_head *wait,
-		      struct llist_node *node)
+		      atomic_t *held, struct llist_node *node)
 {
 	rcu_read_lock();
+	/*
+	 * llist_add() is fully ordered, as is dst_handoff_release(): either
+	 * this sees the hold ended and wakes the consumer, or the holder's
+	 * take sees the item.
+	 */
 	llist_add(node, list);
-	wake_up(wait);
+	if (!atomic_read(held))
+		wake_up(wait);
 	rcu_read_unlock();
+}
+
+/* Pushes until the matching release leave the consumer asleep. */
+void dst_handoff_hold(atomic_t *held)
+{
+	atomic_inc(held);
+}
+
+/* Ends a hold, leaving what was pushed to the consumer. */
+void dst_handoff_unhold(struct llist_head *list, struct wait_queue_head *wait,
+			atomic_t *held)
+{
+	atomic_dec(held);
+	smp_mb__after_atomic();
+	if (!llist_empty(list))
+		wake_up(wait);
+}
+
+/* Ends a hold and takes what was pushed, oldest first. */
+struct llist_node *dst_handoff_release(struct llist_head *list, atomic_t *held)
+{
+	atomic_dec(held);
+	smp_mb__after_atomic();
+	return dst_handoff_take(list);
 }
 
 void dst_handoff_quiesce(void)

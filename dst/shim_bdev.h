@@ -34,7 +34,11 @@ struct wait_queue_head;
 void dst_handoff_init_list(struct llist_head *list);
 void dst_handoff_init_wait(struct wait_queue_head *wait);
 void dst_handoff_push(struct llist_head *list, struct wait_queue_head *wait,
-		      struct llist_node *node);
+		      atomic_t *held, struct llist_node *node);
+void dst_handoff_hold(atomic_t *held);
+void dst_handoff_unhold(struct llist_head *list, struct wait_queue_head *wait,
+			atomic_t *held);
+struct llist_node *dst_handoff_release(struct llist_head *list, atomic_t *held);
 struct llist_node *dst_handoff_take(struct llist_head *list);
 void dst_handoff_quiesce(void);
 struct llist_node *dst_handoff_wait(struct llist_head *list,

@@ -201,6 +201,8 @@ struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 	set->cmd_size = p->cmd_size;
 	set->timeout = msecs_to_jiffies(p->timeout_ms);
 	set->driver_data = driver_data;
+	/* queue_rq may send on the socket (dst/local_node/send.rs). */
+	set->flags = BLK_MQ_F_BLOCKING;
 	err = blk_mq_alloc_tag_set(set);
 	if (err) {
 		kfree(set);

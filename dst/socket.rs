@@ -35,6 +35,7 @@ mod ffi {
         pub(super) fn dst_shim_noreclaim_restore(flags: c_int);
         pub(super) fn dst_shim_sock_timeouts(sock: *mut c_void, snd_ms: u32, rcv_ms: u32);
         pub(super) fn dst_shim_sock_has_data(sock: *mut c_void) -> bool;
+        pub(super) fn dst_shim_sock_send_room(sock: *mut c_void) -> c_int;
         pub(super) fn sock_set_reuseaddr(sk: *mut bindings::sock);
     }
 }
@@ -379,6 +380,15 @@ impl Socket {
         // SAFETY: the socket is valid (type invariant); the check takes no
         // lock and only reads.
         unsafe { ffi::dst_shim_sock_has_data(self.sock.as_ptr().cast()) }
+    }
+
+    /// How many bytes a send can queue now without waiting for socket
+    /// memory (a snapshot: for the only sender, a lower bound).
+    pub(crate) fn send_room(&self) -> usize {
+        // SAFETY: the socket is valid (type invariant); the check takes no
+        // lock and only reads.
+        let room = unsafe { ffi::dst_shim_sock_send_room(self.sock.as_ptr().cast()) };
+        usize::try_from(room).unwrap_or(0)
     }
 
     /// The peer's address, if it is IPv4 or IPv6.

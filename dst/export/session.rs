@@ -6,8 +6,9 @@
 //! handshake, checks it and starts its request. Back-pressure keeps the
 //! session within its queue depth (`wait_room`, its [`InFlight`] count) and its
 //! share of the export's memory budget ([`Charge`]); a fence stops it for a
-//! newer connection of the same local node. The sender thread
-//! ([`sender_main`]) answers the finished requests.
+//! newer connection of the same local node. A request whose bio completes
+//! inline is answered by the receive thread itself; the sender thread
+//! ([`sender_main`]) answers the others.
 //!
 //! This is the state of one connection and its two threads, and what bounds
 //! what the connection may hold. It is apart from admission (`listener.rs`:
@@ -46,7 +47,7 @@ use crate::{
         IoData, //
     },
     error::code,
-    handoff::Handoff,
+    handoff::{Batch, Handoff},
     kthread::{
         self,
         Thread, //
@@ -632,7 +633,12 @@ impl Session {
                 return Ok(());
             }
         };
+        // A bio that completes inline (a RAM disk, a cache hit) is
+        // answered from here, without waking the sender; one that does
+        // not is the sender's when it completes.
+        let hold = self.replies.hold();
         start_bio(io, bio_op);
+        self.answer(hold.release());
         Ok(())
     }
 
@@ -744,7 +750,7 @@ impl Session {
 /// time, until the session stops it (once nothing is in flight).
 fn sender_main(s: &Arc<Session>) {
     loop {
-        let mut batch = s.replies.wait();
+        let batch = s.replies.wait();
         if s.replies.kicked() {
             s.tell_size();
         }
@@ -754,6 +760,13 @@ fn sender_main(s: &Arc<Session>) {
             }
             continue;
         }
+        s.answer(batch);
+    }
+}
+
+impl Session {
+    /// Sends the replies of finished requests, and frees the requests.
+    fn answer(&self, mut batch: Batch<Io>) {
         while let Some(mut io) = batch.next() {
             let read_ok = io.req.op == Some(Op::Read) && io.status == Some(Status::Ok);
             let reply = io.req.reply(io.status.unwrap_or(Status::IoError));
@@ -763,18 +776,16 @@ fn sender_main(s: &Arc<Session>) {
             };
             // A failed send shuts the connection down; the receive thread
             // then ends the session, and later replies fail at once.
-            let _ = s.send(&reply, body, !batch.is_empty());
+            let _ = self.send(&reply, body, !batch.is_empty());
             // Its pages and memory budget go back here, and its memory to
             // the spares before its slot is free: the peer may send the
             // next request as soon as it sees this reply, and the receive
             // thread waits for room until then (`Session::wait_room`).
             Io::recycle(io);
-            s.inflight.end();
+            self.inflight.end();
         }
     }
-}
 
-impl Session {
     /// Sends a RESIZE if the export has grown beyond what the local node
     /// was told (never if it did not ask for RESIZE). The sender's: it
     /// goes out between replies, sealed in order with them; a failed send

@@ -549,10 +549,10 @@ impl Driver for Router {
         }
     }
 
-    fn queue_rq(&self, rq: Request<Self>, _last: bool) -> Result<(), (Request<Self>, Error)> {
+    fn queue_rq(&self, rq: Request<Self>, last: bool) -> Result<(), (Request<Self>, Error)> {
         let qid = (rq.info().tag >> 16) as usize;
         match self.queues.get(qid) {
-            Some(q) => q.queue_rq(rq),
+            Some(q) => q.queue_rq(rq, last),
             None => Err((rq, EIO)),
         }
     }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A hardware queue's requests: the send ring `queue_rq` fills, ending
+//! A hardware queue's requests: the send ring `queue_rq` fills (or sends
+//! from, see `send.rs`), ending
 //! requests and counting them, and what happens to the requests of a lost
 //! connection (resent, or failed past the resend limit) or of a BUSY
 //! answer (requeued with backoff).
@@ -49,6 +50,11 @@ impl Ring {
             }
             None => Err(rq),
         }
+    }
+
+    /// The request [`Ring::pop`] would take.
+    pub(super) fn head(&self) -> Option<&Request<Router>> {
+        self.slots.get(self.head)?.as_ref()
     }
 
     pub(super) fn pop(&mut self) -> Option<Request<Router>> {
@@ -210,18 +216,29 @@ impl Shared {
         rq.requeue(1u32 << n.min(10));
     }
 
-    /// Takes a request of this queue from the block layer; never waits.
-    pub(super) fn queue_rq(&self, rq: Request<Router>) -> Result<(), (Request<Router>, Error)> {
+    /// Takes a request of this queue from the block layer (`last`: the
+    /// last of its batch); never waits. Alone on the ring it is sent at
+    /// once from here if the socket has room for it, otherwise by the
+    /// sender thread.
+    pub(super) fn queue_rq(
+        &self,
+        rq: Request<Router>,
+        last: bool,
+    ) -> Result<(), (Request<Router>, Error)> {
         let state = self.conn.get();
         if state == ConnState::Failed || state == ConnState::Closing {
             return Err((rq, EIO));
         }
         rq.pdu().id.store(0, Relaxed);
+        let mut ring = self.ring.lock();
         // Full ring cannot happen (it holds the queue depth); refuse rather
         // than lose the request.
-        let full = self.ring.lock().push(rq);
-        full.map_err(|rq| (rq, EIO))?;
-        self.wake.notify_all();
+        ring.push(rq).map_err(|rq| (rq, EIO))?;
+        let alone = ring.len == 1;
+        drop(ring);
+        if !(alone && last && self.send_from_submitter()) {
+            self.wake.notify_all();
+        }
         Ok(())
     }
 }
