@@ -395,6 +395,38 @@ fn listen_refusal(e: Error) -> Refusal {
     Refusal::new(e, msg)
 }
 
+/// The port an export being started serves on, until the export owns it:
+/// if the start fails, the export is taken off the port again, and a port
+/// left with no export stops (its accept thread holds it, so dropping it
+/// would not).
+struct PortClaim {
+    port: Arc<Port>,
+    /// The export, once the port serves it.
+    added: Option<Arc<Inner>>,
+    /// The start succeeded.
+    kept: bool,
+}
+
+impl PortClaim {
+    /// The start succeeded: the port, for the export to keep.
+    fn keep(mut self) -> Arc<Port> {
+        self.kept = true;
+        self.port.clone()
+    }
+}
+
+impl Drop for PortClaim {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        if let Some(inner) = self.added.take() {
+            self.port.remove(&inner);
+        }
+        self.port.stop_if_unused();
+    }
+}
+
 impl Export {
     /// Opens the device exclusively (read-write unless read-only, the export
     /// being the holder) or the file, and listens: on `port`, the address's port if other
@@ -473,9 +505,13 @@ impl Export {
         };
         let kind = backing.describe();
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;
-        let port = match port {
-            Some(port) => port,
-            None => Port::open(net, addr).map_err(listen_refusal)?,
+        let mut claim = PortClaim {
+            port: match port {
+                Some(port) => port,
+                None => Port::open(net, addr).map_err(listen_refusal)?,
+            },
+            added: None,
+            kept: false,
         };
         let wq = IoQueue::new(c"dst-export")?;
         let max_io = pages * proto::IO_BYTES_ALIGN;
@@ -527,18 +563,21 @@ impl Export {
             ),
         }))?;
         let inner: Arc<Inner> = inner.into();
-        port.add(inner.clone()).map_err(|e| match e {
+        claim.port.add(inner.clone()).map_err(|e| match e {
             EEXIST => Refusal::new(e, c"an export of this name already listens on this address"),
             e => Refusal::from(e),
         })?;
+        claim.added = Some(inner.clone());
         let export = Arc::pin_init(
             try_pin_init!(Export {
                 inner,
-                port <- new_mutex!(Some(port), "Export::port"),
+                port <- new_mutex!(None, "Export::port"),
                 sysfs <- new_mutex!(None, "Export::sysfs"),
             }),
             GFP_KERNEL,
         )?;
+        // From here on the export's own `stop` leaves the port.
+        *export.port.lock() = Some(claim.keep());
         let data = core::ptr::from_ref::<Inner>(&export.inner).cast::<c_void>();
         // SAFETY: `export.inner` lives as long as `export`, whose `stop`
         // (also run by its drop) removes the directory first.

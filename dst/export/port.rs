@@ -148,6 +148,14 @@ impl Port {
         !exports.is_empty()
     }
 
+    /// Stops listening if no export is served here (one that failed to
+    /// start was the only one).
+    pub(super) fn stop_if_unused(&self) {
+        if self.exports.lock().is_empty() {
+            self.stop();
+        }
+    }
+
     /// Stops listening: no connection is accepted or handed over once
     /// this returns. The exports' sessions are theirs to end.
     pub(super) fn stop(&self) {
