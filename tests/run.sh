@@ -27,6 +27,9 @@
 #                            DST_REPO set; output in results/<test>/host.log):
 #                            for work the guest cannot do, such as building
 #                            packages; if it fails, so does the test, unbooted
+#      # exclusive: yes      run alone, not beside another guest test (see
+#                            DST_TEST_JOBS): for tests whose bounds on time
+#                            a second VM on the host's cores could break
 #      # oom-kill: ok        the test may cause an OOM kill: the stack dump of
 #                            an OOM-killer report (its first "Call Trace:" to
 #                            "</TASK>" after "invoked oom-killer:") does not
@@ -41,11 +44,15 @@
 #   results/<test>/{status,note}                 exit status, and why
 #
 # Environment: DST_NO_INSMOD=1 never loads dst.ko (to try the harness without
-# a module); KDIR, DST_CACHE, DST_VM_CPUS, DST_VM_MEMORY as for scripts/vm.sh.
+# a module); DST_TEST_JOBS=N runs up to N guest tests at once (default 2: most
+# of a test's time is spent waiting, on timeouts, outages and the emulated
+# guest's own sleeps, so two VMs share the host's cores well; "# exclusive:
+# yes" tests still run alone); KDIR, DST_CACHE, DST_VM_CPUS, DST_VM_MEMORY as
+# for scripts/vm.sh.
 #
-# Prints one line per test (PASS name (time) / FAIL name (reason), with the
-# last 30 lines of output for failures) and, last, "N passed, M failed". Exit
-# status 1 if anything failed or nothing ran.
+# Prints one line per test as it ends (PASS name (time) / FAIL name (reason),
+# with the last 30 lines of output for failures) and, last, "N passed, M
+# failed". Exit status 1 if anything failed or nothing ran.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -76,7 +83,12 @@ kernel_benign=(
 
 passed=0
 failed=0
-trap 'echo "interrupted"; echo "$passed passed, $((failed + 1)) failed"; exit 130' INT TERM
+jobs_max=${DST_TEST_JOBS:-2}
+[[ $jobs_max =~ ^[1-9][0-9]*$ ]] || jobs_max=1
+# Guest tests running in the background: pid -> name.
+declare -A running=()
+trap 'echo "interrupted"; for p in "${!running[@]}"; do kill -- "$p" 2>/dev/null; done
+      echo "$passed passed, $((failed + 1)) failed"; exit 130' INT TERM
 
 now() { date +%s.%N; }
 since() { awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'; }
@@ -274,6 +286,31 @@ run_guest_test() {
     fi
 }
 
+# A guest test run in the background: its lines go to a file of its own,
+# printed and counted when it ends (collect_one).
+start_guest_test() {
+    local script=$1 name
+    name=$(basename "$script" .sh)
+    mkdir -p "$results/$name"
+    (
+        trap - INT TERM
+        run_guest_test "$script"
+    ) >"$results/$name/runner.out" 2>&1 &
+    running[$!]=$name
+}
+
+# Waits for one background test to end; prints its lines and counts them.
+collect_one() {
+    local pid name
+    wait -n -p pid "${!running[@]}" || true
+    name=${running[$pid]}
+    unset "running[$pid]"
+    cat "$results/$name/runner.out"
+    passed=$((passed + $(grep -c '^PASS ' "$results/$name/runner.out" || true)))
+    failed=$((failed + $(grep -c '^FAIL ' "$results/$name/runner.out" || true)))
+    rm -f "$results/$name/runner.out"
+}
+
 rm -rf "$results"
 mkdir -p "$results"
 
@@ -290,8 +327,15 @@ else
             echo "SKIP $(basename "$script" .sh) (not in the suite: ${suite#no}; run it by name)"
             continue
         fi
-        run_guest_test "$script"
+        if [ "$jobs_max" = 1 ] || [ "$(header_value "$script" exclusive)" = yes ]; then
+            while [ "${#running[@]}" -gt 0 ]; do collect_one; done
+            run_guest_test "$script"
+            continue
+        fi
+        while [ "${#running[@]}" -ge "$jobs_max" ]; do collect_one; done
+        start_guest_test "$script"
     done
+    while [ "${#running[@]}" -gt 0 ]; do collect_one; done
 fi
 
 trap - INT TERM

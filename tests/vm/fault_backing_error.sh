@@ -11,6 +11,7 @@
 # what was written; fio verify outside the range passes; the device stays
 # "connected" with no reconnect counted.
 # timeout: 600
+# exclusive: yes
 # udev: yes
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh

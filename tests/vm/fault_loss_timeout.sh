@@ -15,6 +15,7 @@
 # between a day and infinite is refused. (Hung tasks are caught by the
 # harness.)
 # timeout: 600
+# exclusive: yes
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
@@ -118,9 +119,10 @@ log "reconnects $reconnects, resends $(dst_field dst0 resends || echo '?')"
 # An infinite loss timeout: IO waits out an outage longer than the 5 s that
 # failed it above, and completes once the link is back. Values between a day
 # and infinite are refused.
-expect_fail "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 86400001
+expect_fail ip netns exec loc "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 86400001
 log "loss timeout above a day: $ERR"
-"$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 infinite
+assert_contains "$ERR" "at most a day" "the refusal of a loss timeout above a day"
+ip netns exec loc "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 infinite
 assert_eq "$(cat /sys/block/dst0/dst/loss_timeout_ms)" infinite "sysfs loss_timeout_ms"
 ip -n loc link set veth-loc down
 t_down=$(now_ms)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# module_load_unload.sh - dst.ko survives repeated insmod/rmmod (50 cycles):
+# module_load_unload.sh - dst.ko survives repeated insmod/rmmod (20 cycles):
 # after every load /sys/module/dst exists (state "live") and lsmod lists dst,
 # after every unload neither does; the generic netlink family "dst" goes away
 # with the module (dstcfg -a status then fails saying "not loaded") and comes
@@ -31,7 +31,7 @@ set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
-cycles=${DST_CYCLES:-50}
+cycles=${DST_CYCLES:-20}
 raw=$DST_REPO/tests/netlink_raw.py
 
 in_lsmod() { lsmod | awk '$1 == "dst" { found = 1 } END { exit !found }'; }
