@@ -129,7 +129,7 @@ guide_step_on loc quickstart/status
 assert_contains "$MACHINE_OUT" "wire protocol" "dstcfg status on the local node"
 
 guide_step_on exp quickstart/export
-assert_contains "$MACHINE_OUT" "created the export on 10.9.0.1:1025" "the export node's service"
+assert_contains "$MACHINE_OUT" "created the export $EXPORT_NAME on 10.9.0.1:1025" "the export node's service"
 assert_eq "$(entries)" "export $EXPORT_DISK 10.9.0.1 1025 listening" "running after the export node's service"
 [ -s /run/dst-exp/applied.json ] || fail "the export node has no record of what its file made"
 [ ! -e /run/dst-loc/applied.json ] || fail "the local node has a record before it applied anything"
