@@ -83,7 +83,9 @@ impl Shared {
             Some(BlockOp::Write) => info.length as usize,
             _ => 0,
         };
-        if room < proto::HEADER_LEN + data + MAX_TRAILER {
+        // The frame, and a KEY_UPDATE before it if one is due.
+        let frames = 2 * (proto::HEADER_LEN + MAX_TRAILER);
+        if room < frames + data {
             return false;
         }
         let Some(rq) = ring.pop() else {
