@@ -120,8 +120,8 @@ log "reconnects $reconnects, resends $(dst_field dst0 resends || echo '?')"
 # failed it above, and completes once the link is back. Values between a day
 # and infinite are refused.
 expect_fail ip netns exec loc "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 86400001
-log "loss timeout above a day: $ERR"
-assert_contains "$ERR" "at most a day" "the refusal of a loss timeout above a day"
+log "loss timeout above a day: $OUT"
+assert_contains "$OUT" "at most a day" "the refusal of a loss timeout above a day"
 ip netns exec loc "$PYTHON" "$DST_REPO/tests/netlink_raw.py" --set-loss 0 infinite
 assert_eq "$(cat /sys/block/dst0/dst/loss_timeout_ms)" infinite "sysfs loss_timeout_ms"
 ip -n loc link set veth-loc down
