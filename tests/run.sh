@@ -311,6 +311,22 @@ collect_one() {
     rm -f "$results/$name/runner.out"
 }
 
+# run_order SCRIPT...: the order to start them in, one per line: the
+# exclusive ones first (running one alone later would idle the other slots
+# until the tests beside it end), then the longest first by their timeout,
+# so that a long test does not start last and run on alone.
+run_order() {
+    local script limit
+    for script in "$@"; do
+        limit=$(header_value "$script" timeout)
+        [[ $limit =~ ^[0-9]+$ ]] || limit=$default_timeout
+        if [ "$(header_value "$script" exclusive)" = yes ]; then
+            limit=999999
+        fi
+        printf '%s %s\n' "$limit" "$script"
+    done | sort -k1,1nr -k2,2 | cut -d' ' -f2
+}
+
 rm -rf "$results"
 mkdir -p "$results"
 
@@ -320,7 +336,7 @@ else
     run_host_tests dstcfg
     run_host_tests dstpeer
     shopt -s nullglob
-    for script in tests/vm/*.sh; do
+    for script in $(run_order tests/vm/*.sh); do
         matches "$(basename "$script" .sh)" || continue
         suite=$(header_value "$script" suite)
         if [ -z "$pattern" ] && [[ $suite == no* ]]; then
