@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! A hardware queue's requests: the send ring `queue_rq` fills (or sends
-//! from, see `send.rs`), ending
-//! requests and counting them, and what happens to the requests of a lost
-//! connection (resent, or failed past the resend limit) or of a BUSY
-//! answer (requeued with backoff).
+//! from at once, see `send.rs`), ending requests and counting them, and
+//! what happens to the requests of a lost connection (resent, or failed
+//! past the resend limit) or of a BUSY answer (requeued with backoff).
 
 use kernel::{
     prelude::*,

@@ -76,7 +76,7 @@ impl Shared {
         };
         let mut ring = self.ring.lock();
         let Some(info) = ring.head().map(|rq| rq.info()) else {
-            // The sender took it meanwhile.
+            // Taken meanwhile: failed, the device closing.
             return true;
         };
         let data = match info.op() {
