@@ -52,7 +52,9 @@
 # which keeps no IO statistics, and for fs, whose unit is fio's write with
 # its fsync, not the journal's device IOs). All fields are recorded, idle
 # included, so the report can tell how much of the window the guest's tick
-# accounting saw.
+# accounting saw, and so is whether fio still ran at the window's end (if
+# not, the report drops the window: the job was too short for this shell's
+# delays on a busy host).
 #
 # BENCH_PROFILE=1: after the measured jobs, the jobs in BENCH_PROFILE_JOBS
 # (default: seqwrite randread) run again on the targets in
@@ -137,30 +139,37 @@ run_bounded() {
     wait_bounded $! "$secs"
 }
 
-# cpu_stat: jiffies of all CPUs so far: busy (user nice system irq softirq
+# The helpers that run_job calls while fio runs store their result in the
+# variable VAR instead of printing it: a command substitution forks, and
+# under emulation on a busy host a fork can take a good part of a second,
+# which a short job cannot spare.
+
+# cpu_stat VAR: jiffies of all CPUs so far: busy (user nice system irq softirq
 # steal), user, system, softirq, idle + iowait.
 cpu_stat() {
     local _c us ni sy id io irq sirq st _rest
     read -r _c us ni sy id io irq sirq st _rest </proc/stat
-    echo "$((us + ni + sy + irq + sirq + st)) $us $sy $sirq $((id + io))"
+    printf -v "$1" '%s' "$((us + ni + sy + irq + sirq + st)) $us $sy $sirq $((id + io))"
 }
 
-# dev_ios DEV: requests completed on DEV (reads + writes), from its stat file.
+# dev_ios VAR DEV: requests completed on DEV (reads + writes), from its stat
+# file (0 without one).
 dev_ios() {
-    local f=/sys/block/${1#/dev/}/stat r w
-    [ -r "$f" ] || { echo 0; return; }
-    read -r r _ _ _ w _ <"$f"
-    echo $((r + w))
+    local f=/sys/block/${2#/dev/}/stat r=0 w=0
+    [ ! -r "$f" ] || read -r r _ _ _ w _ <"$f"
+    printf -v "$1" '%s' $((r + w))
 }
 
-# dev_started DEV: requests completed plus in flight on DEV (moves as soon as
-# the first request is issued, even if it takes long to complete).
+# dev_started VAR DEV: requests completed plus in flight on DEV (moves as
+# soon as the first request is issued, even if it takes long to complete).
 dev_started() {
-    local f=/sys/block/${1#/dev/}/stat r w inflight
-    [ -r "$f" ] || { echo 0; return; }
-    read -r r _ _ _ w _ _ _ inflight _ <"$f"
-    echo $((r + w + inflight))
+    local f=/sys/block/${2#/dev/}/stat r=0 w=0 inflight=0
+    [ ! -r "$f" ] || read -r r _ _ _ w _ _ _ inflight _ <"$f"
+    printf -v "$1" '%s' $((r + w + inflight))
 }
+
+# now_us: the time in microseconds, in $now_us.
+now_us() { now_us=${EPOCHREALTIME/[.,]/}; }
 
 # hw_queues DEV: DEV's blk-mq hardware queues (empty if it has none: brd is
 # bio-based). An NVMe namespace with native multipath is bio-based too; its
@@ -442,8 +451,8 @@ fs_release() {
 # window in BASE.*. With PERFDATA, the job runs for the profile runtime and
 # perf record -a -g samples the measured part instead.
 run_job() {
-    local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 t0 a="" b="" ta tb ioa iob
-    local rt=$runtime win file mnt
+    local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 io a="" b="" ta tb ioa iob
+    local rt=$runtime win file mnt alive=0 until
     [ -z "$perfdata" ] || rt=$profile_runtime
     # shellcheck disable=SC2207
     args=($(job_args "$j")) || { log "unknown job $j"; return 1; }
@@ -457,33 +466,46 @@ run_job() {
         file=$mnt/fio.dat
     fi
     kmsg "$t $j start${perfdata:+ (profiled)}"
-    io0=$(dev_started "$d") t0=$EPOCHREALTIME
+    dev_started io0 "$d"
     fio --name="$j" --filename="$file" \
         --time_based --runtime="$rt" --ramp_time="$ramp" "${args[@]}" \
         --norandommap --randrepeat=0 --lat_percentiles=1 --percentile_list=50:99 \
         --output-format=json --output="$base.fio.json" >"$base.fio.err" 2>&1 &
     fpid=$!
     # Wait for IO to flow (the device's counters move; brd keeps none: 1 s),
-    # then for the ramp to end.
+    # then for the ramp to end. The window then lasts the runtime less 1.5 s
+    # (at least 1 s), which leaves that much for the delays of this shell.
     if [ "$t" != brd ] && [ -r "/sys/block/${d#/dev/}/stat" ]; then
-        while kill -0 "$fpid" 2>/dev/null && [ "$(dev_started "$d")" = "$io0" ] &&
-            awk -v s="$t0" -v n="$EPOCHREALTIME" 'BEGIN { exit !(n - s < 60) }'; do
-            sleep 0.1
+        now_us
+        until=$((now_us + 60000000))
+        io=$io0
+        while [ "$io" = "$io0" ] && [ "$now_us" -lt "$until" ] && kill -0 "$fpid" 2>/dev/null; do
+            sleep 0.05
+            dev_started io "$d"
+            now_us
         done
     else
         sleep 1
     fi
-    sleep "$(awk -v r="$ramp" 'BEGIN { print r + 0.3 }')"
-    win=$(awk -v r="$rt" 'BEGIN { w = r - 1.5; print (w < 1 ? 1 : w) }')
+    sleep "$ramp.3"
+    win=1
+    [ "$rt" -lt 3 ] || win=$((rt - 2)).5
     if kill -0 "$fpid" 2>/dev/null; then
-        a=$(cpu_stat) ioa=$(dev_ios "$d") ta=$EPOCHREALTIME
+        cpu_stat a
+        dev_ios ioa "$d"
+        ta=$EPOCHREALTIME
         if [ -n "$perfdata" ]; then
             perf record -a -g -e cpu-clock -F 499 -o "$perfdata" -- sleep "$win" \
                 >"$tmp/perf.err" 2>&1 || log "perf record failed: $(tail -2 "$tmp/perf.err")"
         else
             sleep "$win"
         fi
-        b=$(cpu_stat) iob=$(dev_ios "$d") tb=$EPOCHREALTIME
+        cpu_stat b
+        dev_ios iob "$d"
+        tb=$EPOCHREALTIME
+        # Whether fio still ran at the window's end: if not, the window
+        # took in time after the job (the report then drops it).
+        ! kill -0 "$fpid" 2>/dev/null || alive=1
     fi
     wait_bounded "$fpid" $((rt + ramp + 120)) || rc=$?
     kmsg "$t $j end, status $rc"
@@ -506,6 +528,7 @@ run_job() {
             echo "ios1=$iob"
             echo "t0=$ta"
             echo "t1=$tb"
+            echo "fio_running_at_t1=$alive"
         fi
         echo "hz=$hz"
         echo "ncpu=$ncpu"

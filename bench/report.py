@@ -166,10 +166,25 @@ def one_round(base, side, hostload):
     b0, b1 = num(meta.get("busy0")), num(meta.get("busy1"))
     i0, i1 = num(meta.get("idle0")), num(meta.get("idle1"))
     res["cpu_us_per_io"] = None
-    if None not in (hz, ncpu, t0, t1, b0, b1) and t1 > t0:
+    io0, io1 = num(meta.get("ios0")) or 0, num(meta.get("ios1")) or 0
+    if None not in (t0, t1) and meta.get("fio_running_at_t1") == "0":
+        # The window ran past the job: its CPU time is not the job's.
+        res["cpu_window_missed"] = "fio ended inside the CPU window"
+    elif None not in (t0, t1) and io0 > 0 and io1 == io0:
+        # The device counts its IOs, and none completed in the window.
+        res["cpu_window_missed"] = "no IO completed in the CPU window"
+    elif t0 is None or t1 is None:
+        res["cpu_window_missed"] = "no CPU window: fio ended before it"
+    if "cpu_window_missed" in res:
+        # The host's load over fio's run instead (fio's time stamp is its
+        # end; elapsed: its seconds, start-up included).
+        end, elapsed = num(fio.get("timestamp_ms")), num(fj.get("elapsed"))
+        if end is not None:
+            res["host_load"] = host_load(hostload, end / 1e3 - (elapsed or 0), end / 1e3)
+    elif None not in (hz, ncpu, t0, t1, b0, b1) and t1 > t0:
         window = t1 - t0
         busy_s = (b1 - b0) / hz
-        ios = (num(meta.get("ios1")) or 0) - (num(meta.get("ios0")) or 0)
+        ios = io1 - io0
         source = "device"
         if ios <= 0:
             ios = res["iops"] * window
@@ -659,18 +674,34 @@ def fmt(v, kind):
     return str(v)
 
 
+def known_rounds(r, key):
+    """How many of a result's rounds have KEY."""
+    per = (r.get("per_round") or {}).get(key)
+    if per is None:
+        return (r.get("rounds") or 1) if r.get(key) is not None else 0
+    return sum(v is not None for v in per)
+
+
 def fmt_num(r, key, kind):
-    """A result's number: its median, and over several rounds (min–max)."""
+    """A result's number: its median, and over several rounds (min–max);
+    "[n of m rounds]" if only some rounds have it."""
     v = r.get(key)
     rng = (r.get("range") or {}).get(key)
-    if v is None or not rng or (r.get("rounds") or 1) < 2:
+    rounds, known = r.get("rounds") or 1, known_rounds(r, key)
+    if v is None or not rng or rounds < 2:
         return fmt(v, kind)
-    if kind == "pct":
-        return f"{v:.0f} % ({rng[0]:.0f}–{rng[1]:.0f})"
-    return f"{fmt(v, kind)} ({fmt(rng[0], kind)}–{fmt(rng[1], kind)})"
+    if known < 2:
+        text = fmt(v, kind)
+    elif kind == "pct":
+        text = f"{v:.0f} % ({rng[0]:.0f}–{rng[1]:.0f})"
+    else:
+        text = f"{fmt(v, kind)} ({fmt(rng[0], kind)}–{fmt(rng[1], kind)})"
+    return text + (f" [{known} of {rounds} rounds]" if known < rounds else "")
 
 
 CROSSES = "⚠ crosses 1.0"
+# The numbers of guest.sh's CPU window ("no window" where it missed the job).
+CPU_KEYS = ("cpu_us_per_io", "cpu_busy_pct", "cpu_accounted_pct")
 
 
 def fmt_ratio(st, missing="—"):
@@ -764,6 +795,8 @@ def markdown(doc):
                                 else "error")
                 elif "error" in r:
                     vals.append("")
+                elif r.get(key) is None and key in CPU_KEYS and r.get("cpu_window_missed"):
+                    vals.append("no window")
                 else:
                     vals.append(fmt_num(r, key, kind))
             out.append(f"| {name} | " + " | ".join(vals) + " |")
@@ -798,7 +831,10 @@ def markdown(doc):
                "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
                "network stack, the RAM disk). CPU ticks accounted: the guest's busy + idle "
                "ticks against wall time; far below 100 % means the host did not run the "
-               "vCPUs part of the time, and CPU per IO is undercounted. Host load: the "
+               "vCPUs part of the time, and CPU per IO is undercounted. \"no window\": "
+               "the CPU window guest.sh takes inside each job missed it (fio had ended, "
+               "or no IO completed in it: a runtime too short for the host's load), "
+               "\"[n of m rounds]\": only n rounds had one. Host load: the "
                "host's 1-minute load average while the job ran.")
     prof = doc.get("profile")
     if prof:
@@ -1085,7 +1121,7 @@ def result_stat(r, key):
     if not r or "error" in r or r.get(key) is None:
         return None
     lo, hi = (r.get("range") or {}).get(key, [r[key], r[key]])
-    return {"median": r[key], "min": lo, "max": hi, "n": r.get("rounds") or 1}
+    return {"median": r[key], "min": lo, "max": hi, "n": max(1, known_rounds(r, key))}
 
 
 def build_scaling(sdir):
