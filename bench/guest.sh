@@ -261,7 +261,7 @@ setup_nvme-tcp() {
         sleep 0.2
     done
     [ -n "$dev" ] || { reason="no /dev/nvmeXnY for $nqn after nvme connect"; return 1; }
-    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp ${qopt[*]} (defaults${qopt:+ otherwise}: one IO queue per CPU, queue size 128)"
+    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp${qopt:+ ${qopt[*]}} (defaults${qopt:+ otherwise}: one IO queue per CPU, queue size 128)"
 }
 teardown_nvme-tcp() {
     run_bounded 60 nvme disconnect -n "$nqn" >/dev/null 2>&1
