@@ -2,10 +2,17 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # guest.sh - the guest half of the DST benchmark (bench/run.sh boots the VM and
-# runs it there, as root, with dst.ko loaded and dstcfg on PATH).
+# runs it there, as root, with dstcfg on PATH and DST_KO naming dst.ko).
 #
 # usage: bench/guest.sh OUTDIR
 #
+# 0. dst.ko is loaded with crypto_bench=1 (bench/run.sh boots with
+#    DST_NO_INSMOD=1 for this): at load the module times sealing 256 MiB in
+#    1 MiB messages with each protection mode's transform, on one vCPU, and
+#    logs one "crypto bench:" line per transform; they are kept in
+#    OUTDIR/raw/cipher.txt, the cipher's own speed on this machine. If dst.ko
+#    is already loaded, whatever "crypto bench:" lines the kernel log has are
+#    kept (none if it was loaded without the parameter).
 # 1. Every target is set up on its own 512 MiB brd RAM disk (/dev/ram0..N-1,
 #    filled once so that reads copy real pages), all at the same time.
 # 2. The jobs run interleaved: for each job, every target in turn (the order
@@ -66,6 +73,7 @@
 #
 # Output, in OUTDIR/raw/ (bench/report.py turns it into results.json/md/svg):
 #   env.txt                      key=value lines about the guest
+#   cipher.txt                   the module's "crypto bench:" lines
 #   target-T.txt                 status=ok|unavailable|error, reason=, device=, setup=,
 #                                hw_queues= (the device's blk-mq hardware queues)
 #   T__J__rN.fio.json, .meta     fio's JSON output; the CPU window numbers (round N)
@@ -186,6 +194,19 @@ hw_queues() {
 
 # one_line FILE: FILE's text on one line (for reasons).
 one_line() { tr '\n' ' ' <"$1" | sed 's/ *$//'; }
+
+# ---------------------------------------------------------------------------
+# The module, with its cipher timings. A load that fails ends the run (exit
+# status 125, as scripts/vm.sh's own insmod).
+if grep -q '^dst ' /proc/modules; then
+    log "dst.ko already loaded: cipher speeds only if it was loaded with crypto_bench=1"
+else
+    log "loading dst.ko with crypto_bench=1 (times each transform on 256 MiB)"
+    insmod "${DST_KO:?DST_KO not set: run me through bench/run.sh}" crypto_bench=1 ||
+        { log "insmod $DST_KO crypto_bench=1 failed"; exit 125; }
+fi
+dmesg | sed -n 's/.*\(crypto bench: .*\)/\1/p' >"$raw/cipher.txt"
+log "cipher speeds: $(wc -l <"$raw/cipher.txt") transform(s) timed"
 
 # ---------------------------------------------------------------------------
 # Environment
