@@ -879,6 +879,11 @@ def markdown(doc):
         f"{env.get('host_load_before')} before, {env.get('host_load_after')} after)."
         if env.get("runtime_s") is not None else "Environment unknown (no env.txt).")
     out.append("")
+    if env.get("vm_status") not in (None, "0"):
+        out.append(f"**The VM ended with status {env['vm_status']}** (124: timed out) after "
+                   f"{env.get('vm_seconds') or 0:.0f} s: the tables have what was measured "
+                   "before (guest.log and dmesg.log say how far the guest got).")
+        out.append("")
     out.append("Targets, each on its own 512 MiB brd RAM disk, all over 127.0.0.1:")
     out.append("")
     for t in cols:
