@@ -2,10 +2,17 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # guest.sh - the guest half of the DST benchmark (bench/run.sh boots the VM and
-# runs it there, as root, with dst.ko loaded and dstcfg on PATH).
+# runs it there, as root, with dstcfg on PATH and DST_KO naming dst.ko).
 #
 # usage: bench/guest.sh OUTDIR
 #
+# 0. dst.ko is loaded with crypto_bench=1 (bench/run.sh boots with
+#    DST_NO_INSMOD=1 for this): at load the module times sealing 256 MiB in
+#    1 MiB messages with each protection mode's transform, on one vCPU, and
+#    logs one "crypto bench:" line per transform; they are kept in
+#    OUTDIR/raw/cipher.txt, the cipher's own speed on this machine. If dst.ko
+#    is already loaded, whatever "crypto bench:" lines the kernel log has are
+#    kept (none if it was loaded without the parameter).
 # 1. Every target is set up on its own 512 MiB brd RAM disk (/dev/ram0..N-1,
 #    filled once so that reads copy real pages), all at the same time.
 # 2. The jobs run interleaved: for each job, every target in turn (the order
@@ -52,7 +59,9 @@
 # which keeps no IO statistics, and for fs, whose unit is fio's write with
 # its fsync, not the journal's device IOs). All fields are recorded, idle
 # included, so the report can tell how much of the window the guest's tick
-# accounting saw.
+# accounting saw, and so is whether fio still ran at the window's end (if
+# not, the report drops the window: the job was too short for this shell's
+# delays on a busy host).
 #
 # BENCH_PROFILE=1: after the measured jobs, the jobs in BENCH_PROFILE_JOBS
 # (default: seqwrite randread) run again on the targets in
@@ -64,6 +73,7 @@
 #
 # Output, in OUTDIR/raw/ (bench/report.py turns it into results.json/md/svg):
 #   env.txt                      key=value lines about the guest
+#   cipher.txt                   the module's "crypto bench:" lines
 #   target-T.txt                 status=ok|unavailable|error, reason=, device=, setup=,
 #                                hw_queues= (the device's blk-mq hardware queues)
 #   T__J__rN.fio.json, .meta     fio's JSON output; the CPU window numbers (round N)
@@ -137,30 +147,37 @@ run_bounded() {
     wait_bounded $! "$secs"
 }
 
-# cpu_stat: jiffies of all CPUs so far: busy (user nice system irq softirq
+# The helpers that run_job calls while fio runs store their result in the
+# variable VAR instead of printing it: a command substitution forks, and
+# under emulation on a busy host a fork can take a good part of a second,
+# which a short job cannot spare.
+
+# cpu_stat VAR: jiffies of all CPUs so far: busy (user nice system irq softirq
 # steal), user, system, softirq, idle + iowait.
 cpu_stat() {
     local _c us ni sy id io irq sirq st _rest
     read -r _c us ni sy id io irq sirq st _rest </proc/stat
-    echo "$((us + ni + sy + irq + sirq + st)) $us $sy $sirq $((id + io))"
+    printf -v "$1" '%s' "$((us + ni + sy + irq + sirq + st)) $us $sy $sirq $((id + io))"
 }
 
-# dev_ios DEV: requests completed on DEV (reads + writes), from its stat file.
+# dev_ios VAR DEV: requests completed on DEV (reads + writes), from its stat
+# file (0 without one).
 dev_ios() {
-    local f=/sys/block/${1#/dev/}/stat r w
-    [ -r "$f" ] || { echo 0; return; }
-    read -r r _ _ _ w _ <"$f"
-    echo $((r + w))
+    local f=/sys/block/${2#/dev/}/stat r=0 w=0
+    [ ! -r "$f" ] || read -r r _ _ _ w _ <"$f"
+    printf -v "$1" '%s' $((r + w))
 }
 
-# dev_started DEV: requests completed plus in flight on DEV (moves as soon as
-# the first request is issued, even if it takes long to complete).
+# dev_started VAR DEV: requests completed plus in flight on DEV (moves as
+# soon as the first request is issued, even if it takes long to complete).
 dev_started() {
-    local f=/sys/block/${1#/dev/}/stat r w inflight
-    [ -r "$f" ] || { echo 0; return; }
-    read -r r _ _ _ w _ _ _ inflight _ <"$f"
-    echo $((r + w + inflight))
+    local f=/sys/block/${2#/dev/}/stat r=0 w=0 inflight=0
+    [ ! -r "$f" ] || read -r r _ _ _ w _ _ _ inflight _ <"$f"
+    printf -v "$1" '%s' $((r + w + inflight))
 }
+
+# now_us: the time in microseconds, in $now_us.
+now_us() { now_us=${EPOCHREALTIME/[.,]/}; }
 
 # hw_queues DEV: DEV's blk-mq hardware queues (empty if it has none: brd is
 # bio-based). An NVMe namespace with native multipath is bio-based too; its
@@ -177,6 +194,19 @@ hw_queues() {
 
 # one_line FILE: FILE's text on one line (for reasons).
 one_line() { tr '\n' ' ' <"$1" | sed 's/ *$//'; }
+
+# ---------------------------------------------------------------------------
+# The module, with its cipher timings. A load that fails ends the run (exit
+# status 125, as scripts/vm.sh's own insmod).
+if grep -q '^dst ' /proc/modules; then
+    log "dst.ko already loaded: cipher speeds only if it was loaded with crypto_bench=1"
+else
+    log "loading dst.ko with crypto_bench=1 (times each transform on 256 MiB)"
+    insmod "${DST_KO:?DST_KO not set: run me through bench/run.sh}" crypto_bench=1 ||
+        { log "insmod $DST_KO crypto_bench=1 failed"; exit 125; }
+fi
+dmesg | sed -n 's/.*\(crypto bench: .*\)/\1/p' >"$raw/cipher.txt"
+log "cipher speeds: $(wc -l <"$raw/cipher.txt") transform(s) timed"
 
 # ---------------------------------------------------------------------------
 # Environment
@@ -252,7 +282,7 @@ setup_nvme-tcp() {
         sleep 0.2
     done
     [ -n "$dev" ] || { reason="no /dev/nvmeXnY for $nqn after nvme connect"; return 1; }
-    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp ${qopt[*]} (defaults${qopt:+ otherwise}: one IO queue per CPU, queue size 128)"
+    setup_desc="nvmet-tcp on 127.0.0.1:4420, namespace $ram; nvme connect -t tcp${qopt:+ ${qopt[*]}} (defaults${qopt:+ otherwise}: one IO queue per CPU, queue size 128)"
 }
 teardown_nvme-tcp() {
     run_bounded 60 nvme disconnect -n "$nqn" >/dev/null 2>&1
@@ -442,8 +472,8 @@ fs_release() {
 # window in BASE.*. With PERFDATA, the job runs for the profile runtime and
 # perf record -a -g samples the measured part instead.
 run_job() {
-    local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 t0 a="" b="" ta tb ioa iob
-    local rt=$runtime win file mnt
+    local t=$1 j=$2 d=$3 base=$4 perfdata=${5:-} args fpid rc=0 io0 io a="" b="" ta tb ioa iob
+    local rt=$runtime win file mnt alive=0 until
     [ -z "$perfdata" ] || rt=$profile_runtime
     # shellcheck disable=SC2207
     args=($(job_args "$j")) || { log "unknown job $j"; return 1; }
@@ -457,33 +487,46 @@ run_job() {
         file=$mnt/fio.dat
     fi
     kmsg "$t $j start${perfdata:+ (profiled)}"
-    io0=$(dev_started "$d") t0=$EPOCHREALTIME
+    dev_started io0 "$d"
     fio --name="$j" --filename="$file" \
         --time_based --runtime="$rt" --ramp_time="$ramp" "${args[@]}" \
         --norandommap --randrepeat=0 --lat_percentiles=1 --percentile_list=50:99 \
         --output-format=json --output="$base.fio.json" >"$base.fio.err" 2>&1 &
     fpid=$!
     # Wait for IO to flow (the device's counters move; brd keeps none: 1 s),
-    # then for the ramp to end.
+    # then for the ramp to end. The window then lasts the runtime less 1.5 s
+    # (at least 1 s), which leaves that much for the delays of this shell.
     if [ "$t" != brd ] && [ -r "/sys/block/${d#/dev/}/stat" ]; then
-        while kill -0 "$fpid" 2>/dev/null && [ "$(dev_started "$d")" = "$io0" ] &&
-            awk -v s="$t0" -v n="$EPOCHREALTIME" 'BEGIN { exit !(n - s < 60) }'; do
-            sleep 0.1
+        now_us
+        until=$((now_us + 60000000))
+        io=$io0
+        while [ "$io" = "$io0" ] && [ "$now_us" -lt "$until" ] && kill -0 "$fpid" 2>/dev/null; do
+            sleep 0.05
+            dev_started io "$d"
+            now_us
         done
     else
         sleep 1
     fi
-    sleep "$(awk -v r="$ramp" 'BEGIN { print r + 0.3 }')"
-    win=$(awk -v r="$rt" 'BEGIN { w = r - 1.5; print (w < 1 ? 1 : w) }')
+    sleep "$ramp.3"
+    win=1
+    [ "$rt" -lt 3 ] || win=$((rt - 2)).5
     if kill -0 "$fpid" 2>/dev/null; then
-        a=$(cpu_stat) ioa=$(dev_ios "$d") ta=$EPOCHREALTIME
+        cpu_stat a
+        dev_ios ioa "$d"
+        ta=$EPOCHREALTIME
         if [ -n "$perfdata" ]; then
             perf record -a -g -e cpu-clock -F 499 -o "$perfdata" -- sleep "$win" \
                 >"$tmp/perf.err" 2>&1 || log "perf record failed: $(tail -2 "$tmp/perf.err")"
         else
             sleep "$win"
         fi
-        b=$(cpu_stat) iob=$(dev_ios "$d") tb=$EPOCHREALTIME
+        cpu_stat b
+        dev_ios iob "$d"
+        tb=$EPOCHREALTIME
+        # Whether fio still ran at the window's end: if not, the window
+        # took in time after the job (the report then drops it).
+        ! kill -0 "$fpid" 2>/dev/null || alive=1
     fi
     wait_bounded "$fpid" $((rt + ramp + 120)) || rc=$?
     kmsg "$t $j end, status $rc"
@@ -506,6 +549,7 @@ run_job() {
             echo "ios1=$iob"
             echo "t0=$ta"
             echo "t1=$tb"
+            echo "fio_running_at_t1=$alive"
         fi
         echo "hz=$hz"
         echo "ncpu=$ncpu"

@@ -7,21 +7,25 @@ usage: bench/report.py OUTDIR [--baseline BASEDIR]
        (bench/run.sh runs it; so can you, again)
 
 Reads OUTDIR/raw/ (env.txt, host.txt, target-T.txt, T__J__rN.fio.json,
-T__J__rN.meta, T__connect.txt) and OUTDIR/profile/ (if profiled), writes:
+T__J__rN.meta, T__connect.txt, cipher.txt) and OUTDIR/profile/ (if
+profiled), writes:
 
   OUTDIR/results.json   every job x target: bw MB/s, IOPS, p50/p99 total
-                        latency (us), CPU us per IO, CPU busy %, each the
-                        median of the rounds with its range (min, max) and
-                        per-round values; the environment (the kernel
-                        measured, production or test), the targets' set-up
-                        and the ratios (median, min, max of the per-round
-                        ratios)
+                        latency (us), CPU us per IO and ms per MiB, CPU
+                        busy %, each the median of the rounds with its range
+                        (min, max) and per-round values; the environment (the
+                        kernel measured, production or test), the targets'
+                        set-up, the ratios (median, min, max of the
+                        per-round ratios), the cipher's own speed (dst.ko's
+                        crypto_bench=1 timings, raw/cipher.txt) and the
+                        protected modes against it
   OUTDIR/results.md     a table per job (targets as columns) with ratio rows
                         DST / NVMe-TCP, DST / NBD and DST aead / NVMe-TCP TLS,
                         a summary of the ratios (each "median (min–max)",
-                        flagged when the spread crosses 1.0), and the profile
-                        summary if there is one; the DST connect and delete
-                        times; with --baseline, every number against
+                        flagged when the spread crosses 1.0), the protected
+                        modes against the cipher's own speed and DST none,
+                        and the profile summary if there is one; the DST
+                        connect and delete times; with --baseline, every number against
                         BASEDIR's results.json (the same run with an older
                         module: bench/run.sh BENCH_BASELINE)
   OUTDIR/throughput.svg grouped bars: each job's throughput normalised to
@@ -158,6 +162,17 @@ def one_round(base, side, hostload):
         v = pct.get(key)
         res[name] = v / 1000.0 if v is not None else None
     res["lat_mean_us"] = lat.get("mean", 0) / 1000.0
+    sync = fj.get("sync", {})
+    if sync.get("total_ios") and "percentile" in sync.get("lat_ns", {}):
+        # A job that syncs (fs: a write, then fsync): the percentiles are
+        # the fsync's, which take nearly all of the time (the buffered
+        # write only copies to the page cache); the mean is the two's sum.
+        pct = sync["lat_ns"]["percentile"]
+        for name, key in (("lat_p50_us", "50.000000"), ("lat_p99_us", "99.000000")):
+            v = pct.get(key)
+            res[name] = v / 1000.0 if v is not None else None
+        res["lat_mean_us"] += sync["lat_ns"].get("mean", 0) / 1000.0
+        res["lat_of"] = "fsync"
     res["fio_usr_pct"] = fj.get("usr_cpu")
     res["fio_sys_pct"] = fj.get("sys_cpu")
     # CPU per IO over the window guest.sh sampled inside the measured part.
@@ -166,10 +181,25 @@ def one_round(base, side, hostload):
     b0, b1 = num(meta.get("busy0")), num(meta.get("busy1"))
     i0, i1 = num(meta.get("idle0")), num(meta.get("idle1"))
     res["cpu_us_per_io"] = None
-    if None not in (hz, ncpu, t0, t1, b0, b1) and t1 > t0:
+    io0, io1 = num(meta.get("ios0")) or 0, num(meta.get("ios1")) or 0
+    if None not in (t0, t1) and meta.get("fio_running_at_t1") == "0":
+        # The window ran past the job: its CPU time is not the job's.
+        res["cpu_window_missed"] = "fio ended inside the CPU window"
+    elif None not in (t0, t1) and io0 > 0 and io1 == io0:
+        # The device counts its IOs, and none completed in the window.
+        res["cpu_window_missed"] = "no IO completed in the CPU window"
+    elif t0 is None or t1 is None:
+        res["cpu_window_missed"] = "no CPU window: fio ended before it"
+    if "cpu_window_missed" in res:
+        # The host's load over fio's run instead (fio's time stamp is its
+        # end; elapsed: its seconds, start-up included).
+        end, elapsed = num(fio.get("timestamp_ms")), num(fj.get("elapsed"))
+        if end is not None:
+            res["host_load"] = host_load(hostload, end / 1e3 - (elapsed or 0), end / 1e3)
+    elif None not in (hz, ncpu, t0, t1, b0, b1) and t1 > t0:
         window = t1 - t0
         busy_s = (b1 - b0) / hz
-        ios = (num(meta.get("ios1")) or 0) - (num(meta.get("ios0")) or 0)
+        ios = io1 - io0
         source = "device"
         if ios <= 0:
             ios = res["iops"] * window
@@ -188,6 +218,11 @@ def one_round(base, side, hostload):
                 p0, p1 = num(meta.get(part + "0")), num(meta.get(part + "1"))
                 if p0 is not None and p1 is not None:
                     res[f"cpu_{part}_us_per_io"] = (p1 - p0) / hz * 1e6 / ios
+        # CPU per MiB moved: the bytes of the window from fio's bandwidth
+        # (the device's counters count requests, not bytes).
+        moved_mib = sum(x.get("bw_bytes", 0) for x in sides) * window / 2**20
+        if moved_mib > 0:
+            res["cpu_ms_per_MiB"] = busy_s * 1e3 / moved_mib
         res["host_load"] = host_load(hostload, t0, t1)
     return res
 
@@ -265,29 +300,115 @@ def stat(values):
     return {"median": median(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def ratio_stat(a, b, key):
+def ratio_stat(a, b, key, op=ratio):
     """a[key] / b[key] for two results (of one_result) as a stat: round by
     round over the rounds both have, if both carry per-round values (the
     numbers of one round were measured minutes apart, in the same host
     conditions); else the ratio of the medians (n = 1: no spread known;
-    older results.json files, as a baseline's may be, have no rounds)."""
+    older results.json files, as a baseline's may be, have no rounds).
+    OP(x, y) instead of x / y: another pairing (difference)."""
     if not a or not b or "error" in a or "error" in b:
         return None
     pa, pb = (a.get("per_round") or {}).get(key), (b.get("per_round") or {}).get(key)
     if pa and pb:
         ra = dict(zip(a.get("round_ids", []), pa))
         rb = dict(zip(b.get("round_ids", []), pb))
-        got = stat(ratio(ra[r], rb[r]) for r in ra if r in rb)
+        got = stat(op(ra[r], rb[r]) for r in ra if r in rb)
         if got:
             return got
-    r = ratio(a.get(key), b.get(key))
+    r = op(a.get(key), b.get(key))
     return None if r is None else {"median": r, "min": r, "max": r, "n": 1}
+
+
+def difference(a, b):
+    if a is None or b is None:
+        return None
+    return a - b
+
+
+def scaled_stat(r, key, divisor):
+    """r[key] / DIVISOR, round by round, as a stat."""
+    if not r or "error" in r or not divisor:
+        return None
+    per = (r.get("per_round") or {}).get(key)
+    got = stat(v / divisor for v in per if v is not None) if per else None
+    if got:
+        return got
+    v = r.get(key)
+    return None if v is None else {"median": v / divisor, "min": v / divisor,
+                                   "max": v / divisor, "n": 1}
 
 
 def crosses_one(st):
     """Whether a ratio's spread straddles 1.0: its rounds disagree about
     which side is ahead."""
     return bool(st) and st["min"] < 1.0 < st["max"]
+
+
+# The transform each protected target uses (dstcfg's default algorithms),
+# as dst.ko's crypto bench names it: mode (Protection's Debug name), algorithm.
+CIPHER = {
+    "dst-crc32c": ("Crc32c", "crc32c"),
+    "dst-hmac": ("Hmac", "hmac(sha256)"),
+    "dst-aead": ("Aead", "gcm(aes)"),
+}
+# Jobs in the protected-mode table: large IOs, where the per-byte cost
+# (the cipher's) weighs most against the per-IO costs.
+SEQ_JOBS = ("seqread", "seqwrite")
+CIPHER_RE = re.compile(r"crypto bench: (\w+) (.+?): sealed (\d+) MiB in (\d+) MiB messages "
+                       r"in (\d+) ms \((\d+) MiB/s\)")
+
+
+def load_cipher(path):
+    """dst.ko's "crypto bench:" lines (guest.sh's raw/cipher.txt) as a list
+    of {mode, alg, MiB, ms, MBps, ms_per_MiB}: each transform sealing MiB
+    MiB on one vCPU ([] if the file is missing or has none)."""
+    found = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = CIPHER_RE.search(line)
+                if not m:
+                    continue
+                mib, ms = int(m.group(3)), int(m.group(5))
+                found.append({"mode": m.group(1), "alg": m.group(2), "MiB": mib, "ms": ms,
+                              "message_MiB": int(m.group(4)),
+                              "MBps": mib * 2**20 / (ms / 1e3) / 1e6,
+                              "ms_per_MiB": ms / mib})
+    except FileNotFoundError:
+        pass
+    return found
+
+
+def protected(results, cipher, run):
+    """Per protected target and sequential job: throughput, CPU per MiB (and
+    its excess over DST none's, round by round), the cipher's own speed, and
+    the throughput as a fraction of the cipher's speed and of DST none's
+    (each fraction a stat over the rounds)."""
+    out = {}
+    by_name = {(c["mode"], c["alg"]): c for c in cipher}
+    for t in [t for t in DST_MODES if t in CIPHER and t in run]:
+        c = by_name.get(CIPHER[t])
+        rows = {}
+        for job in SEQ_JOBS:
+            r = results.get(job, {}).get(t)
+            if r is None:
+                continue
+            if "error" in r:
+                rows[job] = {"error": r["error"]}
+                continue
+            none = results.get(job, {}).get("dst-none")
+            rows[job] = {
+                "throughput_MBps": result_stat(r, "bw_MBps"),
+                "cpu_ms_per_MiB": result_stat(r, "cpu_ms_per_MiB"),
+                "cpu_ms_per_MiB_over_none": ratio_stat(r, none, "cpu_ms_per_MiB", difference),
+                "of_cipher": scaled_stat(r, "bw_MBps", c and c["MBps"]),
+                "of_none": ratio_stat(r, none, "bw_MBps"),
+                "rounds": r.get("rounds"),
+                "cpu_window_missed": r.get("cpu_window_missed"),
+            }
+        out[t] = {"cipher": c, "jobs": rows}
+    return out
 
 
 def load_connect(path):
@@ -365,6 +486,7 @@ def build(outdir):
         times = load_connect(os.path.join(raw, f"{t}__connect.txt"))
         if times:
             connect[t] = times
+    cipher = load_cipher(os.path.join(raw, "cipher.txt"))
     memory_kib = num(env.get("memory_kib"))
     environment = {
         "date": env.get("date"),
@@ -410,9 +532,13 @@ def build(outdir):
         "results": results,
         "ratios": ratios,
         "connect": connect,
+        "cipher": cipher,
+        "protected": protected(results, cipher, run),
         "notes": {
             "bw_MBps": "10^6 bytes per second",
-            "lat": "fio total latency (submission + completion) percentiles, microseconds",
+            "lat": "fio total latency (submission + completion) percentiles, microseconds; "
+            "for a job that fsyncs (fs, lat_of = fsync) the fsync's, and lat_mean_us the "
+            "write's mean plus the fsync's",
             "cpu_us_per_io": "busy CPU time of the whole guest (all vCPUs: user, nice, "
             "system, irq, softirq, steal) per completed IO, sampled inside the measured window",
             "cpu_accounted_pct": "guest CPU ticks accounted (busy + idle) against wall time x "
@@ -427,6 +553,15 @@ def build(outdir):
             "the rounds disagree about which is ahead",
             "connect": "ms for dstcfg -a local (handshake and device creation, until the "
             "device path is printed) and for dstcfg -a delete; median, min, max of the tries",
+            "cpu_ms_per_MiB": "busy CPU time of the whole guest per MiB moved (fio's bandwidth "
+            "times the sampled window), milliseconds",
+            "cipher": "dst.ko's own timing at load (crypto_bench=1): one vCPU sealing MiB MiB "
+            "in message_MiB messages, in place, with each transform; MBps in 10^6 bytes/s",
+            "protected": "per protected target and sequential job: throughput_MBps, "
+            "cpu_ms_per_MiB, cpu_ms_per_MiB_over_none (minus DST none's, round by round), "
+            "cipher (the target's transform, from cipher), of_cipher (throughput / the "
+            "cipher's MBps) and of_none (throughput / DST none's, round by round); each "
+            "a stat {median, min, max, n}",
         },
     }
     prof = load_profiles(outdir)
@@ -659,18 +794,34 @@ def fmt(v, kind):
     return str(v)
 
 
+def known_rounds(r, key):
+    """How many of a result's rounds have KEY."""
+    per = (r.get("per_round") or {}).get(key)
+    if per is None:
+        return (r.get("rounds") or 1) if r.get(key) is not None else 0
+    return sum(v is not None for v in per)
+
+
 def fmt_num(r, key, kind):
-    """A result's number: its median, and over several rounds (min–max)."""
+    """A result's number: its median, and over several rounds (min–max);
+    "[n of m rounds]" if only some rounds have it."""
     v = r.get(key)
     rng = (r.get("range") or {}).get(key)
-    if v is None or not rng or (r.get("rounds") or 1) < 2:
+    rounds, known = r.get("rounds") or 1, known_rounds(r, key)
+    if v is None or not rng or rounds < 2:
         return fmt(v, kind)
-    if kind == "pct":
-        return f"{v:.0f} % ({rng[0]:.0f}–{rng[1]:.0f})"
-    return f"{fmt(v, kind)} ({fmt(rng[0], kind)}–{fmt(rng[1], kind)})"
+    if known < 2:
+        text = fmt(v, kind)
+    elif kind == "pct":
+        text = f"{v:.0f} % ({rng[0]:.0f}–{rng[1]:.0f})"
+    else:
+        text = f"{fmt(v, kind)} ({fmt(rng[0], kind)}–{fmt(rng[1], kind)})"
+    return text + (f" [{known} of {rounds} rounds]" if known < rounds else "")
 
 
 CROSSES = "⚠ crosses 1.0"
+# The numbers of guest.sh's CPU window ("no window" where it missed the job).
+CPU_KEYS = ("cpu_us_per_io", "cpu_busy_pct", "cpu_accounted_pct")
 
 
 def fmt_ratio(st, missing="—"):
@@ -728,6 +879,11 @@ def markdown(doc):
         f"{env.get('host_load_before')} before, {env.get('host_load_after')} after)."
         if env.get("runtime_s") is not None else "Environment unknown (no env.txt).")
     out.append("")
+    if env.get("vm_status") not in (None, "0"):
+        out.append(f"**The VM ended with status {env['vm_status']}** (124: timed out) after "
+                   f"{env.get('vm_seconds') or 0:.0f} s: the tables have what was measured "
+                   "before (guest.log and dmesg.log say how far the guest got).")
+        out.append("")
     out.append("Targets, each on its own 512 MiB brd RAM disk, all over 127.0.0.1:")
     out.append("")
     for t in cols:
@@ -749,6 +905,7 @@ def markdown(doc):
     if rounds > 1:
         out.append(SPREAD_NOTE)
         out.append("")
+    out.extend(protected_markdown(doc))
     for job, label, side, _metric in doc_jobs(doc):
         out.append(f"## {label}")
         out.append("")
@@ -764,13 +921,15 @@ def markdown(doc):
                                 else "error")
                 elif "error" in r:
                     vals.append("")
+                elif r.get(key) is None and key in CPU_KEYS and r.get("cpu_window_missed"):
+                    vals.append("no window")
                 else:
                     vals.append(fmt_num(r, key, kind))
             out.append(f"| {name} | " + " | ".join(vals) + " |")
 
         row("MB/s", "bw_MBps", "MBps")
         row("IOPS", "iops", "iops")
-        lat = " (reads)" if side == "both" else ""
+        lat = " (reads)" if side == "both" else " (fsync)" if job == "fs" else ""
         row(f"latency p50{lat} (µs)", "lat_p50_us", "us")
         row(f"latency p99{lat} (µs)", "lat_p99_us", "us")
         row("CPU per IO (µs)", "cpu_us_per_io", "us")
@@ -793,18 +952,79 @@ def markdown(doc):
     out.extend(connect_markdown(doc))
     out.append("Throughput is MB/s for the 1 MiB and mixed-size jobs and IOPS for the 4 KiB "
                "jobs (the same ratio either way); the mixed job counts reads and writes "
-               "together, its latency is that of its reads. Latency: fio total latency "
-               "(submission + completion). CPU per IO: busy time of "
+               "together, its latency is that of its reads; the ext4 job's latency is that "
+               "of its fsyncs (the buffered write before each only fills the page "
+               "cache). Latency: fio total latency (submission + completion). CPU per IO: "
+               "busy time of "
                "all vCPUs per completed IO (the whole guest: fio, the target's threads, the "
                "network stack, the RAM disk). CPU ticks accounted: the guest's busy + idle "
                "ticks against wall time; far below 100 % means the host did not run the "
-               "vCPUs part of the time, and CPU per IO is undercounted. Host load: the "
+               "vCPUs part of the time, and CPU per IO is undercounted. \"no window\": "
+               "the CPU window guest.sh takes inside each job missed it (fio had ended, "
+               "or no IO completed in it: a runtime too short for the host's load), "
+               "\"[n of m rounds]\": only n rounds had one. Host load: the "
                "host's 1-minute load average while the job ran.")
     prof = doc.get("profile")
     if prof:
         out.append("")
         out.extend(profile_markdown(prof))
     return "\n".join(out) + "\n"
+
+
+def protected_markdown(doc):
+    """The protected modes against the cipher's own speed and DST none."""
+    prot = doc.get("protected") or {}
+    if not prot:
+        return []
+    out = ["## Protected modes against the cipher's own speed", "",
+           "Per protected mode and sequential job: its throughput, the guest's CPU time per "
+           "MiB moved and how much of it is beyond DST none's (round by round), the "
+           "speed of the mode's transform alone (dst.ko sealing 256 MiB in 1 MiB messages "
+           "at load, `crypto_bench=1`, on one vCPU), and the throughput as a fraction of "
+           "that speed and of DST none's. Each MiB moved is sealed at one end and opened "
+           "at the other, both in this guest, so the transform's own CPU time per MiB "
+           "moved is about twice its time to seal one MiB (column \"seal + open\"); "
+           "what \"beyond DST none\" has above that is the mode's overhead around the "
+           "cipher (copies, hand-offs, waits).", "",
+           "| mode | job | MB/s | CPU per MiB (ms) | beyond DST none (ms/MiB) "
+           "| cipher MB/s (1 vCPU) | seal + open (ms/MiB) | ÷ cipher | ÷ DST none |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for t, p in prot.items():
+        c = p.get("cipher")
+        if c:
+            cspeed = f"{fmt(c['MBps'], 'MBps')} ({c['alg']})"
+            cms = f"{2 * c['ms_per_MiB']:.2f}"
+        else:
+            cspeed, cms = "not measured", "—"
+        if not p["jobs"]:
+            out.append(f"| {LABEL[t]} | (no sequential job run) | | | | {cspeed} | {cms} | | |")
+        for job, e in p["jobs"].items():
+            if "error" in e:
+                out.append(f"| {LABEL[t]} | {JOB_LABEL[job]} | {e['error'][:40]} | | | "
+                           f"{cspeed} | {cms} | | |")
+                continue
+            rounds = e.get("rounds") or 1
+
+            def ms(st, sign="", missing=None):
+                if not st:
+                    return missing or ("no window" if e.get("cpu_window_missed") else "—")
+                text = f"{st['median']:{sign}.2f}"
+                if st["n"] >= 2:
+                    text += f" ({st['min']:.2f}–{st['max']:.2f})"
+                return text + (f" [{st['n']} of {rounds} rounds]" if st["n"] < rounds else "")
+
+            cpu_text = ms(e.get("cpu_ms_per_MiB"))
+            over_text = ms(e.get("cpu_ms_per_MiB_over_none"), "+",
+                           "no window (DST none)" if e.get("cpu_ms_per_MiB") else None)
+            out.append(f"| {LABEL[t]} | {JOB_LABEL[job]} | "
+                       f"{fmt_stat(e.get('throughput_MBps'), 'MBps')} | {cpu_text} | "
+                       f"{over_text} | {cspeed} | {cms} | "
+                       f"{fmt_stat(e.get('of_cipher'), 'ratio')} | {fmt_ratio(e.get('of_none'))} |")
+    if not doc.get("cipher"):
+        out += ["", "No cipher speeds: the run's dst.ko logged no \"crypto bench:\" lines "
+                "(loaded without `crypto_bench=1`, or a module without the parameter)."]
+    out.append("")
+    return out
 
 
 def connect_markdown(doc):
@@ -1085,7 +1305,7 @@ def result_stat(r, key):
     if not r or "error" in r or r.get(key) is None:
         return None
     lo, hi = (r.get("range") or {}).get(key, [r[key], r[key]])
-    return {"median": r[key], "min": lo, "max": hi, "n": r.get("rounds") or 1}
+    return {"median": r[key], "min": lo, "max": hi, "n": max(1, known_rounds(r, key))}
 
 
 def build_scaling(sdir):

@@ -238,8 +238,9 @@ measure() {
         "$ntargets" "$njobs" "$vm_rounds" "$runtime" "$ramp" "$kernel" "$m_cpus" "$memory" "$limit"
     start=$SECONDS
     status=0
+    # DST_NO_INSMOD: guest.sh loads dst.ko itself, with crypto_bench=1.
     KDIR="$kdir" DST_VM_BUILD="$build" DST_VM_CPUS="$m_cpus" DST_VM_MEMORY="$memory" \
-        "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
+        DST_NO_INSMOD=1 "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
         BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
         BENCH_ROUND_OFFSET="$(( ${round:-1} - 1 ))" \
         BENCH_TARGETS="'$guest_targets'" BENCH_JOBS="'$m_jobs'" \
