@@ -1386,11 +1386,19 @@ def scaling_markdown(sc):
                 base = pts[0].get("throughput") if pts else None
                 cells.append(fmt_stat(tp, kind))
                 cells.append(fmt(ratio(tp and tp["median"], base and base["median"]), "ratio"))
-                cells.append(fmt_stat(cpu, "us"))
+                rounds = int(s.get("rounds") or 1)
+                if cpu is None and tp is not None:
+                    cells.append("no window")
+                elif cpu is not None and cpu["n"] < rounds:
+                    cells.append(f"{fmt_stat(cpu, 'us')} [{cpu['n']} of {rounds} rounds]")
+                else:
+                    cells.append(fmt_stat(cpu, "us"))
             out.append(f"| {s['queues']} | " + " | ".join(cells) + " |")
         out.append("")
     out.append("\"× first\": the median against the first step's (separate VM boots: "
-               "no round-by-round pairing). CPU per IO: busy time of all vCPUs per IO.")
+               "no round-by-round pairing). CPU per IO: busy time of all vCPUs per IO; "
+               "\"no window\": the CPU window missed the job in every round, \"[n of m "
+               "rounds]\": only n rounds had one (see Documentation/performance.md).")
     return "\n".join(out) + "\n"
 
 
