@@ -5,7 +5,8 @@
 # usage: tests/run.sh [PATTERN | FILE.sh]
 #
 # 1. Host tests: cargo test of tools/dstcfg and tools/dstpeer (named
-#    host:dstcfg-unit, host:dstpeer-unit; every cargo test counts).
+#    host:dstcfg-unit, host:dstpeer-unit; every cargo test counts), in the
+#    background beside the first guest tests; their lines come when they end.
 # 2. Guest tests: each tests/vm/*.sh whose name matches PATTERN (a substring,
 #    or a glob if it contains * ? or [; no PATTERN = all, host tests included)
 #    runs in its own fresh VM (scripts/vm.sh) through tests/lib/guest-run.sh.
@@ -87,7 +88,9 @@ jobs_max=${DST_TEST_JOBS:-2}
 [[ $jobs_max =~ ^[1-9][0-9]*$ ]] || jobs_max=1
 # Guest tests running in the background: pid -> name.
 declare -A running=()
-trap 'echo "interrupted"; for p in "${!running[@]}"; do kill -- "$p" 2>/dev/null; done
+# The host tests' background subshell, until collected.
+host_pid=""
+trap 'echo "interrupted"; for p in "${!running[@]}" $host_pid; do kill -- "$p" 2>/dev/null; done
       echo "$passed passed, $((failed + 1)) failed"; exit 130' INT TERM
 
 now() { date +%s.%N; }
@@ -311,17 +314,35 @@ collect_one() {
     rm -f "$results/$name/runner.out"
 }
 
-# run_order SCRIPT...: the order to start them in, one per line: the
-# exclusive ones first (running one alone later would idle the other slots
-# until the tests beside it end), then the longest first by their timeout,
-# so that a long test does not start last and run on alone.
+# Waits for the host tests (if still running in the background), then prints
+# their lines and counts them.
+collect_host_tests() {
+    [ -n "$host_pid" ] || return 0
+    wait "$host_pid" || true
+    host_pid=""
+    cat "$results/host.out"
+    local p f
+    if ! read -r p f 2>/dev/null <"$results/host.counts"; then
+        echo "FAIL host tests (they ended without a count)"
+        p=0 f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    rm -f "$results/host.out" "$results/host.counts"
+}
+
+# run_order SCRIPT...: the order to start them in, one per line: the longest
+# first by their timeout, so that a long test does not start last and run on
+# alone, and the exclusive ones last: the host tests (cargo builds on every
+# core) run beside the first guest tests, never beside an exclusive one, and
+# the slots drain only once, at the end.
 run_order() {
     local script limit
     for script in "$@"; do
         limit=$(header_value "$script" timeout)
         [[ $limit =~ ^[0-9]+$ ]] || limit=$default_timeout
         if [ "$(header_value "$script" exclusive)" = yes ]; then
-            limit=999999
+            limit=0
         fi
         printf '%s %s\n' "$limit" "$script"
     done | sort -k1,1nr -k2,2 | cut -d' ' -f2
@@ -333,8 +354,15 @@ mkdir -p "$results"
 if [ -n "$single" ]; then
     run_guest_test "$single"
 else
-    run_host_tests dstcfg
-    run_host_tests dstpeer
+    # The host tests, in the background beside the first guest tests (most
+    # of a guest test's first minute is its boot).
+    (
+        trap - INT TERM
+        run_host_tests dstcfg
+        run_host_tests dstpeer
+        echo "$passed $failed" >"$results/host.counts"
+    ) >"$results/host.out" 2>&1 &
+    host_pid=$!
     shopt -s nullglob
     for script in $(run_order tests/vm/*.sh); do
         matches "$(basename "$script" .sh)" || continue
@@ -344,6 +372,7 @@ else
             continue
         fi
         if [ "$jobs_max" = 1 ] || [ "$(header_value "$script" exclusive)" = yes ]; then
+            collect_host_tests
             while [ "${#running[@]}" -gt 0 ]; do collect_one; done
             run_guest_test "$script"
             continue
@@ -352,6 +381,7 @@ else
         start_guest_test "$script"
     done
     while [ "${#running[@]}" -gt 0 ]; do collect_one; done
+    collect_host_tests
 fi
 
 trap - INT TERM
