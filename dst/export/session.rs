@@ -577,12 +577,16 @@ impl Session {
         };
         let trailer = Trailer::recv(&self.sock, opener).map_err(End::recv_idle)?;
         let valid = validate_request(&h, limits);
-        // A valid WRITE is checked by a crypto worker, which then starts it;
-        // everything else is checked here, before anything in it is used.
-        // (With the pool in inline mode, the check runs here all the same.)
+        // A valid WRITE is checked by a crypto worker, which then starts it,
+        // while more requests wait on the socket; everything else is
+        // checked here, before anything in it is used. (With the pool in
+        // inline mode, or nothing more to receive, the check runs here all
+        // the same: this thread would only wait, and a worker's wake-up is
+        // saved.)
         let on_pool = matches!((&trailer, h.op), (Some(_), Some(Op::Write)))
             && valid.is_ok()
-            && thread_pool::workers() > 0;
+            && thread_pool::workers() > 0
+            && self.sock.has_data();
         let mut pending = None;
         if let Some(t) = trailer {
             let check = opener
@@ -633,9 +637,15 @@ impl Session {
                 return Ok(());
             }
         };
-        // A bio that completes inline (a RAM disk, a cache hit) is
-        // answered from here, without waking the sender; one that does
-        // not is the sender's when it completes.
+        // With nothing more to receive, a bio that completes inline (a RAM
+        // disk, a cache hit) is answered from here, without waking the
+        // sender. Otherwise (more requests waiting, or a bio that does not
+        // complete inline) the reply is the sender's: it batches replies
+        // (`MSG_MORE`) while this thread goes on receiving.
+        if self.sock.has_data() {
+            start_bio(io, bio_op);
+            return Ok(());
+        }
         let hold = self.replies.hold();
         start_bio(io, bio_op);
         self.answer(hold.release());

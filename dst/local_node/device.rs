@@ -182,6 +182,7 @@ impl Device {
                     lost_at: Atomic::new(0),
                     shut: Atomic::new(0),
                     late: Atomic::new(false),
+                    active: Atomic::new(0),
                     integrity_lost: Atomic::new(false),
                     checks <- InFlight::new(),
                     spare_checks <- new_spinlock!(spare_checks, "dst::Shared::spare_checks"),

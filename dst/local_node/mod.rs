@@ -294,6 +294,10 @@ pub(crate) struct Shared {
     /// Check jobs not in use (none without protection).
     #[pin]
     spare_checks: SpinLock<KVec<Pin<KBox<ReplyCheck>>>>,
+    /// Requests this queue took and has not ended (or given back to the
+    /// block layer to retry): sent, on the ring, or being answered. 0 when
+    /// the queue is idle (see `queue_rq`).
+    active: Atomic<u32>,
     /// Requests for the sender; a spinlock because `queue_rq` may not sleep.
     #[pin]
     ring: SpinLock<Ring>,

@@ -91,6 +91,7 @@ impl Shared {
                 _ => {}
             }
         }
+        self.active.fetch_sub(1, Relaxed);
         rq.end(result);
     }
 
@@ -212,13 +213,17 @@ impl Shared {
             self.finish(rq, Err(EIO));
             return;
         }
+        // Back through `queue_rq` when the delay is over.
+        self.active.fetch_sub(1, Relaxed);
         rq.requeue(1u32 << n.min(10));
     }
 
     /// Takes a request of this queue from the block layer (`last`: the
-    /// last of its batch); never waits. Alone on the ring it is sent at
-    /// once from here if the socket has room for it, otherwise by the
-    /// sender thread.
+    /// last of its batch); never waits. The only request of an idle queue
+    /// is sent at once from here if the socket has room for it; all others
+    /// go to the sender thread, which batches them (`MSG_MORE`) while the
+    /// submitters go on: sending each from its submitter would cost a TCP
+    /// segment, and a wake-up at the export, per request.
     pub(super) fn queue_rq(
         &self,
         rq: Request<Router>,
@@ -229,13 +234,17 @@ impl Shared {
             return Err((rq, EIO));
         }
         rq.pdu().id.store(0, Relaxed);
+        // Counted before anyone can end it.
+        let idle = self.active.fetch_add(1, Relaxed) == 0;
         let mut ring = self.ring.lock();
         // Full ring cannot happen (it holds the queue depth); refuse rather
         // than lose the request.
-        ring.push(rq).map_err(|rq| (rq, EIO))?;
-        let alone = ring.len == 1;
+        if let Err(rq) = ring.push(rq) {
+            self.active.fetch_sub(1, Relaxed);
+            return Err((rq, EIO));
+        }
         drop(ring);
-        if !(alone && last && self.send_from_submitter()) {
+        if !(idle && last && self.send_from_submitter()) {
             self.wake.notify_all();
         }
         Ok(())

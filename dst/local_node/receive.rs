@@ -301,6 +301,14 @@ fn open(
 }
 
 impl Ctx {
+    /// Gives a check job the receiver took back to the queue's spares.
+    fn spare(&self, job: Option<Pin<KBox<ReplyCheck>>>) {
+        if let Some(job) = job {
+            // Room was made for every job when the queue was created.
+            let _ = self.shared.spare_checks.lock().push_within_capacity(job);
+        }
+    }
+
     /// Checks a READ reply in the receiver, then ends the request. Errors
     /// end the connection; the request is parked again and resent.
     fn finish_checked(
@@ -409,11 +417,7 @@ impl Ctx {
             let check = match received {
                 Ok(check) => check,
                 Err(why) => {
-                    if let Some(job) = job {
-                        // Room was made for every job when the queue was
-                        // created.
-                        let _ = shared.spare_checks.lock().push_within_capacity(job);
-                    }
+                    self.spare(job);
                     return Err(why);
                 }
             };
@@ -422,6 +426,15 @@ impl Ctx {
                 let data = bounce.as_mut().ok_or("no buffer for read data")?;
                 return self.finish_checked(rq, h.status, &check, vecs, data);
             };
+            if !sock.has_data() {
+                // Nothing more to receive yet: the receiver would only wait,
+                // so it checks this reply itself and saves a worker's
+                // wake-up (every reply, at queue depth 1).
+                let j = job.as_mut().project();
+                let r = self.finish_checked(rq, h.status, &check, j.vecs, j.data);
+                self.spare(Some(job));
+                return r;
+            }
             *job.as_mut().project().reply = Some(Reply {
                 shared: shared.clone(),
                 sock: sock.clone(),

@@ -3,8 +3,8 @@
 //! The sending half of a queue: the sender thread takes requests off the
 //! ring and sends each as one frame (header, WRITE data, sealed with the
 //! connection's protection, and trailer), then parks it until its reply.
-//! A request alone on the ring of an idle queue is sent by the task that
-//! submits it instead, when the socket has room for it at once.
+//! The only request of an idle queue (none other in flight) is sent by the
+//! task that submits it instead, when the socket has room for it at once.
 
 use kernel::{prelude::*, sync::atomic::Relaxed, time::msecs_to_jiffies};
 
