@@ -1026,7 +1026,35 @@ def protected_markdown(doc):
     if not doc.get("cipher"):
         out += ["", "No cipher speeds: the run's dst.ko logged no \"crypto bench:\" lines "
                 "(loaded without `crypto_bench=1`, or a module without the parameter)."]
+    out.extend(aead_target_markdown(doc))
     out.append("")
+    return out
+
+
+def aead_target_markdown(doc):
+    """The AEAD target, per sequential job: at least 0.6 of DST none's
+    throughput, or within 20 % of what the cipher allows (every vCPU busy
+    with it, each MiB sealed and opened: vCPUs / 2 x its MB/s), whichever is
+    lower; says which bound applied and whether the median met it."""
+    p = (doc.get("protected") or {}).get("dst-aead")
+    vcpus = doc["environment"].get("vcpus")
+    if not p or not p.get("cipher") or not vcpus:
+        return []
+    cipher_bound = 0.8 * vcpus / 2 * p["cipher"]["MBps"]
+    out = ["", "AEAD target (at least 0.6 of DST none's throughput, or within 20 % of what "
+           f"the cipher allows: 0.8 x {vcpus} vCPUs / 2 x {fmt(p['cipher']['MBps'], 'MBps')} MB/s "
+           f"= {fmt(cipher_bound, 'MBps')} MB/s, whichever is lower):", ""]
+    for job, e in p["jobs"].items():
+        got = (e.get("throughput_MBps") or {}).get("median")
+        none = (doc["results"].get(job, {}).get("dst-none") or {}).get("bw_MBps")
+        if got is None or none is None:
+            continue
+        none_bound = 0.6 * none
+        bound, which = min((none_bound, "0.6 x DST none"), (cipher_bound, "the cipher's"))
+        verdict = "met" if got >= bound else "missed"
+        out.append(f"- {JOB_LABEL[job]}: {fmt(got, 'MBps')} MB/s against {which} bound of "
+                   f"{fmt(bound, 'MBps')} MB/s (0.6 x DST none: {fmt(none_bound, 'MBps')}): "
+                   f"**{verdict}** ({got / bound:.2f} of it)")
     return out
 
 
