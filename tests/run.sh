@@ -6,7 +6,8 @@
 #
 # 1. Host tests: cargo test of tools/dstcfg and tools/dstpeer (named
 #    host:dstcfg-unit, host:dstpeer-unit; every cargo test counts), in the
-#    background beside the first guest tests; their lines come when they end.
+#    background beside the first guest tests; their lines come with the
+#    first guest test to end after them.
 # 2. Guest tests: each tests/vm/*.sh whose name matches PATTERN (a substring,
 #    or a glob if it contains * ? or [; no PATTERN = all, host tests included)
 #    runs in its own fresh VM (scripts/vm.sh) through tests/lib/guest-run.sh.
@@ -378,6 +379,10 @@ else
             continue
         fi
         while [ "${#running[@]}" -ge "$jobs_max" ]; do collect_one; done
+        # The host tests' lines as soon as they are done.
+        if [ -n "$host_pid" ] && ! kill -0 "$host_pid" 2>/dev/null; then
+            collect_host_tests
+        fi
         start_guest_test "$script"
     done
     while [ "${#running[@]}" -gt 0 ]; do collect_one; done
