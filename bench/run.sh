@@ -44,10 +44,10 @@
 #                          needs perf (Debian package linux-perf) on the host
 #   BENCH_CONNECTS         connect (and delete) a DST device this many times
 #                          per DST target after the jobs (default 10)
-#   BENCH_BASELINE=REV     also run everything with the module and dstcfg of
-#                          commit REV (built against the same kernel, cached):
-#                          one VM per round, REV's and this tree's in turn;
-#                          the report compares the two
+#   BENCH_BASELINE=REV     also run the DST targets with the module and dstcfg
+#                          of commit REV (built against the same kernel,
+#                          cached): one VM per round, REV's and this tree's in
+#                          turn; the report compares the two
 #   BENCH_SCALING=1        instead of the matrix, the scaling series (`make
 #                          bench-scaling`): one VM per step of
 #                          BENCH_SCALING_QUEUES (default: 1 2 4), with that
@@ -311,9 +311,12 @@ if [ -n "$baseline" ]; then
     fi
     echo "baseline=$rev" >"$out/baseline.txt"
     # One VM per round, the baseline's and this tree's in turn, so that a
-    # host whose load drifts weighs on both alike.
+    # host whose load drifts weighs on both alike. The baseline's VMs run
+    # the DST targets only: the peers do not change with DST's commit.
+    base_targets=$(tr ' ' '\n' <<<"$targets" | grep '^dst-' | paste -sd' ' || true)
+    [ -n "$base_targets" ] || die "BENCH_BASELINE: BENCH_TARGETS has no DST target to compare"
     for r in $(seq 1 "$rounds"); do
-        measure "$out/baseline" "$base_src" "$r"
+        m_targets=$base_targets measure "$out/baseline" "$base_src" "$r"
         measure "$out" "$build" "$r"
     done
     "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
