@@ -57,6 +57,7 @@ mod ffi {
         pub(super) fn dst_bdev_physical_block_size(bdev: *mut c_void) -> c_uint;
         pub(super) fn dst_bdev_nr_bytes(bdev: *mut c_void) -> u64;
         pub(super) fn dst_bdev_can_discard(bdev: *mut c_void) -> bool;
+        pub(super) fn dst_bdev_write_cache(bdev: *mut c_void) -> bool;
         pub(super) fn dst_bdev_bioset_init() -> c_int;
         pub(super) fn dst_bdev_bioset_exit();
         pub(super) fn dst_bdev_bio_alloc(
@@ -187,6 +188,18 @@ impl Backing {
         }
     }
 
+    /// Whether completed writes need a flush to be durable, so that FLUSH
+    /// and FUA are offered (as NVMe/TCP's target reports a volatile write
+    /// cache only for a device that has one): a block device's write-cache
+    /// setting when the export starts; a file always (its page cache, or
+    /// the cache of its file system's device).
+    pub(crate) fn has_write_cache(&self) -> bool {
+        match self {
+            Backing::Block(b) => b.has_write_cache(),
+            Backing::File(_) => true,
+        }
+    }
+
     /// Whether WRITE_ZEROES may be offered: a block device always can (the
     /// block layer writes zeroes if it has nothing better), a file where
     /// its file system has `fallocate`.
@@ -311,6 +324,12 @@ impl BlockDevice {
     pub(crate) fn can_discard(&self) -> bool {
         // SAFETY: the device is open (type invariant).
         unsafe { ffi::dst_bdev_can_discard(self.raw().cast()) }
+    }
+
+    /// Whether completed writes may sit in a volatile cache until a flush.
+    pub(crate) fn has_write_cache(&self) -> bool {
+        // SAFETY: the device is open (type invariant).
+        unsafe { ffi::dst_bdev_write_cache(self.raw().cast()) }
     }
 
     /// Makes every completed write durable. Blocks.

@@ -29,6 +29,12 @@ u64 dst_bdev_nr_bytes(struct block_device *bdev)
 	return bdev_nr_bytes(bdev);
 }
 
+/* Whether completed writes may sit in a volatile cache until a flush. */
+bool dst_bdev_write_cache(struct block_device *bdev)
+{
+	return bdev_write_cache(bdev);
+}
+
 bool dst_bdev_can_discard(struct block_device *bdev)
 {
 	return bdev_max_discard_sectors(bdev) != 0;

@@ -17,6 +17,7 @@ unsigned int dst_bdev_logical_block_size(struct block_device *bdev);
 unsigned int dst_bdev_physical_block_size(struct block_device *bdev);
 u64 dst_bdev_nr_bytes(struct block_device *bdev);
 bool dst_bdev_can_discard(struct block_device *bdev);
+bool dst_bdev_write_cache(struct block_device *bdev);
 
 int dst_bdev_bioset_init(void);
 void dst_bdev_bioset_exit(void);

@@ -488,6 +488,14 @@ impl Export {
                 c"nothing to export: the device or size cap is smaller than one block",
             ));
         }
+        // Without a volatile write cache every completed write is durable:
+        // the local node's device then has none either, and its file
+        // systems send no flushes, which would cost a round trip each.
+        let cache = if backing.has_write_cache() {
+            proto::FEATURE_FLUSH | proto::FEATURE_FUA
+        } else {
+            0
+        };
         let features = if read_only {
             proto::FEATURE_FLUSH | proto::FEATURE_RESIZE
         } else {
@@ -501,7 +509,7 @@ impl Export {
             } else {
                 0
             };
-            proto::FEATURE_FLUSH | proto::FEATURE_FUA | proto::FEATURE_RESIZE | zeroes | discard
+            cache | proto::FEATURE_RESIZE | zeroes | discard
         };
         let kind = backing.describe();
         let backing = Arc::new(backing, GFP_KERNEL).map_err(|_| ENOMEM)?;

@@ -13,6 +13,8 @@
 # direct IO, at once); blkdiscard of 4 MiB just written punches a hole in
 # the image (its allocated blocks drop by 4 MiB; the range reads as zeroes
 # through /dev/dst0 and in the file); the image holds what /dev/dst0 reads.
+# /dev/dst0 has a write cache, as the file has; an export of a RAM disk,
+# which has none, gives a device without one.
 # Refusals, with their messages: a directory and /dev/null (by dstcfg, and
 # by the module when dstcfg is bypassed), an image on a read-only mount
 # exported read-write. That image exported --read-only serves its data and
@@ -53,6 +55,16 @@ fs_disk() {
     basename "$(readlink -f "/dev/mapper/dst-$1")"
 }
 
+# A block device without a volatile write cache (a RAM disk) gives a device
+# without one, as NVMe/TCP's target does: every completed write is durable,
+# and file systems on it send no flushes (a round trip each).
+dstcfg -r 127.0.0.1 -p 1027 -a export -f /dev/ram0 --size 16M >/dev/null
+dev=$(dstcfg -r 127.0.0.1 -p 1027 -a local)
+assert_eq "$(cat /sys/block/ram0/queue/write_cache)" "write through" "write cache of /dev/ram0"
+assert_eq "$(cat "/sys/block/${dev#/dev/}/queue/write_cache")" "write through" "write cache of $dev on /dev/ram0"
+dstcfg -a delete -d "${dev#/dev/}"
+dstcfg -r 127.0.0.1 -p 1027 -a unexport
+
 # Periodic writeback and journal commits would write the page cache's data
 # without a flush; the flush check below needs them out of the way.
 echo 360000 >/proc/sys/vm/dirty_expire_centisecs
@@ -80,6 +92,9 @@ serve_image() {
     assert_contains "$line" "($mode," "how the export serves $img"
     dev=$(dstcfg -r 127.0.0.1 -a local)
     assert_eq "$(blockdev --getsize64 "$dev")" $((img_mib * MiB)) "size of $dev"
+    # A file's writes are durable only after a flush (its page cache, or
+    # its file system's device): the device has a write cache.
+    assert_eq "$(cat "/sys/block/${dev#/dev/}/queue/write_cache")" "write back" "write cache of $dev"
 
     # Only one export serves a file.
     expect_fail dstcfg -r 127.0.0.1 -p 1026 -a export -f "$img"
