@@ -209,14 +209,15 @@ impl InFlight {
         })
     }
 
-    /// Counts one more in, unless the gate is closed.
-    pub(crate) fn begin(&self) -> Result<(), Closed> {
+    /// Counts one more in, unless the gate is closed; how many are in
+    /// flight now, this one included.
+    pub(crate) fn begin(&self) -> Result<u32, Closed> {
         let mut n = self.count.lock();
         if self.closed.load(Relaxed) {
             return Err(Closed);
         }
         *n += 1;
-        Ok(())
+        Ok(*n)
     }
 
     /// Counts one out; wakes those waiting for room or for none.

@@ -621,7 +621,7 @@ impl Session {
         let Ok(io) = Io::new(self.clone(), h, data, charge, pending) else {
             return self.refuse(&h, Status::Busy);
         };
-        self.inflight.begin().map_err(|Closed| End::Fenced)?;
+        let alone = self.inflight.begin().map_err(|Closed| End::Fenced)? == 1;
         if on_pool {
             thread_pool::submit_boxed(io);
             return Ok(());
@@ -637,12 +637,12 @@ impl Session {
                 return Ok(());
             }
         };
-        // With nothing more to receive, a bio that completes inline (a RAM
-        // disk, a cache hit) is answered from here, without waking the
-        // sender. Otherwise (more requests waiting, or a bio that does not
-        // complete inline) the reply is the sender's: it batches replies
-        // (`MSG_MORE`) while this thread goes on receiving.
-        if self.sock.has_data() {
+        // The only request of an idle session, with nothing more to
+        // receive, is answered from here if its bio completes inline (a RAM
+        // disk, a cache hit), without waking the sender. Otherwise the
+        // reply is the sender's: it batches replies (`MSG_MORE`) while this
+        // thread goes on receiving.
+        if !alone || self.sock.has_data() {
             start_bio(io, bio_op);
             return Ok(());
         }
