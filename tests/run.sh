@@ -46,11 +46,11 @@
 #   results/<test>/{status,note}                 exit status, and why
 #
 # Environment: DST_NO_INSMOD=1 never loads dst.ko (to try the harness without
-# a module); DST_TEST_JOBS=N runs up to N guest tests at once (default 2: most
-# of a test's time is spent waiting, on timeouts, outages and the emulated
-# guest's own sleeps, so two VMs share the host's cores well; "# exclusive:
-# yes" tests still run alone); KDIR, DST_CACHE, DST_VM_CPUS, DST_VM_MEMORY as
-# for scripts/vm.sh.
+# a module); DST_TEST_JOBS=N runs up to N guest tests at once (default 2, on
+# a host with two cores: a third VM made each test about twice as slow, the
+# emulated guests being bound by the cores; "# exclusive: yes" tests still
+# run alone); KDIR, DST_CACHE, DST_VM_CPUS, DST_VM_MEMORY as for
+# scripts/vm.sh.
 #
 # Prints one line per test as it ends (PASS name (time) / FAIL name (reason),
 # with the last 30 lines of output for failures) and, last, "N passed, M
