@@ -69,6 +69,12 @@ impl Shared {
         }
     }
 
+    /// Gives a check job back to the queue's spares.
+    fn spare(&self, job: Pin<KBox<ReplyCheck>>) {
+        // Room was made for every job when the queue was created.
+        let _ = self.spare_checks.lock().push_within_capacity(job);
+    }
+
     /// Waits until no reply is being checked by a crypto worker.
     fn wait_checks(&self) {
         self.checks.wait_idle();
@@ -172,8 +178,7 @@ impl WorkItem for ReplyCheck {
             },
         );
         drop((sock, check));
-        // Room was made for every job when the queue was created.
-        let _ = shared.spare_checks.lock().push_within_capacity(this);
+        shared.spare(this);
         shared.checks.end();
     }
 }
@@ -301,14 +306,6 @@ fn open(
 }
 
 impl Ctx {
-    /// Gives a check job the receiver took back to the queue's spares.
-    fn spare(&self, job: Option<Pin<KBox<ReplyCheck>>>) {
-        if let Some(job) = job {
-            // Room was made for every job when the queue was created.
-            let _ = self.shared.spare_checks.lock().push_within_capacity(job);
-        }
-    }
-
     /// Checks a READ reply in the receiver, then ends the request. Errors
     /// end the connection; the request is parked again and resent.
     fn finish_checked(
@@ -417,7 +414,9 @@ impl Ctx {
             let check = match received {
                 Ok(check) => check,
                 Err(why) => {
-                    self.spare(job);
+                    if let Some(job) = job {
+                        shared.spare(job);
+                    }
                     return Err(why);
                 }
             };
@@ -432,7 +431,7 @@ impl Ctx {
                 // wake-up (every reply, at queue depth 1).
                 let j = job.as_mut().project();
                 let r = self.finish_checked(rq, h.status, &check, j.vecs, j.data);
-                self.spare(Some(job));
+                shared.spare(job);
                 return r;
             }
             *job.as_mut().project().reply = Some(Reply {
