@@ -187,14 +187,29 @@ pub(super) fn handshake(
         ..*hello
     };
     let body = hello.encode();
-    sock.send_all(&Header::hello().encode(), true)
-        .map_err(lost)?;
-    sock.send_all(&body, false).map_err(lost)?;
     let recv_header = || -> Result<Header, Refusal> {
         let mut hb = [0u8; proto::HEADER_LEN];
         sock.recv_exact_by(&mut hb, deadline).map_err(lost)?;
         Header::decode(&hb).map_err(bad)
     };
+    if let Err(e) = sock
+        .send_all(&Header::hello().encode(), true)
+        .and_then(|()| sock.send_all(&body, false))
+    {
+        // An export that refuses at accept (an address not on its
+        // allow-list) answers before reading our HELLO and closes with a
+        // reset, which can fail this send. Its answer then waits in our
+        // receive queue and says more than the reset does.
+        let answer = if sock.has_data() {
+            recv_header().ok()
+        } else {
+            None
+        };
+        return Err(answer
+            .filter(|h| h.kind == Kind::HelloReply)
+            .and_then(|h| refusal(h.status))
+            .unwrap_or_else(|| lost(e)));
+    }
     let mut h = recv_header()?;
     let mut exchange = None;
     if let (Kind::Challenge, Some(key), Some(ephemeral)) = (h.kind, &sec.key, ephemeral) {
