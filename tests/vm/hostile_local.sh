@@ -61,7 +61,11 @@ peer=$DST_REPO/tools/dstpeer/target/release/dstpeer
 [ -x "$peer" ] || fail "$peer not built: run make dstpeer"
 modes=${DST_HOSTILE_MODES:-none crc32c hmac aead}
 only=${DST_HOSTILE_CASES:-}
-tmp=${DST_TEST_OUT:-$(mktemp -d)}/hostile-local
+# The servers' logs, polled while the servers write them, live in the
+# guest's own /tmp and are copied into the results at the end: a read of a
+# file being appended to on the results folder's uncached 9p mount once
+# failed with ENODATA ("No data available"), which ended the test.
+tmp=$(mktemp -d)/hostile-local
 mkdir -p "$tmp"
 seed=23
 trigger=24
@@ -109,6 +113,7 @@ cleanup() {
     stop_server
     # Whatever state a failure left the device in: forced.
     dstcfg -a delete -d dst0 --force >/dev/null 2>&1 || true
+    [ -z "${DST_TEST_OUT:-}" ] || cp -a "$tmp" "$DST_TEST_OUT/" || true
 }
 trap cleanup EXIT
 
