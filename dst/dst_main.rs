@@ -27,6 +27,7 @@ mod local_node;
 mod netlink;
 mod netns;
 mod pages;
+mod placement;
 mod proto;
 mod registry;
 mod rekey;

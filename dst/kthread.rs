@@ -13,11 +13,20 @@ use core::ptr::NonNull;
 
 use kernel::{
     bindings,
+    error::to_result,
     ffi::{c_int, c_void},
     fmt,
     prelude::*,
     str::CString, //
 };
+
+mod ffi {
+    use kernel::ffi::c_int;
+
+    extern "C" {
+        pub(super) fn dst_shim_current_run_on(cpu: c_int) -> c_int;
+    }
+}
 
 /// What the thread runs: a function and its argument, owned by the handle.
 struct Body<T> {
@@ -43,6 +52,14 @@ pub(crate) struct Thread<T: Send + Sync + 'static> {
 unsafe impl<T: Send + Sync + 'static> Send for Thread<T> {}
 // SAFETY: `&Thread` offers no operations.
 unsafe impl<T: Send + Sync + 'static> Sync for Thread<T> {}
+
+/// Lets the current kthread run only on `cpu`, or with `None` on any CPU
+/// kernel threads may use.
+pub(crate) fn run_on(cpu: Option<u32>) -> Result {
+    let cpu = cpu.map_or(Ok(-1), c_int::try_from).map_err(|_| EINVAL)?;
+    // SAFETY: called from a kthread, which may change its own affinity.
+    to_result(unsafe { ffi::dst_shim_current_run_on(cpu) })
+}
 
 /// Whether the current kthread has been asked to stop.
 pub(crate) fn should_stop() -> bool {

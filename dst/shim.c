@@ -9,6 +9,7 @@
 #include <linux/blkdev.h>
 #include <linux/key.h>
 #include <linux/module.h>
+#include <linux/sched/isolation.h>
 #include <linux/sched/mm.h>
 #include <linux/tcp.h>
 #include <linux/timekeeping.h>
@@ -789,6 +790,25 @@ void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms)
 bool dst_shim_sock_has_data(struct socket *sock)
 {
 	return !skb_queue_empty_lockless(&sock->sk->sk_receive_queue);
+}
+
+/* The CPU that handled the socket's last incoming segment, or -1. */
+int dst_shim_sock_incoming_cpu(struct socket *sock)
+{
+	return READ_ONCE(sock->sk->sk_incoming_cpu);
+}
+
+/*
+ * Lets the calling kernel thread run only on @cpu, or with @cpu < 0 on any
+ * CPU kernel threads may use. An offline @cpu is refused.
+ */
+int dst_shim_current_run_on(int cpu)
+{
+	if (cpu < 0)
+		return set_cpus_allowed_ptr(current, housekeeping_cpumask(HK_TYPE_KTHREAD));
+	if (cpu >= nr_cpu_ids || !cpu_online(cpu))
+		return -EINVAL;
+	return set_cpus_allowed_ptr(current, cpumask_of(cpu));
 }
 
 /*

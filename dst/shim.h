@@ -145,6 +145,8 @@ void dst_shim_sock_release(struct socket *sock, bool memalloc);
 void dst_shim_sock_timeouts(struct socket *sock, u32 snd_ms, u32 rcv_ms);
 bool dst_shim_sock_has_data(struct socket *sock);
 int dst_shim_sock_send_room(struct socket *sock);
+int dst_shim_sock_incoming_cpu(struct socket *sock);
+int dst_shim_current_run_on(int cpu);
 u32 dst_shim_wall_seconds(void);
 void dst_shim_nodename(char *buf, size_t len);
 void dst_shim_event(struct net *net, const struct dst_nl_event *ev);

@@ -36,6 +36,7 @@ mod ffi {
         pub(super) fn dst_shim_sock_timeouts(sock: *mut c_void, snd_ms: u32, rcv_ms: u32);
         pub(super) fn dst_shim_sock_has_data(sock: *mut c_void) -> bool;
         pub(super) fn dst_shim_sock_send_room(sock: *mut c_void) -> c_int;
+        pub(super) fn dst_shim_sock_incoming_cpu(sock: *mut c_void) -> c_int;
         pub(super) fn sock_set_reuseaddr(sk: *mut bindings::sock);
     }
 }
@@ -380,6 +381,14 @@ impl Socket {
         // SAFETY: the socket is valid (type invariant); the check takes no
         // lock and only reads.
         unsafe { ffi::dst_shim_sock_has_data(self.sock.as_ptr().cast()) }
+    }
+
+    /// The CPU that handled the last segment this socket received, if any
+    /// (a snapshot).
+    pub(crate) fn incoming_cpu(&self) -> Option<u32> {
+        // SAFETY: the socket is valid (type invariant); a lockless read.
+        let cpu = unsafe { ffi::dst_shim_sock_incoming_cpu(self.sock.as_ptr().cast()) };
+        u32::try_from(cpu).ok()
     }
 
     /// How many bytes a send can queue now without waiting for socket

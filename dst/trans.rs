@@ -220,6 +220,11 @@ impl InFlight {
         Ok(*n)
     }
 
+    /// How many are in flight (a snapshot).
+    pub(crate) fn count(&self) -> u32 {
+        *self.count.lock()
+    }
+
     /// Counts one out; wakes those waiting for room or for none.
     pub(crate) fn end(&self) {
         let mut n = self.count.lock();

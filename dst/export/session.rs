@@ -54,6 +54,7 @@ use crate::{
     },
     netlink::{self, event},
     pages::PageBuf,
+    placement::Placement,
     proto::{
         self,
         validate_request,
@@ -374,10 +375,13 @@ impl Session {
         let limits = grant.limits();
         self.notify(event::SESSION_OPENED);
         self.export.serving.add(1, Relaxed);
+        // Idle, it runs where its requests arrive (see `Placement`).
+        let mut placement = Placement::default();
         let end = loop {
             if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch, &mut opener) {
                 break end;
             }
+            placement.update(&self.sock, self.inflight.count());
         };
         self.export.serving.fetch_sub(1, Relaxed);
         if matches!(end, End::Integrity(_)) {

@@ -19,6 +19,7 @@ use crate::{
     blk::{Request, SegmentBuf, Started},
     crypto, kthread,
     pages::Bounce,
+    placement::Placement,
     proto::{self, Header, Kind, Status},
     security::{self, Check, Opener},
     socket::Socket,
@@ -197,8 +198,17 @@ pub(super) fn receiver_main(ctx: &Ctx) {
         mut bounce,
     } = start;
     shared.last_rx.store(shared.now(), Relaxed);
+    // Idle, the thread runs where its replies arrive (see `Placement`).
+    let mut placement = Placement::default();
     loop {
-        let why = serve(ctx, &sock, &mut opener, &mut vecs, &mut bounce);
+        let why = serve(
+            ctx,
+            &sock,
+            &mut opener,
+            &mut vecs,
+            &mut bounce,
+            &mut placement,
+        );
         // Replies of this connection still being checked finish first (they
         // may fail and need the requeue below).
         shared.wait_checks();
@@ -228,6 +238,7 @@ fn serve(
     opener: &mut Opener,
     vecs: &mut SegmentBuf,
     bounce: &mut Option<Bounce>,
+    placement: &mut Placement,
 ) -> &'static str {
     let shared = &ctx.shared;
     loop {
@@ -281,6 +292,7 @@ fn serve(
         if let Err(why) = r {
             return why;
         }
+        placement.update(sock, shared.active.load(Relaxed));
     }
 }
 
