@@ -201,8 +201,14 @@ struct blk_mq_tag_set *dst_shim_tagset_alloc(const struct dst_disk_params *p,
 	set->cmd_size = p->cmd_size;
 	set->timeout = msecs_to_jiffies(p->timeout_ms);
 	set->driver_data = driver_data;
-	/* queue_rq may send on the socket (dst/local_node/send.rs). */
-	set->flags = BLK_MQ_F_BLOCKING;
+	/*
+	 * queue_rq may send on the socket (dst/local_node/send.rs). No I/O
+	 * scheduler by default, even with one hardware queue: the export's
+	 * device has its own; here mq-deadline only added work and moved
+	 * dispatch to kblockd (random 4 KiB reads at queue depth 32: 20 to 45 %
+	 * fewer IOPS with it, one queue). The admin may still set one.
+	 */
+	set->flags = BLK_MQ_F_BLOCKING | BLK_MQ_F_NO_SCHED_BY_DEFAULT;
 	err = blk_mq_alloc_tag_set(set);
 	if (err) {
 		kfree(set);

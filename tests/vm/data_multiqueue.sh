@@ -7,13 +7,19 @@
 # reconnect by themselves (neither fences the other), the device reports one
 # "lost" and one "reconnected" event for the whole device, and verify passes
 # again with no IO error. Last, --queues above the CPU count gives one queue
-# (and connection) per CPU.
+# (and connection) per CPU. First, a device of one queue (the default) has
+# no I/O scheduler, as one of several queues has none.
 # timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
 . "${DST_REPO:-.}/tests/lib/guest.sh"
 
 dstcfg -r 127.0.0.1 -a export -f /dev/ram0
+dev=$(dstcfg -r 127.0.0.1 -a local)
+assert_eq "$(cat /sys/block/dst0/dst/queues)" 1 "queues of a default device"
+assert_contains "$(cat /sys/block/dst0/queue/scheduler)" "[none]" "I/O scheduler of a one-queue device"
+dstcfg -a delete -d dst0
+
 dev=$(dstcfg -r 127.0.0.1 -a local --queues 2)
 assert_eq "$dev" /dev/dst0 "device created"
 assert_eq "$(cat /sys/block/dst0/dst/queues)" 2 "queues in sysfs"
