@@ -53,11 +53,14 @@ unsafe impl<T: Send + Sync + 'static> Send for Thread<T> {}
 // SAFETY: `&Thread` offers no operations.
 unsafe impl<T: Send + Sync + 'static> Sync for Thread<T> {}
 
-/// Lets the current kthread run only on `cpu`, or with `None` on any CPU
-/// kernel threads may use.
+/// Lets the current thread run only on `cpu`, or with `None` on any CPU
+/// kernel threads may use. For the threads of [`Thread`] only: in a
+/// process's context it would change the process's affinity. May sleep
+/// (it migrates the thread at once); allocates nothing.
 pub(crate) fn run_on(cpu: Option<u32>) -> Result {
     let cpu = cpu.map_or(Ok(-1), c_int::try_from).map_err(|_| EINVAL)?;
-    // SAFETY: called from a kthread, which may change its own affinity.
+    // SAFETY: `current` is always a valid task, and the caller is in task
+    // context (a thread body), where changing its own affinity may sleep.
     to_result(unsafe { ffi::dst_shim_current_run_on(cpu) })
 }
 

@@ -9,9 +9,11 @@
 //! several requests are in flight the thread may run anywhere again, beside
 //! the other threads of its connection and the crypto pool.
 //!
-//! Measured on 2 vCPUs under software emulation (loopback, random 4 KiB
-//! reads at queue depth 1): 28 to 33 % more IOPS with the export's receive
-//! thread placed so; no loss at queue depth 16 and 32.
+//!
+//! On one host (loopback, 2 vCPUs) that took random 4 KiB reads at queue
+//! depth 1 from 1,002-1,540 IOPS to 1,985-2,510, level with NVMe/TCP
+//! (`Documentation/performance.md`). An affinity the admin gave the thread
+//! does not survive its next idle moment.
 
 use crate::{kthread, socket::Socket};
 
