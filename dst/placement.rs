@@ -9,7 +9,6 @@
 //! several requests are in flight the thread may run anywhere again, beside
 //! the other threads of its connection and the crypto pool.
 //!
-//!
 //! On one host (loopback, 2 vCPUs) that took random 4 KiB reads at queue
 //! depth 1 from 1,002-1,540 IOPS to 1,985-2,510, level with NVMe/TCP
 //! (`Documentation/performance.md`). An affinity the admin gave the thread
