@@ -3,11 +3,12 @@
 //! Where a connection's receive thread runs (an export session's, a local
 //! queue's). While its connection is idle (one request at a time, each
 //! answered before the next is sent) the thread runs on the CPU that handles
-//! the connection's incoming segments, as nvmet-tcp and nvme-tcp run a
-//! queue's `io_work` on `sk_incoming_cpu`: a request then wakes no thread on
-//! another CPU, and its completion needs no interrupt to another CPU. Once
-//! several requests are in flight the thread may run anywhere again, beside
-//! the other threads of its connection and the crypto pool.
+//! the connection's incoming segments, as nvmet-tcp runs a queue's
+//! `io_work` on `sk_incoming_cpu` (nvme-tcp on its queue's CPU): a request
+//! then wakes no thread on another CPU, and its completion needs no
+//! interrupt to another CPU. Once several requests are in flight the
+//! thread may run anywhere again, beside the other threads of its
+//! connection and the crypto pool.
 //!
 //! On one host (loopback, 2 vCPUs) that took random 4 KiB reads at queue
 //! depth 1 from 1,002-1,540 IOPS to 1,985-2,510, level with NVMe/TCP
