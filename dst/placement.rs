@@ -6,7 +6,7 @@
 //! the connection's incoming segments, as nvmet-tcp runs a queue's
 //! `io_work` on `sk_incoming_cpu` (nvme-tcp on its queue's CPU): a request
 //! then wakes no thread on another CPU, and its completion needs no
-//! interrupt to another CPU. Once several requests are in flight the
+//! interrupt to another CPU. Once requests queue up on the connection the
 //! thread may run anywhere again, beside the other threads of its
 //! connection and the crypto pool.
 //!
@@ -23,20 +23,30 @@ use crate::{kthread, socket::Socket};
 pub(crate) struct Placement {
     /// The CPU the thread is bound to, if any.
     on: Option<u32>,
+    /// Observations in a row that the connection was idle (above 0) or
+    /// busy (below 0).
+    streak: i8,
 }
 
 impl Placement {
-    /// From this many requests in flight on, the thread is unbound.
-    const SPREAD_AT: u32 = 4;
+    /// Observations in a row it takes to bind or unbind: a queue depth of
+    /// 2 or 3, idle now and busy next, changes nothing.
+    const STREAK: i8 = 4;
 
-    /// Binds the current thread to `sock`'s incoming CPU when nothing is
-    /// in flight, unbinds it when `in_flight` reaches [`Self::SPREAD_AT`];
-    /// in between, leaves it as it is (no rebinding back and forth at low
-    /// queue depths). A failed binding (the CPU went offline) is left out.
-    pub(crate) fn update(&mut self, sock: &Socket, in_flight: u32) {
-        let want = match in_flight {
-            0 => sock.incoming_cpu(),
-            n if n >= Self::SPREAD_AT => None,
+    /// Records whether the connection is `idle` (nothing in flight,
+    /// nothing waiting) or `busy` (requests queue up behind the one being
+    /// handled); after [`Self::STREAK`] of the same in a row, binds the
+    /// current thread to `sock`'s incoming CPU (idle) or unbinds it (busy).
+    /// A failed binding (the CPU went offline) is left out.
+    pub(crate) fn update(&mut self, sock: &Socket, idle: bool, busy: bool) {
+        self.streak = match (idle, busy) {
+            (true, _) => self.streak.max(0).saturating_add(1),
+            (false, true) => self.streak.min(0).saturating_sub(1),
+            (false, false) => 0,
+        };
+        let want = match self.streak {
+            n if n >= Self::STREAK => sock.incoming_cpu(),
+            n if n <= -Self::STREAK => None,
             _ => return,
         };
         if want != self.on && kthread::run_on(want).is_ok() {

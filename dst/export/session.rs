@@ -381,7 +381,10 @@ impl Session {
             if let Err(end) = self.step(&limits, grant.queue_depth, &mut scratch, &mut opener) {
                 break end;
             }
-            placement.update(&self.sock, self.inflight.count());
+            // Its in-flight count alone does not show the queue depth: a
+            // device that completes inside `submit_bio` keeps it near 0.
+            let waiting = self.sock.has_data();
+            placement.update(&self.sock, self.inflight.count() == 0 && !waiting, waiting);
         };
         self.export.serving.fetch_sub(1, Relaxed);
         if matches!(end, End::Integrity(_)) {

@@ -292,7 +292,8 @@ fn serve(
         if let Err(why) = r {
             return why;
         }
-        placement.update(sock, shared.active.load(Relaxed));
+        let active = shared.active.load(Relaxed);
+        placement.update(sock, active == 0, active >= 4);
     }
 }
 
