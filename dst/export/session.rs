@@ -383,8 +383,10 @@ impl Session {
             }
             // Its in-flight count alone does not show the queue depth: a
             // device that completes inside `submit_bio` keeps it near 0.
+            // Read (under its lock) only when nothing waits.
             let waiting = self.sock.has_data();
-            placement.update(&self.sock, self.inflight.count() == 0 && !waiting, waiting);
+            let idle = !waiting && self.inflight.count() == 0;
+            placement.update(&self.sock, idle, waiting);
         };
         self.export.serving.fetch_sub(1, Relaxed);
         if matches!(end, End::Integrity(_)) {

@@ -292,6 +292,7 @@ fn serve(
         if let Err(why) = r {
             return why;
         }
+        // Busy: enough requests taken that replies keep coming.
         let active = shared.active.load(Relaxed);
         placement.update(sock, active == 0, active >= 4);
     }
