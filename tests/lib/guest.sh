@@ -104,8 +104,13 @@ as_user() {
 
 kmsg() { printf 'dst-test: %s\n' "$*" >/dev/kmsg; }
 
+# in_kernel_log [GREP-OPTION...] PATTERN: a line of the kernel log matches.
+# Not `dmesg | grep -q`: grep quits at the first match, which can kill dmesg
+# with SIGPIPE, and pipefail then fails the check although the line is there.
+in_kernel_log() { grep -q "$@" <(dmesg); }
+
 # has_security: whether this dstcfg has the data protection options.
-has_security() { dstcfg --help 2>&1 | grep -q -- '--protection'; }
+has_security() { grep -q -- '--protection' <(dstcfg --help 2>&1); }
 
 # psk_file PATH: a pre-shared key at PATH, mode 0600 (`dstcfg -a genkey`;
 # 32 random bytes if dstcfg has no --protection, for peers that need one).

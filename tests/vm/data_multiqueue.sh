@@ -62,7 +62,7 @@ wait "$mon" 2>/dev/null || true
 log "events: $(tr '\n' ';' <"$events")"
 assert_eq "$(grep -c ' lost' "$events")" 1 "device-level lost events"
 assert_eq "$(grep -c ' reconnected' "$events")" 1 "device-level reconnected events"
-dmesg | grep -q "dst0: reconnected to .* (queue 1)" || fail "queue 1 did not reconnect"
+in_kernel_log "dst0: reconnected to .* (queue 1)" || fail "queue 1 did not reconnect"
 
 dstcfg -a delete -d dst0
 

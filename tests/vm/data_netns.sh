@@ -40,7 +40,7 @@ log "unexport from another namespace: $ERR"
 
 pids=()
 for d in "$d0" "$d1"; do
-    fio --name=verify-$(basename $d) --filename="$d" --ioengine=libaio --direct=1 \
+    fio --name=verify-"$(basename "$d")" --filename="$d" --ioengine=libaio --direct=1 \
         --rw=randwrite --bsrange=4k-512k --size=128m --iodepth=16 \
         --verify=crc32c --verify_fatal=1 --verify_state_save=0 --output=/dev/null &
     pids+=($!)
@@ -91,7 +91,7 @@ while [ -e "$db" ] && [ $(( $(now_ms) - t0 )) -lt 60000 ]; do sleep 0.2; done
 [ ! -e "$db" ] || fail "$db still exists 60 s after its namespace was deleted"
 log "$db gone $(( $(now_ms) - t0 )) ms after its namespace was deleted"
 wait "$fio_pid" && fail "fio on $db did not see its device go away"
-dmesg | grep -q "its network namespace is going away" || fail "no log line of the namespace's teardown"
+in_kernel_log "its network namespace is going away" || fail "no log line of the namespace's teardown"
 # The export released ram3: it can be exported again.
 dstcfg -r 127.0.0.1 -p 1030 -a export -f /dev/ram3
 dstcfg -r 127.0.0.1 -p 1030 -a unexport

@@ -48,7 +48,7 @@ t=$(( $(now_ms) - t0 ))
 log "node-b read-write with --wait=30s: failed after $t ms"
 [ "$t" -lt 20000 ] || fail "local --wait waited $t ms for another's write access"
 assert_contains "$ERR" "in use read-write by node-a" "refusal with --wait"
-dmesg | grep -q "refused write access to node-b at 127.0.0.1:.*held by node-a" ||
+in_kernel_log "refused write access to node-b at 127.0.0.1:.*held by node-a" ||
     fail "the export did not log the refusal"
 
 # Read-only: allowed, and it reads what node-a wrote.
@@ -82,7 +82,7 @@ a=$(dstcfg local -r 127.0.0.1 --client-name node-a)
 assert_contains "$(writer)" "node-a" "writer after release and node-a's attach"
 sleep 12
 assert_eq "$(dst_field "${b#/dev/}" state)" reconnecting "node-b after the release"
-dmesg | grep -q "write access of node-b taken back" || fail "no log line of the release"
+in_kernel_log "write access of node-b taken back" || fail "no log line of the release"
 dd if="$a" bs=1M count=1 skip=0 iflag=direct status=none | cmp - "$DST_TEST_OUT/b" ||
     fail "node-a does not read what node-b wrote before the release"
 dstcfg delete -d "${b#/dev/}"

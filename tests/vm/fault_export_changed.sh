@@ -25,7 +25,7 @@ for changed in "--size 128M" "--size 256M --read-only"; do
     assert_eq "$(blockdev --getro "$dev")" 0 "read-only flag of $dev"
     log "export back with '$changed': refused, dst0 $state"
 done
-dmesg | grep -q "dst0: the export at 127.0.0.1:1025 changed" ||
+in_kernel_log "dst0: the export at 127.0.0.1:1025 changed" ||
     fail "no 'the export ... changed ... refusing it' in the kernel log"
 
 dstcfg -r 127.0.0.1 -a unexport

@@ -72,7 +72,7 @@ assert_contains "$(cat "$tmp/dd.err")" "Input/output error" "dd error during the
 [ "$elapsed" -le 15000 ] || fail "the write failed only after $elapsed ms; expected within 15 s (loss 5 s + request timeout 2 s + slack)"
 # The state poll is slow under emulation and may miss the reconnecting
 # phase; the kernel log records it for certain.
-dmesg | grep -q "dst0: connection to .* lost: .*; reconnecting" ||
+in_kernel_log "dst0: connection to .* lost: .*; reconnecting" ||
     fail "no 'connection lost; reconnecting' in the kernel log before the failure"
 wait_dst_state dst0 failed 5
 log "state failed, $(( $(now_ms) - t_down )) ms after link down"

@@ -35,7 +35,7 @@ cat /proc/mdstat
 # undegraded WHAT: the array has both members in sync and nothing failed.
 undegraded() {
     local detail
-    grep -A2 '^md0' /proc/mdstat | grep -q '\[UU\]' || { cat /proc/mdstat; fail "$1: /proc/mdstat does not show [UU]"; }
+    grep -q '\[UU\]' <(grep -A2 '^md0' /proc/mdstat) || { cat /proc/mdstat; fail "$1: /proc/mdstat does not show [UU]"; }
     detail=$(mdadm --detail /dev/md0)
     grep -Eq 'Failed Devices : 0$' <<<"$detail" || { echo "$detail"; fail "$1: mdadm --detail shows failed devices"; }
     assert_eq "$(cat "$md/degraded")" 0 "$1: $md/degraded"

@@ -178,9 +178,8 @@ wait_line() {
 }
 
 oom_kills() { dmesg | grep -c 'Out of memory: Killed process' || true; }
-# oom_killed PID: the kernel log shows an OOM kill of PID. (Not dmesg | grep -q:
-# with pipefail, grep quitting early can fail the pipeline.)
-oom_killed() { grep -q "Out of memory: Killed process $1 " <(dmesg); }
+# oom_killed PID: the kernel log shows an OOM kill of PID.
+oom_killed() { in_kernel_log "Out of memory: Killed process $1 "; }
 swap_error_re='I/O error, dev dst|(Write|Read)-error on swap-device'
 swap_errors() { dmesg | grep -cE "$swap_error_re" || true; }
 

@@ -184,7 +184,7 @@ done >$DST_TEST_OUT/writer.log 2>&1 &
 WRITER=\$!"
 sleep 0.5
 guide_step_on exp quickstart/upgrade-stop
-! entries | grep -q '^export' || fail "the export is still listed after the export node's service stopped"
+! grep -q '^export' <(entries) || fail "the export is still listed after the export node's service stopped"
 [ "$(dst_field dst0 state)" != connected ] || fail "dst0 connected while its export is stopped"
 sleep 1
 guide_step_on exp quickstart/upgrade-start

@@ -32,7 +32,7 @@ md=/sys/block/md0/md
 mdstat_md0() { grep -A2 '^md0' /proc/mdstat; }
 # undegraded WHAT: both members in sync, nothing failed, nothing running.
 undegraded() {
-    mdstat_md0 | grep -q '\[UU\]' || { cat /proc/mdstat; fail "$1: /proc/mdstat does not show [UU]"; }
+    grep -q '\[UU\]' <(mdstat_md0) || { cat /proc/mdstat; fail "$1: /proc/mdstat does not show [UU]"; }
     assert_eq "$(cat "$md/degraded")" 0 "$1: $md/degraded"
     assert_eq "$(cat "$md/sync_action")" idle "$1: $md/sync_action"
     grep -Eq 'Failed Devices : 0$' <<<"$(mdadm --detail /dev/md0)" ||
@@ -95,7 +95,7 @@ while [ "$(cat "$md/degraded")" = 0 ]; do
     sleep 0.2
 done
 log "md0 degraded $(( $(now_ms) - t0 )) ms after export B went away"
-mdstat_md0 | grep -q '\[U_\]' || { cat /proc/mdstat; fail "/proc/mdstat does not show [U_]"; }
+grep -q '\[U_\]' <(mdstat_md0) || { cat /proc/mdstat; fail "/proc/mdstat does not show [U_]"; }
 assert_contains "$(cat "$md/dev-dst1/state")" faulty "state of dst1 in md0"
 assert_eq "$(dst_field dst1 state)" failed "state of dst1 past its loss timeout"
 assert_eq "$(dst_field dst0 state)" connected "state of dst0"

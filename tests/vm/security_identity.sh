@@ -86,7 +86,7 @@ done
 [ "$(export_refused 7002)" -ge $((refused_b + 3)) ] ||
     fail "export B refused $(($(export_refused 7002) - refused_b)) reconnects of the device, not 3"
 kill -0 "$writer" 2>/dev/null || fail "the write finished while only export B was reachable"
-dmesg | grep -q "refused 127.0.0.1.*another export identity" ||
+in_kernel_log "refused 127.0.0.1.*another export identity" ||
     fail "export B did not log why it refused the device"
 log "export B refused $(($(export_refused 7002) - refused_b)) reconnects of the device bound to A"
 
