@@ -14,7 +14,7 @@ use core::ptr::NonNull;
 use kernel::{
     bindings,
     error::to_result,
-    ffi::{c_int, c_void},
+    ffi::{c_int, c_long, c_void},
     fmt,
     prelude::*,
     str::CString, //
@@ -62,6 +62,31 @@ pub(crate) fn run_on(cpu: Option<u32>) -> Result {
     // SAFETY: `current` is always a valid task, and the caller is in task
     // context (a thread body), where changing its own affinity may sleep.
     to_result(unsafe { ffi::dst_shim_current_run_on(cpu) })
+}
+
+/// How the current thread is scheduled beside the tasks whose IO it
+/// carries.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) enum Priority {
+    /// Nice 0, as the tasks that submit IO.
+    #[default]
+    Normal,
+    /// Nice -20, the priority of the `WQ_HIGHPRI` work on which nvme-tcp,
+    /// nvmet-tcp and nbd receive: a task this thread wakes does not preempt
+    /// it, and it preempts the task running where it is woken.
+    High,
+}
+
+/// Sets the current thread's priority. For the threads of [`Thread`] only,
+/// as [`run_on`]. Neither sleeps nor allocates.
+pub(crate) fn set_priority(priority: Priority) {
+    let nice = match priority {
+        Priority::Normal => 0,
+        Priority::High => bindings::MIN_NICE,
+    };
+    // SAFETY: `current` is always a valid task; setting its own nice value
+    // only takes its run queue's lock.
+    unsafe { bindings::set_user_nice(kernel::task::Task::current_raw(), nice as c_long) };
 }
 
 /// Whether the current kthread has been asked to stop.

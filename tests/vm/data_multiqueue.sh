@@ -8,7 +8,9 @@
 # "lost" and one "reconnected" event for the whole device, and verify passes
 # again with no IO error. Last, --queues above the CPU count gives one queue
 # (and connection) per CPU. First, a device of one queue (the default) has
-# no I/O scheduler, as one of several queues has none.
+# no I/O scheduler, as one of several queues has none, and its receive
+# threads run at nice -20 while it serves one request at a time (QD1), and
+# at nice 0 again once requests queue up (QD32).
 # timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
@@ -18,6 +20,29 @@ dstcfg -r 127.0.0.1 -a export -f /dev/ram0
 dev=$(dstcfg -r 127.0.0.1 -a local)
 assert_eq "$(cat /sys/block/dst0/dst/queues)" 1 "queues of a default device"
 assert_contains "$(cat /sys/block/dst0/queue/scheduler)" "[none]" "I/O scheduler of a one-queue device"
+
+# The nice value of the (first) kernel thread whose whole name matches the
+# extended regular expression $1.
+thread_nice() {
+    local d
+    for d in /proc/[0-9]*; do
+        grep -qxE "$1" "$d/comm" 2>/dev/null || continue
+        # Field 19 of stat; the name (field 2) has no blanks here.
+        awk '{ print $19 }' "$d/stat"
+        return
+    done
+    fail "no thread $1"
+}
+qd() {
+    fio --name=qd"$1" --filename="$dev" --rw=randread --bs=4k --iodepth="$1" \
+        --ioengine=libaio --direct=1 --runtime=3 --time_based --size=64m >/dev/null
+}
+qd 1
+assert_eq "$(thread_nice dst0.0-rx)" -20 "receiver's nice value after QD1"
+assert_eq "$(thread_nice 'dst-exp-[0-9]+\.[0-9]+')" -20 "export session's nice value after QD1"
+assert_eq "$(thread_nice dst0.0-tx)" 0 "sender's nice value after QD1"
+qd 32
+assert_eq "$(thread_nice dst0.0-rx)" 0 "receiver's nice value after QD32"
 dstcfg -a delete -d dst0
 
 dev=$(dstcfg -r 127.0.0.1 -a local --queues 2)
