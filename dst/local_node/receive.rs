@@ -116,6 +116,10 @@ struct Reply {
     check: Check,
 }
 
+/// Requests taken and not ended from which a queue counts as busy for its
+/// receiver's placement: replies then keep coming.
+const BUSY_IN_FLIGHT: u32 = 4;
+
 /// Check jobs per protected queue: enough to keep the crypto workers of a
 /// few queues busy; beyond them, the receiver checks replies itself.
 pub(super) const CHECK_JOBS: usize = 4;
@@ -292,9 +296,8 @@ fn serve(
         if let Err(why) = r {
             return why;
         }
-        // Busy: enough requests taken that replies keep coming.
         let active = shared.active.load(Relaxed);
-        placement.update(sock, active == 0, active >= 4);
+        placement.update(sock, active == 0, active >= BUSY_IN_FLIGHT);
     }
 }
 
