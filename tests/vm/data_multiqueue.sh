@@ -21,17 +21,14 @@ dev=$(dstcfg -r 127.0.0.1 -a local)
 assert_eq "$(cat /sys/block/dst0/dst/queues)" 1 "queues of a default device"
 assert_contains "$(cat /sys/block/dst0/queue/scheduler)" "[none]" "I/O scheduler of a one-queue device"
 
-# The nice value of the (first) kernel thread whose whole name matches the
-# extended regular expression $1.
+# The nice value of the (first) thread whose whole name matches the extended
+# regular expression $1 (ps, as pgrep refuses patterns over 15 characters;
+# awk reads to the end, so that ps never writes into a closed pipe).
 thread_nice() {
-    local d
-    for d in /proc/[0-9]*; do
-        grep -qxE "$1" "$d/comm" 2>/dev/null || continue
-        # Field 19 of stat; the name (field 2) has no blanks here.
-        awk '{ print $19 }' "$d/stat"
-        return
-    done
-    fail "no thread $1"
+    local nice
+    nice=$(ps -e -o ni=,comm= | RE="^($1)\$" awk '$2 ~ ENVIRON["RE"] && !found++ { print $1 }')
+    [ -n "$nice" ] || fail "no thread $1"
+    echo "$nice"
 }
 qd() {
     fio --name=qd"$1" --filename="$dev" --rw=randread --bs=4k --iodepth="$1" \
