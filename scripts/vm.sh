@@ -4,7 +4,7 @@
 # (or open a shell), with dst.ko loaded first.
 #
 # usage: scripts/vm.sh [--rwdir DIR]... [--timeout SECS] [--append KERNEL_ARGS]...
-#                      [--no-udev] [-v|--verbose] [-- CMD...]
+#                      [--no-udev] [--pidfile FILE] [-v|--verbose] [-- CMD...]
 #
 #   --rwdir DIR     give the guest write access to DIR (same path inside); repeatable
 #   --timeout SECS  kill the VM after SECS seconds (exit status 124)
@@ -15,6 +15,8 @@
 #                   and no wait for it to settle (about half the boot time);
 #                   device nodes still appear (devtmpfs), but no /dev/disk/by-*
 #                   links, no udev rules, no udevadm settle
+#   --pidfile FILE  QEMU writes its process id to FILE, for a caller that
+#                   stops the VM early (tests/run.sh when a boot hangs)
 #   -v, --verbose   show the kernel console (vng -v; it is written to stderr)
 #   CMD...          run in the guest by sh (dash), words joined by spaces (like ssh);
 #                   without CMD an interactive shell is started
@@ -52,6 +54,7 @@ die() { printf 'vm.sh: %s\n' "$*" >&2; exit 125; }
 rwdirs=()
 appends=()
 timeout_s=""
+pidfile=""
 verbose=0
 udev=1
 cmd=()
@@ -64,6 +67,8 @@ while [ $# -gt 0 ]; do
         --append) [ $# -ge 2 ] || die "--append needs kernel arguments"; appends+=("$2"); shift 2 ;;
         --append=*) appends+=("${1#*=}"); shift ;;
         --no-udev) udev=0; shift ;;
+        --pidfile) [ $# -ge 2 ] || die "--pidfile needs a file"; pidfile=$2; shift 2 ;;
+        --pidfile=*) pidfile=${1#*=}; shift ;;
         -v|--verbose) verbose=1; shift ;;
         -h|--help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
         --) shift; cmd=("$@"); break ;;
@@ -72,6 +77,12 @@ while [ $# -gt 0 ]; do
 done
 if [ -n "$timeout_s" ] && ! [[ $timeout_s =~ ^[0-9]+$ ]]; then
     die "--timeout wants whole seconds, not '$timeout_s'"
+fi
+# vng joins its QEMU options into one command line and splits it again at
+# spaces: an unusual path cannot go through, and the caller finds no file.
+if [ -n "$pidfile" ] && ! [[ $pidfile =~ ^[A-Za-z0-9._/+-]+$ ]]; then
+    printf 'vm.sh: note: the path %s is not plain: no --pidfile\n' "$pidfile" >&2
+    pidfile=""
 fi
 
 # The kernel tree: $KDIR, else the one scripts/setup.sh recorded.
@@ -148,7 +159,8 @@ fi
 # (tests/vm/security_modes.sh saw it in about one run in three with
 # chacha20-poly1305). Without AVX2 the kernel picks poly1305_blocks_avx,
 # which the emulator runs correctly. DST_VM_CPU overrides the model.
-vng_args=(-r "$bzimage" --disable-kvm --qemu-opts="-cpu ${DST_VM_CPU:-max,avx2=off}"
+qemu_opts="-cpu ${DST_VM_CPU:-max,avx2=off}${pidfile:+ -pidfile $pidfile}"
+vng_args=(-r "$bzimage" --disable-kvm --qemu-opts="$qemu_opts"
           --cpus "${DST_VM_CPUS:-2}" --memory "${DST_VM_MEMORY:-2G}"
           --append "brd.rd_nr=4 brd.rd_size=524288 no_timer_check initcall_blacklist=ahci_pci_driver_init"
           --append "rootflags=version=9p2000.L,trans=virtio,access=any,msize=524288,cache=loose")
