@@ -20,6 +20,15 @@
 #    measured within a minute or two of each other. On a shared host whose
 #    load drifts, that matters more than anything else. BENCH_ROUNDS > 1
 #    repeats the whole matrix (the report takes medians).
+#    With a baseline (BENCH_BASELINE_KO, BENCH_BASELINE_BIN: another
+#    build's dst.ko and the folder of its dstcfg; bench/run.sh
+#    BENCH_BASELINE), each job then runs once more on the DST targets with
+#    the other build: the DST targets are taken down, dst.ko is swapped
+#    (rmmod, insmod) and the targets are set up again on the same, filled,
+#    RAM disks. Which build runs a job first alternates from job to job.
+#    Both builds are thus measured in one VM, minutes apart, as the peers
+#    are: separate VM boots differed by 15 % and more on this kind of host.
+#    The baseline's results go to OUTDIR/baseline/raw/ under the same names.
 # 3. With BENCH_PROFILE=1, some jobs run once more under perf (see below).
 # 4. Everything is torn down.
 # A target that cannot be set up is recorded as "not available" with the
@@ -89,10 +98,6 @@ mkdir -p "$raw"
 runtime=${BENCH_RUNTIME:-8}
 ramp=${BENCH_RAMP:-2}
 rounds=${BENCH_ROUNDS:-1}
-# Round numbers start after this (bench/run.sh: one VM per round when it
-# alternates with a baseline).
-first_round=$(( ${BENCH_ROUND_OFFSET:-0} + 1 ))
-last_round=$(( first_round + rounds - 1 ))
 targets=${BENCH_TARGETS:-brd nvme-tcp nbd dst-none dst-crc32c dst-aead}
 jobs=${BENCH_JOBS:-seqread seqwrite randread randwrite randread-qd1}
 profile=${BENCH_PROFILE:-0}
@@ -102,6 +107,13 @@ profile_runtime=${BENCH_PROFILE_RUNTIME:-15}
 dst_queues=${BENCH_DST_QUEUES:-auto}
 nvme_queues=${BENCH_NVME_QUEUES:-}
 connects=${BENCH_CONNECTS:-10}
+base_ko=${BENCH_BASELINE_KO:-}
+base_bin=${BENCH_BASELINE_BIN:-}
+braw=$out/baseline/raw
+# The build whose dst.ko is loaded and whose dstcfg is first on PATH: now
+# (this tree's) or base (the baseline's).
+build=now
+now_path=$PATH
 tmp=$(mktemp -d)
 ncpu=$(nproc)
 hz=$(getconf CLK_TCK)
@@ -224,7 +236,7 @@ log "cipher speeds: $(wc -l <"$raw/cipher.txt") transform(s) timed"
     echo "lockdep=$([ -e /proc/lockdep ] && echo yes || echo no)"
     echo "runtime_s=$runtime"
     echo "ramp_s=$ramp"
-    echo "rounds=$last_round"
+    echo "rounds=$rounds"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$raw/env.txt"
 
@@ -376,7 +388,7 @@ setup_dst() {
     fi
     dev=$(tail -1 "$tmp/dev")
     [ -b "$dev" ] || { reason="dstcfg local printed '$dev', not a block device"; return 1; }
-    LOCAL_ARGS[dst-$mode]="-r 127.0.0.1 -p $port -a local ${prot[*]} ${qopt[*]}"
+    [ "$build" != now ] || LOCAL_ARGS[dst-$mode]="-r 127.0.0.1 -p $port -a local ${prot[*]} ${qopt[*]}"
     setup_desc="dstcfg export + local on 127.0.0.1:$port, protection $mode (defaults otherwise: queue depth 128, max IO 1 MiB${qopt:+; ${qopt[*]}})"
 }
 teardown_dst() {
@@ -580,63 +592,133 @@ profile_job() {
 # ---------------------------------------------------------------------------
 # Set up every target, each on its own RAM disk.
 
-declare -A DEV=() STATUS=() REASON=() DESC=() LOCAL_ARGS=() QUEUES=()
+# Per target T: this tree's under T, the baseline's under base:T.
+declare -A DEV=() STATUS=() REASON=() DESC=() LOCAL_ARGS=() QUEUES=() RAM=()
 ready=()
-log "targets: $targets; jobs: $jobs; ${runtime}s + ${ramp}s ramp per job, $rounds round(s); $ncpu vCPUs"
+
+# setup_target T KEY: set up target T on its RAM disk, recorded under KEY.
+setup_target() {
+    local t=$1 key=$2 sched
+    dev="" reason="" setup_desc=""
+    if ! "setup_$t" "${RAM[$t]}"; then
+        log "$key: not available: $reason"
+        STATUS[$key]=unavailable REASON[$key]=$reason
+        "teardown_$t" "" >/dev/null 2>&1
+        return 1
+    fi
+    sched=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${dev#/dev/}/queue/scheduler" 2>/dev/null)
+    setup_desc+="; IO scheduler ${sched:-none}"
+    log "$key: $dev ($setup_desc)"
+    STATUS[$key]=ok REASON[$key]="" DEV[$key]=$dev DESC[$key]=$setup_desc QUEUES[$key]=$(hw_queues "$dev")
+}
+
+log "targets: $targets; jobs: $jobs; ${runtime}s + ${ramp}s ramp per job, $rounds round(s); $ncpu vCPUs${base_ko:+; baseline $base_ko}"
 index=0
 for t in $targets; do
-    ram=/dev/ram$index
+    RAM[$t]=/dev/ram$index
     index=$((index + 1))
-    dev="" reason="" setup_desc=""
     if ! declare -F "setup_$t" >/dev/null; then
         STATUS[$t]=unavailable REASON[$t]="unknown target"
         continue
     fi
-    size=$(blockdev --getsize64 "$ram" 2>/dev/null || echo 0)
+    size=$(blockdev --getsize64 "${RAM[$t]}" 2>/dev/null || echo 0)
     if [ "$size" = 0 ]; then
-        STATUS[$t]=unavailable REASON[$t]="$ram missing (brd.rd_nr too small?)"
+        STATUS[$t]=unavailable REASON[$t]="${RAM[$t]} missing (brd.rd_nr too small?)"
         continue
     fi
-    log "set up $t on $ram"
+    log "set up $t on ${RAM[$t]}"
     # Fill the RAM disk, so that reads copy real pages on every target.
-    run_bounded 180 dd if=/dev/zero of="$ram" bs=1M count=$((size >> 20)) oflag=direct status=none
-    if ! "setup_$t" "$ram"; then
-        log "$t: not available: $reason"
-        STATUS[$t]=unavailable REASON[$t]=$reason
-        "teardown_$t" "" >/dev/null 2>&1
-        continue
-    fi
-    sched=$(sed -n 's/.*\[\(.*\)\].*/\1/p' "/sys/block/${dev#/dev/}/queue/scheduler" 2>/dev/null)
-    setup_desc+="; IO scheduler ${sched:-none}"
-    log "$t: $dev ($setup_desc)"
-    STATUS[$t]=ok REASON[$t]="" DEV[$t]=$dev DESC[$t]=$setup_desc QUEUES[$t]=$(hw_queues "$dev")
-    ready+=("$t")
+    run_bounded 180 dd if=/dev/zero of="${RAM[$t]}" bs=1M count=$((size >> 20)) oflag=direct status=none
+    setup_target "$t" "$t" && ready+=("$t")
 done
+dst_ready=()
+for t in "${ready[@]}"; do
+    [[ $t != dst-* ]] || dst_ready+=("$t")
+done
+[ ${#dst_ready[@]} -gt 0 ] || base_ko=""
+
+# key T: the key of target T's entries for the loaded build.
+key() {
+    if [ "$build" = base ] && [[ $1 == dst-* ]]; then key=base:$1; else key=$1; fi
+}
+
+# use_build B: the DST targets taken down, dst.ko swapped for build B's
+# (now or base), its dstcfg first on PATH, and the DST targets set up again.
+# A baseline that cannot be loaded is given up (this tree's build is loaded
+# again); if this tree's cannot be loaded again, the run ends.
+use_build() {
+    local b=$1 t ko=$DST_KO
+    [ "$b" != "$build" ] || return 0
+    for t in "${dst_ready[@]}"; do
+        key "$t"
+        [ -z "${DEV[$key]:-}" ] || [ "${STATUS[$key]}" = broken ] || "teardown_$t" "${DEV[$key]}"
+        DEV[$key]=""
+    done
+    [ "$b" = now ] || ko=$base_ko
+    log "dst.ko: swapping in the $b build ($ko)"
+    if ! run_bounded 60 rmmod dst; then
+        log "rmmod dst failed: the baseline is given up"
+        base_ko="" b=$build
+    elif ! run_bounded 60 insmod "$ko"; then
+        log "insmod $ko failed: the baseline is given up"
+        base_ko=""
+        [ "$b" = base ] && run_bounded 60 insmod "$DST_KO" ||
+            { log "this tree's dst.ko could not be loaded again: the run ends"; exit 125; }
+        b=now
+    fi
+    build=$b
+    if [ "$b" = base ]; then PATH=$base_bin:$now_path; else PATH=$now_path; fi
+    dst_help=$( { dstcfg --help; dstcfg -a local --help; dstcfg -a export --help; } 2>&1)
+    for t in "${dst_ready[@]}"; do
+        key "$t"
+        [ "${STATUS[$key]:-}" = broken ] || setup_target "$t" "$key" ||
+            [ "$b" = base ] || STATUS[$t]=error
+    done
+}
+
+# run_targets R J T...: job J of round R on each target T in turn (the
+# order rotating with k), the DST targets with the loaded build.
+run_targets() {
+    local r=$1 j=$2 n i t dir rc
+    shift 2
+    local list=("$@")
+    n=${#list[@]}
+    for i in $(seq 0 $((n - 1))); do
+        t=${list[$(((i + k) % n))]}
+        key "$t"
+        [ -n "${DEV[$key]:-}" ] && [ "${STATUS[$key]}" != broken ] || continue
+        dir=$raw
+        [ "$key" = "$t" ] || dir=$braw
+        mkdir -p "$dir"
+        log "round $r: $j on $key"
+        rc=0
+        run_job "$t" "$j" "${DEV[$key]}" "$dir/${t}__${j}__r$r" || rc=$?
+        if [ "$rc" != 0 ]; then
+            log "$key $j: fio failed (status $rc): $(tail -3 "$dir/${t}__${j}__r$r.fio.err" | tr '\n' ' ')"
+            [ "${STATUS[$key]}" = ok ] && STATUS[$key]=error REASON[$key]="$j: fio status $rc"
+            if [ "$rc" = 125 ]; then
+                STATUS[$key]=broken REASON[$key]="IO stuck in $j: the target's other jobs were skipped"
+            fi
+        fi
+    done
+}
 
 # ---------------------------------------------------------------------------
-# Measure: for each round and job, every target in turn, the order rotating.
+# Measure: for each round and job, every target in turn, the order rotating;
+# with a baseline, then the DST targets again with the other build.
 
-nready=${#ready[@]}
 k=0
-for r in $(seq "$first_round" "$last_round"); do
+for r in $(seq 1 "$rounds"); do
     for j in $jobs; do
-        for i in $(seq 0 $((nready - 1))); do
-            t=${ready[$(((i + k) % nready))]}
-            [ "${STATUS[$t]}" != broken ] || continue
-            log "round $r: $j on $t"
-            rc=0
-            run_job "$t" "$j" "${DEV[$t]}" "$raw/${t}__${j}__r$r" || rc=$?
-            if [ "$rc" != 0 ]; then
-                log "$t $j: fio failed (status $rc): $(tail -3 "$raw/${t}__${j}__r$r.fio.err" | tr '\n' ' ')"
-                [ "${STATUS[$t]}" = ok ] && STATUS[$t]=error REASON[$t]="$j: fio status $rc"
-                if [ "$rc" = 125 ]; then
-                    STATUS[$t]=broken REASON[$t]="IO stuck in $j: the target's other jobs were skipped"
-                fi
-            fi
-        done
+        run_targets "$r" "$j" "${ready[@]}"
+        if [ -n "$base_ko" ]; then
+            if [ "$build" = now ]; then use_build base; else use_build now; fi
+            run_targets "$r" "$j" "${dst_ready[@]}"
+        fi
         k=$((k + 1))
     done
 done
+use_build now
 
 if [ "$profile" = 1 ]; then
     if command -v perf >/dev/null; then
@@ -652,15 +734,20 @@ if [ "$profile" = 1 ]; then
     fi
 fi
 
-for t in $targets; do
-    [ -n "${STATUS[$t]:-}" ] || continue
-    printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\nhw_queues=%s\n' "${STATUS[$t]}" \
-        "${REASON[$t]}" "${DEV[$t]:-}" "${DESC[$t]:-}" "${QUEUES[$t]:-}" >"$raw/target-$t.txt"
+for key in "${!STATUS[@]}"; do
+    t=${key#base:} dir=$raw
+    [ "$key" = "$t" ] || dir=$braw
+    mkdir -p "$dir"
+    printf 'status=%s\nreason=%s\ndevice=%s\nsetup=%s\nhw_queues=%s\n' "${STATUS[$key]}" \
+        "${REASON[$key]}" "${DEV[$key]:-}" "${DESC[$key]:-}" "${QUEUES[$key]:-}" >"$dir/target-$t.txt"
 done
 
-# Connect times, once the measured devices are no longer needed.
+# The baseline's report describes the same VM.
+[ ! -d "$braw" ] || cp "$raw/env.txt" "$raw/cipher.txt" "$braw/"
+
+# Connect times (this tree's build), once the measured devices are no longer needed.
 for t in "${ready[@]}"; do
-    [ -n "${LOCAL_ARGS[$t]:-}" ] && [ "${STATUS[$t]}" != broken ] || continue
+    [ "$build" = now ] && [ -n "${LOCAL_ARGS[$t]:-}" ] && [ "${STATUS[$t]}" != broken ] || continue
     measure_connect "$t" "${DEV[$t]}"
 done
 

@@ -1082,9 +1082,10 @@ def baseline_markdown(doc, base, rev):
     """Every DST number of this run against the same run of an older module."""
     out = [f"## Against the baseline {rev[:12] if rev else ''}", "",
            "The same jobs with the baseline's module and dstcfg on the same kernel, "
-           "one VM boot per round, the baseline's and this tree's in turn; medians of "
-           "the rounds (min–max). Ratio = this tree ÷ baseline, round by round (round N "
-           "of each ran back to back): above 1 is faster for throughput, "
+           "in the same VM: after each job dst.ko is swapped and the job runs again "
+           "on the DST targets, the build that goes first alternating from job to job; "
+           "medians of the rounds (min–max). Ratio = this tree ÷ baseline, round by "
+           "round (each pair ran minutes apart): above 1 is faster for throughput, "
            "below 1 is better for CPU per IO, latency and connect time.", "",
            "| job | target | throughput | ÷ base | CPU/IO (µs) | ÷ base | p50 (µs) | ÷ base "
            "| p99 (µs) | ÷ base |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

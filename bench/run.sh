@@ -46,8 +46,9 @@
 #                          per DST target after the jobs (default 10)
 #   BENCH_BASELINE=REV     also run the DST targets with the module and dstcfg
 #                          of commit REV (built against the same kernel,
-#                          cached): one VM per round, REV's and this tree's in
-#                          turn; the report compares the two
+#                          cached), in the same VM: after each job, dst.ko is
+#                          swapped and the job runs again on the DST targets
+#                          (see bench/guest.sh); the report compares the two
 #   BENCH_SCALING=1        instead of the matrix, the scaling series (`make
 #                          bench-scaling`): one VM per step of
 #                          BENCH_SCALING_QUEUES (default: 1 2 4), with that
@@ -173,21 +174,20 @@ tls_missing() {
 cores=$(nproc)
 quiet() { awk -v c="$cores" '{ exit !($1 < c / 2) }' /proc/loadavg; }
 
-# measure OUT BUILD [ROUND]: one VM run of bench/guest.sh with BUILD's dst.ko
-# and dstcfg, raw results in OUT/raw (emptied first). With ROUND, the VM
-# runs that one round only, and OUT/raw is emptied only for round 1.
+# measure OUT BUILD [BASE]: one VM run of bench/guest.sh with BUILD's dst.ko
+# and dstcfg, raw results in OUT/raw (emptied first); with BASE (a build of
+# the baseline), its DST targets' in OUT/baseline/raw.
 # What it measures: $m_targets, $m_jobs, $m_dst_queues, $m_nvme_queues,
 # $m_cpus (vCPUs).
 measure() {
-    local out=$1 build=$2 round=${3:-} start status elapsed vm_rounds=$rounds
-    local guest_targets="" t tls_reason="" ntargets njobs nram memory per_job budget limit fs_jobs
+    local out=$1 build=$2 base=${3:-} start status elapsed vm_rounds=$rounds
+    local guest_targets="" t tls_reason="" ntargets njobs nram memory per_job budget limit fs_jobs ndst
     for t in $m_targets; do
         if [ "$t" = nvme-tcp-tls ] && tls_reason=$(tls_missing) && [ -n "$tls_reason" ]; then
             continue
         fi
         guest_targets+="${guest_targets:+ }$t"
     done
-    [ -z "$round" ] || vm_rounds=1
     # One RAM disk per target; memory for them (filled) and the rest.
     ntargets=$(wc -w <<<"$guest_targets")
     njobs=$(wc -w <<<"$m_jobs")
@@ -199,15 +199,19 @@ measure() {
     fs_jobs=$(grep -ow fs <<<"$m_jobs" | wc -l || true)
     per_job=$((runtime + ramp + 25))
     budget=$((vm_rounds * ntargets * (njobs * per_job + fs_jobs * 30) + ntargets * 90))
+    if [ -n "$base" ]; then
+        # The DST targets once more per job, and a module swap (their
+        # teardown and set-up) per job.
+        ndst=$(tr ' ' '\n' <<<"$guest_targets" | grep -c '^dst-' || true)
+        budget=$((budget + vm_rounds * njobs * (ndst * (per_job + 20) + 30) + fs_jobs * vm_rounds * ndst * 30))
+    fi
     if [ "$profile" = 1 ]; then
         budget=$((budget + 6 * (profile_runtime + ramp + 25 + 180)))
     fi
     limit=$((budget * 2 + 600))
 
     mkdir -p "$out"
-    if [ -z "$round" ] || [ "$round" = 1 ]; then
-        rm -rf "${out:?}/raw" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
-    fi
+    rm -rf "${out:?}/raw" "$out/baseline" "$out/profile" "$out"/results.* "$out"/*.svg "$out"/*.log
     mkdir -p "$out/raw"
     {
         echo "host_cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
@@ -242,7 +246,7 @@ measure() {
     KDIR="$kdir" DST_VM_BUILD="$build" DST_VM_CPUS="$m_cpus" DST_VM_MEMORY="$memory" \
         DST_NO_INSMOD=1 "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
         BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
-        BENCH_ROUND_OFFSET="$(( ${round:-1} - 1 ))" \
+        ${base:+BENCH_BASELINE_KO="$base/dst.ko" BENCH_BASELINE_BIN="$base/tools/dstcfg/target/release"} \
         BENCH_TARGETS="'$guest_targets'" BENCH_JOBS="'$m_jobs'" \
         BENCH_DST_QUEUES="$m_dst_queues" BENCH_NVME_QUEUES="$m_nvme_queues" \
         BENCH_CONNECTS="$connects" \
@@ -257,6 +261,7 @@ measure() {
         echo "vm_seconds=$elapsed"
         echo "vm_status=$status"
     } >>"$out/raw/host.txt"
+    [ ! -d "$out/baseline/raw" ] || cp "$out/raw/host.txt" "$out/raw/hostload.txt" "$out/baseline/raw/"
     [ "$status" = 0 ] || echo "bench: the VM ended with status $status (124: timed out); reporting what was measured" >&2
     printf 'bench: %d min %d s in the VM\n' $((elapsed / 60)) $((elapsed % 60))
 }
@@ -309,16 +314,9 @@ if [ -n "$baseline" ]; then
         make -s -C "$kdir" M="$base_src" modules >/dev/null
         cargo build --release --quiet --manifest-path "$base_src/tools/dstcfg/Cargo.toml"
     fi
+    grep -qw 'dst-[a-z0-9]*' <<<"$targets" || die "BENCH_BASELINE: BENCH_TARGETS has no DST target to compare"
+    measure "$out" "$build" "$base_src"
     echo "baseline=$rev" >"$out/baseline.txt"
-    # One VM per round, the baseline's and this tree's in turn, so that a
-    # host whose load drifts weighs on both alike. The baseline's VMs run
-    # the DST targets only: the peers do not change with DST's commit.
-    base_targets=$(tr ' ' '\n' <<<"$targets" | grep '^dst-' | paste -sd' ' || true)
-    [ -n "$base_targets" ] || die "BENCH_BASELINE: BENCH_TARGETS has no DST target to compare"
-    for r in $(seq 1 "$rounds"); do
-        m_targets=$base_targets measure "$out/baseline" "$base_src" "$r"
-        measure "$out" "$build" "$r"
-    done
     "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
 else
     rm -rf "$out/baseline" "$out/baseline.txt"
