@@ -25,6 +25,7 @@ mod ffi {
 
     extern "C" {
         pub(super) fn dst_shim_current_run_on(cpu: c_int) -> c_int;
+        pub(super) fn dst_shim_current_placed(cpu: c_int, nice: c_int) -> bool;
     }
 }
 
@@ -77,16 +78,36 @@ pub(crate) enum Priority {
     High,
 }
 
+impl Priority {
+    /// The nice value.
+    fn nice(self) -> c_int {
+        match self {
+            Priority::Normal => 0,
+            Priority::High => bindings::MIN_NICE as c_int,
+        }
+    }
+}
+
 /// Sets the current thread's priority. For the threads of [`Thread`] only,
 /// as [`run_on`]. Neither sleeps nor allocates.
 pub(crate) fn set_priority(priority: Priority) {
-    let nice = match priority {
-        Priority::Normal => 0,
-        Priority::High => bindings::MIN_NICE,
-    };
     // SAFETY: `current` is always a valid task; setting its own nice value
     // only takes its run queue's lock.
-    unsafe { bindings::set_user_nice(kernel::task::Task::current_raw(), nice as c_long) };
+    unsafe {
+        bindings::set_user_nice(kernel::task::Task::current_raw(), priority.nice() as c_long)
+    };
+}
+
+/// Whether the current thread still runs where [`run_on`]`(cpu)` put it,
+/// at `priority`: false once something else (the admin's `taskset` or
+/// `renice`, or CPU hotplug) changed its affinity or nice value. For the
+/// threads of [`Thread`] only, as [`run_on`].
+pub(crate) fn is_placed(cpu: Option<u32>, priority: Priority) -> bool {
+    let Ok(cpu) = cpu.map_or(Ok(-1), c_int::try_from) else {
+        return false;
+    };
+    // SAFETY: reads the current task's own affinity and nice value.
+    unsafe { ffi::dst_shim_current_placed(cpu, priority.nice()) }
 }
 
 /// Whether the current kthread has been asked to stop.

@@ -812,6 +812,19 @@ int dst_shim_current_run_on(int cpu)
 }
 
 /*
+ * Whether the calling kernel thread is still where dst_shim_current_run_on(@cpu)
+ * put it, at nice value @nice: false once anything else (sched_setaffinity,
+ * setpriority, CPU hotplug) has changed either.
+ */
+bool dst_shim_current_placed(int cpu, int nice)
+{
+	const struct cpumask *mask = cpu < 0 ? housekeeping_cpumask(HK_TYPE_KTHREAD) :
+					       cpumask_of(cpu);
+
+	return task_nice(current) == nice && cpumask_equal(current->cpus_ptr, mask);
+}
+
+/*
  * Bytes a send can queue now without waiting for memory (a snapshot; only
  * acknowledgements make it grow while the caller is the only sender).
  */

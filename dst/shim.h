@@ -147,6 +147,7 @@ bool dst_shim_sock_has_data(struct socket *sock);
 int dst_shim_sock_send_room(struct socket *sock);
 int dst_shim_sock_incoming_cpu(struct socket *sock);
 int dst_shim_current_run_on(int cpu);
+bool dst_shim_current_placed(int cpu, int nice);
 u32 dst_shim_wall_seconds(void);
 void dst_shim_nodename(char *buf, size_t len);
 void dst_shim_event(struct net *net, const struct dst_nl_event *ev);

@@ -10,7 +10,8 @@
 # (and connection) per CPU. First, a device of one queue (the default) has
 # no I/O scheduler, as one of several queues has none, and its receive
 # threads run at nice -20 while it serves one request at a time (QD1), and
-# at nice 0 again once requests queue up (QD32).
+# at nice 0 again once requests queue up (QD32); a receiver the admin pinned
+# and reniced keeps that CPU and nice value through both.
 # timeout: 600
 set -euo pipefail
 # shellcheck source=tests/lib/guest.sh
@@ -21,15 +22,17 @@ dev=$(dstcfg -r 127.0.0.1 -a local)
 assert_eq "$(cat /sys/block/dst0/dst/queues)" 1 "queues of a default device"
 assert_contains "$(cat /sys/block/dst0/queue/scheduler)" "[none]" "I/O scheduler of a one-queue device"
 
-# The nice value of the (first) thread whose whole name matches the extended
-# regular expression $1 (ps, as pgrep refuses patterns over 15 characters;
-# awk reads to the end, so that ps never writes into a closed pipe).
-thread_nice() {
-    local nice
-    nice=$(ps -e -o ni=,comm= | RE="^($1)\$" awk '$2 ~ ENVIRON["RE"] && !found++ { print $1 }')
-    [ -n "$nice" ] || fail "no thread $1"
-    echo "$nice"
+# ps's field $1 (ni, pid) of the (first) thread whose whole name matches the
+# extended regular expression $2 (ps, as pgrep refuses patterns over 15
+# characters; awk reads to the end, so that ps never writes into a closed
+# pipe).
+thread_ps() {
+    local v
+    v=$(ps -e -o "$1=,comm=" | RE="^($2)\$" awk '$2 ~ ENVIRON["RE"] && !found++ { print $1 }')
+    [ -n "$v" ] || fail "no thread $2"
+    echo "$v"
 }
+thread_nice() { thread_ps ni "$1"; }
 qd() {
     fio --name=qd"$1" --filename="$dev" --rw=randread --bs=4k --iodepth="$1" \
         --ioengine=libaio --direct=1 --runtime=3 --time_based --size=64m >/dev/null
@@ -40,6 +43,18 @@ assert_eq "$(thread_nice 'dst-exp-[0-9]+\.[0-9]+')" -20 "export session's nice v
 assert_eq "$(thread_nice dst0.0-tx)" 0 "sender's nice value after QD1"
 qd 32
 assert_eq "$(thread_nice dst0.0-rx)" 0 "receiver's nice value after QD32"
+# The admin pins the receiver to CPU 1 and renices it: DST leaves both as
+# they are, idle (QD1) and busy (QD32), and says so in the kernel log.
+rx=$(thread_ps pid dst0.0-rx)
+taskset -p -c 1 "$rx" >/dev/null
+renice -n 5 -p "$rx" >/dev/null
+qd 1
+assert_eq "$(thread_nice dst0.0-rx)" 5 "receiver's nice value set by the admin, after QD1"
+qd 32
+assert_eq "$(thread_nice dst0.0-rx)" 5 "receiver's nice value set by the admin, after QD32"
+assert_eq "$(taskset -p "$rx" | awk '{ print $NF }')" 2 "receiver's affinity mask set by the admin"
+in_kernel_log "thread $rx: affinity or nice value set from outside" ||
+    fail "no kernel log line of the receiver's placement taken over"
 dstcfg -a delete -d dst0
 
 dev=$(dstcfg -r 127.0.0.1 -a local --queues 2)
