@@ -6,6 +6,9 @@
 #
 # usage: bench/guest.sh OUTDIR
 #
+# The settings (BENCH_* below) come from the environment, or from
+# OUTDIR/raw/guest.env, which bench/run.sh writes and this script reads first.
+#
 # 0. dst.ko is loaded with crypto_bench=1 (bench/run.sh boots with
 #    DST_NO_INSMOD=1 for this): at load the module times sealing 256 MiB in
 #    1 MiB messages with each protection mode's transform, on one vCPU, and
@@ -95,6 +98,9 @@ set -uo pipefail
 out=${1:?usage: guest.sh OUTDIR}
 raw=$out/raw
 mkdir -p "$raw"
+# bench/run.sh's settings (the environment, when run by hand).
+# shellcheck disable=SC1091
+[ ! -f "$raw/guest.env" ] || . "$raw/guest.env"
 runtime=${BENCH_RUNTIME:-8}
 ramp=${BENCH_RAMP:-2}
 rounds=${BENCH_ROUNDS:-1}

@@ -226,6 +226,20 @@ measure() {
         echo "kernel_debug_options=$(grep -oE '^CONFIG_(PROVE_LOCKING|DEBUG_ATOMIC_SLEEP|KFENCE|KASAN|DEBUG_LIST|FAULT_INJECTION)=y' \
             "$kdir/.config" 2>/dev/null | sed 's/^CONFIG_//; s/=y$//' | paste -sd' ')"
     } >"$out/raw/host.txt"
+    # What guest.sh measures, in a file it reads: vng hands the command to
+    # the guest on the kernel command line, which has room for 2 KiB, and
+    # fails without a word (status 255) beyond.
+    local v
+    for v in BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
+        BENCH_BASELINE_KO="${base:+$base/dst.ko}" \
+        BENCH_BASELINE_BIN="${base:+$base/tools/dstcfg/target/release}" \
+        BENCH_TARGETS="$guest_targets" BENCH_JOBS="$m_jobs" \
+        BENCH_DST_QUEUES="$m_dst_queues" BENCH_NVME_QUEUES="$m_nvme_queues" \
+        BENCH_CONNECTS="$connects" BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
+        BENCH_PROFILE_TARGETS="${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}" \
+        BENCH_PROFILE_JOBS="${BENCH_PROFILE_JOBS:-seqwrite randread}"; do
+        printf 'export %s=%q\n' "${v%%=*}" "${v#*=}"
+    done >"$out/raw/guest.env"
     if [ -n "$tls_reason" ]; then
         printf 'status=unavailable\nreason=%s\n' "$tls_reason" >"$out/raw/target-nvme-tcp-tls.txt"
     fi
@@ -245,14 +259,6 @@ measure() {
     # DST_NO_INSMOD: guest.sh loads dst.ko itself, with crypto_bench=1.
     KDIR="$kdir" DST_VM_BUILD="$build" DST_VM_CPUS="$m_cpus" DST_VM_MEMORY="$memory" \
         DST_NO_INSMOD=1 "$repo/scripts/vm.sh" --rwdir "$out" --timeout "$limit" --append "brd.rd_nr=$nram" -- \
-        BENCH_RUNTIME="$runtime" BENCH_RAMP="$ramp" BENCH_ROUNDS="$vm_rounds" \
-        ${base:+BENCH_BASELINE_KO="$base/dst.ko" BENCH_BASELINE_BIN="$base/tools/dstcfg/target/release"} \
-        BENCH_TARGETS="'$guest_targets'" BENCH_JOBS="'$m_jobs'" \
-        BENCH_DST_QUEUES="$m_dst_queues" BENCH_NVME_QUEUES="$m_nvme_queues" \
-        BENCH_CONNECTS="$connects" \
-        BENCH_PROFILE="$profile" BENCH_PROFILE_RUNTIME="$profile_runtime" \
-        BENCH_PROFILE_TARGETS="'${BENCH_PROFILE_TARGETS:-dst-none dst-crc32c nvme-tcp}'" \
-        BENCH_PROFILE_JOBS="'${BENCH_PROFILE_JOBS:-seqwrite randread}'" \
         bash "$repo/bench/guest.sh" "$out" || status=$?
     elapsed=$((SECONDS - start))
     kill "$sampler" 2>/dev/null || true
