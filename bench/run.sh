@@ -323,7 +323,11 @@ if [ -n "$baseline" ]; then
     grep -qw 'dst-[a-z0-9]*' <<<"$targets" || die "BENCH_BASELINE: BENCH_TARGETS has no DST target to compare"
     measure "$out" "$build" "$base_src"
     echo "baseline=$rev" >"$out/baseline.txt"
-    "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null
+    if [ -d "$out/baseline/raw" ]; then
+        "$python" "$repo/bench/report.py" "$out/baseline" >/dev/null || true
+    else
+        echo "bench: the baseline was not measured (see guest.log)" >&2
+    fi
 else
     rm -rf "$out/baseline" "$out/baseline.txt"
     measure "$out" "$build"
