@@ -28,7 +28,8 @@
 #    BENCH_BASELINE), each job then runs once more on the DST targets with
 #    the other build: the DST targets are taken down, dst.ko is swapped
 #    (rmmod, insmod) and the targets are set up again on the same, filled,
-#    RAM disks. Which build runs a job first alternates from job to job.
+#    RAM disks. Which build runs a job first alternates from job to job,
+#    and from round to round.
 #    Both builds are thus measured in one VM, minutes apart, as the peers
 #    are: separate VM boots differed by 15 % and more on this kind of host.
 #    The baseline's results go to OUTDIR/baseline/raw/ under the same names.
@@ -713,15 +714,23 @@ run_targets() {
 # Measure: for each round and job, every target in turn, the order rotating;
 # with a baseline, then the DST targets again with the other build.
 
+# The build that runs a job first alternates from job to job and, for the
+# same job, from round to round: a build that always ran a job second
+# would always run it on targets set up just before, and always after the
+# same neighbours.
 k=0
 for r in $(seq 1 "$rounds"); do
+    n=0
     for j in $jobs; do
+        if [ -n "$base_ko" ]; then
+            if [ $(((r + n) % 2)) = 1 ]; then use_build now; else use_build base; fi
+        fi
         run_targets "$r" "$j" "${ready[@]}"
         if [ -n "$base_ko" ]; then
             if [ "$build" = now ]; then use_build base; else use_build now; fi
             run_targets "$r" "$j" "${dst_ready[@]}"
         fi
-        k=$((k + 1))
+        k=$((k + 1)) n=$((n + 1))
     done
 done
 use_build now
