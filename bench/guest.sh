@@ -247,7 +247,9 @@ log "cipher speeds: $(wc -l <"$raw/cipher.txt") transform(s) timed"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 } >"$raw/env.txt"
 
-dst_help=$( { dstcfg --help; dstcfg -a local --help; dstcfg -a export --help; } 2>&1)
+# read_dst_help: the help texts of the dstcfg on PATH, which dst_has searches.
+read_dst_help() { dst_help=$( { dstcfg --help; dstcfg -a local --help; dstcfg -a export --help; } 2>&1); }
+read_dst_help
 dst_has() { grep -q -- "$1" <<<"$dst_help"; }
 
 # ---------------------------------------------------------------------------
@@ -675,7 +677,7 @@ use_build() {
     fi
     build=$b
     if [ "$b" = base ]; then PATH=$base_bin:$now_path; else PATH=$now_path; fi
-    dst_help=$( { dstcfg --help; dstcfg -a local --help; dstcfg -a export --help; } 2>&1)
+    read_dst_help
     for t in "${dst_ready[@]}"; do
         key "$t"
         [ "${STATUS[$key]:-}" = broken ] || setup_target "$t" "$key" ||

@@ -59,10 +59,15 @@ unsafe impl<T: Send + Sync + 'static> Sync for Thread<T> {}
 /// process's context it would change the process's affinity. May sleep
 /// (it migrates the thread at once); allocates nothing.
 pub(crate) fn run_on(cpu: Option<u32>) -> Result {
-    let cpu = cpu.map_or(Ok(-1), c_int::try_from).map_err(|_| EINVAL)?;
+    let cpu = shim_cpu(cpu)?;
     // SAFETY: `current` is always a valid task, and the caller is in task
     // context (a thread body), where changing its own affinity may sleep.
     to_result(unsafe { ffi::dst_shim_current_run_on(cpu) })
+}
+
+/// `cpu` as the shim takes it: -1 for any CPU.
+fn shim_cpu(cpu: Option<u32>) -> Result<c_int> {
+    cpu.map_or(Ok(-1), c_int::try_from).map_err(|_| EINVAL)
 }
 
 /// How the current thread is scheduled beside the tasks whose IO it
@@ -103,7 +108,7 @@ pub(crate) fn set_priority(priority: Priority) {
 /// `renice`, or CPU hotplug) changed its affinity or nice value. For the
 /// threads of [`Thread`] only, as [`run_on`].
 pub(crate) fn is_placed(cpu: Option<u32>, priority: Priority) -> bool {
-    let Ok(cpu) = cpu.map_or(Ok(-1), c_int::try_from) else {
+    let Ok(cpu) = shim_cpu(cpu) else {
         return false;
     };
     // SAFETY: reads the current task's own affinity and nice value.
